@@ -1,0 +1,44 @@
+# Set-up, tests and benchmarks. Every target sets up what is missing first;
+# a second `make setup` changes nothing and takes a few seconds.
+VENV    ?= .venv
+PYTHON  ?= python3
+EXTRAS  ?= ros,interfaces,train,sim,dev
+PY      := $(VENV)/bin/python
+VENV_ABS = $(abspath $(VENV))
+BUILD   := build/interfaces
+# Discovery stays on this machine unless the user says otherwise.
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+
+.PHONY: setup test bench clean
+
+setup: $(VENV)/.interfaces-built
+	@$(VENV)/bin/sora-ros doctor --quiet
+
+# The Python package (editable), the ROS 2 Kilted wheels and the extras.
+# editable_mode=compat puts the source tree on sys.path, so that the generated
+# sora_ros.msg/.srv in site-packages merge into the same package.
+$(VENV)/.deps-installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -qq --disable-pip-version-check -e ".[$(EXTRAS)]" --config-settings editable_mode=compat
+	@touch $@
+
+# msg/ and srv/ built with rosidl against the wheels and installed into the venv.
+$(VENV)/.interfaces-built: $(VENV)/.deps-installed CMakeLists.txt package.xml cmake/pip_wheel_fixups.cmake $(wildcard msg/*.msg srv/*.srv)
+	@mkdir -p $(BUILD)
+	AMENT_PREFIX_PATH=$(VENV_ABS) CMAKE_PREFIX_PATH=$(VENV_ABS) cmake -S . -B $(BUILD) \
+		-DCMAKE_INSTALL_PREFIX=$(VENV_ABS) -DPython3_EXECUTABLE=$(VENV_ABS)/bin/python \
+		-DSORA_ROS_INSTALL_PYTHON=OFF -DBUILD_TESTING=OFF \
+		-DCMAKE_PROJECT_INCLUDE=$(abspath cmake/pip_wheel_fixups.cmake) > $(BUILD).log 2>&1 \
+		|| { cat $(BUILD).log; exit 1; }
+	AMENT_PREFIX_PATH=$(VENV_ABS) cmake --build $(BUILD) --target install -j 2 >> $(BUILD).log 2>&1 \
+		|| { tail -50 $(BUILD).log; exit 1; }
+	@touch $@
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(VENV)/bin/sora-ros bench image
+
+clean:
+	rm -rf $(VENV) build

@@ -1,0 +1,42 @@
+"""The `sora-ros` command: one entry point, one module per subcommand.
+
+Each subcommand module has `add_parser(subparsers)`, which registers its
+arguments and sets `func` to a `main(args) -> int`. Modules import their heavy
+dependencies (rclpy, torch) inside `main`, so `sora-ros --help` is instant and
+works without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sora_ros import __version__, bench, doctor
+
+SUBCOMMANDS = (doctor, bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sora-ros",
+        description="Learned world models as a ROS 2 sense: predicted camera futures and what-if rollouts.",
+        epilog="Run 'sora-ros COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for module in SUBCOMMANDS:
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
