@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `sora-ros ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 141
 
 
 if __name__ == "__main__":
