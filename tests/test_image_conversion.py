@@ -174,3 +174,12 @@ def test_truncated_jpeg_is_refused_or_decoded_never_crashes():
 def test_unknown_compressed_format_is_refused():
     with pytest.raises(ImageConversionError, match="CompressedImage.format 'webp' is not supported"):
         encode_compressed(random_pixels("rgb8"), "webp")
+
+
+def test_module_imports_without_rclpy():
+    """The numerical core must run where rclpy is absent (offline tools, tests)."""
+    import subprocess
+    import sys
+
+    code = "import sys, sora_ros.image_conversion; assert 'rclpy' not in sys.modules, 'rclpy was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
