@@ -1,0 +1,1 @@
+"""Offline evaluation: image-quality metrics, baselines, and their aggregation (no rclpy, no torch)."""

@@ -1,0 +1,89 @@
+"""Metrics and baselines: values computed by hand, infinite PSNR, and the flow warp direction."""
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from sora_ros.evaluation.baselines import FlowExtrapolation, copy_last
+from sora_ros.evaluation.metrics import FrameScores, moving_mask, mse, psnr_from_mse, skill_score, ssim, summarize
+
+RNG = np.random.default_rng(0)
+
+
+def test_psnr_of_a_constant_offset_matches_hand_value():
+    target = np.full((8, 8, 3), 100, np.uint8)
+    predicted = target + 10
+    assert mse(predicted, target) == pytest.approx((10 / 255) ** 2)
+    assert psnr_from_mse(mse(predicted, target)) == pytest.approx(20 * math.log10(25.5))
+
+
+def test_identical_frames_give_infinite_psnr_and_unit_ssim():
+    frame = RNG.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    scores = FrameScores.of(frame, frame, frame)
+    assert scores.psnr == math.inf and scores.ssim == pytest.approx(1.0, abs=1e-5)
+    # Nothing moved: the moving-pixel metrics have no pixel to score.
+    assert math.isnan(scores.moving_mse) and math.isnan(scores.moving_psnr)
+
+
+def test_copy_last_on_a_static_scene_reports_infinity_not_nan():
+    frame = RNG.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    context = np.stack([frame, frame])
+    psnrs = [FrameScores.of(p, frame, frame).psnr for p in copy_last(context, 3)]
+    summary = summarize(psnrs)
+    assert summary["mean"] == math.inf and summary["n_inf"] == 3 and summary["n_nan"] == 0
+
+
+def test_summarize_leaves_out_inf_and_nan_and_counts_them():
+    summary = summarize([10.0, 12.0, math.inf, math.nan])
+    assert summary["mean"] == pytest.approx(11.0)
+    assert (summary["n"], summary["n_inf"], summary["n_nan"]) == (2, 1, 1)
+    assert summary["ci95"] == pytest.approx(1.959964 * math.sqrt(2) / math.sqrt(2), rel=1e-5)
+
+
+def test_ssim_drops_with_noise():
+    frame = cv2.GaussianBlur(RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8), (5, 5), 2)
+    noisy = np.clip(frame + RNG.normal(0, 25, frame.shape), 0, 255).astype(np.uint8)
+    assert ssim(noisy, frame) < 0.9 < ssim(frame, frame)
+
+
+def test_moving_mask_marks_changed_pixels_only():
+    last = np.zeros((4, 4, 3), np.uint8)
+    future = last.copy()
+    future[1, 2, 0] = 50
+    future[3, 3, 1] = 5  # below MOVING_THRESHOLD: noise, not motion
+    mask = moving_mask(last, future)
+    assert mask.sum() == 1 and mask[1, 2]
+    assert mse(future, last, mask) == pytest.approx((50 / 255) ** 2 / 3)
+
+
+def test_skill_score():
+    assert skill_score(0.5, 1.0) == pytest.approx(0.5)
+    assert skill_score(2.0, 1.0) == pytest.approx(-1.0)
+    assert skill_score(0.0, 0.0) == 0.0
+
+
+def translating_texture(frames: int, shift=(2, 1), size=48) -> np.ndarray:
+    """uint8 (T, size, size, 3): a smooth texture moving by `shift` (dx, dy) pixels per frame."""
+    canvas = cv2.GaussianBlur(RNG.integers(0, 256, (size * 2, size * 2, 3), dtype=np.uint8), (9, 9), 3)
+    canvas = cv2.normalize(canvas, None, 0, 255, cv2.NORM_MINMAX)
+    dx, dy = shift
+    return np.stack([canvas[20 - t * dy : 20 - t * dy + size, 20 - t * dx : 20 - t * dx + size] for t in range(frames)])
+
+
+def test_flow_extrapolation_beats_copy_last_on_translation():
+    clip = translating_texture(6)
+    context, future = clip[:2], clip[2:]
+    flow = FlowExtrapolation()(context, len(future))
+    still = copy_last(context, len(future))
+    inner = (slice(None), slice(12, -12), slice(12, -12))  # away from the border that enters the view
+    for k in range(len(future)):
+        flow_error = mse(flow[inner][k], future[inner][k])
+        copy_error = mse(still[inner][k], future[inner][k])
+        assert flow_error < 0.3 * copy_error, f"horizon {k + 1}: flow {flow_error:.5f} vs copy {copy_error:.5f}"
+
+
+def test_flow_needs_two_frames():
+    with pytest.raises(ValueError, match="at least 2 context frames"):
+        FlowExtrapolation()(np.zeros((1, 8, 8, 3), np.uint8), 2)
