@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sora_ros import __version__, bench, doctor
+from sora_ros import __version__, bench, doctor, export, launch_runner
 
-SUBCOMMANDS = (doctor, bench)
+SUBCOMMANDS = (doctor, bench, export, launch_runner)
 
 
 def build_parser() -> argparse.ArgumentParser:
