@@ -1,0 +1,209 @@
+"""Diffusion transformer that predicts the next latent frame from K context frames.
+
+Tokens are p x p patches of latent cells. The sequence is K context frames
+followed by the noisy target frame; attention is block-causal: context tokens
+attend to context tokens only, target tokens attend to everything. Context
+tokens are modulated (adaLN-Zero) by the context noise level, target tokens by
+flow time plus the action. Nothing about the context depends on flow time, so
+
+    context_kv(context, noise_level)            once per predicted frame
+    velocity(context_kv, noisy, t, action)      once per sampler step
+
+is the same function as one full pass, split where the sampler can reuse work.
+These two methods are also the two dynamics ONNX graphs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sora_ros.model.config import ModelConfig
+
+# Sinusoidal embedding size for the scalar conditions (flow time, noise level).
+FREQUENCY_EMBED_DIM = 256
+# Scalars in [0, 1] are stretched to this range before the sinusoidal embedding.
+SCALAR_EMBED_SCALE = 1000.0
+# Wavelength base of every sinusoidal embedding.
+MAX_PERIOD = 10000.0
+LAYER_NORM_EPS = 1e-6
+
+
+def _sincos(positions: np.ndarray, dim: int) -> np.ndarray:
+    """(P,) positions -> (P, dim) sin/cos features."""
+    omega = 1.0 / MAX_PERIOD ** (np.arange(dim // 2, dtype=np.float64) / (dim // 2))
+    angles = np.outer(positions, omega)  # (P, dim / 2)
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+
+def position_embedding(frames: int, grid_h: int, grid_w: int, width: int) -> torch.Tensor:
+    """Fixed spatio-temporal embedding (frames, grid_h * grid_w, width): sincos of the row in
+    half the features and of the column in the other half, plus a sincos of the frame index."""
+    half = width // 2
+    ys, xs = np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij")
+    spatial = np.concatenate([_sincos(ys.ravel(), half), _sincos(xs.ravel(), width - half)], axis=1)  # (N, D)
+    temporal = _sincos(np.arange(frames), width)  # (K + 1, D)
+    return torch.from_numpy(temporal[:, None, :] + spatial[None, :, :]).float()  # (K + 1, N, D)
+
+
+class ScalarEmbedder(nn.Module):
+    """(B,) scalar in [0, 1] -> (B, D) via sinusoidal features and an MLP."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        half = FREQUENCY_EMBED_DIM // 2
+        freqs = torch.exp(-math.log(MAX_PERIOD) * torch.arange(half, dtype=torch.float32) / half)
+        self.register_buffer("freqs", freqs)
+        self.mlp = nn.Sequential(nn.Linear(FREQUENCY_EMBED_DIM, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        angles = (s * SCALAR_EMBED_SCALE)[:, None] * self.freqs[None, :]  # (B, F / 2)
+        return self.mlp(torch.cat([torch.cos(angles), torch.sin(angles)], dim=1))
+
+
+def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with adaLN-Zero modulation from a (B, D) condition."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.width = width
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=LAYER_NORM_EPS)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=LAYER_NORM_EPS)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+        nn.init.zeros_(self.ada[1].weight)
+        nn.init.zeros_(self.ada[1].bias)
+
+    def modulation(self, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Six (B, 1, D) tensors: shift, scale, gate for attention, then for the MLP."""
+        return self.ada(cond).unsqueeze(1).chunk(6, dim=-1)
+
+    def project(self, x: torch.Tensor, mod: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """Queries, keys and values, each (B, N, D), of tokens x (B, N, D)."""
+        qkv = self.qkv(_modulate(self.norm1(x), mod[0], mod[1]))  # (B, N, 3 * D)
+        d = self.width  # static slices keep the widths known to ONNX shape inference (chunk loses them)
+        return qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:]
+
+    def update(self, x: torch.Tensor, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+               mod: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Attention of x's queries q (B, N, D) over keys/values (B, M, D), then the MLP."""
+        b, n, d = q.shape
+        heads = self.heads
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(b, -1, heads, d // heads).transpose(1, 2)  # (B, heads, N or M, D / heads)
+
+        attn = F.scaled_dot_product_attention(split(q), split(keys), split(values))
+        attn = attn.transpose(1, 2).reshape(b, n, d)  # (B, N, D)
+        x = x + mod[2] * self.proj(attn)
+        return x + mod[5] * self.mlp(_modulate(self.norm2(x), mod[3], mod[4]))
+
+
+class DiT(nn.Module):
+    """Next-latent-frame predictor (velocity of rectified flow).
+
+    Args:
+        config: the whole model config (latent shape from `config.vae`, sizes from `config.dit`).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        dit = config.dit
+        channels, h, w = config.vae.latent_shape
+        p = dit.patch_size
+        self.latent_shape = (channels, h, w)
+        self.grid = (h // p, w // p)
+        self.patch_embed = nn.Conv2d(channels, dit.width, p, stride=p)
+        self.register_buffer("pos", position_embedding(dit.context_frames + 1, *self.grid, dit.width))
+        self.time_embed = ScalarEmbedder(dit.width)
+        self.noise_embed = ScalarEmbedder(dit.width)
+        self.action_embed = (
+            nn.Sequential(nn.Linear(dit.action_dim, dit.width), nn.SiLU(), nn.Linear(dit.width, dit.width))
+            if dit.action_dim else None
+        )
+        self.blocks = nn.ModuleList(Block(dit.width, dit.heads, dit.mlp_ratio) for _ in range(dit.depth))
+        self.final_norm = nn.LayerNorm(dit.width, elementwise_affine=False, eps=LAYER_NORM_EPS)
+        self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(dit.width, 2 * dit.width))
+        self.final = nn.Linear(dit.width, p * p * channels)
+        for layer in (self.final_ada[1], self.final):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def _tokens(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) -> (B, N, D)."""
+        return self.patch_embed(latents).flatten(2).transpose(1, 2)  # (B, N, D)
+
+    def context_kv(self, context: torch.Tensor, noise_level: torch.Tensor) -> torch.Tensor:
+        """Per-layer keys and values of the context tokens.
+
+        Args:
+            context: (B, K, C, h, w) scaled latents, oldest first, already noised to `noise_level`.
+            noise_level: (B,) context noise level in [0, 1].
+
+        Returns:
+            (B, L, 2, K * N, D): keys then values, for every block.
+        """
+        b = context.shape[0]
+        k, n, d = self.config.dit.context_frames, self.config.tokens_per_frame, self.config.dit.width
+        x = self._tokens(context.flatten(0, 1))  # (B * K, N, D)
+        x = (x.reshape(b, k, n, d) + self.pos[:k]).reshape(b, k * n, d)  # (B, K * N, D)
+        cond = self.noise_embed(noise_level)
+        kv = []
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            mod = block.modulation(cond)
+            q, keys, values = block.project(x, mod)
+            kv.append(torch.stack([keys, values], dim=1))  # (B, 2, K * N, D)
+            if i < last:  # the last block's context outputs are never attended to
+                x = block.update(x, q, keys, values, mod)
+        return torch.stack(kv, dim=1)  # (B, L, 2, K * N, D)
+
+    def velocity(self, context_kv: torch.Tensor, noisy: torch.Tensor, flow_time: torch.Tensor,
+                 action: torch.Tensor | None = None) -> torch.Tensor:
+        """Rectified-flow velocity (noise - data) of the target frame.
+
+        Args:
+            context_kv: (B, L, 2, K * N, D) from `context_kv`.
+            noisy: (B, C, h, w) target latents at flow time t.
+            flow_time: (B,) t in [0, 1]; 1 is pure noise.
+            action: (B, A) normalised action applied at the last context frame; None when A = 0.
+
+        Returns:
+            (B, C, h, w) velocity.
+        """
+        b = noisy.shape[0]
+        c, h, w = self.latent_shape
+        gh, gw = self.grid
+        p = self.config.dit.patch_size
+        x = self._tokens(noisy) + self.pos[-1]  # (B, N, D)
+        cond = self.time_embed(flow_time)
+        if self.action_embed is not None:
+            cond = cond + self.action_embed(action)
+        for i, block in enumerate(self.blocks):
+            mod = block.modulation(cond)
+            q, keys, values = block.project(x, mod)
+            keys = torch.cat([context_kv[:, i, 0], keys], dim=1)  # (B, K * N + N, D)
+            values = torch.cat([context_kv[:, i, 1], values], dim=1)  # (B, K * N + N, D)
+            x = block.update(x, q, keys, values, mod)
+        shift, scale = self.final_ada(cond).unsqueeze(1).chunk(2, dim=-1)  # (B, 1, D) each
+        out = self.final(_modulate(self.final_norm(x), shift, scale))  # (B, N, p * p * C)
+        out = out.reshape(b, gh, gw, p, p, c).permute(0, 5, 1, 3, 2, 4)  # (B, C, gh, p, gw, p)
+        return out.reshape(b, c, h, w)  # (B, C, h, w)
+
+    def forward(self, context: torch.Tensor, noise_level: torch.Tensor, noisy: torch.Tensor,
+                flow_time: torch.Tensor, action: torch.Tensor | None = None) -> torch.Tensor:
+        """One full pass: `velocity(context_kv(context, noise_level), noisy, flow_time, action)`."""
+        return self.velocity(self.context_kv(context, noise_level), noisy, flow_time, action)

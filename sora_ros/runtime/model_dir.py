@@ -1,0 +1,238 @@
+"""The model directory contract: model.json, file hashes, and the graphs' inputs and outputs.
+
+A model directory holds encoder.onnx, decoder.onnx, dynamics_context.onnx,
+dynamics.onnx and model.json. This module reads and checks it without torch,
+and is also what `sora-ros export` uses to write the contract, so writer and
+reader cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+MODEL_JSON = "model.json"
+MODEL_FORMAT = "sora_ros.model/1"
+# The symbolic (dynamic) batch dimension in every graph.
+BATCH = "batch"
+# Graph role -> file name. `dynamics` is one sampler step; `dynamics_context` turns the
+# context latents into the per-layer keys/values every step of one predicted frame reuses.
+GRAPH_FILES = {
+    "encoder": "encoder.onnx",
+    "decoder": "decoder.onnx",
+    "dynamics_context": "dynamics_context.onnx",
+    "dynamics": "dynamics.onnx",
+}
+# Rectified flow as the runtime sampler implements it (sora_ros/runtime/sampler.py).
+FLOW_CONVENTION = "x_t = (1 - t) * data + t * noise; velocity = noise - data; Euler from t = 1 to t = 0"
+ACTION_FORMULA = "network_action = (action - offset) / scale"
+HASH_CHUNK = 1 << 20
+
+
+class ModelDirError(Exception):
+    """A model directory is missing something or does not match its model.json."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the runtime needs from model.json, checked for consistency.
+
+    Attributes:
+        path: the model directory.
+        image_size: (H, W) in pixels; images are uint8 RGB (B, H, W, 3).
+        latent_shape: (C, h, w) of one frame's latents.
+        context_frames: K.
+        context_kv_shape: (L, 2, K * N, D), one sample's cached context keys/values.
+        action_offset, action_scale: normalisation, one entry per action dimension.
+        raw: the whole parsed model.json.
+    """
+
+    path: Path
+    name: str
+    version: str
+    image_size: tuple[int, int]
+    dt: float
+    context_frames: int
+    default_horizon: int
+    latent_shape: tuple[int, int, int]
+    patch_size: int
+    action_dim: int
+    action_names: tuple[str, ...]
+    action_units: tuple[str, ...]
+    action_offset: tuple[float, ...]
+    action_scale: tuple[float, ...]
+    sampler_steps: int
+    context_noise: float
+    context_kv_shape: tuple[int, int, int, int]
+    files: dict[str, str]
+    raw: dict
+
+    def graph_path(self, graph: str) -> Path:
+        return self.path / GRAPH_FILES[graph]
+
+
+def graph_signatures(image_size: tuple[int, int], latent_shape: tuple[int, int, int], context_frames: int,
+                     context_kv_shape: tuple[int, int, int, int], action_dim: int) -> dict[str, dict]:
+    """Every graph's inputs and outputs: {graph: {"inputs": {name: {"dtype", "shape"}}, "outputs": ...}}.
+
+    Shapes are lists whose first entry is the symbolic batch dimension `BATCH`.
+    """
+
+    def tensor(dtype: str, *dims: int) -> dict:
+        return {"dtype": dtype, "shape": [BATCH, *dims]}
+
+    height, width = image_size
+    latent = tensor("float32", *latent_shape)
+    kv = tensor("float32", *context_kv_shape)
+    step_inputs = {"context_kv": kv, "noisy": latent, "flow_time": tensor("float32")}
+    if action_dim:
+        step_inputs["action"] = tensor("float32", action_dim)
+    return {
+        "encoder": {"inputs": {"image": tensor("uint8", height, width, 3)}, "outputs": {"latent": latent}},
+        "decoder": {"inputs": {"latent": latent}, "outputs": {"image": tensor("float32", height, width, 3)}},
+        "dynamics_context": {
+            "inputs": {"context": tensor("float32", context_frames, *latent_shape), "context_noise": tensor("float32")},
+            "outputs": {"context_kv": kv},
+        },
+        "dynamics": {"inputs": step_inputs, "outputs": {"velocity": latent}},
+    }
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _get(data: dict, dotted: str, kind: type | tuple[type, ...]):
+    value = data
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            raise ModelDirError(f"missing field '{dotted}'")
+        value = value[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ModelDirError(f"field '{dotted}' has the wrong type ({type(value).__name__})")
+    return value
+
+
+def read_model_info(directory: str | Path) -> ModelInfo:
+    """Parse and check model.json and the hashes of every file it lists.
+
+    Args:
+        directory: the model directory.
+
+    Returns:
+        The parsed, consistent ModelInfo.
+
+    Raises:
+        ModelDirError: naming the file and the problem (missing, unreadable, wrong hash,
+            inconsistent or missing field).
+    """
+    path = Path(directory)
+    json_path = path / MODEL_JSON
+    if not path.is_dir():
+        raise ModelDirError(f"{path}: model directory does not exist")
+    try:
+        raw = json.loads(json_path.read_text())
+    except FileNotFoundError:
+        raise ModelDirError(f"{json_path}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelDirError(f"{json_path}: not readable JSON: {error}") from None
+    if not isinstance(raw, dict) or raw.get("format") != MODEL_FORMAT:
+        raise ModelDirError(f"{json_path}: 'format' is not {MODEL_FORMAT!r}")
+    try:
+        info = _parse(path, raw)
+    except ModelDirError as error:
+        raise ModelDirError(f"{json_path}: {error}") from None
+    for file_name, expected in info.files.items():
+        file_path = path / file_name
+        if not file_path.is_file():
+            raise ModelDirError(f"{file_path}: missing (listed in {MODEL_JSON})")
+        found = sha256_file(file_path)
+        if found != expected:
+            raise ModelDirError(f"{file_path}: SHA-256 mismatch: model.json says {expected}, the file has {found}")
+    return info
+
+
+def _parse(path: Path, raw: dict) -> ModelInfo:
+    latent_shape = tuple(_get(raw, "latent_shape", list))
+    kv_shape = tuple(_get(raw, "dynamics.context_kv_shape", list))
+    offset = tuple(_get(raw, "action.normalisation.offset", list))
+    scale = tuple(_get(raw, "action.normalisation.scale", list))
+    names = tuple(_get(raw, "action.names", list))
+    action_dim = _get(raw, "action.dim", int)
+    files = _get(raw, "files", dict)
+    if len(latent_shape) != 3 or len(kv_shape) != 4:
+        raise ModelDirError(f"latent_shape needs 3 entries and dynamics.context_kv_shape 4")
+    if not (len(offset) == len(scale) == len(names) == action_dim):
+        raise ModelDirError(f"action names/offset/scale do not have action.dim = {action_dim} entries")
+    missing = [name for name in GRAPH_FILES.values() if name not in files]
+    if missing:
+        raise ModelDirError(f"'files' does not list {missing}")
+    return ModelInfo(
+        path=path,
+        name=_get(raw, "name", str),
+        version=_get(raw, "version", str),
+        image_size=(_get(raw, "input.height", int), _get(raw, "input.width", int)),
+        dt=float(_get(raw, "dt", (int, float))),
+        context_frames=_get(raw, "context_frames", int),
+        default_horizon=_get(raw, "default_horizon", int),
+        latent_shape=latent_shape,
+        patch_size=_get(raw, "patch_size", int),
+        action_dim=action_dim,
+        action_names=names,
+        action_units=tuple(_get(raw, "action.units", list)),
+        action_offset=offset,
+        action_scale=scale,
+        sampler_steps=_get(raw, "sampler.steps", int),
+        context_noise=float(_get(raw, "sampler.context_noise", (int, float))),
+        context_kv_shape=kv_shape,
+        files=files,
+        raw=raw,
+    )
+
+
+def expected_signatures(info: ModelInfo) -> dict[str, dict]:
+    """The graph signatures model.json's facts imply (see `graph_signatures`)."""
+    return graph_signatures(info.image_size, info.latent_shape, info.context_frames,
+                            info.context_kv_shape, info.action_dim)
+
+
+# ONNX Runtime's type names -> the dtype names in model.json.
+ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8"}
+
+
+def _describe(args) -> dict[str, dict]:
+    """ONNX Runtime NodeArgs -> {name: {"dtype", "shape"}} in the signature format; a dimension
+    without a fixed size is shown by its symbolic name, or "?" when it has none."""
+    return {
+        arg.name: {"dtype": ORT_DTYPES.get(arg.type, arg.type),
+                   "shape": [d if isinstance(d, (int, str)) else "?" for d in arg.shape]}
+        for arg in args
+    }
+
+
+def check_session(file_path: Path, session, signature: dict) -> None:
+    """Compare an ONNX Runtime session's inputs and outputs with the expected signature.
+
+    Args:
+        file_path: the graph file (for the message).
+        session: an onnxruntime.InferenceSession of that file.
+        signature: {"inputs": ..., "outputs": ...} from `graph_signatures`.
+
+    Raises:
+        ModelDirError: naming the file, the tensor, what was expected and what was found.
+    """
+    for kind, args in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
+        found, expected = _describe(args), signature[kind]
+        if list(found) != list(expected):
+            raise ModelDirError(f"{file_path}: {kind} are {list(found)}, expected {list(expected)}")
+        for name, spec in expected.items():
+            if found[name] != spec:
+                raise ModelDirError(f"{file_path}: {kind[:-1]} '{name}' is {found[name]['dtype']} "
+                                    f"{found[name]['shape']}, expected {spec['dtype']} {spec['shape']}")

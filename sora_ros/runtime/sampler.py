@@ -1,0 +1,74 @@
+"""Few-step rectified-flow sampler and the autoregressive latent rollout, in NumPy.
+
+Flow convention (shared with training, sora_ros/model/training.py):
+    x_t = (1 - t) * data + t * noise,   velocity = noise - data,
+sampling integrates dx/dt = velocity from t = 1 (noise) to t = 0 (data) with
+Euler steps. The network calls are passed in as two functions, so the same
+loop runs ONNX Runtime sessions (the engine) or torch modules (training
+validation, the torch-eager benchmark baseline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+# context (B, K, C, h, w), noise level (B,) -> context keys/values (B, L, 2, K * N, D)
+ContextFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# context keys/values, noisy (B, C, h, w), flow time (B,), action (B, A) or None -> velocity (B, C, h, w)
+VelocityFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
+
+
+def euler_timesteps(steps: int) -> np.ndarray:
+    """Flow times from 1 (noise) down to 0 (data), `steps + 1` values, float32.
+
+    Raises:
+        ValueError: steps < 1.
+    """
+    if steps < 1:
+        raise ValueError(f"sampler steps must be at least 1, got {steps}")
+    return np.linspace(1.0, 0.0, steps + 1, dtype=np.float32)
+
+
+def noise_context(context: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
+    """Context latents moved to flow time `level` (the model's guard against drift); level 0 returns them as is."""
+    if level == 0.0:
+        return context
+    noise = rng.standard_normal(context.shape, dtype=np.float32)
+    return ((1.0 - level) * context + level * noise).astype(np.float32)
+
+
+def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray, actions: np.ndarray | None,
+            horizon: int, steps: int, context_noise: float, rng: np.random.Generator) -> np.ndarray:
+    """Predict `horizon` latent frames autoregressively, never leaving latent space.
+
+    Args:
+        context_fn, velocity_fn: the two dynamics networks (see module docstring).
+        context: (B, K, C, h, w) float32 latents, oldest first.
+        actions: (B, horizon, A) float32 normalised actions, actions[:, i] applied at the frame
+            before predicted frame i; None for an unconditioned model.
+        horizon: frames to predict.
+        steps: Euler steps per frame.
+        context_noise: context noise level in [0, 1] (0 disables it).
+        rng: the only source of randomness; same state, same output.
+
+    Returns:
+        (B, horizon, C, h, w) float32 predicted latents.
+    """
+    b, k = context.shape[:2]
+    times = euler_timesteps(steps)
+    history = np.empty((b, k + horizon, *context.shape[2:]), np.float32)  # (B, K + H, C, h, w)
+    history[:, :k] = context
+    noise_level = np.full((b,), context_noise, np.float32)
+    flow_time = np.empty((b,), np.float32)
+    for i in range(horizon):
+        window = noise_context(np.ascontiguousarray(history[:, i:i + k]), context_noise, rng)  # (B, K, C, h, w)
+        kv = context_fn(window, noise_level)
+        action = None if actions is None else np.ascontiguousarray(actions[:, i])  # (B, A)
+        x = rng.standard_normal((b, *context.shape[2:]), dtype=np.float32)  # (B, C, h, w)
+        for t, t_next in zip(times[:-1], times[1:]):
+            flow_time.fill(t)
+            x -= (t - t_next) * velocity_fn(kv, x, flow_time, action)
+        history[:, k + i] = x
+    return history[:, k:]
