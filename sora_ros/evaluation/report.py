@@ -1,0 +1,137 @@
+"""Write an evaluation: metrics.json, report.md, PSNR/SSIM-vs-horizon plots and an example strip."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from sora_ros.evaluation.scoring import COPY_LAST, Evaluation
+
+# Strip picture: pixels per frame tile (frames are upscaled to this height) and label band.
+_TILE = 128
+_LABEL_W = 170
+
+
+def json_safe(value: Any) -> Any:
+    """Replace +-inf by "inf"/"-inf" and NaN by None (JSON has neither); int keys become strings."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def _fmt(summary: dict) -> str:
+    mean = summary["mean"]
+    if math.isinf(mean):
+        return "inf (identical)"
+    if math.isnan(mean):
+        return "n/a"
+    ci = summary["ci95"]
+    return f"{mean:.2f} ± {ci:.2f}" if math.isfinite(ci) else f"{mean:.2f}"
+
+
+def write_markdown(path: Path, summary: dict, result: Evaluation, header: str) -> None:
+    """report.md: one table per metric, methods as rows and horizons as columns."""
+    horizons = result.horizons
+    columns = " | ".join(f"h={h}" for h in horizons)
+    lines = [header, "", f"{result.clips} clips, context {result.context_length} frames.", ""]
+    for metric, title in [
+        ("psnr", "PSNR (dB), mean ± 95% CI"),
+        ("ssim", "SSIM"),
+        ("moving_psnr", "PSNR on moving pixels only (dB)"),
+        ("moving_ssim", "SSIM on moving pixels only"),
+    ]:
+        lines += [f"### {title}", "", f"| method | {columns} |", "|---" * (len(horizons) + 1) + "|"]
+        for name, by_horizon in summary["methods"].items():
+            lines.append(f"| {name} | " + " | ".join(_fmt(by_horizon[h][metric]) for h in horizons) + " |")
+        lines.append("")
+    if summary["skill"]:
+        lines += [f"### Skill score 1 - MSE / MSE({COPY_LAST})", "", f"| method | {columns} |",
+                  "|---" * (len(horizons) + 1) + "|"]  # fmt: skip
+        for name, by_horizon in summary["skill"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{by_horizon[h]:+.3f}" for h in horizons) + " |")
+        lines.append("")
+    for name, gaps in summary["action_sensitivity"].items():
+        lines += ["### Action sensitivity", "",
+                  f"PSNR of {name} under the recorded actions minus under other clips' actions "
+                  "(positive: the model uses its actions; about zero: it ignores them).", "",
+                  f"| {columns} |", "|---" * len(horizons) + "|",
+                  "| " + " | ".join(f"{gaps[h]:+.2f} dB" for h in horizons) + " |", ""]  # fmt: skip
+    lines += ["![PSNR and SSIM vs horizon](quality_vs_horizon.png)", "", "![examples](examples.png)", ""]
+    path.write_text("\n".join(lines))
+
+
+def plot_quality(path: Path, summary: dict, horizons: list[int]) -> None:
+    """PSNR and SSIM against horizon, one line per method, 95% CI as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric, label in [(axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")]:
+        for name, by_horizon in summary["methods"].items():
+            means = [by_horizon[h][metric]["mean"] for h in horizons]
+            errors = [by_horizon[h][metric]["ci95"] for h in horizons]
+            finite = [m if math.isfinite(m) else np.nan for m in means]
+            errors = [e if math.isfinite(e) else 0.0 for e in errors]
+            axis.errorbar(horizons, finite, yerr=errors, marker="o", capsize=3, label=name)
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(horizons, [str(h) for h in horizons])
+        axis.set_xlabel("horizon (steps)")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _tile(frame: np.ndarray) -> np.ndarray:
+    height, width = frame.shape[:2]
+    return cv2.resize(frame, (round(width * _TILE / height), _TILE), interpolation=cv2.INTER_NEAREST)
+
+
+def _label(text: str, height: int) -> np.ndarray:
+    band = np.full((height, _LABEL_W, 3), 255, np.uint8)
+    cv2.putText(band, text[:22], (6, height // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return band
+
+
+def strip_picture(path: Path, result: Evaluation) -> None:
+    """examples.png: per example clip, rows real | each method, columns the scored horizons."""
+    blocks = []
+    for example in result.examples:
+        rows = [("real", example.future)] + list(example.predictions.items())
+        header = _label(f"{Path(example.source).name[:14]} h=" + ",".join(map(str, result.horizons)), 24)
+        width = None
+        block = []
+        for name, frames in rows:
+            tiles = np.concatenate([_tile(frames[h - 1]) for h in result.horizons], axis=1)
+            row = np.concatenate([_label(name, _TILE), tiles], axis=1)
+            width = row.shape[1]
+            block.append(row)
+        header = np.concatenate([header, np.full((24, width - _LABEL_W, 3), 255, np.uint8)], axis=1)
+        blocks.append(np.concatenate([header, *block], axis=0))
+    if blocks:
+        picture = np.concatenate(blocks, axis=0)
+        cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+
+
+def write_report(out: Path, summary: dict, result: Evaluation, info: dict[str, Any], header: str) -> None:
+    """Write metrics.json (summary + `info`), report.md, quality_vs_horizon.png and examples.png into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {**info, "clips": result.clips, "context_length": result.context_length,
+               "horizons": result.horizons, **summary}  # fmt: skip
+    (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2) + "\n")
+    write_markdown(out / "report.md", summary, result, header)
+    plot_quality(out / "quality_vs_horizon.png", summary, result.horizons)
+    strip_picture(out / "examples.png", result)

@@ -1,0 +1,161 @@
+"""Score predictors on clips: every method on exactly the same frames, per horizon.
+
+A predictor sees the first K frames of a clip and the clip's actions and
+predicts the next L = max(horizons) frames:
+
+    predictor(context, actions) -> uint8 (L, H, W, 3)
+    context: uint8 (K, H, W, 3) RGB, oldest first
+    actions: float32 (K + L, A); actions[t] drives frame t to frame t + 1, so
+             actions[K - 1 :] are the ones the prediction is made under.
+
+Action sensitivity: the first predictor named in `shuffle_actions_of` is also
+scored with the future actions of another clip, so a model that uses its
+actions scores worse there, and one that ignores them scores the same.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from sora_ros.evaluation.metrics import FrameScores, skill_score, summarize
+
+Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
+COPY_LAST = "copy-last"
+SHUFFLED_SUFFIX = " (shuffled actions)"
+# Clips whose actions stand in as "someone else's actions" for the shuffled run.
+_SHUFFLE_POOL = 32
+# Example rollouts kept for the strip picture.
+EXAMPLES_KEPT = 4
+
+
+@dataclass
+class Example:
+    """One clip's context, true future and every method's prediction, for pictures."""
+
+    source: str
+    context: np.ndarray  # uint8 (K, H, W, 3)
+    future: np.ndarray  # uint8 (L, H, W, 3)
+    predictions: dict[str, np.ndarray]  # method -> uint8 (L, H, W, 3)
+
+
+@dataclass
+class Evaluation:
+    """Per-frame scores of every method at every horizon, and a few examples."""
+
+    horizons: list[int]
+    context_length: int
+    scores: dict[str, dict[int, list[FrameScores]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    examples: list[Example] = field(default_factory=list)
+    clips: int = 0
+    sources: set[str] = field(default_factory=set)
+
+
+def evaluate(
+    clips: Iterable,
+    predictors: dict[str, Predictor],
+    *,
+    context_length: int,
+    horizons: list[int],
+    shuffle_actions_of: str | None = None,
+    max_clips: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> Evaluation:
+    """Run every predictor on every clip and score each predicted frame.
+
+    Args:
+        clips: objects with `frames` uint8 (T, H, W, 3), `actions` float32 (T, A)
+            and `source`, with T >= context_length + max(horizons).
+        predictors: method name -> predictor (see the module docstring).
+        context_length: K, frames the predictors see.
+        horizons: steps ahead to score, e.g. [1, 2, 4, 8].
+        shuffle_actions_of: a predictor to score again under other clips' actions.
+        max_clips: stop after this many clips.
+        seed: which other clip's actions the shuffled run gets.
+        progress: show a progress bar.
+
+    Raises:
+        ValueError: a clip too short, or a predictor returning the wrong shape.
+    """
+    lookahead = max(horizons)
+    result = Evaluation(sorted(horizons), context_length)
+    rng = np.random.default_rng(seed)
+    action_pool: deque[np.ndarray] = deque(maxlen=_SHUFFLE_POOL)
+    bar = tqdm(clips, total=max_clips, desc="evaluating", unit="clip", disable=not progress)
+    for clip in bar:
+        frames, actions = clip.frames, clip.actions
+        if frames.shape[0] < context_length + lookahead:
+            raise ValueError(
+                f"clip of {frames.shape[0]} frames from {clip.source} is shorter than "
+                f"context {context_length} + largest horizon {lookahead}"
+            )
+        context = frames[:context_length]
+        future = frames[context_length : context_length + lookahead]
+        actions = actions[: context_length + lookahead]
+        predictions = {}
+        for name, predictor in predictors.items():
+            predictions[name] = _checked(name, predictor(context, actions), future.shape)
+        if shuffle_actions_of is not None and actions.shape[1] > 0:
+            other = action_pool[rng.integers(len(action_pool))] if action_pool else actions[::-1]
+            shuffled = actions.copy()
+            shuffled[context_length - 1 :] = other[context_length - 1 :]
+            name = shuffle_actions_of + SHUFFLED_SUFFIX
+            predictions[name] = _checked(name, predictors[shuffle_actions_of](context, shuffled), future.shape)
+            action_pool.append(actions)
+        for name, predicted in predictions.items():
+            for h in result.horizons:
+                result.scores[name][h].append(FrameScores.of(predicted[h - 1], future[h - 1], context[-1]))
+        if len(result.examples) < EXAMPLES_KEPT:
+            result.examples.append(Example(clip.source, context, future, predictions))
+        result.clips += 1
+        result.sources.add(str(clip.source))
+        if max_clips is not None and result.clips >= max_clips:
+            break
+    bar.close()
+    return result
+
+
+def _checked(name: str, predicted: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if predicted.shape != shape or predicted.dtype != np.uint8:
+        raise ValueError(f"predictor {name!r} returned {predicted.dtype} {predicted.shape}, expected uint8 {shape}")
+    return predicted
+
+
+METRICS = ("psnr", "ssim", "mse", "moving_psnr", "moving_ssim", "moving_mse")
+
+
+def summarize_evaluation(result: Evaluation) -> dict:
+    """Mean and 95% CI of every metric per method and horizon, skill scores, and action sensitivity.
+
+    Returns:
+        {"methods": {name: {h: {metric: summary}}}, "skill": {name: {h: score}},
+         "action_sensitivity": {name: {h: PSNR gap, true minus shuffled actions}}}
+        with horizons as ints.
+    """
+    methods = {
+        name: {h: {metric: summarize([getattr(s, metric) for s in frames]) for metric in METRICS}
+               for h, frames in by_horizon.items()}
+        for name, by_horizon in result.scores.items()
+    }  # fmt: skip
+    skill = {}
+    if COPY_LAST in result.scores:
+        for name, by_horizon in result.scores.items():
+            skill[name] = {
+                h: skill_score(
+                    float(np.mean([s.mse for s in frames])),
+                    float(np.mean([s.mse for s in result.scores[COPY_LAST][h]])),
+                )
+                for h, frames in by_horizon.items()
+            }
+    sensitivity = {}
+    for shuffled_name in [n for n in result.scores if n.endswith(SHUFFLED_SUFFIX)]:
+        name = shuffled_name.removesuffix(SHUFFLED_SUFFIX)
+        sensitivity[name] = {
+            h: methods[name][h]["psnr"]["mean"] - methods[shuffled_name][h]["psnr"]["mean"] for h in result.horizons
+        }
+    return {"methods": methods, "skill": skill, "action_sensitivity": sensitivity}
