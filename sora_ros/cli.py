@@ -12,8 +12,9 @@ import argparse
 import sys
 
 from sora_ros import __version__, bench, doctor, export, launch_runner
+import sora_ros.bag.command, sora_ros.nodes.video_camera_command, sora_ros.sim.command  # noqa: E401
 
-SUBCOMMANDS = (doctor, bench, export, launch_runner)
+SUBCOMMANDS = (doctor, bench, export, launch_runner, sora_ros.sim.command, sora_ros.bag.command, sora_ros.nodes.video_camera_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,294 @@
+"""Fixed-length clips of frames and actions from bags: the one data path that
+training and evaluation share.
+
+    reader = ClipReader(["runs/"], "/camera/image_raw", "/cmd_vel",
+                        dt_ns=100_000_000, clip_length=9, size=(64, 64))
+    for clip in reader:
+        clip.frames   # uint8 (T, H, W, 3) RGB
+        clip.actions  # float32 (T, A): (linear.x m/s, angular.z rad/s), A = 0 without actions
+    print(reader.report.summary())
+
+Time: frames are stamped by their header stamp. Actions are held (zero-order
+hold) from the latest command at or before each frame's stamp: the header
+stamp of a TwistStamped, the bag receive time of a plain Twist. So
+actions[t] is the command in force when frame t was taken, the one that
+drives the world from frame t towards frame t + 1.
+
+Resampling: the source is resampled to `dt_ns` by taking, for each step, the
+frame nearest to (previous kept frame + dt) within +-dt/2; a step with no
+frame in that window is a gap and ends the clip. Faster sources are thinned
+(30 Hz -> 10 Hz keeps every third frame); slower ones give gaps.
+
+Resizing: frames are resized to `size` with cv2.INTER_AREA, without keeping
+the aspect ratio; cropping or letterboxing is the model's business.
+
+Streaming: a bag is read twice, first its action topic (a few floats per
+message), then its images one at a time; at most one clip's frames are held.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from sora_ros.bag import messages as m
+from sora_ros.bag.reading import BagError, BagReader, find_bags
+from sora_ros.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
+
+ACTION_NAMES = ("linear.x", "angular.z")
+ACTION_UNITS = ("m/s", "rad/s")
+ACTION_DIM = len(ACTION_NAMES)
+IMAGE_TYPES = (m.IMAGE, m.COMPRESSED_IMAGE)
+ACTION_TYPES = (m.TWIST, m.TWIST_STAMPED)
+
+# Reasons a frame or action is dropped, as counted in ClipReport.skipped.
+NON_FINITE_ACTION = "action with NaN or Inf"
+UNDECODABLE_IMAGE = "image not decodable"
+STAMP_NOT_INCREASING = "image stamp not after the previous one (duplicate or out of order)"
+CLOCK_JUMP_BACK = "image stamp jumped back (clock reset or bag loop): clip restarted"
+GAP = "no frame within dt/2 of the next step (gap): clip restarted"
+BEFORE_FIRST_ACTION = "frame before the first action"
+
+
+class ClipError(ValueError):
+    """No clip could be made; the message says why (e.g. clips longer than the bags)."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    """T consecutive frames at dt spacing and the actions in force at each."""
+
+    frames: np.ndarray  # uint8 (T, H, W, 3) RGB in [0, 255]
+    actions: np.ndarray  # float32 (T, A), A = ACTION_DIM or 0
+    stamps_ns: np.ndarray  # int64 (T,), header stamps of the frames
+    source: str  # the bag it came from
+
+
+@dataclass
+class ClipReport:
+    """What a ClipReader read, made, and dropped, and why."""
+
+    bags: int = 0
+    frames_read: int = 0
+    clips: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    first_error: dict[str, str] = field(default_factory=dict)  # reason -> first detailed message
+    stopped: list[str] = field(default_factory=list)  # damaged bags: where reading stopped
+    too_short: list[str] = field(default_factory=list)  # bags that gave no clip, and their longest run
+
+    def skip(self, reason: str, detail: str = "") -> None:
+        self.skipped[reason] += 1
+        if detail:
+            self.first_error.setdefault(reason, detail)
+
+    def summary(self) -> str:
+        """A few human-readable lines."""
+        lines = [f"{self.clips} clips from {self.bags} bags ({self.frames_read} frames read)"]
+        for reason, count in self.skipped.most_common():
+            detail = f" (first: {self.first_error[reason]})" if reason in self.first_error else ""
+            lines.append(f"  skipped {count}: {reason}{detail}")
+        lines += [f"  stopped early: {note}" for note in self.stopped]
+        lines += [f"  no clip: {note}" for note in self.too_short]
+        return "\n".join(lines)
+
+
+class ClipReader:
+    """Iterate fixed-length clips over one or many bags (MCAP or sqlite3).
+
+    Iterating again re-reads the bags and resets `report`.
+    """
+
+    def __init__(
+        self,
+        paths: Path | str | Iterable[Path | str],
+        image_topic: str,
+        action_topic: str | None = None,
+        *,
+        dt_ns: int,
+        clip_length: int,
+        size: tuple[int, int],
+        stride: int | None = None,
+    ) -> None:
+        """Find the bags; reading starts when iterated.
+
+        Args:
+            paths: bags (rosbag2 directories, .mcap, .db3) and folders of them.
+            image_topic: sensor_msgs/Image (any supported encoding) or CompressedImage.
+            action_topic: geometry_msgs/Twist or TwistStamped, or None for A = 0.
+            dt_ns: time between the frames of a clip, nanoseconds.
+            clip_length: frames per clip (T).
+            size: (H, W) of the returned frames.
+            stride: frames between the starts of consecutive clips (default T:
+                clips do not overlap).
+
+        Raises:
+            FileNotFoundError: a path does not exist or holds no bag.
+            ValueError: a non-positive dt, length, size or stride.
+        """
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        self.sources = find_bags(paths)
+        stride = clip_length if stride is None else stride
+        if dt_ns <= 0 or clip_length <= 0 or stride <= 0 or min(size) <= 0:
+            raise ValueError(f"dt_ns, clip_length, stride and size must be positive: {dt_ns}, {clip_length}, {stride}, {size}")
+        self.image_topic, self.action_topic = image_topic, action_topic
+        self.dt_ns, self.clip_length, self.stride = int(dt_ns), clip_length, stride
+        self.size = (int(size[0]), int(size[1]))
+        self.report = ClipReport()
+
+    def __iter__(self) -> Iterator[Clip]:
+        """Yield clips bag by bag, in path order.
+
+        Raises:
+            TopicNotFoundError: a bag lacks the image or action topic (names the topics it has).
+            BagError: a topic of the wrong type, or a bag that cannot be opened.
+            ClipError: at the end, if no bag gave a single clip.
+        """
+        self.report = ClipReport()
+        for bag in self.sources:
+            yield from self._bag_clips(bag)
+        if self.report.clips == 0:
+            raise ClipError(f"no clip of {self.clip_length} frames at dt {self.dt_ns / 1e9:g} s:\n{self.report.summary()}")
+
+    def _bag_clips(self, bag: Path) -> Iterator[Clip]:
+        reader = BagReader(bag)
+        topics = [self.image_topic] + ([self.action_topic] if self.action_topic else [])
+        reader.require(topics)
+        _check_type(reader, self.image_topic, IMAGE_TYPES)
+        self.report.bags += 1
+        if self.action_topic:
+            _check_type(reader, self.action_topic, ACTION_TYPES)
+            action_stamps, actions = self._read_actions(reader)
+        else:
+            action_stamps, actions = np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+
+        run: deque[tuple[int, np.ndarray, np.ndarray]] = deque(maxlen=self.clip_length)
+        since_last_clip, longest, clips_before = 0, 0, self.report.clips
+        for stamp, msg in _resample(self._stamped_images(reader), self.dt_ns, self.report):
+            frame = None if msg is None else self._decode(msg)
+            action = None if frame is None else _action_at(stamp, action_stamps, actions, self.report)
+            if frame is None or action is None:
+                run.clear()
+                continue
+            if not run:
+                since_last_clip = self.stride  # a new run may start a clip at once
+            run.append((stamp, frame, action))
+            since_last_clip += 1
+            longest = max(longest, len(run))
+            if len(run) == self.clip_length and since_last_clip >= self.stride:
+                since_last_clip = 0
+                self.report.clips += 1
+                yield Clip(
+                    frames=np.stack([f for _, f, _ in run]),  # (T, H, W, 3)
+                    actions=np.stack([a for _, _, a in run]).astype(np.float32),  # (T, A)
+                    stamps_ns=np.array([s for s, _, _ in run], np.int64),
+                    source=str(bag),
+                )
+        if reader.stop_reason:
+            self.report.stopped.append(f"{bag}: {reader.stop_reason}")
+        if self.report.clips == clips_before:
+            self.report.too_short.append(
+                f"{bag}: the longest continuous run is {longest} frames "
+                f"({longest * self.dt_ns / 1e9:.2f} s at dt {self.dt_ns / 1e9:g} s), a clip needs {self.clip_length}"
+            )
+
+    def _stamped_images(self, reader: BagReader) -> Iterator[tuple[int, Any]]:
+        for message in reader.messages([self.image_topic]):
+            self.report.frames_read += 1
+            yield m.stamp_ns(message.msg.header.stamp), message.msg
+
+    def _read_actions(self, reader: BagReader) -> tuple[np.ndarray, np.ndarray]:
+        """All finite actions of the bag: int64 (N,) stamps sorted, float32 (N, A)."""
+        stamps, values = [], []
+        for message in reader.messages([self.action_topic]):
+            msg = message.msg
+            stamped = hasattr(msg, "twist")
+            twist = msg.twist if stamped else msg
+            value = (twist.linear.x, twist.angular.z)
+            if not np.all(np.isfinite(value)):
+                self.report.skip(NON_FINITE_ACTION, f"{value} at {message.log_time_ns} ns")
+                continue
+            stamps.append(m.stamp_ns(msg.header.stamp) if stamped else message.log_time_ns)
+            values.append(value)
+        if reader.stop_reason:
+            self.report.stopped.append(f"{reader.path} ({self.action_topic}): {reader.stop_reason}")
+        order = np.argsort(np.array(stamps, np.int64), kind="stable")
+        return np.array(stamps, np.int64)[order], np.array(values, np.float32).reshape(-1, ACTION_DIM)[order]
+
+    def _decode(self, msg: Any) -> np.ndarray | None:
+        """uint8 (H, W, 3) RGB at self.size, or None (counted) if the image does not decode."""
+        try:
+            rgb = compressed_to_rgb(msg) if hasattr(msg, "format") else image_to_rgb(msg)
+        except ImageConversionError as error:
+            self.report.skip(UNDECODABLE_IMAGE, str(error))
+            return None
+        height, width = self.size
+        if rgb.shape[:2] != (height, width):
+            rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+        return np.ascontiguousarray(rgb)  # own the pixels: the message buffer goes away
+
+
+def _check_type(reader: BagReader, topic: str, allowed: tuple[str, ...]) -> None:
+    msgtype = reader.topics[topic].msgtype
+    if msgtype not in allowed:
+        raise BagError(f"{reader.path}: topic {topic!r} has type {msgtype}, expected one of {', '.join(allowed)}")
+
+
+def _action_at(stamp: int, stamps: np.ndarray, actions: np.ndarray, report: ClipReport) -> np.ndarray | None:
+    """The action held at `stamp` (zero-order hold): float32 (A,), or None (counted) before the first."""
+    if actions.shape[1] == 0:
+        return actions.reshape(0)
+    index = int(np.searchsorted(stamps, stamp, side="right")) - 1
+    if index < 0:
+        report.skip(BEFORE_FIRST_ACTION)
+        return None
+    return actions[index]
+
+
+def _resample(images: Iterator[tuple[int, Any]], dt_ns: int, report: ClipReport) -> Iterator[tuple[int, Any | None]]:
+    """Thin a stamped stream to one frame per dt.
+
+    Yields (stamp, msg) for each kept frame and (stamp, None) where the stream
+    breaks (gap or clock jump): the consumer ends its clip there. Frames that
+    fall between steps are passed over silently; that is resampling, not loss.
+    """
+    half = dt_ns // 2
+    target: int | None = None  # the stamp the next kept frame should have
+    best: tuple[int, Any] | None = None  # the frame nearest to target so far
+    last: int | None = None
+    for stamp, msg in images:
+        if last is not None and stamp <= last:
+            if last - stamp < dt_ns:
+                report.skip(STAMP_NOT_INCREASING, f"{stamp} ns after {last} ns")
+                continue
+            report.skip(CLOCK_JUMP_BACK, f"{last} ns -> {stamp} ns")
+            if best is not None:
+                yield best
+            yield stamp, None
+            target, best = None, None
+        last = stamp
+        if target is None:
+            target, best = stamp, (stamp, msg)
+            continue
+        while True:
+            if stamp < target - half:
+                break  # between steps: resampled away
+            if stamp <= target + half:
+                if best is None or abs(stamp - target) < abs(best[0] - target):
+                    best = (stamp, msg)
+                break
+            if best is None:  # the window of `target` closed empty
+                report.skip(GAP, f"nothing near {target} ns; next frame at {stamp} ns")
+                yield stamp, None
+                target, best = stamp, (stamp, msg)
+                break
+            yield best
+            target, best = best[0] + dt_ns, None
+    if best is not None:
+        yield best
