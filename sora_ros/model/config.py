@@ -31,9 +31,9 @@ class VAEConfig:
     image_height: int = 64
     image_width: int = 64
     latent_channels: int = 16
-    channels: tuple[int, ...] = (32, 64, 96, 128)
-    encoder_blocks: tuple[int, ...] = (0, 0, 0, 1)
-    decoder_blocks: tuple[int, ...] = (0, 0, 1, 1)
+    channels: tuple[int, ...] = (32, 64, 128, 128)
+    encoder_blocks: tuple[int, ...] = (0, 1, 1, 1)
+    decoder_blocks: tuple[int, ...] = (0, 1, 2, 2)
     kl_weight: float = 1e-4
 
     @property

@@ -1,0 +1,297 @@
+"""The world-model engine: ONNX Runtime sessions for a model directory, without torch.
+
+    engine = WorldModelEngine("models/default", providers=["TensorRT", "CUDA", "CPU"])
+    latents = engine.encode(frames)                     # uint8 (B, H, W, 3) -> (B, C, h, w)
+    result = engine.rollout(latents[-K:], cmd_vel_plan, samples=4, seed=0)
+    images = engine.decode(result.latents[0, 0])        # (H, C, h, w) -> uint8 (H, H_img, W_img, 3)
+
+Nothing here unpickles: model.json is JSON, the graphs are ONNX protobufs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from sora_ros.runtime import sampler
+from sora_ros.runtime.model_dir import GRAPH_FILES, ModelDirError, ModelInfo, check_session, expected_signatures, \
+    read_model_info
+
+log = logging.getLogger(__name__)
+
+# Short provider names accepted beside ONNX Runtime's own.
+PROVIDER_ALIASES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+CPU_PROVIDER = PROVIDER_ALIASES["cpu"]
+DEFAULT_PROVIDERS = ("CPU",)
+PIXEL_MAX = 255.0
+
+
+class NonFiniteOutputError(RuntimeError):
+    """A graph produced NaN or Inf; the result is withheld."""
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    """Predicted latents and their spread.
+
+    Attributes:
+        latents: float32 (N, S, H, C, h, w): candidates, samples, horizon.
+        uncertainty: float32 (N, H): standard deviation between samples, averaged over the
+            latent cells of each predicted frame (0 when S = 1).
+        seconds: wall time of the rollout.
+    """
+
+    latents: np.ndarray
+    uncertainty: np.ndarray
+    seconds: float
+
+
+def resolve_providers(requested: Sequence[str]) -> list[str]:
+    """Requested execution providers in order, keeping those this onnxruntime build has.
+
+    Args:
+        requested: names like "TensorRT", "CUDA", "CPU" or ONNX Runtime's full names.
+
+    Returns:
+        The available ones, in the requested order; CPU if none is (each drop is logged as a warning).
+
+    Raises:
+        ValueError: a name is not an execution provider ONNX Runtime knows.
+    """
+    available = ort.get_available_providers()
+    known = set(ort.get_all_providers())
+    chosen = []
+    for name in requested:
+        full = PROVIDER_ALIASES.get(name.lower(), name)
+        if full not in known:
+            raise ValueError(f"unknown execution provider {name!r}; use one of {sorted(PROVIDER_ALIASES)} "
+                             f"or an ONNX Runtime provider name")
+        if full in available:
+            chosen.append(full)
+        else:
+            log.warning("execution provider %s is not available in this onnxruntime (has %s); skipping it",
+                        full, ", ".join(available))
+    if not chosen:
+        log.warning("none of the requested execution providers %s is available; falling back to %s",
+                    list(requested), CPU_PROVIDER)
+        chosen = [CPU_PROVIDER]
+    return chosen
+
+
+_shared_pool: bool | None = None  # whether this process's sessions share ONNX Runtime's global thread pool
+
+
+def _session_options() -> ort.SessionOptions:
+    """Options putting every session on one shared thread pool.
+
+    The rollout alternates between two sessions call by call; with a pool per session, the idle
+    pool's spinning workers take cores from the busy one (8-frame rollout of the cpu64 preset on
+    2 cores: 49 ms with per-session pools, 31 ms shared).
+    """
+    global _shared_pool
+    if _shared_pool is None:
+        try:
+            ort.set_global_thread_pool_sizes(0, 1)
+            _shared_pool = True
+        except Exception as error:  # noqa: BLE001 - onnxruntime's Fail has no public type
+            _shared_pool = "already been created" in str(error)
+            if not _shared_pool:
+                log.warning("could not set up a shared ONNX Runtime thread pool (%s); using one per session", error)
+    options = ort.SessionOptions()
+    options.use_per_session_threads = not _shared_pool
+    return options
+
+
+def _open_session(path: Path, providers: list[str]) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(str(path), _session_options(), providers=providers)
+    except Exception as error:  # onnxruntime raises several unrelated types for a bad file
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelDirError(f"{path}: not a loadable ONNX model: {first_line}") from None
+
+
+def _check_finite(graph: str, array: np.ndarray) -> np.ndarray:
+    if not np.isfinite(array).all():
+        bad = int(np.size(array) - np.isfinite(array).sum())
+        raise NonFiniteOutputError(f"{graph}: {bad} of {array.size} output values are NaN or Inf")
+    return array
+
+
+class _BoundGraph:
+    """A session with its inputs and output bound to preallocated arrays for one batch size."""
+
+    def __init__(self, session: ort.InferenceSession, signature: dict, batch: int,
+                 shared: dict[str, np.ndarray]) -> None:
+        def allocate(spec: dict) -> np.ndarray:
+            return np.empty([batch, *spec["shape"][1:]], np.dtype(spec["dtype"]))
+
+        self.session = session
+        self.inputs = {name: shared.get(name, allocate(spec)) for name, spec in signature["inputs"].items()}
+        (out_name, out_spec), = signature["outputs"].items()
+        self.output = shared.get(out_name, allocate(out_spec))
+        self.binding = session.io_binding()
+        for name, array in self.inputs.items():
+            self.binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
+        self.binding.bind_ortvalue_output(out_name, ort.OrtValue.ortvalue_from_numpy(self.output))
+
+    def __call__(self, *arrays: np.ndarray | None) -> np.ndarray:
+        """Copy inputs (in signature order, None for absent ones) into the buffers, run; returns the
+        output buffer, valid until the next call."""
+        for buffer, array in zip(self.inputs.values(), arrays):
+            if array is not buffer:
+                np.copyto(buffer, array)
+        self.session.run_with_iobinding(self.binding)
+        return self.output
+
+
+class WorldModelEngine:
+    """Encode, roll forward and decode with a model directory's ONNX graphs.
+
+    Args:
+        model_dir: directory with model.json and the graphs.
+        providers: execution providers in order of preference (see `resolve_providers`).
+
+    Raises:
+        ModelDirError: the directory is incomplete, a hash or shape does not match, or a file
+            is not ONNX; the message names the file and the problem.
+    """
+
+    def __init__(self, model_dir: str | Path, providers: Sequence[str] = DEFAULT_PROVIDERS) -> None:
+        self.info: ModelInfo = read_model_info(model_dir)
+        self.providers = resolve_providers(providers)
+        self.signatures = expected_signatures(self.info)
+        self.sessions: dict[str, ort.InferenceSession] = {}
+        for graph in GRAPH_FILES:
+            path = self.info.graph_path(graph)
+            session = _open_session(path, self.providers)
+            check_session(path, session, self.signatures[graph])
+            self.sessions[graph] = session
+        self._bound: dict[int, tuple[_BoundGraph, _BoundGraph]] = {}
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """Latents of camera frames.
+
+        Args:
+            images: uint8 (B, H, W, 3) RGB in [0, 255], H x W = the model's input size.
+
+        Returns:
+            float32 (B, C, h, w).
+
+        Raises:
+            ValueError: wrong shape or dtype. NonFiniteOutputError: NaN/Inf in the latents.
+        """
+        height, width = self.info.image_size
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (height, width, 3):
+            raise ValueError(f"encode expects uint8 (B, {height}, {width}, 3) RGB, got {images.dtype} {images.shape}")
+        (latents,) = self.sessions["encoder"].run(None, {"image": np.ascontiguousarray(images)})
+        return _check_finite("encoder", latents)
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """Images of latents.
+
+        Args:
+            latents: float32 (B, C, h, w).
+
+        Returns:
+            uint8 (B, H, W, 3) RGB in [0, 255].
+
+        Raises:
+            ValueError: wrong shape. NonFiniteOutputError: NaN/Inf in the decoded images.
+        """
+        if latents.ndim != 4 or latents.shape[1:] != self.info.latent_shape:
+            raise ValueError(f"decode expects float32 (B, {', '.join(map(str, self.info.latent_shape))}), "
+                             f"got {latents.shape}")
+        (images,) = self.sessions["decoder"].run(None, {"latent": np.ascontiguousarray(latents, np.float32)})
+        _check_finite("decoder", images)
+        return np.rint(images * PIXEL_MAX).astype(np.uint8)
+
+    def rollout(self, context: np.ndarray, actions: np.ndarray | None = None, *, horizon: int | None = None,
+                samples: int = 1, seed: int = 0, steps: int | None = None,
+                context_noise: float | None = None) -> RolloutResult:
+        """Predict future latents autoregressively, all candidates and samples in one batch.
+
+        Args:
+            context: float32 (K, C, h, w) latents, oldest first, or (N, K, C, h, w) one per candidate.
+            actions: float32 (H, A) or (N, H, A) in the model's physical units (model.json "action"),
+                actions[..., i, :] applied at the frame before predicted frame i; None when the
+                model is unconditioned (action dim 0).
+            horizon: frames to predict; default the actions' length, else model.json's default_horizon.
+            samples: S, samples per candidate (the uncertainty is their spread).
+            seed: same seed, same inputs -> same output.
+            steps, context_noise: sampler overrides (default: model.json "sampler").
+
+        Returns:
+            RolloutResult with latents (N, S, H, C, h, w) and uncertainty (N, H).
+
+        Raises:
+            ValueError: inconsistent shapes or arguments. NonFiniteOutputError: NaN/Inf predicted.
+        """
+        start = time.perf_counter()
+        info = self.info
+        context = np.asarray(context, np.float32)
+        per_item = (info.context_frames, *info.latent_shape)
+        if context.shape[-5 + (context.ndim == 4):] != per_item or context.ndim not in (4, 5):
+            raise ValueError(f"rollout context must be ([N,] {', '.join(map(str, per_item))}), got {context.shape}")
+        if context.ndim == 4:
+            context = context[None]  # (1, K, C, h, w)
+        actions, horizon = self._normalised_actions(actions, horizon)
+        if samples < 1 or horizon < 1:
+            raise ValueError(f"samples and horizon must be at least 1, got {samples} and {horizon}")
+        counts = {context.shape[0], 1 if actions is None else actions.shape[0]}
+        if len(counts - {1}) > 1:
+            raise ValueError(f"{context.shape[0]} contexts but {actions.shape[0]} action candidates")
+        candidates = max(counts)
+        batch = candidates * samples
+        context = np.repeat(np.broadcast_to(context, (candidates, *per_item)), samples, axis=0)  # (N * S, K, C, h, w)
+        if actions is not None:
+            actions = np.repeat(np.broadcast_to(actions, (candidates, *actions.shape[1:])), samples, axis=0)
+        context_fn, velocity_fn = self._bound_graphs(batch)
+        latents = sampler.rollout(
+            context_fn, velocity_fn, context, actions, horizon, steps or info.sampler_steps,
+            info.context_noise if context_noise is None else context_noise, np.random.default_rng(seed),
+        )  # (N * S, H, C, h, w)
+        _check_finite("dynamics", latents)
+        latents = latents.reshape(candidates, samples, *latents.shape[1:])  # (N, S, H, C, h, w)
+        uncertainty = latents.std(axis=1).mean(axis=(-3, -2, -1)).astype(np.float32)  # (N, H)
+        return RolloutResult(latents, uncertainty, time.perf_counter() - start)
+
+    def _normalised_actions(self, actions: np.ndarray | None, horizon: int | None) -> tuple[np.ndarray | None, int]:
+        """Actions as (N, H, A) normalised for the network, and the horizon."""
+        info = self.info
+        if info.action_dim == 0:
+            if actions is not None:
+                raise ValueError("this model is unconditioned (action dim 0); pass actions=None")
+            return None, info.default_horizon if horizon is None else horizon
+        if actions is None:
+            raise ValueError(f"this model needs actions ({info.action_dim} per step: {', '.join(info.action_names)})")
+        actions = np.asarray(actions, np.float32)
+        if actions.ndim == 2:
+            actions = actions[None]  # (1, H, A)
+        if actions.ndim != 3 or actions.shape[-1] != info.action_dim:
+            raise ValueError(f"actions must be (H, {info.action_dim}) or (N, H, {info.action_dim}), got {actions.shape}")
+        if horizon is not None and horizon != actions.shape[1]:
+            raise ValueError(f"horizon {horizon} but {actions.shape[1]} actions per candidate")
+        if not np.isfinite(actions).all():
+            raise ValueError("actions contain NaN or Inf")
+        normalised = (actions - np.asarray(info.action_offset, np.float32)) / np.asarray(info.action_scale, np.float32)
+        return normalised.astype(np.float32), actions.shape[1]
+
+    def _bound_graphs(self, batch: int) -> tuple[_BoundGraph, _BoundGraph]:
+        """The two dynamics graphs bound to buffers for this batch size; the context graph writes
+        its keys/values straight into the step graph's input buffer."""
+        if batch not in self._bound:
+            context = _BoundGraph(self.sessions["dynamics_context"], self.signatures["dynamics_context"], batch, {})
+            step = _BoundGraph(self.sessions["dynamics"], self.signatures["dynamics"], batch,
+                               {"context_kv": context.output})
+            self._bound[batch] = (context, step)
+        return self._bound[batch]
