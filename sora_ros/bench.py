@@ -59,10 +59,21 @@ def bench_image(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHMARKS = {"image": bench_image}
+def bench_model(args: argparse.Namespace) -> int:
+    """World-model speed through ONNX Runtime, against torch eager on the same graphs."""
+    from sora_ros.bench_model import run
+
+    return run(args)
+
+
+BENCHMARKS = {"image": bench_image, "model": bench_model}
+# Timed repetitions per row when --repeats is not given.
+DEFAULT_REPEATS = {"image": 200, "model": 20}
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.repeats is None:
+        args.repeats = DEFAULT_REPEATS[args.target]
     return BENCHMARKS[args.target](args)
 
 
@@ -73,6 +84,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Run a speed benchmark and print absolute figures, the machine, and ratios "
         "against a baseline measured in the same process.",
     )
-    parser.add_argument("target", choices=sorted(BENCHMARKS), help="image: Image message <-> numpy conversion")
-    parser.add_argument("--repeats", type=int, default=200, help="timed repetitions per row (median reported)")
+    parser.add_argument("target", choices=sorted(BENCHMARKS), help="image: Image message <-> numpy conversion; "
+                        "model: world-model encode/decode/dynamics/rollout, ONNX Runtime vs torch eager")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"timed repetitions per row, median reported (default {DEFAULT_REPEATS})")
+    parser.add_argument("--model", help="model: model directory to time (ONNX Runtime only unless --checkpoint)")
+    parser.add_argument("--checkpoint", help="model: the checkpoint --model was exported from (torch-eager column)")
+    parser.add_argument("--preset", help="model: export random weights of this size preset to a temporary "
+                        "directory and time both (default cpu64 when --model is not given)")
     parser.set_defaults(func=main)
