@@ -71,8 +71,18 @@ def compressed_image(rgb: np.ndarray, stamp: int, frame_id: str, image_format: s
     )
 
 
+def pinhole_matrices(width: int, height: int, vertical_fov_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """CameraInfo K (3x3) and P (3x4), row-major flat float64, of an ideal pinhole
+    camera: square pixels, principal point at the image centre, no distortion."""
+    focal = 0.5 * height / math.tan(math.radians(vertical_fov_deg) / 2)
+    cx, cy = 0.5 * width, 0.5 * height
+    k = np.array([focal, 0, cx, 0, focal, cy, 0, 0, 1], np.float64)
+    p = np.array([focal, 0, cx, 0, 0, focal, cy, 0, 0, 0, 1, 0], np.float64)
+    return k, p
+
+
 def camera_info(width: int, height: int, vertical_fov_deg: float, stamp: int, frame_id: str) -> Any:
-    """sensor_msgs/CameraInfo of an ideal pinhole camera (square pixels, no distortion).
+    """sensor_msgs/CameraInfo of an ideal pinhole camera (see pinhole_matrices).
 
     Args:
         width, height: image size in pixels.
@@ -80,10 +90,7 @@ def camera_info(width: int, height: int, vertical_fov_deg: float, stamp: int, fr
         stamp: nanoseconds.
         frame_id: the camera's optical frame.
     """
-    focal = 0.5 * height / math.tan(math.radians(vertical_fov_deg) / 2)
-    cx, cy = 0.5 * width, 0.5 * height
-    k = np.array([focal, 0, cx, 0, focal, cy, 0, 0, 1], np.float64)
-    p = np.array([focal, 0, cx, 0, 0, focal, cy, 0, 0, 0, 1, 0], np.float64)
+    k, p = pinhole_matrices(width, height, vertical_fov_deg)
     roi = _T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     return _T[CAMERA_INFO](
         header=header(stamp, frame_id),

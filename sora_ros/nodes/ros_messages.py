@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
+
+from sora_ros.bag.messages import pinhole_matrices
 
 NS_PER_S = 1_000_000_000
 
@@ -19,17 +22,16 @@ def header(stamp_ns: int, frame_id: str) -> Header:
 
 def camera_info(width: int, height: int, vertical_fov_deg: float, stamp_ns: int, frame_id: str) -> CameraInfo:
     """An ideal pinhole camera: square pixels, centred principal point, no distortion."""
-    focal = 0.5 * height / math.tan(math.radians(vertical_fov_deg) / 2)
-    cx, cy = 0.5 * width, 0.5 * height
+    k, p = pinhole_matrices(width, height, vertical_fov_deg)
     return CameraInfo(
         header=header(stamp_ns, frame_id),
         width=width,
         height=height,
         distortion_model="plumb_bob",
         d=[0.0] * 5,
-        k=[focal, 0.0, cx, 0.0, focal, cy, 0.0, 0.0, 1.0],
-        r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-        p=[focal, 0.0, cx, 0.0, 0.0, focal, cy, 0.0, 0.0, 0.0, 1.0, 0.0],
+        k=k,
+        r=np.eye(3).reshape(-1),
+        p=p,
     )
 
 
