@@ -88,33 +88,25 @@ def resolve_providers(requested: Sequence[str]) -> list[str]:
     return chosen
 
 
-_shared_pool: bool | None = None  # whether this process's sessions share ONNX Runtime's global thread pool
+# Graphs whose thread pool must not spin between calls. Each session has its own pool; the
+# rollout alternates between the two dynamics sessions call by call, and on 2 cores the idle
+# pool's spinning workers take cores from the busy one. Stopping the context graph's pool from
+# spinning (the step graph is called back to back, `sampler_steps` times per frame, and keeps
+# spinning) measured best for the cpu64 preset on 2 cores: 8-frame rollout 54 ms with every
+# pool spinning, 38 ms with this. ONNX Runtime's global thread pool gave 31 ms, but it breaks
+# every other session created in the process, so the engine does not use it.
+NON_SPINNING_GRAPHS = ("dynamics_context",)
 
 
-def _session_options() -> ort.SessionOptions:
-    """Options putting every session on one shared thread pool.
-
-    The rollout alternates between two sessions call by call; with a pool per session, the idle
-    pool's spinning workers take cores from the busy one (8-frame rollout of the cpu64 preset on
-    2 cores: 49 ms with per-session pools, 31 ms shared).
-    """
-    global _shared_pool
-    if _shared_pool is None:
-        try:
-            ort.set_global_thread_pool_sizes(0, 1)
-            _shared_pool = True
-        except Exception as error:  # noqa: BLE001 - onnxruntime's Fail has no public type
-            _shared_pool = "already been created" in str(error)
-            if not _shared_pool:
-                log.warning("could not set up a shared ONNX Runtime thread pool (%s); using one per session", error)
+def _session_options(graph: str) -> ort.SessionOptions:
     options = ort.SessionOptions()
-    options.use_per_session_threads = not _shared_pool
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0" if graph in NON_SPINNING_GRAPHS else "1")
     return options
 
 
-def _open_session(path: Path, providers: list[str]) -> ort.InferenceSession:
+def _open_session(graph: str, path: Path, providers: list[str]) -> ort.InferenceSession:
     try:
-        return ort.InferenceSession(str(path), _session_options(), providers=providers)
+        return ort.InferenceSession(str(path), _session_options(graph), providers=providers)
     except Exception as error:  # onnxruntime raises several unrelated types for a bad file
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelDirError(f"{path}: not a loadable ONNX model: {first_line}") from None
@@ -173,7 +165,7 @@ class WorldModelEngine:
         self.sessions: dict[str, ort.InferenceSession] = {}
         for graph in GRAPH_FILES:
             path = self.info.graph_path(graph)
-            session = _open_session(path, self.providers)
+            session = _open_session(graph, path, self.providers)
             check_session(path, session, self.signatures[graph])
             self.sessions[graph] = session
         self._bound: dict[int, tuple[_BoundGraph, _BoundGraph]] = {}
@@ -240,7 +232,7 @@ class WorldModelEngine:
         info = self.info
         context = np.asarray(context, np.float32)
         per_item = (info.context_frames, *info.latent_shape)
-        if context.shape[-5 + (context.ndim == 4):] != per_item or context.ndim not in (4, 5):
+        if context.ndim not in (4, 5) or context.shape[-4:] != per_item:
             raise ValueError(f"rollout context must be ([N,] {', '.join(map(str, per_item))}), got {context.shape}")
         if context.ndim == 4:
             context = context[None]  # (1, K, C, h, w)

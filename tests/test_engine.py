@@ -1,0 +1,239 @@
+"""The ONNX Runtime engine: encode/rollout/decode, determinism, and every bad model directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from model_helpers import export_tiny, rehash, tiny_modules
+from sora_ros.model.graphs import DecoderGraph, DynamicsStepGraph, EncoderGraph
+from sora_ros.runtime import sampler
+from sora_ros.runtime.engine import NonFiniteOutputError, WorldModelEngine, resolve_providers
+from sora_ros.runtime.model_dir import MODEL_JSON, ModelDirError
+
+HORIZON = 3
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return export_tiny(tmp_path_factory.mktemp("tiny"), "tiny")
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir):
+    return WorldModelEngine(model_dir)
+
+
+@pytest.fixture
+def broken(model_dir, tmp_path):
+    """A private copy of the good model directory, to break."""
+    return shutil.copytree(model_dir, tmp_path / "model")
+
+
+def _frames(engine, count, seed=0):
+    height, width = engine.info.image_size
+    return np.random.default_rng(seed).integers(0, 256, (count, height, width, 3), dtype=np.uint8)
+
+
+def _context(engine):
+    return engine.encode(_frames(engine, engine.info.context_frames))
+
+
+def _actions(engine, candidates=1, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, (candidates, HORIZON, engine.info.action_dim)).astype(np.float32)
+
+
+def _replace_graph(directory, file_name, module, example, names_in, names_out):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, example, str(directory / file_name), input_names=names_in,
+                          output_names=names_out, dynamic_axes={n: {0: "batch"} for n in names_in + names_out},
+                          opset_version=17, dynamo=False)
+    rehash(directory, file_name)
+
+
+def test_encode_decode_shapes_and_ranges(engine):
+    latents = engine.encode(_frames(engine, 3))
+    assert latents.shape == (3, *engine.info.latent_shape) and latents.dtype == np.float32
+    images = engine.decode(latents)
+    assert images.shape == (3, *engine.info.image_size, 3) and images.dtype == np.uint8
+    with pytest.raises(ValueError, match="uint8"):
+        engine.encode(_frames(engine, 1).astype(np.float32))
+    with pytest.raises(ValueError, match="decode expects"):
+        engine.decode(latents[0])
+
+
+def test_rollout_shapes_and_uncertainty(engine):
+    result = engine.rollout(_context(engine), _actions(engine, candidates=2), samples=3, seed=0)
+    assert result.latents.shape == (2, 3, HORIZON, *engine.info.latent_shape)
+    assert result.uncertainty.shape == (2, HORIZON)
+    assert (result.uncertainty > 0).all()
+    single = engine.rollout(_context(engine), _actions(engine)[0], samples=1)
+    assert single.latents.shape == (1, 1, HORIZON, *engine.info.latent_shape)
+    assert (single.uncertainty == 0).all()
+
+
+def test_rollout_is_deterministic_per_seed(engine):
+    context, actions = _context(engine), _actions(engine, candidates=2)
+    first = engine.rollout(context, actions, samples=2, seed=3).latents
+    np.testing.assert_array_equal(first, engine.rollout(context, actions, samples=2, seed=3).latents)
+    assert not np.allclose(first, engine.rollout(context, actions, samples=2, seed=4).latents)
+
+
+def test_actions_change_the_future(engine):
+    context = _context(engine)
+    actions = np.stack([np.zeros((HORIZON, 2)), np.ones((HORIZON, 2))]).astype(np.float32)
+    result = engine.rollout(context, actions, seed=0, context_noise=0.0)
+    assert not np.allclose(result.latents[0], result.latents[1], atol=1e-4)
+
+
+def test_rollout_matches_torch(model_dir, engine):
+    """The engine's graphs and action normalisation agree with the torch model under the same sampler."""
+    _, dit = tiny_modules("tiny")
+    context, actions = _context(engine), _actions(engine)[0]
+    info = engine.info
+    normalised = (actions - np.asarray(info.action_offset)) / np.asarray(info.action_scale)
+
+    def context_fn(c, level):
+        with torch.no_grad():
+            return dit.context_kv(torch.from_numpy(c), torch.from_numpy(level)).numpy()
+
+    def velocity_fn(kv, x, t, a):
+        with torch.no_grad():
+            return dit.velocity(*(torch.from_numpy(v) for v in (kv, x, t, a))).numpy()
+
+    expected = sampler.rollout(context_fn, velocity_fn, context[None], normalised[None].astype(np.float32), HORIZON,
+                               info.sampler_steps, info.context_noise, np.random.default_rng(9))
+    got = engine.rollout(context, actions, seed=9).latents[:, 0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_rollout_refuses_bad_arguments(engine):
+    context = _context(engine)
+    with pytest.raises(ValueError, match="needs actions"):
+        engine.rollout(context)
+    with pytest.raises(ValueError, match="rollout context"):
+        engine.rollout(context[:1], _actions(engine)[0])
+    with pytest.raises(ValueError, match="actions must be"):
+        engine.rollout(context, np.zeros((HORIZON, 3), np.float32))
+    with pytest.raises(ValueError, match="horizon"):
+        engine.rollout(context, _actions(engine)[0], horizon=HORIZON + 1)
+    with pytest.raises(ValueError, match="NaN"):
+        engine.rollout(context, np.full((HORIZON, 2), np.nan, np.float32))
+    with pytest.raises(ValueError, match="contexts but"):
+        engine.rollout(np.stack([context] * 2), _actions(engine, candidates=3))
+
+
+def test_unconditioned_model(tmp_path):
+    engine = WorldModelEngine(export_tiny(tmp_path, "tiny-unconditioned"))
+    assert engine.info.action_dim == 0
+    result = engine.rollout(_context(engine), horizon=HORIZON, samples=2, seed=1)
+    assert result.latents.shape == (1, 2, HORIZON, *engine.info.latent_shape)
+    assert np.isfinite(result.latents).all()
+    with pytest.raises(ValueError, match="unconditioned"):
+        engine.rollout(_context(engine), np.zeros((HORIZON, 2), np.float32))
+
+
+def test_non_square_model(tmp_path):
+    engine = WorldModelEngine(export_tiny(tmp_path, "tiny-wide"))
+    assert engine.info.image_size == (32, 48) and engine.info.latent_shape == (4, 8, 12)
+    result = engine.rollout(_context(engine), _actions(engine), seed=0)
+    assert engine.decode(result.latents[0, 0]).shape == (HORIZON, 32, 48, 3)
+
+
+def test_nan_from_the_decoder_is_reported(engine, broken):
+    vae, _ = tiny_modules("tiny")
+    with torch.no_grad():
+        vae.decoder.net[-1].bias.fill_(float("nan"))
+    latent = torch.zeros(1, *engine.info.latent_shape)
+    _replace_graph(broken, "decoder.onnx", DecoderGraph(vae), (latent,), ["latent"], ["image"])
+    with pytest.raises(NonFiniteOutputError, match="decoder"):
+        WorldModelEngine(broken).decode(np.zeros((1, *engine.info.latent_shape), np.float32))
+
+
+def test_nan_from_the_dynamics_is_reported(engine, broken):
+    _, dit = tiny_modules("tiny")
+    with torch.no_grad():
+        dit.final.bias.fill_(float("inf"))
+    info = engine.info
+    example = (torch.zeros(1, *info.context_kv_shape), torch.zeros(1, *info.latent_shape), torch.zeros(1),
+               torch.zeros(1, 2))
+    _replace_graph(broken, "dynamics.onnx", DynamicsStepGraph(dit), example,
+                   ["context_kv", "noisy", "flow_time", "action"], ["velocity"])
+    with pytest.raises(NonFiniteOutputError, match="dynamics"):
+        WorldModelEngine(broken).rollout(_context(engine), _actions(engine)[0])
+
+
+def test_missing_file(broken):
+    (broken / "decoder.onnx").unlink()
+    with pytest.raises(ModelDirError, match=r"decoder\.onnx: missing"):
+        WorldModelEngine(broken)
+
+
+def test_missing_model_json(broken):
+    (broken / MODEL_JSON).unlink()
+    with pytest.raises(ModelDirError, match=r"model\.json: missing"):
+        WorldModelEngine(broken)
+
+
+def test_model_json_without_a_field(broken):
+    meta = json.loads((broken / MODEL_JSON).read_text())
+    del meta["sampler"]["steps"]
+    (broken / MODEL_JSON).write_text(json.dumps(meta))
+    with pytest.raises(ModelDirError, match=r"model\.json: missing field 'sampler.steps'"):
+        WorldModelEngine(broken)
+
+
+def test_wrong_hash(broken):
+    with open(broken / "dynamics.onnx", "ab") as stream:
+        stream.write(b"\0")
+    with pytest.raises(ModelDirError, match=r"dynamics\.onnx: SHA-256 mismatch"):
+        WorldModelEngine(broken)
+
+
+def test_file_that_is_not_onnx(broken):
+    (broken / "encoder.onnx").write_bytes(b"this is not a protobuf")
+    rehash(broken, "encoder.onnx")
+    with pytest.raises(ModelDirError, match=r"encoder\.onnx: not a loadable ONNX model"):
+        WorldModelEngine(broken)
+
+
+def test_wrong_input_shape(broken):
+    wide_vae, _ = tiny_modules("tiny-wide")  # 32x48 images where model.json says 32x32
+    _replace_graph(broken, "encoder.onnx", EncoderGraph(wide_vae), (torch.zeros(1, 32, 48, 3, dtype=torch.uint8),),
+                   ["image"], ["latent"])
+    with pytest.raises(ModelDirError, match=r"encoder\.onnx: input 'image' is uint8 \['batch', 32, 48, 3\], "
+                                            r"expected uint8 \['batch', 32, 32, 3\]"):
+        WorldModelEngine(broken)
+
+
+def test_provider_fallback(caplog, monkeypatch):
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with caplog.at_level(logging.WARNING):
+        assert resolve_providers(["TensorRT", "CUDA", "CPU"]) == ["CPUExecutionProvider"]
+    assert "TensorrtExecutionProvider is not available" in caplog.text
+    assert "CUDAExecutionProvider is not available" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert resolve_providers(["CUDA"]) == ["CPUExecutionProvider"]
+    assert "falling back to CPUExecutionProvider" in caplog.text
+    with pytest.raises(ValueError, match="unknown execution provider"):
+        resolve_providers(["NoSuchAccelerator"])
+
+
+def test_runtime_never_imports_torch(model_dir):
+    code = ("import sys, numpy as np; from sora_ros.runtime.engine import WorldModelEngine; "
+            f"e = WorldModelEngine({str(model_dir)!r}); "
+            "e.rollout(np.zeros((2, 4, 8, 8), np.float32), np.zeros((2, 2), np.float32)); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

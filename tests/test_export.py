@@ -1,0 +1,95 @@
+"""`sora-ros export`: graphs, model.json, hashes, and ONNX Runtime vs torch parity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+import sora_ros.export as export
+from model_helpers import tiny_modules
+from sora_ros.model.config import ModelConfig
+from sora_ros.model.graphs import DecoderGraph, DynamicsContextGraph, DynamicsStepGraph, EncoderGraph
+from sora_ros.runtime.model_dir import GRAPH_FILES, MODEL_JSON, read_model_info, sha256_file
+
+OPSET_MIN = 17
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-wide", "tiny-unconditioned"])
+def test_export_writes_the_model_contract(tmp_path, name):
+    vae, dit = tiny_modules(name)
+    report = export.export_model(vae, dit, tmp_path)
+    assert set(report.parity) == set(GRAPH_FILES)
+    assert all(error <= export.PARITY_TOLERANCE for error in report.parity.values())
+    meta = json.loads((tmp_path / MODEL_JSON).read_text())
+    config = dit.config
+    assert meta["input"] == {"height": config.vae.image_height, "width": config.vae.image_width, "channels": 3,
+                             "channel_order": "RGB", "dtype": "uint8", "layout": "BHWC", "range": [0, 255]}
+    assert meta["latent_shape"] == list(config.vae.latent_shape)
+    assert meta["action"]["dim"] == config.dit.action_dim
+    assert meta["sampler"]["steps"] == config.sampler_steps
+    assert meta["export"]["opset"] >= OPSET_MIN
+    assert ModelConfig.from_dict(meta["config"]) == config
+    assert set(meta["training"]) >= {"command", "data", "steps", "wall_time_s"}
+    assert meta["files"] == {f: sha256_file(tmp_path / f) for f in GRAPH_FILES.values()}
+    assert ("action" in meta["graphs"]["dynamics"]["inputs"]) == (config.dit.action_dim > 0)
+    info = read_model_info(tmp_path)
+    assert info.context_kv_shape == (config.dit.depth, 2, config.dit.context_frames * config.tokens_per_frame,
+                                     config.dit.width)
+
+
+def test_parity_on_a_fresh_batch_size(tmp_path):
+    """Graphs exported at batch 2 agree with torch at batch 3 (the batch dimension is dynamic)."""
+    vae, dit = tiny_modules("tiny")
+    export.export_model(vae, dit, tmp_path)
+    config = dit.config
+    rng = np.random.default_rng(5)
+    c, h, w = config.vae.latent_shape
+    k, batch = config.dit.context_frames, 3
+    images = rng.integers(0, 256, (batch, config.vae.image_height, config.vae.image_width, 3), dtype=np.uint8)
+    latent = rng.standard_normal((batch, c, h, w), dtype=np.float32)
+    context = rng.standard_normal((batch, k, c, h, w), dtype=np.float32)
+    level = np.full(batch, 0.1, np.float32)
+    with torch.no_grad():
+        kv = DynamicsContextGraph(dit)(torch.from_numpy(context), torch.from_numpy(level)).numpy()
+    step = (kv, latent, np.full(batch, 0.75, np.float32), rng.standard_normal((batch, 2), dtype=np.float32))
+    cases = {
+        "encoder": (EncoderGraph(vae), (images,)),
+        "decoder": (DecoderGraph(vae), (latent,)),
+        "dynamics_context": (DynamicsContextGraph(dit), (context, level)),
+        "dynamics": (DynamicsStepGraph(dit), step),
+    }
+    for graph, (module, inputs) in cases.items():
+        session = ort.InferenceSession(str(tmp_path / GRAPH_FILES[graph]))
+        names = [i.name for i in session.get_inputs()]
+        (got,) = session.run(None, dict(zip(names, inputs)))
+        with torch.no_grad():
+            expected = module(*map(torch.from_numpy, inputs)).numpy()
+        assert np.abs(expected).max() > 1e-3, graph  # a non-trivial output, so the comparison means something
+        np.testing.assert_allclose(got, expected, atol=export.PARITY_TOLERANCE, err_msg=graph)
+
+
+def test_parity_failure_stops_the_export(tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "PARITY_TOLERANCE", -1.0)
+    vae, dit = tiny_modules("tiny")
+    with pytest.raises(export.ExportError, match="differs from torch"):
+        export.export_model(vae, dit, tmp_path)
+    assert not (tmp_path / MODEL_JSON).exists()
+
+
+def test_export_command_from_a_checkpoint(tmp_path, capsys):
+    from sora_ros.model.checkpoint import save_checkpoint
+
+    vae, dit = tiny_modules("tiny")
+    save_checkpoint(tmp_path / "ckpt.pt", dit.config, vae, dit,
+                    training={"command": "sora-ros train ...", "data": "test", "steps": 1, "wall_time_s": 0.1})
+    parser = export.argparse.ArgumentParser()
+    export.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["export", "--checkpoint", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "m")])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "parity dynamics" in out and "max |ORT - torch|" in out
+    assert json.loads((tmp_path / "m" / MODEL_JSON).read_text())["training"]["data"] == "test"
