@@ -1,7 +1,8 @@
 """`sora-ros export`: a checkpoint (or an untrained preset) -> a model directory the runtime loads.
 
 Writes encoder.onnx, decoder.onnx, dynamics_context.onnx and dynamics.onnx
-(TorchScript exporter, opset 17, dynamic batch) and model.json with the
+(TorchScript exporter, opset 17, dynamic batch; the two dynamics graphs keep
+their common DiT weights once, in dynamics.weights) and model.json with the
 SHA-256 of every file, then checks ONNX Runtime against torch on random
 inputs and prints the largest absolute difference per graph.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import sys
 import warnings
@@ -19,14 +21,21 @@ from pathlib import Path
 import numpy as np
 
 from sora_ros import __version__
-from sora_ros.runtime.model_dir import (ACTION_FORMULA, BATCH, FLOW_CONVENTION, GRAPH_FILES, MODEL_FORMAT,
-                                        MODEL_JSON, check_session, graph_signatures, read_model_info, sha256_file)
+from sora_ros.runtime.model_dir import (ACTION_FORMULA, BATCH, DYNAMICS_WEIGHTS, FLOW_CONVENTION, GRAPH_FILES,
+                                        MODEL_FORMAT, MODEL_JSON, check_session, graph_signatures, read_model_info,
+                                        sha256_file)
 
 OPSET = 17
 # Batch size of the example inputs used for tracing and for the parity check.
 PARITY_BATCH = 2
 # Largest ONNX Runtime vs torch absolute difference export accepts, per graph.
 PARITY_TOLERANCE = 1e-3
+# The two dynamics graphs hold the same DiT weights; they are stored once, in DYNAMICS_WEIGHTS.
+SHARED_WEIGHT_GRAPHS = ("dynamics_context", "dynamics")
+# Initializers smaller than this stay inside the graph file.
+EXTERNAL_MIN_BYTES = 1024
+# Offsets in the shared weight file are multiples of this (friendly to memory mapping).
+EXTERNAL_ALIGNMENT = 64
 
 
 class ExportError(Exception):
@@ -104,19 +113,20 @@ def export_model(vae, dit, out_dir: str | Path, *, version: str = "0.1.0", train
         kv = modules["dynamics_context"](*map(torch.from_numpy, examples["dynamics_context"].values()))
         examples["dynamics"]["context_kv"] = kv.numpy()
         for graph, module in modules.items():
-            signature = signatures[graph]
-            path = out / GRAPH_FILES[graph]
-            args = tuple(torch.from_numpy(a) for a in examples[graph].values())
-            names_in, names_out = list(signature["inputs"]), list(signature["outputs"])
+            names_in, names_out = list(signatures[graph]["inputs"]), list(signatures[graph]["outputs"])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-                torch.onnx.export(module, args, str(path), input_names=names_in, output_names=names_out,
+                torch.onnx.export(module, tuple(torch.from_numpy(a) for a in examples[graph].values()),
+                                  str(out / GRAPH_FILES[graph]), input_names=names_in, output_names=names_out,
                                   dynamic_axes={name: {0: BATCH} for name in names_in + names_out},
                                   opset_version=OPSET, dynamo=False)
-            ops[graph] = sorted({node.op_type for node in onnx.load(str(path)).graph.node})
+        _share_weights(out, [GRAPH_FILES[graph] for graph in SHARED_WEIGHT_GRAPHS], DYNAMICS_WEIGHTS)
+        for graph, module in modules.items():
+            path = out / GRAPH_FILES[graph]
+            ops[graph] = sorted({node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node})
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            check_session(path, session, signature)
-            expected = module(*args).numpy()
+            check_session(path, session, signatures[graph])
+            expected = module(*(torch.from_numpy(a) for a in examples[graph].values())).numpy()
             (got,) = session.run(None, examples[graph])
             parity[graph] = float(np.max(np.abs(got - expected)))
             if not parity[graph] <= PARITY_TOLERANCE:
@@ -125,6 +135,33 @@ def export_model(vae, dit, out_dir: str | Path, *, version: str = "0.1.0", train
     _write_model_json(out, config, signatures, ops, kv_shape, parity, version, training, evaluation)
     read_model_info(out)
     return ExportReport(out, parity)
+
+
+def _share_weights(out: Path, graph_files: list[str], weights_file: str) -> None:
+    """Move the large initializers of several graphs into one external-data file, each distinct
+    tensor (by content) stored once, and rewrite the graphs to point into it."""
+    import onnx
+    from onnx import external_data_helper, numpy_helper
+
+    models = [onnx.load(str(out / name)) for name in graph_files]
+    offsets: dict[bytes, tuple[int, int]] = {}
+    with open(out / weights_file, "wb") as blob:
+        for model in models:
+            for tensor in model.graph.initializer:
+                raw = numpy_helper.to_array(tensor).tobytes()
+                if len(raw) < EXTERNAL_MIN_BYTES:
+                    continue
+                key = hashlib.sha256(raw).digest()
+                if key not in offsets:
+                    blob.write(b"\0" * (-blob.tell() % EXTERNAL_ALIGNMENT))
+                    offsets[key] = (blob.tell(), len(raw))
+                    blob.write(raw)
+                tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name))
+                external_data_helper.set_external_data(tensor, weights_file, *offsets[key])
+                tensor.data_location = onnx.TensorProto.EXTERNAL
+                tensor.ClearField("raw_data")
+    for model, name in zip(models, graph_files):
+        onnx.save(model, str(out / name))
 
 
 def _write_model_json(out: Path, config, signatures: dict, ops: dict, kv_shape: tuple, parity: dict,
@@ -153,12 +190,13 @@ def _write_model_json(out: Path, config, signatures: dict, ops: dict, kv_shape: 
                     "flow": FLOW_CONVENTION},
         "dynamics": {
             "context_kv_shape": list(kv_shape),
+            "weights": f"{DYNAMICS_WEIGHTS}: ONNX external data shared by both dynamics graphs",
             "contract": "per predicted frame: context_kv = dynamics_context(context latents noised to "
                         "context_noise, context_noise); then per sampler step: velocity = dynamics(context_kv, "
                         "noisy, flow_time[, action])",
         },
         "graphs": graphs,
-        "files": {GRAPH_FILES[graph]: sha256_file(out / GRAPH_FILES[graph]) for graph in GRAPH_FILES},
+        "files": {name: sha256_file(out / name) for name in [*GRAPH_FILES.values(), DYNAMICS_WEIGHTS]},
         "config": config.to_dict(),
         "training": training or {"command": None, "data": None, "steps": None, "wall_time_s": None},
         "evaluation": evaluation or {"vae_psnr_db": None, "rollout": None},
@@ -196,7 +234,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
     for graph, error in report.parity.items():
         print(f"parity {graph:17s} max |ORT - torch| = {error:.2e}")
-    print(f"wrote {report.directory}/ ({', '.join(sorted(GRAPH_FILES.values()))}, {MODEL_JSON})")
+    print(f"wrote {report.directory}/ ({', '.join(sorted(GRAPH_FILES.values()))}, {DYNAMICS_WEIGHTS}, {MODEL_JSON})")
     return 0
 
 

@@ -18,7 +18,7 @@ from model_helpers import export_tiny, rehash, tiny_modules
 from sora_ros.model.graphs import DecoderGraph, DynamicsStepGraph, EncoderGraph
 from sora_ros.runtime import sampler
 from sora_ros.runtime.engine import NonFiniteOutputError, WorldModelEngine, resolve_providers
-from sora_ros.runtime.model_dir import MODEL_JSON, ModelDirError
+from sora_ros.runtime.model_dir import DYNAMICS_WEIGHTS, MODEL_JSON, ModelDirError
 
 HORIZON = 3
 
@@ -177,6 +177,12 @@ def test_nan_from_the_dynamics_is_reported(engine, broken):
 def test_missing_file(broken):
     (broken / "decoder.onnx").unlink()
     with pytest.raises(ModelDirError, match=r"decoder\.onnx: missing"):
+        WorldModelEngine(broken)
+
+
+def test_missing_weights(broken):
+    (broken / DYNAMICS_WEIGHTS).unlink()
+    with pytest.raises(ModelDirError, match=r"dynamics\.weights: missing"):
         WorldModelEngine(broken)
 
 

@@ -13,7 +13,7 @@ import sora_ros.export as export
 from model_helpers import tiny_modules
 from sora_ros.model.config import ModelConfig
 from sora_ros.model.graphs import DecoderGraph, DynamicsContextGraph, DynamicsStepGraph, EncoderGraph
-from sora_ros.runtime.model_dir import GRAPH_FILES, MODEL_JSON, read_model_info, sha256_file
+from sora_ros.runtime.model_dir import DYNAMICS_WEIGHTS, GRAPH_FILES, MODEL_JSON, read_model_info, sha256_file
 
 OPSET_MIN = 17
 
@@ -34,11 +34,20 @@ def test_export_writes_the_model_contract(tmp_path, name):
     assert meta["export"]["opset"] >= OPSET_MIN
     assert ModelConfig.from_dict(meta["config"]) == config
     assert set(meta["training"]) >= {"command", "data", "steps", "wall_time_s"}
-    assert meta["files"] == {f: sha256_file(tmp_path / f) for f in GRAPH_FILES.values()}
+    assert meta["files"] == {f: sha256_file(tmp_path / f) for f in [*GRAPH_FILES.values(), DYNAMICS_WEIGHTS]}
     assert ("action" in meta["graphs"]["dynamics"]["inputs"]) == (config.dit.action_dim > 0)
     info = read_model_info(tmp_path)
     assert info.context_kv_shape == (config.dit.depth, 2, config.dit.context_frames * config.tokens_per_frame,
                                      config.dit.width)
+
+
+def test_dynamics_weights_are_stored_once(tmp_path):
+    vae, dit = tiny_modules("tiny")
+    export.export_model(vae, dit, tmp_path)
+    weight_bytes = 4 * sum(p.numel() for p in dit.parameters())
+    shared = (tmp_path / DYNAMICS_WEIGHTS).stat().st_size
+    graphs = sum((tmp_path / GRAPH_FILES[g]).stat().st_size for g in export.SHARED_WEIGHT_GRAPHS)
+    assert shared + graphs < 1.5 * weight_bytes  # twice the weights if each graph kept its own copy
 
 
 def test_parity_on_a_fresh_batch_size(tmp_path):

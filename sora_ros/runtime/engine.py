@@ -11,6 +11,7 @@ Nothing here unpickles: model.json is JSON, the graphs are ONNX protobufs.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -149,6 +150,9 @@ class _BoundGraph:
 class WorldModelEngine:
     """Encode, roll forward and decode with a model directory's ONNX graphs.
 
+    Safe to share between threads: `encode` and `decode` run concurrently, rollouts one at a
+    time (they reuse preallocated buffers, one set per batch size).
+
     Args:
         model_dir: directory with model.json and the graphs.
         providers: execution providers in order of preference (see `resolve_providers`).
@@ -169,6 +173,7 @@ class WorldModelEngine:
             check_session(path, session, self.signatures[graph])
             self.sessions[graph] = session
         self._bound: dict[int, tuple[_BoundGraph, _BoundGraph]] = {}
+        self._rollout_lock = threading.Lock()
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Latents of camera frames.
@@ -247,11 +252,12 @@ class WorldModelEngine:
         context = np.repeat(np.broadcast_to(context, (candidates, *per_item)), samples, axis=0)  # (N * S, K, C, h, w)
         if actions is not None:
             actions = np.repeat(np.broadcast_to(actions, (candidates, *actions.shape[1:])), samples, axis=0)
-        context_fn, velocity_fn = self._bound_graphs(batch)
-        latents = sampler.rollout(
-            context_fn, velocity_fn, context, actions, horizon, steps or info.sampler_steps,
-            info.context_noise if context_noise is None else context_noise, np.random.default_rng(seed),
-        )  # (N * S, H, C, h, w)
+        with self._rollout_lock:
+            context_fn, velocity_fn = self._bound_graphs(batch)
+            latents = sampler.rollout(
+                context_fn, velocity_fn, context, actions, horizon, steps or info.sampler_steps,
+                info.context_noise if context_noise is None else context_noise, np.random.default_rng(seed),
+            )  # (N * S, H, C, h, w)
         _check_finite("dynamics", latents)
         latents = latents.reshape(candidates, samples, *latents.shape[1:])  # (N, S, H, C, h, w)
         uncertainty = latents.std(axis=1).mean(axis=(-3, -2, -1)).astype(np.float32)  # (N, H)

@@ -1,7 +1,8 @@
 """The model directory contract: model.json, file hashes, and the graphs' inputs and outputs.
 
 A model directory holds encoder.onnx, decoder.onnx, dynamics_context.onnx,
-dynamics.onnx and model.json. This module reads and checks it without torch,
+dynamics.onnx, dynamics.weights (the DiT weights both dynamics graphs load as
+ONNX external data) and model.json. This module reads and checks it without torch,
 and is also what `sora-ros export` uses to write the contract, so writer and
 reader cannot drift apart.
 """
@@ -25,6 +26,8 @@ GRAPH_FILES = {
     "dynamics_context": "dynamics_context.onnx",
     "dynamics": "dynamics.onnx",
 }
+# ONNX external data: the DiT weights both dynamics graphs use, stored once.
+DYNAMICS_WEIGHTS = "dynamics.weights"
 # Rectified flow as the runtime sampler implements it (sora_ros/runtime/sampler.py).
 FLOW_CONVENTION = "x_t = (1 - t) * data + t * noise; velocity = noise - data; Euler from t = 1 to t = 0"
 ACTION_FORMULA = "network_action = (action - offset) / scale"
@@ -171,7 +174,7 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
         raise ModelDirError(f"latent_shape needs 3 entries and dynamics.context_kv_shape 4")
     if not (len(offset) == len(scale) == len(names) == action_dim):
         raise ModelDirError(f"action names/offset/scale do not have action.dim = {action_dim} entries")
-    missing = [name for name in GRAPH_FILES.values() if name not in files]
+    missing = [name for name in [*GRAPH_FILES.values(), DYNAMICS_WEIGHTS] if name not in files]
     if missing:
         raise ModelDirError(f"'files' does not list {missing}")
     return ModelInfo(
