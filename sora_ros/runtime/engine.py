@@ -35,6 +35,8 @@ PROVIDER_ALIASES = {
 CPU_PROVIDER = PROVIDER_ALIASES["cpu"]
 DEFAULT_PROVIDERS = ("CPU",)
 PIXEL_MAX = 255.0
+# Batch sizes (candidates x samples) whose rollout buffers are kept at once.
+MAX_BOUND_BATCHES = 4
 
 
 class NonFiniteOutputError(RuntimeError):
@@ -129,9 +131,10 @@ class _BoundGraph:
             return np.empty([batch, *spec["shape"][1:]], np.dtype(spec["dtype"]))
 
         self.session = session
-        self.inputs = {name: shared.get(name, allocate(spec)) for name, spec in signature["inputs"].items()}
+        self.inputs = {name: shared[name] if name in shared else allocate(spec)
+                       for name, spec in signature["inputs"].items()}
         (out_name, out_spec), = signature["outputs"].items()
-        self.output = shared.get(out_name, allocate(out_spec))
+        self.output = shared[out_name] if out_name in shared else allocate(out_spec)
         self.binding = session.io_binding()
         for name, array in self.inputs.items():
             self.binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
@@ -174,6 +177,7 @@ class WorldModelEngine:
             self.sessions[graph] = session
         self._bound: dict[int, tuple[_BoundGraph, _BoundGraph]] = {}
         self._rollout_lock = threading.Lock()
+        self._bound_graphs(1)  # the common case (one candidate, one sample) allocated up front
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Latents of camera frames.
@@ -288,6 +292,8 @@ class WorldModelEngine:
         """The two dynamics graphs bound to buffers for this batch size; the context graph writes
         its keys/values straight into the step graph's input buffer."""
         if batch not in self._bound:
+            if len(self._bound) >= MAX_BOUND_BATCHES:
+                del self._bound[next(iter(self._bound))]  # the oldest batch size
             context = _BoundGraph(self.sessions["dynamics_context"], self.signatures["dynamics_context"], batch, {})
             step = _BoundGraph(self.sessions["dynamics"], self.signatures["dynamics"], batch,
                                {"context_kv": context.output})
