@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sora_ros import __version__, bench, doctor, export, launch_runner
-import sora_ros.bag.command, sora_ros.nodes.video_camera_command, sora_ros.sim.command  # noqa: E401
+from sora_ros import __version__, bench, doctor, export, launch_runner, train
+from sora_ros.bag import command as bag_command
+from sora_ros.nodes import video_camera_command
+from sora_ros.sim import command as sim_command
 
-SUBCOMMANDS = (doctor, bench, export, launch_runner, sora_ros.sim.command, sora_ros.bag.command, sora_ros.nodes.video_camera_command)
+SUBCOMMANDS = (doctor, sim_command, bag_command, video_camera_command, train, export, launch_runner, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,443 @@
+"""`sora-ros train`: train the world model on bags and videos, VAE first, then the DiT.
+
+Single process on the CPU, or several under torchrun with DistributedDataParallel
+(gloo on CPU, nccl on GPU):
+
+    sora-ros train --data runs/train --val-data runs/val --image-topic /camera/image_raw \\
+        --action-topic /cmd_vel --out out/train
+    torchrun --nproc-per-node 4 -m sora_ros.train --data ... --out ...
+
+Every rank holds the data and draws its own batches (seeded by rank); DDP
+averages the gradients, so all ranks keep identical weights. Rank 0 alone
+validates, writes checkpoints and the log. `--resume` continues from the
+checkpoint in --out, stage and step included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "train_log.jsonl"
+SUMMARY_NAME = "train_summary.json"
+WARMUP_STEPS = 100
+FINAL_LR_FRACTION = 0.1
+# Validation sizes: frames for the VAE, windows for the DiT.
+VAL_FRAMES = 256
+VAL_WINDOWS = 64
+VAL_HORIZON = 4
+CALIBRATION_FRAMES = 512
+
+
+@dataclass
+class Distributed:
+    rank: int
+    world_size: int
+    device: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Distributed:
+    """Join the torchrun process group when there is one (WORLD_SIZE > 1)."""
+    import torch
+    import torch.distributed as dist
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Distributed(0, 1, "cuda" if torch.cuda.is_available() else "cpu")
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    device = "cpu"
+    if backend == "nccl":
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+    return Distributed(dist.get_rank(), dist.get_world_size(), device)
+
+
+def learning_rate(step: int, total: int, peak: float) -> float:
+    """Linear warm-up, then cosine decay to FINAL_LR_FRACTION of the peak."""
+    if step < WARMUP_STEPS:
+        return peak * (step + 1) / WARMUP_STEPS
+    progress = (step - WARMUP_STEPS) / max(1, total - WARMUP_STEPS)
+    return peak * (FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + np.cos(np.pi * min(progress, 1.0))))
+
+
+def _objective_modules():
+    """nn.Modules whose forward is the loss, so DDP sees (and syncs) the whole computation."""
+    from torch import nn
+
+    from sora_ros.model.training import dynamics_loss, vae_loss
+
+    class VAEObjective(nn.Module):
+        def __init__(self, vae):
+            super().__init__()
+            self.vae = vae
+
+        def forward(self, images, generator):
+            return vae_loss(self.vae, images, generator)
+
+    class DynamicsObjective(nn.Module):
+        def __init__(self, dit):
+            super().__init__()
+            self.dit = dit
+
+        def forward(self, latents, actions, generator):
+            return dynamics_loss(self.dit, latents, actions, generator)
+
+    return VAEObjective, DynamicsObjective
+
+
+def _wrap(module, dist_info: Distributed):
+    if dist_info.world_size == 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [int(dist_info.device.split(":")[1])] if dist_info.device.startswith("cuda") else None
+    return DistributedDataParallel(module, device_ids=device_ids)
+
+
+class Trainer:
+    """Holds the model, data, optimisers and log of one training run."""
+
+    def __init__(self, args: argparse.Namespace, dist_info: Distributed):
+        import torch
+
+        from sora_ros.model.checkpoint import load_checkpoint
+        from sora_ros.model.config import NO_ACTIONS, preset
+        from sora_ros.model.dit import DiT
+        from sora_ros.model.vae import VAE
+        from sora_ros.training_data import load_sequences
+
+        self.args, self.dist = args, dist_info
+        self.out = Path(args.out)
+        self.checkpoint_path = self.out / CHECKPOINT_NAME
+        self.rng = np.random.default_rng([args.seed, dist_info.rank])
+        self.generator = torch.Generator().manual_seed(args.seed * 1000 + dist_info.rank)
+        self.state = {"stage": "vae", "step": 0, "wall_s": {"vae": 0.0, "dit": 0.0}, "val": {}}
+        optimizer_states = {}
+        if args.resume and self.checkpoint_path.exists():
+            checkpoint = load_checkpoint(self.checkpoint_path)
+            self.config, self.vae, self.dit = checkpoint.config, checkpoint.vae, checkpoint.dit
+            self.state = checkpoint.extra["state"]
+            optimizer_states = checkpoint.extra.get("optimizers", {})
+            self.log(f"resuming {self.checkpoint_path}: {self.state['stage']} stage, step {self.state['step']}")
+        else:
+            config = preset(args.preset)
+            if not args.action_topic:
+                config = config.replace(actions=NO_ACTIONS, dit=dataclasses.replace(config.dit, action_dim=0))
+            self.config = config.replace(name=args.name)
+            torch.manual_seed(args.seed)  # same initial weights on every rank
+            self.vae, self.dit = VAE(self.config.vae), DiT(self.config)
+        self.vae.to(dist_info.device)
+        self.dit.to(dist_info.device)
+        self.optimizer_states = optimizer_states
+
+        vae_cfg, k = self.config.vae, self.config.dit.context_frames
+        self.window = k + args.dit_targets
+        read = dict(image_topic=args.image_topic, action_topic=args.action_topic, dt=self.config.dt,
+                    length=max(args.sequence_frames, self.window + VAL_HORIZON),
+                    size=(vae_cfg.image_height, vae_cfg.image_width), action_dim=self.config.dit.action_dim)  # fmt: skip
+        self.train_data = load_sequences(args.data, **read)
+        if args.val_data:
+            self.val_data = load_sequences(args.val_data, **read)
+        else:  # hold out every tenth sequence
+            held = np.arange(len(self.train_data.sources)) % 10 == 9
+            self.val_data = _subset(self.train_data, held)
+            self.train_data = _subset(self.train_data, ~held)
+        self.log(f"data: {self.train_data.summary()['sequences']} training sequences of {read['length']} frames, "
+                 f"{self.val_data.summary()['sequences']} validation")  # fmt: skip
+        for note in self.train_data.notes:
+            self.log(f"  {note}")
+
+    # -- helpers -------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        if self.dist.is_main:
+            print(message, flush=True)
+
+    def record(self, entry: dict) -> None:
+        if self.dist.is_main:
+            with open(self.out / LOG_NAME, "a") as log:
+                log.write(json.dumps(entry) + "\n")
+
+    def save(self, optimizers: dict) -> None:
+        from sora_ros.model.checkpoint import save_checkpoint
+
+        if self.dist.is_main:
+            save_checkpoint(self.checkpoint_path, self.config, self.vae, self.dit, state=self.state,
+                            optimizers=optimizers, data=self.train_data.summary(),
+                            val_data=self.val_data.summary(), command=self.args.command)  # fmt: skip
+
+    def sample_frames(self, data, count: int, rng) -> np.ndarray:
+        n, s = data.frames.shape[:2]
+        return data.frames[rng.integers(n, size=count), rng.integers(s, size=count)]  # (B, H, W, 3)
+
+    @staticmethod
+    def window_index(data, count: int, length: int, rng) -> tuple[np.ndarray, np.ndarray]:
+        """Random windows of `length` frames: sequence rows (B, 1) and frame indices (B, T)."""
+        n, s = data.frames.shape[:2]
+        starts = rng.integers(s - length + 1, size=count)
+        return rng.integers(n, size=count)[:, None], starts[:, None] + np.arange(length)[None, :]
+
+    # -- stages --------------------------------------------------------------------
+
+    def run_stage(self, name: str, total_steps: int, params, peak_lr: float, batch_fn, objective) -> None:
+        import torch
+        from tqdm import tqdm
+
+        from sora_ros.model.training import train_step
+
+        optimizer = torch.optim.AdamW(params, lr=peak_lr, weight_decay=0.0)
+        if name in self.optimizer_states:
+            optimizer.load_state_dict(self.optimizer_states.pop(name))
+        model = _wrap(objective, self.dist)
+        start = self.state["step"]
+        bar = tqdm(range(start, total_steps), initial=start, total=total_steps, desc=name,
+                   disable=not self.dist.is_main, dynamic_ncols=True)  # fmt: skip
+        began = time.monotonic() - self.state["wall_s"][name]
+        for step in bar:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, total_steps, peak_lr)
+            batch = batch_fn()
+            metrics = train_step(model, optimizer, lambda: model(*batch, self.generator))
+            self.state["step"] = step + 1
+            self.state["wall_s"][name] = time.monotonic() - began
+            bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k in ("loss", "psnr", "mse")})
+            done = step + 1 == total_steps
+            if (step + 1) % self.args.log_every == 0 or done:
+                self.record({"stage": name, "step": step + 1, "wall_s": round(self.state["wall_s"][name], 1), **metrics})
+            if (step + 1) % self.args.val_every == 0 or done:
+                self.validate(name, step + 1)
+            if (step + 1) % self.args.checkpoint_every == 0 or done:
+                self.save({name: optimizer.state_dict()})
+        bar.close()
+
+    def train_vae(self) -> None:
+        import torch
+
+        VAEObjective, _ = _objective_modules()
+        device = self.dist.device
+
+        def batch():
+            return (torch.from_numpy(self.sample_frames(self.train_data, self.args.vae_batch, self.rng)).to(device),)
+
+        self.vae.train()
+        self.run_stage("vae", self.args.vae_steps, self.vae.parameters(), self.args.vae_lr, batch, VAEObjective(self.vae))
+        self.vae.eval()
+
+    def encode(self, data) -> np.ndarray:
+        import torch
+
+        from sora_ros.model.training import encode_frames
+
+        return encode_frames(self.vae, torch.from_numpy(data.frames).to(self.dist.device)).cpu().numpy()
+
+    def train_dit(self) -> None:
+        import torch
+
+        from sora_ros.model.training import calibrate_latent_scale
+
+        _, DynamicsObjective = _objective_modules()
+        if self.state["step"] == 0:
+            # The same frames on every rank, so every rank gets the same scale.
+            calibration = self.sample_frames(self.train_data, CALIBRATION_FRAMES, np.random.default_rng(self.args.seed))
+            scale = calibrate_latent_scale(self.vae, torch.from_numpy(calibration).to(self.dist.device))
+            self.log(f"latent scale {scale:.4f}")
+        self.train_latents = self.encode(self.train_data)  # (N, S, C, h, w)
+        self.val_latents = self.encode(self.val_data)
+        conditioned = self.config.dit.action_dim > 0
+        device = self.dist.device
+
+        def batch():
+            rows, index = self.window_index(self.train_data, self.args.dit_batch, self.window, self.rng)
+            latents = torch.from_numpy(self.train_latents[rows, index]).to(device)  # (B, T, C, h, w)
+            actions = torch.from_numpy(self.train_data.actions[rows, index]).to(device) if conditioned else None
+            return latents, actions
+
+        self.dit.train()
+        self.run_stage("dit", self.args.dit_steps, self.dit.parameters(), self.args.dit_lr, batch, DynamicsObjective(self.dit))
+        self.dit.eval()
+
+    # -- validation ----------------------------------------------------------------
+
+    @contextmanager
+    def _evaluating(self):
+        import torch
+
+        modes = (self.vae.training, self.dit.training)
+        self.vae.eval()
+        self.dit.eval()
+        with torch.no_grad():
+            yield
+        self.vae.train(modes[0])
+        self.dit.train(modes[1])
+
+    def validate(self, stage: str, step: int) -> None:
+        if not self.dist.is_main:
+            return
+        with self._evaluating():
+            metrics = self._validate_vae() if stage == "vae" else self._validate_dit()
+        self.state["val"][stage] = {"step": step, **metrics}
+        self.record({"stage": stage, "step": step, "val": metrics})
+        self.log(f"[{stage} {step}] validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+
+    def _validate_vae(self) -> dict:
+        import torch
+
+        from sora_ros.model.training import psnr
+        from sora_ros.model.vae import images_to_unit_range
+
+        frames = self.sample_frames(self.val_data, VAL_FRAMES, np.random.default_rng(0))
+        x = images_to_unit_range(torch.from_numpy(frames).to(self.dist.device))
+        recon = self.vae.decode(self.vae.encode(x)).clamp(-1, 1)
+        mse = ((recon - x) ** 2).mean(dim=(1, 2, 3)) / 4.0  # per frame, on [0, 1]
+        return {"recon_psnr": psnr(mse).mean().item()}
+
+    def _validate_dit(self) -> dict:
+        import torch
+
+        from sora_ros.model.training import normalise_actions
+        from sora_ros.model.vae import images_to_unit_range
+        from sora_ros.runtime.sampler import rollout
+
+        k, device = self.config.dit.context_frames, self.dist.device
+        rows, index = self.window_index(self.val_data, VAL_WINDOWS, k + VAL_HORIZON, np.random.default_rng(0))
+        latents = self.val_latents[rows, index]  # (B, K + H, C, h, w)
+        actions = self.val_data.actions[rows, index]  # (B, K + H, A)
+        truth = self.val_data.frames[rows, index]  # (B, K + H, H, W, 3)
+
+        def context_fn(context, level):
+            return self.dit.context_kv(torch.from_numpy(context).to(device), torch.from_numpy(level).to(device)).cpu().numpy()
+
+        def velocity_fn(kv, noisy, flow_time, action):
+            action = None if action is None else torch.from_numpy(action).to(device)
+            out = self.dit.velocity(torch.from_numpy(kv).to(device), torch.from_numpy(noisy).to(device),
+                                    torch.from_numpy(flow_time).to(device), action)  # fmt: skip
+            return out.cpu().numpy()
+
+        future_actions = None
+        if self.config.dit.action_dim:
+            future_actions = normalise_actions(torch.from_numpy(actions[:, k - 1 : -1]), self.config.actions).numpy()
+        predicted = rollout(context_fn, velocity_fn, latents[:, :k], future_actions, VAL_HORIZON,
+                            self.config.sampler_steps, self.config.context_noise, np.random.default_rng(1))  # fmt: skip
+        decoded = self.vae.decode(torch.from_numpy(predicted.reshape(-1, *predicted.shape[2:])).to(device))
+        decoded = decoded.clamp(-1, 1).reshape(VAL_WINDOWS, VAL_HORIZON, *decoded.shape[1:])  # (B, H, 3, h, w)
+        real = images_to_unit_range(torch.from_numpy(truth[:, k:]).to(device).flatten(0, 1)).reshape(decoded.shape)
+        last = images_to_unit_range(torch.from_numpy(truth[:, k - 1]).to(device))[:, None]  # (B, 1, 3, H, W)
+        metrics = {}
+        for h in (1, VAL_HORIZON):
+            model_mse = ((decoded[:, h - 1] - real[:, h - 1]) ** 2).mean().item() / 4.0
+            copy_mse = ((last[:, 0] - real[:, h - 1]) ** 2).mean().item() / 4.0
+            metrics[f"h{h}_psnr"] = float(-10 * np.log10(max(model_mse, 1e-10)))
+            metrics[f"h{h}_copy_last_psnr"] = float(-10 * np.log10(max(copy_mse, 1e-10)))
+        return metrics
+
+    def run(self) -> dict:
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.state["stage"] == "vae":
+            self.train_vae()
+            self.state.update(stage="dit", step=0)
+            self.save({})
+        self.train_dit()
+        summary = {"command": self.args.command, "config": self.config.to_dict(), "state": self.state,
+                   "data": self.train_data.summary(), "val_data": self.val_data.summary(),
+                   "world_size": self.dist.world_size}  # fmt: skip
+        if self.dist.is_main:
+            (self.out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+
+def _subset(data, mask: np.ndarray):
+    from sora_ros.training_data import Sequences
+
+    if not mask.any():
+        raise ValueError("too little data to hold out a validation set: pass --val-data")
+    return Sequences(data.frames[mask], data.actions[mask], [s for s, m in zip(data.sources, mask) if m], data.notes)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("sora-ros train needs the training extra: pip install -e '.[train]'", file=sys.stderr)
+        return 2
+    if not hasattr(args, "command"):  # recorded in the checkpoint and model.json
+        args.command = " ".join(["sora-ros train", *sys.argv[2:]])
+    dist_info = init_distributed()
+    try:
+        trainer = Trainer(args, dist_info)
+        summary = trainer.run()
+    except (ValueError, FileNotFoundError, FloatingPointError) as error:
+        print(f"sora-ros train: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if dist_info.world_size > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    trainer.log(f"done: {Path(args.out) / CHECKPOINT_NAME}; validation {summary['state']['val']}")
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sora_ros.model.config import PRESETS
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", nargs="+", required=True, metavar="PATH",
+                      help="rosbag2 bags (MCAP/sqlite3), folders of them, and video files")  # fmt: skip
+    data.add_argument("--val-data", nargs="+", metavar="PATH", help="held-out bags/videos (default: every 10th sequence)")
+    data.add_argument("--image-topic", help="camera topic in the bags (Image or CompressedImage)")
+    data.add_argument("--action-topic", help="Twist/TwistStamped topic (e.g. /cmd_vel); omit for an unconditioned model")
+    data.add_argument("--sequence-frames", type=int, default=40, help="frames per in-memory sequence")
+    model = parser.add_argument_group("model")
+    model.add_argument("--preset", default="cpu64", choices=sorted(PRESETS), help="model size preset")
+    model.add_argument("--name", default="default", help="model name written to model.json")
+    steps = parser.add_argument_group("optimisation")
+    steps.add_argument("--vae-steps", type=int, default=3000)
+    steps.add_argument("--vae-batch", type=int, default=64)
+    steps.add_argument("--vae-lr", type=float, default=1e-3)
+    steps.add_argument("--dit-steps", type=int, default=3000)
+    steps.add_argument("--dit-batch", type=int, default=32)
+    steps.add_argument("--dit-lr", type=float, default=3e-4)
+    steps.add_argument("--dit-targets", type=int, default=4, help="predicted frames per training window")
+    steps.add_argument("--seed", type=int, default=0)
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", required=True, help="run directory: checkpoint.pt, train_log.jsonl, train_summary.json")
+    run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    run.add_argument("--val-every", type=int, default=500, help="validate every N steps")
+    run.add_argument("--checkpoint-every", type=int, default=500, help="write the checkpoint every N steps")
+    run.add_argument("--log-every", type=int, default=50, help="append metrics to the log every N steps")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train or fine-tune the world model on bags and videos (VAE, then DiT)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=main)
+
+
+if __name__ == "__main__":  # torchrun -m sora_ros.train ...
+    cli = argparse.ArgumentParser(prog="python -m sora_ros.train", description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    add_arguments(cli)
+    namespace = cli.parse_args()
+    namespace.command = " ".join(["python -m sora_ros.train", *sys.argv[1:]])
+    sys.exit(main(namespace))

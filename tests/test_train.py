@@ -1,0 +1,67 @@
+"""`sora-ros train` on a tiny model: runs both stages, resumes, and keeps DDP ranks identical."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+from sora_ros.cli import main as cli  # noqa: E402
+
+HELPERS = Path(__file__).parent / "helpers"
+TINY = ["--preset", "tiny", "--sequence-frames", "12", "--vae-batch", "8", "--dit-batch", "4",
+        "--val-every", "10", "--checkpoint-every", "10", "--log-every", "5"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    """A 20 s, 10 fps, 40x40 video of a ball circling over a plain background."""
+    path = tmp_path_factory.mktemp("video") / "ball.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (40, 40))
+    for t in range(200):
+        frame = np.full((40, 40, 3), (90, 60, 30), np.uint8)
+        cv2.circle(frame, (int(20 + 12 * np.sin(t / 6)), int(20 + 10 * np.cos(t / 4))), 5, (50, 200, 255), -1)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def log_entries(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_train_runs_both_stages_then_resumes(video, tmp_path):
+    out = tmp_path / "run"
+    assert cli(["train", "--data", str(video), "--out", str(out), "--vae-steps", "10", "--dit-steps", "10", *TINY]) == 0
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["state"]["stage"] == "dit" and summary["state"]["step"] == 10
+    assert summary["config"]["dit"]["action_dim"] == 0, "no --action-topic: an unconditioned model"
+    assert summary["data"]["frames_per_source"] == {"ball.avi": 12 * summary["data"]["sequences"]}
+    assert {"recon_psnr"} <= set(summary["state"]["val"]["vae"])
+    assert {"h1_psnr", "h1_copy_last_psnr", "h4_psnr"} <= set(summary["state"]["val"]["dit"])
+
+    assert cli(["train", "--data", str(video), "--out", str(out), "--vae-steps", "10", "--dit-steps", "20",
+                "--resume", *TINY]) == 0  # fmt: skip
+    dit_steps = [e["step"] for e in log_entries(out) if e["stage"] == "dit" and "loss" in e]
+    assert dit_steps == [5, 10, 15, 20], "resume must continue at step 10, not start over"
+
+
+def test_train_refuses_missing_data_with_a_message(tmp_path, capsys):
+    assert cli(["train", "--data", str(tmp_path / "nothing.mp4"), "--out", str(tmp_path / "o"), *TINY]) == 1
+    assert "nothing.mp4: no such video file" in capsys.readouterr().err
+
+
+def test_ddp_two_gloo_ranks_end_with_identical_weights(video, tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               str(HELPERS / "ddp_train.py"), "--data", str(video), "--out", str(out),
+               "--vae-steps", "4", "--dit-steps", "4", *TINY]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    hashes = [(out / f"rank{rank}.sha256").read_text() for rank in (0, 1)]
+    assert hashes[0] == hashes[1], "DDP ranks diverged"
+    assert (out / "checkpoint.pt").exists()
