@@ -97,7 +97,7 @@ def load_sequences(
                 clip_actions = np.full((length, action_dim), np.nan, np.float32)
             if clip_actions.shape[1] != action_dim:
                 raise ValueError(f"{clip.source}: actions have {clip_actions.shape[1]} dims, the model takes {action_dim}")
-            frames.append(np.stack([fit_frame(f, size) for f in clip.frames]))
+            frames.append(clip.frames)
             actions.append(clip_actions)
             sources.append(clip.source)
         notes += reader.report.summary().splitlines()[1:]

@@ -128,8 +128,10 @@ def test_rollout_refuses_bad_arguments(engine):
         engine.rollout(context, np.zeros((HORIZON, 3), np.float32))
     with pytest.raises(ValueError, match="horizon"):
         engine.rollout(context, _actions(engine)[0], horizon=HORIZON + 1)
-    with pytest.raises(ValueError, match="NaN"):
-        engine.rollout(context, np.full((HORIZON, 2), np.nan, np.float32))
+    with pytest.raises(ValueError, match="Inf"):
+        engine.rollout(context, np.full((HORIZON, 2), np.inf, np.float32))
+    with pytest.raises(ValueError, match="partly NaN"):
+        engine.rollout(context, np.array([[np.nan, 0.0]] * HORIZON, np.float32))
     with pytest.raises(ValueError, match="contexts but"):
         engine.rollout(np.stack([context] * 2), _actions(engine, candidates=3))
 

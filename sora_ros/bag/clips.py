@@ -19,8 +19,8 @@ frame nearest to (previous kept frame + dt) within +-dt/2; a step with no
 frame in that window is a gap and ends the clip. Faster sources are thinned
 (30 Hz -> 10 Hz keeps every third frame); slower ones give gaps.
 
-Resizing: frames are resized to `size` with cv2.INTER_AREA, without keeping
-the aspect ratio; cropping or letterboxing is the model's business.
+Resizing: frames are fitted to `size` by `sora_ros.preprocess.fit_frame`
+(centre crop to the aspect ratio, then area resize), as the nodes do.
 
 Streaming: a bag is read twice, first its action topic (a few floats per
 message), then its images one at a time; at most one clip's frames are held.
@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from sora_ros.bag import messages as m
+from sora_ros.preprocess import fit_frame
 from sora_ros.bag.reading import BagError, BagReader, find_bags
 from sora_ros.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
 
@@ -228,10 +228,7 @@ class ClipReader:
         except ImageConversionError as error:
             self.report.skip(UNDECODABLE_IMAGE, str(error))
             return None
-        height, width = self.size
-        if rgb.shape[:2] != (height, width):
-            rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
-        return np.ascontiguousarray(rgb)  # own the pixels: the message buffer goes away
+        return np.ascontiguousarray(fit_frame(rgb, self.size))  # own the pixels: the message buffer goes away
 
 
 def _check_type(reader: BagReader, topic: str, allowed: tuple[str, ...]) -> None:

@@ -69,6 +69,7 @@ class DiTConfig:
         mlp_ratio: hidden width of the MLP as a multiple of D.
         action_dim: A, per-step action size; 0 means unconditioned.
         max_context_noise: training draws the context noise level uniformly from [0, this].
+        action_dropout: fraction of training windows whose action is marked unknown (NaN).
     """
 
     context_frames: int = 4
@@ -79,6 +80,7 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     action_dim: int = 2
     max_context_noise: float = 0.3
+    action_dropout: float = 0.1
 
     def __post_init__(self) -> None:
         if self.width % self.heads:

@@ -134,6 +134,9 @@ class DiT(nn.Module):
             nn.Sequential(nn.Linear(dit.action_dim, dit.width), nn.SiLU(), nn.Linear(dit.width, dit.width))
             if dit.action_dim else None
         )
+        # Stands in for the action embedding where the action is unknown (NaN): footage without
+        # commands, and the actions dropped in training so that the model learns both cases.
+        self.unknown_action = nn.Parameter(torch.zeros(dit.width)) if dit.action_dim else None
         self.blocks = nn.ModuleList(Block(dit.width, dit.heads, dit.mlp_ratio) for _ in range(dit.depth))
         self.final_norm = nn.LayerNorm(dit.width, elementwise_affine=False, eps=LAYER_NORM_EPS)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(dit.width, 2 * dit.width))
@@ -179,7 +182,8 @@ class DiT(nn.Module):
             context_kv: (B, L, 2, K * N, D) from `context_kv`.
             noisy: (B, C, h, w) target latents at flow time t.
             flow_time: (B,) t in [0, 1]; 1 is pure noise.
-            action: (B, A) normalised action applied at the last context frame; None when A = 0.
+            action: (B, A) normalised action applied at the last context frame; a row with NaN
+                means "unknown"; None when A = 0.
 
         Returns:
             (B, C, h, w) velocity.
@@ -191,7 +195,9 @@ class DiT(nn.Module):
         x = self._tokens(noisy) + self.pos[-1]  # (B, N, D)
         cond = self.time_embed(flow_time)
         if self.action_embed is not None:
-            cond = cond + self.action_embed(action)
+            known = ~torch.isnan(action).any(dim=-1, keepdim=True)  # (B, 1)
+            embedded = self.action_embed(torch.where(known, action, torch.zeros_like(action)))  # (B, D)
+            cond = cond + torch.where(known, embedded, self.unknown_action)
         for i, block in enumerate(self.blocks):
             mod = block.modulation(cond)
             q, keys, values = block.project(x, mod)

@@ -110,7 +110,7 @@ def dynamics_loss(dit: DiT, latents: torch.Tensor, actions: torch.Tensor | None,
         dit: the DiT being trained.
         latents: float32 (B, T, C, h, w) scaled latents from `encode_frames`, T > K.
         actions: float32 (B, T, A) physical actions, actions[:, t] applied at frame t;
-            None when the model is unconditioned.
+            NaN rows where unknown (footage without commands); None when the model is unconditioned.
         generator: randomness of noise and times (None: torch's global generator).
 
     Returns:
@@ -133,6 +133,8 @@ def dynamics_loss(dit: DiT, latents: torch.Tensor, actions: torch.Tensor | None,
     action = None
     if actions is not None:
         action = normalise_actions(actions[:, k - 1:-1], dit.config.actions).flatten(0, 1)  # (B * W, A)
+        dropped = torch.rand((action.shape[0], 1), generator=generator, device=action.device) < cfg.action_dropout
+        action = torch.where(dropped, torch.full_like(action, float("nan")), action)  # NaN: unknown
 
     def randn(shape: tuple[int, ...]) -> torch.Tensor:
         return torch.randn(shape, generator=generator, device=latents.device)

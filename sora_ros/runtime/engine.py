@@ -224,7 +224,8 @@ class WorldModelEngine:
         Args:
             context: float32 (K, C, h, w) latents, oldest first, or (N, K, C, h, w) one per candidate.
             actions: float32 (H, A) or (N, H, A) in the model's physical units (model.json "action"),
-                actions[..., i, :] applied at the frame before predicted frame i; None when the
+                actions[..., i, :] applied at the frame before predicted frame i; a row of NaN
+                means "unknown" (the model then predicts without that command); None when the
                 model is unconditioned (action dim 0).
             horizon: frames to predict; default the actions' length, else model.json's default_horizon.
             samples: S, samples per candidate (the uncertainty is their spread).
@@ -283,8 +284,11 @@ class WorldModelEngine:
             raise ValueError(f"actions must be (H, {info.action_dim}) or (N, H, {info.action_dim}), got {actions.shape}")
         if horizon is not None and horizon != actions.shape[1]:
             raise ValueError(f"horizon {horizon} but {actions.shape[1]} actions per candidate")
-        if not np.isfinite(actions).all():
-            raise ValueError("actions contain NaN or Inf")
+        if np.isinf(actions).any():
+            raise ValueError("actions contain Inf (a row of NaN marks an unknown action; Inf is never valid)")
+        nan = np.isnan(actions)
+        if (nan.any(axis=-1) != nan.all(axis=-1)).any():
+            raise ValueError("an action row is partly NaN: mark an unknown action with NaN in every component")
         normalised = (actions - np.asarray(info.action_offset, np.float32)) / np.asarray(info.action_scale, np.float32)
         return normalised.astype(np.float32), actions.shape[1]
 
