@@ -54,6 +54,15 @@ def test_from_video_compressed_at_a_set_rate(video: Path, tmp_path: Path) -> Non
     assert topic.rate_hz == pytest.approx(5.0)
 
 
+def test_from_video_keeps_a_time_window(video: Path, tmp_path: Path) -> None:
+    """--begin/--end cut a held-out part; stamps stay in video time."""
+    out = tmp_path / "window"
+    assert cli.main(["bag", "from-video", str(video), str(out), "--begin", "0.3", "--end", "0.6"]) == 0
+    (topic,) = summarize(out).topics
+    assert topic.count == 4  # frames 5..8 at 15 fps: 0.333 s .. 0.533 s (0.6 s excluded)
+    assert summarize(out).first_ns == round(5 * 1e9 / FPS)
+
+
 def test_unreadable_video_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bogus = tmp_path / "bogus.mp4"
     bogus.write_bytes(b"this is not a video" * 10)

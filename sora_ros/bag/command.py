@@ -1,6 +1,6 @@
 """`sora-ros bag`: make bags from video files and describe bags.
 
-    sora-ros bag from-video VIDEO OUT [--fps F] [--topic T] [--compressed]
+    sora-ros bag from-video VIDEO OUT [--fps F] [--topic T] [--compressed] [--begin S] [--end S]
     sora-ros bag info BAG [BAG ...]
 """
 
@@ -19,7 +19,8 @@ def from_video(args: argparse.Namespace) -> int:
     from sora_ros.bag.video import VideoError
 
     try:
-        count = video_to_bag(args.video, args.out, fps=args.fps, topic=args.topic, compressed=args.compressed)
+        count = video_to_bag(args.video, args.out, fps=args.fps, topic=args.topic, compressed=args.compressed,
+                             begin_s=args.begin, end_s=args.end)
     except (VideoError, WriterError) as error:
         print(f"sora-ros bag from-video: {error}", file=sys.stderr)
         return 1
@@ -63,6 +64,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("--fps", type=float, help="stamp rate (default: the video's own)")
     convert.add_argument("--topic", default="/camera/image_raw", help="image topic (default %(default)s)")
     convert.add_argument("--compressed", action="store_true", help="JPEG CompressedImage on TOPIC/compressed")
+    convert.add_argument("--begin", type=float, default=0.0, metavar="S", help="first second of the video to keep")
+    convert.add_argument("--end", type=float, metavar="S", help="keep frames before this second (default: to the end)")
     convert.set_defaults(func=from_video)
 
     describe = actions.add_parser("info", help="topics, types, counts, rates, duration, first/last stamp")

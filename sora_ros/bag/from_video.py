@@ -21,8 +21,10 @@ def video_to_bag(
     compressed: bool = False,
     start_ns: int = 0,
     frame_id: str = DEFAULT_FRAME_ID,
+    begin_s: float = 0.0,
+    end_s: float | None = None,
 ) -> int:
-    """Write every frame of `video` to a new bag at `out`, stamped start_ns + k / fps.
+    """Write the frames of `video` to a new bag at `out`, frame k stamped start_ns + k / fps.
 
     Args:
         video: any file OpenCV decodes.
@@ -33,6 +35,8 @@ def video_to_bag(
         compressed: JPEG CompressedImage instead of rgb8 Image.
         start_ns: stamp of the first frame.
         frame_id: header frame_id of every image.
+        begin_s, end_s: keep only frames with begin_s <= k / fps < end_s (video time), e.g. to
+            hold out the end of a clip for evaluation.
 
     Returns:
         The number of frames written.
@@ -49,8 +53,12 @@ def video_to_bag(
         topic = f"{topic}/compressed"
     count = 0
     with BagWriter(out) as bag:
-        for rgb in reader.frames():
-            stamp = start_ns + round(count * m.NS_PER_S / rate)
+        for index, rgb in enumerate(reader.frames()):
+            if index / rate < begin_s:
+                continue
+            if end_s is not None and index / rate >= end_s:
+                break
+            stamp = start_ns + round(index * m.NS_PER_S / rate)
             if compressed:
                 bag.write(topic, m.COMPRESSED_IMAGE, stamp, m.compressed_image(rgb, stamp, frame_id))
             else:
