@@ -213,12 +213,13 @@ def main(args: argparse.Namespace) -> int:
     from sora_ros.model.config import preset
     from sora_ros.model.dit import DiT
     from sora_ros.model.vae import VAE
+    from sora_ros.train import training_record
 
     if args.checkpoint:
         checkpoint = load_checkpoint(args.checkpoint)
         vae, dit = checkpoint.vae, checkpoint.dit
-        training = checkpoint.extra.get("training")
-        evaluation = checkpoint.extra.get("evaluation")
+        training = training_record(checkpoint.extra)
+        evaluation = None  # filled by `sora-ros eval --record-in-model`
     else:
         torch.manual_seed(args.seed)
         config = preset(args.preset)

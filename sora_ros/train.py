@@ -175,12 +175,14 @@ class Trainer:
                 log.write(json.dumps(entry) + "\n")
 
     def save(self, optimizers: dict) -> None:
+        from sora_ros.bench import machine_description
         from sora_ros.model.checkpoint import save_checkpoint
 
         if self.dist.is_main:
             save_checkpoint(self.checkpoint_path, self.config, self.vae, self.dit, state=self.state,
                             optimizers=optimizers, data=self.train_data.summary(),
-                            val_data=self.val_data.summary(), command=self.args.command)  # fmt: skip
+                            val_data=self.val_data.summary(), command=self.args.command,
+                            machine=f"{machine_description()}, {self.dist.world_size} process(es) on {self.dist.device}")  # fmt: skip
 
     def sample_frames(self, data, count: int, rng) -> np.ndarray:
         n, s = data.frames.shape[:2]
@@ -359,6 +361,22 @@ class Trainer:
         if self.dist.is_main:
             (self.out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
         return summary
+
+
+def training_record(extra: dict) -> dict:
+    """The model.json "training" section, from the `extra` of a checkpoint this trainer wrote."""
+    state = extra.get("state", {})
+    validation = state.get("val", {})
+    return {
+        "command": extra.get("command"),
+        "data": extra.get("data"),
+        "validation_data": extra.get("val_data"),
+        "steps": {"vae": validation.get("vae", {}).get("step"),
+                  "dit": state.get("step") if state.get("stage") == "dit" else 0},
+        "wall_time_s": state.get("wall_s"),
+        "validation": validation,
+        "machine": extra.get("machine"),
+    }  # fmt: skip
 
 
 def _subset(data, mask: np.ndarray):
