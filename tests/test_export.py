@@ -93,12 +93,15 @@ def test_export_command_from_a_checkpoint(tmp_path, capsys):
     from sora_ros.model.checkpoint import save_checkpoint
 
     vae, dit = tiny_modules("tiny")
-    save_checkpoint(tmp_path / "ckpt.pt", dit.config, vae, dit,
-                    training={"command": "sora-ros train ...", "data": "test", "steps": 1, "wall_time_s": 0.1})
+    state = {"stage": "dit", "step": 3, "wall_s": {"vae": 1.0, "dit": 2.0}, "val": {"vae": {"step": 5}}}
+    save_checkpoint(tmp_path / "ckpt.pt", dit.config, vae, dit, state=state, command="sora-ros train ...",
+                    data={"frames": 7})
     parser = export.argparse.ArgumentParser()
     export.add_parser(parser.add_subparsers())
     args = parser.parse_args(["export", "--checkpoint", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "m")])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "parity dynamics" in out and "max |ORT - torch|" in out
-    assert json.loads((tmp_path / "m" / MODEL_JSON).read_text())["training"]["data"] == "test"
+    training = json.loads((tmp_path / "m" / MODEL_JSON).read_text())["training"]
+    assert training["data"] == {"frames": 7} and training["command"] == "sora-ros train ..."
+    assert training["steps"] == {"vae": 5, "dit": 3} and training["wall_time_s"] == {"vae": 1.0, "dit": 2.0}
