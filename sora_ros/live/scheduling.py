@@ -1,0 +1,97 @@
+"""Hand-offs between the executor and the inference threads, bounded by construction.
+
+`LatestSlot` holds the newest camera frame for the encoder thread: a frame that
+arrives before the previous one was taken replaces it (and is counted), so the
+queue never grows. `RolloutGate` lets the rollout thread start when there is a
+context it has not rolled out yet and at most `rate` times a second, so a new
+frame is rolled out as soon as the rate allows rather than on a fixed tick.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+
+
+class LatestSlot(Generic[Item]):
+    """A one-item mailbox: `put` never blocks and overwrites; `take` waits for an item."""
+
+    def __init__(self) -> None:
+        self._item: Item | None = None
+        self._condition = threading.Condition()
+        self._closed = False
+        self.superseded = 0  # items overwritten before anyone took them
+
+    def put(self, item: Item) -> None:
+        with self._condition:
+            if self._item is not None:
+                self.superseded += 1
+            self._item = item
+            self._condition.notify()
+
+    def take(self, timeout_s: float) -> Item | None:
+        """The newest item, removing it; None after `timeout_s` without one or once closed."""
+        with self._condition:
+            self._condition.wait_for(lambda: self._item is not None or self._closed, timeout_s)
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        """Wake every waiter; later `take`s return at once."""
+        with self._condition:
+            self._closed = True
+            self._item = None
+            self._condition.notify_all()
+
+
+class RolloutGate:
+    """Decides when the rollout thread starts the next rollout.
+
+    Args:
+        rate_hz: the most rollouts per second.
+    """
+
+    def __init__(self, rate_hz: float) -> None:
+        self._condition = threading.Condition()
+        self._rate_hz = rate_hz
+        self._version = 0  # newest context version announced
+        self._served = 0  # version the last rollout used
+        self._last_start = -float("inf")
+        self._closed = False
+
+    def set_rate(self, rate_hz: float) -> None:
+        with self._condition:
+            self._rate_hz = rate_hz
+            self._condition.notify_all()
+
+    def announce(self, version: int) -> None:
+        """A new context (with this version) is available."""
+        with self._condition:
+            self._version = max(self._version, version)
+            self._condition.notify_all()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until a rollout should start (an unserved context and the rate allows), then
+        mark it started. Returns False on timeout or once closed."""
+        end = time.monotonic() + timeout_s
+        with self._condition:
+            while not self._closed:
+                now = time.monotonic()
+                ready_at = self._last_start + 1.0 / self._rate_hz
+                if self._version > self._served and now >= ready_at:
+                    self._served = self._version
+                    self._last_start = now
+                    return True
+                if now >= end:
+                    return False
+                wake = min(end, ready_at) if self._version > self._served else end
+                self._condition.wait(max(wake - now, 0.0))
+            return False
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
