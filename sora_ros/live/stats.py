@@ -132,3 +132,20 @@ def latency_values(windows: dict[str, LatencyWindow]) -> dict[str, str]:
             for key in ("p50", "p99", "max"):
                 values[f"{stage}_ms_{key}"] = f"{summary[key]:.2f}"
     return values
+
+
+class Throttle:
+    """Lets a message through once per `period_s` per key (a drop reason, a note). Thread-safe."""
+
+    def __init__(self, period_s: float) -> None:
+        self._period_s = period_s
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def ready(self, key: str, now_s: float | None = None) -> bool:
+        now_s = time.monotonic() if now_s is None else now_s
+        with self._lock:
+            if now_s - self._last.get(key, -float("inf")) < self._period_s:
+                return False
+            self._last[key] = now_s
+            return True

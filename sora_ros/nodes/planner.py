@@ -60,7 +60,7 @@ class PlannerNode(Node):
         try:
             frame = image_to_rgb(msg)
         except ImageConversionError as error:
-            self.get_logger().warn(f"ignoring camera frame: {error}", throttle_duration_sec=LOG_THROTTLE_S)
+            self.get_logger().warning(f"ignoring camera frame: {error}", throttle_duration_sec=LOG_THROTTLE_S)
             return
         self._floor = scoring.update_floor(self._floor, frame)
 
@@ -80,7 +80,7 @@ class PlannerNode(Node):
         response = future.result()
         if response is None or not response.success:
             why = "no response" if response is None else response.message
-            self.get_logger().warn(f"rollout refused: {why}", throttle_duration_sec=LOG_THROTTLE_S)
+            self.get_logger().warning(f"rollout refused: {why}", throttle_duration_sec=LOG_THROTTLE_S)
             return
         frames = np.stack([np.stack([image_to_numpy(image) for image in futures.frames])
                            for futures in response.futures])  # (N, H, Hi, Wi, 3)

@@ -78,7 +78,7 @@ class RolloutServer:
 
     def _refuse(self, response: Rollout.Response, reason: str, message: str) -> Rollout.Response:
         self.counters.add(f"service/refused/{reason}")
-        self.logger.warn(f"~/rollout refused: {message}")
+        self.logger.warning(f"~/rollout refused: {message}")
         response.success = False
         response.message = message
         return response

@@ -41,8 +41,8 @@ from sora_ros.live.context import GRID_TOLERANCE, Context, ContextBuffer, Verdic
 from sora_ros.live.deadline import CostModel, plan_rollout
 from sora_ros.live.latents import LatentsError, latent_from_bytes, model_id
 from sora_ros.live.scheduling import LatestSlot, RolloutGate
-from sora_ros.live.stats import OK, WARN, Counters, LatencyWindow, RateMeter, StatusEntry, latency_values, \
-    watchdog_entry
+from sora_ros.live.stats import OK, WARN, Counters, LatencyWindow, RateMeter, StatusEntry, Throttle, \
+    latency_values, watchdog_entry
 from sora_ros.msg import FutureFrames, PatchLatents
 from sora_ros.nodes import live_messages as lm
 from sora_ros.nodes.rollout_service import RolloutServer
@@ -61,6 +61,7 @@ MAX_LIVE_SAMPLES = 8
 MAX_SAMPLER_STEPS = 16
 RELIABLE_DEPTH = 5  # ~/futures and ~/latents for a subscriber that needs every message
 WARNING_THROTTLE_S = 5.0
+INPUT_COUNTERS = ("drop/", "reset/")
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class WorldModelNode(LifecycleNode):
         self.latency = {stage: LatencyWindow() for stage in ("convert", "encode", "rollout", "step", "decode",
                                                              "camera_to_futures")}
         self.cost = CostModel()
+        self._throttle = Throttle(WARNING_THROTTLE_S)
         self._slot: LatestSlot = LatestSlot()
         self._gate = RolloutGate(self.settings.rollout_rate)
         self._buffer: ContextBuffer | None = None
@@ -292,7 +294,7 @@ class WorldModelNode(LifecycleNode):
         while self._running.is_set():
             item = self._slot.take(WORKER_POLL_S)
             if item is not None:
-                self._encode(*item)
+                self._guarded("encode", self._encode, *item)
 
     def _encode(self, msg: Image | CompressedImage, receipt_s: float) -> None:
         info = self.engine.info
@@ -336,7 +338,7 @@ class WorldModelNode(LifecycleNode):
         if verdict is Verdict.RESET:
             self._memory.clear()
             self.counters.add("reset/clock_jump")
-            self.get_logger().warn("image stamps jumped back: context restarted (bag loop or clock reset?)")
+            self.get_logger().warning("image stamps jumped back: context restarted (bag loop or clock reset?)")
         if context is not None:
             self._gate.announce(context.version)
         self._publish_prediction_for(stamp, frame_id, latent, real)
@@ -381,7 +383,15 @@ class WorldModelNode(LifecycleNode):
                 continue
             context = self._latest_context()
             if context is not None:
-                self._rollout(context, self.settings)
+                self._guarded("rollout", self._rollout, context, self.settings)
+
+    def _guarded(self, stage: str, work, *args) -> None:
+        """Run one unit of work; an unexpected error is counted and logged, and the thread goes on."""
+        try:
+            work(*args)
+        except Exception as error:  # a bug or a surprise must not stop the node's inference
+            self.counters.add(f"error/{stage}")
+            self.get_logger().error(f"{stage} failed: {type(error).__name__}: {error}")
 
     def _assumed_command(self, settings: LiveSettings) -> np.ndarray | None:
         command = self._command
@@ -421,7 +431,8 @@ class WorldModelNode(LifecycleNode):
         if plan.decode:
             self.latency["decode"].add(decode_ms)
         for note in plan.notes:
-            self.get_logger().info(f"deadline: {note}", throttle_duration_sec=WARNING_THROTTLE_S)
+            if self._throttle.ready(note):
+                self.get_logger().info(f"deadline: {note}")
         if plan.reduced_steps:
             self.counters.add("deadline/reduced_steps")
         if plan.skipped_decode:
@@ -445,15 +456,19 @@ class WorldModelNode(LifecycleNode):
 
     def _drop(self, reason: str, detail: str) -> None:
         self.counters.add(f"drop/{reason}")
-        self.get_logger().warn(f"dropped ({reason}): {detail}", throttle_duration_sec=WARNING_THROTTLE_S)
+        if self._throttle.ready(reason):  # the first of each reason, then one per period
+            self.get_logger().warning(f"dropped ({reason}): {detail}")
 
     def _publish_diagnostics(self) -> None:
         name = self.get_name()
         counters = self.counters.snapshot()
         counters["drop/superseded"] = counters.get("drop/superseded", 0) + self._slot.superseded
         state = self._state_machine.current_state[1]
-        entries = [watchdog_entry(f"{name}: input", self.frames_in, self.settings.watchdog_timeout_s, counters)]
+        # Input problems (drops, resets) beside the watchdog; outputs, deadline and service counts beside the latencies.
+        inputs = {key: count for key, count in counters.items() if key.startswith(INPUT_COUNTERS)}
+        entries = [watchdog_entry(f"{name}: input", self.frames_in, self.settings.watchdog_timeout_s, inputs)]
         values = latency_values(self.latency)
+        values.update({key: str(count) for key, count in sorted(counters.items()) if key not in inputs})
         values.update(lifecycle_state=state, model=self.model or "(none)",
                       sampler_steps_estimate_ms=f"{self.cost.step_ms:.2f}")
         level, message = (OK, "active") if state == "active" else (WARN, f"lifecycle state {state}")

@@ -1,0 +1,219 @@
+"""The world-model node in its own process over real DDS, with a tiny exported model:
+futures and their stamps, ~/rollout, run-time parameters, bad input, the watchdog,
+clock jumps, a model that fails configure, and the encoder/predictor split."""
+
+from __future__ import annotations
+
+import array
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+
+from live_helpers import Probe, rollout_request, start_node, stop  # noqa: E402
+from model_helpers import export_tiny  # noqa: E402
+from sora_ros.msg import FutureFrames  # noqa: E402
+from sora_ros.live.requests import MAX_CANDIDATES  # noqa: E402
+from sora_ros.nodes.live_messages import stamp_ns  # noqa: E402
+from sora_ros.nodes.ros_messages import NS_PER_S, header  # noqa: E402
+
+SIZE = (32, 32)  # the tiny model's input
+DT_S = 0.1
+T0_S = 1000.0
+INPUT, INFERENCE = "world_model: input", "world_model: inference"
+FAST_DIAGNOSTICS = ["-p", "diagnostics_period_s:=0.1", "-p", "watchdog_timeout_s:=0.5"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> str:
+    return str(export_tiny(tmp_path_factory.mktemp("tiny_model")))
+
+
+@pytest.fixture(scope="module")
+def ros() -> Iterator[None]:
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture(scope="module")
+def world_model(ros, tiny_model) -> Iterator[Probe]:
+    """One world_model node for the module's tests (in file order: the first sees no frame yet)."""
+    process = start_node("sora_ros.nodes.world_model", "-p", f"model_path:={tiny_model}",
+                         "-r", "image:=/wm_test/image", "-r", "cmd_vel:=/wm_test/cmd_vel", *FAST_DIAGNOSTICS)
+    probe = Probe("world_model", "/wm_test/image", SIZE)
+    try:
+        yield probe
+    finally:
+        probe.close()
+        output = stop(process)
+        assert "Traceback" not in output, output
+
+
+def test_rollout_before_the_first_frame_is_refused(world_model: Probe) -> None:
+    response = world_model.call(rollout_request(np.zeros((1, 4, 2), np.float32)))
+    assert not response.success
+    assert "no context yet" in response.message
+
+
+def test_futures_have_the_horizon_and_future_stamps(world_model: Probe) -> None:
+    for i in range(3):
+        world_model.send(T0_S + i * DT_S)
+    origin = round((T0_S + 2 * DT_S) * NS_PER_S)  # the newest frame
+    world_model.wait_for(lambda: world_model.futures and stamp_ns(world_model.futures[-1].header) == origin,
+                         "~/futures from the newest frame")
+    with world_model.lock:
+        futures = world_model.futures[-1]
+    assert futures.horizon == 8 and len(futures.latents) == 8 and abs(futures.dt - DT_S) < 1e-6
+    assert futures.frames == [] or len(futures.frames) == 8
+    for k, latents in enumerate(futures.latents, start=1):
+        assert stamp_ns(latents.header) == origin + k * round(DT_S * NS_PER_S)
+    assert list(futures.actions) == [0.0] * 16  # no cmd_vel: stand still
+
+
+def test_rollout_depends_on_actions_and_repeats_with_the_seed(world_model: Probe) -> None:
+    actions = np.array([[[0.5, 1.0]] * 4, [[0.5, -1.0]] * 4], np.float32)  # (N=2, H=4, A=2): left, right
+    first = world_model.call(rollout_request(actions, seed=7))
+    again = world_model.call(rollout_request(actions, seed=7))
+    assert first.success, first.message
+    assert len(first.futures) == 2 and all(len(f.frames) == 4 for f in first.futures)
+    left, right = (np.frombuffer(f.latents[-1].data, np.float32) for f in first.futures)
+    assert not np.allclose(left, right, atol=1e-4), "different actions gave the same future"
+    for a, b in zip(first.futures, again.futures):
+        assert [bytes(x.data) for x in a.frames] == [bytes(x.data) for x in b.frames]
+    assert first.total_ms >= first.rollout_ms > 0
+
+
+def test_rollout_uncertainty_with_samples(world_model: Probe) -> None:
+    response = world_model.call(rollout_request(np.zeros((1, 3, 2), np.float32), samples=3, images=False))
+    assert response.success, response.message
+    (futures,) = response.futures
+    assert futures.frames == [] and len(futures.latents) == 3
+    assert len(futures.uncertainty) == 3 and all(u > 0 for u in futures.uncertainty)
+
+
+@pytest.mark.parametrize("request_fields, message", [
+    ({"action_dim": 3}, "action_dim is 3 but the model takes 2"),
+    ({"horizon": 5}, "actions has 8 values; candidates x horizon x action_dim = 1 x 5 x 2 = 10"),
+    ({"candidates": MAX_CANDIDATES + 1}, f"candidates must be 1..{MAX_CANDIDATES}"),
+    ({"samples": 0}, "samples must be 1..8"),
+])
+def test_bad_rollout_requests_get_a_message(world_model: Probe, request_fields: dict, message: str) -> None:
+    request = rollout_request(np.zeros((1, 4, 2), np.float32))
+    for key, value in request_fields.items():
+        setattr(request, key, value)
+    before = world_model.counter(INFERENCE, "service/refused/bad_request")
+    response = world_model.call(request)
+    assert not response.success and message in response.message
+    world_model.wait_for(lambda: world_model._counter_unlocked(INFERENCE, "service/refused/bad_request") > before,
+                         "the refusal in /diagnostics")
+
+
+def image_msg(encoding: str, width: int, height: int, data: bytes, stamp_s: float) -> Image:
+    msg = Image(header=header(round(stamp_s * NS_PER_S), "camera"), encoding=encoding, width=width, height=height,
+                step=width * 3)
+    msg.data = array.array("B", data)
+    return msg
+
+
+def test_bad_images_are_counted_drops_and_the_node_keeps_going(world_model: Probe) -> None:
+    stamp = T0_S + 10.0
+    bad = [
+        (image_msg("rgb9", 32, 32, bytes(32 * 32 * 3), stamp), "drop/unknown_encoding"),
+        (image_msg("rgb8", 32, 32, bytes(100), stamp), "drop/malformed_image"),  # truncated
+        (image_msg("rgb8", 0, 0, b"", stamp), "drop/malformed_image"),  # zero size
+        (image_msg("rgb8", 4, 4, bytes(4 * 4 * 3), stamp), "drop/image_too_small"),
+    ]
+    for msg, counter in bad:
+        world_model.send_bad(msg, counter, INPUT)
+    with world_model.lock:
+        before = len(world_model.futures)
+    for i in range(3):  # still encodes and predicts
+        world_model.send(stamp + i * DT_S)
+    world_model.wait_for(lambda: len(world_model.futures) > before, "~/futures after the bad images")
+    assert world_model.status(INPUT).level == b"\x01", "drops should turn the input status to WARN"
+
+
+def test_stamps_out_of_order_are_dropped_and_a_jump_back_resets(world_model: Probe) -> None:
+    newest = T0_S + 20.0
+    world_model.send(newest)
+    for stamp, counter in ((newest, "drop/duplicate_stamp"), (newest - 0.05, "drop/out_of_order_stamp")):
+        before = world_model.counter(INPUT, counter)
+        msg = image_msg("rgb8", 32, 32, world_model.frame().tobytes(), stamp)
+        world_model._publish_until(msg, lambda: world_model._counter_unlocked(INPUT, counter) > before, counter)
+    before = world_model.counter(INPUT, "reset/clock_jump")
+    world_model.send(newest - 30.0)  # a bag starting over
+    world_model.wait_for(lambda: world_model._counter_unlocked(INPUT, "reset/clock_jump") > before, "the reset")
+    with world_model.lock:
+        seen = len(world_model.futures)
+    world_model.send(newest - 30.0 + DT_S)
+    world_model.wait_for(lambda: len(world_model.futures) > seen, "futures from the new context")
+    with world_model.lock:
+        origin = world_model.futures[-1].header.stamp.sec
+    assert origin < newest - 20, "a rollout mixed frames from before the jump"
+
+
+def test_watchdog_reports_a_quiet_camera_then_recovers(world_model: Probe) -> None:
+    world_model.wait_for(lambda: (s := world_model._status_unlocked(INPUT)) is not None and s.level == b"\x02",
+                         "the watchdog ERROR")
+    assert "no camera frame for" in world_model.status(INPUT).message
+    world_model.send(T0_S + 100.0)
+    world_model.wait_for(lambda: world_model._status_unlocked(INPUT).level != b"\x02", "the watchdog to clear")
+
+
+def test_horizon_changes_at_run_time(world_model: Probe) -> None:
+    client = world_model.node.create_client(SetParameters, "/world_model/set_parameters")
+    assert client.wait_for_service(timeout_sec=30)
+    value = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=3)
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name="horizon", value=value)]))
+    world_model.wait_for(future.done, "set_parameters")
+    assert future.result().results[0].successful
+    out_of_range = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=1000)
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name="horizon", value=out_of_range)]))
+    world_model.wait_for(future.done, "set_parameters")
+    assert not future.result().results[0].successful, "the descriptor's range should refuse 1000"
+    for i in range(3):
+        world_model.send(T0_S + 200.0 + i * DT_S)
+    world_model.wait_for(lambda: world_model.futures[-1].horizon == 3, "futures of the new horizon")
+
+
+def test_corrupt_jpeg_is_a_counted_drop(ros, tiny_model: str) -> None:
+    process = start_node("sora_ros.nodes.encoder", "-p", f"model_path:={tiny_model}", "-p", "compressed:=true",
+                         "-r", "image/compressed:=/enc_test/image/compressed", *FAST_DIAGNOSTICS)
+    probe = Probe("encoder", "/enc_test/image", SIZE)
+    try:
+        msg = CompressedImage(header=header(0, "camera"), format="jpeg")
+        msg.data = array.array("B", b"\xff\xd8\xff\xe0 this is no JPEG")
+        probe.send_bad(msg, "drop/malformed_image", "encoder: input")
+    finally:
+        probe.close()
+        stop(process)
+
+
+def test_encoder_and_predictor_as_two_nodes(ros, tiny_model: str) -> None:
+    encoder = start_node("sora_ros.nodes.encoder", "-p", f"model_path:={tiny_model}", "-r", "image:=/split/image")
+    predictor = start_node("sora_ros.nodes.predictor", "-p", f"model_path:={tiny_model}",
+                           "-r", "latents:=/encoder/latents")
+    probe = Probe("encoder", "/split/image", SIZE)
+    futures: list = []
+    probe.node.create_subscription(FutureFrames, "/predictor/futures", probe._store(futures), 10)
+    try:
+        for i in range(3):
+            probe.send(T0_S + i * DT_S)
+        probe.wait_for(lambda: futures, "/predictor/futures")
+        assert futures[-1].header.stamp.sec == int(T0_S)
+    finally:
+        probe.close()
+        stop(encoder), stop(predictor)
+
+
+def test_missing_model_fails_configure_with_the_reason(tmp_path) -> None:
+    process = start_node("sora_ros.nodes.world_model", "-p", f"model_path:={tmp_path / 'nowhere'}")
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert f"configure failed: model {tmp_path / 'nowhere'}" in output and "does not exist" in output
