@@ -9,7 +9,7 @@ BUILD   := build/interfaces
 # Discovery stays on this machine unless the user says otherwise.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: setup test bench clean
+.PHONY: setup test bench demo clean
 
 setup: $(VENV)/.interfaces-built
 	@$(VENV)/bin/sora-ros doctor --quiet
@@ -38,6 +38,11 @@ $(VENV)/.interfaces-built: $(VENV)/.deps-installed CMakeLists.txt package.xml cm
 test: setup
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+# The live demo: sim + world model + planner over DDS, then out/demo/. DEMO_ARGS passes options,
+# e.g. make demo DEMO_ARGS="--video clip.mp4 --duration 30".
+demo: setup
+	$(VENV)/bin/sora-ros demo $(DEMO_ARGS)
 
 bench: setup
 	$(VENV)/bin/sora-ros bench image

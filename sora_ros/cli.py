@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sora_ros import __version__, bench, doctor, export, launch_runner, train
+from sora_ros import __version__, bench, demo, doctor, export, launch_runner, train
 from sora_ros.bag import command as bag_command
 from sora_ros.evaluation import command as eval_command
 from sora_ros.nodes import video_camera_command
 from sora_ros.sim import command as sim_command
 
-SUBCOMMANDS = (doctor, sim_command, bag_command, video_camera_command, train, export, eval_command, launch_runner, bench)
+SUBCOMMANDS = (doctor, demo, sim_command, bag_command, video_camera_command, train, export, eval_command, launch_runner, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
