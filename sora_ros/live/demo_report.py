@@ -87,7 +87,8 @@ def score(recording: Recording) -> tuple[dict, list[Example]]:
             table[f"h{h}"] = {f"{m}_psnr_db": round(psnr_from_mse(float(np.mean(v))), 2) for m, v in by_method.items()}
             table[f"h{h}"]["frames"] = len(by_method["model"])
     picks = [complete[round(i)] for i in np.linspace(0, len(complete) - 1, min(EXAMPLE_ROLLOUTS, len(complete)))]
-    examples = [Example(source=f"t={future.origin_ns / 1e9:.1f}s", context=last[None], future=reals,
+    first_ns = int(stamps[0]) if stamps.size else 0
+    examples = [Example(source=f"at {(future.origin_ns - first_ns) / 1e9:.1f} s", context=last[None], future=reals,
                         predictions={"world model": future.frames, "copy-last": np.repeat(last[None], len(reals), 0)})
                 for future, reals, last in picks]
     return table, examples

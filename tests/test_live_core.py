@@ -1,0 +1,176 @@
+"""The live pipeline's rclpy-free core, with values worked out by hand."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from sora_ros.live.actions import assumed_actions, twist_indices
+from sora_ros.live.comparison import FutureMemory, Prediction, comparison_image
+from sora_ros.live.context import ContextBuffer, Verdict
+from sora_ros.live.deadline import CostModel, plan_rollout
+from sora_ros.live.planner import candidate_costs, choose, obstacle_fraction, turn_candidates
+from sora_ros.live.requests import MAX_BATCH, RequestError, check_request
+from sora_ros.live.scheduling import LatestSlot, RolloutGate
+from sora_ros.live.stats import ERROR, OK, STALE, WARN, RateMeter, Throttle, watchdog_entry
+
+MS = 1_000_000  # ns
+
+
+def latent(value: float) -> np.ndarray:
+    return np.full((1, 2, 2), value, np.float32)
+
+
+def test_context_picks_the_frame_nearest_each_grid_time():
+    buffer = ContextBuffer(context_frames=3, dt_s=0.1, jump_back_s=1.0)
+    for i in range(7):  # a 15 Hz camera: 0, 67, 133, 200, 267, 333, 400 ms
+        buffer.add(round(i * 200 / 3) * MS, latent(i))
+    context = buffer.latest()
+    # grid 200, 300, 400 ms -> frames 200 (i=3), 267 or 333 (333 is 33 ms away, 267 is 33 too: first wins), 400
+    assert context.stamps_ns[0] == 200 * MS and context.stamps_ns[2] == 400 * MS
+    assert context.stamps_ns[1] in (267 * MS, 333 * MS)
+    assert context.latents.shape == (3, 1, 2, 2) and context.newest_stamp_ns == 400 * MS
+
+
+def test_context_waits_for_k_frames_and_refuses_gaps():
+    buffer = ContextBuffer(context_frames=2, dt_s=0.1, jump_back_s=1.0)
+    assert buffer.add(0, latent(0)) is Verdict.ACCEPTED
+    assert buffer.latest() is None  # one frame, K = 2
+    buffer.add(100 * MS, latent(1))
+    assert buffer.latest().stamps_ns == (0, 100 * MS)
+    buffer.add(700 * MS, latent(2))  # the camera paused for 600 ms
+    assert buffer.latest() is None, "a context must not bridge a gap in the stream"
+    buffer.add(800 * MS, latent(3))
+    assert buffer.latest().stamps_ns == (700 * MS, 800 * MS)
+
+
+def test_context_drops_late_frames_and_resets_on_a_jump_back():
+    buffer = ContextBuffer(context_frames=2, dt_s=0.1, jump_back_s=1.0)
+    buffer.add(5000 * MS, latent(0))
+    buffer.add(5100 * MS, latent(1))
+    assert buffer.add(5100 * MS, latent(2)) is Verdict.DUPLICATE_STAMP
+    assert buffer.add(5050 * MS, latent(2)) is Verdict.OUT_OF_ORDER_STAMP
+    assert buffer.add(0, latent(3)) is Verdict.RESET  # 5.1 s back: a bag loop
+    assert buffer.resets == 1 and buffer.latest() is None
+    buffer.add(100 * MS, latent(4))
+    assert buffer.latest().stamps_ns == (0, 100 * MS)
+
+
+def test_latest_slot_keeps_only_the_newest():
+    slot: LatestSlot[int] = LatestSlot()
+    for i in range(5):
+        slot.put(i)
+    assert slot.take(0.0) == 4 and slot.superseded == 4
+    assert slot.take(0.01) is None
+    slot.close()
+    assert slot.take(10.0) is None  # closed: returns at once
+
+
+def test_rollout_gate_runs_once_per_new_context_at_most_at_the_rate():
+    gate = RolloutGate(rate_hz=20.0)
+    assert not gate.wait(0.01), "no context announced yet"
+    gate.announce(1)
+    assert gate.wait(0.01)
+    first_start = time.monotonic()
+    assert not gate.wait(0.01), "context 1 was already rolled out"
+    gate.announce(2)
+    assert gate.wait(1.0)
+    assert time.monotonic() - first_start >= 0.045, "20 Hz allows one start per 50 ms"
+    closer = threading.Timer(0.05, gate.close)
+    closer.start()
+    assert not gate.wait(10.0)
+
+
+def test_deadline_plan_cuts_steps_then_decoding():
+    cost = CostModel()
+    cost.observe_rollout(ms=64.0, frames=8, steps=4)  # 2 ms per frame-step
+    cost.observe_decode(ms=16.0, frames=8)  # 2 ms per frame
+    everything = tuple(range(8))
+    plan = plan_rollout(cost, 8, 4, everything, (0,), budget_ms=0)
+    assert (plan.steps, plan.decode, plan.notes) == (4, everything, ())
+    plan = plan_rollout(cost, 8, 4, everything, (0,), budget_ms=70.0)  # 4 steps: 80 ms; 3 steps: 64 ms
+    assert plan.steps == 3 and plan.decode == everything and plan.reduced_steps and not plan.skipped_decode
+    plan = plan_rollout(cost, 8, 4, everything, (0,), budget_ms=20.0)  # 1 step + 8 frames = 32 ms; + 1 frame = 18 ms
+    assert plan.steps == 1 and plan.decode == (0,) and plan.skipped_decode and plan.estimate_ms == 18.0
+
+
+def test_request_checks():
+    ok = check_request(np.zeros(12), 2, 3, 2, 1, 5, True, model_action_dim=2)
+    assert ok.actions.shape == (2, 3, 2) and ok.seed == 5
+    unknown = np.full(6, np.nan)
+    assert np.isnan(check_request(unknown, 1, 3, 2, 1, 0, False, 2).actions).all()
+    with pytest.raises(RequestError, match="12 values; candidates x horizon x action_dim = 2 x 3 x 3 = 18"):
+        check_request(np.zeros(12), 2, 3, 3, 1, 0, True, model_action_dim=3)
+    with pytest.raises(RequestError, match=f"exceeds the cap of {MAX_BATCH}"):
+        check_request(np.zeros(8 * 2), 8, 1, 2, 4, 0, True, model_action_dim=2)
+    with pytest.raises(RequestError, match="mark an unknown step with NaN in every component"):
+        check_request(np.array([np.nan, 0.0]), 1, 1, 2, 1, 0, True, model_action_dim=2)
+    with pytest.raises(RequestError, match="must be finite"):
+        check_request(np.array([np.inf, 0.0]), 1, 1, 2, 1, 0, True, model_action_dim=2)
+
+
+def test_actions_follow_twist_fields_and_the_no_command_choice():
+    assert twist_indices(("linear_x", "angular_z")) == [0, 5]
+    with pytest.raises(ValueError, match="not cmd_vel"):
+        twist_indices(("throttle",))
+    assert assumed_actions(np.array([0.5, -1.0]), 3, 2, "zero").tolist() == [[0.5, -1.0]] * 3
+    assert assumed_actions(None, 2, 2, "zero").tolist() == [[0.0, 0.0]] * 2
+    assert np.isnan(assumed_actions(None, 2, 2, "unknown")).all()
+    assert assumed_actions(None, 2, 0, "zero") is None
+
+
+def test_future_memory_matches_the_latest_prediction_of_a_stamp():
+    memory = FutureMemory(tolerance_ns=50 * MS)
+    frame = lambda v: np.full((2, 2, 3), v, np.uint8)  # noqa: E731
+    memory.add([Prediction(100 * MS, 0, 1, frame(1)), Prediction(200 * MS, 0, 2, frame(2))])
+    memory.add([Prediction(200 * MS, 100 * MS, 1, frame(3))])
+    assert memory.match(210 * MS).frame[0, 0, 0] == 3  # the newer rollout wins
+    assert memory.match(210 * MS, step=2).frame[0, 0, 0] == 2
+    assert memory.match(100 * MS).frame[0, 0, 0] == 1
+    assert memory.match(0) is None  # made from that very frame: not a prediction of it
+    assert memory.match(400 * MS) is None
+
+
+def test_comparison_image_is_real_predicted_error():
+    real = np.zeros((4, 5, 3), np.uint8)
+    predicted = np.full((4, 5, 3), 10, np.uint8)
+    picture = comparison_image(real, predicted)
+    assert picture.shape == (4, 15, 3)
+    assert (picture[:, :5] == 0).all() and (picture[:, 5:10] == 10).all()
+    assert comparison_image(real, real)[:, 10:].tolist() == comparison_image(predicted, predicted)[:, 10:].tolist()
+    with pytest.raises(ValueError):
+        comparison_image(real, predicted[:2])
+
+
+def test_planner_prefers_the_candidate_without_obstacle_pixels():
+    floor = np.array([100, 60, 180], np.float32)
+    clear = np.broadcast_to(floor.astype(np.uint8), (2, 12, 12, 3)).copy()  # (H=2, 12, 12, 3)
+    blocked = clear.copy()
+    blocked[:, 6:, 4:8] = (200, 30, 30)  # the whole lower-centre window
+    half = clear.copy()
+    half[:, 9:, 4:8] = (200, 30, 30)  # half of it
+    assert obstacle_fraction(blocked[0], floor) == 1.0 and obstacle_fraction(half[0], floor) == 0.5
+    candidates = turn_candidates(0.3, 0.8, horizon=2)
+    assert candidates.names == ("straight", "left", "right") and candidates.actions.shape == (3, 2, 2)
+    costs = candidate_costs(np.stack([blocked, half, clear]), floor)
+    assert costs.tolist() == [1.0, 0.5, 0.0]
+    assert choose(candidates.names, costs) == 2
+    assert choose(candidates.names, np.array([0.01, 0.0, 0.0])) == 0, "within the tie margin: go straight"
+
+
+def test_watchdog_and_throttle():
+    meter = RateMeter(window_s=1.0)
+    assert watchdog_entry("cam", meter, 0.5, {}, now_s=10.0).level == STALE
+    meter.tick(10.0)
+    meter.tick(10.5)
+    entry = watchdog_entry("cam", meter, 0.5, {}, now_s=10.6)
+    assert entry.level == OK and entry.values["input_rate_hz"] == "2.00"
+    assert watchdog_entry("cam", meter, 0.5, {"drop/malformed_image": 2}, now_s=10.6).level == WARN
+    quiet = watchdog_entry("cam", meter, 0.5, {}, now_s=12.0)
+    assert quiet.level == ERROR and "no camera frame for 1.5 s" in quiet.message
+    throttle = Throttle(5.0)
+    assert throttle.ready("a", 0.0) and not throttle.ready("a", 4.0) and throttle.ready("b", 4.0)
+    assert throttle.ready("a", 5.0)
