@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -72,8 +73,9 @@ def learning_rate(step: int, total: int, peak: float) -> float:
     """Linear warm-up, then cosine decay to FINAL_LR_FRACTION of the peak."""
     if step < WARMUP_STEPS:
         return peak * (step + 1) / WARMUP_STEPS
-    progress = (step - WARMUP_STEPS) / max(1, total - WARMUP_STEPS)
-    return peak * (FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + np.cos(np.pi * min(progress, 1.0))))
+    progress = min((step - WARMUP_STEPS) / max(1, total - WARMUP_STEPS), 1.0)
+    # A Python float: it is stored in the optimiser state, which weights_only loading must accept.
+    return peak * (FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def _objective_modules():

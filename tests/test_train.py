@@ -65,3 +65,13 @@ def test_ddp_two_gloo_ranks_end_with_identical_weights(video, tmp_path):
     hashes = [(out / f"rank{rank}.sha256").read_text() for rank in (0, 1)]
     assert hashes[0] == hashes[1], "DDP ranks diverged"
     assert (out / "checkpoint.pt").exists()
+
+
+def test_learning_rate_schedule_is_plain_float():
+    """The rate lands in the optimiser state, which torch.load(weights_only=True) must accept."""
+    from sora_ros.train import WARMUP_STEPS, learning_rate
+
+    assert learning_rate(0, 1000, 1.0) == pytest.approx(1 / WARMUP_STEPS)
+    assert learning_rate(WARMUP_STEPS, 1000, 1.0) == pytest.approx(1.0)
+    assert learning_rate(1000, 1000, 1.0) == pytest.approx(0.1)
+    assert all(type(learning_rate(step, 1000, 1.0)) is float for step in (0, 500, 2000))
