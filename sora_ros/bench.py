@@ -66,9 +66,16 @@ def bench_model(args: argparse.Namespace) -> int:
     return run(args)
 
 
-BENCHMARKS = {"image": bench_image, "model": bench_model}
+def bench_nodes(args: argparse.Namespace) -> int:
+    """The world-model node through real DDS: camera-to-futures latency, ~/rollout, memory."""
+    from sora_ros.bench_nodes import run
+
+    return run(args)
+
+
+BENCHMARKS = {"image": bench_image, "model": bench_model, "nodes": bench_nodes}
 # Timed repetitions per row when --repeats is not given.
-DEFAULT_REPEATS = {"image": 200, "model": 20}
+DEFAULT_REPEATS = {"image": 200, "model": 20, "nodes": 1}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -85,11 +92,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "against a baseline measured in the same process.",
     )
     parser.add_argument("target", choices=sorted(BENCHMARKS), help="image: Image message <-> numpy conversion; "
-                        "model: world-model encode/decode/dynamics/rollout, ONNX Runtime vs torch eager")
+                        "model: world-model encode/decode/dynamics/rollout, ONNX Runtime vs torch eager; "
+                        "nodes: the world_model node through DDS (latency, ~/rollout, RSS)")
     parser.add_argument("--repeats", type=int, default=None,
                         help=f"timed repetitions per row, median reported (default {DEFAULT_REPEATS})")
     parser.add_argument("--model", help="model: model directory to time (ONNX Runtime only unless --checkpoint)")
     parser.add_argument("--checkpoint", help="model: the checkpoint --model was exported from (torch-eager column)")
     parser.add_argument("--preset", help="model: export random weights of this size preset to a temporary "
                         "directory and time both (default cpu64 when --model is not given)")
+    parser.add_argument("--duration", type=float, default=60.0,
+                        help="nodes: seconds the 15 Hz camera runs (the RSS growth check; 600 for the 10-minute target)")
+    parser.add_argument("--camera-rate", type=float, default=15.0, help="nodes: camera frames per second")
     parser.set_defaults(func=main)
