@@ -245,3 +245,14 @@ def test_runtime_never_imports_torch(model_dir):
             "e.rollout(np.zeros((2, 4, 8, 8), np.float32), np.zeros((2, 2), np.float32)); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_candidate_future_does_not_depend_on_the_other_candidates(engine):
+    """Common random numbers: candidates differ by their actions alone, whatever their order."""
+    context, actions = _context(engine), _actions(engine, candidates=3)
+    together = engine.rollout(context, actions, samples=2, seed=4).latents  # (3, 2, H, C, h, w)
+    alone = engine.rollout(context, actions[2:], samples=2, seed=4).latents
+    np.testing.assert_allclose(together[2], alone[0], rtol=1e-5, atol=1e-5)
+    same_actions = engine.rollout(context, np.stack([actions[0]] * 2), samples=1, seed=4).latents
+    np.testing.assert_allclose(same_actions[0], same_actions[1], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(together[0, 0], together[0, 1]), "samples of one candidate must differ"

@@ -86,3 +86,23 @@ def test_unreadable_bag_and_missing_model_are_clear_errors(model, tmp_path, caps
     assert "broken" in capsys.readouterr().err
     assert cli(["eval", str(broken), "--model", str(tmp_path / "nowhere")]) == 1
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_model_predictor_rolls_out_under_the_actions_after_the_last_context_frame(model):
+    """actions[t] drives frame t -> t + 1: predicting frames K.. uses actions[K - 1 : K - 1 + L]."""
+    import numpy as np
+
+    from sora_ros.evaluation.predictors import ModelPredictor
+    from sora_ros.runtime.engine import WorldModelEngine
+
+    engine = WorldModelEngine(model)
+    k, horizon = engine.info.context_frames, 3
+    rng = np.random.default_rng(0)
+    context = rng.integers(0, 256, (k, *engine.info.image_size, 3), dtype=np.uint8)
+    actions = rng.uniform(-1, 1, (k + horizon, 2)).astype(np.float32)
+    predicted = ModelPredictor(engine, horizon)(context, actions)
+    latents = engine.encode(context)
+    expected = engine.decode(engine.rollout(latents, actions[k - 1 : k - 1 + horizon], samples=1, seed=0).latents[0, 0])
+    shifted = engine.decode(engine.rollout(latents, actions[k : k + horizon], samples=1, seed=0).latents[0, 0])
+    np.testing.assert_array_equal(predicted, expected)
+    assert not np.array_equal(predicted, shifted)

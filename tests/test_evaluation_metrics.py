@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sora_ros.evaluation.baselines import FlowExtrapolation, copy_last
-from sora_ros.evaluation.metrics import FrameScores, moving_mask, mse, psnr_from_mse, skill_score, ssim, summarize
+from sora_ros.evaluation.metrics import PSNR_CAP_DB, FrameScores, moving_mask, mse, psnr_from_mse, skill_score, ssim, summarize
 
 RNG = np.random.default_rng(0)
 
@@ -35,11 +35,18 @@ def test_copy_last_on_a_static_scene_reports_infinity_not_nan():
     assert summary["mean"] == math.inf and summary["n_inf"] == 3 and summary["n_nan"] == 0
 
 
-def test_summarize_leaves_out_inf_and_nan_and_counts_them():
+def test_summarize_caps_inf_leaves_out_nan_and_counts_both():
     summary = summarize([10.0, 12.0, math.inf, math.nan])
-    assert summary["mean"] == pytest.approx(11.0)
-    assert (summary["n"], summary["n_inf"], summary["n_nan"]) == (2, 1, 1)
-    assert summary["ci95"] == pytest.approx(1.959964 * math.sqrt(2) / math.sqrt(2), rel=1e-5)
+    assert summary["mean"] == pytest.approx((10.0 + 12.0 + PSNR_CAP_DB) / 3)
+    assert (summary["n"], summary["n_inf"], summary["n_nan"]) == (3, 1, 1)
+    assert summary["ci95"] == pytest.approx(1.959964 * np.std([10, 12, PSNR_CAP_DB], ddof=1) / math.sqrt(3), rel=1e-5)
+
+
+def test_every_method_is_averaged_over_the_same_frames():
+    """Copy-last is perfect on a still frame: that frame must count for it, not vanish."""
+    copy_last_psnr = summarize([math.inf, 20.0])["mean"]
+    model_psnr = summarize([40.0, 21.0])["mean"]
+    assert copy_last_psnr > model_psnr
 
 
 def test_ssim_drops_with_noise():

@@ -21,6 +21,8 @@ MOVING_THRESHOLD = 8
 _SSIM_SIGMA = 1.5
 _SSIM_C1 = (0.01 * 1.0) ** 2
 _SSIM_C2 = (0.03 * 1.0) ** 2
+# Identical frames have infinite PSNR; averages count them as this (MSE 1e-10).
+PSNR_CAP_DB = 100.0
 # Two-sided 95% normal quantile for confidence intervals of the mean.
 _Z95 = 1.959963984540054
 
@@ -108,26 +110,29 @@ class FrameScores:
 def summarize(values: list[float] | np.ndarray) -> dict[str, float | int]:
     """Mean and 95% confidence interval of per-frame values.
 
-    NaN values (no moving pixel) are left out and counted; +inf values
-    (identical frames) are counted and left out of the mean, which is +inf
-    only when every scored frame was identical.
+    NaN values (no moving pixel) are left out and counted. +inf values
+    (identical frames) are counted and averaged as PSNR_CAP_DB, so that every
+    method is averaged over the same frames (dropping them would drop exactly
+    the frames where copy-last is perfect); the mean is +inf only when every
+    scored frame was identical.
 
     Returns:
-        {"mean", "ci95" (half-width), "n" (finite values), "n_inf", "n_nan"}.
+        {"mean", "ci95" (half-width), "n" (values averaged), "n_inf", "n_nan"}.
     """
     values = np.asarray(values, dtype=np.float64)
     nan = np.isnan(values)
-    inf = np.isinf(values) & ~nan
-    finite = values[~nan & ~inf]
+    inf = np.isposinf(values)
+    scored = values[~nan]
     n_inf, n_nan = int(inf.sum()), int(nan.sum())
-    if finite.size == 0:
+    if scored.size == 0 or n_inf == scored.size:
         mean = math.inf if n_inf else math.nan
-        return {"mean": mean, "ci95": math.nan, "n": 0, "n_inf": n_inf, "n_nan": n_nan}
-    spread = finite.std(ddof=1) if finite.size > 1 else math.nan
+        return {"mean": mean, "ci95": math.nan, "n": int(scored.size), "n_inf": n_inf, "n_nan": n_nan}
+    scored = np.minimum(scored, PSNR_CAP_DB)
+    spread = scored.std(ddof=1) if scored.size > 1 else math.nan
     return {
-        "mean": float(finite.mean()),
-        "ci95": float(_Z95 * spread / math.sqrt(finite.size)),
-        "n": int(finite.size),
+        "mean": float(scored.mean()),
+        "ci95": float(_Z95 * spread / math.sqrt(scored.size)),
+        "n": int(scored.size),
         "n_inf": n_inf,
         "n_nan": n_nan,
     }

@@ -247,8 +247,8 @@ class WorldModelEngine:
         if context.ndim == 4:
             context = context[None]  # (1, K, C, h, w)
         actions, horizon = self._normalised_actions(actions, horizon)
-        if samples < 1 or horizon < 1:
-            raise ValueError(f"samples and horizon must be at least 1, got {samples} and {horizon}")
+        if samples < 1 or horizon < 1 or (steps is not None and steps < 1):
+            raise ValueError(f"samples, horizon and steps must be at least 1, got {samples}, {horizon} and {steps}")
         counts = {context.shape[0], 1 if actions is None else actions.shape[0]}
         if len(counts - {1}) > 1:
             raise ValueError(f"{context.shape[0]} contexts but {actions.shape[0]} action candidates")
@@ -259,9 +259,11 @@ class WorldModelEngine:
             actions = np.repeat(np.broadcast_to(actions, (candidates, *actions.shape[1:])), samples, axis=0)
         with self._rollout_lock:
             context_fn, velocity_fn = self._bound_graphs(batch)
+            # Every candidate sees the same noise: their futures differ by their actions alone.
             latents = sampler.rollout(
-                context_fn, velocity_fn, context, actions, horizon, steps or info.sampler_steps,
+                context_fn, velocity_fn, context, actions, horizon, info.sampler_steps if steps is None else steps,
                 info.context_noise if context_noise is None else context_noise, np.random.default_rng(seed),
+                noise_period=samples,
             )  # (N * S, H, C, h, w)
         _check_finite("dynamics", latents)
         latents = latents.reshape(candidates, samples, *latents.shape[1:])  # (N, S, H, C, h, w)

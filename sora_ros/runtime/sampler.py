@@ -31,16 +31,25 @@ def euler_timesteps(steps: int) -> np.ndarray:
     return np.linspace(1.0, 0.0, steps + 1, dtype=np.float32)
 
 
-def noise_context(context: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
+def standard_normal(rng: np.random.Generator, shape: tuple[int, ...], period: int | None = None) -> np.ndarray:
+    """float32 noise of `shape`; with `period`, row r of the batch gets the noise of row r % period."""
+    if period is None or period == shape[0]:
+        return rng.standard_normal(shape, dtype=np.float32)
+    rows = rng.standard_normal((period, *shape[1:]), dtype=np.float32)
+    return np.tile(rows, (shape[0] // period, *([1] * (len(shape) - 1))))
+
+
+def noise_context(context: np.ndarray, level: float, rng: np.random.Generator, period: int | None = None) -> np.ndarray:
     """Context latents moved to flow time `level` (the model's guard against drift); level 0 returns them as is."""
     if level == 0.0:
         return context
-    noise = rng.standard_normal(context.shape, dtype=np.float32)
+    noise = standard_normal(rng, context.shape, period)
     return ((1.0 - level) * context + level * noise).astype(np.float32)
 
 
 def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray, actions: np.ndarray | None,
-            horizon: int, steps: int, context_noise: float, rng: np.random.Generator) -> np.ndarray:
+            horizon: int, steps: int, context_noise: float, rng: np.random.Generator,
+            noise_period: int | None = None) -> np.ndarray:
     """Predict `horizon` latent frames autoregressively, never leaving latent space.
 
     Args:
@@ -52,6 +61,9 @@ def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray,
         steps: Euler steps per frame.
         context_noise: context noise level in [0, 1] (0 disables it).
         rng: the only source of randomness; same state, same output.
+        noise_period: draw noise for this many rows and repeat it down the batch (row r gets
+            row r % noise_period's), so that candidates laid out as (candidate, sample) rows see
+            the same noise and differ by their actions alone (common random numbers).
 
     Returns:
         (B, horizon, C, h, w) float32 predicted latents.
@@ -63,10 +75,10 @@ def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray,
     noise_level = np.full((b,), context_noise, np.float32)
     flow_time = np.empty((b,), np.float32)
     for i in range(horizon):
-        window = noise_context(np.ascontiguousarray(history[:, i:i + k]), context_noise, rng)  # (B, K, C, h, w)
+        window = noise_context(np.ascontiguousarray(history[:, i:i + k]), context_noise, rng, noise_period)  # (B, K, C, h, w)
         kv = context_fn(window, noise_level)
         action = None if actions is None else np.ascontiguousarray(actions[:, i])  # (B, A)
-        x = rng.standard_normal((b, *context.shape[2:]), dtype=np.float32)  # (B, C, h, w)
+        x = standard_normal(rng, (b, *context.shape[2:]), noise_period)  # (B, C, h, w)
         for t, t_next in zip(times[:-1], times[1:]):
             flow_time.fill(t)
             x -= (t - t_next) * velocity_fn(kv, x, flow_time, action)
