@@ -13,6 +13,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from live_helpers import Probe, rollout_request, start_node, stop  # noqa: E402
@@ -166,20 +167,56 @@ def test_watchdog_reports_a_quiet_camera_then_recovers(world_model: Probe) -> No
     world_model.wait_for(lambda: world_model._status_unlocked(INPUT).level != b"\x02", "the watchdog to clear")
 
 
-def test_horizon_changes_at_run_time(world_model: Probe) -> None:
-    client = world_model.node.create_client(SetParameters, "/world_model/set_parameters")
+def set_parameter(probe: Probe, name: str, value: ParameterValue) -> bool:
+    client = probe.node.create_client(SetParameters, "/world_model/set_parameters")
     assert client.wait_for_service(timeout_sec=30)
-    value = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=3)
-    future = client.call_async(SetParameters.Request(parameters=[Parameter(name="horizon", value=value)]))
-    world_model.wait_for(future.done, "set_parameters")
-    assert future.result().results[0].successful
-    out_of_range = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=1000)
-    future = client.call_async(SetParameters.Request(parameters=[Parameter(name="horizon", value=out_of_range)]))
-    world_model.wait_for(future.done, "set_parameters")
-    assert not future.result().results[0].successful, "the descriptor's range should refuse 1000"
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=value)]))
+    probe.wait_for(future.done, "set_parameters")
+    probe.node.destroy_client(client)
+    return future.result().results[0].successful
+
+
+def test_horizon_changes_at_run_time(world_model: Probe) -> None:
+    assert set_parameter(world_model, "horizon", ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=3))
+    too_far = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=1000)
+    assert not set_parameter(world_model, "horizon", too_far), "the descriptor's range should refuse 1000"
     for i in range(3):
         world_model.send(T0_S + 200.0 + i * DT_S)
     world_model.wait_for(lambda: world_model.futures[-1].horizon == 3, "futures of the new horizon")
+
+
+def test_a_deadline_it_cannot_meet_cuts_sampler_steps(world_model: Probe) -> None:
+    budget = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=0.001)  # 1 us: nothing fits
+    assert set_parameter(world_model, "deadline_ms", budget)
+    before = world_model.counter(INFERENCE, "deadline/reduced_steps")
+    for i in range(3):
+        world_model.send(T0_S + 300.0 + i * DT_S)
+    world_model.wait_for(lambda: world_model.futures[-1].sampler_steps == 1, "futures with 1 sampler step")
+    world_model.wait_for(lambda: world_model._counter_unlocked(INFERENCE, "deadline/reduced_steps") > before,
+                         "deadline/reduced_steps in /diagnostics")
+    assert set_parameter(world_model, "deadline_ms", ParameterValue(type=ParameterType.PARAMETER_DOUBLE))
+
+
+def test_predicted_and_comparison_images_for_arriving_frames(world_model: Probe) -> None:
+    images: dict[str, list[Image]] = {"predicted": [], "comparison": []}
+    for name, into in images.items():
+        world_model.node.create_subscription(Image, f"/world_model/{name}/image", world_model._store(into),
+                                             qos_profile_sensor_data)
+    sent = []
+    for i in range(40):  # until the node sees the subscribers and a rollout predicted the next frame
+        stamp = T0_S + 400.0 + i * DT_S
+        world_model.send(stamp)
+        sent.append(round(stamp * NS_PER_S))
+        if i >= 1:  # the tiny model's K = 2 frames make a context
+            world_model.wait_for(lambda: world_model.futures and stamp_ns(world_model.futures[-1].header) == sent[-1],
+                                 "the frame's rollout")
+        with world_model.lock:
+            if images["predicted"] and images["comparison"]:
+                break
+    world_model.wait_for(lambda: images["predicted"] and images["comparison"], "predicted and comparison images")
+    comparison = images["comparison"][-1]
+    assert (comparison.width, comparison.height, comparison.encoding) == (3 * SIZE[1], SIZE[0], "rgb8")
+    assert stamp_ns(images["predicted"][-1].header) in sent[1:], "stamped with the real frame it shows"
 
 
 def test_corrupt_jpeg_is_a_counted_drop(ros, tiny_model: str) -> None:
@@ -200,16 +237,20 @@ def test_encoder_and_predictor_as_two_nodes(ros, tiny_model: str) -> None:
     predictor = start_node("sora_ros.nodes.predictor", "-p", f"model_path:={tiny_model}",
                            "-r", "latents:=/encoder/latents")
     probe = Probe("encoder", "/split/image", SIZE)
-    futures: list = []
+    futures: list[FutureFrames] = []
     probe.node.create_subscription(FutureFrames, "/predictor/futures", probe._store(futures), 10)
     try:
-        for i in range(3):
+        for i in range(300):  # a streaming camera: the predictor may discover the encoder a few frames late
             probe.send(T0_S + i * DT_S)
+            with probe.lock:
+                if futures:
+                    break
         probe.wait_for(lambda: futures, "/predictor/futures")
-        assert futures[-1].header.stamp.sec == int(T0_S)
+        assert int(T0_S) <= futures[-1].header.stamp.sec and futures[-1].horizon == 8
     finally:
         probe.close()
-        stop(encoder), stop(predictor)
+        outputs = stop(encoder) + stop(predictor)
+    assert "Traceback" not in outputs, outputs
 
 
 def test_missing_model_fails_configure_with_the_reason(tmp_path) -> None:

@@ -69,7 +69,8 @@ class FutureMemory:
             for prediction in predictions:
                 if prediction.origin_ns >= stamp_ns:
                     break  # made from this frame or a later one: not a prediction of it
-                if (step is None or prediction.step == step) and abs(prediction.stamp_ns - stamp_ns) <= self._tolerance_ns:
+                near = abs(prediction.stamp_ns - stamp_ns) <= self._tolerance_ns
+                if near and (step is None or prediction.step == step):
                     return prediction
         return None
 

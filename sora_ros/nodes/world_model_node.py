@@ -141,19 +141,25 @@ class WorldModelNode(LifecycleNode):
         p = self.declare_parameter
         p("model_path", default_model_path(), lm.plain_descriptor("model directory (model.json + ONNX graphs)"))
         p("providers", ["CPU"], lm.plain_descriptor("ONNX Runtime execution providers in order: TensorRT, CUDA, CPU"))
-        p("qos_depth", 1, lm.int_descriptor("keep-last depth of the camera subscription (sensor-data QoS)", 1, 100, True))
+        p("qos_depth", 1, lm.int_descriptor("keep-last depth of the camera subscription (sensor-data QoS)",
+                                            1, 100, True))
         p("autostart", True, lm.plain_descriptor("configure and activate at start-up; exit 1 if configure fails"))
         p("diagnostics_period_s", 1.0, lm.float_descriptor("seconds between /diagnostics messages", 0.1, 60.0, True))
-        p("watchdog_timeout_s", 1.0, lm.float_descriptor("camera silence (s) that turns diagnostics to ERROR", 0.05, 600.0))
+        p("watchdog_timeout_s", 1.0, lm.float_descriptor("camera silence (s) that turns diagnostics to ERROR",
+                                                         0.05, 600.0))
         p("jump_back_s", 1.0, lm.float_descriptor(
-            "a stamp (or clock) this far behind the newest one is a clock jump: the context restarts", 0.01, 3600.0, True))
+            "a stamp (or clock) this far behind the newest one is a clock jump: the context restarts",
+            0.01, 3600.0, True))
         if self.encodes:
             p("compressed", False, lm.plain_descriptor("subscribe image/compressed (JPEG/PNG) instead of image"))
         # The predictor's parameters, declared in every role so one params file serves all three.
-        p("horizon", 0, lm.int_descriptor("predicted frames per live rollout; 0 = the model's default", 0, MAX_LIVE_HORIZON))
+        p("horizon", 0, lm.int_descriptor("predicted frames per live rollout; 0 = the model's default",
+                                          0, MAX_LIVE_HORIZON))
         p("rollout_rate", 10.0, lm.float_descriptor("most live rollouts per second", 0.1, 60.0))
-        p("samples", 1, lm.int_descriptor("samples per live rollout; > 1 gives per-frame uncertainty", 1, MAX_LIVE_SAMPLES))
-        p("sampler_steps", 0, lm.int_descriptor("sampler steps per frame; 0 = the model's default", 0, MAX_SAMPLER_STEPS))
+        p("samples", 1, lm.int_descriptor("samples per live rollout; > 1 gives per-frame uncertainty",
+                                          1, MAX_LIVE_SAMPLES))
+        p("sampler_steps", 0, lm.int_descriptor("sampler steps per frame; 0 = the model's default",
+                                                0, MAX_SAMPLER_STEPS))
         p("deadline_ms", 0.0, lm.float_descriptor(
             "time budget of a live rollout incl. decoding; over it, fewer steps / fewer decoded frames; 0 = none",
             0.0, 10000.0))
@@ -171,7 +177,8 @@ class WorldModelNode(LifecycleNode):
                                     f"{live_actions.NO_COMMAND_CHOICES}; using 'zero'")
             no_command = "zero"
         settings = LiveSettings(value("horizon"), value("rollout_rate"), value("samples"), value("sampler_steps"),
-                                value("deadline_ms"), value("cmd_vel_timeout_s"), no_command, value("watchdog_timeout_s"))
+                                value("deadline_ms"), value("cmd_vel_timeout_s"), no_command,
+                                value("watchdog_timeout_s"))
         if hasattr(self, "_gate"):
             self._gate.set_rate(settings.rollout_rate)
         return settings
@@ -441,7 +448,8 @@ class WorldModelNode(LifecycleNode):
             self.counters.add("deadline/missed")
         dt_ns = round(info.dt * 1e9)
         if decoded is not None:
-            self._memory.add([Prediction(context.newest_stamp_ns + (k + 1) * dt_ns, context.newest_stamp_ns, k + 1, frame)
+            origin = context.newest_stamp_ns
+            self._memory.add([Prediction(origin + (k + 1) * dt_ns, origin, k + 1, frame)
                               for k, frame in zip(plan.decode, decoded)])
         all_frames = decoded if decoded is not None and len(plan.decode) == horizon else None
         latency_s = time.monotonic() - context.receipt_s
