@@ -127,8 +127,9 @@ class Trainer:
         self.args, self.dist = args, dist_info
         self.out = Path(args.out)
         self.checkpoint_path = self.out / CHECKPOINT_NAME
+        # Batches (numpy) and noise (torch, on the training device) differ per rank.
         self.rng = np.random.default_rng([args.seed, dist_info.rank])
-        self.generator = torch.Generator().manual_seed(args.seed * 1000 + dist_info.rank)
+        self.generator = torch.Generator(device=dist_info.device).manual_seed(args.seed * 1000 + dist_info.rank)
         self.state = {"stage": "vae", "step": 0, "wall_s": {"vae": 0.0, "dit": 0.0}, "val": {}}
         optimizer_states = {}
         if args.resume and self.checkpoint_path.exists():
@@ -136,7 +137,13 @@ class Trainer:
             self.config, self.vae, self.dit = checkpoint.config, checkpoint.vae, checkpoint.dit
             self.state = checkpoint.extra["state"]
             optimizer_states = checkpoint.extra.get("optimizers", {})
+            # Rank 0's batch order and noise continue where they stopped; other ranks reseed.
+            random_state = checkpoint.extra.get("random", {}).get(f"rank{dist_info.rank}")
+            if random_state:
+                self.rng.bit_generator.state = random_state["numpy"]
+                self.generator.set_state(random_state["torch"])
             self.log(f"resuming {self.checkpoint_path}: {self.state['stage']} stage, step {self.state['step']}")
+            self._warn_about_ignored_flags()
         else:
             config = preset(args.preset)
             if not args.action_topic:
@@ -156,8 +163,12 @@ class Trainer:
         self.train_data = load_sequences(args.data, **read)
         if args.val_data:
             self.val_data = load_sequences(args.val_data, **read)
-        else:  # hold out every tenth sequence
-            held = np.arange(len(self.train_data.sources)) % 10 == 9
+        else:
+            held = _held_out(self.train_data.sources)
+            if held is None:
+                self.log("note: one source only; validating on every tenth sequence of it, which neighbours "
+                         "training sequences in time (pass --val-data for an honest number)")  # fmt: skip
+                held = np.arange(len(self.train_data.sources)) % 10 == 9
             self.val_data = _subset(self.train_data, held)
             self.train_data = _subset(self.train_data, ~held)
         self.log(f"data: {self.train_data.summary()['sequences']} training sequences of {read['length']} frames, "
@@ -166,6 +177,14 @@ class Trainer:
             self.log(f"  {note}")
 
     # -- helpers -------------------------------------------------------------------
+
+    def _warn_about_ignored_flags(self) -> None:
+        """On resume the checkpoint's model is kept, and a finished VAE stage is not reopened: say so."""
+        self.log(f"note: the model ({self.config.name}) comes from the checkpoint; --preset, --name and "
+                 "--action-topic apply to new runs only")  # fmt: skip
+        finished_vae = self.state["val"].get("vae", {}).get("step")
+        if self.state["stage"] == "dit" and finished_vae not in (None, self.args.vae_steps):
+            self.log(f"note: the VAE stage finished at {finished_vae} steps; --vae-steps {self.args.vae_steps} is ignored")
 
     def log(self, message: str) -> None:
         if self.dist.is_main:
@@ -184,6 +203,8 @@ class Trainer:
             save_checkpoint(self.checkpoint_path, self.config, self.vae, self.dit, state=self.state,
                             optimizers=optimizers, data=self.train_data.summary(),
                             val_data=self.val_data.summary(), command=self.args.command,
+                            random={"rank0": {"numpy": self.rng.bit_generator.state,
+                                              "torch": self.generator.get_state()}},
                             machine=f"{machine_description()}, {self.dist.world_size} process(es) on {self.dist.device}")  # fmt: skip
 
     def sample_frames(self, data, count: int, rng) -> np.ndarray:
@@ -314,7 +335,7 @@ class Trainer:
     def _validate_dit(self) -> dict:
         import torch
 
-        from sora_ros.model.training import normalise_actions
+        from sora_ros.model.training import normalise_actions, psnr
         from sora_ros.model.vae import images_to_unit_range
         from sora_ros.runtime.sampler import rollout
 
@@ -339,15 +360,16 @@ class Trainer:
         predicted = rollout(context_fn, velocity_fn, latents[:, :k], future_actions, VAL_HORIZON,
                             self.config.sampler_steps, self.config.context_noise, np.random.default_rng(1))  # fmt: skip
         decoded = self.vae.decode(torch.from_numpy(predicted.reshape(-1, *predicted.shape[2:])).to(device))
-        decoded = decoded.clamp(-1, 1).reshape(VAL_WINDOWS, VAL_HORIZON, *decoded.shape[1:])  # (B, H, 3, h, w)
+        decoded = decoded.clamp(-1, 1).reshape(VAL_WINDOWS, VAL_HORIZON, *decoded.shape[1:])  # (B, L, 3, H, W)
         real = images_to_unit_range(torch.from_numpy(truth[:, k:]).to(device).flatten(0, 1)).reshape(decoded.shape)
         last = images_to_unit_range(torch.from_numpy(truth[:, k - 1]).to(device))[:, None]  # (B, 1, 3, H, W)
         metrics = {}
         for h in (1, VAL_HORIZON):
-            model_mse = ((decoded[:, h - 1] - real[:, h - 1]) ** 2).mean().item() / 4.0
-            copy_mse = ((last[:, 0] - real[:, h - 1]) ** 2).mean().item() / 4.0
-            metrics[f"h{h}_psnr"] = float(-10 * np.log10(max(model_mse, 1e-10)))
-            metrics[f"h{h}_copy_last_psnr"] = float(-10 * np.log10(max(copy_mse, 1e-10)))
+            # [-1, 1] -> [0, 1] divides the squared error by 4.
+            model_mse = ((decoded[:, h - 1] - real[:, h - 1]) ** 2).mean() / 4.0
+            copy_mse = ((last[:, 0] - real[:, h - 1]) ** 2).mean() / 4.0
+            metrics[f"h{h}_psnr"] = psnr(model_mse).item()
+            metrics[f"h{h}_copy_last_psnr"] = psnr(copy_mse).item()
         return metrics
 
     def run(self) -> dict:
@@ -379,6 +401,15 @@ def training_record(extra: dict) -> dict:
         "validation": validation,
         "machine": extra.get("machine"),
     }  # fmt: skip
+
+
+def _held_out(sources: list[str]) -> np.ndarray | None:
+    """Hold out every tenth source (bag or video), at least one; None with a single source."""
+    names = sorted(set(sources))
+    if len(names) < 2:
+        return None
+    held = set(names[9::10] or names[-1:])
+    return np.array([source in held for source in sources])
 
 
 def _subset(data, mask: np.ndarray):
@@ -415,6 +446,10 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from sora_ros.model.config import PRESETS
 
@@ -428,15 +463,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--preset", default="cpu64", choices=sorted(PRESETS), help="model size preset")
     model.add_argument("--name", default="default", help="model name written to model.json")
-    steps = parser.add_argument_group("optimisation")
-    steps.add_argument("--vae-steps", type=int, default=3000)
-    steps.add_argument("--vae-batch", type=int, default=64)
-    steps.add_argument("--vae-lr", type=float, default=1e-3)
-    steps.add_argument("--dit-steps", type=int, default=3000)
-    steps.add_argument("--dit-batch", type=int, default=32)
-    steps.add_argument("--dit-lr", type=float, default=3e-4)
+    steps = parser.add_argument_group("optimisation (AdamW, linear warm-up then cosine decay)")
+    steps.add_argument("--vae-steps", type=int, default=3000, help="optimiser steps of the VAE stage")
+    steps.add_argument("--vae-batch", type=int, default=64, help="frames per VAE step (per process)")
+    steps.add_argument("--vae-lr", type=float, default=1e-3, help="peak learning rate of the VAE")
+    steps.add_argument("--dit-steps", type=int, default=3000, help="optimiser steps of the DiT stage")
+    steps.add_argument("--dit-batch", type=int, default=32, help="windows per DiT step (per process)")
+    steps.add_argument("--dit-lr", type=float, default=3e-4, help="peak learning rate of the DiT")
     steps.add_argument("--dit-targets", type=int, default=4, help="predicted frames per training window")
-    steps.add_argument("--seed", type=int, default=0)
+    steps.add_argument("--seed", type=int, default=0, help="initial weights, batches and noise")
     run = parser.add_argument_group("run")
     run.add_argument("--out", required=True, help="run directory: checkpoint.pt, train_log.jsonl, train_summary.json")
     run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
@@ -450,15 +485,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train or fine-tune the world model on bags and videos (VAE, then DiT)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_arguments(parser)
     parser.set_defaults(func=main)
 
 
 if __name__ == "__main__":  # torchrun -m sora_ros.train ...
-    cli = argparse.ArgumentParser(prog="python -m sora_ros.train", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    cli = argparse.ArgumentParser(prog="python -m sora_ros.train", description=__doc__, formatter_class=HelpFormatter)
     add_arguments(cli)
     namespace = cli.parse_args()
     namespace.command = " ".join(["python -m sora_ros.train", *sys.argv[1:]])

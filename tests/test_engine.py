@@ -202,6 +202,24 @@ def test_model_json_without_a_field(broken):
         WorldModelEngine(broken)
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("dt", 0.0, "dt must be positive, got 0.0"),
+    ("context_frames", 0, "context_frames must be positive"),
+    ("action.normalisation.scale", [0.5, 0.0], "scale must be positive"),
+    ("latent_shape", [16, 8.5, 8], "need positive integers"),
+])
+def test_model_json_with_an_impossible_value(broken, field, value, message):
+    meta = json.loads((broken / MODEL_JSON).read_text())
+    *parents, leaf = field.split(".")
+    node = meta
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+    (broken / MODEL_JSON).write_text(json.dumps(meta))
+    with pytest.raises(ModelDirError, match=rf"model\.json: .*{message}"):
+        WorldModelEngine(broken)
+
+
 def test_wrong_hash(broken):
     with open(broken / "dynamics.onnx", "ab") as stream:
         stream.write(b"\0")

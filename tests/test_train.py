@@ -75,3 +75,14 @@ def test_learning_rate_schedule_is_plain_float():
     assert learning_rate(WARMUP_STEPS, 1000, 1.0) == pytest.approx(1.0)
     assert learning_rate(1000, 1000, 1.0) == pytest.approx(0.1)
     assert all(type(learning_rate(step, 1000, 1.0)) is float for step in (0, 500, 2000))
+
+
+def test_default_validation_holds_out_whole_sources():
+    """Sequences of one bag neighbour each other in time: validation takes whole bags."""
+    from sora_ros.train import _held_out
+
+    sources = [f"bag{i:02d}" for i in range(12) for _ in range(3)]
+    held = _held_out(sources)
+    assert sorted({s for s, h in zip(sources, held) if h}) == ["bag09"]
+    assert _held_out(["a", "a", "b"]).tolist() == [False, False, True]
+    assert _held_out(["only", "only"]) is None

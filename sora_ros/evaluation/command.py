@@ -90,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         engine = WorldModelEngine(args.model, providers=args.providers.split(","))
-    except ModelDirError as error:
+    except (ModelDirError, ValueError) as error:  # ValueError: no usable execution provider
         print(f"sora-ros eval: {error}", file=sys.stderr)
         return 1
     model = engine.info

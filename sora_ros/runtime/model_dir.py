@@ -177,7 +177,7 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
     missing = [name for name in [*GRAPH_FILES.values(), DYNAMICS_WEIGHTS] if name not in files]
     if missing:
         raise ModelDirError(f"'files' does not list {missing}")
-    return ModelInfo(
+    info = ModelInfo(
         path=path,
         name=_get(raw, "name", str),
         version=_get(raw, "version", str),
@@ -198,6 +198,27 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
         files=files,
         raw=raw,
     )
+    _check_values(info)
+    return info
+
+
+def _check_values(info: ModelInfo) -> None:
+    """Values that parse but cannot work: a node would fail later, far from the cause."""
+    positive = {"dt": info.dt, "context_frames": info.context_frames, "default_horizon": info.default_horizon,
+                "patch_size": info.patch_size, "sampler.steps": info.sampler_steps,
+                "input.height": info.image_size[0], "input.width": info.image_size[1]}  # fmt: skip
+    for name, value in positive.items():
+        if not value > 0:
+            raise ModelDirError(f"{name} must be positive, got {value}")
+    if not all(isinstance(n, int) and n > 0 for n in info.latent_shape + info.context_kv_shape):
+        raise ModelDirError(f"latent_shape and dynamics.context_kv_shape need positive integers, "
+                            f"got {list(info.latent_shape)} and {list(info.context_kv_shape)}")  # fmt: skip
+    if not all(isinstance(v, (int, float)) for v in info.action_offset + info.action_scale):
+        raise ModelDirError("action.normalisation offset and scale must be numbers")
+    if any(v <= 0 for v in info.action_scale):
+        raise ModelDirError(f"action.normalisation.scale must be positive, got {list(info.action_scale)}")
+    if not 0.0 <= info.context_noise <= 1.0:
+        raise ModelDirError(f"sampler.context_noise must lie in [0, 1], got {info.context_noise}")
 
 
 def expected_signatures(info: ModelInfo) -> dict[str, dict]:
