@@ -180,6 +180,8 @@ def test_horizon_changes_at_run_time(world_model: Probe) -> None:
     assert set_parameter(world_model, "horizon", ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=3))
     too_far = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=1000)
     assert not set_parameter(world_model, "horizon", too_far), "the descriptor's range should refuse 1000"
+    maybe = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="maybe")
+    assert not set_parameter(world_model, "no_command_action", maybe)
     for i in range(3):
         world_model.send(T0_S + 200.0 + i * DT_S)
     world_model.wait_for(lambda: world_model.futures[-1].horizon == 3, "futures of the new horizon")

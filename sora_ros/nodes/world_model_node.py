@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import rclpy
 from geometry_msgs.msg import Twist, TwistStamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
@@ -102,6 +103,7 @@ class WorldModelNode(LifecycleNode):
         self.predicts = role in ("world_model", "predictor")
         self._declare_parameters()
         self.settings = self._read_settings()
+        self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(lambda _params: setattr(self, "settings", self._read_settings()))
 
         self.engine: WorldModelEngine | None = None
@@ -168,6 +170,15 @@ class WorldModelNode(LifecycleNode):
         p("no_command_action", "zero", lm.plain_descriptor(
             "action assumed without a fresh cmd_vel: zero (stand still) or unknown (footage without commands)",
             read_only=False))
+
+    @staticmethod
+    def _check_parameters(parameters: list) -> SetParametersResult:
+        """Refuse values the descriptors cannot express (ranges are checked by rclpy itself)."""
+        for parameter in parameters:
+            if parameter.name == "no_command_action" and parameter.value not in live_actions.NO_COMMAND_CHOICES:
+                return SetParametersResult(successful=False, reason=f"no_command_action must be one of "
+                                                                    f"{live_actions.NO_COMMAND_CHOICES}")
+        return SetParametersResult(successful=True)
 
     def _read_settings(self) -> LiveSettings:
         value = lambda name: self.get_parameter(name).value  # noqa: E731
