@@ -17,6 +17,7 @@ with code 1 if configure fails, so a launch names it.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -250,7 +251,7 @@ class WorldModelNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._stop_workers()
+        self.stop_workers()
         for subscription in self._inputs:
             self.destroy_subscription(subscription)
         self._inputs.clear()
@@ -268,10 +269,10 @@ class WorldModelNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._stop_workers()
+        self.stop_workers()
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_workers(self) -> None:
+    def stop_workers(self) -> None:
         self._running.clear()
         self._slot.close()
         self.counters.add("drop/superseded", self._slot.superseded)  # the next activation gets a new slot
@@ -502,9 +503,13 @@ def run(role: str, args: list[str] | None = None) -> int:
         0, or 1 when autostart is on and configure failed (the reason is logged).
     """
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init(args=args)
-    node = None
+    # Ctrl-C as KeyboardInterrupt rather than rclpy's handler, which would invalidate the context
+    # while the worker threads still publish: stop them first, then shut down.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, _interrupt)
+    node = executor = None
     try:
         node = WorldModelNode(role)
         executor = MultiThreadedExecutor(num_threads=2)
@@ -518,7 +523,15 @@ def run(role: str, args: list[str] | None = None) -> int:
         pass
     finally:
         if node is not None:
-            node._stop_workers()
+            node.stop_workers()
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _interrupt(_signum: int, _frame) -> None:
+    """SIGTERM stops the node like Ctrl-C."""
+    raise KeyboardInterrupt
