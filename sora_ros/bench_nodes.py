@@ -24,6 +24,8 @@ SERVICE_CALLS = 20
 SERVICE_CANDIDATES, SERVICE_HORIZON = 3, 8
 STARTUP_TIMEOUT_S = 120.0
 RSS_PERIOD_S = 10.0
+NODE_STATUS = "world_model: inference"
+STAGES = ("convert", "encode", "rollout", "step", "decode", "camera_to_futures")
 KIB = 1024
 
 
@@ -46,6 +48,7 @@ def _pattern(t: float) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, qos_profile_sensor_data
     from sensor_msgs.msg import Image
@@ -73,6 +76,15 @@ def run(args: argparse.Namespace) -> int:
             latencies.append((time.time_ns() - stamp_ns(msg.header)) / 1e6)
 
     probe.create_subscription(FutureFrames, "/world_model/futures", on_futures, QoSProfile(depth=20))
+    stages: dict[str, str] = {}
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == NODE_STATUS:
+                with lock:
+                    stages.update({kv.key: kv.value for kv in status.values})
+
+    probe.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, QoSProfile(depth=20))
     camera = probe.create_publisher(Image, "/bench/image", qos_profile_sensor_data)
     client = probe.create_client(Rollout, "/world_model/rollout")
     executor = SingleThreadedExecutor()
@@ -128,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
           f"{time.monotonic() - start:.0f} s")
     print(f"camera stamp -> ~/futures received: p50 {np.percentile(values, 50):.1f} ms, "
           f"p99 {np.percentile(values, 99):.1f} ms (n={values.size}, {values.size / measured_s:.1f} futures/s)")
+    print("in the node, p50/p99 ms: " + ", ".join(
+        f"{stage} {stages.get(f'{stage}_ms_p50', '?')}/{stages.get(f'{stage}_ms_p99', '?')}" for stage in STAGES))
     print(f"~/rollout {SERVICE_CANDIDATES} candidates x {SERVICE_HORIZON} steps with images, round trip: "
           f"p50 {np.percentile(service_ms, 50):.1f} ms, p99 {np.percentile(service_ms, 99):.1f} ms "
           f"(in the node: p50 {np.percentile(service_total_ms, 50):.1f} ms)")
