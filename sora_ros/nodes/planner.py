@@ -12,6 +12,7 @@ at `command_rate` until the next decision.
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import rclpy
@@ -28,6 +29,9 @@ from sora_ros.srv import Rollout
 
 MAX_HORIZON = 32
 LOG_THROTTLE_S = 5.0
+# A decision older than this many plan periods is stale: the robot stops rather than keep
+# driving on it (the world model stopped answering).
+STALE_PLAN_PERIODS = 4
 
 
 class PlannerNode(Node):
@@ -42,10 +46,13 @@ class PlannerNode(Node):
         turn = p("turn_rate", 0.8, lm.float_descriptor("turn rate of the left/right candidates, rad/s", 0.0, 5.0, True)).value
         horizon = p("horizon", 8, lm.int_descriptor("steps each candidate looks ahead", 1, MAX_HORIZON, True)).value
         self._samples = p("samples", 1, lm.int_descriptor("samples per candidate", 1, 8, True)).value
+        self._stale_s = STALE_PLAN_PERIODS / plan_rate
         self._candidates = scoring.turn_candidates(speed, turn, horizon)
         self._floor: np.ndarray | None = None
         self._command: Twist | None = None
         self._pending = None
+        self._pending_since = 0.0  # time.monotonic() of the request in flight
+        self._decided_at = 0.0  # time.monotonic() of the command in force
         self._seed = 0
         self.decisions = 0
         self._client = self.create_client(Rollout, "rollout")
@@ -65,6 +72,11 @@ class PlannerNode(Node):
         self._floor = scoring.update_floor(self._floor, frame)
 
     def _plan(self) -> None:
+        if self._pending is not None and time.monotonic() - self._pending_since > self._stale_s:
+            # The server died or hung mid-call: give up on this request and ask again.
+            self._client.remove_pending_request(self._pending)
+            self._pending = None
+            self.get_logger().warning("rollout request timed out", throttle_duration_sec=LOG_THROTTLE_S)
         if self._pending is not None or self._floor is None or not self._client.service_is_ready():
             return
         actions = self._candidates.actions  # (N, H, A)
@@ -73,9 +85,12 @@ class PlannerNode(Node):
                                   horizon=actions.shape[1], action_dim=actions.shape[2], samples=self._samples,
                                   return_images=True, seed=self._seed)
         self._pending = self._client.call_async(request)
+        self._pending_since = time.monotonic()
         self._pending.add_done_callback(self._on_response)
 
     def _on_response(self, future) -> None:
+        if future is not self._pending:
+            return  # a request given up on by _plan
         self._pending = None
         response = future.result()
         if response is None or not response.success:
@@ -90,14 +105,19 @@ class PlannerNode(Node):
         linear_x, angular_z = self._candidates.actions[best, 0]
         self._command = Twist()
         self._command.linear.x, self._command.angular.z = float(linear_x), float(angular_z)
+        self._decided_at = time.monotonic()
         self.decisions += 1
         self.get_logger().info(
             f"{names[best]} (costs {', '.join(f'{n} {c:.3f}' for n, c in zip(names, costs))}; "
             f"rollout {response.total_ms:.0f} ms)", throttle_duration_sec=1.0)
 
     def _publish_command(self) -> None:
-        if self._command is not None:
-            self._cmd_pub.publish(self._command)
+        if self._command is None:
+            return
+        if time.monotonic() - self._decided_at > self._stale_s:
+            self._command = Twist()  # stale decision: stop until the world model answers again
+            self.get_logger().warning("no fresh decision: stopping", throttle_duration_sec=LOG_THROTTLE_S)
+        self._cmd_pub.publish(self._command)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,0 +1,54 @@
+"""The example planner over real DDS: it drives on the world model's answers, and stops the
+robot when the world model goes away instead of repeating its last command forever."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("pybullet")
+from geometry_msgs.msg import Twist  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+
+from live_helpers import TIMEOUT_S, start_node, stop  # noqa: E402
+from model_helpers import export_tiny  # noqa: E402
+
+PLAN_RATE_HZ = 5.0
+
+
+def test_planner_stops_the_robot_when_the_world_model_dies(tmp_path):
+    model = export_tiny(tmp_path / "model")
+    sim = start_node("sora_ros.nodes.sim", "-r", "__ns:=/pl", "-p", "rate:=10.0")
+    world_model = start_node("sora_ros.nodes.world_model", "-r", "__ns:=/pl", "-r", "image:=/pl/camera/image_raw",
+                             "-p", f"model_path:={model}")
+    planner = start_node("sora_ros.nodes.planner", "-r", "__ns:=/pl", "-r", "rollout:=/pl/world_model/rollout",
+                         "-r", "image:=/pl/camera/image_raw", "-p", f"plan_rate:={PLAN_RATE_HZ}")  # fmt: skip
+    rclpy.init()
+    node = rclpy.create_node("planner_probe")
+    commands: list[tuple[float, float, float]] = []  # (monotonic time, linear.x, angular.z)
+    node.create_subscription(Twist, "/pl/cmd_vel", lambda m: commands.append((time.monotonic(), m.linear.x, m.angular.z)), 10)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not any(linear > 0 for _, linear, _ in commands):
+            assert time.monotonic() < deadline, "the planner never drove"
+            time.sleep(0.1)
+        stop(world_model)
+        killed_at = time.monotonic()
+        deadline = killed_at + TIMEOUT_S
+        while not any(t > killed_at and linear == 0 and turn == 0 for t, linear, turn in commands):
+            assert time.monotonic() < deadline, "the planner kept driving without the world model"
+            time.sleep(0.1)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+        for process in (planner, world_model, sim):
+            if process.poll() is None:
+                stop(process)
