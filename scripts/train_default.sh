@@ -20,5 +20,5 @@ done
 
 $SORA train --data data/sim/train data/real/train --val-data data/sim/val \
   --image-topic /camera/image_raw --action-topic /cmd_vel --out "$OUT" --resume \
-  --sequence-frames 16 --vae-steps 3000 --vae-batch 32 --vae-lr 1e-3 \
+  --sequence-frames 16 --vae-steps 4500 --vae-batch 32 --vae-lr 1e-3 \
   --dit-steps 2500 --dit-batch 16 --dit-lr 4e-4 --val-every 500 --checkpoint-every 250

@@ -9,7 +9,6 @@ camera stamp -> ~/futures received (p50/p99), ~/rollout round trips for 3 candid
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import threading

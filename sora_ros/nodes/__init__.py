@@ -1,1 +1,38 @@
 """ROS 2 nodes: thin rclpy adapters around the project's rclpy-free cores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def spin(make_node: Callable[[], Any], args: list[str] | None = None,
+         fatal: tuple[type[Exception], ...] = ()) -> int:  # fmt: skip
+    """The standard node `main`: init, build the node, spin until Ctrl-C or shutdown, clean up.
+
+    Args:
+        make_node: builds the node (after rclpy.init).
+        args: command-line arguments for rclpy (None: sys.argv).
+        fatal: exceptions that end the node with a logged error and exit code 1.
+
+    Returns:
+        The process exit code: 0, or 1 after one of `fatal`.
+    """
+    import rclpy  # here, not at import: `sora-ros --help` must not need ROS
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make_node()
+        rclpy.spin(node)
+    except fatal as error:
+        rclpy.logging.get_logger(getattr(make_node, "__name__", "node")).error(str(error))
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -11,13 +11,10 @@ at `command_rate` until the next decision.
 
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import Twist
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -25,6 +22,7 @@ from sensor_msgs.msg import Image
 from sora_ros.image_conversion import ImageConversionError, image_to_numpy, image_to_rgb
 from sora_ros.live import planner as scoring
 from sora_ros.nodes import live_messages as lm
+from sora_ros.nodes import spin
 from sora_ros.srv import Rollout
 
 MAX_HORIZON = 32
@@ -122,18 +120,7 @@ class PlannerNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C or shutdown."""
-    rclpy.init(args=sys.argv if args is None else args)
-    node = None
-    try:
-        node = PlannerNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin(PlannerNode, args)
 
 
 if __name__ == "__main__":

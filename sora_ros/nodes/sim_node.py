@@ -13,11 +13,9 @@ import math
 import time
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
@@ -25,6 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from sora_ros.image_conversion import numpy_to_image
 from sora_ros.nodes import ros_messages
+from sora_ros.nodes import spin
 from sora_ros.sim.recorder import BASE_FRAME, CAMERA_FRAME, ODOM_FRAME, POLICY_SEED_OFFSET
 from sora_ros.sim.wander import WanderPolicy
 from sora_ros.sim.world import SimWorld, WorldConfig
@@ -100,19 +99,8 @@ class SimNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C or shutdown."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin(SimNode, args)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

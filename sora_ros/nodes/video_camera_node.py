@@ -14,9 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
@@ -24,6 +22,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from sora_ros.bag.video import VideoError, VideoReader
 from sora_ros.image_conversion import numpy_to_image, rgb_to_compressed
 from sora_ros.nodes import ros_messages
+from sora_ros.nodes import spin
 
 FALLBACK_RATE_HZ = 30.0  # when the file states no frame rate and none is set
 
@@ -83,21 +82,7 @@ class VideoCameraNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C or shutdown; 1 if the video cannot be read."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = VideoCameraNode()
-        rclpy.spin(node)
-    except VideoError as error:
-        rclpy.logging.get_logger("video_camera").error(str(error))
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin(VideoCameraNode, args, fatal=(VideoError,))
 
 
 if __name__ == "__main__":

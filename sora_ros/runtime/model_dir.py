@@ -171,7 +171,7 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
     action_dim = _get(raw, "action.dim", int)
     files = _get(raw, "files", dict)
     if len(latent_shape) != 3 or len(kv_shape) != 4:
-        raise ModelDirError(f"latent_shape needs 3 entries and dynamics.context_kv_shape 4")
+        raise ModelDirError("latent_shape needs 3 entries and dynamics.context_kv_shape 4")
     if not (len(offset) == len(scale) == len(names) == action_dim):
         raise ModelDirError(f"action names/offset/scale do not have action.dim = {action_dim} entries")
     missing = [name for name in [*GRAPH_FILES.values(), DYNAMICS_WEIGHTS] if name not in files]
