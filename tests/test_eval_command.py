@@ -43,7 +43,9 @@ def test_eval_writes_every_horizon_metric_and_baseline(model, sim_bags, tmp_path
     for picture in ("quality_vs_horizon.png", "examples.png", "report.md"):
         assert (out / picture).stat().st_size > 1000, picture
     assert (out / "predictions" / "metadata.yaml").exists()
+    assert metrics["vae_reconstruction_psnr"]["n"] == metrics["clips"] * 2  # K = 2 context frames per clip
     recorded = json.loads((model / "model.json").read_text())["evaluation"]["sim"]
+    assert recorded["vae_reconstruction_psnr_db"] == metrics["vae_reconstruction_psnr"]["mean"]
     assert recorded["clips"] == metrics["clips"] and set(recorded["psnr_db"]["copy-last"]) == set(HORIZONS)
 
 

@@ -70,6 +70,7 @@ def headline(summary: dict, result, info: dict) -> dict:
         "ssim": {n: {h: v[h]["ssim"]["mean"] for h in result.horizons} for n, v in summary["methods"].items()},
         "moving_psnr_db": {n: {h: v[h]["moving_psnr"]["mean"] for h in result.horizons}
                            for n, v in summary["methods"].items()},  # fmt: skip
+        "vae_reconstruction_psnr_db": summary["vae_reconstruction_psnr"]["mean"],
         "skill": summary["skill"].get(MODEL_NAME),
         "action_sensitivity_db": summary["action_sensitivity"].get(MODEL_NAME),
     }
@@ -83,6 +84,7 @@ def main(args: argparse.Namespace) -> int:
     from sora_ros.clip_sources import model_clips
     from sora_ros.evaluation.prediction_bag import PredictionBag
     from sora_ros.evaluation.predictors import ModelPredictor, baseline_predictors
+    from sora_ros.evaluation.metrics import summarize
     from sora_ros.evaluation.report import write_report
     from sora_ros.evaluation.scoring import evaluate, summarize_evaluation
     from sora_ros.runtime.engine import NonFiniteOutputError, WorldModelEngine
@@ -98,7 +100,8 @@ def main(args: argparse.Namespace) -> int:
     notes: list[str] = []
     clips = model_clips(args.bags, args.image_topic, args.action_topic, dt=model.dt, length=k + lookahead,
                         size=model.image_size, action_dim=model.action_dim, stride=args.stride, notes=notes)  # fmt: skip
-    predictors = {MODEL_NAME: ModelPredictor(engine, lookahead, args.samples, args.seed), **baseline_predictors(lookahead)}
+    model_predictor = ModelPredictor(engine, lookahead, args.samples, args.seed)
+    predictors = {MODEL_NAME: model_predictor, **baseline_predictors(lookahead)}
     conditioned = model.action_dim > 0 and args.action_topic
     bag_path = Path(args.out) / "predictions" if args.out and args.write_bag else None
     try:
@@ -116,11 +119,13 @@ def main(args: argparse.Namespace) -> int:
               f"(they are shorter, or their frame rate is below 1/dt)", file=sys.stderr)  # fmt: skip
         return 1
     summary = summarize_evaluation(result)
+    summary["vae_reconstruction_psnr"] = summarize(model_predictor.reconstruction_psnr)
     command = " ".join(["sora-ros eval", *sys.argv[2:]]) if sys.argv[1:2] == ["eval"] else "sora-ros eval"
     info = {"command": command, "model": model.name, "model_version": model.version,
             "model_files_sha256": model.files, "bags": sorted(result.sources), "image_topic": args.image_topic,
             "action_topic": args.action_topic, "dt": model.dt, "notes": notes}  # fmt: skip
     print(_terminal_table(summary, result.horizons))
+    print(f"VAE reconstruction of the context frames: {summary['vae_reconstruction_psnr']['mean']:.2f} dB PSNR")
     if args.out:
         header = f"# Evaluation of {model.name} {model.version}\n\n`{command}`"
         write_report(Path(args.out), summary, result, info, header)

@@ -9,18 +9,29 @@ from __future__ import annotations
 import numpy as np
 
 from sora_ros.evaluation.baselines import FlowExtrapolation, copy_last
+from sora_ros.evaluation.metrics import mse, psnr_from_mse
 from sora_ros.runtime.engine import WorldModelEngine
 
 
 class ModelPredictor:
-    """The world model exactly as the nodes run it: encode, roll out in latent space, decode."""
+    """The world model exactly as the nodes run it: encode, roll out in latent space, decode.
+
+    It also keeps the VAE's reconstruction PSNR of every context frame it encodes
+    (`reconstruction_psnr`): the ceiling on what any prediction can score.
+    """
 
     def __init__(self, engine: WorldModelEngine, horizon: int, samples: int = 1, seed: int = 0):
         self.engine, self.horizon, self.samples, self.seed = engine, horizon, samples, seed
+        self.reconstruction_psnr: list[float] = []
+        self._last_context: np.ndarray | None = None
 
     def __call__(self, context: np.ndarray, actions: np.ndarray) -> np.ndarray:
         k = context.shape[0]
         latents = self.engine.encode(context)  # (K, C, h, w)
+        if context is not self._last_context:  # the action-sensitivity rerun sees the same frames
+            self._last_context = context
+            for frame, reconstructed in zip(context, self.engine.decode(latents)):
+                self.reconstruction_psnr.append(psnr_from_mse(mse(reconstructed, frame)))
         future = actions[k - 1 : k - 1 + self.horizon] if self.engine.info.action_dim else None  # (L, A)
         result = self.engine.rollout(latents, future, horizon=self.horizon, samples=self.samples, seed=self.seed)
         predicted = result.latents[0].mean(axis=0)  # (L, C, h, w): mean over samples

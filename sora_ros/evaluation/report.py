@@ -43,6 +43,9 @@ def write_markdown(path: Path, summary: dict, result: Evaluation, header: str) -
     horizons = result.horizons
     columns = " | ".join(f"h={h}" for h in horizons)
     lines = [header, "", f"{result.clips} clips, context {result.context_length} frames.", ""]
+    if "vae_reconstruction_psnr" in summary:
+        lines += [f"VAE reconstruction of the context frames (the ceiling for any prediction): "
+                  f"{_fmt(summary['vae_reconstruction_psnr'])} dB PSNR.", ""]  # fmt: skip
     for metric, title in [
         ("psnr", "PSNR (dB), mean ± 95% CI"),
         ("ssim", "SSIM"),
