@@ -2,7 +2,8 @@
 # Rebuild the shipped default model (models/default/) from nothing, on the CPU:
 # record simulated runs, cut the bundled real footage into train/held-out bags,
 # train (VAE, then DiT), export, and evaluate on the held-out parts.
-# Usage: scripts/train_default.sh [OUT]   (OUT defaults to out/default; data goes to data/)
+# Usage: scripts/train_default.sh [OUT]   (OUT defaults to out/default; data goes to data/;
+# evaluation reports to out/eval/). Each step skips what is already there; training resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-out/default}
@@ -22,3 +23,9 @@ $SORA train --data data/sim/train data/real/train --val-data data/sim/val \
   --image-topic /camera/image_raw --action-topic /cmd_vel --out "$OUT" --resume \
   --sequence-frames 16 --vae-steps 4500 --vae-batch 32 --vae-lr 1e-3 \
   --dit-steps 2500 --dit-batch 16 --dit-lr 4e-4 --val-every 500 --checkpoint-every 250
+
+# Export, then the numbers in model.json and README: held-out sim episodes (with cmd_vel) and
+# the held-out ends of the real clips (no commands: actions unknown; every step scored).
+$SORA export --checkpoint "$OUT/checkpoint.pt" --out models/default
+$SORA eval data/sim/test --action-topic /cmd_vel --model models/default --out out/eval/sim_test --record-in-model sim_test
+$SORA eval data/real/test --model models/default --stride 1 --out out/eval/real_test --record-in-model real_test
