@@ -324,10 +324,10 @@ class Trainer:
         import torch
 
         from sora_ros.model.training import psnr
-        from sora_ros.model.vae import images_to_unit_range
+        from sora_ros.model.vae import images_to_signed
 
         frames = self.sample_frames(self.val_data, VAL_FRAMES, np.random.default_rng(0))
-        x = images_to_unit_range(torch.from_numpy(frames).to(self.dist.device))
+        x = images_to_signed(torch.from_numpy(frames).to(self.dist.device))
         recon = self.vae.decode(self.vae.encode(x)).clamp(-1, 1)
         mse = ((recon - x) ** 2).mean(dim=(1, 2, 3)) / 4.0  # per frame, on [0, 1]
         return {"recon_psnr": psnr(mse).mean().item()}
@@ -336,7 +336,7 @@ class Trainer:
         import torch
 
         from sora_ros.model.training import normalise_actions, psnr
-        from sora_ros.model.vae import images_to_unit_range
+        from sora_ros.model.vae import images_to_signed
         from sora_ros.runtime.sampler import rollout
 
         k, device = self.config.dit.context_frames, self.dist.device
@@ -361,8 +361,8 @@ class Trainer:
                             self.config.sampler_steps, self.config.context_noise, np.random.default_rng(1))  # fmt: skip
         decoded = self.vae.decode(torch.from_numpy(predicted.reshape(-1, *predicted.shape[2:])).to(device))
         decoded = decoded.clamp(-1, 1).reshape(VAL_WINDOWS, VAL_HORIZON, *decoded.shape[1:])  # (B, L, 3, H, W)
-        real = images_to_unit_range(torch.from_numpy(truth[:, k:]).to(device).flatten(0, 1)).reshape(decoded.shape)
-        last = images_to_unit_range(torch.from_numpy(truth[:, k - 1]).to(device))[:, None]  # (B, 1, 3, H, W)
+        real = images_to_signed(torch.from_numpy(truth[:, k:]).to(device).flatten(0, 1)).reshape(decoded.shape)
+        last = images_to_signed(torch.from_numpy(truth[:, k - 1]).to(device))[:, None]  # (B, 1, 3, H, W)
         metrics = {}
         for h in (1, VAL_HORIZON):
             # [-1, 1] -> [0, 1] divides the squared error by 4.

@@ -228,7 +228,9 @@ class ClipReader:
         except ImageConversionError as error:
             self.report.skip(UNDECODABLE_IMAGE, str(error))
             return None
-        return np.ascontiguousarray(fit_frame(rgb, self.size))  # own the pixels: the message buffer goes away
+        fitted = fit_frame(rgb, self.size)
+        # Own the pixels: an unresized frame is a view of the message buffer, which would stay alive.
+        return fitted.copy() if fitted.base is not None else fitted
 
 
 def _check_type(reader: BagReader, topic: str, allowed: tuple[str, ...]) -> None:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from sora_ros.model.dit import DiT
-from sora_ros.model.vae import VAE, images_to_unit_range, unit_range_to_images
+from sora_ros.model.vae import VAE, images_to_signed, signed_to_images
 
 
 class EncoderGraph(nn.Module):
@@ -22,7 +22,7 @@ class EncoderGraph(nn.Module):
         self.vae = vae
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.vae.encode(images_to_unit_range(image))
+        return self.vae.encode(images_to_signed(image))
 
 
 class DecoderGraph(nn.Module):
@@ -33,7 +33,7 @@ class DecoderGraph(nn.Module):
         self.vae = vae
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return unit_range_to_images(self.vae.decode(latent))
+        return signed_to_images(self.vae.decode(latent))
 
 
 class DynamicsContextGraph(nn.Module):

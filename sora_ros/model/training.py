@@ -20,7 +20,7 @@ from torch import nn
 
 from sora_ros.model.config import ActionSpec
 from sora_ros.model.dit import DiT
-from sora_ros.model.vae import VAE, images_to_unit_range
+from sora_ros.model.vae import VAE, images_to_signed
 
 LossFn = Callable[[], tuple[torch.Tensor, dict[str, float]]]
 
@@ -47,7 +47,7 @@ def vae_loss(vae: VAE, images: torch.Tensor, generator: torch.Generator | None =
     Returns:
         (loss, metrics) with metrics "l1", "kl" and "psnr" (dB, of the sampled reconstruction).
     """
-    x = images_to_unit_range(images.reshape(-1, *images.shape[-3:]))  # (B, 3, H, W)
+    x = images_to_signed(images.reshape(-1, *images.shape[-3:]))  # (B, 3, H, W)
     mean, logvar = vae.posterior(x)
     z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator, device=mean.device)
     recon = vae.decoder(z)
@@ -71,7 +71,7 @@ def encode_frames(vae: VAE, images: torch.Tensor) -> torch.Tensor:
         float32 (..., C, h, w).
     """
     flat = images.reshape(-1, *images.shape[-3:])  # (B * T, H, W, 3)
-    latents = torch.cat([vae.encode(images_to_unit_range(chunk)) for chunk in flat.split(ENCODE_CHUNK)])
+    latents = torch.cat([vae.encode(images_to_signed(chunk)) for chunk in flat.split(ENCODE_CHUNK)])
     return latents.reshape(*images.shape[:-3], *latents.shape[1:])  # (..., C, h, w)
 
 

@@ -105,11 +105,15 @@ class VAE(nn.Module):
         return self.decoder(latents / self.latent_scale)
 
 
-def images_to_unit_range(images: torch.Tensor) -> torch.Tensor:
+# uint8 [0, 255] <-> the [-1, 1] the networks work in.
+PIXEL_HALF_RANGE = 127.5
+
+
+def images_to_signed(images: torch.Tensor) -> torch.Tensor:
     """uint8 (B, H, W, 3) RGB in [0, 255] -> float (B, 3, H, W) in [-1, 1]."""
-    return images.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W)
+    return images.permute(0, 3, 1, 2).float() / PIXEL_HALF_RANGE - 1.0  # (B, 3, H, W)
 
 
-def unit_range_to_images(x: torch.Tensor) -> torch.Tensor:
+def signed_to_images(x: torch.Tensor) -> torch.Tensor:
     """float (B, 3, H, W) in [-1, 1] -> float (B, H, W, 3) in [0, 1], clipped."""
     return ((x.permute(0, 2, 3, 1) + 1.0) * 0.5).clamp(0.0, 1.0)  # (B, H, W, 3)

@@ -134,7 +134,9 @@ class WorldModelNode(LifecycleNode):
         self.create_timer(self.get_parameter("diagnostics_period_s").value, self._publish_diagnostics)
         # A clock that jumps back (a bag replayed in a loop under use_sim_time) starts a new context.
         self._jump_handler = self.get_clock().create_jump_callback(
-            JumpThreshold(min_forward=None, min_backward=Duration(seconds=-self.get_parameter("jump_back_s").value)),
+            # on_clock_change=False: switching to sim time is not a jump (the stamps check handles it).
+            JumpThreshold(min_forward=None, min_backward=Duration(seconds=-self.get_parameter("jump_back_s").value),
+                          on_clock_change=False),
             post_callback=lambda _jump: self._reset_context("the node clock jumped back"),
         )
 
