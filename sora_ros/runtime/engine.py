@@ -98,7 +98,11 @@ def resolve_providers(requested: Sequence[str]) -> list[str]:
 # spinning) measured best for the cpu64 preset on 2 cores: 8-frame rollout 54 ms with every
 # pool spinning, 38 ms with this. ONNX Runtime's global thread pool gave 31 ms, but it breaks
 # every other session created in the process, so the engine does not use it.
-NON_SPINNING_GRAPHS = ("dynamics_context",)
+# The encoder and decoder do not spin either: in the live node they run between rollout steps,
+# from other threads, and their spinning pools slowed the rollout. Measured with `sora-ros bench
+# nodes` (default model, 15 Hz camera, 2 cores): camera-to-futures p50 158-185 ms spinning,
+# 117-118 ms not; `~/rollout` 3 x 8 364-434 ms -> 288-300 ms.
+NON_SPINNING_GRAPHS = ("dynamics_context", "encoder", "decoder")
 
 
 def _session_options(graph: str) -> ort.SessionOptions:
