@@ -6,10 +6,9 @@ request's actions in one FutureFrames per candidate so the caller can check
 that every request field arrived.
 """
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sora_ros.msg import FutureFrames, PatchLatents
+from sora_ros.nodes import spin
 from sora_ros.srv import Rollout
 
 
@@ -32,17 +31,9 @@ class InterfacesEcho(Node):
         return response
 
 
-def main() -> None:
-    rclpy.init()
-    node = InterfacesEcho()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+def main() -> int:
+    return spin(InterfacesEcho)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

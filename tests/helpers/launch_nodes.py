@@ -7,10 +7,10 @@ listener: writes what it hears on `heard` to the file named by its `out` paramet
 import sys
 from pathlib import Path
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import String
+
+from sora_ros.nodes import spin
 
 
 def talker() -> Node:
@@ -28,17 +28,9 @@ def listener() -> Node:
     return node
 
 
-def main() -> None:
-    rclpy.init(args=sys.argv)
-    node = {"talker": talker, "listener": listener}[sys.argv[1]]()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+def main() -> int:
+    return spin({"talker": talker, "listener": listener}[sys.argv[1]])
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
