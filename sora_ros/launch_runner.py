@@ -103,7 +103,7 @@ class LaunchRunner:
             running = [(spec, p) for spec, p in self.processes if p.poll() is None]
             if not running:
                 return
-            for spec, process in running:
+            for _, process in running:
                 try:
                     os.killpg(process.pid, sig)
                 except ProcessLookupError:
@@ -111,7 +111,7 @@ class LaunchRunner:
             end = time.monotonic() + grace
             while time.monotonic() < end and any(p.poll() is None for _, p in running):
                 time.sleep(_POLL_S)
-        for spec, process in self.processes:
+        for _, process in self.processes:
             process.wait()
 
 

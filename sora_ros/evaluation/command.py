@@ -41,7 +41,7 @@ def _terminal_table(summary: dict, horizons: list[int]) -> str:
         lines.append(f"{name:24s}" + "".join(f"{c:>16s}" for c in cells))
     if MODEL_NAME in summary["skill"]:
         lines.append(f"{'skill vs copy-last':24s}" + "".join(f"{summary['skill'][MODEL_NAME][h]:>+16.3f}" for h in horizons))
-    for name, gaps in summary["action_sensitivity"].items():
+    for gaps in summary["action_sensitivity"].values():
         lines.append(f"{'action gap dB':24s}" + "".join(f"{cell(gaps[h]):>16s}" for h in horizons))
     return "\n".join(lines)
 
