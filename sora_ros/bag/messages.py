@@ -14,11 +14,11 @@ import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
 from sora_ros.image_conversion import encode_compressed, pack_image
+from sora_ros.units import NS_PER_S
 
 # The newest ROS 2 distribution rosbags 0.11 knows, matching the rclpy wheels.
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 
-NS_PER_S = 1_000_000_000
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"

@@ -22,7 +22,8 @@ from enum import Enum
 
 import numpy as np
 
-NS_PER_S = 1_000_000_000
+from sora_ros.units import NS_PER_S
+
 # A pick may be this fraction of dt away from its grid time: half a step, so that
 # no frame can serve two neighbouring grid times.
 GRID_TOLERANCE = 0.5

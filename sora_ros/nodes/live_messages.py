@@ -15,7 +15,8 @@ from sora_ros.image_conversion import numpy_to_image
 from sora_ros.live.latents import latent_bytes
 from sora_ros.live.stats import StatusEntry
 from sora_ros.msg import FutureFrames, PatchLatents
-from sora_ros.nodes.ros_messages import NS_PER_S, header
+from sora_ros.nodes.ros_messages import header
+from sora_ros.units import NS_PER_S
 from sora_ros.runtime.model_dir import ModelInfo
 
 RGB8 = "rgb8"

@@ -11,8 +11,8 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from sora_ros.bag.messages import pinhole_matrices
+from sora_ros.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 
 
 def header(stamp_ns: int, frame_id: str) -> Header:

@@ -28,8 +28,8 @@ from sora_ros.sim import textures
 from sora_ros.sim.drive import DriveLimits, Pose2D, integrate, limited_velocity
 from sora_ros.sim.geometry import ray_ranges
 from sora_ros.sim.wander import RAY_ANGLES, WanderPolicy
+from sora_ros.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 PHYSICS_HZ = 120  # rigid-body step for the balls; frames are rendered at the config rate
 WALL_HEIGHT = 1.2
 WALL_THICKNESS = 0.1

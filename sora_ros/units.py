@@ -1,0 +1,3 @@
+"""Units shared across the package. Time is integer nanoseconds everywhere (as in ROS and rosbag2)."""
+
+NS_PER_S = 1_000_000_000
