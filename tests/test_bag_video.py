@@ -92,6 +92,8 @@ def test_video_camera_node_loops_with_stamps_that_never_go_back(video: Path) -> 
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
+    from live_helpers import stop
+
     process = subprocess.Popen(
         [sys.executable, "-m", "sora_ros.nodes.video_camera_node", "--ros-args", "-p", f"video:={video}", "-p", "rate:=60.0"]
     )
@@ -116,11 +118,7 @@ def test_video_camera_node_loops_with_stamps_that_never_go_back(video: Path) -> 
     finally:
         node.destroy_node()
         rclpy.shutdown()
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def test_video_camera_node_refuses_an_unreadable_video(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import Twist  # noqa: E402
+from live_helpers import stop  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
@@ -72,11 +73,7 @@ def sim() -> Iterator[Listener]:
     finally:
         listener.close()
         rclpy.shutdown()
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def test_turn_command_turns_the_robot_that_way(sim: Listener) -> None:
