@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,82 +20,13 @@ DEFAULT_DURATION_S = 60.0
 CAMERA_RATE_HZ = 15.0
 CAMERA_TOPIC = "/camera/image_raw"
 FUTURES_TOPIC = "/world_model/futures"
-WORLD_MODEL_STATUS = "world_model: inference"
-WORLD_MODEL_INPUT = "world_model: input"
-
-
-class Recorder:
-    """An rclpy node in a background thread that records the camera, ~/futures and /diagnostics."""
-
-    def __init__(self, image_size: tuple[int, int], dt_s: float) -> None:
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, qos_profile_sensor_data
-        from sensor_msgs.msg import Image
-
-        from sora_ros.live.demo_report import Recording
-        from sora_ros.msg import FutureFrames
-
-        self.image_size = image_size
-        self.recording = Recording(dt_ns=round(dt_s * 1e9))
-        self.lock = threading.Lock()
-        rclpy.init()
-        self.node = rclpy.create_node("demo_recorder")
-        self.node.create_subscription(Image, CAMERA_TOPIC, self._on_image, qos_profile_sensor_data)
-        self.node.create_subscription(FutureFrames, FUTURES_TOPIC, self._on_futures, QoSProfile(depth=20))
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, QoSProfile(depth=20))
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def _on_image(self, msg) -> None:
-        from sora_ros.image_conversion import ImageConversionError, image_to_rgb
-        from sora_ros.nodes.live_messages import stamp_ns
-        from sora_ros.preprocess import fit_frame
-
-        try:
-            frame = fit_frame(image_to_rgb(msg), self.image_size)
-        except ImageConversionError:
-            return
-        with self.lock:
-            self.recording.real[stamp_ns(msg.header)] = frame.copy()
-            self.recording.camera_frames += 1
-
-    def _on_futures(self, msg) -> None:
-        import numpy as np
-
-        from sora_ros.image_conversion import image_to_numpy
-        from sora_ros.live.demo_report import RecordedFuture
-        from sora_ros.nodes.live_messages import stamp_ns
-
-        received_ns = time.time_ns()
-        origin = stamp_ns(msg.header)
-        frames = np.stack([image_to_numpy(image).copy() for image in msg.frames]) if msg.frames else None
-        latency = msg.latency.sec * 1e3 + msg.latency.nanosec / 1e6
-        with self.lock:
-            self.recording.futures.append(RecordedFuture(origin, frames, latency, (received_ns - origin) / 1e6,
-                                                         msg.sampler_steps))
-
-    def _on_diagnostics(self, msg) -> None:
-        for status in msg.status:
-            if status.name in (WORLD_MODEL_STATUS, WORLD_MODEL_INPUT):
-                with self.lock:
-                    self.recording.diagnostics.update({kv.key: kv.value for kv in status.values})
-
-    def close(self):
-        import rclpy
-
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown()
 
 
 def main(args: argparse.Namespace) -> int:
     from sora_ros.bench import machine_description
     from sora_ros.launch_runner import LaunchRunner
     from sora_ros.live import demo_report
+    from sora_ros.nodes.recorder import FutureRecorder
     from sora_ros.runtime.model_dir import ModelDirError, read_model_info
 
     model = Path(args.model) if args.model else package_share("sora_ros") / "models" / "default"
@@ -118,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"sora-ros demo: {error}", file=sys.stderr)
         return 2
 
-    recorder = Recorder(info.image_size, info.dt)
+    recorder = FutureRecorder(info.image_size, info.dt, CAMERA_TOPIC, FUTURES_TOPIC, node_name="demo_recorder")
     runner = LaunchRunner(specs)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda number, _frame: runner.request_stop(f"{signal.Signals(number).name} received"))

@@ -197,7 +197,15 @@ def test_a_deadline_it_cannot_meet_cuts_sampler_steps(world_model: Probe) -> Non
     world_model.wait_for(lambda: world_model.futures[-1].sampler_steps == 1, "futures with 1 sampler step")
     world_model.wait_for(lambda: world_model._counter_unlocked(INFERENCE, "deadline/reduced_steps") > before,
                          "deadline/reduced_steps in /diagnostics")
+    # ~/rollout under the same budget: its first call measures the cost, the next ones are cut.
+    responses = [world_model.call(rollout_request(np.zeros((2, 3, 2), np.float32))) for _ in range(2)]
     assert set_parameter(world_model, "deadline_ms", ParameterValue(type=ParameterType.PARAMETER_DOUBLE))
+    cut = responses[-1]
+    assert cut.success and len(cut.futures) == 2 and len(cut.futures[0].frames) == 3, cut.message
+    assert [f.sampler_steps for f in cut.futures] == [1, 1]
+    assert "sampler steps" in cut.message and "budget" in cut.message
+    unlimited = world_model.call(rollout_request(np.zeros((2, 3, 2), np.float32)))
+    assert unlimited.message == "" and unlimited.futures[0].sampler_steps > 1
 
 
 def test_predicted_and_comparison_images_for_arriving_frames(world_model: Probe) -> None:

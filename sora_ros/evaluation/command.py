@@ -3,10 +3,14 @@
     sora-ros eval runs/test --image-topic /camera/image_raw --action-topic /cmd_vel \\
         --model models/default --horizons 1,2,4,8 --out out/eval
 
-Every usable step of every bag (one clip every --stride frames) is predicted
+Offline (the default), every usable step of every bag (one clip every --stride frames) is predicted
 by the model, copy-last-frame and optical-flow extrapolation, and each
 predicted frame is scored against the real frame at that time. With an action
 topic, the model is also run under other clips' actions (action sensitivity).
+
+With --realtime, the bags are instead played at their recorded rate through the live
+world_model node over DDS, as on a robot: camera-to-futures latency, drops, and the PSNR
+of the futures it published against copy-last.
 """
 
 from __future__ import annotations
@@ -77,6 +81,16 @@ def headline(summary: dict, result, info: dict) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.realtime:
+        offline_only = [flag for flag, given in (("--write-bag", args.write_bag), ("--record-in-model", args.record_in_model),
+                                                 ("--max-clips", args.max_clips)) if given]  # fmt: skip
+        if offline_only:
+            print(f"sora-ros eval: {', '.join(offline_only)} apply to the offline evaluation, not to --realtime",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        from sora_ros.evaluation.realtime import run
+
+        return run(args)
     from rosbags.rosbag2 import WriterError
 
     from sora_ros.bag.reading import BagError
@@ -160,5 +174,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--providers", default="CPU", help="ONNX Runtime providers in order, e.g. TensorRT,CUDA,CPU")
     parser.add_argument("--write-bag", action="store_true",
                         help="with --out: also write OUT/predictions, an MCAP bag of real and predicted frames per horizon")
+    parser.add_argument("--realtime", action="store_true",
+                        help="replay the bags through the live world_model node over DDS at the recorded rate, for "
+                        "timing (latency, drops) and the PSNR of what it published; see sora_ros/evaluation/realtime.py")
     parser.add_argument("--record-in-model", metavar="KEY", help="also store the headline numbers in model.json under evaluation.KEY")
     parser.set_defaults(func=main)

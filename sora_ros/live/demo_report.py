@@ -157,13 +157,13 @@ def write(out: Path, recording: Recording, info: dict) -> dict:
     return summary
 
 
-def text_summary(summary: dict, out: Path) -> str:
-    """The few lines the demo prints at the end."""
+def text_summary(summary: dict, out: Path, title: str = "demo") -> str:
+    """The few lines the demo (or another live run, named by `title`) prints at the end."""
     dds = summary["latency_ms"]["camera_to_futures_dds"]
     counts = summary["node_counts"]
     dropped = {k.removeprefix("drop/"): v for k, v in counts.items() if k.startswith("drop/") and v}
     lines = [
-        f"demo: {summary['duration_s']:g} s, camera {summary['source']}, model {summary['model']}",
+        f"{title}: {summary['duration_s']:g} s, camera {summary['source']}, model {summary['model']}",
         f"  camera frames received {summary['camera_frames_received']}, futures received {summary['futures_received']}"
         f" (node published {counts.get('published/futures', 0)}, dropped {sum(dropped.values())}"
         + (f": {', '.join(f'{k} {v}' for k, v in dropped.items())}" if dropped else "") + ")",

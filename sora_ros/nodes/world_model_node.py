@@ -166,7 +166,7 @@ class WorldModelNode(LifecycleNode):
         p("sampler_steps", 0, lm.int_descriptor("sampler steps per frame; 0 = the model's default",
                                                 0, MAX_SAMPLER_STEPS))
         p("deadline_ms", 0.0, lm.float_descriptor(
-            "time budget of a live rollout incl. decoding; over it, fewer steps / fewer decoded frames; 0 = none",
+            "time budget of a live rollout or a ~/rollout call, decoding included; over it, fewer steps / fewer decoded frames; 0 = none",
             0.0, 10000.0))
         p("cmd_vel_stamped", False, lm.plain_descriptor("cmd_vel is geometry_msgs/TwistStamped (else Twist)"))
         p("cmd_vel_timeout_s", 0.5, lm.float_descriptor("a cmd_vel older than this no longer counts", 0.0, 600.0))
@@ -222,7 +222,8 @@ class WorldModelNode(LifecycleNode):
             self._outputs["futures"] = pub(FutureFrames, "~/futures", reliable)
             self._outputs["predicted"] = pub(Image, "~/predicted/image", qos_profile_sensor_data)
             self._outputs["comparison"] = pub(Image, "~/comparison/image", qos_profile_sensor_data)
-            server = RolloutServer(engine, self.model, self._latest_context, self.counters, self.get_logger())
+            server = RolloutServer(engine, self.model, self._latest_context, self.counters, self.get_logger(),
+                                   budget_ms=lambda: self.settings.deadline_ms)
             self._service = self.create_service(Rollout, "~/rollout", server.handle, callback_group=self._service_group)
         self.get_logger().info(f"configured: model {self.model} from {path} ({info.image_size[1]}x{info.image_size[0]}, "
                                f"K={info.context_frames}, dt={info.dt:g} s, actions {list(info.action_names)}) "
