@@ -53,7 +53,7 @@ def model_clips(
     dt: float,
     length: int,
     size: tuple[int, int],
-    action_dim: int,
+    action_names: tuple[str, ...],
     stride: int | None = None,
     notes: list[str] | None = None,
 ) -> Iterator[Clip]:
@@ -66,7 +66,8 @@ def model_clips(
         dt: seconds between frames (the model's dt); sources are resampled to it.
         length: frames per clip (T).
         size: (H, W) model input; frames are centre-cropped and resized to it.
-        action_dim: A of the model (0 for an unconditioned one).
+        action_names: the model's actions as Twist fields (sora_ros/twist.py), e.g. ("linear_x",
+            "angular_z"); A = their number, empty for an unconditioned model.
         stride: frames between the starts of consecutive clips (default `length`).
         notes: if given, receives one line per thing skipped or assumed.
 
@@ -74,10 +75,11 @@ def model_clips(
         Clip with frames uint8 (T, H, W, 3) and actions float32 (T, A), NaN rows when unknown.
 
     Raises:
-        ValueError: a bag given without an image topic, actions of another dimension.
+        ValueError: a bag given without an image topic, an action name that is not a Twist field.
         FileNotFoundError, BagError, VideoError: unreadable sources.
     """
     notes = [] if notes is None else notes
+    action_dim = len(action_names)
     stride = length if stride is None else stride
     videos = [Path(p) for p in paths if Path(p).suffix.lower() in VIDEO_SUFFIXES]
     bags = [Path(p) for p in paths if Path(p).suffix.lower() not in VIDEO_SUFFIXES]
@@ -88,13 +90,11 @@ def model_clips(
         if action_dim and action_topic and not has_actions:
             notes.append(f"{bag}: no {action_topic}: actions unknown")
         reader = ClipReader(bag, image_topic, action_topic if has_actions else None, dt_ns=round(dt * 1e9),
-                            clip_length=length, size=size, stride=stride)  # fmt: skip
+                            clip_length=length, size=size, stride=stride, action_names=action_names)  # fmt: skip
         try:
             for clip in reader:
                 if not has_actions:
                     clip = Clip(clip.frames, np.full((length, action_dim), np.nan, np.float32), clip.stamps_ns, clip.source)
-                if clip.actions.shape[1] != action_dim:
-                    raise ValueError(f"{bag}: actions have {clip.actions.shape[1]} dims, the model takes {action_dim}")
                 yield clip
         except ClipError:
             pass  # too short for one clip: the report says so below
@@ -127,7 +127,7 @@ class Sequences:
 
 
 def load_sequences(paths: list[str | Path], image_topic: str | None, action_topic: str | None, *,
-                   dt: float, length: int, size: tuple[int, int], action_dim: int) -> Sequences:  # fmt: skip
+                   dt: float, length: int, size: tuple[int, int], action_names: tuple[str, ...]) -> Sequences:  # fmt: skip
     """Read every non-overlapping clip of `length` frames into memory (see `model_clips`).
 
     Raises:
@@ -135,7 +135,7 @@ def load_sequences(paths: list[str | Path], image_topic: str | None, action_topi
     """
     notes: list[str] = []
     clips = list(model_clips(paths, image_topic, action_topic, dt=dt, length=length, size=size,
-                             action_dim=action_dim, notes=notes))  # fmt: skip
+                             action_names=action_names, notes=notes))  # fmt: skip
     if not clips:
         detail = "".join(f"\n  {note}" for note in notes)
         raise ValueError(f"no sequence of {length} frames at dt {dt:g} s in {', '.join(map(str, paths))}{detail}")

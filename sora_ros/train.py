@@ -159,7 +159,7 @@ class Trainer:
         self.window = k + args.dit_targets
         read = dict(image_topic=args.image_topic, action_topic=args.action_topic, dt=self.config.dt,
                     length=max(args.sequence_frames, self.window + VAL_HORIZON),
-                    size=(vae_cfg.image_height, vae_cfg.image_width), action_dim=self.config.dit.action_dim)  # fmt: skip
+                    size=(vae_cfg.image_height, vae_cfg.image_width), action_names=self.config.actions.names)  # fmt: skip
         self.train_data = load_sequences(args.data, **read)
         if args.val_data:
             self.val_data = load_sequences(args.val_data, **read)

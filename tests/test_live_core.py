@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from sora_ros.live.actions import assumed_actions, twist_indices
+from sora_ros.live.actions import assumed_actions
+from sora_ros.twist import twist_indices
 from sora_ros.live.comparison import FutureMemory, Prediction, comparison_image
 from sora_ros.live.context import ContextBuffer, Verdict
 from sora_ros.live.deadline import CostModel, plan_rollout

@@ -40,10 +40,8 @@ from sora_ros.bag import messages as m
 from sora_ros.preprocess import fit_frame
 from sora_ros.bag.reading import BagError, BagReader, find_bags
 from sora_ros.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
+from sora_ros.twist import CMD_VEL_ACTIONS, twist_indices, twist_vector
 
-ACTION_NAMES = ("linear.x", "angular.z")
-ACTION_UNITS = ("m/s", "rad/s")
-ACTION_DIM = len(ACTION_NAMES)
 IMAGE_TYPES = (m.IMAGE, m.COMPRESSED_IMAGE)
 ACTION_TYPES = (m.TWIST, m.TWIST_STAMPED)
 
@@ -65,7 +63,7 @@ class Clip:
     """T consecutive frames at dt spacing and the actions in force at each."""
 
     frames: np.ndarray  # uint8 (T, H, W, 3) RGB in [0, 255]
-    actions: np.ndarray  # float32 (T, A), A = ACTION_DIM or 0
+    actions: np.ndarray  # float32 (T, A), A = len(action_names), or 0 without an action topic
     stamps_ns: np.ndarray  # int64 (T,), header stamps of the frames
     source: str  # the bag it came from
 
@@ -114,6 +112,7 @@ class ClipReader:
         clip_length: int,
         size: tuple[int, int],
         stride: int | None = None,
+        action_names: tuple[str, ...] = CMD_VEL_ACTIONS,
     ) -> None:
         """Find the bags; reading starts when iterated.
 
@@ -126,10 +125,11 @@ class ClipReader:
             size: (H, W) of the returned frames.
             stride: frames between the starts of consecutive clips (default T:
                 clips do not overlap).
+            action_names: the Twist fields that make up an action, in order (sora_ros/twist.py).
 
         Raises:
             FileNotFoundError: a path does not exist or holds no bag.
-            ValueError: a non-positive dt, length, size or stride.
+            ValueError: a non-positive dt, length, size or stride, or an action name that is not a Twist field.
         """
         if isinstance(paths, (str, Path)):
             paths = [paths]
@@ -140,6 +140,7 @@ class ClipReader:
         self.image_topic, self.action_topic = image_topic, action_topic
         self.dt_ns, self.clip_length, self.stride = int(dt_ns), clip_length, stride
         self.size = (int(size[0]), int(size[1]))
+        self.action_indices = twist_indices(action_names)
         self.report = ClipReport()
 
     def __iter__(self) -> Iterator[Clip]:
@@ -210,7 +211,7 @@ class ClipReader:
             msg = message.msg
             stamped = hasattr(msg, "twist")
             twist = msg.twist if stamped else msg
-            value = (twist.linear.x, twist.angular.z)
+            value = twist_vector(twist)[self.action_indices]
             if not np.all(np.isfinite(value)):
                 self.report.skip(NON_FINITE_ACTION, f"{value} at {message.log_time_ns} ns")
                 continue
@@ -219,7 +220,7 @@ class ClipReader:
         if reader.stop_reason:
             self.report.stopped.append(f"{reader.path} ({self.action_topic}): {reader.stop_reason}")
         order = np.argsort(np.array(stamps, np.int64), kind="stable")
-        return np.array(stamps, np.int64)[order], np.array(values, np.float32).reshape(-1, ACTION_DIM)[order]
+        return np.array(stamps, np.int64)[order], np.array(values, np.float32).reshape(-1, len(self.action_indices))[order]
 
     def _decode(self, msg: Any) -> np.ndarray | None:
         """uint8 (H, W, 3) RGB at self.size, or None (counted) if the image does not decode."""

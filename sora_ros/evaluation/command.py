@@ -113,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
     k, lookahead = model.context_frames, max(args.horizons)
     notes: list[str] = []
     clips = model_clips(args.bags, args.image_topic, args.action_topic, dt=model.dt, length=k + lookahead,
-                        size=model.image_size, action_dim=model.action_dim, stride=args.stride, notes=notes)  # fmt: skip
+                        size=model.image_size, action_names=model.action_names, stride=args.stride, notes=notes)  # fmt: skip
     model_predictor = ModelPredictor(engine, lookahead, args.samples, args.seed)
     predictors = {MODEL_NAME: model_predictor, **baseline_predictors(lookahead)}
     conditioned = model.action_dim > 0 and args.action_topic

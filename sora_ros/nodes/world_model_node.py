@@ -51,6 +51,7 @@ from sora_ros.nodes.rollout_service import RolloutServer
 from sora_ros.preprocess import fit_frame
 from sora_ros.runtime.engine import ModelDirError, NonFiniteOutputError, WorldModelEngine
 from sora_ros.srv import Rollout
+from sora_ros.twist import twist_indices, twist_vector
 
 ROLES = ("world_model", "encoder", "predictor")
 # A source image smaller than the model input by more than this factor is refused, not upscaled.
@@ -206,7 +207,7 @@ class WorldModelNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         try:
             engine = WorldModelEngine(path, self.get_parameter("providers").value)
-            self._twist_indices = live_actions.twist_indices(engine.info.action_names)
+            self._twist_indices = twist_indices(engine.info.action_names)
         except (ModelDirError, ValueError) as error:
             self.get_logger().error(f"configure failed: model {path}: {error}")
             return TransitionCallbackReturn.FAILURE
@@ -293,8 +294,7 @@ class WorldModelNode(LifecycleNode):
 
     def _on_cmd_vel(self, msg: Twist | TwistStamped) -> None:
         twist = msg.twist if isinstance(msg, TwistStamped) else msg
-        vector = np.array([twist.linear.x, twist.linear.y, twist.linear.z,
-                           twist.angular.x, twist.angular.y, twist.angular.z], np.float32)
+        vector = twist_vector(twist)
         if not np.isfinite(vector).all():
             self.counters.add("drop/nonfinite_cmd_vel")
             return
