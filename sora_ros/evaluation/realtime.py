@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from sora_ros.units import NS_PER_S
@@ -94,14 +95,16 @@ def _wait_until_active(node: subprocess.Popen, recorder) -> None:
         time.sleep(0.1)
 
 
-def _replay_bag(bag: Path, topics: dict[str, tuple[str, object]], node: subprocess.Popen) -> tuple[int, str | None]:
+def _replay_bag(bag: Path, topics: dict[str, tuple[str, object]], node: subprocess.Popen,
+                published: Counter) -> str | None:
     """Publish one bag at its recorded rate, header stamps moved onto the wall clock.
 
     Args:
         topics: bag topic -> (message type, rclpy publisher).
+        published: counts messages per bag name as they go out (kept if interrupted).
 
     Returns:
-        (messages published, why reading stopped early or None).
+        Why reading stopped early, or None.
     """
     from rclpy.serialization import deserialize_message
 
@@ -112,7 +115,6 @@ def _replay_bag(bag: Path, topics: dict[str, tuple[str, object]], node: subproce
 
     reader = BagReader(bag)
     first_log_ns = wall_start_ns = stamp_offset_ns = None
-    published = 0
     for message in reader.messages(list(topics)):
         if node.poll() is not None:
             raise ReplayError(f"the world_model node exited with code {node.returncode} during {bag.name}")
@@ -129,13 +131,18 @@ def _replay_bag(bag: Path, topics: dict[str, tuple[str, object]], node: subproce
                 stamp_offset_ns = time.time_ns() - stamp_ns(msg.header)
             msg.header = header(stamp_ns(msg.header) + stamp_offset_ns, msg.header.frame_id)
         publisher.publish(msg)
-        published += 1
-    return published, reader.stop_reason
+        published[bag.name] += 1
+    return reader.stop_reason
 
 
 def run(args: argparse.Namespace) -> int:
-    """The --realtime path of `sora-ros eval`; the arguments are eval's."""
-    from rclpy.qos import QoSProfile, qos_profile_sensor_data
+    """The --realtime path of `sora-ros eval`; the arguments are eval's. Ctrl-C stops the
+    replay early and still reports what was recorded."""
+    try:
+        from rclpy.qos import QoSProfile, qos_profile_sensor_data
+    except ImportError:
+        print("sora-ros eval --realtime needs ROS 2 (rclpy): run `make setup`, or see `sora-ros doctor`", file=sys.stderr)
+        return 2
 
     from sora_ros.bag.reading import BagError, find_bags
     from sora_ros.bench import machine_description
@@ -167,25 +174,28 @@ def run(args: argparse.Namespace) -> int:
             _ros_class(action_type), ACTION_TOPIC, QoSProfile(depth=10)))
     start = time.monotonic()
     notes: list[str] = []
+    published: Counter = Counter()
     with open(node_log_path, "w") as node_log:
         node = _start_node(args.model, max(args.horizons), camera_topic, compressed, action_type == ACTION_TYPES[1],
                            conditioned, args.providers, node_log)  # fmt: skip
         try:
             _wait_until_active(node, recorder)
             print(f"replaying {len(bags)} bag(s) at the recorded rate through the world_model node ...", flush=True)
-            published = 0
             for index, bag in enumerate(bags):
                 if index:  # an empty context before the next recording
                     time.sleep((info.context_frames + 1) * info.dt)
-                count, stopped = _replay_bag(bag, topics, node)
-                published += count
-                print(f"  {bag.name}: {count} messages" + (f" (stopped early: {stopped})" if stopped else ""), flush=True)
+                stopped = _replay_bag(bag, topics, node, published)
+                print(f"  {bag.name}: {published[bag.name]} messages" + (f" (stopped early: {stopped})" if stopped else ""),
+                      flush=True)  # fmt: skip
                 if stopped:
                     notes.append(f"{bag.name}: {stopped}")
             time.sleep(max(args.horizons) * info.dt + DRAIN_S)
         except (BagError, ReplayError) as error:
             print(f"sora-ros eval --realtime: {error}; the node's output is in {node_log_path}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            notes.append("stopped early by Ctrl-C")
+            print("\nstopped by Ctrl-C; reporting what was recorded", flush=True)
         finally:
             node.terminate()
             try:
@@ -195,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
             recorder.close()
     facts = {"mode": "realtime", "model": f"{info.name}@{info.version} ({args.model})",
              "source": ", ".join(bag.name for bag in bags), "bags": [str(bag) for bag in bags],
-             "messages_published": published, "duration_s": round(time.monotonic() - start, 1),
+             "messages_published": sum(published.values()), "duration_s": round(time.monotonic() - start, 1),
              "notes": notes, "machine": machine_description()}  # fmt: skip
     summary = demo_report.write(out, recorder.recording, facts)
     print(demo_report.text_summary(summary, out, title="eval --realtime"))
