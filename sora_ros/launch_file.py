@@ -14,7 +14,13 @@ commonly use, with the same meaning as `ros2 launch`:
 - substitutions `$(var NAME)`, `$(env NAME [DEFAULT])`, `$(find-pkg-share PKG)`,
   `$(find-pkg-prefix PKG)`, `$(dirname)`, `$(filename)`, nested innermost first.
 
-Anything else is refused with the file and entity named, never ignored.
+Anything else is refused with the file and entity named, never ignored: an
+unknown entity or attribute, a YAML boolean or number where ros2 launch wants a
+string (`if: true` must be `if: "true"`), `if` and `unless` together, as
+`ros2 launch` refuses them. Arguments given on the command line reach every file,
+included ones too, as launch configurations do in ros2 launch (so
+`demo.launch.yaml horizon:=8` sets the included world model's horizon); one that
+no file declares is refused as a likely typo.
 """
 
 from __future__ import annotations
@@ -35,6 +41,19 @@ import yaml
 NODE_MODULE_PACKAGE = "sora_ros.nodes"
 _SUBSTITUTION = re.compile(r"\$\(([^()$]*)\)")  # innermost $( ... ) first
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
+# The attributes each entity takes (a group may also be a plain list of entities).
+_ATTRIBUTES = {
+    "arg": {"name", "default", "description"},
+    "let": {"name", "value"},
+    "node": {"pkg", "exec", "name", "namespace", "param", "remap", "args", "ros_args", "env", "output", "if", "unless"},
+    "executable": {"cmd", "name", "env", "output", "if", "unless"},
+    "group": {"children", "if", "unless"},
+    "push_ros_namespace": {"namespace"},
+    "include": {"file", "arg", "if", "unless"},
+}
+# Attributes ros2 launch reads as strings: a YAML boolean or number there fails in ros2 launch.
+_STRING_ATTRIBUTES = {"name", "default", "description", "value", "pkg", "exec", "namespace", "args", "ros_args",
+                      "cmd", "file", "if", "unless", "output"}  # fmt: skip
 
 
 class LaunchFileError(ValueError):
@@ -104,6 +123,8 @@ def _resolve_executable(package: str, executable: str) -> list[str]:
 
 def _as_ros_value(value: Any) -> str:
     """A parameter value as `-p name:=VALUE` expects it (YAML, which ROS parses)."""
+    if value == "":
+        return "''"  # rcl refuses `name:=` with nothing after it
     if isinstance(value, str):
         return value
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").strip()
@@ -119,12 +140,21 @@ def _join_namespace(outer: str, inner: str) -> str:
 class LaunchFile:
     """One launch file being read, with its substitutions and the processes it starts."""
 
-    def __init__(self, path: Path, arguments: dict[str, str], scope: _Scope | None = None):
+    def __init__(self, path: Path, arguments: dict[str, str], scope: _Scope | None = None,
+                 parent: LaunchFile | None = None) -> None:  # fmt: skip
+        """Args:
+            arguments: the command line's `name:=value` for the top-level file, an include's `arg`s otherwise.
+            parent: the including file (None for the top level).
+        """
         self.path = path.resolve()
         self.arguments = arguments
         self.scope = scope or _Scope({})
         self.processes: list[ProcessSpec] = []
         self.declared: set[str] = set()
+        # Shared with every included file: the command line and what any file declares.
+        self.command_line: dict[str, str] = parent.command_line if parent else arguments
+        self.declared_anywhere: set[str] = parent.declared_anywhere if parent else set()
+        self.is_top_level = parent is None
 
     def fail(self, message: str) -> LaunchFileError:
         return LaunchFileError(f"{self.path}: {message}")
@@ -167,6 +197,8 @@ class LaunchFile:
         raise self.fail(f"substitution $({' '.join(words)}) is not supported")
 
     def condition_holds(self, attributes: dict[str, Any], scope: _Scope, what: str) -> bool:
+        if "if" in attributes and "unless" in attributes:
+            raise self.fail(f"{what}: 'if' and 'unless' together (ros2 launch refuses that too)")
         for key, wanted in (("if", True), ("unless", False)):
             if key in attributes:
                 text = str(self.substitute(attributes[key], scope)).strip().lower()
@@ -192,11 +224,13 @@ class LaunchFile:
         if not isinstance(document, dict) or not isinstance(document.get("launch"), list):
             raise self.fail("not a ROS 2 YAML launch file: expected a top-level 'launch:' list")
         self._entities(document["launch"], self.scope)
-        undeclared = sorted(set(self.arguments) - self.declared)
+        declared = self.declared_anywhere if self.is_top_level else self.declared
+        undeclared = sorted(set(self.arguments) - declared)
         if undeclared:
+            where = "this file and its includes take" if self.is_top_level else "this file takes"
             raise self.fail(
                 f"launch argument(s) {', '.join(undeclared)} not declared; "
-                f"this file takes: {', '.join(sorted(self.declared)) or 'no arguments'}"
+                f"{where}: {', '.join(sorted(declared)) or 'no arguments'}"
             )
         return self.processes
 
@@ -208,13 +242,39 @@ class LaunchFile:
             handler = getattr(self, f"_entity_{kind}", None)
             if handler is None:
                 raise self.fail(f"entity {kind!r} is not supported by sora-ros launch")
+            if isinstance(attributes, dict):
+                self._check_attributes(kind, attributes)
             handler(attributes, scope)
+
+    def _check_attributes(self, kind: str, attributes: dict[str, Any]) -> None:
+        unknown = sorted(set(attributes) - _ATTRIBUTES[kind])
+        if unknown:
+            raise self.fail(f"{kind}: unknown attribute(s) {', '.join(map(repr, unknown))} (ros2 launch refuses them "
+                            f"too); {kind} takes: {', '.join(sorted(_ATTRIBUTES[kind]))}")  # fmt: skip
+        for key in sorted(set(attributes) & _STRING_ATTRIBUTES):
+            if not isinstance(attributes[key], str):
+                raise self.fail(f"{kind}: {key}: {attributes[key]!r} must be a string, as ros2 launch requires; "
+                                f"quote it: {key}: \"{_as_ros_value(attributes[key])}\"")  # fmt: skip
+
+    def _items(self, attributes: dict[str, Any], key: str, forms: tuple[set[str], ...], what: str) -> list[dict]:
+        """The list under `key`, each item a mapping with exactly one of the key sets in `forms`."""
+        items = attributes.get(key, [])
+        if not isinstance(items, list):
+            raise self.fail(f"{what}: {key} must be a list")
+        for item in items:
+            if not isinstance(item, dict) or set(item) not in forms:
+                expected = " or ".join("{" + ", ".join(sorted(form)) + "}" for form in forms)
+                raise self.fail(f"{what}: each {key} entry must be {expected}, got {item!r}")
+        return items
 
     def _entity_arg(self, attributes: dict[str, Any], scope: _Scope) -> None:
         name = self.required(attributes, "name", "arg")
         self.declared.add(name)
-        if name in self.arguments:
+        self.declared_anywhere.add(name)
+        if name in self.arguments:  # an include's arg beats the command line, as in ros2 launch
             scope.configurations[name] = str(self.arguments[name])
+        elif name in self.command_line:
+            scope.configurations[name] = str(self.command_line[name])
         elif name not in scope.configurations:
             if "default" not in attributes:
                 raise self.fail(f"arg {name!r} is required: pass {name}:=VALUE")
@@ -240,12 +300,16 @@ class LaunchFile:
         path = Path(self.substitute(self.required(attributes, "file", "include"), scope))
         if not path.is_absolute():
             path = self.path.parent / path
-        arguments = {a["name"]: str(self.substitute(a["value"], scope)) for a in attributes.get("arg", [])}
-        included = LaunchFile(path, arguments, _Scope({}, scope.namespace))
+        given = self._items(attributes, "arg", ({"name", "value"},), "include")
+        for item in given:
+            self._check_attributes("let", item)  # the same shape: a string name and a string value
+        arguments = {a["name"]: str(self.substitute(a["value"], scope)) for a in given}
+        included = LaunchFile(path, arguments, _Scope({}, scope.namespace), parent=self)
         self.processes.extend(included.read())
 
     def _environment(self, attributes: dict[str, Any], scope: _Scope) -> dict[str, str]:
-        return {e["name"]: str(self.substitute(e["value"], scope)) for e in attributes.get("env", [])}
+        items = self._items(attributes, "env", ({"name", "value"},), "env")
+        return {e["name"]: str(self.substitute(e["value"], scope)) for e in items}
 
     def _entity_executable(self, attributes: dict[str, Any], scope: _Scope) -> None:
         if not self.condition_holds(attributes, scope, "executable"):
@@ -271,12 +335,12 @@ class LaunchFile:
         namespace = _join_namespace(scope.namespace, sub("namespace"))
         if namespace != "/":
             ros_args += ["-r", f"__ns:={namespace}"]
-        for param in attributes.get("param", []):
+        for param in self._items(attributes, "param", ({"name", "value"}, {"from"}), what):
             if "from" in param:
                 ros_args += ["--params-file", str(self.substitute(param["from"], scope))]
             else:
                 ros_args += ["-p", f"{param['name']}:={_as_ros_value(self.substitute(param['value'], scope))}"]
-        for remap in attributes.get("remap", []):
+        for remap in self._items(attributes, "remap", ({"from", "to"},), what):
             ros_args += ["-r", f"{self.substitute(remap['from'], scope)}:={self.substitute(remap['to'], scope)}"]
         ros_args += shlex.split(sub("ros_args"))
         label = namespace.rstrip("/") + "/" + name
@@ -303,5 +367,7 @@ def parse_launch_arguments(words: list[str]) -> dict[str, str]:
         name, separator, value = word.partition(":=")
         if not separator or not name:
             raise LaunchFileError(f"launch argument {word!r} is not of the form name:=value")
+        if not value:
+            raise LaunchFileError(f"launch argument {word!r} has no value (ros2 launch refuses that too)")
         arguments[name] = value
     return arguments

@@ -77,7 +77,7 @@ def test_parse_applies_args_namespaces_params_and_remaps(ament_prefix, tmp_path)
 def test_parse_errors_name_the_problem(ament_prefix, tmp_path):
     with pytest.raises(LaunchFileError, match="arg 'out' is required: pass out:=VALUE"):
         read_launch_file(write(tmp_path / "a.launch.yaml", GRAPH), {})
-    with pytest.raises(LaunchFileError, match="launch argument\\(s\\) typo not declared; this file takes: out, text"):
+    with pytest.raises(LaunchFileError, match="launch argument\\(s\\) typo not declared; this file and its includes take: out, text"):
         read_launch_file(write(tmp_path / "b.launch.yaml", GRAPH), {"out": "x", "typo": "1"})
     missing = "launch:\n- node: {pkg: demo, exec: nope}\n"
     with pytest.raises(LaunchFileError, match="executable 'nope' of package 'demo' not found"):
@@ -90,6 +90,33 @@ def test_parse_errors_name_the_problem(ament_prefix, tmp_path):
         read_launch_file(write(tmp_path / "f.launch.yaml", "nodes: []\n"), {})
     with pytest.raises(LaunchFileError, match="not of the form name:=value"):
         parse_launch_arguments(["image=/cam"])
+    with pytest.raises(LaunchFileError, match="has no value"):
+        parse_launch_arguments(["image:="])
+
+
+@pytest.mark.parametrize("entity, message", [
+    ("node: {pkg: demo, exec: talker, respawn: 'true'}", "node: unknown attribute\\(s\\) 'respawn'"),
+    ("node: {pkg: demo, exec: talker, remap: [{from: a}]}", "each remap entry must be \\{from, to\\}"),
+    ("node: {pkg: demo, exec: talker, if: true}", 'if: True must be a string.*if: "true"'),
+    ("arg: {name: rate, default: 15.0}", "arg: default: 15.0 must be a string"),
+    ("node: {pkg: demo, exec: talker, if: 'true', unless: 'false'}", "'if' and 'unless' together"),
+])  # fmt: skip
+def test_what_ros2_launch_refuses_is_refused(ament_prefix, tmp_path, entity, message):
+    with pytest.raises(LaunchFileError, match=message):
+        read_launch_file(write(tmp_path / "bad.launch.yaml", f"launch:\n- {entity}\n"), {})
+
+
+def test_command_line_args_reach_included_files_and_empty_strings_stay_strings(ament_prefix, tmp_path):
+    inner = "launch:\n- arg: {name: who, default: nobody}\n- arg: {name: text, default: ''}\n" \
+            "- node: {pkg: demo, exec: talker, name: $(var who), param: [{name: text, value: $(var text)}]}\n"
+    write(tmp_path / "inner.launch.yaml", inner)
+    outer = write(tmp_path / "outer.launch.yaml", "launch:\n- include: {file: $(dirname)/inner.launch.yaml}\n")
+    (spec,) = read_launch_file(outer, {"who": "cli_talker"})
+    assert spec.name == "/cli_talker"
+    assert "text:=''" in spec.cmd  # rcl refuses a bare `text:=`
+    given = write(tmp_path / "given.launch.yaml",
+                  "launch:\n- include: {file: $(dirname)/inner.launch.yaml, arg: [{name: who, value: given}]}\n")
+    assert [s.name for s in read_launch_file(given, {"who": "cli_talker"})] == ["/given"]  # the include's arg wins
 
 
 def test_include_conditions_and_nested_substitutions(ament_prefix, tmp_path):
