@@ -29,3 +29,5 @@ $SORA train --data data/sim/train data/real/train --val-data data/sim/val \
 $SORA export --checkpoint "$OUT/checkpoint.pt" --out models/default
 $SORA eval data/sim/test --action-topic /cmd_vel --model models/default --out out/eval/sim_test --record-in-model sim_test
 $SORA eval data/real/test --model models/default --stride 1 --out out/eval/real_test --record-in-model real_test
+# Timing through the live node over DDS, the held-out sim episodes played at their recorded rate.
+$SORA eval data/sim/test --realtime --action-topic /cmd_vel --model models/default --out out/eval/sim_test_realtime
