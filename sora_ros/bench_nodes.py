@@ -28,12 +28,21 @@ STAGES = ("convert", "encode", "rollout", "step", "decode", "camera_to_futures")
 KIB = 1024
 
 
-def rss_mib(pid: int) -> float:
-    """Resident set size of a process in MiB (from /proc)."""
+# /proc/PID/status fields: the resident total and its parts (heap and anonymous maps; mapped
+# files and libraries; shared memory, where DDS shared-memory transport segments show up).
+RSS_FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
+
+
+def rss_mib(pid: int) -> dict[str, float]:
+    """Resident memory of a process in MiB by RSS_FIELDS (from /proc)."""
+    values = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / KIB
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+        name, _, rest = line.partition(":")
+        if name in RSS_FIELDS:
+            values[name] = int(rest.split()[0]) / KIB
+    if "VmRSS" not in values:
+        raise RuntimeError(f"no VmRSS for pid {pid}")
+    return values
 
 
 def _pattern(t: float) -> np.ndarray:
@@ -144,6 +153,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"~/rollout {SERVICE_CANDIDATES} candidates x {SERVICE_HORIZON} steps with images, round trip: "
           f"p50 {np.percentile(service_ms, 50):.1f} ms, p99 {np.percentile(service_ms, 99):.1f} ms "
           f"(in the node: p50 {np.percentile(service_total_ms, 50):.1f} ms)")
-    print(f"node RSS every {RSS_PERIOD_S:g} s (MiB): {' '.join(f'{r:.0f}' for r in rss)}; "
-          f"start {rss[0]:.1f}, end {rss[-1]:.1f} ({rss[-1] - rss[0]:+.1f})")
+    total = [r["VmRSS"] for r in rss]
+    print(f"node RSS every {RSS_PERIOD_S:g} s (MiB): {' '.join(f'{r:.0f}' for r in total)}; "
+          f"start {total[0]:.1f}, end {total[-1]:.1f} ({total[-1] - total[0]:+.1f})")
+    print("  of which, start -> end (MiB): " + ", ".join(
+        f"{field} {rss[0][field]:.1f} -> {rss[-1][field]:.1f}" for field in RSS_FIELDS[1:] if field in rss[0]))
     return 0
