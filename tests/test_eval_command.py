@@ -138,3 +138,13 @@ def test_realtime_replays_the_bags_through_the_live_node(model, sim_bags, tmp_pa
 def test_realtime_refuses_offline_only_options(model, sim_bags, capsys):
     assert cli(["eval", str(sim_bags), "--realtime", "--model", str(model), "--write-bag"]) == 2
     assert "--write-bag" in capsys.readouterr().err
+
+
+def test_realtime_bad_input_is_a_clear_error_before_any_node_starts(model, sim_bags, tmp_path, capsys):
+    pytest.importorskip("rclpy")
+    assert cli(["eval", str(sim_bags), "--realtime", "--model", str(model), "--action-topic", "/nope"]) == 1
+    assert "no topic '/nope'" in capsys.readouterr().err
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not a bag")
+    assert cli(["eval", str(video), "--realtime", "--model", str(model)]) == 1
+    assert "no rosbag2 bag" in capsys.readouterr().err

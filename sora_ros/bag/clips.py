@@ -161,10 +161,10 @@ class ClipReader:
         reader = BagReader(bag)
         topics = [self.image_topic] + ([self.action_topic] if self.action_topic else [])
         reader.require(topics)
-        _check_type(reader, self.image_topic, IMAGE_TYPES)
+        check_topic_type(reader, self.image_topic, IMAGE_TYPES)
         self.report.bags += 1
         if self.action_topic:
-            _check_type(reader, self.action_topic, ACTION_TYPES)
+            check_topic_type(reader, self.action_topic, ACTION_TYPES)
             action_stamps, actions = self._read_actions(reader)
         else:
             action_stamps, actions = np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
@@ -234,7 +234,8 @@ class ClipReader:
         return fitted.copy() if fitted.base is not None else fitted
 
 
-def _check_type(reader: BagReader, topic: str, allowed: tuple[str, ...]) -> None:
+def check_topic_type(reader: BagReader, topic: str, allowed: tuple[str, ...]) -> None:
+    """Raises BagError when `topic` (which the bag has) is not of one of the `allowed` types."""
     msgtype = reader.topics[topic].msgtype
     if msgtype not in allowed:
         raise BagError(f"{reader.path}: topic {topic!r} has type {msgtype}, expected one of {', '.join(allowed)}")

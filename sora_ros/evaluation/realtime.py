@@ -28,8 +28,6 @@ FUTURES_TOPIC = f"{NAMESPACE}/world_model/futures"
 STARTUP_TIMEOUT_S = 120.0
 # After the last message: time for the last rollouts and one more /diagnostics.
 DRAIN_S = 2.0
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-ACTION_TYPES = ("geometry_msgs/msg/Twist", "geometry_msgs/msg/TwistStamped")
 
 
 class ReplayError(Exception):
@@ -37,34 +35,32 @@ class ReplayError(Exception):
 
 
 def _ros_class(msgtype: str):
-    """The rclpy message class of a bag message type such as "sensor_msgs/msg/Image"."""
+    """The rclpy message class of an image or action type of a bag (see sora_ros/bag/messages.py)."""
     from geometry_msgs.msg import Twist, TwistStamped
     from sensor_msgs.msg import CompressedImage, Image
 
-    classes = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage,
-               "geometry_msgs/msg/Twist": Twist, "geometry_msgs/msg/TwistStamped": TwistStamped}  # fmt: skip
-    return classes[msgtype]
+    from sora_ros.bag import messages as m
+
+    return {m.IMAGE: Image, m.COMPRESSED_IMAGE: CompressedImage, m.TWIST: Twist, m.TWIST_STAMPED: TwistStamped}[msgtype]
 
 
 def _topic_types(bags: list[Path], image_topic: str, action_topic: str | None) -> tuple[str, str | None]:
     """The image and action message types, the same in every bag.
 
     Raises:
-        ReplayError: a topic is missing, of the wrong type, or typed differently across bags.
+        BagError: a topic is missing or of the wrong type. ReplayError: typed differently across bags.
     """
+    from sora_ros.bag.clips import ACTION_TYPES, IMAGE_TYPES, check_topic_type
     from sora_ros.bag.reading import BagReader
 
+    wanted = {image_topic: IMAGE_TYPES, **({action_topic: ACTION_TYPES} if action_topic else {})}
     found: dict[str, set[str]] = {}
     for bag in bags:
-        topics = BagReader(bag).topics
-        for topic, allowed in ((image_topic, IMAGE_TYPES), (action_topic, ACTION_TYPES)):
-            if topic is None:
-                continue
-            if topic not in topics:
-                raise ReplayError(f"{bag}: no topic {topic!r}; it has {', '.join(sorted(topics)) or 'none'}")
-            if topics[topic].msgtype not in allowed:
-                raise ReplayError(f"{bag}: {topic} is {topics[topic].msgtype}, expected one of {', '.join(allowed)}")
-            found.setdefault(topic, set()).add(topics[topic].msgtype)
+        reader = BagReader(bag)
+        reader.require(wanted)
+        for topic, allowed in wanted.items():
+            check_topic_type(reader, topic, allowed)
+            found.setdefault(topic, set()).add(reader.topics[topic].msgtype)
     for topic, types in found.items():
         if len(types) > 1:
             raise ReplayError(f"{topic} has different types in different bags ({', '.join(sorted(types))})")
@@ -144,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         print("sora-ros eval --realtime needs ROS 2 (rclpy): run `make setup`, or see `sora-ros doctor`", file=sys.stderr)
         return 2
 
+    from sora_ros.bag import messages as m
     from sora_ros.bag.reading import BagError, find_bags
     from sora_ros.bench import machine_description
     from sora_ros.live import demo_report
@@ -152,14 +149,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         info = read_model_info(args.model)
-        bags = find_bags(args.bags)
-        if not bags:
-            raise ReplayError(f"no rosbag2 bag in {', '.join(map(str, args.bags))} (--realtime replays bags, not videos)")
+        bags = find_bags(args.bags)  # videos too raise FileNotFoundError: --realtime replays bags only
         image_type, action_type = _topic_types(bags, args.image_topic, args.action_topic)
-    except (ModelDirError, BagError, ReplayError) as error:
+    except (ModelDirError, BagError, ReplayError, FileNotFoundError) as error:
         print(f"sora-ros eval --realtime: {error}", file=sys.stderr)
         return 1
-    compressed = image_type.endswith("CompressedImage")
+    compressed = image_type == m.COMPRESSED_IMAGE
     conditioned = info.action_dim > 0 and action_type is not None
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sora_eval_realtime_"))
     out.mkdir(parents=True, exist_ok=True)
@@ -176,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     published: Counter = Counter()
     with open(node_log_path, "w") as node_log:
-        node = _start_node(args.model, max(args.horizons), camera_topic, compressed, action_type == ACTION_TYPES[1],
+        node = _start_node(args.model, max(args.horizons), camera_topic, compressed, action_type == m.TWIST_STAMPED,
                            conditioned, args.providers, node_log)  # fmt: skip
         try:
             _wait_until_active(node, recorder)
