@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""How far can the VAE's reconstruction go? Train VAE variants on the same frames and
+report held-out PSNR as training goes on.
+
+A research tool, not part of the package: it answers whether the reconstruction target
+is limited by the architecture or by the training compute a 2-core CPU gives, so it runs
+on any torch device (a GPU trains the long variants in minutes).
+
+    # here: cut the training, validation and test frames out of the bags into one file
+    scripts/vae_sweep.py dump data/sim/train data/real/train --val data/sim/val --test data/sim/test \
+        --out frames.npz
+    # anywhere with torch: one variant per process, JSON lines to stdout and --log
+    scripts/vae_sweep.py train frames.npz --name c32 --steps 30000 --set latent_channels=32
+
+The training loop is sora-ros train's VAE stage (same loss, optimiser, learning-rate
+schedule, batch sampling); validation is every frame of --val and --test, PSNR per frame
+averaged, as the trainer reports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# Frames per forward pass when scoring.
+EVAL_CHUNK = 512
+
+
+def dump(args: argparse.Namespace) -> None:
+    from sora_ros.clip_sources import load_sequences
+    from sora_ros.model.config import preset
+
+    config = preset("cpu64")
+    read = dict(image_topic=args.image_topic, action_topic=None, dt=config.dt, length=16,
+                size=(config.vae.image_height, config.vae.image_width), action_names=config.actions.names)
+
+    def frames(paths: list[str], every: int) -> np.ndarray:
+        data = load_sequences(paths, **read).frames  # (N, S, H, W, 3)
+        return data[:, ::every].reshape(-1, *data.shape[2:])
+
+    arrays = {"train": frames(args.data, args.train_every), "val": frames(args.val, 1), "test": frames(args.test, 1)}
+    np.savez_compressed(args.out, **arrays)
+    print({k: v.shape for k, v in arrays.items()}, f"{Path(args.out).stat().st_size / 2**20:.1f} MiB")
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    return key, json.loads(value)
+
+
+def train(args: argparse.Namespace) -> None:
+    import torch
+
+    from sora_ros.model.config import VAEConfig
+    from sora_ros.model.training import psnr, train_step, vae_loss
+    from sora_ros.model.vae import VAE, images_to_signed
+    from sora_ros.train import learning_rate
+
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in map(parse_override, args.set)}
+    config = dataclasses.replace(VAEConfig(), **overrides)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest conv kernels once
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    data = np.load(args.frames)
+    train_frames = torch.from_numpy(data["train"]).to(device)  # (N, H, W, 3) uint8
+    held_out = {split: torch.from_numpy(data[split]).to(device) for split in ("val", "test")}
+    vae = VAE(config).to(device)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    log = open(args.log, "a") if args.log else None
+
+    @torch.no_grad()
+    def evaluate() -> dict[str, float]:
+        vae.eval()
+        scores = {}
+        for split, frames in held_out.items():
+            per_frame = []
+            for chunk in frames.split(EVAL_CHUNK):
+                x = images_to_signed(chunk)
+                recon = vae.decode(vae.encode(x)).clamp(-1, 1)
+                per_frame.append(psnr(((recon - x) ** 2).mean(dim=(1, 2, 3)) / 4.0))
+            scores[f"{split}_psnr"] = round(torch.cat(per_frame).mean().item(), 3)
+        vae.train()
+        return scores
+
+    def emit(entry: dict) -> None:
+        line = json.dumps({"name": args.name, **entry})
+        print(line, flush=True)
+        if log:
+            log.write(line + "\n")
+            log.flush()
+
+    emit({"config": dataclasses.asdict(config), "steps": args.steps, "batch": args.batch, "lr": args.lr,
+          "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+          "params": sum(p.numel() for p in vae.parameters())})
+    began = time.monotonic()
+    for step in range(args.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, args.steps, args.lr)
+        batch = train_frames[torch.from_numpy(rng.integers(len(train_frames), size=args.batch)).to(device)]
+        train_step(vae, optimizer, lambda: vae_loss(vae, batch, generator))
+        done = step + 1 == args.steps
+        if (step + 1) % args.eval_every == 0 or done:
+            emit({"step": step + 1, "wall_s": round(time.monotonic() - began, 1), **evaluate()})
+        if time.monotonic() - began > args.max_seconds:
+            emit({"step": step + 1, "wall_s": round(time.monotonic() - began, 1), "stopped": "max-seconds",
+                  **evaluate()})
+            break
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    d = commands.add_parser("dump", help="bags -> frames.npz (train, val, test frames at 64x64)")
+    d.add_argument("data", nargs="+", help="training bags or folders of bags")
+    d.add_argument("--val", nargs="+", required=True)
+    d.add_argument("--test", nargs="+", required=True)
+    d.add_argument("--image-topic", default="/camera/image_raw")
+    d.add_argument("--train-every", type=int, default=1, help="keep every n-th training frame of each clip")
+    d.add_argument("--out", required=True)
+    t = commands.add_parser("train", help="train one VAE variant, print held-out PSNR as it goes")
+    t.add_argument("frames", help="file written by dump")
+    t.add_argument("--name", required=True)
+    t.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                   help="VAEConfig field override, e.g. latent_channels=32 or channels=[64,128,256,256]")
+    t.add_argument("--steps", type=int, default=4500)
+    t.add_argument("--batch", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--eval-every", type=int, default=1500)
+    t.add_argument("--max-seconds", type=float, default=float("inf"))
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--log", help="also append the JSON lines to this file")
+    args = parser.parse_args()
+    dump(args) if args.command == "dump" else train(args)
+
+
+if __name__ == "__main__":
+    main()
