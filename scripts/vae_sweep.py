@@ -107,7 +107,7 @@ def train(args: argparse.Namespace) -> None:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr)
         batch = train_frames[torch.from_numpy(rng.integers(len(train_frames), size=args.batch)).to(device)]
-        train_step(vae, optimizer, lambda: vae_loss(vae, batch, generator))
+        train_step(vae, optimizer, lambda batch=batch: vae_loss(vae, batch, generator))
         done = step + 1 == args.steps
         if (step + 1) % args.eval_every == 0 or done:
             emit({"step": step + 1, "wall_s": round(time.monotonic() - began, 1), **evaluate()})
