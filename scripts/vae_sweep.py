@@ -100,14 +100,19 @@ def train(args: argparse.Namespace) -> None:
             log.flush()
 
     emit({"config": dataclasses.asdict(config), "steps": args.steps, "batch": args.batch, "lr": args.lr,
-          "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+          "bf16": args.bf16, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
           "params": sum(p.numel() for p in vae.parameters())})
+
+    def loss(batch: torch.Tensor):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=args.bf16):
+            return vae_loss(vae, batch, generator)
+
     began = time.monotonic()
     for step in range(args.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr)
         batch = train_frames[torch.from_numpy(rng.integers(len(train_frames), size=args.batch)).to(device)]
-        train_step(vae, optimizer, lambda batch=batch: vae_loss(vae, batch, generator))
+        train_step(vae, optimizer, lambda batch=batch: loss(batch))
         done = step + 1 == args.steps
         if (step + 1) % args.eval_every == 0 or done:
             emit({"step": step + 1, "wall_s": round(time.monotonic() - began, 1), **evaluate()})
@@ -138,6 +143,7 @@ def main() -> None:
     t.add_argument("--eval-every", type=int, default=1500)
     t.add_argument("--max-seconds", type=float, default=float("inf"))
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast")
     t.add_argument("--log", help="also append the JSON lines to this file")
     args = parser.parse_args()
     dump(args) if args.command == "dump" else train(args)

@@ -50,6 +50,18 @@ def test_train_runs_both_stages_then_resumes(video, tmp_path):
     assert dit_steps == [5, 10, 15, 20], "resume must continue at step 10, not start over"
 
 
+def test_bf16_precision_changes_the_arithmetic_and_still_learns(video, tmp_path):
+    def vae_losses(precision: str) -> list[float]:
+        out = tmp_path / precision
+        assert cli(["train", "--data", str(video), "--out", str(out), "--vae-steps", "20", "--dit-steps", "0",
+                    "--precision", precision, *TINY]) == 0  # fmt: skip
+        return [e["loss"] for e in log_entries(out) if e["stage"] == "vae" and "loss" in e]
+
+    fp32, bf16 = vae_losses("fp32"), vae_losses("bf16")
+    assert len(bf16) == 4 and bf16[-1] < bf16[0]
+    assert bf16 != pytest.approx(fp32, rel=1e-5), "the same losses as float32: autocast was not applied"
+
+
 def test_train_refuses_missing_data_with_a_message(tmp_path, capsys):
     assert cli(["train", "--data", str(tmp_path / "nothing.mp4"), "--out", str(tmp_path / "o"), *TINY]) == 1
     assert "nothing.mp4: no such video file" in capsys.readouterr().err
