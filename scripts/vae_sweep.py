@@ -30,10 +30,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-# Frames per forward pass when scoring.
-EVAL_CHUNK = 512
-
-
 def dump(args: argparse.Namespace) -> None:
     from sora_ros.clip_sources import load_sequences
     from sora_ros.model.config import preset
@@ -60,8 +56,8 @@ def train(args: argparse.Namespace) -> None:
     import torch
 
     from sora_ros.model.config import VAEConfig
-    from sora_ros.model.training import psnr, train_step, vae_loss
-    from sora_ros.model.vae import VAE, images_to_signed
+    from sora_ros.model.training import reconstruction_psnr, train_step, vae_loss
+    from sora_ros.model.vae import VAE
     from sora_ros.train import learning_rate
 
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in map(parse_override, args.set)}
@@ -78,17 +74,10 @@ def train(args: argparse.Namespace) -> None:
     generator = torch.Generator(device=device).manual_seed(args.seed)
     log = open(args.log, "a") if args.log else None
 
-    @torch.no_grad()
     def evaluate() -> dict[str, float]:
         vae.eval()
-        scores = {}
-        for split, frames in held_out.items():
-            per_frame = []
-            for chunk in frames.split(EVAL_CHUNK):
-                x = images_to_signed(chunk)
-                recon = vae.decode(vae.encode(x)).clamp(-1, 1)
-                per_frame.append(psnr(((recon - x) ** 2).mean(dim=(1, 2, 3)) / 4.0))
-            scores[f"{split}_psnr"] = round(torch.cat(per_frame).mean().item(), 3)
+        scores = {f"{split}_psnr": round(reconstruction_psnr(vae, frames).mean().item(), 3)
+                  for split, frames in held_out.items()}
         vae.train()
         return scores
 

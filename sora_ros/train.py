@@ -335,14 +335,10 @@ class Trainer:
     def _validate_vae(self) -> dict:
         import torch
 
-        from sora_ros.model.training import psnr
-        from sora_ros.model.vae import images_to_signed
+        from sora_ros.model.training import reconstruction_psnr
 
         frames = self.sample_frames(self.val_data, VAL_FRAMES, np.random.default_rng(0))
-        x = images_to_signed(torch.from_numpy(frames).to(self.dist.device))
-        recon = self.vae.decode(self.vae.encode(x)).clamp(-1, 1)
-        mse = ((recon - x) ** 2).mean(dim=(1, 2, 3)) / 4.0  # per frame, on [0, 1]
-        return {"recon_psnr": psnr(mse).mean().item()}
+        return {"recon_psnr": reconstruction_psnr(self.vae, torch.from_numpy(frames).to(self.dist.device)).mean().item()}
 
     def _validate_dit(self) -> dict:
         import torch

@@ -76,6 +76,24 @@ def encode_frames(vae: VAE, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def reconstruction_psnr(vae: VAE, images: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of each frame's deterministic reconstruction (encode, then decode).
+
+    Args:
+        images: uint8 (B, H, W, 3) RGB.
+
+    Returns:
+        float32 (B,).
+    """
+    scores = []
+    for chunk in images.split(ENCODE_CHUNK):
+        x = images_to_signed(chunk)  # (b, 3, H, W)
+        recon = vae.decode(vae.encode(x)).clamp(-1, 1)
+        scores.append(psnr(((recon - x) ** 2).mean(dim=(1, 2, 3)) / 4.0))  # MSE on [0, 1]
+    return torch.cat(scores)
+
+
+@torch.no_grad()
 def calibrate_latent_scale(vae: VAE, images: torch.Tensor) -> float:
     """Set `vae.latent_scale` so that the scaled latents of `images` have unit standard deviation.
 
