@@ -338,7 +338,8 @@ class Trainer:
         from sora_ros.model.training import reconstruction_psnr
 
         frames = self.sample_frames(self.val_data, VAL_FRAMES, np.random.default_rng(0))
-        return {"recon_psnr": reconstruction_psnr(self.vae, torch.from_numpy(frames).to(self.dist.device)).mean().item()}
+        scores = reconstruction_psnr(self.vae, torch.from_numpy(frames).to(self.dist.device))  # (VAL_FRAMES,)
+        return {"recon_psnr": scores.mean().item()}
 
     def _validate_dit(self) -> dict:
         import torch
