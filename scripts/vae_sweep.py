@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def dump(args: argparse.Namespace) -> None:
-    from sora_ros.clip_sources import load_sequences
+    from sora_ros.bag.clip_sources import load_sequences
     from sora_ros.model.config import preset
 
     config = preset("cpu64")
@@ -58,7 +58,7 @@ def train(args: argparse.Namespace) -> None:
     from sora_ros.model.config import VAEConfig
     from sora_ros.model.training import reconstruction_psnr, train_step, vae_loss
     from sora_ros.model.vae import VAE
-    from sora_ros.train import learning_rate
+    from sora_ros.model.trainer import learning_rate
 
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in map(parse_override, args.set)}
     config = dataclasses.replace(VAEConfig(), **overrides)

@@ -16,10 +16,9 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
-from sora_ros.image_conversion import numpy_to_image
 from sora_ros.msg import FutureFrames, PatchLatents
-from sora_ros.nodes.ros_messages import header
-from sora_ros.units import NS_PER_S
+from sora_ros.nodes.messages import header, numpy_to_image
+from sora_ros.core.units import NS_PER_S
 from sora_ros.srv import Rollout
 
 # Generous for a shared 2-core machine; the waits return as soon as the event happens.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from sora_ros.export import export_model
+from sora_ros.model.export import export_model
 from sora_ros.model.config import preset
 from sora_ros.model.dit import DiT
 from sora_ros.model.vae import VAE

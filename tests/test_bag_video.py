@@ -95,7 +95,7 @@ def test_video_camera_node_loops_with_stamps_that_never_go_back(video: Path) -> 
     from live_helpers import stop
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "sora_ros.nodes.video_camera_node", "--ros-args", "-p", f"video:={video}", "-p", "rate:=60.0"]
+        [sys.executable, "-m", "sora_ros.nodes.video_camera", "--ros-args", "-p", f"video:={video}", "-p", "rate:=60.0"]
     )
     rclpy.init()
     node = rclpy.create_node("video_camera_test")
@@ -125,7 +125,7 @@ def test_video_camera_node_refuses_an_unreadable_video(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.avi"
     bogus.write_bytes(b"nope")
     result = subprocess.run(
-        [sys.executable, "-m", "sora_ros.nodes.video_camera_node", "--ros-args", "-p", f"video:={bogus}"],
+        [sys.executable, "-m", "sora_ros.nodes.video_camera", "--ros-args", "-p", f"video:={bogus}"],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 1 and "OpenCV cannot decode" in result.stderr

@@ -9,8 +9,8 @@ import pytest
 from sora_ros.bag import messages as m
 from sora_ros.bag.writing import BagWriter
 from sora_ros.bag.clips import ClipReader
-from sora_ros.clip_sources import load_sequences, model_clips
-from sora_ros.twist import CMD_VEL_ACTIONS
+from sora_ros.bag.clip_sources import load_sequences, model_clips
+from sora_ros.core.twist import CMD_VEL_ACTIONS
 
 
 def camera_bag(path: Path, frames: int, with_commands: bool) -> Path:

@@ -97,13 +97,14 @@ def test_model_predictor_rolls_out_under_the_actions_after_the_last_context_fram
 
     from sora_ros.evaluation.predictors import ModelPredictor
     from sora_ros.runtime.engine import WorldModelEngine
+    from sora_ros.runtime.pipeline import WorldModelPipeline
 
     engine = WorldModelEngine(model)
     k, horizon = engine.info.context_frames, 3
     rng = np.random.default_rng(0)
     context = rng.integers(0, 256, (k, *engine.info.image_size, 3), dtype=np.uint8)
     actions = rng.uniform(-1, 1, (k + horizon, 2)).astype(np.float32)
-    predicted = ModelPredictor(engine, horizon)(context, actions)
+    predicted = ModelPredictor(WorldModelPipeline(engine), horizon)(context, actions)
     latents = engine.encode(context)
     expected = engine.decode(engine.rollout(latents, actions[k - 1 : k - 1 + horizon], samples=1, seed=0).latents[0, 0])
     shifted = engine.decode(engine.rollout(latents, actions[k : k + horizon], samples=1, seed=0).latents[0, 0])

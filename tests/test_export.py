@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -9,7 +10,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import sora_ros.export as export
+import sora_ros.cli.export as export_command
+import sora_ros.model.export as export
 from model_helpers import tiny_modules
 from sora_ros.model.config import ModelConfig
 from sora_ros.model.graphs import DecoderGraph, DynamicsContextGraph, DynamicsStepGraph, EncoderGraph
@@ -96,8 +98,8 @@ def test_export_command_from_a_checkpoint(tmp_path, capsys):
     state = {"stage": "dit", "step": 3, "wall_s": {"vae": 1.0, "dit": 2.0}, "val": {"vae": {"step": 5}}}
     save_checkpoint(tmp_path / "ckpt.pt", dit.config, vae, dit, state=state, command="sora-ros train ...",
                     data={"frames": 7})
-    parser = export.argparse.ArgumentParser()
-    export.add_parser(parser.add_subparsers())
+    parser = argparse.ArgumentParser()
+    export_command.add_parser(parser.add_subparsers())
     args = parser.parse_args(["export", "--checkpoint", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "m")])
     assert args.func(args) == 0
     out = capsys.readouterr().out

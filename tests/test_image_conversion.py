@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from sora_ros.image_conversion import (
+from sora_ros.core.image import (
     FORMATS,
     ImageConversionError,
     compressed_to_rgb,
@@ -48,7 +48,7 @@ def test_round_trip_every_encoding(encoding, bigendian, pad):
 
 
 def test_rclpy_image_round_trip_is_zero_copy():
-    from sora_ros.image_conversion import numpy_to_image
+    from sora_ros.nodes.messages import numpy_to_image
 
     pixels = random_pixels("rgb8")
     msg = numpy_to_image(pixels, "rgb8")
@@ -181,5 +181,5 @@ def test_module_imports_without_rclpy():
     import subprocess
     import sys
 
-    code = "import sys, sora_ros.image_conversion; assert 'rclpy' not in sys.modules, 'rclpy was imported'"
+    code = "import sys, sora_ros.core.image; assert 'rclpy' not in sys.modules, 'rclpy was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -12,7 +12,8 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 from builtin_interfaces.msg import Duration, Time  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from sora_ros.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
+from sora_ros.core.image import image_to_numpy  # noqa: E402
+from sora_ros.nodes.messages import numpy_to_image  # noqa: E402
 from sora_ros.msg import FutureFrames, PatchLatents  # noqa: E402
 from sora_ros.srv import Rollout  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402

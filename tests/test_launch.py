@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sora_ros.launch_file import LaunchFileError, parse_launch_arguments, read_launch_file
+from sora_ros.harness.launch_file import LaunchFileError, parse_launch_arguments, read_launch_file
 
 HELPERS = Path(__file__).parent / "helpers"
 SORA_ROS = [sys.executable, "-m", "sora_ros.cli"]

@@ -8,15 +8,15 @@ import time
 import numpy as np
 import pytest
 
-from sora_ros.live.actions import assumed_actions
-from sora_ros.twist import twist_indices
-from sora_ros.live.comparison import FutureMemory, Prediction, comparison_image
-from sora_ros.live.context import ContextBuffer, Verdict
-from sora_ros.live.deadline import CostModel, plan_rollout
-from sora_ros.live.planner import candidate_costs, choose, obstacle_fraction, turn_candidates
-from sora_ros.live.requests import MAX_BATCH, RequestError, check_request
-from sora_ros.live.scheduling import LatestSlot, RolloutGate
-from sora_ros.live.stats import ERROR, OK, STALE, WARN, RateMeter, Throttle, watchdog_entry
+from sora_ros.core.actions import assumed_actions
+from sora_ros.core.twist import twist_indices
+from sora_ros.core.comparison import FutureMemory, Prediction, comparison_image
+from sora_ros.core.context import ContextBuffer, Verdict
+from sora_ros.core.deadline import CostModel, plan_rollout
+from sora_ros.core.planner import candidate_costs, choose, obstacle_fraction, turn_candidates
+from sora_ros.core.requests import MAX_BATCH, RequestError, check_request
+from sora_ros.core.scheduling import LatestSlot, RolloutGate
+from sora_ros.core.stats import ERROR, OK, STALE, WARN, RateMeter, Throttle, watchdog_entry
 
 MS = 1_000_000  # ns
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from sora_ros.preprocess import fit_frame
+from sora_ros.core.preprocess import fit_frame
 
 
 def test_fit_crops_the_centre_to_the_target_aspect():

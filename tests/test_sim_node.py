@@ -65,7 +65,7 @@ class Listener:
 
 @pytest.fixture
 def sim() -> Iterator[Listener]:
-    process = subprocess.Popen([sys.executable, "-m", "sora_ros.nodes.sim_node", "--ros-args", *NODE_ARGS])
+    process = subprocess.Popen([sys.executable, "-m", "sora_ros.nodes.sim", "--ros-args", *NODE_ARGS])
     rclpy.init()
     listener = Listener()
     try:

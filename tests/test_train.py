@@ -81,7 +81,7 @@ def test_ddp_two_gloo_ranks_end_with_identical_weights(video, tmp_path):
 
 def test_learning_rate_schedule_is_plain_float():
     """The rate lands in the optimiser state, which torch.load(weights_only=True) must accept."""
-    from sora_ros.train import WARMUP_STEPS, learning_rate
+    from sora_ros.model.trainer import WARMUP_STEPS, learning_rate
 
     assert learning_rate(0, 1000, 1.0) == pytest.approx(1 / WARMUP_STEPS)
     assert learning_rate(WARMUP_STEPS, 1000, 1.0) == pytest.approx(1.0)
@@ -91,7 +91,7 @@ def test_learning_rate_schedule_is_plain_float():
 
 def test_default_validation_holds_out_whole_sources():
     """Sequences of one bag neighbour each other in time: validation takes whole bags."""
-    from sora_ros.train import _held_out
+    from sora_ros.model.trainer import _held_out
 
     sources = [f"bag{i:02d}" for i in range(12) for _ in range(3)]
     held = _held_out(sources)

@@ -19,10 +19,10 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from live_helpers import Probe, rollout_request, start_node, stop  # noqa: E402
 from model_helpers import export_tiny  # noqa: E402
 from sora_ros.msg import FutureFrames  # noqa: E402
-from sora_ros.live.requests import MAX_CANDIDATES  # noqa: E402
-from sora_ros.nodes.live_messages import stamp_ns  # noqa: E402
-from sora_ros.nodes.ros_messages import header  # noqa: E402
-from sora_ros.units import NS_PER_S  # noqa: E402
+from sora_ros.core.requests import MAX_CANDIDATES  # noqa: E402
+from sora_ros.nodes.messages import stamp_ns  # noqa: E402
+from sora_ros.nodes.messages import header  # noqa: E402
+from sora_ros.core.units import NS_PER_S  # noqa: E402
 
 SIZE = (32, 32)  # the tiny model's input
 DT_S = 0.1

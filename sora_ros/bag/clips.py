@@ -19,7 +19,7 @@ frame nearest to (previous kept frame + dt) within +-dt/2; a step with no
 frame in that window is a gap and ends the clip. Faster sources are thinned
 (30 Hz -> 10 Hz keeps every third frame); slower ones give gaps.
 
-Resizing: frames are fitted to `size` by `sora_ros.preprocess.fit_frame`
+Resizing: frames are fitted to `size` by `sora_ros.core.preprocess.fit_frame`
 (centre crop to the aspect ratio, then area resize), as the nodes do.
 
 Streaming: a bag is read twice, first its action topic (a few floats per
@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 
 from sora_ros.bag import messages as m
-from sora_ros.preprocess import fit_frame
+from sora_ros.core.preprocess import fit_frame
 from sora_ros.bag.reading import BagError, BagReader, find_bags
-from sora_ros.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
-from sora_ros.twist import CMD_VEL_ACTIONS, twist_indices, twist_vector
+from sora_ros.core.image import ImageConversionError, compressed_to_rgb, image_to_rgb
+from sora_ros.core.twist import CMD_VEL_ACTIONS, twist_indices, twist_vector
 
 IMAGE_TYPES = (m.IMAGE, m.COMPRESSED_IMAGE)
 ACTION_TYPES = (m.TWIST, m.TWIST_STAMPED)
@@ -125,7 +125,7 @@ class ClipReader:
             size: (H, W) of the returned frames.
             stride: frames between the starts of consecutive clips (default T:
                 clips do not overlap).
-            action_names: the Twist fields that make up an action, in order (sora_ros/twist.py).
+            action_names: the Twist fields that make up an action, in order (sora_ros/core/twist.py).
 
         Raises:
             FileNotFoundError: a path does not exist or holds no bag.

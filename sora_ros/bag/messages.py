@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
-from sora_ros.image_conversion import encode_compressed, pack_image
-from sora_ros.units import NS_PER_S
+from sora_ros.core.image import encode_compressed, pack_image
+from sora_ros.core.camera import pinhole_matrices
+from sora_ros.core.units import NS_PER_S
 
 # The newest ROS 2 distribution rosbags 0.11 knows, matching the rclpy wheels.
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
@@ -69,16 +70,6 @@ def compressed_image(rgb: np.ndarray, stamp: int, frame_id: str, image_format: s
     return _T[COMPRESSED_IMAGE](
         header=header(stamp, frame_id), format=image_format, data=encode_compressed(rgb, image_format)
     )
-
-
-def pinhole_matrices(width: int, height: int, vertical_fov_deg: float) -> tuple[np.ndarray, np.ndarray]:
-    """CameraInfo K (3x3) and P (3x4), row-major flat float64, of an ideal pinhole
-    camera: square pixels, principal point at the image centre, no distortion."""
-    focal = 0.5 * height / math.tan(math.radians(vertical_fov_deg) / 2)
-    cx, cy = 0.5 * width, 0.5 * height
-    k = np.array([focal, 0, cx, 0, focal, cy, 0, 0, 1], np.float64)
-    p = np.array([focal, 0, cx, 0, 0, focal, cy, 0, 0, 0, 1, 0], np.float64)
-    return k, p
 
 
 def camera_info(width: int, height: int, vertical_fov_deg: float, stamp: int, frame_id: str) -> Any:

@@ -2,7 +2,7 @@
 
 Each cycle it asks `rollout` (the world model's ~/rollout) what the camera would
 see under a few candidate cmd_vel sequences (straight, left, right), scores the
-predicted frames with the image-space cost of sora_ros/live/planner.py (obstacle
+predicted frames with the image-space cost of sora_ros/core/planner.py (obstacle
 pixels just ahead of the robot) and publishes the winner's command on `cmd_vel`
 at `command_rate` until the next decision.
 
@@ -19,13 +19,13 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from sora_ros.image_conversion import ImageConversionError, image_to_numpy, image_to_rgb
-from sora_ros.live import planner as scoring
-from sora_ros.nodes import live_messages as lm
+from sora_ros.core.image import ImageConversionError, image_to_numpy, image_to_rgb
+from sora_ros.core import planner as scoring
+from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLES
+from sora_ros.nodes import messages as lm
 from sora_ros.nodes import spin
 from sora_ros.srv import Rollout
 
-MAX_HORIZON = 32
 LOG_THROTTLE_S = 5.0
 # A decision older than this many plan periods is stale: the robot stops rather than keep
 # driving on it (the world model stopped answering).
@@ -43,7 +43,7 @@ class PlannerNode(Node):
         speed = p("speed", 0.3, lm.float_descriptor("forward speed of every candidate, m/s", 0.0, 5.0, True)).value
         turn = p("turn_rate", 0.8, lm.float_descriptor("turn rate of the left/right candidates, rad/s", 0.0, 5.0, True)).value
         horizon = p("horizon", 8, lm.int_descriptor("steps each candidate looks ahead", 1, MAX_HORIZON, True)).value
-        self._samples = p("samples", 1, lm.int_descriptor("samples per candidate", 1, 8, True)).value
+        self._samples = p("samples", 1, lm.int_descriptor("samples per candidate", 1, MAX_SAMPLES, True)).value
         self._stale_s = STALE_PLAN_PERIODS / plan_rate
         self._candidates = scoring.turn_candidates(speed, turn, horizon)
         self._floor: np.ndarray | None = None

@@ -1,4 +1,4 @@
-"""The `predictor` node (see world_model_node.py).
+"""The `predictor` node (see world_model.py).
 
     python -m sora_ros.nodes.predictor --ros-args -p model_path:=models/default
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from sora_ros.nodes.world_model_node import run
+from sora_ros.nodes.world_model import run
 
 
 def main(args: list[str] | None = None) -> int:

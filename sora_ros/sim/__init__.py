@@ -1,4 +1,4 @@
 """A simulated camera robot in pybullet (DIRECT mode, CPU rendering) and the
 tools that record it to bags. The world and its physics import no rclpy; the
-ROS node in sora_ros.nodes.sim_node is a thin adapter around SimWorld.
+ROS node in sora_ros.nodes.sim is a thin adapter around SimWorld.
 """

@@ -28,7 +28,7 @@ from sora_ros.sim import textures
 from sora_ros.sim.drive import DriveLimits, Pose2D, integrate, limited_velocity
 from sora_ros.sim.geometry import ray_ranges
 from sora_ros.sim.wander import RAY_ANGLES, WanderPolicy
-from sora_ros.units import NS_PER_S
+from sora_ros.core.units import NS_PER_S
 
 PHYSICS_HZ = 120  # rigid-body step for the balls; frames are rendered at the config rate
 WALL_HEIGHT = 1.2

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from sora_ros.train import Trainer, add_arguments, init_distributed
+from sora_ros.cli.train import add_arguments
+from sora_ros.model.trainer import Trainer, init_distributed
 
 
 def weights_hash(*modules) -> str:

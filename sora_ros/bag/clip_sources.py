@@ -1,0 +1,143 @@
+"""Clips for the model from bags and video files: what training and evaluation read.
+
+Frames are fitted to the model's input size and resampled to its dt. Sources
+without commands (video files, bags without the action topic) get NaN
+actions, which the model reads as "actions unknown".
+
+Training holds its data in memory as `Sequences` (it draws random frames and
+windows at every step); at 64x64 one frame is 12 KiB, an hour at 10 Hz 440 MiB.
+Evaluation streams `model_clips` instead.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sora_ros.bag.clips import Clip, ClipError, ClipReader
+from sora_ros.bag.reading import BagReader, find_bags
+from sora_ros.bag.video import VideoReader
+from sora_ros.core.preprocess import fit_frame
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def _video_clips(path: Path, dt: float, length: int, stride: int, size: tuple[int, int], action_dim: int):
+    reader = VideoReader(path)
+    if reader.fps is None:
+        raise ValueError(f"{path}: the video does not say its frame rate; convert it with `sora-ros bag from-video --fps`")
+    window: deque[tuple[int, np.ndarray]] = deque(maxlen=length)  # (stamp ns, frame)
+    kept, next_time = 0, 0.0
+    # Keep the first frame at or after each multiple of dt (a 30 fps video at dt 0.1 keeps every third).
+    for index, rgb in enumerate(reader.frames()):
+        time = index / reader.fps
+        if time + 1e-9 < next_time:
+            continue
+        window.append((round(time * 1e9), fit_frame(rgb, size)))
+        kept, next_time = kept + 1, next_time + dt
+        if kept >= length and (kept - length) % stride == 0:
+            stamps, frames = zip(*window)
+            actions = np.full((length, action_dim), np.nan, np.float32)
+            yield Clip(np.stack(frames), actions, np.array(stamps, np.int64), str(path))
+
+
+def model_clips(
+    paths: list[str | Path],
+    image_topic: str | None,
+    action_topic: str | None,
+    *,
+    dt: float,
+    length: int,
+    size: tuple[int, int],
+    action_names: tuple[str, ...],
+    stride: int | None = None,
+    notes: list[str] | None = None,
+) -> Iterator[Clip]:
+    """Clips of `length` frames from bags (folders of them) and video files, source by source.
+
+    Args:
+        paths: rosbag2 bags or folders of them, and video files.
+        image_topic: the camera topic in the bags (needed when a bag is given).
+        action_topic: Twist/TwistStamped topic, or None (actions NaN = unknown).
+        dt: seconds between frames (the model's dt); sources are resampled to it.
+        length: frames per clip (T).
+        size: (H, W) model input; frames are centre-cropped and resized to it.
+        action_names: the model's actions as Twist fields (sora_ros/core/twist.py), e.g. ("linear_x",
+            "angular_z"); A = their number, empty for an unconditioned model.
+        stride: frames between the starts of consecutive clips (default `length`).
+        notes: if given, receives one line per thing skipped or assumed.
+
+    Yields:
+        Clip with frames uint8 (T, H, W, 3) and actions float32 (T, A), NaN rows when unknown.
+
+    Raises:
+        ValueError: a bag given without an image topic, an action name that is not a Twist field.
+        FileNotFoundError, BagError, VideoError: unreadable sources.
+    """
+    notes = [] if notes is None else notes
+    action_dim = len(action_names)
+    stride = length if stride is None else stride
+    videos = [Path(p) for p in paths if Path(p).suffix.lower() in VIDEO_SUFFIXES]
+    bags = [Path(p) for p in paths if Path(p).suffix.lower() not in VIDEO_SUFFIXES]
+    if bags and not image_topic:
+        raise ValueError("an image topic is required to read bags (--image-topic)")
+    for bag in find_bags(bags) if bags else []:
+        has_actions = bool(action_topic and action_dim) and action_topic in BagReader(bag).topics
+        if action_dim and action_topic and not has_actions:
+            notes.append(f"{bag}: no {action_topic}: actions unknown")
+        reader = ClipReader(bag, image_topic, action_topic if has_actions else None, dt_ns=round(dt * 1e9),
+                            clip_length=length, size=size, stride=stride, action_names=action_names)  # fmt: skip
+        try:
+            for clip in reader:
+                if not has_actions:
+                    clip = Clip(clip.frames, np.full((length, action_dim), np.nan, np.float32), clip.stamps_ns, clip.source)
+                yield clip
+        except ClipError:
+            pass  # too short for one clip: the report says so below
+        notes += [f"{bag}: {line.strip()}" for line in reader.report.summary().splitlines()[1:]]
+    for video in videos:
+        count = 0
+        for clip in _video_clips(video, dt, length, stride, size, action_dim):
+            count += 1
+            yield clip
+        if count == 0:
+            notes.append(f"{video}: shorter than one clip of {length} frames at dt {dt:g} s")
+
+
+@dataclass
+class Sequences:
+    """N sequences of S frames at the model's dt, with their actions, held in memory."""
+
+    frames: np.ndarray  # uint8 (N, S, H, W, 3) RGB
+    actions: np.ndarray  # float32 (N, S, A); NaN rows: unknown
+    sources: list[str]  # per sequence: the bag or video it came from
+    notes: list[str] = field(default_factory=list)  # what the readers skipped or assumed, one line each
+
+    def summary(self) -> dict:
+        """Counts for logs and model.json: sequences, frames, frames per source."""
+        per_source: dict[str, int] = {}
+        for source in self.sources:
+            per_source[Path(source).name] = per_source.get(Path(source).name, 0) + self.frames.shape[1]
+        return {"sequences": len(self.sources), "frames": int(self.frames.shape[0] * self.frames.shape[1]),
+                "frames_per_source": per_source, "notes": self.notes}  # fmt: skip
+
+
+def load_sequences(paths: list[str | Path], image_topic: str | None, action_topic: str | None, *,
+                   dt: float, length: int, size: tuple[int, int], action_names: tuple[str, ...]) -> Sequences:  # fmt: skip
+    """Read every non-overlapping clip of `length` frames into memory (see `model_clips`).
+
+    Raises:
+        ValueError: no clip could be made, or as `model_clips`.
+    """
+    notes: list[str] = []
+    clips = list(model_clips(paths, image_topic, action_topic, dt=dt, length=length, size=size,
+                             action_names=action_names, notes=notes))  # fmt: skip
+    if not clips:
+        detail = "".join(f"\n  {note}" for note in notes)
+        raise ValueError(f"no sequence of {length} frames at dt {dt:g} s in {', '.join(map(str, paths))}{detail}")
+    return Sequences(np.stack([c.frames for c in clips]), np.stack([c.actions for c in clips]),
+                     [c.source for c in clips], notes)  # fmt: skip

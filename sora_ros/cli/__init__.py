@@ -1,0 +1,47 @@
+"""The `sora-ros` command: one entry point, one module per subcommand in this folder.
+
+Rule: the top layer. May import every other folder; rclpy, torch and the layers that
+need them only inside functions, so `sora-ros --help` is instant and works without them.
+
+Each subcommand module has `add_parser(subparsers)`, which registers its arguments and
+sets `func` to a `main(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sora_ros import __version__
+from sora_ros.cli import bag, bench, demo, doctor, evaluate, export, launch, sim, train, video_camera
+
+SUBCOMMANDS = (doctor, demo, sim, bag, video_camera, train, export, evaluate, launch, bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sora-ros",
+        description="Learned world models as a ROS 2 sense: predicted camera futures and what-if rollouts.",
+        epilog="Run 'sora-ros COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for module in SUBCOMMANDS:
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `sora-ros ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())

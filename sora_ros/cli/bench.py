@@ -1,0 +1,40 @@
+"""`sora-ros bench`: speed benchmarks that print absolute figures, the machine
+they ran on, and ratios against a baseline measured in the same process."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# Each target is a module with run(args) -> int, imported only when chosen.
+BENCHMARKS = {"image": "sora_ros.bench.image", "model": "sora_ros.bench.model", "nodes": "sora_ros.harness.bench_nodes"}
+# Timed repetitions per row when --repeats is not given.
+DEFAULT_REPEATS = {"image": 200, "model": 20, "nodes": 1}
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.repeats is None:
+        args.repeats = DEFAULT_REPEATS[args.target]
+    return importlib.import_module(BENCHMARKS[args.target]).run(args)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="speed benchmarks (absolute figures, machine, ratios to a baseline)",
+        description="Run a speed benchmark and print absolute figures, the machine, and ratios "
+        "against a baseline measured in the same process.",
+    )
+    parser.add_argument("target", choices=sorted(BENCHMARKS), help="image: Image message <-> numpy conversion; "
+                        "model: world-model encode/decode/dynamics/rollout, ONNX Runtime vs torch eager; "
+                        "nodes: the world_model node through DDS (latency, ~/rollout, RSS)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"timed repetitions per row, median reported (default {DEFAULT_REPEATS})")
+    parser.add_argument("--model", help="model: model directory to time (ONNX Runtime only unless --checkpoint)")
+    parser.add_argument("--checkpoint", help="model: the checkpoint --model was exported from (torch-eager column)")
+    parser.add_argument("--preset", help="model: export random weights of this size preset to a temporary "
+                        "directory and time both (default cpu64 when --model is not given)")
+    parser.add_argument("--duration", type=float, default=60.0,
+                        help="nodes: seconds the 15 Hz camera runs (the RSS growth check; 600 for the 10-minute target)")
+    parser.add_argument("--camera-rate", type=float, default=15.0, help="nodes: camera frames per second")
+    parser.set_defaults(func=main)

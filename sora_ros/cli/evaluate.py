@@ -1,0 +1,182 @@
+"""`sora-ros eval`: replay bags through the runtime engine and score predictions per horizon.
+
+    sora-ros eval runs/test --image-topic /camera/image_raw --action-topic /cmd_vel \\
+        --model models/default --horizons 1,2,4,8 --out out/eval
+
+Offline (the default), every usable step of every bag (one clip every --stride frames) is predicted
+by the model, copy-last-frame and optical-flow extrapolation, and each
+predicted frame is scored against the real frame at that time. With an action
+topic, the model is also run under other clips' actions (action sensitivity).
+
+With --realtime, the bags are instead played at their recorded rate through the live
+world_model node over DDS, as on a robot: camera-to-futures latency, drops, and the PSNR
+of the futures it published against copy-last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+from pathlib import Path
+
+MODEL_NAME = "model"
+
+
+def _parse_horizons(text: str) -> list[int]:
+    try:
+        horizons = sorted({int(h) for h in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"horizons must be comma-separated integers, got {text!r}") from None
+    if not horizons or horizons[0] < 1:
+        raise argparse.ArgumentTypeError(f"horizons must be positive, got {text!r}")
+    return horizons
+
+
+def _terminal_table(summary: dict, horizons: list[int]) -> str:
+    def cell(value: float) -> str:
+        return "inf" if math.isinf(value) else "n/a" if math.isnan(value) else f"{value:.2f}"
+
+    lines = [f"{'PSNR dB (SSIM)':24s}" + "".join(f"{'h=' + str(h):>16s}" for h in horizons)]
+    for name, by_horizon in summary["methods"].items():
+        cells = [f"{cell(by_horizon[h]['psnr']['mean'])} ({by_horizon[h]['ssim']['mean']:.3f})" for h in horizons]
+        lines.append(f"{name:24s}" + "".join(f"{c:>16s}" for c in cells))
+    if MODEL_NAME in summary["skill"]:
+        lines.append(f"{'skill vs copy-last':24s}" + "".join(f"{summary['skill'][MODEL_NAME][h]:>+16.3f}" for h in horizons))
+    for gaps in summary["action_sensitivity"].values():
+        lines.append(f"{'action gap dB':24s}" + "".join(f"{cell(gaps[h]):>16s}" for h in horizons))
+    return "\n".join(lines)
+
+
+def record_in_model(model_dir: Path, key: str, metrics: dict) -> None:
+    """Store the headline numbers under evaluation[key] in model.json (not hashed: it lists the hashes)."""
+    from sora_ros.evaluation.report import json_safe
+    from sora_ros.runtime.model_dir import MODEL_JSON
+
+    path = model_dir / MODEL_JSON
+    model = json.loads(path.read_text())
+    evaluation = model.get("evaluation") or {}
+    evaluation[key] = json_safe(metrics)
+    model["evaluation"] = evaluation
+    path.write_text(json.dumps(model, indent=2) + "\n")
+
+
+def headline(summary: dict, result, info: dict) -> dict:
+    """The numbers a model card shows: PSNR/SSIM per method and horizon, skill, action gap."""
+    return {
+        "command": info["command"],
+        "bags": info["bags"],
+        "clips": result.clips,
+        "horizons": result.horizons,
+        "psnr_db": {n: {h: v[h]["psnr"]["mean"] for h in result.horizons} for n, v in summary["methods"].items()},
+        "ssim": {n: {h: v[h]["ssim"]["mean"] for h in result.horizons} for n, v in summary["methods"].items()},
+        "moving_psnr_db": {n: {h: v[h]["moving_psnr"]["mean"] for h in result.horizons}
+                           for n, v in summary["methods"].items()},  # fmt: skip
+        "vae_reconstruction_psnr_db": summary["vae_reconstruction_psnr"]["mean"],
+        "skill": summary["skill"].get(MODEL_NAME),
+        "action_sensitivity_db": summary["action_sensitivity"].get(MODEL_NAME),
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.realtime:
+        offline_only = [flag for flag, given in (("--write-bag", args.write_bag), ("--record-in-model", args.record_in_model),
+                                                 ("--max-clips", args.max_clips)) if given]  # fmt: skip
+        if offline_only:
+            print(f"sora-ros eval: {', '.join(offline_only)} apply to the offline evaluation, not to --realtime",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        from sora_ros.harness.realtime import run
+
+        return run(args)
+    from rosbags.rosbag2 import WriterError
+
+    from sora_ros.bag.reading import BagError
+    from sora_ros.bag.video import VideoError
+    from sora_ros.bag.clip_sources import model_clips
+    from sora_ros.evaluation.prediction_bag import PredictionBag
+    from sora_ros.evaluation.predictors import ModelPredictor, baseline_predictors
+    from sora_ros.evaluation.metrics import summarize
+    from sora_ros.evaluation.report import write_report
+    from sora_ros.evaluation.scoring import evaluate, summarize_evaluation
+    from sora_ros.runtime.engine import NonFiniteOutputError, WorldModelEngine
+    from sora_ros.runtime.model_dir import ModelDirError
+    from sora_ros.runtime.pipeline import WorldModelPipeline
+
+    try:
+        engine = WorldModelEngine(args.model, providers=args.providers.split(","))
+    except (ModelDirError, ValueError) as error:  # ValueError: no usable execution provider
+        print(f"sora-ros eval: {error}", file=sys.stderr)
+        return 1
+    model = engine.info
+    k, lookahead = model.context_frames, max(args.horizons)
+    notes: list[str] = []
+    clips = model_clips(args.bags, args.image_topic, args.action_topic, dt=model.dt, length=k + lookahead,
+                        size=model.image_size, action_names=model.action_names, stride=args.stride, notes=notes)  # fmt: skip
+    model_predictor = ModelPredictor(WorldModelPipeline(engine), lookahead, args.samples, args.seed)
+    predictors = {MODEL_NAME: model_predictor, **baseline_predictors(lookahead)}
+    conditioned = model.action_dim > 0 and args.action_topic
+    bag_path = Path(args.out) / "predictions" if args.out and args.write_bag else None
+    try:
+        with PredictionBag(bag_path, args.horizons, k) if bag_path else contextlib.nullcontext() as bag:
+            result = evaluate(clips, predictors, context_length=k, horizons=args.horizons,
+                              shuffle_actions_of=MODEL_NAME if conditioned else None,
+                              max_clips=args.max_clips, seed=args.seed, on_clip=bag.add if bag else None)  # fmt: skip
+    except (ValueError, FileNotFoundError, BagError, VideoError, NonFiniteOutputError, WriterError) as error:
+        print(f"sora-ros eval: {error}", file=sys.stderr)
+        return 1
+    for note in notes:
+        print(f"note: {note}")
+    if result.clips == 0:
+        print(f"sora-ros eval: no clip of {k} + {lookahead} frames at dt {model.dt:g} s in the bags "
+              f"(they are shorter, or their frame rate is below 1/dt)", file=sys.stderr)  # fmt: skip
+        return 1
+    summary = summarize_evaluation(result)
+    summary["vae_reconstruction_psnr"] = summarize(model_predictor.reconstruction_psnr)
+    command = " ".join(["sora-ros eval", *sys.argv[2:]]) if sys.argv[1:2] == ["eval"] else "sora-ros eval"
+    info = {"command": command, "model": model.name, "model_version": model.version,
+            "model_files_sha256": model.files, "bags": sorted(result.sources), "image_topic": args.image_topic,
+            "action_topic": args.action_topic, "dt": model.dt, "notes": notes}  # fmt: skip
+    print(_terminal_table(summary, result.horizons))
+    print(f"VAE reconstruction of the context frames: {summary['vae_reconstruction_psnr']['mean']:.2f} dB PSNR")
+    if args.out:
+        header = f"# Evaluation of {model.name} {model.version}\n\n`{command}`"
+        write_report(Path(args.out), summary, result, info, header)
+        print(f"wrote {args.out}/ (metrics.json, report.md, quality_vs_horizon.png, examples.png"
+              + (", predictions/ bag)" if bag_path else ")"))
+    if args.record_in_model:
+        record_in_model(Path(args.model), args.record_in_model, headline(summary, result, info))
+        print(f"recorded under evaluation.{args.record_in_model} in {Path(args.model) / 'model.json'}")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from sora_ros.core.paths import default_model_dir
+
+    parser = subparsers.add_parser(
+        "eval",
+        help="score the model's predictions on bags per horizon, against copy-last and optical flow",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("bags", nargs="+", help="rosbag2 bags (MCAP/sqlite3), folders of them, or video files")
+    parser.add_argument("--image-topic", default="/camera/image_raw", help="camera topic (default %(default)s)")
+    parser.add_argument("--action-topic", help="Twist/TwistStamped topic the model is conditioned on (e.g. /cmd_vel)")
+    parser.add_argument("--model", type=Path, default=default_model_dir(),
+                        help="model directory (default: the shipped default model)")  # fmt: skip
+    parser.add_argument("--horizons", type=_parse_horizons, default=[1, 2, 4, 8], help="steps ahead to score (default 1,2,4,8)")
+    parser.add_argument("--out", help="write metrics.json, report.md and pictures here")
+    parser.add_argument("--stride", type=int, default=4, help="frames between the starts of scored clips (default 4)")
+    parser.add_argument("--max-clips", type=int, help="stop after this many clips")
+    parser.add_argument("--samples", type=int, default=1, help="model samples per prediction; their mean is scored")
+    parser.add_argument("--seed", type=int, default=0, help="sampler noise and action shuffling")
+    parser.add_argument("--providers", default="CPU", help="ONNX Runtime providers in order, e.g. TensorRT,CUDA,CPU")
+    parser.add_argument("--write-bag", action="store_true",
+                        help="with --out: also write OUT/predictions, an MCAP bag of real and predicted frames per horizon")
+    parser.add_argument("--realtime", action="store_true",
+                        help="replay the bags through the live world_model node over DDS at the recorded rate, for "
+                        "timing (latency, drops) and the PSNR of what it published; see sora_ros/harness/realtime.py")
+    parser.add_argument("--record-in-model", metavar="KEY", help="also store the headline numbers in model.json under evaluation.KEY")
+    parser.set_defaults(func=main)

@@ -1,0 +1,103 @@
+"""`sora-ros train`: train the world model on bags and videos, VAE first, then the DiT.
+
+Single process on the CPU, or several under torchrun with DistributedDataParallel
+(gloo on CPU, nccl on GPU):
+
+    sora-ros train --data runs/train --val-data runs/val --image-topic /camera/image_raw \\
+        --action-topic /cmd_vel --out out/train
+    torchrun --nproc-per-node 4 -m sora_ros.cli.train --data ... --out ...
+
+Every rank holds the data and draws its own batches (seeded by rank); DDP
+averages the gradients, so all ranks keep identical weights. Rank 0 alone
+validates, writes checkpoints and the log. `--resume` continues from the
+checkpoint in --out, stage and step included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("sora-ros train needs the training extra: pip install -e '.[train]'", file=sys.stderr)
+        return 2
+    if not hasattr(args, "command"):  # recorded in the checkpoint and model.json
+        args.command = " ".join(["sora-ros train", *sys.argv[2:]])
+    from sora_ros.bag.reading import BagError
+    from sora_ros.model.trainer import CHECKPOINT_NAME, Trainer, init_distributed
+
+    dist_info = init_distributed()
+    try:
+        trainer = Trainer(args, dist_info)
+        summary = trainer.run()
+    except (ValueError, FileNotFoundError, FloatingPointError, BagError) as error:
+        print(f"sora-ros train: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if dist_info.world_size > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    trainer.log(f"done: {Path(args.out) / CHECKPOINT_NAME}; validation {summary['state']['val']}")
+    return 0
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sora_ros.model.config import PRESETS
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", nargs="+", required=True, metavar="PATH",
+                      help="rosbag2 bags (MCAP/sqlite3), folders of them, and video files")  # fmt: skip
+    data.add_argument("--val-data", nargs="+", metavar="PATH", help="held-out bags/videos (default: every 10th sequence)")
+    data.add_argument("--image-topic", help="camera topic in the bags (Image or CompressedImage)")
+    data.add_argument("--action-topic", help="Twist/TwistStamped topic (e.g. /cmd_vel); omit for an unconditioned model")
+    data.add_argument("--sequence-frames", type=int, default=40, help="frames per in-memory sequence")
+    model = parser.add_argument_group("model")
+    model.add_argument("--preset", default="cpu64", choices=sorted(PRESETS), help="model size preset")
+    model.add_argument("--name", default="default", help="model name written to model.json")
+    steps = parser.add_argument_group("optimisation (AdamW, linear warm-up then cosine decay)")
+    steps.add_argument("--vae-steps", type=int, default=3000, help="optimiser steps of the VAE stage")
+    steps.add_argument("--vae-batch", type=int, default=64, help="frames per VAE step (per process)")
+    steps.add_argument("--vae-lr", type=float, default=1e-3, help="peak learning rate of the VAE")
+    steps.add_argument("--dit-steps", type=int, default=3000, help="optimiser steps of the DiT stage")
+    steps.add_argument("--dit-batch", type=int, default=32, help="windows per DiT step (per process)")
+    steps.add_argument("--dit-lr", type=float, default=3e-4, help="peak learning rate of the DiT")
+    steps.add_argument("--dit-targets", type=int, default=4, help="predicted frames per training window")
+    steps.add_argument("--seed", type=int, default=0, help="initial weights, batches and noise")
+    steps.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                       help="bf16: bfloat16 autocast for the forward pass (weights and optimiser stay float32); "
+                            "on a CPU it pays off only with AVX512-BF16 or AMX (lscpu flags)")  # fmt: skip
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", required=True, help="run directory: checkpoint.pt, train_log.jsonl, train_summary.json")
+    run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    run.add_argument("--val-every", type=int, default=500, help="validate every N steps")
+    run.add_argument("--checkpoint-every", type=int, default=500, help="write the checkpoint every N steps")
+    run.add_argument("--log-every", type=int, default=50, help="append metrics to the log every N steps")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train or fine-tune the world model on bags and videos (VAE, then DiT)",
+        description=__doc__,
+        formatter_class=HelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=main)
+
+
+if __name__ == "__main__":  # torchrun -m sora_ros.cli.train ...
+    cli = argparse.ArgumentParser(prog="python -m sora_ros.cli.train", description=__doc__, formatter_class=HelpFormatter)
+    add_arguments(cli)
+    namespace = cli.parse_args()
+    namespace.command = " ".join(["python -m sora_ros.cli.train", *sys.argv[1:]])
+    sys.exit(main(namespace))

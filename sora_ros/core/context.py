@@ -1,0 +1,149 @@
+"""The rollout context: the last K frame latents on the model's time grid, chosen by stamp.
+
+Cameras rarely run at the model's rate (a 15 Hz camera, a 10 Hz model), so the
+buffer keeps a short history of every encoded frame and builds the context by
+picking, for each grid time newest - j * dt (j = K-1 ... 0), the frame whose
+stamp is nearest. A context is only offered when every pick lies within a
+tolerance of its grid time: after a pause of the camera, old and new frames
+are never mixed.
+
+Stamps are integer nanoseconds. A stamp that is not newer than the newest one
+is dropped (duplicate or out of order); a stamp far behind the newest one (a
+bag that loops, a clock reset) empties the buffer and starts afresh.
+
+Legend: K context frames, C latent channels, h/w latent grid.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from sora_ros.core.units import NS_PER_S
+
+# A pick may be this fraction of dt away from its grid time: half a step, so that
+# no frame can serve two neighbouring grid times.
+GRID_TOLERANCE = 0.5
+# Frames kept beyond the K * dt the context spans, for cameras faster than 1 / dt.
+HISTORY_SLACK_FRAMES = 64
+
+
+class Verdict(Enum):
+    """What `ContextBuffer.add` did with a frame."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE_STAMP = "duplicate_stamp"
+    OUT_OF_ORDER_STAMP = "out_of_order_stamp"
+    RESET = "clock_jump_reset"  # accepted, after emptying the buffer
+
+
+@dataclass(frozen=True)
+class Context:
+    """A context ready for a rollout.
+
+    Attributes:
+        latents: float32 (K, C, h, w), oldest first.
+        stamps_ns: the stamps of the K frames used.
+        newest_stamp_ns: the last observed frame, where predicted time starts.
+        frame_id: of the newest frame.
+        version: increases with every accepted frame (a rollout scheduler tells new from seen).
+        receipt_s: monotonic time the newest frame was received (for latency).
+    """
+
+    latents: np.ndarray
+    stamps_ns: tuple[int, ...]
+    newest_stamp_ns: int
+    frame_id: str
+    version: int
+    receipt_s: float
+
+
+def future_stamps(origin_ns: int, horizon: int, dt_ns: int) -> tuple[int, ...]:
+    """The times predicted frames 1..H stand for: origin + k * dt (integer nanoseconds)."""
+    return tuple(origin_ns + k * dt_ns for k in range(1, horizon + 1))
+
+
+@dataclass(frozen=True)
+class _Frame:
+    stamp_ns: int
+    latent: np.ndarray  # (C, h, w)
+    frame_id: str
+    receipt_s: float
+
+
+class ContextBuffer:
+    """Encoded frames by stamp, and the latest context on the model's grid. Not thread-safe.
+
+    Args:
+        context_frames: K.
+        dt_s: the model's step in seconds.
+        jump_back_s: a stamp this far behind the newest one is a clock jump (reset), not a
+            late frame (drop).
+    """
+
+    def __init__(self, context_frames: int, dt_s: float, jump_back_s: float) -> None:
+        if context_frames < 1 or dt_s <= 0 or jump_back_s <= 0:
+            raise ValueError(f"need context_frames >= 1, dt_s > 0, jump_back_s > 0; got "
+                             f"{context_frames}, {dt_s}, {jump_back_s}")
+        self.context_frames = context_frames
+        self.dt_ns = round(dt_s * NS_PER_S)
+        self.jump_back_ns = round(jump_back_s * NS_PER_S)
+        self.tolerance_ns = round(GRID_TOLERANCE * self.dt_ns)
+        self._span_ns = (context_frames - 1) * self.dt_ns + self.tolerance_ns
+        self._frames: deque[_Frame] = deque(maxlen=context_frames + HISTORY_SLACK_FRAMES)
+        self.version = 0
+        self.resets = 0
+
+    def reset(self) -> None:
+        """Forget every frame (clock jumped, node deactivated)."""
+        self._frames.clear()
+        self.resets += 1
+
+    def add(self, stamp_ns: int, latent: np.ndarray, frame_id: str = "", receipt_s: float = 0.0) -> Verdict:
+        """Offer one encoded frame.
+
+        Args:
+            stamp_ns: the image's header stamp.
+            latent: float32 (C, h, w).
+            frame_id: the image's header frame_id.
+            receipt_s: monotonic time the image was received.
+
+        Returns:
+            ACCEPTED or RESET when the frame was kept; otherwise why it was dropped.
+        """
+        verdict = Verdict.ACCEPTED
+        if self._frames:
+            newest = self._frames[-1].stamp_ns
+            if stamp_ns == newest:
+                return Verdict.DUPLICATE_STAMP
+            if stamp_ns < newest - self.jump_back_ns:
+                self.reset()
+                verdict = Verdict.RESET
+            elif stamp_ns < newest:
+                return Verdict.OUT_OF_ORDER_STAMP
+        self._frames.append(_Frame(stamp_ns, latent, frame_id, receipt_s))
+        while self._frames[0].stamp_ns < stamp_ns - self._span_ns:
+            self._frames.popleft()  # older than any grid time can use
+        self.version += 1
+        return verdict
+
+    def latest(self) -> Context | None:
+        """The context ending at the newest frame, or None while the grid is not covered
+        (fewer than K frames since start, a reset, or a gap in the camera stream)."""
+        if not self._frames:
+            return None
+        newest = self._frames[-1]
+        stamps = np.array([f.stamp_ns for f in self._frames], np.int64)
+        picks = []
+        for j in range(self.context_frames - 1, -1, -1):
+            target = newest.stamp_ns - j * self.dt_ns
+            index = int(np.argmin(np.abs(stamps - target)))
+            if abs(int(stamps[index]) - target) > self.tolerance_ns:
+                return None
+            picks.append(index)
+        latents = np.stack([self._frames[i].latent for i in picks])  # (K, C, h, w)
+        return Context(latents, tuple(int(stamps[i]) for i in picks), newest.stamp_ns, newest.frame_id,
+                       self.version, newest.receipt_s)

@@ -1,0 +1,157 @@
+"""`sora-ros bench nodes`: the world-model node through real DDS.
+
+Starts the world_model node in its own process, publishes a 15 Hz camera (128x128 rgb8,
+a moving pattern, stamped with wall time) from this process, and measures:
+camera stamp -> ~/futures received (p50/p99), ~/rollout round trips for 3 candidates x
+8 steps with images, and the node's resident memory after warm-up and at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sora_ros.harness import processes
+
+CAMERA_SIZE = (128, 128)
+WARM_UP_S = 5.0
+SERVICE_CALLS = 20
+SERVICE_CANDIDATES, SERVICE_HORIZON = 3, 8
+STARTUP_TIMEOUT_S = 120.0
+RSS_PERIOD_S = 10.0
+NODE_STATUS = "world_model: inference"
+STAGES = ("convert", "encode", "rollout", "step", "decode", "camera_to_futures")
+KIB = 1024
+WORLD_MODEL = "sora_ros.nodes.world_model"
+
+
+# /proc/PID/status fields: the resident total and its parts (heap and anonymous maps; mapped
+# files and libraries; shared memory, where DDS shared-memory transport segments show up).
+RSS_FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
+
+
+def rss_mib(pid: int) -> dict[str, float]:
+    """Resident memory of a process in MiB by RSS_FIELDS (from /proc)."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in RSS_FIELDS:
+            values[name] = int(rest.split()[0]) / KIB
+    if "VmRSS" not in values:
+        raise RuntimeError(f"no VmRSS for pid {pid}")
+    return values
+
+
+def _pattern(t: float) -> np.ndarray:
+    """uint8 (H, W, 3): stripes that drift with time, so frames differ."""
+    height, width = CAMERA_SIZE
+    x = np.arange(width)[None, :, None]
+    y = np.arange(height)[:, None, None]
+    phase = np.array([0.0, 2.0, 4.0])[None, None, :]
+    return (127 + 120 * np.sin(0.15 * x + 0.05 * y + 3.0 * t + phase)).astype(np.uint8)
+
+
+def run(args: argparse.Namespace) -> int:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from sora_ros.core.machine import machine_description
+    from sora_ros.core.paths import default_model_dir
+    from sora_ros.msg import FutureFrames
+    from sora_ros.nodes.messages import header, numpy_to_image, stamp_ns
+    from sora_ros.srv import Rollout
+
+    model = args.model or str(default_model_dir())
+    duration = args.duration
+    node = processes.start(processes.node_command(WORLD_MODEL, ["-p", f"model_path:={model}", "-r", "image:=/bench/image"]),
+                           stdout=subprocess.DEVNULL)
+    rclpy.init()
+    probe = rclpy.create_node("bench_nodes")
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def on_futures(msg: FutureFrames) -> None:
+        with lock:
+            latencies.append((time.time_ns() - stamp_ns(msg.header)) / 1e6)
+
+    probe.create_subscription(FutureFrames, "/world_model/futures", on_futures, QoSProfile(depth=20))
+    stages: dict[str, str] = {}
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == NODE_STATUS:
+                with lock:
+                    stages.update({kv.key: kv.value for kv in status.values})
+
+    probe.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, QoSProfile(depth=20))
+    camera = probe.create_publisher(Image, "/bench/image", qos_profile_sensor_data)
+    client = probe.create_client(Rollout, "/world_model/rollout")
+    executor = SingleThreadedExecutor()
+    executor.add_node(probe)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    start = time.monotonic()
+    probe.create_timer(1.0 / args.camera_rate, lambda: camera.publish(
+        numpy_to_image(_pattern(time.monotonic() - start), "rgb8", header(time.time_ns(), "camera"))))
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not latencies:
+            if node.poll() is not None or time.monotonic() > deadline:
+                print(f"bench nodes: the world_model node produced no ~/futures (exit code {node.poll()})",
+                      file=sys.stderr)
+                return 1
+            time.sleep(0.1)
+        actions = np.array([[[0.3, w]] * SERVICE_HORIZON for w in (0.8, 0.0, -0.8)], np.float32)  # (3, 8, 2)
+
+        def call(seed: int) -> tuple[float, float]:
+            request = Rollout.Request(actions=actions.reshape(-1).tolist(), candidates=SERVICE_CANDIDATES,
+                                      horizon=SERVICE_HORIZON, action_dim=2, samples=1, return_images=True, seed=seed)
+            sent = time.perf_counter()
+            future = client.call_async(request)
+            while not future.done():
+                time.sleep(0.001)
+            return 1e3 * (time.perf_counter() - sent), future.result().total_ms
+
+        call(0)  # warm-up: the node allocates the buffers of this batch size once
+        time.sleep(WARM_UP_S)
+        timed = [call(seed) for seed in range(1, SERVICE_CALLS + 1)]
+        service_ms, service_total_ms = [t[0] for t in timed], [t[1] for t in timed]
+        rss = [rss_mib(node.pid)]  # after every kind of work ran once: later growth would be a leak
+        with lock:
+            latencies.clear()
+        measured_from = time.monotonic()
+        while time.monotonic() - start < duration:
+            time.sleep(min(RSS_PERIOD_S, max(0.0, duration - (time.monotonic() - start))))
+            rss.append(rss_mib(node.pid))
+        measured_s = time.monotonic() - measured_from
+        with lock:
+            values = np.array(latencies)
+    finally:
+        executor.shutdown()
+        probe.destroy_node()
+        rclpy.try_shutdown()
+        processes.stop([node])
+    print(f"machine: {machine_description()}")
+    print(f"model: {model}; camera {CAMERA_SIZE[1]}x{CAMERA_SIZE[0]} rgb8 at {args.camera_rate:g} Hz, "
+          f"{time.monotonic() - start:.0f} s")
+    print(f"camera stamp -> ~/futures received: p50 {np.percentile(values, 50):.1f} ms, "
+          f"p99 {np.percentile(values, 99):.1f} ms (n={values.size}, {values.size / measured_s:.1f} futures/s)")
+    print("in the node, p50/p99 ms: " + ", ".join(
+        f"{stage} {stages.get(f'{stage}_ms_p50', '?')}/{stages.get(f'{stage}_ms_p99', '?')}" for stage in STAGES))
+    print(f"~/rollout {SERVICE_CANDIDATES} candidates x {SERVICE_HORIZON} steps with images, round trip: "
+          f"p50 {np.percentile(service_ms, 50):.1f} ms, p99 {np.percentile(service_ms, 99):.1f} ms "
+          f"(in the node: p50 {np.percentile(service_total_ms, 50):.1f} ms)")
+    total = [r["VmRSS"] for r in rss]
+    print(f"node RSS every {RSS_PERIOD_S:g} s (MiB): {' '.join(f'{r:.0f}' for r in total)}; "
+          f"start {total[0]:.1f}, end {total[-1]:.1f} ({total[-1] - total[0]:+.1f})")
+    print("  of which, start -> end (MiB): " + ", ".join(
+        f"{field} {rss[0][field]:.1f} -> {rss[-1][field]:.1f}" for field in RSS_FIELDS[1:] if field in rss[0]))
+    return 0

@@ -1,0 +1,206 @@
+"""`sora-ros eval --realtime`: replay bags through the live world_model node over DDS, at the
+recorded rate, for timing.
+
+The node runs in its own process, exactly as on a robot. This process publishes each bag's
+camera (and action) messages at their recorded intervals, restamped onto the wall clock so
+that "camera stamp -> ~/futures received" is a true latency, and records what the node
+publishes. Between bags it pauses long enough for the node's context to empty, so no rollout
+mixes two recordings. The report is the live demo's: PSNR per horizon against copy-last on
+the frames the node predicted, latency distributions, counts of published and dropped work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from sora_ros.core.units import NS_PER_S
+from sora_ros.harness import processes
+
+NAMESPACE = "/sora_eval"
+CAMERA_TOPIC = f"{NAMESPACE}/camera/image"
+ACTION_TOPIC = f"{NAMESPACE}/cmd_vel"
+FUTURES_TOPIC = f"{NAMESPACE}/world_model/futures"
+STARTUP_TIMEOUT_S = 120.0
+# After the last message: time for the last rollouts and one more /diagnostics.
+DRAIN_S = 2.0
+
+
+class ReplayError(Exception):
+    """The replay cannot start or the node failed; the message says why."""
+
+
+def _ros_class(msgtype: str):
+    """The rclpy message class of an image or action type of a bag (see sora_ros/bag/messages.py)."""
+    from geometry_msgs.msg import Twist, TwistStamped
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from sora_ros.bag import messages as m
+
+    return {m.IMAGE: Image, m.COMPRESSED_IMAGE: CompressedImage, m.TWIST: Twist, m.TWIST_STAMPED: TwistStamped}[msgtype]
+
+
+def _topic_types(bags: list[Path], image_topic: str, action_topic: str | None) -> tuple[str, str | None]:
+    """The image and action message types, the same in every bag.
+
+    Raises:
+        BagError: a topic is missing or of the wrong type. ReplayError: typed differently across bags.
+    """
+    from sora_ros.bag.clips import ACTION_TYPES, IMAGE_TYPES, check_topic_type
+    from sora_ros.bag.reading import BagReader
+
+    wanted = {image_topic: IMAGE_TYPES, **({action_topic: ACTION_TYPES} if action_topic else {})}
+    found: dict[str, set[str]] = {}
+    for bag in bags:
+        reader = BagReader(bag)
+        reader.require(wanted)
+        for topic, allowed in wanted.items():
+            check_topic_type(reader, topic, allowed)
+            found.setdefault(topic, set()).add(reader.topics[topic].msgtype)
+    for topic, types in found.items():
+        if len(types) > 1:
+            raise ReplayError(f"{topic} has different types in different bags ({', '.join(sorted(types))})")
+    return next(iter(found[image_topic])), next(iter(found[action_topic])) if action_topic else None
+
+
+def _start_node(model: Path, horizon: int, camera_topic: str, compressed: bool, stamped: bool, conditioned: bool,
+                providers: str, log) -> subprocess.Popen:
+    image_remap = "image/compressed" if compressed else "image"
+    params = {"model_path": str(model), "horizon": str(horizon), "compressed": str(compressed).lower(),
+              "cmd_vel_stamped": str(stamped).lower(), "providers": f"[{providers}]",
+              # Without recorded commands, predict with the action unknown rather than "stand still".
+              "no_command_action": "zero" if conditioned else "unknown"}  # fmt: skip
+    ros_args = ["-r", f"__ns:={NAMESPACE}", "-r", f"{image_remap}:={camera_topic}", "-r", f"cmd_vel:={ACTION_TOPIC}"]
+    for name, value in params.items():
+        ros_args += ["-p", f"{name}:={value}"]
+    return processes.start(processes.node_command("sora_ros.nodes.world_model", ros_args), stdout=log)
+
+
+def _wait_until_active(node: subprocess.Popen, recorder) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while recorder.lifecycle_state() != "active":
+        if node.poll() is not None:
+            raise ReplayError(f"the world_model node exited with code {node.returncode} before it was active")
+        if time.monotonic() > deadline:
+            raise ReplayError(f"the world_model node was not active within {STARTUP_TIMEOUT_S:g} s")
+        time.sleep(0.1)
+
+
+def _replay_bag(bag: Path, topics: dict[str, tuple[str, object]], node: subprocess.Popen,
+                published: Counter) -> str | None:
+    """Publish one bag at its recorded rate, header stamps moved onto the wall clock.
+
+    Args:
+        topics: bag topic -> (message type, rclpy publisher).
+        published: counts messages per bag name as they go out (kept if interrupted).
+
+    Returns:
+        Why reading stopped early, or None.
+    """
+    from rclpy.serialization import deserialize_message
+
+    from sora_ros.bag.messages import TYPESTORE
+    from sora_ros.bag.reading import BagReader
+    from sora_ros.nodes.messages import header, stamp_ns
+
+    reader = BagReader(bag)
+    first_log_ns = wall_start_ns = stamp_offset_ns = None
+    for message in reader.messages(list(topics)):
+        if node.poll() is not None:
+            raise ReplayError(f"the world_model node exited with code {node.returncode} during {bag.name}")
+        if first_log_ns is None:
+            first_log_ns, wall_start_ns = message.log_time_ns, time.time_ns()
+        msgtype, publisher = topics[message.topic]
+        delay_ns = wall_start_ns + (message.log_time_ns - first_log_ns) - time.time_ns()
+        if delay_ns > 0:
+            time.sleep(delay_ns / NS_PER_S)
+        # rosbags -> CDR -> rclpy: the message is published exactly as recorded.
+        msg = deserialize_message(TYPESTORE.serialize_cdr(message.msg, msgtype).tobytes(), _ros_class(msgtype))
+        if hasattr(msg, "header"):
+            if stamp_offset_ns is None:
+                stamp_offset_ns = time.time_ns() - stamp_ns(msg.header)
+            msg.header = header(stamp_ns(msg.header) + stamp_offset_ns, msg.header.frame_id)
+        publisher.publish(msg)
+        published[bag.name] += 1
+    return reader.stop_reason
+
+
+def run(args: argparse.Namespace) -> int:
+    """The --realtime path of `sora-ros eval`; the arguments are eval's. Ctrl-C stops the
+    replay early and still reports what was recorded."""
+    try:
+        from rclpy.qos import QoSProfile, qos_profile_sensor_data
+    except ImportError:
+        print("sora-ros eval --realtime needs ROS 2 (rclpy): run `make setup`, or see `sora-ros doctor`", file=sys.stderr)
+        return 2
+
+    from sora_ros.bag import messages as m
+    from sora_ros.bag.reading import BagError, find_bags
+    from sora_ros.core.machine import machine_description
+    from sora_ros.evaluation import live_report
+    from sora_ros.harness.recorder import FutureRecorder
+    from sora_ros.runtime.model_dir import ModelDirError, read_model_info
+
+    try:
+        info = read_model_info(args.model)
+        bags = find_bags(args.bags)  # videos too raise FileNotFoundError: --realtime replays bags only
+        image_type, action_type = _topic_types(bags, args.image_topic, args.action_topic)
+    except (ModelDirError, BagError, ReplayError, FileNotFoundError) as error:
+        print(f"sora-ros eval --realtime: {error}", file=sys.stderr)
+        return 1
+    compressed = image_type == m.COMPRESSED_IMAGE
+    conditioned = info.action_dim > 0 and action_type is not None
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sora_eval_realtime_"))
+    out.mkdir(parents=True, exist_ok=True)
+    node_log_path = out / "world_model_node.log"
+    camera_topic = f"{CAMERA_TOPIC}/compressed" if compressed else CAMERA_TOPIC
+    recorder = FutureRecorder(info.image_size, info.dt, camera_topic, FUTURES_TOPIC, compressed=compressed,
+                              node_name="eval_realtime")  # fmt: skip
+    camera = recorder.node.create_publisher(_ros_class(image_type), camera_topic, qos_profile_sensor_data)
+    topics = {args.image_topic: (image_type, camera)}
+    if conditioned:
+        topics[args.action_topic] = (action_type, recorder.node.create_publisher(
+            _ros_class(action_type), ACTION_TOPIC, QoSProfile(depth=10)))
+    start = time.monotonic()
+    notes: list[str] = []
+    published: Counter = Counter()
+    with open(node_log_path, "w") as node_log:
+        node = _start_node(args.model, max(args.horizons), camera_topic, compressed, action_type == m.TWIST_STAMPED,
+                           conditioned, args.providers, node_log)  # fmt: skip
+        try:
+            _wait_until_active(node, recorder)
+            print(f"replaying {len(bags)} bag(s) at the recorded rate through the world_model node ...", flush=True)
+            for index, bag in enumerate(bags):
+                if index:  # an empty context before the next recording
+                    time.sleep((info.context_frames + 1) * info.dt)
+                stopped = _replay_bag(bag, topics, node, published)
+                print(f"  {bag.name}: {published[bag.name]} messages" + (f" (stopped early: {stopped})" if stopped else ""),
+                      flush=True)  # fmt: skip
+                if stopped:
+                    notes.append(f"{bag.name}: {stopped}")
+            time.sleep(max(args.horizons) * info.dt + DRAIN_S)
+        except (BagError, ReplayError) as error:
+            print(f"sora-ros eval --realtime: {error}; the node's output is in {node_log_path}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            notes.append("stopped early by Ctrl-C")
+            print("\nstopped by Ctrl-C; reporting what was recorded", flush=True)
+        finally:
+            processes.stop([node])
+            recorder.close()
+    facts = {"mode": "realtime", "model": f"{info.name}@{info.version} ({args.model})",
+             "source": ", ".join(bag.name for bag in bags), "bags": [str(bag) for bag in bags],
+             "messages_published": sum(published.values()), "duration_s": round(time.monotonic() - start, 1),
+             "notes": notes, "machine": machine_description()}  # fmt: skip
+    summary = live_report.write(out, recorder.recording, facts)
+    print(live_report.text_summary(summary, out, title="eval --realtime"))
+    if not recorder.recording.futures:
+        print(f"sora-ros eval --realtime: the node published no ~/futures; its output is in {node_log_path}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0

@@ -1,0 +1,105 @@
+"""An rclpy node in a background thread that records what a live run needs for its report:
+the camera frames (at the model's size, by stamp), the world model's ~/futures and its
+/diagnostics counters. `sora-ros demo` and `sora-ros eval --realtime` score from it with
+sora_ros/evaluation/live_report.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from sora_ros.core.units import NS_PER_S
+
+WORLD_MODEL_STATUS = "world_model: inference"
+WORLD_MODEL_INPUT = "world_model: input"
+
+
+class FutureRecorder:
+    """Records `camera_topic` and `futures_topic` from construction until `close()`.
+
+    Args:
+        image_size: (H, W) the frames are fitted to (the model's input size).
+        dt_s: the model's step.
+        camera_topic: the camera, sensor_msgs/Image, or CompressedImage when `compressed`.
+        futures_topic: the world model's ~/futures.
+        node_name: this recorder's ROS node name.
+
+    Latency is measured as (futures received - origin stamp) on the wall clock, so the
+    camera must stamp its frames with wall time (the sim and video nodes do; a bag replay
+    rebases its stamps to the wall clock).
+    """
+
+    def __init__(self, image_size: tuple[int, int], dt_s: float, camera_topic: str, futures_topic: str,
+                 compressed: bool = False, node_name: str = "future_recorder") -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, qos_profile_sensor_data
+        from sensor_msgs.msg import CompressedImage, Image
+
+        from sora_ros.evaluation.live_report import Recording
+        from sora_ros.msg import FutureFrames
+
+        self.image_size = image_size
+        self.recording = Recording(dt_ns=round(dt_s * NS_PER_S))
+        self.lock = threading.Lock()
+        rclpy.init()
+        self.node = rclpy.create_node(node_name)
+        kind = CompressedImage if compressed else Image
+        self.node.create_subscription(kind, camera_topic, self._on_image, qos_profile_sensor_data)
+        self.node.create_subscription(FutureFrames, futures_topic, self._on_futures, QoSProfile(depth=20))
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, QoSProfile(depth=20))
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on_image(self, msg) -> None:
+        from sensor_msgs.msg import CompressedImage
+
+        from sora_ros.core.image import ImageConversionError, compressed_to_rgb, image_to_rgb
+        from sora_ros.core.preprocess import fit_frame
+        from sora_ros.nodes.messages import stamp_ns
+
+        try:
+            rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+            frame = fit_frame(rgb, self.image_size)
+        except ImageConversionError:
+            return  # the world model counts it as a drop; there is nothing to score it against
+        with self.lock:
+            self.recording.real[stamp_ns(msg.header)] = frame.copy()
+            self.recording.camera_frames += 1
+
+    def _on_futures(self, msg) -> None:
+        from sora_ros.core.image import image_to_numpy
+        from sora_ros.evaluation.live_report import RecordedFuture
+        from sora_ros.nodes.messages import stamp_ns
+
+        received_ns = time.time_ns()
+        origin = stamp_ns(msg.header)
+        frames = np.stack([image_to_numpy(image).copy() for image in msg.frames]) if msg.frames else None
+        latency = msg.latency.sec * 1e3 + msg.latency.nanosec / 1e6
+        with self.lock:
+            self.recording.futures.append(RecordedFuture(origin, frames, latency, (received_ns - origin) / 1e6,
+                                                         msg.sampler_steps))
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if status.name in (WORLD_MODEL_STATUS, WORLD_MODEL_INPUT):
+                with self.lock:
+                    self.recording.diagnostics.update({kv.key: kv.value for kv in status.values})
+
+    def lifecycle_state(self) -> str | None:
+        """The world model's lifecycle state from its latest /diagnostics, None before any."""
+        with self.lock:
+            return self.recording.diagnostics.get("lifecycle_state")
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,204 @@
+"""Export a model (VAE + DiT) to a model directory the runtime loads (`sora-ros export` is its command line).
+
+Writes encoder.onnx, decoder.onnx, dynamics_context.onnx and dynamics.onnx
+(TorchScript exporter, opset 17, dynamic batch; the two dynamics graphs keep
+their common DiT weights once, in dynamics.weights) and model.json with the
+SHA-256 of every file, then checks ONNX Runtime against torch on random
+inputs and prints the largest absolute difference per graph.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sora_ros import __version__
+from sora_ros.runtime.model_dir import (ACTION_FORMULA, BATCH, DYNAMICS_WEIGHTS, FLOW_CONVENTION, GRAPH_FILES,
+                                        MODEL_FORMAT, MODEL_JSON, check_session, graph_signatures, read_model_info,
+                                        sha256_file)
+
+OPSET = 17
+# Batch size of the example inputs used for tracing and for the parity check.
+PARITY_BATCH = 2
+# Largest ONNX Runtime vs torch absolute difference export accepts, per graph.
+PARITY_TOLERANCE = 1e-3
+# The two dynamics graphs hold the same DiT weights; they are stored once, in DYNAMICS_WEIGHTS.
+SHARED_WEIGHT_GRAPHS = ("dynamics_context", "dynamics")
+# Initializers smaller than this stay inside the graph file.
+EXTERNAL_MIN_BYTES = 1024
+# Offsets in the shared weight file are multiples of this (friendly to memory mapping).
+EXTERNAL_ALIGNMENT = 64
+
+
+class ExportError(Exception):
+    """Export produced graphs that disagree with torch or with the model contract."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """Attributes:
+        directory: the written model directory.
+        parity: graph -> max abs difference ONNX Runtime vs torch.
+    """
+
+    directory: Path
+    parity: dict[str, float]
+
+
+def _graph_modules(vae, dit) -> dict:
+    from sora_ros.model.graphs import DecoderGraph, DynamicsContextGraph, DynamicsStepGraph, EncoderGraph
+
+    return {"encoder": EncoderGraph(vae), "decoder": DecoderGraph(vae),
+            "dynamics_context": DynamicsContextGraph(dit), "dynamics": DynamicsStepGraph(dit)}
+
+
+def _example_inputs(signatures: dict, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """Random inputs for every graph; context_kv comes from the context graph in `_run_torch`."""
+    rng = np.random.default_rng(seed)
+    examples = {}
+    for graph, signature in signatures.items():
+        examples[graph] = {}
+        for name, spec in signature["inputs"].items():
+            shape = [PARITY_BATCH if d == BATCH else d for d in spec["shape"]]
+            if spec["dtype"] == "uint8":
+                examples[graph][name] = rng.integers(0, 256, shape, dtype=np.uint8)
+            elif name in ("flow_time", "context_noise"):
+                examples[graph][name] = rng.uniform(0.0, 1.0, shape).astype(np.float32)
+            else:
+                examples[graph][name] = rng.standard_normal(shape, dtype=np.float32)
+    return examples
+
+
+def export_model(vae, dit, out_dir: str | Path, *, version: str = "0.1.0", training: dict | None = None,
+                 evaluation: dict | None = None, seed: int = 0) -> ExportReport:
+    """Export a trained VAE and DiT to a model directory and check parity.
+
+    Args:
+        vae, dit: the torch modules (sora_ros.model.vae.VAE, sora_ros.model.dit.DiT) of one config.
+        out_dir: created if needed; existing graph files and model.json are overwritten.
+        version: model version written to model.json.
+        training, evaluation: summaries for model.json (None leaves the placeholders empty).
+        seed: seed of the random parity inputs.
+
+    Returns:
+        The directory and the parity errors.
+
+    Raises:
+        ExportError: a graph's ONNX Runtime output differs from torch by more than
+            PARITY_TOLERANCE, or its inputs/outputs differ from the contract.
+    """
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    config = dit.config
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    kv_shape = (config.dit.depth, 2, config.dit.context_frames * config.tokens_per_frame, config.dit.width)
+    image_size = (config.vae.image_height, config.vae.image_width)
+    signatures = graph_signatures(image_size, config.vae.latent_shape, config.dit.context_frames,
+                                  kv_shape, config.dit.action_dim)
+    examples = _example_inputs(signatures, seed)
+    modules = _graph_modules(vae.eval(), dit.eval())
+    parity, ops = {}, {}
+    with torch.no_grad():
+        kv = modules["dynamics_context"](*map(torch.from_numpy, examples["dynamics_context"].values()))
+        examples["dynamics"]["context_kv"] = kv.numpy()
+        for graph, module in modules.items():
+            names_in, names_out = list(signatures[graph]["inputs"]), list(signatures[graph]["outputs"])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+                torch.onnx.export(module, tuple(torch.from_numpy(a) for a in examples[graph].values()),
+                                  str(out / GRAPH_FILES[graph]), input_names=names_in, output_names=names_out,
+                                  dynamic_axes={name: {0: BATCH} for name in names_in + names_out},
+                                  opset_version=OPSET, dynamo=False)
+        _share_weights(out, [GRAPH_FILES[graph] for graph in SHARED_WEIGHT_GRAPHS], DYNAMICS_WEIGHTS)
+        for graph, module in modules.items():
+            path = out / GRAPH_FILES[graph]
+            ops[graph] = sorted({node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node})
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            check_session(path, session, signatures[graph])
+            expected = module(*(torch.from_numpy(a) for a in examples[graph].values())).numpy()
+            (got,) = session.run(None, examples[graph])
+            parity[graph] = float(np.max(np.abs(got - expected)))
+            if not parity[graph] <= PARITY_TOLERANCE:
+                raise ExportError(f"{path}: ONNX Runtime differs from torch by {parity[graph]:.3g} "
+                                  f"(tolerance {PARITY_TOLERANCE})")
+    _write_model_json(out, config, signatures, ops, kv_shape, parity, version, training, evaluation)
+    read_model_info(out)
+    return ExportReport(out, parity)
+
+
+def _share_weights(out: Path, graph_files: list[str], weights_file: str) -> None:
+    """Move the large initializers of several graphs into one external-data file, each distinct
+    tensor (by content) stored once, and rewrite the graphs to point into it."""
+    import onnx
+    from onnx import external_data_helper, numpy_helper
+
+    models = [onnx.load(str(out / name)) for name in graph_files]
+    offsets: dict[bytes, tuple[int, int]] = {}
+    with open(out / weights_file, "wb") as blob:
+        for model in models:
+            for tensor in model.graph.initializer:
+                raw = numpy_helper.to_array(tensor).tobytes()
+                if len(raw) < EXTERNAL_MIN_BYTES:
+                    continue
+                key = hashlib.sha256(raw).digest()
+                if key not in offsets:
+                    blob.write(b"\0" * (-blob.tell() % EXTERNAL_ALIGNMENT))
+                    offsets[key] = (blob.tell(), len(raw))
+                    blob.write(raw)
+                tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name))
+                external_data_helper.set_external_data(tensor, weights_file, *offsets[key])
+                tensor.data_location = onnx.TensorProto.EXTERNAL
+                tensor.ClearField("raw_data")
+    for model, name in zip(models, graph_files):
+        onnx.save(model, str(out / name))
+
+
+def _write_model_json(out: Path, config, signatures: dict, ops: dict, kv_shape: tuple, parity: dict,
+                      version: str, training: dict | None, evaluation: dict | None) -> None:
+    import torch
+
+    graphs = {graph: {"file": GRAPH_FILES[graph], **signatures[graph], "onnx_ops": ops[graph]}
+              for graph in GRAPH_FILES}
+    actions = config.actions
+    model = {
+        "format": MODEL_FORMAT,
+        "name": config.name,
+        "version": version,
+        "input": {"height": config.vae.image_height, "width": config.vae.image_width, "channels": 3,
+                  "channel_order": "RGB", "dtype": "uint8", "layout": "BHWC", "range": [0, 255]},
+        "dt": config.dt,
+        "context_frames": config.dit.context_frames,
+        "default_horizon": config.horizon,
+        "latent_shape": list(config.vae.latent_shape),
+        "patch_size": config.dit.patch_size,
+        "action": {"dim": actions.dim, "names": list(actions.names), "units": list(actions.units),
+                   "normalisation": {"formula": ACTION_FORMULA, "offset": list(actions.offset),
+                                     "scale": list(actions.scale)},
+                   "timing": "action[i] is applied at the frame before predicted frame i"},
+        "sampler": {"method": "euler", "steps": config.sampler_steps, "context_noise": config.context_noise,
+                    "flow": FLOW_CONVENTION},
+        "dynamics": {
+            "context_kv_shape": list(kv_shape),
+            "weights": f"{DYNAMICS_WEIGHTS}: ONNX external data shared by both dynamics graphs",
+            "contract": "per predicted frame: context_kv = dynamics_context(context latents noised to "
+                        "context_noise, context_noise); then per sampler step: velocity = dynamics(context_kv, "
+                        "noisy, flow_time[, action])",
+        },
+        "graphs": graphs,
+        "files": {name: sha256_file(out / name) for name in [*GRAPH_FILES.values(), DYNAMICS_WEIGHTS]},
+        "config": config.to_dict(),
+        "training": training or {"command": None, "data": None, "steps": None, "wall_time_s": None},
+        "evaluation": evaluation or {"vae_psnr_db": None, "rollout": None},
+        "export": {"opset": OPSET, "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                   "sora_ros": __version__, "torch": torch.__version__, "parity_max_abs_error": parity},
+    }
+    (out / MODEL_JSON).write_text(json.dumps(model, indent=2) + "\n")

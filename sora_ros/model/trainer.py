@@ -1,0 +1,422 @@
+"""The world-model trainer: VAE first, then the DiT, single process or under torchrun
+(DistributedDataParallel; gloo on CPU, nccl on GPU). `sora-ros train` (sora_ros/cli/train.py)
+is its command line.
+
+Every rank holds the data and draws its own batches (seeded by rank); DDP averages the
+gradients, so all ranks keep identical weights. Rank 0 alone validates, writes checkpoints
+and the log. `resume` continues from the checkpoint in `out`, stage and step included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "train_log.jsonl"
+SUMMARY_NAME = "train_summary.json"
+WARMUP_STEPS = 100
+FINAL_LR_FRACTION = 0.1
+# Validation sizes: frames for the VAE, windows for the DiT.
+VAL_FRAMES = 256
+VAL_WINDOWS = 64
+VAL_HORIZON = 4
+CALIBRATION_FRAMES = 512
+
+
+@dataclass
+class Distributed:
+    rank: int
+    world_size: int
+    device: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Distributed:
+    """Join the torchrun process group when there is one (WORLD_SIZE > 1)."""
+    import torch
+    import torch.distributed as dist
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Distributed(0, 1, "cuda" if torch.cuda.is_available() else "cpu")
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    device = "cpu"
+    if backend == "nccl":
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+    return Distributed(dist.get_rank(), dist.get_world_size(), device)
+
+
+def learning_rate(step: int, total: int, peak: float) -> float:
+    """Linear warm-up, then cosine decay to FINAL_LR_FRACTION of the peak."""
+    if step < WARMUP_STEPS:
+        return peak * (step + 1) / WARMUP_STEPS
+    progress = min((step - WARMUP_STEPS) / max(1, total - WARMUP_STEPS), 1.0)
+    # A Python float: it is stored in the optimiser state, which weights_only loading must accept.
+    return peak * (FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _objective_modules():
+    """nn.Modules whose forward is the loss, so DDP sees (and syncs) the whole computation."""
+    from torch import nn
+
+    from sora_ros.model.training import dynamics_loss, vae_loss
+
+    class VAEObjective(nn.Module):
+        def __init__(self, vae):
+            super().__init__()
+            self.vae = vae
+
+        def forward(self, images, generator):
+            return vae_loss(self.vae, images, generator)
+
+    class DynamicsObjective(nn.Module):
+        def __init__(self, dit):
+            super().__init__()
+            self.dit = dit
+
+        def forward(self, latents, actions, generator):
+            return dynamics_loss(self.dit, latents, actions, generator)
+
+    return VAEObjective, DynamicsObjective
+
+
+def _wrap(module, dist_info: Distributed):
+    if dist_info.world_size == 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [int(dist_info.device.split(":")[1])] if dist_info.device.startswith("cuda") else None
+    return DistributedDataParallel(module, device_ids=device_ids)
+
+
+class Trainer:
+    """Holds the model, data, optimisers and log of one training run."""
+
+    def __init__(self, args, dist_info: Distributed):
+        import torch
+
+        from sora_ros.model.checkpoint import load_checkpoint
+        from sora_ros.model.config import NO_ACTIONS, preset
+        from sora_ros.model.dit import DiT
+        from sora_ros.model.vae import VAE
+        from sora_ros.bag.clip_sources import load_sequences
+
+        self.args, self.dist = args, dist_info
+        self.out = Path(args.out)
+        self.checkpoint_path = self.out / CHECKPOINT_NAME
+        # Batches (numpy) and noise (torch, on the training device) differ per rank.
+        self.rng = np.random.default_rng([args.seed, dist_info.rank])
+        self.generator = torch.Generator(device=dist_info.device).manual_seed(args.seed * 1000 + dist_info.rank)
+        self.state = {"stage": "vae", "step": 0, "wall_s": {"vae": 0.0, "dit": 0.0}, "val": {}}
+        optimizer_states = {}
+        if args.resume and self.checkpoint_path.exists():
+            checkpoint = load_checkpoint(self.checkpoint_path)
+            self.config, self.vae, self.dit = checkpoint.config, checkpoint.vae, checkpoint.dit
+            self.state = checkpoint.extra["state"]
+            optimizer_states = checkpoint.extra.get("optimizers", {})
+            # Rank 0's batch order and noise continue where they stopped; other ranks reseed.
+            random_state = checkpoint.extra.get("random", {}).get(f"rank{dist_info.rank}")
+            if random_state:
+                self.rng.bit_generator.state = random_state["numpy"]
+                self.generator.set_state(random_state["torch"])
+            self.log(f"resuming {self.checkpoint_path}: {self.state['stage']} stage, step {self.state['step']}")
+            self._warn_about_ignored_flags()
+        else:
+            config = preset(args.preset)
+            if not args.action_topic:
+                config = config.replace(actions=NO_ACTIONS, dit=dataclasses.replace(config.dit, action_dim=0))
+            self.config = config.replace(name=args.name)
+            torch.manual_seed(args.seed)  # same initial weights on every rank
+            self.vae, self.dit = VAE(self.config.vae), DiT(self.config)
+        self.vae.to(dist_info.device)
+        self.dit.to(dist_info.device)
+        self.optimizer_states = optimizer_states
+
+        vae_cfg, k = self.config.vae, self.config.dit.context_frames
+        self.window = k + args.dit_targets
+        read = dict(image_topic=args.image_topic, action_topic=args.action_topic, dt=self.config.dt,
+                    length=max(args.sequence_frames, self.window + VAL_HORIZON),
+                    size=(vae_cfg.image_height, vae_cfg.image_width), action_names=self.config.actions.names)  # fmt: skip
+        self.train_data = load_sequences(args.data, **read)
+        if args.val_data:
+            self.val_data = load_sequences(args.val_data, **read)
+        else:
+            held = _held_out(self.train_data.sources)
+            if held is None:
+                self.log("note: one source only; validating on every tenth sequence of it, which neighbours "
+                         "training sequences in time (pass --val-data for an honest number)")  # fmt: skip
+                held = np.arange(len(self.train_data.sources)) % 10 == 9
+            self.val_data = _subset(self.train_data, held)
+            self.train_data = _subset(self.train_data, ~held)
+        self.log(f"data: {self.train_data.summary()['sequences']} training sequences of {read['length']} frames, "
+                 f"{self.val_data.summary()['sequences']} validation")  # fmt: skip
+        for note in self.train_data.notes:
+            self.log(f"  {note}")
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _warn_about_ignored_flags(self) -> None:
+        """On resume the checkpoint's model is kept, and a finished VAE stage is not reopened: say so."""
+        self.log(f"note: the model ({self.config.name}) comes from the checkpoint; --preset, --name and "
+                 "--action-topic apply to new runs only")  # fmt: skip
+        finished_vae = self.state["val"].get("vae", {}).get("step")
+        if self.state["stage"] == "dit" and finished_vae not in (None, self.args.vae_steps):
+            self.log(f"note: the VAE stage finished at {finished_vae} steps; --vae-steps {self.args.vae_steps} is ignored")
+
+    def log(self, message: str) -> None:
+        if self.dist.is_main:
+            print(message, flush=True)
+
+    def record(self, entry: dict) -> None:
+        if self.dist.is_main:
+            with open(self.out / LOG_NAME, "a") as log:
+                log.write(json.dumps(entry) + "\n")
+
+    def save(self, optimizers: dict) -> None:
+        from sora_ros.core.machine import machine_description
+        from sora_ros.model.checkpoint import save_checkpoint
+
+        if self.dist.is_main:
+            save_checkpoint(self.checkpoint_path, self.config, self.vae, self.dit, state=self.state,
+                            optimizers=optimizers, data=self.train_data.summary(),
+                            val_data=self.val_data.summary(), command=self.args.command,
+                            random={"rank0": {"numpy": self.rng.bit_generator.state,
+                                              "torch": self.generator.get_state()}},
+                            machine=f"{machine_description()}, {self.dist.world_size} process(es) on {self.dist.device}")  # fmt: skip
+
+    def sample_frames(self, data, count: int, rng) -> np.ndarray:
+        n, s = data.frames.shape[:2]
+        return data.frames[rng.integers(n, size=count), rng.integers(s, size=count)]  # (B, H, W, 3)
+
+    @staticmethod
+    def window_index(data, count: int, length: int, rng) -> tuple[np.ndarray, np.ndarray]:
+        """Random windows of `length` frames: sequence rows (B, 1) and frame indices (B, T)."""
+        n, s = data.frames.shape[:2]
+        starts = rng.integers(s - length + 1, size=count)
+        return rng.integers(n, size=count)[:, None], starts[:, None] + np.arange(length)[None, :]
+
+    # -- stages --------------------------------------------------------------------
+
+    def run_stage(self, name: str, total_steps: int, params, peak_lr: float, batch_fn, objective) -> None:
+        import torch
+        from tqdm import tqdm
+
+        from sora_ros.model.training import train_step
+
+        optimizer = torch.optim.AdamW(params, lr=peak_lr, weight_decay=0.0)
+        if name in self.optimizer_states:
+            optimizer.load_state_dict(self.optimizer_states.pop(name))
+        model = _wrap(objective, self.dist)
+        start = self.state["step"]
+        bar = tqdm(range(start, total_steps), initial=start, total=total_steps, desc=name,
+                   disable=not self.dist.is_main, dynamic_ncols=True)  # fmt: skip
+        began = time.monotonic() - self.state["wall_s"][name]
+        for step in bar:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, total_steps, peak_lr)
+            batch = batch_fn()
+            metrics = train_step(model, optimizer, lambda batch=batch: self.forward(model, batch))
+            self.state["step"] = step + 1
+            self.state["wall_s"][name] = time.monotonic() - began
+            bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k in ("loss", "psnr", "mse")})
+            done = step + 1 == total_steps
+            if (step + 1) % self.args.log_every == 0 or done:
+                self.record({"stage": name, "step": step + 1, "wall_s": round(self.state["wall_s"][name], 1), **metrics})
+            if (step + 1) % self.args.val_every == 0 or done:
+                self.validate(name, step + 1)
+            if (step + 1) % self.args.checkpoint_every == 0 or done:
+                self.save({name: optimizer.state_dict()})
+        bar.close()
+
+    def forward(self, model, batch: tuple):
+        """The objective's (loss, metrics), under bfloat16 autocast with --precision bf16.
+
+        Autocast runs the convolutions and matrix products in bfloat16 while the weights, the
+        optimiser state and the gradients stay float32.
+        """
+        import torch
+
+        device_type = self.dist.device.split(":")[0]
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.args.precision == "bf16"):
+            return model(*batch, self.generator)
+
+    def train_vae(self) -> None:
+        import torch
+
+        VAEObjective, _ = _objective_modules()
+        device = self.dist.device
+
+        def batch():
+            return (torch.from_numpy(self.sample_frames(self.train_data, self.args.vae_batch, self.rng)).to(device),)
+
+        self.vae.train()
+        self.run_stage("vae", self.args.vae_steps, self.vae.parameters(), self.args.vae_lr, batch, VAEObjective(self.vae))
+        self.vae.eval()
+
+    def encode(self, data) -> np.ndarray:
+        import torch
+
+        from sora_ros.model.training import encode_frames
+
+        return encode_frames(self.vae, torch.from_numpy(data.frames).to(self.dist.device)).cpu().numpy()
+
+    def train_dit(self) -> None:
+        import torch
+
+        from sora_ros.model.training import calibrate_latent_scale
+
+        _, DynamicsObjective = _objective_modules()
+        if self.state["step"] == 0:
+            # The same frames on every rank, so every rank gets the same scale.
+            calibration = self.sample_frames(self.train_data, CALIBRATION_FRAMES, np.random.default_rng(self.args.seed))
+            scale = calibrate_latent_scale(self.vae, torch.from_numpy(calibration).to(self.dist.device))
+            self.log(f"latent scale {scale:.4f}")
+        self.train_latents = self.encode(self.train_data)  # (N, S, C, h, w)
+        self.val_latents = self.encode(self.val_data)
+        conditioned = self.config.dit.action_dim > 0
+        device = self.dist.device
+
+        def batch():
+            rows, index = self.window_index(self.train_data, self.args.dit_batch, self.window, self.rng)
+            latents = torch.from_numpy(self.train_latents[rows, index]).to(device)  # (B, T, C, h, w)
+            actions = torch.from_numpy(self.train_data.actions[rows, index]).to(device) if conditioned else None
+            return latents, actions
+
+        self.dit.train()
+        self.run_stage("dit", self.args.dit_steps, self.dit.parameters(), self.args.dit_lr, batch, DynamicsObjective(self.dit))
+        self.dit.eval()
+
+    # -- validation ----------------------------------------------------------------
+
+    @contextmanager
+    def _evaluating(self):
+        import torch
+
+        modes = (self.vae.training, self.dit.training)
+        self.vae.eval()
+        self.dit.eval()
+        with torch.no_grad():
+            yield
+        self.vae.train(modes[0])
+        self.dit.train(modes[1])
+
+    def validate(self, stage: str, step: int) -> None:
+        if not self.dist.is_main:
+            return
+        with self._evaluating():
+            metrics = self._validate_vae() if stage == "vae" else self._validate_dit()
+        self.state["val"][stage] = {"step": step, **metrics}
+        self.record({"stage": stage, "step": step, "val": metrics})
+        self.log(f"[{stage} {step}] validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+
+    def _validate_vae(self) -> dict:
+        import torch
+
+        from sora_ros.model.training import reconstruction_psnr
+
+        frames = self.sample_frames(self.val_data, VAL_FRAMES, np.random.default_rng(0))
+        scores = reconstruction_psnr(self.vae, torch.from_numpy(frames).to(self.dist.device))  # (VAL_FRAMES,)
+        return {"recon_psnr": scores.mean().item()}
+
+    def _validate_dit(self) -> dict:
+        import torch
+
+        from sora_ros.model.training import normalise_actions, psnr
+        from sora_ros.model.vae import images_to_signed
+        from sora_ros.runtime.sampler import rollout
+
+        k, device = self.config.dit.context_frames, self.dist.device
+        rows, index = self.window_index(self.val_data, VAL_WINDOWS, k + VAL_HORIZON, np.random.default_rng(0))
+        latents = self.val_latents[rows, index]  # (B, K + H, C, h, w)
+        actions = self.val_data.actions[rows, index]  # (B, K + H, A)
+        truth = self.val_data.frames[rows, index]  # (B, K + H, H, W, 3)
+
+        def context_fn(context, level):
+            return self.dit.context_kv(torch.from_numpy(context).to(device), torch.from_numpy(level).to(device)).cpu().numpy()
+
+        def velocity_fn(kv, noisy, flow_time, action):
+            action = None if action is None else torch.from_numpy(action).to(device)
+            out = self.dit.velocity(torch.from_numpy(kv).to(device), torch.from_numpy(noisy).to(device),
+                                    torch.from_numpy(flow_time).to(device), action)  # fmt: skip
+            return out.cpu().numpy()
+
+        future_actions = None
+        if self.config.dit.action_dim:
+            future_actions = normalise_actions(torch.from_numpy(actions[:, k - 1 : -1]), self.config.actions).numpy()
+        predicted = rollout(context_fn, velocity_fn, latents[:, :k], future_actions, VAL_HORIZON,
+                            self.config.sampler_steps, self.config.context_noise, np.random.default_rng(1))  # fmt: skip
+        decoded = self.vae.decode(torch.from_numpy(predicted.reshape(-1, *predicted.shape[2:])).to(device))
+        decoded = decoded.clamp(-1, 1).reshape(VAL_WINDOWS, VAL_HORIZON, *decoded.shape[1:])  # (B, L, 3, H, W)
+        real = images_to_signed(torch.from_numpy(truth[:, k:]).to(device).flatten(0, 1)).reshape(decoded.shape)
+        last = images_to_signed(torch.from_numpy(truth[:, k - 1]).to(device))[:, None]  # (B, 1, 3, H, W)
+        metrics = {}
+        for h in (1, VAL_HORIZON):
+            # [-1, 1] -> [0, 1] divides the squared error by 4.
+            model_mse = ((decoded[:, h - 1] - real[:, h - 1]) ** 2).mean() / 4.0
+            copy_mse = ((last[:, 0] - real[:, h - 1]) ** 2).mean() / 4.0
+            metrics[f"h{h}_psnr"] = psnr(model_mse).item()
+            metrics[f"h{h}_copy_last_psnr"] = psnr(copy_mse).item()
+        return metrics
+
+    def run(self) -> dict:
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.state["stage"] == "vae":
+            self.train_vae()
+            self.state.update(stage="dit", step=0)
+            self.save({})
+        self.train_dit()
+        summary = {"command": self.args.command, "config": self.config.to_dict(), "state": self.state,
+                   "data": self.train_data.summary(), "val_data": self.val_data.summary(),
+                   "world_size": self.dist.world_size}  # fmt: skip
+        if self.dist.is_main:
+            (self.out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+
+def training_record(extra: dict) -> dict:
+    """The model.json "training" section, from the `extra` of a checkpoint this trainer wrote."""
+    state = extra.get("state", {})
+    validation = state.get("val", {})
+    return {
+        "command": extra.get("command"),
+        "data": extra.get("data"),
+        "validation_data": extra.get("val_data"),
+        "steps": {"vae": validation.get("vae", {}).get("step"),
+                  "dit": state.get("step") if state.get("stage") == "dit" else 0},
+        "wall_time_s": state.get("wall_s"),
+        "validation": validation,
+        "machine": extra.get("machine"),
+    }  # fmt: skip
+
+
+def _held_out(sources: list[str]) -> np.ndarray | None:
+    """Hold out every tenth source (bag or video), at least one; None with a single source."""
+    names = sorted(set(sources))
+    if len(names) < 2:
+        return None
+    held = set(names[9::10] or names[-1:])
+    return np.array([source in held for source in sources])
+
+
+def _subset(data, mask: np.ndarray):
+    from sora_ros.bag.clip_sources import Sequences
+
+    if not mask.any():
+        raise ValueError("too little data to hold out a validation set: pass --val-data")
+    return Sequences(data.frames[mask], data.actions[mask], [s for s, m in zip(data.sources, mask) if m], data.notes)

@@ -1,0 +1,252 @@
+"""The world-model pipeline: camera frame -> context -> rollout planned under a deadline ->
+rollout -> decode -> predictions remembered for comparison with the real frames.
+
+The one object the live node (~/futures), its ~/rollout service and `sora-ros eval` drive,
+so that a behaviour (sampler steps, deadline, caps, stamps of future frames) is written
+once. Like DIAMOND's `WorldModelEnv`, it holds no ROS types: stamps are integer
+nanoseconds, images uint8 RGB arrays.
+
+    pipeline = WorldModelPipeline(WorldModelEngine("models/default"))
+    fitted, latent = pipeline.encode(rgb)                  # (H, W, 3), (C, h, w)
+    pipeline.observe(stamp_ns, "camera", latent)
+    outcome = pipeline.predict(pipeline.latest_context(), command, seed=1, decode_all=True)
+    outcome.forecasts[0].frames                            # (H, Hi, Wi, 3) stamped origin + k * dt
+
+Thread-safe: frames are observed from one thread while rollouts run on others (the engine
+serialises rollouts); each caller kind (live, service) learns its own costs.
+
+Legend: N candidates, S samples, H horizon, K context frames, A action dim, C/h/w latent grid.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from sora_ros.core.actions import NO_COMMAND_CHOICES, assumed_actions
+from sora_ros.core.comparison import FutureMemory, Prediction
+from sora_ros.core.context import GRID_TOLERANCE, Context, ContextBuffer, Verdict, future_stamps
+from sora_ros.core.deadline import CostModel, RolloutPlan, plan_rollout
+from sora_ros.core.preprocess import fit_frame
+from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES, RolloutRequest
+from sora_ros.core.units import NS_PER_S
+from sora_ros.runtime.engine import WorldModelEngine
+
+# A source image smaller than the model input by more than this factor is refused, not upscaled.
+MAX_UPSCALE = 4
+LIVE, SERVICE = "live", "service"
+
+
+class FrameRefusedError(ValueError):
+    """A camera frame the pipeline will not encode; the message says why."""
+
+
+class NoContextError(RuntimeError):
+    """No complete context yet (too few frames dt apart since start or the last reset)."""
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """What a rollout may cost, the same for live rollouts and ~/rollout calls.
+
+    Attributes:
+        horizon: predicted frames of a live rollout, 1..MAX_HORIZON; 0 = the model's default.
+        samples: samples of a live rollout, 1..MAX_SAMPLES (> 1 gives per-frame uncertainty).
+        sampler_steps: per predicted frame, 1..MAX_SAMPLER_STEPS; 0 = the model's default.
+        deadline_ms: time budget of one rollout, decoding included; 0 = none.
+        no_command_action: live action without a fresh command: "zero" or "unknown" (NaN).
+
+    Raises:
+        ValueError: a value outside its range.
+    """
+
+    horizon: int = 0
+    samples: int = 1
+    sampler_steps: int = 0
+    deadline_ms: float = 0.0
+    no_command_action: str = "zero"
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.horizon <= MAX_HORIZON and 1 <= self.samples <= MAX_SAMPLES
+                and 0 <= self.sampler_steps <= MAX_SAMPLER_STEPS and 0 <= self.deadline_ms < float("inf")):
+            raise ValueError(f"rollout settings out of range: {self} (horizon 0..{MAX_HORIZON}, samples "
+                             f"1..{MAX_SAMPLES}, sampler_steps 0..{MAX_SAMPLER_STEPS}, deadline_ms >= 0)")
+        if self.no_command_action not in NO_COMMAND_CHOICES:
+            raise ValueError(f"no_command_action must be one of {NO_COMMAND_CHOICES}, got {self.no_command_action!r}")
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """One candidate's predicted future.
+
+    Attributes:
+        stamps_ns: (H,) the time each frame predicts: origin + k * dt, k = 1..H.
+        latents: float32 (H, C, h, w), the mean over samples.
+        frames: uint8 (H, Hi, Wi, 3) RGB when every frame was decoded, else None.
+        uncertainty: float32 (H,), the spread between samples (0 with one sample).
+        actions: float32 (H, A) assumed, NaN rows unknown; None for an unconditioned model.
+    """
+
+    stamps_ns: tuple[int, ...]
+    latents: np.ndarray
+    frames: np.ndarray | None
+    uncertainty: np.ndarray
+    actions: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class RolloutOutcome:
+    """A rollout of N candidates from one context, and what it cost.
+
+    Attributes:
+        context: the context it started from (origin stamp, frame_id, receipt time).
+        forecasts: one per candidate.
+        plan: the steps and decoded frames chosen under the deadline.
+        decoded: uint8 (Hi, Wi, 3) RGB frames by flat index n * H + k (every frame, the
+            planned subset under deadline pressure, or none).
+        samples: S.
+        rollout_ms, decode_ms: wall time of the two stages.
+        missed_deadline: took longer than the budget despite the plan.
+        notes: what was cut or missed, as sentences (empty when nothing).
+    """
+
+    context: Context
+    forecasts: list[Forecast]
+    plan: RolloutPlan
+    decoded: dict[int, np.ndarray]
+    samples: int
+    rollout_ms: float
+    decode_ms: float
+    missed_deadline: bool
+    notes: tuple[str, ...]
+
+
+class WorldModelPipeline:
+    """See the module docstring.
+
+    Args:
+        engine: the loaded model.
+        jump_back_s: a stamp this far behind the newest is a clock jump: the context restarts.
+    """
+
+    def __init__(self, engine: WorldModelEngine, jump_back_s: float = 1.0) -> None:
+        self.engine, self.info = engine, engine.info
+        self.settings = RolloutSettings()
+        self.dt_ns = round(self.info.dt * NS_PER_S)
+        self.memory = FutureMemory(round(GRID_TOLERANCE * self.dt_ns))
+        self.costs = {LIVE: CostModel(), SERVICE: CostModel()}
+        self._buffer = ContextBuffer(self.info.context_frames, self.info.dt, jump_back_s)
+        self._lock = threading.Lock()
+
+    # --- camera frame -> context --------------------------------------------------------------
+
+    def encode(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fit a camera frame to the model input and encode it.
+
+        Args:
+            rgb: uint8 (H0, W0, 3) RGB in [0, 255].
+
+        Returns:
+            The fitted frame, uint8 (H, W, 3), and its latent, float32 (C, h, w).
+
+        Raises:
+            FrameRefusedError: smaller than the model input by more than MAX_UPSCALE.
+            NonFiniteOutputError: the encoder produced NaN/Inf.
+        """
+        height, width = self.info.image_size
+        if rgb.shape[0] * MAX_UPSCALE < height or rgb.shape[1] * MAX_UPSCALE < width:
+            raise FrameRefusedError(f"{rgb.shape[1]}x{rgb.shape[0]} image; the model takes {width}x{height} "
+                                    f"and upscales at most {MAX_UPSCALE}x")
+        fitted = fit_frame(rgb, self.info.image_size)  # (H, W, 3)
+        return fitted, self.engine.encode(fitted[None])[0]
+
+    def observe(self, stamp_ns: int, frame_id: str, latent: np.ndarray, receipt_s: float = 0.0) -> Verdict:
+        """Offer an encoded frame (float32 (C, h, w)) to the context; a clock jump back also
+        forgets the remembered predictions. Returns what the context did with it."""
+        with self._lock:
+            verdict = self._buffer.add(stamp_ns, latent, frame_id, receipt_s)
+        if verdict is Verdict.RESET:
+            self.memory.clear()
+        return verdict
+
+    def latest_context(self) -> Context | None:
+        """The newest complete context, or None (see ContextBuffer.latest)."""
+        with self._lock:
+            return self._buffer.latest()
+
+    def reset(self) -> None:
+        """Forget the context and the remembered predictions (deactivation, clock jump)."""
+        with self._lock:
+            self._buffer.reset()
+        self.memory.clear()
+
+    # --- rollouts -----------------------------------------------------------------------------
+
+    def predict(self, context: Context, command: np.ndarray | None, *, seed: int, decode_all: bool,
+                decode_first: bool = False) -> RolloutOutcome:
+        """The live rollout: the latest command held over the horizon, decoded frames remembered.
+
+        Args:
+            context: where to start.
+            command: float32 (A,) in model order, or None without a fresh one (then the
+                settings' no_command_action applies).
+            seed: the sampler's noise seed.
+            decode_all: decode every frame (someone wants the images).
+            decode_first: decode frame 1 even under deadline pressure (it is shown now).
+        """
+        horizon = self.settings.horizon or self.info.default_horizon
+        actions = assumed_actions(command, horizon, self.info.action_dim, self.settings.no_command_action)
+        request = RolloutRequest(None if actions is None else actions[None], 1, horizon, self.settings.samples, seed,
+                                 decode_all)
+        essential = (0,) if decode_first else ()
+        outcome = self._run(LIVE, context, request, tuple(range(horizon)) if decode_all else essential, essential)
+        stamps = outcome.forecasts[0].stamps_ns
+        self.memory.add([Prediction(stamps[k], context.newest_stamp_ns, k + 1, frame)
+                         for k, frame in outcome.decoded.items()])
+        return outcome
+
+    def what_if(self, request: RolloutRequest, context: Context | None = None) -> RolloutOutcome:
+        """A ~/rollout call (or an offline evaluation): every candidate from `context` (default:
+        the latest), every frame decoded if images are asked for.
+
+        Raises:
+            NoContextError: no complete context yet.
+        """
+        context = context or self.latest_context()
+        if context is None:
+            raise NoContextError(f"no context yet: the model needs {self.info.context_frames} camera frames "
+                                 f"{self.info.dt:g} s apart before it can predict")
+        frames = tuple(range(request.candidates * request.horizon)) if request.return_images else ()
+        return self._run(SERVICE, context, request, frames, frames)
+
+    def _run(self, kind: str, context: Context, request: RolloutRequest, wanted: tuple[int, ...],
+             essential: tuple[int, ...]) -> RolloutOutcome:
+        """Plan under the deadline, roll out, decode `wanted` (flat n * H + k indices), learn costs."""
+        settings, n, horizon = self.settings, request.candidates, request.horizon
+        cost, budget_ms = self.costs[kind], settings.deadline_ms
+        default_steps = settings.sampler_steps or self.info.sampler_steps
+        predicted = n * request.samples * horizon  # frames the sampler produces
+        plan = plan_rollout(cost, predicted, default_steps, wanted, essential, budget_ms)
+        contexts = np.broadcast_to(context.latents, (n, *context.latents.shape))  # (N, K, C, h, w)
+        result = self.engine.rollout(contexts, request.actions, horizon=horizon, samples=request.samples,
+                                     seed=request.seed, steps=plan.steps)
+        means = result.latents.mean(axis=1)  # (N, H, C, h, w)
+        decode_start = time.perf_counter()
+        images = self.engine.decode(means.reshape(-1, *means.shape[2:])[list(plan.decode)]) if plan.decode else None
+        decode_ms = 1e3 * (time.perf_counter() - decode_start)  # images: (D, Hi, Wi, 3)
+        rollout_ms = 1e3 * result.seconds
+        cost.observe_rollout(rollout_ms, predicted, plan.steps)
+        cost.observe_decode(decode_ms, len(plan.decode))
+        missed = 0 < budget_ms < rollout_ms + decode_ms
+        notes = plan.notes + ((f"took {rollout_ms + decode_ms:.0f} ms, over the {budget_ms:g} ms budget",)
+                              if missed else ())
+        stamps = future_stamps(context.newest_stamp_ns, horizon, self.dt_ns)
+        complete = images is not None and len(plan.decode) == n * horizon
+        all_frames = images.reshape(n, horizon, *images.shape[1:]) if complete else None  # (N, H, Hi, Wi, 3)
+        forecasts = [Forecast(stamps, means[i], None if all_frames is None else all_frames[i], result.uncertainty[i],
+                              None if request.actions is None else request.actions[i]) for i in range(n)]
+        decoded = {} if images is None else dict(zip(plan.decode, images))
+        return RolloutOutcome(context, forecasts, plan, decoded, request.samples, rollout_ms, decode_ms, missed, notes)
