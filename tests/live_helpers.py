@@ -4,7 +4,6 @@ records what the node under test sends back, and waits on events with timeouts."
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
+from sora_ros.harness import processes
 from sora_ros.msg import FutureFrames, PatchLatents
 from sora_ros.nodes.messages import header, numpy_to_image
 from sora_ros.core.units import NS_PER_S
@@ -26,19 +26,14 @@ TIMEOUT_S = 60.0
 
 
 def start_node(module: str, *ros_args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """A node process started the harness's one way, its output kept for `stop`."""
+    return processes.start(processes.node_command(module, ros_args), stdout=subprocess.PIPE, text=True)
 
 
 def stop(process: subprocess.Popen) -> str:
-    """Stop a node (SIGTERM, then SIGKILL) and return its output."""
-    process.terminate()
-    try:
-        output, _ = process.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-    return output
+    """Stop a node the harness's one way (SIGINT, SIGTERM, SIGKILL) and return its output."""
+    processes.stop([process])
+    return process.stdout.read()
 
 
 class Probe:

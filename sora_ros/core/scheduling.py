@@ -1,5 +1,6 @@
 """Hand-offs between the executor and the inference threads, bounded by construction.
 
+`Workers` runs a node's inference loops on their own threads until stopped.
 `LatestSlot` holds the newest camera frame for the encoder thread: a frame that
 arrives before the previous one was taken replaces it (and is counted), so the
 queue never grows. `RolloutGate` lets the rollout thread start when there is a
@@ -11,9 +12,36 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
+
+
+class Workers:
+    """Loops on daemon threads; each loop runs while `running` is true and must wake often
+    enough to notice a stop (e.g. wait on a LatestSlot or RolloutGate with a timeout)."""
+
+    def __init__(self) -> None:
+        self._running = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def running(self) -> bool:
+        return self._running.is_set()
+
+    def start(self, loops: list[Callable[[], None]]) -> None:
+        self._running.set()
+        self._threads = [threading.Thread(target=loop, name=loop.__name__, daemon=True) for loop in loops]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        """Ask every loop to end and wait until they have (the caller wakes blocked waits)."""
+        self._running.clear()
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
 
 
 class LatestSlot(Generic[Item]):

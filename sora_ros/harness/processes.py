@@ -26,18 +26,19 @@ def node_command(module: str, ros_args: Iterable[str] = ()) -> list[str]:
     return [sys.executable, "-m", module, "--ros-args", *ros_args]
 
 
-def start(cmd: list[str], *, env: dict[str, str] | None = None, stdout=None) -> subprocess.Popen:
+def start(cmd: list[str], *, env: dict[str, str] | None = None, stdout=None, text: bool = False) -> subprocess.Popen:
     """Start `cmd` in a new process group, stdin closed, stderr merged into `stdout`.
 
     Args:
         env: the whole environment (None: this process's).
         stdout: a file, subprocess.PIPE, or None to inherit.
+        text: a PIPE gives str rather than bytes.
 
     Raises:
         OSError: the executable cannot be started.
     """
     return subprocess.Popen(cmd, env=env, stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, text=text)
 
 
 def stop(processes: list[subprocess.Popen]) -> None:

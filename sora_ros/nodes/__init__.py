@@ -1,4 +1,9 @@
-"""ROS 2 nodes: thin rclpy adapters around the project's rclpy-free cores."""
+"""ROS 2 nodes: thin rclpy adapters around the project's rclpy-free cores, and the one module
+of rclpy messages they build (messages.py).
+
+Rule: rclpy and ROS message packages, plus core, runtime, bag and sim; no torch, no
+evaluation, no harness. A node converts messages, calls the core, converts back, publishes.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,52 @@ def spin(make_node: Callable[[], Any], args: list[str] | None = None,
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None) -> int:
+    """The standard `main` of a lifecycle node with worker threads (the world-model node).
+
+    Ctrl-C and SIGTERM raise KeyboardInterrupt rather than going through rclpy's handler, which
+    would invalidate the context while worker threads still publish: the node's `stop_workers()`
+    runs first, then the executor and rclpy shut down. With the node's `autostart` parameter
+    it configures and activates itself.
+
+    Returns:
+        The process exit code: 0, or 1 when autostart is on and configure failed (logged).
+    """
+    import signal
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.signals import SignalHandlerOptions
+
+    def interrupt(_signum: int, _frame) -> None:
+        raise KeyboardInterrupt
+
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, interrupt)
+    node = executor = None
+    try:
+        node = make_node()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        if node.get_parameter("autostart").value:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                return 1
+            node.trigger_activate()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.stop_workers()
+        if executor is not None:
+            executor.shutdown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

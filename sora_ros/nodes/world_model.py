@@ -1,31 +1,23 @@
-"""The world-model lifecycle node, in three roles: `world_model` (encode and predict in one
-process), `encoder` (camera -> ~/latents) and `predictor` (latents -> ~/futures, ~/rollout).
-A thin adapter: the work is sora_ros.runtime.pipeline.WorldModelPipeline's.
+"""The world-model lifecycle node in three roles: `world_model` (encode and predict),
+`encoder` (camera -> ~/latents), `predictor` (latents -> ~/futures, ~/rollout). An adapter
+around sora_ros.runtime.pipeline.WorldModelPipeline, which does the work.
 
     python -m sora_ros.nodes.world_model --ros-args -p model_path:=models/default -r image:=/camera/image_raw
 
-Threads: the image callback drops the frame into a one-slot mailbox (`LatestSlot`) and
-returns. An encoder thread takes the newest frame, converts and encodes it, publishes
-~/latents and adds it to the context. A rollout thread rolls out whenever the context has a
-new frame and the rollout rate allows (`RolloutGate`), and publishes ~/futures. ~/rollout
-runs in its own callback group; the engine serialises rollouts.
-
-Lifecycle: configure loads and checks the model (a bad one fails the transition with the
-reason); activate subscribes and starts the threads; deactivate stops them and forgets the
-context. With autostart (the default) the node configures and activates itself, and exits
-with code 1 if configure fails, so a launch names it.
+Threads: the image callback puts the frame in a one-slot mailbox (`LatestSlot`); an encoder
+thread encodes the newest frame, publishes ~/latents and adds it to the context; a rollout
+thread rolls out each new context as the rate allows (`RolloutGate`) and publishes
+~/futures. ~/rollout has its own callback group. Lifecycle: configure loads the model (a bad
+one fails the transition with the reason), activate subscribes and starts the threads,
+deactivate stops them and forgets the context; autostart does both at start-up.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import time
-from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
@@ -37,17 +29,16 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
-from sora_ros.core.actions import NO_COMMAND_CHOICES
-from sora_ros.core.comparison import comparison_image
 from sora_ros.core.context import Context, Verdict
 from sora_ros.core.image import FORMATS, ImageConversionError, compressed_to_rgb, image_to_rgb
 from sora_ros.core.paths import default_model_dir
 from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES, RequestError, check_request
-from sora_ros.core.scheduling import LatestSlot, RolloutGate
+from sora_ros.core.scheduling import LatestSlot, RolloutGate, Workers
 from sora_ros.core.stats import Counters, LatencyWindow, RateMeter, Throttle, node_entries
 from sora_ros.core.twist import twist_indices, twist_vector
 from sora_ros.msg import FutureFrames, PatchLatents
 from sora_ros.nodes import messages as m
+from sora_ros.nodes import spin_lifecycle
 from sora_ros.runtime.engine import ModelDirError, NonFiniteOutputError, WorldModelEngine
 from sora_ros.runtime.latents import LatentsError, latent_from_bytes, model_id
 from sora_ros.runtime.pipeline import FrameRefusedError, NoContextError, RolloutOutcome, RolloutSettings, \
@@ -58,17 +49,7 @@ ROLES = ("world_model", "encoder", "predictor")
 WORKER_POLL_S = 0.2  # worker threads wake at least this often to notice a stop request
 RELIABLE_DEPTH = 5  # ~/futures and ~/latents for a subscriber that needs every message
 WARNING_THROTTLE_S = 5.0
-STAGES = ("convert", "encode", "rollout", "step", "decode", "camera_to_futures")
-
-
-@dataclass(frozen=True)
-class LiveSettings:
-    """The run-time changeable parameters, read by the worker threads as one snapshot."""
-
-    rollout: RolloutSettings
-    rollout_rate: float
-    cmd_vel_timeout_s: float
-    watchdog_timeout_s: float
+STAGES = ("convert", "encode", "camera_to_futures")  # the pipeline times rollout, step and decode
 
 
 class WorldModelNode(LifecycleNode):
@@ -80,21 +61,16 @@ class WorldModelNode(LifecycleNode):
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
         self.role, self.encodes, self.predicts = role, role != "predictor", role != "encoder"
         self._declare_parameters()
-        self.settings = self._read_settings()
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(lambda _params: self._apply(self._read_settings()))
         self.pipeline: WorldModelPipeline | None = None
-        self.model = ""
-        self.counters, self.frames_in = Counters(), RateMeter()
+        self.model, self.counters, self.frames_in = "", Counters(), RateMeter()
         self.latency = {stage: LatencyWindow() for stage in STAGES}
-        self._throttle = Throttle(WARNING_THROTTLE_S)
-        self._slot, self._gate = LatestSlot(), RolloutGate(self.settings.rollout_rate)
+        self._throttle, self._workers = Throttle(WARNING_THROTTLE_S), Workers()
+        self._slot, self._gate = LatestSlot(), RolloutGate(self.get_parameter("rollout_rate").value)
         self._command: tuple[np.ndarray, float] | None = None  # (A,) in model order, monotonic time
         self._twist_indices: list[int] = []
-        self._threads: list[threading.Thread] = []
-        self._running = threading.Event()
-        self._inputs, self._outputs, self._service = [], {}, None
-        self._rollouts = 0
+        self._inputs, self._outputs, self._service, self._rollouts = [], {}, None, 0
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.get_parameter("diagnostics_period_s").value, self._publish_diagnostics)
         # A clock that jumps back (a bag replayed in a loop under use_sim_time) starts a new context;
@@ -129,31 +105,24 @@ class WorldModelNode(LifecycleNode):
         p("no_command_action", "zero", plain("action assumed without a fresh cmd_vel: zero (stand still) or "
                                              "unknown (footage without commands)", read_only=False))
 
-    @staticmethod
-    def _check_parameters(parameters: list) -> SetParametersResult:
-        """Refuse values the descriptors cannot express (ranges are checked by rclpy itself)."""
-        for parameter in parameters:
-            if parameter.name == "no_command_action" and parameter.value not in NO_COMMAND_CHOICES:
-                return SetParametersResult(successful=False, reason=f"no_command_action must be one of "
-                                                                    f"{NO_COMMAND_CHOICES}")
+    def _check_parameters(self, parameters: list) -> SetParametersResult:
+        """Refuse what the descriptors cannot express (rclpy checks the ranges itself)."""
+        try:
+            self._read_settings({parameter.name: parameter.value for parameter in parameters})
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
         return SetParametersResult(successful=True)
 
-    def _read_settings(self) -> LiveSettings:
-        value = lambda name: self.get_parameter(name).value  # noqa: E731
-        no_command = value("no_command_action")
-        if no_command not in NO_COMMAND_CHOICES:  # from a params file: set_parameters callbacks do not see it
-            self.get_logger().error(f"no_command_action {no_command!r} is not one of {NO_COMMAND_CHOICES}; "
-                                    f"using 'zero'")
-            no_command = "zero"
-        rollout = RolloutSettings(value("horizon"), value("samples"), value("sampler_steps"), value("deadline_ms"),
-                                  no_command)
-        return LiveSettings(rollout, value("rollout_rate"), value("cmd_vel_timeout_s"), value("watchdog_timeout_s"))
+    def _read_settings(self, changes: dict | None = None) -> RolloutSettings:
+        """The rollout settings with `changes` applied. Raises ValueError on bad values."""
+        value = lambda name: (changes or {}).get(name, self.get_parameter(name).value)  # noqa: E731
+        return RolloutSettings(value("horizon"), value("samples"), value("sampler_steps"), value("deadline_ms"),
+                               value("no_command_action"))
 
-    def _apply(self, settings: LiveSettings) -> None:
-        self.settings = settings
-        self._gate.set_rate(settings.rollout_rate)
+    def _apply(self, settings: RolloutSettings) -> None:
+        self._gate.set_rate(self.get_parameter("rollout_rate").value)
         if self.pipeline is not None:
-            self.pipeline.settings = settings.rollout
+            self.pipeline.settings = settings
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -163,14 +132,19 @@ class WorldModelNode(LifecycleNode):
             self.get_logger().error("configure failed: model_path is empty and the package has no models/default")
             return TransitionCallbackReturn.FAILURE
         try:
+            settings = self._read_settings()
+        except ValueError as error:  # from a params file: rclpy's ranges cannot check every rule
+            self.get_logger().error(f"configure failed: {error}")
+            return TransitionCallbackReturn.FAILURE
+        try:
             engine = WorldModelEngine(path, self.get_parameter("providers").value)
             self._twist_indices = twist_indices(engine.info.action_names)
         except (ModelDirError, ValueError) as error:
             self.get_logger().error(f"configure failed: model {path}: {error}")
             return TransitionCallbackReturn.FAILURE
-        self.pipeline, self.model, info = WorldModelPipeline(engine, self.get_parameter("jump_back_s").value), \
-            model_id(engine.info), engine.info
-        self._apply(self.settings)
+        self.pipeline = WorldModelPipeline(engine, self.get_parameter("jump_back_s").value)
+        self.model, info = model_id(engine.info), engine.info
+        self._apply(settings)
         pub, reliable = self.create_lifecycle_publisher, QoSProfile(depth=RELIABLE_DEPTH)
         if self.encodes:
             self._outputs["latents"] = pub(PatchLatents, "~/latents", reliable)
@@ -199,12 +173,8 @@ class WorldModelNode(LifecycleNode):
         if self.predicts:
             stamped = self.get_parameter("cmd_vel_stamped").value
             self._inputs.append(sub(TwistStamped if stamped else Twist, "cmd_vel", self._on_cmd_vel, 10))
-        self._gate = RolloutGate(self.settings.rollout_rate)
-        self._running.set()
-        workers = ([self._encode_loop] if self.encodes else []) + ([self._rollout_loop] if self.predicts else [])
-        self._threads = [threading.Thread(target=w, name=w.__name__, daemon=True) for w in workers]
-        for thread in self._threads:
-            thread.start()
+        self._gate = RolloutGate(self.get_parameter("rollout_rate").value)
+        self._workers.start(([self._encode_loop] if self.encodes else []) + ([self._rollout_loop] if self.predicts else []))
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -230,14 +200,11 @@ class WorldModelNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def stop_workers(self) -> None:
-        self._running.clear()
         self._slot.close()
+        self._gate.close()
+        self._workers.stop()
         self.counters.add("drop/superseded", self._slot.superseded)  # the next activation gets a new slot
         self._slot = LatestSlot()
-        self._gate.close()
-        for thread in self._threads:
-            thread.join()
-        self._threads.clear()
 
     # --- inputs (executor thread: store and return) -----------------------------------------
 
@@ -265,9 +232,8 @@ class WorldModelNode(LifecycleNode):
     # --- encoder thread ---------------------------------------------------------------------
 
     def _encode_loop(self) -> None:
-        while self._running.is_set():
-            item = self._slot.take(WORKER_POLL_S)
-            if item is not None:
+        while self._workers.running:
+            if (item := self._slot.take(WORKER_POLL_S)) is not None:
                 self._guarded("encode", self._encode, *item)
 
     def _encode(self, msg: Image | CompressedImage, receipt_s: float) -> None:
@@ -315,25 +281,21 @@ class WorldModelNode(LifecycleNode):
     def _publish_prediction_for(self, stamp: int, frame_id: str, latent: np.ndarray, real: np.ndarray | None) -> None:
         """~/predicted/image and the comparison for a real frame, from an earlier rollout's prediction of it."""
         predicted_pub, comparison_pub = self._outputs["predicted"], self._outputs["comparison"]
-        wants_comparison = comparison_pub.get_subscription_count() > 0
-        if predicted_pub.get_subscription_count() == 0 and not wants_comparison:
+        compare = comparison_pub.get_subscription_count() > 0
+        if predicted_pub.get_subscription_count() == 0 and not compare:
             return
-        prediction = self.pipeline.memory.match(stamp)
-        if prediction is None:
-            return
+        shown = self.pipeline.prediction_for(stamp, real, latent, compare)
         header = m.header(stamp, frame_id)
-        predicted_pub.publish(m.numpy_to_image(prediction.frame, m.RGB8, header))
-        self.counters.add("published/predicted_image")
-        if wants_comparison:
-            if real is None:  # predictor role: the real frame as the model saw it
-                real = self.pipeline.engine.decode(latent[None])[0]
-            comparison_pub.publish(m.numpy_to_image(comparison_image(real, prediction.frame), m.RGB8, header))
-            self.counters.add("published/comparison_image")
+        for publisher, image, name in zip((predicted_pub, comparison_pub), shown or (),
+                                          ("predicted_image", "comparison_image")):
+            if image is not None:
+                publisher.publish(m.numpy_to_image(image, m.RGB8, header))
+                self.counters.add(f"published/{name}")
 
     # --- rollouts: the live thread and ~/rollout ----------------------------------------------
 
     def _rollout_loop(self) -> None:
-        while self._running.is_set():
+        while self._workers.running:
             if self._gate.wait(WORKER_POLL_S) and (context := self.pipeline.latest_context()) is not None:
                 self._guarded("rollout", self._rollout, context)
 
@@ -347,7 +309,8 @@ class WorldModelNode(LifecycleNode):
 
     def _rollout(self, context: Context) -> None:
         command = self._command
-        fresh = command is not None and time.monotonic() - command[1] <= self.settings.cmd_vel_timeout_s
+        timeout_s = self.get_parameter("cmd_vel_timeout_s").value
+        fresh = command is not None and time.monotonic() - command[1] <= timeout_s
         shows_now = (self._outputs["predicted"].get_subscription_count()
                      + self._outputs["comparison"].get_subscription_count()) > 0
         self._rollouts += 1
@@ -357,7 +320,7 @@ class WorldModelNode(LifecycleNode):
                                             decode_first=shows_now)
         except NonFiniteOutputError as error:
             return self._drop("nonfinite_output", str(error))
-        self._count(outcome, "")
+        self._log_notes(outcome)
         latency_s = time.monotonic() - context.receipt_s
         self._outputs["futures"].publish(m.future_frames(outcome, 0, self.model, self.pipeline.info, latency_s))
         self.latency["camera_to_futures"].add(1e3 * latency_s)
@@ -378,7 +341,6 @@ class WorldModelNode(LifecycleNode):
             self.get_logger().warning(f"~/rollout refused: {error}")
             response.success, response.message = False, str(error)
             return response
-        self._count(outcome, "service/")
         total_s = time.perf_counter() - start
         response.futures = [m.future_frames(outcome, n, self.model, self.pipeline.info, total_s)
                             for n in range(checked.candidates)]
@@ -386,23 +348,9 @@ class WorldModelNode(LifecycleNode):
         response.rollout_ms, response.decode_ms, response.total_ms = outcome.rollout_ms, outcome.decode_ms, 1e3 * total_s
         return response
 
-    def _count(self, outcome: RolloutOutcome, prefix: str) -> None:
-        """Latencies and deadline counters of a rollout; `prefix` "" (live) or "service/"."""
-        plan = outcome.plan
-        for flag, name in ((plan.reduced_steps, "reduced_steps"), (plan.skipped_decode, "skipped_decode"),
-                           (outcome.missed_deadline, "missed")):
-            if flag:
-                self.counters.add(f"{prefix}deadline/{name}")
-        if prefix:
-            return
-        frames = len(outcome.forecasts[0].stamps_ns) * outcome.samples
-        self.latency["rollout"].add(outcome.rollout_ms)
-        self.latency["step"].add(outcome.rollout_ms / (frames * plan.steps))
-        if plan.decode:
-            self.latency["decode"].add(outcome.decode_ms)
-        for note in outcome.notes:
-            if self._throttle.ready(note):
-                self.get_logger().info(f"deadline: {note}")
+    def _log_notes(self, outcome: RolloutOutcome) -> None:
+        if outcome.notes and self._throttle.ready("deadline"):  # one line per period, not per rollout
+            self.get_logger().info(f"deadline: {'; '.join(outcome.notes)}")
 
     # --- diagnostics ------------------------------------------------------------------------
 
@@ -412,58 +360,25 @@ class WorldModelNode(LifecycleNode):
             self.get_logger().warning(f"dropped ({reason}): {detail}")
 
     def _publish_diagnostics(self) -> None:
-        counters = self.counters.snapshot()
+        counters, latency, pipeline = self.counters.snapshot(), dict(self.latency), self.pipeline
         counters["drop/superseded"] = counters.get("drop/superseded", 0) + self._slot.superseded
-        step_ms = self.pipeline.costs["live"].step_ms if self.pipeline is not None else 0.0
+        if pipeline is not None:
+            counters.update(pipeline.counters.snapshot())
+            latency.update(pipeline.latency)
+        step_ms = pipeline.costs["live"].step_ms if pipeline is not None else 0.0
         entries = node_entries(self.get_name(), self._state_machine.current_state[1], self.frames_in,
-                               self.settings.watchdog_timeout_s, counters, self.latency,
+                               self.get_parameter("watchdog_timeout_s").value, counters, latency,
                                {"model": self.model or "(none)", "sampler_steps_estimate_ms": f"{step_ms:.2f}"})
         self._diagnostics.publish(m.diagnostic_array(entries, self.model, self.get_clock().now().nanoseconds))
 
 
 def run(role: str, args: list[str] | None = None) -> int:
-    """Run a node of `role` until Ctrl-C, SIGTERM or shutdown.
-
-    Returns:
-        0, or 1 when autostart is on and configure failed (the reason is logged).
-    """
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
-
-    # Ctrl-C as KeyboardInterrupt rather than rclpy's handler, which would invalidate the context
-    # while the worker threads still publish: stop them first, then shut down.
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, _interrupt)
-    node = executor = None
-    try:
-        node = WorldModelNode(role)
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        if node.get_parameter("autostart").value:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                return 1
-            node.trigger_activate()
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.stop_workers()
-        if executor is not None:
-            executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
-
-def _interrupt(_signum: int, _frame) -> None:
-    """SIGTERM stops the node like Ctrl-C."""
-    raise KeyboardInterrupt
+    """Run a node of `role` until Ctrl-C, SIGTERM or shutdown; 1 if autostart's configure failed."""
+    return spin_lifecycle(lambda: WorldModelNode(role), args)
 
 
 def main(args: list[str] | None = None) -> int:
-    """The `world_model` executable; 1 if its model fails to configure."""
+    """The `world_model` executable."""
     return run("world_model", sys.argv if args is None else args)
 
 

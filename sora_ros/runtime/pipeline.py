@@ -13,7 +13,8 @@ nanoseconds, images uint8 RGB arrays.
     outcome.forecasts[0].frames                            # (H, Hi, Wi, 3) stamped origin + k * dt
 
 Thread-safe: frames are observed from one thread while rollouts run on others (the engine
-serialises rollouts); each caller kind (live, service) learns its own costs.
+serialises rollouts); each caller kind (live, service) learns its own costs. It counts what
+the deadline cut ("deadline/*" live, "service/deadline/*") and times the live stages.
 
 Legend: N candidates, S samples, H horizon, K context frames, A action dim, C/h/w latent grid.
 """
@@ -27,11 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from sora_ros.core.actions import NO_COMMAND_CHOICES, assumed_actions
-from sora_ros.core.comparison import FutureMemory, Prediction
+from sora_ros.core.comparison import FutureMemory, Prediction, comparison_image
 from sora_ros.core.context import GRID_TOLERANCE, Context, ContextBuffer, Verdict, future_stamps
 from sora_ros.core.deadline import CostModel, RolloutPlan, plan_rollout
 from sora_ros.core.preprocess import fit_frame
 from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES, RolloutRequest
+from sora_ros.core.stats import Counters, LatencyWindow
 from sora_ros.core.units import NS_PER_S
 from sora_ros.runtime.engine import WorldModelEngine
 
@@ -138,6 +140,8 @@ class WorldModelPipeline:
         self.dt_ns = round(self.info.dt * NS_PER_S)
         self.memory = FutureMemory(round(GRID_TOLERANCE * self.dt_ns))
         self.costs = {LIVE: CostModel(), SERVICE: CostModel()}
+        self.counters = Counters()
+        self.latency = {stage: LatencyWindow() for stage in ("rollout", "step", "decode")}  # live rollouts, ms
         self._buffer = ContextBuffer(self.info.context_frames, self.info.dt, jump_back_s)
         self._lock = threading.Lock()
 
@@ -182,6 +186,28 @@ class WorldModelPipeline:
         with self._lock:
             self._buffer.reset()
         self.memory.clear()
+
+    def prediction_for(self, stamp_ns: int, real: np.ndarray | None, latent: np.ndarray,
+                       compare: bool) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """What an earlier live rollout predicted for a real frame, for ~/predicted/image.
+
+        Args:
+            stamp_ns: the real frame's stamp.
+            real: uint8 (H, W, 3) the frame as the model saw it, or None to decode `latent`.
+            latent: float32 (C, h, w) of the real frame.
+            compare: also compose the real | predicted | error image.
+
+        Returns:
+            (predicted uint8 (H, W, 3), comparison uint8 (H, 3W, 3) or None), or None when no
+            rollout predicted this stamp.
+        """
+        prediction = self.memory.match(stamp_ns)
+        if prediction is None:
+            return None
+        if not compare:
+            return prediction.frame, None
+        real = self.engine.decode(latent[None])[0] if real is None else real
+        return prediction.frame, comparison_image(real, prediction.frame)
 
     # --- rollouts -----------------------------------------------------------------------------
 
@@ -241,6 +267,7 @@ class WorldModelPipeline:
         cost.observe_rollout(rollout_ms, predicted, plan.steps)
         cost.observe_decode(decode_ms, len(plan.decode))
         missed = 0 < budget_ms < rollout_ms + decode_ms
+        self._count(kind, plan, missed, rollout_ms / (predicted * plan.steps), rollout_ms, decode_ms)
         notes = plan.notes + ((f"took {rollout_ms + decode_ms:.0f} ms, over the {budget_ms:g} ms budget",)
                               if missed else ())
         stamps = future_stamps(context.newest_stamp_ns, horizon, self.dt_ns)
@@ -250,3 +277,16 @@ class WorldModelPipeline:
                               None if request.actions is None else request.actions[i]) for i in range(n)]
         decoded = {} if images is None else dict(zip(plan.decode, images))
         return RolloutOutcome(context, forecasts, plan, decoded, request.samples, rollout_ms, decode_ms, missed, notes)
+
+    def _count(self, kind: str, plan: RolloutPlan, missed: bool, step_ms: float, rollout_ms: float,
+               decode_ms: float) -> None:
+        prefix = "" if kind == LIVE else f"{kind}/"
+        for happened, name in ((plan.reduced_steps, "reduced_steps"), (plan.skipped_decode, "skipped_decode"),
+                               (missed, "missed")):
+            if happened:
+                self.counters.add(f"{prefix}deadline/{name}")
+        if kind == LIVE:
+            self.latency["rollout"].add(rollout_ms)
+            self.latency["step"].add(step_ms)
+            if plan.decode:
+                self.latency["decode"].add(decode_ms)

@@ -1,0 +1,135 @@
+"""The world-model pipeline without rclpy: context from stamped frames, future stamps, the
+deadline, the caps, and one rollout path for the live node and ~/rollout."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from model_helpers import export_tiny
+from sora_ros.core.context import Verdict
+from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES, RequestError, RolloutRequest, \
+    check_request
+from sora_ros.core.units import NS_PER_S
+from sora_ros.runtime.engine import WorldModelEngine
+from sora_ros.runtime.pipeline import FrameRefusedError, NoContextError, RolloutSettings, WorldModelPipeline
+
+T0_NS = 1000 * NS_PER_S
+HORIZON = 3
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory) -> WorldModelEngine:
+    return WorldModelEngine(export_tiny(tmp_path_factory.mktemp("tiny")))
+
+
+@pytest.fixture
+def pipeline(engine) -> WorldModelPipeline:
+    """A pipeline whose context holds K frames dt apart, from T0_NS on."""
+    pipeline = WorldModelPipeline(engine)
+    pipeline.settings = RolloutSettings(horizon=HORIZON)
+    rng = np.random.default_rng(0)
+    height, width = engine.info.image_size
+    for k in range(engine.info.context_frames):
+        _, latent = pipeline.encode(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        assert pipeline.observe(T0_NS + k * pipeline.dt_ns, "camera", latent) is Verdict.ACCEPTED
+    return pipeline
+
+
+def _command(engine) -> np.ndarray:
+    return np.linspace(-0.5, 0.5, engine.info.action_dim).astype(np.float32)  # (A,)
+
+
+def test_no_context_until_k_frames_dt_apart(engine) -> None:
+    pipeline = WorldModelPipeline(engine)
+    _, latent = pipeline.encode(np.zeros((*engine.info.image_size, 3), np.uint8))
+    pipeline.observe(T0_NS, "camera", latent)
+    assert pipeline.latest_context() is None
+    request = RolloutRequest(None, 1, HORIZON, 1, 0, False)
+    with pytest.raises(NoContextError, match="no context yet"):
+        pipeline.what_if(request)
+
+
+def test_future_frames_are_stamped_origin_plus_k_dt(pipeline) -> None:
+    context = pipeline.latest_context()
+    origin = T0_NS + (pipeline.info.context_frames - 1) * pipeline.dt_ns
+    assert context.newest_stamp_ns == origin
+    outcome = pipeline.predict(context, _command(pipeline.engine), seed=1, decode_all=True)
+    forecast = outcome.forecasts[0]
+    assert forecast.stamps_ns == tuple(origin + k * round(pipeline.info.dt * NS_PER_S) for k in (1, 2, 3))
+    assert forecast.frames.shape == (HORIZON, *pipeline.info.image_size, 3)
+    # The live path remembers what it predicted, for the frame that arrives at that stamp.
+    remembered = pipeline.memory.match(forecast.stamps_ns[1])
+    assert remembered is not None and remembered.step == 2
+    np.testing.assert_array_equal(remembered.frame, forecast.frames[1])
+
+
+def test_live_and_service_paths_give_identical_futures(pipeline) -> None:
+    command = _command(pipeline.engine)
+    pipeline.settings = RolloutSettings(horizon=HORIZON, samples=2, sampler_steps=2)
+    live = pipeline.predict(pipeline.latest_context(), command, seed=7, decode_all=True).forecasts[0]
+    actions = np.repeat(command[None, None], HORIZON, axis=1)  # (1, H, A): the command held
+    service = pipeline.what_if(RolloutRequest(actions, 1, HORIZON, 2, 7, True)).forecasts[0]
+    assert live.stamps_ns == service.stamps_ns
+    np.testing.assert_array_equal(live.latents, service.latents)
+    np.testing.assert_array_equal(live.frames, service.frames)
+    np.testing.assert_array_equal(live.uncertainty, service.uncertainty)
+    assert (live.uncertainty > 0).all(), "two samples must differ"
+
+
+def test_service_honours_the_sampler_steps_setting(pipeline) -> None:
+    actions = np.zeros((2, HORIZON, pipeline.info.action_dim), np.float32)
+    assert pipeline.what_if(RolloutRequest(actions, 2, HORIZON, 1, 0, False)).plan.steps == pipeline.info.sampler_steps
+    pipeline.settings = RolloutSettings(sampler_steps=1)
+    outcome = pipeline.what_if(RolloutRequest(actions, 2, HORIZON, 1, 0, False))
+    assert outcome.plan.steps == 1 and not outcome.decoded
+
+
+def test_a_deadline_cuts_sampler_steps_then_decoding(pipeline) -> None:
+    command = _command(pipeline.engine)
+    context = pipeline.latest_context()
+    pipeline.predict(context, command, seed=1, decode_all=True)  # measures the cost
+    pipeline.settings = RolloutSettings(horizon=HORIZON, deadline_ms=1e-3)  # 1 us: nothing fits
+    outcome = pipeline.predict(context, command, seed=2, decode_all=True, decode_first=True)
+    assert outcome.plan.steps == 1 and outcome.plan.reduced_steps and outcome.plan.skipped_decode
+    assert list(outcome.decoded) == [0], "only the frame shown now is decoded"
+    assert outcome.forecasts[0].frames is None
+    assert outcome.missed_deadline and any("over the" in note for note in outcome.notes)
+
+
+def test_caps_refuse(pipeline) -> None:
+    for settings in ({"horizon": MAX_HORIZON + 1}, {"samples": MAX_SAMPLES + 1}, {"samples": 0},
+                     {"sampler_steps": MAX_SAMPLER_STEPS + 1}, {"deadline_ms": -1.0},
+                     {"deadline_ms": float("inf")}, {"no_command_action": "guess"}):
+        with pytest.raises(ValueError):
+            RolloutSettings(**settings)
+    action_dim = pipeline.info.action_dim
+    with pytest.raises(RequestError, match="horizon must be"):
+        check_request(np.zeros((MAX_HORIZON + 1) * action_dim), 1, MAX_HORIZON + 1, action_dim, 1, 0, False,
+                      action_dim)
+
+
+def test_frames_too_small_are_refused_not_upscaled(engine) -> None:
+    height, width = engine.info.image_size
+    with pytest.raises(FrameRefusedError, match="upscales at most"):
+        WorldModelPipeline(engine).encode(np.zeros((height // 8, width // 8, 3), np.uint8))
+
+
+def test_a_clock_jump_back_restarts_the_context_and_forgets_predictions(pipeline) -> None:
+    context = pipeline.latest_context()
+    pipeline.predict(context, _command(pipeline.engine), seed=1, decode_all=True)
+    latent = context.latents[-1]
+    assert pipeline.observe(context.newest_stamp_ns, "camera", latent) is Verdict.DUPLICATE_STAMP
+    assert pipeline.observe(T0_NS - 60 * NS_PER_S, "camera", latent) is Verdict.RESET
+    assert pipeline.latest_context() is None
+    assert pipeline.memory.match(context.newest_stamp_ns + pipeline.dt_ns) is None
+
+
+def test_the_pipeline_needs_no_rclpy_and_no_torch() -> None:
+    import subprocess
+
+    code = ("import sys, sora_ros.runtime.pipeline, sora_ros.evaluation.predictors; "
+            "bad = {'rclpy', 'torch'} & set(sys.modules); assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
