@@ -1,4 +1,9 @@
-"""ROS 2 nodes: thin rclpy adapters around the project's rclpy-free cores."""
+"""ROS 2 nodes: thin rclpy adapters around the project's rclpy-free cores, and the one
+module that builds and reads ROS messages (messages.py).
+
+Rule: imports core/, runtime/, bag/, sim/, sora_ros.msg/srv and numpy, cv2, rclpy, ROS
+message packages; no torch, no evaluation/, no harness/.
+"""
 
 from __future__ import annotations
 
