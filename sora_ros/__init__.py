@@ -5,6 +5,10 @@ rosidl into the install prefix (the venv's site-packages after ``make setup``,
 ``install/`` after ``colcon build``), while this package may be imported from
 the source tree (editable install). Extending ``__path__`` merges both halves
 into one package.
+
+Rule: this file imports the standard library only; the code lives in the folders,
+each with its own rule in its __init__.py (checked by tests/test_layout.py). The
+standard library is allowed everywhere.
 """
 
 __path__ = __import__("pkgutil").extend_path(__path__, __name__)

@@ -1,7 +1,8 @@
 """The `sora-ros` command: one entry point, one module per subcommand in this folder.
 
 Rule: the top layer. May import every other folder; rclpy, torch and the layers that
-need them only inside functions, so `sora-ros --help` is instant and works without them.
+need them (model/, nodes/, harness/) only inside functions, so `sora-ros --help` is
+instant and works without them.
 
 Each subcommand module has `add_parser(subparsers)`, which registers its arguments and
 sets `func` to a `main(args) -> int`.

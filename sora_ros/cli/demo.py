@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from sora_ros.core.paths import PACKAGE, default_model_dir, package_share
-from sora_ros.harness.launch_file import LaunchFileError, read_launch_file
 
 DEFAULT_DURATION_S = 60.0
 CAMERA_RATE_HZ = 15.0
@@ -25,8 +24,9 @@ FUTURES_TOPIC = "/world_model/futures"
 
 def main(args: argparse.Namespace) -> int:
     from sora_ros.core.machine import machine_description
-    from sora_ros.harness.launch_runner import LaunchRunner
     from sora_ros.evaluation import live_report
+    from sora_ros.harness.launch_file import LaunchFileError, read_launch_file
+    from sora_ros.harness.launch_runner import LaunchRunner
     from sora_ros.harness.recorder import FutureRecorder
     from sora_ros.runtime.model_dir import ModelDirError, read_model_info
 

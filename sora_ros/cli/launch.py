@@ -13,10 +13,10 @@ import argparse
 import signal
 import sys
 
-from sora_ros.harness.launch_file import LaunchFileError, parse_launch_arguments, read_launch_file
 
 
 def main(args: argparse.Namespace) -> int:
+    from sora_ros.harness.launch_file import LaunchFileError, parse_launch_arguments, read_launch_file
     try:
         specs = read_launch_file(args.file, parse_launch_arguments(args.arguments))
     except LaunchFileError as error:

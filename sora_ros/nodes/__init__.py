@@ -1,8 +1,8 @@
-"""ROS 2 nodes: thin rclpy adapters around the project's rclpy-free cores, and the one module
-of rclpy messages they build (messages.py).
+"""ROS 2 nodes: thin rclpy adapters around the project's rclpy-free cores, and the one
+module that builds and reads ROS messages (messages.py).
 
-Rule: rclpy and ROS message packages, plus core, runtime, bag and sim; no torch, no
-evaluation, no harness. A node converts messages, calls the core, converts back, publishes.
+Rule: imports core/, runtime/, bag/, sim/, sora_ros.msg/srv and numpy, cv2, rclpy, ROS
+message packages; no torch, no evaluation/, no harness/. A node converts messages, calls the core, converts back, publishes.
 """
 
 from __future__ import annotations

@@ -1,0 +1,8 @@
+"""The ROS-free core: image conversion without ROS message types, preprocessing,
+twist/action mapping, units, the time grid and context, the rollout deadline,
+requests and their caps, stats, the planner cost, package paths and the machine
+description.
+
+Rule: the bottom layer. Imports only numpy, cv2 and other modules of core/, so
+every other folder can use it and it runs anywhere.
+"""
