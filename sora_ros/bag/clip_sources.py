@@ -26,7 +26,7 @@ from sora_ros.core.preprocess import fit_frame
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
-def _video_clips(path: Path, dt: float, length: int, stride: int, size: tuple[int, int], action_dim: int):
+def _video_clips(path: Path, dt: float, length: int, stride: int, size: tuple[int, int] | None, action_dim: int):
     reader = VideoReader(path)
     if reader.fps is None:
         raise ValueError(f"{path}: the video does not say its frame rate; convert it with `sora-ros bag from-video --fps`")
@@ -37,7 +37,7 @@ def _video_clips(path: Path, dt: float, length: int, stride: int, size: tuple[in
         time = index / reader.fps
         if time + 1e-9 < next_time:
             continue
-        window.append((round(time * 1e9), fit_frame(rgb, size)))
+        window.append((round(time * 1e9), rgb if size is None else fit_frame(rgb, size)))
         kept, next_time = kept + 1, next_time + dt
         if kept >= length and (kept - length) % stride == 0:
             stamps, frames = zip(*window)
@@ -52,7 +52,7 @@ def model_clips(
     *,
     dt: float,
     length: int,
-    size: tuple[int, int],
+    size: tuple[int, int] | None,
     action_names: tuple[str, ...],
     stride: int | None = None,
     notes: list[str] | None = None,
@@ -65,7 +65,8 @@ def model_clips(
         action_topic: Twist/TwistStamped topic, or None (actions NaN = unknown).
         dt: seconds between frames (the model's dt); sources are resampled to it.
         length: frames per clip (T).
-        size: (H, W) model input; frames are centre-cropped and resized to it.
+        size: (H, W) model input; frames are centre-cropped and resized to it. None: frames as
+            recorded (evaluation at the camera's resolution).
         action_names: the model's actions as Twist fields (sora_ros/core/twist.py), e.g. ("linear_x",
             "angular_z"); A = their number, empty for an unconditioned model.
         stride: frames between the starts of consecutive clips (default `length`).

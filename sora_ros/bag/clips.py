@@ -110,7 +110,7 @@ class ClipReader:
         *,
         dt_ns: int,
         clip_length: int,
-        size: tuple[int, int],
+        size: tuple[int, int] | None,
         stride: int | None = None,
         action_names: tuple[str, ...] = CMD_VEL_ACTIONS,
     ) -> None:
@@ -122,7 +122,7 @@ class ClipReader:
             action_topic: geometry_msgs/Twist or TwistStamped, or None for A = 0.
             dt_ns: time between the frames of a clip, nanoseconds.
             clip_length: frames per clip (T).
-            size: (H, W) of the returned frames.
+            size: (H, W) of the returned frames; None: as recorded (the camera's own resolution).
             stride: frames between the starts of consecutive clips (default T:
                 clips do not overlap).
             action_names: the Twist fields that make up an action, in order (sora_ros/core/twist.py).
@@ -135,11 +135,11 @@ class ClipReader:
             paths = [paths]
         self.sources = find_bags(paths)
         stride = clip_length if stride is None else stride
-        if dt_ns <= 0 or clip_length <= 0 or stride <= 0 or min(size) <= 0:
+        if dt_ns <= 0 or clip_length <= 0 or stride <= 0 or (size is not None and min(size) <= 0):
             raise ValueError(f"dt_ns, clip_length, stride and size must be positive: {dt_ns}, {clip_length}, {stride}, {size}")
         self.image_topic, self.action_topic = image_topic, action_topic
         self.dt_ns, self.clip_length, self.stride = int(dt_ns), clip_length, stride
-        self.size = (int(size[0]), int(size[1]))
+        self.size = None if size is None else (int(size[0]), int(size[1]))
         self.action_indices = twist_indices(action_names)
         self.report = ClipReport()
 
@@ -229,7 +229,7 @@ class ClipReader:
         except ImageConversionError as error:
             self.report.skip(UNDECODABLE_IMAGE, str(error))
             return None
-        fitted = fit_frame(rgb, self.size)
+        fitted = rgb if self.size is None else fit_frame(rgb, self.size)
         # Own the pixels: an unresized frame is a view of the message buffer, which would stay alive.
         return fitted.copy() if fitted.base is not None else fitted
 

@@ -14,9 +14,9 @@ import argparse
 import sys
 
 from sora_ros import __version__
-from sora_ros.cli import bag, bench, demo, doctor, evaluate, export, launch, sim, train, video_camera
+from sora_ros.cli import bag, bench, demo, doctor, evaluate, export, launch, sim, train, train_anchor, video_camera
 
-SUBCOMMANDS = (doctor, demo, sim, bag, video_camera, train, export, evaluate, launch, bench)
+SUBCOMMANDS = (doctor, demo, sim, bag, video_camera, train, train_anchor, export, evaluate, launch, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -75,6 +75,8 @@ def headline(summary: dict, result, info: dict) -> dict:
         "moving_psnr_db": {n: {h: v[h]["moving_psnr"]["mean"] for h in result.horizons}
                            for n, v in summary["methods"].items()},  # fmt: skip
         "vae_reconstruction_psnr_db": summary["vae_reconstruction_psnr"]["mean"],
+        "resolution": "camera" if info.get("anchored") else "model",
+        "synthesised_share": summary.get("synthesised_share"),
         "skill": summary["skill"].get(MODEL_NAME),
         "action_sensitivity_db": summary["action_sensitivity"].get(MODEL_NAME),
     }
@@ -91,6 +93,7 @@ def main(args: argparse.Namespace) -> int:
         from sora_ros.harness.realtime import run
 
         return run(args)
+    import numpy as np
     from rosbags.rosbag2 import WriterError
 
     from sora_ros.bag.reading import BagError
@@ -113,8 +116,10 @@ def main(args: argparse.Namespace) -> int:
     model = engine.info
     k, lookahead = model.context_frames, max(args.horizons)
     notes: list[str] = []
+    # With an anchored decoder, predictions come at the camera's resolution: score them there.
+    size = None if engine.anchor is not None else model.image_size
     clips = model_clips(args.bags, args.image_topic, args.action_topic, dt=model.dt, length=k + lookahead,
-                        size=model.image_size, action_names=model.action_names, stride=args.stride, notes=notes)  # fmt: skip
+                        size=size, action_names=model.action_names, stride=args.stride, notes=notes)  # fmt: skip
     model_predictor = ModelPredictor(WorldModelPipeline(engine), lookahead, args.samples, args.seed)
     predictors = {MODEL_NAME: model_predictor, **baseline_predictors(lookahead)}
     conditioned = model.action_dim > 0 and args.action_topic
@@ -135,12 +140,18 @@ def main(args: argparse.Namespace) -> int:
         return 1
     summary = summarize_evaluation(result)
     summary["vae_reconstruction_psnr"] = summarize(model_predictor.reconstruction_psnr)
+    summary["synthesised_share"] = {h: (float(np.mean(model_predictor.synthesised_share[h]))
+                                        if model_predictor.synthesised_share[h] else None) for h in result.horizons}
     command = " ".join(["sora-ros eval", *sys.argv[2:]]) if sys.argv[1:2] == ["eval"] else "sora-ros eval"
     info = {"command": command, "model": model.name, "model_version": model.version,
             "model_files_sha256": model.files, "bags": sorted(result.sources), "image_topic": args.image_topic,
-            "action_topic": args.action_topic, "dt": model.dt, "notes": notes}  # fmt: skip
+            "action_topic": args.action_topic, "dt": model.dt, "notes": notes,
+            "anchored": engine.anchor is not None}  # fmt: skip
     print(_terminal_table(summary, result.horizons))
     print(f"VAE reconstruction of the context frames: {summary['vae_reconstruction_psnr']['mean']:.2f} dB PSNR")
+    if engine.anchor is not None:
+        print("anchored decoding at the camera's resolution; synthesised share of pixels: "
+              + ", ".join(f"h={h} {v:.3f}" for h, v in summary["synthesised_share"].items() if v is not None))
     if args.out:
         header = f"# Evaluation of {model.name} {model.version}\n\n`{command}`"
         write_report(Path(args.out), summary, result, info, header)

@@ -16,30 +16,41 @@ from sora_ros.runtime.pipeline import WorldModelPipeline
 
 
 class ModelPredictor:
-    """The world model exactly as the nodes run it, through their pipeline: encode, roll out in
-    latent space, decode.
+    """The world model exactly as the nodes run it, through their pipeline: fit and encode each
+    camera frame, observe it (with the frame, so an anchored decoder warps it at its resolution),
+    roll out in latent space, decode.
 
     It also keeps the VAE's reconstruction PSNR of every context frame it encodes
-    (`reconstruction_psnr`): the ceiling on what any prediction can score.
+    (`reconstruction_psnr`, at the model's resolution): the ceiling on what a prediction through
+    the VAE decoder alone can score; and, per step k, the share of synthesised (not warped) pixels
+    of anchored predictions (`synthesised_share`).
     """
 
     def __init__(self, pipeline: WorldModelPipeline, horizon: int, samples: int = 1, seed: int = 0):
         self.pipeline, self.engine = pipeline, pipeline.engine
         self.horizon, self.samples, self.seed = horizon, samples, seed
         self.reconstruction_psnr: list[float] = []
+        self.synthesised_share: dict[int, list[float]] = {k: [] for k in range(1, horizon + 1)}
         self._last_context: np.ndarray | None = None
+        self._start: Context | None = None
 
     def __call__(self, context: np.ndarray, actions: np.ndarray) -> np.ndarray:
         k = context.shape[0]
-        latents = self.engine.encode(context)  # (K, C, h, w)
         if context is not self._last_context:  # the action-sensitivity rerun sees the same frames
             self._last_context = context
-            for frame, reconstructed in zip(context, self.engine.decode(latents)):
+            self.pipeline.reset()
+            fitted, latents = zip(*(self.pipeline.encode(frame) for frame in context))  # K x (H, W, 3), (C, h, w)
+            for t, (image, latent) in enumerate(zip(context, latents)):
+                self.pipeline.observe(t * self.pipeline.dt_ns, "", latent, image=image)  # stamps on the model's grid
+            for frame, reconstructed in zip(fitted, self.engine.decode(np.stack(latents))):
                 self.reconstruction_psnr.append(psnr_from_mse(mse(reconstructed, frame)))
+            self._start = self.pipeline.latest_context()
         future = actions[None, k - 1 : k - 1 + self.horizon] if self.engine.info.action_dim else None  # (1, L, A)
         request = RolloutRequest(future, 1, self.horizon, self.samples, self.seed, return_images=True)
-        start = Context(latents, tuple(range(k)), k - 1, "", 0, 0.0)  # offline: stamps are frame indices
-        return self.pipeline.what_if(request, start).forecasts[0].frames  # (L, H, W, 3)
+        outcome = self.pipeline.what_if(request, self._start)
+        for index, share in outcome.synthesised.items():
+            self.synthesised_share[index % self.horizon + 1].append(share)
+        return outcome.forecasts[0].frames  # (L, H0, W0, 3)
 
 
 def baseline_predictors(horizon: int) -> dict:

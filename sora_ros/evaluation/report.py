@@ -13,7 +13,7 @@ import numpy as np
 from sora_ros.evaluation.scoring import COPY_LAST, Evaluation
 
 # Strip picture: pixels per frame tile (frames are upscaled to this height) and label band.
-_TILE = 128
+_TILE = 160
 _LABEL_W = 170
 
 
@@ -62,6 +62,12 @@ def write_markdown(path: Path, summary: dict, result: Evaluation, header: str) -
         for name, by_horizon in summary["skill"].items():
             lines.append(f"| {name} | " + " | ".join(f"{by_horizon[h]:+.3f}" for h in horizons) + " |")
         lines.append("")
+    shares = summary.get("synthesised_share") or {}
+    if any(v is not None for v in shares.values()):
+        lines += ["### Anchored decoding: share of pixels synthesised (the rest warped from the last real frame)", "",
+                  f"| {columns} |", "|---" * len(horizons) + "|",
+                  "| " + " | ".join("n/a" if shares.get(h) is None else f"{100 * shares[h]:.1f}%" for h in horizons)
+                  + " |", ""]  # fmt: skip
     for name, gaps in summary["action_sensitivity"].items():
         lines += ["### Action sensitivity", "",
                   f"PSNR of {name} under the recorded actions minus under other clips' actions "
@@ -100,6 +106,8 @@ def plot_quality(path: Path, summary: dict, horizons: list[int]) -> None:
 
 def _tile(frame: np.ndarray) -> np.ndarray:
     height, width = frame.shape[:2]
+    if height > _TILE:  # camera-resolution frames: downscaled smoothly, never cropped
+        return cv2.resize(frame, (round(width * _TILE / height), _TILE), interpolation=cv2.INTER_AREA)
     return cv2.resize(frame, (round(width * _TILE / height), _TILE), interpolation=cv2.INTER_NEAREST)
 
 
@@ -125,6 +133,8 @@ def strip_picture(path: Path, result: Evaluation) -> None:
         header = np.concatenate([header, np.full((24, width - _LABEL_W, 3), 255, np.uint8)], axis=1)
         blocks.append(np.concatenate([header, *block], axis=0))
     if blocks:
+        widest = max(block.shape[1] for block in blocks)  # sources of different sizes: pad with white
+        blocks = [np.pad(block, ((0, 0), (0, widest - block.shape[1]), (0, 0)), constant_values=255) for block in blocks]
         picture = np.concatenate(blocks, axis=0)
         cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
 

@@ -202,3 +202,75 @@ def _write_model_json(out: Path, config, signatures: dict, ops: dict, kv_shape: 
                    "sora_ros": __version__, "torch": torch.__version__, "parity_max_abs_error": parity},
     }
     (out / MODEL_JSON).write_text(json.dumps(model, indent=2) + "\n")
+
+
+def export_anchor(net, model_dir: str | Path, *, training: dict | None = None, seed: int = 0) -> float:
+    """Add an anchored decoder to an exported model directory: anchor.onnx (opset 17, dynamic
+    batch), its SHA-256 under "files" and an "anchor" section in model.json; the encoder, decoder
+    and dynamics graphs are untouched.
+
+    Args:
+        net: a trained sora_ros.model.anchor.AnchorNet for this model's image size and latents.
+        model_dir: an exported model directory (read_model_info must accept it).
+        training: the anchor stage's summary for model.json.
+        seed: seed of the random parity inputs.
+
+    Returns:
+        The parity error, max abs difference ONNX Runtime vs torch over motion and mask.
+
+    Raises:
+        ExportError: parity worse than PARITY_TOLERANCE, or a signature other than the contract's.
+    """
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from sora_ros.runtime.anchor import ANCHOR_FILE, ANCHOR_GRAPH, MASK_FLOOR, anchor_signature
+
+    out = Path(model_dir)
+    info = read_model_info(out)
+    signature = anchor_signature(info.image_size, info.latent_shape)
+    rng = np.random.default_rng(seed)
+    example = {}
+    for name, spec in signature["inputs"].items():
+        shape = [PARITY_BATCH if d == BATCH else d for d in spec["shape"]]
+        if spec["dtype"] == "uint8":
+            example[name] = rng.integers(0, 256, shape, dtype=np.uint8)
+        elif name == "step":
+            example[name] = rng.integers(1, net.config.horizon + 1, shape).astype(np.float32)
+        else:
+            example[name] = rng.standard_normal(shape, dtype=np.float32)
+    path = out / ANCHOR_FILE
+    names_in, names_out = list(signature["inputs"]), list(signature["outputs"])
+    net = net.eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, tuple(torch.from_numpy(a) for a in example.values()), str(path),
+                          input_names=names_in, output_names=names_out,
+                          dynamic_axes={name: {0: BATCH} for name in names_in + names_out},
+                          opset_version=OPSET, dynamo=False)
+        expected = [t.numpy() for t in net(*(torch.from_numpy(a) for a in example.values()))]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    check_session(path, session, signature)
+    got = session.run(None, example)
+    parity = max(float(np.max(np.abs(g - e))) for g, e in zip(got, expected))
+    if not parity <= PARITY_TOLERANCE:
+        raise ExportError(f"{path}: ONNX Runtime differs from torch by {parity:.3g} (tolerance {PARITY_TOLERANCE})")
+    model = json.loads((out / MODEL_JSON).read_text())
+    model["files"][ANCHOR_FILE] = sha256_file(path)
+    model["anchor"] = {
+        "file": ANCHOR_FILE,
+        "graph": {**signature, "onnx_ops": sorted({n.op_type for n in onnx.load(str(path)).graph.node})},
+        "config": net.config.to_dict(),
+        "contract": "motion, mask = anchor(frames = the last two observed frames fitted to the model input, "
+                    "flow = DIS back-flow last -> previous at the model input (pixels), latent = predicted latent "
+                    "of step k, context_latent = the last observed latent, step = k); predicted frame = "
+                    "(1 - mask) * last camera frame sampled at x + motion + mask * decoder(latent), fields "
+                    f"resized into fit_frame's crop window; mask below {MASK_FLOOR} counts as 0",
+        "graph_name": ANCHOR_GRAPH,
+        "training": training,
+        "parity_max_abs_error": parity,
+    }
+    (out / MODEL_JSON).write_text(json.dumps(model, indent=2) + "\n")
+    read_model_info(out)
+    return parity

@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from sora_ros.runtime import sampler
+from sora_ros.runtime.anchor import ANCHOR_GRAPH, AnchoredDecoder, anchor_signature
 from sora_ros.runtime.model_dir import GRAPH_FILES, ModelDirError, ModelInfo, check_session, expected_signatures, \
     read_model_info
 
@@ -102,7 +103,7 @@ def resolve_providers(requested: Sequence[str]) -> list[str]:
 # from other threads, and their spinning pools slowed the rollout. Measured with `sora-ros bench
 # nodes` (default model, 15 Hz camera, 2 cores): camera-to-futures p50 158-185 ms spinning,
 # 117-118 ms not; `~/rollout` 3 x 8 364-434 ms -> 288-300 ms.
-NON_SPINNING_GRAPHS = ("dynamics_context", "encoder", "decoder")
+NON_SPINNING_GRAPHS = ("dynamics_context", "encoder", "decoder", ANCHOR_GRAPH)
 
 
 def _session_options(graph: str) -> ort.SessionOptions:
@@ -179,6 +180,16 @@ class WorldModelEngine:
             session = _open_session(graph, path, self.providers)
             check_session(path, session, self.signatures[graph])
             self.sessions[graph] = session
+        self.anchor: AnchoredDecoder | None = None
+        if self.info.anchor is None:
+            log.info("%s has no anchored decoder: predicted frames are the VAE decoder's %dx%d images",
+                     self.info.path, self.info.image_size[1], self.info.image_size[0])
+        else:
+            path = self.info.path / self.info.anchor["file"]
+            session = _open_session(ANCHOR_GRAPH, path, self.providers)
+            check_session(path, session, anchor_signature(self.info.image_size, self.info.latent_shape))
+            self.sessions[ANCHOR_GRAPH] = session
+            self.anchor = AnchoredDecoder(session)
         self._bound: dict[int, tuple[_BoundGraph, _BoundGraph]] = {}
         self._rollout_lock = threading.Lock()
         self._bound_graphs(1)  # the common case (one candidate, one sample) allocated up front
@@ -219,6 +230,19 @@ class WorldModelEngine:
         (images,) = self.sessions["decoder"].run(None, {"latent": np.ascontiguousarray(latents, np.float32)})
         _check_finite("decoder", images)
         return np.rint(images * PIXEL_MAX).astype(np.uint8)
+
+    def anchor_fields(self, previous: np.ndarray, last: np.ndarray, flow: np.ndarray, latents: np.ndarray,
+                      context_latent: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Motion (B, 2, H, W) and mask (B, 1, H, W) of the anchored decoder (see
+        sora_ros.runtime.anchor.AnchoredDecoder.fields).
+
+        Raises:
+            RuntimeError: the model has no anchored decoder. NonFiniteOutputError: NaN/Inf.
+        """
+        if self.anchor is None:
+            raise RuntimeError(f"{self.info.path} has no anchored decoder")
+        motion, mask = self.anchor.fields(previous, last, flow, latents, context_latent, steps)
+        return _check_finite("anchor", motion), _check_finite("anchor", mask)
 
     def rollout(self, context: np.ndarray, actions: np.ndarray | None = None, *, horizon: int | None = None,
                 samples: int = 1, seed: int = 0, steps: int | None = None,

@@ -50,6 +50,7 @@ class ModelInfo:
         context_kv_shape: (L, 2, K * N, D), one sample's cached context keys/values.
         action_offset, action_scale: normalisation, one entry per action dimension.
         raw: the whole parsed model.json.
+        anchor: model.json's "anchor" section when the directory has an anchored decoder, else None.
     """
 
     path: Path
@@ -71,6 +72,7 @@ class ModelInfo:
     context_kv_shape: tuple[int, int, int, int]
     files: dict[str, str]
     raw: dict
+    anchor: dict | None = None  # optional: older model directories have no anchored decoder
 
     def graph_path(self, graph: str) -> Path:
         return self.path / GRAPH_FILES[graph]
@@ -197,9 +199,21 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
         context_kv_shape=kv_shape,
         files=files,
         raw=raw,
+        anchor=_anchor_section(raw, files),
     )
     _check_values(info)
     return info
+
+
+def _anchor_section(raw: dict, files: dict) -> dict | None:
+    """model.json's optional "anchor" section, checked: it names a file that 'files' lists (and hashes)."""
+    if "anchor" not in raw:
+        return None
+    anchor = _get(raw, "anchor", dict)
+    name = _get(raw, "anchor.file", str)
+    if name not in files or "/" in name or "\\" in name:
+        raise ModelDirError(f"anchor.file {name!r} is not a file that 'files' lists")
+    return anchor
 
 
 def _check_values(info: ModelInfo) -> None:

@@ -8,9 +8,14 @@ nanoseconds, images uint8 RGB arrays.
 
     pipeline = WorldModelPipeline(WorldModelEngine("models/default"))
     fitted, latent = pipeline.encode(rgb)                  # (H, W, 3), (C, h, w)
-    pipeline.observe(stamp_ns, "camera", latent)
+    pipeline.observe(stamp_ns, "camera", latent, image=rgb)
     outcome = pipeline.predict(pipeline.latest_context(), command, seed=1, decode_all=True)
-    outcome.forecasts[0].frames                            # (H, Hi, Wi, 3) stamped origin + k * dt
+    outcome.forecasts[0].frames                            # (H, H0, W0, 3) stamped origin + k * dt
+
+Decoding: with a model that has an anchored decoder and camera frames given to `observe`, every
+predicted frame is the camera's last real frame warped (and filled in where the warp has no
+source) at the camera's resolution, or `settings.output_size`; otherwise the VAE decoder's image
+at the model's resolution. A camera whose resolution changes restarts the context ("reset/resolution").
 
 Thread-safe: frames are observed from one thread while rollouts run on others (the engine
 serialises rollouts); each caller kind (live, service) learns its own costs. It counts what
@@ -23,7 +28,10 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import cv2
 
 import numpy as np
 
@@ -35,11 +43,18 @@ from sora_ros.core.preprocess import fit_frame
 from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES, RolloutRequest
 from sora_ros.core.stats import Counters, LatencyWindow
 from sora_ros.core.units import NS_PER_S
+from sora_ros.runtime.anchor import MASK_FLOOR as ANCHOR_MASK_FLOOR
+from sora_ros.runtime.anchor import classical_flow, render
 from sora_ros.runtime.engine import WorldModelEngine
 
 # A source image smaller than the model input by more than this factor is refused, not upscaled.
 MAX_UPSCALE = 4
 LIVE, SERVICE = "live", "service"
+# Observed frames kept (at the model's resolution) to find the context's last two; the camera-size
+# copy is kept for the newest frame only.
+KEPT_FRAMES = 32
+# Largest output_size side a setting may ask for.
+MAX_OUTPUT_SIDE = 4096
 
 
 class FrameRefusedError(ValueError):
@@ -60,6 +75,8 @@ class RolloutSettings:
         sampler_steps: per predicted frame, 1..MAX_SAMPLER_STEPS; 0 = the model's default.
         deadline_ms: time budget of one rollout, decoding included; 0 = none.
         no_command_action: live action without a fresh command: "zero" or "unknown" (NaN).
+        output_size: (H, W) of predicted frames; (0, 0) = the camera's own resolution (with an
+            anchored decoder; else the model's).
 
     Raises:
         ValueError: a value outside its range.
@@ -70,8 +87,13 @@ class RolloutSettings:
     sampler_steps: int = 0
     deadline_ms: float = 0.0
     no_command_action: str = "zero"
+    output_size: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
+        if len(self.output_size) != 2 or not (all(0 < v <= MAX_OUTPUT_SIDE for v in self.output_size)
+                                              or tuple(self.output_size) == (0, 0)):
+            raise ValueError(f"output_size must be (0, 0) (the camera's) or (H, W) in 1..{MAX_OUTPUT_SIDE}, "
+                             f"got {self.output_size}")
         if not (0 <= self.horizon <= MAX_HORIZON and 1 <= self.samples <= MAX_SAMPLES
                 and 0 <= self.sampler_steps <= MAX_SAMPLER_STEPS and 0 <= self.deadline_ms < float("inf")):
             raise ValueError(f"rollout settings out of range: {self} (horizon 0..{MAX_HORIZON}, samples "
@@ -113,6 +135,8 @@ class RolloutOutcome:
         rollout_ms, decode_ms: wall time of the two stages.
         missed_deadline: took longer than the budget despite the plan.
         notes: what was cut or missed, as sentences (empty when nothing).
+        synthesised: flat index -> share of the frame's pixels taken from the synthesis rather
+            than the warped last frame (anchored decoding only; empty otherwise).
     """
 
     context: Context
@@ -124,6 +148,7 @@ class RolloutOutcome:
     decode_ms: float
     missed_deadline: bool
     notes: tuple[str, ...]
+    synthesised: dict[int, float] = field(default_factory=dict)
 
 
 class WorldModelPipeline:
@@ -144,6 +169,9 @@ class WorldModelPipeline:
         self.latency = {stage: LatencyWindow() for stage in ("rollout", "step", "decode")}  # live rollouts, ms
         self._buffer = ContextBuffer(self.info.context_frames, self.info.dt, jump_back_s)
         self._lock = threading.Lock()
+        self._fitted: OrderedDict[int, np.ndarray] = OrderedDict()  # stamp -> uint8 (H, W, 3)
+        self._camera: tuple[int, np.ndarray] | None = None  # (stamp, uint8 (H0, W0, 3)) of the newest frame
+        self._flow: tuple[tuple[int, int], np.ndarray] | None = None  # ((previous, last) stamps, flow)
 
     # --- camera frame -> context --------------------------------------------------------------
 
@@ -167,14 +195,41 @@ class WorldModelPipeline:
         fitted = fit_frame(rgb, self.info.image_size)  # (H, W, 3)
         return fitted, self.engine.encode(fitted[None])[0]
 
-    def observe(self, stamp_ns: int, frame_id: str, latent: np.ndarray, receipt_s: float = 0.0) -> Verdict:
+    def observe(self, stamp_ns: int, frame_id: str, latent: np.ndarray, receipt_s: float = 0.0,
+                image: np.ndarray | None = None) -> Verdict:
         """Offer an encoded frame (float32 (C, h, w)) to the context; a clock jump back also
-        forgets the remembered predictions. Returns what the context did with it."""
+        forgets the remembered predictions. Returns what the context did with it.
+
+        Args:
+            image: the camera frame the latent came from, uint8 (H0, W0, 3) RGB, so predictions
+                can be anchored on it at its resolution (None: latents only, e.g. from another node).
+                A size other than the previous frame's restarts the context (counted as
+                "reset/resolution") rather than warping one camera's frame with another's motion.
+        """
+        fitted = None if image is None else fit_frame(image, self.info.image_size)
         with self._lock:
+            newest = self._camera
+            if image is not None and newest is not None and newest[1].shape != image.shape:
+                self._forget()
+                self.counters.add("reset/resolution")
             verdict = self._buffer.add(stamp_ns, latent, frame_id, receipt_s)
+            if verdict in (Verdict.ACCEPTED, Verdict.RESET):
+                if verdict is Verdict.RESET:
+                    self._fitted.clear()
+                if fitted is not None:
+                    self._fitted[stamp_ns] = fitted
+                    self._camera = (stamp_ns, image)
+                while len(self._fitted) > KEPT_FRAMES:
+                    self._fitted.popitem(last=False)
         if verdict is Verdict.RESET:
             self.memory.clear()
         return verdict
+
+    def _forget(self) -> None:
+        """Empty the context and the kept frames (caller holds the lock)."""
+        self._buffer.reset()
+        self._fitted.clear()
+        self._camera = self._flow = None
 
     def latest_context(self) -> Context | None:
         """The newest complete context, or None (see ContextBuffer.latest)."""
@@ -184,7 +239,7 @@ class WorldModelPipeline:
     def reset(self) -> None:
         """Forget the context and the remembered predictions (deactivation, clock jump)."""
         with self._lock:
-            self._buffer.reset()
+            self._forget()
         self.memory.clear()
 
     def prediction_for(self, stamp_ns: int, real: np.ndarray | None, latent: np.ndarray,
@@ -207,7 +262,10 @@ class WorldModelPipeline:
         if not compare:
             return prediction.frame, None
         real = self.engine.decode(latent[None])[0] if real is None else real
-        return prediction.frame, comparison_image(real, prediction.frame)
+        shown = prediction.frame
+        if shown.shape != real.shape:  # e.g. a latents-only frame beside anchored predictions
+            shown = cv2.resize(shown, (real.shape[1], real.shape[0]), interpolation=cv2.INTER_LINEAR)
+        return prediction.frame, comparison_image(real, shown)
 
     # --- rollouts -----------------------------------------------------------------------------
 
@@ -261,7 +319,8 @@ class WorldModelPipeline:
                                      seed=request.seed, steps=plan.steps)
         means = result.latents.mean(axis=1)  # (N, H, C, h, w)
         decode_start = time.perf_counter()
-        images = self.engine.decode(means.reshape(-1, *means.shape[2:])[list(plan.decode)]) if plan.decode else None
+        images, shares = (self._decode(context, means.reshape(-1, *means.shape[2:]), plan.decode, horizon)
+                          if plan.decode else (None, {}))
         decode_ms = 1e3 * (time.perf_counter() - decode_start)  # images: (D, Hi, Wi, 3)
         rollout_ms = 1e3 * result.seconds
         cost.observe_rollout(rollout_ms, predicted, plan.steps)
@@ -276,7 +335,52 @@ class WorldModelPipeline:
         forecasts = [Forecast(stamps, means[i], None if all_frames is None else all_frames[i], result.uncertainty[i],
                               None if request.actions is None else request.actions[i]) for i in range(n)]
         decoded = {} if images is None else dict(zip(plan.decode, images))
-        return RolloutOutcome(context, forecasts, plan, decoded, request.samples, rollout_ms, decode_ms, missed, notes)
+        return RolloutOutcome(context, forecasts, plan, decoded, request.samples, rollout_ms, decode_ms, missed, notes,
+                              shares)
+
+    def _decode(self, context: Context, latents: np.ndarray, indices: tuple[int, ...],
+                horizon: int) -> tuple[np.ndarray, dict[int, float]]:
+        """uint8 (D, Ho, Wo, 3) images of latents[indices] (flat n * H + k): anchored on the last
+        camera frame when the model and the kept frames allow, else the VAE decoder's; and, when
+        anchored, each frame's share of synthesised (not warped) pixels by flat index."""
+        anchor = self._anchor_inputs(context)
+        output_size = tuple(self.settings.output_size)
+        shares: dict[int, float] = {}
+        if anchor is None:
+            images = self.engine.decode(latents[list(indices)])  # (D, H, W, 3)
+        else:
+            previous, last, flow, camera = anchor
+            chosen = latents[list(indices)]  # (D, C, h, w)
+            steps = np.array([i % horizon + 1 for i in indices], np.float32)
+            motion, mask = self.engine.anchor_fields(previous, last, flow, chosen, context.latents[-1], steps)
+            needs = mask.reshape(len(indices), -1).max(axis=1) >= ANCHOR_MASK_FLOOR  # (D,)
+            synthesis = self.engine.decode(chosen[needs]) if needs.any() else None
+            by_row = dict(zip(np.flatnonzero(needs).tolist(), synthesis if synthesis is not None else ()))
+            images = np.stack([render(camera, motion[j], mask[j], by_row.get(j)) for j in range(len(indices))])
+            weights = np.where(mask < ANCHOR_MASK_FLOOR, 0.0, mask).reshape(len(indices), -1).mean(axis=1)  # (D,)
+            shares = dict(zip(indices, weights.tolist()))
+        if output_size != (0, 0) and images.shape[1:3] != output_size:
+            images = np.stack([cv2.resize(image, output_size[::-1], interpolation=cv2.INTER_AREA) for image in images])
+        return images, shares
+
+    def _anchor_inputs(self, context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """(previous, last fitted frames, their flow, the camera frame) for `context`, or None when the
+        model has no anchored decoder or the frames were not given (latents-only input)."""
+        if self.engine.anchor is None or len(context.stamps_ns) < 2:
+            return None
+        pair = tuple(context.stamps_ns[-2:])
+        with self._lock:
+            previous, last = self._fitted.get(pair[0]), self._fitted.get(pair[1])
+            camera, cached = self._camera, self._flow
+        if previous is None or last is None or camera is None or camera[0] != pair[1]:
+            return None
+        if cached is not None and cached[0] == pair:
+            flow = cached[1]
+        else:
+            flow = classical_flow(previous, last)  # (2, H, W)
+            with self._lock:
+                self._flow = (pair, flow)
+        return previous, last, flow, camera[1]
 
     def _count(self, kind: str, plan: RolloutPlan, missed: bool, step_ms: float, rollout_ms: float,
                decode_ms: float) -> None:

@@ -1,0 +1,69 @@
+"""`sora-ros train-anchor`: train the anchored decoder of an exported model and add it to the model directory.
+
+    sora-ros train-anchor --model models/default --data data/sim/train data/real/train \\
+        --val-data data/sim/val --image-topic /camera/image_raw --action-topic /cmd_vel --out out/anchor
+
+The model's encoder, decoder and dynamics graphs stay as they are (their latents come from ONNX
+Runtime); the stage writes OUT/anchor.pt (resumable with --resume) and OUT/anchor_summary.json,
+then adds anchor.onnx (hash, parity check, model.json "anchor" section) to --model. See
+sora_ros/model/anchor_trainer.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("sora-ros train-anchor needs the training extra: pip install -e '.[train]'", file=sys.stderr)
+        return 2
+    args.command = " ".join(["sora-ros train-anchor", *sys.argv[2:]])
+    from sora_ros.bag.reading import BagError
+    from sora_ros.model.anchor_trainer import train_anchor
+    from sora_ros.model.export import ExportError
+    from sora_ros.runtime.model_dir import ModelDirError
+
+    try:
+        summary = train_anchor(args)
+    except (ValueError, FileNotFoundError, BagError, ModelDirError, ExportError) as error:
+        print(f"sora-ros train-anchor: {error}", file=sys.stderr)
+        return 1
+    print(f"done: {Path(args.out) / 'anchor.pt'}; validation {summary['validation']}")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from sora_ros.core.paths import default_model_dir
+
+    parser = subparsers.add_parser(
+        "train-anchor",
+        help="train the anchored decoder (predictions warped from the last real frame) of an exported model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", type=Path, default=default_model_dir(), help="exported model directory to train for and add to")
+    parser.add_argument("--data", nargs="+", required=True, metavar="PATH", help="bags, folders of them, video files")
+    parser.add_argument("--val-data", nargs="+", metavar="PATH", help="held-out bags/videos for validation PSNR")
+    parser.add_argument("--image-topic", default="/camera/image_raw", help="camera topic (default %(default)s)")
+    parser.add_argument("--action-topic", help="Twist/TwistStamped topic the model is conditioned on (e.g. /cmd_vel)")
+    parser.add_argument("--sequence-frames", type=int, default=16, help="frames per in-memory sequence (default 16)")
+    parser.add_argument("--width", type=int, default=32, help="conv channels of the anchored decoder (default 32)")
+    parser.add_argument("--steps", type=int, default=1500, help="optimiser steps (default 1500)")
+    parser.add_argument("--batch", type=int, default=32, help="samples per step (default 32)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    parser.add_argument("--teacher-fraction", type=float, default=0.5,
+                        help="share of the steps on encoder latents of the real futures only; after it, half of "
+                             "each batch uses DiT-predicted latents (default 0.5)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16: bfloat16 autocast")
+    parser.add_argument("--seed", type=int, default=0, help="initial weights and batches")
+    parser.add_argument("--out", required=True, help="run directory: anchor.pt, anchor_summary.json")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/anchor.pt")
+    parser.add_argument("--val-every", type=int, default=250, help="validate every N steps (default 250)")
+    parser.add_argument("--checkpoint-every", type=int, default=250, help="write the checkpoint every N steps")
+    parser.add_argument("--no-export", action="store_true", help="only train; do not add anchor.onnx to --model")
+    parser.set_defaults(func=main)

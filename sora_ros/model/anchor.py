@@ -1,0 +1,144 @@
+"""The anchored decoder: predicted latents + the last real frames -> a motion field and a blend mask.
+
+A predicted frame k is the last real frame warped backwards along `motion` and, where `mask`
+says the warp has no good source (disocclusion, new content at the border), the VAE decoder's
+image of the predicted latent blended in. The network runs at the model's resolution; the
+runtime (sora_ros/runtime/anchor.py) upsamples the two fields to the camera's resolution and
+warps the camera's own last frame, so output size follows the camera and static pixels stay sharp.
+
+Ideas taken from the literature (no code): DMVFN and SimVP-style predictors warp the last frame
+with a predicted flow and fuse through a sigmoid mask; DCVC codes a frame conditioned on its
+reference; DIAMOND's upsampler is conditioned on the previous full-resolution frame. Here the
+condition is the latent the DiT predicted, and a classical flow between the last two observed
+frames is an input feature: the network predicts a correction to constant-velocity motion
+(`step * flow`), starting from exactly zero, with the mask biased to the warp, so an untrained
+or static case gives the last frame back.
+
+Legend: B batch, H/W model image, h/w latent grid, C latent channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sora_ros.model.vae import ResBlock
+
+# Pixels of motion correction per unit of the network's raw output (keeps the head near unit scale).
+MOTION_SCALE = 4.0
+# Classical flow is divided by this before entering the network (pixels at the model's resolution).
+FLOW_INPUT_SCALE = 4.0
+# Initial bias of the mask logit: sigmoid(-6) = 0.0025, i.e. the warp everywhere.
+MASK_INIT_BIAS = -6.0
+
+
+@dataclass(frozen=True)
+class AnchorConfig:
+    """Size of the anchored decoder.
+
+    Attributes:
+        width: conv channels at half resolution (the network's main level).
+        blocks: residual blocks per level (half and quarter resolution).
+        horizon: the largest step it is trained for (step inputs are divided by it).
+    """
+
+    width: int = 32
+    blocks: int = 1
+    horizon: int = 8
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AnchorConfig:
+        return cls(**{k: data[k] for k in ("width", "blocks", "horizon") if k in data})
+
+
+class AnchorNet(nn.Module):
+    """frames, flow, latent, context latent, step -> motion (B, 2, H, W) and mask (B, 1, H, W).
+
+    Args:
+        config: its size.
+        latent_channels: C of the world model's latents.
+    """
+
+    def __init__(self, config: AnchorConfig, latent_channels: int) -> None:
+        super().__init__()
+        self.config = config
+        width = config.width
+        image_in = 3 + 3 + 2 + 1  # previous, last, flow, step plane
+        self.full = nn.Sequential(nn.Conv2d(image_in, width // 2, 3, padding=1), nn.SiLU())
+        self.down = nn.Sequential(nn.Conv2d(width // 2, width, 3, stride=2, padding=1), nn.SiLU())
+        self.latent_in = nn.Sequential(nn.Conv2d(3 * latent_channels, width, 1), nn.SiLU(), nn.Conv2d(width, width, 1))
+        self.middle = nn.Sequential(nn.Conv2d(2 * width, width, 3, padding=1), *[ResBlock(width) for _ in range(config.blocks)])
+        self.quarter = nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1),
+                                     *[ResBlock(width) for _ in range(config.blocks)])
+        self.merge = nn.Sequential(nn.Conv2d(2 * width, width, 3, padding=1), nn.SiLU())
+        self.head = nn.Conv2d(width + width // 2, 3, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        with torch.no_grad():
+            self.head.bias.copy_(torch.tensor([0.0, 0.0, MASK_INIT_BIAS]))
+
+    def forward(self, frames: torch.Tensor, flow: torch.Tensor, latent: torch.Tensor, context_latent: torch.Tensor,
+                step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args:
+            frames: uint8 (B, 2, H, W, 3) RGB, the previous and the last observed frame.
+            flow: float32 (B, 2, H, W): where each pixel of the last frame was in the previous one (pixels).
+            latent: float32 (B, C, h, w), the predicted latent of step k.
+            context_latent: float32 (B, C, h, w), the last observed frame's latent.
+            step: float32 (B,), k >= 1.
+
+        Returns:
+            motion float32 (B, 2, H, W): predicted(x) = last(x + motion(x)), pixels (dx, dy);
+            mask float32 (B, 1, H, W) in [0, 1]: weight of the synthesised content.
+        """
+        b, _, height, width, _ = frames.shape
+        images = frames.permute(0, 1, 4, 2, 3).reshape(b, 6, height, width).float() / 255.0  # (B, 6, H, W)
+        steps = step.reshape(b, 1, 1, 1)
+        plane = (steps / self.config.horizon).expand(b, 1, height, width)
+        full = self.full(torch.cat([images, flow / FLOW_INPUT_SCALE, plane], dim=1))  # (B, W/2, H, W)
+        half = self.down(full)  # (B, D, H/2, W/2)
+        lat = self.latent_in(torch.cat([latent, context_latent, latent - context_latent], dim=1))  # (B, D, h, w)
+        lat = F.interpolate(lat, size=half.shape[-2:], mode="bilinear", align_corners=False)
+        half = self.middle(torch.cat([half, lat], dim=1))
+        quarter = F.interpolate(self.quarter(half), size=half.shape[-2:], mode="bilinear", align_corners=False)
+        half = self.merge(torch.cat([half, quarter], dim=1))
+        up = F.interpolate(half, size=(height, width), mode="bilinear", align_corners=False)
+        out = self.head(torch.cat([up, full], dim=1))  # (B, 3, H, W)
+        motion = steps * flow + MOTION_SCALE * out[:, :2]
+        return motion, torch.sigmoid(out[:, 2:])
+
+
+def backward_warp(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+    """Sample `image` (B, 3, H, W) at x + motion(x), motion (B, 2, H, W) in pixels of `image`;
+    outside the frame the border is repeated (as cv2.BORDER_REPLICATE in the runtime)."""
+    b, _, height, width = image.shape
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=image.dtype, device=image.device),
+                            torch.arange(width, dtype=image.dtype, device=image.device), indexing="ij")
+    x = (xs + motion[:, 0]) * (2.0 / max(width - 1, 1)) - 1.0  # (B, H, W)
+    y = (ys + motion[:, 1]) * (2.0 / max(height - 1, 1)) - 1.0
+    return F.grid_sample(image, torch.stack([x, y], dim=-1), mode="bilinear", padding_mode="border",
+                         align_corners=True)
+
+
+def compose(last: torch.Tensor, synthesis: torch.Tensor, motion: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The anchored prediction at the resolution of `last`, as the runtime builds it.
+
+    Args:
+        last: float (B, 3, Ht, Wt) in [0, 1], the last real frame at the target resolution.
+        synthesis: float (B, 3, H, W) in [0, 1], the decoder's image at the model resolution.
+        motion, mask: AnchorNet outputs at the model resolution (B, 2|1, H, W).
+
+    Returns:
+        float (B, 3, Ht, Wt) in [0, 1].
+    """
+    size = last.shape[-2:]
+    scale = torch.tensor([size[1] / motion.shape[-1], size[0] / motion.shape[-2]], dtype=motion.dtype,
+                         device=motion.device).reshape(1, 2, 1, 1)
+    motion = F.interpolate(motion, size=size, mode="bilinear", align_corners=False) * scale
+    mask = F.interpolate(mask, size=size, mode="bilinear", align_corners=False)
+    synthesis = F.interpolate(synthesis, size=size, mode="bilinear", align_corners=False)
+    return (1.0 - mask) * backward_warp(last, motion) + mask * synthesis

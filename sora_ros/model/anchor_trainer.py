@@ -1,0 +1,254 @@
+"""The anchored-decoder stage: train sora_ros.model.anchor.AnchorNet against an exported model
+directory (`sora-ros train-anchor` is its command line), then add its graph to that directory.
+
+The world model's graphs stay fixed: latents come from the runtime engine (ONNX), so the stage
+needs no torch checkpoint of the VAE or DiT. Samples are (last two frames, classical flow, latent
+of step k, last context latent) -> the real frame k, for k = 1..H:
+  - teacher: the encoder's latent of the real future frame k;
+  - rollout: the DiT's predicted latent of step k (after `--teacher-fraction` of the steps, half
+    the batch), so the decoder tolerates rollout error;
+  - still: a frame repeated (no motion, latent = its own), so a static scene gives the last frame.
+The loss is L1 at TARGET_FACTOR x the model's resolution (the warp is where sharpness comes
+from) plus a small price on the mask (warp where the warp is as good). Single process; resumable
+from OUT/anchor.pt; bf16 autocast with --precision bf16.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ANCHOR_CHECKPOINT = "anchor.pt"
+ANCHOR_CHECKPOINT_FORMAT = "sora_ros.anchor_checkpoint/1"
+# Targets (and the frame warped in training) are this many times the model's resolution.
+TARGET_FACTOR = 2
+# Weight of the mean mask in the loss (prefers the sharp warp when both are as good).
+MASK_WEIGHT = 0.01
+# Share of each batch that is a repeated (static) frame.
+STILL_SHARE = 0.1
+# Rollout windows per sequence (starting at 0 and at the last possible start).
+ROLLOUT_WINDOWS = 2
+# Sequences rolled out by the DiT (spread over the data): a rollout costs ~0.15 s per window on 2 cores.
+ROLLOUT_SEQUENCES = 192
+VAL_SAMPLES = 256
+ENGINE_BATCH = 64
+
+
+@dataclass
+class AnchorData:
+    """Everything a batch is drawn from, as numpy arrays (N sequences of S frames)."""
+
+    frames: np.ndarray  # uint8 (N, S, Ht, Wt, 3) at TARGET_FACTOR x the model resolution
+    fitted: np.ndarray  # uint8 (N, S, H, W, 3) at the model resolution
+    flow: np.ndarray  # float16 (N, S, 2, H, W): back-flow of frame t to t - 1 (zero at t = 0)
+    latents: np.ndarray  # float32 (N, S, C, h, w) encoder latents
+    recon: np.ndarray  # uint8 (N, S, H, W, 3) decoder images of `latents`
+    roll_rows: np.ndarray  # int (M,) the sequences rolled out
+    roll_start: np.ndarray  # int (R,) the last context frame of each rollout window
+    roll_latents: np.ndarray  # float32 (M, R, L, C, h, w)
+    roll_images: np.ndarray  # uint8 (M, R, L, H, W, 3)
+    summary: dict
+
+
+def prepare(engine, paths, image_topic, action_topic, *, length: int, horizon: int, log=print) -> AnchorData:
+    """Read clips, and compute flows, latents, decodes and rollouts with the runtime engine."""
+    from sora_ros.bag.clip_sources import load_sequences
+    from sora_ros.runtime.anchor import classical_flow
+
+    info = engine.info
+    height, width = info.image_size
+    k = info.context_frames
+    data = load_sequences(paths, image_topic, action_topic, dt=info.dt, length=length,
+                          size=(TARGET_FACTOR * height, TARGET_FACTOR * width), action_names=info.action_names)
+    n, s = data.frames.shape[:2]
+    fitted = np.stack([[cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in seq] for seq in data.frames])
+    flat = fitted.reshape(-1, height, width, 3)
+    latents = np.concatenate([engine.encode(flat[i:i + ENGINE_BATCH]) for i in range(0, len(flat), ENGINE_BATCH)])
+    recon = np.concatenate([engine.decode(latents[i:i + ENGINE_BATCH]) for i in range(0, len(latents), ENGINE_BATCH)])
+    flow = np.zeros((n, s, 2, height, width), np.float16)
+    for i in range(n):
+        for t in range(1, s):
+            flow[i, t] = classical_flow(fitted[i, t - 1], fitted[i, t])
+    latents = latents.reshape(n, s, *latents.shape[1:])
+    recon = recon.reshape(n, s, height, width, 3)
+    starts = sorted({k - 1, s - horizon - 1})[:ROLLOUT_WINDOWS]
+    rows = np.sort(np.random.default_rng(0).permutation(n)[:ROLLOUT_SEQUENCES])
+    roll_latents = np.zeros((len(rows), len(starts), horizon, *latents.shape[2:]), np.float32)
+    for w, last in enumerate(starts):
+        for i in range(0, len(rows), ENGINE_BATCH):
+            chunk = rows[i:i + ENGINE_BATCH]
+            context = latents[chunk, last - k + 1:last + 1]  # (B, K, C, h, w)
+            actions = None
+            if info.action_dim:
+                actions = data.actions[chunk, last:last + horizon]  # (B, L, A), NaN = unknown
+            result = engine.rollout(context, actions, horizon=horizon, seed=i + w)
+            roll_latents[i:i + ENGINE_BATCH, w] = result.latents[:, 0]
+    flat_roll = roll_latents.reshape(-1, *latents.shape[2:])
+    roll_images = np.concatenate([engine.decode(flat_roll[i:i + ENGINE_BATCH])
+                                  for i in range(0, len(flat_roll), ENGINE_BATCH)])
+    log(f"anchor data: {n} sequences of {s} frames; {len(starts)} rollout windows of {len(rows)} of them")
+    return AnchorData(data.frames, fitted, flow, latents, recon, rows, np.array(starts), roll_latents,
+                      roll_images.reshape(len(rows), len(starts), horizon, height, width, 3), data.summary())
+
+
+def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, still_share: float) -> dict:
+    """A batch of numpy arrays: frames, flow, latent, context_latent, step, synthesis, last, target."""
+    n, s = data.frames.shape[:2]
+    rows = rng.integers(n, size=count)
+    kinds = rng.random(count)  # < still: static; < still + rollout: rollout; else teacher
+    batch = {key: [] for key in ("frames", "flow", "latent", "context_latent", "step", "synthesis", "last", "target")}
+    for row, kind in zip(rows, kinds):
+        if kind < still_share:
+            t = rng.integers(s)
+            step, target_t, prev_t = rng.integers(1, horizon + 1), t, t
+            latent, synthesis = data.latents[row, t], data.recon[row, t]
+            flow = np.zeros_like(data.flow[row, t])
+        elif kind < still_share + rollout_share:
+            m, w = rng.integers(len(data.roll_rows)), rng.integers(len(data.roll_start))
+            row, t = data.roll_rows[m], data.roll_start[w]
+            step = rng.integers(1, horizon + 1)
+            target_t, prev_t = t + step, t - 1
+            latent, synthesis = data.roll_latents[m, w, step - 1], data.roll_images[m, w, step - 1]
+            flow = data.flow[row, t]
+        else:
+            step = rng.integers(1, horizon + 1)
+            t = rng.integers(1, s - step)
+            target_t, prev_t = t + step, t - 1
+            latent, synthesis = data.latents[row, target_t], data.recon[row, target_t]
+            flow = data.flow[row, t]
+        batch["frames"].append(np.stack([data.fitted[row, prev_t], data.fitted[row, t]]))
+        batch["flow"].append(flow.astype(np.float32))
+        batch["latent"].append(latent)
+        batch["context_latent"].append(data.latents[row, t])
+        batch["step"].append(np.float32(step))
+        batch["synthesis"].append(synthesis)
+        batch["last"].append(data.frames[row, t])
+        batch["target"].append(data.frames[row, target_t])
+    return {key: np.stack(values) for key, values in batch.items()}
+
+
+def anchored_loss(net, batch: dict) -> tuple:
+    """(loss, metrics, prediction float (B, 3, Ht, Wt) in [0, 1]) of a batch of torch tensors."""
+    import torch
+
+    from sora_ros.model.anchor import compose
+    from sora_ros.model.training import psnr
+
+    motion, mask = net(batch["frames"], batch["flow"], batch["latent"], batch["context_latent"], batch["step"])
+
+    def unit(images):  # uint8 (B, H, W, 3) -> float (B, 3, H, W) in [0, 1]
+        return images.permute(0, 3, 1, 2).float() / 255.0
+
+    predicted = compose(unit(batch["last"]), unit(batch["synthesis"]), motion.float(), mask.float())
+    target = unit(batch["target"])
+    l1 = (predicted - target).abs().mean()
+    loss = l1 + MASK_WEIGHT * mask.float().mean()
+    with torch.no_grad():
+        mse = ((predicted - target) ** 2).mean()
+        copy = ((unit(batch["last"]) - target) ** 2).mean()
+    return loss, {"loss": loss.item(), "psnr": psnr(mse).item(), "copy_psnr": psnr(copy).item(),
+                  "mask": mask.float().mean().item()}, predicted
+
+
+def _tensors(batch: dict) -> dict:
+    import torch
+
+    return {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in batch.items()}
+
+
+def train_anchor(args) -> dict:
+    """Run the stage (see the module docstring) and, unless args.no_export, export into args.model.
+
+    Returns:
+        The summary written to OUT/anchor_summary.json.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from sora_ros.core.machine import machine_description
+    from sora_ros.model.anchor import AnchorConfig, AnchorNet
+    from sora_ros.model.export import export_anchor
+    from sora_ros.model.trainer import learning_rate
+    from sora_ros.runtime.engine import WorldModelEngine
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    engine = WorldModelEngine(args.model)
+    info = engine.info
+    horizon = info.default_horizon
+    checkpoint_path = out / ANCHOR_CHECKPOINT
+    torch.manual_seed(args.seed)
+    state = {"step": 0, "wall_s": 0.0, "val": {}}
+    net = AnchorNet(AnchorConfig(width=args.width, horizon=horizon), info.latent_shape[0])
+    optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
+    rng = np.random.default_rng(args.seed)
+    if args.resume and checkpoint_path.exists():
+        payload = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        if payload.get("format") != ANCHOR_CHECKPOINT_FORMAT:
+            raise ValueError(f"{checkpoint_path}: not an anchored-decoder checkpoint")
+        net = AnchorNet(AnchorConfig.from_dict(payload["config"]), info.latent_shape[0])
+        net.load_state_dict(payload["net"])
+        optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
+        optimizer.load_state_dict(payload["optimizer"])
+        state = payload["state"]
+        rng.bit_generator.state = json.loads(payload["rng"])
+        print(f"resuming {checkpoint_path} at step {state['step']}")
+    train = prepare(engine, args.data, args.image_topic, args.action_topic, length=args.sequence_frames,
+                    horizon=horizon)
+    val = prepare(engine, args.val_data, args.image_topic, args.action_topic, length=args.sequence_frames,
+                  horizon=horizon) if args.val_data else None
+
+    def save() -> None:
+        payload = {"format": ANCHOR_CHECKPOINT_FORMAT, "config": net.config.to_dict(), "net": net.state_dict(),
+                   "optimizer": optimizer.state_dict(), "state": state, "rng": json.dumps(rng.bit_generator.state)}
+        torch.save(payload, f"{checkpoint_path}.tmp")
+        Path(f"{checkpoint_path}.tmp").replace(checkpoint_path)
+
+    def validate() -> dict:
+        if val is None:
+            return {}
+        batch = _tensors(draw(val, VAL_SAMPLES, np.random.default_rng(0), horizon, 1.0, 0.0))
+        net.eval()
+        with torch.no_grad():
+            _, metrics, _ = anchored_loss(net, batch)
+        net.train()
+        return {"rollout_psnr": metrics["psnr"], "copy_last_psnr": metrics["copy_psnr"], "mask": metrics["mask"]}
+
+    teacher_steps = round(args.teacher_fraction * args.steps)
+    bar = tqdm(range(state["step"], args.steps), initial=state["step"], total=args.steps, desc="anchor",
+               dynamic_ncols=True)
+    began = time.monotonic() - state["wall_s"]
+    net.train()
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, args.steps, args.lr)
+        batch = _tensors(draw(train, args.batch, rng, horizon, 0.0 if step < teacher_steps else 0.5, STILL_SHARE))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            loss, metrics, _ = anchored_loss(net, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        state["step"], state["wall_s"] = step + 1, time.monotonic() - began
+        bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()})
+        done = step + 1 == args.steps
+        if (step + 1) % args.val_every == 0 or done:
+            state["val"] = {"step": step + 1, **validate()}
+            bar.write(f"[anchor {step + 1}] validation: " + json.dumps(state["val"]))
+        if (step + 1) % args.checkpoint_every == 0 or done:
+            save()
+    bar.close()
+    summary = {"command": args.command, "steps": state["step"], "wall_time_s": round(state["wall_s"], 1),
+               "batch": args.batch, "lr": args.lr, "teacher_fraction": args.teacher_fraction,
+               "precision": args.precision, "data": train.summary, "validation": state["val"],
+               "validation_data": None if val is None else val.summary, "machine": machine_description()}
+    (out / "anchor_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if not args.no_export:
+        summary["parity"] = export_anchor(net, args.model, training=summary, seed=args.seed)
+        print(f"added anchor.onnx to {args.model} (parity {summary['parity']:.2e})")
+    return summary

@@ -1,0 +1,175 @@
+"""Anchored decoding without torch: predicted latents -> frames built from the last real frame.
+
+The anchored decoder graph (model.json "anchor", anchor.onnx) maps the last two observed frames
+at the model's resolution, a classical optical flow between them, the predicted latent of step k
+and the last observed latent to a motion field and a blend mask (sora_ros/model/anchor.py). Here
+the two fields are upsampled to the camera's own frame, the camera's last real frame is warped
+with cv2.remap, and the VAE decoder's image of the latent is blended in only where the mask asks
+for it (and decoded only then). Output size follows the camera.
+
+    decoder = AnchoredDecoder(session, info)
+    flow = classical_flow(previous_fitted, last_fitted)                     # (2, H, W), once per context
+    motion, mask = decoder.fields(previous_fitted, last_fitted, flow, latents, context_latent, steps)
+    frame = render(last_camera_frame, motion[i], mask[i], synthesis_or_None)  # uint8 (H0, W0, 3)
+
+The fields live in the centre window fit_frame crops (the frame the model saw); outside it, on a
+camera wider than the model's aspect ratio, they are extended by repeating their edge.
+
+Legend: B batch, H/W model image, H0/W0 camera image, C/h/w latent grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from sora_ros.runtime.model_dir import BATCH
+
+ANCHOR_GRAPH = "anchor"
+ANCHOR_FILE = "anchor.onnx"
+# Mask values below this count as "warp only": the synthesis is not decoded nor blended, so a
+# static scene gives the last frame back exactly rather than a faint blend of a blurred decode.
+MASK_FLOOR = 0.02
+# Motion below this many camera pixels is no motion: warping by it would only blur.
+MOTION_FLOOR_PX = 0.05
+# The classical flow feature: DIS (OpenCV) between the last two observed frames, at the model's resolution.
+FLOW_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
+
+
+def anchor_signature(image_size: tuple[int, int], latent_shape: tuple[int, int, int]) -> dict:
+    """The anchor graph's inputs and outputs in the model_dir signature format."""
+    height, width = image_size
+
+    def tensor(dtype: str, *dims: int) -> dict:
+        return {"dtype": dtype, "shape": [BATCH, *dims]}
+
+    latent = tensor("float32", *latent_shape)
+    return {
+        "inputs": {"frames": tensor("uint8", 2, height, width, 3), "flow": tensor("float32", 2, height, width),
+                   "latent": latent, "context_latent": latent, "step": tensor("float32")},
+        "outputs": {"motion": tensor("float32", 2, height, width), "mask": tensor("float32", 1, height, width)},
+    }
+
+
+def classical_flow(previous: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Back-flow from the last frame to the previous one (DIS), the anchor graph's `flow` input.
+
+    Args:
+        previous, last: uint8 (H, W, 3) RGB at the model's resolution, dt apart.
+
+    Returns:
+        float32 (2, H, W): (dx, dy) such that last(x, y) ~ previous(x + dx, y + dy).
+    """
+    if previous.shape != last.shape:
+        raise ValueError(f"flow frames differ in shape: {previous.shape} vs {last.shape}")
+    dis = cv2.DISOpticalFlow_create(FLOW_PRESET)  # a fresh one per call: no state shared between threads
+    back = dis.calc(cv2.cvtColor(last, cv2.COLOR_RGB2GRAY), cv2.cvtColor(previous, cv2.COLOR_RGB2GRAY), None)
+    return np.ascontiguousarray(back.transpose(2, 0, 1))  # (H, W, 2) -> (2, H, W)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Where the model's view lies in the camera frame (fit_frame's centre crop), in camera pixels."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def crop_window(camera_hw: tuple[int, int], model_hw: tuple[int, int]) -> Window:
+    """The centre window of the model's aspect ratio, exactly as sora_ros.core.preprocess.fit_frame crops."""
+    source_h, source_w = camera_hw
+    height, width = model_hw
+    crop_h = min(source_h, round(source_w * height / width))
+    crop_w = min(source_w, round(source_h * width / height))
+    return Window((source_h - crop_h) // 2, (source_w - crop_w) // 2, crop_h, crop_w)
+
+
+@lru_cache(maxsize=8)
+def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return xs, ys
+
+
+def _to_camera(field: np.ndarray, camera_hw: tuple[int, int], window: Window) -> np.ndarray:
+    """(H, W[, c]) at the model resolution -> (H0, W0[, c]) camera pixels: resized into the window
+    (bilinear, half-pixel centres as torch's align_corners=False), edges repeated outside it."""
+    resized = cv2.resize(field, (window.width, window.height), interpolation=cv2.INTER_LINEAR)
+    bottom = camera_hw[0] - window.top - window.height
+    right = camera_hw[1] - window.left - window.width
+    if window.top or window.left or bottom or right:
+        resized = cv2.copyMakeBorder(resized, window.top, bottom, window.left, right, cv2.BORDER_REPLICATE)
+    return resized
+
+
+def render(last: np.ndarray, motion: np.ndarray, mask: np.ndarray, synthesis: np.ndarray | None) -> np.ndarray:
+    """One predicted frame at the camera's resolution.
+
+    Args:
+        last: uint8 (H0, W0, 3) RGB, the last real camera frame.
+        motion: float32 (2, H, W) at the model resolution, model pixels (anchor graph output).
+        mask: float32 (1, H, W) in [0, 1].
+        synthesis: uint8 (H, W, 3) the decoder's image of the predicted latent, or None when the
+            mask stays below MASK_FLOOR everywhere (then it is not needed).
+
+    Returns:
+        uint8 (H0, W0, 3) RGB.
+    """
+    camera_hw = last.shape[:2]
+    model_hw = motion.shape[1:]
+    window = crop_window(camera_hw, model_hw)
+    flow = _to_camera(np.ascontiguousarray(motion.transpose(1, 2, 0)), camera_hw, window)  # (H0, W0, 2)
+    flow[..., 0] *= window.width / model_hw[1]
+    flow[..., 1] *= window.height / model_hw[0]
+    if np.abs(flow).max() < MOTION_FLOOR_PX:
+        warped = last.copy()
+    else:
+        xs, ys = _grid(*camera_hw)
+        warped = cv2.remap(last, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+    if synthesis is None or mask.max() < MASK_FLOOR:
+        return warped
+    weight = _to_camera(np.where(mask[0] < MASK_FLOOR, 0.0, mask[0]).astype(np.float32), camera_hw, window)
+    content = _to_camera(synthesis, camera_hw, window)
+    blended = warped + weight[..., None] * (content.astype(np.float32) - warped)
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+class AnchoredDecoder:
+    """The anchor graph's session, and what the runtime asks of it.
+
+    Args:
+        session: onnxruntime.InferenceSession of anchor.onnx (checked by the engine).
+    """
+
+    def __init__(self, session) -> None:
+        self.session = session
+
+    def fields(self, previous: np.ndarray, last: np.ndarray, flow: np.ndarray, latents: np.ndarray,
+               context_latent: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Motion and mask for B predicted latents of one context.
+
+        Args:
+            previous, last: uint8 (H, W, 3) the last two observed frames at the model's resolution.
+            flow: float32 (2, H, W) from `classical_flow(previous, last)`.
+            latents: float32 (B, C, h, w) predicted latents.
+            context_latent: float32 (C, h, w) the last observed frame's latent.
+            steps: (B,) the step k >= 1 each latent predicts.
+
+        Returns:
+            motion float32 (B, 2, H, W), mask float32 (B, 1, H, W).
+        """
+        count = latents.shape[0]
+        feeds = {
+            "frames": np.ascontiguousarray(np.broadcast_to(np.stack([previous, last])[None], (count, 2, *last.shape))),
+            "flow": np.ascontiguousarray(np.broadcast_to(flow[None], (count, *flow.shape)), np.float32),
+            "latent": np.ascontiguousarray(latents, np.float32),
+            "context_latent": np.ascontiguousarray(np.broadcast_to(context_latent[None], latents.shape), np.float32),
+            "step": np.asarray(steps, np.float32).reshape(count),
+        }
+        motion, mask = self.session.run(None, feeds)
+        return motion, mask

@@ -1,0 +1,168 @@
+"""Anchored decoding: predicted frames built from the last real frame at the camera's resolution
+(tiny models; an untrained anchored decoder is constant-velocity flow, with the mask on the warp)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from model_helpers import export_tiny, randomise
+from sora_ros.core.requests import RolloutRequest
+from sora_ros.core.units import NS_PER_S
+from sora_ros.model.anchor import AnchorConfig, AnchorNet, compose
+from sora_ros.model.export import PARITY_TOLERANCE, export_anchor
+from sora_ros.runtime.anchor import ANCHOR_FILE, crop_window, render
+from sora_ros.runtime.engine import WorldModelEngine
+from sora_ros.runtime.model_dir import MODEL_JSON
+from sora_ros.runtime.pipeline import RolloutSettings, WorldModelPipeline
+
+CAMERA = (96, 160)  # (H0, W0): wider than the tiny model's square input
+HORIZON = 4
+SHIFT_PX = 2  # per step, for the translating texture
+
+
+def _anchor_net(latent_channels: int, randomised: bool = False) -> AnchorNet:
+    torch.manual_seed(0)
+    net = AnchorNet(AnchorConfig(width=8, horizon=HORIZON), latent_channels)
+    return randomise(net, 3).eval() if randomised else net.eval()
+
+
+@pytest.fixture(scope="module")
+def anchored_dir(tmp_path_factory):
+    directory = export_tiny(tmp_path_factory.mktemp("anchored"))
+    info = WorldModelEngine(directory).info
+    export_anchor(_anchor_net(info.latent_shape[0]), directory)
+    return directory
+
+
+def _texture(rng, height: int, width: int) -> np.ndarray:
+    """A smooth random texture (blurred noise), uint8 (height, width, 3)."""
+    import cv2
+
+    noise = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(noise, (0, 0), 3.0)
+
+
+def _predict(directory, frames: list[np.ndarray], output_size=(0, 0)) -> tuple[np.ndarray, WorldModelPipeline]:
+    pipeline = WorldModelPipeline(WorldModelEngine(directory))
+    pipeline.settings = RolloutSettings(horizon=HORIZON, output_size=output_size)
+    for t, frame in enumerate(frames):
+        _, latent = pipeline.encode(frame)
+        pipeline.observe(1000 * NS_PER_S + t * pipeline.dt_ns, "camera", latent, image=frame)
+    actions = np.zeros((1, HORIZON, pipeline.info.action_dim), np.float32) if pipeline.info.action_dim else None
+    outcome = pipeline.what_if(RolloutRequest(actions, 1, HORIZON, 1, 0, return_images=True))
+    return outcome.forecasts[0].frames, pipeline
+
+
+def test_export_adds_the_anchor_graph_with_parity(tmp_path):
+    directory = export_tiny(tmp_path / "m")
+    before = json.loads((directory / MODEL_JSON).read_text())["files"]
+    net = _anchor_net(WorldModelEngine(directory).info.latent_shape[0], randomised=True)
+    parity = export_anchor(net, directory)
+    assert parity <= PARITY_TOLERANCE
+    meta = json.loads((directory / MODEL_JSON).read_text())
+    assert meta["anchor"]["file"] == ANCHOR_FILE and ANCHOR_FILE in meta["files"]
+    assert {k: v for k, v in meta["files"].items() if k != ANCHOR_FILE} == before  # other graphs untouched
+    engine = WorldModelEngine(directory)
+    assert engine.anchor is not None
+    # The runtime's graph gives what torch gives, on real-looking inputs.
+    rng = np.random.default_rng(1)
+    height, width = engine.info.image_size
+    frames = rng.integers(0, 256, (2, height, width, 3), dtype=np.uint8)
+    flow = rng.standard_normal((2, height, width)).astype(np.float32)
+    latents = rng.standard_normal((3, *engine.info.latent_shape)).astype(np.float32)
+    motion, mask = engine.anchor_fields(frames[0], frames[1], flow, latents, latents[0], np.array([1, 2, 3]))
+    with torch.no_grad():
+        expected = net(torch.from_numpy(np.stack([frames] * 3)), torch.from_numpy(np.stack([flow] * 3)),
+                       torch.from_numpy(latents), torch.from_numpy(np.stack([latents[0]] * 3)),
+                       torch.tensor([1.0, 2.0, 3.0]))
+    assert np.abs(motion - expected[0].numpy()).max() < 1e-3 and np.abs(mask - expected[1].numpy()).max() < 1e-3
+
+
+def test_static_scene_prediction_is_the_last_frame(anchored_dir):
+    still = _texture(np.random.default_rng(0), *CAMERA)
+    frames, _ = _predict(anchored_dir, [still] * 4)
+    assert frames.shape == (HORIZON, *CAMERA, 3)
+    for k in range(HORIZON):
+        assert np.abs(frames[k].astype(float) - still).mean() < 1.0  # MAE under 1/255 at every horizon
+
+
+def test_translating_texture_beats_copy_last(anchored_dir):
+    rng = np.random.default_rng(2)
+    wide = _texture(rng, CAMERA[0], CAMERA[1] + 2 * SHIFT_PX * 16)
+    # The scene moves left by SHIFT_PX per step: frame t shows columns t * SHIFT_PX onwards.
+    def frame(t):
+        return np.ascontiguousarray(wide[:, t * SHIFT_PX: t * SHIFT_PX + CAMERA[1]])
+
+    observed = [frame(t) for t in range(4)]
+    frames, _ = _predict(anchored_dir, observed)
+    inner = (slice(None), slice(16, CAMERA[1] - 16))  # away from the border the warp has no source for
+    for k in range(1, HORIZON + 1):
+        truth = frame(3 + k).astype(float)
+        model = np.abs(frames[k - 1].astype(float) - truth)[inner].mean()
+        copy = np.abs(observed[-1].astype(float) - truth)[inner].mean()
+        assert model < 0.5 * copy, (k, model, copy)
+
+
+def test_output_follows_the_camera_and_output_size(anchored_dir):
+    rng = np.random.default_rng(3)
+    frames, _ = _predict(anchored_dir, [_texture(rng, *CAMERA) for _ in range(4)])
+    assert frames.shape == (HORIZON, 96, 160, 3)
+    frames, _ = _predict(anchored_dir, [_texture(rng, *CAMERA) for _ in range(4)], output_size=(48, 80))
+    assert frames.shape == (HORIZON, 48, 80, 3)
+
+
+def test_model_without_anchor_decodes_at_model_resolution(tmp_path):
+    directory = export_tiny(tmp_path / "plain")
+    frames, pipeline = _predict(directory, [_texture(np.random.default_rng(4), *CAMERA) for _ in range(4)])
+    assert pipeline.engine.anchor is None
+    assert frames.shape == (HORIZON, *pipeline.info.image_size, 3)
+
+
+def test_resolution_change_restarts_the_context(anchored_dir):
+    rng = np.random.default_rng(5)
+    _, pipeline = _predict(anchored_dir, [_texture(rng, *CAMERA) for _ in range(4)])
+    other = _texture(rng, 120, 160)
+    _, latent = pipeline.encode(other)
+    pipeline.observe(2000 * NS_PER_S, "camera", latent, image=other)
+    assert pipeline.counters.snapshot().get("reset/resolution") == 1
+    assert pipeline.latest_context() is None  # one frame of the new camera: no context yet
+
+
+def test_render_edges_and_window():
+    window = crop_window(CAMERA, (32, 32))
+    assert (window.top, window.left, window.height, window.width) == (0, 32, 96, 96)
+    last = _texture(np.random.default_rng(6), *CAMERA)
+    motion = np.zeros((2, 32, 32), np.float32)
+    mask = np.zeros((1, 32, 32), np.float32)
+    assert np.array_equal(render(last, motion, mask, None), last)
+    motion[0] = 1.0  # one model pixel = 3 camera pixels to the right: the frame moves left
+    shifted = render(last, motion, mask, None)
+    assert np.abs(shifted[:, 10:-10].astype(int) - last[:, 13:-7]).max() <= 1
+
+
+def test_torch_compose_matches_the_runtime_render():
+    rng = np.random.default_rng(7)
+    last = _texture(rng, 64, 64)
+    motion = rng.uniform(-2, 2, (2, 32, 32)).astype(np.float32)
+    mask = rng.uniform(0.1, 0.9, (1, 32, 32)).astype(np.float32)
+    synthesis = _texture(rng, 32, 32)
+    runtime = render(last, motion, mask, synthesis).astype(float)
+
+    def unit(image):
+        return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+
+    torch_out = compose(unit(last), unit(synthesis), torch.from_numpy(motion)[None], torch.from_numpy(mask)[None])
+    torch_out = torch_out[0].permute(1, 2, 0).numpy() * 255.0
+    assert np.abs(runtime - torch_out)[2:-2, 2:-2].mean() < 1.0
+
+
+def test_runtime_imports_no_torch():
+    code = ("import sys; import sora_ros.runtime.pipeline, sora_ros.runtime.anchor, sora_ros.evaluation.predictors; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
