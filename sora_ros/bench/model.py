@@ -21,6 +21,9 @@ FRAME_BATCH = 8
 # The product's speed targets (DESIGN.md, issue 3), printed beside the figures.
 ENCODE_TARGET_MS = 5.0
 ROLLOUT_TARGET_MS = 100.0
+# Anchored decode of one predicted frame for a camera of this (H, W) (issue 12).
+ANCHOR_CAMERA = (480, 640)
+ANCHOR_TARGET_MS = 10.0
 RATIO_TARGET = 1.5
 
 
@@ -68,6 +71,29 @@ def _load(args: argparse.Namespace, keep: list) -> tuple[str, dict[str, Callable
     return directory.name, _torch_functions(vae, dit), f"preset {name} (random weights, exported to a temporary dir)"
 
 
+def _anchor_rows(engine: WorldModelEngine, frames: np.ndarray, latents: np.ndarray) -> list[tuple]:
+    """Anchored decode of one predicted frame for a 640x480 camera: the graph, the warp at the
+    camera's resolution, and the same with the synthesis decoded and blended (mask forced on)."""
+    from sora_ros.runtime.anchor import classical_flow, render
+
+    camera = np.random.default_rng(1).integers(0, 256, (*ANCHOR_CAMERA, 3), dtype=np.uint8)
+    flow = classical_flow(frames[0], frames[1])
+    step = np.ones(1, np.float32)
+
+    def warp_only():
+        motion, mask = engine.anchor_fields(frames[0], frames[1], flow, latents[:1], latents[0], step)
+        return render(camera, motion[0], mask[0], None)
+
+    def with_synthesis():
+        motion, mask = engine.anchor_fields(frames[0], frames[1], flow, latents[:1], latents[0], step)
+        return render(camera, motion[0], np.maximum(mask[0], 0.5), engine.decode(latents[:1])[0])
+
+    label = f"{ANCHOR_CAMERA[1]}x{ANCHOR_CAMERA[0]}"
+    return [(f"anchored decode, {label}, warp (ms/frame)", 1, warp_only, None, (), ANCHOR_TARGET_MS),
+            (f"anchored decode, {label}, warp + synthesis", 1, with_synthesis, None, (), None),
+            ("flow feature (DIS, once per context)", 1, lambda: classical_flow(frames[0], frames[1]), None, (), None)]
+
+
 def run(args: argparse.Namespace) -> int:
     keep: list = []
     model_dir, torch_fns, source = _load(args, keep)
@@ -113,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
                      lambda s=samples: engine.rollout(context, actions, horizon=horizon, samples=s, seed=0),
                      torch_rollout(samples), None, ROLLOUT_TARGET_MS if samples == 1 else None))
 
+    if engine.anchor is not None:
+        rows += _anchor_rows(engine, frames, latents)
+
     print(f"machine: {machine_description()}")
     print(f"model: {info.name} from {source}; image {info.image_size[0]}x{info.image_size[1]}, latents "
           f"{'x'.join(map(str, info.latent_shape))}, context {k}, dynamics K/V {info.context_kv_shape}, "
@@ -122,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     for label, per, ort_fn, torch_spec, torch_args, target in rows:
         ort_ms = median_ms(ort_fn, args.repeats) / per
         torch_ms = None
-        if torch_fns is not None:
+        if torch_fns is not None and torch_spec is not None:
             torch_fn = torch_spec if callable(torch_spec) else (lambda f=torch_fns[torch_spec], a=torch_args: f(*a))
             torch_ms = median_ms(torch_fn, args.repeats) / per
             ratios.append(torch_ms / ort_ms)

@@ -104,6 +104,8 @@ class WorldModelNode(LifecycleNode):
         p("cmd_vel_timeout_s", 0.5, f("a cmd_vel older than this no longer counts", 0.0, 600.0))
         p("no_command_action", "zero", plain("action assumed without a fresh cmd_vel: zero (stand still) or "
                                              "unknown (footage without commands)", read_only=False))
+        p("output_size", [0, 0], plain("[height, width] of predicted frames; [0, 0] = the camera's own (with an "
+                                       "anchored decoder; else the model's input size)", read_only=False))
 
     def _check_parameters(self, parameters: list) -> SetParametersResult:
         """Refuse what the descriptors cannot express (rclpy checks the ranges itself)."""
@@ -117,7 +119,7 @@ class WorldModelNode(LifecycleNode):
         """The rollout settings with `changes` applied. Raises ValueError on bad values."""
         value = lambda name: (changes or {}).get(name, self.get_parameter(name).value)  # noqa: E731
         return RolloutSettings(value("horizon"), value("samples"), value("sampler_steps"), value("deadline_ms"),
-                               value("no_command_action"))
+                               value("no_command_action"), tuple(int(v) for v in value("output_size")))
 
     def _apply(self, settings: RolloutSettings) -> None:
         self._gate.set_rate(self.get_parameter("rollout_rate").value)
@@ -241,7 +243,7 @@ class WorldModelNode(LifecycleNode):
         try:
             rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)  # (H0, W0, 3)
             converted = time.perf_counter()
-            fitted, latent = self.pipeline.encode(rgb)  # (H, W, 3), (C, h, w)
+            _, latent = self.pipeline.encode(rgb)  # (C, h, w)
         except ImageConversionError as error:
             unknown = isinstance(msg, Image) and msg.encoding not in FORMATS
             return self._drop("unknown_encoding" if unknown else "malformed_image", str(error))
@@ -255,13 +257,13 @@ class WorldModelNode(LifecycleNode):
         self._outputs["latents"].publish(m.patch_latents(latent, stamp, frame_id, self.model, self.pipeline.info))
         self.counters.add("published/latents")
         if self.predicts:
-            self._add_frame(stamp, frame_id, latent, receipt_s, real=fitted)
+            self._add_frame(stamp, frame_id, latent, receipt_s, real=rgb)  # anchored predictions warp the camera frame
 
     # --- context (encoder thread or executor) -----------------------------------------------
 
     def _add_frame(self, stamp: int, frame_id: str, latent: np.ndarray, receipt_s: float,
                    real: np.ndarray | None) -> None:
-        verdict = self.pipeline.observe(stamp, frame_id, latent, receipt_s)
+        verdict = self.pipeline.observe(stamp, frame_id, latent, receipt_s, image=real)
         if verdict in (Verdict.DUPLICATE_STAMP, Verdict.OUT_OF_ORDER_STAMP):
             return self._drop(verdict.value, f"frame stamped {stamp} ns is not newer than the newest one")
         if verdict is Verdict.RESET:
