@@ -124,13 +124,17 @@ def backward_warp(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
                          align_corners=True)
 
 
-def compose(last: torch.Tensor, synthesis: torch.Tensor, motion: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def compose(last: torch.Tensor, synthesis: torch.Tensor, motion: torch.Tensor, mask: torch.Tensor,
+            base: torch.Tensor | None = None) -> torch.Tensor:
     """The anchored prediction at the resolution of `last`, as the runtime builds it.
 
     Args:
         last: float (B, 3, Ht, Wt) in [0, 1], the last real frame at the target resolution.
         synthesis: float (B, 3, H, W) in [0, 1], the decoder's image at the model resolution.
-        motion, mask: AnchorNet outputs at the model resolution (B, 2|1, H, W).
+        motion, mask: at the model resolution (B, 2|1, H, W); with `base`, `motion` is the
+            correction (AnchorNet's motion minus step * its flow input).
+        base: float (B, 2, Ht, Wt) motion in target pixels added after upsampling (step times the
+            flow computed at the target resolution), or None.
 
     Returns:
         float (B, 3, Ht, Wt) in [0, 1].
@@ -139,6 +143,8 @@ def compose(last: torch.Tensor, synthesis: torch.Tensor, motion: torch.Tensor, m
     scale = torch.tensor([size[1] / motion.shape[-1], size[0] / motion.shape[-2]], dtype=motion.dtype,
                          device=motion.device).reshape(1, 2, 1, 1)
     motion = F.interpolate(motion, size=size, mode="bilinear", align_corners=False) * scale
+    if base is not None:
+        motion = motion + base
     mask = F.interpolate(mask, size=size, mode="bilinear", align_corners=False)
     synthesis = F.interpolate(synthesis, size=size, mode="bilinear", align_corners=False)
     return (1.0 - mask) * backward_warp(last, motion) + mask * synthesis

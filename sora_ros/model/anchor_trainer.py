@@ -7,7 +7,8 @@ of step k, last context latent) -> the real frame k, for k = 1..H:
   - teacher: the encoder's latent of the real future frame k;
   - rollout: the DiT's predicted latent of step k (after `--teacher-fraction` of the steps, half
     the batch), so the decoder tolerates rollout error;
-  - still: a frame repeated (no motion, latent = its own), so a static scene gives the last frame.
+  - still: a frame repeated, with its own latent or the latent the DiT predicts from a context of
+    that frame repeated (the DiT drifts there), so a static scene gives the last frame back.
 The loss is L1 at TARGET_FACTOR x the model's resolution (the warp is where sharpness comes
 from) plus a small price on the mask (warp where the warp is as good). Single process; resumable
 from OUT/anchor.pt; bf16 autocast with --precision bf16.
@@ -28,9 +29,13 @@ ANCHOR_CHECKPOINT_FORMAT = "sora_ros.anchor_checkpoint/1"
 # Targets (and the frame warped in training) are this many times the model's resolution.
 TARGET_FACTOR = 2
 # Weight of the mean mask in the loss (prefers the sharp warp when both are as good).
-MASK_WEIGHT = 0.01
+MASK_WEIGHT = 0.03
 # Share of each batch that is a repeated (static) frame.
-STILL_SHARE = 0.1
+STILL_SHARE = 0.15
+# Share of each batch drawn from footage without commands (real video), when there is some.
+REAL_SHARE = 0.3
+# Share of each batch on DiT-predicted latents after the teacher phase.
+ROLLOUT_SHARE = 0.7
 # Rollout windows per sequence (starting at 0 and at the last possible start).
 ROLLOUT_WINDOWS = 2
 # Sequences rolled out by the DiT (spread over the data): a rollout costs ~0.15 s per window on 2 cores.
@@ -44,21 +49,25 @@ class AnchorData:
     """Everything a batch is drawn from, as numpy arrays (N sequences of S frames)."""
 
     frames: np.ndarray  # uint8 (N, S, Ht, Wt, 3) at TARGET_FACTOR x the model resolution
+    actions: np.ndarray  # float32 (N, S, A), NaN rows: unknown (footage without commands)
     fitted: np.ndarray  # uint8 (N, S, H, W, 3) at the model resolution
     flow: np.ndarray  # float16 (N, S, 2, H, W): back-flow of frame t to t - 1 (zero at t = 0)
+    target_flow: np.ndarray  # float16 (N, S, 2, Ht, Wt): the same at the target resolution (camera_flow)
     latents: np.ndarray  # float32 (N, S, C, h, w) encoder latents
     recon: np.ndarray  # uint8 (N, S, H, W, 3) decoder images of `latents`
     roll_rows: np.ndarray  # int (M,) the sequences rolled out
     roll_start: np.ndarray  # int (R,) the last context frame of each rollout window
     roll_latents: np.ndarray  # float32 (M, R, L, C, h, w)
     roll_images: np.ndarray  # uint8 (M, R, L, H, W, 3)
+    still_latents: np.ndarray  # float32 (M, L, C, h, w): rolled out from frame K - 1 repeated K times
+    still_images: np.ndarray  # uint8 (M, L, H, W, 3)
     summary: dict
 
 
 def prepare(engine, paths, image_topic, action_topic, *, length: int, horizon: int, log=print) -> AnchorData:
     """Read clips, and compute flows, latents, decodes and rollouts with the runtime engine."""
     from sora_ros.bag.clip_sources import load_sequences
-    from sora_ros.runtime.anchor import classical_flow
+    from sora_ros.runtime.anchor import camera_flow, classical_flow
 
     info = engine.info
     height, width = info.image_size
@@ -71,9 +80,11 @@ def prepare(engine, paths, image_topic, action_topic, *, length: int, horizon: i
     latents = np.concatenate([engine.encode(flat[i:i + ENGINE_BATCH]) for i in range(0, len(flat), ENGINE_BATCH)])
     recon = np.concatenate([engine.decode(latents[i:i + ENGINE_BATCH]) for i in range(0, len(latents), ENGINE_BATCH)])
     flow = np.zeros((n, s, 2, height, width), np.float16)
+    target_flow = np.zeros((n, s, 2, *data.frames.shape[2:4]), np.float16)
     for i in range(n):
         for t in range(1, s):
             flow[i, t] = classical_flow(fitted[i, t - 1], fitted[i, t])
+            target_flow[i, t] = camera_flow(data.frames[i, t - 1], data.frames[i, t]).transpose(2, 0, 1)
     latents = latents.reshape(n, s, *latents.shape[1:])
     recon = recon.reshape(n, s, height, width, 3)
     starts = sorted({k - 1, s - horizon - 1})[:ROLLOUT_WINDOWS]
@@ -88,39 +99,64 @@ def prepare(engine, paths, image_topic, action_topic, *, length: int, horizon: i
                 actions = data.actions[chunk, last:last + horizon]  # (B, L, A), NaN = unknown
             result = engine.rollout(context, actions, horizon=horizon, seed=i + w)
             roll_latents[i:i + ENGINE_BATCH, w] = result.latents[:, 0]
+    still_latents = np.zeros((len(rows), horizon, *latents.shape[2:]), np.float32)
+    for i in range(0, len(rows), ENGINE_BATCH):
+        chunk = rows[i:i + ENGINE_BATCH]
+        context = np.repeat(latents[chunk, k - 1][:, None], k, axis=1)  # (B, K, C, h, w): a still camera
+        actions = None
+        if info.action_dim:  # standing still where commands are known, unknown where they are not
+            actions = np.where(np.isnan(data.actions[chunk, :horizon]), np.nan, 0.0).astype(np.float32)
+        still_latents[i:i + ENGINE_BATCH] = engine.rollout(context, actions, horizon=horizon, seed=i).latents[:, 0]
+    flat_still = still_latents.reshape(-1, *latents.shape[2:])
+    still_images = np.concatenate([engine.decode(flat_still[i:i + ENGINE_BATCH])
+                                   for i in range(0, len(flat_still), ENGINE_BATCH)])
     flat_roll = roll_latents.reshape(-1, *latents.shape[2:])
     roll_images = np.concatenate([engine.decode(flat_roll[i:i + ENGINE_BATCH])
                                   for i in range(0, len(flat_roll), ENGINE_BATCH)])
     log(f"anchor data: {n} sequences of {s} frames; {len(starts)} rollout windows of {len(rows)} of them")
-    return AnchorData(data.frames, fitted, flow, latents, recon, rows, np.array(starts), roll_latents,
-                      roll_images.reshape(len(rows), len(starts), horizon, height, width, 3), data.summary())
+    return AnchorData(data.frames, data.actions, fitted, flow, target_flow, latents, recon, rows, np.array(starts), roll_latents,
+                      roll_images.reshape(len(rows), len(starts), horizon, height, width, 3), still_latents,
+                      still_images.reshape(len(rows), horizon, height, width, 3), data.summary())
 
 
 def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, still_share: float) -> dict:
     """A batch of numpy arrays: frames, flow, latent, context_latent, step, synthesis, last, target."""
     n, s = data.frames.shape[:2]
     rows = rng.integers(n, size=count)
+    # Footage without commands (real video) is scarce: draw it for REAL_SHARE of the batch.
+    unknown = np.flatnonzero(np.isnan(data.actions).all(axis=(1, 2))) if data.actions.size else np.arange(0)
+    if 0 < len(unknown) < n:
+        pick = rng.random(count) < REAL_SHARE
+        rows[pick] = unknown[rng.integers(len(unknown), size=int(pick.sum()))]
     kinds = rng.random(count)  # < still: static; < still + rollout: rollout; else teacher
-    batch = {key: [] for key in ("frames", "flow", "latent", "context_latent", "step", "synthesis", "last", "target")}
+    batch = {key: [] for key in ("frames", "flow", "latent", "context_latent", "step", "synthesis", "last", "target",
+                                 "base")}
     for row, kind in zip(rows, kinds):
         if kind < still_share:
-            t = rng.integers(s)
-            step, target_t, prev_t = rng.integers(1, horizon + 1), t, t
-            latent, synthesis = data.latents[row, t], data.recon[row, t]
+            step = rng.integers(1, horizon + 1)
+            if kind < still_share / 2:  # the DiT's drifting prediction from a still context
+                m = rng.integers(len(data.roll_rows))
+                row, t = data.roll_rows[m], data.roll_start[0]
+                latent, synthesis = data.still_latents[m, step - 1], data.still_images[m, step - 1]
+            else:
+                t = rng.integers(s)
+                latent, synthesis = data.latents[row, t], data.recon[row, t]
+            target_t, prev_t = t, t
             flow = np.zeros_like(data.flow[row, t])
+            base = np.zeros_like(data.target_flow[row, t])
         elif kind < still_share + rollout_share:
             m, w = rng.integers(len(data.roll_rows)), rng.integers(len(data.roll_start))
             row, t = data.roll_rows[m], data.roll_start[w]
             step = rng.integers(1, horizon + 1)
             target_t, prev_t = t + step, t - 1
             latent, synthesis = data.roll_latents[m, w, step - 1], data.roll_images[m, w, step - 1]
-            flow = data.flow[row, t]
+            flow, base = data.flow[row, t], data.target_flow[row, t]
         else:
             step = rng.integers(1, horizon + 1)
             t = rng.integers(1, s - step)
             target_t, prev_t = t + step, t - 1
             latent, synthesis = data.latents[row, target_t], data.recon[row, target_t]
-            flow = data.flow[row, t]
+            flow, base = data.flow[row, t], data.target_flow[row, t]
         batch["frames"].append(np.stack([data.fitted[row, prev_t], data.fitted[row, t]]))
         batch["flow"].append(flow.astype(np.float32))
         batch["latent"].append(latent)
@@ -129,6 +165,7 @@ def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, 
         batch["synthesis"].append(synthesis)
         batch["last"].append(data.frames[row, t])
         batch["target"].append(data.frames[row, target_t])
+        batch["base"].append(np.float32(step) * base.astype(np.float32))
     return {key: np.stack(values) for key, values in batch.items()}
 
 
@@ -144,7 +181,8 @@ def anchored_loss(net, batch: dict) -> tuple:
     def unit(images):  # uint8 (B, H, W, 3) -> float (B, 3, H, W) in [0, 1]
         return images.permute(0, 3, 1, 2).float() / 255.0
 
-    predicted = compose(unit(batch["last"]), unit(batch["synthesis"]), motion.float(), mask.float())
+    correction = motion.float() - batch["step"].reshape(-1, 1, 1, 1) * batch["flow"]  # (B, 2, H, W) learned part
+    predicted = compose(unit(batch["last"]), unit(batch["synthesis"]), correction, mask.float(), batch["base"])
     target = unit(batch["target"])
     l1 = (predicted - target).abs().mean()
     loss = l1 + MASK_WEIGHT * mask.float().mean()
@@ -227,7 +265,8 @@ def train_anchor(args) -> dict:
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr)
-        batch = _tensors(draw(train, args.batch, rng, horizon, 0.0 if step < teacher_steps else 0.5, STILL_SHARE))
+        batch = _tensors(draw(train, args.batch, rng, horizon, 0.0 if step < teacher_steps else ROLLOUT_SHARE,
+                            STILL_SHARE))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             loss, metrics, _ = anchored_loss(net, batch)
         optimizer.zero_grad(set_to_none=True)

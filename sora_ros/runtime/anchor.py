@@ -7,13 +7,19 @@ the two fields are upsampled to the camera's own frame, the camera's last real f
 with cv2.remap, and the VAE decoder's image of the latent is blended in only where the mask asks
 for it (and decoded only then). Output size follows the camera.
 
-    decoder = AnchoredDecoder(session, info)
+    decoder = AnchoredDecoder(session)
     flow = classical_flow(previous_fitted, last_fitted)                     # (2, H, W), once per context
+    camera_flow = camera_flow(previous_camera_frame, last_camera_frame)     # (H0, W0, 2), once per context
     motion, mask = decoder.fields(previous_fitted, last_fitted, flow, latents, context_latent, steps)
-    frame = render(last_camera_frame, motion[i], mask[i], synthesis_or_None)  # uint8 (H0, W0, 3)
+    correction = motion[i] - steps[i] * flow                                # what the network adds
+    frame = render(last_camera_frame, correction, mask[i], synthesis_or_None, steps[i] * camera_flow)
 
-The fields live in the centre window fit_frame crops (the frame the model saw); outside it, on a
-camera wider than the model's aspect ratio, they are extended by repeating their edge.
+The network's motion is constant-velocity flow plus a learned correction. The runtime keeps the
+correction (model resolution, upsampled) but takes the constant-velocity part from the same flow
+computed on the camera's own frames (longer side capped at FLOW_MAX_SIDE), which is sharper than
+the model-resolution flow. The correction and the mask live in the centre window fit_frame crops
+(the frame the model saw); outside it, on a camera wider than the model's aspect ratio, they are
+extended by repeating their edge.
 
 Legend: B batch, H/W model image, H0/W0 camera image, C/h/w latent grid.
 """
@@ -37,6 +43,8 @@ MASK_FLOOR = 0.02
 MOTION_FLOOR_PX = 0.05
 # The classical flow feature: DIS (OpenCV) between the last two observed frames, at the model's resolution.
 FLOW_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
+# The camera-resolution flow is computed on frames whose longer side is at most this (then upsampled).
+FLOW_MAX_SIDE = 320
 
 
 def anchor_signature(image_size: tuple[int, int], latent_shape: tuple[int, int, int]) -> dict:
@@ -68,6 +76,30 @@ def classical_flow(previous: np.ndarray, last: np.ndarray) -> np.ndarray:
     dis = cv2.DISOpticalFlow_create(FLOW_PRESET)  # a fresh one per call: no state shared between threads
     back = dis.calc(cv2.cvtColor(last, cv2.COLOR_RGB2GRAY), cv2.cvtColor(previous, cv2.COLOR_RGB2GRAY), None)
     return np.ascontiguousarray(back.transpose(2, 0, 1))  # (H, W, 2) -> (2, H, W)
+
+
+def camera_flow(previous: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """`classical_flow` on camera frames, at most FLOW_MAX_SIDE pixels on the longer side, returned
+    at the frames' resolution in their pixels.
+
+    Args:
+        previous, last: uint8 (H0, W0, 3) RGB camera frames, dt apart.
+
+    Returns:
+        float32 (H0, W0, 2): (dx, dy) such that last(x, y) ~ previous(x + dx, y + dy).
+    """
+    height, width = last.shape[:2]
+    scale = min(1.0, FLOW_MAX_SIDE / max(height, width))
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        previous = cv2.resize(previous, size, interpolation=cv2.INTER_AREA)
+        last = cv2.resize(last, size, interpolation=cv2.INTER_AREA)
+    flow = classical_flow(previous, last).transpose(1, 2, 0)  # (h, w, 2)
+    if scale < 1.0:
+        flow = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR)
+        flow[..., 0] *= width / previous.shape[1]
+        flow[..., 1] *= height / previous.shape[0]
+    return np.ascontiguousarray(flow, np.float32)
 
 
 @dataclass(frozen=True)
@@ -106,15 +138,19 @@ def _to_camera(field: np.ndarray, camera_hw: tuple[int, int], window: Window) ->
     return resized
 
 
-def render(last: np.ndarray, motion: np.ndarray, mask: np.ndarray, synthesis: np.ndarray | None) -> np.ndarray:
+def render(last: np.ndarray, motion: np.ndarray, mask: np.ndarray, synthesis: np.ndarray | None,
+           base: np.ndarray | None = None) -> np.ndarray:
     """One predicted frame at the camera's resolution.
 
     Args:
         last: uint8 (H0, W0, 3) RGB, the last real camera frame.
-        motion: float32 (2, H, W) at the model resolution, model pixels (anchor graph output).
+        motion: float32 (2, H, W) at the model resolution, model pixels: the motion (or, with
+            `base`, the correction added to it).
         mask: float32 (1, H, W) in [0, 1].
         synthesis: uint8 (H, W, 3) the decoder's image of the predicted latent, or None when the
             mask stays below MASK_FLOOR everywhere (then it is not needed).
+        base: float32 (H0, W0, 2) camera-pixel motion added to the upsampled `motion`
+            (step k times `camera_flow`), or None.
 
     Returns:
         uint8 (H0, W0, 3) RGB.
@@ -125,6 +161,8 @@ def render(last: np.ndarray, motion: np.ndarray, mask: np.ndarray, synthesis: np
     flow = _to_camera(np.ascontiguousarray(motion.transpose(1, 2, 0)), camera_hw, window)  # (H0, W0, 2)
     flow[..., 0] *= window.width / model_hw[1]
     flow[..., 1] *= window.height / model_hw[0]
+    if base is not None:
+        flow += base
     if np.abs(flow).max() < MOTION_FLOOR_PX:
         warped = last.copy()
     else:

@@ -44,15 +44,16 @@ from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES, 
 from sora_ros.core.stats import Counters, LatencyWindow
 from sora_ros.core.units import NS_PER_S
 from sora_ros.runtime.anchor import MASK_FLOOR as ANCHOR_MASK_FLOOR
-from sora_ros.runtime.anchor import classical_flow, render
+from sora_ros.runtime.anchor import camera_flow, classical_flow, render
 from sora_ros.runtime.engine import WorldModelEngine
 
 # A source image smaller than the model input by more than this factor is refused, not upscaled.
 MAX_UPSCALE = 4
 LIVE, SERVICE = "live", "service"
-# Observed frames kept (at the model's resolution) to find the context's last two; the camera-size
-# copy is kept for the newest frame only.
+# Observed frames kept at the model's resolution to find the context's last two, and at the
+# camera's (the newest few: the context's previous frame is dt back, 6 frames at 60 Hz and dt 0.1 s).
 KEPT_FRAMES = 32
+KEPT_CAMERA_FRAMES = 8
 # Largest output_size side a setting may ask for.
 MAX_OUTPUT_SIDE = 4096
 
@@ -170,8 +171,8 @@ class WorldModelPipeline:
         self._buffer = ContextBuffer(self.info.context_frames, self.info.dt, jump_back_s)
         self._lock = threading.Lock()
         self._fitted: OrderedDict[int, np.ndarray] = OrderedDict()  # stamp -> uint8 (H, W, 3)
-        self._camera: tuple[int, np.ndarray] | None = None  # (stamp, uint8 (H0, W0, 3)) of the newest frame
-        self._flow: tuple[tuple[int, int], np.ndarray] | None = None  # ((previous, last) stamps, flow)
+        self._camera: OrderedDict[int, np.ndarray] = OrderedDict()  # stamp -> uint8 (H0, W0, 3), newest last
+        self._flow: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = None  # (stamps, model, camera flow)
 
     # --- camera frame -> context --------------------------------------------------------------
 
@@ -208,19 +209,22 @@ class WorldModelPipeline:
         """
         fitted = None if image is None else fit_frame(image, self.info.image_size)
         with self._lock:
-            newest = self._camera
-            if image is not None and newest is not None and newest[1].shape != image.shape:
+            newest = next(reversed(self._camera.values()), None)
+            if image is not None and newest is not None and newest.shape != image.shape:
                 self._forget()
                 self.counters.add("reset/resolution")
             verdict = self._buffer.add(stamp_ns, latent, frame_id, receipt_s)
             if verdict in (Verdict.ACCEPTED, Verdict.RESET):
                 if verdict is Verdict.RESET:
                     self._fitted.clear()
+                    self._camera.clear()
                 if fitted is not None:
                     self._fitted[stamp_ns] = fitted
-                    self._camera = (stamp_ns, image)
+                    self._camera[stamp_ns] = image
                 while len(self._fitted) > KEPT_FRAMES:
                     self._fitted.popitem(last=False)
+                while len(self._camera) > KEPT_CAMERA_FRAMES:
+                    self._camera.popitem(last=False)
         if verdict is Verdict.RESET:
             self.memory.clear()
         return verdict
@@ -229,7 +233,8 @@ class WorldModelPipeline:
         """Empty the context and the kept frames (caller holds the lock)."""
         self._buffer.reset()
         self._fitted.clear()
-        self._camera = self._flow = None
+        self._camera.clear()
+        self._flow = None
 
     def latest_context(self) -> Context | None:
         """The newest complete context, or None (see ContextBuffer.latest)."""
@@ -349,38 +354,41 @@ class WorldModelPipeline:
         if anchor is None:
             images = self.engine.decode(latents[list(indices)])  # (D, H, W, 3)
         else:
-            previous, last, flow, camera = anchor
+            previous, last, flow, camera, camera_motion = anchor
             chosen = latents[list(indices)]  # (D, C, h, w)
             steps = np.array([i % horizon + 1 for i in indices], np.float32)
             motion, mask = self.engine.anchor_fields(previous, last, flow, chosen, context.latents[-1], steps)
+            correction = motion - steps[:, None, None, None] * flow[None]  # (D, 2, H, W): the learned part
             needs = mask.reshape(len(indices), -1).max(axis=1) >= ANCHOR_MASK_FLOOR  # (D,)
             synthesis = self.engine.decode(chosen[needs]) if needs.any() else None
             by_row = dict(zip(np.flatnonzero(needs).tolist(), synthesis if synthesis is not None else ()))
-            images = np.stack([render(camera, motion[j], mask[j], by_row.get(j)) for j in range(len(indices))])
+            images = np.stack([render(camera, correction[j], mask[j], by_row.get(j), steps[j] * camera_motion)
+                               for j in range(len(indices))])
             weights = np.where(mask < ANCHOR_MASK_FLOOR, 0.0, mask).reshape(len(indices), -1).mean(axis=1)  # (D,)
             shares = dict(zip(indices, weights.tolist()))
         if output_size != (0, 0) and images.shape[1:3] != output_size:
             images = np.stack([cv2.resize(image, output_size[::-1], interpolation=cv2.INTER_AREA) for image in images])
         return images, shares
 
-    def _anchor_inputs(self, context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        """(previous, last fitted frames, their flow, the camera frame) for `context`, or None when the
-        model has no anchored decoder or the frames were not given (latents-only input)."""
+    def _anchor_inputs(self, context: Context) -> tuple[np.ndarray, ...] | None:
+        """(previous, last fitted frames, their flow (2, H, W), the last camera frame, the camera
+        frames' flow (H0, W0, 2)) for `context`, or None when the model has no anchored decoder or
+        the frames were not given (latents-only input)."""
         if self.engine.anchor is None or len(context.stamps_ns) < 2:
             return None
         pair = tuple(context.stamps_ns[-2:])
         with self._lock:
             previous, last = self._fitted.get(pair[0]), self._fitted.get(pair[1])
-            camera, cached = self._camera, self._flow
-        if previous is None or last is None or camera is None or camera[0] != pair[1]:
+            camera_previous, camera, cached = self._camera.get(pair[0]), self._camera.get(pair[1]), self._flow
+        if previous is None or last is None or camera is None or camera_previous is None:
             return None
         if cached is not None and cached[0] == pair:
-            flow = cached[1]
+            flow, motion = cached[1], cached[2]
         else:
-            flow = classical_flow(previous, last)  # (2, H, W)
+            flow, motion = classical_flow(previous, last), camera_flow(camera_previous, camera)
             with self._lock:
-                self._flow = (pair, flow)
-        return previous, last, flow, camera[1]
+                self._flow = (pair, flow, motion)
+        return previous, last, flow, camera, motion
 
     def _count(self, kind: str, plan: RolloutPlan, missed: bool, step_ms: float, rollout_ms: float,
                decode_ms: float) -> None:
