@@ -120,7 +120,9 @@ def prepare(engine, paths, image_topic, action_topic, *, length: int, horizon: i
 
 
 def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, still_share: float) -> dict:
-    """A batch of numpy arrays: frames, flow, latent, context_latent, step, synthesis, last, target."""
+    """A batch of numpy arrays: frames, flow, latent, context_latent, step, synthesis, last, target, base."""
+    from sora_ros.runtime.anchor import trajectory_motion
+
     n, s = data.frames.shape[:2]
     rows = rng.integers(n, size=count)
     # Footage without commands (real video) is scarce: draw it for REAL_SHARE of the batch.
@@ -165,7 +167,8 @@ def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, 
         batch["synthesis"].append(synthesis)
         batch["last"].append(data.frames[row, t])
         batch["target"].append(data.frames[row, target_t])
-        batch["base"].append(np.float32(step) * base.astype(np.float32))
+        trajectory = trajectory_motion(np.ascontiguousarray(base.transpose(1, 2, 0), np.float32), int(step))
+        batch["base"].append(np.ascontiguousarray(trajectory[-1].transpose(2, 0, 1)))  # (2, Ht, Wt)
     return {key: np.stack(values) for key, values in batch.items()}
 
 

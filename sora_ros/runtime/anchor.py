@@ -12,12 +12,13 @@ for it (and decoded only then). Output size follows the camera.
     camera_flow = camera_flow(previous_camera_frame, last_camera_frame)     # (H0, W0, 2), once per context
     motion, mask = decoder.fields(previous_fitted, last_fitted, flow, latents, context_latent, steps)
     correction = motion[i] - steps[i] * flow                                # what the network adds
-    frame = render(last_camera_frame, correction, mask[i], synthesis_or_None, steps[i] * camera_flow)
+    base = trajectory_motion(camera_flow, max(steps))                       # (L, H0, W0, 2)
+    frame = render(last_camera_frame, correction, mask[i], synthesis_or_None, base[steps[i] - 1])
 
 The network's motion is constant-velocity flow plus a learned correction. The runtime keeps the
 correction (model resolution, upsampled) but takes the constant-velocity part from the same flow
 computed on the camera's own frames (longer side capped at FLOW_MAX_SIDE), which is sharper than
-the model-resolution flow. The correction and the mask live in the centre window fit_frame crops
+the model-resolution flow, followed along trajectories (`trajectory_motion`) and applied in one warp. The correction and the mask live in the centre window fit_frame crops
 (the frame the model saw); outside it, on a camera wider than the model's aspect ratio, they are
 extended by repeating their edge.
 
@@ -44,7 +45,7 @@ MOTION_FLOOR_PX = 0.05
 # The classical flow feature: DIS (OpenCV) between the last two observed frames, at the model's resolution.
 FLOW_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
 # The camera-resolution flow is computed on frames whose longer side is at most this (then upsampled).
-FLOW_MAX_SIDE = 320
+FLOW_MAX_SIDE = 640
 
 
 def anchor_signature(image_size: tuple[int, int], latent_shape: tuple[int, int, int]) -> dict:
@@ -102,6 +103,30 @@ def camera_flow(previous: np.ndarray, last: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(flow, np.float32)
 
 
+def trajectory_motion(flow: np.ndarray, steps: int) -> np.ndarray:
+    """Constant-velocity motion along trajectories, k = 1..steps, as one displacement per step.
+
+    Warping the last frame k times by `flow` (what flow extrapolation does) samples it at
+    x + m_k(x) with m_1 = flow and m_k(x) = flow(x) + m_{k-1}(x + flow(x)); composing the
+    displacements first and warping once gives the same motion with one interpolation, not k.
+
+    Args:
+        flow: float32 (H, W, 2) back-flow in pixels (`camera_flow`).
+        steps: the largest k.
+
+    Returns:
+        float32 (steps, H, W, 2).
+    """
+    height, width = flow.shape[:2]
+    xs, ys = _grid(height, width)
+    map_x, map_y = xs + flow[..., 0], ys + flow[..., 1]
+    motion = np.empty((steps, height, width, 2), np.float32)
+    motion[0] = flow
+    for k in range(1, steps):
+        motion[k] = flow + cv2.remap(motion[k - 1], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return motion
+
+
 @dataclass(frozen=True)
 class Window:
     """Where the model's view lies in the camera frame (fit_frame's centre crop), in camera pixels."""
@@ -150,7 +175,7 @@ def render(last: np.ndarray, motion: np.ndarray, mask: np.ndarray, synthesis: np
         synthesis: uint8 (H, W, 3) the decoder's image of the predicted latent, or None when the
             mask stays below MASK_FLOOR everywhere (then it is not needed).
         base: float32 (H0, W0, 2) camera-pixel motion added to the upsampled `motion`
-            (step k times `camera_flow`), or None.
+            (`trajectory_motion(camera_flow(...), k)[k - 1]`), or None.
 
     Returns:
         uint8 (H0, W0, 3) RGB.

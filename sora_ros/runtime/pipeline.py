@@ -44,7 +44,7 @@ from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES, 
 from sora_ros.core.stats import Counters, LatencyWindow
 from sora_ros.core.units import NS_PER_S
 from sora_ros.runtime.anchor import MASK_FLOOR as ANCHOR_MASK_FLOOR
-from sora_ros.runtime.anchor import camera_flow, classical_flow, render
+from sora_ros.runtime.anchor import camera_flow, classical_flow, render, trajectory_motion
 from sora_ros.runtime.engine import WorldModelEngine
 
 # A source image smaller than the model input by more than this factor is refused, not upscaled.
@@ -362,7 +362,8 @@ class WorldModelPipeline:
             needs = mask.reshape(len(indices), -1).max(axis=1) >= ANCHOR_MASK_FLOOR  # (D,)
             synthesis = self.engine.decode(chosen[needs]) if needs.any() else None
             by_row = dict(zip(np.flatnonzero(needs).tolist(), synthesis if synthesis is not None else ()))
-            images = np.stack([render(camera, correction[j], mask[j], by_row.get(j), steps[j] * camera_motion)
+            base = trajectory_motion(camera_motion, int(steps.max()))  # (L, H0, W0, 2)
+            images = np.stack([render(camera, correction[j], mask[j], by_row.get(j), base[int(steps[j]) - 1])
                                for j in range(len(indices))])
             weights = np.where(mask < ANCHOR_MASK_FLOOR, 0.0, mask).reshape(len(indices), -1).mean(axis=1)  # (D,)
             shares = dict(zip(indices, weights.tolist()))
