@@ -48,9 +48,9 @@ def rss_mib(pid: int) -> dict[str, float]:
     return values
 
 
-def _pattern(t: float) -> np.ndarray:
+def _pattern(t: float, size: tuple[int, int] = CAMERA_SIZE) -> np.ndarray:
     """uint8 (H, W, 3): stripes that drift with time, so frames differ."""
-    height, width = CAMERA_SIZE
+    height, width = size
     x = np.arange(width)[None, :, None]
     y = np.arange(height)[:, None, None]
     phase = np.array([0.0, 2.0, 4.0])[None, None, :]
@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     model = args.model or str(default_model_dir())
     duration = args.duration
+    camera_size = tuple(getattr(args, "camera_size", None) or CAMERA_SIZE)  # (H, W)
     node = processes.start(processes.node_command(WORLD_MODEL, ["-p", f"model_path:={model}", "-r", "image:=/bench/image"]),
                            stdout=subprocess.DEVNULL)
     rclpy.init()
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     threading.Thread(target=executor.spin, daemon=True).start()
     start = time.monotonic()
     probe.create_timer(1.0 / args.camera_rate, lambda: camera.publish(
-        numpy_to_image(_pattern(time.monotonic() - start), "rgb8", header(time.time_ns(), "camera"))))
+        numpy_to_image(_pattern(time.monotonic() - start, camera_size), "rgb8", header(time.time_ns(), "camera"))))
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not latencies:
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         rclpy.try_shutdown()
         processes.stop([node])
     print(f"machine: {machine_description()}")
-    print(f"model: {model}; camera {CAMERA_SIZE[1]}x{CAMERA_SIZE[0]} rgb8 at {args.camera_rate:g} Hz, "
+    print(f"model: {model}; camera {camera_size[1]}x{camera_size[0]} rgb8 at {args.camera_rate:g} Hz, "
           f"{time.monotonic() - start:.0f} s")
     print(f"camera stamp -> ~/futures received: p50 {np.percentile(values, 50):.1f} ms, "
           f"p99 {np.percentile(values, 99):.1f} ms (n={values.size}, {values.size / measured_s:.1f} futures/s)")
