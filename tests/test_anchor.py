@@ -76,11 +76,12 @@ def test_export_adds_the_anchor_graph_with_parity(tmp_path):
     frames = rng.integers(0, 256, (2, height, width, 3), dtype=np.uint8)
     flow = rng.standard_normal((2, height, width)).astype(np.float32)
     latents = rng.standard_normal((3, *engine.info.latent_shape)).astype(np.float32)
-    motion, mask = engine.anchor_fields(frames[0], frames[1], flow, latents, latents[0], np.array([1, 2, 3]))
+    recon = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    motion, mask = engine.anchor_fields(frames[0], frames[1], flow, latents, latents[0], np.array([1, 2, 3]), recon)
     with torch.no_grad():
         expected = net(torch.from_numpy(np.stack([frames] * 3)), torch.from_numpy(np.stack([flow] * 3)),
                        torch.from_numpy(latents), torch.from_numpy(np.stack([latents[0]] * 3)),
-                       torch.tensor([1.0, 2.0, 3.0]))
+                       torch.tensor([1.0, 2.0, 3.0]), torch.from_numpy(np.stack([recon] * 3)))
     assert np.abs(motion - expected[0].numpy()).max() < 1e-3 and np.abs(mask - expected[1].numpy()).max() < 1e-3
 
 

@@ -81,11 +81,11 @@ def _anchor_rows(engine: WorldModelEngine, frames: np.ndarray, latents: np.ndarr
     step = np.ones(1, np.float32)
 
     def warp_only():
-        motion, mask = engine.anchor_fields(frames[0], frames[1], flow, latents[:1], latents[0], step)
+        motion, mask = engine.anchor_fields(frames[0], frames[1], flow, latents[:1], latents[0], step, frames[1])
         return render(camera, motion[0], mask[0], None)
 
     def with_synthesis():
-        motion, mask = engine.anchor_fields(frames[0], frames[1], flow, latents[:1], latents[0], step)
+        motion, mask = engine.anchor_fields(frames[0], frames[1], flow, latents[:1], latents[0], step, frames[1])
         return render(camera, motion[0], np.maximum(mask[0], 0.5), engine.decode(latents[:1])[0])
 
     label = f"{ANCHOR_CAMERA[1]}x{ANCHOR_CAMERA[0]}"

@@ -9,7 +9,8 @@ warps the camera's own last frame, so output size follows the camera and static 
 Ideas taken from the literature (no code): DMVFN and SimVP-style predictors warp the last frame
 with a predicted flow and fuse through a sigmoid mask; DCVC codes a frame conditioned on its
 reference; DIAMOND's upsampler is conditioned on the previous full-resolution frame. Here the
-condition is the latent the DiT predicted, and a classical flow between the last two observed
+condition is the latent the DiT predicted and how well the VAE reconstructs the last frame (it
+decides whether synthesis can be trusted), and a classical flow between the last two observed
 frames is an input feature: the network predicts a correction to constant-velocity motion
 (`step * flow`), starting from exactly zero, with the mask biased to the warp, so an untrained
 or static case gives the last frame back.
@@ -69,7 +70,7 @@ class AnchorNet(nn.Module):
         super().__init__()
         self.config = config
         width = config.width
-        image_in = 3 + 3 + 2 + 1  # previous, last, flow, step plane
+        image_in = 3 + 3 + 2 + 1 + 3  # previous, last, flow, step plane, |last - its reconstruction|
         self.full = nn.Sequential(nn.Conv2d(image_in, width // 2, 3, padding=1), nn.SiLU())
         self.down = nn.Sequential(nn.Conv2d(width // 2, width, 3, stride=2, padding=1), nn.SiLU())
         self.latent_in = nn.Sequential(nn.Conv2d(3 * latent_channels, width, 1), nn.SiLU(), nn.Conv2d(width, width, 1))
@@ -83,13 +84,15 @@ class AnchorNet(nn.Module):
             self.head.bias.copy_(torch.tensor([0.0, 0.0, MASK_INIT_BIAS]))
 
     def forward(self, frames: torch.Tensor, flow: torch.Tensor, latent: torch.Tensor, context_latent: torch.Tensor,
-                step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                step: torch.Tensor, reconstruction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Args:
             frames: uint8 (B, 2, H, W, 3) RGB, the previous and the last observed frame.
             flow: float32 (B, 2, H, W): where each pixel of the last frame was in the previous one (pixels).
             latent: float32 (B, C, h, w), the predicted latent of step k.
             context_latent: float32 (B, C, h, w), the last observed frame's latent.
             step: float32 (B,), k >= 1.
+            reconstruction: uint8 (B, H, W, 3), the VAE decoder's image of `context_latent`: where
+                it differs from the last frame, the VAE cannot be trusted to fill in (real footage).
 
         Returns:
             motion float32 (B, 2, H, W): predicted(x) = last(x + motion(x)), pixels (dx, dy);
@@ -99,7 +102,8 @@ class AnchorNet(nn.Module):
         images = frames.permute(0, 1, 4, 2, 3).reshape(b, 6, height, width).float() / 255.0  # (B, 6, H, W)
         steps = step.reshape(b, 1, 1, 1)
         plane = (steps / self.config.horizon).expand(b, 1, height, width)
-        full = self.full(torch.cat([images, flow / FLOW_INPUT_SCALE, plane], dim=1))  # (B, W/2, H, W)
+        error = (images[:, 3:] - reconstruction.permute(0, 3, 1, 2).float() / 255.0).abs()  # (B, 3, H, W)
+        full = self.full(torch.cat([images, flow / FLOW_INPUT_SCALE, plane, error], dim=1))  # (B, W/2, H, W)
         half = self.down(full)  # (B, D, H/2, W/2)
         lat = self.latent_in(torch.cat([latent, context_latent, latent - context_latent], dim=1))  # (B, D, h, w)
         lat = F.interpolate(lat, size=half.shape[-2:], mode="bilinear", align_corners=False)

@@ -29,11 +29,11 @@ ANCHOR_CHECKPOINT_FORMAT = "sora_ros.anchor_checkpoint/1"
 # Targets (and the frame warped in training) are this many times the model's resolution.
 TARGET_FACTOR = 2
 # Weight of the mean mask in the loss (prefers the sharp warp when both are as good).
-MASK_WEIGHT = 0.03
+MASK_WEIGHT = 0.05
 # Share of each batch that is a repeated (static) frame.
 STILL_SHARE = 0.15
 # Share of each batch drawn from footage without commands (real video), when there is some.
-REAL_SHARE = 0.3
+REAL_SHARE = 0.15
 # Share of each batch on DiT-predicted latents after the teacher phase.
 ROLLOUT_SHARE = 0.7
 # Rollout windows per sequence (starting at 0 and at the last possible start).
@@ -132,7 +132,7 @@ def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, 
         rows[pick] = unknown[rng.integers(len(unknown), size=int(pick.sum()))]
     kinds = rng.random(count)  # < still: static; < still + rollout: rollout; else teacher
     batch = {key: [] for key in ("frames", "flow", "latent", "context_latent", "step", "synthesis", "last", "target",
-                                 "base")}
+                                 "base", "reconstruction")}
     for row, kind in zip(rows, kinds):
         if kind < still_share:
             step = rng.integers(1, horizon + 1)
@@ -163,6 +163,7 @@ def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, 
         batch["flow"].append(flow.astype(np.float32))
         batch["latent"].append(latent)
         batch["context_latent"].append(data.latents[row, t])
+        batch["reconstruction"].append(data.recon[row, t])
         batch["step"].append(np.float32(step))
         batch["synthesis"].append(synthesis)
         batch["last"].append(data.frames[row, t])
@@ -179,7 +180,8 @@ def anchored_loss(net, batch: dict) -> tuple:
     from sora_ros.model.anchor import compose
     from sora_ros.model.training import psnr
 
-    motion, mask = net(batch["frames"], batch["flow"], batch["latent"], batch["context_latent"], batch["step"])
+    motion, mask = net(batch["frames"], batch["flow"], batch["latent"], batch["context_latent"], batch["step"],
+                       batch["reconstruction"])
 
     def unit(images):  # uint8 (B, H, W, 3) -> float (B, 3, H, W) in [0, 1]
         return images.permute(0, 3, 1, 2).float() / 255.0

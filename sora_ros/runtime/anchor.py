@@ -10,7 +10,7 @@ for it (and decoded only then). Output size follows the camera.
     decoder = AnchoredDecoder(session)
     flow = classical_flow(previous_fitted, last_fitted)                     # (2, H, W), once per context
     camera_flow = camera_flow(previous_camera_frame, last_camera_frame)     # (H0, W0, 2), once per context
-    motion, mask = decoder.fields(previous_fitted, last_fitted, flow, latents, context_latent, steps)
+    motion, mask = decoder.fields(previous_fitted, last_fitted, flow, latents, context_latent, steps, reconstruction)
     correction = motion[i] - steps[i] * flow                                # what the network adds
     base = trajectory_motion(camera_flow, max(steps))                       # (L, H0, W0, 2)
     frame = render(last_camera_frame, correction, mask[i], synthesis_or_None, base[steps[i] - 1])
@@ -58,7 +58,8 @@ def anchor_signature(image_size: tuple[int, int], latent_shape: tuple[int, int, 
     latent = tensor("float32", *latent_shape)
     return {
         "inputs": {"frames": tensor("uint8", 2, height, width, 3), "flow": tensor("float32", 2, height, width),
-                   "latent": latent, "context_latent": latent, "step": tensor("float32")},
+                   "latent": latent, "context_latent": latent, "step": tensor("float32"),
+                   "reconstruction": tensor("uint8", height, width, 3)},
         "outputs": {"motion": tensor("float32", 2, height, width), "mask": tensor("float32", 1, height, width)},
     }
 
@@ -213,7 +214,7 @@ class AnchoredDecoder:
         self.session = session
 
     def fields(self, previous: np.ndarray, last: np.ndarray, flow: np.ndarray, latents: np.ndarray,
-               context_latent: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               context_latent: np.ndarray, steps: np.ndarray, reconstruction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Motion and mask for B predicted latents of one context.
 
         Args:
@@ -222,6 +223,7 @@ class AnchoredDecoder:
             latents: float32 (B, C, h, w) predicted latents.
             context_latent: float32 (C, h, w) the last observed frame's latent.
             steps: (B,) the step k >= 1 each latent predicts.
+            reconstruction: uint8 (H, W, 3) the decoder's image of `context_latent`.
 
         Returns:
             motion float32 (B, 2, H, W), mask float32 (B, 1, H, W).
@@ -233,6 +235,7 @@ class AnchoredDecoder:
             "latent": np.ascontiguousarray(latents, np.float32),
             "context_latent": np.ascontiguousarray(np.broadcast_to(context_latent[None], latents.shape), np.float32),
             "step": np.asarray(steps, np.float32).reshape(count),
+            "reconstruction": np.ascontiguousarray(np.broadcast_to(reconstruction[None], (count, *reconstruction.shape))),
         }
         motion, mask = self.session.run(None, feeds)
         return motion, mask

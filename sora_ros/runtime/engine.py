@@ -232,16 +232,21 @@ class WorldModelEngine:
         return np.rint(images * PIXEL_MAX).astype(np.uint8)
 
     def anchor_fields(self, previous: np.ndarray, last: np.ndarray, flow: np.ndarray, latents: np.ndarray,
-                      context_latent: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                      context_latent: np.ndarray, steps: np.ndarray,
+                      reconstruction: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Motion (B, 2, H, W) and mask (B, 1, H, W) of the anchored decoder (see
         sora_ros.runtime.anchor.AnchoredDecoder.fields).
 
         Raises:
             RuntimeError: the model has no anchored decoder. NonFiniteOutputError: NaN/Inf.
+
+        `reconstruction` (the decoder's image of `context_latent`) is decoded here when not given.
         """
         if self.anchor is None:
             raise RuntimeError(f"{self.info.path} has no anchored decoder")
-        motion, mask = self.anchor.fields(previous, last, flow, latents, context_latent, steps)
+        if reconstruction is None:
+            reconstruction = self.decode(np.asarray(context_latent, np.float32)[None])[0]
+        motion, mask = self.anchor.fields(previous, last, flow, latents, context_latent, steps, reconstruction)
         return _check_finite("anchor", motion), _check_finite("anchor", mask)
 
     def rollout(self, context: np.ndarray, actions: np.ndarray | None = None, *, horizon: int | None = None,

@@ -172,7 +172,7 @@ class WorldModelPipeline:
         self._lock = threading.Lock()
         self._fitted: OrderedDict[int, np.ndarray] = OrderedDict()  # stamp -> uint8 (H, W, 3)
         self._camera: OrderedDict[int, np.ndarray] = OrderedDict()  # stamp -> uint8 (H0, W0, 3), newest last
-        self._flow: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = None  # (stamps, model, camera flow)
+        self._flow: tuple | None = None  # (stamps, model flow, camera flow, reconstruction) of the last context
 
     # --- camera frame -> context --------------------------------------------------------------
 
@@ -354,10 +354,11 @@ class WorldModelPipeline:
         if anchor is None:
             images = self.engine.decode(latents[list(indices)])  # (D, H, W, 3)
         else:
-            previous, last, flow, camera, camera_motion = anchor
+            previous, last, flow, camera, camera_motion, reconstruction = anchor
             chosen = latents[list(indices)]  # (D, C, h, w)
             steps = np.array([i % horizon + 1 for i in indices], np.float32)
-            motion, mask = self.engine.anchor_fields(previous, last, flow, chosen, context.latents[-1], steps)
+            motion, mask = self.engine.anchor_fields(previous, last, flow, chosen, context.latents[-1], steps,
+                                                     reconstruction)
             correction = motion - steps[:, None, None, None] * flow[None]  # (D, 2, H, W): the learned part
             needs = mask.reshape(len(indices), -1).max(axis=1) >= ANCHOR_MASK_FLOOR  # (D,)
             synthesis = self.engine.decode(chosen[needs]) if needs.any() else None
@@ -373,7 +374,7 @@ class WorldModelPipeline:
 
     def _anchor_inputs(self, context: Context) -> tuple[np.ndarray, ...] | None:
         """(previous, last fitted frames, their flow (2, H, W), the last camera frame, the camera
-        frames' flow (H0, W0, 2)) for `context`, or None when the model has no anchored decoder or
+        frames' flow (H0, W0, 2), the decoder's image of the last context latent) for `context`, or None when the model has no anchored decoder or
         the frames were not given (latents-only input)."""
         if self.engine.anchor is None or len(context.stamps_ns) < 2:
             return None
@@ -384,12 +385,13 @@ class WorldModelPipeline:
         if previous is None or last is None or camera is None or camera_previous is None:
             return None
         if cached is not None and cached[0] == pair:
-            flow, motion = cached[1], cached[2]
+            flow, motion, reconstruction = cached[1:]
         else:
             flow, motion = classical_flow(previous, last), camera_flow(camera_previous, camera)
+            reconstruction = self.engine.decode(context.latents[-1:])[0]  # (H, W, 3)
             with self._lock:
-                self._flow = (pair, flow, motion)
-        return previous, last, flow, camera, motion
+                self._flow = (pair, flow, motion, reconstruction)
+        return previous, last, flow, camera, motion, reconstruction
 
     def _count(self, kind: str, plan: RolloutPlan, missed: bool, step_ms: float, rollout_ms: float,
                decode_ms: float) -> None:
