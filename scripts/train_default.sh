@@ -34,7 +34,7 @@ $SORA export --checkpoint "$OUT/checkpoint.pt" --out models/default
 # textures under camera motion; the held-out ends of carphone and bikes stay held out.
 $SORA train-anchor --model models/default --data data/sim/train data/real/train "$FOOTAGE/bigbuckbunny.mp4" \
   --val-data data/sim/val --action-topic /cmd_vel --out "$OUT/anchor" --resume \
-  --steps 300 --batch 32 --teacher-fraction 0.4 --val-every 100 --checkpoint-every 50
+  --steps 400 --batch 32 --teacher-fraction 0.25 --val-every 100 --checkpoint-every 50
 $SORA eval data/sim/test --action-topic /cmd_vel --model models/default --out out/eval/sim_test --record-in-model sim_test
 $SORA eval data/real/test --model models/default --stride 1 --out out/eval/real_test --record-in-model real_test
 # Timing through the live node over DDS, the held-out sim episodes played at their recorded rate.

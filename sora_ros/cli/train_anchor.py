@@ -53,12 +53,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--action-topic", help="Twist/TwistStamped topic the model is conditioned on (e.g. /cmd_vel)")
     parser.add_argument("--sequence-frames", type=int, default=16, help="frames per in-memory sequence (default 16)")
     parser.add_argument("--width", type=int, default=32, help="conv channels of the anchored decoder (default 32)")
-    parser.add_argument("--steps", type=int, default=1500, help="optimiser steps (default 1500)")
+    parser.add_argument("--steps", type=int, default=400, help="optimiser steps (default 400)")
     parser.add_argument("--batch", type=int, default=32, help="samples per step (default 32)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    parser.add_argument("--teacher-fraction", type=float, default=0.5,
+    parser.add_argument("--teacher-fraction", type=float, default=0.25,
                         help="share of the steps on encoder latents of the real futures only; after it, half of "
-                             "each batch uses DiT-predicted latents (default 0.5)")
+                             "each batch uses DiT-predicted latents (default 0.25)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16: bfloat16 autocast")
     parser.add_argument("--seed", type=int, default=0, help="initial weights and batches")
     parser.add_argument("--out", required=True, help="run directory: anchor.pt, anchor_summary.json")

@@ -5,13 +5,14 @@ The world model's graphs stay fixed: latents come from the runtime engine (ONNX)
 needs no torch checkpoint of the VAE or DiT. Samples are (last two frames, classical flow, latent
 of step k, last context latent) -> the real frame k, for k = 1..H:
   - teacher: the encoder's latent of the real future frame k;
-  - rollout: the DiT's predicted latent of step k (after `--teacher-fraction` of the steps, half
-    the batch), so the decoder tolerates rollout error;
+  - rollout: the DiT's predicted latent of step k (after `--teacher-fraction` of the steps,
+    ROLLOUT_SHARE of the batch), so the decoder tolerates rollout error;
   - still: a frame repeated, with its own latent or the latent the DiT predicts from a context of
     that frame repeated (the DiT drifts there), so a static scene gives the last frame back.
 The loss is L1 at TARGET_FACTOR x the model's resolution (the warp is where sharpness comes
-from) plus a small price on the mask (warp where the warp is as good). Single process; resumable
-from OUT/anchor.pt; bf16 autocast with --precision bf16.
+from) plus a small price on the mask (warp where the warp is as good). Footage without commands
+(real video) is drawn for REAL_SHARE of each batch. Single process (no DDP: the stage is minutes
+on a CPU); resumable from OUT/anchor.pt; bf16 autocast with --precision bf16.
 """
 
 from __future__ import annotations
