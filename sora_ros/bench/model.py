@@ -74,7 +74,7 @@ def _load(args: argparse.Namespace, keep: list) -> tuple[str, dict[str, Callable
 def _anchor_rows(engine: WorldModelEngine, frames: np.ndarray, latents: np.ndarray) -> list[tuple]:
     """Anchored decode of one predicted frame for a 640x480 camera: the graph, the warp at the
     camera's resolution, and the same with the synthesis decoded and blended (mask forced on)."""
-    from sora_ros.runtime.anchor import classical_flow, render
+    from sora_ros.runtime.anchor import camera_flow, classical_flow, render, trajectory_motion
 
     camera = np.random.default_rng(1).integers(0, 256, (*ANCHOR_CAMERA, 3), dtype=np.uint8)
     flow = classical_flow(frames[0], frames[1])
@@ -91,7 +91,9 @@ def _anchor_rows(engine: WorldModelEngine, frames: np.ndarray, latents: np.ndarr
     label = f"{ANCHOR_CAMERA[1]}x{ANCHOR_CAMERA[0]}"
     return [(f"anchored decode, {label}, warp (ms/frame)", 1, warp_only, None, (), ANCHOR_TARGET_MS),
             (f"anchored decode, {label}, warp + synthesis", 1, with_synthesis, None, (), None),
-            ("flow feature (DIS, once per context)", 1, lambda: classical_flow(frames[0], frames[1]), None, (), None)]
+            ("flow feature (DIS, once per context)", 1, lambda: classical_flow(frames[0], frames[1]), None, (), None),
+            (f"camera flow {label} + 8 trajectories (per context)", 1,
+             lambda: trajectory_motion(camera_flow(camera, np.roll(camera, 2, axis=1)), ROLLOUT_HORIZON), None, (), None)]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -36,6 +36,17 @@ EXTERNAL_MIN_BYTES = 1024
 EXTERNAL_ALIGNMENT = 64
 
 
+# How the runtime uses the anchor graph (sora_ros/runtime/anchor.py), written to model.json.
+ANCHOR_CONTRACT = (
+    "motion, mask = anchor(frames = the last two observed frames fitted to the model input, flow = DIS back-flow "
+    "last -> previous at the model input (pixels), latent = predicted latent of step k, context_latent = the last "
+    "observed latent, step = k, reconstruction = decoder(context_latent)); correction = motion - k * flow; "
+    "predicted frame = (1 - mask) * last camera frame sampled at x + trajectory_k(DIS flow of the camera frames) "
+    "+ correction + mask * decoder(latent); correction and mask resized into fit_frame's crop window (edges "
+    "repeated outside it); mask below 0.02 counts as 0"
+)
+
+
 class ExportError(Exception):
     """Export produced graphs that disagree with torch or with the model contract."""
 
@@ -225,7 +236,7 @@ def export_anchor(net, model_dir: str | Path, *, training: dict | None = None, s
     import onnxruntime as ort
     import torch
 
-    from sora_ros.runtime.anchor import ANCHOR_FILE, ANCHOR_GRAPH, MASK_FLOOR, anchor_signature
+    from sora_ros.runtime.anchor import ANCHOR_FILE, ANCHOR_GRAPH, anchor_signature
 
     out = Path(model_dir)
     info = read_model_info(out)
@@ -262,11 +273,7 @@ def export_anchor(net, model_dir: str | Path, *, training: dict | None = None, s
         "file": ANCHOR_FILE,
         "graph": {**signature, "onnx_ops": sorted({n.op_type for n in onnx.load(str(path)).graph.node})},
         "config": net.config.to_dict(),
-        "contract": "motion, mask = anchor(frames = the last two observed frames fitted to the model input, "
-                    "flow = DIS back-flow last -> previous at the model input (pixels), latent = predicted latent "
-                    "of step k, context_latent = the last observed latent, step = k); predicted frame = "
-                    "(1 - mask) * last camera frame sampled at x + motion + mask * decoder(latent), fields "
-                    f"resized into fit_frame's crop window; mask below {MASK_FLOOR} counts as 0",
+        "contract": ANCHOR_CONTRACT,
         "graph_name": ANCHOR_GRAPH,
         "training": training,
         "parity_max_abs_error": parity,

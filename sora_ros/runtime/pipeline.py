@@ -207,6 +207,8 @@ class WorldModelPipeline:
                 A size other than the previous frame's restarts the context (counted as
                 "reset/resolution") rather than warping one camera's frame with another's motion.
         """
+        if self.engine.anchor is None:
+            image = None  # nothing to anchor on: keep no frames
         fitted = None if image is None else fit_frame(image, self.info.image_size)
         with self._lock:
             newest = next(reversed(self._camera.values()), None)
