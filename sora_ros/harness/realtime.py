@@ -159,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     node_log_path = out / "world_model_node.log"
     camera_topic = f"{CAMERA_TOPIC}/compressed" if compressed else CAMERA_TOPIC
-    recorder = FutureRecorder(info.image_size, info.dt, camera_topic, FUTURES_TOPIC, compressed=compressed,
+    scored_size = None if info.anchor is not None else info.image_size  # anchored futures come at camera size
+    recorder = FutureRecorder(scored_size, info.dt, camera_topic, FUTURES_TOPIC, compressed=compressed,
                               node_name="eval_realtime")  # fmt: skip
     camera = recorder.node.create_publisher(_ros_class(image_type), camera_topic, qos_profile_sensor_data)
     topics = {args.image_topic: (image_type, camera)}

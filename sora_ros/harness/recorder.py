@@ -21,7 +21,8 @@ class FutureRecorder:
     """Records `camera_topic` and `futures_topic` from construction until `close()`.
 
     Args:
-        image_size: (H, W) the frames are fitted to (the model's input size).
+        image_size: (H, W) the frames are fitted to (the model's input size), or None to keep the
+            camera's (a model with an anchored decoder predicts at the camera's resolution).
         dt_s: the model's step.
         camera_topic: the camera, sensor_msgs/Image, or CompressedImage when `compressed`.
         futures_topic: the world model's ~/futures.
@@ -32,7 +33,7 @@ class FutureRecorder:
     rebases its stamps to the wall clock).
     """
 
-    def __init__(self, image_size: tuple[int, int], dt_s: float, camera_topic: str, futures_topic: str,
+    def __init__(self, image_size: tuple[int, int] | None, dt_s: float, camera_topic: str, futures_topic: str,
                  compressed: bool = False, node_name: str = "future_recorder") -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
@@ -66,7 +67,7 @@ class FutureRecorder:
 
         try:
             rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
-            frame = fit_frame(rgb, self.image_size)
+            frame = rgb if self.image_size is None else fit_frame(rgb, self.image_size)
         except ImageConversionError:
             return  # the world model counts it as a drop; there is nothing to score it against
         with self.lock:
