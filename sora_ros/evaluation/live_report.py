@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sora_ros.evaluation.metrics import mse, psnr_from_mse
-from sora_ros.evaluation.report import strip_picture
-from sora_ros.evaluation.scoring import Evaluation, Example
+from sora_ros.core.psnr import psnr_from_mse
 from sora_ros.core.timegrid import NO_FRAME, pick
 from sora_ros.core.units import NS_PER_S
+from sora_ros.evaluation.metrics import mse
+from sora_ros.evaluation.report import strip_picture
+from sora_ros.evaluation.scoring import Evaluation, Example
 
 HORIZONS = (1, 2, 4, 8)
 EXAMPLE_ROLLOUTS = 3
