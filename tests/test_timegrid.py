@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from sora_ros.core.timegrid import NO_FRAME, Gap, GridResampler, max_offset_ns, pick, resample
-from sora_ros.core.units import NS_PER_S
+from sora_ros.core.units import NS_PER_MS, NS_PER_S
 
-MS = 1_000_000  # ns
+MS = NS_PER_MS
 DT = 100 * MS
 
 
