@@ -19,7 +19,7 @@ from sora_ros.bag.from_video import video_to_bag
 from sora_ros.bag.info import summarize
 from sora_ros.bag.video import VideoError
 from sora_ros.bag.writing import BagWriter
-from sora_ros.core.units import NS_PER_S
+from sora_ros.core.units import NS_PER_S, ros_time_ns
 
 FRAMES, FPS, SIZE = 12, 15, (48, 64)  # (H, W)
 
@@ -102,7 +102,7 @@ def test_video_camera_node_loops_with_stamps_that_never_go_back(video: Path) -> 
     done = threading.Event()
 
     def on_image(msg: Image) -> None:
-        stamps.append(m.stamp_ns(msg.header.stamp))
+        stamps.append(ros_time_ns(msg.header.stamp))
         assert (msg.height, msg.width) == SIZE
         if len(stamps) >= 3 * FRAMES:  # three passes over the video: at least two loops seen
             done.set()

@@ -43,7 +43,7 @@ from sora_ros.bag.reading import BagError, BagReader, find_bags
 from sora_ros.core.image import ImageConversionError, compressed_to_rgb, image_to_rgb
 from sora_ros.core.timegrid import Gap, GridResampler
 from sora_ros.core.twist import CMD_VEL_ACTIONS, twist_indices, twist_vector
-from sora_ros.core.units import NS_PER_S
+from sora_ros.core.units import NS_PER_S, ros_time_ns
 
 IMAGE_TYPES = (m.IMAGE, m.COMPRESSED_IMAGE)
 ACTION_TYPES = (m.TWIST, m.TWIST_STAMPED)
@@ -232,7 +232,7 @@ class ClipReader:
     def _stamped_images(self, reader: BagReader) -> Iterator[tuple[int, Any]]:
         for message in reader.messages([self.image_topic]):
             self.report.frames_read += 1
-            yield m.stamp_ns(message.msg.header.stamp), message.msg
+            yield ros_time_ns(message.msg.header.stamp), message.msg
 
     def _read_actions(self, reader: BagReader) -> tuple[np.ndarray, np.ndarray]:
         """All finite actions of the bag: int64 (N,) stamps sorted, float32 (N, A)."""
@@ -245,7 +245,7 @@ class ClipReader:
             if not np.all(np.isfinite(value)):
                 self.report.skip(NON_FINITE_ACTION, f"{value} at {message.log_time_ns} ns")
                 continue
-            stamps.append(m.stamp_ns(msg.header.stamp) if stamped else message.log_time_ns)
+            stamps.append(ros_time_ns(msg.header.stamp) if stamped else message.log_time_ns)
             values.append(value)
         if reader.stop_reason:
             self.report.stopped.append(f"{reader.path} ({self.action_topic}): {reader.stop_reason}")
