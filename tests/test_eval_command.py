@@ -12,6 +12,7 @@ from sora_ros.bag import messages as m  # noqa: E402
 from sora_ros.bag.reading import BagReader, find_bags  # noqa: E402
 from sora_ros.bag.writing import BagWriter  # noqa: E402
 from sora_ros.cli import main as cli  # noqa: E402
+from sora_ros.core.units import NS_PER_S  # noqa: E402
 
 HORIZONS = ["1", "2", "4"]
 
@@ -55,7 +56,7 @@ def write_camera_bag(path: Path, frames: int, rate_hz: float) -> Path:
 
     with BagWriter(path) as bag:
         for k in range(frames):
-            stamp = round(k * 1e9 / rate_hz)
+            stamp = round(k * NS_PER_S / rate_hz)
             bag.write("/camera/image_raw", m.IMAGE, stamp, m.image(np.full((32, 32, 3), 4 * k % 256, np.uint8), stamp, "cam"))
     return path
 

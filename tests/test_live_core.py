@@ -17,8 +17,9 @@ from sora_ros.core.planner import candidate_costs, choose, obstacle_fraction, tu
 from sora_ros.core.requests import MAX_BATCH, RequestError, check_request
 from sora_ros.core.scheduling import LatestSlot, RolloutGate
 from sora_ros.core.stats import ERROR, OK, STALE, WARN, RateMeter, Throttle, watchdog_entry
+from sora_ros.core.units import NS_PER_MS
 
-MS = 1_000_000  # ns
+MS = NS_PER_MS
 
 
 def latent(value: float) -> np.ndarray:

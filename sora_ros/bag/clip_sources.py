@@ -11,38 +11,41 @@ Evaluation streams `model_clips` instead.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from sora_ros.bag.clips import Clip, ClipError, ClipReader
+from sora_ros.bag.clips import Clip, ClipError, ClipReader, ClipWindows
 from sora_ros.bag.reading import BagReader, find_bags
 from sora_ros.bag.video import VideoReader
 from sora_ros.core.preprocess import fit_frame
+from sora_ros.core.timegrid import Gap, resample
+from sora_ros.core.units import NS_PER_S
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
-def _video_clips(path: Path, dt: float, length: int, stride: int, size: tuple[int, int], action_dim: int):
+def _video_clips(path: Path, dt_ns: int, length: int, stride: int, size: tuple[int, int], action_dim: int,
+                 notes: list[str]) -> Iterator[Clip]:
+    """Clips of a video file, its frames stamped in video time and put on the grid like a bag's
+    (sora_ros.core.timegrid); a note says when the frame rate left gaps."""
     reader = VideoReader(path)
-    if reader.fps is None:
-        raise ValueError(f"{path}: the video does not say its frame rate; convert it with `sora-ros bag from-video --fps`")
-    window: deque[tuple[int, np.ndarray]] = deque(maxlen=length)  # (stamp ns, frame)
-    kept, next_time = 0, 0.0
-    # Keep the first frame at or after each multiple of dt (a 30 fps video at dt 0.1 keeps every third).
-    for index, rgb in enumerate(reader.frames()):
-        time = index / reader.fps
-        if time + 1e-9 < next_time:
-            continue
-        window.append((round(time * 1e9), fit_frame(rgb, size)))
-        kept, next_time = kept + 1, next_time + dt
-        if kept >= length and (kept - length) % stride == 0:
-            stamps, frames = zip(*window)
-            actions = np.full((length, action_dim), np.nan, np.float32)
-            yield Clip(np.stack(frames), actions, np.array(stamps, np.int64), str(path))
+    unknown = np.full(action_dim, np.nan, np.float32)  # (A,)
+    windows = ClipWindows(length, stride, path)
+    gaps = 0
+    for kept in resample(reader.stamped_frames(), dt_ns):
+        if isinstance(kept, Gap):
+            gaps += 1
+            clip = windows.add(None)
+        else:
+            stamp, rgb = kept
+            clip = windows.add((stamp, fit_frame(rgb, size), unknown))
+        if clip is not None:
+            yield clip
+    if gaps:
+        notes.append(f"{path}: {gaps} gaps: its {reader.fps:g} fps is below 1/dt")
 
 
 def model_clips(
@@ -79,6 +82,7 @@ def model_clips(
         FileNotFoundError, BagError, VideoError: unreadable sources.
     """
     notes = [] if notes is None else notes
+    dt_ns = round(dt * NS_PER_S)
     action_dim = len(action_names)
     stride = length if stride is None else stride
     videos = [Path(p) for p in paths if Path(p).suffix.lower() in VIDEO_SUFFIXES]
@@ -89,7 +93,7 @@ def model_clips(
         has_actions = bool(action_topic and action_dim) and action_topic in BagReader(bag).topics
         if action_dim and action_topic and not has_actions:
             notes.append(f"{bag}: no {action_topic}: actions unknown")
-        reader = ClipReader(bag, image_topic, action_topic if has_actions else None, dt_ns=round(dt * 1e9),
+        reader = ClipReader(bag, image_topic, action_topic if has_actions else None, dt_ns=dt_ns,
                             clip_length=length, size=size, stride=stride, action_names=action_names)  # fmt: skip
         try:
             for clip in reader:
@@ -101,7 +105,7 @@ def model_clips(
         notes += [f"{bag}: {line.strip()}" for line in reader.report.summary().splitlines()[1:]]
     for video in videos:
         count = 0
-        for clip in _video_clips(video, dt, length, stride, size, action_dim):
+        for clip in _video_clips(video, dt_ns, length, stride, size, action_dim, notes):
             count += 1
             yield clip
         if count == 0:

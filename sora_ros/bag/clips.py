@@ -14,10 +14,11 @@ stamp of a TwistStamped, the bag receive time of a plain Twist. So
 actions[t] is the command in force when frame t was taken, the one that
 drives the world from frame t towards frame t + 1.
 
-Resampling: the source is resampled to `dt_ns` by taking, for each step, the
-frame nearest to (previous kept frame + dt) within +-dt/2; a step with no
-frame in that window is a gap and ends the clip. Faster sources are thinned
-(30 Hz -> 10 Hz keeps every third frame); slower ones give gaps.
+Resampling: the source is put on a grid of step `dt_ns` by the rule of
+`sora_ros.core.timegrid` (each grid time takes the nearest frame within dt/2,
+the grid anchored at the first frame of a run); a grid time without a frame is
+a gap and ends the clip. Faster sources are thinned (30 Hz -> 10 Hz keeps every
+third frame); slower ones give gaps.
 
 Resizing: frames are fitted to `size` by `sora_ros.core.preprocess.fit_frame`
 (centre crop to the aspect ratio, then area resize), as the nodes do.
@@ -40,7 +41,9 @@ from sora_ros.bag import messages as m
 from sora_ros.core.preprocess import fit_frame
 from sora_ros.bag.reading import BagError, BagReader, find_bags
 from sora_ros.core.image import ImageConversionError, compressed_to_rgb, image_to_rgb
+from sora_ros.core.timegrid import Gap, GridResampler
 from sora_ros.core.twist import CMD_VEL_ACTIONS, twist_indices, twist_vector
+from sora_ros.core.units import NS_PER_S, ros_time_ns
 
 IMAGE_TYPES = (m.IMAGE, m.COMPRESSED_IMAGE)
 ACTION_TYPES = (m.TWIST, m.TWIST_STAMPED)
@@ -94,6 +97,45 @@ class ClipReport:
         lines += [f"  stopped early: {note}" for note in self.stopped]
         lines += [f"  no clip: {note}" for note in self.too_short]
         return "\n".join(lines)
+
+
+class ClipWindows:
+    """Clips of T consecutive grid frames, one starting every `stride` frames of a run.
+
+    Args:
+        clip_length: frames per clip (T).
+        stride: frames between the starts of consecutive clips of a run; a new run may
+            start a clip at its first frame.
+        source: the bag or video the frames come from.
+    """
+
+    def __init__(self, clip_length: int, stride: int, source: Path | str) -> None:
+        self.source = str(source)
+        self._run: deque[tuple[int, np.ndarray, np.ndarray]] = deque(maxlen=clip_length)
+        self.stride = stride
+        self._since_last_clip = 0
+        self.longest = 0  # the longest run seen, capped at T
+
+    def add(self, frame: tuple[int, np.ndarray, np.ndarray] | None) -> Clip | None:
+        """Append the next grid frame (stamp ns, uint8 (H, W, 3), float32 (A,)), or None
+        where the run breaks; returns the clip this frame completes, if any."""
+        if frame is None:
+            self._run.clear()
+            return None
+        if not self._run:
+            self._since_last_clip = self.stride  # a new run may start a clip at once
+        self._run.append(frame)
+        self._since_last_clip += 1
+        self.longest = max(self.longest, len(self._run))
+        if len(self._run) < self._run.maxlen or self._since_last_clip < self.stride:
+            return None
+        self._since_last_clip = 0
+        return Clip(
+            frames=np.stack([f for _, f, _ in self._run]),  # (T, H, W, 3)
+            actions=np.stack([a for _, _, a in self._run]).astype(np.float32),  # (T, A)
+            stamps_ns=np.array([s for s, _, _ in self._run], np.int64),
+            source=self.source,
+        )
 
 
 class ClipReader:
@@ -155,7 +197,7 @@ class ClipReader:
         for bag in self.sources:
             yield from self._bag_clips(bag)
         if self.report.clips == 0:
-            raise ClipError(f"no clip of {self.clip_length} frames at dt {self.dt_ns / 1e9:g} s:\n{self.report.summary()}")
+            raise ClipError(f"no clip of {self.clip_length} frames at dt {self.dt_ns / NS_PER_S:g} s:\n{self.report.summary()}")
 
     def _bag_clips(self, bag: Path) -> Iterator[Clip]:
         reader = BagReader(bag)
@@ -169,40 +211,28 @@ class ClipReader:
         else:
             action_stamps, actions = np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
 
-        run: deque[tuple[int, np.ndarray, np.ndarray]] = deque(maxlen=self.clip_length)
-        since_last_clip, longest, clips_before = 0, 0, self.report.clips
+        windows = ClipWindows(self.clip_length, self.stride, bag)
+        clips_before = self.report.clips
         for stamp, msg in _resample(self._stamped_images(reader), self.dt_ns, self.report):
             frame = None if msg is None else self._decode(msg)
             action = None if frame is None else _action_at(stamp, action_stamps, actions, self.report)
-            if frame is None or action is None:
-                run.clear()
-                continue
-            if not run:
-                since_last_clip = self.stride  # a new run may start a clip at once
-            run.append((stamp, frame, action))
-            since_last_clip += 1
-            longest = max(longest, len(run))
-            if len(run) == self.clip_length and since_last_clip >= self.stride:
-                since_last_clip = 0
+            clip = windows.add(None if frame is None or action is None else (stamp, frame, action))
+            if clip is not None:
                 self.report.clips += 1
-                yield Clip(
-                    frames=np.stack([f for _, f, _ in run]),  # (T, H, W, 3)
-                    actions=np.stack([a for _, _, a in run]).astype(np.float32),  # (T, A)
-                    stamps_ns=np.array([s for s, _, _ in run], np.int64),
-                    source=str(bag),
-                )
+                yield clip
         if reader.stop_reason:
             self.report.stopped.append(f"{bag}: {reader.stop_reason}")
         if self.report.clips == clips_before:
+            dt_s = self.dt_ns / NS_PER_S
             self.report.too_short.append(
-                f"{bag}: the longest continuous run is {longest} frames "
-                f"({longest * self.dt_ns / 1e9:.2f} s at dt {self.dt_ns / 1e9:g} s), a clip needs {self.clip_length}"
+                f"{bag}: the longest continuous run is {windows.longest} frames "
+                f"({windows.longest * dt_s:.2f} s at dt {dt_s:g} s), a clip needs {self.clip_length}"
             )
 
     def _stamped_images(self, reader: BagReader) -> Iterator[tuple[int, Any]]:
         for message in reader.messages([self.image_topic]):
             self.report.frames_read += 1
-            yield m.stamp_ns(message.msg.header.stamp), message.msg
+            yield ros_time_ns(message.msg.header.stamp), message.msg
 
     def _read_actions(self, reader: BagReader) -> tuple[np.ndarray, np.ndarray]:
         """All finite actions of the bag: int64 (N,) stamps sorted, float32 (N, A)."""
@@ -215,7 +245,7 @@ class ClipReader:
             if not np.all(np.isfinite(value)):
                 self.report.skip(NON_FINITE_ACTION, f"{value} at {message.log_time_ns} ns")
                 continue
-            stamps.append(m.stamp_ns(msg.header.stamp) if stamped else message.log_time_ns)
+            stamps.append(ros_time_ns(msg.header.stamp) if stamped else message.log_time_ns)
             values.append(value)
         if reader.stop_reason:
             self.report.stopped.append(f"{reader.path} ({self.action_topic}): {reader.stop_reason}")
@@ -253,15 +283,13 @@ def _action_at(stamp: int, stamps: np.ndarray, actions: np.ndarray, report: Clip
 
 
 def _resample(images: Iterator[tuple[int, Any]], dt_ns: int, report: ClipReport) -> Iterator[tuple[int, Any | None]]:
-    """Thin a stamped stream to one frame per dt.
+    """Thin a stamped stream to one frame per grid time (sora_ros.core.timegrid).
 
     Yields (stamp, msg) for each kept frame and (stamp, None) where the stream
     breaks (gap or clock jump): the consumer ends its clip there. Frames that
     fall between steps are passed over silently; that is resampling, not loss.
     """
-    half = dt_ns // 2
-    target: int | None = None  # the stamp the next kept frame should have
-    best: tuple[int, Any] | None = None  # the frame nearest to target so far
+    grid: GridResampler[Any] = GridResampler(dt_ns)
     last: int | None = None
     for stamp, msg in images:
         if last is not None and stamp <= last:
@@ -269,27 +297,13 @@ def _resample(images: Iterator[tuple[int, Any]], dt_ns: int, report: ClipReport)
                 report.skip(STAMP_NOT_INCREASING, f"{stamp} ns after {last} ns")
                 continue
             report.skip(CLOCK_JUMP_BACK, f"{last} ns -> {stamp} ns")
-            if best is not None:
-                yield best
+            yield from grid.finish()
             yield stamp, None
-            target, best = None, None
         last = stamp
-        if target is None:
-            target, best = stamp, (stamp, msg)
-            continue
-        while True:
-            if stamp < target - half:
-                break  # between steps: resampled away
-            if stamp <= target + half:
-                if best is None or abs(stamp - target) < abs(best[0] - target):
-                    best = (stamp, msg)
-                break
-            if best is None:  # the window of `target` closed empty
-                report.skip(GAP, f"nothing near {target} ns; next frame at {stamp} ns")
-                yield stamp, None
-                target, best = stamp, (stamp, msg)
-                break
-            yield best
-            target, best = best[0] + dt_ns, None
-    if best is not None:
-        yield best
+        for kept in grid.push(stamp, msg):
+            if isinstance(kept, Gap):
+                report.skip(GAP, f"nothing near {kept.grid_ns} ns; next frame at {kept.next_ns} ns")
+                yield kept.next_ns, None
+            else:
+                yield kept
+    yield from grid.finish()

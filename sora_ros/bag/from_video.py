@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sora_ros.bag import messages as m
-from sora_ros.bag.video import VideoError, VideoReader
+from sora_ros.bag.video import VideoError, VideoReader, frame_stamp_ns
 from sora_ros.bag.writing import BagWriter
 
 DEFAULT_TOPIC = "/camera/image_raw"
@@ -58,7 +58,7 @@ def video_to_bag(
                 continue
             if end_s is not None and index / rate >= end_s:
                 break
-            stamp = start_ns + round(index * m.NS_PER_S / rate)
+            stamp = start_ns + frame_stamp_ns(index, rate)
             if compressed:
                 bag.write(topic, m.COMPRESSED_IMAGE, stamp, m.compressed_image(rgb, stamp, frame_id))
             else:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sora_ros.bag.reading import BagReader
+from sora_ros.core.units import NS_PER_S
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class TopicSummary:
         """Mean message rate over the topic's own span; None under two messages."""
         if self.count < 2 or self.first_ns is None or self.last_ns is None or self.last_ns == self.first_ns:
             return None
-        return (self.count - 1) * 1e9 / (self.last_ns - self.first_ns)
+        return (self.count - 1) * NS_PER_S / (self.last_ns - self.first_ns)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class BagSummary:
         lines = [
             f"bag:      {self.path}",
             f"files:    {', '.join(f.name for f in self.files)}",
-            f"duration: {self.duration_ns / 1e9:.3f} s",
+            f"duration: {self.duration_ns / NS_PER_S:.3f} s",
             f"start:    {_stamp(self.first_ns)}",
             f"end:      {_stamp(self.last_ns)}",
             f"messages: {sum(t.count for t in self.topics)}",
@@ -66,7 +67,7 @@ class BagSummary:
 
 
 def _stamp(ns: int | None) -> str:
-    return "-" if ns is None else f"{ns / 1e9:.9f} s ({ns} ns)"
+    return "-" if ns is None else f"{ns / NS_PER_S:.9f} s ({ns} ns)"
 
 
 def summarize(bag: Path | str) -> BagSummary:

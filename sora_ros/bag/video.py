@@ -8,9 +8,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sora_ros.core.units import NS_PER_S
+
 
 class VideoError(ValueError):
     """A video file that cannot be opened or holds no readable frame."""
+
+
+def frame_stamp_ns(index: int, fps: float) -> int:
+    """Video time of frame `index` (0-based) at `fps` frames per second, integer nanoseconds."""
+    return round(index * NS_PER_S / fps)
 
 
 class VideoReader:
@@ -47,3 +54,15 @@ class VideoReader:
                 yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         finally:
             capture.release()
+
+    def stamped_frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (video time ns, uint8 (H, W, 3) RGB) for every frame, at the file's own rate.
+
+        Raises:
+            VideoError: the file states no frame rate (`fps` is None).
+        """
+        if self.fps is None:
+            raise VideoError(f"{self.path}: the video does not say its frame rate; "
+                             "convert it with `sora-ros bag from-video --fps`")
+        for index, rgb in enumerate(self.frames()):
+            yield frame_stamp_ns(index, self.fps), rgb

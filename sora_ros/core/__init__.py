@@ -1,5 +1,5 @@
 """The ROS-free core: image conversion without ROS message types, preprocessing,
-twist/action mapping, units, the time grid and context, the rollout deadline,
+twist/action mapping, units, PSNR, the time grid and context, the rollout deadline,
 requests and their caps, stats, the planner cost, package paths and the machine
 description.
 

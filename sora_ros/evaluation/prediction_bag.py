@@ -15,10 +15,11 @@ import numpy as np
 
 from sora_ros.bag import messages as m
 from sora_ros.bag.writing import BagWriter
+from sora_ros.core.units import NS_PER_S
 
 REAL_TOPIC = "/eval/real"
 FRAME_ID = "camera"
-SOURCE_GAP_NS = 1_000_000_000
+SOURCE_GAP_NS = NS_PER_S  # one second between bags laid end to end
 
 
 def _topic_name(method: str) -> str:

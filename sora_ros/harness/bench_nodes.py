@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sora_ros.core.machine import machine_description
     from sora_ros.core.paths import default_model_dir
+    from sora_ros.core.units import NS_PER_MS
     from sora_ros.msg import FutureFrames
     from sora_ros.nodes.messages import header, numpy_to_image, stamp_ns
     from sora_ros.srv import Rollout
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     def on_futures(msg: FutureFrames) -> None:
         with lock:
-            latencies.append((time.time_ns() - stamp_ns(msg.header)) / 1e6)
+            latencies.append((time.time_ns() - stamp_ns(msg.header)) / NS_PER_MS)
 
     probe.create_subscription(FutureFrames, "/world_model/futures", on_futures, QoSProfile(depth=20))
     stages: dict[str, str] = {}

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from sora_ros.core.units import NS_PER_S
+from sora_ros.core.units import NS_PER_MS, NS_PER_S, ros_time_ns
 
 WORLD_MODEL_STATUS = "world_model: inference"
 WORLD_MODEL_INPUT = "world_model: input"
@@ -81,9 +81,9 @@ class FutureRecorder:
         received_ns = time.time_ns()
         origin = stamp_ns(msg.header)
         frames = np.stack([image_to_numpy(image).copy() for image in msg.frames]) if msg.frames else None
-        latency = msg.latency.sec * 1e3 + msg.latency.nanosec / 1e6
+        latency = ros_time_ns(msg.latency) / NS_PER_MS
         with self.lock:
-            self.recording.futures.append(RecordedFuture(origin, frames, latency, (received_ns - origin) / 1e6,
+            self.recording.futures.append(RecordedFuture(origin, frames, latency, (received_ns - origin) / NS_PER_MS,
                                                          msg.sampler_steps))
 
     def _on_diagnostics(self, msg) -> None:

@@ -332,12 +332,12 @@ class Trainer:
 
         frames = self.sample_frames(self.val_data, VAL_FRAMES, np.random.default_rng(0))
         scores = reconstruction_psnr(self.vae, torch.from_numpy(frames).to(self.dist.device))  # (VAL_FRAMES,)
-        return {"recon_psnr": scores.mean().item()}
+        return {"recon_psnr": float(scores.mean())}
 
     def _validate_dit(self) -> dict:
         import torch
 
-        from sora_ros.model.training import normalise_actions, psnr
+        from sora_ros.model.training import normalise_actions, signed_psnr
         from sora_ros.model.vae import images_to_signed
         from sora_ros.runtime.sampler import rollout
 
@@ -367,11 +367,8 @@ class Trainer:
         last = images_to_signed(torch.from_numpy(truth[:, k - 1]).to(device))[:, None]  # (B, 1, 3, H, W)
         metrics = {}
         for h in (1, VAL_HORIZON):
-            # [-1, 1] -> [0, 1] divides the squared error by 4.
-            model_mse = ((decoded[:, h - 1] - real[:, h - 1]) ** 2).mean() / 4.0
-            copy_mse = ((last[:, 0] - real[:, h - 1]) ** 2).mean() / 4.0
-            metrics[f"h{h}_psnr"] = psnr(model_mse).item()
-            metrics[f"h{h}_copy_last_psnr"] = psnr(copy_mse).item()
+            metrics[f"h{h}_psnr"] = signed_psnr(((decoded[:, h - 1] - real[:, h - 1]) ** 2).mean())
+            metrics[f"h{h}_copy_last_psnr"] = signed_psnr(((last[:, 0] - real[:, h - 1]) ** 2).mean())
         return metrics
 
     def run(self) -> dict:

@@ -18,7 +18,7 @@ from std_msgs.msg import Header
 from sora_ros.core.camera import pinhole_matrices
 from sora_ros.core.image import encode_compressed, pack_image
 from sora_ros.core.stats import StatusEntry
-from sora_ros.core.units import NS_PER_S
+from sora_ros.core.units import NS_PER_S, ros_time_ns, sec_nanosec
 from sora_ros.msg import FutureFrames, PatchLatents
 from sora_ros.runtime.latents import latent_bytes
 from sora_ros.runtime.model_dir import ModelInfo
@@ -28,17 +28,17 @@ RGB8 = "rgb8"
 
 
 def header(stamp_ns: int, frame_id: str) -> Header:
-    sec, nanosec = divmod(int(stamp_ns), NS_PER_S)
+    sec, nanosec = sec_nanosec(stamp_ns)
     return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
 
 def stamp_ns(msg_header: Header) -> int:
     """A header's stamp in integer nanoseconds."""
-    return msg_header.stamp.sec * NS_PER_S + msg_header.stamp.nanosec
+    return ros_time_ns(msg_header.stamp)
 
 
 def duration(seconds: float) -> Duration:
-    sec, nanosec = divmod(max(0, round(seconds * NS_PER_S)), NS_PER_S)
+    sec, nanosec = sec_nanosec(max(0, round(seconds * NS_PER_S)))
     return Duration(sec=sec, nanosec=nanosec)
 
 

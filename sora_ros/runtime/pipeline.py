@@ -29,11 +29,12 @@ import numpy as np
 
 from sora_ros.core.actions import NO_COMMAND_CHOICES, assumed_actions
 from sora_ros.core.comparison import FutureMemory, Prediction, comparison_image
-from sora_ros.core.context import GRID_TOLERANCE, Context, ContextBuffer, Verdict, future_stamps
+from sora_ros.core.context import Context, ContextBuffer, Verdict, future_stamps
 from sora_ros.core.deadline import CostModel, RolloutPlan, plan_rollout
 from sora_ros.core.preprocess import fit_frame
 from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES, RolloutRequest
 from sora_ros.core.stats import Counters, LatencyWindow
+from sora_ros.core.timegrid import max_offset_ns
 from sora_ros.core.units import NS_PER_S
 from sora_ros.runtime.engine import WorldModelEngine
 
@@ -138,7 +139,7 @@ class WorldModelPipeline:
         self.engine, self.info = engine, engine.info
         self.settings = RolloutSettings()
         self.dt_ns = round(self.info.dt * NS_PER_S)
-        self.memory = FutureMemory(round(GRID_TOLERANCE * self.dt_ns))
+        self.memory = FutureMemory(max_offset_ns(self.dt_ns))
         self.costs = {LIVE: CostModel(), SERVICE: CostModel()}
         self.counters = Counters()
         self.latency = {stage: LatencyWindow() for stage in ("rollout", "step", "decode")}  # live rollouts, ms
