@@ -4,7 +4,8 @@ around sora_ros.runtime.pipeline.WorldModelPipeline, which does the work.
 
     python -m sora_ros.nodes.world_model --ros-args -p model_path:=models/default -r image:=/camera/image_raw
 
-Threads: the image callback puts the frame in a one-slot mailbox (`LatestSlot`); an encoder
+~/model_info (std_msgs/String, JSON; latched: transient local, reliable) describes the loaded
+model for late subscribers. Threads: the image callback puts the frame in a one-slot mailbox (`LatestSlot`); an encoder
 thread encodes the newest frame, publishes ~/latents and adds it to the context; a rollout
 thread rolls out each new context as the rate allows (`RolloutGate`) and publishes
 ~/futures. ~/rollout has its own callback group. Lifecycle: configure loads the model (a bad
@@ -26,15 +27,18 @@ from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
 
 from sora_ros.core.context import Context, Verdict
 from sora_ros.core.image import FORMATS, ImageConversionError, compressed_to_rgb, image_to_rgb
 from sora_ros.core.paths import default_model_dir
 from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES, RequestError, check_request
 from sora_ros.core.scheduling import LatestSlot, RolloutGate, Workers
-from sora_ros.core.stats import Counters, LatencyWindow, RateMeter, Throttle, node_entries
+from sora_ros.core.stats import CounterWindow, Counters, InputBounds, LatencyWindow, RateMeter, Throttle, \
+    node_entries
+from sora_ros.core.units import NS_PER_S
 from sora_ros.core.twist import twist_indices, twist_vector
 from sora_ros.msg import FutureFrames, PatchLatents
 from sora_ros.nodes import messages as m
@@ -50,6 +54,9 @@ WORKER_POLL_S = 0.2  # worker threads wake at least this often to notice a stop 
 RELIABLE_DEPTH = 5  # ~/futures and ~/latents for a subscriber that needs every message
 WARNING_THROTTLE_S = 5.0
 STAGES = ("convert", "encode", "camera_to_futures")  # the pipeline times rollout, step and decode
+# The camera subscription's reliability parameter -> the QoS policy.
+RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class WorldModelNode(LifecycleNode):
@@ -64,13 +71,16 @@ class WorldModelNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(lambda _params: self._apply(self._read_settings()))
         self.pipeline: WorldModelPipeline | None = None
-        self.model, self.counters, self.frames_in = "", Counters(), RateMeter()
+        window_s = self.get_parameter("diagnostics_window_s").value
+        self.model, self.counters, self.frames_in = "", Counters(), RateMeter(window_s)
+        self._recent = CounterWindow(window_s)
         self.latency = {stage: LatencyWindow() for stage in STAGES}
         self._throttle, self._workers = Throttle(WARNING_THROTTLE_S), Workers()
         self._slot, self._gate = LatestSlot(), RolloutGate(self.get_parameter("rollout_rate").value)
         self._command: tuple[np.ndarray, float] | None = None  # (A,) in model order, monotonic time
         self._twist_indices: list[int] = []
         self._inputs, self._outputs, self._service, self._rollouts = [], {}, None, 0
+        self._model_info = None
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.get_parameter("diagnostics_period_s").value, self._publish_diagnostics)
         # A clock that jumps back (a bag replayed in a loop under use_sim_time) starts a new context;
@@ -88,6 +98,14 @@ class WorldModelNode(LifecycleNode):
         p("autostart", True, plain("configure and activate at start-up; exit 1 if configure fails"))
         p("diagnostics_period_s", 1.0, f("seconds between /diagnostics messages", 0.1, 60.0, True))
         p("watchdog_timeout_s", 1.0, f("camera silence (s) that turns diagnostics to ERROR", 0.05, 600.0))
+        p("diagnostics_window_s", 5.0, f("window (s) of the input rate, stamp age and recent drops in diagnostics; "
+                                         "a WARN for drops clears after a clean window", 0.5, 600.0, True))
+        p("expected_rate_min_hz", 0.0, f("camera rate (Hz) below which diagnostics warn; 0 = no bound", 0.0, 1000.0))
+        p("expected_rate_max_hz", 0.0, f("camera rate (Hz) above which diagnostics warn; 0 = no bound", 0.0, 1000.0))
+        p("max_stamp_age_s", 1.0, f("|node clock - header stamp| (s) above which diagnostics warn", 0.001, 1e6))
+        p("image_reliability", "best_effort", plain("camera subscription reliability: best_effort (sensor data; "
+                                                    "matches every camera) or reliable (matches only reliable "
+                                                    "cameras, recovers lost fragments)", read_only=True))
         p("jump_back_s", 1.0, f("a stamp (or clock) this far behind the newest one is a clock jump: the context "
                                 "restarts", 0.01, 3600.0, True))
         if self.encodes:
@@ -107,6 +125,10 @@ class WorldModelNode(LifecycleNode):
 
     def _check_parameters(self, parameters: list) -> SetParametersResult:
         """Refuse what the descriptors cannot express (rclpy checks the ranges itself)."""
+        reliability = [p.value for p in parameters if p.name == "image_reliability"]
+        if reliability and reliability[0] not in RELIABILITY:
+            return SetParametersResult(successful=False, reason=f"image_reliability must be one of "
+                                       f"{', '.join(RELIABILITY)}, got {reliability[0]!r}")
         try:
             self._read_settings({parameter.name: parameter.value for parameter in parameters})
         except ValueError as error:
@@ -154,6 +176,8 @@ class WorldModelNode(LifecycleNode):
             self._outputs["comparison"] = pub(Image, "~/comparison/image", qos_profile_sensor_data)
             self._service = self.create_service(Rollout, "~/rollout", self._serve_rollout,
                                                 callback_group=MutuallyExclusiveCallbackGroup())
+        self._model_info = self.create_publisher(String, "~/model_info", LATCHED)
+        self._model_info.publish(m.model_info(self.model, info, engine.providers))
         self.get_logger().info(f"configured: model {self.model} from {path} ({info.image_size[1]}x{info.image_size[0]}, "
                                f"K={info.context_frames}, dt={info.dt:g} s, actions {list(info.action_names)}) "
                                f"on {engine.providers}")
@@ -161,7 +185,7 @@ class WorldModelNode(LifecycleNode):
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         sensor = QoSProfile(depth=self.get_parameter("qos_depth").value,
-                            reliability=qos_profile_sensor_data.reliability,
+                            reliability=RELIABILITY[self.get_parameter("image_reliability").value],
                             durability=qos_profile_sensor_data.durability, history=qos_profile_sensor_data.history)
         sub = self.create_subscription
         if self.encodes:
@@ -192,6 +216,9 @@ class WorldModelNode(LifecycleNode):
         if self._service is not None:
             self.destroy_service(self._service)
             self._service = None
+        if self._model_info is not None:
+            self.destroy_publisher(self._model_info)
+            self._model_info = None
         self.pipeline = None
         return TransitionCallbackReturn.SUCCESS
 
@@ -208,8 +235,12 @@ class WorldModelNode(LifecycleNode):
 
     # --- inputs (executor thread: store and return) -----------------------------------------
 
+    def _stamp_age_s(self, stamp: int) -> float:
+        """Node clock (sim time under use_sim_time) minus a header stamp, in seconds."""
+        return (self.get_clock().now().nanoseconds - stamp) / NS_PER_S
+
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        self.frames_in.tick()
+        self.frames_in.tick(value=self._stamp_age_s(m.stamp_ns(msg.header)))
         self._slot.put((msg, time.monotonic()))
 
     def _on_cmd_vel(self, msg: Twist | TwistStamped) -> None:
@@ -220,7 +251,7 @@ class WorldModelNode(LifecycleNode):
         self._command = (vector[self._twist_indices], time.monotonic())
 
     def _on_latents_msg(self, msg: PatchLatents) -> None:
-        self.frames_in.tick()
+        self.frames_in.tick(value=self._stamp_age_s(m.stamp_ns(msg.header)))
         try:
             latent = latent_from_bytes(bytes(msg.data), msg.dtype, (msg.channels, msg.height, msg.width),
                                        msg.model_id, self.pipeline.info, self.model)
@@ -366,8 +397,11 @@ class WorldModelNode(LifecycleNode):
             counters.update(pipeline.counters.snapshot())
             latency.update(pipeline.latency)
         step_ms = pipeline.costs["live"].step_ms if pipeline is not None else 0.0
-        entries = node_entries(self.get_name(), self._state_machine.current_state[1], self.frames_in,
-                               self.get_parameter("watchdog_timeout_s").value, counters, latency,
+        value = lambda name: self.get_parameter(name).value  # noqa: E731
+        bounds = InputBounds(value("watchdog_timeout_s"), value("expected_rate_min_hz"), value("expected_rate_max_hz"),
+                             value("max_stamp_age_s"))
+        entries = node_entries(self.get_name(), self._state_machine.current_state[1], self.frames_in, bounds,
+                               counters, self._recent.update(counters), latency,
                                {"model": self.model or "(none)", "sampler_steps_estimate_ms": f"{step_ms:.2f}"})
         self._diagnostics.publish(m.diagnostic_array(entries, self.model, self.get_clock().now().nanoseconds))
 
