@@ -95,6 +95,7 @@ def test_video_camera_node_loops_with_stamps_that_never_go_back(video: Path) -> 
 
     from live_helpers import start_node, stop
 
+    # The harness's one way (its own process group), which `stop` needs.
     process = start_node("sora_ros.nodes.video_camera", "-p", f"video:={video}", "-p", "rate:=60.0")
     rclpy.init()
     node = rclpy.create_node("video_camera_test")

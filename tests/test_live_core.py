@@ -16,7 +16,8 @@ from sora_ros.core.deadline import CostModel, plan_rollout
 from sora_ros.core.planner import candidate_costs, choose, obstacle_fraction, turn_candidates
 from sora_ros.core.requests import MAX_BATCH, RequestError, check_request
 from sora_ros.core.scheduling import LatestSlot, RolloutGate
-from sora_ros.core.stats import ERROR, OK, STALE, WARN, RateMeter, Throttle, watchdog_entry
+from sora_ros.core.stats import ERROR, OK, STALE, WARN, CounterWindow, InputBounds, RateMeter, Throttle, \
+    watchdog_entry
 from sora_ros.core.units import NS_PER_MS
 
 MS = NS_PER_MS
@@ -164,15 +165,51 @@ def test_planner_prefers_the_candidate_without_obstacle_pixels():
 
 
 def test_watchdog_and_throttle():
-    meter = RateMeter(window_s=1.0)
-    assert watchdog_entry("cam", meter, 0.5, {}, now_s=10.0).level == STALE
+    meter, bounds = RateMeter(window_s=1.0), InputBounds(watchdog_s=0.5)
+    assert watchdog_entry("cam", meter, bounds, {}, now_s=10.0).level == STALE
     meter.tick(10.0)
     meter.tick(10.5)
-    entry = watchdog_entry("cam", meter, 0.5, {}, now_s=10.6)
-    assert entry.level == OK and entry.values["input_rate_hz"] == "2.00"
-    assert watchdog_entry("cam", meter, 0.5, {"drop/malformed_image": 2}, now_s=10.6).level == WARN
-    quiet = watchdog_entry("cam", meter, 0.5, {}, now_s=12.0)
+    entry = watchdog_entry("cam", meter, bounds, {}, now_s=10.6)
+    assert entry.level == OK and entry.values["input_rate_hz"] == "2.00" and entry.values["frames_received"] == "2"
+    quiet = watchdog_entry("cam", meter, bounds, {}, now_s=12.0)
     assert quiet.level == ERROR and "no camera frame for 1.5 s" in quiet.message
+    inactive = watchdog_entry("cam", meter, bounds, {}, active=False, now_s=12.0)
+    assert inactive.level == OK and inactive.message.startswith("inactive"), "deactivated on purpose: no camera ERROR"
     throttle = Throttle(5.0)
     assert throttle.ready("a", 0.0) and not throttle.ready("a", 4.0) and throttle.ready("b", 4.0)
     assert throttle.ready("a", 5.0)
+
+
+def test_drops_warn_for_one_window_then_clear_and_lifetime_totals_stay():
+    meter, bounds, recent = RateMeter(window_s=2.0), InputBounds(watchdog_s=1.0), CounterWindow(2.0, now_s=0.0)
+    lifetime = {}
+    for t in np.arange(0.0, 10.0, 0.1):  # a steady 10 Hz camera; 3 frames dropped at t = 1 s
+        meter.tick(t)
+        if abs(t - 1.0) < 1e-6:
+            lifetime = {"drop/malformed_image": 3}
+        window = recent.update(lifetime, now_s=t)
+        if abs(t - 1.5) < 1e-6:
+            warned = watchdog_entry("cam", meter, bounds, lifetime, window, now_s=t)
+    assert warned.level == WARN and "3 frames dropped in the last 2 s" in warned.message
+    assert warned.values["window/drop/malformed_image"] == "3"
+    clean = watchdog_entry("cam", meter, bounds, lifetime, recent.update(lifetime, now_s=10.0), now_s=10.0)
+    assert clean.level == OK and clean.message == "receiving", "a clean window clears the WARN"
+    assert clean.values["drop/malformed_image"] == "3" and "window/drop/malformed_image" not in clean.values
+
+
+def test_rate_bounds_and_stamp_age_warn_like_frequency_and_timestamp_status():
+    bounds = InputBounds(watchdog_s=1.0, min_rate_hz=12.0, max_rate_hz=20.0, max_stamp_age_s=0.5)
+    slow, fast, late = RateMeter(window_s=2.0), RateMeter(window_s=2.0), RateMeter(window_s=2.0)
+    for t in np.arange(0.0, 4.0, 1 / 15):
+        slow.tick(t, value=0.05) if round(t * 15) % 2 == 0 else None  # 7.5 Hz
+        fast.tick(t, value=0.05)
+        fast.tick(t + 0.01, value=0.05)  # 30 Hz
+        late.tick(t, value=0.9)  # 15 Hz, stamps 0.9 s old
+    assert "below the expected 12 Hz" in watchdog_entry("cam", slow, bounds, {}, now_s=4.0).message
+    assert "above the expected 20 Hz" in watchdog_entry("cam", fast, bounds, {}, now_s=4.0).message
+    old = watchdog_entry("cam", late, bounds, {}, now_s=4.0)
+    assert old.level == WARN and "header stamps +0.90 s from the node clock" in old.message
+    assert old.values["stamp_age_s_max"] == "0.900"
+    early = RateMeter(window_s=2.0)
+    early.tick(0.0, value=0.0)
+    assert watchdog_entry("cam", early, bounds, {}, now_s=0.5).level == OK, "no rate verdict before a full window"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +11,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import Twist  # noqa: E402
-from live_helpers import stop  # noqa: E402
+from live_helpers import start_node, stop  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
@@ -65,7 +63,7 @@ class Listener:
 
 @pytest.fixture
 def sim() -> Iterator[Listener]:
-    process = subprocess.Popen([sys.executable, "-m", "sora_ros.nodes.sim", "--ros-args", *NODE_ARGS])
+    process = start_node("sora_ros.nodes.sim", *NODE_ARGS)  # the harness's one way, which `stop` needs
     rclpy.init()
     listener = Listener()
     try:

@@ -15,6 +15,7 @@ import sys
 
 from sora_ros import __version__
 from sora_ros.cli import bag, bench, demo, doctor, evaluate, export, launch, sim, train, video_camera
+from sora_ros.core.paths import apply_fastdds_profile
 
 SUBCOMMANDS = (doctor, demo, sim, bag, video_camera, train, export, evaluate, launch, bench)
 
@@ -34,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Before any DDS participant exists, here or in the nodes the command starts: camera-sized
+    # messages need the shipped profile's shared-memory segment (unless the user chose a profile).
+    apply_fastdds_profile()
     try:
         return args.func(args)
     except KeyboardInterrupt:

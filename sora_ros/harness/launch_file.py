@@ -11,6 +11,8 @@ commonly use, with the same meaning as `ros2 launch`:
 - `group` (a list of entities, or `children:`; scopes args and namespace),
   `push_ros_namespace` (namespace)
 - `include` (file, arg [name/value])
+- `set_env` (name, value): for the processes after it, scoped by groups and not by
+  includes, as in ros2 launch
 - substitutions `$(var NAME)`, `$(env NAME [DEFAULT])`, `$(find-pkg-share PKG)`,
   `$(find-pkg-prefix PKG)`, `$(dirname)`, `$(filename)`, nested innermost first.
 
@@ -52,6 +54,7 @@ _ATTRIBUTES = {
     "group": {"children", "if", "unless"},
     "push_ros_namespace": {"namespace"},
     "include": {"file", "arg", "if", "unless"},
+    "set_env": {"name", "value"},
 }
 # Attributes ros2 launch reads as strings: a YAML boolean or number there fails in ros2 launch.
 _STRING_ATTRIBUTES = {"name", "default", "description", "value", "pkg", "exec", "namespace", "args", "ros_args",
@@ -73,13 +76,14 @@ class ProcessSpec:
 
 @dataclass
 class _Scope:
-    """What a group scopes: launch configurations and the pushed namespace."""
+    """What a group scopes: launch configurations, the pushed namespace and set_env's variables."""
 
     configurations: dict[str, str]
     namespace: str = ""
+    environment: dict[str, str] = field(default_factory=dict)
 
     def child(self) -> _Scope:
-        return _Scope(dict(self.configurations), self.namespace)
+        return _Scope(dict(self.configurations), self.namespace, dict(self.environment))
 
 
 def _resolve_executable(package: str, executable: str) -> list[str]:
@@ -288,12 +292,18 @@ class LaunchFile:
         for item in given:
             self._check_attributes("let", item)  # the same shape: a string name and a string value
         arguments = {a["name"]: str(self.substitute(a["value"], scope)) for a in given}
-        included = LaunchFile(path, arguments, _Scope({}, scope.namespace), parent=self)
+        # The same environment: ros2 launch does not scope an include's set_env.
+        included = LaunchFile(path, arguments, _Scope({}, scope.namespace, scope.environment), parent=self)
         self.processes.extend(included.read())
 
+    def _entity_set_env(self, attributes: dict[str, Any], scope: _Scope) -> None:
+        name, value = self.required(attributes, "name", "set_env"), self.required(attributes, "value", "set_env")
+        scope.environment[name] = str(self.substitute(value, scope))
+
     def _environment(self, attributes: dict[str, Any], scope: _Scope) -> dict[str, str]:
+        """set_env's variables so far, then the entity's own env."""
         items = self._items(attributes, "env", ({"name", "value"},), "env")
-        return {e["name"]: str(self.substitute(e["value"], scope)) for e in items}
+        return {**scope.environment, **{e["name"]: str(self.substitute(e["value"], scope)) for e in items}}
 
     def _entity_executable(self, attributes: dict[str, Any], scope: _Scope) -> None:
         if not self.condition_holds(attributes, scope, "executable"):

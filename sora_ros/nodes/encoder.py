@@ -67,7 +67,7 @@ class EncoderNode(ModelNode):
         return counters
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        self.frames_in.tick()
+        self.frames_in.tick(value=self._stamp_age_s(m.stamp_ns(msg.header)))
         self._slot.put((msg, time.monotonic()))
 
     def _encode_loop(self) -> None:

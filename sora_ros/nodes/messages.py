@@ -5,6 +5,7 @@ carry lives in sora_ros/core and sora_ros/runtime. Stamps are integer nanosecond
 from __future__ import annotations
 
 import array
+import json
 import math
 
 import numpy as np
@@ -13,7 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import Header
+from std_msgs.msg import Header, String
 
 from sora_ros.core.camera import pinhole_matrices
 from sora_ros.core.image import encode_compressed, pack_image
@@ -25,6 +26,23 @@ from sora_ros.runtime.model_dir import ModelInfo
 from sora_ros.runtime.pipeline import RolloutOutcome
 
 RGB8 = "rgb8"
+
+
+def model_info(model: str, info: ModelInfo, providers: list[str]) -> String:
+    """~/model_info: std_msgs/String holding one JSON object that describes the loaded model.
+
+    Keys: model_id ("<name>@<version>#<hash>"), sha256 (file -> hash), dt_s, context_frames,
+    default_horizon, latent_shape [C, h, w], patch_size, actions [{"name", "unit"}] in the
+    model's order, input_size and output_size [H, W] in pixels (uint8 RGB), providers (the
+    ONNX Runtime execution providers in use).
+    """
+    return String(data=json.dumps({
+        "model_id": model, "sha256": info.files, "dt_s": info.dt, "context_frames": info.context_frames,
+        "default_horizon": info.default_horizon, "latent_shape": list(info.latent_shape),
+        "patch_size": info.patch_size,
+        "actions": [{"name": n, "unit": u} for n, u in zip(info.action_names, info.action_units)],
+        "input_size": list(info.image_size), "output_size": list(info.image_size), "providers": list(providers),
+    }, sort_keys=True))
 
 
 def header(stamp_ns: int, frame_id: str) -> Header:

@@ -4,6 +4,9 @@ their inputs, outputs and loops through the hooks below (cooperatively, so `worl
 is simply `encoder` + `predictor` in one process): sora_ros/nodes/encoder.py,
 predictor.py and world_model.py.
 
+~/model_info (std_msgs/String, JSON; latched: transient local, reliable) describes the
+loaded model for late subscribers.
+
 Lifecycle: configure loads and checks the model (a bad one fails the transition with the
 reason), activate subscribes and starts the worker threads, deactivate stops them and
 forgets the context; with `autostart` (the default) the node does both at start-up and
@@ -20,12 +23,15 @@ from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from std_msgs.msg import String
 
 from sora_ros.core.paths import default_model_dir
 from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES
 from sora_ros.core.scheduling import Workers
-from sora_ros.core.stats import Counters, LatencyWindow, RateMeter, Throttle, node_entries
+from sora_ros.core.stats import CounterWindow, Counters, InputBounds, LatencyWindow, RateMeter, Throttle, \
+    node_entries
+from sora_ros.core.units import NS_PER_S
 from sora_ros.nodes import messages as m
 from sora_ros.runtime.engine import ModelDirError, WorldModelEngine
 from sora_ros.runtime.latents import model_id
@@ -34,6 +40,9 @@ from sora_ros.runtime.pipeline import RolloutSettings, WorldModelPipeline
 WORKER_POLL_S = 0.2  # worker threads wake at least this often to notice a stop request
 RELIABLE_DEPTH = 5  # ~/futures and ~/latents for a subscriber that needs every message
 WARNING_THROTTLE_S = 5.0
+# The camera subscription's reliability parameter -> the QoS policy.
+RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class ModelNode(LifecycleNode):
@@ -52,10 +61,13 @@ class ModelNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(lambda _params: self._apply(self._read_settings()))
         self.pipeline: WorldModelPipeline | None = None
-        self.model, self.counters, self.frames_in = "", Counters(), RateMeter()
+        window_s = self.get_parameter("diagnostics_window_s").value
+        self.model, self.counters, self.frames_in = "", Counters(), RateMeter(window_s)
+        self._recent = CounterWindow(window_s)
         self.latency: dict[str, LatencyWindow] = {}
         self._throttle, self._workers = Throttle(WARNING_THROTTLE_S), Workers()
         self._inputs, self._outputs, self._servers = [], {}, []
+        self._model_info = None  # a plain publisher: latched at configure, readable while inactive
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.get_parameter("diagnostics_period_s").value, self._publish_diagnostics)
         # A clock that jumps back (a bag replayed in a loop under use_sim_time) starts a new context;
@@ -73,6 +85,14 @@ class ModelNode(LifecycleNode):
         p("autostart", True, plain("configure and activate at start-up; exit 1 if configure fails"))
         p("diagnostics_period_s", 1.0, f("seconds between /diagnostics messages", 0.1, 60.0, True))
         p("watchdog_timeout_s", 1.0, f("camera silence (s) that turns diagnostics to ERROR", 0.05, 600.0))
+        p("diagnostics_window_s", 5.0, f("window (s) of the input rate, stamp age and recent drops in diagnostics; "
+                                         "a WARN for drops clears after a clean window", 0.5, 600.0, True))
+        p("expected_rate_min_hz", 0.0, f("camera rate (Hz) below which diagnostics warn; 0 = no bound", 0.0, 1000.0))
+        p("expected_rate_max_hz", 0.0, f("camera rate (Hz) above which diagnostics warn; 0 = no bound", 0.0, 1000.0))
+        p("max_stamp_age_s", 1.0, f("|node clock - header stamp| (s) above which diagnostics warn", 0.001, 1e6))
+        p("image_reliability", "best_effort", plain("camera subscription reliability: best_effort (sensor data; "
+                                                    "matches every camera) or reliable (matches only reliable "
+                                                    "cameras, recovers lost fragments)", read_only=True))
         p("jump_back_s", 1.0, f("a stamp (or clock) this far behind the newest one is a clock jump: the context "
                                 "restarts", 0.01, 3600.0, True))
         # The predictor's parameters, declared in every role so one params file serves all three.
@@ -91,6 +111,10 @@ class ModelNode(LifecycleNode):
 
     def _check_parameters(self, parameters: list) -> SetParametersResult:
         """Refuse what the descriptors cannot express (rclpy checks the ranges itself)."""
+        reliability = [p.value for p in parameters if p.name == "image_reliability"]
+        if reliability and reliability[0] not in RELIABILITY:
+            return SetParametersResult(successful=False, reason=f"image_reliability must be one of "
+                                       f"{', '.join(RELIABILITY)}, got {reliability[0]!r}")
         try:
             self._read_settings({parameter.name: parameter.value for parameter in parameters})
         except ValueError as error:
@@ -118,6 +142,8 @@ class ModelNode(LifecycleNode):
             engine = WorldModelEngine(path, self.get_parameter("providers").value)
             self.pipeline = WorldModelPipeline(engine, self.get_parameter("jump_back_s").value)
             self._create_outputs(QoSProfile(depth=RELIABLE_DEPTH))
+            self._model_info = self.create_publisher(String, "~/model_info", LATCHED)
+            self._model_info.publish(m.model_info(model_id(engine.info), engine.info, engine.providers))
         except (ModelDirError, ValueError) as error:
             self.get_logger().error(f"configure failed: model {path}: {error}")
             self.on_cleanup(state)
@@ -131,7 +157,7 @@ class ModelNode(LifecycleNode):
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         sensor = QoSProfile(depth=self.get_parameter("qos_depth").value,
-                            reliability=qos_profile_sensor_data.reliability,
+                            reliability=RELIABILITY[self.get_parameter("image_reliability").value],
                             durability=qos_profile_sensor_data.durability, history=qos_profile_sensor_data.history)
         self._create_inputs(sensor)
         self._workers.start(self._loops())
@@ -150,6 +176,9 @@ class ModelNode(LifecycleNode):
             self.destroy_lifecycle_publisher(publisher)
         for service in self._servers:
             self.destroy_service(service)
+        if self._model_info is not None:
+            self.destroy_publisher(self._model_info)
+            self._model_info = None
         self._outputs.clear()
         self._servers.clear()
         self.pipeline = None
@@ -193,6 +222,10 @@ class ModelNode(LifecycleNode):
 
     # --- shared work --------------------------------------------------------------------------
 
+    def _stamp_age_s(self, stamp_ns: int) -> float:
+        """Node clock (sim time under use_sim_time) minus a header stamp, in seconds."""
+        return (self.get_clock().now().nanoseconds - stamp_ns) / NS_PER_S
+
     def _guarded(self, stage: str, work, *args) -> None:
         """Run one unit of work; an unexpected error is counted and logged, and the thread goes on."""
         try:
@@ -216,7 +249,11 @@ class ModelNode(LifecycleNode):
         pipeline = self.pipeline
         latency = {**self.latency, **(pipeline.latency if pipeline is not None else {})}
         step_ms = pipeline.costs["live"].step_ms if pipeline is not None else 0.0
-        entries = node_entries(self.get_name(), self._state_machine.current_state[1], self.frames_in,
-                               self.get_parameter("watchdog_timeout_s").value, self._counters(), latency,
+        value = lambda name: self.get_parameter(name).value  # noqa: E731
+        bounds = InputBounds(value("watchdog_timeout_s"), value("expected_rate_min_hz"), value("expected_rate_max_hz"),
+                             value("max_stamp_age_s"))
+        counters = self._counters()
+        entries = node_entries(self.get_name(), self._state_machine.current_state[1], self.frames_in, bounds,
+                               counters, self._recent.update(counters), latency,
                                {"model": self.model or "(none)", "sampler_steps_estimate_ms": f"{step_ms:.2f}"})
         self._diagnostics.publish(m.diagnostic_array(entries, self.model, self.get_clock().now().nanoseconds))

@@ -89,7 +89,7 @@ class PredictorNode(ModelNode):
         self._command = (vector[self._twist_indices], time.monotonic())
 
     def _on_latents_msg(self, msg: PatchLatents) -> None:
-        self.frames_in.tick()
+        self.frames_in.tick(value=self._stamp_age_s(m.stamp_ns(msg.header)))
         try:
             latent = latent_from_bytes(bytes(msg.data), msg.dtype, (msg.channels, msg.height, msg.width),
                                        msg.model_id, self.pipeline.info, self.model)
