@@ -31,6 +31,7 @@ class BagSummary:
     files: list[Path]
     topics: list[TopicSummary]
     stop_reason: str | None  # where reading stopped in a damaged bag
+    compression: str | None = None  # e.g. "zstd per message", as metadata.yaml or the file names say
 
     @property
     def first_ns(self) -> int | None:
@@ -51,6 +52,7 @@ class BagSummary:
         lines = [
             f"bag:      {self.path}",
             f"files:    {', '.join(f.name for f in self.files)}",
+            *([f"compression: {self.compression}"] if self.compression else []),
             f"duration: {self.duration_ns / NS_PER_S:.3f} s",
             f"start:    {_stamp(self.first_ns)}",
             f"end:      {_stamp(self.last_ns)}",
@@ -90,4 +92,4 @@ def summarize(bag: Path | str) -> BagSummary:
         first.setdefault(message.topic, message.log_time_ns)
         last[message.topic] = message.log_time_ns
     topics = [TopicSummary(t, types[t].msgtype, counts[t], first.get(t), last.get(t)) for t in types]
-    return BagSummary(reader.path, reader.files, topics, reader.stop_reason)
+    return BagSummary(reader.path, reader.files, topics, reader.stop_reason, reader.compression)
