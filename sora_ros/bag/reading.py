@@ -205,7 +205,7 @@ class BagReader:
                     with zstd.open(compressed, "rb") as stream:
                         shutil.copyfileobj(stream, out)
                 except (zstd.ZstdError, EOFError) as error:
-                    problem = f"{file.name} does not decompress to its end ({type(error).__name__}: {error})"
+                    problem = f"does not decompress to its end ({type(error).__name__}: {error})"
             self._plain[file] = (plain, problem)
         return self._plain[file]
 
