@@ -59,7 +59,7 @@ NON_FINITE_ACTION = "action with NaN or Inf"
 UNDECODABLE_IMAGE = "image not decodable"
 STAMP_NOT_INCREASING = "image stamp not after the previous one (duplicate or out of order)"
 CLOCK_JUMP_BACK = "image stamp jumped back (clock reset or bag loop): clip restarted"
-GAP = "no frame within dt/2 of the next step (gap): clip restarted"
+GAP = "no frame within dt/2 of the next step (gap: frame rate below 1/dt, or frames missing): clip restarted"
 BEFORE_FIRST_ACTION = "frame before the first action"
 
 # Images of a bag whose header stamps are checked (sora_ros.core.stamps) before its clips are read.
@@ -82,11 +82,12 @@ class Clip:
 
 @dataclass
 class ClipReport:
-    """What a ClipReader read, made, and dropped, and why."""
+    """What a ClipReader (or `model_clips`, over bags and videos) read, made, and dropped, and why."""
 
-    bags: int = 0
+    sources: int = 0  # bags (and video files) read
     frames_read: int = 0
     clips: int = 0
+    longest_run: int = 0  # the longest run of consecutive grid frames of any source, capped at T
     skipped: Counter[str] = field(default_factory=Counter)
     first_error: dict[str, str] = field(default_factory=dict)  # reason -> first detailed message
     stopped: list[str] = field(default_factory=list)  # damaged bags: where reading stopped
@@ -98,9 +99,36 @@ class ClipReport:
         if detail:
             self.first_error.setdefault(reason, detail)
 
+    def merge(self, other: ClipReport) -> None:
+        """Add another source's report to this one."""
+        self.sources += other.sources
+        self.frames_read += other.frames_read
+        self.clips += other.clips
+        self.longest_run = max(self.longest_run, other.longest_run)
+        self.skipped.update(other.skipped)
+        for reason, detail in other.first_error.items():
+            self.first_error.setdefault(reason, detail)
+        self.stopped += other.stopped
+        self.too_short += other.too_short
+        self.receive_time += other.receive_time
+
+    def cause(self) -> str:
+        """Why no clip came out, dominant reason first, with counts: no frame readable (and where
+        reading stopped), else the most frequent drop, else sources too short."""
+        if self.frames_read == 0:
+            stopped = f"; {self.stopped[0]}" + (f" (and {len(self.stopped) - 1} more)" if len(self.stopped) > 1 else "") \
+                if self.stopped else ""
+            return f"not one image was readable in {self.sources} source(s){stopped}"
+        run = f"the longest continuous run is {self.longest_run} frames"
+        if not self.skipped:
+            return f"the sources are too short: {run} ({self.frames_read} frames read)"
+        reason, count = self.skipped.most_common(1)[0]
+        first = f" (first: {self.first_error[reason]})" if reason in self.first_error else ""
+        return f"{count} x {reason}{first}, of {self.frames_read} frames read; {run}"
+
     def summary(self) -> str:
         """A few human-readable lines."""
-        lines = [f"{self.clips} clips from {self.bags} bags ({self.frames_read} frames read)"]
+        lines = [f"{self.clips} clips from {self.sources} sources ({self.frames_read} frames read)"]
         for reason, count in self.skipped.most_common():
             detail = f" (first: {self.first_error[reason]})" if reason in self.first_error else ""
             lines.append(f"  skipped {count}: {reason}{detail}")
@@ -208,14 +236,15 @@ class ClipReader:
         for bag in self.sources:
             yield from self._bag_clips(bag)
         if self.report.clips == 0:
-            raise ClipError(f"no clip of {self.clip_length} frames at dt {self.dt_ns / NS_PER_S:g} s:\n{self.report.summary()}")
+            raise ClipError(f"no clip of {self.clip_length} frames at dt {self.dt_ns / NS_PER_S:g} s: "
+                            f"{self.report.cause()}\n{self.report.summary()}")
 
     def _bag_clips(self, bag: Path) -> Iterator[Clip]:
         reader = BagReader(bag)
         topics = [self.image_topic] + ([self.action_topic] if self.action_topic else [])
         reader.require(topics)
         check_topic_type(reader, self.image_topic, IMAGE_TYPES)
-        self.report.bags += 1
+        self.report.sources += 1
         sample = [(ros_time_ns(message.msg.header.stamp), message.log_time_ns)
                   for message in islice(reader.messages([self.image_topic]), STAMP_SAMPLE)]  # fmt: skip
         images_by_receive = self._stamps_fail(reader, self.image_topic, *np.array(sample, np.int64).reshape(-1, 2).T)
@@ -236,6 +265,7 @@ class ClipReader:
                 yield clip
         if reader.stop_reason:
             self.report.stopped.append(f"{bag}: {reader.stop_reason}")
+        self.report.longest_run = max(self.report.longest_run, windows.longest)
         if self.report.clips == clips_before:
             dt_s = self.dt_ns / NS_PER_S
             self.report.too_short.append(
