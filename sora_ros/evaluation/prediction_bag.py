@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from rosbags.rosbag2 import WriterError
 
 from sora_ros.bag import messages as m
 from sora_ros.bag.writing import BagWriter
@@ -40,9 +39,8 @@ class PredictionBag:
         rosbags.rosbag2.WriterError: `path` exists already.
         """
         self.path = Path(path)
-        if self.path.exists():
-            raise WriterError(f"{self.path} exists already; choose another --out or remove it")
-        self.writer: BagWriter | None = None  # opened by the first clip
+        self.writer = BagWriter(self.path)  # refuses an existing path now; opened by the first clip
+        self._open = False
         self.horizons, self.context_length = horizons, context_length
         self._source: str | None = None
         self._offset_ns = 0
@@ -52,7 +50,7 @@ class PredictionBag:
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
-        if self.writer is None:
+        if not self._open:
             return
         self.writer.__exit__(exc_type, exc, traceback)
         if exc_type is not None:
@@ -60,8 +58,9 @@ class PredictionBag:
 
     def add(self, clip, predictions: dict[str, np.ndarray]) -> None:
         """Write the clip's new real frames and every method's prediction per horizon."""
-        if self.writer is None:
-            self.writer = BagWriter(self.path).__enter__()
+        if not self._open:
+            self.writer.__enter__()
+            self._open = True
         if clip.source != self._source:
             self._source = clip.source
             self._offset_ns = max(0, self._last_stamp + SOURCE_GAP_NS - int(clip.stamps_ns[0]))
