@@ -54,8 +54,10 @@ def _video_clips(path: Path, dt_ns: int, length: int, stride: int, size: tuple[i
             report.clips += 1
             yield clip
     report.longest_run = max(report.longest_run, windows.longest)
+    notes += [f"{path}: {note}" for note in reader.notes]
     if gaps:
-        notes.append(f"{path}: {gaps} gaps: its {reader.fps:g} fps is below 1/dt")
+        notes.append(f"{path}: {gaps} gaps: its frame rate is below 1/dt"
+                     + (f" ({reader.fps:g} fps on average)" if reader.fps else ""))
 
 
 def model_clips(
