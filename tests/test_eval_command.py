@@ -14,6 +14,8 @@ from sora_ros.bag.writing import BagWriter  # noqa: E402
 from sora_ros.cli import main as cli  # noqa: E402
 from sora_ros.core.units import NS_PER_S  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 HORIZONS = ["1", "2", "4"]
 
 
@@ -65,13 +67,15 @@ def test_bag_shorter_than_context_plus_horizon_says_so(model, tmp_path, capsys):
     bag = write_camera_bag(tmp_path / "short", frames=4, rate_hz=10)
     assert cli(["eval", str(bag), "--model", str(model), "--horizons", "1,8"]) == 1
     err = capsys.readouterr().err
-    assert "no clip of 2 + 8 frames at dt 0.1 s" in err and "shorter" in err
+    assert "no clip of 2 + 8 frames at dt 0.1 s" in err
+    assert "the sources are too short: the longest continuous run is 4 frames (4 frames read)" in err
 
 
 def test_bag_slower_than_the_model_is_refused_with_the_reason(model, tmp_path, capsys):
     bag = write_camera_bag(tmp_path / "slow", frames=40, rate_hz=4)  # the model steps at 10 Hz
     assert cli(["eval", str(bag), "--model", str(model), "--horizons", "1"]) == 1
-    assert "frame rate is below 1/dt" in capsys.readouterr().err
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "x no frame within dt/2 of the next step (gap: frame rate below 1/dt" in last and "of 40 frames read" in last
 
 
 def test_faster_bag_is_resampled_to_the_model_dt(model, tmp_path):
@@ -80,6 +84,49 @@ def test_faster_bag_is_resampled_to_the_model_dt(model, tmp_path):
     assert cli(["eval", str(bag), "--model", str(model), "--horizons", "1", "--out", str(out)]) == 0
     # 60 frames at 30 Hz -> 20 at 10 Hz -> clips of 3 every 4 frames.
     assert json.loads((out / "metrics.json").read_text())["clips"] == 5
+
+
+def test_failed_eval_names_the_dominant_cause_and_leaves_no_bag(model, tmp_path, capsys):
+    """Every image undecodable: the last line says so with the count (not "too short"); no
+    OUT/predictions bag is left behind."""
+    with BagWriter(tmp_path / "bad") as bag:
+        for k in range(30):
+            stamp = k * NS_PER_S // 10
+            image = m.image(np.zeros((32, 32, 3), np.uint8), stamp, "cam")
+            image.encoding = "no_such_encoding"
+            bag.write("/camera/image_raw", m.IMAGE, stamp, image)
+    out = tmp_path / "eval"
+    assert cli(["eval", str(tmp_path / "bad"), "--model", str(model), "--horizons", "1", "--out", str(out),
+                "--write-bag"]) == 1  # fmt: skip
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("sora-ros eval: no clip of 2 + 1 frames at dt 0.1 s in ")
+    assert "30 x image not decodable (first: " in last and "no_such_encoding" in last and "of 30 frames read" in last
+    assert not (out / "predictions").exists()
+
+
+def test_eval_failing_midway_removes_its_half_written_bag(model, sim_bags, tmp_path, monkeypatch, capsys):
+    from sora_ros.evaluation import predictors
+
+    calls = []
+
+    def failing(lookahead):
+        def predictor(context, actions):
+            calls.append(1)
+            if len(calls) > 2:
+                raise ValueError("predictor broke on clip 3")
+            return np.repeat(context[-1:], lookahead, axis=0)
+        return {"copy-last": predictor}
+
+    monkeypatch.setattr(predictors, "baseline_predictors", failing)
+    out = tmp_path / "eval"
+    assert cli(["eval", str(sim_bags), "--model", str(model), "--horizons", "1", "--out", str(out), "--write-bag"]) == 1
+    assert "predictor broke on clip 3" in capsys.readouterr().err
+    assert not (out / "predictions").exists()
+
+
+def test_progress_bar_stays_quiet_off_a_terminal(model, sim_bags, capsys):
+    assert cli(["eval", str(sim_bags), "--model", str(model), "--horizons", "1"]) == 0
+    assert "evaluating" not in capsys.readouterr().err  # pytest's capture is no terminal
 
 
 def test_unreadable_bag_and_missing_model_are_clear_errors(model, tmp_path, capsys):

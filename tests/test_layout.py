@@ -61,8 +61,9 @@ _BASE = {
                   third_party={"numpy", "cv2", "ament_index_python"}),
     "runtime": _rule("runtime/: core + numpy, cv2, onnxruntime; no torch, no rclpy, no ROS messages",
                      internal={"core"}, third_party={"numpy", "cv2", "onnxruntime"}),
-    "bag": _rule("bag/: core + numpy, cv2, rosbags, yaml, tqdm; no rclpy, no torch",
-                 internal={"core"}, third_party={"numpy", "cv2", "rosbags", "yaml", "tqdm"}),
+    "bag": _rule("bag/: core + numpy, cv2, rosbags, yaml, tqdm, zstd (backports.zstd before Python 3.14); "
+                 "no rclpy, no torch",
+                 internal={"core"}, third_party={"numpy", "cv2", "rosbags", "yaml", "tqdm", "backports", "compression"}),
     "model": _rule("model/: core, runtime, bag + numpy, cv2, torch, onnx, onnxscript, onnxruntime, tqdm, "
                    "skvideo; no rclpy",
                    internal={"core", "runtime", "bag"},

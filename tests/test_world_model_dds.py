@@ -230,6 +230,35 @@ def test_predicted_and_comparison_images_for_arriving_frames(world_model: Probe)
     assert stamp_ns(images["predicted"][-1].header) in sent[1:], "stamped with the real frame it shows"
 
 
+def test_twist_stamped_cmd_vel_is_discovered_and_its_commands_assumed(world_model: Probe) -> None:
+    """cmd_vel published as TwistStamped (stamp 0, as `ros2 topic pub` sends it) to a node left at its
+    defaults: it subscribes with the publisher's type and the futures assume the command."""
+    from geometry_msgs.msg import TwistStamped
+
+    publisher = world_model.node.create_publisher(TwistStamped, "/wm_test/cmd_vel", 10)
+    command = TwistStamped()
+    command.twist.linear.x, command.twist.angular.z = 0.5, 1.0
+    timer = world_model.node.create_timer(0.05, lambda: publisher.publish(command))
+    try:
+        stamp_s = T0_S + 500.0
+        while True:  # new frames until a rollout assumed the command (discovery takes up to a second)
+            stamp_s += DT_S
+            world_model.send(stamp_s)
+            origin = round(stamp_s * NS_PER_S)
+            try:
+                world_model.wait_for(lambda: world_model.futures and stamp_ns(world_model.futures[-1].header) >= origin
+                                     and list(world_model.futures[-1].actions)
+                                     == [0.5, 1.0] * world_model.futures[-1].horizon,
+                                     "futures under the TwistStamped command", timeout_s=0.5)
+                break
+            except AssertionError:
+                assert stamp_s < T0_S + 500.0 + 100 * DT_S, f"the command never reached the futures: " \
+                    f"{list(world_model.futures[-1].actions)[:2] if world_model.futures else 'no futures'}"
+    finally:
+        world_model.node.destroy_timer(timer)
+        world_model.node.destroy_publisher(publisher)
+
+
 def test_corrupt_jpeg_is_a_counted_drop(ros, tiny_model: str) -> None:
     process = start_node("sora_ros.nodes.encoder", "-p", f"model_path:={tiny_model}", "-p", "compressed:=true",
                          "-r", "image/compressed:=/enc_test/image/compressed", *FAST_DIAGNOSTICS)

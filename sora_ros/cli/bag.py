@@ -18,13 +18,17 @@ def from_video(args: argparse.Namespace) -> int:
     from sora_ros.bag.info import summarize
     from sora_ros.bag.video import VideoError
 
+    notes: list[str] = []
     try:
         count = video_to_bag(args.video, args.out, fps=args.fps, topic=args.topic, compressed=args.compressed,
-                             begin_s=args.begin, end_s=args.end)
+                             begin_s=args.begin, end_s=args.end, notes=notes)
     except (VideoError, WriterError) as error:
         print(f"sora-ros bag from-video: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {count} frames to {args.out}")
+    for note in notes:
+        print(f"note: {args.video}: {note}")
+    print(f"wrote {count} frames to {args.out}" + (f", stamped at {args.fps:g} fps" if args.fps else
+                                                   ", stamped by their presentation times"))
     print(summarize(args.out).format())
     return 0
 
@@ -61,7 +65,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     convert = actions.add_parser("from-video", help="write a video file as a rosbag2 MCAP bag of camera images")
     convert.add_argument("video", type=Path, help="any video file OpenCV can decode")
     convert.add_argument("out", type=Path, help="bag directory to create")
-    convert.add_argument("--fps", type=float, help="stamp rate (default: the video's own)")
+    convert.add_argument("--fps", type=float, help="stamp frame k at k / FPS (default: each frame's own "
+                         "presentation time, variable frame rate kept)")
     convert.add_argument("--topic", default="/camera/image_raw", help="image topic (default %(default)s)")
     convert.add_argument("--compressed", action="store_true", help="JPEG CompressedImage on TOPIC/compressed")
     convert.add_argument("--begin", type=float, default=0.0, metavar="S", help="first second of the video to keep")

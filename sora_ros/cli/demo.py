@@ -40,9 +40,22 @@ def main(args: argparse.Namespace) -> int:
     if args.video and not Path(args.video).is_file():
         print(f"sora-ros demo: {args.video}: no such video file", file=sys.stderr)
         return 2
-    launch_args = {"model": str(model.resolve()), "camera_rate": str(args.camera_rate), "seed": str(args.seed)}
+    # The sim renders at --camera-rate; a video plays at its own frame times unless --camera-rate is given.
+    camera_rate = args.camera_rate or (0.0 if args.video else CAMERA_RATE_HZ)
+    launch_args = {"model": str(model.resolve()), "camera_rate": str(camera_rate), "seed": str(args.seed)}
     if args.video:  # footage has no cmd_vel: let the model predict without one
+        from sora_ros.bag.video import VideoError, VideoReader
+
+        try:
+            fps = VideoReader(args.video).fps
+        except VideoError as error:
+            print(f"sora-ros demo: {error}", file=sys.stderr)
+            return 2
+        camera_timing = f"{camera_rate:g} Hz (--camera-rate)" if camera_rate else \
+            "the video's own frame times" + (f" ({fps:g} fps on average)" if fps else "")
         launch_args.update(use_video="true", video=str(Path(args.video).resolve()), no_command_action="unknown")
+    else:
+        camera_timing = f"{camera_rate:g} Hz" + ("" if args.camera_rate else " (default)")
     try:
         specs = read_launch_file(package_share(PACKAGE) / "launch" / "demo.launch.yaml", launch_args)
     except LaunchFileError as error:
@@ -62,7 +75,8 @@ def main(args: argparse.Namespace) -> int:
         recorder.close()
     print(f"[demo] {'failed' if outcome.exit_code else 'stopped'}: {outcome.reason}", flush=True)
     facts = {"model": f"{info.name}@{info.version} ({model})", "source": args.video or "sim",
-             "duration_s": round(time.monotonic() - start, 1), "camera_rate_hz": args.camera_rate,
+             "duration_s": round(time.monotonic() - start, 1), "camera_rate_hz": camera_rate or None,
+             "camera_timing": camera_timing,
              "machine": machine_description()}
     summary = live_report.write(Path(args.out), recorder.recording, facts)
     print(live_report.text_summary(summary, Path(args.out)))
@@ -86,6 +100,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", help="model directory (default: the package's models/default)")
     parser.add_argument("--video", help="play this video file as the camera instead of the sim (no planner)")
     parser.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
-    parser.add_argument("--camera-rate", type=float, default=CAMERA_RATE_HZ, help="camera frames per second")
+    parser.add_argument("--camera-rate", type=float, help=f"camera frames per second (default: the sim at "
+                        f"{CAMERA_RATE_HZ:g}; a --video at its own frame times)")
     parser.add_argument("--seed", type=int, default=0, help="sim world seed")
     parser.set_defaults(func=main)

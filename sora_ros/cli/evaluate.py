@@ -96,6 +96,7 @@ def main(args: argparse.Namespace) -> int:
     from sora_ros.bag.reading import BagError
     from sora_ros.bag.video import VideoError
     from sora_ros.bag.clip_sources import model_clips
+    from sora_ros.bag.clips import ClipReport
     from sora_ros.evaluation.prediction_bag import PredictionBag
     from sora_ros.evaluation.predictors import ModelPredictor, baseline_predictors
     from sora_ros.evaluation.metrics import summarize
@@ -113,8 +114,10 @@ def main(args: argparse.Namespace) -> int:
     model = engine.info
     k, lookahead = model.context_frames, max(args.horizons)
     notes: list[str] = []
+    report = ClipReport()
     clips = model_clips(args.bags, args.image_topic, args.action_topic, dt=model.dt, length=k + lookahead,
-                        size=model.image_size, action_names=model.action_names, stride=args.stride, notes=notes)  # fmt: skip
+                        size=model.image_size, action_names=model.action_names, stride=args.stride, notes=notes,
+                        report=report)  # fmt: skip
     model_predictor = ModelPredictor(WorldModelPipeline(engine), lookahead, args.samples, args.seed)
     predictors = {MODEL_NAME: model_predictor, **baseline_predictors(lookahead)}
     conditioned = model.action_dim > 0 and args.action_topic
@@ -130,8 +133,8 @@ def main(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}")
     if result.clips == 0:
-        print(f"sora-ros eval: no clip of {k} + {lookahead} frames at dt {model.dt:g} s in the bags "
-              f"(they are shorter, or their frame rate is below 1/dt)", file=sys.stderr)  # fmt: skip
+        print(f"sora-ros eval: no clip of {k} + {lookahead} frames at dt {model.dt:g} s in "
+              f"{', '.join(map(str, args.bags))}: {report.cause()}", file=sys.stderr)  # fmt: skip
         return 1
     summary = summarize_evaluation(result)
     summary["vae_reconstruction_psnr"] = summarize(model_predictor.reconstruction_psnr)

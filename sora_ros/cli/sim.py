@@ -61,7 +61,7 @@ def record(args: argparse.Namespace) -> int:
     workers = max(1, min(args.workers, len(tasks)))
     start = time.perf_counter()
     collisions = 0
-    with tqdm(total=total, unit="frame", desc="recording", disable=args.quiet) as progress:
+    with tqdm(total=total, unit="frame", desc="recording", disable=True if args.quiet else None) as progress:  # None: terminal only
         if workers == 1:
             for task in tasks:
                 collisions += record_episode(*task, on_frame=lambda: progress.update(1)).collisions

@@ -164,7 +164,8 @@ def text_summary(summary: dict, out: Path, title: str = "demo") -> str:
     counts = summary["node_counts"]
     dropped = {k.removeprefix("drop/"): v for k, v in counts.items() if k.startswith("drop/") and v}
     lines = [
-        f"{title}: {summary['duration_s']:g} s, camera {summary['source']}, model {summary['model']}",
+        f"{title}: {summary['duration_s']:g} s, camera {summary['source']}"
+        + (f" at {summary['camera_timing']}" if summary.get("camera_timing") else "") + f", model {summary['model']}",
         f"  camera frames received {summary['camera_frames_received']}, futures received {summary['futures_received']}"
         f" (node published {counts.get('published/futures', 0)}, dropped {sum(dropped.values())}"
         + (f": {', '.join(f'{k} {v}' for k, v in dropped.items())}" if dropped else "") + ")",

@@ -9,6 +9,7 @@ second apart.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,24 +28,39 @@ def _topic_name(method: str) -> str:
 
 
 class PredictionBag:
-    """Collects clips and their predictions while an evaluation runs; a context manager."""
+    """Collects clips and their predictions while an evaluation runs; a context manager.
+
+    The bag is created with the first clip, and removed again if the evaluation fails: an
+    evaluation that scores nothing, or stops on an error, leaves no bag behind.
+    """
 
     def __init__(self, path: Path | str, horizons: list[int], context_length: int):
-        self.writer = BagWriter(path)
+        """Raises:
+        rosbags.rosbag2.WriterError: `path` exists already.
+        """
+        self.path = Path(path)
+        self.writer = BagWriter(self.path)  # refuses an existing path now; opened by the first clip
+        self._open = False
         self.horizons, self.context_length = horizons, context_length
         self._source: str | None = None
         self._offset_ns = 0
         self._last_stamp = -1  # the latest stamp written, offset applied
 
     def __enter__(self) -> PredictionBag:
-        self.writer.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.writer.__exit__(*exc)
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if not self._open:
+            return
+        self.writer.__exit__(exc_type, exc, traceback)
+        if exc_type is not None:
+            shutil.rmtree(self.path, ignore_errors=True)  # half an evaluation: no half a bag
 
     def add(self, clip, predictions: dict[str, np.ndarray]) -> None:
         """Write the clip's new real frames and every method's prediction per horizon."""
+        if not self._open:
+            self.writer.__enter__()
+            self._open = True
         if clip.source != self._source:
             self._source = clip.source
             self._offset_ns = max(0, self._last_stamp + SOURCE_GAP_NS - int(clip.stamps_ns[0]))

@@ -72,7 +72,7 @@ def _start_node(model: Path, horizon: int, camera_topic: str, compressed: bool, 
                 providers: str, log) -> subprocess.Popen:
     image_remap = "image/compressed" if compressed else "image"
     params = {"model_path": str(model), "horizon": str(horizon), "compressed": str(compressed).lower(),
-              "cmd_vel_stamped": str(stamped).lower(), "providers": f"[{providers}]",
+              "cmd_vel_type": "twist_stamped" if stamped else "twist", "providers": f"[{providers}]",
               # Without recorded commands, predict with the action unknown rather than "stand still".
               "no_command_action": "zero" if conditioned else "unknown"}  # fmt: skip
     ros_args = ["-r", f"__ns:={NAMESPACE}", "-r", f"{image_remap}:={camera_topic}", "-r", f"cmd_vel:={ACTION_TOPIC}"]

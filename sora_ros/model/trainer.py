@@ -225,7 +225,7 @@ class Trainer:
         model = _wrap(objective, self.dist)
         start = self.state["step"]
         bar = tqdm(range(start, total_steps), initial=start, total=total_steps, desc=name,
-                   disable=not self.dist.is_main, dynamic_ncols=True)  # fmt: skip
+                   disable=None if self.dist.is_main else True, dynamic_ncols=True)  # None: terminal only
         began = time.monotonic() - self.state["wall_s"][name]
         for step in bar:
             for group in optimizer.param_groups:

@@ -32,6 +32,7 @@ from sora_ros.core.scheduling import Workers
 from sora_ros.core.stats import CounterWindow, Counters, InputBounds, LatencyWindow, RateMeter, Throttle, \
     node_entries
 from sora_ros.core.units import NS_PER_S
+from sora_ros.core.twist import AUTO
 from sora_ros.nodes import messages as m
 from sora_ros.runtime.engine import ModelDirError, WorldModelEngine
 from sora_ros.runtime.latents import model_id
@@ -103,7 +104,8 @@ class ModelNode(LifecycleNode):
                                 0, MAX_SAMPLER_STEPS))
         p("deadline_ms", 0.0, f("time budget of a live rollout or a ~/rollout call, decoding included; over it, "
                                 "fewer steps / fewer decoded frames; 0 = none", 0.0, 10000.0))
-        p("cmd_vel_stamped", False, plain("cmd_vel is geometry_msgs/TwistStamped (else Twist)"))
+        p("cmd_vel_type", AUTO, plain("cmd_vel message type: auto (the type its publishers use, found by discovery), "
+                                      "twist or twist_stamped"))
         p("cmd_vel_timeout_s", 0.5, f("a cmd_vel older than this no longer counts", 0.0, 600.0))
         p("no_command_action", "zero", plain("action assumed without a fresh cmd_vel: zero (stand still) or "
                                              "unknown (footage without commands)", read_only=False))

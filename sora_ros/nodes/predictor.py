@@ -6,6 +6,12 @@ what-if service ~/rollout. Alone it takes `latents` (an encoder's ~/latents); in
 
 A rollout thread rolls out each new context as the rollout rate allows (`RolloutGate`) and
 publishes ~/futures; ~/rollout runs in its own callback group (the engine serialises rollouts).
+
+cmd_vel is Twist or TwistStamped (Jazzy and Kilted controllers moved to TwistStamped); a
+subscription of the other type would receive nothing. With cmd_vel_type:=auto (the default)
+the node looks up the type cmd_vel's publishers use (graph discovery, every
+CMD_VEL_DISCOVERY_S) and subscribes with it, following a change; a fixed type warns when the
+publishers use another (`sora_ros.core.twist.cmd_vel_type`).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from sora_ros.core.context import Context, Verdict
 from sora_ros.core.requests import RequestError, check_request
 from sora_ros.core.scheduling import RolloutGate
 from sora_ros.core.stats import LatencyWindow
-from sora_ros.core.twist import twist_indices, twist_vector
+from sora_ros.core.twist import TWIST_STAMPED, cmd_vel_type, twist_indices, twist_vector
 from sora_ros.msg import FutureFrames, PatchLatents
 from sora_ros.nodes import messages as m
 from sora_ros.nodes import spin_lifecycle
@@ -33,6 +39,8 @@ from sora_ros.runtime.engine import NonFiniteOutputError
 from sora_ros.runtime.latents import LatentsError, latent_from_bytes
 from sora_ros.runtime.pipeline import NoContextError, RolloutOutcome, RolloutSettings
 from sora_ros.srv import Rollout
+
+CMD_VEL_DISCOVERY_S = 1.0  # seconds between looks at the types of cmd_vel's publishers
 
 
 class PredictorNode(ModelNode):
@@ -45,6 +53,10 @@ class PredictorNode(ModelNode):
         self._gate = RolloutGate(self.get_parameter("rollout_rate").value)
         self._command: tuple[np.ndarray, float] | None = None  # (A,) in model order, monotonic time
         self._twist_indices: list[int] = []
+        self._cmd_vel_sub = None  # the cmd_vel subscription, of the type cmd_vel_type chose
+        self._cmd_vel_type: str | None = None
+        self._cmd_vel_warning: str | None = None  # the last one logged, so a lasting one is logged once
+        self._cmd_vel_timer = None
         self._rollouts = 0
         self.latency["camera_to_futures"] = LatencyWindow()
 
@@ -55,6 +67,7 @@ class PredictorNode(ModelNode):
     def _create_outputs(self, reliable: QoSProfile) -> None:
         super()._create_outputs(reliable)
         self._twist_indices = twist_indices(self.pipeline.info.action_names)  # ValueError: fails configure
+        cmd_vel_type(self.get_parameter("cmd_vel_type").value, (), None)  # ValueError: fails configure
         pub = self.create_lifecycle_publisher
         self._outputs["futures"] = pub(FutureFrames, "~/futures", reliable)
         self._outputs["predicted"] = pub(Image, "~/predicted/image", qos_profile_sensor_data)
@@ -67,10 +80,39 @@ class PredictorNode(ModelNode):
         if not self.ENCODES:
             self._inputs.append(self.create_subscription(PatchLatents, "latents", self._on_latents_msg,
                                                          QoSProfile(depth=RELIABLE_DEPTH)))
-        stamped = self.get_parameter("cmd_vel_stamped").value
-        self._inputs.append(self.create_subscription(TwistStamped if stamped else Twist, "cmd_vel",
-                                                     self._on_cmd_vel, 10))
+        self._cmd_vel_type, self._cmd_vel_warning = None, None
+        self._follow_cmd_vel_type()
+        self._cmd_vel_timer = self.create_timer(CMD_VEL_DISCOVERY_S, self._follow_cmd_vel_type)
         self._gate = RolloutGate(self.get_parameter("rollout_rate").value)
+
+    def on_deactivate(self, state):
+        if self._cmd_vel_timer is not None:
+            self.destroy_timer(self._cmd_vel_timer)
+            self._cmd_vel_timer = None
+        self._cmd_vel_sub = None  # destroyed with the other inputs
+        return super().on_deactivate(state)
+
+    def _follow_cmd_vel_type(self) -> None:
+        """Subscribe cmd_vel with the type its publishers use (or the fixed cmd_vel_type); warn once per problem."""
+        topic = self.resolve_topic_name("cmd_vel")
+        publishers = {info.topic_type for info in self.get_publishers_info_by_topic(topic)}
+        wanted, warning = cmd_vel_type(self.get_parameter("cmd_vel_type").value, publishers, self._cmd_vel_type)
+        if warning != self._cmd_vel_warning:
+            self._cmd_vel_warning = warning
+            if warning:
+                self.counters.add("warning/cmd_vel_type")
+                self.get_logger().warning(f"{topic}: {warning}")
+        if wanted is None or wanted == self._cmd_vel_type:
+            return
+        if self._cmd_vel_sub is not None:
+            self._inputs.remove(self._cmd_vel_sub)
+            self.destroy_subscription(self._cmd_vel_sub)
+        self._cmd_vel_sub = self.create_subscription(TwistStamped if wanted == TWIST_STAMPED else Twist, "cmd_vel",
+                                                     self._on_cmd_vel, 10)
+        self._inputs.append(self._cmd_vel_sub)
+        self._cmd_vel_type = wanted
+        self.get_logger().info(f"{topic}: subscribed as {wanted}" + (" (the type its publishers use)" if publishers
+                                                                      else ""))
 
     def _loops(self) -> list[Callable[[], None]]:
         return [*super()._loops(), self._rollout_loop]
