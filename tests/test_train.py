@@ -98,3 +98,19 @@ def test_default_validation_holds_out_whole_sources():
     assert sorted({s for s, h in zip(sources, held) if h}) == ["bag09"]
     assert _held_out(["a", "a", "b"]).tolist() == [False, False, True]
     assert _held_out(["only", "only"]) is None
+
+
+def test_resume_without_a_checkpoint_is_an_error_naming_the_folder(video, tmp_path, capsys):
+    """A copy of a model directory is not a run to continue: training from random weights would be silent."""
+    out = tmp_path / "copy_of_models_default"
+    out.mkdir()
+    assert cli(["train", "--data", str(video), "--out", str(out), "--resume", *TINY]) == 1
+    assert f"--resume: no checkpoint.pt in {out}" in capsys.readouterr().err
+    assert not (out / "train_log.jsonl").exists(), "nothing may be trained"
+
+
+def test_val_data_help_says_what_is_held_out(capsys):
+    with pytest.raises(SystemExit):
+        cli(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "every tenth bag or video" in text and "(default: None)" not in text

@@ -125,7 +125,10 @@ class Trainer:
         self.generator = torch.Generator(device=dist_info.device).manual_seed(args.seed * 1000 + dist_info.rank)
         self.state = {"stage": "vae", "step": 0, "wall_s": {"vae": 0.0, "dit": 0.0}, "val": {}}
         optimizer_states = {}
-        if args.resume and self.checkpoint_path.exists():
+        if args.resume and not self.checkpoint_path.exists():
+            raise FileNotFoundError(f"--resume: no {CHECKPOINT_NAME} in {self.out} to continue from "
+                                    "(drop --resume to start a new run there)")  # fmt: skip
+        if args.resume:
             checkpoint = load_checkpoint(self.checkpoint_path)
             self.config, self.vae, self.dit = checkpoint.config, checkpoint.vae, checkpoint.dit
             self.state = checkpoint.extra["state"]
