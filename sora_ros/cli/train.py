@@ -29,7 +29,7 @@ def main(args: argparse.Namespace) -> int:
     if not hasattr(args, "command"):  # recorded in the checkpoint and model.json
         args.command = " ".join(["sora-ros train", *sys.argv[2:]])
     from sora_ros.bag.reading import BagError
-    from sora_ros.model.trainer import CHECKPOINT_NAME, Trainer, init_distributed
+    from sora_ros.model.trainer import CHECKPOINT_NAME, Trainer, init_distributed, verdict
 
     dist_info = init_distributed()
     try:
@@ -43,7 +43,12 @@ def main(args: argparse.Namespace) -> int:
             import torch.distributed as dist
 
             dist.destroy_process_group()
-    trainer.log(f"done: {Path(args.out) / CHECKPOINT_NAME}; validation {summary['state']['val']}")
+    trainer.log(f"done: {Path(args.out) / CHECKPOINT_NAME}")
+    vae = summary["state"]["val"].get("vae", {})
+    if "recon_psnr" in vae:
+        trainer.log(f"VAE reconstruction on validation frames: {vae['recon_psnr']:.2f} dB")
+    for line in verdict(summary["state"]["val"]):
+        trainer.log(line)
     return 0
 
 
