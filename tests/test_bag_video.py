@@ -92,11 +92,9 @@ def test_video_camera_node_loops_with_stamps_that_never_go_back(video: Path) -> 
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from live_helpers import stop
+    from live_helpers import start_node, stop
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sora_ros.nodes.video_camera", "--ros-args", "-p", f"video:={video}", "-p", "rate:=60.0"]
-    )
+    process = start_node("sora_ros.nodes.video_camera", "-p", f"video:={video}", "-p", "rate:=60.0")
     rclpy.init()
     node = rclpy.create_node("video_camera_test")
     stamps: list[int] = []
