@@ -2,7 +2,7 @@
 # a second `make setup` changes nothing and takes a few seconds.
 VENV    ?= .venv
 PYTHON  ?= python3
-EXTRAS  ?= ros,interfaces,train,sim,eval,dev
+EXTRAS  ?= ros,interfaces,train,sim,eval,view,dev
 PY      := $(VENV)/bin/python
 VENV_ABS = $(abspath $(VENV))
 BUILD   := build/interfaces

@@ -62,16 +62,19 @@ class TopicNotFoundError(BagError):
 
 @dataclass(frozen=True)
 class TopicInfo:
-    """One topic of a bag: its message type and how many messages it holds."""
+    """One topic of a bag: its message type, how many messages it holds, and the QoS profiles its
+    publishers offered when it was recorded (rosbags `Qos`, one per publisher; empty when the
+    bag does not say)."""
 
     msgtype: str
     count: int
+    qos: tuple = ()
 
 
 class BagMessage(NamedTuple):
     topic: str
     log_time_ns: int  # when the recorder received it
-    msg: Any  # the deserialized rosbags message
+    msg: Any  # the deserialized rosbags message, or its CDR bytes (raw=True)
 
 
 def find_bags(paths: Iterable[Path | str]) -> list[Path]:
@@ -223,7 +226,7 @@ class BagReader:
             for file in self.files:
                 for topic, info in _file_topics(self._readable(file)[0]).items():
                     old = counts.get(topic, TopicInfo(info.msgtype, 0))
-                    counts[topic] = TopicInfo(old.msgtype, old.count + info.count)
+                    counts[topic] = TopicInfo(old.msgtype, old.count + info.count, old.qos or info.qos)
             self._topics = dict(sorted(counts.items()))
         return self._topics
 
@@ -238,8 +241,9 @@ class BagReader:
                 have = ", ".join(f"{name} ({info.msgtype}, {info.count})" for name, info in self.topics.items())
                 raise TopicNotFoundError(f"{self.path}: no topic {topic!r}; the bag has: {have or 'no topics'}")
 
-    def messages(self, topics: Collection[str]) -> Iterator[BagMessage]:
-        """Yield the messages on `topics`, deserialized, file by file in time order.
+    def messages(self, topics: Collection[str], raw: bool = False) -> Iterator[BagMessage]:
+        """Yield the messages on `topics`, file by file in time order: deserialized, or with
+        `raw` their CDR bytes as recorded.
 
         Damage stops the iteration and sets `stop_reason`; messages read before
         it are yielded.
@@ -247,7 +251,7 @@ class BagReader:
         self.stop_reason = None
         for file in self.files:
             plain, problem = self._readable(file)
-            reader = _FileMessages(plain, topics)
+            reader = _FileMessages(plain, topics, raw)
             yield from reader
             if reader.stop_reason or problem:
                 reason = "; ".join(filter(None, (problem, reader.stop_reason)))
@@ -262,7 +266,8 @@ def _file_topics(file: Path) -> dict[str, TopicInfo]:
             topics: dict[str, TopicInfo] = {}
             for conn in indexed.connections:
                 old = topics.get(conn.topic, TopicInfo(conn.msgtype, 0))
-                topics[conn.topic] = TopicInfo(conn.msgtype, old.count + conn.msgcount)
+                qos = tuple(getattr(conn.ext, "offered_qos_profiles", ()))
+                topics[conn.topic] = TopicInfo(conn.msgtype, old.count + conn.msgcount, old.qos + qos)
             return topics
         finally:
             indexed.close()
@@ -305,8 +310,8 @@ def _open_indexed(file: Path) -> McapReader | Sqlite3Reader | None:
 class _FileMessages:
     """Iterator over one storage file's messages on some topics; sets stop_reason on damage."""
 
-    def __init__(self, file: Path, topics: Collection[str]) -> None:
-        self.file, self.topics = file, set(topics)
+    def __init__(self, file: Path, topics: Collection[str], raw: bool = False) -> None:
+        self.file, self.topics, self.raw = file, set(topics), raw
         self.stop_reason: str | None = None
         self.count = 0
 
@@ -320,7 +325,8 @@ class _FileMessages:
             typestore = _typestore((c.msgtype, c.msgdef.format, c.msgdef.data) for c in connections)
             if connections:
                 for conn, log_time, raw in indexed.messages(connections):
-                    msg = typestore.deserialize_cdr(_cdr(raw), conn.msgtype)
+                    cdr = _cdr(raw)
+                    msg = bytes(cdr) if self.raw else typestore.deserialize_cdr(cdr, conn.msgtype)
                     self.count += 1
                     yield BagMessage(conn.topic, log_time, msg)
         except _READ_ERRORS as error:
@@ -335,6 +341,10 @@ class _FileMessages:
             for message in scanner.messages():
                 channel = scanner.channels.get(message.channel_id)
                 if channel is None or channel.topic not in self.topics or channel.schema is None:
+                    continue
+                if self.raw:
+                    self.count += 1
+                    yield BagMessage(channel.topic, message.log_time_ns, bytes(_cdr(message.data)))
                     continue
                 if message.channel_id not in typestores:
                     schema = channel.schema

@@ -1,6 +1,6 @@
 """The `sora-ros` command: one entry point, one module per subcommand in this folder.
 
-Rule: the top layer. May import every other folder; rclpy, torch and the layers that
+Rule: the top layer. May import every other folder; rclpy, torch, foxglove and the layers that
 need them (model/, nodes/, harness/) only inside functions, so `sora-ros --help` is
 instant and works without them.
 
@@ -14,10 +14,10 @@ import argparse
 import sys
 
 from sora_ros import __version__
-from sora_ros.cli import bag, bench, demo, doctor, evaluate, export, launch, sim, train, video_camera
+from sora_ros.cli import bag, bench, demo, doctor, evaluate, export, launch, sim, train, video_camera, view
 from sora_ros.core.paths import apply_fastdds_profile
 
-SUBCOMMANDS = (doctor, demo, sim, bag, video_camera, train, export, evaluate, launch, bench)
+SUBCOMMANDS = (doctor, demo, sim, bag, video_camera, train, export, evaluate, launch, view, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,13 +1,15 @@
-"""`sora-ros bag`: make bags from video files and describe bags.
+"""`sora-ros bag`: make bags from video files, describe bags, play them over DDS.
 
     sora-ros bag from-video VIDEO OUT [--fps F] [--topic T] [--compressed] [--begin S] [--end S]
     sora-ros bag info BAG [BAG ...]
+    sora-ros bag play BAG [BAG ...] [--rate R] [--loop] [--clock [HZ]] [--topics T ...] [--remap FROM:=TO ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 
@@ -57,6 +59,65 @@ def info(args: argparse.Namespace) -> int:
     return status
 
 
+PLAY_HELP = """Publish the bags' messages over DDS at the recorded rate, one bag after another, with
+the QoS each topic was recorded with (reliable, keep last 10 where the bag does not say), as
+`ros2 bag play` does. Ctrl-C stops.
+
+    sora-ros bag play my_runs/ --loop --remap /front/image:=/camera/image_raw
+    sora-ros bag play run1.mcap --clock --topics /camera/image_raw /cmd_vel   (nodes with use_sim_time)
+"""
+
+
+def _remap(text: str) -> tuple[str, str]:
+    source, sep, target = text.partition(":=")
+    if not (sep and source and target):
+        raise argparse.ArgumentTypeError(f"{text!r}: write FROM:=TO")
+    return source, target
+
+
+def play(args: argparse.Namespace) -> int:
+    try:
+        import rclpy
+    except ImportError:
+        print("sora-ros bag play needs ROS 2 (rclpy): run `make setup`, or see `sora-ros doctor`", file=sys.stderr)
+        return 2
+    from rclpy.signals import SignalHandlerOptions
+
+    from sora_ros.bag.reading import BagError, find_bags
+    from sora_ros.harness.player import BagPlayer, PlayError
+
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # Ctrl-C: KeyboardInterrupt, here
+    node = rclpy.create_node("bag_player")
+    status, player = 0, None
+    try:
+        bags = find_bags(args.bags)
+        player = BagPlayer(node, bags, topics=args.topics, remap=dict(args.remap), rate=args.rate,
+                           clock_hz=args.clock or 0.0, restamp=args.restamp)  # fmt: skip
+        for topic, why in player.skipped.items():
+            print(f"not playing {topic}: {why}")
+        print("playing " + ", ".join(f"{t} -> {player.topic_name(t)}" if player.topic_name(t) != t else t
+                                     for t in player.publishers) + f" at {args.rate:g}x" + (", looping" if args.loop else ""),
+              flush=True)  # fmt: skip
+        while True:
+            for bag in bags:
+                began, before = time.monotonic(), sum(player.published.values())
+                stopped = player.play(bag)
+                print(f"{bag}: {sum(player.published.values()) - before} messages in {time.monotonic() - began:.1f} s"
+                      + (f" (stopped early: {stopped})" if stopped else ""), flush=True)  # fmt: skip
+                status |= stopped is not None
+            if not args.loop:
+                break
+    except (PlayError, BagError, FileNotFoundError) as error:
+        print(f"sora-ros bag play: {error}", file=sys.stderr)
+        status = 1
+    except KeyboardInterrupt:
+        print(f"\nstopped by Ctrl-C after {sum(player.published.values()) if player else 0} messages")
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return status
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bag", help="rosbag2 tools: video to bag, bag info", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,3 +137,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     describe = actions.add_parser("info", help="topics, types, counts, rates, duration, first/last stamp")
     describe.add_argument("bags", nargs="+", type=Path, help="bags (directories, .mcap, .db3) or folders of them")
     describe.set_defaults(func=info)
+
+    player = actions.add_parser("play", help="publish bags over DDS at the recorded rate (ros2 bag play without ROS)",
+                                description=PLAY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    player.add_argument("bags", nargs="+", type=Path, help="bags (directories, .mcap, .db3) or folders of them")
+    player.add_argument("--rate", type=float, default=1.0, help="playback speed: 2 plays twice as fast (default 1)")
+    player.add_argument("--loop", action="store_true", help="start over after the last bag, until Ctrl-C")
+    player.add_argument("--clock", type=float, nargs="?", const=40.0, metavar="HZ",
+                        help="publish /clock with the bag's time, HZ times a second (40 without HZ), for nodes "
+                             "with use_sim_time:=true")  # fmt: skip
+    player.add_argument("--topics", nargs="+", metavar="TOPIC", help="play only these topics (default: every topic)")
+    player.add_argument("--remap", nargs="+", type=_remap, default=[], metavar="FROM:=TO",
+                        help="publish bag topic FROM on TO")
+    player.add_argument("--restamp", action="store_true",
+                        help="move header stamps onto the wall clock (the bag's first stamp becomes now), for "
+                             "nodes on wall-clock time that compare stamps with their clock; not with --clock")  # fmt: skip
+    player.set_defaults(func=play)

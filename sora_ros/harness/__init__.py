@@ -3,5 +3,5 @@ process start/stop, launch files, real-time bag replay, the futures recorder and
 the DDS benchmark of the nodes.
 
 Rule: may import every folder except model/ and cli/ (core, runtime, bag,
-evaluation, sim, nodes, bench, msg, srv), rclpy and ROS messages; no torch.
+evaluation, sim, nodes, bench, msg, srv), rclpy, ROS messages and foxglove (the live view); no torch.
 """

@@ -1,8 +1,9 @@
 """`sora-ros eval --realtime`: replay bags through the live world_model node over DDS, at the
 recorded rate, for timing.
 
-The node runs in its own process, exactly as on a robot. This process publishes each bag's
-camera (and action) messages at their recorded intervals, restamped onto the wall clock so
+The node runs in its own process, exactly as on a robot. This process plays each bag's
+camera (and action) messages with the bag player (harness/player.py, `sora-ros bag play`) at
+their recorded intervals, restamped onto the wall clock so
 that "camera stamp -> ~/futures received" is a true latency, and records what the node
 publishes. Between bags it pauses long enough for the node's context to empty, so no rollout
 mixes two recordings. The report is the live demo's: PSNR per horizon against copy-last on
@@ -16,10 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
-from sora_ros.core.units import NS_PER_S
 from sora_ros.harness import processes
 
 NAMESPACE = "/sora_eval"
@@ -33,16 +32,6 @@ DRAIN_S = 2.0
 
 class ReplayError(Exception):
     """The replay cannot start or the node failed; the message says why."""
-
-
-def _ros_class(msgtype: str):
-    """The rclpy message class of an image or action type of a bag (see sora_ros/bag/messages.py)."""
-    from geometry_msgs.msg import Twist, TwistStamped
-    from sensor_msgs.msg import CompressedImage, Image
-
-    from sora_ros.bag import messages as m
-
-    return {m.IMAGE: Image, m.COMPRESSED_IMAGE: CompressedImage, m.TWIST: Twist, m.TWIST_STAMPED: TwistStamped}[msgtype]
 
 
 def _topic_types(bags: list[Path], image_topic: str, action_topic: str | None) -> tuple[str, str | None]:
@@ -91,50 +80,17 @@ def _wait_until_active(node: subprocess.Popen, recorder) -> None:
         time.sleep(0.1)
 
 
-def _replay_bag(bag: Path, topics: dict[str, tuple[str, object]], node: subprocess.Popen,
-                published: Counter) -> str | None:
-    """Publish one bag at its recorded rate, header stamps moved onto the wall clock.
-
-    Args:
-        topics: bag topic -> (message type, rclpy publisher).
-        published: counts messages per bag name as they go out (kept if interrupted).
-
-    Returns:
-        Why reading stopped early, or None.
-    """
-    from rclpy.serialization import deserialize_message
-
-    from sora_ros.bag.messages import TYPESTORE
-    from sora_ros.bag.reading import BagReader
-    from sora_ros.nodes.messages import header, stamp_ns
-
-    reader = BagReader(bag)
-    first_log_ns = wall_start_ns = stamp_offset_ns = None
-    for message in reader.messages(list(topics)):
-        if node.poll() is not None:
-            raise ReplayError(f"the world_model node exited with code {node.returncode} during {bag.name}")
-        if first_log_ns is None:
-            first_log_ns, wall_start_ns = message.log_time_ns, time.time_ns()
-        msgtype, publisher = topics[message.topic]
-        delay_ns = wall_start_ns + (message.log_time_ns - first_log_ns) - time.time_ns()
-        if delay_ns > 0:
-            time.sleep(delay_ns / NS_PER_S)
-        # rosbags -> CDR -> rclpy: the message is published exactly as recorded.
-        msg = deserialize_message(TYPESTORE.serialize_cdr(message.msg, msgtype).tobytes(), _ros_class(msgtype))
-        if hasattr(msg, "header"):
-            if stamp_offset_ns is None:
-                stamp_offset_ns = time.time_ns() - stamp_ns(msg.header)
-            msg.header = header(stamp_ns(msg.header) + stamp_offset_ns, msg.header.frame_id)
-        publisher.publish(msg)
-        published[bag.name] += 1
-    return reader.stop_reason
+def _check_alive(node: subprocess.Popen, bag: Path) -> None:
+    """Raises ReplayError when the world_model node has exited."""
+    if node.poll() is not None:
+        raise ReplayError(f"the world_model node exited with code {node.returncode} during {bag.name}")
 
 
 def run(args: argparse.Namespace) -> int:
     """The --realtime path of `sora-ros eval`; the arguments are eval's. Ctrl-C stops the
     replay early and still reports what was recorded."""
     try:
-        from rclpy.qos import QoSProfile, qos_profile_sensor_data
+        import rclpy  # noqa: F401
     except ImportError:
         print("sora-ros eval --realtime needs ROS 2 (rclpy): run `make setup`, or see `sora-ros doctor`", file=sys.stderr)
         return 2
@@ -143,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from sora_ros.bag.reading import BagError, find_bags
     from sora_ros.core.machine import machine_description
     from sora_ros.evaluation import live_report
+    from sora_ros.harness.player import BagPlayer, PlayError
     from sora_ros.harness.recorder import FutureRecorder
     from sora_ros.runtime.model_dir import ModelDirError, read_model_info
 
@@ -161,14 +118,15 @@ def run(args: argparse.Namespace) -> int:
     camera_topic = f"{CAMERA_TOPIC}/compressed" if compressed else CAMERA_TOPIC
     recorder = FutureRecorder(info.image_size, info.dt, camera_topic, FUTURES_TOPIC, compressed=compressed,
                               node_name="eval_realtime")  # fmt: skip
-    camera = recorder.node.create_publisher(_ros_class(image_type), camera_topic, qos_profile_sensor_data)
-    topics = {args.image_topic: (image_type, camera)}
-    if conditioned:
-        topics[args.action_topic] = (action_type, recorder.node.create_publisher(
-            _ros_class(action_type), ACTION_TOPIC, QoSProfile(depth=10)))
+    remap = {args.image_topic: camera_topic, **({args.action_topic: ACTION_TOPIC} if conditioned else {})}
+    try:
+        player = BagPlayer(recorder.node, bags, topics=list(remap), remap=remap, restamp=True)
+    except PlayError as error:
+        recorder.close()
+        print(f"sora-ros eval --realtime: {error}", file=sys.stderr)
+        return 1
     start = time.monotonic()
     notes: list[str] = []
-    published: Counter = Counter()
     with open(node_log_path, "w") as node_log:
         node = _start_node(args.model, max(args.horizons), camera_topic, compressed, action_type == m.TWIST_STAMPED,
                            conditioned, args.providers, node_log)  # fmt: skip
@@ -178,8 +136,10 @@ def run(args: argparse.Namespace) -> int:
             for index, bag in enumerate(bags):
                 if index:  # an empty context before the next recording
                     time.sleep((info.context_frames + 1) * info.dt)
-                stopped = _replay_bag(bag, topics, node, published)
-                print(f"  {bag.name}: {published[bag.name]} messages" + (f" (stopped early: {stopped})" if stopped else ""),
+                before = sum(player.published.values())
+                stopped = player.play(bag, check=lambda bag=bag: _check_alive(node, bag))
+                count = sum(player.published.values()) - before
+                print(f"  {bag.name}: {count} messages" + (f" (stopped early: {stopped})" if stopped else ""),
                       flush=True)  # fmt: skip
                 if stopped:
                     notes.append(f"{bag.name}: {stopped}")
@@ -195,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
             recorder.close()
     facts = {"mode": "realtime", "model": f"{info.name}@{info.version} ({args.model})",
              "source": ", ".join(bag.name for bag in bags), "bags": [str(bag) for bag in bags],
-             "messages_published": sum(published.values()), "duration_s": round(time.monotonic() - start, 1),
+             "messages_published": sum(player.published.values()), "duration_s": round(time.monotonic() - start, 1),
              "notes": notes, "machine": machine_description()}  # fmt: skip
     summary = live_report.write(out, recorder.recording, facts)
     print(live_report.text_summary(summary, out, title="eval --realtime"))

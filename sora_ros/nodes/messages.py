@@ -11,6 +11,7 @@ import math
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -18,6 +19,7 @@ from std_msgs.msg import Header, String
 
 from sora_ros.core.camera import pinhole_matrices
 from sora_ros.core.image import encode_compressed, pack_image
+from sora_ros.core.parameters import ParameterSpec
 from sora_ros.core.stats import StatusEntry
 from sora_ros.core.units import NS_PER_S, ros_time_ns, sec_nanosec
 from sora_ros.msg import FutureFrames, PatchLatents
@@ -148,6 +150,13 @@ def future_frames(outcome: RolloutOutcome, candidate: int, model: str, info: Mod
     return msg
 
 
+def twist(v: float, w: float) -> Twist:
+    """A planar command: linear.x = v m/s, angular.z = w rad/s."""
+    msg = Twist()
+    msg.linear.x, msg.angular.z = float(v), float(w)
+    return msg
+
+
 def diagnostic_array(entries: list[StatusEntry], hardware_id: str, stamp: int) -> DiagnosticArray:
     """/diagnostics message of plain status entries."""
     return DiagnosticArray(header=header(stamp, ""), status=[
@@ -169,3 +178,14 @@ def int_descriptor(description: str, low: int, high: int, read_only: bool = Fals
 
 def plain_descriptor(description: str, read_only: bool = True) -> ParameterDescriptor:
     return ParameterDescriptor(description=description, read_only=read_only)
+
+
+def declare(node, spec: ParameterSpec):
+    """Declare `spec` on `node` with a descriptor (description, range, read-only) and return its value."""
+    if isinstance(spec.default, bool) or spec.low is None:
+        descriptor = plain_descriptor(spec.description, spec.read_only)
+    elif isinstance(spec.default, int):
+        descriptor = int_descriptor(spec.description, int(spec.low), int(spec.high), spec.read_only)
+    else:
+        descriptor = float_descriptor(spec.description, spec.low, spec.high, spec.read_only)
+    return node.declare_parameter(spec.name, spec.default, descriptor).value
