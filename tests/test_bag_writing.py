@@ -55,7 +55,7 @@ def mcap_channels(bag: Path) -> dict[str, dict[str, str]]:
     return channels
 
 
-def check_faithful(bag: Path, best_effort: set[str]) -> dict[str, dict]:
+def check_faithful(bag: Path, best_effort: set[str], history: str = "keep_last") -> dict[str, dict]:
     """Every topic: offered QoS (best effort for `best_effort`, reliable otherwise) in both places,
     and the installed RIHS01 hash in metadata.yaml and the channel's topic_type_hash."""
     topics, channels = metadata_topics(bag), mcap_channels(bag)
@@ -63,7 +63,7 @@ def check_faithful(bag: Path, best_effort: set[str]) -> dict[str, dict]:
     for name, topic in topics.items():
         (profile,) = topic["offered_qos_profiles"]
         assert profile["reliability"] == ("best_effort" if name in best_effort else "reliable"), name
-        assert profile["durability"] == "volatile" and profile["history"] == "keep_last"
+        assert profile["durability"] == "volatile" and profile["history"] == history
         assert yaml.safe_load(channels[name]["offered_qos_profiles"])[0]["reliability"] == profile["reliability"]
         assert topic["type_description_hash"] == channels[name]["topic_type_hash"] == installed_hash(topic["type"]), name
     return topics

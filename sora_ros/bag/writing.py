@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 from rosbags.rosbag2.storage_mcap import Channel, McapWriter, write_channel, write_string
 from rosbags.typesys.store import Typestore
 
@@ -102,6 +102,11 @@ class BagWriter:
         self._typestore = typestore
         self._writer = _Rosbag2Writer(self.path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
         self._connections: dict[str, Any] = {}
+
+    def set_compression(self, mode: CompressionMode, fmt: CompressionFormat = CompressionFormat.ZSTD) -> None:
+        """Compress what follows (before `__enter__`): CompressionMode.STORAGE compresses the
+        MCAP chunks, as rosbag2's MCAP storage presets do; MESSAGE and FILE as rosbag2 does."""
+        self._writer.set_compression(mode, fmt)
 
     def __enter__(self) -> BagWriter:
         self._writer.open()
