@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         camera.publish(numpy_to_image(_pattern(time.monotonic() - start, size), "rgb8", header(time.time_ns(), "camera")))
         sent[0] += 1
 
-    probe.create_timer(1.0 / args.camera_rate, publish_frame)
+    camera_timer = probe.create_timer(1.0 / args.camera_rate, publish_frame)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not latencies:
@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
             values = np.array(latencies)
             counted = (sent[0] - counted_from[0], int(node_input.get("frames_received", 0)) - counted_from[1])
     finally:
+        probe.destroy_timer(camera_timer)  # before the executor stops: no publish on a destroyed publisher
         executor.shutdown()
         probe.destroy_node()
         rclpy.try_shutdown()
