@@ -117,8 +117,11 @@ def run(args: argparse.Namespace) -> int:
     threading.Thread(target=executor.spin, daemon=True).start()
     start = time.monotonic()
     sent = [0]
+    stopping = threading.Event()
 
     def publish_frame() -> None:
+        if stopping.is_set():  # the executor may run one more tick while the node is torn down
+            return
         camera.publish(numpy_to_image(_pattern(time.monotonic() - start, size), "rgb8", header(time.time_ns(), "camera")))
         sent[0] += 1
 
@@ -159,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
             values = np.array(latencies)
             counted = (sent[0] - counted_from[0], int(node_input.get("frames_received", 0)) - counted_from[1])
     finally:
+        stopping.set()
         probe.destroy_timer(camera_timer)  # before the executor stops: no publish on a destroyed publisher
         executor.shutdown()
         probe.destroy_node()
