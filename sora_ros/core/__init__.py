@@ -3,6 +3,6 @@ twist/action mapping, units, the time grid and context, the rollout deadline,
 requests and their caps, stats, the planner cost, package paths and the machine
 description.
 
-Rule: the bottom layer. Imports only numpy, cv2 and other modules of core/, so
-every other folder can use it and it runs anywhere.
+Rule: the bottom layer. Imports only numpy, cv2, simplejpeg (strict JPEG decoding) and other
+modules of core/, so every other folder can use it and it runs anywhere.
 """
