@@ -21,18 +21,19 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 from sora_ros.core.context import Context, Verdict
-from sora_ros.core.image import FORMATS, ImageConversionError, compressed_to_rgb, image_to_rgb
+from sora_ros.core.image import DEFAULT_MAX_PIXELS, ImageConversionError, compressed_to_rgb, image_to_rgb
 from sora_ros.core.paths import default_model_dir
-from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES, RequestError, check_request
+from sora_ros.core.requests import MAX_HORIZON, MAX_PENDING_CALLS, MAX_SAMPLER_STEPS, MAX_SAMPLES, RequestError, \
+    check_request
 from sora_ros.core.scheduling import LatestSlot, RolloutGate, Workers
 from sora_ros.core.stats import Counters, LatencyWindow, RateMeter, Throttle, node_entries
 from sora_ros.core.twist import twist_indices, twist_vector
@@ -41,15 +42,24 @@ from sora_ros.nodes import messages as m
 from sora_ros.nodes import spin_lifecycle
 from sora_ros.runtime.engine import ModelDirError, NonFiniteOutputError, WorldModelEngine
 from sora_ros.runtime.latents import LatentsError, latent_from_bytes, model_id
-from sora_ros.runtime.pipeline import FrameRefusedError, NoContextError, RolloutOutcome, RolloutSettings, \
-    WorldModelPipeline
+from sora_ros.runtime.pipeline import BusyError, FrameRefusedError, NoContextError, RolloutOutcome, \
+    RolloutSettings, StaleContextError, WorldModelPipeline
 from sora_ros.srv import Rollout
 
 ROLES = ("world_model", "encoder", "predictor")
 WORKER_POLL_S = 0.2  # worker threads wake at least this often to notice a stop request
 RELIABLE_DEPTH = 5  # ~/futures and ~/latents for a subscriber that needs every message
 WARNING_THROTTLE_S = 5.0
-STAGES = ("convert", "encode", "camera_to_futures")  # the pipeline times rollout, step and decode
+STAGES = ("convert", "encode", "camera_to_futures")
+MAX_IMAGE_PIXELS_LIMIT = 1 << 28  # the largest pixel budget the parameter accepts (16384 x 16384)
+# Executor threads: two for subscriptions, timers and lifecycle, plus one per ~/rollout call that may
+# wait for the engine (the pipeline refuses more as busy), so waiting calls never starve the rest.
+EXECUTOR_THREADS = 2 + MAX_PENDING_CALLS
+# ~/rollout's requests are kept until taken (keep-all): with keep-last 10, the default, a burst of
+# 20 calls lost 9-10 of them without an answer.
+SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+REFUSALS = {RequestError: "bad_request", NoContextError: "no_context", StaleContextError: "stale_context",
+            BusyError: "busy", NonFiniteOutputError: "nonfinite_output"}  # the pipeline times rollout, step and decode
 
 
 class WorldModelNode(LifecycleNode):
@@ -88,10 +98,15 @@ class WorldModelNode(LifecycleNode):
         p("autostart", True, plain("configure and activate at start-up; exit 1 if configure fails"))
         p("diagnostics_period_s", 1.0, f("seconds between /diagnostics messages", 0.1, 60.0, True))
         p("watchdog_timeout_s", 1.0, f("camera silence (s) that turns diagnostics to ERROR", 0.05, 600.0))
+        p("max_context_age_s", 0.0, f("~/rollout refuses (stale_context) when the newest camera frame is older; "
+                                      "0 = watchdog_timeout_s", 0.0, 600.0))
         p("jump_back_s", 1.0, f("a stamp (or clock) this far behind the newest one is a clock jump: the context "
                                 "restarts", 0.01, 3600.0, True))
         if self.encodes:
             p("compressed", False, plain("subscribe image/compressed (JPEG/PNG) instead of image"))
+            p("max_image_pixels", DEFAULT_MAX_PIXELS, i("pixel budget (width x height) of a camera image, checked "
+                                                        "on its header before decoding; over it: "
+                                                        "drop/image_too_large", 1, MAX_IMAGE_PIXELS_LIMIT))
         # The predictor's parameters, declared in every role so one params file serves all three.
         p("horizon", 0, i("predicted frames per live rollout; 0 = the model's default", 0, MAX_HORIZON))
         p("rollout_rate", 10.0, f("most live rollouts per second", 0.1, 60.0))
@@ -139,10 +154,10 @@ class WorldModelNode(LifecycleNode):
         try:
             engine = WorldModelEngine(path, self.get_parameter("providers").value)
             self._twist_indices = twist_indices(engine.info.action_names)
+            self.pipeline = WorldModelPipeline(engine, self.get_parameter("jump_back_s").value)
         except (ModelDirError, ValueError) as error:
             self.get_logger().error(f"configure failed: model {path}: {error}")
             return TransitionCallbackReturn.FAILURE
-        self.pipeline = WorldModelPipeline(engine, self.get_parameter("jump_back_s").value)
         self.model, info = model_id(engine.info), engine.info
         self._apply(settings)
         pub, reliable = self.create_lifecycle_publisher, QoSProfile(depth=RELIABLE_DEPTH)
@@ -152,8 +167,8 @@ class WorldModelNode(LifecycleNode):
             self._outputs["futures"] = pub(FutureFrames, "~/futures", reliable)
             self._outputs["predicted"] = pub(Image, "~/predicted/image", qos_profile_sensor_data)
             self._outputs["comparison"] = pub(Image, "~/comparison/image", qos_profile_sensor_data)
-            self._service = self.create_service(Rollout, "~/rollout", self._serve_rollout,
-                                                callback_group=MutuallyExclusiveCallbackGroup())
+            self._service = self.create_service(Rollout, "~/rollout", self._serve_rollout, qos_profile=SERVICE_QOS,
+                                                callback_group=ReentrantCallbackGroup())
         self.get_logger().info(f"configured: model {self.model} from {path} ({info.image_size[1]}x{info.image_size[0]}, "
                                f"K={info.context_frames}, dt={info.dt:g} s, actions {list(info.action_names)}) "
                                f"on {engine.providers}")
@@ -238,13 +253,14 @@ class WorldModelNode(LifecycleNode):
 
     def _encode(self, msg: Image | CompressedImage, receipt_s: float) -> None:
         start = time.perf_counter()
+        budget = self.get_parameter("max_image_pixels").value
         try:
-            rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)  # (H0, W0, 3)
+            convert = compressed_to_rgb if isinstance(msg, CompressedImage) else image_to_rgb
+            rgb = convert(msg, budget)  # (H0, W0, 3)
             converted = time.perf_counter()
             fitted, latent = self.pipeline.encode(rgb)  # (H, W, 3), (C, h, w)
         except ImageConversionError as error:
-            unknown = isinstance(msg, Image) and msg.encoding not in FORMATS
-            return self._drop("unknown_encoding" if unknown else "malformed_image", str(error))
+            return self._drop(error.reason, str(error))
         except FrameRefusedError as error:
             return self._drop("image_too_small", str(error))
         except NonFiniteOutputError as error:
@@ -334,9 +350,10 @@ class WorldModelNode(LifecycleNode):
             checked = check_request(np.asarray(request.actions, np.float32), request.candidates, request.horizon,
                                     request.action_dim, request.samples, request.seed, request.return_images,
                                     self.pipeline.info.action_dim)
-            outcome = self.pipeline.what_if(checked)
-        except (RequestError, NoContextError, NonFiniteOutputError) as error:
-            reason = {RequestError: "bad_request", NoContextError: "no_context"}.get(type(error), "nonfinite_output")
+            max_age_s = self.get_parameter("max_context_age_s").value or self.get_parameter("watchdog_timeout_s").value
+            outcome = self.pipeline.what_if(checked, max_age_s=max_age_s)
+        except tuple(REFUSALS) as error:
+            reason = REFUSALS[type(error)]
             self.counters.add(f"service/refused/{reason}")
             self.get_logger().warning(f"~/rollout refused: {error}")
             response.success, response.message = False, str(error)
@@ -350,7 +367,7 @@ class WorldModelNode(LifecycleNode):
 
     def _log_notes(self, outcome: RolloutOutcome) -> None:
         if outcome.notes and self._throttle.ready("deadline"):  # one line per period, not per rollout
-            self.get_logger().info(f"deadline: {'; '.join(outcome.notes)}")
+            self.get_logger().info(f"rollout: {'; '.join(outcome.notes)}")
 
     # --- diagnostics ------------------------------------------------------------------------
 
@@ -374,7 +391,7 @@ class WorldModelNode(LifecycleNode):
 
 def run(role: str, args: list[str] | None = None) -> int:
     """Run a node of `role` until Ctrl-C, SIGTERM or shutdown; 1 if autostart's configure failed."""
-    return spin_lifecycle(lambda: WorldModelNode(role), args)
+    return spin_lifecycle(lambda: WorldModelNode(role), args, EXECUTOR_THREADS)
 
 
 def main(args: list[str] | None = None) -> int:

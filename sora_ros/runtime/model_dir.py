@@ -34,6 +34,9 @@ DYNAMICS_WEIGHTS = "dynamics.weights"
 FLOW_CONVENTION = "x_t = (1 - t) * data + t * noise; velocity = noise - data; Euler from t = 1 to t = 0"
 ACTION_FORMULA = "network_action = (action - offset) / scale"
 HASH_CHUNK = 1 << 20
+# The action range a model accepts, per component: offset +- ACTION_RANGE_SCALES x scale, i.e.
+# network inputs in [-3, 3] (training normalises the commands it saw to about [-1, 1]).
+ACTION_RANGE_SCALES = 3.0
 # model.json larger than this is refused unread (the shipped one is ~16 KB).
 MAX_MODEL_JSON_BYTES = 1 << 20
 # The range of every numeric field of model.json, inclusive: a value outside it is refused at
@@ -93,6 +96,12 @@ class ModelInfo:
     context_kv_shape: tuple[int, int, int, int]
     files: dict[str, str]
     raw: dict
+
+    @property
+    def action_range(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(low, high), one entry per action component in physical units: offset +- ACTION_RANGE_SCALES x scale."""
+        return (tuple(o - ACTION_RANGE_SCALES * s for o, s in zip(self.action_offset, self.action_scale)),
+                tuple(o + ACTION_RANGE_SCALES * s for o, s in zip(self.action_offset, self.action_scale)))
 
     def graph_path(self, graph: str) -> Path:
         return self.path / GRAPH_FILES[graph]
