@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import struct
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,10 @@ from sora_ros.bag.messages import TYPESTORE
 
 STORAGE_SUFFIXES = (".mcap", ".db3")
 # What a storage file can throw while being read: damage, not a bug of ours.
-_READ_ERRORS = (ReaderError, SerdeError, sqlite3.DatabaseError, OSError, EOFError, ValueError, KeyError)
+# What rosbags raises on damaged files: its own errors, and plain Python ones from its parsers
+# (an 8-byte MCAP that is only the magic raised TypeError from McapReader.open).
+_READ_ERRORS = (ReaderError, SerdeError, sqlite3.DatabaseError, OSError, EOFError, ValueError, KeyError, TypeError,
+                IndexError, struct.error)
 
 
 class BagError(Exception):
@@ -224,7 +228,7 @@ def _open_indexed(file: Path) -> McapReader | Sqlite3Reader | None:
     reader = McapReader(file)
     try:
         reader.open()
-    except ReaderError:
+    except _READ_ERRORS:
         return None  # no readable summary or footer: scan it
     return reader
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+# The node executables the package installs (CMakeLists.txt installs lib/sora_ros/<exec> for each,
+# running sora_ros.nodes.<exec>); the only modules of this folder a launch file may start.
+EXECUTABLES = ("world_model", "encoder", "predictor", "planner", "sim", "video_camera")
+
 
 def spin(make_node: Callable[[], Any], args: list[str] | None = None,
          fatal: tuple[type[Exception], ...] = ()) -> int:  # fmt: skip
