@@ -19,6 +19,8 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from live_helpers import Probe, rollout_request, start_node, stop  # noqa: E402
 from model_helpers import export_tiny  # noqa: E402
 from sora_ros.msg import FutureFrames  # noqa: E402
+from sora_ros.nodes.world_model import SERVICE_QOS  # noqa: E402
+from sora_ros.srv import Rollout  # noqa: E402
 from sora_ros.core.requests import MAX_CANDIDATES  # noqa: E402
 from sora_ros.nodes.messages import stamp_ns  # noqa: E402
 from sora_ros.nodes.messages import header  # noqa: E402
@@ -239,8 +241,10 @@ def test_a_burst_of_concurrent_rollout_calls_is_answered_in_full(world_model: Pr
         world_model.send(T0_S + 500.0 + k * DT_S)
     world_model.wait_for(lambda: world_model.futures, "futures")
     actions = np.zeros((2, 8, 2), np.float32)
-    assert world_model.rollout.wait_for_service(timeout_sec=60)
-    calls = [world_model.rollout.call_async(rollout_request(actions, samples=2)) for _ in range(20)]
+    # A client that keeps every response (the default keep-last 10 would drop answers on its side).
+    client = world_model.node.create_client(Rollout, "/world_model/rollout", qos_profile=SERVICE_QOS)
+    assert client.wait_for_service(timeout_sec=60)
+    calls = [client.call_async(rollout_request(actions, samples=2)) for _ in range(20)]
     world_model.wait_for(lambda: all(call.done() for call in calls), "an answer to every call")
     answers = [call.result() for call in calls]
     assert all(a.success or a.message.startswith("busy") for a in answers), \
