@@ -84,6 +84,9 @@ def main(args: argparse.Namespace) -> int:
     if args.sim_time and not args.realtime:
         print("sora-ros eval: --sim-time applies to --realtime only", file=sys.stderr)
         return 2
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        print(f"sora-ros eval: --out {args.out} exists and is not a directory", file=sys.stderr)  # before the work
+        return 2
     if args.realtime:
         offline_only = [flag for flag, given in (("--write-bag", args.write_bag), ("--record-in-model", args.record_in_model),
                                                  ("--max-clips", args.max_clips)) if given]  # fmt: skip
