@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 
 from sora_ros.core.actions import assumed_actions
 from sora_ros.core.twist import twist_indices
-from sora_ros.core.comparison import FutureMemory, Prediction, comparison_image
+from sora_ros.core.comparison import ERROR_GAIN, FutureMemory, Prediction, comparison_image
 from sora_ros.core.context import ContextBuffer, Verdict
 from sora_ros.core.deadline import CostModel, plan_rollout
 from sora_ros.core.planner import candidate_costs, choose, obstacle_fraction, turn_candidates
@@ -138,12 +139,25 @@ def test_future_memory_matches_the_latest_prediction_of_a_stamp():
 
 
 def test_comparison_image_is_real_predicted_error():
-    real = np.zeros((4, 5, 3), np.uint8)
-    predicted = np.full((4, 5, 3), 10, np.uint8)
+    rng = np.random.default_rng(3)
+    real = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    predicted = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    real[0, 0], predicted[0, 0] = (10, 20, 30), (13, 14, 30)  # |d| = 3, 6, 0: mean 3, x3 -> 9
+    real[0, 1], predicted[0, 1] = (0, 255, 0), (255, 0, 255)  # mean 255, x3 -> 765, clipped to 255
+    real[0, 2], predicted[0, 2] = (7, 7, 7), (7, 7, 7)  # no error -> the colormap's 0
     picture = comparison_image(real, predicted)
     assert picture.shape == (4, 15, 3)
-    assert (picture[:, :5] == 0).all() and (picture[:, 5:10] == 10).all()
-    assert comparison_image(real, real)[:, 10:].tolist() == comparison_image(predicted, predicted)[:, 10:].tolist()
+    assert (picture[:, :5] == real).all() and (picture[:, 5:10] == predicted).all()
+    # Hand-computed: |real - predicted| averaged over colour, times ERROR_GAIN (3), clipped to
+    # 255: with a gain of 3 the value is the sum of the three channel errors.
+    gain = 3
+    assert ERROR_GAIN == gain
+    summed = np.abs(real.astype(int) - predicted.astype(int)).sum(axis=2)
+    scaled = np.minimum(summed, 255).astype(np.uint8)
+    assert scaled[0, :3].tolist() == [9, 255, 0]
+    expected = cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO)[..., ::-1]  # OpenCV's BGR -> RGB
+    assert picture[:, 10:].tolist() == expected.tolist()
+    assert not (expected == expected[0, 0]).all(), "the panel must vary with the error"
     with pytest.raises(ValueError):
         comparison_image(real, predicted[:2])
 

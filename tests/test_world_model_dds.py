@@ -25,6 +25,7 @@ from sora_ros.core.requests import MAX_CANDIDATES  # noqa: E402
 from sora_ros.nodes.messages import stamp_ns  # noqa: E402
 from sora_ros.nodes.messages import header  # noqa: E402
 from sora_ros.core.units import NS_PER_S  # noqa: E402
+from sora_ros.runtime.engine import WorldModelEngine  # noqa: E402
 
 SIZE = (32, 32)  # the tiny model's input
 DT_S = 0.1
@@ -66,7 +67,7 @@ def test_rollout_before_the_first_frame_is_refused(world_model: Probe) -> None:
     assert "no context yet" in response.message
 
 
-def test_futures_have_the_horizon_and_future_stamps(world_model: Probe) -> None:
+def test_futures_have_the_horizon_and_future_stamps(world_model: Probe, tiny_model: str) -> None:
     for i in range(3):
         world_model.send(T0_S + i * DT_S)
     origin = round((T0_S + 2 * DT_S) * NS_PER_S)  # the newest frame
@@ -75,9 +76,21 @@ def test_futures_have_the_horizon_and_future_stamps(world_model: Probe) -> None:
     with world_model.lock:
         futures = world_model.futures[-1]
     assert futures.horizon == 8 and len(futures.latents) == 8 and abs(futures.dt - DT_S) < 1e-6
-    assert futures.frames == [] or len(futures.frames) == 8
-    for k, latents in enumerate(futures.latents, start=1):
-        assert stamp_ns(latents.header) == origin + k * round(DT_S * NS_PER_S)
+    # No deadline is set (deadline_ms 0) and the probe subscribes to ~/futures: every frame is decoded.
+    assert len(futures.frames) == 8, f"{len(futures.frames)} frames with 8 latents"
+    step_ns = round(DT_S * NS_PER_S)
+    for k, (latents, frame) in enumerate(zip(futures.latents, futures.frames), start=1):
+        assert stamp_ns(latents.header) == origin + k * step_ns
+        assert stamp_ns(frame.header) == origin + k * step_ns, f"frame {k}"
+        assert (frame.height, frame.width, frame.encoding, frame.step) == (*SIZE, "rgb8", SIZE[1] * 3)
+        assert len(frame.data) == SIZE[0] * SIZE[1] * 3
+    # Each frame is the decoding of the latent stamped with it.
+    engine = WorldModelEngine(tiny_model)
+    shape = (latents.channels, latents.height, latents.width)
+    grids = np.stack([np.frombuffer(bytes(m.data), "<f4").reshape(shape) for m in futures.latents])
+    decoded = engine.decode(grids).astype(np.int16)
+    sent = np.stack([np.frombuffer(bytes(f.data), np.uint8).reshape(*SIZE, 3) for f in futures.frames])
+    assert np.abs(sent - decoded).max() <= 1
     assert list(futures.actions) == [0.0] * 16  # no cmd_vel: stand still
 
 
