@@ -2,14 +2,14 @@
 # a second `make setup` changes nothing and takes a few seconds.
 VENV    ?= .venv
 PYTHON  ?= python3
-EXTRAS  ?= ros,interfaces,train,sim,eval,dev
+EXTRAS  ?= ros,interfaces,train,sim,eval,view,dev
 PY      := $(VENV)/bin/python
 VENV_ABS = $(abspath $(VENV))
 BUILD   := build/interfaces
 # Discovery stays on this machine unless the user says otherwise.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: setup test bench demo clean
+.PHONY: setup ros2-tools test bench demo clean
 
 setup: $(VENV)/.interfaces-built
 	@$(VENV)/bin/sora-ros doctor --quiet
@@ -22,8 +22,10 @@ $(VENV)/.deps-installed: pyproject.toml
 	$(PY) -m pip install -qq --disable-pip-version-check -e ".[$(EXTRAS)]" --config-settings editable_mode=compat
 	@touch $@
 
-# msg/ and srv/ built with rosidl against the wheels and installed into the venv.
-$(VENV)/.interfaces-built: $(VENV)/.deps-installed CMakeLists.txt package.xml cmake/pip_wheel_fixups.cmake $(wildcard msg/*.msg srv/*.srv)
+# msg/ and srv/ built with rosidl against the wheels and installed into the venv, with the
+# ROS layout colcon installs: the ament index entry, lib/sora_ros/<node> executables and
+# share/sora_ros/{launch,config,models,package.xml} (linked to this tree).
+$(VENV)/.interfaces-built: $(VENV)/.deps-installed CMakeLists.txt package.xml cmake/pip_wheel_fixups.cmake $(wildcard msg/*.msg srv/*.srv scripts/sora-ros* launch/* config/* models/*/*)
 	@mkdir -p $(BUILD)
 	AMENT_PREFIX_PATH=$(VENV_ABS) CMAKE_PREFIX_PATH=$(VENV_ABS) cmake -S . -B $(BUILD) \
 		-DCMAKE_INSTALL_PREFIX=$(VENV_ABS) -DPython3_EXECUTABLE=$(VENV_ABS)/bin/python \
@@ -34,8 +36,16 @@ $(VENV)/.interfaces-built: $(VENV)/.deps-installed CMakeLists.txt package.xml cm
 		|| { tail -50 $(BUILD).log; exit 1; }
 	@touch $@
 
+# The real `ros2 launch` / `ros2` CLI (built from upstream source, not on PyPI) from
+# ../shared/ros2-tools, for the tests that run the launch files under it; its install
+# script keeps its own stamp and skips what is there.
+ROS2_TOOLS ?= ../shared/ros2-tools
+ros2-tools: setup
+	@test -x $(ROS2_TOOLS)/install.sh || { echo "ros2-tools: $(ROS2_TOOLS)/install.sh not found (set ROS2_TOOLS=...)"; exit 1; }
+	@$(ROS2_TOOLS)/install.sh $(VENV) cmake/pip_wheel_fixups.cmake
+
 # pytest exits 5 when it collects nothing: report it, don't fail on it.
-test: setup
+test: setup ros2-tools
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 

@@ -31,9 +31,9 @@ def start_node(module: str, *ros_args: str) -> subprocess.Popen:
 
 
 def stop(process: subprocess.Popen) -> str:
-    """Stop a node the harness's one way (SIGINT, SIGTERM, SIGKILL) and return its output."""
+    """Stop a node the harness's one way (SIGINT, SIGTERM, SIGKILL) and return its output (if piped)."""
     processes.stop([process])
-    return process.stdout.read()
+    return process.stdout.read() if process.stdout is not None else ""
 
 
 class Probe:

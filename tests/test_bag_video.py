@@ -19,6 +19,7 @@ from sora_ros.bag.from_video import video_to_bag
 from sora_ros.bag.info import summarize
 from sora_ros.bag.video import VideoError
 from sora_ros.bag.writing import BagWriter
+from sora_ros.core.units import NS_PER_S, ros_time_ns
 
 FRAMES, FPS, SIZE = 12, 15, (48, 64)  # (H, W)
 
@@ -42,8 +43,8 @@ def test_from_video_then_info_round_trip(video: Path, tmp_path: Path, capsys: py
     text = capsys.readouterr().out
     assert f"/camera/image_raw  {FRAMES:7d} msgs     {FPS:.2f} Hz  sensor_msgs/msg/Image" in text
     summary = summarize(out)
-    assert summary.duration_ns == round((FRAMES - 1) * 1e9 / FPS)
-    clip = next(iter(ClipReader(out, "/camera/image_raw", dt_ns=round(1e9 / FPS), clip_length=FRAMES, size=SIZE)))
+    assert summary.duration_ns == round((FRAMES - 1) * NS_PER_S / FPS)
+    clip = next(iter(ClipReader(out, "/camera/image_raw", dt_ns=round(NS_PER_S / FPS), clip_length=FRAMES, size=SIZE)))
     np.testing.assert_allclose(clip.frames.reshape(FRAMES, -1).mean(axis=1), 20 * np.arange(FRAMES), atol=3)
 
 
@@ -60,7 +61,7 @@ def test_from_video_keeps_a_time_window(video: Path, tmp_path: Path) -> None:
     assert cli.main(["bag", "from-video", str(video), str(out), "--begin", "0.3", "--end", "0.6"]) == 0
     (topic,) = summarize(out).topics
     assert topic.count == 4  # frames 5..8 at 15 fps: 0.333 s .. 0.533 s (0.6 s excluded)
-    assert summarize(out).first_ns == round(5 * 1e9 / FPS)
+    assert summarize(out).first_ns == round(5 * NS_PER_S / FPS)
 
 
 def test_unreadable_video_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -92,18 +93,17 @@ def test_video_camera_node_loops_with_stamps_that_never_go_back(video: Path) -> 
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from live_helpers import stop
+    from live_helpers import start_node, stop
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sora_ros.nodes.video_camera", "--ros-args", "-p", f"video:={video}", "-p", "rate:=60.0"]
-    )
+    # The harness's one way (its own process group), which `stop` needs.
+    process = start_node("sora_ros.nodes.video_camera", "-p", f"video:={video}", "-p", "rate:=60.0")
     rclpy.init()
     node = rclpy.create_node("video_camera_test")
     stamps: list[int] = []
     done = threading.Event()
 
     def on_image(msg: Image) -> None:
-        stamps.append(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+        stamps.append(ros_time_ns(msg.header.stamp))
         assert (msg.height, msg.width) == SIZE
         if len(stamps) >= 3 * FRAMES:  # three passes over the video: at least two loops seen
             done.set()

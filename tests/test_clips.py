@@ -20,8 +20,9 @@ from sora_ros.bag.clips import (
 )
 from sora_ros.bag.reading import TopicNotFoundError
 from sora_ros.bag.writing import BagWriter
+from sora_ros.core.units import NS_PER_MS
 
-MS = 1_000_000
+MS = NS_PER_MS
 IMAGE, CMD = "/camera/image_raw", "/cmd_vel"
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from model_helpers import export_tiny
 
+from sora_ros.bag.reading import BagReader
+
 pytest.importorskip("rclpy")
 pytest.importorskip("pybullet")
 DEMO_S = 12
@@ -33,3 +35,31 @@ def test_demo_runs_the_graph_and_writes_its_report(tmp_path) -> None:
     assert "h1" in summary["psnr_per_horizon"]
     assert (out / "futures.png").stat().st_size > 0 and (out / "latency.png").stat().st_size > 0
     assert "camera -> ~/futures through DDS: p50" in result.stdout
+    # The world model's outputs as an MCAP bag for Foxglove, decoded from its own schemas.
+    reader = BagReader(out / "outputs")
+    for name in ("futures", "latents", "predicted/image", "comparison/image"):
+        assert reader.topics[f"/world_model/{name}"].count > 0, name
+    futures = next(iter(reader.messages(["/world_model/futures"]))).msg
+    assert len(futures.frames) == futures.horizon > 0 and futures.latents
+
+
+def test_demo_plays_a_video_at_its_own_rate_and_says_so(tmp_path) -> None:
+    import cv2
+    import numpy as np
+
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (64, 48))
+    for k in range(60):
+        writer.write(np.full((48, 64, 3), 4 * k, np.uint8))
+    writer.release()
+    model = export_tiny(tmp_path / "model")
+    out = tmp_path / "demo"
+    result = subprocess.run([sys.executable, "-m", "sora_ros.cli", "demo", "--video", str(video), "--duration", "6",
+                             "--model", str(model), "--out", str(out)],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "at its own frame times (30 fps on average)" in result.stdout  # the video_camera node's own line
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["camera_timing"] == "the video's own frame times (30 fps on average)"
+    assert summary["camera_rate_hz"] is None
+    assert "at the video's own frame times (30 fps on average)" in result.stdout  # the printed summary

@@ -12,6 +12,9 @@ from sora_ros.bag import messages as m  # noqa: E402
 from sora_ros.bag.reading import BagReader, find_bags  # noqa: E402
 from sora_ros.bag.writing import BagWriter  # noqa: E402
 from sora_ros.cli import main as cli  # noqa: E402
+from sora_ros.core.units import NS_PER_S  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 HORIZONS = ["1", "2", "4"]
 
@@ -55,7 +58,7 @@ def write_camera_bag(path: Path, frames: int, rate_hz: float) -> Path:
 
     with BagWriter(path) as bag:
         for k in range(frames):
-            stamp = round(k * 1e9 / rate_hz)
+            stamp = round(k * NS_PER_S / rate_hz)
             bag.write("/camera/image_raw", m.IMAGE, stamp, m.image(np.full((32, 32, 3), 4 * k % 256, np.uint8), stamp, "cam"))
     return path
 
@@ -64,13 +67,15 @@ def test_bag_shorter_than_context_plus_horizon_says_so(model, tmp_path, capsys):
     bag = write_camera_bag(tmp_path / "short", frames=4, rate_hz=10)
     assert cli(["eval", str(bag), "--model", str(model), "--horizons", "1,8"]) == 1
     err = capsys.readouterr().err
-    assert "no clip of 2 + 8 frames at dt 0.1 s" in err and "shorter" in err
+    assert "no clip of 2 + 8 frames at dt 0.1 s" in err
+    assert "the sources are too short: the longest continuous run is 4 frames (4 frames read)" in err
 
 
 def test_bag_slower_than_the_model_is_refused_with_the_reason(model, tmp_path, capsys):
     bag = write_camera_bag(tmp_path / "slow", frames=40, rate_hz=4)  # the model steps at 10 Hz
     assert cli(["eval", str(bag), "--model", str(model), "--horizons", "1"]) == 1
-    assert "frame rate is below 1/dt" in capsys.readouterr().err
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "x no frame within dt/2 of the next step (gap: frame rate below 1/dt" in last and "of 40 frames read" in last
 
 
 def test_faster_bag_is_resampled_to_the_model_dt(model, tmp_path):
@@ -79,6 +84,49 @@ def test_faster_bag_is_resampled_to_the_model_dt(model, tmp_path):
     assert cli(["eval", str(bag), "--model", str(model), "--horizons", "1", "--out", str(out)]) == 0
     # 60 frames at 30 Hz -> 20 at 10 Hz -> clips of 3 every 4 frames.
     assert json.loads((out / "metrics.json").read_text())["clips"] == 5
+
+
+def test_failed_eval_names_the_dominant_cause_and_leaves_no_bag(model, tmp_path, capsys):
+    """Every image undecodable: the last line says so with the count (not "too short"); no
+    OUT/predictions bag is left behind."""
+    with BagWriter(tmp_path / "bad") as bag:
+        for k in range(30):
+            stamp = k * NS_PER_S // 10
+            image = m.image(np.zeros((32, 32, 3), np.uint8), stamp, "cam")
+            image.encoding = "no_such_encoding"
+            bag.write("/camera/image_raw", m.IMAGE, stamp, image)
+    out = tmp_path / "eval"
+    assert cli(["eval", str(tmp_path / "bad"), "--model", str(model), "--horizons", "1", "--out", str(out),
+                "--write-bag"]) == 1  # fmt: skip
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("sora-ros eval: no clip of 2 + 1 frames at dt 0.1 s in ")
+    assert "30 x image not decodable (first: " in last and "no_such_encoding" in last and "of 30 frames read" in last
+    assert not (out / "predictions").exists()
+
+
+def test_eval_failing_midway_removes_its_half_written_bag(model, sim_bags, tmp_path, monkeypatch, capsys):
+    from sora_ros.evaluation import predictors
+
+    calls = []
+
+    def failing(lookahead):
+        def predictor(context, actions):
+            calls.append(1)
+            if len(calls) > 2:
+                raise ValueError("predictor broke on clip 3")
+            return np.repeat(context[-1:], lookahead, axis=0)
+        return {"copy-last": predictor}
+
+    monkeypatch.setattr(predictors, "baseline_predictors", failing)
+    out = tmp_path / "eval"
+    assert cli(["eval", str(sim_bags), "--model", str(model), "--horizons", "1", "--out", str(out), "--write-bag"]) == 1
+    assert "predictor broke on clip 3" in capsys.readouterr().err
+    assert not (out / "predictions").exists()
+
+
+def test_progress_bar_stays_quiet_off_a_terminal(model, sim_bags, capsys):
+    assert cli(["eval", str(sim_bags), "--model", str(model), "--horizons", "1"]) == 0
+    assert "evaluating" not in capsys.readouterr().err  # pytest's capture is no terminal
 
 
 def test_unreadable_bag_and_missing_model_are_clear_errors(model, tmp_path, capsys):
@@ -149,3 +197,56 @@ def test_realtime_bad_input_is_a_clear_error_before_any_node_starts(model, sim_b
     video.write_bytes(b"not a bag")
     assert cli(["eval", str(video), "--realtime", "--model", str(model)]) == 1
     assert "no rosbag2 bag" in capsys.readouterr().err
+
+
+def test_eval_bag_keeps_the_source_stamps_and_frame_id(model, tmp_path):
+    """Two bags over the same time range: every image in the prediction bag carries a source
+    frame's header stamp and frame_id exactly; only the log times are laid end to end."""
+    bags = tmp_path / "bags"
+    bags.mkdir()
+    sources = [write_camera_bag(bags / name, frames=12, rate_hz=10) for name in ("a", "b")]
+    source_stamps = {ros_time(msg.msg.header.stamp) for msg in BagReader(sources[0]).messages(["/camera/image_raw"])}
+    out = tmp_path / "eval"
+    assert cli(["eval", str(bags), "--model", str(model), "--horizons", "1,2", "--out", str(out), "--write-bag"]) == 0
+    reader = BagReader(out / "predictions")
+    real = list(reader.messages(["/eval/real"]))
+    assert len(real) == 2 * 12  # each bag's frames once (3 clips of 2 + 2 frames)
+    assert [ros_time(msg.msg.header.stamp) for msg in real] == 2 * sorted(source_stamps)
+    assert {msg.msg.header.frame_id for msg in real} == {"cam"}
+    assert {ros_time(msg.msg.header.stamp) for msg in real} <= source_stamps
+    logs = [msg.log_time_ns for msg in real]
+    assert logs == sorted(logs) and len(set(logs)) == len(logs)  # laid end to end
+    predicted = list(reader.messages(["/eval/model/h2"]))
+    assert predicted and {msg.msg.header.frame_id for msg in predicted} == {"cam"}
+    assert {ros_time(msg.msg.header.stamp) for msg in predicted} <= source_stamps
+
+
+def ros_time(stamp) -> int:
+    return stamp.sec * NS_PER_S + stamp.nanosec
+
+
+def test_realtime_in_sim_time_replays_with_clock(model, sim_bags, tmp_path):
+    """--sim-time: the bags keep their stamps (the sim's start at 0 s), /clock carries the bag's
+    time, and the node and the recorder run on it: futures come out, and latency and the node's
+    stamp age are sim-time sized (on the wall clock, stamps near 0 s would be ~56 years old)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("rclpy")
+    out = tmp_path / "realtime_sim"
+    result = subprocess.run([sys.executable, "-m", "sora_ros.cli", "eval", str(sim_bags), "--realtime", "--sim-time",
+                             "--action-topic", "/cmd_vel", "--model", str(model), "--horizons", "1,2",
+                             "--out", str(out)], capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["clock"].startswith("sim time")
+    assert summary["futures_received"] > 0 and summary["node_counts"]["published/futures"] > 0
+    latency = summary["latency_ms"]["camera_to_futures_dds"]
+    assert latency["n"] == summary["futures_received"] and 0 <= latency["p50"] < 5000
+    assert set(summary["psnr_per_horizon"]) == {"h1", "h2"}
+    assert abs(float(summary["node_stamp_age_s_max"])) < 5  # the node is on sim time too
+
+
+def test_sim_time_needs_realtime(model, sim_bags, capsys):
+    assert cli(["eval", str(sim_bags), "--model", str(model), "--sim-time"]) == 2
+    assert "--sim-time applies to --realtime only" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sora_ros.evaluation.baselines import FlowExtrapolation, copy_last
-from sora_ros.evaluation.metrics import PSNR_CAP_DB, FrameScores, moving_mask, mse, psnr_from_mse, skill_score, ssim, summarize
+from sora_ros.evaluation.metrics import PSNR_CAP_DB, FrameScores, moving_mask, mse, psnr_from_mse, skill_score, ssim, ssim_map, summarize
 
 RNG = np.random.default_rng(0)
 
@@ -94,3 +94,52 @@ def test_flow_extrapolation_beats_copy_last_on_translation():
 def test_flow_needs_two_frames():
     with pytest.raises(ValueError, match="at least 2 context frames"):
         FlowExtrapolation()(np.zeros((1, 8, 8, 3), np.uint8), 2)
+
+
+def _reference_ssim_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """SSIM per pixel from Wang et al. (2004), in plain numpy: 11x11 Gaussian window of sigma 1.5
+    normalised to sum 1, K1 = 0.01, K2 = 0.03, L = 1, each channel separately, then averaged over
+    channels. Borders mirror the edge pixel ('symmetric' padding), as metrics.py documents."""
+    offsets = np.arange(11) - 5
+    g = np.exp(-(offsets**2) / (2 * 1.5**2))
+    window = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = (0.01 * 1.0) ** 2, (0.03 * 1.0) ** 2
+    x, y = x.astype(np.float64) / 255.0, y.astype(np.float64) / 255.0
+
+    def local_mean(image: np.ndarray) -> np.ndarray:  # (H, W)
+        padded = np.pad(image, 5, mode="symmetric")
+        patches = np.lib.stride_tricks.sliding_window_view(padded, (11, 11))  # (H, W, 11, 11)
+        return np.einsum("ijkl,kl->ij", patches, window)
+
+    maps = []
+    for c in range(x.shape[2]):
+        a, b = x[..., c], y[..., c]
+        mu_a, mu_b = local_mean(a), local_mean(b)
+        var_a = local_mean(a * a) - mu_a**2
+        var_b = local_mean(b * b) - mu_b**2
+        cov = local_mean(a * b) - mu_a * mu_b
+        maps.append((2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)))
+    return np.mean(maps, axis=0)
+
+
+def test_ssim_matches_the_papers_definition_computed_independently():
+    """Pins the window (11x11, sigma 1.5), the constants and the channel average: a 3x3 window
+    or other constants give other values."""
+    rng = np.random.default_rng(5)
+    target = cv2.GaussianBlur(rng.integers(0, 256, (24, 28, 3), dtype=np.uint8), (5, 5), 1.5)
+    predicted = np.clip(target.astype(np.int16) + rng.integers(-40, 41, target.shape), 0, 255).astype(np.uint8)
+    reference = _reference_ssim_map(predicted, target)
+    assert ssim(predicted, target) == pytest.approx(reference.mean(), abs=1e-5)
+    mask = moving_mask(target, predicted)
+    assert 0 < mask.sum() < mask.size
+    assert ssim(predicted, target, mask) == pytest.approx(reference[mask].mean(), abs=1e-5)
+    # Away from the border (no padding convention involved) every local value agrees.
+    np.testing.assert_allclose(ssim_map(predicted, target)[5:-5, 5:-5], reference[5:-5, 5:-5], atol=1e-4)
+
+
+def test_ssim_of_two_flat_frames_is_the_luminance_term_by_hand():
+    """Flat frames: no variance, so SSIM = (2ab + C1) / (a^2 + b^2 + C1) with a, b in [0, 1]."""
+    a, b = 200 / 255, 120 / 255
+    c1 = 0.01**2
+    expected = (2 * a * b + c1) / (a * a + b * b + c1)
+    assert ssim(np.full((16, 16, 3), 200, np.uint8), np.full((16, 16, 3), 120, np.uint8)) == pytest.approx(expected, rel=1e-4)

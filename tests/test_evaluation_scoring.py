@@ -77,3 +77,57 @@ def test_short_clip_and_bad_predictor_are_refused():
         evaluate([clip(0, frames=4)], baselines(), context_length=K, horizons=HORIZONS, progress=False)
     with pytest.raises(ValueError, match="predictor 'bad' returned"):
         evaluate([clip(0)], {"bad": lambda c, a: c}, context_length=K, horizons=HORIZONS, progress=False)
+
+
+def test_metrics_json_values_match_hand_computed_scores(tmp_path):
+    """Flat grey frames whose level changes from frame to frame: every score has a closed form.
+
+    Copy-last predicts the last context level a, the truth at horizon h is level b:
+    MSE = ((b - a) / 255)^2, PSNR = 20 log10(255 / |b - a|), SSIM = (2ab + C1) / (a^2 + b^2 + C1)
+    (no variance in a flat frame; a, b in [0, 1]). Every pixel moves by more than 8, so the moving
+    metrics equal the full-frame ones (measured from the LAST context frame: in "down" the first
+    context frame equals the truth at horizon 1). Flow on flat frames has nothing to track and predicts
+    the last frame. A predictor that is off the truth by +4 everywhere has PSNR 20 log10(255 / 4).
+    """
+    levels = {"up": [100, 110, 120, 130, 140, 150], "down": [38, 50, 38, 26, 14, 2]}
+    clips = [SimpleNamespace(frames=np.stack([np.full((16, 16, 3), v, np.uint8) for v in values]),
+                             actions=np.zeros((len(values), 2), np.float32), source=name)
+             for name, values in levels.items()]
+    truths = {c.frames[:K].tobytes(): c.frames[K : K + max(HORIZONS)] for c in clips}
+    predictors = {**baselines(), "plus4": lambda context, actions: truths[context.tobytes()] + 4}
+    result = evaluate(clips, predictors, context_length=K, horizons=HORIZONS, progress=False)
+    write_report(tmp_path, summarize_evaluation(result), result, {}, "# hand")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+
+    c1 = 0.01**2
+
+    def flat_ssim(a, b):
+        a, b = a / 255, b / 255
+        return (2 * a * b + c1) / (a * a + b * b + c1)
+
+    def mean_ci(values):
+        return np.mean(values), 1.959963984540054 * np.std(values, ddof=1) / np.sqrt(len(values))
+
+    for h in HORIZONS:
+        last, truth = [v[K - 1] for v in levels.values()], [v[K - 1 + h] for v in levels.values()]
+        copy = {
+            "mse": [((b - a) / 255) ** 2 for a, b in zip(last, truth)],
+            "psnr": [20 * np.log10(255 / abs(b - a)) for a, b in zip(last, truth)],
+            "ssim": [flat_ssim(a, b) for a, b in zip(last, truth)],
+        }
+        plus = {"mse": [(4 / 255) ** 2] * 2, "psnr": [20 * np.log10(255 / 4)] * 2,
+                "ssim": [flat_ssim(b + 4, b) for b in truth]}
+        for method, expected in ((COPY_LAST, copy), ("flow", copy), ("plus4", plus)):
+            for metric, values in expected.items():
+                mean, ci = mean_ci(values)
+                for prefix in ("", "moving_"):
+                    got = metrics["methods"][method][str(h)][prefix + metric]
+                    where = f"{method} h={h} {prefix}{metric}"
+                    assert got["n"] == 2 and got["n_nan"] == 0, where
+                    assert got["mean"] == pytest.approx(mean, rel=1e-4), where
+                    if metric != "psnr" or method != "plus4":  # plus4's PSNR is the same in both clips
+                        # SSIM of flat frames carries float32 rounding (~1e-5) into its spread.
+                        assert got["ci95"] == pytest.approx(ci, rel=1e-3, abs=1e-4 if metric == "ssim" else 1e-9), where
+        copy_mse = np.mean(copy["mse"])
+        assert metrics["skill"]["plus4"][str(h)] == pytest.approx(1 - (4 / 255) ** 2 / copy_mse, rel=1e-5)
+        assert metrics["skill"]["flow"][str(h)] == pytest.approx(0.0, abs=1e-9)

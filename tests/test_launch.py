@@ -119,6 +119,27 @@ def test_command_line_args_reach_included_files_and_empty_strings_stay_strings(a
     assert [s.name for s in read_launch_file(given, {"who": "cli_talker"})] == ["/given"]  # the include's arg wins
 
 
+def test_an_include_refuses_an_arg_that_only_its_parent_declares(ament_prefix, tmp_path):
+    """An include's `arg` must be one the included file declares (the module's rule: a likely typo
+    otherwise). That the including file declares the same name does not make it the included
+    file's: the check is per file for includes, across all files only for the command line."""
+    write(tmp_path / "inner.launch.yaml", "launch:\n- arg: {name: who, default: nobody}\n"
+                                          "- node: {pkg: demo, exec: talker, name: $(var who)}\n")
+    outer = write(tmp_path / "outer.launch.yaml", """
+launch:
+- arg: {name: rate, default: '5'}
+- include:
+    file: $(dirname)/inner.launch.yaml
+    arg: [{name: who, value: inner_talker}, {name: rate, value: $(var rate)}]
+""")
+    with pytest.raises(LaunchFileError, match=r"inner\.launch\.yaml: launch argument\(s\) rate not declared; "
+                                              r"this file takes: who$"):
+        read_launch_file(outer, {})
+    # The same name on the command line is fine: the parent declares it, and it reaches every file.
+    fixed = write(tmp_path / "fixed.launch.yaml", outer.read_text().replace(", {name: rate, value: $(var rate)}", ""))
+    assert [s.name for s in read_launch_file(fixed, {"rate": "7"})] == ["/inner_talker"]
+
+
 def test_include_conditions_and_nested_substitutions(ament_prefix, tmp_path):
     write(tmp_path / "inner.launch.yaml", "launch:\n- arg: {name: who}\n- node: {pkg: demo, exec: talker, name: $(var who)}\n")
     outer = """

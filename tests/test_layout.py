@@ -57,12 +57,13 @@ def _rule(summary: str, internal=(), third_party=(), lazy_only=()) -> Rule:
 
 _BASE = {
     "": _rule("the top-level sora_ros/__init__.py: standard library only"),
-    "core": _rule("core/: numpy, cv2 only; imports only sora_ros.core",
-                  third_party={"numpy", "cv2"}),
+    "core": _rule("core/: numpy, cv2, simplejpeg, ament_index_python only; imports only sora_ros.core",
+                  third_party={"numpy", "cv2", "simplejpeg", "ament_index_python"}),
     "runtime": _rule("runtime/: core + numpy, cv2, onnxruntime; no torch, no rclpy, no ROS messages",
                      internal={"core"}, third_party={"numpy", "cv2", "onnxruntime"}),
-    "bag": _rule("bag/: core + numpy, cv2, rosbags, yaml, tqdm; no rclpy, no torch",
-                 internal={"core"}, third_party={"numpy", "cv2", "rosbags", "yaml", "tqdm"}),
+    "bag": _rule("bag/: core + numpy, cv2, rosbags, yaml, tqdm, zstd (backports.zstd before Python 3.14); "
+                 "no rclpy, no torch",
+                 internal={"core"}, third_party={"numpy", "cv2", "rosbags", "yaml", "tqdm", "backports", "compression"}),
     "model": _rule("model/: core, runtime, bag + numpy, cv2, torch, onnx, onnxscript, onnxruntime, tqdm, "
                    "skvideo; no rclpy",
                    internal={"core", "runtime", "bag"},
@@ -86,19 +87,19 @@ FOLDERS = frozenset(_BASE) - {""} | {"harness", "bench", "cli"}
 RULES: dict[str, Rule] = {
     **_BASE,
     # Everything except model/ and cli/, and whatever third-party those layers use, less torch.
-    "harness": _rule("harness/: everything except model/ and cli/; no torch",
+    "harness": _rule("harness/: everything except model/ and cli/, and foxglove (the live view); no torch",
                      internal=FOLDERS - {"model", "cli"} | GENERATED,
-                     third_party=_ALL_THIRD_PARTY - {"torch"}),
+                     third_party=_ALL_THIRD_PARTY - {"torch"} | {"foxglove"}),
     # Every layer except cli/; torch, rclpy and the layers that need them only inside functions.
     "bench": _rule("bench/: every layer except cli/; torch, rclpy (and model/, nodes/, harness/, "
                    "ROS messages) only inside functions",
                    internal=FOLDERS - {"cli"} | GENERATED, third_party=_ALL_THIRD_PARTY,
                    lazy_only=_NEEDS_TORCH_OR_ROS),
     # The top layer: everything; rclpy, torch and the layers that need them only inside functions.
-    "cli": _rule("cli/: the top layer, may import everything; rclpy, torch (and model/, nodes/, harness/, "
-                 "ROS messages) only inside functions",
-                 internal=FOLDERS | GENERATED, third_party=_ALL_THIRD_PARTY,
-                 lazy_only=_NEEDS_TORCH_OR_ROS),
+    "cli": _rule("cli/: the top layer, may import everything; rclpy, torch, foxglove (and model/, nodes/, "
+                 "harness/, ROS messages) only inside functions",
+                 internal=FOLDERS | GENERATED, third_party=_ALL_THIRD_PARTY | {"foxglove"},
+                 lazy_only=_NEEDS_TORCH_OR_ROS | {"foxglove"}),
 }
 
 

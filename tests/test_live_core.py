@@ -5,20 +5,23 @@ from __future__ import annotations
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 
 from sora_ros.core.actions import assumed_actions
 from sora_ros.core.twist import twist_indices
-from sora_ros.core.comparison import FutureMemory, Prediction, comparison_image
+from sora_ros.core.comparison import ERROR_GAIN, FutureMemory, Prediction, comparison_image
 from sora_ros.core.context import ContextBuffer, Verdict
 from sora_ros.core.deadline import CostModel, plan_rollout
 from sora_ros.core.planner import candidate_costs, choose, obstacle_fraction, turn_candidates
 from sora_ros.core.requests import MAX_BATCH, RequestError, check_request
 from sora_ros.core.scheduling import LatestSlot, RolloutGate
-from sora_ros.core.stats import ERROR, OK, STALE, WARN, RateMeter, Throttle, watchdog_entry
+from sora_ros.core.stats import ERROR, OK, STALE, WARN, CounterWindow, InputBounds, RateMeter, Throttle, \
+    watchdog_entry
+from sora_ros.core.units import NS_PER_MS
 
-MS = 1_000_000  # ns
+MS = NS_PER_MS
 
 
 def latent(value: float) -> np.ndarray:
@@ -136,12 +139,25 @@ def test_future_memory_matches_the_latest_prediction_of_a_stamp():
 
 
 def test_comparison_image_is_real_predicted_error():
-    real = np.zeros((4, 5, 3), np.uint8)
-    predicted = np.full((4, 5, 3), 10, np.uint8)
+    rng = np.random.default_rng(3)
+    real = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    predicted = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    real[0, 0], predicted[0, 0] = (10, 20, 30), (13, 14, 30)  # |d| = 3, 6, 0: mean 3, x3 -> 9
+    real[0, 1], predicted[0, 1] = (0, 255, 0), (255, 0, 255)  # mean 255, x3 -> 765, clipped to 255
+    real[0, 2], predicted[0, 2] = (7, 7, 7), (7, 7, 7)  # no error -> the colormap's 0
     picture = comparison_image(real, predicted)
     assert picture.shape == (4, 15, 3)
-    assert (picture[:, :5] == 0).all() and (picture[:, 5:10] == 10).all()
-    assert comparison_image(real, real)[:, 10:].tolist() == comparison_image(predicted, predicted)[:, 10:].tolist()
+    assert (picture[:, :5] == real).all() and (picture[:, 5:10] == predicted).all()
+    # Hand-computed: |real - predicted| averaged over colour, times ERROR_GAIN (3), clipped to
+    # 255: with a gain of 3 the value is the sum of the three channel errors.
+    gain = 3
+    assert ERROR_GAIN == gain
+    summed = np.abs(real.astype(int) - predicted.astype(int)).sum(axis=2)
+    scaled = np.minimum(summed, 255).astype(np.uint8)
+    assert scaled[0, :3].tolist() == [9, 255, 0]
+    expected = cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO)[..., ::-1]  # OpenCV's BGR -> RGB
+    assert picture[:, 10:].tolist() == expected.tolist()
+    assert not (expected == expected[0, 0]).all(), "the panel must vary with the error"
     with pytest.raises(ValueError):
         comparison_image(real, predicted[:2])
 
@@ -163,15 +179,51 @@ def test_planner_prefers_the_candidate_without_obstacle_pixels():
 
 
 def test_watchdog_and_throttle():
-    meter = RateMeter(window_s=1.0)
-    assert watchdog_entry("cam", meter, 0.5, {}, now_s=10.0).level == STALE
+    meter, bounds = RateMeter(window_s=1.0), InputBounds(watchdog_s=0.5)
+    assert watchdog_entry("cam", meter, bounds, {}, now_s=10.0).level == STALE
     meter.tick(10.0)
     meter.tick(10.5)
-    entry = watchdog_entry("cam", meter, 0.5, {}, now_s=10.6)
-    assert entry.level == OK and entry.values["input_rate_hz"] == "2.00"
-    assert watchdog_entry("cam", meter, 0.5, {"drop/malformed_image": 2}, now_s=10.6).level == WARN
-    quiet = watchdog_entry("cam", meter, 0.5, {}, now_s=12.0)
+    entry = watchdog_entry("cam", meter, bounds, {}, now_s=10.6)
+    assert entry.level == OK and entry.values["input_rate_hz"] == "2.00" and entry.values["frames_received"] == "2"
+    quiet = watchdog_entry("cam", meter, bounds, {}, now_s=12.0)
     assert quiet.level == ERROR and "no camera frame for 1.5 s" in quiet.message
+    inactive = watchdog_entry("cam", meter, bounds, {}, active=False, now_s=12.0)
+    assert inactive.level == OK and inactive.message.startswith("inactive"), "deactivated on purpose: no camera ERROR"
     throttle = Throttle(5.0)
     assert throttle.ready("a", 0.0) and not throttle.ready("a", 4.0) and throttle.ready("b", 4.0)
     assert throttle.ready("a", 5.0)
+
+
+def test_drops_warn_for_one_window_then_clear_and_lifetime_totals_stay():
+    meter, bounds, recent = RateMeter(window_s=2.0), InputBounds(watchdog_s=1.0), CounterWindow(2.0, now_s=0.0)
+    lifetime = {}
+    for t in np.arange(0.0, 10.0, 0.1):  # a steady 10 Hz camera; 3 frames dropped at t = 1 s
+        meter.tick(t)
+        if abs(t - 1.0) < 1e-6:
+            lifetime = {"drop/malformed_image": 3}
+        window = recent.update(lifetime, now_s=t)
+        if abs(t - 1.5) < 1e-6:
+            warned = watchdog_entry("cam", meter, bounds, lifetime, window, now_s=t)
+    assert warned.level == WARN and "3 frames dropped in the last 2 s" in warned.message
+    assert warned.values["window/drop/malformed_image"] == "3"
+    clean = watchdog_entry("cam", meter, bounds, lifetime, recent.update(lifetime, now_s=10.0), now_s=10.0)
+    assert clean.level == OK and clean.message == "receiving", "a clean window clears the WARN"
+    assert clean.values["drop/malformed_image"] == "3" and "window/drop/malformed_image" not in clean.values
+
+
+def test_rate_bounds_and_stamp_age_warn_like_frequency_and_timestamp_status():
+    bounds = InputBounds(watchdog_s=1.0, min_rate_hz=12.0, max_rate_hz=20.0, max_stamp_age_s=0.5)
+    slow, fast, late = RateMeter(window_s=2.0), RateMeter(window_s=2.0), RateMeter(window_s=2.0)
+    for t in np.arange(0.0, 4.0, 1 / 15):
+        slow.tick(t, value=0.05) if round(t * 15) % 2 == 0 else None  # 7.5 Hz
+        fast.tick(t, value=0.05)
+        fast.tick(t + 0.01, value=0.05)  # 30 Hz
+        late.tick(t, value=0.9)  # 15 Hz, stamps 0.9 s old
+    assert "below the expected 12 Hz" in watchdog_entry("cam", slow, bounds, {}, now_s=4.0).message
+    assert "above the expected 20 Hz" in watchdog_entry("cam", fast, bounds, {}, now_s=4.0).message
+    old = watchdog_entry("cam", late, bounds, {}, now_s=4.0)
+    assert old.level == WARN and "header stamps +0.90 s from the node clock" in old.message
+    assert old.values["stamp_age_s_max"] == "0.900"
+    early = RateMeter(window_s=2.0)
+    early.tick(0.0, value=0.0)
+    assert watchdog_entry("cam", early, bounds, {}, now_s=0.5).level == OK, "no rate verdict before a full window"

@@ -9,7 +9,8 @@ from model_helpers import tiny_modules
 from sora_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from sora_ros.model.config import PRESETS, ModelConfig, VAEConfig, preset
 from sora_ros.model.dit import DiT
-from sora_ros.model.training import (calibrate_latent_scale, dynamics_loss, encode_frames, train_step,
+from sora_ros.core.psnr import PSNR_CAP_DB
+from sora_ros.model.training import (calibrate_latent_scale, dynamics_loss, encode_frames, signed_psnr, train_step,
                                      vae_loss)
 from sora_ros.model.vae import VAE
 
@@ -146,3 +147,10 @@ def test_checkpoint_refuses_other_files(tmp_path):
     torch.save({"weights": torch.zeros(1)}, path)
     with pytest.raises(ValueError, match="not a sora_ros checkpoint"):
         load_checkpoint(path)
+
+
+def test_signed_psnr_is_the_core_psnr_of_a_quarter_of_the_mse_capped_for_logs():
+    # An error of 0.2 on [-1, 1] is 0.1 on [0, 1]: MSE 0.01, 20 dB.
+    assert signed_psnr(torch.tensor(0.04)) == pytest.approx(20.0)
+    assert signed_psnr(torch.tensor(0.0, dtype=torch.bfloat16)) == PSNR_CAP_DB  # identical: finite in JSON
+    assert signed_psnr(torch.tensor([0.4, 0.004])).tolist() == pytest.approx([10.0, 30.0])

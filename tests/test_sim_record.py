@@ -12,6 +12,7 @@ from sora_ros.bag.clips import ClipReader
 from sora_ros.bag.info import summarize
 from sora_ros.bag.reading import BagReader
 from sora_ros.sim import recorder
+from sora_ros.core.units import NS_PER_S, ros_time_ns
 from sora_ros.sim.world import SimWorld, WorldConfig
 
 RATE_HZ = 10.0
@@ -36,8 +37,8 @@ def test_episode_reads_back_with_counts_stamps_and_sizes(tmp_path: Path) -> None
         assert topics[topic].count == FRAMES
     assert topics[recorder.CMD_VEL_TOPIC].count == FRAMES - 1  # no command after the last frame
     images = [msg.msg for msg in BagReader(bag).messages([recorder.IMAGE_TOPIC])]
-    stamps = np.array([img.header.stamp.sec * 10**9 + img.header.stamp.nanosec for img in images])
-    np.testing.assert_array_equal(np.diff(stamps), round(1e9 / RATE_HZ))
+    stamps = np.array([ros_time_ns(img.header.stamp) for img in images])
+    np.testing.assert_array_equal(np.diff(stamps), round(NS_PER_S / RATE_HZ))
     assert {(img.width, img.height, img.encoding) for img in images} == {(32, 24, "rgb8")}
     clip = next(iter(ClipReader(bag, recorder.IMAGE_TOPIC, recorder.CMD_VEL_TOPIC, dt_ns=100_000_000, clip_length=FRAMES, size=(24, 32))))
     assert np.abs(clip.actions[:-1, 0]).max() > 0.05  # the wander policy drove somewhere

@@ -98,3 +98,36 @@ def test_default_validation_holds_out_whole_sources():
     assert sorted({s for s, h in zip(sources, held) if h}) == ["bag09"]
     assert _held_out(["a", "a", "b"]).tolist() == [False, False, True]
     assert _held_out(["only", "only"]) is None
+
+
+def test_resume_without_a_checkpoint_is_an_error_naming_the_folder(video, tmp_path, capsys):
+    """A copy of a model directory is not a run to continue: training from random weights would be silent."""
+    out = tmp_path / "copy_of_models_default"
+    out.mkdir()
+    assert cli(["train", "--data", str(video), "--out", str(out), "--resume", *TINY]) == 1
+    assert f"--resume: no checkpoint.pt in {out}" in capsys.readouterr().err
+    assert not (out / "train_log.jsonl").exists(), "nothing may be trained"
+
+
+def test_val_data_help_says_what_is_held_out(capsys):
+    with pytest.raises(SystemExit):
+        cli(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "every tenth bag or video" in text and "(default: None)" not in text
+
+
+def test_verdict_says_beats_or_loses_per_horizon():
+    from sora_ros.model.trainer import verdict
+
+    lines = verdict({"dit": {"step": 9, "h1_psnr": 22.0, "h1_copy_last_psnr": 20.5,
+                             "h4_psnr": 14.0, "h4_copy_last_psnr": 15.0}})  # fmt: skip
+    assert lines == ["h=1: model 22.00 dB, copy-last 20.50 dB: beats copy-last by 1.50 dB",
+                     "h=4: model 14.00 dB, copy-last 15.00 dB: loses to copy-last by 1.00 dB; train longer or add data"]
+
+
+def test_train_ends_with_a_verdict_not_a_dict(video, tmp_path, capsys):
+    assert cli(["train", "--data", str(video), "--out", str(tmp_path / "v"), "--vae-steps", "10", "--dit-steps", "10",
+                *TINY]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("h=1: model ") and "copy-last" in line for line in lines)
+    assert not any("{'" in line for line in lines), "no raw Python dict"

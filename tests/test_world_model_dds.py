@@ -19,10 +19,13 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from live_helpers import Probe, rollout_request, start_node, stop  # noqa: E402
 from model_helpers import export_tiny  # noqa: E402
 from sora_ros.msg import FutureFrames  # noqa: E402
+from sora_ros.nodes.predictor import SERVICE_QOS  # noqa: E402
+from sora_ros.srv import Rollout  # noqa: E402
 from sora_ros.core.requests import MAX_CANDIDATES  # noqa: E402
 from sora_ros.nodes.messages import stamp_ns  # noqa: E402
 from sora_ros.nodes.messages import header  # noqa: E402
 from sora_ros.core.units import NS_PER_S  # noqa: E402
+from sora_ros.runtime.engine import WorldModelEngine  # noqa: E402
 
 SIZE = (32, 32)  # the tiny model's input
 DT_S = 0.1
@@ -47,7 +50,8 @@ def ros() -> Iterator[None]:
 def world_model(ros, tiny_model) -> Iterator[Probe]:
     """One world_model node for the module's tests (in file order: the first sees no frame yet)."""
     process = start_node("sora_ros.nodes.world_model", "-p", f"model_path:={tiny_model}",
-                         "-r", "image:=/wm_test/image", "-r", "cmd_vel:=/wm_test/cmd_vel", *FAST_DIAGNOSTICS)
+                         "-r", "image:=/wm_test/image", "-r", "cmd_vel:=/wm_test/cmd_vel", *FAST_DIAGNOSTICS,
+                         "-p", "max_context_age_s:=60.0")  # calls wait on a loaded machine; not stale here
     probe = Probe("world_model", "/wm_test/image", SIZE)
     try:
         yield probe
@@ -63,7 +67,7 @@ def test_rollout_before_the_first_frame_is_refused(world_model: Probe) -> None:
     assert "no context yet" in response.message
 
 
-def test_futures_have_the_horizon_and_future_stamps(world_model: Probe) -> None:
+def test_futures_have_the_horizon_and_future_stamps(world_model: Probe, tiny_model: str) -> None:
     for i in range(3):
         world_model.send(T0_S + i * DT_S)
     origin = round((T0_S + 2 * DT_S) * NS_PER_S)  # the newest frame
@@ -72,9 +76,21 @@ def test_futures_have_the_horizon_and_future_stamps(world_model: Probe) -> None:
     with world_model.lock:
         futures = world_model.futures[-1]
     assert futures.horizon == 8 and len(futures.latents) == 8 and abs(futures.dt - DT_S) < 1e-6
-    assert futures.frames == [] or len(futures.frames) == 8
-    for k, latents in enumerate(futures.latents, start=1):
-        assert stamp_ns(latents.header) == origin + k * round(DT_S * NS_PER_S)
+    # No deadline is set (deadline_ms 0) and the probe subscribes to ~/futures: every frame is decoded.
+    assert len(futures.frames) == 8, f"{len(futures.frames)} frames with 8 latents"
+    step_ns = round(DT_S * NS_PER_S)
+    for k, (latents, frame) in enumerate(zip(futures.latents, futures.frames), start=1):
+        assert stamp_ns(latents.header) == origin + k * step_ns
+        assert stamp_ns(frame.header) == origin + k * step_ns, f"frame {k}"
+        assert (frame.height, frame.width, frame.encoding, frame.step) == (*SIZE, "rgb8", SIZE[1] * 3)
+        assert len(frame.data) == SIZE[0] * SIZE[1] * 3
+    # Each frame is the decoding of the latent stamped with it.
+    engine = WorldModelEngine(tiny_model)
+    shape = (latents.channels, latents.height, latents.width)
+    grids = np.stack([np.frombuffer(bytes(m.data), "<f4").reshape(shape) for m in futures.latents])
+    decoded = engine.decode(grids).astype(np.int16)
+    sent = np.stack([np.frombuffer(bytes(f.data), np.uint8).reshape(*SIZE, 3) for f in futures.frames])
+    assert np.abs(sent - decoded).max() <= 1
     assert list(futures.actions) == [0.0] * 16  # no cmd_vel: stand still
 
 
@@ -130,6 +146,8 @@ def test_bad_images_are_counted_drops_and_the_node_keeps_going(world_model: Prob
         (image_msg("rgb8", 32, 32, bytes(100), stamp), "drop/malformed_image"),  # truncated
         (image_msg("rgb8", 0, 0, b"", stamp), "drop/malformed_image"),  # zero size
         (image_msg("rgb8", 4, 4, bytes(4 * 4 * 3), stamp), "drop/image_too_small"),
+        (image_msg("rgb8", 64, 48, bytes(128 * 96 * 3), stamp), "drop/malformed_image"),  # longer than its header
+        (image_msg("rgb8", 20000, 20000, bytes(100), stamp), "drop/image_too_large"),
     ]
     for msg, counter in bad:
         world_model.send_bad(msg, counter, INPUT)
@@ -230,17 +248,73 @@ def test_predicted_and_comparison_images_for_arriving_frames(world_model: Probe)
     assert stamp_ns(images["predicted"][-1].header) in sent[1:], "stamped with the real frame it shows"
 
 
-def test_corrupt_jpeg_is_a_counted_drop(ros, tiny_model: str) -> None:
+def test_twist_stamped_cmd_vel_is_discovered_and_its_commands_assumed(world_model: Probe) -> None:
+    """cmd_vel published as TwistStamped (stamp 0, as `ros2 topic pub` sends it) to a node left at its
+    defaults: it subscribes with the publisher's type and the futures assume the command."""
+    from geometry_msgs.msg import TwistStamped
+
+    publisher = world_model.node.create_publisher(TwistStamped, "/wm_test/cmd_vel", 10)
+    command = TwistStamped()
+    command.twist.linear.x, command.twist.angular.z = 0.5, 1.0
+    timer = world_model.node.create_timer(0.05, lambda: publisher.publish(command))
+    try:
+        stamp_s = T0_S + 500.0
+        while True:  # new frames until a rollout assumed the command (discovery takes up to a second)
+            stamp_s += DT_S
+            world_model.send(stamp_s)
+            origin = round(stamp_s * NS_PER_S)
+            try:
+                world_model.wait_for(lambda: world_model.futures and stamp_ns(world_model.futures[-1].header) >= origin
+                                     and list(world_model.futures[-1].actions)
+                                     == [0.5, 1.0] * world_model.futures[-1].horizon,
+                                     "futures under the TwistStamped command", timeout_s=0.5)
+                break
+            except AssertionError:
+                assert stamp_s < T0_S + 500.0 + 100 * DT_S, f"the command never reached the futures: " \
+                    f"{list(world_model.futures[-1].actions)[:2] if world_model.futures else 'no futures'}"
+    finally:
+        world_model.node.destroy_timer(timer)
+        world_model.node.destroy_publisher(publisher)
+
+
+def test_a_burst_of_concurrent_rollout_calls_is_answered_in_full(world_model: Probe) -> None:
+    """20 calls at once: 10-11 used to be answered and the rest never. Each gets a rollout or 'busy'."""
+    for k in range(8):
+        world_model.send(T0_S + 500.0 + k * DT_S)
+    world_model.wait_for(lambda: world_model.futures, "futures")
+    actions = np.zeros((2, 8, 2), np.float32)
+    # A client that keeps every response (the default keep-last 10 would drop answers on its side).
+    client = world_model.node.create_client(Rollout, "/world_model/rollout", qos_profile=SERVICE_QOS)
+    assert client.wait_for_service(timeout_sec=60)
+    calls = [client.call_async(rollout_request(actions, samples=2)) for _ in range(20)]
+    world_model.wait_for(lambda: all(call.done() for call in calls), "an answer to every call")
+    answers = [call.result() for call in calls]
+    assert all(a.success or a.message.startswith("busy") for a in answers), \
+        [a.message for a in answers if not a.success]
+    assert sum(a.success for a in answers) >= 1
+
+
+def test_bad_compressed_images_are_counted_drops(ros, tiny_model: str) -> None:
+    from test_image_conversion import corrupted_jpeg, other_codec, png_bomb
+
     process = start_node("sora_ros.nodes.encoder", "-p", f"model_path:={tiny_model}", "-p", "compressed:=true",
                          "-r", "image/compressed:=/enc_test/image/compressed", *FAST_DIAGNOSTICS)
     probe = Probe("encoder", "/enc_test/image", SIZE)
+    bad = [(b"\xff\xd8\xff\xe0 this is no JPEG", "jpeg", "drop/malformed_image"),
+           (corrupted_jpeg(), "jpeg", "drop/malformed_image"),
+           (png_bomb(20000), "png", "drop/image_too_large"),
+           (other_codec("bmp"), "jpeg", "drop/unknown_encoding"),
+           (other_codec("webp"), "webp", "drop/unknown_encoding")]
     try:
-        msg = CompressedImage(header=header(0, "camera"), format="jpeg")
-        msg.data = array.array("B", b"\xff\xd8\xff\xe0 this is no JPEG")
-        probe.send_bad(msg, "drop/malformed_image", "encoder: input")
+        for data, image_format, counter in bad:
+            msg = CompressedImage(header=header(0, "camera"), format=image_format)
+            msg.data = array.array("B", data)
+            probe.send_bad(msg, counter, "encoder: input")
+        assert probe.counter("encoder: input", "error/encode") == 0
     finally:
         probe.close()
-        stop(process)
+        output = stop(process)
+    assert "Traceback" not in output and "Corrupt JPEG" not in output, output
 
 
 def test_encoder_and_predictor_as_two_nodes(ros, tiny_model: str) -> None:

@@ -11,38 +11,53 @@ Evaluation streams `model_clips` instead.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from sora_ros.bag.clips import Clip, ClipError, ClipReader
+from sora_ros.bag.clips import GAP, Clip, ClipError, ClipReader, ClipReport, ClipWindows
 from sora_ros.bag.reading import BagReader, find_bags
 from sora_ros.bag.video import VideoReader
 from sora_ros.core.preprocess import fit_frame
+from sora_ros.core.timegrid import Gap, resample
+from sora_ros.core.units import NS_PER_S
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
-def _video_clips(path: Path, dt: float, length: int, stride: int, size: tuple[int, int] | None, action_dim: int):
+def _video_clips(path: Path, dt_ns: int, length: int, stride: int, size: tuple[int, int] | None, action_dim: int,
+                 notes: list[str], report: ClipReport) -> Iterator[Clip]:
+    """Clips of a video file, its frames stamped in video time and put on the grid like a bag's
+    (sora_ros.core.timegrid); a note says when the frame rate left gaps."""
     reader = VideoReader(path)
-    if reader.fps is None:
-        raise ValueError(f"{path}: the video does not say its frame rate; convert it with `sora-ros bag from-video --fps`")
-    window: deque[tuple[int, np.ndarray]] = deque(maxlen=length)  # (stamp ns, frame)
-    kept, next_time = 0, 0.0
-    # Keep the first frame at or after each multiple of dt (a 30 fps video at dt 0.1 keeps every third).
-    for index, rgb in enumerate(reader.frames()):
-        time = index / reader.fps
-        if time + 1e-9 < next_time:
-            continue
-        window.append((round(time * 1e9), rgb if size is None else fit_frame(rgb, size)))
-        kept, next_time = kept + 1, next_time + dt
-        if kept >= length and (kept - length) % stride == 0:
-            stamps, frames = zip(*window)
-            actions = np.full((length, action_dim), np.nan, np.float32)
-            yield Clip(np.stack(frames), actions, np.array(stamps, np.int64), str(path))
+    unknown = np.full(action_dim, np.nan, np.float32)  # (A,)
+    windows = ClipWindows(length, stride, path)
+    report.sources += 1
+    gaps = 0
+
+    def counted(frames: Iterator[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
+        for frame in frames:
+            report.frames_read += 1
+            yield frame
+
+    for kept in resample(counted(reader.stamped_frames()), dt_ns):
+        if isinstance(kept, Gap):
+            gaps += 1
+            report.skip(GAP, f"{path}: nothing near {kept.grid_ns} ns of video time")
+            clip = windows.add(None)
+        else:
+            stamp, rgb = kept
+            clip = windows.add((stamp, rgb if size is None else fit_frame(rgb, size), unknown))
+        if clip is not None:
+            report.clips += 1
+            yield clip
+    report.longest_run = max(report.longest_run, windows.longest)
+    notes += [f"{path}: {note}" for note in reader.notes]
+    if gaps:
+        notes.append(f"{path}: {gaps} gaps: its frame rate is below 1/dt"
+                     + (f" ({reader.fps:g} fps on average)" if reader.fps else ""))
 
 
 def model_clips(
@@ -56,6 +71,7 @@ def model_clips(
     action_names: tuple[str, ...],
     stride: int | None = None,
     notes: list[str] | None = None,
+    report: ClipReport | None = None,
 ) -> Iterator[Clip]:
     """Clips of `length` frames from bags (folders of them) and video files, source by source.
 
@@ -71,6 +87,7 @@ def model_clips(
             "angular_z"); A = their number, empty for an unconditioned model.
         stride: frames between the starts of consecutive clips (default `length`).
         notes: if given, receives one line per thing skipped or assumed.
+        report: if given, receives every source's counts (`ClipReport.cause` says why no clip came out).
 
     Yields:
         Clip with frames uint8 (T, H, W, 3) and actions float32 (T, A), NaN rows when unknown.
@@ -80,6 +97,8 @@ def model_clips(
         FileNotFoundError, BagError, VideoError: unreadable sources.
     """
     notes = [] if notes is None else notes
+    report = ClipReport() if report is None else report
+    dt_ns = round(dt * NS_PER_S)
     action_dim = len(action_names)
     stride = length if stride is None else stride
     videos = [Path(p) for p in paths if Path(p).suffix.lower() in VIDEO_SUFFIXES]
@@ -90,19 +109,20 @@ def model_clips(
         has_actions = bool(action_topic and action_dim) and action_topic in BagReader(bag).topics
         if action_dim and action_topic and not has_actions:
             notes.append(f"{bag}: no {action_topic}: actions unknown")
-        reader = ClipReader(bag, image_topic, action_topic if has_actions else None, dt_ns=round(dt * 1e9),
+        reader = ClipReader(bag, image_topic, action_topic if has_actions else None, dt_ns=dt_ns,
                             clip_length=length, size=size, stride=stride, action_names=action_names)  # fmt: skip
         try:
             for clip in reader:
                 if not has_actions:
-                    clip = Clip(clip.frames, np.full((length, action_dim), np.nan, np.float32), clip.stamps_ns, clip.source)
+                    clip = Clip(clip.frames, np.full((length, action_dim), np.nan, np.float32), clip.stamps_ns, clip.source, clip.frame_id)
                 yield clip
         except ClipError:
             pass  # too short for one clip: the report says so below
+        report.merge(reader.report)
         notes += [f"{bag}: {line.strip()}" for line in reader.report.summary().splitlines()[1:]]
     for video in videos:
         count = 0
-        for clip in _video_clips(video, dt, length, stride, size, action_dim):
+        for clip in _video_clips(video, dt_ns, length, stride, size, action_dim, notes, report):
             count += 1
             yield clip
         if count == 0:
@@ -135,10 +155,12 @@ def load_sequences(paths: list[str | Path], image_topic: str | None, action_topi
         ValueError: no clip could be made, or as `model_clips`.
     """
     notes: list[str] = []
+    report = ClipReport()
     clips = list(model_clips(paths, image_topic, action_topic, dt=dt, length=length, size=size,
-                             action_names=action_names, notes=notes))  # fmt: skip
+                             action_names=action_names, notes=notes, report=report))  # fmt: skip
     if not clips:
         detail = "".join(f"\n  {note}" for note in notes)
-        raise ValueError(f"no sequence of {length} frames at dt {dt:g} s in {', '.join(map(str, paths))}{detail}")
+        raise ValueError(f"no sequence of {length} frames at dt {dt:g} s in {', '.join(map(str, paths))}: "
+                         f"{report.cause()}{detail}")
     return Sequences(np.stack([c.frames for c in clips]), np.stack([c.actions for c in clips]),
                      [c.source for c in clips], notes)  # fmt: skip

@@ -12,12 +12,17 @@ Time: frames are stamped by their header stamp. Actions are held (zero-order
 hold) from the latest command at or before each frame's stamp: the header
 stamp of a TwistStamped, the bag receive time of a plain Twist. So
 actions[t] is the command in force when frame t was taken, the one that
-drives the world from frame t towards frame t + 1.
+drives the world from frame t towards frame t + 1. Header stamps that cannot be
+true (zero, constant, or on another clock: `sora_ros.core.stamps`) are not used:
+that stream is aligned by the bag's receive times instead, and the report says so.
+The image stamps are checked on a bag's first STAMP_SAMPLE images, the action
+stamps on all of them.
 
-Resampling: the source is resampled to `dt_ns` by taking, for each step, the
-frame nearest to (previous kept frame + dt) within +-dt/2; a step with no
-frame in that window is a gap and ends the clip. Faster sources are thinned
-(30 Hz -> 10 Hz keeps every third frame); slower ones give gaps.
+Resampling: the source is put on a grid of step `dt_ns` by the rule of
+`sora_ros.core.timegrid` (each grid time takes the nearest frame within dt/2,
+the grid anchored at the first frame of a run); a grid time without a frame is
+a gap and ends the clip. Faster sources are thinned (30 Hz -> 10 Hz keeps every
+third frame); slower ones give gaps.
 
 Resizing: frames are fitted to `size` by `sora_ros.core.preprocess.fit_frame`
 (centre crop to the aspect ratio, then area resize), as the nodes do.
@@ -31,6 +36,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +46,10 @@ from sora_ros.bag import messages as m
 from sora_ros.core.preprocess import fit_frame
 from sora_ros.bag.reading import BagError, BagReader, find_bags
 from sora_ros.core.image import ImageConversionError, compressed_to_rgb, image_to_rgb
+from sora_ros.core.stamps import stamp_problem
+from sora_ros.core.timegrid import Gap, GridResampler
 from sora_ros.core.twist import CMD_VEL_ACTIONS, twist_indices, twist_vector
+from sora_ros.core.units import NS_PER_S, ros_time_ns
 
 IMAGE_TYPES = (m.IMAGE, m.COMPRESSED_IMAGE)
 ACTION_TYPES = (m.TWIST, m.TWIST_STAMPED)
@@ -50,8 +59,11 @@ NON_FINITE_ACTION = "action with NaN or Inf"
 UNDECODABLE_IMAGE = "image not decodable"
 STAMP_NOT_INCREASING = "image stamp not after the previous one (duplicate or out of order)"
 CLOCK_JUMP_BACK = "image stamp jumped back (clock reset or bag loop): clip restarted"
-GAP = "no frame within dt/2 of the next step (gap): clip restarted"
+GAP = "no frame within dt/2 of the next step (gap: frame rate below 1/dt, or frames missing): clip restarted"
 BEFORE_FIRST_ACTION = "frame before the first action"
+
+# Images of a bag whose header stamps are checked (sora_ros.core.stamps) before its clips are read.
+STAMP_SAMPLE = 100
 
 
 class ClipError(ValueError):
@@ -66,34 +78,106 @@ class Clip:
     actions: np.ndarray  # float32 (T, A), A = len(action_names), or 0 without an action topic
     stamps_ns: np.ndarray  # int64 (T,), header stamps of the frames
     source: str  # the bag it came from
+    frame_id: str = ""  # header.frame_id of the source images ("" for video files)
 
 
 @dataclass
 class ClipReport:
-    """What a ClipReader read, made, and dropped, and why."""
+    """What a ClipReader (or `model_clips`, over bags and videos) read, made, and dropped, and why."""
 
-    bags: int = 0
+    sources: int = 0  # bags (and video files) read
     frames_read: int = 0
     clips: int = 0
+    longest_run: int = 0  # the longest run of consecutive grid frames of any source, capped at T
     skipped: Counter[str] = field(default_factory=Counter)
     first_error: dict[str, str] = field(default_factory=dict)  # reason -> first detailed message
     stopped: list[str] = field(default_factory=list)  # damaged bags: where reading stopped
     too_short: list[str] = field(default_factory=list)  # bags that gave no clip, and their longest run
+    receive_time: list[str] = field(default_factory=list)  # streams aligned by receive time, and why
 
     def skip(self, reason: str, detail: str = "") -> None:
         self.skipped[reason] += 1
         if detail:
             self.first_error.setdefault(reason, detail)
 
+    def merge(self, other: ClipReport) -> None:
+        """Add another source's report to this one."""
+        self.sources += other.sources
+        self.frames_read += other.frames_read
+        self.clips += other.clips
+        self.longest_run = max(self.longest_run, other.longest_run)
+        self.skipped.update(other.skipped)
+        for reason, detail in other.first_error.items():
+            self.first_error.setdefault(reason, detail)
+        self.stopped += other.stopped
+        self.too_short += other.too_short
+        self.receive_time += other.receive_time
+
+    def cause(self) -> str:
+        """Why no clip came out, dominant reason first, with counts: no frame readable (and where
+        reading stopped), else the most frequent drop, else sources too short."""
+        if self.frames_read == 0:
+            stopped = f"; {self.stopped[0]}" + (f" (and {len(self.stopped) - 1} more)" if len(self.stopped) > 1 else "") \
+                if self.stopped else ""
+            return f"not one image was readable in {self.sources} source(s){stopped}"
+        run = f"the longest continuous run is {self.longest_run} frames"
+        if not self.skipped:
+            return f"the sources are too short: {run} ({self.frames_read} frames read)"
+        reason, count = self.skipped.most_common(1)[0]
+        first = f" (first: {self.first_error[reason]})" if reason in self.first_error else ""
+        return f"{count} x {reason}{first}, of {self.frames_read} frames read; {run}"
+
     def summary(self) -> str:
         """A few human-readable lines."""
-        lines = [f"{self.clips} clips from {self.bags} bags ({self.frames_read} frames read)"]
+        lines = [f"{self.clips} clips from {self.sources} sources ({self.frames_read} frames read)"]
         for reason, count in self.skipped.most_common():
             detail = f" (first: {self.first_error[reason]})" if reason in self.first_error else ""
             lines.append(f"  skipped {count}: {reason}{detail}")
         lines += [f"  stopped early: {note}" for note in self.stopped]
+        lines += [f"  aligned by receive time: {note}" for note in self.receive_time]
         lines += [f"  no clip: {note}" for note in self.too_short]
         return "\n".join(lines)
+
+
+class ClipWindows:
+    """Clips of T consecutive grid frames, one starting every `stride` frames of a run.
+
+    Args:
+        clip_length: frames per clip (T).
+        stride: frames between the starts of consecutive clips of a run; a new run may
+            start a clip at its first frame.
+        source: the bag or video the frames come from.
+    """
+
+    def __init__(self, clip_length: int, stride: int, source: Path | str) -> None:
+        self.source = str(source)
+        self.frame_id = ""  # set by the reader from the images' headers
+        self._run: deque[tuple[int, np.ndarray, np.ndarray]] = deque(maxlen=clip_length)
+        self.stride = stride
+        self._since_last_clip = 0
+        self.longest = 0  # the longest run seen, capped at T
+
+    def add(self, frame: tuple[int, np.ndarray, np.ndarray] | None) -> Clip | None:
+        """Append the next grid frame (stamp ns, uint8 (H, W, 3), float32 (A,)), or None
+        where the run breaks; returns the clip this frame completes, if any."""
+        if frame is None:
+            self._run.clear()
+            return None
+        if not self._run:
+            self._since_last_clip = self.stride  # a new run may start a clip at once
+        self._run.append(frame)
+        self._since_last_clip += 1
+        self.longest = max(self.longest, len(self._run))
+        if len(self._run) < self._run.maxlen or self._since_last_clip < self.stride:
+            return None
+        self._since_last_clip = 0
+        return Clip(
+            frames=np.stack([f for _, f, _ in self._run]),  # (T, H, W, 3)
+            actions=np.stack([a for _, _, a in self._run]).astype(np.float32),  # (T, A)
+            stamps_ns=np.array([s for s, _, _ in self._run], np.int64),
+            source=self.source,
+            frame_id=self.frame_id,
+        )
 
 
 class ClipReader:
@@ -155,58 +239,61 @@ class ClipReader:
         for bag in self.sources:
             yield from self._bag_clips(bag)
         if self.report.clips == 0:
-            raise ClipError(f"no clip of {self.clip_length} frames at dt {self.dt_ns / 1e9:g} s:\n{self.report.summary()}")
+            raise ClipError(f"no clip of {self.clip_length} frames at dt {self.dt_ns / NS_PER_S:g} s: "
+                            f"{self.report.cause()}\n{self.report.summary()}")
 
     def _bag_clips(self, bag: Path) -> Iterator[Clip]:
         reader = BagReader(bag)
         topics = [self.image_topic] + ([self.action_topic] if self.action_topic else [])
         reader.require(topics)
         check_topic_type(reader, self.image_topic, IMAGE_TYPES)
-        self.report.bags += 1
+        self.report.sources += 1
+        sample = [(ros_time_ns(message.msg.header.stamp), message.log_time_ns)
+                  for message in islice(reader.messages([self.image_topic]), STAMP_SAMPLE)]  # fmt: skip
+        images_by_receive = self._stamps_fail(reader, self.image_topic, *np.array(sample, np.int64).reshape(-1, 2).T)
         if self.action_topic:
             check_topic_type(reader, self.action_topic, ACTION_TYPES)
             action_stamps, actions = self._read_actions(reader)
         else:
             action_stamps, actions = np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
 
-        run: deque[tuple[int, np.ndarray, np.ndarray]] = deque(maxlen=self.clip_length)
-        since_last_clip, longest, clips_before = 0, 0, self.report.clips
-        for stamp, msg in _resample(self._stamped_images(reader), self.dt_ns, self.report):
+        windows = ClipWindows(self.clip_length, self.stride, bag)
+        clips_before = self.report.clips
+        for stamp, msg in _resample(self._stamped_images(reader, images_by_receive), self.dt_ns, self.report):
             frame = None if msg is None else self._decode(msg)
+            if msg is not None:
+                windows.frame_id = msg.header.frame_id
             action = None if frame is None else _action_at(stamp, action_stamps, actions, self.report)
-            if frame is None or action is None:
-                run.clear()
-                continue
-            if not run:
-                since_last_clip = self.stride  # a new run may start a clip at once
-            run.append((stamp, frame, action))
-            since_last_clip += 1
-            longest = max(longest, len(run))
-            if len(run) == self.clip_length and since_last_clip >= self.stride:
-                since_last_clip = 0
+            clip = windows.add(None if frame is None or action is None else (stamp, frame, action))
+            if clip is not None:
                 self.report.clips += 1
-                yield Clip(
-                    frames=np.stack([f for _, f, _ in run]),  # (T, H, W, 3)
-                    actions=np.stack([a for _, _, a in run]).astype(np.float32),  # (T, A)
-                    stamps_ns=np.array([s for s, _, _ in run], np.int64),
-                    source=str(bag),
-                )
+                yield clip
         if reader.stop_reason:
             self.report.stopped.append(f"{bag}: {reader.stop_reason}")
+        self.report.longest_run = max(self.report.longest_run, windows.longest)
         if self.report.clips == clips_before:
+            dt_s = self.dt_ns / NS_PER_S
             self.report.too_short.append(
-                f"{bag}: the longest continuous run is {longest} frames "
-                f"({longest * self.dt_ns / 1e9:.2f} s at dt {self.dt_ns / 1e9:g} s), a clip needs {self.clip_length}"
+                f"{bag}: the longest continuous run is {windows.longest} frames "
+                f"({windows.longest * dt_s:.2f} s at dt {dt_s:g} s), a clip needs {self.clip_length}"
             )
 
-    def _stamped_images(self, reader: BagReader) -> Iterator[tuple[int, Any]]:
+    def _stamps_fail(self, reader: BagReader, topic: str, header_ns: np.ndarray, receive_ns: np.ndarray) -> bool:
+        """Whether `topic`'s header stamps cannot be believed (noted in the report); see sora_ros.core.stamps."""
+        problem = stamp_problem(header_ns, receive_ns)
+        if problem:
+            self.report.receive_time.append(f"{reader.path}: {topic}: {problem}")
+        return problem is not None
+
+    def _stamped_images(self, reader: BagReader, by_receive: bool) -> Iterator[tuple[int, Any]]:
+        """(stamp ns, message) of every image: its header stamp, or with `by_receive` its receive time."""
         for message in reader.messages([self.image_topic]):
             self.report.frames_read += 1
-            yield m.stamp_ns(message.msg.header.stamp), message.msg
+            yield message.log_time_ns if by_receive else ros_time_ns(message.msg.header.stamp), message.msg
 
     def _read_actions(self, reader: BagReader) -> tuple[np.ndarray, np.ndarray]:
         """All finite actions of the bag: int64 (N,) stamps sorted, float32 (N, A)."""
-        stamps, values = [], []
+        headers, receipts, values = [], [], []
         for message in reader.messages([self.action_topic]):
             msg = message.msg
             stamped = hasattr(msg, "twist")
@@ -215,12 +302,16 @@ class ClipReader:
             if not np.all(np.isfinite(value)):
                 self.report.skip(NON_FINITE_ACTION, f"{value} at {message.log_time_ns} ns")
                 continue
-            stamps.append(m.stamp_ns(msg.header.stamp) if stamped else message.log_time_ns)
+            headers.append(ros_time_ns(msg.header.stamp) if stamped else message.log_time_ns)
+            receipts.append(message.log_time_ns)
             values.append(value)
         if reader.stop_reason:
             self.report.stopped.append(f"{reader.path} ({self.action_topic}): {reader.stop_reason}")
-        order = np.argsort(np.array(stamps, np.int64), kind="stable")
-        return np.array(stamps, np.int64)[order], np.array(values, np.float32).reshape(-1, len(self.action_indices))[order]
+        receive = np.array(receipts, np.int64)
+        stamps = receive if self._stamps_fail(reader, self.action_topic, np.array(headers, np.int64), receive) \
+            else np.array(headers, np.int64)
+        order = np.argsort(stamps, kind="stable")
+        return stamps[order], np.array(values, np.float32).reshape(-1, len(self.action_indices))[order]
 
     def _decode(self, msg: Any) -> np.ndarray | None:
         """uint8 (H, W, 3) RGB at self.size, or None (counted) if the image does not decode."""
@@ -253,15 +344,13 @@ def _action_at(stamp: int, stamps: np.ndarray, actions: np.ndarray, report: Clip
 
 
 def _resample(images: Iterator[tuple[int, Any]], dt_ns: int, report: ClipReport) -> Iterator[tuple[int, Any | None]]:
-    """Thin a stamped stream to one frame per dt.
+    """Thin a stamped stream to one frame per grid time (sora_ros.core.timegrid).
 
     Yields (stamp, msg) for each kept frame and (stamp, None) where the stream
     breaks (gap or clock jump): the consumer ends its clip there. Frames that
     fall between steps are passed over silently; that is resampling, not loss.
     """
-    half = dt_ns // 2
-    target: int | None = None  # the stamp the next kept frame should have
-    best: tuple[int, Any] | None = None  # the frame nearest to target so far
+    grid: GridResampler[Any] = GridResampler(dt_ns)
     last: int | None = None
     for stamp, msg in images:
         if last is not None and stamp <= last:
@@ -269,27 +358,13 @@ def _resample(images: Iterator[tuple[int, Any]], dt_ns: int, report: ClipReport)
                 report.skip(STAMP_NOT_INCREASING, f"{stamp} ns after {last} ns")
                 continue
             report.skip(CLOCK_JUMP_BACK, f"{last} ns -> {stamp} ns")
-            if best is not None:
-                yield best
+            yield from grid.finish()
             yield stamp, None
-            target, best = None, None
         last = stamp
-        if target is None:
-            target, best = stamp, (stamp, msg)
-            continue
-        while True:
-            if stamp < target - half:
-                break  # between steps: resampled away
-            if stamp <= target + half:
-                if best is None or abs(stamp - target) < abs(best[0] - target):
-                    best = (stamp, msg)
-                break
-            if best is None:  # the window of `target` closed empty
-                report.skip(GAP, f"nothing near {target} ns; next frame at {stamp} ns")
-                yield stamp, None
-                target, best = stamp, (stamp, msg)
-                break
-            yield best
-            target, best = best[0] + dt_ns, None
-    if best is not None:
-        yield best
+        for kept in grid.push(stamp, msg):
+            if isinstance(kept, Gap):
+                report.skip(GAP, f"nothing near {kept.grid_ns} ns; next frame at {kept.next_ns} ns")
+                yield kept.next_ns, None
+            else:
+                yield kept
+    yield from grid.finish()

@@ -1,11 +1,17 @@
-"""Summarise a bag: topics, types, counts, rates, duration, first and last stamps."""
+"""Summarise a bag: topics, types, counts, rates, duration, first and last stamps, compression,
+and header stamps that cannot be true (sora_ros.core.stamps)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from array import array
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from sora_ros.bag.reading import BagReader
+from sora_ros.core.stamps import stamp_problem
+from sora_ros.core.units import NS_PER_S, ros_time_ns
 
 
 @dataclass(frozen=True)
@@ -21,7 +27,7 @@ class TopicSummary:
         """Mean message rate over the topic's own span; None under two messages."""
         if self.count < 2 or self.first_ns is None or self.last_ns is None or self.last_ns == self.first_ns:
             return None
-        return (self.count - 1) * 1e9 / (self.last_ns - self.first_ns)
+        return (self.count - 1) * NS_PER_S / (self.last_ns - self.first_ns)
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,8 @@ class BagSummary:
     files: list[Path]
     topics: list[TopicSummary]
     stop_reason: str | None  # where reading stopped in a damaged bag
+    compression: str | None = None  # e.g. "zstd per message", as metadata.yaml or the file names say
+    stamp_problems: dict[str, str] = field(default_factory=dict)  # topic -> why its header stamps are not used
 
     @property
     def first_ns(self) -> int | None:
@@ -50,7 +58,8 @@ class BagSummary:
         lines = [
             f"bag:      {self.path}",
             f"files:    {', '.join(f.name for f in self.files)}",
-            f"duration: {self.duration_ns / 1e9:.3f} s",
+            *([f"compression: {self.compression}"] if self.compression else []),
+            f"duration: {self.duration_ns / NS_PER_S:.3f} s",
             f"start:    {_stamp(self.first_ns)}",
             f"end:      {_stamp(self.last_ns)}",
             f"messages: {sum(t.count for t in self.topics)}",
@@ -60,13 +69,15 @@ class BagSummary:
         for t in self.topics:
             rate = f"{t.rate_hz:8.2f} Hz" if t.rate_hz else "       - Hz"
             lines.append(f"  {t.topic:{width}s}  {t.count:7d} msgs  {rate}  {t.msgtype}")
+        for topic, problem in self.stamp_problems.items():
+            lines.append(f"WARNING: {topic}: {problem}; sora-ros aligns it by receive time")
         if self.stop_reason:
             lines.append(f"WARNING: damaged bag, read up to: {self.stop_reason}")
         return "\n".join(lines)
 
 
 def _stamp(ns: int | None) -> str:
-    return "-" if ns is None else f"{ns / 1e9:.9f} s ({ns} ns)"
+    return "-" if ns is None else f"{ns / NS_PER_S:.9f} s ({ns} ns)"
 
 
 def summarize(bag: Path | str) -> BagSummary:
@@ -84,9 +95,17 @@ def summarize(bag: Path | str) -> BagSummary:
     counts = {topic: 0 for topic in types}
     first: dict[str, int] = {}
     last: dict[str, int] = {}
+    stamps: dict[str, tuple[array, array]] = {}  # topic -> header stamps, receive times (int64) of stamped messages
     for message in reader.messages(list(types)):
         counts[message.topic] += 1
         first.setdefault(message.topic, message.log_time_ns)
         last[message.topic] = message.log_time_ns
+        header = getattr(message.msg, "header", None)
+        if header is not None and hasattr(header, "stamp"):
+            headers, receipts = stamps.setdefault(message.topic, (array("q"), array("q")))
+            headers.append(ros_time_ns(header.stamp))
+            receipts.append(message.log_time_ns)
     topics = [TopicSummary(t, types[t].msgtype, counts[t], first.get(t), last.get(t)) for t in types]
-    return BagSummary(reader.path, reader.files, topics, reader.stop_reason)
+    problems = {topic: problem for topic, (headers, receipts) in stamps.items()
+                if (problem := stamp_problem(np.frombuffer(headers, np.int64), np.frombuffer(receipts, np.int64)))}
+    return BagSummary(reader.path, reader.files, topics, reader.stop_reason, reader.compression, problems)

@@ -15,7 +15,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from sora_ros.core.image import encode_compressed, pack_image
 from sora_ros.core.camera import pinhole_matrices
-from sora_ros.core.units import NS_PER_S
+from sora_ros.core.units import sec_nanosec
 
 # The newest ROS 2 distribution rosbags 0.11 knows, matching the rclpy wheels.
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
@@ -37,13 +37,8 @@ _Vector3 = _T["geometry_msgs/msg/Vector3"]
 
 def time_msg(stamp_ns: int) -> Any:
     """builtin_interfaces/Time for a non-negative stamp in nanoseconds."""
-    sec, nanosec = divmod(int(stamp_ns), NS_PER_S)
+    sec, nanosec = sec_nanosec(stamp_ns)
     return _Time(sec=sec, nanosec=nanosec)
-
-
-def stamp_ns(time: Any) -> int:
-    """Integer nanoseconds of a builtin_interfaces/Time (rosbags or rclpy)."""
-    return int(time.sec) * NS_PER_S + int(time.nanosec)
 
 
 def header(stamp: int, frame_id: str) -> Any:

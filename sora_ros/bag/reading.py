@@ -5,12 +5,24 @@ bare `.mcap` / `.db3` file. Storage files are read directly, so a recording
 cut short before its metadata.yaml or MCAP summary were written still reads:
 up to the first damage, with `stop_reason` saying where it stopped. Messages
 are deserialized one at a time; nothing loads a whole bag into memory.
+
+Compression (`ros2 bag record --compression-format zstd`), as rosbag2 writes it:
+`--compression-mode file` stores `name.mcap.zstd` / `name.db3.zstd`, each
+decompressed (streaming, with rosbags' zstd) into a temporary copy when first
+read; `--compression-mode message` stores every message's CDR as a zstd frame,
+recognised by its magic bytes (a CDR message never starts with them) so that it
+reads with or without metadata.yaml. Any other compression format that
+metadata.yaml declares is refused by name.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import sqlite3
+import struct
+import sys
+import tempfile
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +37,23 @@ from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:  # the zstd module rosbags itself uses before Python 3.14
+    from backports import zstd
+
 from sora_ros.bag.mcap_scan import McapScanner
 from sora_ros.bag.messages import TYPESTORE
 
 STORAGE_SUFFIXES = (".mcap", ".db3")
+ZSTD_SUFFIX = ".zstd"  # a file-compressed storage file: name.mcap.zstd, name.db3.zstd
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # every zstd frame starts with it; CDR starts with 0x00
+SUPPORTED_COMPRESSION = "zstd"
 # What a storage file can throw while being read: damage, not a bug of ours.
-_READ_ERRORS = (ReaderError, SerdeError, sqlite3.DatabaseError, OSError, EOFError, ValueError, KeyError)
+# What rosbags raises on damaged files: its own errors, and plain Python ones from its parsers
+# (an 8-byte MCAP that is only the magic raised TypeError from McapReader.open).
+_READ_ERRORS = (ReaderError, SerdeError, sqlite3.DatabaseError, OSError, EOFError, ValueError, KeyError, TypeError,
+                IndexError, struct.error, zstd.ZstdError)
 
 
 class BagError(Exception):
@@ -43,16 +66,19 @@ class TopicNotFoundError(BagError):
 
 @dataclass(frozen=True)
 class TopicInfo:
-    """One topic of a bag: its message type and how many messages it holds."""
+    """One topic of a bag: its message type, how many messages it holds, and the QoS profiles its
+    publishers offered when it was recorded (rosbags `Qos`, one per publisher; empty when the
+    bag does not say)."""
 
     msgtype: str
     count: int
+    qos: tuple = ()
 
 
 class BagMessage(NamedTuple):
     topic: str
     log_time_ns: int  # when the recorder received it
-    msg: Any  # the deserialized rosbags message
+    msg: Any  # the deserialized rosbags message, or its CDR bytes (raw=True)
 
 
 def find_bags(paths: Iterable[Path | str]) -> list[Path]:
@@ -74,21 +100,26 @@ def find_bags(paths: Iterable[Path | str]) -> list[Path]:
             raise FileNotFoundError(f"{path}: no such file or directory")
         found = list(_bags_under(path))
         if not found:
-            raise FileNotFoundError(f"{path}: no rosbag2 bag (metadata.yaml, *.mcap or *.db3) found in it")
+            raise FileNotFoundError(f"{path}: no rosbag2 bag (metadata.yaml, *.mcap, *.db3, or those .zstd) found in it")
         bags.extend(found)
     return sorted(set(bags))
 
 
+def is_storage_file(path: Path) -> bool:
+    """Whether `path` is named like a rosbag2 storage file: .mcap, .db3, or either + .zstd."""
+    return path.name.removesuffix(ZSTD_SUFFIX).endswith(STORAGE_SUFFIXES)
+
+
 def _bags_under(path: Path) -> Iterator[Path]:
     if path.is_file():
-        if path.suffix in STORAGE_SUFFIXES:
+        if is_storage_file(path):
             yield path
         return
-    if (path / "metadata.yaml").exists() or any(child.suffix in STORAGE_SUFFIXES for child in path.iterdir()):
+    if (path / "metadata.yaml").exists() or any(is_storage_file(child) for child in path.iterdir()):
         yield path  # a rosbag2 directory, with or without its metadata
         return
     for child in sorted(path.iterdir()):
-        if child.is_dir() or child.suffix in STORAGE_SUFFIXES:
+        if child.is_dir() or is_storage_file(child):
             yield from _bags_under(child)
 
 
@@ -96,7 +127,7 @@ def storage_files(bag: Path) -> list[Path]:
     """The storage files of a bag, in recording order.
 
     Uses metadata.yaml's file list when there is one, else the directory's
-    .mcap/.db3 files ordered by their split index (name_0, name_1, ...).
+    .mcap/.db3 (or .zstd) files ordered by their split index (name_0, name_1, ...).
     """
     if bag.is_file():
         return [bag]
@@ -109,12 +140,35 @@ def storage_files(bag: Path) -> list[Path]:
                 return files
         except (yaml.YAMLError, KeyError, TypeError):
             pass  # unreadable metadata: fall back to the files themselves
-    return sorted((f for f in bag.iterdir() if f.suffix in STORAGE_SUFFIXES), key=_split_index)
+    return sorted((f for f in bag.iterdir() if is_storage_file(f)), key=_split_index)
 
 
 def _split_index(path: Path) -> tuple[int, str]:
-    match = re.search(r"_(\d+)$", path.stem)
+    match = re.search(r"_(\d+)$", Path(path.name.removesuffix(ZSTD_SUFFIX)).stem)
     return (int(match.group(1)) if match else 0, path.name)
+
+
+def declared_compression(bag: Path) -> str | None:
+    """The compression metadata.yaml declares, e.g. "zstd per message" or "zstd per file"; None if none.
+
+    Raises:
+        BagError: a compression format other than zstd (what rosbag2 and rosbags support).
+    """
+    metadata = bag / "metadata.yaml"
+    if bag.is_file() or not metadata.exists():
+        return None
+    try:
+        info = yaml.safe_load(metadata.read_text())["rosbag2_bagfile_information"]
+        mode = str(info.get("compression_mode") or "none").lower()
+        fmt = str(info.get("compression_format") or "")
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None  # unreadable metadata: the storage files are read as they are
+    if mode in ("none", ""):
+        return None
+    if fmt.lower() != SUPPORTED_COMPRESSION:
+        raise BagError(f"{metadata}: compression format {fmt or '(none named)'!r} in {mode} mode is not supported "
+                       f"(only {SUPPORTED_COMPRESSION}); decompress the bag first, e.g. `ros2 bag convert`")
+    return f"{fmt.lower()} per {mode}"
 
 
 class BagReader:
@@ -135,8 +189,32 @@ class BagReader:
         self.files = storage_files(self.path)
         if not self.files:
             raise FileNotFoundError(f"{self.path}: no .mcap or .db3 storage file in the bag")
+        self.compression = declared_compression(self.path)  # BagError: an unsupported compression
+        if self.compression is None and any(f.name.endswith(ZSTD_SUFFIX) for f in self.files):
+            self.compression = f"{SUPPORTED_COMPRESSION} per file"
         self.stop_reason: str | None = None
         self._topics: dict[str, TopicInfo] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None  # decompressed copies of .zstd files
+        self._plain: dict[Path, tuple[Path, str | None]] = {}
+
+    def _readable(self, file: Path) -> tuple[Path, str | None]:
+        """The storage file itself, or for a .zstd file its decompressed copy and, if the
+        compressed file is cut short or damaged, why decompression stopped (the copy holds
+        what came before)."""
+        if not file.name.endswith(ZSTD_SUFFIX):
+            return file, None
+        if file not in self._plain:
+            self._tmp = self._tmp or tempfile.TemporaryDirectory(prefix="sora_ros_bag_")
+            plain = Path(self._tmp.name) / file.name.removesuffix(ZSTD_SUFFIX)
+            problem = None
+            with file.open("rb") as compressed, plain.open("wb") as out:
+                try:
+                    with zstd.open(compressed, "rb") as stream:
+                        shutil.copyfileobj(stream, out)
+                except (zstd.ZstdError, EOFError) as error:
+                    problem = f"does not decompress to its end ({type(error).__name__}: {error})"
+            self._plain[file] = (plain, problem)
+        return self._plain[file]
 
     @property
     def topics(self) -> dict[str, TopicInfo]:
@@ -150,9 +228,9 @@ class BagReader:
         if self._topics is None:
             counts: dict[str, TopicInfo] = {}
             for file in self.files:
-                for topic, info in _file_topics(file).items():
+                for topic, info in _file_topics(self._readable(file)[0]).items():
                     old = counts.get(topic, TopicInfo(info.msgtype, 0))
-                    counts[topic] = TopicInfo(old.msgtype, old.count + info.count)
+                    counts[topic] = TopicInfo(old.msgtype, old.count + info.count, old.qos or info.qos)
             self._topics = dict(sorted(counts.items()))
         return self._topics
 
@@ -167,18 +245,21 @@ class BagReader:
                 have = ", ".join(f"{name} ({info.msgtype}, {info.count})" for name, info in self.topics.items())
                 raise TopicNotFoundError(f"{self.path}: no topic {topic!r}; the bag has: {have or 'no topics'}")
 
-    def messages(self, topics: Collection[str]) -> Iterator[BagMessage]:
-        """Yield the messages on `topics`, deserialized, file by file in time order.
+    def messages(self, topics: Collection[str], raw: bool = False) -> Iterator[BagMessage]:
+        """Yield the messages on `topics`, file by file in time order: deserialized, or with
+        `raw` their CDR bytes as recorded.
 
         Damage stops the iteration and sets `stop_reason`; messages read before
         it are yielded.
         """
         self.stop_reason = None
         for file in self.files:
-            reader = _FileMessages(file, topics)
+            plain, problem = self._readable(file)
+            reader = _FileMessages(plain, topics, raw)
             yield from reader
-            if reader.stop_reason:
-                self.stop_reason = f"{file.name}: {reader.stop_reason} (after {reader.count} messages)"
+            if reader.stop_reason or problem:
+                reason = "; ".join(filter(None, (problem, reader.stop_reason)))
+                self.stop_reason = f"{file.name}: {reason} (after {reader.count} messages)"
                 return
 
 
@@ -189,7 +270,8 @@ def _file_topics(file: Path) -> dict[str, TopicInfo]:
             topics: dict[str, TopicInfo] = {}
             for conn in indexed.connections:
                 old = topics.get(conn.topic, TopicInfo(conn.msgtype, 0))
-                topics[conn.topic] = TopicInfo(conn.msgtype, old.count + conn.msgcount)
+                qos = tuple(getattr(conn.ext, "offered_qos_profiles", ()))
+                topics[conn.topic] = TopicInfo(conn.msgtype, old.count + conn.msgcount, old.qos + qos)
             return topics
         finally:
             indexed.close()
@@ -224,7 +306,7 @@ def _open_indexed(file: Path) -> McapReader | Sqlite3Reader | None:
     reader = McapReader(file)
     try:
         reader.open()
-    except ReaderError:
+    except _READ_ERRORS:
         return None  # no readable summary or footer: scan it
     return reader
 
@@ -232,8 +314,8 @@ def _open_indexed(file: Path) -> McapReader | Sqlite3Reader | None:
 class _FileMessages:
     """Iterator over one storage file's messages on some topics; sets stop_reason on damage."""
 
-    def __init__(self, file: Path, topics: Collection[str]) -> None:
-        self.file, self.topics = file, set(topics)
+    def __init__(self, file: Path, topics: Collection[str], raw: bool = False) -> None:
+        self.file, self.topics, self.raw = file, set(topics), raw
         self.stop_reason: str | None = None
         self.count = 0
 
@@ -247,7 +329,8 @@ class _FileMessages:
             typestore = _typestore((c.msgtype, c.msgdef.format, c.msgdef.data) for c in connections)
             if connections:
                 for conn, log_time, raw in indexed.messages(connections):
-                    msg = typestore.deserialize_cdr(raw, conn.msgtype)
+                    cdr = _cdr(raw)
+                    msg = bytes(cdr) if self.raw else typestore.deserialize_cdr(cdr, conn.msgtype)
                     self.count += 1
                     yield BagMessage(conn.topic, log_time, msg)
         except _READ_ERRORS as error:
@@ -263,18 +346,27 @@ class _FileMessages:
                 channel = scanner.channels.get(message.channel_id)
                 if channel is None or channel.topic not in self.topics or channel.schema is None:
                     continue
+                if self.raw:
+                    self.count += 1
+                    yield BagMessage(channel.topic, message.log_time_ns, bytes(_cdr(message.data)))
+                    continue
                 if message.channel_id not in typestores:
                     schema = channel.schema
                     fmt = MessageDefinitionFormat.IDL if schema.encoding == "ros2idl" else MessageDefinitionFormat.MSG
                     typestores[message.channel_id] = (_typestore([(schema.name, fmt, schema.data)]), schema.name)
                 typestore, msgtype = typestores[message.channel_id]
-                msg = typestore.deserialize_cdr(message.data, msgtype)
+                msg = typestore.deserialize_cdr(_cdr(message.data), msgtype)
                 self.count += 1
                 yield BagMessage(channel.topic, message.log_time_ns, msg)
         except _READ_ERRORS as error:
             self.stop_reason = f"{type(error).__name__}: {error}"
             return
         self.stop_reason = scanner.stop_reason
+
+
+def _cdr(raw: bytes | memoryview) -> bytes | memoryview:
+    """A message's CDR bytes: decompressed if rosbag2 stored it as a zstd frame (message compression)."""
+    return zstd.decompress(raw) if bytes(raw[:4]) == ZSTD_MAGIC else raw
 
 
 def _typestore(definitions: Iterable[tuple[str, MessageDefinitionFormat, str]]) -> Typestore:

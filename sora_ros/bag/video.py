@@ -1,4 +1,11 @@
-"""Read video files frame by frame with OpenCV, with errors that say what went wrong."""
+"""Read video files frame by frame with OpenCV, with errors that say what went wrong.
+
+Frame times are each frame's own presentation time from the container (OpenCV's
+CAP_PROP_POS_MSEC after the frame is read), not index / fps: a phone's
+variable-frame-rate video, or one with dropped frames, keeps its true timing. A
+frame whose presentation time does not advance (a container without timestamps)
+is placed 1 / fps after the previous one and counted; uneven timing is noted.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,39 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sora_ros.core.units import NS_PER_S
+
 
 class VideoError(ValueError):
     """A video file that cannot be opened or holds no readable frame."""
+
+
+# Frame intervals further than this fraction from their median make a video's timing irregular.
+IRREGULAR_INTERVAL = 0.25
+
+
+def frame_stamp_ns(index: int, fps: float) -> int:
+    """Video time of frame `index` (0-based) at `fps` frames per second, integer nanoseconds."""
+    return round(index * NS_PER_S / fps)
+
+
+def timing_note(stamps_ns: np.ndarray) -> str | None:
+    """A note when frame intervals are uneven (variable frame rate, dropped frames), else None.
+
+    Args:
+        stamps_ns: int64 (N,) increasing frame times, nanoseconds.
+    """
+    intervals = np.diff(np.asarray(stamps_ns, np.int64))  # (N - 1,)
+    if intervals.size < 2:
+        return None
+    median = float(np.median(intervals))
+    off = int(np.count_nonzero(np.abs(intervals - median) > IRREGULAR_INTERVAL * median))
+    if not off:
+        return None
+    ms = NS_PER_S / 1000
+    return (f"irregular frame timing: intervals {intervals.min() / ms:.1f} to {intervals.max() / ms:.1f} ms, "
+            f"{off} of {intervals.size} more than {IRREGULAR_INTERVAL:.0%} off the median {median / ms:.1f} ms; "
+            "frames keep their own presentation times")
 
 
 class VideoReader:
@@ -35,6 +72,7 @@ class VideoReader:
         self.fps: float | None = float(fps) if 0 < fps < 1000 else None
         self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         capture.release()
+        self.notes: list[str] = []  # about the frame timing, after `stamped_frames` has run
 
     def frames(self) -> Iterator[np.ndarray]:
         """Yield every frame from the start: uint8 (H, W, 3) RGB."""
@@ -47,3 +85,39 @@ class VideoReader:
                 yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         finally:
             capture.release()
+
+    def stamped_frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (presentation time ns from the first frame, uint8 (H, W, 3) RGB) for every frame.
+
+        After the last frame, `notes` says how many frames had no usable presentation time and
+        whether the timing is irregular (see the module docstring).
+
+        Raises:
+            VideoError: a frame without a usable presentation time in a file that states no frame rate.
+        """
+        self.notes = []
+        stamps: list[int] = []
+        guessed = 0
+        capture = cv2.VideoCapture(str(self.path))
+        try:
+            while True:
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                stamp = round(capture.get(cv2.CAP_PROP_POS_MSEC) * NS_PER_S / 1000)
+                if stamps and stamp <= stamps[-1]:  # no timestamp, or one that does not advance
+                    if self.fps is None:
+                        raise VideoError(f"{self.path}: frame {len(stamps)} has no usable presentation time and the "
+                                         "video states no frame rate; convert it with `sora-ros bag from-video --fps`")
+                    guessed += 1
+                    stamp = stamps[-1] + frame_stamp_ns(1, self.fps)
+                stamps.append(stamp)
+                yield stamp - stamps[0], cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        finally:
+            capture.release()
+        if guessed:
+            self.notes.append(f"{guessed} of {len(stamps)} frames had no presentation time that advanced: "
+                              f"placed 1/{self.fps:g} s after the previous frame")
+        note = timing_note(np.array(stamps, np.int64))
+        if note:
+            self.notes.append(note)

@@ -1,6 +1,6 @@
 """The `sora-ros` command: one entry point, one module per subcommand in this folder.
 
-Rule: the top layer. May import every other folder; rclpy, torch and the layers that
+Rule: the top layer. May import every other folder; rclpy, torch, foxglove and the layers that
 need them (model/, nodes/, harness/) only inside functions, so `sora-ros --help` is
 instant and works without them.
 
@@ -14,9 +14,11 @@ import argparse
 import sys
 
 from sora_ros import __version__
-from sora_ros.cli import bag, bench, demo, doctor, evaluate, export, launch, sim, train, train_anchor, video_camera
+from sora_ros.cli import bag, bench, demo, doctor, evaluate, export, launch, sim, train, train_anchor, video_camera, \
+    view
+from sora_ros.core.paths import apply_fastdds_profile
 
-SUBCOMMANDS = (doctor, demo, sim, bag, video_camera, train, train_anchor, export, evaluate, launch, bench)
+SUBCOMMANDS = (doctor, demo, sim, bag, video_camera, train, train_anchor, export, evaluate, launch, view, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Before any DDS participant exists, here or in the nodes the command starts: camera-sized
+    # messages need the shipped profile's shared-memory segment (unless the user chose a profile).
+    apply_fastdds_profile()
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -42,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `sora-ros ... | head`: the reader left, nothing to report
         sys.stderr.close()
         return 141
+    except Exception as error:  # a failure no subcommand foresaw: one line, not a traceback
+        print(f"sora-ros: unexpected {type(error).__name__}: {error} (a bug: please report it with the command)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
-"""`sora-ros bag`: make bags from video files and describe bags.
+"""`sora-ros bag`: make bags from video files, describe bags, play them over DDS.
 
     sora-ros bag from-video VIDEO OUT [--fps F] [--topic T] [--compressed] [--begin S] [--end S]
     sora-ros bag info BAG [BAG ...]
+    sora-ros bag play BAG [BAG ...] [--rate R] [--loop] [--clock [HZ]] [--topics T ...] [--remap FROM:=TO ...]
+    sora-ros bag record OUT TOPIC [TOPIC ...] [--duration S]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 
@@ -18,13 +21,17 @@ def from_video(args: argparse.Namespace) -> int:
     from sora_ros.bag.info import summarize
     from sora_ros.bag.video import VideoError
 
+    notes: list[str] = []
     try:
         count = video_to_bag(args.video, args.out, fps=args.fps, topic=args.topic, compressed=args.compressed,
-                             begin_s=args.begin, end_s=args.end)
+                             begin_s=args.begin, end_s=args.end, notes=notes)
     except (VideoError, WriterError) as error:
         print(f"sora-ros bag from-video: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {count} frames to {args.out}")
+    for note in notes:
+        print(f"note: {args.video}: {note}")
+    print(f"wrote {count} frames to {args.out}" + (f", stamped at {args.fps:g} fps" if args.fps else
+                                                   ", stamped by their presentation times"))
     print(summarize(args.out).format())
     return 0
 
@@ -53,15 +60,116 @@ def info(args: argparse.Namespace) -> int:
     return status
 
 
+PLAY_HELP = """Publish the bags' messages over DDS at the recorded rate, one bag after another, with
+the QoS each topic was recorded with (reliable, keep last 10 where the bag does not say), as
+`ros2 bag play` does. Ctrl-C stops.
+
+    sora-ros bag play my_runs/ --loop --remap /front/image:=/camera/image_raw
+    sora-ros bag play run1.mcap --clock --topics /camera/image_raw /cmd_vel   (nodes with use_sim_time)
+"""
+
+
+def _remap(text: str) -> tuple[str, str]:
+    source, sep, target = text.partition(":=")
+    if not (sep and source and target):
+        raise argparse.ArgumentTypeError(f"{text!r}: write FROM:=TO")
+    return source, target
+
+
+def play(args: argparse.Namespace) -> int:
+    try:
+        import rclpy
+    except ImportError:
+        print("sora-ros bag play needs ROS 2 (rclpy): run `make setup`, or see `sora-ros doctor`", file=sys.stderr)
+        return 2
+    from rclpy.signals import SignalHandlerOptions
+
+    from sora_ros.bag.reading import BagError, find_bags
+    from sora_ros.harness.player import BagPlayer, PlayError
+
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # Ctrl-C: KeyboardInterrupt, here
+    node = rclpy.create_node("bag_player")
+    status, player = 0, None
+    try:
+        bags = find_bags(args.bags)
+        player = BagPlayer(node, bags, topics=args.topics, remap=dict(args.remap), rate=args.rate,
+                           clock_hz=args.clock or 0.0, restamp=args.restamp)  # fmt: skip
+        for topic, why in player.skipped.items():
+            print(f"not playing {topic}: {why}")
+        print("playing " + ", ".join(f"{t} -> {player.topic_name(t)}" if player.topic_name(t) != t else t
+                                     for t in player.publishers) + f" at {args.rate:g}x" + (", looping" if args.loop else ""),
+              flush=True)  # fmt: skip
+        while True:
+            for bag in bags:
+                began, before = time.monotonic(), sum(player.published.values())
+                stopped = player.play(bag)
+                print(f"{bag}: {sum(player.published.values()) - before} messages in {time.monotonic() - began:.1f} s"
+                      + (f" (stopped early: {stopped})" if stopped else ""), flush=True)  # fmt: skip
+                status |= stopped is not None
+            if not args.loop:
+                break
+    except (PlayError, BagError, FileNotFoundError) as error:
+        print(f"sora-ros bag play: {error}", file=sys.stderr)
+        status = 1
+    except KeyboardInterrupt:
+        print(f"\nstopped by Ctrl-C after {sum(player.published.values()) if player else 0} messages")
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return status
+
+
+def record(args: argparse.Namespace) -> int:
+    """`sora-ros bag record`: subscribe to the topics over DDS and write them into an MCAP bag
+    until --duration passes or Ctrl-C."""
+    try:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+    except ImportError:
+        print("sora-ros bag record needs ROS 2 (rclpy): run `make setup`, or see `sora-ros doctor`", file=sys.stderr)
+        return 2
+    from rosbags.rosbag2 import WriterError
+
+    from sora_ros.harness.bag_recorder import TopicRecorder
+
+    rclpy.init()
+    node = rclpy.create_node("sora_bag_recorder")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        recorder = TopicRecorder(node, args.out, args.topics, compress=not args.no_compress)
+    except WriterError as error:
+        print(f"sora-ros bag record: {error}", file=sys.stderr)
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return 1
+    print(f"recording {', '.join(args.topics)} into {args.out}"
+          + (f" for {args.duration:g} s" if args.duration else " until Ctrl-C"), flush=True)  # fmt: skip
+    deadline = time.monotonic() + args.duration if args.duration else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        recorder.close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    print(f"{args.out}: " + (", ".join(f"{t} {recorder.counts[t]}" for t in args.topics)) + " messages")
+    return 0
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bag", help="rosbag2 tools: video to bag, bag info", description=__doc__,
+    parser = subparsers.add_parser("bag", help="rosbag2 tools: video to bag, bag info, play, record", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND", required=True)
 
     convert = actions.add_parser("from-video", help="write a video file as a rosbag2 MCAP bag of camera images")
     convert.add_argument("video", type=Path, help="any video file OpenCV can decode")
     convert.add_argument("out", type=Path, help="bag directory to create")
-    convert.add_argument("--fps", type=float, help="stamp rate (default: the video's own)")
+    convert.add_argument("--fps", type=float, help="stamp frame k at k / FPS (default: each frame's own "
+                         "presentation time, variable frame rate kept)")
     convert.add_argument("--topic", default="/camera/image_raw", help="image topic (default %(default)s)")
     convert.add_argument("--compressed", action="store_true", help="JPEG CompressedImage on TOPIC/compressed")
     convert.add_argument("--begin", type=float, default=0.0, metavar="S", help="first second of the video to keep")
@@ -71,3 +179,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     describe = actions.add_parser("info", help="topics, types, counts, rates, duration, first/last stamp")
     describe.add_argument("bags", nargs="+", type=Path, help="bags (directories, .mcap, .db3) or folders of them")
     describe.set_defaults(func=info)
+
+    player = actions.add_parser("play", help="publish bags over DDS at the recorded rate (ros2 bag play without ROS)",
+                                description=PLAY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    player.add_argument("bags", nargs="+", type=Path, help="bags (directories, .mcap, .db3) or folders of them")
+    player.add_argument("--rate", type=float, default=1.0, help="playback speed: 2 plays twice as fast (default 1)")
+    player.add_argument("--loop", action="store_true", help="start over after the last bag, until Ctrl-C")
+    player.add_argument("--clock", type=float, nargs="?", const=40.0, metavar="HZ",
+                        help="publish /clock with the bag's time, HZ times a second (40 without HZ), for nodes "
+                             "with use_sim_time:=true")  # fmt: skip
+    player.add_argument("--topics", nargs="+", metavar="TOPIC", help="play only these topics (default: every topic)")
+    player.add_argument("--remap", nargs="+", type=_remap, default=[], metavar="FROM:=TO",
+                        help="publish bag topic FROM on TO")
+    player.add_argument("--restamp", action="store_true",
+                        help="move header stamps onto the wall clock (the bag's first stamp becomes now), for "
+                             "nodes on wall-clock time that compare stamps with their clock; not with --clock")  # fmt: skip
+    player.set_defaults(func=play)
+
+    recorder = actions.add_parser("record", help="record topics from DDS into an MCAP bag (ros2 bag record without ROS)",
+                                  description="Subscribe to TOPICs with the QoS their publishers offer and write every "
+                                  "message as received into a rosbag2 MCAP bag (zstd chunks) that ros2 bag, rosbags "
+                                  "and Foxglove read; our own messages (~/futures, ~/latents) included.")
+    recorder.add_argument("out", type=Path, help="bag directory to create")
+    recorder.add_argument("topics", nargs="+", metavar="TOPIC", help="fully qualified topic names")
+    recorder.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
+    recorder.add_argument("--no-compress", action="store_true", help="write uncompressed MCAP chunks")
+    recorder.set_defaults(func=record)

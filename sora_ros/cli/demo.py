@@ -1,6 +1,8 @@
 """`sora-ros demo`: the live demo. Launches launch/demo.launch.yaml (the simulated robot, or a
 video file, the world model and the example planner) over real DDS for a set time, records
-the camera and ~/futures, then writes out/demo/ and prints a summary.
+the camera and ~/futures, then writes out/demo/ and prints a summary. The world model's
+outputs (~/futures, ~/latents, ~/predicted/image, ~/comparison/image) are also recorded into
+out/demo/outputs/, an MCAP bag to open in Foxglove.
 
     sora-ros demo                          # 60 s of the simulated robot
     sora-ros demo --video clip.mp4 --duration 30
@@ -9,6 +11,7 @@ the camera and ~/futures, then writes out/demo/ and prints a summary.
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 import time
@@ -19,13 +22,16 @@ from sora_ros.core.paths import PACKAGE, default_model_dir, package_share
 DEFAULT_DURATION_S = 60.0
 CAMERA_RATE_HZ = 15.0
 CAMERA_TOPIC = "/camera/image_raw"
-FUTURES_TOPIC = "/world_model/futures"
+WORLD_MODEL = "/world_model"
+FUTURES_TOPIC = f"{WORLD_MODEL}/futures"
+OUTPUTS_BAG = "outputs"
 
 
 def main(args: argparse.Namespace) -> int:
     from sora_ros.core.machine import machine_description
     from sora_ros.evaluation import live_report
     from sora_ros.harness.launch_file import LaunchFileError, read_launch_file
+    from sora_ros.harness.bag_recorder import WORLD_MODEL_OUTPUTS, TopicRecorder
     from sora_ros.harness.launch_runner import LaunchRunner
     from sora_ros.harness.recorder import FutureRecorder
     from sora_ros.runtime.model_dir import ModelDirError, read_model_info
@@ -40,9 +46,22 @@ def main(args: argparse.Namespace) -> int:
     if args.video and not Path(args.video).is_file():
         print(f"sora-ros demo: {args.video}: no such video file", file=sys.stderr)
         return 2
-    launch_args = {"model": str(model.resolve()), "camera_rate": str(args.camera_rate), "seed": str(args.seed)}
+    # The sim renders at --camera-rate; a video plays at its own frame times unless --camera-rate is given.
+    camera_rate = args.camera_rate or (0.0 if args.video else CAMERA_RATE_HZ)
+    launch_args = {"model": str(model.resolve()), "camera_rate": str(camera_rate), "seed": str(args.seed)}
     if args.video:  # footage has no cmd_vel: let the model predict without one
+        from sora_ros.bag.video import VideoError, VideoReader
+
+        try:
+            fps = VideoReader(args.video).fps
+        except VideoError as error:
+            print(f"sora-ros demo: {error}", file=sys.stderr)
+            return 2
+        camera_timing = f"{camera_rate:g} Hz (--camera-rate)" if camera_rate else \
+            "the video's own frame times" + (f" ({fps:g} fps on average)" if fps else "")
         launch_args.update(use_video="true", video=str(Path(args.video).resolve()), no_command_action="unknown")
+    else:
+        camera_timing = f"{camera_rate:g} Hz" + ("" if args.camera_rate else " (default)")
     try:
         specs = read_launch_file(package_share(PACKAGE) / "launch" / "demo.launch.yaml", launch_args)
     except LaunchFileError as error:
@@ -50,6 +69,10 @@ def main(args: argparse.Namespace) -> int:
         return 2
 
     recorder = FutureRecorder(info.image_size, info.dt, CAMERA_TOPIC, FUTURES_TOPIC, node_name="demo_recorder")
+    outputs_bag = Path(args.out) / OUTPUTS_BAG
+    shutil.rmtree(outputs_bag, ignore_errors=True)  # the previous run's
+    outputs_bag.parent.mkdir(parents=True, exist_ok=True)
+    outputs = TopicRecorder(recorder.node, outputs_bag, [f"{WORLD_MODEL}/{name}" for name in WORLD_MODEL_OUTPUTS])
     runner = LaunchRunner(specs)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda number, _frame: runner.request_stop(f"{signal.Signals(number).name} received"))
@@ -59,13 +82,17 @@ def main(args: argparse.Namespace) -> int:
         outcome = runner.supervise(args.duration)
     finally:
         runner.shutdown()
+        outputs.close()
         recorder.close()
     print(f"[demo] {'failed' if outcome.exit_code else 'stopped'}: {outcome.reason}", flush=True)
     facts = {"model": f"{info.name}@{info.version} ({model})", "source": args.video or "sim",
-             "duration_s": round(time.monotonic() - start, 1), "camera_rate_hz": args.camera_rate,
+             "duration_s": round(time.monotonic() - start, 1), "camera_rate_hz": camera_rate or None,
+             "camera_timing": camera_timing,
              "machine": machine_description()}
     summary = live_report.write(Path(args.out), recorder.recording, facts)
     print(live_report.text_summary(summary, Path(args.out)))
+    print(f"the world model's outputs, for Foxglove: {outputs_bag} ("
+          + ", ".join(f"{name} {outputs.counts[f'{WORLD_MODEL}/{name}']}" for name in WORLD_MODEL_OUTPUTS) + ")")
     if outcome.exit_code:
         return outcome.exit_code
     if not recorder.recording.futures:
@@ -80,12 +107,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="live demo: sim (or a video) + world model + planner over DDS, then out/demo/",
         description="Launch the simulated robot (or play --video), the world model and the example planner over "
         "real DDS for --duration seconds; write real vs predicted futures per horizon (futures.png), the latency "
-        "distribution (latency.png) and counts (summary.json) into --out, and print a summary.",
+        "distribution (latency.png), counts (summary.json) and an MCAP bag of the world model's outputs (outputs/) "
+        "into --out, and print a summary.",
     )
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="seconds to run (default 60)")
     parser.add_argument("--model", help="model directory (default: the package's models/default)")
     parser.add_argument("--video", help="play this video file as the camera instead of the sim (no planner)")
     parser.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
-    parser.add_argument("--camera-rate", type=float, default=CAMERA_RATE_HZ, help="camera frames per second")
+    parser.add_argument("--camera-rate", type=float, help=f"camera frames per second (default: the sim at "
+                        f"{CAMERA_RATE_HZ:g}; a --video at its own frame times)")
     parser.add_argument("--seed", type=int, default=0, help="sim world seed")
     parser.set_defaults(func=main)

@@ -83,6 +83,12 @@ def headline(summary: dict, result, info: dict) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.sim_time and not args.realtime:
+        print("sora-ros eval: --sim-time applies to --realtime only", file=sys.stderr)
+        return 2
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        print(f"sora-ros eval: --out {args.out} exists and is not a directory", file=sys.stderr)  # before the work
+        return 2
     if args.realtime:
         offline_only = [flag for flag, given in (("--write-bag", args.write_bag), ("--record-in-model", args.record_in_model),
                                                  ("--max-clips", args.max_clips)) if given]  # fmt: skip
@@ -99,6 +105,7 @@ def main(args: argparse.Namespace) -> int:
     from sora_ros.bag.reading import BagError
     from sora_ros.bag.video import VideoError
     from sora_ros.bag.clip_sources import model_clips
+    from sora_ros.bag.clips import ClipReport
     from sora_ros.evaluation.prediction_bag import PredictionBag
     from sora_ros.evaluation.predictors import ModelPredictor, baseline_predictors
     from sora_ros.evaluation.metrics import summarize
@@ -116,10 +123,12 @@ def main(args: argparse.Namespace) -> int:
     model = engine.info
     k, lookahead = model.context_frames, max(args.horizons)
     notes: list[str] = []
+    report = ClipReport()
     # With an anchored decoder, predictions come at the camera's resolution: score them there.
     size = None if engine.anchor is not None else model.image_size
     clips = model_clips(args.bags, args.image_topic, args.action_topic, dt=model.dt, length=k + lookahead,
-                        size=size, action_names=model.action_names, stride=args.stride, notes=notes)  # fmt: skip
+                        size=size, action_names=model.action_names, stride=args.stride, notes=notes,
+                        report=report)  # fmt: skip
     model_predictor = ModelPredictor(WorldModelPipeline(engine), lookahead, args.samples, args.seed)
     predictors = {MODEL_NAME: model_predictor, **baseline_predictors(lookahead)}
     conditioned = model.action_dim > 0 and args.action_topic
@@ -135,8 +144,8 @@ def main(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}")
     if result.clips == 0:
-        print(f"sora-ros eval: no clip of {k} + {lookahead} frames at dt {model.dt:g} s in the bags "
-              f"(they are shorter, or their frame rate is below 1/dt)", file=sys.stderr)  # fmt: skip
+        print(f"sora-ros eval: no clip of {k} + {lookahead} frames at dt {model.dt:g} s in "
+              f"{', '.join(map(str, args.bags))}: {report.cause()}", file=sys.stderr)  # fmt: skip
         return 1
     summary = summarize_evaluation(result)
     summary["vae_reconstruction_psnr"] = summarize(model_predictor.reconstruction_psnr)
@@ -189,5 +198,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--realtime", action="store_true",
                         help="replay the bags through the live world_model node over DDS at the recorded rate, for "
                         "timing (latency, drops) and the PSNR of what it published; see sora_ros/harness/realtime.py")
+    parser.add_argument("--sim-time", action="store_true",
+                        help="with --realtime: keep the bags' stamps, publish /clock from the bag's time and run the "
+                        "node with use_sim_time:=true (as `ros2 bag play --clock` with a node on sim time) instead "
+                        "of restamping onto the wall clock; latency is then measured in sim time")
     parser.add_argument("--record-in-model", metavar="KEY", help="also store the headline numbers in model.json under evaluation.KEY")
     parser.set_defaults(func=main)

@@ -61,7 +61,7 @@ def record(args: argparse.Namespace) -> int:
     workers = max(1, min(args.workers, len(tasks)))
     start = time.perf_counter()
     collisions = 0
-    with tqdm(total=total, unit="frame", desc="recording", disable=args.quiet) as progress:
+    with tqdm(total=total, unit="frame", desc="recording", disable=True if args.quiet else None) as progress:  # None: terminal only
         if workers == 1:
             for task in tasks:
                 collisions += record_episode(*task, on_frame=lambda: progress.update(1)).collisions
@@ -84,12 +84,29 @@ def record(args: argparse.Namespace) -> int:
     return 0
 
 
+NODE_HELP = """Without a subcommand, run the sim node; 'sim record' writes episodes to rosbag2 MCAP
+files without DDS.
+
+The node publishes camera/image_raw (rgb8, sensor-data QoS), camera/camera_info, odom,
+/clock (with publish_clock) and ~/cmd_vel_out: the command it executes each step (Twist),
+whether it follows cmd_vel or wanders by itself. A world model beside it sees the robot's
+actions with cmd_vel:=/sim/cmd_vel_out; on /cmd_vel it sees only commands from others.
+
+    sora-ros sim --ros-args -p seed:=3 -p rate:=15.0
+
+Node parameters (--ros-args -p NAME:=VALUE):
+"""
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from sora_ros.core.parameters import parameters_help
+    from sora_ros.sim.parameters import SIM_PARAMETERS
+
     parser = subparsers.add_parser(
         "sim",
         help="the simulated camera robot: run its ROS 2 node, or record episodes to bags",
-        description="Without a subcommand, run the sim node (ROS parameters after --ros-args). "
-        "'sim record' writes episodes to rosbag2 MCAP files without DDS.",
+        description=NODE_HELP + parameters_help(SIM_PARAMETERS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--ros-args", nargs=argparse.REMAINDER, dest="ros_args", help="ROS arguments for the node")
     parser.set_defaults(func=run_node)

@@ -29,7 +29,7 @@ def main(args: argparse.Namespace) -> int:
     if not hasattr(args, "command"):  # recorded in the checkpoint and model.json
         args.command = " ".join(["sora-ros train", *sys.argv[2:]])
     from sora_ros.bag.reading import BagError
-    from sora_ros.model.trainer import CHECKPOINT_NAME, Trainer, init_distributed
+    from sora_ros.model.trainer import CHECKPOINT_NAME, Trainer, init_distributed, verdict
 
     dist_info = init_distributed()
     try:
@@ -43,12 +43,20 @@ def main(args: argparse.Namespace) -> int:
             import torch.distributed as dist
 
             dist.destroy_process_group()
-    trainer.log(f"done: {Path(args.out) / CHECKPOINT_NAME}; validation {summary['state']['val']}")
+    trainer.log(f"done: {Path(args.out) / CHECKPOINT_NAME}")
+    vae = summary["state"]["val"].get("vae", {})
+    if "recon_psnr" in vae:
+        trainer.log(f"VAE reconstruction on validation frames: {vae['recon_psnr']:.2f} dB")
+    for line in verdict(summary["state"]["val"]):
+        trainer.log(line)
     return 0
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every option's default."""
+    """The module docstring as written, and every option's default (where it has one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     data.add_argument("--data", nargs="+", required=True, metavar="PATH",
                       help="rosbag2 bags (MCAP/sqlite3), folders of them, and video files")  # fmt: skip
-    data.add_argument("--val-data", nargs="+", metavar="PATH", help="held-out bags/videos (default: every 10th sequence)")
+    data.add_argument("--val-data", nargs="+", metavar="PATH",
+                      help="held-out bags/videos (recommended). Without it every tenth bag or video (at least one) "
+                           "is held out, or, from a single source, every tenth sequence")  # fmt: skip
     data.add_argument("--image-topic", help="camera topic in the bags (Image or CompressedImage)")
     data.add_argument("--action-topic", help="Twist/TwistStamped topic (e.g. /cmd_vel); omit for an unconditioned model")
     data.add_argument("--sequence-frames", type=int, default=40, help="frames per in-memory sequence")

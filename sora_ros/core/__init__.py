@@ -1,8 +1,9 @@
 """The ROS-free core: image conversion without ROS message types, preprocessing,
-twist/action mapping, units, the time grid and context, the rollout deadline,
+twist/action mapping, units, PSNR, the time grid and context, the rollout deadline,
 requests and their caps, stats, the planner cost, package paths and the machine
 description.
 
-Rule: the bottom layer. Imports only numpy, cv2 and other modules of core/, so
-every other folder can use it and it runs anywhere.
+Rule: the bottom layer. Imports only numpy, cv2, simplejpeg (strict JPEG decoding),
+ament_index_python (pure-Python package lookup, no middleware) and other modules of core/,
+so every other folder can use it and it runs anywhere.
 """

@@ -2,10 +2,10 @@
 
 Cameras rarely run at the model's rate (a 15 Hz camera, a 10 Hz model), so the
 buffer keeps a short history of every encoded frame and builds the context by
-picking, for each grid time newest - j * dt (j = K-1 ... 0), the frame whose
-stamp is nearest. A context is only offered when every pick lies within a
-tolerance of its grid time: after a pause of the camera, old and new frames
-are never mixed.
+picking, for each grid time newest - j * dt (j = K-1 ... 0), a frame by the rule
+of `sora_ros.core.timegrid` (the nearest within dt/2). A context is only offered
+when every grid time has a frame: after a pause of the camera, old and new
+frames are never mixed.
 
 Stamps are integer nanoseconds. A stamp that is not newer than the newest one
 is dropped (duplicate or out of order); a stamp far behind the newest one (a
@@ -22,11 +22,9 @@ from enum import Enum
 
 import numpy as np
 
+from sora_ros.core.timegrid import NO_FRAME, max_offset_ns, pick
 from sora_ros.core.units import NS_PER_S
 
-# A pick may be this fraction of dt away from its grid time: half a step, so that
-# no frame can serve two neighbouring grid times.
-GRID_TOLERANCE = 0.5
 # Frames kept beyond the K * dt the context spans, for cameras faster than 1 / dt.
 HISTORY_SLACK_FRAMES = 64
 
@@ -91,8 +89,8 @@ class ContextBuffer:
         self.context_frames = context_frames
         self.dt_ns = round(dt_s * NS_PER_S)
         self.jump_back_ns = round(jump_back_s * NS_PER_S)
-        self.tolerance_ns = round(GRID_TOLERANCE * self.dt_ns)
-        self._span_ns = (context_frames - 1) * self.dt_ns + self.tolerance_ns
+        # Stamps the oldest grid time can still pick, behind the newest.
+        self._span_ns = (context_frames - 1) * self.dt_ns + max_offset_ns(self.dt_ns)
         self._frames: deque[_Frame] = deque(maxlen=context_frames + HISTORY_SLACK_FRAMES)
         self.version = 0
         self.resets = 0
@@ -136,14 +134,11 @@ class ContextBuffer:
         if not self._frames:
             return None
         newest = self._frames[-1]
-        stamps = np.array([f.stamp_ns for f in self._frames], np.int64)
-        picks = []
-        for j in range(self.context_frames - 1, -1, -1):
-            target = newest.stamp_ns - j * self.dt_ns
-            index = int(np.argmin(np.abs(stamps - target)))
-            if abs(int(stamps[index]) - target) > self.tolerance_ns:
-                return None
-            picks.append(index)
+        stamps = np.array([f.stamp_ns for f in self._frames], np.int64)  # (N,) increasing
+        grid = newest.stamp_ns - np.arange(self.context_frames - 1, -1, -1) * self.dt_ns  # (K,) oldest first
+        picks = pick(stamps, grid, self.dt_ns)  # (K,)
+        if np.any(picks == NO_FRAME):
+            return None
         latents = np.stack([self._frames[i].latent for i in picks])  # (K, C, h, w)
         return Context(latents, tuple(int(stamps[i]) for i in picks), newest.stamp_ns, newest.frame_id,
                        self.version, newest.receipt_s)

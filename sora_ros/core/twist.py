@@ -4,12 +4,59 @@ the live node, so both read the same columns of cmd_vel for a model's action nam
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
 
 TWIST_FIELDS = tuple(f"{group}_{axis}" for group in ("linear", "angular") for axis in ("x", "y", "z"))
 CMD_VEL_ACTIONS = ("linear_x", "angular_z")  # a ground robot's cmd_vel
+
+TWIST, TWIST_STAMPED = "geometry_msgs/msg/Twist", "geometry_msgs/msg/TwistStamped"
+AUTO = "auto"
+# The live node's `cmd_vel_type` parameter: auto (the type cmd_vel's publishers use), or a fixed type.
+CMD_VEL_TYPES = {"twist": TWIST, "twist_stamped": TWIST_STAMPED}
+
+
+def cmd_vel_type(setting: str, publisher_types: Collection[str], current: str | None) -> tuple[str | None, str | None]:
+    """The type to subscribe cmd_vel with, and a warning to log, or None.
+
+    A Twist subscription receives nothing from a TwistStamped publisher (and the reverse), so
+    the robot's commands would silently never reach the rollouts. With `setting` auto the
+    subscription follows the publishers' type; a fixed type is kept, with a warning when the
+    publishers use another.
+
+    Args:
+        setting: "auto", "twist" or "twist_stamped".
+        publisher_types: the message types of cmd_vel's publishers now (ROS graph discovery).
+        current: the type subscribed now, or None.
+
+    Returns:
+        (type to subscribe, or None while auto has no publisher to follow; warning or None).
+
+    Raises:
+        ValueError: an unknown setting.
+    """
+    if setting != AUTO and setting not in CMD_VEL_TYPES:
+        raise ValueError(f"cmd_vel_type must be {AUTO} or one of {sorted(CMD_VEL_TYPES)}, got {setting!r}")
+    types = set(publisher_types)
+    known = sorted(types & {TWIST, TWIST_STAMPED})
+    other = sorted(types - {TWIST, TWIST_STAMPED})
+    if setting != AUTO:
+        wanted = CMD_VEL_TYPES[setting]
+        mismatch = sorted(types - {wanted})
+        warning = (f"cmd_vel is published as {', '.join(mismatch)} but cmd_vel_type is {setting} ({wanted}): those "
+                   f"commands do not arrive; set cmd_vel_type:=auto") if mismatch else None
+        return wanted, warning
+    if other:
+        warning = f"cmd_vel is published as {', '.join(other)}: not a Twist or TwistStamped, those commands are ignored"
+    elif len(known) > 1:
+        warning = f"cmd_vel has publishers of both {' and '.join(known)}: only the {current or known[0]} ones are read"
+    else:
+        warning = None
+    if current in known or not known:
+        return current, warning
+    return known[0], warning
 
 
 def twist_indices(names: tuple[str, ...]) -> list[int]:

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sora_ros.evaluation.metrics import mse, psnr_from_mse
+from sora_ros.core.psnr import psnr_from_mse
+from sora_ros.core.timegrid import NO_FRAME, pick
+from sora_ros.core.units import NS_PER_S
+from sora_ros.evaluation.metrics import mse
 from sora_ros.evaluation.report import strip_picture
 from sora_ros.evaluation.scoring import Evaluation, Example
-from sora_ros.core.context import GRID_TOLERANCE
 
 HORIZONS = (1, 2, 4, 8)
 EXAMPLE_ROLLOUTS = 3
-NS_PER_MS = 1_000_000
 
 
 @dataclass
@@ -49,13 +50,14 @@ class Recording:
     camera_frames: int = 0
 
 
-def _real_at(recording: Recording, stamps: np.ndarray, stamp_ns: int) -> np.ndarray | None:
-    if stamps.size == 0:
-        return None
-    index = int(np.argmin(np.abs(stamps - stamp_ns)))
-    if abs(int(stamps[index]) - stamp_ns) > GRID_TOLERANCE * recording.dt_ns:
-        return None
-    return recording.real[int(stamps[index])]
+def _reals_at(recording: Recording, stamps: np.ndarray, grid_ns: np.ndarray) -> list[np.ndarray | None]:
+    """The real frame of each grid time (sora_ros.core.timegrid), None where none arrived.
+
+    Args:
+        stamps: int64 (N,) the recorded stamps, increasing.
+        grid_ns: int64 (G,) the times wanted.
+    """
+    return [None if i == NO_FRAME else recording.real[int(stamps[i])] for i in pick(stamps, grid_ns, recording.dt_ns)]
 
 
 def score(recording: Recording) -> tuple[dict, list[Example]]:
@@ -70,9 +72,8 @@ def score(recording: Recording) -> tuple[dict, list[Example]]:
     for future in recording.futures:
         if future.frames is None:
             continue
-        last = _real_at(recording, stamps, future.origin_ns)
-        reals = [_real_at(recording, stamps, future.origin_ns + k * recording.dt_ns)
-                 for k in range(1, len(future.frames) + 1)]
+        grid = future.origin_ns + np.arange(len(future.frames) + 1) * recording.dt_ns  # (H + 1,)
+        last, *reals = _reals_at(recording, stamps, grid)  # the last observed frame, then k = 1..H
         if last is None:
             continue
         for h in HORIZONS:
@@ -88,7 +89,7 @@ def score(recording: Recording) -> tuple[dict, list[Example]]:
             table[f"h{h}"]["frames"] = len(by_method["model"])
     picks = [complete[round(i)] for i in np.linspace(0, len(complete) - 1, min(EXAMPLE_ROLLOUTS, len(complete)))]
     first_ns = int(stamps[0]) if stamps.size else 0
-    examples = [Example(source=f"at {(future.origin_ns - first_ns) / 1e9:.1f} s", context=last[None], future=reals,
+    examples = [Example(source=f"at {(future.origin_ns - first_ns) / NS_PER_S:.1f} s", context=last[None], future=reals,
                         predictions={"world model": future.frames, "copy-last": np.repeat(last[None], len(reals), 0)})
                 for future, reals, last in picks]
     return table, examples
@@ -163,7 +164,8 @@ def text_summary(summary: dict, out: Path, title: str = "demo") -> str:
     counts = summary["node_counts"]
     dropped = {k.removeprefix("drop/"): v for k, v in counts.items() if k.startswith("drop/") and v}
     lines = [
-        f"{title}: {summary['duration_s']:g} s, camera {summary['source']}, model {summary['model']}",
+        f"{title}: {summary['duration_s']:g} s, camera {summary['source']}"
+        + (f" at {summary['camera_timing']}" if summary.get("camera_timing") else "") + f", model {summary['model']}",
         f"  camera frames received {summary['camera_frames_received']}, futures received {summary['futures_received']}"
         f" (node published {counts.get('published/futures', 0)}, dropped {sum(dropped.values())}"
         + (f": {', '.join(f'{k} {v}' for k, v in dropped.items())}" if dropped else "") + ")",

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from sora_ros.core.psnr import PSNR_CAP_DB, psnr_from_mse
+
 # A pixel "moves" when some channel changes by more than this between the last
 # observed and the true future frame (8/255: above JPEG and render noise).
 MOVING_THRESHOLD = 8
@@ -21,8 +23,6 @@ MOVING_THRESHOLD = 8
 _SSIM_SIGMA = 1.5
 _SSIM_C1 = (0.01 * 1.0) ** 2
 _SSIM_C2 = (0.03 * 1.0) ** 2
-# Identical frames have infinite PSNR; averages count them as this (MSE 1e-10).
-PSNR_CAP_DB = 100.0
 # Two-sided 95% normal quantile for confidence intervals of the mean.
 _Z95 = 1.959963984540054
 
@@ -48,13 +48,6 @@ def mse(predicted: np.ndarray, target: np.ndarray, mask: np.ndarray | None = Non
     if mask is None:
         return float(error.mean())
     return float(error[mask].mean()) if mask.any() else math.nan
-
-
-def psnr_from_mse(value: float) -> float:
-    """PSNR in dB for a peak of 1.0; +inf for identical frames, NaN stays NaN."""
-    if value == 0.0:
-        return math.inf
-    return 10.0 * math.log10(1.0 / value)
 
 
 def ssim_map(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from sora_ros.core.context import Context
+from sora_ros.core.psnr import psnr_from_mse
 from sora_ros.core.requests import RolloutRequest
 from sora_ros.evaluation.baselines import FlowExtrapolation, copy_last
-from sora_ros.evaluation.metrics import mse, psnr_from_mse
+from sora_ros.evaluation.metrics import mse
 from sora_ros.runtime.pipeline import WorldModelPipeline
 
 

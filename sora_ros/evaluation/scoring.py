@@ -78,7 +78,7 @@ def evaluate(
         shuffle_actions_of: a predictor to score again under other clips' actions.
         max_clips: stop after this many clips.
         seed: which other clip's actions the shuffled run gets.
-        progress: show a progress bar.
+        progress: show a progress bar (on a terminal only: a log file or CI would get a line per update).
         on_clip: called with each clip and its predictions (method -> uint8 (L, H, W, 3)).
 
     Raises:
@@ -88,7 +88,7 @@ def evaluate(
     result = Evaluation(sorted(horizons), context_length)
     rng = np.random.default_rng(seed)
     action_pool: deque[np.ndarray] = deque(maxlen=_SHUFFLE_POOL)
-    bar = tqdm(clips, total=max_clips, desc="evaluating", unit="clip", disable=not progress)
+    bar = tqdm(clips, total=max_clips, desc="evaluating", unit="clip", disable=None if progress else True)
     for clip in bar:
         frames, actions = clip.frames, clip.actions
         if frames.shape[0] < context_length + lookahead:

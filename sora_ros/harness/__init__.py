@@ -1,7 +1,7 @@
 """The harness: launches nodes and drives them over DDS from outside. Node
-process start/stop, launch files, real-time bag replay, the futures recorder and
+process start/stop, launch files, real-time bag replay and recording (bag_recorder.py), the futures recorder and
 the DDS benchmark of the nodes.
 
 Rule: may import every folder except model/ and cli/ (core, runtime, bag,
-evaluation, sim, nodes, bench, msg, srv), rclpy and ROS messages; no torch.
+evaluation, sim, nodes, bench, msg, srv), rclpy, ROS messages and foxglove (the live view); no torch.
 """

@@ -11,6 +11,8 @@ commonly use, with the same meaning as `ros2 launch`:
 - `group` (a list of entities, or `children:`; scopes args and namespace),
   `push_ros_namespace` (namespace)
 - `include` (file, arg [name/value])
+- `set_env` (name, value): for the processes after it, scoped by groups and not by
+  includes, as in ros2 launch
 - substitutions `$(var NAME)`, `$(env NAME [DEFAULT])`, `$(find-pkg-share PKG)`,
   `$(find-pkg-prefix PKG)`, `$(dirname)`, `$(filename)`, nested innermost first.
 
@@ -25,7 +27,6 @@ no file declares is refused as a likely typo.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shlex
@@ -37,11 +38,14 @@ from typing import Any
 import yaml
 
 from sora_ros.core.paths import PackageNotFoundError, package_prefix, package_share
+from sora_ros.nodes import EXECUTABLES
 
 # Python modules that implement the sora_ros executables when no colcon install
 # provides lib/sora_ros/<exec> (the pip path).
 NODE_MODULE_PACKAGE = "sora_ros.nodes"
 _SUBSTITUTION = re.compile(r"\$\(([^()$]*)\)")  # innermost $( ... ) first
+# A ROS package name (REP 144): lower case letters, digits and underscores, starting with a letter.
+_PACKAGE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
 # The attributes each entity takes (a group may also be a plain list of entities).
 _ATTRIBUTES = {
@@ -52,6 +56,7 @@ _ATTRIBUTES = {
     "group": {"children", "if", "unless"},
     "push_ros_namespace": {"namespace"},
     "include": {"file", "arg", "if", "unless"},
+    "set_env": {"name", "value"},
 }
 # Attributes ros2 launch reads as strings: a YAML boolean or number there fails in ros2 launch.
 _STRING_ATTRIBUTES = {"name", "default", "description", "value", "pkg", "exec", "namespace", "args", "ros_args",
@@ -73,29 +78,38 @@ class ProcessSpec:
 
 @dataclass
 class _Scope:
-    """What a group scopes: launch configurations and the pushed namespace."""
+    """What a group scopes: launch configurations, the pushed namespace and set_env's variables."""
 
     configurations: dict[str, str]
     namespace: str = ""
+    environment: dict[str, str] = field(default_factory=dict)
 
     def child(self) -> _Scope:
-        return _Scope(dict(self.configurations), self.namespace)
+        return _Scope(dict(self.configurations), self.namespace, dict(self.environment))
+
+
+def _check_package_name(package: str) -> None:
+    if not _PACKAGE_NAME.fullmatch(package):
+        raise LaunchFileError(f"{package!r} is not a ROS package name (lower case letters, digits and underscores, "
+                              f"starting with a letter; REP 144), as ros2 launch also requires")
 
 
 def _resolve_executable(package: str, executable: str) -> list[str]:
+    _check_package_name(package)
+    if "/" in executable or executable.startswith(".") or not executable:
+        raise LaunchFileError(f"exec {executable!r} must be the plain name of an executable of package {package!r}, "
+                              f"not a path")
     prefix = package_prefix(package)
     if prefix is not None:
         candidate = prefix / "lib" / package / executable
         if os.access(candidate, os.X_OK):
             return [str(candidate)]
-    if package == "sora_ros":
-        module = f"{NODE_MODULE_PACKAGE}.{executable}"
-        if importlib.util.find_spec(module) is not None:
-            return [sys.executable, "-m", module]
+    if package == "sora_ros" and executable in EXECUTABLES:
+        return [sys.executable, "-m", f"{NODE_MODULE_PACKAGE}.{executable}"]
     raise LaunchFileError(
         f"executable {executable!r} of package {package!r} not found "
         f"(looked for lib/{package}/{executable} under AMENT_PREFIX_PATH"
-        + (f" and for the module {NODE_MODULE_PACKAGE}.{executable})" if package == "sora_ros" else ")")
+        + (f"; sora_ros installs {', '.join(EXECUTABLES)})" if package == "sora_ros" else ")")
     )
 
 
@@ -176,8 +190,9 @@ class LaunchFile:
 
     def share(self, package: str) -> Path:
         try:
+            _check_package_name(package)
             return package_share(package)
-        except PackageNotFoundError as error:
+        except (PackageNotFoundError, LaunchFileError) as error:
             raise self.fail(str(error)) from None
 
     def condition_holds(self, attributes: dict[str, Any], scope: _Scope, what: str) -> bool:
@@ -203,7 +218,7 @@ class LaunchFile:
         """
         try:
             document = yaml.safe_load(self.path.read_text())
-        except (OSError, yaml.YAMLError) as error:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
             raise self.fail(f"cannot read launch file: {error}") from error
         if not isinstance(document, dict) or not isinstance(document.get("launch"), list):
             raise self.fail("not a ROS 2 YAML launch file: expected a top-level 'launch:' list")
@@ -288,12 +303,18 @@ class LaunchFile:
         for item in given:
             self._check_attributes("let", item)  # the same shape: a string name and a string value
         arguments = {a["name"]: str(self.substitute(a["value"], scope)) for a in given}
-        included = LaunchFile(path, arguments, _Scope({}, scope.namespace), parent=self)
+        # The same environment: ros2 launch does not scope an include's set_env.
+        included = LaunchFile(path, arguments, _Scope({}, scope.namespace, scope.environment), parent=self)
         self.processes.extend(included.read())
 
+    def _entity_set_env(self, attributes: dict[str, Any], scope: _Scope) -> None:
+        name, value = self.required(attributes, "name", "set_env"), self.required(attributes, "value", "set_env")
+        scope.environment[name] = str(self.substitute(value, scope))
+
     def _environment(self, attributes: dict[str, Any], scope: _Scope) -> dict[str, str]:
+        """set_env's variables so far, then the entity's own env."""
         items = self._items(attributes, "env", ({"name", "value"},), "env")
-        return {e["name"]: str(self.substitute(e["value"], scope)) for e in items}
+        return {**scope.environment, **{e["name"]: str(self.substitute(e["value"], scope)) for e in items}}
 
     def _entity_executable(self, attributes: dict[str, Any], scope: _Scope) -> None:
         if not self.condition_holds(attributes, scope, "executable"):

@@ -41,6 +41,17 @@ def start(cmd: list[str], *, env: dict[str, str] | None = None, stdout=None, tex
                             start_new_session=True, text=text)
 
 
+def _signal(process: subprocess.Popen, sig: signal.Signals) -> None:
+    """`sig` to the process's group when it leads one (started by `start`), else to the process."""
+    try:
+        if os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
+    except ProcessLookupError:
+        pass  # exited meanwhile
+
+
 def stop(processes: list[subprocess.Popen]) -> None:
     """SIGINT every running process's group, then SIGTERM, then SIGKILL, each after its grace
     period; returns once all have exited."""
@@ -49,10 +60,7 @@ def stop(processes: list[subprocess.Popen]) -> None:
         if not running:
             break
         for process in running:
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                pass
+            _signal(process, sig)
         end = time.monotonic() + grace
         while time.monotonic() < end and any(p.poll() is None for p in running):
             time.sleep(POLL_S)

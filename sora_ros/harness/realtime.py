@@ -1,12 +1,18 @@
 """`sora-ros eval --realtime`: replay bags through the live world_model node over DDS, at the
 recorded rate, for timing.
 
-The node runs in its own process, exactly as on a robot. This process publishes each bag's
-camera (and action) messages at their recorded intervals, restamped onto the wall clock so
+The node runs in its own process, exactly as on a robot. This process plays each bag's
+camera (and action) messages with the bag player (harness/player.py, `sora-ros bag play`) at
+their recorded intervals, restamped onto the wall clock so
 that "camera stamp -> ~/futures received" is a true latency, and records what the node
 publishes. Between bags it pauses long enough for the node's context to empty, so no rollout
 mixes two recordings. The report is the live demo's: PSNR per horizon against copy-last on
 the frames the node predicted, latency distributions, counts of published and dropped work.
+
+With `--sim-time` the bags keep their stamps instead: the player publishes /clock from the
+bag's time (`sora-ros bag play --clock`), and the node and the recorder run with
+use_sim_time:=true, as a node does under `ros2 bag play --clock`. Latency is then
+measured on the sim clock, to the resolution of /clock (CLOCK_HZ).
 """
 
 from __future__ import annotations
@@ -16,10 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
-from sora_ros.core.units import NS_PER_S
 from sora_ros.harness import processes
 
 NAMESPACE = "/sora_eval"
@@ -29,20 +33,12 @@ FUTURES_TOPIC = f"{NAMESPACE}/world_model/futures"
 STARTUP_TIMEOUT_S = 120.0
 # After the last message: time for the last rollouts and one more /diagnostics.
 DRAIN_S = 2.0
+# /clock rate with --sim-time: the resolution of sim-time latencies.
+CLOCK_HZ = 100.0
 
 
 class ReplayError(Exception):
     """The replay cannot start or the node failed; the message says why."""
-
-
-def _ros_class(msgtype: str):
-    """The rclpy message class of an image or action type of a bag (see sora_ros/bag/messages.py)."""
-    from geometry_msgs.msg import Twist, TwistStamped
-    from sensor_msgs.msg import CompressedImage, Image
-
-    from sora_ros.bag import messages as m
-
-    return {m.IMAGE: Image, m.COMPRESSED_IMAGE: CompressedImage, m.TWIST: Twist, m.TWIST_STAMPED: TwistStamped}[msgtype]
 
 
 def _topic_types(bags: list[Path], image_topic: str, action_topic: str | None) -> tuple[str, str | None]:
@@ -69,72 +65,64 @@ def _topic_types(bags: list[Path], image_topic: str, action_topic: str | None) -
 
 
 def _start_node(model: Path, horizon: int, camera_topic: str, compressed: bool, stamped: bool, conditioned: bool,
-                providers: str, log) -> subprocess.Popen:
+                providers: str, log, sim_time: bool = False) -> subprocess.Popen:
     image_remap = "image/compressed" if compressed else "image"
     params = {"model_path": str(model), "horizon": str(horizon), "compressed": str(compressed).lower(),
-              "cmd_vel_stamped": str(stamped).lower(), "providers": f"[{providers}]",
+              "cmd_vel_type": "twist_stamped" if stamped else "twist", "providers": f"[{providers}]",
               # Without recorded commands, predict with the action unknown rather than "stand still".
-              "no_command_action": "zero" if conditioned else "unknown"}  # fmt: skip
+              "no_command_action": "zero" if conditioned else "unknown",
+              "use_sim_time": str(sim_time).lower()}  # fmt: skip
     ros_args = ["-r", f"__ns:={NAMESPACE}", "-r", f"{image_remap}:={camera_topic}", "-r", f"cmd_vel:={ACTION_TOPIC}"]
     for name, value in params.items():
         ros_args += ["-p", f"{name}:={value}"]
     return processes.start(processes.node_command("sora_ros.nodes.world_model", ros_args), stdout=log)
 
 
-def _wait_until_active(node: subprocess.Popen, recorder) -> None:
+def _wait_until_active(node: subprocess.Popen, recorder, sim_time: bool = False) -> None:
+    """Until the node reports itself active. On sim time its /diagnostics timer waits for /clock,
+    which starts only with playback: ask its lifecycle service (~/get_state) instead."""
+    client = None
+    if sim_time:
+        from lifecycle_msgs.srv import GetState
+
+        client = recorder.node.create_client(GetState, f"{NAMESPACE}/world_model/get_state")
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while recorder.lifecycle_state() != "active":
-        if node.poll() is not None:
-            raise ReplayError(f"the world_model node exited with code {node.returncode} before it was active")
-        if time.monotonic() > deadline:
-            raise ReplayError(f"the world_model node was not active within {STARTUP_TIMEOUT_S:g} s")
-        time.sleep(0.1)
+    try:
+        while (_lifecycle_state(client) if client else recorder.lifecycle_state()) != "active":
+            if node.poll() is not None:
+                raise ReplayError(f"the world_model node exited with code {node.returncode} before it was active")
+            if time.monotonic() > deadline:
+                raise ReplayError(f"the world_model node was not active within {STARTUP_TIMEOUT_S:g} s")
+            time.sleep(0.1)
+    finally:
+        if client is not None:
+            recorder.node.destroy_client(client)
 
 
-def _replay_bag(bag: Path, topics: dict[str, tuple[str, object]], node: subprocess.Popen,
-                published: Counter) -> str | None:
-    """Publish one bag at its recorded rate, header stamps moved onto the wall clock.
+def _lifecycle_state(client) -> str | None:
+    """The node's lifecycle state label through ~/get_state, None while it does not answer."""
+    from lifecycle_msgs.srv import GetState
 
-    Args:
-        topics: bag topic -> (message type, rclpy publisher).
-        published: counts messages per bag name as they go out (kept if interrupted).
+    if not client.service_is_ready():
+        return None
+    future = client.call_async(GetState.Request())
+    deadline = time.monotonic() + 2.0
+    while not future.done() and time.monotonic() < deadline:  # the recorder's executor spins it
+        time.sleep(0.01)
+    return future.result().current_state.label if future.done() and future.result() else None
 
-    Returns:
-        Why reading stopped early, or None.
-    """
-    from rclpy.serialization import deserialize_message
 
-    from sora_ros.bag.messages import TYPESTORE
-    from sora_ros.bag.reading import BagReader
-    from sora_ros.nodes.messages import header, stamp_ns
-
-    reader = BagReader(bag)
-    first_log_ns = wall_start_ns = stamp_offset_ns = None
-    for message in reader.messages(list(topics)):
-        if node.poll() is not None:
-            raise ReplayError(f"the world_model node exited with code {node.returncode} during {bag.name}")
-        if first_log_ns is None:
-            first_log_ns, wall_start_ns = message.log_time_ns, time.time_ns()
-        msgtype, publisher = topics[message.topic]
-        delay_ns = wall_start_ns + (message.log_time_ns - first_log_ns) - time.time_ns()
-        if delay_ns > 0:
-            time.sleep(delay_ns / NS_PER_S)
-        # rosbags -> CDR -> rclpy: the message is published exactly as recorded.
-        msg = deserialize_message(TYPESTORE.serialize_cdr(message.msg, msgtype).tobytes(), _ros_class(msgtype))
-        if hasattr(msg, "header"):
-            if stamp_offset_ns is None:
-                stamp_offset_ns = time.time_ns() - stamp_ns(msg.header)
-            msg.header = header(stamp_ns(msg.header) + stamp_offset_ns, msg.header.frame_id)
-        publisher.publish(msg)
-        published[bag.name] += 1
-    return reader.stop_reason
+def _check_alive(node: subprocess.Popen, bag: Path) -> None:
+    """Raises ReplayError when the world_model node has exited."""
+    if node.poll() is not None:
+        raise ReplayError(f"the world_model node exited with code {node.returncode} during {bag.name}")
 
 
 def run(args: argparse.Namespace) -> int:
     """The --realtime path of `sora-ros eval`; the arguments are eval's. Ctrl-C stops the
     replay early and still reports what was recorded."""
     try:
-        from rclpy.qos import QoSProfile, qos_profile_sensor_data
+        import rclpy  # noqa: F401
     except ImportError:
         print("sora-ros eval --realtime needs ROS 2 (rclpy): run `make setup`, or see `sora-ros doctor`", file=sys.stderr)
         return 2
@@ -143,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from sora_ros.bag.reading import BagError, find_bags
     from sora_ros.core.machine import machine_description
     from sora_ros.evaluation import live_report
+    from sora_ros.harness.player import BagPlayer, PlayError
     from sora_ros.harness.recorder import FutureRecorder
     from sora_ros.runtime.model_dir import ModelDirError, read_model_info
 
@@ -161,26 +150,30 @@ def run(args: argparse.Namespace) -> int:
     camera_topic = f"{CAMERA_TOPIC}/compressed" if compressed else CAMERA_TOPIC
     scored_size = None if info.anchor is not None else info.image_size  # anchored futures come at camera size
     recorder = FutureRecorder(scored_size, info.dt, camera_topic, FUTURES_TOPIC, compressed=compressed,
-                              node_name="eval_realtime")  # fmt: skip
-    camera = recorder.node.create_publisher(_ros_class(image_type), camera_topic, qos_profile_sensor_data)
-    topics = {args.image_topic: (image_type, camera)}
-    if conditioned:
-        topics[args.action_topic] = (action_type, recorder.node.create_publisher(
-            _ros_class(action_type), ACTION_TOPIC, QoSProfile(depth=10)))
+                              node_name="eval_realtime", sim_time=args.sim_time)  # fmt: skip
+    remap = {args.image_topic: camera_topic, **({args.action_topic: ACTION_TOPIC} if conditioned else {})}
+    try:
+        player = BagPlayer(recorder.node, bags, topics=list(remap), remap=remap, restamp=not args.sim_time,
+                           clock_hz=CLOCK_HZ if args.sim_time else 0.0)  # fmt: skip
+    except PlayError as error:
+        recorder.close()
+        print(f"sora-ros eval --realtime: {error}", file=sys.stderr)
+        return 1
     start = time.monotonic()
     notes: list[str] = []
-    published: Counter = Counter()
     with open(node_log_path, "w") as node_log:
         node = _start_node(args.model, max(args.horizons), camera_topic, compressed, action_type == m.TWIST_STAMPED,
-                           conditioned, args.providers, node_log)  # fmt: skip
+                           conditioned, args.providers, node_log, sim_time=args.sim_time)  # fmt: skip
         try:
-            _wait_until_active(node, recorder)
+            _wait_until_active(node, recorder, args.sim_time)
             print(f"replaying {len(bags)} bag(s) at the recorded rate through the world_model node ...", flush=True)
             for index, bag in enumerate(bags):
                 if index:  # an empty context before the next recording
                     time.sleep((info.context_frames + 1) * info.dt)
-                stopped = _replay_bag(bag, topics, node, published)
-                print(f"  {bag.name}: {published[bag.name]} messages" + (f" (stopped early: {stopped})" if stopped else ""),
+                before = sum(player.published.values())
+                stopped = player.play(bag, check=lambda bag=bag: _check_alive(node, bag))
+                count = sum(player.published.values()) - before
+                print(f"  {bag.name}: {count} messages" + (f" (stopped early: {stopped})" if stopped else ""),
                       flush=True)  # fmt: skip
                 if stopped:
                     notes.append(f"{bag.name}: {stopped}")
@@ -194,10 +187,12 @@ def run(args: argparse.Namespace) -> int:
         finally:
             processes.stop([node])
             recorder.close()
-    facts = {"mode": "realtime", "model": f"{info.name}@{info.version} ({args.model})",
+    facts = {"mode": "realtime", "clock": "sim time (/clock from the bags)" if args.sim_time else "wall clock (restamped)", "model": f"{info.name}@{info.version} ({args.model})",
              "source": ", ".join(bag.name for bag in bags), "bags": [str(bag) for bag in bags],
-             "messages_published": sum(published.values()), "duration_s": round(time.monotonic() - start, 1),
-             "notes": notes, "machine": machine_description()}  # fmt: skip
+             "messages_published": sum(player.published.values()), "duration_s": round(time.monotonic() - start, 1),
+             "notes": notes, "machine": machine_description(),
+             # node clock - header stamp at the node, as its last /diagnostics said: near 0 when the clocks agree
+             "node_stamp_age_s_max": recorder.recording.diagnostics.get("stamp_age_s_max")}  # fmt: skip
     summary = live_report.write(out, recorder.recording, facts)
     print(live_report.text_summary(summary, out, title="eval --realtime"))
     if not recorder.recording.futures:

@@ -125,7 +125,10 @@ class Trainer:
         self.generator = torch.Generator(device=dist_info.device).manual_seed(args.seed * 1000 + dist_info.rank)
         self.state = {"stage": "vae", "step": 0, "wall_s": {"vae": 0.0, "dit": 0.0}, "val": {}}
         optimizer_states = {}
-        if args.resume and self.checkpoint_path.exists():
+        if args.resume and not self.checkpoint_path.exists():
+            raise FileNotFoundError(f"--resume: no {CHECKPOINT_NAME} in {self.out} to continue from "
+                                    "(drop --resume to start a new run there)")  # fmt: skip
+        if args.resume:
             checkpoint = load_checkpoint(self.checkpoint_path)
             self.config, self.vae, self.dit = checkpoint.config, checkpoint.vae, checkpoint.dit
             self.state = checkpoint.extra["state"]
@@ -180,8 +183,11 @@ class Trainer:
             self.log(f"note: the VAE stage finished at {finished_vae} steps; --vae-steps {self.args.vae_steps} is ignored")
 
     def log(self, message: str) -> None:
+        """A line of its own on stdout (rank 0), never glued to a progress bar."""
+        from tqdm import tqdm
+
         if self.dist.is_main:
-            print(message, flush=True)
+            tqdm.write(message)
 
     def record(self, entry: dict) -> None:
         if self.dist.is_main:
@@ -225,7 +231,7 @@ class Trainer:
         model = _wrap(objective, self.dist)
         start = self.state["step"]
         bar = tqdm(range(start, total_steps), initial=start, total=total_steps, desc=name,
-                   disable=not self.dist.is_main, dynamic_ncols=True)  # fmt: skip
+                   disable=None if self.dist.is_main else True, dynamic_ncols=True)  # None: terminal only
         began = time.monotonic() - self.state["wall_s"][name]
         for step in bar:
             for group in optimizer.param_groups:
@@ -332,12 +338,12 @@ class Trainer:
 
         frames = self.sample_frames(self.val_data, VAL_FRAMES, np.random.default_rng(0))
         scores = reconstruction_psnr(self.vae, torch.from_numpy(frames).to(self.dist.device))  # (VAL_FRAMES,)
-        return {"recon_psnr": scores.mean().item()}
+        return {"recon_psnr": float(scores.mean())}
 
     def _validate_dit(self) -> dict:
         import torch
 
-        from sora_ros.model.training import normalise_actions, psnr
+        from sora_ros.model.training import normalise_actions, signed_psnr
         from sora_ros.model.vae import images_to_signed
         from sora_ros.runtime.sampler import rollout
 
@@ -367,11 +373,8 @@ class Trainer:
         last = images_to_signed(torch.from_numpy(truth[:, k - 1]).to(device))[:, None]  # (B, 1, 3, H, W)
         metrics = {}
         for h in (1, VAL_HORIZON):
-            # [-1, 1] -> [0, 1] divides the squared error by 4.
-            model_mse = ((decoded[:, h - 1] - real[:, h - 1]) ** 2).mean() / 4.0
-            copy_mse = ((last[:, 0] - real[:, h - 1]) ** 2).mean() / 4.0
-            metrics[f"h{h}_psnr"] = psnr(model_mse).item()
-            metrics[f"h{h}_copy_last_psnr"] = psnr(copy_mse).item()
+            metrics[f"h{h}_psnr"] = signed_psnr(((decoded[:, h - 1] - real[:, h - 1]) ** 2).mean())
+            metrics[f"h{h}_copy_last_psnr"] = signed_psnr(((last[:, 0] - real[:, h - 1]) ** 2).mean())
         return metrics
 
     def run(self) -> dict:
@@ -387,6 +390,23 @@ class Trainer:
         if self.dist.is_main:
             (self.out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
         return summary
+
+
+def verdict(validation: dict) -> list[str]:
+    """Plain-words lines on the DiT's validation against copy-last, one per horizon.
+
+    Args:
+        validation: the run's state["val"]: {"dit": {"h1_psnr": dB, "h1_copy_last_psnr": dB, ...}}.
+    """
+    dit = validation.get("dit", {})
+    lines = []
+    for key in sorted((k for k in dit if k.endswith("_copy_last_psnr")), key=lambda k: int(k[1:].split("_")[0])):
+        h = key.split("_")[0]
+        gap = dit[f"{h}_psnr"] - dit[key]
+        head = f"{h[0]}={h[1:]}: model {dit[f'{h}_psnr']:.2f} dB, copy-last {dit[key]:.2f} dB:"
+        lines.append(f"{head} beats copy-last by {gap:.2f} dB" if gap > 0 else
+                     f"{head} loses to copy-last by {-gap:.2f} dB; train longer or add data")  # fmt: skip
+    return lines or ["no DiT validation yet: the run stopped before the DiT stage validated"]
 
 
 def training_record(extra: dict) -> dict:

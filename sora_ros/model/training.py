@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
+from sora_ros.core.psnr import psnr_from_mse
 from sora_ros.model.config import ActionSpec
 from sora_ros.model.dit import DiT
 from sora_ros.model.vae import VAE, images_to_signed
@@ -30,9 +32,18 @@ ENCODE_CHUNK = 256
 MAX_GRAD_NORM = 1.0
 
 
-def psnr(mse: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of a mean squared error measured on images in [0, 1]."""
-    return -10.0 * torch.log10(mse.clamp_min(1e-10))
+def signed_psnr(mse: torch.Tensor) -> float | np.ndarray:
+    """PSNR in dB (sora_ros.core.psnr, capped at PSNR_CAP_DB for the JSON logs) of mean
+    squared errors measured on images in [-1, 1].
+
+    Args:
+        mse: a scalar or (B,) tensor, any float dtype and device.
+
+    Returns:
+        A float for a scalar, else float64 (B,).
+    """
+    # [-1, 1] -> [0, 1] divides the error by 2, the squared error by 4.
+    return psnr_from_mse(mse.detach().float().cpu().numpy() / 4.0, capped=True)
 
 
 def vae_loss(vae: VAE, images: torch.Tensor, generator: torch.Generator | None = None
@@ -55,8 +66,7 @@ def vae_loss(vae: VAE, images: torch.Tensor, generator: torch.Generator | None =
     mse = ((recon - x) ** 2).mean()
     kl = 0.5 * (mean ** 2 + logvar.exp() - 1.0 - logvar).mean()
     loss = l1 + mse + vae.config.kl_weight * kl
-    # [-1, 1] -> [0, 1] divides the error by 2, the squared error by 4.
-    metrics = {"l1": l1.item(), "kl": kl.item(), "psnr": psnr(mse.detach() / 4.0).item()}
+    metrics = {"l1": l1.item(), "kl": kl.item(), "psnr": signed_psnr(mse)}
     return loss, metrics
 
 
@@ -76,21 +86,21 @@ def encode_frames(vae: VAE, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def reconstruction_psnr(vae: VAE, images: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of each frame's deterministic reconstruction (encode, then decode).
+def reconstruction_psnr(vae: VAE, images: torch.Tensor) -> np.ndarray:
+    """PSNR in dB of each frame's deterministic reconstruction (encode, then decode), as `signed_psnr`.
 
     Args:
         images: uint8 (B, H, W, 3) RGB.
 
     Returns:
-        float32 (B,).
+        float64 (B,).
     """
     scores = []
     for chunk in images.split(ENCODE_CHUNK):
         x = images_to_signed(chunk)  # (b, 3, H, W)
         recon = vae.decode(vae.encode(x)).clamp(-1, 1)
-        scores.append(psnr(((recon - x) ** 2).mean(dim=(1, 2, 3)) / 4.0))  # MSE on [0, 1]
-    return torch.cat(scores)
+        scores.append(signed_psnr(((recon - x) ** 2).mean(dim=(1, 2, 3))))  # (b,)
+    return np.concatenate(scores)
 
 
 @torch.no_grad()

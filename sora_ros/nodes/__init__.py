@@ -10,6 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+# The node executables the package installs (CMakeLists.txt installs lib/sora_ros/<exec> for each,
+# running sora_ros.nodes.<exec>); the only modules of this folder a launch file may start.
+EXECUTABLES = ("world_model", "encoder", "predictor", "planner", "sim", "video_camera")
+SIGNAL_POLL_S = 0.2  # the lifecycle node's executor wakes at least this often (wall clock) to notice Ctrl-C
+
+
+def _ignore_interrupts() -> None:
+    """From now on ignore SIGINT and SIGTERM: a Ctrl-C on `ros2 launch` reaches a node twice (from
+    the terminal and from the launcher), and a second interrupt inside the clean-up would break it."""
+    import signal
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
+
 
 def spin(make_node: Callable[[], Any], args: list[str] | None = None,
          fatal: tuple[type[Exception], ...] = ()) -> int:  # fmt: skip
@@ -37,19 +51,20 @@ def spin(make_node: Callable[[], Any], args: list[str] | None = None,
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        _ignore_interrupts()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
 
 
-def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None) -> int:
+def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None, threads: int = 2) -> int:
     """The standard `main` of a lifecycle node with worker threads (the world-model node).
 
-    Ctrl-C and SIGTERM raise KeyboardInterrupt rather than going through rclpy's handler, which
-    would invalidate the context while worker threads still publish: the node's `stop_workers()`
+    Ctrl-C and SIGTERM raise KeyboardInterrupt (once; later ones are ignored) rather than going
+    through rclpy's handler, which would invalidate the context while worker threads still publish: the node's `stop_workers()`
     runs first, then the executor and rclpy shut down. With the node's `autostart` parameter
-    it configures and activates itself.
+    it configures and activates itself. `threads`: the multi-threaded executor's thread count.
 
     Returns:
         The process exit code: 0, or 1 when autostart is on and configure failed (logged).
@@ -62,20 +77,25 @@ def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None) 
     from rclpy.signals import SignalHandlerOptions
 
     def interrupt(_signum: int, _frame) -> None:
+        _ignore_interrupts()  # once: a second one inside the clean-up would leave threads running
         raise KeyboardInterrupt
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, interrupt)
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, interrupt)
     node = executor = None
     try:
         node = make_node()
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         if node.get_parameter("autostart").value:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 return 1
             node.trigger_activate()
-        executor.spin()
+        # Not executor.spin(): Python runs the Ctrl-C handler only when the wait returns, and under
+        # use_sim_time with no /clock no timer ever ends it; a wall-clock timeout does.
+        while executor.context.ok():
+            executor.spin_once(timeout_sec=SIGNAL_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -5,20 +5,23 @@ carry lives in sora_ros/core and sora_ros/runtime. Stamps are integer nanosecond
 from __future__ import annotations
 
 import array
+import json
 import math
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import Header
+from std_msgs.msg import Header, String
 
 from sora_ros.core.camera import pinhole_matrices
 from sora_ros.core.image import encode_compressed, pack_image
+from sora_ros.core.parameters import ParameterSpec
 from sora_ros.core.stats import StatusEntry
-from sora_ros.core.units import NS_PER_S
+from sora_ros.core.units import NS_PER_S, ros_time_ns, sec_nanosec
 from sora_ros.msg import FutureFrames, PatchLatents
 from sora_ros.runtime.latents import latent_bytes
 from sora_ros.runtime.model_dir import ModelInfo
@@ -27,18 +30,35 @@ from sora_ros.runtime.pipeline import RolloutOutcome
 RGB8 = "rgb8"
 
 
+def model_info(model: str, info: ModelInfo, providers: list[str]) -> String:
+    """~/model_info: std_msgs/String holding one JSON object that describes the loaded model.
+
+    Keys: model_id ("<name>@<version>#<hash>"), sha256 (file -> hash), dt_s, context_frames,
+    default_horizon, latent_shape [C, h, w], patch_size, actions [{"name", "unit"}] in the
+    model's order, input_size and output_size [H, W] in pixels (uint8 RGB), providers (the
+    ONNX Runtime execution providers in use).
+    """
+    return String(data=json.dumps({
+        "model_id": model, "sha256": info.files, "dt_s": info.dt, "context_frames": info.context_frames,
+        "default_horizon": info.default_horizon, "latent_shape": list(info.latent_shape),
+        "patch_size": info.patch_size,
+        "actions": [{"name": n, "unit": u} for n, u in zip(info.action_names, info.action_units)],
+        "input_size": list(info.image_size), "output_size": list(info.image_size), "providers": list(providers),
+    }, sort_keys=True))
+
+
 def header(stamp_ns: int, frame_id: str) -> Header:
-    sec, nanosec = divmod(int(stamp_ns), NS_PER_S)
+    sec, nanosec = sec_nanosec(stamp_ns)
     return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
 
 def stamp_ns(msg_header: Header) -> int:
     """A header's stamp in integer nanoseconds."""
-    return msg_header.stamp.sec * NS_PER_S + msg_header.stamp.nanosec
+    return ros_time_ns(msg_header.stamp)
 
 
 def duration(seconds: float) -> Duration:
-    sec, nanosec = divmod(max(0, round(seconds * NS_PER_S)), NS_PER_S)
+    sec, nanosec = sec_nanosec(max(0, round(seconds * NS_PER_S)))
     return Duration(sec=sec, nanosec=nanosec)
 
 
@@ -130,6 +150,13 @@ def future_frames(outcome: RolloutOutcome, candidate: int, model: str, info: Mod
     return msg
 
 
+def twist(v: float, w: float) -> Twist:
+    """A planar command: linear.x = v m/s, angular.z = w rad/s."""
+    msg = Twist()
+    msg.linear.x, msg.angular.z = float(v), float(w)
+    return msg
+
+
 def diagnostic_array(entries: list[StatusEntry], hardware_id: str, stamp: int) -> DiagnosticArray:
     """/diagnostics message of plain status entries."""
     return DiagnosticArray(header=header(stamp, ""), status=[
@@ -151,3 +178,14 @@ def int_descriptor(description: str, low: int, high: int, read_only: bool = Fals
 
 def plain_descriptor(description: str, read_only: bool = True) -> ParameterDescriptor:
     return ParameterDescriptor(description=description, read_only=read_only)
+
+
+def declare(node, spec: ParameterSpec):
+    """Declare `spec` on `node` with a descriptor (description, range, read-only) and return its value."""
+    if isinstance(spec.default, bool) or spec.low is None:
+        descriptor = plain_descriptor(spec.description, spec.read_only)
+    elif isinstance(spec.default, int):
+        descriptor = int_descriptor(spec.description, int(spec.low), int(spec.high), spec.read_only)
+    else:
+        descriptor = float_descriptor(spec.description, spec.low, spec.high, spec.read_only)
+    return node.declare_parameter(spec.name, spec.default, descriptor).value

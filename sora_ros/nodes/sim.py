@@ -2,7 +2,10 @@
 
 Publishes camera/image_raw (rgb8), camera/camera_info (sensor-data QoS), odom
 and, with publish_clock, /clock; follows cmd_vel (geometry_msgs/Twist) and
-wanders by itself when no command arrived for cmd_vel_timeout seconds.
+wanders by itself when no command arrived for cmd_vel_timeout seconds. Each
+step it publishes the command it executes, followed or its own, on
+~/cmd_vel_out (Twist: linear.x m/s, angular.z rad/s), just before the frame
+that command leads to; a world model takes it with cmd_vel:=/sim/cmd_vel_out.
 
     python -m sora_ros.nodes.sim --ros-args -p seed:=3 -p rate:=10.0
 """
@@ -21,6 +24,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 
 from sora_ros.nodes import messages, spin
+from sora_ros.sim.parameters import SIM_PARAMETERS
 from sora_ros.sim.recorder import BASE_FRAME, CAMERA_FRAME, ODOM_FRAME, POLICY_SEED_OFFSET
 from sora_ros.sim.wander import WanderPolicy
 from sora_ros.sim.world import SimWorld, WorldConfig
@@ -33,16 +37,10 @@ class SimNode(Node):
 
     def __init__(self) -> None:
         super().__init__("sim")
-        p = self.declare_parameter
-        rate = p("rate", 10.0, messages.float_descriptor("frames per second (wall clock and simulated time)", 0.5, 60.0, True)).value
-        width = p("width", 128, messages.int_descriptor("image width in pixels", 8, 1024, True)).value
-        height = p("height", 128, messages.int_descriptor("image height in pixels", 8, 1024, True)).value
-        seed = p("seed", 0, messages.int_descriptor("world seed: same seed, same world", 0, 2**31 - 1, True)).value
-        world_size = p("world_size", 8.0, messages.float_descriptor("side of the square room in metres", 3.0, 50.0, True)).value
-        num_objects = p("num_objects", 30, messages.int_descriptor("static objects in the room", 0, 300, True)).value
-        p("cmd_vel_timeout", 0.5, messages.float_descriptor("seconds without cmd_vel before the robot wanders by itself", 0.0, 60.0))
-        self._publish_clock = p("publish_clock", False, messages.plain_descriptor(
-            "publish /clock and stamp everything with simulated time (for use_sim_time)")).value
+        values = {spec.name: messages.declare(self, spec) for spec in SIM_PARAMETERS}
+        rate, width, height, seed = values["rate"], values["width"], values["height"], values["seed"]
+        world_size, num_objects = values["world_size"], values["num_objects"]
+        self._publish_clock = values["publish_clock"]
         self._config = WorldConfig(width=width, height=height, rate_hz=rate, world_size=world_size, num_objects=num_objects)
         self._world = SimWorld(self._config, seed)
         self._policy = WanderPolicy(np.random.default_rng(seed + POLICY_SEED_OFFSET), self._config.limits)
@@ -52,6 +50,7 @@ class SimNode(Node):
         self._image_pub = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
         self._info_pub = self.create_publisher(CameraInfo, "camera/camera_info", qos_profile_sensor_data)
         self._odom_pub = self.create_publisher(Odometry, "odom", 10)
+        self._executed_pub = self.create_publisher(Twist, "~/cmd_vel_out", COMMAND_QOS_DEPTH)
         self._clock_pub = self.create_publisher(Clock, "/clock", 10) if self._publish_clock else None
         self.create_subscription(Twist, "cmd_vel", self._on_cmd_vel, COMMAND_QOS_DEPTH)
         self.create_timer(1.0 / rate, self._tick)
@@ -67,6 +66,7 @@ class SimNode(Node):
             v, w = self._command
         else:
             v, w = self._policy.act(self._world.ranges(), 1.0 / self._config.rate_hz)
+        self._executed_pub.publish(messages.twist(v, w))
         pose = self._world.step(v, w)
         stamp = self._world.stamp_ns if self._publish_clock else self.get_clock().now().nanoseconds
         if self._clock_pub is not None:

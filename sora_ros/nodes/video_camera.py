@@ -2,9 +2,11 @@
 drive the live graph.
 
 Publishes camera/image_raw (rgb8, sensor-data QoS) and, with
-publish_compressed, camera/image_raw/compressed (JPEG), at the video's own
-rate or `rate`. At the end it loops (or stops, with loop:=false); stamps come
-from the node clock and never go backwards, across the loop included.
+publish_compressed, camera/image_raw/compressed (JPEG). By default each frame goes
+out at its own presentation time in the video (a variable-frame-rate video keeps
+its timing); with `rate` > 0, frame k at k / rate instead. At the end it loops (or
+stops, with loop:=false); stamps come from the node clock and never go backwards,
+across the loop included.
 
     python -m sora_ros.nodes.video_camera --ros-args -p video:=clip.mp4
 """
@@ -20,6 +22,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 from sora_ros.bag.video import VideoError, VideoReader
+from sora_ros.core.units import NS_PER_S
 from sora_ros.nodes import messages, spin
 
 FALLBACK_RATE_HZ = 30.0  # when the file states no frame rate and none is set
@@ -44,31 +47,58 @@ class VideoCameraNode(Node):
         compressed = p("publish_compressed", False, ParameterDescriptor(
             description="also publish JPEG on camera/image_raw/compressed", read_only=True)).value
         self._video = VideoReader(path)
-        self.rate = rate or self._video.fps or FALLBACK_RATE_HZ
-        self._frames: Iterator[np.ndarray] = self._video.frames()
+        self._rate = rate  # 0: the video's own presentation times
+        # Between loops: one frame interval of the set rate, else of the video's average rate.
+        self._loop_gap_ns = round(NS_PER_S / (rate or self._video.fps or FALLBACK_RATE_HZ))
+        self._frames = self._timed_frames()
+        self._pending = next(self._frames)  # (video time ns, uint8 (H, W, 3) RGB): the next to publish
+        self._loop_start_ns = self.get_clock().now().nanoseconds  # node time of video time 0 in this loop
         self._last_stamp = -1
         self.loops = 0
         self._image_pub = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
         self._compressed_pub = (
             self.create_publisher(CompressedImage, "camera/image_raw/compressed", qos_profile_sensor_data) if compressed else None
         )
-        self._timer = self.create_timer(1.0 / self.rate, self._tick)
-        self.get_logger().info(f"playing {path} at {self.rate:g} Hz{', looping' if self._loop else ''}")
+        self._timer = self.create_timer(self._loop_gap_ns / NS_PER_S, self._tick)
+        self._timer.timer_period_ns = 1  # the first frame at once; each tick sets the wait for the next
+        self._timer.reset()
+        timing = f"at {rate:g} Hz (rate)" if rate else "at its own frame times" + (
+            f" ({self._video.fps:g} fps on average)" if self._video.fps else "")
+        self.get_logger().info(f"playing {path} {timing}{', looping' if self._loop else ''}")
 
-    def _next_frame(self) -> np.ndarray | None:
-        frame = next(self._frames, None)
-        if frame is None and self._loop:
+    def _timed_frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(video time ns, RGB) of one pass: presentation times, or k / rate with `rate`."""
+        if self._rate:
+            return ((round(k * NS_PER_S / self._rate), rgb) for k, rgb in enumerate(self._video.frames()))
+        return self._video.stamped_frames()
+
+    def _advance(self) -> None:
+        """Fetch the next frame into `_pending` (None at the end), starting a new pass when looping."""
+        last_ns = self._pending[0]
+        self._pending = next(self._frames, None)
+        if self._pending is None and self._loop:
+            for note in self._video.notes if not self._rate and self.loops == 0 else ():
+                self.get_logger().info(f"{self._video.path}: {note}")
             self.loops += 1
-            self._frames = self._video.frames()
-            frame = next(self._frames, None)
-        return frame
+            self._loop_start_ns += last_ns + self._loop_gap_ns
+            self._frames = self._timed_frames()
+            self._pending = next(self._frames, None)
 
     def _tick(self) -> None:
-        frame = self._next_frame()  # uint8 (H, W, 3) RGB
-        if frame is None:
+        if self._pending is None:
+            return
+        frame = self._pending[1]  # uint8 (H, W, 3) RGB
+        self._publish(frame)
+        self._advance()
+        if self._pending is None:
             self.get_logger().info("video ended")
             self._timer.cancel()
             return
+        due_ns = self._loop_start_ns + self._pending[0]
+        self._timer.timer_period_ns = max(1, due_ns - self.get_clock().now().nanoseconds)
+        self._timer.reset()
+
+    def _publish(self, frame: np.ndarray) -> None:
         # Strictly increasing even if the clock stalls or steps back (sim time, loops).
         stamp = max(self.get_clock().now().nanoseconds, self._last_stamp + 1)
         self._last_stamp = stamp

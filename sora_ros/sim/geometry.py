@@ -1,4 +1,4 @@
-"""2D collision and range queries in a square room of circular footprints.
+"""2D range queries (ray casting) in a square room of circular footprints.
 
 Every solid thing in the world has a circular footprint (x, y, radius) on the
 floor; walls bound the square [-half, half]^2. Pure numpy.
@@ -7,20 +7,6 @@ floor; walls bound the square [-half, half]^2. Pure numpy.
 from __future__ import annotations
 
 import numpy as np
-
-
-def collides(x: float, y: float, radius: float, half: float, circles: np.ndarray) -> bool:
-    """Whether a disc at (x, y) overlaps a wall or any footprint.
-
-    Args:
-        circles: float (N, 3) rows of (x, y, radius).
-    """
-    if abs(x) > half - radius or abs(y) > half - radius:
-        return True
-    if len(circles) == 0:
-        return False
-    gaps = np.hypot(circles[:, 0] - x, circles[:, 1] - y) - circles[:, 2] - radius
-    return bool((gaps < 0).any())
 
 
 def ray_ranges(
