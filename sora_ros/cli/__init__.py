@@ -11,6 +11,7 @@ sets `func` to a `main(args) -> int`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from sora_ros import __version__
@@ -19,6 +20,8 @@ from sora_ros.cli import bag, bench, demo, doctor, evaluate, export, launch, sim
 from sora_ros.core.paths import apply_fastdds_profile
 
 SUBCOMMANDS = (doctor, demo, sim, bag, video_camera, train, train_anchor, export, evaluate, launch, view, bench)
+
+TRACEBACK_VARIABLE = "SORA_ROS_TRACEBACK"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 141
     except Exception as error:  # a failure no subcommand foresaw: one line, not a traceback
-        print(f"sora-ros: unexpected {type(error).__name__}: {error} (a bug: please report it with the command)",
-              file=sys.stderr)
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        print(f"sora-ros: unexpected {type(error).__name__}: {error} (a bug: please report it with the command; "
+              f"{TRACEBACK_VARIABLE}=1 shows the traceback)", file=sys.stderr)
         return 1
 
 

@@ -68,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"sora-ros demo: {error}", file=sys.stderr)
         return 2
 
-    recorder = FutureRecorder(info.image_size, info.dt, CAMERA_TOPIC, FUTURES_TOPIC, node_name="demo_recorder")
+    recorder = FutureRecorder(info.prediction_size, info.dt, CAMERA_TOPIC, FUTURES_TOPIC, node_name="demo_recorder")
     outputs_bag = Path(args.out) / OUTPUTS_BAG
     shutil.rmtree(outputs_bag, ignore_errors=True)  # the previous run's
     outputs_bag.parent.mkdir(parents=True, exist_ok=True)

@@ -125,7 +125,7 @@ def main(args: argparse.Namespace) -> int:
     notes: list[str] = []
     report = ClipReport()
     # With an anchored decoder, predictions come at the camera's resolution: score them there.
-    size = None if engine.anchor is not None else model.image_size
+    size = model.prediction_size
     clips = model_clips(args.bags, args.image_topic, args.action_topic, dt=model.dt, length=k + lookahead,
                         size=size, action_names=model.action_names, stride=args.stride, notes=notes,
                         report=report)  # fmt: skip

@@ -10,11 +10,13 @@ Frames are uint8 (H, W, 3) RGB at the model's input size; stamps integer nanosec
 
 from __future__ import annotations
 
+
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from sora_ros.core.psnr import psnr_from_mse
@@ -76,6 +78,9 @@ def score(recording: Recording) -> tuple[dict, list[Example]]:
         last, *reals = _reals_at(recording, stamps, grid)  # the last observed frame, then k = 1..H
         if last is None:
             continue
+        if future.frames.shape[1:3] != last.shape[:2]:  # a non-anchored future (e.g. before two camera frames)
+            future = replace(future, frames=np.stack([
+                cv2.resize(frame, last.shape[1::-1], interpolation=cv2.INTER_LINEAR) for frame in future.frames]))
         for h in HORIZONS:
             if h <= len(reals) and reals[h - 1] is not None:
                 errors[h]["model"].append(mse(future.frames[h - 1], reals[h - 1]))

@@ -148,8 +148,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     node_log_path = out / "world_model_node.log"
     camera_topic = f"{CAMERA_TOPIC}/compressed" if compressed else CAMERA_TOPIC
-    scored_size = None if info.anchor is not None else info.image_size  # anchored futures come at camera size
-    recorder = FutureRecorder(scored_size, info.dt, camera_topic, FUTURES_TOPIC, compressed=compressed,
+    recorder = FutureRecorder(info.prediction_size, info.dt, camera_topic, FUTURES_TOPIC, compressed=compressed,
                               node_name="eval_realtime", sim_time=args.sim_time)  # fmt: skip
     remap = {args.image_topic: camera_topic, **({args.action_topic: ACTION_TOPIC} if conditioned else {})}
     try:

@@ -105,6 +105,12 @@ class ModelInfo:
         return (tuple(o - ACTION_RANGE_SCALES * s for o, s in zip(self.action_offset, self.action_scale)),
                 tuple(o + ACTION_RANGE_SCALES * s for o, s in zip(self.action_offset, self.action_scale)))
 
+    @property
+    def prediction_size(self) -> tuple[int, int] | None:
+        """(H, W) of the frames the model predicts, or None when they come at the camera's own
+        resolution (a model with an anchored decoder)."""
+        return None if self.anchor is not None else self.image_size
+
     def graph_path(self, graph: str) -> Path:
         return self.path / GRAPH_FILES[graph]
 
