@@ -77,3 +77,17 @@ def test_short_clip_and_bad_predictor_are_refused():
         evaluate([clip(0, frames=4)], baselines(), context_length=K, horizons=HORIZONS, progress=False)
     with pytest.raises(ValueError, match="predictor 'bad' returned"):
         evaluate([clip(0)], {"bad": lambda c, a: c}, context_length=K, horizons=HORIZONS, progress=False)
+
+
+def test_example_labels_are_wrapped_not_cut():
+    """examples.png once showed "model (shuffled action": labels break into lines that fit the band."""
+    import cv2
+
+    from sora_ros.evaluation import report
+
+    for text in ("model (shuffled actions)", "a much longer method name (shuffled actions) that needs three lines"):
+        lines = report.label_lines(text)
+        assert " ".join(lines) == text, "nothing cut"
+        widths = [cv2.getTextSize(line, report._LABEL_FONT, report._LABEL_SCALE, 1)[0][0] for line in lines]
+        assert max(widths) <= report._LABEL_W - 2 * report._LABEL_MARGIN
+    assert len(report.label_lines("a much longer method name (shuffled actions) that needs three lines")) >= 3
