@@ -4,7 +4,8 @@ is its command line.
 
 Every rank holds the data and draws its own batches (seeded by rank); DDP averages the
 gradients, so all ranks keep identical weights. Rank 0 alone validates, writes checkpoints
-and the log. `resume` continues from the checkpoint in `out`, stage and step included.
+and the log. `resume` continues from the checkpoint in `out`, stage and step included. Each DiT
+validation that beats the best so far (mean PSNR over VAL_HORIZONS) also writes checkpoint_best.pt.
 """
 
 from __future__ import annotations
