@@ -11,6 +11,8 @@ import pytest
 
 from model_helpers import export_tiny
 
+from sora_ros.bag.reading import BagReader
+
 pytest.importorskip("rclpy")
 pytest.importorskip("pybullet")
 DEMO_S = 12
@@ -33,6 +35,12 @@ def test_demo_runs_the_graph_and_writes_its_report(tmp_path) -> None:
     assert "h1" in summary["psnr_per_horizon"]
     assert (out / "futures.png").stat().st_size > 0 and (out / "latency.png").stat().st_size > 0
     assert "camera -> ~/futures through DDS: p50" in result.stdout
+    # The world model's outputs as an MCAP bag for Foxglove, decoded from its own schemas.
+    reader = BagReader(out / "outputs")
+    for name in ("futures", "latents", "predicted/image", "comparison/image"):
+        assert reader.topics[f"/world_model/{name}"].count > 0, name
+    futures = next(iter(reader.messages(["/world_model/futures"]))).msg
+    assert len(futures.frames) == futures.horizon > 0 and futures.latents
 
 
 def test_demo_plays_a_video_at_its_own_rate_and_says_so(tmp_path) -> None:

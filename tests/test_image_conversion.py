@@ -1,13 +1,19 @@
 """Image conversion: round trips for every encoding, padded rows, byte order, and each bad case."""
 
+import struct
+import zlib
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 
 from sora_ros.core.image import (
+    DEFAULT_MAX_PIXELS,
     FORMATS,
     ImageConversionError,
+    ImageTooLargeError,
+    UnknownEncodingError,
     compressed_to_rgb,
     encode_compressed,
     image_to_numpy,
@@ -133,11 +139,14 @@ def good_fields(**changes) -> SimpleNamespace:
         ({"height": 0}, "Image.width x height is 10 x 0"),
         ({"step": 29}, "Image.step 29 is smaller than width x bytes per pixel = 10 x 3 = 30"),
         ({"data": b"\x00" * 100}, "Image.data holds 100 bytes, but step x height = 30 x 6 = 180"),
+        # A 64x48 header on a 128x96 buffer: was read as a garbled frame.
+        ({"width": 2, "height": 3, "step": 6}, "Image.data holds 180 bytes, but step x height = 6 x 3 = 18"),
     ],
 )
 def test_bad_image_raises_with_field_and_value(changes, expected):
-    with pytest.raises(ImageConversionError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ImageConversionError, match=expected.replace("(", r"\(").replace(")", r"\)")) as refused:
         image_to_numpy(good_fields(**changes))
+    assert refused.value.reason == ("unknown_encoding" if "encoding" in changes else "malformed_image")
 
 
 def test_odd_width_yuv_is_refused():
@@ -153,22 +162,120 @@ def test_pack_refuses_mismatched_array():
         pack_image(np.zeros((H, W)), "mono16")
 
 
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_bomb(side: int) -> bytes:
+    """A ~50 KB PNG whose header declares side x side gray pixels (the barrage's 20000x20000 bomb)."""
+    rows = zlib.compress(b"\0" * (1 + side) * 2400, 9)
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", rows) + png_chunk(b"IEND", b"")
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A real JPEG with its SOF0 dimensions rewritten."""
+    jpeg = bytearray(encode_compressed(random_pixels("rgb8"), "jpeg").tobytes())
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(jpeg)
+
+
+@pytest.mark.parametrize("data, image_format", [
+    (png_bomb(20000), "png"), (png_bomb(40000), "png"), (jpeg_declaring(20000, 20000), "jpeg"),
+    (jpeg_declaring(40000, 500), "rgb8; jpeg compressed bgr8"),
+])
+def test_images_over_the_pixel_budget_are_refused_before_decoding(data, image_format, monkeypatch):
+    def never(*_args, **_kwargs):
+        raise AssertionError("decoded an image over the budget")
+
+    monkeypatch.setattr(cv2, "imdecode", never)
+    monkeypatch.setattr("simplejpeg.decode_jpeg", never)
+    with pytest.raises(ImageTooLargeError, match=r"over the budget of 16777216") as refused:
+        compressed_to_rgb(SimpleNamespace(format=image_format, data=data))
+    assert refused.value.reason == "image_too_large"
+
+
+def test_raw_images_over_the_pixel_budget_are_refused():
+    fields = good_fields(width=W, height=H)
+    with pytest.raises(ImageTooLargeError, match=rf"Image is 10 x 6 = 60 pixels, over the budget of 59"):
+        image_to_rgb(fields, max_pixels=59)
+    assert image_to_rgb(fields, max_pixels=60).shape == (H, W, 3)
+    assert DEFAULT_MAX_PIXELS >= 3840 * 2160  # a 4K camera fits
+
+
+def corrupted_jpeg() -> bytes:
+    """Bytes of the entropy-coded data overwritten: libjpeg warns "Corrupt JPEG data" and OpenCV
+    returns a partial image."""
+    jpeg = bytearray(encode_compressed(random_pixels("rgb8").repeat(8, 0).repeat(8, 1), "jpeg").tobytes())
+    middle = len(jpeg) // 2
+    jpeg[middle:middle + 20] = b"\x55" * 20
+    return bytes(jpeg)
+
+
+def truncated_png() -> bytes:
+    png = encode_compressed(random_pixels("rgb8").repeat(8, 0).repeat(8, 1), "png").tobytes()
+    return png[: len(png) // 2]
+
+
+def flipped_png() -> bytes:
+    png = bytearray(encode_compressed(random_pixels("rgb8").repeat(8, 0).repeat(8, 1), "png").tobytes())
+    png[len(png) // 2] ^= 0xFF  # inside IDAT: its CRC no longer matches
+    return bytes(png)
+
+
 @pytest.mark.parametrize(
-    "data, expected",
+    "data, image_format, expected",
     [
-        (b"", "CompressedImage.data is empty"),
-        (b"\xff\xd8\xff\xe0 not really a jpeg", r"CompressedImage.data \(22 bytes, format 'jpeg'\) is not a readable"),
+        (b"", "jpeg", "CompressedImage.data is empty"),
+        (b"\xff\xd8\xff\xe0 not really a jpeg", "jpeg", r"CompressedImage.data \(22 bytes\) has no readable JPEG header"),
+        (corrupted_jpeg(), "jpeg", r"Corrupt JPEG data"),
+        (corrupted_jpeg()[:-400], "jpeg", r"Premature end of JPEG file"),
+        (truncated_png(), "png", r"png\) is cut short at byte"),
+        (flipped_png(), "png", r"chunk b'IDAT' at byte \d+ fails its CRC"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "png", r"has no PNG IHDR header"),
+        (png_bomb(0), "png", r"declares 0 x 0: the image is empty"),
     ],
 )
-def test_bad_compressed_raises(data, expected):
-    with pytest.raises(ImageConversionError, match=expected):
-        compressed_to_rgb(SimpleNamespace(format="jpeg", data=data))
+def test_bad_compressed_raises(data, image_format, expected):
+    with pytest.raises(ImageConversionError, match=expected) as refused:
+        compressed_to_rgb(SimpleNamespace(format=image_format, data=data))
+    assert refused.value.reason == "malformed_image"
 
 
-def test_truncated_jpeg_is_refused_or_decoded_never_crashes():
+def other_codec(kind: str) -> bytes:
+    """A file of another codec: encoded by OpenCV, or its signature and a body (JPEG 2000, GIF)."""
+    signatures = {"jp2": b"\x00\x00\x00\x0cjP  \r\n\x87\n", "j2k": b"\xff\x4f\xff\x51", "gif": b"GIF89a"}
+    if kind in signatures:
+        return signatures[kind] + bytes(200)
+    ok, encoded = cv2.imencode(f".{kind}", random_pixels("rgb8"))
+    assert ok
+    return encoded.tobytes()
+
+
+@pytest.mark.parametrize("kind", ["bmp", "ppm", "tiff", "webp", "hdr", "sr", "jp2", "j2k", "gif"])
+@pytest.mark.parametrize("image_format", ["jpeg", "png", "bgr8; jpeg compressed bgr8"])
+def test_other_codecs_labelled_jpeg_or_png_are_refused(kind, image_format):
+    with pytest.raises(UnknownEncodingError, match=r"but the data is not (jpeg|png)") as refused:
+        compressed_to_rgb(SimpleNamespace(format=image_format, data=other_codec(kind)))
+    assert refused.value.reason == "unknown_encoding"
+
+
+@pytest.mark.parametrize("image_format", ["bmp", "tiff", "webp", "", "16UC1; compressedDepth png", "jpeg2000",
+                                          "rgb8; jpeg", "rgb8; webp compressed rgb8"])
+def test_formats_image_transport_does_not_define_are_refused_by_name(image_format):
     jpeg = encode_compressed(random_pixels("rgb8"), "jpeg").tobytes()
-    with pytest.raises(ImageConversionError, match="not a readable JPEG or PNG"):
-        compressed_to_rgb(SimpleNamespace(format="jpeg", data=jpeg[:20]))
+    with pytest.raises(UnknownEncodingError, match=f"CompressedImage.format {image_format!r} is not supported"):
+        compressed_to_rgb(SimpleNamespace(format=image_format, data=jpeg))
+
+
+@pytest.mark.parametrize("image_format, codec", [("jpeg", "jpeg"), ("JPG", "jpeg"), ("png", "png"),
+                                                 ("rgb8; jpeg compressed bgr8", "jpeg"),
+                                                 ("mono8; png compressed", "png")])
+def test_image_transport_formats_decode(image_format, codec):
+    rgb = random_pixels("rgb8").repeat(8, 0).repeat(8, 1)
+    decoded = compressed_to_rgb(SimpleNamespace(format=image_format, data=encode_compressed(rgb, codec).tobytes()))
+    assert decoded.shape == rgb.shape
 
 
 def test_unknown_compressed_format_is_refused():

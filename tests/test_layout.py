@@ -57,8 +57,8 @@ def _rule(summary: str, internal=(), third_party=(), lazy_only=()) -> Rule:
 
 _BASE = {
     "": _rule("the top-level sora_ros/__init__.py: standard library only"),
-    "core": _rule("core/: numpy, cv2, ament_index_python only; imports only sora_ros.core",
-                  third_party={"numpy", "cv2", "ament_index_python"}),
+    "core": _rule("core/: numpy, cv2, simplejpeg, ament_index_python only; imports only sora_ros.core",
+                  third_party={"numpy", "cv2", "simplejpeg", "ament_index_python"}),
     "runtime": _rule("runtime/: core + numpy, cv2, onnxruntime; no torch, no rclpy, no ROS messages",
                      internal={"core"}, third_party={"numpy", "cv2", "onnxruntime"}),
     "bag": _rule("bag/: core + numpy, cv2, rosbags, yaml, tqdm, zstd (backports.zstd before Python 3.14); "

@@ -4,17 +4,20 @@ deadline, the caps, and one rollout path for the live node and ~/rollout."""
 from __future__ import annotations
 
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from model_helpers import export_tiny
 from sora_ros.core.context import Verdict
-from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES, RequestError, RolloutRequest, \
-    check_request
+from sora_ros.core.requests import MAX_HORIZON, MAX_PENDING_CALLS, MAX_SAMPLER_STEPS, MAX_SAMPLES, RequestError, \
+    RolloutRequest, check_request
 from sora_ros.core.units import NS_PER_S
 from sora_ros.runtime.engine import WorldModelEngine
-from sora_ros.runtime.pipeline import FrameRefusedError, NoContextError, RolloutSettings, WorldModelPipeline
+from sora_ros.runtime.pipeline import BusyError, FrameRefusedError, NoContextError, RolloutSettings, \
+    StaleContextError, WorldModelPipeline
 
 T0_NS = 1000 * NS_PER_S
 HORIZON = 3
@@ -125,6 +128,85 @@ def test_a_clock_jump_back_restarts_the_context_and_forgets_predictions(pipeline
     assert pipeline.observe(T0_NS - 60 * NS_PER_S, "camera", latent) is Verdict.RESET
     assert pipeline.latest_context() is None
     assert pipeline.memory.match(context.newest_stamp_ns + pipeline.dt_ns) is None
+
+
+@pytest.mark.parametrize("value", [1e30, -1e30, 3.4e38, np.inf])
+def test_commands_outside_the_action_range_are_clamped_and_counted(pipeline, value) -> None:
+    """A cmd_vel of 1e30 made every prediction NaN (drop/nonfinite_output); it is clamped instead."""
+    low, high = (np.asarray(bound, np.float32) for bound in pipeline.info.action_range)
+    command = np.full(pipeline.info.action_dim, value, np.float32)  # (A,)
+    outcome = pipeline.predict(pipeline.latest_context(), command, seed=1, decode_all=True)
+    assert outcome.forecasts[0].frames is not None and np.isfinite(outcome.forecasts[0].latents).all()
+    expected = np.broadcast_to(high if value > 0 else low, outcome.forecasts[0].actions.shape)
+    np.testing.assert_array_equal(outcome.forecasts[0].actions, expected)
+    assert pipeline.counters.snapshot()["input/action_out_of_range"] == HORIZON * pipeline.info.action_dim
+    assert "clamped" in outcome.notes[0]
+    at_the_edge = pipeline.predict(pipeline.latest_context(), high if value > 0 else low, seed=1, decode_all=True)
+    np.testing.assert_array_equal(at_the_edge.forecasts[0].latents, outcome.forecasts[0].latents)
+
+
+def test_service_actions_outside_the_range_are_clamped_and_counted(pipeline) -> None:
+    actions = np.zeros((2, HORIZON, pipeline.info.action_dim), np.float32)
+    actions[1, 0] = -1e30
+    actions[0, 1] = np.nan  # an unknown step stays unknown, not counted
+    outcome = pipeline.what_if(RolloutRequest(actions, 2, HORIZON, 1, 0, False))
+    assert pipeline.counters.snapshot()["service/input/action_out_of_range"] == pipeline.info.action_dim
+    np.testing.assert_array_equal(outcome.forecasts[1].actions[0], pipeline.info.action_range[0])
+    assert np.isnan(outcome.forecasts[0].actions[1]).all()
+
+
+def test_a_stale_context_is_refused_with_its_age(engine) -> None:
+    pipeline = WorldModelPipeline(engine)
+    rng = np.random.default_rng(0)
+    height, width = engine.info.image_size
+    received = time.monotonic() - 6.3  # the camera went quiet 6.3 s ago
+    for k in range(engine.info.context_frames):
+        _, latent = pipeline.encode(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        pipeline.observe(T0_NS + k * pipeline.dt_ns, "camera", latent, received)
+    request = RolloutRequest(np.zeros((1, HORIZON, engine.info.action_dim), np.float32), 1, HORIZON, 1, 0, False)
+    with pytest.raises(StaleContextError, match=r"newest camera frame is 6\.[3-9]\d s old, over the 1 s limit"):
+        pipeline.what_if(request, max_age_s=1.0)
+    assert pipeline.what_if(request, max_age_s=60.0).forecasts  # within the limit
+    assert pipeline.what_if(request).forecasts  # no limit
+
+
+def test_calls_beyond_the_pending_bound_are_refused_as_busy(pipeline) -> None:
+    """Every call of a burst gets an answer: a rollout, or BusyError at once."""
+    request = RolloutRequest(np.zeros((1, HORIZON, pipeline.info.action_dim), np.float32), 1, HORIZON, 1, 0, True)
+    release, started = threading.Event(), threading.Event()
+    engine_rollout = pipeline.engine.rollout
+
+    def held_rollout(*args, **kwargs):
+        started.set()
+        release.wait(60)
+        return engine_rollout(*args, **kwargs)
+
+    pipeline.engine.rollout = held_rollout  # the instance attribute: this pipeline's engine only, undone below
+    answers: list[str] = []
+    try:
+        def call() -> None:
+            try:
+                answers.append("ok" if pipeline.what_if(request).forecasts[0].frames is not None else "no frames")
+            except BusyError:
+                answers.append("busy")
+
+        threads = [threading.Thread(target=call) for _ in range(MAX_PENDING_CALLS)]
+        for thread in threads:
+            thread.start()
+        assert started.wait(60)
+        burst = [threading.Thread(target=call) for _ in range(3 * MAX_PENDING_CALLS)]
+        for thread in burst:
+            thread.start()
+        for thread in burst:
+            thread.join(60)
+        assert answers == ["busy"] * (3 * MAX_PENDING_CALLS)  # refused at once, while the others wait
+        release.set()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        release.set()
+        del pipeline.engine.rollout
+    assert sorted(answers) == ["busy"] * (3 * MAX_PENDING_CALLS) + ["ok"] * MAX_PENDING_CALLS
 
 
 def test_the_pipeline_needs_no_rclpy_and_no_torch() -> None:

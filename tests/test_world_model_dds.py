@@ -19,6 +19,8 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from live_helpers import Probe, rollout_request, start_node, stop  # noqa: E402
 from model_helpers import export_tiny  # noqa: E402
 from sora_ros.msg import FutureFrames  # noqa: E402
+from sora_ros.nodes.predictor import SERVICE_QOS  # noqa: E402
+from sora_ros.srv import Rollout  # noqa: E402
 from sora_ros.core.requests import MAX_CANDIDATES  # noqa: E402
 from sora_ros.nodes.messages import stamp_ns  # noqa: E402
 from sora_ros.nodes.messages import header  # noqa: E402
@@ -47,7 +49,8 @@ def ros() -> Iterator[None]:
 def world_model(ros, tiny_model) -> Iterator[Probe]:
     """One world_model node for the module's tests (in file order: the first sees no frame yet)."""
     process = start_node("sora_ros.nodes.world_model", "-p", f"model_path:={tiny_model}",
-                         "-r", "image:=/wm_test/image", "-r", "cmd_vel:=/wm_test/cmd_vel", *FAST_DIAGNOSTICS)
+                         "-r", "image:=/wm_test/image", "-r", "cmd_vel:=/wm_test/cmd_vel", *FAST_DIAGNOSTICS,
+                         "-p", "max_context_age_s:=60.0")  # calls wait on a loaded machine; not stale here
     probe = Probe("world_model", "/wm_test/image", SIZE)
     try:
         yield probe
@@ -130,6 +133,8 @@ def test_bad_images_are_counted_drops_and_the_node_keeps_going(world_model: Prob
         (image_msg("rgb8", 32, 32, bytes(100), stamp), "drop/malformed_image"),  # truncated
         (image_msg("rgb8", 0, 0, b"", stamp), "drop/malformed_image"),  # zero size
         (image_msg("rgb8", 4, 4, bytes(4 * 4 * 3), stamp), "drop/image_too_small"),
+        (image_msg("rgb8", 64, 48, bytes(128 * 96 * 3), stamp), "drop/malformed_image"),  # longer than its header
+        (image_msg("rgb8", 20000, 20000, bytes(100), stamp), "drop/image_too_large"),
     ]
     for msg, counter in bad:
         world_model.send_bad(msg, counter, INPUT)
@@ -259,17 +264,44 @@ def test_twist_stamped_cmd_vel_is_discovered_and_its_commands_assumed(world_mode
         world_model.node.destroy_publisher(publisher)
 
 
-def test_corrupt_jpeg_is_a_counted_drop(ros, tiny_model: str) -> None:
+def test_a_burst_of_concurrent_rollout_calls_is_answered_in_full(world_model: Probe) -> None:
+    """20 calls at once: 10-11 used to be answered and the rest never. Each gets a rollout or 'busy'."""
+    for k in range(8):
+        world_model.send(T0_S + 500.0 + k * DT_S)
+    world_model.wait_for(lambda: world_model.futures, "futures")
+    actions = np.zeros((2, 8, 2), np.float32)
+    # A client that keeps every response (the default keep-last 10 would drop answers on its side).
+    client = world_model.node.create_client(Rollout, "/world_model/rollout", qos_profile=SERVICE_QOS)
+    assert client.wait_for_service(timeout_sec=60)
+    calls = [client.call_async(rollout_request(actions, samples=2)) for _ in range(20)]
+    world_model.wait_for(lambda: all(call.done() for call in calls), "an answer to every call")
+    answers = [call.result() for call in calls]
+    assert all(a.success or a.message.startswith("busy") for a in answers), \
+        [a.message for a in answers if not a.success]
+    assert sum(a.success for a in answers) >= 1
+
+
+def test_bad_compressed_images_are_counted_drops(ros, tiny_model: str) -> None:
+    from test_image_conversion import corrupted_jpeg, other_codec, png_bomb
+
     process = start_node("sora_ros.nodes.encoder", "-p", f"model_path:={tiny_model}", "-p", "compressed:=true",
                          "-r", "image/compressed:=/enc_test/image/compressed", *FAST_DIAGNOSTICS)
     probe = Probe("encoder", "/enc_test/image", SIZE)
+    bad = [(b"\xff\xd8\xff\xe0 this is no JPEG", "jpeg", "drop/malformed_image"),
+           (corrupted_jpeg(), "jpeg", "drop/malformed_image"),
+           (png_bomb(20000), "png", "drop/image_too_large"),
+           (other_codec("bmp"), "jpeg", "drop/unknown_encoding"),
+           (other_codec("webp"), "webp", "drop/unknown_encoding")]
     try:
-        msg = CompressedImage(header=header(0, "camera"), format="jpeg")
-        msg.data = array.array("B", b"\xff\xd8\xff\xe0 this is no JPEG")
-        probe.send_bad(msg, "drop/malformed_image", "encoder: input")
+        for data, image_format, counter in bad:
+            msg = CompressedImage(header=header(0, "camera"), format=image_format)
+            msg.data = array.array("B", data)
+            probe.send_bad(msg, counter, "encoder: input")
+        assert probe.counter("encoder: input", "error/encode") == 0
     finally:
         probe.close()
-        stop(process)
+        output = stop(process)
+    assert "Traceback" not in output and "Corrupt JPEG" not in output, output
 
 
 def test_encoder_and_predictor_as_two_nodes(ros, tiny_model: str) -> None:

@@ -113,7 +113,7 @@ def model_clips(
         try:
             for clip in reader:
                 if not has_actions:
-                    clip = Clip(clip.frames, np.full((length, action_dim), np.nan, np.float32), clip.stamps_ns, clip.source)
+                    clip = Clip(clip.frames, np.full((length, action_dim), np.nan, np.float32), clip.stamps_ns, clip.source, clip.frame_id)
                 yield clip
         except ClipError:
             pass  # too short for one clip: the report says so below

@@ -78,6 +78,7 @@ class Clip:
     actions: np.ndarray  # float32 (T, A), A = len(action_names), or 0 without an action topic
     stamps_ns: np.ndarray  # int64 (T,), header stamps of the frames
     source: str  # the bag it came from
+    frame_id: str = ""  # header.frame_id of the source images ("" for video files)
 
 
 @dataclass
@@ -150,6 +151,7 @@ class ClipWindows:
 
     def __init__(self, clip_length: int, stride: int, source: Path | str) -> None:
         self.source = str(source)
+        self.frame_id = ""  # set by the reader from the images' headers
         self._run: deque[tuple[int, np.ndarray, np.ndarray]] = deque(maxlen=clip_length)
         self.stride = stride
         self._since_last_clip = 0
@@ -174,6 +176,7 @@ class ClipWindows:
             actions=np.stack([a for _, _, a in self._run]).astype(np.float32),  # (T, A)
             stamps_ns=np.array([s for s, _, _ in self._run], np.int64),
             source=self.source,
+            frame_id=self.frame_id,
         )
 
 
@@ -258,6 +261,8 @@ class ClipReader:
         clips_before = self.report.clips
         for stamp, msg in _resample(self._stamped_images(reader, images_by_receive), self.dt_ns, self.report):
             frame = None if msg is None else self._decode(msg)
+            if msg is not None:
+                windows.frame_id = msg.header.frame_id
             action = None if frame is None else _action_at(stamp, action_stamps, actions, self.report)
             clip = windows.add(None if frame is None or action is None else (stamp, frame, action))
             if clip is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
+import struct
 import sys
 import tempfile
 from collections.abc import Collection, Iterable, Iterator
@@ -49,7 +50,10 @@ ZSTD_SUFFIX = ".zstd"  # a file-compressed storage file: name.mcap.zstd, name.db
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # every zstd frame starts with it; CDR starts with 0x00
 SUPPORTED_COMPRESSION = "zstd"
 # What a storage file can throw while being read: damage, not a bug of ours.
-_READ_ERRORS = (ReaderError, SerdeError, sqlite3.DatabaseError, OSError, EOFError, ValueError, KeyError, zstd.ZstdError)
+# What rosbags raises on damaged files: its own errors, and plain Python ones from its parsers
+# (an 8-byte MCAP that is only the magic raised TypeError from McapReader.open).
+_READ_ERRORS = (ReaderError, SerdeError, sqlite3.DatabaseError, OSError, EOFError, ValueError, KeyError, TypeError,
+                IndexError, struct.error, zstd.ZstdError)
 
 
 class BagError(Exception):
@@ -302,7 +306,7 @@ def _open_indexed(file: Path) -> McapReader | Sqlite3Reader | None:
     reader = McapReader(file)
     try:
         reader.open()
-    except ReaderError:
+    except _READ_ERRORS:
         return None  # no readable summary or footer: scan it
     return reader
 

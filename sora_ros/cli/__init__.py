@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `sora-ros ... | head`: the reader left, nothing to report
         sys.stderr.close()
         return 141
+    except Exception as error:  # a failure no subcommand foresaw: one line, not a traceback
+        print(f"sora-ros: unexpected {type(error).__name__}: {error} (a bug: please report it with the command)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     sora-ros bag from-video VIDEO OUT [--fps F] [--topic T] [--compressed] [--begin S] [--end S]
     sora-ros bag info BAG [BAG ...]
     sora-ros bag play BAG [BAG ...] [--rate R] [--loop] [--clock [HZ]] [--topics T ...] [--remap FROM:=TO ...]
+    sora-ros bag record OUT TOPIC [TOPIC ...] [--duration S]
 """
 
 from __future__ import annotations
@@ -118,8 +119,49 @@ def play(args: argparse.Namespace) -> int:
     return status
 
 
+def record(args: argparse.Namespace) -> int:
+    """`sora-ros bag record`: subscribe to the topics over DDS and write them into an MCAP bag
+    until --duration passes or Ctrl-C."""
+    try:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+    except ImportError:
+        print("sora-ros bag record needs ROS 2 (rclpy): run `make setup`, or see `sora-ros doctor`", file=sys.stderr)
+        return 2
+    from rosbags.rosbag2 import WriterError
+
+    from sora_ros.harness.bag_recorder import TopicRecorder
+
+    rclpy.init()
+    node = rclpy.create_node("sora_bag_recorder")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        recorder = TopicRecorder(node, args.out, args.topics, compress=not args.no_compress)
+    except WriterError as error:
+        print(f"sora-ros bag record: {error}", file=sys.stderr)
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return 1
+    print(f"recording {', '.join(args.topics)} into {args.out}"
+          + (f" for {args.duration:g} s" if args.duration else " until Ctrl-C"), flush=True)  # fmt: skip
+    deadline = time.monotonic() + args.duration if args.duration else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        recorder.close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    print(f"{args.out}: " + (", ".join(f"{t} {recorder.counts[t]}" for t in args.topics)) + " messages")
+    return 0
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bag", help="rosbag2 tools: video to bag, bag info", description=__doc__,
+    parser = subparsers.add_parser("bag", help="rosbag2 tools: video to bag, bag info, play, record", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND", required=True)
 
@@ -153,3 +195,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="move header stamps onto the wall clock (the bag's first stamp becomes now), for "
                              "nodes on wall-clock time that compare stamps with their clock; not with --clock")  # fmt: skip
     player.set_defaults(func=play)
+
+    recorder = actions.add_parser("record", help="record topics from DDS into an MCAP bag (ros2 bag record without ROS)",
+                                  description="Subscribe to TOPICs with the QoS their publishers offer and write every "
+                                  "message as received into a rosbag2 MCAP bag (zstd chunks) that ros2 bag, rosbags "
+                                  "and Foxglove read; our own messages (~/futures, ~/latents) included.")
+    recorder.add_argument("out", type=Path, help="bag directory to create")
+    recorder.add_argument("topics", nargs="+", metavar="TOPIC", help="fully qualified topic names")
+    recorder.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
+    recorder.add_argument("--no-compress", action="store_true", help="write uncompressed MCAP chunks")
+    recorder.set_defaults(func=record)

@@ -18,6 +18,12 @@ def main(args: argparse.Namespace) -> int:
     return importlib.import_module(BENCHMARKS[args.target]).run(args)
 
 
+def _camera_size(text: str) -> tuple[int, int]:
+    from sora_ros.harness.bench_nodes import parse_size
+
+    return parse_size(text)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench",
@@ -37,4 +43,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--duration", type=float, default=60.0,
                         help="nodes: seconds the 15 Hz camera runs (the RSS growth check; 600 for the 10-minute target)")
     parser.add_argument("--camera-rate", type=float, default=15.0, help="nodes: camera frames per second")
+    parser.add_argument("--camera-size", type=_camera_size, metavar="WxH",
+                        help="nodes: camera image size, e.g. 640x480 (default 128x128)")
     parser.set_defaults(func=main)

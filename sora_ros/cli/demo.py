@@ -1,6 +1,8 @@
 """`sora-ros demo`: the live demo. Launches launch/demo.launch.yaml (the simulated robot, or a
 video file, the world model and the example planner) over real DDS for a set time, records
-the camera and ~/futures, then writes out/demo/ and prints a summary.
+the camera and ~/futures, then writes out/demo/ and prints a summary. The world model's
+outputs (~/futures, ~/latents, ~/predicted/image, ~/comparison/image) are also recorded into
+out/demo/outputs/, an MCAP bag to open in Foxglove.
 
     sora-ros demo                          # 60 s of the simulated robot
     sora-ros demo --video clip.mp4 --duration 30
@@ -9,6 +11,7 @@ the camera and ~/futures, then writes out/demo/ and prints a summary.
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 import time
@@ -19,13 +22,16 @@ from sora_ros.core.paths import PACKAGE, default_model_dir, package_share
 DEFAULT_DURATION_S = 60.0
 CAMERA_RATE_HZ = 15.0
 CAMERA_TOPIC = "/camera/image_raw"
-FUTURES_TOPIC = "/world_model/futures"
+WORLD_MODEL = "/world_model"
+FUTURES_TOPIC = f"{WORLD_MODEL}/futures"
+OUTPUTS_BAG = "outputs"
 
 
 def main(args: argparse.Namespace) -> int:
     from sora_ros.core.machine import machine_description
     from sora_ros.evaluation import live_report
     from sora_ros.harness.launch_file import LaunchFileError, read_launch_file
+    from sora_ros.harness.bag_recorder import WORLD_MODEL_OUTPUTS, TopicRecorder
     from sora_ros.harness.launch_runner import LaunchRunner
     from sora_ros.harness.recorder import FutureRecorder
     from sora_ros.runtime.model_dir import ModelDirError, read_model_info
@@ -63,6 +69,10 @@ def main(args: argparse.Namespace) -> int:
         return 2
 
     recorder = FutureRecorder(info.image_size, info.dt, CAMERA_TOPIC, FUTURES_TOPIC, node_name="demo_recorder")
+    outputs_bag = Path(args.out) / OUTPUTS_BAG
+    shutil.rmtree(outputs_bag, ignore_errors=True)  # the previous run's
+    outputs_bag.parent.mkdir(parents=True, exist_ok=True)
+    outputs = TopicRecorder(recorder.node, outputs_bag, [f"{WORLD_MODEL}/{name}" for name in WORLD_MODEL_OUTPUTS])
     runner = LaunchRunner(specs)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda number, _frame: runner.request_stop(f"{signal.Signals(number).name} received"))
@@ -72,6 +82,7 @@ def main(args: argparse.Namespace) -> int:
         outcome = runner.supervise(args.duration)
     finally:
         runner.shutdown()
+        outputs.close()
         recorder.close()
     print(f"[demo] {'failed' if outcome.exit_code else 'stopped'}: {outcome.reason}", flush=True)
     facts = {"model": f"{info.name}@{info.version} ({model})", "source": args.video or "sim",
@@ -80,6 +91,8 @@ def main(args: argparse.Namespace) -> int:
              "machine": machine_description()}
     summary = live_report.write(Path(args.out), recorder.recording, facts)
     print(live_report.text_summary(summary, Path(args.out)))
+    print(f"the world model's outputs, for Foxglove: {outputs_bag} ("
+          + ", ".join(f"{name} {outputs.counts[f'{WORLD_MODEL}/{name}']}" for name in WORLD_MODEL_OUTPUTS) + ")")
     if outcome.exit_code:
         return outcome.exit_code
     if not recorder.recording.futures:
@@ -94,7 +107,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="live demo: sim (or a video) + world model + planner over DDS, then out/demo/",
         description="Launch the simulated robot (or play --video), the world model and the example planner over "
         "real DDS for --duration seconds; write real vs predicted futures per horizon (futures.png), the latency "
-        "distribution (latency.png) and counts (summary.json) into --out, and print a summary.",
+        "distribution (latency.png), counts (summary.json) and an MCAP bag of the world model's outputs (outputs/) "
+        "into --out, and print a summary.",
     )
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="seconds to run (default 60)")
     parser.add_argument("--model", help="model directory (default: the package's models/default)")

@@ -81,6 +81,12 @@ def headline(summary: dict, result, info: dict) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.sim_time and not args.realtime:
+        print("sora-ros eval: --sim-time applies to --realtime only", file=sys.stderr)
+        return 2
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        print(f"sora-ros eval: --out {args.out} exists and is not a directory", file=sys.stderr)  # before the work
+        return 2
     if args.realtime:
         offline_only = [flag for flag, given in (("--write-bag", args.write_bag), ("--record-in-model", args.record_in_model),
                                                  ("--max-clips", args.max_clips)) if given]  # fmt: skip
@@ -181,5 +187,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--realtime", action="store_true",
                         help="replay the bags through the live world_model node over DDS at the recorded rate, for "
                         "timing (latency, drops) and the PSNR of what it published; see sora_ros/harness/realtime.py")
+    parser.add_argument("--sim-time", action="store_true",
+                        help="with --realtime: keep the bags' stamps, publish /clock from the bag's time and run the "
+                        "node with use_sim_time:=true (as `ros2 bag play --clock` with a node on sim time) instead "
+                        "of restamping onto the wall clock; latency is then measured in sim time")
     parser.add_argument("--record-in-model", metavar="KEY", help="also store the headline numbers in model.json under evaluation.KEY")
     parser.set_defaults(func=main)

@@ -3,7 +3,7 @@ twist/action mapping, units, PSNR, the time grid and context, the rollout deadli
 requests and their caps, stats, the planner cost, package paths and the machine
 description.
 
-Rule: the bottom layer. Imports only numpy, cv2, ament_index_python (pure-Python package
-lookup, no middleware) and other modules of core/, so every other folder can use it and
-it runs anywhere.
+Rule: the bottom layer. Imports only numpy, cv2, simplejpeg (strict JPEG decoding),
+ament_index_python (pure-Python package lookup, no middleware) and other modules of core/,
+so every other folder can use it and it runs anywhere.
 """

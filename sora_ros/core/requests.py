@@ -18,6 +18,8 @@ MAX_SAMPLES = 8
 MAX_BATCH = 16  # candidates x samples
 MAX_HORIZON = 32
 MAX_SAMPLER_STEPS = 16
+# ~/rollout calls running or waiting at once; more are refused as busy, never left unanswered.
+MAX_PENDING_CALLS = 4
 
 
 class RequestError(ValueError):

@@ -2,9 +2,11 @@
 
 Topics: /eval/real (the camera frames as the model saw them) and
 /eval/<method>/h<h> (each method's prediction h steps ahead), every image
-stamped with the time it shows, so a player lines them up. Bags that share a
-time range (simulated episodes all start at 0) are laid end to end, one
-second apart.
+stamped with the time it shows, so a player lines them up. Header stamps and
+frame_id are the source's, exactly (a prediction carries those of the real frame
+it predicts; video files, which have no frame_id, get `camera`). Sources that
+share a time range (simulated episodes all start at 0) are laid end to end, one
+second apart, on the bag's log time only, which is what players play by.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sora_ros.bag.writing import BagWriter
 from sora_ros.core.units import NS_PER_S
 
 REAL_TOPIC = "/eval/real"
-FRAME_ID = "camera"
+FRAME_ID = "camera"  # for sources without a frame_id (video files)
 SOURCE_GAP_NS = NS_PER_S  # one second between bags laid end to end
 
 
@@ -43,8 +45,8 @@ class PredictionBag:
         self._open = False
         self.horizons, self.context_length = horizons, context_length
         self._source: str | None = None
-        self._offset_ns = 0
-        self._last_stamp = -1  # the latest stamp written, offset applied
+        self._offset_ns = 0  # log time - header stamp for the current source
+        self._last_log = None  # the latest log time written
 
     def __enter__(self) -> PredictionBag:
         return self
@@ -63,15 +65,18 @@ class PredictionBag:
             self._open = True
         if clip.source != self._source:
             self._source = clip.source
-            self._offset_ns = max(0, self._last_stamp + SOURCE_GAP_NS - int(clip.stamps_ns[0]))
-        stamps = clip.stamps_ns + self._offset_ns
-        real_from = self._last_stamp
-        for stamp, frame in zip(stamps.tolist(), clip.frames):
-            if stamp > real_from:  # overlapping clips: each real frame once
-                self.writer.write(REAL_TOPIC, m.IMAGE, stamp, m.image(frame, stamp, FRAME_ID))
-                self._last_stamp = max(self._last_stamp, stamp)
+            first = int(clip.stamps_ns[0])
+            self._offset_ns = 0 if self._last_log is None else max(0, self._last_log + SOURCE_GAP_NS - first)
+        frame_id = clip.frame_id or FRAME_ID
+        logs = clip.stamps_ns + self._offset_ns
+        real_from = -1 if self._last_log is None else self._last_log
+        for stamp, log, frame in zip(clip.stamps_ns.tolist(), logs.tolist(), clip.frames):
+            if log > real_from:  # overlapping clips: each real frame once
+                self.writer.write(REAL_TOPIC, m.IMAGE, log, m.image(frame, stamp, frame_id))
+                self._last_log = log if self._last_log is None else max(self._last_log, log)
         for method, predicted in predictions.items():
             for h in self.horizons:
-                stamp = int(stamps[self.context_length - 1 + h])
+                index = self.context_length - 1 + h
+                stamp, log = int(clip.stamps_ns[index]), int(logs[index])
                 topic = f"/eval/{_topic_name(method)}/h{h}"
-                self.writer.write(topic, m.IMAGE, stamp, m.image(predicted[h - 1], stamp, FRAME_ID))
+                self.writer.write(topic, m.IMAGE, log, m.image(predicted[h - 1], stamp, frame_id))

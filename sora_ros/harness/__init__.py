@@ -1,5 +1,5 @@
 """The harness: launches nodes and drives them over DDS from outside. Node
-process start/stop, launch files, real-time bag replay, the futures recorder and
+process start/stop, launch files, real-time bag replay and recording (bag_recorder.py), the futures recorder and
 the DDS benchmark of the nodes.
 
 Rule: may import every folder except model/ and cli/ (core, runtime, bag,

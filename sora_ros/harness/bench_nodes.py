@@ -1,9 +1,10 @@
 """`sora-ros bench nodes`: the world-model node through real DDS.
 
-Starts the world_model node in its own process, publishes a 15 Hz camera (128x128 rgb8,
-a moving pattern, stamped with wall time) from this process, and measures:
-camera stamp -> ~/futures received (p50/p99), ~/rollout round trips for 3 candidates x
-8 steps with images, and the node's resident memory after warm-up and at the end.
+Starts the world_model node in its own process, publishes a 15 Hz camera (128x128 rgb8 by
+default, `--camera-size 640x480` for a robot camera; a moving pattern, stamped with wall time)
+from this process, and measures: the frames that reached the node, camera stamp -> ~/futures
+received (p50/p99), ~/rollout round trips for 3 candidates x 8 steps with images, and the
+node's resident memory after warm-up and at the end.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import numpy as np
 
 from sora_ros.harness import processes
 
-CAMERA_SIZE = (128, 128)
+CAMERA_SIZE = (128, 128)  # (H, W) by default
 WARM_UP_S = 5.0
 SERVICE_CALLS = 20
 SERVICE_CANDIDATES, SERVICE_HORIZON = 3, 8
 STARTUP_TIMEOUT_S = 120.0
 RSS_PERIOD_S = 10.0
 NODE_STATUS = "world_model: inference"
+INPUT_STATUS = "world_model: input"
 STAGES = ("convert", "encode", "rollout", "step", "decode", "camera_to_futures")
 KIB = 1024
 WORLD_MODEL = "sora_ros.nodes.world_model"
@@ -48,9 +50,21 @@ def rss_mib(pid: int) -> dict[str, float]:
     return values
 
 
-def _pattern(t: float) -> np.ndarray:
+def parse_size(text: str) -> tuple[int, int]:
+    """"640x480" (width x height, as cameras are named) -> (H, W) = (480, 640).
+
+    Raises:
+        argparse.ArgumentTypeError: not two positive integers joined by x.
+    """
+    width, x, height = text.lower().partition("x")
+    if not (x and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 640x480")
+    return int(height), int(width)
+
+
+def _pattern(t: float, size: tuple[int, int]) -> np.ndarray:
     """uint8 (H, W, 3): stripes that drift with time, so frames differ."""
-    height, width = CAMERA_SIZE
+    height, width = size
     x = np.arange(width)[None, :, None]
     y = np.arange(height)[:, None, None]
     phase = np.array([0.0, 2.0, 4.0])[None, None, :]
@@ -73,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     model = args.model or str(default_model_dir())
     duration = args.duration
+    size = getattr(args, "camera_size", None) or CAMERA_SIZE
     node = processes.start(processes.node_command(WORLD_MODEL, ["-p", f"model_path:={model}", "-r", "image:=/bench/image"]),
                            stdout=subprocess.DEVNULL)
     rclpy.init()
@@ -86,12 +101,13 @@ def run(args: argparse.Namespace) -> int:
 
     probe.create_subscription(FutureFrames, "/world_model/futures", on_futures, QoSProfile(depth=20))
     stages: dict[str, str] = {}
+    node_input: dict[str, str] = {}
 
     def on_diagnostics(msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if status.name == NODE_STATUS:
+            if status.name in (NODE_STATUS, INPUT_STATUS):
                 with lock:
-                    stages.update({kv.key: kv.value for kv in status.values})
+                    (stages if status.name == NODE_STATUS else node_input).update({kv.key: kv.value for kv in status.values})
 
     probe.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, QoSProfile(depth=20))
     camera = probe.create_publisher(Image, "/bench/image", qos_profile_sensor_data)
@@ -100,8 +116,16 @@ def run(args: argparse.Namespace) -> int:
     executor.add_node(probe)
     threading.Thread(target=executor.spin, daemon=True).start()
     start = time.monotonic()
-    probe.create_timer(1.0 / args.camera_rate, lambda: camera.publish(
-        numpy_to_image(_pattern(time.monotonic() - start), "rgb8", header(time.time_ns(), "camera"))))
+    sent = [0]
+    stopping = threading.Event()
+
+    def publish_frame() -> None:
+        if stopping.is_set():  # the executor may run one more tick while the node is torn down
+            return
+        camera.publish(numpy_to_image(_pattern(time.monotonic() - start, size), "rgb8", header(time.time_ns(), "camera")))
+        sent[0] += 1
+
+    camera_timer = probe.create_timer(1.0 / args.camera_rate, publish_frame)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not latencies:
@@ -128,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         rss = [rss_mib(node.pid)]  # after every kind of work ran once: later growth would be a leak
         with lock:
             latencies.clear()
+            counted_from = (sent[0], int(node_input.get("frames_received", 0)))
         measured_from = time.monotonic()
         while time.monotonic() - start < duration:
             time.sleep(min(RSS_PERIOD_S, max(0.0, duration - (time.monotonic() - start))))
@@ -135,14 +160,19 @@ def run(args: argparse.Namespace) -> int:
         measured_s = time.monotonic() - measured_from
         with lock:
             values = np.array(latencies)
+            counted = (sent[0] - counted_from[0], int(node_input.get("frames_received", 0)) - counted_from[1])
     finally:
+        stopping.set()
+        probe.destroy_timer(camera_timer)  # before the executor stops: no publish on a destroyed publisher
         executor.shutdown()
         probe.destroy_node()
         rclpy.try_shutdown()
         processes.stop([node])
     print(f"machine: {machine_description()}")
-    print(f"model: {model}; camera {CAMERA_SIZE[1]}x{CAMERA_SIZE[0]} rgb8 at {args.camera_rate:g} Hz, "
+    print(f"model: {model}; camera {size[1]}x{size[0]} rgb8 at {args.camera_rate:g} Hz, "
           f"{time.monotonic() - start:.0f} s")
+    print(f"camera frames reaching the node after warm-up: {counted[1]} of {counted[0]} sent "
+          f"({100 * counted[1] / max(counted[0], 1):.0f}%, from its /diagnostics)")
     print(f"camera stamp -> ~/futures received: p50 {np.percentile(values, 50):.1f} ms, "
           f"p99 {np.percentile(values, 99):.1f} ms (n={values.size}, {values.size / measured_s:.1f} futures/s)")
     print("in the node, p50/p99 ms: " + ", ".join(

@@ -27,7 +27,6 @@ no file declares is refused as a likely typo.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shlex
@@ -39,11 +38,14 @@ from typing import Any
 import yaml
 
 from sora_ros.core.paths import PackageNotFoundError, package_prefix, package_share
+from sora_ros.nodes import EXECUTABLES
 
 # Python modules that implement the sora_ros executables when no colcon install
 # provides lib/sora_ros/<exec> (the pip path).
 NODE_MODULE_PACKAGE = "sora_ros.nodes"
 _SUBSTITUTION = re.compile(r"\$\(([^()$]*)\)")  # innermost $( ... ) first
+# A ROS package name (REP 144): lower case letters, digits and underscores, starting with a letter.
+_PACKAGE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
 # The attributes each entity takes (a group may also be a plain list of entities).
 _ATTRIBUTES = {
@@ -86,20 +88,28 @@ class _Scope:
         return _Scope(dict(self.configurations), self.namespace, dict(self.environment))
 
 
+def _check_package_name(package: str) -> None:
+    if not _PACKAGE_NAME.fullmatch(package):
+        raise LaunchFileError(f"{package!r} is not a ROS package name (lower case letters, digits and underscores, "
+                              f"starting with a letter; REP 144), as ros2 launch also requires")
+
+
 def _resolve_executable(package: str, executable: str) -> list[str]:
+    _check_package_name(package)
+    if "/" in executable or executable.startswith(".") or not executable:
+        raise LaunchFileError(f"exec {executable!r} must be the plain name of an executable of package {package!r}, "
+                              f"not a path")
     prefix = package_prefix(package)
     if prefix is not None:
         candidate = prefix / "lib" / package / executable
         if os.access(candidate, os.X_OK):
             return [str(candidate)]
-    if package == "sora_ros":
-        module = f"{NODE_MODULE_PACKAGE}.{executable}"
-        if importlib.util.find_spec(module) is not None:
-            return [sys.executable, "-m", module]
+    if package == "sora_ros" and executable in EXECUTABLES:
+        return [sys.executable, "-m", f"{NODE_MODULE_PACKAGE}.{executable}"]
     raise LaunchFileError(
         f"executable {executable!r} of package {package!r} not found "
         f"(looked for lib/{package}/{executable} under AMENT_PREFIX_PATH"
-        + (f" and for the module {NODE_MODULE_PACKAGE}.{executable})" if package == "sora_ros" else ")")
+        + (f"; sora_ros installs {', '.join(EXECUTABLES)})" if package == "sora_ros" else ")")
     )
 
 
@@ -180,8 +190,9 @@ class LaunchFile:
 
     def share(self, package: str) -> Path:
         try:
+            _check_package_name(package)
             return package_share(package)
-        except PackageNotFoundError as error:
+        except (PackageNotFoundError, LaunchFileError) as error:
             raise self.fail(str(error)) from None
 
     def condition_holds(self, attributes: dict[str, Any], scope: _Scope, what: str) -> bool:
@@ -207,7 +218,7 @@ class LaunchFile:
         """
         try:
             document = yaml.safe_load(self.path.read_text())
-        except (OSError, yaml.YAMLError) as error:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
             raise self.fail(f"cannot read launch file: {error}") from error
         if not isinstance(document, dict) or not isinstance(document.get("launch"), list):
             raise self.fail("not a ROS 2 YAML launch file: expected a top-level 'launch:' list")

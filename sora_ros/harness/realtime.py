@@ -8,6 +8,11 @@ that "camera stamp -> ~/futures received" is a true latency, and records what th
 publishes. Between bags it pauses long enough for the node's context to empty, so no rollout
 mixes two recordings. The report is the live demo's: PSNR per horizon against copy-last on
 the frames the node predicted, latency distributions, counts of published and dropped work.
+
+With `--sim-time` the bags keep their stamps instead: the player publishes /clock from the
+bag's time (`sora-ros bag play --clock`), and the node and the recorder run with
+use_sim_time:=true, as a node does under `ros2 bag play --clock`. Latency is then
+measured on the sim clock, to the resolution of /clock (CLOCK_HZ).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ FUTURES_TOPIC = f"{NAMESPACE}/world_model/futures"
 STARTUP_TIMEOUT_S = 120.0
 # After the last message: time for the last rollouts and one more /diagnostics.
 DRAIN_S = 2.0
+# /clock rate with --sim-time: the resolution of sim-time latencies.
+CLOCK_HZ = 100.0
 
 
 class ReplayError(Exception):
@@ -58,26 +65,51 @@ def _topic_types(bags: list[Path], image_topic: str, action_topic: str | None) -
 
 
 def _start_node(model: Path, horizon: int, camera_topic: str, compressed: bool, stamped: bool, conditioned: bool,
-                providers: str, log) -> subprocess.Popen:
+                providers: str, log, sim_time: bool = False) -> subprocess.Popen:
     image_remap = "image/compressed" if compressed else "image"
     params = {"model_path": str(model), "horizon": str(horizon), "compressed": str(compressed).lower(),
               "cmd_vel_type": "twist_stamped" if stamped else "twist", "providers": f"[{providers}]",
               # Without recorded commands, predict with the action unknown rather than "stand still".
-              "no_command_action": "zero" if conditioned else "unknown"}  # fmt: skip
+              "no_command_action": "zero" if conditioned else "unknown",
+              "use_sim_time": str(sim_time).lower()}  # fmt: skip
     ros_args = ["-r", f"__ns:={NAMESPACE}", "-r", f"{image_remap}:={camera_topic}", "-r", f"cmd_vel:={ACTION_TOPIC}"]
     for name, value in params.items():
         ros_args += ["-p", f"{name}:={value}"]
     return processes.start(processes.node_command("sora_ros.nodes.world_model", ros_args), stdout=log)
 
 
-def _wait_until_active(node: subprocess.Popen, recorder) -> None:
+def _wait_until_active(node: subprocess.Popen, recorder, sim_time: bool = False) -> None:
+    """Until the node reports itself active. On sim time its /diagnostics timer waits for /clock,
+    which starts only with playback: ask its lifecycle service (~/get_state) instead."""
+    client = None
+    if sim_time:
+        from lifecycle_msgs.srv import GetState
+
+        client = recorder.node.create_client(GetState, f"{NAMESPACE}/world_model/get_state")
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while recorder.lifecycle_state() != "active":
-        if node.poll() is not None:
-            raise ReplayError(f"the world_model node exited with code {node.returncode} before it was active")
-        if time.monotonic() > deadline:
-            raise ReplayError(f"the world_model node was not active within {STARTUP_TIMEOUT_S:g} s")
-        time.sleep(0.1)
+    try:
+        while (_lifecycle_state(client) if client else recorder.lifecycle_state()) != "active":
+            if node.poll() is not None:
+                raise ReplayError(f"the world_model node exited with code {node.returncode} before it was active")
+            if time.monotonic() > deadline:
+                raise ReplayError(f"the world_model node was not active within {STARTUP_TIMEOUT_S:g} s")
+            time.sleep(0.1)
+    finally:
+        if client is not None:
+            recorder.node.destroy_client(client)
+
+
+def _lifecycle_state(client) -> str | None:
+    """The node's lifecycle state label through ~/get_state, None while it does not answer."""
+    from lifecycle_msgs.srv import GetState
+
+    if not client.service_is_ready():
+        return None
+    future = client.call_async(GetState.Request())
+    deadline = time.monotonic() + 2.0
+    while not future.done() and time.monotonic() < deadline:  # the recorder's executor spins it
+        time.sleep(0.01)
+    return future.result().current_state.label if future.done() and future.result() else None
 
 
 def _check_alive(node: subprocess.Popen, bag: Path) -> None:
@@ -117,10 +149,11 @@ def run(args: argparse.Namespace) -> int:
     node_log_path = out / "world_model_node.log"
     camera_topic = f"{CAMERA_TOPIC}/compressed" if compressed else CAMERA_TOPIC
     recorder = FutureRecorder(info.image_size, info.dt, camera_topic, FUTURES_TOPIC, compressed=compressed,
-                              node_name="eval_realtime")  # fmt: skip
+                              node_name="eval_realtime", sim_time=args.sim_time)  # fmt: skip
     remap = {args.image_topic: camera_topic, **({args.action_topic: ACTION_TOPIC} if conditioned else {})}
     try:
-        player = BagPlayer(recorder.node, bags, topics=list(remap), remap=remap, restamp=True)
+        player = BagPlayer(recorder.node, bags, topics=list(remap), remap=remap, restamp=not args.sim_time,
+                           clock_hz=CLOCK_HZ if args.sim_time else 0.0)  # fmt: skip
     except PlayError as error:
         recorder.close()
         print(f"sora-ros eval --realtime: {error}", file=sys.stderr)
@@ -129,9 +162,9 @@ def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     with open(node_log_path, "w") as node_log:
         node = _start_node(args.model, max(args.horizons), camera_topic, compressed, action_type == m.TWIST_STAMPED,
-                           conditioned, args.providers, node_log)  # fmt: skip
+                           conditioned, args.providers, node_log, sim_time=args.sim_time)  # fmt: skip
         try:
-            _wait_until_active(node, recorder)
+            _wait_until_active(node, recorder, args.sim_time)
             print(f"replaying {len(bags)} bag(s) at the recorded rate through the world_model node ...", flush=True)
             for index, bag in enumerate(bags):
                 if index:  # an empty context before the next recording
@@ -153,10 +186,12 @@ def run(args: argparse.Namespace) -> int:
         finally:
             processes.stop([node])
             recorder.close()
-    facts = {"mode": "realtime", "model": f"{info.name}@{info.version} ({args.model})",
+    facts = {"mode": "realtime", "clock": "sim time (/clock from the bags)" if args.sim_time else "wall clock (restamped)", "model": f"{info.name}@{info.version} ({args.model})",
              "source": ", ".join(bag.name for bag in bags), "bags": [str(bag) for bag in bags],
              "messages_published": sum(player.published.values()), "duration_s": round(time.monotonic() - start, 1),
-             "notes": notes, "machine": machine_description()}  # fmt: skip
+             "notes": notes, "machine": machine_description(),
+             # node clock - header stamp at the node, as its last /diagnostics said: near 0 when the clocks agree
+             "node_stamp_age_s_max": recorder.recording.diagnostics.get("stamp_age_s_max")}  # fmt: skip
     summary = live_report.write(out, recorder.recording, facts)
     print(live_report.text_summary(summary, out, title="eval --realtime"))
     if not recorder.recording.futures:

@@ -29,11 +29,12 @@ class FutureRecorder:
 
     Latency is measured as (futures received - origin stamp) on the wall clock, so the
     camera must stamp its frames with wall time (the sim and video nodes do; a bag replay
-    rebases its stamps to the wall clock).
+    rebases its stamps to the wall clock); with `sim_time` on this node's ROS clock, which
+    follows /clock (a bag played with its own stamps).
     """
 
     def __init__(self, image_size: tuple[int, int], dt_s: float, camera_topic: str, futures_topic: str,
-                 compressed: bool = False, node_name: str = "future_recorder") -> None:
+                 compressed: bool = False, node_name: str = "future_recorder", sim_time: bool = False) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -46,8 +47,11 @@ class FutureRecorder:
         self.image_size = image_size
         self.recording = Recording(dt_ns=round(dt_s * NS_PER_S))
         self.lock = threading.Lock()
+        from rclpy.parameter import Parameter
+
         rclpy.init()
-        self.node = rclpy.create_node(node_name)
+        self.sim_time = sim_time
+        self.node = rclpy.create_node(node_name, parameter_overrides=[Parameter("use_sim_time", value=sim_time)])
         kind = CompressedImage if compressed else Image
         self.node.create_subscription(kind, camera_topic, self._on_image, qos_profile_sensor_data)
         self.node.create_subscription(FutureFrames, futures_topic, self._on_futures, QoSProfile(depth=20))
@@ -78,7 +82,7 @@ class FutureRecorder:
         from sora_ros.evaluation.live_report import RecordedFuture
         from sora_ros.nodes.messages import stamp_ns
 
-        received_ns = time.time_ns()
+        received_ns = self.node.get_clock().now().nanoseconds if self.sim_time else time.time_ns()
         origin = stamp_ns(msg.header)
         frames = np.stack([image_to_numpy(image).copy() for image in msg.frames]) if msg.frames else None
         latency = ros_time_ns(msg.latency) / NS_PER_MS

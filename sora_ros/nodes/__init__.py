@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+# The node executables the package installs (CMakeLists.txt installs lib/sora_ros/<exec> for each,
+# running sora_ros.nodes.<exec>); the only modules of this folder a launch file may start.
+EXECUTABLES = ("world_model", "encoder", "predictor", "planner", "sim", "video_camera")
 SIGNAL_POLL_S = 0.2  # the lifecycle node's executor wakes at least this often (wall clock) to notice Ctrl-C
 
 
@@ -55,13 +58,13 @@ def spin(make_node: Callable[[], Any], args: list[str] | None = None,
     return 0
 
 
-def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None) -> int:
+def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None, threads: int = 2) -> int:
     """The standard `main` of a lifecycle node with worker threads (the world-model node).
 
     Ctrl-C and SIGTERM raise KeyboardInterrupt (once; later ones are ignored) rather than going
     through rclpy's handler, which would invalidate the context while worker threads still publish: the node's `stop_workers()`
     runs first, then the executor and rclpy shut down. With the node's `autostart` parameter
-    it configures and activates itself.
+    it configures and activates itself. `threads`: the multi-threaded executor's thread count.
 
     Returns:
         The process exit code: 0, or 1 when autostart is on and configure failed (logged).
@@ -83,7 +86,7 @@ def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None) 
     node = executor = None
     try:
         node = make_node()
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         if node.get_parameter("autostart").value:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CompressedImage, Image
 
-from sora_ros.core.image import FORMATS, ImageConversionError, compressed_to_rgb, image_to_rgb
+from sora_ros.core.image import DEFAULT_MAX_PIXELS, ImageConversionError, compressed_to_rgb, image_to_rgb
 from sora_ros.core.scheduling import LatestSlot
 from sora_ros.core.stats import LatencyWindow
 from sora_ros.msg import PatchLatents
@@ -25,6 +25,8 @@ from sora_ros.nodes import spin_lifecycle
 from sora_ros.nodes.model_node import WORKER_POLL_S, ModelNode
 from sora_ros.runtime.engine import NonFiniteOutputError
 from sora_ros.runtime.pipeline import FrameRefusedError
+
+MAX_IMAGE_PIXELS_LIMIT = 1 << 28  # the largest pixel budget the parameter accepts (16384 x 16384)
 
 
 class EncoderNode(ModelNode):
@@ -41,6 +43,9 @@ class EncoderNode(ModelNode):
         super()._declare_role_parameters()
         self.declare_parameter("compressed", False, m.plain_descriptor(
             "subscribe image/compressed (JPEG/PNG) instead of image"))
+        self.declare_parameter("max_image_pixels", DEFAULT_MAX_PIXELS, m.int_descriptor(
+            "pixel budget (width x height) of a camera image, checked on its header before decoding; over it: "
+            "drop/image_too_large", 1, MAX_IMAGE_PIXELS_LIMIT))
 
     def _create_outputs(self, reliable: QoSProfile) -> None:
         super()._create_outputs(reliable)
@@ -77,13 +82,14 @@ class EncoderNode(ModelNode):
 
     def _encode(self, msg: Image | CompressedImage, receipt_s: float) -> None:
         start = time.perf_counter()
+        budget = self.get_parameter("max_image_pixels").value
         try:
-            rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)  # (H0, W0, 3)
+            convert = compressed_to_rgb if isinstance(msg, CompressedImage) else image_to_rgb
+            rgb = convert(msg, budget)  # (H0, W0, 3)
             converted = time.perf_counter()
             fitted, latent = self.pipeline.encode(rgb)  # (H, W, 3), (C, h, w)
         except ImageConversionError as error:
-            unknown = isinstance(msg, Image) and msg.encoding not in FORMATS
-            return self._drop("unknown_encoding" if unknown else "malformed_image", str(error))
+            return self._drop(error.reason, str(error))
         except FrameRefusedError as error:
             return self._drop("image_too_small", str(error))
         except NonFiniteOutputError as error:

@@ -106,6 +106,8 @@ class ModelNode(LifecycleNode):
                                 "fewer steps / fewer decoded frames; 0 = none", 0.0, 10000.0))
         p("cmd_vel_type", AUTO, plain("cmd_vel message type: auto (the type its publishers use, found by discovery), "
                                       "twist or twist_stamped"))
+        p("max_context_age_s", 0.0, f("~/rollout refuses (stale_context) when the newest camera frame is older; "
+                                      "0 = watchdog_timeout_s", 0.0, 600.0))
         p("cmd_vel_timeout_s", 0.5, f("a cmd_vel older than this no longer counts", 0.0, 600.0))
         p("no_command_action", "zero", plain("action assumed without a fresh cmd_vel: zero (stand still) or "
                                              "unknown (footage without commands)", read_only=False))

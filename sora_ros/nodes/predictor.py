@@ -22,12 +22,12 @@ from collections.abc import Callable
 
 import numpy as np
 from geometry_msgs.msg import Twist, TwistStamped
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from sora_ros.core.context import Context, Verdict
-from sora_ros.core.requests import RequestError, check_request
+from sora_ros.core.requests import MAX_PENDING_CALLS, RequestError, check_request
 from sora_ros.core.scheduling import RolloutGate
 from sora_ros.core.stats import LatencyWindow
 from sora_ros.core.twist import TWIST_STAMPED, cmd_vel_type, twist_indices, twist_vector
@@ -37,8 +37,17 @@ from sora_ros.nodes import spin_lifecycle
 from sora_ros.nodes.model_node import RELIABLE_DEPTH, WORKER_POLL_S, ModelNode
 from sora_ros.runtime.engine import NonFiniteOutputError
 from sora_ros.runtime.latents import LatentsError, latent_from_bytes
-from sora_ros.runtime.pipeline import NoContextError, RolloutOutcome, RolloutSettings
+from sora_ros.runtime.pipeline import BusyError, NoContextError, RolloutOutcome, RolloutSettings, StaleContextError
 from sora_ros.srv import Rollout
+
+# Executor threads: two for subscriptions, timers and lifecycle, plus one per ~/rollout call that may
+# wait for the engine (the pipeline refuses more as busy), so waiting calls never starve the rest.
+EXECUTOR_THREADS = 2 + MAX_PENDING_CALLS
+# ~/rollout's requests are kept until taken (keep-all): with keep-last 10, the default, a burst of
+# 20 calls lost 9-10 of them without an answer.
+SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+REFUSALS = {RequestError: "bad_request", NoContextError: "no_context", StaleContextError: "stale_context",
+            BusyError: "busy", NonFiniteOutputError: "nonfinite_output"}
 
 CMD_VEL_DISCOVERY_S = 1.0  # seconds between looks at the types of cmd_vel's publishers
 
@@ -72,8 +81,8 @@ class PredictorNode(ModelNode):
         self._outputs["futures"] = pub(FutureFrames, "~/futures", reliable)
         self._outputs["predicted"] = pub(Image, "~/predicted/image", qos_profile_sensor_data)
         self._outputs["comparison"] = pub(Image, "~/comparison/image", qos_profile_sensor_data)
-        self._servers.append(self.create_service(Rollout, "~/rollout", self._serve_rollout,
-                                                  callback_group=MutuallyExclusiveCallbackGroup()))
+        self._servers.append(self.create_service(Rollout, "~/rollout", self._serve_rollout, qos_profile=SERVICE_QOS,
+                                                  callback_group=ReentrantCallbackGroup()))
 
     def _create_inputs(self, sensor: QoSProfile) -> None:
         super()._create_inputs(sensor)
@@ -200,9 +209,10 @@ class PredictorNode(ModelNode):
             checked = check_request(np.asarray(request.actions, np.float32), request.candidates, request.horizon,
                                     request.action_dim, request.samples, request.seed, request.return_images,
                                     self.pipeline.info.action_dim)
-            outcome = self.pipeline.what_if(checked)
-        except (RequestError, NoContextError, NonFiniteOutputError) as error:
-            reason = {RequestError: "bad_request", NoContextError: "no_context"}.get(type(error), "nonfinite_output")
+            max_age_s = self.get_parameter("max_context_age_s").value or self.get_parameter("watchdog_timeout_s").value
+            outcome = self.pipeline.what_if(checked, max_age_s=max_age_s)
+        except tuple(REFUSALS) as error:
+            reason = REFUSALS[type(error)]
             self.counters.add(f"service/refused/{reason}")
             self.get_logger().warning(f"~/rollout refused: {error}")
             response.success, response.message = False, str(error)
@@ -216,12 +226,12 @@ class PredictorNode(ModelNode):
 
     def _log_notes(self, outcome: RolloutOutcome) -> None:
         if outcome.notes and self._throttle.ready("deadline"):  # one line per period, not per rollout
-            self.get_logger().info(f"deadline: {'; '.join(outcome.notes)}")
+            self.get_logger().info(f"rollout: {'; '.join(outcome.notes)}")
 
 
 def main(args: list[str] | None = None) -> int:
     """The `predictor` executable; 1 if its model fails to configure."""
-    return spin_lifecycle(PredictorNode, sys.argv if args is None else args)
+    return spin_lifecycle(PredictorNode, sys.argv if args is None else args, EXECUTOR_THREADS)
 
 
 if __name__ == "__main__":

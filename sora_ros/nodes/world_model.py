@@ -12,7 +12,7 @@ import sys
 
 from sora_ros.nodes import spin_lifecycle
 from sora_ros.nodes.encoder import EncoderNode
-from sora_ros.nodes.predictor import PredictorNode
+from sora_ros.nodes.predictor import EXECUTOR_THREADS, PredictorNode
 
 
 class WorldModelNode(EncoderNode, PredictorNode):
@@ -24,7 +24,7 @@ class WorldModelNode(EncoderNode, PredictorNode):
 
 def main(args: list[str] | None = None) -> int:
     """The `world_model` executable; 1 if its model fails to configure."""
-    return spin_lifecycle(WorldModelNode, sys.argv if args is None else args)
+    return spin_lifecycle(WorldModelNode, sys.argv if args is None else args, EXECUTOR_THREADS)
 
 
 if __name__ == "__main__":

@@ -103,10 +103,16 @@ def resolve_providers(requested: Sequence[str]) -> list[str]:
 # nodes` (default model, 15 Hz camera, 2 cores): camera-to-futures p50 158-185 ms spinning,
 # 117-118 ms not; `~/rollout` 3 x 8 364-434 ms -> 288-300 ms.
 NON_SPINNING_GRAPHS = ("dynamics_context", "encoder", "decoder")
+# No graph uses ONNX Runtime's CPU memory arena: it grows to the largest batch ever run and
+# never gives memory back. Three ~/rollout calls at the caps (8 candidates x 2 samples x 32
+# steps, images) took the default model's process from 159 to 1109 MiB for good with the arena,
+# +9 MiB without it; the 1 x 8 rollout's time did not change beyond the noise of a shared
+# 2-core machine (min of 20: 325 ms with, 343 ms without, load average 8).
 
 
 def _session_options(graph: str) -> ort.SessionOptions:
     options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = False
     options.add_session_config_entry("session.intra_op.allow_spinning", "0" if graph in NON_SPINNING_GRAPHS else "1")
     return options
 

@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS
+
 MODEL_JSON = "model.json"
 MODEL_FORMAT = "sora_ros.model/1"
 # The symbolic (dynamic) batch dimension in every graph.
@@ -32,6 +34,29 @@ DYNAMICS_WEIGHTS = "dynamics.weights"
 FLOW_CONVENTION = "x_t = (1 - t) * data + t * noise; velocity = noise - data; Euler from t = 1 to t = 0"
 ACTION_FORMULA = "network_action = (action - offset) / scale"
 HASH_CHUNK = 1 << 20
+# The action range a model accepts, per component: offset +- ACTION_RANGE_SCALES x scale, i.e.
+# network inputs in [-3, 3] (training normalises the commands it saw to about [-1, 1]).
+ACTION_RANGE_SCALES = 3.0
+# model.json larger than this is refused unread (the shipped one is ~16 KB).
+MAX_MODEL_JSON_BYTES = 1 << 20
+# The range of every numeric field of model.json, inclusive: a value outside it is refused at
+# load, before it can make a rollout run for ever (steps, horizon) or a stamp overflow (dt).
+# default_horizon and sampler.steps are capped as ~/rollout requests are (core/requests.py).
+FIELD_RANGES: dict[str, tuple[float, float]] = {
+    "dt": (1e-3, 60.0),  # seconds per predicted step
+    "context_frames": (1, 64),
+    "default_horizon": (1, MAX_HORIZON),
+    "patch_size": (1, 64),
+    "sampler.steps": (1, MAX_SAMPLER_STEPS),
+    "sampler.context_noise": (0.0, 1.0),
+    "input.height": (1, 4096),
+    "input.width": (1, 4096),
+    "action.dim": (0, 64),
+    "latent_shape[]": (1, 4096),  # every entry
+    "dynamics.context_kv_shape[]": (1, 1 << 16),  # every entry
+    "action.normalisation.offset[]": (-1e6, 1e6),
+    "action.normalisation.scale[]": (1e-6, 1e6),
+}
 
 
 class ModelDirError(Exception):
@@ -71,6 +96,12 @@ class ModelInfo:
     context_kv_shape: tuple[int, int, int, int]
     files: dict[str, str]
     raw: dict
+
+    @property
+    def action_range(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(low, high), one entry per action component in physical units: offset +- ACTION_RANGE_SCALES x scale."""
+        return (tuple(o - ACTION_RANGE_SCALES * s for o, s in zip(self.action_offset, self.action_scale)),
+                tuple(o + ACTION_RANGE_SCALES * s for o, s in zip(self.action_offset, self.action_scale)))
 
     def graph_path(self, graph: str) -> Path:
         return self.path / GRAPH_FILES[graph]
@@ -123,6 +154,28 @@ def _get(data: dict, dotted: str, kind: type | tuple[type, ...]):
     return value
 
 
+def _in_range(dotted: str, value, bounds_key: str | None = None):
+    """`value` if it lies in FIELD_RANGES[bounds_key or dotted] (an integer where both bounds are);
+    NaN and Infinity never do. Checked before any conversion, so 1e400 cannot overflow."""
+    low, high = FIELD_RANGES[bounds_key or dotted]
+    integral = isinstance(low, int) and isinstance(high, int)
+    if (not isinstance(value, int if integral else (int, float)) or isinstance(value, bool)
+            or not low <= value <= high):  # False for NaN; exact for integers of any size
+        raise ModelDirError(f"field '{dotted}' = {value!r:.40} is outside its range [{low:g}, {high:g}]"
+                            + (" (integers only)" if integral else ""))
+    return value
+
+
+def _number(raw: dict, dotted: str):
+    """A numeric field of model.json, checked against FIELD_RANGES."""
+    return _in_range(dotted, _get(raw, dotted, (int, float)))
+
+
+def _numbers(raw: dict, dotted: str) -> tuple:
+    """A list field of model.json, every entry checked against FIELD_RANGES[dotted + "[]"]."""
+    return tuple(_in_range(f"{dotted}[{i}]", v, dotted + "[]") for i, v in enumerate(_get(raw, dotted, list)))
+
+
 def read_model_info(directory: str | Path) -> ModelInfo:
     """Parse and check model.json and the hashes of every file it lists.
 
@@ -133,19 +186,26 @@ def read_model_info(directory: str | Path) -> ModelInfo:
         The parsed, consistent ModelInfo.
 
     Raises:
-        ModelDirError: naming the file and the problem (missing, unreadable, wrong hash,
-            inconsistent or missing field).
+        ModelDirError: naming the file and the problem (missing, unreadable or larger than
+            MAX_MODEL_JSON_BYTES, wrong hash, a listed file that resolves outside the directory,
+            symlinks included, a missing field or one outside its FIELD_RANGES range).
     """
     path = Path(directory)
     json_path = path / MODEL_JSON
     if not path.is_dir():
         raise ModelDirError(f"{path}: model directory does not exist")
     try:
+        _inside(path, MODEL_JSON)
+        if json_path.exists() and not json_path.is_file():
+            raise ModelDirError(f"{json_path}: not a regular file")
+        if json_path.exists() and json_path.stat().st_size > MAX_MODEL_JSON_BYTES:
+            raise ModelDirError(f"{json_path}: {json_path.stat().st_size} bytes, more than the "
+                                f"{MAX_MODEL_JSON_BYTES} a model.json may have")
         raw = json.loads(json_path.read_text())
     except FileNotFoundError:
         raise ModelDirError(f"{json_path}: missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelDirError(f"{json_path}: not readable JSON: {error}") from None
+    except (OSError, ValueError, RecursionError) as error:  # ValueError: bad UTF-8, bad JSON, a 5000-digit int
+        raise ModelDirError(f"{json_path}: not readable JSON: {type(error).__name__}: {error}") from None
     if not isinstance(raw, dict) or raw.get("format") != MODEL_FORMAT:
         raise ModelDirError(f"{json_path}: 'format' is not {MODEL_FORMAT!r}")
     try:
@@ -153,7 +213,7 @@ def read_model_info(directory: str | Path) -> ModelInfo:
     except ModelDirError as error:
         raise ModelDirError(f"{json_path}: {error}") from None
     for file_name, expected in info.files.items():
-        file_path = path / file_name
+        file_path = _inside(path, file_name)
         if not file_path.is_file():
             raise ModelDirError(f"{file_path}: missing (listed in {MODEL_JSON})")
         found = sha256_file(file_path)
@@ -162,14 +222,30 @@ def read_model_info(directory: str | Path) -> ModelInfo:
     return info
 
 
+def _inside(directory: Path, name: str) -> Path:
+    """directory / name, refused unless it resolves (symlinks included) inside the directory.
+
+    Raises:
+        ModelDirError: an absolute name, `..` out of the directory, or a symlink that leads out.
+    """
+    root = directory.resolve()
+    target = (directory / name).resolve()
+    if not target.is_relative_to(root) or target == root:
+        raise ModelDirError(f"{directory / name}: resolves to {target}, outside the model directory {root}; "
+                            f"every file a model directory names must lie inside it")
+    return directory / name
+
+
 def _parse(path: Path, raw: dict) -> ModelInfo:
-    latent_shape = tuple(_get(raw, "latent_shape", list))
-    kv_shape = tuple(_get(raw, "dynamics.context_kv_shape", list))
-    offset = tuple(_get(raw, "action.normalisation.offset", list))
-    scale = tuple(_get(raw, "action.normalisation.scale", list))
+    latent_shape = _numbers(raw, "latent_shape")
+    kv_shape = _numbers(raw, "dynamics.context_kv_shape")
+    offset = _numbers(raw, "action.normalisation.offset")
+    scale = _numbers(raw, "action.normalisation.scale")
     names = tuple(_get(raw, "action.names", list))
-    action_dim = _get(raw, "action.dim", int)
+    action_dim = _number(raw, "action.dim")
     files = _get(raw, "files", dict)
+    if not all(isinstance(name, str) and isinstance(digest, str) for name, digest in files.items()):
+        raise ModelDirError("'files' must map file names to SHA-256 hex strings")
     if len(latent_shape) != 3 or len(kv_shape) != 4:
         raise ModelDirError("latent_shape needs 3 entries and dynamics.context_kv_shape 4")
     if not (len(offset) == len(scale) == len(names) == action_dim):
@@ -181,44 +257,24 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
         path=path,
         name=_get(raw, "name", str),
         version=_get(raw, "version", str),
-        image_size=(_get(raw, "input.height", int), _get(raw, "input.width", int)),
-        dt=float(_get(raw, "dt", (int, float))),
-        context_frames=_get(raw, "context_frames", int),
-        default_horizon=_get(raw, "default_horizon", int),
+        image_size=(_number(raw, "input.height"), _number(raw, "input.width")),
+        dt=float(_number(raw, "dt")),
+        context_frames=_number(raw, "context_frames"),
+        default_horizon=_number(raw, "default_horizon"),
         latent_shape=latent_shape,
-        patch_size=_get(raw, "patch_size", int),
+        patch_size=_number(raw, "patch_size"),
         action_dim=action_dim,
         action_names=names,
         action_units=tuple(_get(raw, "action.units", list)),
         action_offset=offset,
         action_scale=scale,
-        sampler_steps=_get(raw, "sampler.steps", int),
-        context_noise=float(_get(raw, "sampler.context_noise", (int, float))),
+        sampler_steps=_number(raw, "sampler.steps"),
+        context_noise=float(_number(raw, "sampler.context_noise")),
         context_kv_shape=kv_shape,
         files=files,
         raw=raw,
     )
-    _check_values(info)
     return info
-
-
-def _check_values(info: ModelInfo) -> None:
-    """Values that parse but cannot work: a node would fail later, far from the cause."""
-    positive = {"dt": info.dt, "context_frames": info.context_frames, "default_horizon": info.default_horizon,
-                "patch_size": info.patch_size, "sampler.steps": info.sampler_steps,
-                "input.height": info.image_size[0], "input.width": info.image_size[1]}  # fmt: skip
-    for name, value in positive.items():
-        if not value > 0:
-            raise ModelDirError(f"{name} must be positive, got {value}")
-    if not all(isinstance(n, int) and n > 0 for n in info.latent_shape + info.context_kv_shape):
-        raise ModelDirError(f"latent_shape and dynamics.context_kv_shape need positive integers, "
-                            f"got {list(info.latent_shape)} and {list(info.context_kv_shape)}")  # fmt: skip
-    if not all(isinstance(v, (int, float)) for v in info.action_offset + info.action_scale):
-        raise ModelDirError("action.normalisation offset and scale must be numbers")
-    if any(v <= 0 for v in info.action_scale):
-        raise ModelDirError(f"action.normalisation.scale must be positive, got {list(info.action_scale)}")
-    if not 0.0 <= info.context_noise <= 1.0:
-        raise ModelDirError(f"sampler.context_noise must lie in [0, 1], got {info.context_noise}")
 
 
 def expected_signatures(info: ModelInfo) -> dict[str, dict]:

@@ -14,7 +14,9 @@ nanoseconds, images uint8 RGB arrays.
 
 Thread-safe: frames are observed from one thread while rollouts run on others (the engine
 serialises rollouts); each caller kind (live, service) learns its own costs. It counts what
-the deadline cut ("deadline/*" live, "service/deadline/*") and times the live stages.
+the deadline cut ("deadline/*" live, "service/deadline/*"), the action values it clamped to
+the model's range ("input/action_out_of_range", "service/input/action_out_of_range") and times
+the live stages. At most MAX_PENDING_CALLS what-if calls run or wait at once; more are refused.
 
 Legend: N candidates, S samples, H horizon, K context frames, A action dim, C/h/w latent grid.
 """
@@ -32,7 +34,7 @@ from sora_ros.core.comparison import FutureMemory, Prediction, comparison_image
 from sora_ros.core.context import Context, ContextBuffer, Verdict, future_stamps
 from sora_ros.core.deadline import CostModel, RolloutPlan, plan_rollout
 from sora_ros.core.preprocess import fit_frame
-from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES, RolloutRequest
+from sora_ros.core.requests import MAX_HORIZON, MAX_PENDING_CALLS, MAX_SAMPLER_STEPS, MAX_SAMPLES, RolloutRequest
 from sora_ros.core.stats import Counters, LatencyWindow
 from sora_ros.core.timegrid import max_offset_ns
 from sora_ros.core.units import NS_PER_S
@@ -49,6 +51,14 @@ class FrameRefusedError(ValueError):
 
 class NoContextError(RuntimeError):
     """No complete context yet (too few frames dt apart since start or the last reset)."""
+
+
+class StaleContextError(RuntimeError):
+    """The newest context frame is older than the caller's limit: a prediction from it would be stale."""
+
+
+class BusyError(RuntimeError):
+    """MAX_PENDING_CALLS ~/rollout calls are already running or waiting; this one is refused now."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,8 @@ class WorldModelPipeline:
         self.latency = {stage: LatencyWindow() for stage in ("rollout", "step", "decode")}  # live rollouts, ms
         self._buffer = ContextBuffer(self.info.context_frames, self.info.dt, jump_back_s)
         self._lock = threading.Lock()
+        self._pending_calls = threading.BoundedSemaphore(MAX_PENDING_CALLS)
+        self._action_low, self._action_high = (np.asarray(bound, np.float32) for bound in self.info.action_range)
 
     # --- camera frame -> context --------------------------------------------------------------
 
@@ -235,30 +247,63 @@ class WorldModelPipeline:
                          for k, frame in outcome.decoded.items()])
         return outcome
 
-    def what_if(self, request: RolloutRequest, context: Context | None = None) -> RolloutOutcome:
+    def what_if(self, request: RolloutRequest, context: Context | None = None,
+                max_age_s: float = 0.0) -> RolloutOutcome:
         """A ~/rollout call (or an offline evaluation): every candidate from `context` (default:
-        the latest), every frame decoded if images are asked for.
+        the latest), every frame decoded if images are asked for. Waits while another rollout
+        runs; at most MAX_PENDING_CALLS calls run or wait at once.
+
+        Args:
+            max_age_s: refuse when the latest context's newest frame was received longer ago
+                than this (seconds, monotonic clock); 0 = no limit. Not applied to a given context.
 
         Raises:
-            NoContextError: no complete context yet.
+            NoContextError: no complete context yet. StaleContextError: older than max_age_s.
+            BusyError: MAX_PENDING_CALLS calls already running or waiting.
         """
-        context = context or self.latest_context()
         if context is None:
-            raise NoContextError(f"no context yet: the model needs {self.info.context_frames} camera frames "
-                                 f"{self.info.dt:g} s apart before it can predict")
-        frames = tuple(range(request.candidates * request.horizon)) if request.return_images else ()
-        return self._run(SERVICE, context, request, frames, frames)
+            context = self.latest_context()
+            if context is None:
+                raise NoContextError(f"no context yet: the model needs {self.info.context_frames} camera frames "
+                                     f"{self.info.dt:g} s apart before it can predict")
+            age_s = time.monotonic() - context.receipt_s
+            if 0 < max_age_s < age_s:
+                raise StaleContextError(f"the newest camera frame is {age_s:.2f} s old, over the {max_age_s:g} s "
+                                        f"limit (max_context_age_s): the camera has gone quiet; no prediction")
+        if not self._pending_calls.acquire(blocking=False):
+            raise BusyError(f"busy: {MAX_PENDING_CALLS} ~/rollout calls are already running or waiting; "
+                            f"try again later")
+        try:
+            frames = tuple(range(request.candidates * request.horizon)) if request.return_images else ()
+            return self._run(SERVICE, context, request, frames, frames)
+        finally:
+            self._pending_calls.release()
+
+    def _clamped(self, kind: str, actions: np.ndarray | None) -> tuple[np.ndarray | None, tuple[str, ...]]:
+        """Actions (N, H, A) clamped to the model's action range (NaN rows kept: unknown), the
+        clamped values counted and described in a note."""
+        if actions is None:
+            return None, ()
+        clamped = np.clip(actions, self._action_low, self._action_high)  # (N, H, A)
+        outside = int(np.count_nonzero(clamped != actions) - np.count_nonzero(np.isnan(actions)))
+        if not outside:
+            return actions, ()
+        self.counters.add(f"{'' if kind == LIVE else kind + '/'}input/action_out_of_range", outside)
+        ranges = ", ".join(f"{name} [{low:g}, {high:g}]" for name, low, high
+                           in zip(self.info.action_names, self._action_low, self._action_high))
+        return clamped, (f"{outside} action value(s) outside the model's range clamped to it: {ranges}",)
 
     def _run(self, kind: str, context: Context, request: RolloutRequest, wanted: tuple[int, ...],
              essential: tuple[int, ...]) -> RolloutOutcome:
         """Plan under the deadline, roll out, decode `wanted` (flat n * H + k indices), learn costs."""
         settings, n, horizon = self.settings, request.candidates, request.horizon
         cost, budget_ms = self.costs[kind], settings.deadline_ms
+        actions, clamp_notes = self._clamped(kind, request.actions)
         default_steps = settings.sampler_steps or self.info.sampler_steps
         predicted = n * request.samples * horizon  # frames the sampler produces
         plan = plan_rollout(cost, predicted, default_steps, wanted, essential, budget_ms)
         contexts = np.broadcast_to(context.latents, (n, *context.latents.shape))  # (N, K, C, h, w)
-        result = self.engine.rollout(contexts, request.actions, horizon=horizon, samples=request.samples,
+        result = self.engine.rollout(contexts, actions, horizon=horizon, samples=request.samples,
                                      seed=request.seed, steps=plan.steps)
         means = result.latents.mean(axis=1)  # (N, H, C, h, w)
         decode_start = time.perf_counter()
@@ -269,13 +314,13 @@ class WorldModelPipeline:
         cost.observe_decode(decode_ms, len(plan.decode))
         missed = 0 < budget_ms < rollout_ms + decode_ms
         self._count(kind, plan, missed, rollout_ms / (predicted * plan.steps), rollout_ms, decode_ms)
-        notes = plan.notes + ((f"took {rollout_ms + decode_ms:.0f} ms, over the {budget_ms:g} ms budget",)
+        notes = clamp_notes + plan.notes + ((f"took {rollout_ms + decode_ms:.0f} ms, over the {budget_ms:g} ms budget",)
                               if missed else ())
         stamps = future_stamps(context.newest_stamp_ns, horizon, self.dt_ns)
         complete = images is not None and len(plan.decode) == n * horizon
         all_frames = images.reshape(n, horizon, *images.shape[1:]) if complete else None  # (N, H, Hi, Wi, 3)
         forecasts = [Forecast(stamps, means[i], None if all_frames is None else all_frames[i], result.uncertainty[i],
-                              None if request.actions is None else request.actions[i]) for i in range(n)]
+                              None if actions is None else actions[i]) for i in range(n)]
         decoded = {} if images is None else dict(zip(plan.decode, images))
         return RolloutOutcome(context, forecasts, plan, decoded, request.samples, rollout_ms, decode_ms, missed, notes)
 

@@ -1,0 +1,21 @@
+"""`sora-ros bench nodes --camera-size`: parsed as a camera is named (WIDTHxHEIGHT)."""
+
+import argparse
+
+import pytest
+
+from sora_ros.cli import build_parser
+from sora_ros.harness.bench_nodes import CAMERA_SIZE, parse_size
+
+
+def test_camera_size_is_width_by_height() -> None:
+    assert parse_size("640x480") == (480, 640)
+    for bad in ("640", "640x", "x480", "0x480", "640x-1", "axb"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_size(bad)
+
+
+def test_bench_nodes_takes_a_camera_size() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["bench", "nodes", "--camera-size", "640x480"]).camera_size == (480, 640)
+    assert parser.parse_args(["bench", "nodes"]).camera_size is None and CAMERA_SIZE == (128, 128)
