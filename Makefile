@@ -13,6 +13,8 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
 setup: $(VENV)/.interfaces-built
 	@$(VENV)/bin/sora-ros doctor --quiet
+	@echo "Set up in $(VENV). README's commands call sora-ros bare: run 'source $(VENV)/bin/activate'" \
+	  "in each new shell to put it on PATH (or call $(VENV)/bin/sora-ros)."
 
 # The Python package (editable), the ROS 2 Kilted wheels and the extras.
 # editable_mode=compat puts the source tree on sys.path, so that the generated

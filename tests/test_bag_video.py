@@ -42,6 +42,7 @@ def test_from_video_then_info_round_trip(video: Path, tmp_path: Path, capsys: py
     assert cli.main(["bag", "info", str(out)]) == 0
     text = capsys.readouterr().out
     assert f"/camera/image_raw  {FRAMES:7d} msgs     {FPS:.2f} Hz  sensor_msgs/msg/Image" in text
+    assert text.splitlines()[-1].endswith(f"sensor_msgs/msg/Image  {SIZE[1]}x{SIZE[0]} rgb8"), "size and encoding"
     summary = summarize(out)
     assert summary.duration_ns == round((FRAMES - 1) * NS_PER_S / FPS)
     clip = next(iter(ClipReader(out, "/camera/image_raw", dt_ns=round(NS_PER_S / FPS), clip_length=FRAMES, size=SIZE)))
@@ -53,6 +54,7 @@ def test_from_video_compressed_at_a_set_rate(video: Path, tmp_path: Path) -> Non
     (topic,) = summarize(tmp_path / "c").topics
     assert (count, topic.topic, topic.msgtype, topic.count) == (FRAMES, "/camera/image_raw/compressed", m.COMPRESSED_IMAGE, FRAMES)
     assert topic.rate_hz == pytest.approx(5.0)
+    assert topic.images == (f"{SIZE[1]}x{SIZE[0]} jpeg (first message)",)
 
 
 def test_from_video_keeps_a_time_window(video: Path, tmp_path: Path) -> None:

@@ -131,3 +131,17 @@ def test_metrics_json_values_match_hand_computed_scores(tmp_path):
         copy_mse = np.mean(copy["mse"])
         assert metrics["skill"]["plus4"][str(h)] == pytest.approx(1 - (4 / 255) ** 2 / copy_mse, rel=1e-5)
         assert metrics["skill"]["flow"][str(h)] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_example_labels_are_wrapped_not_cut():
+    """examples.png once showed "model (shuffled action": labels break into lines that fit the band."""
+    import cv2
+
+    from sora_ros.evaluation import report
+
+    for text in ("model (shuffled actions)", "a much longer method name (shuffled actions) that needs three lines"):
+        lines = report.label_lines(text)
+        assert " ".join(lines) == text, "nothing cut"
+        widths = [cv2.getTextSize(line, report._LABEL_FONT, report._LABEL_SCALE, 1)[0][0] for line in lines]
+        assert max(widths) <= report._LABEL_W - 2 * report._LABEL_MARGIN
+    assert len(report.label_lines("a much longer method name (shuffled actions) that needs three lines")) >= 3

@@ -104,6 +104,18 @@ def test_export_command_from_a_checkpoint(tmp_path, capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "parity dynamics" in out and "max |ORT - torch|" in out
+    parity_lines = [line for line in out.splitlines() if line.startswith("parity ")]
+    assert len(parity_lines) == len(GRAPH_FILES) and all(line.endswith("pass (tolerance 1e-03)") for line in parity_lines)
     training = json.loads((tmp_path / "m" / MODEL_JSON).read_text())["training"]
     assert training["data"] == {"frames": 7} and training["command"] == "sora-ros train ..."
     assert training["steps"] == {"vae": 5, "dit": 3} and training["wall_time_s"] == {"vae": 1.0, "dit": 2.0}
+
+
+def test_export_command_says_fail_and_exits_non_zero_over_the_tolerance(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(export, "PARITY_TOLERANCE", -1.0)
+    parser = argparse.ArgumentParser()
+    export_command.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["export", "--preset", "tiny", "--out", str(tmp_path / "m")])
+    assert args.func(args) == 1
+    captured = capsys.readouterr()
+    assert "FAIL (tolerance -1e+00)" in captured.out and "export failed" in captured.err

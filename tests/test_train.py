@@ -131,3 +131,74 @@ def test_train_ends_with_a_verdict_not_a_dict(video, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("h=1: model ") and "copy-last" in line for line in lines)
     assert not any("{'" in line for line in lines), "no raw Python dict"
+
+
+@pytest.fixture(scope="module")
+def sim_run(tmp_path_factory) -> tuple[Path, str]:
+    """A tiny conditioned run on simulated bags with cmd_vel: (run folder, its stdout)."""
+    import contextlib
+    import io
+
+    root = tmp_path_factory.mktemp("sim_train")
+    assert cli(["sim", "record", "--episodes", "3", "--seconds", "3", "--out", str(root / "bags"), "--split", "2:1:0",
+                "--width", "32", "--height", "32", "--objects", "8", "--quiet"]) == 0  # fmt: skip
+    out, stdout = root / "run", io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert cli(["train", "--data", str(root / "bags" / "train"), "--val-data", str(root / "bags" / "val"),
+                    "--image-topic", "/camera/image_raw", "--action-topic", "/cmd_vel", "--out", str(out),
+                    "--vae-steps", "10", "--dit-steps", "20", *TINY]) == 0  # fmt: skip
+    return out, stdout.getvalue()
+
+
+def test_validation_and_verdict_report_the_action_gap(sim_run):
+    """As `sora-ros eval` measures it: PSNR under the true actions minus under other windows' actions."""
+    out, stdout = sim_run
+    dit = json.loads((out / "train_summary.json").read_text())["state"]["val"]["dit"]
+    assert all(np.isfinite(dit[f"h{h}_action_gap"]) for h in (1, 4))
+    assert any(line.startswith("h=1: action gap ") and " dB " in line for line in stdout.splitlines())
+
+
+def test_action_gap_is_the_shared_eval_measure():
+    """Training and `sora-ros eval` draw the other clip's actions and average PSNR the same way."""
+    from sora_ros.core.action_shuffle import ActionShuffler, action_gap
+
+    clips = [10 * i + np.repeat(np.arange(6, dtype=np.float32)[:, None], 2, axis=1) for i in range(3)]  # (T, A)
+    shuffle = ActionShuffler(seed=0)
+    first = shuffle(clips[0], first_future=2)
+    assert first[:, 0].tolist() == [0, 1, 3, 2, 1, 0], "none before it: its own future, reversed in time"
+    second = shuffle(clips[1], first_future=2)
+    assert second[:, 0].tolist() == [10, 11, 2, 3, 4, 5], "the future comes from an earlier clip"
+    assert action_gap([20.0, np.inf, np.nan], [10.0, 50.0]) == pytest.approx((20 + 100) / 2 - 30)
+
+
+def test_training_curves_png_is_written_into_out(sim_run):
+    out, stdout = sim_run
+    picture = cv2.imread(str(out / "train_curves.png"))
+    assert picture is not None and picture.shape[1] > 600
+    assert f"training curves: {out / 'train_curves.png'}" in stdout
+
+
+def test_best_checkpoint_is_kept_beside_the_last_and_exports(sim_run, tmp_path):
+    from sora_ros.model.checkpoint import load_checkpoint
+    from sora_ros.runtime.model_dir import MODEL_JSON
+
+    out, stdout = sim_run
+    summary = json.loads((out / "train_summary.json").read_text())
+    best = summary["best_checkpoint"]
+    assert best["path"] == str(out / "checkpoint_best.pt") and best["step"] in (10, 20)
+    validations = [e for e in log_entries(out) if e["stage"] == "dit" and "val" in e]
+    scores = {e["step"]: np.mean([e["val"]["h1_psnr"], e["val"]["h4_psnr"]]) for e in validations}
+    assert best["step"] == max(scores, key=scores.get) and best["mean_psnr"] == pytest.approx(scores[best["step"]])
+    assert load_checkpoint(out / "checkpoint_best.pt").extra["state"]["step"] == best["step"]
+    assert (out / "checkpoint.pt").exists(), "the last checkpoint stays"
+    assert f"best by validation: {out / 'checkpoint_best.pt'}" in stdout
+    assert cli(["export", "--checkpoint", best["path"], "--out", str(tmp_path / "m")]) == 0
+    training = json.loads((tmp_path / "m" / MODEL_JSON).read_text())["training"]
+    assert training["steps"]["dit"] == best["step"]
+
+
+def test_a_run_clearly_too_short_is_warned_about(sim_run):
+    """10 + 20 steps: below the measured minimum, and a VAE that reconstructs below copy-last."""
+    _, stdout = sim_run
+    assert "warning: 10 VAE + 20 DiT steps is far below the 4500 + 2500 of the shortest run measured" in stdout
+    assert "warning: the VAE reconstructs validation frames at" in stdout and "below copy-last's" in stdout

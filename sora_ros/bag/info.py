@@ -1,5 +1,5 @@
 """Summarise a bag: topics, types, counts, rates, duration, first and last stamps, compression,
-and header stamps that cannot be true (sora_ros.core.stamps)."""
+image size and encoding per image topic, and header stamps that cannot be true (sora_ros.core.stamps)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from sora_ros.bag.reading import BagReader
@@ -21,6 +22,7 @@ class TopicSummary:
     count: int
     first_ns: int | None  # receive times, nanoseconds
     last_ns: int | None
+    images: tuple[str, ...] = ()  # image topics: each distinct "WIDTHxHEIGHT encoding" (compressed: its first message)
 
     @property
     def rate_hz(self) -> float | None:
@@ -68,7 +70,8 @@ class BagSummary:
         width = max((len(t.topic) for t in self.topics), default=0)
         for t in self.topics:
             rate = f"{t.rate_hz:8.2f} Hz" if t.rate_hz else "       - Hz"
-            lines.append(f"  {t.topic:{width}s}  {t.count:7d} msgs  {rate}  {t.msgtype}")
+            images = f"  {', '.join(t.images)}" if t.images else ""
+            lines.append(f"  {t.topic:{width}s}  {t.count:7d} msgs  {rate}  {t.msgtype}{images}")
         for topic, problem in self.stamp_problems.items():
             lines.append(f"WARNING: {topic}: {problem}; sora-ros aligns it by receive time")
         if self.stop_reason:
@@ -96,8 +99,11 @@ def summarize(bag: Path | str) -> BagSummary:
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     stamps: dict[str, tuple[array, array]] = {}  # topic -> header stamps, receive times (int64) of stamped messages
+    images: dict[str, dict[str, None]] = {}  # topic -> distinct image descriptions, in order seen
     for message in reader.messages(list(types)):
         counts[message.topic] += 1
+        if (description := _image_description(message.msg, images.get(message.topic))) is not None:
+            images.setdefault(message.topic, {})[description] = None
         first.setdefault(message.topic, message.log_time_ns)
         last[message.topic] = message.log_time_ns
         header = getattr(message.msg, "header", None)
@@ -105,7 +111,28 @@ def summarize(bag: Path | str) -> BagSummary:
             headers, receipts = stamps.setdefault(message.topic, (array("q"), array("q")))
             headers.append(ros_time_ns(header.stamp))
             receipts.append(message.log_time_ns)
-    topics = [TopicSummary(t, types[t].msgtype, counts[t], first.get(t), last.get(t)) for t in types]
+    topics = [TopicSummary(t, types[t].msgtype, counts[t], first.get(t), last.get(t), tuple(images.get(t, ())))
+              for t in types]  # fmt: skip
     problems = {topic: problem for topic, (headers, receipts) in stamps.items()
                 if (problem := stamp_problem(np.frombuffer(headers, np.int64), np.frombuffer(receipts, np.int64)))}
     return BagSummary(reader.path, reader.files, topics, reader.stop_reason, reader.compression, problems)
+
+
+# Distinct image descriptions listed per topic, beyond which a topic is summarised as varying.
+_MAX_IMAGE_DESCRIPTIONS = 3
+
+
+def _image_description(msg, seen: dict[str, None] | None) -> str | None:
+    """"WIDTHxHEIGHT encoding" of a sensor_msgs Image, or of a CompressedImage's first message
+    (decoded once: its header does not say); None for anything else or nothing new to say."""
+    if hasattr(msg, "encoding") and hasattr(msg, "width") and hasattr(msg, "height"):
+        description = f"{msg.width}x{msg.height} {msg.encoding}"
+        if seen is None or description in seen:
+            return description
+        return description if len(seen) < _MAX_IMAGE_DESCRIPTIONS else "..."
+    if hasattr(msg, "format") and hasattr(msg, "data") and seen is None:
+        decoded = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
+        if decoded is None:
+            return f"{msg.format} (first message not decodable)"
+        return f"{decoded.shape[1]}x{decoded.shape[0]} {msg.format} (first message)"
+    return None

@@ -12,6 +12,7 @@ from sora_ros.runtime.model_dir import DYNAMICS_WEIGHTS, GRAPH_FILES, MODEL_JSON
 def main(args: argparse.Namespace) -> int:
     import torch
 
+    from sora_ros.model import export as exporter
     from sora_ros.model.checkpoint import load_checkpoint
     from sora_ros.model.export import ExportError, export_model
     from sora_ros.model.config import preset
@@ -35,12 +36,19 @@ def main(args: argparse.Namespace) -> int:
         report = export_model(vae, dit, args.out, version=args.version, training=training,
                               evaluation=evaluation, seed=args.seed)
     except ExportError as error:
+        _print_parity(error.parity, exporter.PARITY_TOLERANCE)
         print(f"export failed: {error}", file=sys.stderr)
         return 1
-    for graph, error in report.parity.items():
-        print(f"parity {graph:17s} max |ORT - torch| = {error:.2e}")
+    _print_parity(report.parity, exporter.PARITY_TOLERANCE)
     print(f"wrote {report.directory}/ ({', '.join(sorted(GRAPH_FILES.values()))}, {DYNAMICS_WEIGHTS}, {MODEL_JSON})")
     return 0
+
+
+def _print_parity(parity: dict[str, float], tolerance: float) -> None:
+    """One line per graph checked: its ONNX Runtime vs torch difference, pass or FAIL against `tolerance`."""
+    for graph, error in parity.items():
+        verdict = "pass" if error <= tolerance else "FAIL"
+        print(f"parity {graph:17s} max |ORT - torch| = {error:.2e}  {verdict} (tolerance {tolerance:.0e})")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +61,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "directory with ONNX graphs and model.json, and check ONNX Runtime against torch.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, help="checkpoint written by sora-ros train")
+    source.add_argument("--checkpoint", type=Path,
+                        help="checkpoint written by sora-ros train: RUN/checkpoint.pt (last) or "
+                             "RUN/checkpoint_best.pt (best validation)")  # fmt: skip
     source.add_argument("--preset", choices=sorted(PRESETS), help="export random weights of this size preset")
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument("--version", default="0.1.0", help="model version for model.json")

@@ -29,7 +29,7 @@ def main(args: argparse.Namespace) -> int:
     if not hasattr(args, "command"):  # recorded in the checkpoint and model.json
         args.command = " ".join(["sora-ros train", *sys.argv[2:]])
     from sora_ros.bag.reading import BagError
-    from sora_ros.model.trainer import CHECKPOINT_NAME, Trainer, init_distributed, verdict
+    from sora_ros.model.trainer import CHECKPOINT_NAME, LOG_NAME, Trainer, init_distributed, verdict
 
     dist_info = init_distributed()
     try:
@@ -43,13 +43,32 @@ def main(args: argparse.Namespace) -> int:
             import torch.distributed as dist
 
             dist.destroy_process_group()
-    trainer.log(f"done: {Path(args.out) / CHECKPOINT_NAME}")
+    if not dist_info.is_main:
+        return 0
+    out = Path(args.out)
+    trainer.log(f"done: {out / CHECKPOINT_NAME} (last)")
+    best = summary.get("best_checkpoint")
+    if best:
+        trainer.log(f"best by validation: {best['path']} (DiT step {best['step']}, mean PSNR {best['mean_psnr']:.2f} dB "
+                    f"over the validated horizons); export it with sora-ros export --checkpoint {best['path']}")  # fmt: skip
+    trainer.log(_plot_curves(out / LOG_NAME))
     vae = summary["state"]["val"].get("vae", {})
     if "recon_psnr" in vae:
         trainer.log(f"VAE reconstruction on validation frames: {vae['recon_psnr']:.2f} dB")
     for line in verdict(summary["state"]["val"]):
         trainer.log(line)
     return 0
+
+
+def _plot_curves(log_path: Path) -> str:
+    """Write the curves PNG beside the log; the line that says where (or why not)."""
+    from sora_ros.evaluation.training_curves import CURVES_NAME, plot_training_curves
+
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return "no training curves: matplotlib is in the eval extra (pip install -e '.[eval]')"
+    return f"training curves: {plot_training_curves(log_path, log_path.parent / CURVES_NAME)}"
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -87,7 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="bf16: bfloat16 autocast for the forward pass (weights and optimiser stay float32); "
                             "on a CPU it pays off only with AVX512-BF16 or AMX (lscpu flags)")  # fmt: skip
     run = parser.add_argument_group("run")
-    run.add_argument("--out", required=True, help="run directory: checkpoint.pt, train_log.jsonl, train_summary.json")
+    run.add_argument("--out", required=True,
+                     help="run directory: checkpoint.pt (last), checkpoint_best.pt (best DiT validation), "
+                          "train_log.jsonl, train_curves.png, train_summary.json")  # fmt: skip
     run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     run.add_argument("--val-every", type=int, default=500, help="validate every N steps")
     run.add_argument("--checkpoint-every", type=int, default=500, help="write the checkpoint every N steps")

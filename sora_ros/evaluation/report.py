@@ -15,6 +15,10 @@ from sora_ros.evaluation.scoring import COPY_LAST, Evaluation
 # Strip picture: pixels per frame tile (frames are upscaled to this height) and label band.
 _TILE = 160
 _LABEL_W = 170
+_LABEL_MARGIN = 6
+_LABEL_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_LABEL_SCALE = 0.45
+_LABEL_LINE = 16  # pixels between the baselines of a label's lines
 
 
 def json_safe(value: Any) -> Any:
@@ -111,9 +115,26 @@ def _tile(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(frame, (round(width * _TILE / height), _TILE), interpolation=cv2.INTER_NEAREST)
 
 
+def label_lines(text: str, width: int = _LABEL_W - 2 * _LABEL_MARGIN) -> list[str]:
+    """`text` broken at spaces into lines no wider than `width` pixels in the label font (a word
+    wider than that gets a line of its own); nothing is cut."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        wider = f"{lines[-1]} {word}" if lines else word
+        if lines and cv2.getTextSize(wider, _LABEL_FONT, _LABEL_SCALE, 1)[0][0] <= width:
+            lines[-1] = wider
+        else:
+            lines.append(word)
+    return lines
+
+
 def _label(text: str, height: int) -> np.ndarray:
     band = np.full((height, _LABEL_W, 3), 255, np.uint8)
-    cv2.putText(band, text[:22], (6, height // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    lines = label_lines(text)
+    top = height // 2 + 5 - (len(lines) - 1) * _LABEL_LINE // 2
+    for i, line in enumerate(lines):
+        cv2.putText(band, line, (_LABEL_MARGIN, top + i * _LABEL_LINE), _LABEL_FONT, _LABEL_SCALE, (0, 0, 0), 1,
+                    cv2.LINE_AA)  # fmt: skip
     return band
 
 

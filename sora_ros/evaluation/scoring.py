@@ -15,20 +15,19 @@ actions scores worse there, and one that ignores them scores the same.
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm import tqdm
 
+from sora_ros.core.action_shuffle import ActionShuffler, action_gap
 from sora_ros.evaluation.metrics import FrameScores, skill_score, summarize
 
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 COPY_LAST = "copy-last"
 SHUFFLED_SUFFIX = " (shuffled actions)"
-# Clips whose actions stand in as "someone else's actions" for the shuffled run.
-_SHUFFLE_POOL = 32
 # Example rollouts kept for the strip picture.
 EXAMPLES_KEPT = 4
 
@@ -86,8 +85,7 @@ def evaluate(
     """
     lookahead = max(horizons)
     result = Evaluation(sorted(horizons), context_length)
-    rng = np.random.default_rng(seed)
-    action_pool: deque[np.ndarray] = deque(maxlen=_SHUFFLE_POOL)
+    shuffle = ActionShuffler(seed)
     bar = tqdm(clips, total=max_clips, desc="evaluating", unit="clip", disable=None if progress else True)
     for clip in bar:
         frames, actions = clip.frames, clip.actions
@@ -103,12 +101,9 @@ def evaluate(
         for name, predictor in predictors.items():
             predictions[name] = _checked(name, predictor(context, actions), future.shape)
         if shuffle_actions_of is not None and actions.shape[1] > 0:
-            other = action_pool[rng.integers(len(action_pool))] if action_pool else actions[::-1]
-            shuffled = actions.copy()
-            shuffled[context_length - 1 :] = other[context_length - 1 :]
+            shuffled = shuffle(actions, first_future=context_length - 1)
             name = shuffle_actions_of + SHUFFLED_SUFFIX
             predictions[name] = _checked(name, predictors[shuffle_actions_of](context, shuffled), future.shape)
-            action_pool.append(actions)
         for name, predicted in predictions.items():
             for h in result.horizons:
                 result.scores[name][h].append(FrameScores.of(predicted[h - 1], future[h - 1], context[-1]))
@@ -160,6 +155,7 @@ def summarize_evaluation(result: Evaluation) -> dict:
     for shuffled_name in [n for n in result.scores if n.endswith(SHUFFLED_SUFFIX)]:
         name = shuffled_name.removesuffix(SHUFFLED_SUFFIX)
         sensitivity[name] = {
-            h: methods[name][h]["psnr"]["mean"] - methods[shuffled_name][h]["psnr"]["mean"] for h in result.horizons
+            h: action_gap([s.psnr for s in result.scores[name][h]], [s.psnr for s in result.scores[shuffled_name][h]])
+            for h in result.horizons
         }
     return {"methods": methods, "skill": skill, "action_sensitivity": sensitivity}

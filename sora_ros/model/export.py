@@ -48,7 +48,14 @@ ANCHOR_CONTRACT = (
 
 
 class ExportError(Exception):
-    """Export produced graphs that disagree with torch or with the model contract."""
+    """Export produced graphs that disagree with torch or with the model contract.
+
+    `parity` holds the graphs checked so far (graph -> max abs difference), the failing one last.
+    """
+
+    def __init__(self, message: str, parity: dict[str, float] | None = None):
+        super().__init__(message)
+        self.parity = dict(parity or {})
 
 
 @dataclass(frozen=True)
@@ -140,7 +147,7 @@ def export_model(vae, dit, out_dir: str | Path, *, version: str = "0.1.0", train
             parity[graph] = float(np.max(np.abs(got - expected)))
             if not parity[graph] <= PARITY_TOLERANCE:
                 raise ExportError(f"{path}: ONNX Runtime differs from torch by {parity[graph]:.3g} "
-                                  f"(tolerance {PARITY_TOLERANCE})")
+                                  f"(tolerance {PARITY_TOLERANCE})", parity)
     _write_model_json(out, config, signatures, ops, kv_shape, parity, version, training, evaluation)
     read_model_info(out)
     return ExportReport(out, parity)

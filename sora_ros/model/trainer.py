@@ -4,7 +4,8 @@ is its command line.
 
 Every rank holds the data and draws its own batches (seeded by rank); DDP averages the
 gradients, so all ranks keep identical weights. Rank 0 alone validates, writes checkpoints
-and the log. `resume` continues from the checkpoint in `out`, stage and step included.
+and the log. `resume` continues from the checkpoint in `out`, stage and step included. Each DiT
+validation that beats the best so far (mean PSNR over VAL_HORIZONS) also writes checkpoint_best.pt.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sora_ros.core.psnr import psnr_from_mse
+
 CHECKPOINT_NAME = "checkpoint.pt"
+# The DiT checkpoint with the best validation (mean model PSNR over the validated horizons).
+BEST_CHECKPOINT_NAME = "checkpoint_best.pt"
 LOG_NAME = "train_log.jsonl"
 SUMMARY_NAME = "train_summary.json"
 WARMUP_STEPS = 100
@@ -30,7 +35,15 @@ FINAL_LR_FRACTION = 0.1
 VAL_FRAMES = 256
 VAL_WINDOWS = 64
 VAL_HORIZON = 4
+# Horizons reported by validation (<= VAL_HORIZON).
+VAL_HORIZONS = (1, VAL_HORIZON)
 CALIBRATION_FRAMES = 512
+# The shortest run measured to beat copy-last (the default model, cpu64 on simulated data; README,
+# "How long to train"), and the step counts under which a run is clearly too short beside it.
+MEASURED_VAE_STEPS, MEASURED_DIT_STEPS = 4500, 2500
+SHORT_VAE_STEPS, SHORT_DIT_STEPS = 1000, 1000
+# An action gap at or above this says the model uses its actions (the default model: 2.0 to 2.8 dB).
+ACTION_GAP_USED_DB = 0.2
 
 
 @dataclass
@@ -171,6 +184,10 @@ class Trainer:
                  f"{self.val_data.summary()['sequences']} validation")  # fmt: skip
         for note in self.train_data.notes:
             self.log(f"  {note}")
+        if self.dist.is_main and (args.vae_steps < SHORT_VAE_STEPS or args.dit_steps < SHORT_DIT_STEPS):
+            self.log(f"warning: {args.vae_steps} VAE + {args.dit_steps} DiT steps is far below the "
+                     f"{MEASURED_VAE_STEPS} + {MEASURED_DIT_STEPS} of the shortest run measured to beat copy-last "
+                     "(README, \"How long to train\"): expect it to lose to copy-last; train longer")  # fmt: skip
 
     # -- helpers -------------------------------------------------------------------
 
@@ -194,12 +211,12 @@ class Trainer:
             with open(self.out / LOG_NAME, "a") as log:
                 log.write(json.dumps(entry) + "\n")
 
-    def save(self, optimizers: dict) -> None:
+    def save(self, optimizers: dict, path: Path | None = None) -> None:
         from sora_ros.core.machine import machine_description
         from sora_ros.model.checkpoint import save_checkpoint
 
         if self.dist.is_main:
-            save_checkpoint(self.checkpoint_path, self.config, self.vae, self.dit, state=self.state,
+            save_checkpoint(path or self.checkpoint_path, self.config, self.vae, self.dit, state=self.state,
                             optimizers=optimizers, data=self.train_data.summary(),
                             val_data=self.val_data.summary(), command=self.args.command,
                             random={"rank0": {"numpy": self.rng.bit_generator.state,
@@ -330,6 +347,29 @@ class Trainer:
         self.state["val"][stage] = {"step": step, **metrics}
         self.record({"stage": stage, "step": step, "val": metrics})
         self.log(f"[{stage} {step}] validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        if stage == "vae" and step == self.args.vae_steps:
+            self._warn_if_vae_caps_below_copy_last(metrics["recon_psnr"])
+        if stage == "dit":
+            self._keep_if_best(step, metrics)
+
+    def _keep_if_best(self, step: int, metrics: dict) -> None:
+        """Write BEST_CHECKPOINT_NAME when this validation's mean model PSNR is the best so far."""
+        score = float(np.mean([metrics[f"h{h}_psnr"] for h in VAL_HORIZONS]))
+        if score > self.state.get("best", {}).get("mean_psnr", -math.inf):
+            self.state["best"] = {"step": step, "mean_psnr": score}
+            self.save({}, self.out / BEST_CHECKPOINT_NAME)
+
+    def _warn_if_vae_caps_below_copy_last(self, recon_psnr: float) -> None:
+        """Every predicted frame passes the decoder: a reconstruction below copy-last's h=1 cannot beat it."""
+        k = self.config.dit.context_frames
+        # The windows and the measure of the DiT's validation, so the number matches its h1_copy_last_psnr.
+        rows, index = self.window_index(self.val_data, VAL_WINDOWS, k + VAL_HORIZON, np.random.default_rng(0))
+        frames = self.val_data.frames[rows, index[:, k - 1 : k + 1]].astype(np.float32) / 255.0  # (B, 2, H, W, 3)
+        copy_last = float(psnr_from_mse(np.mean((frames[:, 1] - frames[:, 0]) ** 2), capped=True))
+        if recon_psnr < copy_last:
+            self.log(f"warning: the VAE reconstructs validation frames at {recon_psnr:.2f} dB, below copy-last's "
+                     f"{copy_last:.2f} dB at h=1: predictions decoded by it will lose to copy-last; "
+                     "train the VAE longer (--vae-steps) or add data")  # fmt: skip
 
     def _validate_vae(self) -> dict:
         import torch
@@ -343,6 +383,7 @@ class Trainer:
     def _validate_dit(self) -> dict:
         import torch
 
+        from sora_ros.core.action_shuffle import ActionShuffler, action_gap
         from sora_ros.model.training import normalise_actions, signed_psnr
         from sora_ros.model.vae import images_to_signed
         from sora_ros.runtime.sampler import rollout
@@ -362,19 +403,31 @@ class Trainer:
                                     torch.from_numpy(flow_time).to(device), action)  # fmt: skip
             return out.cpu().numpy()
 
-        future_actions = None
-        if self.config.dit.action_dim:
-            future_actions = normalise_actions(torch.from_numpy(actions[:, k - 1 : -1]), self.config.actions).numpy()
-        predicted = rollout(context_fn, velocity_fn, latents[:, :k], future_actions, VAL_HORIZON,
-                            self.config.sampler_steps, self.config.context_noise, np.random.default_rng(1))  # fmt: skip
-        decoded = self.vae.decode(torch.from_numpy(predicted.reshape(-1, *predicted.shape[2:])).to(device))
-        decoded = decoded.clamp(-1, 1).reshape(VAL_WINDOWS, VAL_HORIZON, *decoded.shape[1:])  # (B, L, 3, H, W)
+        def predict(window_actions: np.ndarray):
+            future_actions = None
+            if self.config.dit.action_dim:
+                future_actions = normalise_actions(torch.from_numpy(window_actions[:, k - 1 : -1]),
+                                                   self.config.actions).numpy()  # fmt: skip
+            predicted = rollout(context_fn, velocity_fn, latents[:, :k], future_actions, VAL_HORIZON,
+                                self.config.sampler_steps, self.config.context_noise, np.random.default_rng(1))  # fmt: skip
+            decoded = self.vae.decode(torch.from_numpy(predicted.reshape(-1, *predicted.shape[2:])).to(device))
+            return decoded.clamp(-1, 1).reshape(VAL_WINDOWS, VAL_HORIZON, *decoded.shape[1:])  # (B, L, 3, H, W)
+
+        decoded = predict(actions)
         real = images_to_signed(torch.from_numpy(truth[:, k:]).to(device).flatten(0, 1)).reshape(decoded.shape)
         last = images_to_signed(torch.from_numpy(truth[:, k - 1]).to(device))[:, None]  # (B, 1, 3, H, W)
         metrics = {}
-        for h in (1, VAL_HORIZON):
+        for h in VAL_HORIZONS:
             metrics[f"h{h}_psnr"] = signed_psnr(((decoded[:, h - 1] - real[:, h - 1]) ** 2).mean())
             metrics[f"h{h}_copy_last_psnr"] = signed_psnr(((last[:, 0] - real[:, h - 1]) ** 2).mean())
+        if self.config.dit.action_dim:
+            # As `sora-ros eval` measures it: each window under another window's future actions.
+            shuffle = ActionShuffler(seed=0)
+            swapped = predict(np.stack([shuffle(window, first_future=k - 1) for window in actions]))
+            per_window = {name: signed_psnr(((images - real) ** 2).mean(dim=(2, 3, 4)))  # (B, L) dB
+                          for name, images in (("true", decoded), ("shuffled", swapped))}  # fmt: skip
+            for h in VAL_HORIZONS:
+                metrics[f"h{h}_action_gap"] = action_gap(per_window["true"][:, h - 1], per_window["shuffled"][:, h - 1])
         return metrics
 
     def run(self) -> dict:
@@ -387,6 +440,8 @@ class Trainer:
         summary = {"command": self.args.command, "config": self.config.to_dict(), "state": self.state,
                    "data": self.train_data.summary(), "val_data": self.val_data.summary(),
                    "world_size": self.dist.world_size}  # fmt: skip
+        if "best" in self.state:
+            summary["best_checkpoint"] = {"path": str(self.out / BEST_CHECKPOINT_NAME), **self.state["best"]}
         if self.dist.is_main:
             (self.out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
         return summary
@@ -406,6 +461,11 @@ def verdict(validation: dict) -> list[str]:
         head = f"{h[0]}={h[1:]}: model {dit[f'{h}_psnr']:.2f} dB, copy-last {dit[key]:.2f} dB:"
         lines.append(f"{head} beats copy-last by {gap:.2f} dB" if gap > 0 else
                      f"{head} loses to copy-last by {-gap:.2f} dB; train longer or add data")  # fmt: skip
+        if f"{h}_action_gap" in dit:
+            action = dit[f"{h}_action_gap"]
+            lines.append(f"{h[0]}={h[1:]}: action gap {action:+.2f} dB (PSNR lost under other windows' actions; "
+                         + ("the model uses its actions)" if action >= ACTION_GAP_USED_DB else
+                            "near 0 or below: the model ignores its actions)"))  # fmt: skip
     return lines or ["no DiT validation yet: the run stopped before the DiT stage validated"]
 
 
