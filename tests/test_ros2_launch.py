@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,17 @@ def ros2_environment() -> dict[str, str]:
 def ros2(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([str(ROS2), *args], env=ros2_environment(), capture_output=True, text=True,
                           timeout=timeout_s)
+
+
+def ros2_on_node(*args: str, attempts: int = 10) -> subprocess.CompletedProcess:
+    """A `ros2 param/lifecycle` verb on a node known to be running: the daemon's graph may not list
+    it yet on a busy machine ("Node not found"), so ask again, a second apart."""
+    for _ in range(attempts):
+        result = ros2(*args)
+        if "Node not found" not in result.stderr + result.stdout:
+            return result
+        time.sleep(1.0)
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +89,11 @@ def test_world_model_launch_under_ros2_launch(ros, daemon) -> None:
             probe.send(100.0 + 0.1 * n)
         probe.wait_for(lambda: len(probe.futures) > 0, "futures from the node ros2 launch started")
         assert len(probe.futures[-1].frames) == 2, "horizon:=2 reached the node"
-        described = ros2("param", "describe", "/world_model", "horizon")
+        described = ros2_on_node("param", "describe", "/world_model", "horizon")
         assert described.returncode == 0 and "predicted frames per live rollout" in described.stdout, described
-        assert "True" in ros2("param", "get", "/world_model", "use_sim_time").stdout, "use_sim_time:=true ignored"
-        state = ros2("lifecycle", "get", "/world_model")
+        assert "True" in ros2_on_node("param", "get", "/world_model", "use_sim_time").stdout, \
+            "use_sim_time:=true ignored"
+        state = ros2_on_node("lifecycle", "get", "/world_model")
         assert state.stdout.startswith("active"), state
     finally:
         probe.close()

@@ -298,8 +298,9 @@ def test_bad_compressed_images_are_counted_drops(ros, tiny_model: str) -> None:
     from test_image_conversion import corrupted_jpeg, other_codec, png_bomb
 
     process = start_node("sora_ros.nodes.encoder", "-p", f"model_path:={tiny_model}", "-p", "compressed:=true",
-                         "-r", "image/compressed:=/enc_test/image/compressed", *FAST_DIAGNOSTICS)
-    probe = Probe("encoder", "/enc_test/image", SIZE)
+                         "-r", "image/compressed:=/enc_test/image/compressed", "-r", "__node:=enc_test_encoder",
+                         *FAST_DIAGNOSTICS)  # a name of its own: no other test's encoder answers for it
+    probe = Probe("enc_test_encoder", "/enc_test/image", SIZE)
     bad = [(b"\xff\xd8\xff\xe0 this is no JPEG", "jpeg", "drop/malformed_image"),
            (corrupted_jpeg(), "jpeg", "drop/malformed_image"),
            (png_bomb(20000), "png", "drop/image_too_large"),
@@ -309,8 +310,8 @@ def test_bad_compressed_images_are_counted_drops(ros, tiny_model: str) -> None:
         for data, image_format, counter in bad:
             msg = CompressedImage(header=header(0, "camera"), format=image_format)
             msg.data = array.array("B", data)
-            probe.send_bad(msg, counter, "encoder: input")
-        assert probe.counter("encoder: input", "error/encode") == 0
+            probe.send_bad(msg, counter, "enc_test_encoder: input")
+        assert probe.counter("enc_test_encoder: input", "error/encode") == 0
     finally:
         probe.close()
         output = stop(process)
