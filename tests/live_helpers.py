@@ -40,7 +40,7 @@ class Probe:
     """Publishes `image` frames; records ~/latents, ~/futures and /diagnostics of `node_name`."""
 
     def __init__(self, node_name: str, image_topic: str, image_size: tuple[int, int]) -> None:
-        self.node = rclpy.create_node("world_model_test_probe")
+        self.node = rclpy.create_node(f"{node_name}_test_probe")  # one per node under test: no name clash
         self.size = image_size
         self.lock = threading.Lock()
         self.latents: list[PatchLatents] = []

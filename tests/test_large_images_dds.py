@@ -27,13 +27,15 @@ CAMERA = "/large_test/image"
 NODE = "large_test_world_model"
 INPUT = f"{NODE}: input"
 RATE_HZ, SECONDS = 15.0, 4.0
+pytestmark = pytest.mark.own_process
 
 
 @pytest.fixture(scope="module")
 def node() -> Iterator[Probe]:
     rclpy.init()
     process = start_node("sora_ros.nodes.world_model", "-p", f"model_path:={default_model_dir()}",
-                         "-p", "diagnostics_period_s:=0.2", "-r", f"image:={CAMERA}", "-r", f"__node:={NODE}")
+                         "-p", "diagnostics_period_s:=0.2", "-r", f"image:={CAMERA}", "-r", f"__node:={NODE}",
+                         "-p", "rollout_rate:=2.0")  # transport is under test: rollouts at camera size are costly
     probe = Probe(NODE, CAMERA, (480, 640))
     try:
         yield probe

@@ -294,6 +294,7 @@ def test_a_burst_of_concurrent_rollout_calls_is_answered_in_full(world_model: Pr
     assert sum(a.success for a in answers) >= 1
 
 
+@pytest.mark.own_process
 def test_bad_compressed_images_are_counted_drops(ros, tiny_model: str) -> None:
     from test_image_conversion import corrupted_jpeg, other_codec, png_bomb
 
@@ -306,15 +307,19 @@ def test_bad_compressed_images_are_counted_drops(ros, tiny_model: str) -> None:
            (png_bomb(20000), "png", "drop/image_too_large"),
            (other_codec("bmp"), "jpeg", "drop/unknown_encoding"),
            (other_codec("webp"), "webp", "drop/unknown_encoding")]
+    failure = None
     try:
         for data, image_format, counter in bad:
             msg = CompressedImage(header=header(0, "camera"), format=image_format)
             msg.data = array.array("B", data)
             probe.send_bad(msg, counter, "enc_test_encoder: input")
         assert probe.counter("enc_test_encoder: input", "error/encode") == 0
+    except AssertionError as error:
+        failure = error
     finally:
         probe.close()
         output = stop(process)
+    assert failure is None, f"{failure}; the node said:\n{output}"
     assert "Traceback" not in output and "Corrupt JPEG" not in output, output
 
 
