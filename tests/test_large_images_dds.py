@@ -35,7 +35,8 @@ def node() -> Iterator[Probe]:
     rclpy.init()
     process = start_node("sora_ros.nodes.world_model", "-p", f"model_path:={default_model_dir()}",
                          "-p", "diagnostics_period_s:=0.2", "-r", f"image:={CAMERA}", "-r", f"__node:={NODE}",
-                         "-p", "rollout_rate:=2.0")  # transport is under test: rollouts at camera size are costly
+                         "-p", "rollout_rate:=2.0",  # transport is under test: rollouts at camera size are costly
+                         "-p", "qos_depth:=10")  # a busy 2-core host may hold the callback past one frame period
     probe = Probe(NODE, CAMERA, (480, 640))
     try:
         yield probe
