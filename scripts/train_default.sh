@@ -20,8 +20,10 @@ for clip in "carphone_pristine 2.8" "bikes 7.0"; do
   [ -d "data/real/test/$1" ] || $SORA bag from-video "$FOOTAGE/$1.mp4" "data/real/test/$1" --begin "$2"
 done
 
+# --resume only where a run has begun: train refuses it on a folder without a checkpoint.
+RESUME=$([ -f "$OUT/checkpoint.pt" ] && echo --resume || true)
 $SORA train --data data/sim/train data/real/train --val-data data/sim/val \
-  --image-topic /camera/image_raw --action-topic /cmd_vel --out "$OUT" --resume \
+  --image-topic /camera/image_raw --action-topic /cmd_vel --out "$OUT" $RESUME \
   --sequence-frames 16 --vae-steps 4500 --vae-batch 32 --vae-lr 1e-3 \
   --dit-steps 2500 --dit-batch 16 --dit-lr 4e-4 --val-every 500 --checkpoint-every 250
 
