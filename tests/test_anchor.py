@@ -16,7 +16,7 @@ from sora_ros.core.requests import RolloutRequest
 from sora_ros.core.units import NS_PER_S
 from sora_ros.model.anchor import AnchorConfig, AnchorNet, compose
 from sora_ros.model.export import PARITY_TOLERANCE, export_anchor
-from sora_ros.runtime.anchor import ANCHOR_FILE, crop_window, render
+from sora_ros.runtime.anchor import ANCHOR_FILE, crop_window, plan_features, plan_size, render
 from sora_ros.runtime.engine import WorldModelEngine
 from sora_ros.runtime.model_dir import MODEL_JSON
 from sora_ros.runtime.pipeline import RolloutSettings, WorldModelPipeline
@@ -83,6 +83,47 @@ def test_export_adds_the_anchor_graph_with_parity(tmp_path):
                        torch.from_numpy(latents), torch.from_numpy(np.stack([latents[0]] * 3)),
                        torch.tensor([1.0, 2.0, 3.0]), torch.from_numpy(np.stack([recon] * 3)))
     assert np.abs(motion - expected[0].numpy()).max() < 1e-3 and np.abs(mask - expected[1].numpy()).max() < 1e-3
+
+
+def test_plan_features_keep_the_actions_up_to_the_step_and_flag_unknown_ones():
+    actions = np.arange(1, 2 * HORIZON * 2 + 1, dtype=np.float32).reshape(2, HORIZON, 2)  # (B, H, A)
+    actions[1, 1] = np.nan  # an unknown command at step 2 of the second row
+    plan = plan_features(actions, np.array([2, 1]), HORIZON, 2)
+    assert plan.shape == (2, plan_size(HORIZON, 2)) == (2, 2 * HORIZON + 1)
+    assert plan[0].tolist() == [1, 2, 3, 4] + [0] * (2 * HORIZON - 4) + [1]  # steps 1-2 then zeros, known
+    assert plan[1].tolist() == [2 * HORIZON + 1, 2 * HORIZON + 2] + [0] * (2 * HORIZON - 2) + [1]  # step 1 only: the NaN comes later
+    unknown = plan_features(actions, np.array([2, 2]), HORIZON, 2)[1]
+    assert not unknown.any()  # a NaN among the first k: all zero, flag 0
+    assert not plan_features(None, np.array([3]), HORIZON, 2).any()
+    assert plan_features(actions, np.array([HORIZON + 3, 1]), HORIZON, 2)[0, :-1].tolist() == actions[0].ravel().tolist()
+
+
+def test_commanded_actions_reach_a_plan_conditioned_anchor_graph(tmp_path):
+    directory = export_tiny(tmp_path / "m")
+    info = WorldModelEngine(directory).info
+    torch.manual_seed(0)
+    config = AnchorConfig(width=8, horizon=HORIZON, plan_features=plan_size(HORIZON, info.action_dim))
+    assert export_anchor(randomise(AnchorNet(config, info.latent_shape[0]), 3).eval(), directory) <= PARITY_TOLERANCE
+    engine = WorldModelEngine(directory)
+    rng = np.random.default_rng(1)
+    height, width = info.image_size
+    frames = rng.integers(0, 256, (2, height, width, 3), dtype=np.uint8)
+    flow = rng.standard_normal((2, height, width)).astype(np.float32)
+    latents = np.repeat(rng.standard_normal((1, *info.latent_shape)).astype(np.float32), 2, axis=0)
+
+    def motion(actions):
+        return engine.anchor_fields(frames[0], frames[1], flow, latents, latents[0], np.array([2, 2]), None, actions)[0]
+
+    turn = np.zeros((2, HORIZON, info.action_dim), np.float32)
+    turn[1, :, -1] = 0.5  # the second row turns
+    moved = motion(turn)
+    assert np.abs(moved[0] - moved[1]).max() > 1e-3  # the command changes the motion field
+    assert np.allclose(motion(None), motion(np.full_like(turn, np.nan)))  # None = unknown = NaN rows
+    meta = json.loads((directory / MODEL_JSON).read_text())
+    meta["anchor"]["config"]["plan_features"] += 1
+    (directory / MODEL_JSON).write_text(json.dumps(meta))
+    with pytest.raises(Exception, match="plan_features"):
+        WorldModelEngine(directory)
 
 
 def test_static_scene_prediction_is_the_last_frame(anchored_dir):

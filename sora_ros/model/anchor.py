@@ -13,7 +13,10 @@ condition is the latent the DiT predicted and how well the VAE reconstructs the 
 decides whether synthesis can be trusted), and a classical flow between the last two observed
 frames is an input feature: the network predicts a correction to constant-velocity motion
 (`step * flow`), starting from exactly zero, with the mask biased to the warp, so an untrained
-or static case gives the last frame back.
+or static case gives the last frame back. Nets with a `plan` input also see the actions commanded
+up to step k (sora_ros.runtime.anchor.plan_features) and the pixel coordinates: the flow only
+knows the motion so far, the command says how it changes (a turn shifts the view, driving
+forward expands it from the centre, so the motion depends on where a pixel is).
 
 Legend: B batch, H/W model image, h/w latent grid, C latent channels.
 """
@@ -44,22 +47,25 @@ class AnchorConfig:
         width: conv channels at half resolution (the network's main level).
         blocks: residual blocks per level (half and quarter resolution).
         horizon: the largest step it is trained for (step inputs are divided by it).
+        plan_features: P of the `plan` input (sora_ros.runtime.anchor.plan_size(horizon, A));
+            0: no plan input and no coordinate planes (graphs exported before them).
     """
 
     width: int = 32
     blocks: int = 1
     horizon: int = 8
+    plan_features: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> AnchorConfig:
-        return cls(**{k: data[k] for k in ("width", "blocks", "horizon") if k in data})
+        return cls(**{k: data[k] for k in ("width", "blocks", "horizon", "plan_features") if k in data})
 
 
 class AnchorNet(nn.Module):
-    """frames, flow, latent, context latent, step -> motion (B, 2, H, W) and mask (B, 1, H, W).
+    """frames, flow, latent, context latent, step[, plan] -> motion (B, 2, H, W) and mask (B, 1, H, W).
 
     Args:
         config: its size.
@@ -71,6 +77,9 @@ class AnchorNet(nn.Module):
         self.config = config
         width = config.width
         image_in = 3 + 3 + 2 + 1 + 3  # previous, last, flow, step plane, |last - its reconstruction|
+        if config.plan_features:
+            image_in += 2  # x, y in [-1, 1]
+            self.plan_in = nn.Sequential(nn.Linear(config.plan_features, width), nn.SiLU(), nn.Linear(width, width))
         self.full = nn.Sequential(nn.Conv2d(image_in, width // 2, 3, padding=1), nn.SiLU())
         self.down = nn.Sequential(nn.Conv2d(width // 2, width, 3, stride=2, padding=1), nn.SiLU())
         self.latent_in = nn.Sequential(nn.Conv2d(3 * latent_channels, width, 1), nn.SiLU(), nn.Conv2d(width, width, 1))
@@ -84,7 +93,8 @@ class AnchorNet(nn.Module):
             self.head.bias.copy_(torch.tensor([0.0, 0.0, MASK_INIT_BIAS]))
 
     def forward(self, frames: torch.Tensor, flow: torch.Tensor, latent: torch.Tensor, context_latent: torch.Tensor,
-                step: torch.Tensor, reconstruction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                step: torch.Tensor, reconstruction: torch.Tensor,
+                plan: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Args:
             frames: uint8 (B, 2, H, W, 3) RGB, the previous and the last observed frame.
             flow: float32 (B, 2, H, W): where each pixel of the last frame was in the previous one (pixels).
@@ -93,6 +103,7 @@ class AnchorNet(nn.Module):
             step: float32 (B,), k >= 1.
             reconstruction: uint8 (B, H, W, 3), the VAE decoder's image of `context_latent`: where
                 it differs from the last frame, the VAE cannot be trusted to fill in (real footage).
+            plan: float32 (B, P), `plan_features` of the actions up to step k (nets with a plan input).
 
         Returns:
             motion float32 (B, 2, H, W): predicted(x) = last(x + motion(x)), pixels (dx, dy);
@@ -103,8 +114,16 @@ class AnchorNet(nn.Module):
         steps = step.reshape(b, 1, 1, 1)
         plane = (steps / self.config.horizon).expand(b, 1, height, width)
         error = (images[:, 3:] - reconstruction.permute(0, 3, 1, 2).float() / 255.0).abs()  # (B, 3, H, W)
-        full = self.full(torch.cat([images, flow / FLOW_INPUT_SCALE, plane, error], dim=1))  # (B, W/2, H, W)
+        features = [images, flow / FLOW_INPUT_SCALE, plane, error]
+        if self.config.plan_features:
+            ys = torch.linspace(-1.0, 1.0, height, dtype=images.dtype, device=images.device)
+            xs = torch.linspace(-1.0, 1.0, width, dtype=images.dtype, device=images.device)
+            grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")  # (H, W) each
+            features.append(torch.stack([grid_x, grid_y]).expand(b, 2, height, width))
+        full = self.full(torch.cat(features, dim=1))  # (B, W/2, H, W)
         half = self.down(full)  # (B, D, H/2, W/2)
+        if self.config.plan_features:
+            half = half + self.plan_in(plan)[:, :, None, None]  # the command, everywhere
         lat = self.latent_in(torch.cat([latent, context_latent, latent - context_latent], dim=1))  # (B, D, h, w)
         lat = F.interpolate(lat, size=half.shape[-2:], mode="bilinear", align_corners=False)
         half = self.middle(torch.cat([half, lat], dim=1))

@@ -51,6 +51,8 @@ class AnchorData:
 
     frames: np.ndarray  # uint8 (N, S, Ht, Wt, 3) at TARGET_FACTOR x the model resolution
     actions: np.ndarray  # float32 (N, S, A), NaN rows: unknown (footage without commands)
+    network_actions: np.ndarray  # float32 (N, S, A): `actions` normalised as the network sees them
+    network_still: np.ndarray  # float32 (A,): the zero command (standing still), normalised
     fitted: np.ndarray  # uint8 (N, S, H, W, 3) at the model resolution
     flow: np.ndarray  # float16 (N, S, 2, H, W): back-flow of frame t to t - 1 (zero at t = 0)
     target_flow: np.ndarray  # float16 (N, S, 2, Ht, Wt): the same at the target resolution (camera_flow)
@@ -115,14 +117,17 @@ def prepare(engine, paths, image_topic, action_topic, *, length: int, horizon: i
     roll_images = np.concatenate([engine.decode(flat_roll[i:i + ENGINE_BATCH])
                                   for i in range(0, len(flat_roll), ENGINE_BATCH)])
     log(f"anchor data: {n} sequences of {s} frames; {len(starts)} rollout windows of {len(rows)} of them")
-    return AnchorData(data.frames, data.actions, fitted, flow, target_flow, latents, recon, rows, np.array(starts), roll_latents,
+    still_command = np.zeros(data.actions.shape[-1], np.float32)
+    return AnchorData(data.frames, data.actions, info.network_actions(data.actions), info.network_actions(still_command),
+                      fitted, flow, target_flow, latents, recon, rows, np.array(starts), roll_latents,
                       roll_images.reshape(len(rows), len(starts), horizon, height, width, 3), still_latents,
                       still_images.reshape(len(rows), horizon, height, width, 3), data.summary())
 
 
 def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, still_share: float) -> dict:
-    """A batch of numpy arrays: frames, flow, latent, context_latent, step, synthesis, last, target, base."""
-    from sora_ros.runtime.anchor import trajectory_motion
+    """A batch of numpy arrays: frames, flow, latent, context_latent, step, synthesis, last, target,
+    base, reconstruction and plan (the actions commanded up to the step: zero for a still frame)."""
+    from sora_ros.runtime.anchor import plan_features, trajectory_motion
 
     n, s = data.frames.shape[:2]
     rows = rng.integers(n, size=count)
@@ -133,8 +138,10 @@ def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, 
         rows[pick] = unknown[rng.integers(len(unknown), size=int(pick.sum()))]
     kinds = rng.random(count)  # < still: static; < still + rollout: rollout; else teacher
     batch = {key: [] for key in ("frames", "flow", "latent", "context_latent", "step", "synthesis", "last", "target",
-                                 "base", "reconstruction")}
+                                 "base", "reconstruction", "plan")}
+    action_dim = data.network_actions.shape[-1]
     for row, kind in zip(rows, kinds):
+        planned = np.full((horizon, action_dim), np.nan, np.float32)  # (H, A) commands up to the step, NaN = unknown
         if kind < still_share:
             step = rng.integers(1, horizon + 1)
             if kind < still_share / 2:  # the DiT's drifting prediction from a still context
@@ -145,6 +152,8 @@ def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, 
                 t = rng.integers(s)
                 latent, synthesis = data.latents[row, t], data.recon[row, t]
             target_t, prev_t = t, t
+            known = not np.isnan(data.network_actions[row]).all()  # standing still where commands are known
+            planned[:] = data.network_still if known else np.nan
             flow = np.zeros_like(data.flow[row, t])
             base = np.zeros_like(data.target_flow[row, t])
         elif kind < still_share + rollout_share:
@@ -154,12 +163,15 @@ def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, 
             target_t, prev_t = t + step, t - 1
             latent, synthesis = data.roll_latents[m, w, step - 1], data.roll_images[m, w, step - 1]
             flow, base = data.flow[row, t], data.target_flow[row, t]
+            planned[:step] = data.network_actions[row, t:t + step]  # as the rollout was driven
         else:
             step = rng.integers(1, horizon + 1)
             t = rng.integers(1, s - step)
             target_t, prev_t = t + step, t - 1
             latent, synthesis = data.latents[row, target_t], data.recon[row, target_t]
             flow, base = data.flow[row, t], data.target_flow[row, t]
+            planned[:step] = data.network_actions[row, t:t + step]  # action[i] precedes frame t + 1 + i
+        batch["plan"].append(plan_features(planned[None], np.array([step]), horizon, action_dim)[0])
         batch["frames"].append(np.stack([data.fitted[row, prev_t], data.fitted[row, t]]))
         batch["flow"].append(flow.astype(np.float32))
         batch["latent"].append(latent)
@@ -179,10 +191,10 @@ def anchored_loss(net, batch: dict) -> tuple:
     import torch
 
     from sora_ros.model.anchor import compose
-    from sora_ros.model.training import psnr
+    from sora_ros.core.psnr import psnr_from_mse
 
     motion, mask = net(batch["frames"], batch["flow"], batch["latent"], batch["context_latent"], batch["step"],
-                       batch["reconstruction"])
+                       batch["reconstruction"], batch["plan"] if net.config.plan_features else None)
 
     def unit(images):  # uint8 (B, H, W, 3) -> float (B, 3, H, W) in [0, 1]
         return images.permute(0, 3, 1, 2).float() / 255.0
@@ -195,8 +207,8 @@ def anchored_loss(net, batch: dict) -> tuple:
     with torch.no_grad():
         mse = ((predicted - target) ** 2).mean()
         copy = ((unit(batch["last"]) - target) ** 2).mean()
-    return loss, {"loss": loss.item(), "psnr": psnr(mse).item(), "copy_psnr": psnr(copy).item(),
-                  "mask": mask.float().mean().item()}, predicted
+    return loss, {"loss": loss.item(), "psnr": psnr_from_mse(mse.item(), capped=True),
+                  "copy_psnr": psnr_from_mse(copy.item(), capped=True), "mask": mask.float().mean().item()}, predicted
 
 
 def _tensors(batch: dict) -> dict:
@@ -218,6 +230,7 @@ def train_anchor(args) -> dict:
     from sora_ros.model.anchor import AnchorConfig, AnchorNet
     from sora_ros.model.export import export_anchor
     from sora_ros.model.trainer import learning_rate
+    from sora_ros.runtime.anchor import plan_size
     from sora_ros.runtime.engine import WorldModelEngine
 
     out = Path(args.out)
@@ -228,7 +241,8 @@ def train_anchor(args) -> dict:
     checkpoint_path = out / ANCHOR_CHECKPOINT
     torch.manual_seed(args.seed)
     state = {"step": 0, "wall_s": 0.0, "val": {}}
-    net = AnchorNet(AnchorConfig(width=args.width, horizon=horizon), info.latent_shape[0])
+    plan = plan_size(horizon, info.action_dim) if info.action_dim else 0  # commands in, where a model has them
+    net = AnchorNet(AnchorConfig(width=args.width, horizon=horizon, plan_features=plan), info.latent_shape[0])
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
     rng = np.random.default_rng(args.seed)
     if args.resume and checkpoint_path.exists():

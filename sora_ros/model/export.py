@@ -247,7 +247,7 @@ def export_anchor(net, model_dir: str | Path, *, training: dict | None = None, s
 
     out = Path(model_dir)
     info = read_model_info(out)
-    signature = anchor_signature(info.image_size, info.latent_shape)
+    signature = anchor_signature(info.image_size, info.latent_shape, net.config.plan_features)
     rng = np.random.default_rng(seed)
     example = {}
     for name, spec in signature["inputs"].items():

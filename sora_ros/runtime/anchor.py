@@ -1,8 +1,9 @@
 """Anchored decoding without torch: predicted latents -> frames built from the last real frame.
 
 The anchored decoder graph (model.json "anchor", anchor.onnx) maps the last two observed frames
-at the model's resolution, a classical optical flow between them, the predicted latent of step k
-and the last observed latent to a motion field and a blend mask (sora_ros/model/anchor.py). Here
+at the model's resolution, a classical optical flow between them, the predicted latent of step k,
+the last observed latent and (graphs with a `plan` input) the actions planned up to step k to a
+motion field and a blend mask (sora_ros/model/anchor.py). Here
 the two fields are upsampled to the camera's own frame, the camera's last real frame is warped
 with cv2.remap, and the VAE decoder's image of the latent is blended in only where the mask asks
 for it (and decoded only then). Output size follows the camera.
@@ -10,7 +11,8 @@ for it (and decoded only then). Output size follows the camera.
     decoder = AnchoredDecoder(session)
     flow = classical_flow(previous_fitted, last_fitted)                     # (2, H, W), once per context
     camera_flow = camera_flow(previous_camera_frame, last_camera_frame)     # (H0, W0, 2), once per context
-    motion, mask = decoder.fields(previous_fitted, last_fitted, flow, latents, context_latent, steps, reconstruction)
+    motion, mask = decoder.fields(previous_fitted, last_fitted, flow, latents, context_latent, steps, reconstruction,
+                                  normalised_actions)                        # (B, L, A) or None
     correction = motion[i] - steps[i] * flow                                # what the network adds
     base = trajectory_motion(camera_flow, max(steps))                       # (L, H0, W0, 2)
     frame = render(last_camera_frame, correction, mask[i], synthesis_or_None, base[steps[i] - 1])
@@ -48,20 +50,57 @@ FLOW_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
 FLOW_MAX_SIDE = 640
 
 
-def anchor_signature(image_size: tuple[int, int], latent_shape: tuple[int, int, int]) -> dict:
-    """The anchor graph's inputs and outputs in the model_dir signature format."""
+def anchor_signature(image_size: tuple[int, int], latent_shape: tuple[int, int, int], plan_features: int = 0) -> dict:
+    """The anchor graph's inputs and outputs in the model_dir signature format; `plan_features`
+    > 0 adds the `plan` input (graphs before it have none and still load)."""
     height, width = image_size
 
     def tensor(dtype: str, *dims: int) -> dict:
         return {"dtype": dtype, "shape": [BATCH, *dims]}
 
     latent = tensor("float32", *latent_shape)
-    return {
-        "inputs": {"frames": tensor("uint8", 2, height, width, 3), "flow": tensor("float32", 2, height, width),
-                   "latent": latent, "context_latent": latent, "step": tensor("float32"),
-                   "reconstruction": tensor("uint8", height, width, 3)},
-        "outputs": {"motion": tensor("float32", 2, height, width), "mask": tensor("float32", 1, height, width)},
-    }
+    inputs = {"frames": tensor("uint8", 2, height, width, 3), "flow": tensor("float32", 2, height, width),
+              "latent": latent, "context_latent": latent, "step": tensor("float32"),
+              "reconstruction": tensor("uint8", height, width, 3)}
+    if plan_features:
+        inputs["plan"] = tensor("float32", plan_features)
+    return {"inputs": inputs,
+            "outputs": {"motion": tensor("float32", 2, height, width), "mask": tensor("float32", 1, height, width)}}
+
+
+def plan_size(horizon: int, action_dim: int) -> int:
+    """P, the length of a `plan_features` row: horizon x action_dim actions and a known flag."""
+    return horizon * action_dim + 1
+
+
+def plan_features(actions: np.ndarray | None, steps: np.ndarray, horizon: int, action_dim: int) -> np.ndarray:
+    """The anchor graph's `plan` input: what the robot is told to do up to each predicted frame.
+
+    Under a known command the camera's motion follows the command (a turn shifts the image, driving
+    forward expands it); the classical flow only knows the motion so far.
+
+    Args:
+        actions: float32 (B, L, A) normalised network actions (model.json's formula), L >= the
+            largest step; a NaN row is unknown (footage without commands). None: all unknown
+            (an unconditioned model or no command).
+        steps: (B,) the step k >= 1 each row predicts; actions after step k are zeroed.
+        horizon: the graph's H (its config's horizon); steps above it see only the first H actions.
+        action_dim: A.
+
+    Returns:
+        float32 (B, H * A + 1): actions 1..min(k, H) row-major, zeros after, then 1.0 when every
+        one of those actions is known, else 0.0 (and all actions zero).
+    """
+    count = len(steps)
+    out = np.zeros((count, plan_size(horizon, action_dim)), np.float32)
+    if actions is None or action_dim == 0:
+        return out
+    for row, step in enumerate(np.asarray(steps, np.int64)):
+        taken = np.asarray(actions[row, :min(int(step), horizon)], np.float32)  # (k, A)
+        if not np.isnan(taken).any():
+            out[row, :taken.size] = taken.reshape(-1)
+            out[row, -1] = 1.0
+    return out
 
 
 def classical_flow(previous: np.ndarray, last: np.ndarray) -> np.ndarray:
@@ -208,13 +247,17 @@ class AnchoredDecoder:
 
     Args:
         session: onnxruntime.InferenceSession of anchor.onnx (checked by the engine).
+        horizon, action_dim: the graph's H and A (its config), for the `plan` input.
+        plan_features: P of the `plan` input; 0 for graphs without one.
     """
 
-    def __init__(self, session) -> None:
+    def __init__(self, session, horizon: int = 0, action_dim: int = 0, plan_features: int = 0) -> None:
         self.session = session
+        self.horizon, self.action_dim, self.plan_features = horizon, action_dim, plan_features
 
     def fields(self, previous: np.ndarray, last: np.ndarray, flow: np.ndarray, latents: np.ndarray,
-               context_latent: np.ndarray, steps: np.ndarray, reconstruction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               context_latent: np.ndarray, steps: np.ndarray, reconstruction: np.ndarray,
+               actions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Motion and mask for B predicted latents of one context.
 
         Args:
@@ -224,6 +267,8 @@ class AnchoredDecoder:
             context_latent: float32 (C, h, w) the last observed frame's latent.
             steps: (B,) the step k >= 1 each latent predicts.
             reconstruction: uint8 (H, W, 3) the decoder's image of `context_latent`.
+            actions: float32 (B, L, A) normalised actions of each row's rollout, NaN rows unknown,
+                or None (unknown); used by graphs with a `plan` input (`plan_features`).
 
         Returns:
             motion float32 (B, 2, H, W), mask float32 (B, 1, H, W).
@@ -237,5 +282,7 @@ class AnchoredDecoder:
             "step": np.asarray(steps, np.float32).reshape(count),
             "reconstruction": np.ascontiguousarray(np.broadcast_to(reconstruction[None], (count, *reconstruction.shape))),
         }
+        if self.plan_features:
+            feeds["plan"] = plan_features(actions, np.asarray(steps), self.horizon, self.action_dim)
         motion, mask = self.session.run(None, feeds)
         return motion, mask

@@ -193,9 +193,11 @@ class WorldModelEngine:
         else:
             path = self.info.path / self.info.anchor["file"]
             session = _open_session(ANCHOR_GRAPH, path, self.providers)
-            check_session(path, session, anchor_signature(self.info.image_size, self.info.latent_shape))
+            config = self.info.anchor["config"]
+            check_session(path, session, anchor_signature(self.info.image_size, self.info.latent_shape,
+                                                          config["plan_features"]))
             self.sessions[ANCHOR_GRAPH] = session
-            self.anchor = AnchoredDecoder(session)
+            self.anchor = AnchoredDecoder(session, config["horizon"], self.info.action_dim, config["plan_features"])
         self._bound: dict[int, tuple[_BoundGraph, _BoundGraph]] = {}
         self._rollout_lock = threading.Lock()
         self._bound_graphs(1)  # the common case (one candidate, one sample) allocated up front
@@ -238,21 +240,26 @@ class WorldModelEngine:
         return np.rint(images * PIXEL_MAX).astype(np.uint8)
 
     def anchor_fields(self, previous: np.ndarray, last: np.ndarray, flow: np.ndarray, latents: np.ndarray,
-                      context_latent: np.ndarray, steps: np.ndarray,
-                      reconstruction: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      context_latent: np.ndarray, steps: np.ndarray, reconstruction: np.ndarray | None = None,
+                      actions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Motion (B, 2, H, W) and mask (B, 1, H, W) of the anchored decoder (see
         sora_ros.runtime.anchor.AnchoredDecoder.fields).
 
+        `reconstruction` (the decoder's image of `context_latent`) is decoded here when not given.
+        `actions`: float32 (B, L, A) each row's planned actions in physical units (as `rollout`
+        takes them), NaN rows unknown; None = unknown.
+
         Raises:
             RuntimeError: the model has no anchored decoder. NonFiniteOutputError: NaN/Inf.
-
-        `reconstruction` (the decoder's image of `context_latent`) is decoded here when not given.
+            ValueError: actions of the wrong shape, with Inf or partly NaN rows.
         """
         if self.anchor is None:
             raise RuntimeError(f"{self.info.path} has no anchored decoder")
         if reconstruction is None:
             reconstruction = self.decode(np.asarray(context_latent, np.float32)[None])[0]
-        motion, mask = self.anchor.fields(previous, last, flow, latents, context_latent, steps, reconstruction)
+        normalised = None if actions is None or self.info.action_dim == 0 else self._normalised_actions(actions, None)[0]
+        motion, mask = self.anchor.fields(previous, last, flow, latents, context_latent, steps, reconstruction,
+                                          normalised)
         return _check_finite("anchor", motion), _check_finite("anchor", mask)
 
     def rollout(self, context: np.ndarray, actions: np.ndarray | None = None, *, horizon: int | None = None,
@@ -330,8 +337,7 @@ class WorldModelEngine:
         nan = np.isnan(actions)
         if (nan.any(axis=-1) != nan.all(axis=-1)).any():
             raise ValueError("an action row is partly NaN: mark an unknown action with NaN in every component")
-        normalised = (actions - np.asarray(info.action_offset, np.float32)) / np.asarray(info.action_scale, np.float32)
-        return normalised.astype(np.float32), actions.shape[1]
+        return info.network_actions(actions), actions.shape[1]
 
     def _bound_graphs(self, batch: int) -> tuple[_BoundGraph, _BoundGraph]:
         """The two dynamics graphs bound to buffers for this batch size; the context graph writes

@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS
 
 MODEL_JSON = "model.json"
@@ -56,6 +58,8 @@ FIELD_RANGES: dict[str, tuple[float, float]] = {
     "dynamics.context_kv_shape[]": (1, 1 << 16),  # every entry
     "action.normalisation.offset[]": (-1e6, 1e6),
     "action.normalisation.scale[]": (1e-6, 1e6),
+    "anchor.config.horizon": (1, MAX_HORIZON),
+    "anchor.config.plan_features": (0, MAX_HORIZON * 64 + 1),  # horizon x action.dim + 1
 }
 
 
@@ -104,6 +108,11 @@ class ModelInfo:
         """(low, high), one entry per action component in physical units: offset +- ACTION_RANGE_SCALES x scale."""
         return (tuple(o - ACTION_RANGE_SCALES * s for o, s in zip(self.action_offset, self.action_scale)),
                 tuple(o + ACTION_RANGE_SCALES * s for o, s in zip(self.action_offset, self.action_scale)))
+
+    def network_actions(self, actions: np.ndarray) -> np.ndarray:
+        """float32 (..., A) actions in physical units -> the network's, by ACTION_FORMULA (NaN stays NaN)."""
+        offset, scale = np.asarray(self.action_offset, np.float32), np.asarray(self.action_scale, np.float32)
+        return ((np.asarray(actions, np.float32) - offset) / scale).astype(np.float32)
 
     @property
     def prediction_size(self) -> tuple[int, int] | None:
@@ -287,13 +296,22 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
 
 
 def _anchor_section(raw: dict, files: dict) -> dict | None:
-    """model.json's optional "anchor" section, checked: it names a file that 'files' lists (and hashes)."""
+    """model.json's optional "anchor" section, checked: it names a file that 'files' lists (and
+    hashes), and its config's horizon and `plan` input size are in range (graphs exported before
+    the `plan` input have no plan_features: 0)."""
     if "anchor" not in raw:
         return None
     anchor = _get(raw, "anchor", dict)
     name = _get(raw, "anchor.file", str)
     if name not in files or "/" in name or "\\" in name:
         raise ModelDirError(f"anchor.file {name!r} is not a file that 'files' lists")
+    config = _get(raw, "anchor.config", dict)
+    horizon = _number(raw, "anchor.config.horizon")
+    if "plan_features" not in config:
+        return {**anchor, "config": {**config, "plan_features": 0}}
+    features, wanted = _number(raw, "anchor.config.plan_features"), horizon * _number(raw, "action.dim") + 1
+    if features not in (0, wanted):  # sora_ros.runtime.anchor.plan_size
+        raise ModelDirError(f"anchor.config.plan_features = {features}, but horizon {horizon} x action.dim + 1 = {wanted}")
     return anchor
 
 

@@ -372,7 +372,7 @@ class WorldModelPipeline:
                                      seed=request.seed, steps=plan.steps)
         means = result.latents.mean(axis=1)  # (N, H, C, h, w)
         decode_start = time.perf_counter()
-        images, shares = (self._decode(context, means.reshape(-1, *means.shape[2:]), plan.decode, horizon)
+        images, shares = (self._decode(context, means.reshape(-1, *means.shape[2:]), plan.decode, horizon, actions)
                           if plan.decode else (None, {}))
         decode_ms = 1e3 * (time.perf_counter() - decode_start)  # images: (D, Hi, Wi, 3)
         rollout_ms = 1e3 * result.seconds
@@ -391,11 +391,12 @@ class WorldModelPipeline:
         return RolloutOutcome(context, forecasts, plan, decoded, request.samples, rollout_ms, decode_ms, missed, notes,
                               shares)
 
-    def _decode(self, context: Context, latents: np.ndarray, indices: tuple[int, ...],
-                horizon: int) -> tuple[np.ndarray, dict[int, float]]:
+    def _decode(self, context: Context, latents: np.ndarray, indices: tuple[int, ...], horizon: int,
+                actions: np.ndarray | None) -> tuple[np.ndarray, dict[int, float]]:
         """uint8 (D, Ho, Wo, 3) images of latents[indices] (flat n * H + k): anchored on the last
         camera frame when the model and the kept frames allow, else the VAE decoder's; and, when
-        anchored, each frame's share of synthesised (not warped) pixels by flat index."""
+        anchored, each frame's share of synthesised (not warped) pixels by flat index. `actions`:
+        float32 (N, H, A) of the rollout (NaN rows unknown) or None."""
         anchor = self._anchor_inputs(context)
         output_size = tuple(self.settings.output_size)
         shares: dict[int, float] = {}
@@ -405,8 +406,9 @@ class WorldModelPipeline:
             previous, last, flow, camera, camera_motion, reconstruction = anchor
             chosen = latents[list(indices)]  # (D, C, h, w)
             steps = np.array([i % horizon + 1 for i in indices], np.float32)
+            planned = None if actions is None else actions[[i // horizon for i in indices]]  # (D, H, A)
             motion, mask = self.engine.anchor_fields(previous, last, flow, chosen, context.latents[-1], steps,
-                                                     reconstruction)
+                                                     reconstruction, planned)
             correction = motion - steps[:, None, None, None] * flow[None]  # (D, 2, H, W): the learned part
             needs = mask.reshape(len(indices), -1).max(axis=1) >= ANCHOR_MASK_FLOOR  # (D,)
             synthesis = self.engine.decode(chosen[needs]) if needs.any() else None
