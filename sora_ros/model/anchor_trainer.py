@@ -279,7 +279,7 @@ def train_anchor(args) -> dict:
 
     teacher_steps = round(args.teacher_fraction * args.steps)
     bar = tqdm(range(state["step"], args.steps), initial=state["step"], total=args.steps, desc="anchor",
-               dynamic_ncols=True)
+               disable=None, dynamic_ncols=True)  # None: terminal only
     began = time.monotonic() - state["wall_s"]
     net.train()
     for step in bar:
