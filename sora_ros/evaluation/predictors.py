@@ -41,8 +41,8 @@ class ModelPredictor:
             self._last_context = context
             self.pipeline.reset()
             fitted, latents = zip(*(self.pipeline.encode(frame) for frame in context))  # K x (H, W, 3), (C, h, w)
-            for t, (image, latent) in enumerate(zip(context, latents)):
-                self.pipeline.observe(t * self.pipeline.dt_ns, "", latent, image=image)  # stamps on the model's grid
+            for t, (image, frame, latent) in enumerate(zip(context, fitted, latents)):
+                self.pipeline.observe(t * self.pipeline.dt_ns, "", latent, image=image, fitted=frame)  # model's grid
             for frame, reconstructed in zip(fitted, self.engine.decode(np.stack(latents))):
                 self.reconstruction_psnr.append(psnr_from_mse(mse(reconstructed, frame)))
             self._start = self.pipeline.latest_context()

@@ -87,7 +87,7 @@ class EncoderNode(ModelNode):
             convert = compressed_to_rgb if isinstance(msg, CompressedImage) else image_to_rgb
             rgb = convert(msg, budget)  # (H0, W0, 3)
             converted = time.perf_counter()
-            _, latent = self.pipeline.encode(rgb)  # (C, h, w)
+            fitted, latent = self.pipeline.encode(rgb)  # (H, W, 3), (C, h, w)
         except ImageConversionError as error:
             return self._drop(error.reason, str(error))
         except FrameRefusedError as error:
@@ -99,7 +99,7 @@ class EncoderNode(ModelNode):
         stamp, frame_id = m.stamp_ns(msg.header), msg.header.frame_id
         self._outputs["latents"].publish(m.patch_latents(latent, stamp, frame_id, self.model, self.pipeline.info))
         self.counters.add("published/latents")
-        self._encoded(stamp, frame_id, latent, receipt_s, rgb)  # anchored predictions warp the camera frame
+        self._encoded(stamp, frame_id, latent, receipt_s, rgb, fitted)  # anchored predictions warp the camera frame
 
 
 def main(args: list[str] | None = None) -> int:

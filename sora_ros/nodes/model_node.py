@@ -223,8 +223,10 @@ class ModelNode(LifecycleNode):
             counters.update(self.pipeline.counters.snapshot())
         return counters
 
-    def _encoded(self, stamp_ns: int, frame_id: str, latent, receipt_s: float, real) -> None:
-        """A frame was encoded (a predictor in the same process adds it to its context)."""
+    def _encoded(self, stamp_ns: int, frame_id: str, latent, receipt_s: float, real, fitted=None) -> None:
+        """A frame was encoded (a predictor in the same process adds it to its context); `real`
+        is the camera's frame, `fitted` the same as the model saw it (both None for latents from
+        another node)."""
 
     # --- shared work --------------------------------------------------------------------------
 

@@ -149,9 +149,9 @@ class PredictorNode(ModelNode):
         self._encoded(m.stamp_ns(msg.header), msg.header.frame_id, latent, time.monotonic(), None)
 
     def _encoded(self, stamp: int, frame_id: str, latent: np.ndarray, receipt_s: float,
-                 real: np.ndarray | None) -> None:
+                 real: np.ndarray | None, fitted: np.ndarray | None = None) -> None:
         """Add a frame to the context; publish what an earlier rollout predicted for it."""
-        verdict = self.pipeline.observe(stamp, frame_id, latent, receipt_s, image=real)
+        verdict = self.pipeline.observe(stamp, frame_id, latent, receipt_s, image=real, fitted=fitted)
         if verdict in (Verdict.DUPLICATE_STAMP, Verdict.OUT_OF_ORDER_STAMP):
             return self._drop(verdict.value, f"frame stamped {stamp} ns is not newer than the newest one")
         if verdict is Verdict.RESET:

@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import cv2
-
 import numpy as np
 
 from sora_ros.core.actions import NO_COMMAND_CHOICES, assumed_actions
@@ -46,17 +44,12 @@ from sora_ros.core.requests import MAX_HORIZON, MAX_PENDING_CALLS, MAX_SAMPLER_S
 from sora_ros.core.stats import Counters, LatencyWindow
 from sora_ros.core.timegrid import max_offset_ns
 from sora_ros.core.units import NS_PER_S
-from sora_ros.runtime.anchor import MASK_FLOOR as ANCHOR_MASK_FLOOR
-from sora_ros.runtime.anchor import camera_flow, classical_flow, render, trajectory_motion
+from sora_ros.runtime.anchor_frames import AnchorFrames
 from sora_ros.runtime.engine import WorldModelEngine
 
 # A source image smaller than the model input by more than this factor is refused, not upscaled.
 MAX_UPSCALE = 4
 LIVE, SERVICE = "live", "service"
-# Observed frames kept at the model's resolution to find the context's last two, and at the
-# camera's (the newest few: the context's previous frame is dt back, 6 frames at 60 Hz and dt 0.1 s).
-KEPT_FRAMES = 32
-KEPT_CAMERA_FRAMES = 8
 # Largest output_size side a setting may ask for.
 MAX_OUTPUT_SIDE = 4096
 
@@ -181,9 +174,7 @@ class WorldModelPipeline:
         self.latency = {stage: LatencyWindow() for stage in ("rollout", "step", "decode")}  # live rollouts, ms
         self._buffer = ContextBuffer(self.info.context_frames, self.info.dt, jump_back_s)
         self._lock = threading.Lock()
-        self._fitted: OrderedDict[int, np.ndarray] = OrderedDict()  # stamp -> uint8 (H, W, 3)
-        self._camera: OrderedDict[int, np.ndarray] = OrderedDict()  # stamp -> uint8 (H0, W0, 3), newest last
-        self._flow: tuple | None = None  # (stamps, model flow, camera flow, reconstruction) of the last context
+        self._anchor = None if engine.anchor is None else AnchorFrames(engine)  # the frames predictions warp
         self._pending_calls = threading.BoundedSemaphore(MAX_PENDING_CALLS)
         self._action_low, self._action_high = (np.asarray(bound, np.float32) for bound in self.info.action_range)
 
@@ -210,7 +201,7 @@ class WorldModelPipeline:
         return fitted, self.engine.encode(fitted[None])[0]
 
     def observe(self, stamp_ns: int, frame_id: str, latent: np.ndarray, receipt_s: float = 0.0,
-                image: np.ndarray | None = None) -> Verdict:
+                image: np.ndarray | None = None, fitted: np.ndarray | None = None) -> Verdict:
         """Offer an encoded frame (float32 (C, h, w)) to the context; a clock jump back also
         forgets the remembered predictions. Returns what the context did with it.
 
@@ -219,27 +210,21 @@ class WorldModelPipeline:
                 can be anchored on it at its resolution (None: latents only, e.g. from another node).
                 A size other than the previous frame's restarts the context (counted as
                 "reset/resolution") rather than warping one camera's frame with another's motion.
+            fitted: `image` as `encode` fitted it, uint8 (H, W, 3), if at hand (else fitted here).
         """
-        if self.engine.anchor is None:
+        if self._anchor is None:
             image = None  # nothing to anchor on: keep no frames
-        fitted = None if image is None else fit_frame(image, self.info.image_size)
+        if image is not None and fitted is None:
+            fitted = fit_frame(image, self.info.image_size)
         with self._lock:
-            newest = next(reversed(self._camera.values()), None)
-            if image is not None and newest is not None and newest.shape != image.shape:
+            if image is not None and self._anchor.camera_shape() not in (None, image.shape):
                 self._forget()
                 self.counters.add("reset/resolution")
             verdict = self._buffer.add(stamp_ns, latent, frame_id, receipt_s)
-            if verdict in (Verdict.ACCEPTED, Verdict.RESET):
-                if verdict is Verdict.RESET:
-                    self._fitted.clear()
-                    self._camera.clear()
-                if fitted is not None:
-                    self._fitted[stamp_ns] = fitted
-                    self._camera[stamp_ns] = image
-                while len(self._fitted) > KEPT_FRAMES:
-                    self._fitted.popitem(last=False)
-                while len(self._camera) > KEPT_CAMERA_FRAMES:
-                    self._camera.popitem(last=False)
+            if verdict is Verdict.RESET and self._anchor is not None:
+                self._anchor.clear()
+            if verdict in (Verdict.ACCEPTED, Verdict.RESET) and image is not None:
+                self._anchor.keep(stamp_ns, image, fitted)
         if verdict is Verdict.RESET:
             self.memory.clear()
         return verdict
@@ -247,9 +232,8 @@ class WorldModelPipeline:
     def _forget(self) -> None:
         """Empty the context and the kept frames (caller holds the lock)."""
         self._buffer.reset()
-        self._fitted.clear()
-        self._camera.clear()
-        self._flow = None
+        if self._anchor is not None:
+            self._anchor.clear()
 
     def latest_context(self) -> Context | None:
         """The newest complete context, or None (see ContextBuffer.latest)."""
@@ -397,51 +381,12 @@ class WorldModelPipeline:
         camera frame when the model and the kept frames allow, else the VAE decoder's; and, when
         anchored, each frame's share of synthesised (not warped) pixels by flat index. `actions`:
         float32 (N, H, A) of the rollout (NaN rows unknown) or None."""
-        anchor = self._anchor_inputs(context)
+        anchored = None if self._anchor is None else self._anchor.decode(context, latents, indices, horizon, actions)
+        images, shares = anchored or (self.engine.decode(latents[list(indices)]), {})  # (D, H, W, 3) without
         output_size = tuple(self.settings.output_size)
-        shares: dict[int, float] = {}
-        if anchor is None:
-            images = self.engine.decode(latents[list(indices)])  # (D, H, W, 3)
-        else:
-            previous, last, flow, camera, camera_motion, reconstruction = anchor
-            chosen = latents[list(indices)]  # (D, C, h, w)
-            steps = np.array([i % horizon + 1 for i in indices], np.float32)
-            planned = None if actions is None else actions[[i // horizon for i in indices]]  # (D, H, A)
-            motion, mask = self.engine.anchor_fields(previous, last, flow, chosen, context.latents[-1], steps,
-                                                     reconstruction, planned)
-            correction = motion - steps[:, None, None, None] * flow[None]  # (D, 2, H, W): the learned part
-            needs = mask.reshape(len(indices), -1).max(axis=1) >= ANCHOR_MASK_FLOOR  # (D,)
-            synthesis = self.engine.decode(chosen[needs]) if needs.any() else None
-            by_row = dict(zip(np.flatnonzero(needs).tolist(), synthesis if synthesis is not None else ()))
-            base = trajectory_motion(camera_motion, int(steps.max()))  # (L, H0, W0, 2)
-            images = np.stack([render(camera, correction[j], mask[j], by_row.get(j), base[int(steps[j]) - 1])
-                               for j in range(len(indices))])
-            weights = np.where(mask < ANCHOR_MASK_FLOOR, 0.0, mask).reshape(len(indices), -1).mean(axis=1)  # (D,)
-            shares = dict(zip(indices, weights.tolist()))
         if output_size != (0, 0) and images.shape[1:3] != output_size:
             images = np.stack([cv2.resize(image, output_size[::-1], interpolation=cv2.INTER_AREA) for image in images])
         return images, shares
-
-    def _anchor_inputs(self, context: Context) -> tuple[np.ndarray, ...] | None:
-        """(previous, last fitted frames, their flow (2, H, W), the last camera frame, the camera
-        frames' flow (H0, W0, 2), the decoder's image of the last context latent) for `context`, or None when the model has no anchored decoder or
-        the frames were not given (latents-only input)."""
-        if self.engine.anchor is None or len(context.stamps_ns) < 2:
-            return None
-        pair = tuple(context.stamps_ns[-2:])
-        with self._lock:
-            previous, last = self._fitted.get(pair[0]), self._fitted.get(pair[1])
-            camera_previous, camera, cached = self._camera.get(pair[0]), self._camera.get(pair[1]), self._flow
-        if previous is None or last is None or camera is None or camera_previous is None:
-            return None
-        if cached is not None and cached[0] == pair:
-            flow, motion, reconstruction = cached[1:]
-        else:
-            flow, motion = classical_flow(previous, last), camera_flow(camera_previous, camera)
-            reconstruction = self.engine.decode(context.latents[-1:])[0]  # (H, W, 3)
-            with self._lock:
-                self._flow = (pair, flow, motion, reconstruction)
-        return previous, last, flow, camera, motion, reconstruction
 
     def _count(self, kind: str, plan: RolloutPlan, missed: bool, step_ms: float, rollout_ms: float,
                decode_ms: float) -> None:

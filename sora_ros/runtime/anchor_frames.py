@@ -1,0 +1,127 @@
+"""The camera frames a pipeline keeps for anchored decoding, and the decoding itself.
+
+A rollout's predicted latents become frames built from the context's last real camera frame
+(sora_ros/runtime/anchor.py): the anchor graph needs the context's last two frames at the
+model's resolution and at the camera's, their optical flows and the decoder's image of the last
+context latent. Those are kept here, per stamp, for the newest frames only, and the flows of
+the newest context are computed once and reused by every rollout from it.
+
+    frames = AnchorFrames(engine)                        # engine.anchor is not None
+    frames.keep(stamp_ns, camera_rgb, fitted)            # per observed frame
+    images, shares = frames.decode(context, latents, indices, horizon, actions) or (vae decode)
+
+Thread-safe: frames are kept from the observing thread while rollouts decode on others.
+
+Legend: D decoded frames, N candidates, H horizon, A action dim, H0/W0 camera image, C/h/w latent grid.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from sora_ros.core.context import Context
+from sora_ros.runtime.anchor import MASK_FLOOR, camera_flow, classical_flow, render, trajectory_motion
+from sora_ros.runtime.engine import WorldModelEngine
+
+# Observed frames kept at the model's resolution to find the context's last two, and at the
+# camera's (the newest few: the context's previous frame is dt back, 6 frames at 60 Hz and dt 0.1 s).
+KEPT_FRAMES = 32
+KEPT_CAMERA_FRAMES = 8
+
+
+class AnchorFrames:
+    """See the module docstring.
+
+    Args:
+        engine: a loaded model with an anchored decoder (engine.anchor is not None).
+    """
+
+    def __init__(self, engine: WorldModelEngine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._fitted: OrderedDict[int, np.ndarray] = OrderedDict()  # stamp -> uint8 (H, W, 3)
+        self._camera: OrderedDict[int, np.ndarray] = OrderedDict()  # stamp -> uint8 (H0, W0, 3), newest last
+        self._flow: tuple | None = None  # (stamps, model flow, camera flow, reconstruction) of the last context
+
+    def camera_shape(self) -> tuple[int, ...] | None:
+        """Shape of the newest kept camera frame, or None."""
+        with self._lock:
+            newest = next(reversed(self._camera.values()), None)
+        return None if newest is None else newest.shape
+
+    def keep(self, stamp_ns: int, image: np.ndarray, fitted: np.ndarray) -> None:
+        """Keep a frame the context accepted: uint8 (H0, W0, 3) as the camera gave it and
+        (H, W, 3) as the model saw it (sora_ros.core.preprocess.fit_frame)."""
+        with self._lock:
+            self._fitted[stamp_ns] = fitted
+            self._camera[stamp_ns] = image
+            while len(self._fitted) > KEPT_FRAMES:
+                self._fitted.popitem(last=False)
+            while len(self._camera) > KEPT_CAMERA_FRAMES:
+                self._camera.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every kept frame (the context restarted)."""
+        with self._lock:
+            self._fitted.clear()
+            self._camera.clear()
+            self._flow = None
+
+    def decode(self, context: Context, latents: np.ndarray, indices: tuple[int, ...], horizon: int,
+               actions: np.ndarray | None) -> tuple[np.ndarray, dict[int, float]] | None:
+        """Anchored frames of latents[indices], or None when the context's last two frames are
+        not kept (latents-only input, or frames from before a restart).
+
+        Args:
+            context: the rollout's context.
+            latents: float32 (N * H, C, h, w), the rollout's latents by flat index n * H + k.
+            indices: the flat indices to decode.
+            horizon: H.
+            actions: float32 (N, H, A) the rollout's actions in physical units, NaN rows unknown,
+                or None (unknown).
+
+        Returns:
+            uint8 (D, H0, W0, 3) frames at the camera's resolution, and each one's share of
+            synthesised (not warped) pixels in [0, 1] by flat index.
+        """
+        inputs = self._inputs(context)
+        if inputs is None:
+            return None
+        previous, last, flow, camera, camera_motion, reconstruction = inputs
+        chosen = latents[list(indices)]  # (D, C, h, w)
+        steps = np.array([i % horizon + 1 for i in indices], np.float32)
+        planned = None if actions is None else actions[[i // horizon for i in indices]]  # (D, H, A)
+        motion, mask = self.engine.anchor_fields(previous, last, flow, chosen, context.latents[-1], steps,
+                                                 reconstruction, planned)
+        correction = motion - steps[:, None, None, None] * flow[None]  # (D, 2, H, W): the learned part
+        needs = mask.reshape(len(indices), -1).max(axis=1) >= MASK_FLOOR  # (D,)
+        synthesis = self.engine.decode(chosen[needs]) if needs.any() else None
+        by_row = dict(zip(np.flatnonzero(needs).tolist(), synthesis if synthesis is not None else ()))
+        base = trajectory_motion(camera_motion, int(steps.max()))  # (L, H0, W0, 2)
+        images = np.stack([render(camera, correction[j], mask[j], by_row.get(j), base[int(steps[j]) - 1])
+                           for j in range(len(indices))])
+        weights = np.where(mask < MASK_FLOOR, 0.0, mask).reshape(len(indices), -1).mean(axis=1)  # (D,)
+        return images, dict(zip(indices, weights.tolist()))
+
+    def _inputs(self, context: Context) -> tuple[np.ndarray, ...] | None:
+        """(previous, last fitted frames, their flow (2, H, W), the last camera frame, the camera
+        frames' flow (H0, W0, 2), the decoder's image of the last context latent), or None."""
+        if len(context.stamps_ns) < 2:
+            return None
+        pair = tuple(context.stamps_ns[-2:])
+        with self._lock:
+            previous, last = self._fitted.get(pair[0]), self._fitted.get(pair[1])
+            camera_previous, camera, cached = self._camera.get(pair[0]), self._camera.get(pair[1]), self._flow
+        if previous is None or last is None or camera is None or camera_previous is None:
+            return None
+        if cached is not None and cached[0] == pair:
+            flow, motion, reconstruction = cached[1:]
+        else:  # outside the lock: the flows take milliseconds
+            flow, motion = classical_flow(previous, last), camera_flow(camera_previous, camera)
+            reconstruction = self.engine.decode(context.latents[-1:])[0]  # (H, W, 3)
+            with self._lock:
+                self._flow = (pair, flow, motion, reconstruction)
+        return previous, last, flow, camera, motion, reconstruction
