@@ -21,7 +21,7 @@ def test_train_anchor_learns_from_commands_and_exports_a_plan_input(tmp_path):
                 "--width", "32", "--height", "32", "--objects", "8", "--quiet"]) == 0  # fmt: skip
     model = export_tiny(tmp_path / "tiny")
     assert cli(["train-anchor", "--model", str(model), "--data", str(runs), "--val-data", str(runs),
-                "--action-topic", "/cmd_vel", "--out", str(tmp_path / "run"), "--width", "8", "--steps", "3",
+                "--action-topic", "/cmd_vel", "--plan", "--out", str(tmp_path / "run"), "--width", "8", "--steps", "3",
                 "--batch", "4", "--sequence-frames", "12", "--val-every", "3", "--checkpoint-every", "3"]) == 0
     info = WorldModelEngine(model).info
     config = json.loads((model / MODEL_JSON).read_text())["anchor"]["config"]

@@ -59,6 +59,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--teacher-fraction", type=float, default=0.25,
                         help="share of the steps on encoder latents of the real futures only; after it, half of "
                              "each batch uses DiT-predicted latents (default 0.25)")
+    parser.add_argument("--plan", action="store_true",
+                        help="also feed the rollout's commands (the graph's `plan` input; models with actions). "
+                             "Measured once on the default (README): action gap +0.02 to +0.11 dB in sim, and "
+                             "more synthesis and a worse h=8 on real footage; off by default")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16: bfloat16 autocast")
     parser.add_argument("--seed", type=int, default=0, help="initial weights and batches")
     parser.add_argument("--out", required=True, help="run directory: anchor.pt, anchor_summary.json")

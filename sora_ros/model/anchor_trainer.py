@@ -241,7 +241,7 @@ def train_anchor(args) -> dict:
     checkpoint_path = out / ANCHOR_CHECKPOINT
     torch.manual_seed(args.seed)
     state = {"step": 0, "wall_s": 0.0, "val": {}}
-    plan = plan_size(horizon, info.action_dim) if info.action_dim else 0  # commands in, where a model has them
+    plan = plan_size(horizon, info.action_dim) if args.plan and info.action_dim else 0  # commands in (opt-in)
     net = AnchorNet(AnchorConfig(width=args.width, horizon=horizon, plan_features=plan), info.latent_shape[0])
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
     rng = np.random.default_rng(args.seed)
