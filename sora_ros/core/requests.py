@@ -34,6 +34,9 @@ class RolloutRequest:
     Attributes:
         actions: float32 (N, H, A) in the model's physical units, or None for an
             unconditioned model (then `candidates` futures of `horizon` frames, A = 0).
+        sampler_steps: Euler steps per predicted frame for this call, 1..MAX_SAMPLER_STEPS;
+            0 = the node's setting (a planner's what-if may trade quality for speed, see
+            `sora-ros eval --sampler-steps`).
     """
 
     actions: np.ndarray | None
@@ -42,15 +45,16 @@ class RolloutRequest:
     samples: int
     seed: int
     return_images: bool
+    sampler_steps: int = 0
 
 
 def check_request(actions: np.ndarray, candidates: int, horizon: int, action_dim: int, samples: int, seed: int,
-                  return_images: bool, model_action_dim: int) -> RolloutRequest:
+                  return_images: bool, model_action_dim: int, sampler_steps: int = 0) -> RolloutRequest:
     """Validate the fields of a Rollout request against the model and the caps.
 
     Args:
         actions: the flat `actions` field (candidates * horizon * action_dim values).
-        candidates, horizon, action_dim, samples, seed, return_images: the request's fields.
+        candidates, horizon, action_dim, samples, seed, return_images, sampler_steps: the request's fields.
         model_action_dim: A of the loaded model (0 = unconditioned).
 
     Returns:
@@ -69,6 +73,8 @@ def check_request(actions: np.ndarray, candidates: int, horizon: int, action_dim
         raise RequestError(f"horizon must be 1..{MAX_HORIZON}, got {horizon}")
     if not 1 <= samples <= MAX_SAMPLES:
         raise RequestError(f"samples must be 1..{MAX_SAMPLES}, got {samples}")
+    if not 0 <= sampler_steps <= MAX_SAMPLER_STEPS:
+        raise RequestError(f"sampler_steps must be 0 (the node's setting) or 1..{MAX_SAMPLER_STEPS}, got {sampler_steps}")
     if candidates * samples > MAX_BATCH:
         raise RequestError(f"candidates x samples = {candidates * samples} exceeds the cap of {MAX_BATCH} per call")
     if action_dim != model_action_dim:
@@ -79,9 +85,9 @@ def check_request(actions: np.ndarray, candidates: int, horizon: int, action_dim
         raise RequestError(f"actions has {flat.size} values; candidates x horizon x action_dim = "
                            f"{candidates} x {horizon} x {action_dim} = {expected}")
     if model_action_dim == 0:
-        return RolloutRequest(None, candidates, horizon, samples, seed, return_images)
+        return RolloutRequest(None, candidates, horizon, samples, seed, return_images, sampler_steps)
     shaped = flat.reshape(candidates, horizon, action_dim)  # (N, H, A)
     nan = np.isnan(shaped)
     if np.isinf(shaped).any() or (nan.any(axis=-1) != nan.all(axis=-1)).any():
         raise RequestError("actions must be finite; mark an unknown step with NaN in every component of its row")
-    return RolloutRequest(shaped, candidates, horizon, samples, seed, return_images)
+    return RolloutRequest(shaped, candidates, horizon, samples, seed, return_images, sampler_steps)
