@@ -117,7 +117,8 @@ def test_request_checks():
         check_request(np.zeros((MAX_IMAGE_CANDIDATES + 1) * 2), MAX_IMAGE_CANDIDATES + 1, 1, 2, 1, 0, True,
                       model_action_dim=2)
     assert check_request(np.zeros(2), 1, 1, 2, 1, 0, False, 2, sampler_steps=1).sampler_steps == 1
-    with pytest.raises(RequestError, match=f"sampler_steps must be 0 .* or 1..{MAX_SAMPLER_STEPS}, got {MAX_SAMPLER_STEPS + 1}"):
+    too_many = MAX_SAMPLER_STEPS + 1
+    with pytest.raises(RequestError, match=f"sampler_steps must be 0 .* or 1..{MAX_SAMPLER_STEPS}, got {too_many}"):
         check_request(np.zeros(2), 1, 1, 2, 1, 0, False, 2, sampler_steps=MAX_SAMPLER_STEPS + 1)
     with pytest.raises(RequestError, match="mark an unknown step with NaN in every component"):
         check_request(np.array([np.nan, 0.0]), 1, 1, 2, 1, 0, True, model_action_dim=2)

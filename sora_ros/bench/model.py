@@ -160,8 +160,8 @@ def run(args: argparse.Namespace) -> int:
         batch = candidates * samples
         context_batch = np.repeat(context[None], batch, axis=0)  # (N * S, K, C, h, w)
         normalised = None if plans is None else np.repeat(
-            (plans[:candidates] - np.asarray(info.action_offset, np.float32)) / np.asarray(info.action_scale, np.float32),
-            samples, axis=0)  # (N * S, H, A)
+            (plans[:candidates] - np.asarray(info.action_offset, np.float32))
+            / np.asarray(info.action_scale, np.float32), samples, axis=0)  # (N * S, H, A)
         return lambda: sampler.rollout(torch_fns["dynamics_context"], torch_fns["dynamics"], context_batch,
                                        normalised, horizon, info.sampler_steps, info.context_noise,
                                        np.random.default_rng(0), noise_period=samples, shared_context=True)
@@ -188,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
     for samples in (1, 8):
         rows.append(Row(f"rollout {horizon} frames x {info.sampler_steps} steps, {samples} sample(s)",
                         lambda s=samples: engine.rollout(context, actions, horizon=horizon, samples=s, seed=0),
-                        torch_rollout(1, samples), batch=samples, target_ms=ROLLOUT_TARGET_MS if samples == 1 else None))
+                        torch_rollout(1, samples), batch=samples,
+                        target_ms=ROLLOUT_TARGET_MS if samples == 1 else None))
     for candidates in ROLLOUT_BATCHES[1:]:
         rows.append(Row(f"rollout {horizon} frames x {info.sampler_steps} steps, {candidates} candidates",
                         lambda n=candidates: engine.rollout(np.broadcast_to(context, (n, *context.shape)),

@@ -74,7 +74,8 @@ def check_request(actions: np.ndarray, candidates: int, horizon: int, action_dim
     if not 1 <= samples <= MAX_SAMPLES:
         raise RequestError(f"samples must be 1..{MAX_SAMPLES}, got {samples}")
     if not 0 <= sampler_steps <= MAX_SAMPLER_STEPS:
-        raise RequestError(f"sampler_steps must be 0 (the node's setting) or 1..{MAX_SAMPLER_STEPS}, got {sampler_steps}")
+        raise RequestError(f"sampler_steps must be 0 (the node's setting) or 1..{MAX_SAMPLER_STEPS}, "
+                           f"got {sampler_steps}")
     if candidates * samples > MAX_BATCH:
         raise RequestError(f"candidates x samples = {candidates * samples} exceeds the cap of {MAX_BATCH} per call")
     if action_dim != model_action_dim:
