@@ -44,3 +44,34 @@ def test_context_noise_level():
     noised = sampler.noise_context(context, 0.5, np.random.default_rng(1))
     noise = np.random.default_rng(1).standard_normal(context.shape, dtype=np.float32)
     np.testing.assert_allclose(noised, 0.5 * context + 0.5 * noise, rtol=1e-6)
+
+
+def test_a_shared_context_computes_the_first_frames_keys_values_once_per_sample():
+    """Candidates x samples rows from one context: the first frame's window is the same for every
+    candidate (same latents, same noise), so the context pass runs on the S distinct rows only; the
+    prediction is what the full-batch pass gives."""
+    k, horizon, candidates, samples = 2, 3, 4, 2
+    rng = np.random.default_rng(0)
+    context = np.repeat(rng.standard_normal((1, k, *LATENT), dtype=np.float32), candidates * samples, axis=0)
+    actions = rng.standard_normal((candidates * samples, horizon, 1), dtype=np.float32)
+    batches = []
+
+    def context_fn(window, level):
+        batches.append(len(window))
+        return window * 2.0 + level[:, None, None, None, None]
+
+    def velocity_fn(kv, x, t, action):
+        return x - kv[:, -1] - action[:, :1, None, None]
+
+    def run(shared):
+        batches.clear()
+        out = sampler.rollout(context_fn, velocity_fn, context, actions, horizon, 2, 0.1, np.random.default_rng(3),
+                              noise_period=samples, shared_context=shared)
+        return out, list(batches)
+
+    full, full_batches = run(False)
+    once, once_batches = run(True)
+    assert full_batches == [candidates * samples] * horizon
+    assert once_batches == [samples] + [candidates * samples] * (horizon - 1)
+    np.testing.assert_array_equal(once, full)
+    assert not np.allclose(full[0], full[samples]), "candidates must differ by their actions"

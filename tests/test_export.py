@@ -6,6 +6,7 @@ import argparse
 import json
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -50,6 +51,22 @@ def test_dynamics_weights_are_stored_once(tmp_path):
     shared = (tmp_path / DYNAMICS_WEIGHTS).stat().st_size
     graphs = sum((tmp_path / GRAPH_FILES[g]).stat().st_size for g in export.SHARED_WEIGHT_GRAPHS)
     assert shared + graphs < 1.5 * weight_bytes  # twice the weights if each graph kept its own copy
+
+
+def test_attention_is_one_fused_node_per_block(tmp_path):
+    """Each block's attention is one ONNX Runtime MultiHeadAttention node (no traced Softmax and
+    head reshuffling run op by op at every sampler step), and model.json lists the ops."""
+    vae, dit = tiny_modules("tiny")
+    export.export_model(vae, dit, tmp_path)
+    meta = json.loads((tmp_path / MODEL_JSON).read_text())
+    for graph in export.SHARED_WEIGHT_GRAPHS:
+        model = onnx.load(str(tmp_path / GRAPH_FILES[graph]), load_external_data=False)
+        fused = [node for node in model.graph.node if node.op_type == "MultiHeadAttention"]
+        # the context graph stops before the last block's attention: nothing attends to its output
+        assert len(fused) == dit.config.dit.depth - (graph == "dynamics_context"), graph
+        assert all(node.domain == "com.microsoft" for node in fused)
+        ops = meta["graphs"][graph]["onnx_ops"]
+        assert "Softmax" not in ops and "MultiHeadAttention" in ops
 
 
 def test_parity_on_a_fresh_batch_size(tmp_path):

@@ -90,6 +90,18 @@ def test_service_honours_the_sampler_steps_setting(pipeline) -> None:
     assert outcome.plan.steps == 1 and not outcome.decoded
 
 
+def test_a_request_chooses_its_own_sampler_steps(pipeline) -> None:
+    """A planner's what-if at 1 step beside a live loop at the model's: the request's steps win,
+    and its futures are those of a rollout at 1 step."""
+    actions = np.zeros((2, HORIZON, pipeline.info.action_dim), np.float32)
+    context = pipeline.latest_context()
+    fast = pipeline.what_if(RolloutRequest(actions, 2, HORIZON, 1, 0, False, sampler_steps=1), context)
+    assert fast.plan.steps == 1 != pipeline.info.sampler_steps
+    expected = pipeline.engine.rollout(np.broadcast_to(context.latents, (2, *context.latents.shape)), actions,
+                                       seed=0, steps=1).latents.mean(axis=1)  # (N, H, C, h, w)
+    np.testing.assert_allclose(np.stack([f.latents for f in fast.forecasts]), expected, rtol=1e-6, atol=1e-6)
+
+
 def test_a_deadline_cuts_sampler_steps_then_decoding(pipeline) -> None:
     command = _command(pipeline.engine)
     context = pipeline.latest_context()

@@ -21,7 +21,7 @@ from model_helpers import export_tiny  # noqa: E402
 from sora_ros.msg import FutureFrames  # noqa: E402
 from sora_ros.nodes.predictor import SERVICE_QOS  # noqa: E402
 from sora_ros.srv import Rollout  # noqa: E402
-from sora_ros.core.requests import MAX_CANDIDATES  # noqa: E402
+from sora_ros.core.requests import MAX_CANDIDATES, MAX_SAMPLER_STEPS  # noqa: E402
 from sora_ros.nodes.messages import stamp_ns  # noqa: E402
 from sora_ros.nodes.messages import header  # noqa: E402
 from sora_ros.core.units import NS_PER_S  # noqa: E402
@@ -115,11 +115,20 @@ def test_rollout_uncertainty_with_samples(world_model: Probe) -> None:
     assert len(futures.uncertainty) == 3 and all(u > 0 for u in futures.uncertainty)
 
 
+def test_a_rollout_call_chooses_its_sampler_steps(world_model: Probe) -> None:
+    request = rollout_request(np.zeros((2, 3, 2), np.float32), images=False)
+    request.sampler_steps = 1
+    response = world_model.call(request)
+    assert response.success, response.message
+    assert [f.sampler_steps for f in response.futures] == [1, 1]
+
+
 @pytest.mark.parametrize("request_fields, message", [
     ({"action_dim": 3}, "action_dim is 3 but the model takes 2"),
     ({"horizon": 5}, "actions has 8 values; candidates x horizon x action_dim = 1 x 5 x 2 = 10"),
     ({"candidates": MAX_CANDIDATES + 1}, f"candidates must be 1..{MAX_CANDIDATES}"),
     ({"samples": 0}, "samples must be 1..8"),
+    ({"sampler_steps": MAX_SAMPLER_STEPS + 1}, f"or 1..{MAX_SAMPLER_STEPS}, got {MAX_SAMPLER_STEPS + 1}"),
 ])
 def test_bad_rollout_requests_get_a_message(world_model: Probe, request_fields: dict, message: str) -> None:
     request = rollout_request(np.zeros((1, 4, 2), np.float32))

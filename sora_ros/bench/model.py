@@ -1,5 +1,6 @@
-"""`sora-ros bench model`: encode, decode, one DiT step and 8-step rollouts through ONNX
-Runtime (the engine a robot runs), beside torch eager on the same graphs in the same process."""
+"""`sora-ros bench model`: encode, decode, one DiT step, 8-step rollouts and the latent-only what-if
+through ONNX Runtime (the engine a robot runs), beside torch eager on the same graphs and the same
+sampler in the same process; then the ORT / torch-eager ratio per batch size (candidates x samples)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import argparse
 import resource
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from sora_ros.bench.timing import median_ms
 from sora_ros.core.machine import machine_description
+from sora_ros.core.requests import RolloutRequest
 from sora_ros.runtime import sampler
 from sora_ros.runtime.engine import WorldModelEngine
+from sora_ros.runtime.pipeline import RolloutSettings, WorldModelPipeline
 
 DEFAULT_PRESET = "cpu64"
 ROLLOUT_HORIZON = 8
@@ -25,6 +29,28 @@ ROLLOUT_TARGET_MS = 100.0
 ANCHOR_CAMERA = (480, 640)
 ANCHOR_TARGET_MS = 10.0
 RATIO_TARGET = 1.5
+# The planner's what-if (issue 14): candidates x horizon x 1 sample, latents only, in-process.
+WHAT_IF_CANDIDATES = 32
+WHAT_IF_TARGET_MS = 250.0
+# Sampler steps timed beside the model's own for the what-if (fewer: faster, see `sora-ros eval --sampler-steps`).
+WHAT_IF_FEWER_STEPS = (2, 1)
+# Batch sizes (candidates x samples) of the rollout rows, each with its torch-eager ratio.
+ROLLOUT_BATCHES = (1, 8, WHAT_IF_CANDIDATES)
+# Timed repetitions of rows this many rows or more in batch: a torch-eager 32-candidate rollout takes seconds.
+LARGE_BATCH = 16
+LARGE_BATCH_REPEATS = 5
+
+
+@dataclass(frozen=True)
+class Row:
+    """One benchmark line: ORT `run` beside torch eager `baseline` (None: ORT only); ms divided by `per`."""
+
+    label: str
+    run: Callable[[], object]
+    baseline: Callable[[], object] | None = None
+    per: int = 1
+    batch: int = 1
+    target_ms: float | None = None
 
 
 def _torch_functions(vae, dit) -> dict[str, Callable]:
@@ -71,7 +97,7 @@ def _load(args: argparse.Namespace, keep: list) -> tuple[str, dict[str, Callable
     return directory.name, _torch_functions(vae, dit), f"preset {name} (random weights, exported to a temporary dir)"
 
 
-def _anchor_rows(engine: WorldModelEngine, frames: np.ndarray, latents: np.ndarray) -> list[tuple]:
+def _anchor_rows(engine: WorldModelEngine, frames: np.ndarray, latents: np.ndarray) -> list[Row]:
     """Anchored decode of one predicted frame for a 640x480 camera: the graph, the warp at the
     camera's resolution, and the same with the synthesis decoded and blended (mask forced on)."""
     from sora_ros.runtime.anchor import camera_flow, classical_flow, render, trajectory_motion
@@ -89,11 +115,11 @@ def _anchor_rows(engine: WorldModelEngine, frames: np.ndarray, latents: np.ndarr
         return render(camera, motion[0], np.maximum(mask[0], 0.5), engine.decode(latents[:1])[0])
 
     label = f"{ANCHOR_CAMERA[1]}x{ANCHOR_CAMERA[0]}"
-    return [(f"anchored decode, {label}, warp (ms/frame)", 1, warp_only, None, (), ANCHOR_TARGET_MS),
-            (f"anchored decode, {label}, warp + synthesis", 1, with_synthesis, None, (), None),
-            ("flow feature (DIS, once per context)", 1, lambda: classical_flow(frames[0], frames[1]), None, (), None),
-            (f"camera flow {label} + 8 trajectories (per context)", 1,
-             lambda: trajectory_motion(camera_flow(camera, np.roll(camera, 2, axis=1)), ROLLOUT_HORIZON), None, (), None)]
+    return [Row(f"anchored decode, {label}, warp (ms/frame)", warp_only, target_ms=ANCHOR_TARGET_MS),
+            Row(f"anchored decode, {label}, warp + synthesis", with_synthesis),
+            Row("flow feature (DIS, once per context)", lambda: classical_flow(frames[0], frames[1])),
+            Row(f"camera flow {label} + 8 trajectories (per context)",
+                lambda: trajectory_motion(camera_flow(camera, np.roll(camera, 2, axis=1)), ROLLOUT_HORIZON))]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,7 +132,14 @@ def run(args: argparse.Namespace) -> int:
     frames = rng.integers(0, 256, (FRAME_BATCH, *info.image_size, 3), dtype=np.uint8)
     latents = engine.encode(frames)
     context = np.ascontiguousarray(np.resize(latents, (k, *info.latent_shape)))
-    actions = None if info.action_dim == 0 else rng.uniform(-0.5, 0.5, (horizon, info.action_dim)).astype(np.float32)
+    # One action sequence per what-if candidate (the first is also the single rollout's), in physical units.
+    plans = None if info.action_dim == 0 else \
+        rng.uniform(-0.5, 0.5, (WHAT_IF_CANDIDATES, horizon, info.action_dim)).astype(np.float32)
+    actions = None if plans is None else plans[0]
+    pipeline = WorldModelPipeline(engine)
+    for t, latent in enumerate(context):
+        pipeline.observe(t * pipeline.dt_ns, "bench", latent)
+    start = pipeline.latest_context()
     kv_ort = engine.sessions["dynamics_context"].run(None, {"context": context[None],
                                                             "context_noise": np.zeros(1, np.float32)})[0]
     step_inputs = [kv_ort, latents[:1], np.full(1, 0.5, np.float32)]
@@ -117,29 +150,55 @@ def run(args: argparse.Namespace) -> int:
         names = list(engine.signatures[graph]["inputs"])
         return lambda: engine.sessions[graph].run(None, dict(zip(names, arrays)))
 
-    def torch_rollout(samples: int) -> Callable:
-        context_batch = np.repeat(context[None], samples, axis=0)
-        normalised = None if actions is None else np.repeat(
-            ((actions - np.asarray(info.action_offset, np.float32)) / np.asarray(info.action_scale, np.float32))[None],
-            samples, axis=0)
+    def torch_run(graph: str, *arrays) -> Callable | None:
+        return None if torch_fns is None else (lambda: torch_fns[graph](*arrays))
+
+    def torch_rollout(candidates: int, samples: int) -> Callable | None:
+        """The engine's rollout (same sampler, batch layout and noise sharing) on torch eager."""
+        if torch_fns is None:
+            return None
+        batch = candidates * samples
+        context_batch = np.repeat(context[None], batch, axis=0)  # (N * S, K, C, h, w)
+        normalised = None if plans is None else np.repeat(
+            (plans[:candidates] - np.asarray(info.action_offset, np.float32))
+            / np.asarray(info.action_scale, np.float32), samples, axis=0)  # (N * S, H, A)
         return lambda: sampler.rollout(torch_fns["dynamics_context"], torch_fns["dynamics"], context_batch,
                                        normalised, horizon, info.sampler_steps, info.context_noise,
-                                       np.random.default_rng(0))
+                                       np.random.default_rng(0), noise_period=samples, shared_context=True)
 
-    # (label, per, ORT function, torch function or None, target ms or None); ms are divided by `per`.
+    def what_if(steps: int) -> Callable:
+        """pipeline.what_if as a ~/rollout call runs it: candidates x horizon x 1 sample, latents only."""
+        pipeline.settings = RolloutSettings(sampler_steps=steps)
+        request = RolloutRequest(plans, WHAT_IF_CANDIDATES, horizon, 1, 0, return_images=False)
+        return lambda: pipeline.what_if(request, start)
+
+    zero = np.zeros(1, np.float32)
     rows = [
-        ("encode, 1 frame (ms/frame)", 1, ort_run("encoder", frames[:1]), "encoder", (frames[:1],), ENCODE_TARGET_MS),
-        (f"encode, batch {FRAME_BATCH} (ms/frame)", FRAME_BATCH, ort_run("encoder", frames), "encoder", (frames,), None),
-        ("decode, 1 frame (ms/frame)", 1, ort_run("decoder", latents[:1]), "decoder", (latents[:1],), None),
-        (f"decode, batch {FRAME_BATCH} (ms/frame)", FRAME_BATCH, ort_run("decoder", latents), "decoder", (latents,), None),
-        ("DiT context K/V (once per frame)", 1, ort_run("dynamics_context", context[None], np.zeros(1, np.float32)),
-         "dynamics_context", (context[None], np.zeros(1, np.float32)), None),
-        ("DiT step (per sampler step)", 1, ort_run("dynamics", *step_inputs), "dynamics", tuple(step_inputs), None),
+        Row("encode, 1 frame (ms/frame)", ort_run("encoder", frames[:1]), torch_run("encoder", frames[:1]),
+            target_ms=ENCODE_TARGET_MS),
+        Row(f"encode, batch {FRAME_BATCH} (ms/frame)", ort_run("encoder", frames), torch_run("encoder", frames),
+            FRAME_BATCH, FRAME_BATCH),
+        Row("decode, 1 frame (ms/frame)", ort_run("decoder", latents[:1]), torch_run("decoder", latents[:1])),
+        Row(f"decode, batch {FRAME_BATCH} (ms/frame)", ort_run("decoder", latents), torch_run("decoder", latents),
+            FRAME_BATCH, FRAME_BATCH),
+        Row("DiT context K/V (once per frame)", ort_run("dynamics_context", context[None], zero),
+            torch_run("dynamics_context", context[None], zero)),
+        Row("DiT step (per sampler step)", ort_run("dynamics", *step_inputs), torch_run("dynamics", *step_inputs)),
     ]
     for samples in (1, 8):
-        rows.append((f"rollout {horizon} frames x {info.sampler_steps} steps, {samples} sample(s)", 1,
-                     lambda s=samples: engine.rollout(context, actions, horizon=horizon, samples=s, seed=0),
-                     torch_rollout(samples), None, ROLLOUT_TARGET_MS if samples == 1 else None))
+        rows.append(Row(f"rollout {horizon} frames x {info.sampler_steps} steps, {samples} sample(s)",
+                        lambda s=samples: engine.rollout(context, actions, horizon=horizon, samples=s, seed=0),
+                        torch_rollout(1, samples), batch=samples,
+                        target_ms=ROLLOUT_TARGET_MS if samples == 1 else None))
+    for candidates in ROLLOUT_BATCHES[1:]:
+        rows.append(Row(f"rollout {horizon} frames x {info.sampler_steps} steps, {candidates} candidates",
+                        lambda n=candidates: engine.rollout(np.broadcast_to(context, (n, *context.shape)),
+                                                            None if plans is None else plans[:n], horizon=horizon,
+                                                            seed=0),
+                        torch_rollout(candidates, 1), batch=candidates))
+    for steps in sorted({info.sampler_steps, *WHAT_IF_FEWER_STEPS}, reverse=True):
+        rows.append(Row(f"what-if {WHAT_IF_CANDIDATES} x {horizon} x 1, latents, {steps} step(s)", what_if(steps),
+                        batch=WHAT_IF_CANDIDATES, target_ms=WHAT_IF_TARGET_MS))
 
     if engine.anchor is not None:
         rows += _anchor_rows(engine, frames, latents)
@@ -149,21 +208,27 @@ def run(args: argparse.Namespace) -> int:
           f"{'x'.join(map(str, info.latent_shape))}, context {k}, dynamics K/V {info.context_kv_shape}, "
           f"sampler steps {info.sampler_steps}; ORT providers {engine.providers}")
     print(f"{'':44s} {'ORT ms':>9s} {'torch ms':>9s} {'torch/ORT':>10s}  target")
-    ratios = []
-    for label, per, ort_fn, torch_spec, torch_args, target in rows:
-        ort_ms = median_ms(ort_fn, args.repeats) / per
-        torch_ms = None
-        if torch_fns is not None and torch_spec is not None:
-            torch_fn = torch_spec if callable(torch_spec) else (lambda f=torch_fns[torch_spec], a=torch_args: f(*a))
-            torch_ms = median_ms(torch_fn, args.repeats) / per
-            ratios.append(torch_ms / ort_ms)
-        torch_text = f"{torch_ms:9.2f} {torch_ms / ort_ms:10.2f}" if torch_ms else f"{'-':>9s} {'-':>10s}"
-        target_text = "" if target is None else f"<= {target:g} ms ({'met' if ort_ms <= target else 'MISSED'})"
-        print(f"{label:44s} {ort_ms:9.2f} {torch_text}  {target_text}")
+    ratios: dict[int, list[float]] = {}
+    for row in rows:
+        repeats = min(args.repeats, LARGE_BATCH_REPEATS) if row.batch >= LARGE_BATCH else args.repeats
+        ort_ms = median_ms(row.run, repeats) / row.per
+        torch_text = f"{'-':>9s} {'-':>10s}"
+        if row.baseline is not None:
+            torch_ms = median_ms(row.baseline, repeats) / row.per
+            ratios.setdefault(row.batch, []).append(torch_ms / ort_ms)
+            torch_text = f"{torch_ms:9.2f} {torch_ms / ort_ms:10.2f}"
+        target_text = "" if row.target_ms is None else \
+            f"<= {row.target_ms:g} ms ({'met' if ort_ms <= row.target_ms else 'MISSED'})"
+        print(f"{row.label:44s} {ort_ms:9.2f} {torch_text}  {target_text}")
     if ratios:
-        geo = float(np.exp(np.mean(np.log(ratios))))
-        print(f"ORT vs torch eager, geometric mean over rows: {geo:.2f}x "
-              f"(target >= {RATIO_TARGET}x, {'met' if geo >= RATIO_TARGET else 'MISSED'})")
+        every = [r for values in ratios.values() for r in values]
+        geo = float(np.exp(np.mean(np.log(every))))
+        print(f"ORT vs torch eager, geometric mean over rows: {geo:.2f}x")
+        worst = {batch: min(values) for batch, values in sorted(ratios.items())}
+        print("ORT vs torch eager, worst row per batch size: "
+              + ", ".join(f"batch {batch}: {ratio:.2f}x" for batch, ratio in worst.items())
+              + f" (target >= {RATIO_TARGET}x at every batch size, "
+              f"{'met' if min(worst.values()) >= RATIO_TARGET else 'MISSED'})")
     else:
         print("torch-eager column skipped: pass --checkpoint (or use --preset) to time torch on the same graphs")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

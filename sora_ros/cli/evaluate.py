@@ -22,6 +22,8 @@ import math
 import sys
 from pathlib import Path
 
+from sora_ros.core.requests import MAX_SAMPLER_STEPS
+
 MODEL_NAME = "model"
 
 
@@ -91,7 +93,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if args.realtime:
         offline_only = [flag for flag, given in (("--write-bag", args.write_bag), ("--record-in-model", args.record_in_model),
-                                                 ("--max-clips", args.max_clips)) if given]  # fmt: skip
+                                                 ("--max-clips", args.max_clips),
+                                                 ("--sampler-steps", args.sampler_steps)) if given]  # fmt: skip
         if offline_only:
             print(f"sora-ros eval: {', '.join(offline_only)} apply to the offline evaluation, not to --realtime",
                   file=sys.stderr)  # fmt: skip
@@ -113,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
     from sora_ros.evaluation.scoring import evaluate, summarize_evaluation
     from sora_ros.runtime.engine import NonFiniteOutputError, WorldModelEngine
     from sora_ros.runtime.model_dir import ModelDirError
-    from sora_ros.runtime.pipeline import WorldModelPipeline
+    from sora_ros.runtime.pipeline import RolloutSettings, WorldModelPipeline
 
     try:
         engine = WorldModelEngine(args.model, providers=args.providers.split(","))
@@ -129,7 +132,9 @@ def main(args: argparse.Namespace) -> int:
     clips = model_clips(args.bags, args.image_topic, args.action_topic, dt=model.dt, length=k + lookahead,
                         size=size, action_names=model.action_names, stride=args.stride, notes=notes,
                         report=report)  # fmt: skip
-    model_predictor = ModelPredictor(WorldModelPipeline(engine), lookahead, args.samples, args.seed)
+    pipeline = WorldModelPipeline(engine)
+    pipeline.settings = RolloutSettings(sampler_steps=args.sampler_steps)
+    model_predictor = ModelPredictor(pipeline, lookahead, args.samples, args.seed)
     predictors = {MODEL_NAME: model_predictor, **baseline_predictors(lookahead)}
     conditioned = model.action_dim > 0 and args.action_topic
     bag_path = Path(args.out) / "predictions" if args.out and args.write_bag else None
@@ -155,7 +160,8 @@ def main(args: argparse.Namespace) -> int:
     info = {"command": command, "model": model.name, "model_version": model.version,
             "model_files_sha256": model.files, "bags": sorted(result.sources), "image_topic": args.image_topic,
             "action_topic": args.action_topic, "dt": model.dt, "notes": notes,
-            "anchored": engine.anchor is not None}  # fmt: skip
+            "anchored": engine.anchor is not None,
+            "sampler_steps": args.sampler_steps or model.sampler_steps}  # fmt: skip
     print(_terminal_table(summary, result.horizons))
     print(f"VAE reconstruction of the context frames: {summary['vae_reconstruction_psnr']['mean']:.2f} dB PSNR")
     if engine.anchor is not None:
@@ -192,6 +198,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-clips", type=int, help="stop after this many clips")
     parser.add_argument("--samples", type=int, default=1, help="model samples per prediction; their mean is scored")
     parser.add_argument("--seed", type=int, default=0, help="sampler noise and action shuffling")
+    parser.add_argument("--sampler-steps", type=int, default=0, choices=range(0, MAX_SAMPLER_STEPS + 1),
+                        metavar=f"0..{MAX_SAMPLER_STEPS}",
+                        help="Euler steps per predicted frame (default 0: the model's, model.json sampler.steps); "
+                        "fewer are faster, at the quality this reports")
     parser.add_argument("--providers", default="CPU", help="ONNX Runtime providers in order, e.g. TensorRT,CUDA,CPU")
     parser.add_argument("--write-bag", action="store_true",
                         help="with --out: also write OUT/predictions, an MCAP bag of real and predicted frames per horizon")

@@ -13,9 +13,10 @@ import numpy as np
 
 # Caps on what one rollout may cost, live or per ~/rollout call: the one definition the node
 # parameters, the service checks, the planner and README quote.
-MAX_CANDIDATES = 8
+MAX_CANDIDATES = 64  # latents only: a sampling planner's what-if (issue 14 times 32)
+MAX_IMAGE_CANDIDATES = 8  # with images: every frame of every candidate is decoded
 MAX_SAMPLES = 8
-MAX_BATCH = 16  # candidates x samples
+MAX_BATCH = 64  # candidates x samples: one dynamics call holds this many rows
 MAX_HORIZON = 32
 MAX_SAMPLER_STEPS = 16
 # ~/rollout calls running or waiting at once; more are refused as busy, never left unanswered.
@@ -33,6 +34,9 @@ class RolloutRequest:
     Attributes:
         actions: float32 (N, H, A) in the model's physical units, or None for an
             unconditioned model (then `candidates` futures of `horizon` frames, A = 0).
+        sampler_steps: Euler steps per predicted frame for this call, 1..MAX_SAMPLER_STEPS;
+            0 = the node's setting (a planner's what-if may trade quality for speed, see
+            `sora-ros eval --sampler-steps`).
     """
 
     actions: np.ndarray | None
@@ -41,15 +45,16 @@ class RolloutRequest:
     samples: int
     seed: int
     return_images: bool
+    sampler_steps: int = 0
 
 
 def check_request(actions: np.ndarray, candidates: int, horizon: int, action_dim: int, samples: int, seed: int,
-                  return_images: bool, model_action_dim: int) -> RolloutRequest:
+                  return_images: bool, model_action_dim: int, sampler_steps: int = 0) -> RolloutRequest:
     """Validate the fields of a Rollout request against the model and the caps.
 
     Args:
         actions: the flat `actions` field (candidates * horizon * action_dim values).
-        candidates, horizon, action_dim, samples, seed, return_images: the request's fields.
+        candidates, horizon, action_dim, samples, seed, return_images, sampler_steps: the request's fields.
         model_action_dim: A of the loaded model (0 = unconditioned).
 
     Returns:
@@ -61,10 +66,16 @@ def check_request(actions: np.ndarray, candidates: int, horizon: int, action_dim
     """
     if not 1 <= candidates <= MAX_CANDIDATES:
         raise RequestError(f"candidates must be 1..{MAX_CANDIDATES}, got {candidates}")
+    if return_images and candidates > MAX_IMAGE_CANDIDATES:
+        raise RequestError(f"with return_images, candidates must be 1..{MAX_IMAGE_CANDIDATES}, got {candidates} "
+                           f"(latents only: up to {MAX_CANDIDATES})")
     if not 1 <= horizon <= MAX_HORIZON:
         raise RequestError(f"horizon must be 1..{MAX_HORIZON}, got {horizon}")
     if not 1 <= samples <= MAX_SAMPLES:
         raise RequestError(f"samples must be 1..{MAX_SAMPLES}, got {samples}")
+    if not 0 <= sampler_steps <= MAX_SAMPLER_STEPS:
+        raise RequestError(f"sampler_steps must be 0 (the node's setting) or 1..{MAX_SAMPLER_STEPS}, "
+                           f"got {sampler_steps}")
     if candidates * samples > MAX_BATCH:
         raise RequestError(f"candidates x samples = {candidates * samples} exceeds the cap of {MAX_BATCH} per call")
     if action_dim != model_action_dim:
@@ -75,9 +86,9 @@ def check_request(actions: np.ndarray, candidates: int, horizon: int, action_dim
         raise RequestError(f"actions has {flat.size} values; candidates x horizon x action_dim = "
                            f"{candidates} x {horizon} x {action_dim} = {expected}")
     if model_action_dim == 0:
-        return RolloutRequest(None, candidates, horizon, samples, seed, return_images)
+        return RolloutRequest(None, candidates, horizon, samples, seed, return_images, sampler_steps)
     shaped = flat.reshape(candidates, horizon, action_dim)  # (N, H, A)
     nan = np.isnan(shaped)
     if np.isinf(shaped).any() or (nan.any(axis=-1) != nan.all(axis=-1)).any():
         raise RequestError("actions must be finite; mark an unknown step with NaN in every component of its row")
-    return RolloutRequest(shaped, candidates, horizon, samples, seed, return_images)
+    return RolloutRequest(shaped, candidates, horizon, samples, seed, return_images, sampler_steps)

@@ -69,6 +69,34 @@ def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torc
     return x * (1 + scale) + shift
 
 
+def _attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, heads: int) -> torch.Tensor:
+    """Multi-head scaled dot-product attention of q (B, N, D) over keys/values (B, M, D) -> (B, N, D)."""
+    b, n, d = q.shape
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(b, -1, heads, d // heads).transpose(1, 2)  # (B, heads, N or M, D / heads)
+
+    attn = F.scaled_dot_product_attention(split(q), split(keys), split(values))
+    return attn.transpose(1, 2).reshape(b, n, d)  # (B, N, D)
+
+
+class _MultiHeadAttention(torch.autograd.Function):
+    """`_attention`, exported as one ONNX Runtime MultiHeadAttention node (com.microsoft domain,
+    scale 1 / sqrt(D / heads) by default, as here). Traced as eight or so reshapes, transposes and
+    scalings per block that ONNX Runtime runs one by one on every call (context keys/values
+    included, at every sampler step); the fused CPU kernel splits the heads itself."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, heads: int) -> torch.Tensor:
+        return _attention(q, keys, values, heads)
+
+    @staticmethod
+    def symbolic(g, q, keys, values, heads: int):
+        out = g.op("com.microsoft::MultiHeadAttention", q, keys, values, num_heads_i=heads)
+        out.setType(q.type())  # (B, N, D) like the queries: keeps the exporter's shape inference whole
+        return out
+
+
 class Block(nn.Module):
     """Pre-norm transformer block with adaLN-Zero modulation from a (B, D) condition."""
 
@@ -99,14 +127,11 @@ class Block(nn.Module):
     def update(self, x: torch.Tensor, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                mod: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Attention of x's queries q (B, N, D) over keys/values (B, M, D), then the MLP."""
-        b, n, d = q.shape
         heads = self.heads
-
-        def split(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(b, -1, heads, d // heads).transpose(1, 2)  # (B, heads, N or M, D / heads)
-
-        attn = F.scaled_dot_product_attention(split(q), split(keys), split(values))
-        attn = attn.transpose(1, 2).reshape(b, n, d)  # (B, N, D)
+        if torch.onnx.is_in_onnx_export():
+            attn = _MultiHeadAttention.apply(q, keys, values, heads)  # (B, N, D)
+        else:
+            attn = _attention(q, keys, values, heads)  # (B, N, D)
         x = x + mod[2] * self.proj(attn)
         return x + mod[5] * self.mlp(_modulate(self.norm2(x), mod[3], mod[4]))
 

@@ -208,7 +208,7 @@ class PredictorNode(ModelNode):
         try:
             checked = check_request(np.asarray(request.actions, np.float32), request.candidates, request.horizon,
                                     request.action_dim, request.samples, request.seed, request.return_images,
-                                    self.pipeline.info.action_dim)
+                                    self.pipeline.info.action_dim, request.sampler_steps)
             max_age_s = self.get_parameter("max_context_age_s").value or self.get_parameter("watchdog_timeout_s").value
             outcome = self.pipeline.what_if(checked, max_age_s=max_age_s)
         except tuple(REFUSALS) as error:

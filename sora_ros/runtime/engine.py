@@ -92,29 +92,29 @@ def resolve_providers(requested: Sequence[str]) -> list[str]:
     return chosen
 
 
-# Graphs whose thread pool must not spin between calls. Each session has its own pool; the
-# rollout alternates between the two dynamics sessions call by call, and on 2 cores the idle
-# pool's spinning workers take cores from the busy one. Stopping the context graph's pool from
-# spinning (the step graph is called back to back, `sampler_steps` times per frame, and keeps
-# spinning) measured best for the cpu64 preset on 2 cores: 8-frame rollout 54 ms with every
-# pool spinning, 38 ms with this. ONNX Runtime's global thread pool gave 31 ms, but it breaks
-# every other session created in the process, so the engine does not use it.
-# The encoder and decoder do not spin either: in the live node they run between rollout steps,
-# from other threads, and their spinning pools slowed the rollout. Measured with `sora-ros bench
-# nodes` (default model, 15 Hz camera, 2 cores): camera-to-futures p50 158-185 ms spinning,
-# 117-118 ms not; `~/rollout` 3 x 8 364-434 ms -> 288-300 ms.
-NON_SPINNING_GRAPHS = ("dynamics_context", "encoder", "decoder", ANCHOR_GRAPH)
-# No graph uses ONNX Runtime's CPU memory arena: it grows to the largest batch ever run and
-# never gives memory back. Three ~/rollout calls at the caps (8 candidates x 2 samples x 32
-# steps, images) took the default model's process from 159 to 1109 MiB for good with the arena,
-# +9 MiB without it; the 1 x 8 rollout's time did not change beyond the noise of a shared
-# 2-core machine (min of 20: 325 ms with, 343 ms without, load average 8).
+# No graph's thread pool spins between calls. Each session has its own pool; the rollout alternates
+# between the two dynamics sessions call by call, the live node runs the encoder and decoder between
+# rollout steps from other threads, and a robot's (or this shared machine's) other processes want the
+# same cores: a spinning pool takes cores from whoever has work. Only the two dynamics graphs use ONNX
+# Runtime's CPU memory arena: without it every call allocates, faults in and frees its intermediate
+# buffers afresh (megabytes per call from batch 8 up). Measured together (both levers were needed:
+# either alone gained 10-25 %), N candidates x 8 frames x 1 sample, latents only, p50 of 5, one
+# process, 2 shared cores at load average 10-14: N = 1: 478 -> 364 ms, N = 8: 1977 -> 705 ms, N = 32:
+# 7924 -> 3632 ms. `sora-ros bench nodes` earlier: camera-to-futures p50 158-185 ms -> 117-118 ms with
+# the encoder and decoder no longer spinning.
+#
+# An arena grows to the largest call ever run and never gives memory back, which is why the image
+# graphs (encoder, decoder, anchor) keep it off: three ~/rollout calls at the caps with images took
+# the default model's process from 159 to 1109 MiB for good with every arena on, +9 MiB without. A
+# dynamics call is one frame of the batch (candidates x samples) whatever the horizon: rollouts of
+# 1, 8, 16 and 32 rows left the process 15 to 31 MiB larger with the arena than without.
+ARENA_GRAPHS = ("dynamics_context", "dynamics")
 
 
 def _session_options(graph: str) -> ort.SessionOptions:
     options = ort.SessionOptions()
-    options.enable_cpu_mem_arena = False
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0" if graph in NON_SPINNING_GRAPHS else "1")
+    options.enable_cpu_mem_arena = graph in ARENA_GRAPHS
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
@@ -300,16 +300,21 @@ class WorldModelEngine:
             raise ValueError(f"{context.shape[0]} contexts but {actions.shape[0]} action candidates")
         candidates = max(counts)
         batch = candidates * samples
+        shared = bool((context == context[:1]).all())  # one context for all candidates (a what-if)
         context = np.repeat(np.broadcast_to(context, (candidates, *per_item)), samples, axis=0)  # (N * S, K, C, h, w)
         if actions is not None:
             actions = np.repeat(np.broadcast_to(actions, (candidates, *actions.shape[1:])), samples, axis=0)
         with self._rollout_lock:
-            context_fn, velocity_fn = self._bound_graphs(batch)
+            # From a shared context the first frame's keys/values are computed for S rows, not N * S;
+            # the S-row graphs are fetched first so that the batch's stay the newest in the cache.
+            context_fns = {samples: self._bound_graphs(samples)[0]} if shared else {}
+            context_fns[batch], velocity_fn = self._bound_graphs(batch)
             # Every candidate sees the same noise: their futures differ by their actions alone.
             latents = sampler.rollout(
-                context_fn, velocity_fn, context, actions, horizon, info.sampler_steps if steps is None else steps,
+                lambda window, level: context_fns[len(window)](window, level), velocity_fn, context, actions,
+                horizon, info.sampler_steps if steps is None else steps,
                 info.context_noise if context_noise is None else context_noise, np.random.default_rng(seed),
-                noise_period=samples,
+                noise_period=samples, shared_context=shared,
             )  # (N * S, H, C, h, w)
         _check_finite("dynamics", latents)
         latents = latents.reshape(candidates, samples, *latents.shape[1:])  # (N, S, H, C, h, w)

@@ -348,7 +348,7 @@ class WorldModelPipeline:
         settings, n, horizon = self.settings, request.candidates, request.horizon
         cost, budget_ms = self.costs[kind], settings.deadline_ms
         actions, clamp_notes = self._clamped(kind, request.actions)
-        default_steps = settings.sampler_steps or self.info.sampler_steps
+        default_steps = request.sampler_steps or settings.sampler_steps or self.info.sampler_steps
         predicted = n * request.samples * horizon  # frames the sampler produces
         plan = plan_rollout(cost, predicted, default_steps, wanted, essential, budget_ms)
         contexts = np.broadcast_to(context.latents, (n, *context.latents.shape))  # (N, K, C, h, w)

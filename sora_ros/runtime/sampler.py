@@ -49,7 +49,7 @@ def noise_context(context: np.ndarray, level: float, rng: np.random.Generator, p
 
 def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray, actions: np.ndarray | None,
             horizon: int, steps: int, context_noise: float, rng: np.random.Generator,
-            noise_period: int | None = None) -> np.ndarray:
+            noise_period: int | None = None, shared_context: bool = False) -> np.ndarray:
     """Predict `horizon` latent frames autoregressively, never leaving latent space.
 
     Args:
@@ -64,6 +64,11 @@ def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray,
         noise_period: draw noise for this many rows and repeat it down the batch (row r gets
             row r % noise_period's), so that candidates laid out as (candidate, sample) rows see
             the same noise and differ by their actions alone (common random numbers).
+        shared_context: every row starts from the same context latents (candidates of one
+            what-if): the first frame's noised windows, hence its keys/values, are then the same
+            for rows r and r % noise_period, so `context_fn` runs on the first noise_period rows
+            only and its output is repeated down the batch (the first of `horizon` context passes
+            costs 1 / candidates of a full one).
 
     Returns:
         (B, horizon, C, h, w) float32 predicted latents.
@@ -74,9 +79,14 @@ def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray,
     history[:, :k] = context
     noise_level = np.full((b,), context_noise, np.float32)
     flow_time = np.empty((b,), np.float32)
+    period = b if noise_period is None else noise_period
     for i in range(horizon):
         window = noise_context(np.ascontiguousarray(history[:, i:i + k]), context_noise, rng, noise_period)  # (B, K, C, h, w)
-        kv = context_fn(window, noise_level)
+        if i == 0 and shared_context and period < b:
+            kv = context_fn(np.ascontiguousarray(window[:period]), noise_level[:period])  # (period, L, 2, K * N, D)
+            kv = np.tile(kv, (b // period, *([1] * (kv.ndim - 1))))  # (B, L, 2, K * N, D)
+        else:
+            kv = context_fn(window, noise_level)
         action = None if actions is None else np.ascontiguousarray(actions[:, i])  # (B, A)
         x = standard_normal(rng, (b, *context.shape[2:]), noise_period)  # (B, C, h, w)
         for t, t_next in zip(times[:-1], times[1:]):
