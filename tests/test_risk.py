@@ -233,4 +233,35 @@ def test_the_stage_learns_a_separable_label_and_exports_a_head_the_runtime_loads
     info = read_model_info(directory)
     assert info.risk["metrics"]["validation"]["auc_encoded"] == summary["validation"]["auc_encoded"]
     assert WorldModelEngine(directory).risk is not None
-    assert (tmp_path / "run" / "risk.pt").is_file()
+    # Resumable: more steps continue from risk.pt; a checkpoint of another model's latents is refused.
+    args.steps, args.resume, args.no_export = 90, True, True
+    assert train_risk(args)["steps"] == 90
+    args.model = export_tiny(tmp_path / "other", seed=1)
+    with pytest.raises(ValueError, match="latents of another model"):
+        train_risk(args)
+
+
+def test_labels_match_the_simulators_refused_moves_step_by_step(tmp_path: Path) -> None:
+    """The simulator refuses a move into something (sora_ros/sim/world.py); its odometry is written
+    as the episode recorder writes it. Driving straight at 0.4 m/s with slow turns hits walls and
+    objects: every refused step, and no other, must be labelled blocked."""
+    from sora_ros.sim.world import SimWorld, WorldConfig
+
+    config = WorldConfig(width=16, height=16, num_balls=0, other_robot=False)
+    refused, period = [], config.period_ns
+    with SimWorld(config, seed=3) as world, BagWriter(tmp_path / "sim") as bag:
+        for k in range(300):
+            stamp, pose = world.stamp_ns, world.pose
+            bag.write("/odom", m.ODOMETRY, stamp, m.odometry(pose.x, pose.y, pose.yaw, pose.v, pose.w, stamp, "odom",
+                                                             "base_link"))
+            if k == 299:
+                break
+            turn = 0.8 * math.sin(k / 15.0)
+            bag.write("/cmd_vel", m.TWIST, stamp, m.twist(0.4, turn))
+            before = world.collisions
+            world.step(0.4, turn)
+            refused.append(world.collisions > before)
+    log = read_motion(tmp_path / "sim", "/odom", "/cmd_vel")
+    labels = blocked_steps(BlockedRule(), period * np.arange(299, dtype=np.int64), period, log)
+    assert 5 <= sum(refused) < len(refused), "the drive should run into things, not only (else it proves nothing)"
+    np.testing.assert_array_equal(labels == 1, refused)

@@ -82,6 +82,7 @@ def train_risk(args) -> dict:
     from sora_ros.model.risk import RiskConfig, RiskNet
     from sora_ros.model.trainer import learning_rate
     from sora_ros.runtime.engine import WorldModelEngine
+    from sora_ros.runtime.model_dir import DYNAMICS_WEIGHTS, GRAPH_FILES
     from sora_ros.runtime.risk import risk_metrics
 
     out = Path(args.out)
@@ -91,6 +92,16 @@ def train_risk(args) -> dict:
     rule = BlockedRule(horizon_steps=args.horizon_steps, min_command=args.min_command,
                        progress_fraction=args.progress_fraction, command_timeout_s=args.command_timeout)
     checkpoint_path = out / RISK_CHECKPOINT
+    # The head is only valid for the latents it was trained on: a checkpoint names the graphs' hashes.
+    latent_graphs = {name: info.files[name] for name in (*GRAPH_FILES.values(), DYNAMICS_WEIGHTS)}
+    payload = None
+    if args.resume and checkpoint_path.exists():  # checked before minutes of data preparation
+        payload = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        if payload.get("format") != RISK_CHECKPOINT_FORMAT:
+            raise ValueError(f"{checkpoint_path}: not a risk-head checkpoint")
+        if payload.get("latent_graphs") != latent_graphs:
+            raise ValueError(f"{checkpoint_path} was trained on the latents of another model (its encoder or dynamics "
+                             f"graphs differ from {args.model}'s): delete it or choose another --out")
     train, train_summary = prepare(engine, args.data, args, rule)
     val, val_summary = prepare(engine, args.val_data, args, rule) if args.val_data else (None, None)
     enc = train.encoded_samples()
@@ -109,10 +120,7 @@ def train_risk(args) -> dict:
     rng = np.random.default_rng(args.seed)
     state = {"step": 0, "wall_s": 0.0, "val": {}, "best": None}
     best_weights = None
-    if args.resume and checkpoint_path.exists():
-        payload = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        if payload.get("format") != RISK_CHECKPOINT_FORMAT:
-            raise ValueError(f"{checkpoint_path}: not a risk-head checkpoint")
+    if payload is not None:
         config = RiskConfig.from_dict(payload["config"])
         net = RiskNet(config, info.latent_shape, info.action_offset, info.action_scale)
         net.load_state_dict(payload["net"])
@@ -126,7 +134,7 @@ def train_risk(args) -> dict:
     def save() -> None:
         payload = {"format": RISK_CHECKPOINT_FORMAT, "config": net.config.to_dict(), "net": net.state_dict(),
                    "optimizer": optimizer.state_dict(), "state": state, "rng": json.dumps(rng.bit_generator.state),
-                   "best_net": best_weights}
+                   "best_net": best_weights, "latent_graphs": latent_graphs}
         torch.save(payload, f"{checkpoint_path}.tmp")
         Path(f"{checkpoint_path}.tmp").replace(checkpoint_path)
 
