@@ -120,6 +120,18 @@ def with_head(tmp_path_factory) -> Path:
     return directory
 
 
+def test_an_unconditioned_model_gets_a_head_on_latents_alone(tmp_path: Path) -> None:
+    directory = export_tiny(tmp_path / "unconditioned", name="tiny-unconditioned")
+    info = read_model_info(directory)
+    export_risk(_risk_net(info), directory, horizon_steps=HORIZON, label="test", rule={}, metrics={})
+    engine = WorldModelEngine(directory)
+    latents = np.random.default_rng(0).standard_normal((4, *info.latent_shape), dtype=np.float32)
+    risk = engine.risk.probabilities(latents, None)
+    assert risk.shape == (4,) and ((0 <= risk) & (risk <= 1)).all()
+    with pytest.raises(ValueError, match="takes no actions"):
+        engine.risk.probabilities(latents, np.zeros((4, 2), np.float32))
+
+
 def test_export_parity_and_the_runtime_head_match_torch(with_head: Path) -> None:
     info = read_model_info(with_head)
     assert info.risk["graph"] == RISK_FILE and info.risk["horizon_steps"] == HORIZON
@@ -233,6 +245,13 @@ def test_the_stage_learns_a_separable_label_and_exports_a_head_the_runtime_loads
     info = read_model_info(directory)
     assert info.risk["metrics"]["validation"]["auc_encoded"] == summary["validation"]["auc_encoded"]
     assert WorldModelEngine(directory).risk is not None
+    # `sora-ros eval` scores the exported head on held-out bags with odometry, by the same rule.
+    from sora_ros.cli import main as sora_ros
+
+    assert sora_ros(["eval", str(bags[1]), "--action-topic", "/cmd_vel", "--model", str(directory), "--horizons", "1",
+                     "--out", str(tmp_path / "eval")]) == 0
+    risk = json.loads((tmp_path / "eval" / "metrics.json").read_text())["risk"]
+    assert risk["horizon_steps"] == HORIZON and risk["auc_encoded"] >= 0.9, risk
     # Resumable: more steps continue from risk.pt; a checkpoint of another model's latents is refused.
     args.steps, args.resume, args.no_export = 90, True, True
     assert train_risk(args)["steps"] == 90

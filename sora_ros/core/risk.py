@@ -18,8 +18,7 @@ Progress is measured from the odometry pose, not from its twist, so it works for
 source (wheel, visual, lidar). A robot that accelerates from rest moves less than commanded in its
 first step; `progress_fraction` (default 0.1) sits below that: in the simulator a start from rest
 at the highest command (0.6 m/s, 1 m/s^2) covers 1 cm of the 6 cm commanded, a refused move 0.
-Checked against the simulator's own refused moves (`/tmp`-free: tests/test_risk.py records an
-episode and compares step by step).
+tests/test_risk.py checks the labels against the simulator's own refused moves, step by step.
 
     steps = blocked_steps(rule, grid_ns, dt_ns, motion)    # (T,) 1, 0 or NaN per step at grid_ns
     labels = blocked_within(steps, rule.horizon_steps)     # (T,) label of each frame
