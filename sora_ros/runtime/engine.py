@@ -24,6 +24,7 @@ from sora_ros.runtime import sampler
 from sora_ros.runtime.anchor import ANCHOR_GRAPH, AnchoredDecoder, anchor_signature
 from sora_ros.runtime.model_dir import GRAPH_FILES, ModelDirError, ModelInfo, check_session, expected_signatures, \
     read_model_info
+from sora_ros.runtime.risk import RISK_GRAPH, RiskHead, risk_signature
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,14 @@ class WorldModelEngine:
                                                           config["plan_features"]))
             self.sessions[ANCHOR_GRAPH] = session
             self.anchor = AnchoredDecoder(session, config["horizon"], self.info.action_dim, config["plan_features"])
+        self.risk: RiskHead | None = None  # the optional risk head (model.json "risk"; older models have none)
+        if self.info.risk is not None:
+            path = self.info.path / self.info.risk["graph"]
+            session = _open_session(RISK_GRAPH, path, self.providers)
+            risk = self.info.risk
+            check_session(path, session, risk_signature(self.info.latent_shape, self.info.action_dim, risk["frames"]))
+            self.sessions[RISK_GRAPH] = session
+            self.risk = RiskHead(session, self.info.action_dim, risk["horizon_steps"], risk["frames"])
         self._bound: dict[int, tuple[_BoundGraph, _BoundGraph]] = {}
         self._rollout_lock = threading.Lock()
         self._bound_graphs(1)  # the common case (one candidate, one sample) allocated up front
