@@ -262,3 +262,15 @@ def test_a_malformed_parent_section_is_refused(parent, tmp_path):
     (directory / MODEL_JSON).write_text(json.dumps(meta))
     with pytest.raises(ModelDirError, match="parent.weights_sha256"):
         read_model_info(directory)
+
+
+def test_train_anchor_init_starts_from_the_parents_anchored_decoder(parent, bags, tmp_path):
+    out = tmp_path / "anchor"
+    assert cli(["train-anchor", "--model", str(parent), "--init", str(parent), "--data", str(bags["train"]),
+                "--action-topic", "/cmd_vel", "--out", str(out), "--steps", "1", "--batch", "4",
+                "--sequence-frames", "12", "--no-export"]) == 0  # fmt: skip
+    trained = torch.load(out / "anchor.pt", weights_only=True)["net"]
+    start = load_weights(parent).anchor.state_dict()
+    # One AdamW step in the warm-up moves each weight by at most lr / WARMUP_STEPS = 1e-5.
+    assert max(float((trained[k] - start[k]).abs().max()) for k in start) <= 1.1e-5
+    assert json.loads((out / "anchor_summary.json").read_text())["fine_tuned_from"]["id"] == model_id(read_model_info(parent))

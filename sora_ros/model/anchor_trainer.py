@@ -12,7 +12,8 @@ of step k, last context latent) -> the real frame k, for k = 1..H:
 The loss is L1 at TARGET_FACTOR x the model's resolution (the warp is where sharpness comes
 from) plus a small price on the mask (warp where the warp is as good). Footage without commands
 (real video) is drawn for REAL_SHARE of each batch. Single process (no DDP: the stage is minutes
-on a CPU); resumable from OUT/anchor.pt; bf16 autocast with --precision bf16.
+on a CPU); resumable from OUT/anchor.pt; bf16 autocast with --precision bf16. `init` starts from
+another model directory's anchored decoder (its weights.safetensors) instead of fresh weights.
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ def anchored_loss(net, batch: dict) -> tuple:
     import torch
 
     from sora_ros.model.anchor import compose
-    from sora_ros.model.training import psnr
+    from sora_ros.core.psnr import psnr_from_mse
 
     motion, mask = net(batch["frames"], batch["flow"], batch["latent"], batch["context_latent"], batch["step"],
                        batch["reconstruction"])
@@ -195,8 +196,8 @@ def anchored_loss(net, batch: dict) -> tuple:
     with torch.no_grad():
         mse = ((predicted - target) ** 2).mean()
         copy = ((unit(batch["last"]) - target) ** 2).mean()
-    return loss, {"loss": loss.item(), "psnr": psnr(mse).item(), "copy_psnr": psnr(copy).item(),
-                  "mask": mask.float().mean().item()}, predicted
+    return loss, {"loss": loss.item(), "psnr": psnr_from_mse(mse.item(), capped=True),
+                  "copy_psnr": psnr_from_mse(copy.item(), capped=True), "mask": mask.float().mean().item()}, predicted
 
 
 def _tensors(batch: dict) -> dict:
@@ -229,6 +230,16 @@ def train_anchor(args) -> dict:
     torch.manual_seed(args.seed)
     state = {"step": 0, "wall_s": 0.0, "val": {}}
     net = AnchorNet(AnchorConfig(width=args.width, horizon=horizon), info.latent_shape[0])
+    parent = None
+    if getattr(args, "init", None):
+        from sora_ros.model.weights import WEIGHTS_FILE, WeightsError, load_weights, parent_record
+
+        weights = load_weights(args.init)
+        if weights.anchor is None or weights.config.vae.latent_channels != info.latent_shape[0]:
+            raise WeightsError(f"{args.init}: no anchored decoder for {info.latent_shape[0]}-channel latents in its "
+                               f"{WEIGHTS_FILE} to start from")  # fmt: skip
+        net, parent = weights.anchor, parent_record(weights)
+        print(f"fine-tuning the anchored decoder of {parent['id']} ({args.init}); --width is its own")
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
     rng = np.random.default_rng(args.seed)
     if args.resume and checkpoint_path.exists():
@@ -291,7 +302,8 @@ def train_anchor(args) -> dict:
     summary = {"command": args.command, "steps": state["step"], "wall_time_s": round(state["wall_s"], 1),
                "batch": args.batch, "lr": args.lr, "teacher_fraction": args.teacher_fraction,
                "precision": args.precision, "data": train.summary, "validation": state["val"],
-               "validation_data": None if val is None else val.summary, "machine": machine_description()}
+               "validation_data": None if val is None else val.summary, "machine": machine_description(),
+               **({"fine_tuned_from": parent} if parent else {})}
     (out / "anchor_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if not args.no_export:
         summary["parity"] = export_anchor(net, args.model, training=summary, seed=args.seed)
