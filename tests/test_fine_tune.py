@@ -274,3 +274,16 @@ def test_train_anchor_init_starts_from_the_parents_anchored_decoder(parent, bags
     # One AdamW step in the warm-up moves each weight by at most lr / WARMUP_STEPS = 1e-5.
     assert max(float((trained[k] - start[k]).abs().max()) for k in start) <= 1.1e-5
     assert json.loads((out / "anchor_summary.json").read_text())["fine_tuned_from"]["id"] == model_id(read_model_info(parent))
+
+
+def test_a_resumed_fine_tune_keeps_its_frozen_parts_and_parent(parent, bags, tmp_path):
+    run = tmp_path / "run"
+    common = ["--data", str(bags["train"]), "--val-data", str(bags["val"]), "--out", str(run), "--val-every", "2",
+              "--checkpoint-every", "2", *TUNE]  # fmt: skip
+    assert cli(["train", "--init", str(parent), "--dit-steps", "2", *common]) == 0
+    assert cli(["train", "--resume", "--dit-steps", "4", *common]) == 0  # no --init: the checkpoint knows
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["state"]["step"] == 4 and summary["parent"]["id"] == model_id(read_model_info(parent))
+    assert cli(["export", "--checkpoint", str(run / "checkpoint.pt"), "--out", str(tmp_path / "child")]) == 0
+    before, after = _states(parent), _states(tmp_path / "child")
+    assert all(torch.equal(before["vae"][k], after["vae"][k]) for k in before["vae"]), "resuming unfroze the VAE"

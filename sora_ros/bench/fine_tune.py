@@ -13,7 +13,9 @@ held-out episodes that only the scores below see. Then, each step a `sora-ros` c
      snapshot at each smaller budget (what a run of that budget gives under a constant rate);
   3. one training from scratch per budget (cosine schedule over the budget, VAE then DiT);
   4. export and eval every checkpoint the same way;
-  5. RESULTS.md (a table per horizon against copy-last and flow), results.json and fine_tune.png.
+  5. the parent and the longest fine-tune again without the anchored decoder (the VAE decodes the
+     DiT's latents: where the fine-tuned DiT's gain shows; the anchored decoder mostly warps);
+  6. RESULTS.md (a table per horizon against copy-last and flow), results.json and fine_tune.png.
 
 Budgets are CPU-minutes of training steps (trainer.cpu_seconds), so a busy machine gives every run
 the same compute; the runs use OMP_NUM_THREADS=1 so waiting threads do not burn the budget.
@@ -46,6 +48,8 @@ EVAL_STRIDE = 8
 # The flow-extrapolation baseline's name in `sora-ros eval` (evaluation/predictors.py).
 FLOW = "flow"
 RESULTS_NAME, PLOT_NAME, TABLE_NAME = "results.json", "fine_tune.png", "RESULTS.md"
+# Suffix of the models scored without their anchored decoder.
+NO_ANCHOR = "_vae_decoder"
 
 
 def _run(command: list[str], log: Path) -> None:
@@ -126,6 +130,13 @@ def run(args) -> int:
                            "--checkpoint-every", "100000", *COMMON_TRAIN), log)  # fmt: skip
             results[f"scratch_{minutes:g}min"] = _score(scratch / "checkpoint.pt", f"scratch_{minutes:g}min", models,
                                                          evals, data, log)  # fmt: skip
+        # The anchored decoder warps the last frame and is carried over unchanged: the DiT's gain shows
+        # where its latents are decoded by the VAE alone, so score the parent and the longest fine-tune so too.
+        for name, source in (("parent", Path(args.model)), (f"fine_tuned_{budgets[-1]:g}min", models / f"fine_tuned_{budgets[-1]:g}min")):
+            plain = models / f"{name}{NO_ANCHOR}"
+            if not (plain / "model.json").exists():
+                without_anchor(source, plain)
+            results[f"{name}{NO_ANCHOR}"] = _per_horizon(_evaluate(plain, data / "test", evals / f"{name}{NO_ANCHOR}", log))
     except (RuntimeError, OSError, ValueError) as error:
         print(f"sora-ros bench fine-tune: {error}", file=sys.stderr)
         return 1
@@ -137,6 +148,23 @@ def run(args) -> int:
     print((out / TABLE_NAME).read_text())
     print(f"plot: {plot_results(report, out / PLOT_NAME)}")
     return 0
+
+
+def without_anchor(source: Path, out: Path) -> None:
+    """A copy of a model directory without its anchored decoder (predictions decoded by the VAE)."""
+    import shutil
+
+    from sora_ros.runtime.anchor import ANCHOR_FILE
+    from sora_ros.runtime.model_dir import MODEL_JSON
+
+    out.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.name not in (ANCHOR_FILE, MODEL_JSON):
+            shutil.copy2(path, out / path.name)
+    model = json.loads((source / MODEL_JSON).read_text())
+    model.pop("anchor", None)
+    model["files"].pop(ANCHOR_FILE, None)
+    (out / MODEL_JSON).write_text(json.dumps(model, indent=2) + "\n")
 
 
 def _score(checkpoint: Path, name: str, models: Path, evals: Path, data: Path, log: Path) -> dict:

@@ -169,11 +169,11 @@ class Trainer:
         if args.resume and not self.checkpoint_path.exists():
             raise FileNotFoundError(f"--resume: no {CHECKPOINT_NAME} in {self.out} to continue from "
                                     "(drop --resume to start a new run there)")  # fmt: skip
-        _resolve_defaults(args)
+        checkpoint = load_checkpoint(self.checkpoint_path) if args.resume else None
+        _resolve_defaults(args, checkpoint.extra.get("fine_tune") if checkpoint else None)
         self.parts = tuple(args.train_parts)
         self.parent, self.anchor = None, None
-        if args.resume:
-            checkpoint = load_checkpoint(self.checkpoint_path)
+        if checkpoint is not None:
             self.config, self.vae, self.dit = checkpoint.config, checkpoint.vae, checkpoint.dit
             self.state = checkpoint.extra["state"]
             self.parent, self.anchor = checkpoint.extra.get("parent"), checkpoint.extra.get("anchor")
@@ -575,25 +575,32 @@ def snapshot_name(minutes: float) -> str:
     return f"checkpoint_{minutes:g}min.pt"
 
 
-def _resolve_defaults(args) -> None:
-    """Fill the options left at None: fine-tuning defaults with --init (fine_tune.FINE_TUNE_DEFAULTS),
-    training-from-scratch defaults without it."""
+def _resolve_defaults(args, saved: dict | None = None) -> None:
+    """Fill the options left at None: a resumed fine-tune's own settings (`saved`, the checkpoint's
+    "fine_tune" record), fine-tuning defaults with --init (fine_tune.FINE_TUNE_DEFAULTS), or the
+    defaults of training from scratch.
+
+    Raises:
+        ValueError: --train-parts names no part or an unknown one, or is given without --init.
+    """
     from sora_ros.model.fine_tune import FINE_TUNE_DEFAULTS, TRAINABLE_PARTS
 
+    for key in ("init", "minutes", "snapshot_minutes", "action_names", "action_scale", "action_offset"):
+        if not hasattr(args, key):  # a Namespace built by hand (tests, scripts)
+            setattr(args, key, None)
     scratch = {"train_parts": TRAINABLE_PARTS, "vae_lr": SCRATCH_VAE_LR, "dit_lr": SCRATCH_DIT_LR,
                "schedule": "cosine", "warmup_steps": WARMUP_STEPS}  # fmt: skip
-    defaults = FINE_TUNE_DEFAULTS if getattr(args, "init", None) else scratch
+    if saved:
+        defaults = {**{k: saved[k] for k in scratch}, "minutes": saved.get("minutes"), "init": saved.get("init")}
+    else:
+        defaults = FINE_TUNE_DEFAULTS if args.init else scratch
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    for key, value in (("init", None), ("minutes", None), ("snapshot_minutes", None), ("action_names", None),
-                       ("action_scale", None), ("action_offset", None)):  # fmt: skip
-        if not hasattr(args, key):
             setattr(args, key, value)
     unknown = set(args.train_parts) - set(TRAINABLE_PARTS)
     if unknown or not args.train_parts:
         raise ValueError(f"--train-parts {args.train_parts}: choose from {list(TRAINABLE_PARTS)}")
-    if not args.init and not args.resume and tuple(args.train_parts) != TRAINABLE_PARTS:
+    if not args.init and tuple(args.train_parts) != TRAINABLE_PARTS:
         raise ValueError("--train-parts applies to a fine-tune (--init MODEL_DIR); from scratch both parts train")
 
 
