@@ -287,3 +287,21 @@ def test_a_resumed_fine_tune_keeps_its_frozen_parts_and_parent(parent, bags, tmp
     assert cli(["export", "--checkpoint", str(run / "checkpoint.pt"), "--out", str(tmp_path / "child")]) == 0
     before, after = _states(parent), _states(tmp_path / "child")
     assert all(torch.equal(before["vae"][k], after["vae"][k]) for k in before["vae"]), "resuming unfroze the VAE"
+
+
+def test_bench_report_keeps_each_resolution_with_its_own_baselines(tmp_path):
+    from sora_ros.bench.fine_tune import NO_ANCHOR, plot_results, results_table
+
+    def scores(model: float, anchored: bool) -> dict:
+        base = 20.0 if anchored else 22.0  # the baselines differ with the scoring resolution
+        return {"model": {str(h): model - h for h in (1, 2, 4, 8)}, "copy_last": {str(h): base - h for h in (1, 2, 4, 8)},
+                "flow": {str(h): base + 1 - h for h in (1, 2, 4, 8)}, "anchored": anchored, "clips": 10}  # fmt: skip
+
+    report = {"machine": "m", "new_robot": "--objects 1", "parent": "p", "budgets_cpu_minutes": [2.0], "wall_s": 60,
+              "psnr_db": {"parent": scores(30, True), f"parent{NO_ANCHOR}": scores(25, False),
+                          f"fine_tuned_2min{NO_ANCHOR}": scores(26, False), "scratch_2min": scores(15, False)}}  # fmt: skip
+    table = results_table(report)
+    anchored, plain = table.split("## ")[1:]
+    assert "| parent | 29.00 |" in anchored and "| copy_last | 19.00 |" in anchored and "scratch" not in anchored
+    assert "| scratch_2min | 14.00 |" in plain and "| copy_last | 21.00 |" in plain
+    assert Path(plot_results(report, tmp_path / "plot.png")).stat().st_size > 0

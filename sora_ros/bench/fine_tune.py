@@ -13,8 +13,8 @@ held-out episodes that only the scores below see. Then, each step a `sora-ros` c
      snapshot at each smaller budget (what a run of that budget gives under a constant rate);
   3. one training from scratch per budget (cosine schedule over the budget, VAE then DiT);
   4. export and eval every checkpoint the same way;
-  5. the parent and the longest fine-tune again without the anchored decoder (the VAE decodes the
-     DiT's latents: where the fine-tuned DiT's gain shows; the anchored decoder mostly warps);
+  5. the parent and the fine-tuned models again without the anchored decoder (the VAE decodes the
+     DiT's latents, as in the scratch models: where the DiT's gain shows; the anchored decoder warps);
   6. RESULTS.md (a table per horizon against copy-last and flow), results.json and fine_tune.png.
 
 Budgets are CPU-minutes of training steps (trainer.cpu_seconds), so a busy machine gives every run
@@ -82,8 +82,9 @@ def _evaluate(model: Path, test: Path, out: Path, log: Path) -> dict:
 def _per_horizon(metrics: dict) -> dict:
     """{"model": {"h": mean PSNR dB}, "copy_last": ..., "flow": ...} from an eval's metrics.json."""
     methods = metrics["methods"]
-    return {key: {h: methods[name][h]["psnr"]["mean"] for h in methods[name]}
-            for key, name in (("model", "model"), ("copy_last", COPY_LAST), ("flow", FLOW))}
+    scores = {key: {h: methods[name][h]["psnr"]["mean"] for h in methods[name]}
+              for key, name in (("model", "model"), ("copy_last", COPY_LAST), ("flow", FLOW))}  # fmt: skip
+    return {**scores, "anchored": bool(metrics.get("anchored")), "clips": metrics.get("clips")}
 
 
 def run(args) -> int:
@@ -131,8 +132,9 @@ def run(args) -> int:
             results[f"scratch_{minutes:g}min"] = _score(scratch / "checkpoint.pt", f"scratch_{minutes:g}min", models,
                                                          evals, data, log)  # fmt: skip
         # The anchored decoder warps the last frame and is carried over unchanged: the DiT's gain shows
-        # where its latents are decoded by the VAE alone, so score the parent and the longest fine-tune so too.
-        for name, source in (("parent", Path(args.model)), (f"fine_tuned_{budgets[-1]:g}min", models / f"fine_tuned_{budgets[-1]:g}min")):
+        # where its latents are decoded by the VAE alone, as the scratch models' are; score them so too.
+        for name, source in (("parent", Path(args.model)),
+                             *((f"fine_tuned_{m:g}min", models / f"fine_tuned_{m:g}min") for m in budgets)):  # fmt: skip
             plain = models / f"{name}{NO_ANCHOR}"
             if not (plain / "model.json").exists():
                 without_anchor(source, plain)
@@ -175,24 +177,35 @@ def _score(checkpoint: Path, name: str, models: Path, evals: Path, data: Path, l
 
 
 def results_table(report: dict) -> str:
-    """Markdown: one row per model, PSNR (dB) per horizon, then copy-last and flow (the same clips)."""
+    """Markdown: PSNR (dB) per horizon, one table per scoring resolution (an anchored model's
+    predictions are scored at the camera's, the others at the model's), each with copy-last and flow
+    on the same clips."""
     results = report["psnr_db"]
     lines = [f"# Fine-tuning benchmark ({report['machine']})", "",
              f"New robot: `sora-ros sim record {report['new_robot']}`; parent `{report['parent']}`; budgets in "
-             f"CPU-minutes of training steps; PSNR (dB) on the held-out episodes.", "",
-             "| model | " + " | ".join(f"h={h}" for h in HORIZONS) + " |", "|---|" + "---:|" * len(HORIZONS)]  # fmt: skip
-    for name, scores in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{scores['model'][str(h)]:.2f}" for h in HORIZONS) + " |")
-    first = next(iter(results.values()))
-    for baseline in ("copy_last", "flow"):
-        lines.append(f"| {baseline} | " + " | ".join(f"{first[baseline][str(h)]:.2f}" for h in HORIZONS) + " |")
-    lines += ["", f"Wall time of the whole benchmark: {report['wall_s'] / 60:.1f} min.", ""]
+             f"CPU-minutes of training steps; PSNR (dB) on the held-out episodes.", ""]  # fmt: skip
+    groups = (("anchored decoder, scored at the camera's 128x128", True),
+              ("VAE decoder, scored at the model's 64x64", False))  # fmt: skip
+    for title, anchored in groups:
+        names = [name for name, scores in results.items() if scores["anchored"] == anchored]
+        if not names:
+            continue
+        lines += [f"## {title}", "", "| model | " + " | ".join(f"h={h}" for h in HORIZONS) + " |",
+                  "|---|" + "---:|" * len(HORIZONS)]  # fmt: skip
+        for name in names:
+            lines.append(f"| {name} | " + " | ".join(f"{results[name]['model'][str(h)]:.2f}" for h in HORIZONS) + " |")
+        for baseline in ("copy_last", "flow"):
+            row = results[names[0]][baseline]
+            lines.append(f"| {baseline} | " + " | ".join(f"{row[str(h)]:.2f}" for h in HORIZONS) + " |")
+        lines.append("")
+    lines += [f"Wall time of the whole benchmark: {report['wall_s'] / 60:.1f} min.", ""]
     return "\n".join(lines)
 
 
 def plot_results(report: dict, path: Path) -> str:
-    """PSNR at h=1 and h=4 against training CPU-minutes, fine-tuned vs from scratch, the un-tuned
-    parent and the baselines as lines; the path written, or why not."""
+    """PSNR at h=1 and h=4 against training CPU-minutes, fine-tuned vs from scratch (all decoded by
+    their VAE, at the model's resolution), the un-tuned parent and the baselines as lines; the path
+    written, or why not."""
     try:
         import matplotlib
 
@@ -201,13 +214,15 @@ def plot_results(report: dict, path: Path) -> str:
     except ImportError:
         return "not written: matplotlib is in the eval extra"
     results, budgets = report["psnr_db"], report["budgets_cpu_minutes"]
+    parent = results[f"parent{NO_ANCHOR}"]  # every line at the model's 64x64, the scratch models' resolution
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
     for axis, h in zip(axes, ("1", "4")):
-        for kind, style in (("fine_tuned", "o-"), ("scratch", "s--")):
-            axis.plot(budgets, [results[f"{kind}_{m:g}min"]["model"][h] for m in budgets], style, label=kind.replace("_", " "))
+        for label, key, style in (("fine-tuned", "fine_tuned_{:g}min" + NO_ANCHOR, "o-"), ("from scratch", "scratch_{:g}min", "s--")):
+            done = [m for m in budgets if key.format(m) in results]
+            axis.plot(done, [results[key.format(m)]["model"][h] for m in done], style, label=label)
         for name, key, colour in (("un-tuned parent", "model", "black"), ("copy-last", "copy_last", "grey"),
                                   ("flow", "flow", "tab:green")):  # fmt: skip
-            axis.axhline(results["parent"][key][h], linestyle=":", color=colour, label=name)
+            axis.axhline(parent[key][h], linestyle=":", color=colour, label=name)
         axis.set_title(f"h = {h}")
         axis.set_xlabel("training CPU-minutes")
         axis.set_ylabel("PSNR (dB), held-out episodes")
