@@ -18,7 +18,8 @@ from sora_ros.model.anchor import AnchorConfig, AnchorNet, compose
 from sora_ros.model.export import PARITY_TOLERANCE, export_anchor
 from sora_ros.runtime.anchor import ANCHOR_FILE, crop_window, plan_features, plan_size, render
 from sora_ros.runtime.engine import WorldModelEngine
-from sora_ros.runtime.model_dir import MODEL_JSON
+from sora_ros.model.weights import load_weights
+from sora_ros.runtime.model_dir import MODEL_JSON, TRAINABLE_WEIGHTS
 from sora_ros.runtime.pipeline import RolloutSettings, WorldModelPipeline
 
 CAMERA = (96, 160)  # (H0, W0): wider than the tiny model's square input
@@ -67,7 +68,10 @@ def test_export_adds_the_anchor_graph_with_parity(tmp_path):
     assert parity <= PARITY_TOLERANCE
     meta = json.loads((directory / MODEL_JSON).read_text())
     assert meta["anchor"]["file"] == ANCHOR_FILE and ANCHOR_FILE in meta["files"]
-    assert {k: v for k, v in meta["files"].items() if k != ANCHOR_FILE} == before  # other graphs untouched
+    unchanged = {k: v for k, v in before.items() if k != TRAINABLE_WEIGHTS}
+    assert {k: v for k, v in meta["files"].items() if k not in (ANCHOR_FILE, TRAINABLE_WEIGHTS)} == unchanged  # graphs untouched
+    assert meta["files"][TRAINABLE_WEIGHTS] != before[TRAINABLE_WEIGHTS], "the anchor's weights join weights.safetensors"
+    assert load_weights(directory).anchor is not None
     engine = WorldModelEngine(directory)
     assert engine.anchor is not None
     # The runtime's graph gives what torch gives, on real-looking inputs.

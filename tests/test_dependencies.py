@@ -18,7 +18,7 @@ ROS_PACKAGES = {"rclpy", "ament_index_python"}
 # Import name -> the pip distribution README must name as pip only.
 PIP_ONLY = {"onnxruntime": "onnxruntime", "rosbags": "rosbags", "backports": "backports.zstd", "torch": "torch",
             "onnx": "onnx", "pybullet": "pybullet", "pybullet_data": "pybullet", "pybullet_utils": "pybullet",
-            "foxglove": "foxglove-sdk", "simplejpeg": "simplejpeg"}  # fmt: skip
+            "foxglove": "foxglove-sdk", "simplejpeg": "simplejpeg", "safetensors": "safetensors"}  # fmt: skip
 # In the standard library from Python 3.14 (compression.zstd), which this 3.11 interpreter does not list.
 STDLIB_LATER = {"compression"}
 

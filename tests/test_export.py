@@ -16,7 +16,8 @@ import sora_ros.model.export as export
 from model_helpers import tiny_modules
 from sora_ros.model.config import ModelConfig
 from sora_ros.model.graphs import DecoderGraph, DynamicsContextGraph, DynamicsStepGraph, EncoderGraph
-from sora_ros.runtime.model_dir import DYNAMICS_WEIGHTS, GRAPH_FILES, MODEL_JSON, read_model_info, sha256_file
+from sora_ros.runtime.model_dir import (DYNAMICS_WEIGHTS, GRAPH_FILES, MODEL_JSON, TRAINABLE_WEIGHTS, read_model_info,
+                                        sha256_file)
 
 OPSET_MIN = 17
 
@@ -37,7 +38,8 @@ def test_export_writes_the_model_contract(tmp_path, name):
     assert meta["export"]["opset"] >= OPSET_MIN
     assert ModelConfig.from_dict(meta["config"]) == config
     assert set(meta["training"]) >= {"command", "data", "steps", "wall_time_s"}
-    assert meta["files"] == {f: sha256_file(tmp_path / f) for f in [*GRAPH_FILES.values(), DYNAMICS_WEIGHTS]}
+    assert meta["files"] == {f: sha256_file(tmp_path / f) for f in [*GRAPH_FILES.values(), DYNAMICS_WEIGHTS, TRAINABLE_WEIGHTS]}
+    assert meta["weights"]["file"] == TRAINABLE_WEIGHTS and "parent" not in meta
     assert ("action" in meta["graphs"]["dynamics"]["inputs"]) == (config.dit.action_dim > 0)
     info = read_model_info(tmp_path)
     assert info.context_kv_shape == (config.dit.depth, 2, config.dit.context_frames * config.tokens_per_frame,

@@ -64,10 +64,11 @@ _BASE = {
     "bag": _rule("bag/: core + numpy, cv2, rosbags, yaml, tqdm, zstd (backports.zstd before Python 3.14); "
                  "no rclpy, no torch",
                  internal={"core"}, third_party={"numpy", "cv2", "rosbags", "yaml", "tqdm", "backports", "compression"}),
-    "model": _rule("model/: core, runtime, bag + numpy, cv2, torch, onnx, onnxscript, onnxruntime, tqdm, "
-                   "skvideo; no rclpy",
+    "model": _rule("model/: core, runtime, bag + numpy, cv2, torch, onnx, onnxscript, onnxruntime, safetensors, "
+                   "tqdm, skvideo; no rclpy",
                    internal={"core", "runtime", "bag"},
-                   third_party={"numpy", "cv2", "torch", "onnx", "onnxscript", "onnxruntime", "tqdm", "skvideo"}),
+                   third_party={"numpy", "cv2", "torch", "onnx", "onnxscript", "onnxruntime", "safetensors", "tqdm",
+                                "skvideo"}),
     "evaluation": _rule("evaluation/: core, runtime, bag + numpy, cv2, matplotlib, tqdm; no rclpy, no torch, "
                         "no ROS messages",
                         internal={"core", "runtime", "bag"}, third_party={"numpy", "cv2", "matplotlib", "tqdm"}),

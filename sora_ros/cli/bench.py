@@ -7,9 +7,12 @@ import argparse
 import importlib
 
 # Each target is a module with run(args) -> int, imported only when chosen.
-BENCHMARKS = {"image": "sora_ros.bench.image", "model": "sora_ros.bench.model", "nodes": "sora_ros.harness.bench_nodes"}
+BENCHMARKS = {"image": "sora_ros.bench.image", "model": "sora_ros.bench.model", "nodes": "sora_ros.harness.bench_nodes",
+              "fine-tune": "sora_ros.bench.fine_tune"}
 # Timed repetitions per row when --repeats is not given.
-DEFAULT_REPEATS = {"image": 200, "model": 20, "nodes": 1}
+DEFAULT_REPEATS = {"image": 200, "model": 20, "nodes": 1, "fine-tune": 1}
+# CPU-minutes of training the fine-tune benchmark compares (issue 17).
+FINE_TUNE_MINUTES = [2.0, 5.0, 10.0]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -27,16 +30,24 @@ def _camera_size(text: str) -> tuple[int, int]:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench",
-        help="speed benchmarks (absolute figures, machine, ratios to a baseline)",
+        help="speed benchmarks (absolute figures, machine, ratios to a baseline), and the fine-tuning benchmark",
         description="Run a speed benchmark and print absolute figures, the machine, and ratios "
         "against a baseline measured in the same process.",
     )
     parser.add_argument("target", choices=sorted(BENCHMARKS), help="image: Image message <-> numpy conversion; "
                         "model: world-model encode/decode/dynamics/rollout, ONNX Runtime vs torch eager; "
-                        "nodes: the world_model node through DDS (latency, ~/rollout, RSS)")
+                        "nodes: the world_model node through DDS (latency, ~/rollout, RSS); "
+                        "fine-tune: --model (default models/default) on a simulated robot it never saw, un-tuned vs "
+                        "fine-tuned vs trained from scratch for --minutes CPU-minutes (sora_ros/bench/fine_tune.py)")
     parser.add_argument("--repeats", type=int, default=None,
                         help=f"timed repetitions per row, median reported (default {DEFAULT_REPEATS})")
-    parser.add_argument("--model", help="model: model directory to time (ONNX Runtime only unless --checkpoint)")
+    parser.add_argument("--model", help="model: model directory to time (ONNX Runtime only unless --checkpoint); "
+                        "fine-tune: the parent model directory, with weights.safetensors (default: the installed default)")
+    parser.add_argument("--minutes", type=float, nargs="+", default=FINE_TUNE_MINUTES,
+                        help="fine-tune: training budgets in CPU-minutes")
+    parser.add_argument("--out", default="out/bench_fine_tune",
+                        help="fine-tune: data, runs, models, evaluations, RESULTS.md, results.json, fine_tune.png; "
+                             "a rerun skips what is there")
     parser.add_argument("--checkpoint", help="model: the checkpoint --model was exported from (torch-eager column)")
     parser.add_argument("--preset", help="model: export random weights of this size preset to a temporary "
                         "directory and time both (default cpu64 when --model is not given)")

@@ -1,4 +1,4 @@
-"""`sora-ros export`: a checkpoint (or an untrained preset) to a model directory."""
+"""`sora-ros export`: a checkpoint (or an untrained preset, or an older model directory's ONNX graphs) to a model directory."""
 
 from __future__ import annotations
 
@@ -18,13 +18,35 @@ def main(args: argparse.Namespace) -> int:
     from sora_ros.model.config import preset
     from sora_ros.model.dit import DiT
     from sora_ros.model.vae import VAE
+    from sora_ros.model.fine_tune import carried_anchor
     from sora_ros.model.trainer import training_record
+    from sora_ros.model.weights import WEIGHTS_FILE
 
-    if args.checkpoint:
+    parent, anchor, anchor_training = None, None, None
+    if args.from_onnx:
+        from sora_ros.model.onnx_weights import recover_modules
+        from sora_ros.model.weights import WeightsError
+        from sora_ros.runtime.model_dir import ModelDirError, read_model_info
+
+        try:
+            raw = read_model_info(args.from_onnx).raw
+            _, vae, dit, anchor = recover_modules(args.from_onnx, seed=args.seed)
+        except (ModelDirError, WeightsError, ExportError) as error:
+            print(f"export failed: {error}", file=sys.stderr)
+            return 1
+        print(f"recovered the weights of {args.from_onnx} from its ONNX graphs (parity with them checked)")
+        training, evaluation, parent = raw.get("training"), raw.get("evaluation"), raw.get("parent")
+        anchor_training = (raw.get("anchor") or {}).get("training")
+        args.version = raw.get("version", args.version)
+    elif args.checkpoint:
         checkpoint = load_checkpoint(args.checkpoint)
         vae, dit = checkpoint.vae, checkpoint.dit
         training = training_record(checkpoint.extra)
         evaluation = None  # filled by `sora-ros eval --record-in-model`
+        parent = checkpoint.extra.get("parent")
+        anchor = carried_anchor(checkpoint.extra)
+        if anchor is not None:
+            anchor_training = {"carried_over_from": parent, "note": checkpoint.extra["anchor"]["note"]}
     else:
         torch.manual_seed(args.seed)
         config = preset(args.preset)
@@ -34,13 +56,19 @@ def main(args: argparse.Namespace) -> int:
         evaluation = None
     try:
         report = export_model(vae, dit, args.out, version=args.version, training=training,
-                              evaluation=evaluation, seed=args.seed)
+                              evaluation=evaluation, parent=parent, seed=args.seed)
+        if anchor is not None:
+            report.parity["anchor"] = exporter.export_anchor(anchor, args.out, training=anchor_training, seed=args.seed)
     except ExportError as error:
         _print_parity(error.parity, exporter.PARITY_TOLERANCE)
         print(f"export failed: {error}", file=sys.stderr)
         return 1
     _print_parity(report.parity, exporter.PARITY_TOLERANCE)
-    print(f"wrote {report.directory}/ ({', '.join(sorted(GRAPH_FILES.values()))}, {DYNAMICS_WEIGHTS}, {MODEL_JSON})")
+    extra = ", anchor.onnx" if anchor is not None else ""
+    print(f"wrote {report.directory}/ ({', '.join(sorted(GRAPH_FILES.values()))}{extra}, {DYNAMICS_WEIGHTS}, "
+          f"{WEIGHTS_FILE}, {MODEL_JSON})")
+    if parent:
+        print(f"parent model: {parent['id']} (weights sha256 {parent['weights_sha256'][:12]}...)")
     return 0
 
 
@@ -65,6 +93,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="checkpoint written by sora-ros train: RUN/checkpoint.pt (last) or "
                              "RUN/checkpoint_best.pt (best validation)")  # fmt: skip
     source.add_argument("--preset", choices=sorted(PRESETS), help="export random weights of this size preset")
+    source.add_argument("--from-onnx", type=Path, metavar="MODEL_DIR",
+                        help="a model directory exported before weights.safetensors was shipped: recover its "
+                             "weights from its ONNX graphs (checked against them) and write it again with them, "
+                             "so that sora-ros train --init can fine-tune it")  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument("--version", default="0.1.0", help="model version for model.json")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (--preset) and parity inputs")

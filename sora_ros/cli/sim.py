@@ -42,7 +42,9 @@ def record(args: argparse.Namespace) -> int:
         print(f"sora-ros sim record: {error}", file=sys.stderr)
         return 2
     config = WorldConfig(
-        width=args.width, height=args.height, rate_hz=args.rate, world_size=args.world_size, num_objects=args.objects
+        width=args.width, height=args.height, rate_hz=args.rate, world_size=args.world_size, num_objects=args.objects,
+        **{field: value for field, value in (("camera_height", args.camera_height), ("camera_pitch_deg", args.camera_pitch),
+                                             ("vertical_fov_deg", args.fov)) if value is not None},
     )
     seeds = range(args.seed, args.seed + args.episodes)
     tasks, skipped = [], 0
@@ -122,6 +124,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--height", type=int, default=128, help="image height in pixels")
     rec.add_argument("--world-size", type=float, default=8.0, help="side of the square room in metres")
     rec.add_argument("--objects", type=int, default=30, help="static objects in the room")
+    # Camera mounting (default: the robot the shipped model was trained on, sora_ros/sim/world.py WorldConfig);
+    # other values make "another robot" for fine-tuning (sora-ros bench fine-tune).
+    rec.add_argument("--camera-height", type=float, help="camera height above the floor in metres (default 0.3)")
+    rec.add_argument("--camera-pitch", type=float, help="camera pitch in degrees, negative looks down (default -10)")
+    rec.add_argument("--fov", type=float, help="vertical field of view in degrees (default 70)")
     rec.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="episodes recorded in parallel")
     rec.add_argument("--quiet", action="store_true", help="no progress bar")
     rec.set_defaults(func=record)

@@ -1,4 +1,14 @@
-"""`sora-ros train`: train the world model on bags and videos, VAE first, then the DiT.
+"""`sora-ros train`: train the world model on bags and videos, VAE first, then the DiT, or
+fine-tune an exported model on your own robot's bags (--init):
+
+    sora-ros train --init models/default --data my_bags/train --val-data my_bags/val \\
+        --image-topic /camera/image_raw --action-topic /cmd_vel --out out/mine --minutes 10
+    sora-ros export --checkpoint out/mine/checkpoint.pt --out models/mine
+
+A fine-tune starts from the model directory's weights.safetensors (VAE, DiT and anchored
+decoder), trains the DiT with the VAE frozen unless --train-parts says otherwise, at a third of
+the from-scratch learning rate, constant after a short warm-up, and validates before its first
+step, so the log shows the parent's numbers on your data first. The export records the parent.
 
 Single process on the CPU, or several under torchrun with DistributedDataParallel
 (gloo on CPU, nccl on GPU):
@@ -30,12 +40,13 @@ def main(args: argparse.Namespace) -> int:
         args.command = " ".join(["sora-ros train", *sys.argv[2:]])
     from sora_ros.bag.reading import BagError
     from sora_ros.model.trainer import CHECKPOINT_NAME, LOG_NAME, Trainer, init_distributed, verdict
+    from sora_ros.runtime.model_dir import ModelDirError
 
     dist_info = init_distributed()
     try:
         trainer = Trainer(args, dist_info)
         summary = trainer.run()
-    except (ValueError, FileNotFoundError, FloatingPointError, BagError) as error:
+    except (ValueError, FileNotFoundError, FloatingPointError, BagError, ModelDirError) as error:
         print(f"sora-ros train: {error}", file=sys.stderr)
         return 1
     finally:
@@ -57,7 +68,21 @@ def main(args: argparse.Namespace) -> int:
         trainer.log(f"VAE reconstruction on validation frames: {vae['recon_psnr']:.2f} dB")
     for line in verdict(summary["state"]["val"]):
         trainer.log(line)
+    if "parent" in summary:
+        trainer.log(_gain_over_parent(out / LOG_NAME, summary["parent"]["id"]))
     return 0
+
+
+def _gain_over_parent(log_path: Path, parent: str) -> str:
+    """One line: the DiT's validation before the first fine-tuning step (the parent's) and at the end."""
+    import json
+
+    validations = [e["val"] for e in map(json.loads, log_path.read_text().splitlines())
+                   if e.get("stage") == "dit" and "val" in e]  # fmt: skip
+    first, last = validations[0], validations[-1]
+    horizons = sorted({k.split("_")[0] for k in first if k.endswith("_psnr") and "copy" not in k})
+    return f"on your validation data, parent {parent} -> fine-tuned: " + ", ".join(
+        f"{h[0]}={h[1:]} {first[f'{h}_psnr']:.2f} -> {last[f'{h}_psnr']:.2f} dB" for h in horizons)
 
 
 def _plot_curves(log_path: Path) -> str:
@@ -91,15 +116,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--action-topic", help="Twist/TwistStamped topic (e.g. /cmd_vel); omit for an unconditioned model")
     data.add_argument("--sequence-frames", type=int, default=40, help="frames per in-memory sequence")
     model = parser.add_argument_group("model")
-    model.add_argument("--preset", default="cpu64", choices=sorted(PRESETS), help="model size preset")
+    model.add_argument("--preset", choices=sorted(PRESETS),
+                       help="model size preset (default cpu64); with --init, the architecture the parent must have")
     model.add_argument("--name", default="default", help="model name written to model.json")
+    model.add_argument("--action-names", nargs="+", metavar="FIELD",
+                       help="Twist fields the model is conditioned on (default: the preset's or the parent's, "
+                            "linear_x angular_z); with --init, names the parent lacks start at zero")  # fmt: skip
+    model.add_argument("--action-scale", nargs="+", type=float, metavar="S",
+                       help="per action: the network sees (action - offset) / scale; give your robot's top speeds "
+                            "where the parent had 0.5 m/s and 1.0 rad/s (default: the parent's or preset's)")  # fmt: skip
+    model.add_argument("--action-offset", nargs="+", type=float, metavar="O", help="per action (default 0)")
+    tune = parser.add_argument_group("fine-tuning")
+    tune.add_argument("--init", type=Path, metavar="MODEL_DIR",
+                      help="fine-tune this exported model directory (its weights.safetensors) instead of training "
+                           "from scratch; e.g. models/default")  # fmt: skip
+    tune.add_argument("--train-parts", nargs="+", choices=("vae", "dit"),
+                      help="parts a fine-tune trains; the others stay frozen, bit for bit (default: dit)")
+    tune.add_argument("--minutes", type=float,
+                      help="stop after this many CPU-minutes of training steps (all threads together; validation and "
+                           "checkpoints not counted): 10 is 5 wall minutes of an idle 2-core machine; from "
+                           "scratch the VAE gets 60%% of it")  # fmt: skip
+    tune.add_argument("--snapshot-minutes", nargs="+", type=float, metavar="M",
+                      help="also write RUN/checkpoint_<M>min.pt when the training's CPU-minutes pass each M; with "
+                           "--schedule constant that is what a run with --minutes M gives")  # fmt: skip
     steps = parser.add_argument_group("optimisation (AdamW, linear warm-up then cosine decay)")
     steps.add_argument("--vae-steps", type=int, default=3000, help="optimiser steps of the VAE stage")
     steps.add_argument("--vae-batch", type=int, default=64, help="frames per VAE step (per process)")
-    steps.add_argument("--vae-lr", type=float, default=1e-3, help="peak learning rate of the VAE")
+    steps.add_argument("--vae-lr", type=float, help="peak learning rate of the VAE (default 1e-3; fine-tuning 3e-4)")
     steps.add_argument("--dit-steps", type=int, default=3000, help="optimiser steps of the DiT stage")
     steps.add_argument("--dit-batch", type=int, default=32, help="windows per DiT step (per process)")
-    steps.add_argument("--dit-lr", type=float, default=3e-4, help="peak learning rate of the DiT")
+    steps.add_argument("--dit-lr", type=float, help="peak learning rate of the DiT (default 3e-4; fine-tuning 1e-4)")
+    steps.add_argument("--schedule", choices=("cosine", "constant"),
+                       help="after the warm-up: cosine decay to 10%% of the peak (default), or constant (fine-tuning)")
+    steps.add_argument("--warmup-steps", type=int, help="linear warm-up steps per stage (default 100; fine-tuning 20)")
     steps.add_argument("--dit-targets", type=int, default=4, help="predicted frames per training window")
     steps.add_argument("--seed", type=int, default=0, help="initial weights, batches and noise")
     steps.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),

@@ -53,6 +53,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--action-topic", help="Twist/TwistStamped topic the model is conditioned on (e.g. /cmd_vel)")
     parser.add_argument("--sequence-frames", type=int, default=16, help="frames per in-memory sequence (default 16)")
     parser.add_argument("--width", type=int, default=32, help="conv channels of the anchored decoder (default 32)")
+    parser.add_argument("--init", type=Path, metavar="MODEL_DIR",
+                        help="fine-tune the anchored decoder of this model directory (its weights.safetensors), e.g. "
+                             "the parent after sora-ros train --init --train-parts vae dit; fewer --steps do")  # fmt: skip
     parser.add_argument("--steps", type=int, default=400, help="optimiser steps (default 400)")
     parser.add_argument("--batch", type=int, default=32, help="samples per step (default 32)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")

@@ -12,7 +12,8 @@ of step k, last context latent) -> the real frame k, for k = 1..H:
 The loss is L1 at TARGET_FACTOR x the model's resolution (the warp is where sharpness comes
 from) plus a small price on the mask (warp where the warp is as good). Footage without commands
 (real video) is drawn for REAL_SHARE of each batch. Single process (no DDP: the stage is minutes
-on a CPU); resumable from OUT/anchor.pt; bf16 autocast with --precision bf16.
+on a CPU); resumable from OUT/anchor.pt; bf16 autocast with --precision bf16. `init` starts from
+another model directory's anchored decoder (its weights.safetensors) instead of fresh weights.
 """
 
 from __future__ import annotations
@@ -243,6 +244,16 @@ def train_anchor(args) -> dict:
     state = {"step": 0, "wall_s": 0.0, "val": {}}
     plan = plan_size(horizon, info.action_dim) if args.plan and info.action_dim else 0  # commands in (opt-in)
     net = AnchorNet(AnchorConfig(width=args.width, horizon=horizon, plan_features=plan), info.latent_shape[0])
+    parent = None
+    if getattr(args, "init", None):
+        from sora_ros.model.weights import WEIGHTS_FILE, WeightsError, load_weights, parent_record
+
+        weights = load_weights(args.init)
+        if weights.anchor is None or weights.config.vae.latent_channels != info.latent_shape[0]:
+            raise WeightsError(f"{args.init}: no anchored decoder for {info.latent_shape[0]}-channel latents in its "
+                               f"{WEIGHTS_FILE} to start from")  # fmt: skip
+        net, parent = weights.anchor, parent_record(weights)
+        print(f"fine-tuning the anchored decoder of {parent['id']} ({args.init}); --width is its own")
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
     rng = np.random.default_rng(args.seed)
     if args.resume and checkpoint_path.exists():
@@ -305,7 +316,8 @@ def train_anchor(args) -> dict:
     summary = {"command": args.command, "steps": state["step"], "wall_time_s": round(state["wall_s"], 1),
                "batch": args.batch, "lr": args.lr, "teacher_fraction": args.teacher_fraction,
                "precision": args.precision, "data": train.summary, "validation": state["val"],
-               "validation_data": None if val is None else val.summary, "machine": machine_description()}
+               "validation_data": None if val is None else val.summary, "machine": machine_description(),
+               **({"fine_tuned_from": parent} if parent else {})}
     (out / "anchor_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if not args.no_export:
         summary["parity"] = export_anchor(net, args.model, training=summary, seed=args.seed)

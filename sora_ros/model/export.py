@@ -3,9 +3,10 @@ and add the optional graphs of the later stages to one (anchor.onnx, risk.onnx).
 
 Writes encoder.onnx, decoder.onnx, dynamics_context.onnx and dynamics.onnx
 (TorchScript exporter, opset 17, dynamic batch; the two dynamics graphs keep
-their common DiT weights once, in dynamics.weights) and model.json with the
-SHA-256 of every file, then checks ONNX Runtime against torch on random
-inputs and prints the largest absolute difference per graph.
+their common DiT weights once, in dynamics.weights), weights.safetensors (the
+torch weights `sora-ros train --init` fine-tunes; sora_ros/model/weights.py) and
+model.json with the SHA-256 of every file, then checks ONNX Runtime against
+torch on random inputs and prints the largest absolute difference per graph.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sora_ros import __version__
 from sora_ros.runtime.model_dir import (ACTION_FORMULA, BATCH, DYNAMICS_WEIGHTS, FLOW_CONVENTION, GRAPH_FILES,
                                         MODEL_FORMAT, MODEL_JSON, check_session, graph_signatures, read_model_info,
                                         sha256_file)
+from sora_ros.model.weights import add_anchor_weights, add_weights
 
 OPSET = 17
 # Batch size of the example inputs used for tracing and for the parity check.
@@ -95,7 +97,7 @@ def _example_inputs(signatures: dict, seed: int) -> dict[str, dict[str, np.ndarr
 
 
 def export_model(vae, dit, out_dir: str | Path, *, version: str = "0.1.0", training: dict | None = None,
-                 evaluation: dict | None = None, seed: int = 0) -> ExportReport:
+                 evaluation: dict | None = None, parent: dict | None = None, seed: int = 0) -> ExportReport:
     """Export a trained VAE and DiT to a model directory and check parity.
 
     Args:
@@ -103,6 +105,7 @@ def export_model(vae, dit, out_dir: str | Path, *, version: str = "0.1.0", train
         out_dir: created if needed; existing graph files and model.json are overwritten.
         version: model version written to model.json.
         training, evaluation: summaries for model.json (None leaves the placeholders empty).
+        parent: the model this one was fine-tuned from (weights.parent_record), for model.json "parent".
         seed: seed of the random parity inputs.
 
     Returns:
@@ -149,7 +152,8 @@ def export_model(vae, dit, out_dir: str | Path, *, version: str = "0.1.0", train
             if not parity[graph] <= PARITY_TOLERANCE:
                 raise ExportError(f"{path}: ONNX Runtime differs from torch by {parity[graph]:.3g} "
                                   f"(tolerance {PARITY_TOLERANCE})", parity)
-    _write_model_json(out, config, signatures, ops, kv_shape, parity, version, training, evaluation)
+    _write_model_json(out, config, signatures, ops, kv_shape, parity, version, training, evaluation, parent)
+    add_weights(out, vae, dit)  # weights.safetensors: what `sora-ros train --init` fine-tunes
     read_model_info(out)
     return ExportReport(out, parity)
 
@@ -182,7 +186,7 @@ def _share_weights(out: Path, graph_files: list[str], weights_file: str) -> None
 
 
 def _write_model_json(out: Path, config, signatures: dict, ops: dict, kv_shape: tuple, parity: dict,
-                      version: str, training: dict | None, evaluation: dict | None) -> None:
+                      version: str, training: dict | None, evaluation: dict | None, parent: dict | None) -> None:
     import torch
 
     graphs = {graph: {"file": GRAPH_FILES[graph], **signatures[graph], "onnx_ops": ops[graph]}
@@ -220,6 +224,8 @@ def _write_model_json(out: Path, config, signatures: dict, ops: dict, kv_shape: 
         "export": {"opset": OPSET, "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                    "sora_ros": __version__, "torch": torch.__version__, "parity_max_abs_error": parity},
     }
+    if parent is not None:
+        model["parent"] = parent
     (out / MODEL_JSON).write_text(json.dumps(model, indent=2) + "\n")
 
 
@@ -287,6 +293,7 @@ def export_anchor(net, model_dir: str | Path, *, training: dict | None = None, s
         "parity_max_abs_error": parity,
     }
     (out / MODEL_JSON).write_text(json.dumps(model, indent=2) + "\n")
+    add_anchor_weights(out, net)
     read_model_info(out)
     return parity
 

@@ -30,6 +30,8 @@ BEST_CHECKPOINT_NAME = "checkpoint_best.pt"
 LOG_NAME = "train_log.jsonl"
 SUMMARY_NAME = "train_summary.json"
 WARMUP_STEPS = 100
+# Peak learning rates of training from scratch (`sora-ros train` without --init).
+SCRATCH_VAE_LR, SCRATCH_DIT_LR = 1e-3, 3e-4
 FINAL_LR_FRACTION = 0.1
 # Validation sizes: frames for the VAE, windows for the DiT.
 VAL_FRAMES = 256
@@ -44,6 +46,12 @@ MEASURED_VAE_STEPS, MEASURED_DIT_STEPS = 4500, 2500
 SHORT_VAE_STEPS, SHORT_DIT_STEPS = 1000, 1000
 # An action gap at or above this says the model uses its actions (the default model: 2.0 to 2.8 dB).
 ACTION_GAP_USED_DB = 0.2
+DEFAULT_PRESET = "cpu64"
+# Share of a --minutes budget the VAE stage gets when both stages train: the default recipe's
+# split (2511 s VAE, 1678 s DiT; models/default/model.json, training.wall_time_s).
+VAE_BUDGET_SHARE = 0.6
+# Seeds of the fixed validation draws (windows, noise), so validations are comparable step to step.
+VAL_SEED = 0
 
 
 @dataclass
@@ -75,13 +83,32 @@ def init_distributed() -> Distributed:
     return Distributed(dist.get_rank(), dist.get_world_size(), device)
 
 
-def learning_rate(step: int, total: int, peak: float) -> float:
-    """Linear warm-up, then cosine decay to FINAL_LR_FRACTION of the peak."""
-    if step < WARMUP_STEPS:
-        return peak * (step + 1) / WARMUP_STEPS
-    progress = min((step - WARMUP_STEPS) / max(1, total - WARMUP_STEPS), 1.0)
+def learning_rate(step: int, total: int, peak: float, *, warmup: int = WARMUP_STEPS, constant: bool = False,
+                  progress: float | None = None) -> float:
+    """Linear warm-up over `warmup` steps, then the peak (`constant`) or a cosine decay to
+    FINAL_LR_FRACTION of the peak.
+
+    Args:
+        progress: how far the run is, in [0, 1], where a time budget ends it before `total`
+            steps (`Trainer`); None: (step - warmup) / (total - warmup).
+    """
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if constant:
+        return float(peak)
+    if progress is None:
+        progress = (step - warmup) / max(1, total - warmup)
+    progress = min(max(progress, 0.0), 1.0)
     # A Python float: it is stored in the optimiser state, which weights_only loading must accept.
     return peak * (FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time, all threads together: what a --minutes budget counts, the same on
+    a busy machine as on an idle one (10 CPU-minutes are 5 wall minutes of both cores of an idle
+    2-core machine). Threads that spin while waiting for a core count too: on a loaded machine
+    run with OMP_NUM_THREADS=1 (sora-ros bench fine-tune does)."""
+    return time.process_time()
 
 
 def _objective_modules():
@@ -127,6 +154,7 @@ class Trainer:
         from sora_ros.model.checkpoint import load_checkpoint
         from sora_ros.model.config import NO_ACTIONS, preset
         from sora_ros.model.dit import DiT
+        from sora_ros.model.fine_tune import choose_actions
         from sora_ros.model.vae import VAE
         from sora_ros.bag.clip_sources import load_sequences
 
@@ -141,10 +169,14 @@ class Trainer:
         if args.resume and not self.checkpoint_path.exists():
             raise FileNotFoundError(f"--resume: no {CHECKPOINT_NAME} in {self.out} to continue from "
                                     "(drop --resume to start a new run there)")  # fmt: skip
-        if args.resume:
-            checkpoint = load_checkpoint(self.checkpoint_path)
+        checkpoint = load_checkpoint(self.checkpoint_path) if args.resume else None
+        _resolve_defaults(args, checkpoint.extra.get("fine_tune") if checkpoint else None)
+        self.parts = tuple(args.train_parts)
+        self.parent, self.anchor = None, None
+        if checkpoint is not None:
             self.config, self.vae, self.dit = checkpoint.config, checkpoint.vae, checkpoint.dit
             self.state = checkpoint.extra["state"]
+            self.parent, self.anchor = checkpoint.extra.get("parent"), checkpoint.extra.get("anchor")
             optimizer_states = checkpoint.extra.get("optimizers", {})
             # Rank 0's batch order and noise continue where they stopped; other ranks reseed.
             random_state = checkpoint.extra.get("random", {}).get(f"rank{dist_info.rank}")
@@ -153,13 +185,35 @@ class Trainer:
                 self.generator.set_state(random_state["torch"])
             self.log(f"resuming {self.checkpoint_path}: {self.state['stage']} stage, step {self.state['step']}")
             self._warn_about_ignored_flags()
+        elif args.init:
+            from sora_ros.model.fine_tune import start_from
+
+            expect = preset(args.preset) if args.preset else None
+            change = (args.action_names, args.action_scale, args.action_offset) if args.action_topic else None
+            start = start_from(args.init, args.name, change, expect=expect)
+            self.config, self.vae, self.dit = start.config, start.vae, start.dit
+            self.parent, self.anchor = start.parent, start.anchor
+            if self.anchor is not None:
+                self.anchor["note"] = ("carried over unchanged from the parent; the VAE was frozen, so the latents it "
+                                       "reads mean what they did" if "vae" not in self.parts else
+                                       "carried over unchanged from the parent although the VAE was fine-tuned: adapt "
+                                       "it with sora-ros train-anchor --init PARENT")  # fmt: skip
+            self.log(f"fine-tuning {self.parent['id']} ({args.init}): training {' and '.join(self.parts)}, "
+                     f"the rest frozen; {args.schedule} learning rate after {args.warmup_steps} warm-up steps")  # fmt: skip
+            for note in start.notes:
+                self.log(f"  {note}")
         else:
-            config = preset(args.preset)
+            config = preset(args.preset or DEFAULT_PRESET)
             if not args.action_topic:
                 config = config.replace(actions=NO_ACTIONS, dit=dataclasses.replace(config.dit, action_dim=0))
+            else:
+                actions = choose_actions(config.actions, args.action_names, args.action_scale, args.action_offset)
+                config = config.replace(actions=actions, dit=dataclasses.replace(config.dit, action_dim=actions.dim))
             self.config = config.replace(name=args.name)
             torch.manual_seed(args.seed)  # same initial weights on every rank
             self.vae, self.dit = VAE(self.config.vae), DiT(self.config)
+        for part, module in (("vae", self.vae), ("dit", self.dit)):
+            module.requires_grad_(part in self.parts)  # frozen parts stay bit-identical
         self.vae.to(dist_info.device)
         self.dit.to(dist_info.device)
         self.optimizer_states = optimizer_states
@@ -184,7 +238,7 @@ class Trainer:
                  f"{self.val_data.summary()['sequences']} validation")  # fmt: skip
         for note in self.train_data.notes:
             self.log(f"  {note}")
-        if self.dist.is_main and (args.vae_steps < SHORT_VAE_STEPS or args.dit_steps < SHORT_DIT_STEPS):
+        if self.dist.is_main and self.parent is None and (args.vae_steps < SHORT_VAE_STEPS or args.dit_steps < SHORT_DIT_STEPS):
             self.log(f"warning: {args.vae_steps} VAE + {args.dit_steps} DiT steps is far below the "
                      f"{MEASURED_VAE_STEPS} + {MEASURED_DIT_STEPS} of the shortest run measured to beat copy-last "
                      "(README, \"How long to train\"): expect it to lose to copy-last; train longer")  # fmt: skip
@@ -219,6 +273,8 @@ class Trainer:
             save_checkpoint(path or self.checkpoint_path, self.config, self.vae, self.dit, state=self.state,
                             optimizers=optimizers, data=self.train_data.summary(),
                             val_data=self.val_data.summary(), command=self.args.command,
+                            **({"parent": self.parent, "fine_tune": self._fine_tune_record()} if self.parent else {}),
+                            **({"anchor": self.anchor} if self.anchor else {}),
                             random={"rank0": {"numpy": self.rng.bit_generator.state,
                                               "torch": self.generator.get_state()}},
                             machine=f"{machine_description()}, {self.dist.world_size} process(es) on {self.dist.device}")  # fmt: skip
@@ -237,6 +293,8 @@ class Trainer:
     # -- stages --------------------------------------------------------------------
 
     def run_stage(self, name: str, total_steps: int, params, peak_lr: float, batch_fn, objective) -> None:
+        """Train one stage until `total_steps` or, with --minutes, until its share of the budget is
+        spent (CPU seconds of the training steps, `cpu_seconds`; validation and checkpoints not counted)."""
         import torch
         from tqdm import tqdm
 
@@ -247,25 +305,65 @@ class Trainer:
             optimizer.load_state_dict(self.optimizer_states.pop(name))
         model = _wrap(objective, self.dist)
         start = self.state["step"]
+        if start == 0 and self.parent is not None:
+            self.validate(name, 0)  # the parent's numbers on the user's data, before any step
+        cpu = self.state.setdefault("cpu_s", {"vae": 0.0, "dit": 0.0})
+        budget = self._stage_budget(name)
         bar = tqdm(range(start, total_steps), initial=start, total=total_steps, desc=name,
                    disable=None if self.dist.is_main else True, dynamic_ncols=True)  # None: terminal only
         began = time.monotonic() - self.state["wall_s"][name]
         for step in bar:
+            if budget is not None and cpu[name] >= budget:
+                break
+            progress = None if budget is None else max(step / total_steps, cpu[name] / budget)
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, total_steps, peak_lr)
+                group["lr"] = learning_rate(step, total_steps, peak_lr, warmup=self.args.warmup_steps,
+                                            constant=self.args.schedule == "constant", progress=progress)  # fmt: skip
+            tick = cpu_seconds()
             batch = batch_fn()
             metrics = train_step(model, optimizer, lambda batch=batch: self.forward(model, batch))
+            cpu[name] += cpu_seconds() - tick
             self.state["step"] = step + 1
             self.state["wall_s"][name] = time.monotonic() - began
             bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k in ("loss", "psnr", "mse")})
-            done = step + 1 == total_steps
+            done = step + 1 == total_steps or (budget is not None and cpu[name] >= budget)
             if (step + 1) % self.args.log_every == 0 or done:
-                self.record({"stage": name, "step": step + 1, "wall_s": round(self.state["wall_s"][name], 1), **metrics})
-            if (step + 1) % self.args.val_every == 0 or done:
+                self.record({"stage": name, "step": step + 1, "wall_s": round(self.state["wall_s"][name], 1),
+                             "cpu_s": round(cpu[name], 1), **metrics})  # fmt: skip
+            snapshot = self._due_snapshot()
+            if (step + 1) % self.args.val_every == 0 or done or snapshot is not None:
                 self.validate(name, step + 1)
             if (step + 1) % self.args.checkpoint_every == 0 or done:
                 self.save({name: optimizer.state_dict()})
+            if snapshot is not None:
+                self.save({name: optimizer.state_dict()}, self.out / snapshot_name(snapshot))
+                self.state.setdefault("snapshots", []).append(snapshot)
+                self.log(f"snapshot after {snapshot:g} minutes of training: {self.out / snapshot_name(snapshot)}")
         bar.close()
+
+    def _stage_budget(self, name: str) -> float | None:
+        """CPU seconds this stage may use under --minutes (None: no budget). With both stages
+        training, the VAE gets VAE_BUDGET_SHARE and the DiT what is left."""
+        if self.args.minutes is None:
+            return None
+        total = 60.0 * self.args.minutes
+        cpu = self.state.setdefault("cpu_s", {"vae": 0.0, "dit": 0.0})
+        if name == "vae":
+            return total * (VAE_BUDGET_SHARE if "dit" in self.parts else 1.0)
+        return max(0.0, total - cpu["vae"])
+
+    def _due_snapshot(self) -> float | None:
+        """The --snapshot-minutes mark the training time has just passed, if any."""
+        used = sum(self.state.get("cpu_s", {}).values()) / 60.0
+        taken = self.state.get("snapshots", [])
+        due = [m for m in self.args.snapshot_minutes or () if m <= used and m not in taken]
+        return max(due) if due else None
+
+    def _fine_tune_record(self) -> dict:
+        args = self.args
+        return {"init": str(args.init), "train_parts": list(self.parts), "schedule": args.schedule,
+                "warmup_steps": args.warmup_steps, "vae_lr": args.vae_lr, "dit_lr": args.dit_lr,
+                "minutes": args.minutes}  # fmt: skip
 
     def forward(self, model, batch: tuple):
         """The objective's (loss, metrics), under bfloat16 autocast with --precision bf16.
@@ -305,7 +403,8 @@ class Trainer:
         from sora_ros.model.training import calibrate_latent_scale
 
         _, DynamicsObjective = _objective_modules()
-        if self.state["step"] == 0:
+        # A fine-tune keeps the parent's latent scale: its DiT was trained on latents of that scale.
+        if self.state["step"] == 0 and self.parent is None:
             # The same frames on every rank, so every rank gets the same scale.
             calibration = self.sample_frames(self.train_data, CALIBRATION_FRAMES, np.random.default_rng(self.args.seed))
             scale = calibrate_latent_scale(self.vae, torch.from_numpy(calibration).to(self.dist.device))
@@ -321,6 +420,9 @@ class Trainer:
             actions = torch.from_numpy(self.train_data.actions[rows, index]).to(device) if conditioned else None
             return latents, actions
 
+        if "dit" not in self.parts:
+            self.validate("dit", 0)  # frozen: its numbers with the (fine-tuned) VAE's latents
+            return
         self.dit.train()
         self.run_stage("dit", self.args.dit_steps, self.dit.parameters(), self.args.dit_lr, batch, DynamicsObjective(self.dit))
         self.dit.eval()
@@ -380,6 +482,22 @@ class Trainer:
         scores = reconstruction_psnr(self.vae, torch.from_numpy(frames).to(self.dist.device))  # (VAL_FRAMES,)
         return {"recon_psnr": float(scores.mean())}
 
+    def validation_loss(self) -> float:
+        """The training loss (`dynamics_loss`) on VAL_WINDOWS fixed held-out windows with fixed noise:
+        the same number for the same weights, so a fine-tune's first validation is its parent's."""
+        import torch
+
+        from sora_ros.model.training import dynamics_loss
+
+        rows, index = self.window_index(self.val_data, VAL_WINDOWS, self.window, np.random.default_rng(VAL_SEED))
+        latents = torch.from_numpy(self.val_latents[rows, index]).to(self.dist.device)  # (B, T, C, h, w)
+        actions = None
+        if self.config.dit.action_dim:
+            actions = torch.from_numpy(self.val_data.actions[rows, index]).to(self.dist.device)  # (B, T, A)
+        generator = torch.Generator(device=self.dist.device).manual_seed(VAL_SEED)
+        loss, _ = dynamics_loss(self.dit, latents, actions, generator)
+        return loss.item()
+
     def _validate_dit(self) -> dict:
         import torch
 
@@ -389,7 +507,7 @@ class Trainer:
         from sora_ros.runtime.sampler import rollout
 
         k, device = self.config.dit.context_frames, self.dist.device
-        rows, index = self.window_index(self.val_data, VAL_WINDOWS, k + VAL_HORIZON, np.random.default_rng(0))
+        rows, index = self.window_index(self.val_data, VAL_WINDOWS, k + VAL_HORIZON, np.random.default_rng(VAL_SEED))
         latents = self.val_latents[rows, index]  # (B, K + H, C, h, w)
         actions = self.val_data.actions[rows, index]  # (B, K + H, A)
         truth = self.val_data.frames[rows, index]  # (B, K + H, H, W, 3)
@@ -416,7 +534,7 @@ class Trainer:
         decoded = predict(actions)
         real = images_to_signed(torch.from_numpy(truth[:, k:]).to(device).flatten(0, 1)).reshape(decoded.shape)
         last = images_to_signed(torch.from_numpy(truth[:, k - 1]).to(device))[:, None]  # (B, 1, 3, H, W)
-        metrics = {}
+        metrics = {"loss": self.validation_loss()}
         for h in VAL_HORIZONS:
             metrics[f"h{h}_psnr"] = signed_psnr(((decoded[:, h - 1] - real[:, h - 1]) ** 2).mean())
             metrics[f"h{h}_copy_last_psnr"] = signed_psnr(((last[:, 0] - real[:, h - 1]) ** 2).mean())
@@ -433,18 +551,57 @@ class Trainer:
     def run(self) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.state["stage"] == "vae":
-            self.train_vae()
+            if "vae" in self.parts:
+                self.train_vae()
+            elif self.parent is not None:
+                self.validate("vae", 0)  # the frozen VAE's reconstruction of the user's frames
             self.state.update(stage="dit", step=0)
             self.save({})
         self.train_dit()
         summary = {"command": self.args.command, "config": self.config.to_dict(), "state": self.state,
                    "data": self.train_data.summary(), "val_data": self.val_data.summary(),
                    "world_size": self.dist.world_size}  # fmt: skip
+        if self.parent is not None:
+            summary["parent"] = self.parent
         if "best" in self.state:
             summary["best_checkpoint"] = {"path": str(self.out / BEST_CHECKPOINT_NAME), **self.state["best"]}
         if self.dist.is_main:
             (self.out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
         return summary
+
+
+def snapshot_name(minutes: float) -> str:
+    """The checkpoint written when the training time passes `minutes` (--snapshot-minutes)."""
+    return f"checkpoint_{minutes:g}min.pt"
+
+
+def _resolve_defaults(args, saved: dict | None = None) -> None:
+    """Fill the options left at None: a resumed fine-tune's own settings (`saved`, the checkpoint's
+    "fine_tune" record), fine-tuning defaults with --init (fine_tune.FINE_TUNE_DEFAULTS), or the
+    defaults of training from scratch.
+
+    Raises:
+        ValueError: --train-parts names no part or an unknown one, or is given without --init.
+    """
+    from sora_ros.model.fine_tune import FINE_TUNE_DEFAULTS, TRAINABLE_PARTS
+
+    for key in ("init", "minutes", "snapshot_minutes", "action_names", "action_scale", "action_offset"):
+        if not hasattr(args, key):  # a Namespace built by hand (tests, scripts)
+            setattr(args, key, None)
+    scratch = {"train_parts": TRAINABLE_PARTS, "vae_lr": SCRATCH_VAE_LR, "dit_lr": SCRATCH_DIT_LR,
+               "schedule": "cosine", "warmup_steps": WARMUP_STEPS}  # fmt: skip
+    if saved:
+        defaults = {**{k: saved[k] for k in scratch}, "minutes": saved.get("minutes"), "init": saved.get("init")}
+    else:
+        defaults = FINE_TUNE_DEFAULTS if args.init else scratch
+    for key, value in defaults.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    unknown = set(args.train_parts) - set(TRAINABLE_PARTS)
+    if unknown or not args.train_parts:
+        raise ValueError(f"--train-parts {args.train_parts}: choose from {list(TRAINABLE_PARTS)}")
+    if not args.init and tuple(args.train_parts) != TRAINABLE_PARTS:
+        raise ValueError("--train-parts applies to a fine-tune (--init MODEL_DIR); from scratch both parts train")
 
 
 def verdict(validation: dict) -> list[str]:
@@ -482,6 +639,8 @@ def training_record(extra: dict) -> dict:
         "wall_time_s": state.get("wall_s"),
         "validation": validation,
         "machine": extra.get("machine"),
+        **({"fine_tune": extra["fine_tune"]} if "fine_tune" in extra else {}),
+        **({"cpu_s": state["cpu_s"]} if "cpu_s" in state else {}),
     }  # fmt: skip
 
 

@@ -3,7 +3,8 @@
 A model directory holds encoder.onnx, decoder.onnx, dynamics_context.onnx,
 dynamics.onnx, dynamics.weights (the DiT weights both dynamics graphs load as
 ONNX external data) and model.json; optionally anchor.onnx (the anchored decoder, model.json
-"anchor") and risk.onnx (the risk head, model.json "risk"). This module reads and checks it without torch,
+"anchor"), risk.onnx (the risk head, model.json "risk") and weights.safetensors (the torch
+weights fine-tuning starts from; not read here). This module reads and checks it without torch,
 and is also what `sora-ros export` uses to write the contract, so writer and
 reader cannot drift apart.
 """
@@ -33,6 +34,10 @@ GRAPH_FILES = {
 }
 # ONNX external data: the DiT weights both dynamics graphs use, stored once.
 DYNAMICS_WEIGHTS = "dynamics.weights"
+# The torch weights fine-tuning starts from (sora_ros/model/weights.py). The runtime never reads
+# it: a robot may leave it out of a deployed directory; where it is present its hash is checked.
+TRAINABLE_WEIGHTS = "weights.safetensors"
+OPTIONAL_FILES = (TRAINABLE_WEIGHTS,)
 # Rectified flow as the runtime sampler implements it (sora_ros/runtime/sampler.py).
 FLOW_CONVENTION = "x_t = (1 - t) * data + t * noise; velocity = noise - data; Euler from t = 1 to t = 0"
 ACTION_FORMULA = "network_action = (action - offset) / scale"
@@ -236,6 +241,8 @@ def read_model_info(directory: str | Path) -> ModelInfo:
         raise ModelDirError(f"{json_path}: {error}") from None
     for file_name, expected in info.files.items():
         file_path = _inside(path, file_name)
+        if file_name in OPTIONAL_FILES and not file_path.exists():
+            continue
         if not file_path.is_file():
             raise ModelDirError(f"{file_path}: missing (listed in {MODEL_JSON})")
         found = sha256_file(file_path)
@@ -298,6 +305,7 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
         anchor=_anchor_section(raw, files),
         risk=_risk_section(raw, files, _number(raw, "context_frames")),
     )
+    _check_lineage(raw, files)
     return info
 
 
@@ -340,6 +348,26 @@ def _risk_section(raw: dict, files: dict, context_frames: int) -> dict | None:
     _get(raw, "risk.label", str)
     _get(raw, "risk.metrics", dict)
     return risk
+
+
+# model.json "parent" (a fine-tuned model's parent, sora_ros/model/weights.py parent_record): field -> type.
+PARENT_FIELDS = {"name": str, "version": str, "id": str, "weights_sha256": str}
+SHA256_HEX_CHARS = 64
+
+
+def _check_lineage(raw: dict, files: dict) -> None:
+    """The optional "weights" and "parent" sections: weights name a file 'files' lists; a parent
+    has a name, version, id and the SHA-256 (hex) of the weights the fine-tune started from."""
+    if "weights" in raw:
+        name = _get(raw, "weights.file", str)
+        if name != TRAINABLE_WEIGHTS or name not in files:
+            raise ModelDirError(f"weights.file {name!r} is not {TRAINABLE_WEIGHTS!r} listed in 'files'")
+    if "parent" in raw:
+        for field, kind in PARENT_FIELDS.items():
+            _get(raw, f"parent.{field}", kind)
+        digest = raw["parent"]["weights_sha256"]
+        if len(digest) != SHA256_HEX_CHARS or any(c not in "0123456789abcdef" for c in digest):
+            raise ModelDirError(f"parent.weights_sha256 {digest!r:.80} is not a hex SHA-256")
 
 
 def expected_signatures(info: ModelInfo) -> dict[str, dict]:
