@@ -110,7 +110,9 @@ def recover_modules(model_dir: str | Path, seed: int = 0):
             differ = sorted(set(probe[graph]) ^ set(shipped[graph]))
             raise WeightsError(f"{info.path / graph}: its initializers are named otherwise than this exporter names "
                                f"them ({differ[:4]} ...; exported with torch {info.raw.get('export', {}).get('torch')}): "
-                               "re-export the model from its checkpoint instead")  # fmt: skip
+                               "re-export the model from its checkpoint instead, or run --from-onnx with the "
+                               "sora_ros checkout that exported it (the export of the graphs changes between "
+                               "versions, e.g. fused attention since models/default 0.2.0)")  # fmt: skip
     for part, module in parts.items():
         state = {name: t.detach().numpy().astype(np.float32) for name, t in _learned(module).items()}
         found: dict[str, tuple[str, str, str]] = {}
@@ -120,7 +122,9 @@ def recover_modules(model_dir: str | Path, seed: int = 0):
         missing = sorted(set(state) - set(found))
         if missing:
             raise WeightsError(f"{info.path}: {part} tensors found in no graph: {missing[:6]}; "
-                               "re-export the model from its checkpoint instead")  # fmt: skip
+                               "re-export the model from its checkpoint instead, or run --from-onnx with the "
+                               "sora_ros checkout that exported it (the export of the graphs changes between "
+                               "versions, e.g. fused attention since models/default 0.2.0)")  # fmt: skip
         recovered = {}
         for param, (graph, initializer, how) in found.items():
             value = shipped[graph][initializer]
