@@ -6,16 +6,26 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from sora_ros.bench.closed_loop import FIRST_SEED, POLICIES
+
 # Each target is a module with run(args) -> int, imported only when chosen.
-BENCHMARKS = {"image": "sora_ros.bench.image", "model": "sora_ros.bench.model", "nodes": "sora_ros.harness.bench_nodes"}
+BENCHMARKS = {"image": "sora_ros.bench.image", "model": "sora_ros.bench.model", "nodes": "sora_ros.harness.bench_nodes",
+              "closed-loop": "sora_ros.bench.closed_loop"}
 # Timed repetitions per row when --repeats is not given.
-DEFAULT_REPEATS = {"image": 200, "model": 20, "nodes": 1}
+DEFAULT_REPEATS = {"image": 200, "model": 20, "nodes": 1, "closed-loop": 1}
 
 
 def main(args: argparse.Namespace) -> int:
     if args.repeats is None:
         args.repeats = DEFAULT_REPEATS[args.target]
     return importlib.import_module(BENCHMARKS[args.target]).run(args)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _camera_size(text: str) -> tuple[int, int]:
@@ -33,7 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("target", choices=sorted(BENCHMARKS), help="image: Image message <-> numpy conversion; "
                         "model: world-model encode/decode/dynamics/rollout, ONNX Runtime vs torch eager; "
-                        "nodes: the world_model node through DDS (latency, ~/rollout, RSS)")
+                        "nodes: the world_model node through DDS (latency, ~/rollout, RSS); "
+                        "closed-loop: the sampling MPC driving the sim with the model, copy-last predictions, "
+                        "shuffled actions and the wander policy (collisions, distance, latency)")
     parser.add_argument("--repeats", type=int, default=None,
                         help=f"timed repetitions per row, median reported (default {DEFAULT_REPEATS})")
     parser.add_argument("--model", help="model: model directory to time (ONNX Runtime only unless --checkpoint)")
@@ -45,4 +57,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--camera-rate", type=float, default=15.0, help="nodes: camera frames per second")
     parser.add_argument("--camera-size", type=_camera_size, metavar="WxH",
                         help="nodes: camera image size, e.g. 640x480 (default 128x128)")
+    loop = parser.add_argument_group("closed-loop", "sim episodes in one process, the same seeds for every policy")
+    loop.add_argument("--episodes", type=_positive, default=20, help="closed-loop: seeded episodes (default 20)")
+    loop.add_argument("--seconds", type=float, default=60.0, help="closed-loop: simulated seconds each (default 60)")
+    loop.add_argument("--first-seed", type=int, default=FIRST_SEED,
+                      help=f"closed-loop: first world seed (default {FIRST_SEED:,}: far from the seeds training "
+                      "recorded, 0..99 in scripts/train_default.sh)")
+    loop.add_argument("--policies", default=",".join(POLICIES),
+                      help=f"closed-loop: comma-separated subset of {','.join(POLICIES)} (default all)")
+    loop.add_argument("--candidates", type=_positive, default=32, help="closed-loop: MPC candidates per decision")
+    loop.add_argument("--iterations", type=_positive, default=1, help="closed-loop: CEM iterations per decision")
+    loop.add_argument("--decision-every", type=_positive, default=2,
+                      help="closed-loop: sim steps (model dt each) between decisions (default 2: 5 Hz at dt 0.1 s)")
+    loop.add_argument("--out", default="out/closed_loop", help="closed-loop: output folder (default out/closed_loop)")
     parser.set_defaults(func=main)
