@@ -4,10 +4,11 @@ Each decision proposes N candidate sequences of H (linear_x m/s, angular_z rad/s
 within the robot's velocity limits, asks a forecaster how hazardous each one's predicted
 future is (per step, in [0, 1]: the world model's risk head, `Forecast.risk`; or the
 image-space obstacle share of sora_ros/core/planner.py for a model without one), scores them
-and refits the sampling distribution to the best few (the elites). The plan the robot follows
-is the best candidate; the next decision starts from the elites' mean shifted by the steps
-that passed (the last command repeated at the end), so the search carries over between
-decisions and one rollout call per decision is enough at control rate.
+and refits the sampling distribution to the best few (the elites). The robot follows the best
+candidate; the next decision shifts both that plan and the elites' mean by the steps that
+passed (the last command repeated at the end), keeps the plan as candidate 0 and samples the
+rest around the mean, so the search carries over between decisions and one rollout call per
+decision is enough at control rate.
 
 Why CEM and not MPPI: the anchors that plan with world models use it (Navigation World Models
 ranks rollouts with CEM, V-JEPA 2-AC plans with CEM), and it ranks rather than weights, so the
@@ -176,6 +177,9 @@ class CemPlanner:
         decision = planner.decide(forecaster)          # forecaster: actions (N, H, A) -> (hazard (N, H), extras)
         ...                                            # follow decision.plan; steps pass
         decision = planner.decide(forecaster, elapsed_steps=2)
+
+    An asynchronous caller (a node waiting on ~/rollout) does the same in parts: shift(steps),
+    propose(), then update(actions, hazard) when the forecast arrives.
     """
 
     config: MpcConfig
@@ -199,9 +203,9 @@ class CemPlanner:
         self._best = self._mean.copy()
         self._current = np.zeros(ACTION_DIM, np.float32)
 
-    def _shift(self, steps: int) -> None:
-        """Move the warm start `steps` steps on (the last command repeated at the end); the spread
-        grows back towards the initial one for the steps it has not seen."""
+    def shift(self, steps: int) -> None:
+        """Move the warm start `steps` steps on (the robot executed them; the last command is
+        repeated at the end); the spread grows back to the initial one for the new steps."""
         steps = min(max(steps, 0), self.config.horizon)
         if steps == 0:
             return
@@ -212,8 +216,8 @@ class CemPlanner:
         self._std = np.concatenate([self._std[steps:], np.broadcast_to(initial, (steps, ACTION_DIM))])
 
     def propose(self) -> np.ndarray:
-        """float32 (N, H, A): candidate 0 the plan being followed (shifted), the rest sampled around
-        the elites' mean, all clipped to the limits."""
+        """float32 (N, H, A): candidate 0 the plan being followed, the rest sampled around the
+        elites' mean, all clipped to the limits."""
         config = self.config
         white = self._rng.standard_normal((config.candidates - 1, config.horizon, ACTION_DIM)).astype(np.float32)
         noise = np.empty_like(white)
@@ -224,30 +228,42 @@ class CemPlanner:
         samples = self._mean + self._std * noise  # (N - 1, H, A)
         return np.clip(np.concatenate([self._best[None], samples]), self.limits.low, self.limits.high)
 
+    def update(self, actions: np.ndarray, hazard: np.ndarray, extras: list | None = None) -> Decision:
+        """Score proposed candidates by their forecast, refit the distribution to the elites and
+        follow the best.
+
+        Args:
+            actions: float32 (N, H, A) as `propose` returned them.
+            hazard: (N, H) in [0, 1] per candidate and predicted step.
+            extras: per candidate, what to hand back in Decision.forecast (or None).
+
+        Raises:
+            PlannerInputError: see candidate_costs; then nothing changes.
+        """
+        costs = candidate_costs(actions, hazard, self._current, self.config, self.limits)
+        order = np.argsort(costs, kind="stable")
+        elites = actions[order[: self.config.elites]]  # (E, H, A)
+        self._mean = elites.mean(axis=0)
+        self._std = np.maximum(elites.std(axis=0), np.asarray(self.config.min_std, np.float32))
+        best = int(order[0])
+        self._best = np.asarray(actions[best], np.float32).copy()
+        return Decision(self._best.copy(), best, costs, np.asarray(hazard, np.float32)[best].copy(),
+                        None if extras is None else extras[best])
+
     def decide(self, forecaster: Forecaster, elapsed_steps: int = 0) -> Decision:
         """Shift the warm start by `elapsed_steps`, run the CEM iterations, return the best plan.
+        Candidate 0 of each iteration is the previous iteration's best, so the last iteration's
+        best is the best seen.
 
         Raises:
             PlannerInputError: the forecaster's hazard has the wrong shape or is not finite.
             Whatever the forecaster raises (the caller decides: stop, retry).
         """
-        self._shift(elapsed_steps)
-        best_cost, best = np.inf, None
+        self.shift(elapsed_steps)
         for _ in range(self.config.iterations):
             actions = self.propose()  # (N, H, A)
-            hazard, extras = forecaster(actions)
-            costs = candidate_costs(actions, hazard, self._current, self.config, self.limits)
-            order = np.argsort(costs, kind="stable")
-            elites = actions[order[: self.config.elites]]  # (E, H, A)
-            self._mean = elites.mean(axis=0)
-            self._std = np.maximum(elites.std(axis=0), np.asarray(self.config.min_std, np.float32))
-            if costs[order[0]] < best_cost:
-                i = int(order[0])
-                best_cost = costs[i]
-                best = Decision(actions[i].copy(), i, costs, np.asarray(hazard, np.float32)[i].copy(),
-                                None if extras is None else extras[i])
-        self._best = best.plan.copy()
-        return best
+            decision = self.update(actions, *forecaster(actions))
+        return decision
 
 
 def command_at(plan: np.ndarray | None, age_s: float, dt: float, stale_s: float) -> np.ndarray:
