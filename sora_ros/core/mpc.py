@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sora_ros.core.requests import MAX_HORIZON
+from sora_ros.core.requests import MAX_CANDIDATES, MAX_HORIZON
 
 ACTION_DIM = 2  # (linear_x m/s, angular_z rad/s), the model's action order
 
@@ -80,7 +80,7 @@ class MpcConfig:
     """What the planner samples and how it scores (defaults tuned in `sora-ros bench closed-loop`).
 
     Attributes:
-        candidates: N per decision, >= 2 (the warm start and at least one sample).
+        candidates: N per decision, 2..MAX_CANDIDATES (the warm start and at least one sample).
         horizon: H steps of the model's dt, 1..MAX_HORIZON.
         elites: best candidates the distribution is refitted to, 1..candidates.
         iterations: CEM refits per decision (each one rollout call of N candidates).
@@ -102,9 +102,9 @@ class MpcConfig:
     smoothness_weight: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.candidates < 2:
-            raise PlannerInputError(f"the MPC needs at least 2 candidates (the warm start and a sample), "
-                                    f"got {self.candidates}")
+        if not 2 <= self.candidates <= MAX_CANDIDATES:
+            raise PlannerInputError(f"candidates must be 2..{MAX_CANDIDATES} (the warm start and at least one "
+                                    f"sample; one ~/rollout call holds at most {MAX_CANDIDATES}), got {self.candidates}")
         if not 1 <= self.horizon <= MAX_HORIZON:
             raise PlannerInputError(f"horizon must be 1..{MAX_HORIZON}, got {self.horizon}")
         if not 1 <= self.elites <= self.candidates or self.iterations < 1:
