@@ -312,7 +312,9 @@ def plot_trajectories(episodes: list[Episode], config: ClosedLoopConfig, path: P
     plt.close(figure)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -> int:
+    """The command: `args` from `sora-ros bench`; `base` holds what the command line does not
+    set (camera size, the MPC's other settings)."""
     from tqdm import tqdm
 
     from sora_ros.core.paths import default_model_dir
@@ -324,9 +326,9 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"sora-ros bench closed-loop: unknown policies {sorted(unknown)}; choose from {','.join(POLICIES)}")
         return 2
-    mpc = replace(MpcConfig(), candidates=args.candidates, iterations=args.iterations)
-    config = ClosedLoopConfig(episodes=args.episodes, seconds=args.seconds, first_seed=args.first_seed,
-                              decision_every=args.decision_every, mpc=mpc)
+    mpc = replace(base.mpc, candidates=args.candidates, iterations=args.iterations)
+    config = replace(base, episodes=args.episodes, seconds=args.seconds, first_seed=args.first_seed,
+                     decision_every=args.decision_every, mpc=mpc)
     model_dir = Path(args.model) if args.model else default_model_dir()
     engine = WorldModelEngine(model_dir)
     hazard_source = "risk head (Forecast.risk)" if has_risk_head(engine) else \

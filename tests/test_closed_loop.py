@@ -1,0 +1,67 @@
+"""`sora-ros bench closed-loop` on a tiny model: an episode replays exactly for a fixed seed and
+policy, the copy-last engine predicts "nothing changes", and the report is written."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pybullet")
+from model_helpers import export_tiny  # noqa: E402
+
+from sora_ros.bench import closed_loop  # noqa: E402
+from sora_ros.core.mpc import MpcConfig  # noqa: E402
+from sora_ros.runtime.engine import WorldModelEngine  # noqa: E402
+from sora_ros.runtime.pipeline import WorldModelPipeline  # noqa: E402
+
+CONFIG = closed_loop.ClosedLoopConfig(episodes=1, seconds=1.2, decision_every=2, width=32, height=32,
+                                      mpc=MpcConfig(candidates=4, horizon=2))
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    return WorldModelEngine(export_tiny(tmp_path_factory.mktemp("model")))
+
+
+@pytest.mark.parametrize("policy", ["model", "shuffled", "wander"])
+def test_an_episode_replays_exactly_for_a_seed_and_policy(engine, policy):
+    def run(seed):
+        pipeline = None if policy == "wander" else WorldModelPipeline(engine)
+        return closed_loop.run_episode(pipeline, policy, seed, CONFIG)
+
+    first, again, other = run(5), run(5), run(6)
+    assert first.poses.shape == (13, 3) and first.decisions > 0
+    assert np.array_equal(first.poses, again.poses) and first.collisions == again.collisions
+    assert not np.array_equal(first.poses, other.poses), "another seed is another world"
+    assert np.abs(np.diff(first.poses[:, :2], axis=0)).sum() > 0, "the robot never moved"
+
+
+def test_copy_last_predicts_the_last_latent_and_the_report_is_written(engine, tmp_path):
+    copy = closed_loop.CopyLastEngine(engine)
+    context = np.random.default_rng(0).standard_normal((3, engine.info.context_frames, *engine.info.latent_shape))
+    result = copy.rollout(context.astype(np.float32), np.zeros((3, 4, 2), np.float32), horizon=4, samples=2)
+    assert result.latents.shape == (3, 2, 4, *engine.info.latent_shape)
+    assert np.array_equal(result.latents[1, 1, 3], context[1, -1].astype(np.float32))
+    assert copy.info is engine.info, "everything else is the model's"
+    args = argparse.Namespace(policies="model,copy_last,shuffled,wander", candidates=4, iterations=1, episodes=2,
+                              seconds=0.6, first_seed=closed_loop.FIRST_SEED, decision_every=2,
+                              model=str(engine.info.path), out=str(tmp_path / "out"))
+    assert closed_loop.run(args, CONFIG) == 0
+    metrics = __import__("json").loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(metrics["policies"]) == set(closed_loop.POLICIES)
+    rate = metrics["policies"]["model"]["collisions_per_min"]
+    assert rate["n"] == 2 and rate["low"] <= rate["mean"] <= rate["high"]
+    assert len(metrics["target"]) == 3 and metrics["machine"]
+    assert (tmp_path / "out" / "closed_loop.png").stat().st_size > 0
+    assert (tmp_path / "out" / "trajectories.png").stat().st_size > 0
+
+
+def test_bootstrap_interval_and_unknown_policies(capsys):
+    summary = closed_loop.mean_ci95([1.0, 2.0, 3.0, 4.0])
+    assert summary["mean"] == 2.5 and 1.0 <= summary["low"] < 2.5 < summary["high"] <= 4.0
+    assert np.isnan(closed_loop.mean_ci95([1.0])["low"]) and closed_loop.mean_ci95([])["n"] == 0
+    args = argparse.Namespace(policies="model,teleport")
+    assert closed_loop.run(args) == 2
+    assert "unknown policies ['teleport']" in capsys.readouterr().out
