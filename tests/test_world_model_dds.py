@@ -26,6 +26,7 @@ from sora_ros.nodes.messages import stamp_ns  # noqa: E402
 from sora_ros.nodes.messages import header  # noqa: E402
 from sora_ros.core.units import NS_PER_S  # noqa: E402
 from sora_ros.runtime.engine import WorldModelEngine  # noqa: E402
+from sora_ros.runtime.risk import NO_RISK_HEAD  # noqa: E402
 
 SIZE = (32, 32)  # the tiny model's input
 DT_S = 0.1
@@ -223,7 +224,9 @@ def test_a_deadline_it_cannot_meet_cuts_sampler_steps(world_model: Probe) -> Non
     assert [f.sampler_steps for f in cut.futures] == [1, 1]
     assert "sampler steps" in cut.message and "budget" in cut.message
     unlimited = world_model.call(rollout_request(np.zeros((2, 3, 2), np.float32)))
-    assert unlimited.message == "" and unlimited.futures[0].sampler_steps > 1
+    assert unlimited.message == NO_RISK_HEAD and unlimited.futures[0].sampler_steps > 1
+    # The tiny model has no risk head: answered normally, risk left empty, and the message says why.
+    assert unlimited.success and [len(f.risk) for f in unlimited.futures] == [0, 0]
 
 
 def test_predicted_and_comparison_images_for_arriving_frames(world_model: Probe) -> None:

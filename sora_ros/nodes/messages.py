@@ -140,8 +140,8 @@ def patch_latents(latent: np.ndarray, stamp: int, frame_id: str, model: str, inf
 def future_frames(outcome: RolloutOutcome, candidate: int, model: str, info: ModelInfo,
                   latency_s: float) -> FutureFrames:
     """One candidate of a rollout as FutureFrames: latents always, frames when all were decoded,
-    each stamped with the time it predicts; uncertainty when samples > 1; the actions assumed
-    (NaN rows: unknown) unless the model is unconditioned."""
+    each stamped with the time it predicts; uncertainty when samples > 1; the risk per step when the
+    model has a risk head; the actions assumed (NaN rows: unknown) unless the model is unconditioned."""
     forecast, origin = outcome.forecasts[candidate], outcome.context
     frame_id = origin.frame_id
     msg = FutureFrames(header=header(origin.newest_stamp_ns, frame_id), model_id=model, dt=float(info.dt),
@@ -154,6 +154,8 @@ def future_frames(outcome: RolloutOutcome, candidate: int, model: str, info: Mod
                       for frame, stamp in zip(forecast.frames, forecast.stamps_ns)]
     if outcome.samples > 1:
         msg.uncertainty = [float(u) for u in forecast.uncertainty]
+    if forecast.risk is not None:
+        msg.risk = np.asarray(forecast.risk, np.float32).tolist()
     if forecast.actions is not None:
         msg.action_dim = info.action_dim
         msg.action_names = list(info.action_names)

@@ -24,6 +24,7 @@ from sora_ros.runtime import sampler
 from sora_ros.runtime.anchor import ANCHOR_GRAPH, AnchoredDecoder, anchor_signature
 from sora_ros.runtime.model_dir import GRAPH_FILES, ModelDirError, ModelInfo, check_session, expected_signatures, \
     read_model_info
+from sora_ros.runtime.risk import RISK_GRAPH, RiskHead, risk_signature
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def resolve_providers(requested: Sequence[str]) -> list[str]:
 # from other threads, and their spinning pools slowed the rollout. Measured with `sora-ros bench
 # nodes` (default model, 15 Hz camera, 2 cores): camera-to-futures p50 158-185 ms spinning,
 # 117-118 ms not; `~/rollout` 3 x 8 364-434 ms -> 288-300 ms.
-NON_SPINNING_GRAPHS = ("dynamics_context", "encoder", "decoder", ANCHOR_GRAPH)
+NON_SPINNING_GRAPHS = ("dynamics_context", "encoder", "decoder", ANCHOR_GRAPH, RISK_GRAPH)
 # No graph uses ONNX Runtime's CPU memory arena: it grows to the largest batch ever run and
 # never gives memory back. Three ~/rollout calls at the caps (8 candidates x 2 samples x 32
 # steps, images) took the default model's process from 159 to 1109 MiB for good with the arena,
@@ -196,6 +197,13 @@ class WorldModelEngine:
             check_session(path, session, anchor_signature(self.info.image_size, self.info.latent_shape))
             self.sessions[ANCHOR_GRAPH] = session
             self.anchor = AnchoredDecoder(session)
+        self.risk: RiskHead | None = None  # the optional risk head (model.json "risk"; older models have none)
+        if self.info.risk is not None:
+            path = self.info.path / self.info.risk["graph"]
+            session = _open_session(RISK_GRAPH, path, self.providers)
+            check_session(path, session, risk_signature(self.info.latent_shape, self.info.action_dim))
+            self.sessions[RISK_GRAPH] = session
+            self.risk = RiskHead(session, self.info.action_dim, self.info.risk["horizon_steps"])
         self._bound: dict[int, tuple[_BoundGraph, _BoundGraph]] = {}
         self._rollout_lock = threading.Lock()
         self._bound_graphs(1)  # the common case (one candidate, one sample) allocated up front

@@ -2,7 +2,8 @@
 
 A model directory holds encoder.onnx, decoder.onnx, dynamics_context.onnx,
 dynamics.onnx, dynamics.weights (the DiT weights both dynamics graphs load as
-ONNX external data) and model.json. This module reads and checks it without torch,
+ONNX external data) and model.json; optionally anchor.onnx (the anchored decoder, model.json
+"anchor") and risk.onnx (the risk head, model.json "risk"). This module reads and checks it without torch,
 and is also what `sora-ros export` uses to write the contract, so writer and
 reader cannot drift apart.
 """
@@ -56,6 +57,7 @@ FIELD_RANGES: dict[str, tuple[float, float]] = {
     "dynamics.context_kv_shape[]": (1, 1 << 16),  # every entry
     "action.normalisation.offset[]": (-1e6, 1e6),
     "action.normalisation.scale[]": (1e-6, 1e6),
+    "risk.horizon_steps": (1, MAX_HORIZON),  # the risk head's "blocked within the next k steps"
 }
 
 
@@ -76,6 +78,7 @@ class ModelInfo:
         action_offset, action_scale: normalisation, one entry per action dimension.
         raw: the whole parsed model.json.
         anchor: model.json's "anchor" section when the directory has an anchored decoder, else None.
+        risk: model.json's "risk" section when the directory has a risk head (risk.onnx), else None.
     """
 
     path: Path
@@ -98,6 +101,7 @@ class ModelInfo:
     files: dict[str, str]
     raw: dict
     anchor: dict | None = None  # optional: older model directories have no anchored decoder
+    risk: dict | None = None  # optional: older model directories have no risk head
 
     @property
     def action_range(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -282,6 +286,7 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
         files=files,
         raw=raw,
         anchor=_anchor_section(raw, files),
+        risk=_risk_section(raw, files),
     )
     return info
 
@@ -295,6 +300,24 @@ def _anchor_section(raw: dict, files: dict) -> dict | None:
     if name not in files or "/" in name or "\\" in name:
         raise ModelDirError(f"anchor.file {name!r} is not a file that 'files' lists")
     return anchor
+
+
+def _risk_section(raw: dict, files: dict) -> dict | None:
+    """model.json's optional "risk" section, checked: "graph" names a file of the directory that
+    'files' lists with the same SHA-256 as the section's "sha256", "horizon_steps" lies in its
+    FIELD_RANGES range, "label" is text and "metrics" an object."""
+    if "risk" not in raw:
+        return None
+    risk = _get(raw, "risk", dict)
+    name = _get(raw, "risk.graph", str)
+    if name not in files or "/" in name or "\\" in name:
+        raise ModelDirError(f"risk.graph {name!r} is not a file that 'files' lists")
+    if _get(raw, "risk.sha256", str) != files[name]:
+        raise ModelDirError(f"risk.sha256 differs from the SHA-256 'files' lists for {name}")
+    _number(raw, "risk.horizon_steps")
+    _get(raw, "risk.label", str)
+    _get(raw, "risk.metrics", dict)
+    return risk
 
 
 def expected_signatures(info: ModelInfo) -> dict[str, dict]:

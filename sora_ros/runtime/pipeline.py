@@ -11,6 +11,7 @@ nanoseconds, images uint8 RGB arrays.
     pipeline.observe(stamp_ns, "camera", latent, image=rgb)
     outcome = pipeline.predict(pipeline.latest_context(), command, seed=1, decode_all=True)
     outcome.forecasts[0].frames                            # (H, H0, W0, 3) stamped origin + k * dt
+    outcome.forecasts[0].risk                              # (H,) P(blocked soon), None without a risk head
 
 Decoding: with a model that has an anchored decoder and camera frames given to `observe`, every
 predicted frame is the camera's last real frame warped (and filled in where the warp has no
@@ -49,6 +50,7 @@ from sora_ros.core.units import NS_PER_S
 from sora_ros.runtime.anchor import MASK_FLOOR as ANCHOR_MASK_FLOOR
 from sora_ros.runtime.anchor import camera_flow, classical_flow, render, trajectory_motion
 from sora_ros.runtime.engine import WorldModelEngine
+from sora_ros.runtime.risk import NO_RISK_HEAD
 
 # A source image smaller than the model input by more than this factor is refused, not upscaled.
 MAX_UPSCALE = 4
@@ -124,6 +126,11 @@ class Forecast:
         frames: uint8 (H, Hi, Wi, 3) RGB when every frame was decoded, else None.
         uncertainty: float32 (H,), the spread between samples (0 with one sample).
         actions: float32 (H, A) assumed, NaN rows unknown; None for an unconditioned model.
+        risk: float32 (H,) in [0, 1]: per predicted frame k, the risk head's probability that the
+            robot is blocked (commanded forward, no progress) within the next
+            `info.risk["horizon_steps"]` steps, given the predicted latent of frame k and the
+            action applied at the frame before it (actions[k]); the mean over samples; NaN where
+            the action is unknown. None when the model directory has no risk head (older models).
     """
 
     stamps_ns: tuple[int, ...]
@@ -131,6 +138,7 @@ class Forecast:
     frames: np.ndarray | None
     uncertainty: np.ndarray
     actions: np.ndarray | None
+    risk: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -371,6 +379,8 @@ class WorldModelPipeline:
         result = self.engine.rollout(contexts, actions, horizon=horizon, samples=request.samples,
                                      seed=request.seed, steps=plan.steps)
         means = result.latents.mean(axis=1)  # (N, H, C, h, w)
+        # One batched call over N x S x H latents (a few ms); the mean over samples, like the latents.
+        risk = None if self.engine.risk is None else self.engine.risk.forecast(result.latents, actions)  # (N, H)
         decode_start = time.perf_counter()
         images, shares = (self._decode(context, means.reshape(-1, *means.shape[2:]), plan.decode, horizon)
                           if plan.decode else (None, {}))
@@ -382,11 +392,14 @@ class WorldModelPipeline:
         self._count(kind, plan, missed, rollout_ms / (predicted * plan.steps), rollout_ms, decode_ms)
         notes = clamp_notes + plan.notes + ((f"took {rollout_ms + decode_ms:.0f} ms, over the {budget_ms:g} ms budget",)
                               if missed else ())
+        if risk is None and kind == SERVICE:  # a caller may expect FutureFrames.risk: say why it is empty
+            notes += (NO_RISK_HEAD,)
         stamps = future_stamps(context.newest_stamp_ns, horizon, self.dt_ns)
         complete = images is not None and len(plan.decode) == n * horizon
         all_frames = images.reshape(n, horizon, *images.shape[1:]) if complete else None  # (N, H, Hi, Wi, 3)
         forecasts = [Forecast(stamps, means[i], None if all_frames is None else all_frames[i], result.uncertainty[i],
-                              None if actions is None else actions[i]) for i in range(n)]
+                              None if actions is None else actions[i], None if risk is None else risk[i])
+                     for i in range(n)]
         decoded = {} if images is None else dict(zip(plan.decode, images))
         return RolloutOutcome(context, forecasts, plan, decoded, request.samples, rollout_ms, decode_ms, missed, notes,
                               shares)
