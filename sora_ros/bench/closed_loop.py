@@ -134,9 +134,8 @@ class CopyLastEngine:
 def _hazard(forecasts: list[Forecast], floor: np.ndarray | None) -> np.ndarray:
     """(N, H) per candidate and step: the risk head's probability, else the obstacle share of the
     decoded frames."""
-    risks = [getattr(f, "risk", None) for f in forecasts]
-    if all(r is not None for r in risks):
-        return np.stack(risks)
+    if all(f.risk is not None for f in forecasts):
+        return np.stack([f.risk for f in forecasts])
     return np.stack([image_cost.obstacle_fraction(f.frames, floor) for f in forecasts])
 
 
@@ -155,7 +154,7 @@ def _forecaster(pipeline: WorldModelPipeline, context, floor, samples: int, seed
 
 def has_risk_head(engine: WorldModelEngine) -> bool:
     """Whether rollouts of this model carry `Forecast.risk` (a risk head in the model directory)."""
-    return getattr(engine, "risk", None) is not None
+    return engine.risk is not None
 
 
 def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, config: ClosedLoopConfig) -> Episode:

@@ -132,7 +132,7 @@ class PlannerNode(Node):
     def _hazard(self, futures: list) -> np.ndarray | None:
         """(N, H) per candidate and step, or None when this response cannot be scored (no risk
         head: the next requests ask for images)."""
-        risk = [np.asarray(getattr(f, "risk", ()), np.float32) for f in futures]
+        risk = [np.asarray(f.risk, np.float32) for f in futures]
         if all(r.size == f.horizon for r, f in zip(risk, futures)):
             return np.stack(risk)
         if not all(len(f.frames) == f.horizon for f in futures) or self._floor is None:
