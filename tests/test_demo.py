@@ -30,6 +30,7 @@ def test_demo_runs_the_graph_and_writes_its_report(tmp_path) -> None:
     assert "[/planner]" in result.stdout and "best of 32" in result.stdout, "the MPC planner never decided"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["futures_received"] > 0 and summary["camera_frames_received"] > 0
+    assert summary["planner"]["decisions"] > 0 and "planner: " in result.stdout, "no ~/plan arrived"
     assert summary["node_counts"]["published/futures"] > 0
     assert summary["latency_ms"]["camera_to_futures_dds"]["n"] == summary["futures_received"]
     assert "h1" in summary["psnr_per_horizon"]
