@@ -250,10 +250,11 @@ class ClipReader:
         self.report.sources += 1
         sample = [(ros_time_ns(message.msg.header.stamp), message.log_time_ns)
                   for message in islice(reader.messages([self.image_topic]), STAMP_SAMPLE)]  # fmt: skip
-        images_by_receive = self._stamps_fail(reader, self.image_topic, *np.array(sample, np.int64).reshape(-1, 2).T)
+        images_by_receive = stamps_fail(reader, self.image_topic, *np.array(sample, np.int64).reshape(-1, 2).T,
+                                        self.report)
         if self.action_topic:
             check_topic_type(reader, self.action_topic, ACTION_TYPES)
-            action_stamps, actions = self._read_actions(reader)
+            action_stamps, actions = read_twists(reader, self.action_topic, self.action_indices, self.report)
         else:
             action_stamps, actions = np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
 
@@ -278,40 +279,11 @@ class ClipReader:
                 f"({windows.longest * dt_s:.2f} s at dt {dt_s:g} s), a clip needs {self.clip_length}"
             )
 
-    def _stamps_fail(self, reader: BagReader, topic: str, header_ns: np.ndarray, receive_ns: np.ndarray) -> bool:
-        """Whether `topic`'s header stamps cannot be believed (noted in the report); see sora_ros.core.stamps."""
-        problem = stamp_problem(header_ns, receive_ns)
-        if problem:
-            self.report.receive_time.append(f"{reader.path}: {topic}: {problem}")
-        return problem is not None
-
     def _stamped_images(self, reader: BagReader, by_receive: bool) -> Iterator[tuple[int, Any]]:
         """(stamp ns, message) of every image: its header stamp, or with `by_receive` its receive time."""
         for message in reader.messages([self.image_topic]):
             self.report.frames_read += 1
             yield message.log_time_ns if by_receive else ros_time_ns(message.msg.header.stamp), message.msg
-
-    def _read_actions(self, reader: BagReader) -> tuple[np.ndarray, np.ndarray]:
-        """All finite actions of the bag: int64 (N,) stamps sorted, float32 (N, A)."""
-        headers, receipts, values = [], [], []
-        for message in reader.messages([self.action_topic]):
-            msg = message.msg
-            stamped = hasattr(msg, "twist")
-            twist = msg.twist if stamped else msg
-            value = twist_vector(twist)[self.action_indices]
-            if not np.all(np.isfinite(value)):
-                self.report.skip(NON_FINITE_ACTION, f"{value} at {message.log_time_ns} ns")
-                continue
-            headers.append(ros_time_ns(msg.header.stamp) if stamped else message.log_time_ns)
-            receipts.append(message.log_time_ns)
-            values.append(value)
-        if reader.stop_reason:
-            self.report.stopped.append(f"{reader.path} ({self.action_topic}): {reader.stop_reason}")
-        receive = np.array(receipts, np.int64)
-        stamps = receive if self._stamps_fail(reader, self.action_topic, np.array(headers, np.int64), receive) \
-            else np.array(headers, np.int64)
-        order = np.argsort(stamps, kind="stable")
-        return stamps[order], np.array(values, np.float32).reshape(-1, len(self.action_indices))[order]
 
     def _decode(self, msg: Any) -> np.ndarray | None:
         """uint8 (H, W, 3) RGB at self.size, or None (counted) if the image does not decode."""
@@ -330,6 +302,46 @@ def check_topic_type(reader: BagReader, topic: str, allowed: tuple[str, ...]) ->
     msgtype = reader.topics[topic].msgtype
     if msgtype not in allowed:
         raise BagError(f"{reader.path}: topic {topic!r} has type {msgtype}, expected one of {', '.join(allowed)}")
+
+
+def stamps_fail(reader: BagReader, topic: str, header_ns: np.ndarray, receive_ns: np.ndarray,
+                report: ClipReport) -> bool:
+    """Whether `topic`'s header stamps cannot be believed (noted in the report); see sora_ros.core.stamps."""
+    problem = stamp_problem(header_ns, receive_ns)
+    if problem:
+        report.receive_time.append(f"{reader.path}: {topic}: {problem}")
+    return problem is not None
+
+
+def read_twists(reader: BagReader, topic: str, indices: list[int], report: ClipReport) -> tuple[np.ndarray, np.ndarray]:
+    """Every finite Twist/TwistStamped of `topic`, the fields at `indices` of twist_vector's 6-vector.
+
+    Stamps: a TwistStamped's header stamp, a Twist's receive time; the receive time for all of
+    them when the header stamps cannot be true (noted in `report`). Non-finite commands are
+    dropped and counted in `report`.
+
+    Returns:
+        int64 (N,) stamps, sorted; float32 (N, len(indices)).
+    """
+    headers, receipts, values = [], [], []
+    for message in reader.messages([topic]):
+        msg = message.msg
+        stamped = hasattr(msg, "twist")
+        twist = msg.twist if stamped else msg
+        value = twist_vector(twist)[indices]
+        if not np.all(np.isfinite(value)):
+            report.skip(NON_FINITE_ACTION, f"{value} at {message.log_time_ns} ns")
+            continue
+        headers.append(ros_time_ns(msg.header.stamp) if stamped else message.log_time_ns)
+        receipts.append(message.log_time_ns)
+        values.append(value)
+    if reader.stop_reason:
+        report.stopped.append(f"{reader.path} ({topic}): {reader.stop_reason}")
+    receive = np.array(receipts, np.int64)
+    stamps = receive if stamps_fail(reader, topic, np.array(headers, np.int64), receive, report) \
+        else np.array(headers, np.int64)
+    order = np.argsort(stamps, kind="stable")
+    return stamps[order], np.array(values, np.float32).reshape(-1, len(indices))[order]
 
 
 def _action_at(stamp: int, stamps: np.ndarray, actions: np.ndarray, report: ClipReport) -> np.ndarray | None:

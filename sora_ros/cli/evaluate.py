@@ -6,7 +6,9 @@
 Offline (the default), every usable step of every bag (one clip every --stride frames) is predicted
 by the model, copy-last-frame and optical-flow extrapolation, and each
 predicted frame is scored against the real frame at that time. With an action
-topic, the model is also run under other clips' actions (action sensitivity).
+topic, the model is also run under other clips' actions (action sensitivity). With a model that
+has a risk head, an action topic and bags with odometry (--odom-topic), the head's held-out ROC
+AUC of "blocked within the next k steps" is reported too, on encoder and on predicted latents.
 
 With --realtime, the bags are instead played at their recorded rate through the live
 world_model node over DDS, as on a robot: camera-to-futures latency, drops, and the PSNR
@@ -79,7 +81,41 @@ def headline(summary: dict, result, info: dict) -> dict:
         "synthesised_share": summary.get("synthesised_share"),
         "skill": summary["skill"].get(MODEL_NAME),
         "action_sensitivity_db": summary["action_sensitivity"].get(MODEL_NAME),
+        "risk_auc": {key: summary["risk"][key] for key in ("auc_encoded", "auc_predicted", "samples",
+                                                           "positive_share")} if summary.get("risk") else None,
     }
+
+
+def _risk(engine, args) -> dict | None:
+    """The risk head's held-out AUC (sora_ros.evaluation.risk), or None with a line saying why not."""
+    from sora_ros.bag.clip_sources import VIDEO_SUFFIXES
+    from sora_ros.bag.reading import BagError
+    from sora_ros.evaluation.risk import evaluate_risk
+
+    bags = [path for path in args.bags if Path(path).suffix.lower() not in VIDEO_SUFFIXES]
+    if not bags:
+        return None  # video files: no odometry, nothing to say
+    if engine.risk is None:
+        print("risk: no risk head in this model (sora-ros train-risk adds one)")
+        return None
+    if not args.action_topic:
+        print("risk: not scored: its labels need the commands (--action-topic)")
+        return None
+    notes: list[str] = []
+    try:
+        metrics = evaluate_risk(engine, bags, args.image_topic, args.action_topic, args.odom_topic, notes)
+    except (ValueError, FileNotFoundError, BagError) as error:
+        print(f"risk: not scored: {str(error).splitlines()[0]}")
+        return None
+    for note in notes:
+        print(f"note: risk: {note}")
+    if metrics is None:
+        print("risk: not scored: no labelled clip in the bags with odometry")
+        return None
+    print(f"risk head, blocked within {metrics['horizon_steps']} steps: ROC AUC {metrics['auc_encoded']:.3f} on "
+          f"encoded latents, {metrics['auc_predicted']:.3f} on predicted ones ({metrics['samples']} frames, "
+          f"{metrics['positive_share']:.1%} positive)")
+    return metrics
 
 
 def main(args: argparse.Namespace) -> int:
@@ -148,6 +184,7 @@ def main(args: argparse.Namespace) -> int:
               f"{', '.join(map(str, args.bags))}: {report.cause()}", file=sys.stderr)  # fmt: skip
         return 1
     summary = summarize_evaluation(result)
+    summary["risk"] = _risk(engine, args)
     summary["vae_reconstruction_psnr"] = summarize(model_predictor.reconstruction_psnr)
     summary["synthesised_share"] = {h: (float(np.mean(model_predictor.synthesised_share[h]))
                                         if model_predictor.synthesised_share[h] else None) for h in result.horizons}
@@ -184,6 +221,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("bags", nargs="+", help="rosbag2 bags (MCAP/sqlite3), folders of them, or video files")
     parser.add_argument("--image-topic", default="/camera/image_raw", help="camera topic (default %(default)s)")
     parser.add_argument("--action-topic", help="Twist/TwistStamped topic the model is conditioned on (e.g. /cmd_vel)")
+    parser.add_argument("--odom-topic", default="/odom",
+                        help="nav_msgs/Odometry topic for the risk head's labels (default %(default)s)")
     parser.add_argument("--model", type=Path, default=default_model_dir(),
                         help="model directory (default: the shipped default model)")  # fmt: skip
     parser.add_argument("--horizons", type=_parse_horizons, default=[1, 2, 4, 8], help="steps ahead to score (default 1,2,4,8)")

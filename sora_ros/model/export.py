@@ -1,4 +1,5 @@
-"""Export a model (VAE + DiT) to a model directory the runtime loads (`sora-ros export` is its command line).
+"""Export a model (VAE + DiT) to a model directory the runtime loads (`sora-ros export` is its command line),
+and add the optional graphs of the later stages to one (anchor.onnx, risk.onnx).
 
 Writes encoder.onnx, decoder.onnx, dynamics_context.onnx and dynamics.onnx
 (TorchScript exporter, opset 17, dynamic batch; the two dynamics graphs keep
@@ -282,6 +283,86 @@ def export_anchor(net, model_dir: str | Path, *, training: dict | None = None, s
         "config": net.config.to_dict(),
         "contract": ANCHOR_CONTRACT,
         "graph_name": ANCHOR_GRAPH,
+        "training": training,
+        "parity_max_abs_error": parity,
+    }
+    (out / MODEL_JSON).write_text(json.dumps(model, indent=2) + "\n")
+    read_model_info(out)
+    return parity
+
+
+# How the runtime uses the risk graph (sora_ros/runtime/risk.py), written to model.json.
+RISK_CONTRACT = (
+    "risk = risk(latent = the latent of frame k (encoded, or predicted by the dynamics), action = the action "
+    "applied at the frame before frame k, physical units) = P(the label holds for frame k); per rollout the mean "
+    "over samples; NaN where the action is unknown"
+)
+
+
+def export_risk(net, model_dir: str | Path, *, horizon_steps: int, label: str, rule: dict, metrics: dict,
+                training: dict | None = None, seed: int = 0) -> float:
+    """Add a risk head to an exported model directory: risk.onnx (opset 17, dynamic batch), its
+    SHA-256 under "files" and a "risk" section in model.json ("graph", "sha256", "horizon_steps",
+    "label", "metrics" and how it was made); the other graphs are untouched.
+
+    Args:
+        net: a trained sora_ros.model.risk.RiskNet for this model's latents and actions.
+        model_dir: an exported model directory (read_model_info must accept it).
+        horizon_steps: k of the label "blocked within the next k steps".
+        label: the label rule in words (sora_ros.core.risk.BlockedRule.describe).
+        rule: its thresholds (the BlockedRule's fields), so evaluation labels held-out bags alike.
+        metrics: held-out numbers (AUC ...), written as they are.
+        training: the risk stage's summary for model.json.
+        seed: seed of the random parity inputs.
+
+    Returns:
+        The parity error, max abs difference ONNX Runtime vs torch of the probabilities.
+
+    Raises:
+        ExportError: parity worse than PARITY_TOLERANCE, or a signature other than the contract's.
+    """
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from sora_ros.model.risk import RiskGraph
+    from sora_ros.runtime.risk import RISK_FILE, risk_signature
+
+    out = Path(model_dir)
+    info = read_model_info(out)
+    signature = risk_signature(info.latent_shape, info.action_dim)
+    rng = np.random.default_rng(seed)
+    example = {name: rng.standard_normal([PARITY_BATCH if d == BATCH else d for d in spec["shape"]], dtype=np.float32)
+               for name, spec in signature["inputs"].items()}
+    path = out / RISK_FILE
+    names_in, names_out = list(signature["inputs"]), list(signature["outputs"])
+    graph = RiskGraph(net.eval()).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, tuple(torch.from_numpy(a) for a in example.values()), str(path),
+                          input_names=names_in, output_names=names_out,
+                          dynamic_axes={name: {0: BATCH} for name in names_in + names_out},
+                          opset_version=OPSET, dynamo=False)
+        expected = graph(*(torch.from_numpy(a) for a in example.values())).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    check_session(path, session, signature)
+    (got,) = session.run(None, example)
+    parity = float(np.max(np.abs(got - expected)))
+    if not parity <= PARITY_TOLERANCE:
+        raise ExportError(f"{path}: ONNX Runtime differs from torch by {parity:.3g} (tolerance {PARITY_TOLERANCE})")
+    model = json.loads((out / MODEL_JSON).read_text())
+    digest = sha256_file(path)
+    model["files"][RISK_FILE] = digest
+    model["risk"] = {
+        "graph": RISK_FILE,
+        "sha256": digest,
+        "horizon_steps": horizon_steps,
+        "label": label,
+        "rule": rule,
+        "metrics": metrics,
+        "signature": {**signature, "onnx_ops": sorted({n.op_type for n in onnx.load(str(path)).graph.node})},
+        "config": net.config.to_dict(),
+        "contract": RISK_CONTRACT,
         "training": training,
         "parity_max_abs_error": parity,
     }

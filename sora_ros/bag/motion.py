@@ -1,0 +1,125 @@
+"""A bag's motion record for the risk labels: forward commands (cmd_vel) and odometry poses;
+and clips of bags with their frames' labels.
+
+    log = read_motion(bag, odom_topic="/odom", cmd_topic="/cmd_vel", report=report)
+    labels = blocked_within(rule, clip.stamps_ns, dt_ns, log)      # sora_ros/core/risk.py
+    for clip, labels in labelled_clips(paths, "/camera/image_raw", "/cmd_vel", "/odom", rule, ...): ...
+
+Commands are read as the clip reader reads actions (`read_twists`: TwistStamped header stamps,
+else receive times). Odometry (nav_msgs/Odometry) is stamped by its header, or by receive time when
+the header stamps cannot be true (sora_ros.core.stamps), as images are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from sora_ros.bag import messages as m
+from sora_ros.bag.clips import ACTION_TYPES, Clip, ClipError, ClipReader, ClipReport, check_topic_type, read_twists, \
+    stamps_fail
+from sora_ros.bag.reading import BagReader, find_bags
+from sora_ros.core.risk import BlockedRule, MotionLog, blocked_within
+from sora_ros.core.twist import twist_indices
+from sora_ros.core.units import NS_PER_S, ros_time_ns
+
+ODOM_TYPES = (m.ODOMETRY,)
+NON_FINITE_ODOMETRY = "odometry pose with NaN or Inf"
+
+
+def _yaw(q) -> float:
+    """Heading (rad) of a quaternion about z (ROS REP 103: x forward, z up)."""
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+def read_motion(bag: Path | str, odom_topic: str, cmd_topic: str, report: ClipReport | None = None) -> MotionLog:
+    """The commands and odometry of one bag.
+
+    Args:
+        bag: a rosbag2 bag.
+        odom_topic: nav_msgs/Odometry topic.
+        cmd_topic: geometry_msgs/Twist or TwistStamped topic (the robot's commands).
+        report: if given, receives what was dropped and how streams were stamped.
+
+    Returns:
+        The MotionLog, odometry sorted by stamp (duplicate stamps: the first kept).
+
+    Raises:
+        TopicNotFoundError: the bag lacks one of the topics (the message names it and the topics it has).
+        BagError: a topic of the wrong type, an unreadable bag.
+    """
+    report = ClipReport() if report is None else report
+    reader = BagReader(bag)
+    reader.require([odom_topic, cmd_topic])
+    check_topic_type(reader, odom_topic, ODOM_TYPES)
+    check_topic_type(reader, cmd_topic, ACTION_TYPES)
+    command_ns, command = read_twists(reader, cmd_topic, twist_indices(("linear_x",)), report)
+    headers, receipts, poses = [], [], []
+    for message in reader.messages([odom_topic]):
+        pose = message.msg.pose.pose
+        value = (pose.position.x, pose.position.y, _yaw(pose.orientation))
+        if not all(math.isfinite(v) for v in value):
+            report.skip(NON_FINITE_ODOMETRY, f"at {message.log_time_ns} ns")
+            continue
+        headers.append(ros_time_ns(message.msg.header.stamp))
+        receipts.append(message.log_time_ns)
+        poses.append(value)
+    if reader.stop_reason:
+        report.stopped.append(f"{reader.path} ({odom_topic}): {reader.stop_reason}")
+    receive = np.array(receipts, np.int64)
+    stamps = receive if stamps_fail(reader, odom_topic, np.array(headers, np.int64), receive, report) \
+        else np.array(headers, np.int64)
+    stamps, first = np.unique(stamps, return_index=True)  # sorted; np.interp needs increasing times
+    poses = np.array(poses, np.float64).reshape(-1, 3)[first]
+    return MotionLog(command_ns, command[:, 0], stamps, poses[:, :2], poses[:, 2])
+
+
+def labelled_clips(paths: list[str | Path], image_topic: str, action_topic: str, odom_topic: str, rule: BlockedRule,
+                   *, dt: float, length: int, stride: int, size: tuple[int, int] | None,
+                   action_names: tuple[str, ...], notes: list[str]) -> Iterator[tuple[Clip, np.ndarray]]:
+    """Clips of the bags that have odometry and commands, each with its frames' risk labels.
+
+    Args:
+        paths: rosbag2 bags or folders of them.
+        image_topic, action_topic, odom_topic: camera, cmd_vel (Twist/TwistStamped), nav_msgs/Odometry.
+        rule: the label rule (sora_ros/core/risk.py).
+        dt, length, stride, size, action_names: as `ClipReader` (dt in seconds).
+        notes: receives one line per bag skipped (a topic missing, too short for one clip).
+
+    Returns:
+        An iterator of (clip, float32 (T,) labels: 1 blocked within rule.horizon_steps steps, 0 not,
+        NaN unknown); the bags' topics are checked now, their clips read as it is iterated.
+
+    Raises:
+        ValueError: no bag has both topics (naming them, and what each bag lacks).
+        FileNotFoundError, BagError: unreadable bags.
+    """
+    dt_ns = round(dt * NS_PER_S)
+    usable = []
+    for bag in find_bags(paths):
+        missing = [topic for topic in (odom_topic, action_topic) if topic not in BagReader(bag).topics]
+        if missing:
+            notes.append(f"{bag}: no {' or '.join(missing)}: skipped (the risk labels need odometry and commands)")
+        else:
+            usable.append(bag)
+    if not usable:
+        raise ValueError(f"no bag has both {odom_topic} (nav_msgs/Odometry) and {action_topic} (Twist): the risk "
+                         f"labels come from odometry and commands; name other topics with --odom-topic / "
+                         f"--action-topic\n  " + "\n  ".join(notes))
+
+    def clips() -> Iterator[tuple[Clip, np.ndarray]]:
+        for bag in tqdm(usable, desc="risk data", unit="bag", dynamic_ncols=True, disable=None):
+            motion = read_motion(bag, odom_topic, action_topic)
+            reader = ClipReader(bag, image_topic, action_topic, dt_ns=dt_ns, clip_length=length, size=size,
+                                stride=stride, action_names=action_names)
+            try:
+                for clip in reader:
+                    yield clip, blocked_within(rule, clip.stamps_ns, dt_ns, motion)
+            except ClipError as error:
+                notes.append(f"{bag}: no clip: {str(error).splitlines()[0]}")
+
+    return clips()

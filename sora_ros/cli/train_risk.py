@@ -1,0 +1,85 @@
+"""`sora-ros train-risk`: train the risk head of an exported model and add it to the model directory.
+
+    sora-ros train-risk --model models/default --data data/sim/train --val-data data/sim/val \\
+        --image-topic /camera/image_raw --action-topic /cmd_vel --odom-topic /odom --out out/risk
+
+The head predicts, from one frame's latent and the command that led into it, the probability that
+the robot is blocked within the next --horizon-steps steps. Labels come from the bags themselves:
+a step is blocked when cmd_vel commands forward motion (linear.x > --min-command) while the
+odometry pose advances less than --progress-fraction of the commanded distance. Bags without the
+odometry or command topic are skipped with a note; if none has them the stage stops and says so.
+The model's graphs stay as they are (latents come from ONNX Runtime); the stage writes OUT/risk.pt
+(resumable with --resume) and OUT/risk_summary.json, then adds risk.onnx (hash, parity check,
+model.json "risk" section with the held-out AUC) to --model. See sora_ros/model/risk_trainer.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("sora-ros train-risk needs the training extra: pip install -e '.[train]'", file=sys.stderr)
+        return 2
+    args.command = " ".join(["sora-ros train-risk", *sys.argv[2:]])
+    from sora_ros.bag.reading import BagError
+    from sora_ros.model.export import ExportError
+    from sora_ros.model.risk_trainer import train_risk
+    from sora_ros.runtime.model_dir import ModelDirError
+
+    try:
+        summary = train_risk(args)
+    except (ValueError, FileNotFoundError, BagError, ModelDirError, ExportError) as error:
+        print(f"sora-ros train-risk: {error}", file=sys.stderr)
+        return 1
+    print(f"done: {Path(args.out) / 'risk.pt'}; validation {summary['validation']}")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from sora_ros.core.paths import default_model_dir
+    from sora_ros.core.risk import BlockedRule
+
+    rule = BlockedRule()
+    parser = subparsers.add_parser(
+        "train-risk",
+        help="train the risk head (P(blocked within k steps) from latents and actions) of an exported model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", type=Path, default=default_model_dir(), help="exported model directory to train for and add to")
+    parser.add_argument("--data", nargs="+", required=True, metavar="PATH", help="bags or folders of them")
+    parser.add_argument("--val-data", nargs="+", metavar="PATH", help="held-out bags for validation AUC (the best state is exported)")
+    parser.add_argument("--image-topic", default="/camera/image_raw", help="camera topic (default %(default)s)")
+    parser.add_argument("--action-topic", default="/cmd_vel", help="Twist/TwistStamped command topic (default %(default)s)")
+    parser.add_argument("--odom-topic", default="/odom", help="nav_msgs/Odometry topic (default %(default)s)")
+    parser.add_argument("--horizon-steps", type=int, default=rule.horizon_steps,
+                        help="label: blocked within this many model steps (default %(default)s)")
+    parser.add_argument("--min-command", type=float, default=rule.min_command,
+                        help="m/s; a forward command above it is a command to move (default %(default)s)")
+    parser.add_argument("--progress-fraction", type=float, default=rule.progress_fraction,
+                        help="a step advancing less than this share of the commanded distance made no progress "
+                             "(default %(default)s)")
+    parser.add_argument("--command-timeout", type=float, default=rule.command_timeout_s,
+                        help="s; an older command counts as a stop (default %(default)s)")
+    parser.add_argument("--width", type=int, default=16, help="conv channels of the head (default %(default)s)")
+    parser.add_argument("--hidden", type=int, default=64, help="MLP width of the head (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=3000, help="optimiser steps (default %(default)s)")
+    parser.add_argument("--batch", type=int, default=128, help="samples per step (default %(default)s)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default %(default)s)")
+    parser.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay (default %(default)s)")
+    parser.add_argument("--teacher-fraction", type=float, default=0.25,
+                        help="share of the steps on encoder latents only; after it, half of each batch uses "
+                             "DiT-predicted latents (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="initial weights and batches")
+    parser.add_argument("--out", required=True, help="run directory: risk.pt, risk_summary.json")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/risk.pt")
+    parser.add_argument("--val-every", type=int, default=250, help="validate every N steps (default %(default)s)")
+    parser.add_argument("--checkpoint-every", type=int, default=500, help="write the checkpoint every N steps")
+    parser.add_argument("--no-export", action="store_true", help="only train; do not add risk.onnx to --model")
+    parser.set_defaults(func=main)

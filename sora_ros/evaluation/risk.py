@@ -1,0 +1,57 @@
+"""Held-out scoring of a model's risk head: ROC AUC of "blocked within the next k steps" on
+encoder latents of real frames and on the dynamics' predicted latents, labelled from the bags'
+odometry and commands by the rule the head was trained with (model.json "risk.rule")."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from functools import partial
+from pathlib import Path
+
+from tqdm import tqdm
+
+from sora_ros.bag.motion import labelled_clips
+from sora_ros.core.risk import BlockedRule
+from sora_ros.runtime.risk import collect_risk_data, risk_metrics
+
+
+def model_rule(risk: dict) -> BlockedRule:
+    """The label rule of a model.json "risk" section: its "rule" thresholds (defaults for any it
+    lacks) with its horizon_steps.
+
+    Raises:
+        ValueError: a threshold out of range.
+    """
+    known = {f.name for f in fields(BlockedRule)}
+    given = {key: value for key, value in (risk.get("rule") or {}).items() if key in known}
+    return BlockedRule(**{**given, "horizon_steps": risk["horizon_steps"]})
+
+
+def evaluate_risk(engine, paths: list[str | Path], image_topic: str, action_topic: str, odom_topic: str,
+                  notes: list[str]) -> dict | None:
+    """Score `engine.risk` on held-out bags (clips of K + H frames, one every H frames).
+
+    Args:
+        engine: a WorldModelEngine with a risk head.
+        paths: bags or folders of them; those without `odom_topic` or `action_topic` are skipped (noted).
+        notes: receives one line per bag skipped.
+
+    Returns:
+        risk_metrics (auc_encoded, auc_predicted, per step, samples, positive_share) plus the rule
+        and counts, or None when no bag gives a labelled clip.
+
+    Raises:
+        ValueError: no bag has both topics (naming them).
+    """
+    info = engine.info
+    rule = model_rule(info.risk)
+    horizon = info.default_horizon
+    clips = labelled_clips(paths, image_topic, action_topic, odom_topic, rule, dt=info.dt,
+                           length=info.context_frames + horizon, stride=horizon, size=info.image_size,
+                           action_names=info.action_names, notes=notes)
+    data = collect_risk_data(engine, clips, horizon,
+                             progress=partial(tqdm, desc="risk rollouts", dynamic_ncols=True, disable=None))
+    if data is None:
+        return None
+    return {**risk_metrics(engine.risk.probabilities, data), "horizon_steps": rule.horizon_steps,
+            "label": info.risk["label"], "clips": data.summary()["clips"]}

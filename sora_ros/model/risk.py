@@ -1,0 +1,95 @@
+"""The risk head: one frame's latent and the action that led into it -> the logit of "blocked
+within the next k steps" (the label of sora_ros/core/risk.py).
+
+Small on purpose: two convolutions over the latent grid (keeping where things are: an obstacle
+straight ahead matters, one at the side less), the action embedded and added to the flattened
+features, then an MLP. Latents are standardised per channel with statistics of the training
+latents, actions with the world model's own normalisation; both are buffers, so the exported
+graph takes latents and physical actions as the runtime has them. Dreamer's reward and
+continuation heads on latents are the idea; this is a much smaller one.
+
+ONNX ops: Conv, Gelu (or its Erf decomposition), Flatten/Reshape, Gemm/MatMul, Add, Sub, Div, Sigmoid.
+
+Legend: B batch, C/h/w latent grid, A action dim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """Size of the risk head.
+
+    Attributes:
+        width: channels of the first convolution (the second has twice as many).
+        hidden: width of the MLP.
+        dropout: dropout before the last layer in training (small data).
+    """
+
+    width: int = 16
+    hidden: int = 64
+    dropout: float = 0.2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RiskConfig:
+        return cls(**{k: data[k] for k in ("width", "hidden", "dropout") if k in data})
+
+
+class RiskNet(nn.Module):
+    """latent (B, C, h, w), action (B, A) in physical units -> logit (B,).
+
+    Args:
+        config: its size.
+        latent_shape: (C, h, w).
+        action_offset, action_scale: the world model's action normalisation (A entries each; empty
+            for an unconditioned model, which then takes no action input).
+        latent_mean, latent_std: (C,) per-channel statistics of the training latents (default 0, 1).
+    """
+
+    def __init__(self, config: RiskConfig, latent_shape: tuple[int, int, int], action_offset: tuple[float, ...],
+                 action_scale: tuple[float, ...], latent_mean: torch.Tensor | None = None,
+                 latent_std: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.config, self.latent_shape = config, tuple(latent_shape)
+        channels, height, width = latent_shape
+        self.action_dim = len(action_offset)
+        self.register_buffer("latent_mean", torch.zeros(channels) if latent_mean is None else latent_mean.float())
+        self.register_buffer("latent_std", torch.ones(channels) if latent_std is None else latent_std.float())
+        self.register_buffer("action_offset", torch.tensor(action_offset, dtype=torch.float32))
+        self.register_buffer("action_scale", torch.tensor(action_scale, dtype=torch.float32))
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, config.width, 3, padding=1), nn.GELU(),
+            nn.Conv2d(config.width, 2 * config.width, 3, stride=2, padding=1), nn.GELU(),
+            nn.Flatten(),
+        )
+        flat = 2 * config.width * ((height + 1) // 2) * ((width + 1) // 2)
+        self.project = nn.Linear(flat, config.hidden)
+        self.action = nn.Linear(self.action_dim, config.hidden) if self.action_dim else None
+        self.head = nn.Sequential(nn.GELU(), nn.Linear(config.hidden, config.hidden), nn.GELU(),
+                                  nn.Dropout(config.dropout), nn.Linear(config.hidden, 1))
+
+    def forward(self, latent: torch.Tensor, action: torch.Tensor | None = None) -> torch.Tensor:
+        x = (latent - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]  # (B, C, h, w)
+        x = self.project(self.features(x))  # (B, hidden)
+        if self.action is not None:
+            x = x + self.action((action - self.action_offset) / self.action_scale)  # (B, hidden)
+        return self.head(x)[:, 0]  # (B,)
+
+
+class RiskGraph(nn.Module):
+    """What risk.onnx computes: the probability, sigmoid(logit), float32 (B,) in [0, 1]."""
+
+    def __init__(self, net: RiskNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, latent: torch.Tensor, action: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(self.net(latent, action))

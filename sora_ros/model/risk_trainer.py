@@ -1,0 +1,190 @@
+"""The risk stage: train sora_ros.model.risk.RiskNet against an exported model directory
+(`sora-ros train-risk` is its command line), then add risk.onnx to that directory.
+
+Labels come from the bags' odometry and commands (sora_ros/core/risk.py: "blocked within the next
+k steps"); latents from the model's exported encoder and dynamics through ONNX Runtime, so the head
+sees what the runtime will feed it. Bags are cut into clips of K + H frames (K context frames, H =
+the model's default horizon), one starting every H frames. Samples:
+  - encoded: frame t >= 1 of a clip, its encoder latent, the action in force from frame t - 1;
+  - predicted: the DiT's latent of frame K + j rolled out from the clip's first K frames under the
+    recorded actions (after `--teacher-fraction` of the steps, ROLLOUT_SHARE of each batch), so
+    the head tolerates rollout error;
+both labelled by the real frame's label. The loss is binary cross-entropy with the positives
+weighted by negatives / positives of the training samples (class balance). Validation reports the
+ROC AUC on encoded and on predicted latents (and per predicted step); the state with the best
+predicted-latent AUC is exported (the last state without --val-data). Single process, resumable
+from OUT/risk.pt.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+RISK_CHECKPOINT = "risk.pt"
+RISK_CHECKPOINT_FORMAT = "sora_ros.risk_checkpoint/1"
+# Share of each batch on DiT-predicted latents after the teacher phase.
+ROLLOUT_SHARE = 0.5
+
+
+def prepare(engine, paths, args, rule, log=print) -> tuple:
+    """(RiskData, summary) of bags: clips of K + H frames, one every H, labelled from odometry and
+    commands, encoded and rolled out with the engine (sora_ros.runtime.risk.collect_risk_data).
+
+    Raises:
+        ValueError: no bag has the odometry and command topics (naming them), or none gives a clip.
+    """
+    from functools import partial
+
+    from tqdm import tqdm
+
+    from sora_ros.bag.motion import labelled_clips
+    from sora_ros.runtime.risk import collect_risk_data
+
+    info = engine.info
+    horizon, notes = info.default_horizon, []
+    clips = labelled_clips(paths, args.image_topic, args.action_topic, args.odom_topic, rule, dt=info.dt,
+                           length=info.context_frames + horizon, stride=horizon, size=info.image_size,
+                           action_names=info.action_names, notes=notes)
+    data = collect_risk_data(engine, clips, horizon,
+                             progress=partial(tqdm, desc="risk rollouts", dynamic_ncols=True, disable=None))
+    if data is None:
+        raise ValueError(f"no clip of {info.context_frames + horizon} frames at dt {info.dt:g} s in the bags with "
+                         f"odometry:\n  " + "\n  ".join(notes))
+    summary = {**data.summary(), "sources": [str(p) for p in paths], "notes": notes}
+    log(f"risk data: {summary['clips']} clips; {summary['positive_share']} of {summary['frames_labelled']} labelled "
+        f"frames blocked within {rule.horizon_steps} steps")
+    return data, summary
+
+
+def _better(auc: float, best: float) -> bool:
+    """Whether a validation AUC beats the best so far (NaN, one class absent, never does; any beats a NaN best)."""
+    return not math.isnan(auc) and (math.isnan(best) or auc > best)
+
+
+def train_risk(args) -> dict:
+    """Run the stage (see the module docstring) and, unless args.no_export, export into args.model.
+
+    Returns:
+        The summary written to OUT/risk_summary.json.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from sora_ros.core.machine import machine_description
+    from sora_ros.core.risk import BlockedRule
+    from sora_ros.model.export import export_risk
+    from sora_ros.model.risk import RiskConfig, RiskNet
+    from sora_ros.model.trainer import learning_rate
+    from sora_ros.runtime.engine import WorldModelEngine
+    from sora_ros.runtime.risk import risk_metrics
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    engine = WorldModelEngine(args.model)
+    info = engine.info
+    rule = BlockedRule(horizon_steps=args.horizon_steps, min_command=args.min_command,
+                       progress_fraction=args.progress_fraction, command_timeout_s=args.command_timeout)
+    checkpoint_path = out / RISK_CHECKPOINT
+    train, train_summary = prepare(engine, args.data, args, rule)
+    val, val_summary = prepare(engine, args.val_data, args, rule) if args.val_data else (None, None)
+    enc = train.encoded_samples()
+    pred = train.predicted_samples()
+    positives = float(enc[2].sum())
+    if positives == 0 or positives == len(enc[2]):
+        raise ValueError(f"{'no' if positives == 0 else 'every'} labelled training frame is blocked within "
+                         f"{rule.horizon_steps} steps: one class only, nothing to learn (more data, or check "
+                         f"--odom-topic, --min-command, --progress-fraction)")
+    flat = train.latents.reshape(-1, *info.latent_shape)
+    torch.manual_seed(args.seed)
+    config = RiskConfig(width=args.width, hidden=args.hidden)
+    net = RiskNet(config, info.latent_shape, info.action_offset, info.action_scale,
+                  torch.from_numpy(flat.mean(axis=(0, 2, 3))), torch.from_numpy(flat.std(axis=(0, 2, 3)) + 1e-6))
+    optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    rng = np.random.default_rng(args.seed)
+    state = {"step": 0, "wall_s": 0.0, "val": {}, "best": None}
+    best_weights = None
+    if args.resume and checkpoint_path.exists():
+        payload = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        if payload.get("format") != RISK_CHECKPOINT_FORMAT:
+            raise ValueError(f"{checkpoint_path}: not a risk-head checkpoint")
+        config = RiskConfig.from_dict(payload["config"])
+        net = RiskNet(config, info.latent_shape, info.action_offset, info.action_scale)
+        net.load_state_dict(payload["net"])
+        optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        optimizer.load_state_dict(payload["optimizer"])
+        state, best_weights = payload["state"], payload.get("best_net")
+        rng.bit_generator.state = json.loads(payload["rng"])
+        print(f"resuming {checkpoint_path} at step {state['step']}")
+    pos_weight = torch.tensor((len(enc[2]) - positives) / positives)
+
+    def save() -> None:
+        payload = {"format": RISK_CHECKPOINT_FORMAT, "config": net.config.to_dict(), "net": net.state_dict(),
+                   "optimizer": optimizer.state_dict(), "state": state, "rng": json.dumps(rng.bit_generator.state),
+                   "best_net": best_weights}
+        torch.save(payload, f"{checkpoint_path}.tmp")
+        Path(f"{checkpoint_path}.tmp").replace(checkpoint_path)
+
+    def batch(step: int) -> tuple:
+        """A batch of (latents, actions, labels) tensors: encoded samples, and after the teacher
+        phase ROLLOUT_SHARE of predicted ones."""
+        share = 0.0 if step < teacher_steps else ROLLOUT_SHARE
+        count = int(rng.binomial(args.batch, share))
+        rows_e = rng.integers(len(enc[2]), size=args.batch - count)
+        rows_p = rng.integers(len(pred[2]), size=count)
+        parts = [np.concatenate([enc[i][rows_e], pred[i][rows_p]]) for i in range(3)]
+        return tuple(torch.from_numpy(np.ascontiguousarray(p, np.float32)) for p in parts)
+
+    def validate() -> dict:
+        net.eval()
+        with torch.no_grad():
+            metrics = risk_metrics(lambda z, a: net(torch.from_numpy(z), torch.from_numpy(a)).numpy(), val)
+        net.train()
+        return metrics
+
+    teacher_steps = round(args.teacher_fraction * args.steps)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    bar = tqdm(range(state["step"], args.steps), initial=state["step"], total=args.steps, desc="risk",
+               dynamic_ncols=True, disable=None)
+    began = time.monotonic() - state["wall_s"]
+    net.train()
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, args.steps, args.lr)
+        latents, actions, labels = batch(step)
+        loss = loss_fn(net(latents, actions), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        state["step"], state["wall_s"] = step + 1, time.monotonic() - began
+        bar.set_postfix(loss=f"{loss.item():.3g}")
+        done = step + 1 == args.steps
+        if val is not None and ((step + 1) % args.val_every == 0 or done):
+            state["val"] = {"step": step + 1, **validate()}
+            bar.write(f"[risk {step + 1}] validation: " + json.dumps(state["val"]))
+            if state["best"] is None or _better(state["val"]["auc_predicted"], state["best"]["auc_predicted"]):
+                state["best"] = state["val"]
+                best_weights = {key: value.clone() for key, value in net.state_dict().items()}
+        if (step + 1) % args.checkpoint_every == 0 or done:
+            save()
+    bar.close()
+    if best_weights is not None:
+        net.load_state_dict(best_weights)
+    summary = {"command": args.command, "steps": state["step"], "wall_time_s": round(state["wall_s"], 1),
+               "batch": args.batch, "lr": args.lr, "teacher_fraction": args.teacher_fraction,
+               "topics": {"image": args.image_topic, "cmd_vel": args.action_topic, "odometry": args.odom_topic},
+               "rule": asdict(rule), "data": train_summary, "validation": state["best"] or {},
+               "validation_data": val_summary, "machine": machine_description()}
+    (out / "risk_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if not args.no_export:
+        metrics = {"validation": state["best"] or {}, "validation_data": [str(p) for p in args.val_data or []]}
+        summary["parity"] = export_risk(net, args.model, horizon_steps=rule.horizon_steps,
+                                        label=rule.describe(info.dt, args.action_topic, args.odom_topic),
+                                        rule=asdict(rule), metrics=metrics, training=summary, seed=args.seed)
+        print(f"added risk.onnx to {args.model} (parity {summary['parity']:.2e})")
+    return summary

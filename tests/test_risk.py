@@ -1,0 +1,236 @@
+"""The risk head: labels from odometry + cmd_vel on crafted bags, the ROC AUC, the stage's clear
+error without odometry, export parity of risk.onnx and its model.json checks, and the runtime's
+per-frame risk (tiny models; a model directory without a head answers without risk)."""
+
+from __future__ import annotations
+
+import json
+import math
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model_helpers import export_tiny, randomise
+from sora_ros.bag import messages as m
+from sora_ros.bag.motion import labelled_clips, read_motion
+from sora_ros.bag.writing import BagWriter
+from sora_ros.core.requests import RolloutRequest
+from sora_ros.core.risk import BlockedRule, blocked_steps, blocked_within, roc_auc
+from sora_ros.core.units import NS_PER_S
+from sora_ros.model.export import PARITY_TOLERANCE, export_risk
+from sora_ros.model.risk import RiskConfig, RiskGraph, RiskNet
+from sora_ros.runtime.engine import WorldModelEngine
+from sora_ros.runtime.model_dir import MODEL_JSON, ModelDirError, read_model_info
+from sora_ros.runtime.pipeline import RolloutSettings, WorldModelPipeline
+from sora_ros.runtime.risk import NO_RISK_HEAD, RISK_FILE
+
+DT_NS = 100_000_000
+T0_NS = 5 * NS_PER_S
+HORIZON = 3
+
+
+def motion_bag(path: Path, steps: list[tuple[float | None, float]], *, odom: bool = True, images: bool = False) -> Path:
+    """A 10 Hz bag: at step k a cmd_vel of steps[k][0] m/s (None: no message), and odometry that
+    advances steps[k][1] m/s along x over the step; one more odometry message (and frame) ends it."""
+    x = 0.0
+    with BagWriter(path) as bag:
+        for k in range(len(steps) + 1):
+            stamp = T0_NS + k * DT_NS
+            if odom:
+                bag.write("/odom", m.ODOMETRY, stamp, m.odometry(x, 0.0, 0.0, 0.0, 0.0, stamp, "odom", "base_link"))
+            if images:
+                bag.write("/camera/image_raw", m.IMAGE, stamp,
+                          m.image(np.full((32, 32, 3), 40 * (k % 6), np.uint8), stamp, "camera"))
+            if k < len(steps):
+                command, speed = steps[k]
+                if command is not None:
+                    bag.write("/cmd_vel", m.TWIST, stamp, m.twist(command, 0.3))
+                x += speed * DT_NS / NS_PER_S
+    return path
+
+
+def _stamps(count: int) -> np.ndarray:
+    return T0_NS + DT_NS * np.arange(count, dtype=np.int64)
+
+
+def test_forward_command_without_progress_is_blocked_moving_or_standing_is_not(tmp_path: Path) -> None:
+    moving, blocked, still = [(0.5, 0.5)] * 4, [(0.5, 0.0)] * 3, [(0.0, 0.0)] * 4
+    log = read_motion(motion_bag(tmp_path / "bag", moving + blocked + still), "/odom", "/cmd_vel")
+    steps = blocked_steps(BlockedRule(), _stamps(11), DT_NS, log)
+    np.testing.assert_array_equal(steps, [0] * 4 + [1] * 3 + [0] * 4)
+    # Blocked within the next 3 steps: frames 2..6 see a blocked step ahead; the last steps of
+    # frames 9 and 10 run past the odometry, and with none of their known steps blocked they are
+    # unknown, not "free".
+    labels = blocked_within(BlockedRule(horizon_steps=HORIZON), _stamps(11), DT_NS, log)
+    np.testing.assert_array_equal(labels[:9], [0, 0, 1, 1, 1, 1, 1, 0, 0])
+    assert np.isnan(labels[9:]).all()
+
+
+def test_starting_from_rest_is_not_blocked_but_a_stale_command_does_not_drive(tmp_path: Path) -> None:
+    # Accelerating: 1 cm of the 6 cm commanded at 0.6 m/s (the sim's 1 m/s^2 from rest) is progress.
+    start = [(0.6, 0.1), (0.6, 0.2)]
+    # Then one forward command and silence: the robot stops (its driver's cmd_vel timeout); only
+    # the steps within command_timeout_s of the last command count as commanded.
+    stale = [(0.5, 0.0)] + [(None, 0.0)] * 8
+    log = read_motion(motion_bag(tmp_path / "bag", start + stale), "/odom", "/cmd_vel")
+    steps = blocked_steps(BlockedRule(command_timeout_s=0.25), _stamps(11), DT_NS, log)
+    np.testing.assert_array_equal(steps, [0, 0, 1, 1, 1] + [0] * 6)
+
+
+def test_odometry_gaps_make_labels_unknown_not_free(tmp_path: Path) -> None:
+    log = read_motion(motion_bag(tmp_path / "bag", [(0.5, 0.5)] * 6), "/odom", "/cmd_vel")
+    later = _stamps(12)[6:]  # past the last odometry message
+    assert np.isnan(blocked_steps(BlockedRule(), later, DT_NS, log)).all()
+
+
+def test_roc_auc_against_hand_counts() -> None:
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
+    assert roc_auc([0, 0, 1, 1], [0.4, 0.3, 0.2, 0.1]) == 0.0
+    # Pairs (positive, negative): (0.35 vs 0.1, 0.4), (0.8 vs 0.1, 0.4) -> 3 of 4 ordered.
+    assert roc_auc([0, 1, 0, 1], [0.1, 0.35, 0.4, 0.8]) == 0.75
+    assert roc_auc([0, 1], [0.5, 0.5]) == 0.5  # a tie counts half
+    assert roc_auc([1, np.nan, 0], [0.9, 0.0, 0.1]) == 1.0  # unknown labels are left out
+    assert math.isnan(roc_auc([1, 1], [0.2, 0.3]))  # one class: undefined
+
+
+def test_a_bag_without_odometry_is_a_clear_error_naming_the_topic(tmp_path: Path) -> None:
+    bag = motion_bag(tmp_path / "bag", [(0.5, 0.5)] * 20, odom=False, images=True)
+    with pytest.raises(ValueError, match="no bag has both /odom") as error:
+        labelled_clips([bag], "/camera/image_raw", "/cmd_vel", "/odom", BlockedRule(), dt=0.1, length=6, stride=2,
+                       size=(32, 32), action_names=("linear_x", "angular_z"), notes=[])
+    assert "bag: no /odom" in str(error.value)  # and which bag lacks it
+
+
+def _risk_net(info, seed: int = 0) -> RiskNet:
+    torch.manual_seed(seed)
+    net = RiskNet(RiskConfig(width=4, hidden=8), info.latent_shape, info.action_offset, info.action_scale)
+    return randomise(net, seed + 5).eval()
+
+
+@pytest.fixture(scope="module")
+def with_head(tmp_path_factory) -> Path:
+    directory = export_tiny(tmp_path_factory.mktemp("risk"))
+    info = read_model_info(directory)
+    rule = BlockedRule(horizon_steps=HORIZON)
+    export_risk(_risk_net(info), directory, horizon_steps=HORIZON, label=rule.describe(0.1, "/cmd_vel", "/odom"),
+                rule={"progress_fraction": 0.1}, metrics={"auc": 0.5})
+    return directory
+
+
+def test_export_parity_and_the_runtime_head_match_torch(with_head: Path) -> None:
+    info = read_model_info(with_head)
+    assert info.risk["graph"] == RISK_FILE and info.risk["horizon_steps"] == HORIZON
+    assert info.risk["parity_max_abs_error"] <= PARITY_TOLERANCE
+    assert info.files[RISK_FILE] == info.risk["sha256"]
+    engine = WorldModelEngine(with_head)
+    rng = np.random.default_rng(1)
+    latents = rng.standard_normal((5, *info.latent_shape), dtype=np.float32)
+    actions = rng.uniform(-0.5, 0.5, (5, info.action_dim)).astype(np.float32)
+    got = engine.risk.probabilities(latents, actions)
+    with torch.no_grad():
+        expected = RiskGraph(_risk_net(info)).eval()(torch.from_numpy(latents), torch.from_numpy(actions)).numpy()
+    np.testing.assert_allclose(got, expected, atol=PARITY_TOLERANCE)
+    assert got.std() > 1e-3, "a head whose output ignores its input would pass parity trivially"
+    actions[2] = np.nan
+    assert np.isnan(engine.risk.probabilities(latents, actions)).tolist() == [False, False, True, False, False]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda meta: meta["risk"].update(horizon_steps=0), "risk.horizon_steps"),
+    (lambda meta: meta["risk"].update(sha256="0" * 64), "risk.sha256 differs"),
+    (lambda meta: meta["risk"].update(graph="../risk.onnx"), "is not a file that 'files' lists"),
+])
+def test_model_json_risk_section_is_checked(with_head: Path, tmp_path: Path, change, message) -> None:
+    import shutil
+
+    directory = Path(shutil.copytree(with_head, tmp_path / "model"))
+    meta = json.loads((directory / MODEL_JSON).read_text())
+    change(meta)
+    (directory / MODEL_JSON).write_text(json.dumps(meta))
+    with pytest.raises(ModelDirError, match=message):
+        read_model_info(directory)
+
+
+def _pipeline(directory: Path) -> WorldModelPipeline:
+    pipeline = WorldModelPipeline(WorldModelEngine(directory))
+    pipeline.settings = RolloutSettings(horizon=HORIZON, samples=2)
+    rng = np.random.default_rng(0)
+    for k in range(pipeline.info.context_frames):
+        _, latent = pipeline.encode(rng.integers(0, 256, (*pipeline.info.image_size, 3), dtype=np.uint8))
+        pipeline.observe(T0_NS + k * pipeline.dt_ns, "camera", latent)
+    return pipeline
+
+
+def test_forecast_risk_is_the_head_on_each_sample_and_step(with_head: Path) -> None:
+    pipeline = _pipeline(with_head)
+    actions = np.array([[[0.5, 0.0]] * HORIZON, [[0.0, 1.0]] * HORIZON], np.float32)  # (N, H, A)
+    actions[1, 1] = np.nan  # an unknown step: no risk for it
+    outcome = pipeline.what_if(RolloutRequest(actions, 2, HORIZON, 2, 3, False))
+    assert NO_RISK_HEAD not in outcome.notes
+    engine, info = pipeline.engine, pipeline.info
+    result = engine.rollout(np.broadcast_to(pipeline.latest_context().latents, (2, info.context_frames, *info.latent_shape)),
+                            actions, horizon=HORIZON, samples=2, seed=3, steps=info.sampler_steps)
+    for n, forecast in enumerate(outcome.forecasts):
+        assert forecast.risk.shape == (HORIZON,) and forecast.risk.dtype == np.float32
+        per_sample = [engine.risk.probabilities(result.latents[n, s], actions[n]) for s in range(2)]
+        np.testing.assert_allclose(forecast.risk, np.mean(per_sample, axis=0), atol=1e-6)
+    assert np.isnan(outcome.forecasts[1].risk[1]) and np.isfinite(outcome.forecasts[0].risk).all()
+    assert ((0 <= outcome.forecasts[0].risk) & (outcome.forecasts[0].risk <= 1)).all()
+
+
+def test_a_model_without_a_risk_head_answers_without_risk_and_says_so(tmp_path: Path) -> None:
+    pipeline = _pipeline(export_tiny(tmp_path / "plain"))
+    assert pipeline.engine.risk is None and pipeline.info.risk is None
+    actions = np.zeros((1, HORIZON, pipeline.info.action_dim), np.float32)
+    served = pipeline.what_if(RolloutRequest(actions, 1, HORIZON, 1, 0, False))
+    assert served.forecasts[0].risk is None and NO_RISK_HEAD in served.notes
+    live = pipeline.predict(pipeline.latest_context(), actions[0, 0], seed=0, decode_all=False)
+    assert live.forecasts[0].risk is None and NO_RISK_HEAD not in live.notes  # not logged every live rollout
+
+
+def test_future_frames_carry_the_risk(with_head: Path) -> None:
+    from sora_ros.nodes.messages import future_frames
+
+    pipeline = _pipeline(with_head)
+    outcome = pipeline.predict(pipeline.latest_context(), np.array([0.5, 0.0], np.float32), seed=0, decode_all=False)
+    msg = future_frames(outcome, 0, "tiny", pipeline.info, 0.01)
+    np.testing.assert_allclose(msg.risk, outcome.forecasts[0].risk, rtol=1e-6)
+    assert len(msg.risk) == HORIZON
+
+
+def test_the_stage_learns_a_separable_label_and_exports_a_head_the_runtime_loads(tmp_path: Path) -> None:
+    """End to end on a crafted bag: frames are bright exactly while the robot is blocked, so a
+    working stage must reach a high validation AUC and add a loadable risk.onnx."""
+    from sora_ros.model.risk_trainer import train_risk
+
+    directory = export_tiny(tmp_path / "model")
+    steps = ([(0.5, 0.5)] * 10 + [(0.5, 0.0)] * 10) * 3
+    x, bags = 0.0, []
+    for name in ("train", "val"):
+        path = tmp_path / name
+        with BagWriter(path) as bag:
+            x = 0.0
+            for k in range(len(steps) + 1):
+                stamp = T0_NS + k * DT_NS
+                bag.write("/odom", m.ODOMETRY, stamp, m.odometry(x, 0.0, 0.0, 0.0, 0.0, stamp, "odom", "base_link"))
+                ahead = any(speed == 0.0 for _, speed in steps[k:k + HORIZON])
+                bag.write("/camera/image_raw", m.IMAGE, stamp,
+                          m.image(np.full((32, 32, 3), 220 if ahead else 30, np.uint8), stamp, "camera"))
+                if k < len(steps):
+                    bag.write("/cmd_vel", m.TWIST, stamp, m.twist(*steps[k][:1], 0.0))
+                    x += steps[k][1] * DT_NS / NS_PER_S
+        bags.append(path)
+    args = Namespace(model=directory, data=[bags[0]], val_data=[bags[1]], image_topic="/camera/image_raw",
+                     action_topic="/cmd_vel", odom_topic="/odom", horizon_steps=HORIZON, min_command=0.05,
+                     progress_fraction=0.1, command_timeout=0.5, width=4, hidden=16, steps=60, batch=32, lr=3e-3,
+                     weight_decay=0.0, teacher_fraction=0.5, seed=0, out=str(tmp_path / "run"), resume=False,
+                     val_every=30, checkpoint_every=30, no_export=False, command="test")
+    summary = train_risk(args)
+    assert summary["validation"]["auc_encoded"] >= 0.9, summary["validation"]
+    info = read_model_info(directory)
+    assert info.risk["metrics"]["validation"]["auc_encoded"] == summary["validation"]["auc_encoded"]
+    assert WorldModelEngine(directory).risk is not None
+    assert (tmp_path / "run" / "risk.pt").is_file()
