@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pybullet")
-from model_helpers import export_tiny  # noqa: E402
+from model_helpers import export_tiny, export_tiny_with_risk  # noqa: E402
 
 from sora_ros.bench import closed_loop  # noqa: E402
 from sora_ros.core.mpc import MpcConfig  # noqa: E402
@@ -25,10 +25,21 @@ def engine(tmp_path_factory):
     return WorldModelEngine(export_tiny(tmp_path_factory.mktemp("model")))
 
 
-@pytest.mark.parametrize("policy", ["model", "shuffled", "wander"])
-def test_an_episode_replays_exactly_for_a_seed_and_policy(engine, policy):
+@pytest.fixture(scope="module")
+def risk_engine(tmp_path_factory):
+    return WorldModelEngine(export_tiny_with_risk(tmp_path_factory.mktemp("risk_model")))
+
+
+@pytest.mark.parametrize("policy, head", [("model", False), ("model", True), ("shuffled", True), ("copy_last", True),
+                                          ("wander", False)])
+def test_an_episode_replays_exactly_for_a_seed_and_policy(engine, risk_engine, policy, head):
+    model = risk_engine if head else engine
+    assert closed_loop.has_risk_head(model) == head
+    if policy == "copy_last":
+        model = closed_loop.CopyLastEngine(model)
+
     def run(seed):
-        pipeline = None if policy == "wander" else WorldModelPipeline(engine)
+        pipeline = None if policy == "wander" else WorldModelPipeline(model)
         return closed_loop.run_episode(pipeline, policy, seed, CONFIG)
 
     first, again, other = run(5), run(5), run(6)

@@ -16,15 +16,16 @@ from nav_msgs.msg import Path  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from live_helpers import TIMEOUT_S, start_node, stop  # noqa: E402
-from model_helpers import export_tiny  # noqa: E402
+from model_helpers import export_tiny, export_tiny_with_risk  # noqa: E402
 
 from sora_ros.msg import FutureFrames  # noqa: E402
 
 PLAN_RATE_HZ = 5.0
 
 
-def test_planner_stops_the_robot_when_the_world_model_dies(tmp_path):
-    model = export_tiny(tmp_path / "model")
+@pytest.mark.parametrize("head", [True, False], ids=["risk_head", "image_fallback"])
+def test_planner_stops_the_robot_when_the_world_model_dies(tmp_path, head):
+    model = (export_tiny_with_risk if head else export_tiny)(tmp_path / "model")
     sim = start_node("sora_ros.nodes.sim", "-r", "__ns:=/pl", "-p", "rate:=10.0")
     world_model = start_node("sora_ros.nodes.world_model", "-r", "__ns:=/pl", "-r", "image:=/pl/camera/image_raw",
                              "-p", f"model_path:={model}")
@@ -53,6 +54,8 @@ def test_planner_stops_the_robot_when_the_world_model_dies(tmp_path):
         horizon = plans[0].horizon
         assert horizon == 8 and len(plans[0].actions) == horizon * 2 and len(paths[0].poses) == horizon + 1
         assert paths[0].header.frame_id == "base_link"
+        # With a head the MPC scored the risk it was sent (latents only); without, decoded frames.
+        assert len(plans[-1].risk) == (horizon if head else 0) and (len(plans[-1].frames) == 0) == head
         stop(world_model)
         killed_at = time.monotonic()
         deadline = killed_at + TIMEOUT_S
