@@ -13,13 +13,10 @@ import numpy as np
 
 # Caps on what one rollout may cost, live or per ~/rollout call: the one definition the node
 # parameters, the service checks, the planner and README quote.
-# A sampling planner asks about 32+ candidates per decision (latents only: cheap to return);
-# decoded images are what costs memory, hence their own cap (8 candidates x 32 steps, as before).
-MAX_CANDIDATES = 64
+MAX_CANDIDATES = 8
 MAX_SAMPLES = 8
-MAX_BATCH = 64  # candidates x samples
+MAX_BATCH = 16  # candidates x samples
 MAX_HORIZON = 32
-MAX_IMAGE_FRAMES = 256  # candidates x horizon when images are returned
 MAX_SAMPLER_STEPS = 16
 # ~/rollout calls running or waiting at once; more are refused as busy, never left unanswered.
 MAX_PENDING_CALLS = 4
@@ -70,9 +67,6 @@ def check_request(actions: np.ndarray, candidates: int, horizon: int, action_dim
         raise RequestError(f"samples must be 1..{MAX_SAMPLES}, got {samples}")
     if candidates * samples > MAX_BATCH:
         raise RequestError(f"candidates x samples = {candidates * samples} exceeds the cap of {MAX_BATCH} per call")
-    if return_images and candidates * horizon > MAX_IMAGE_FRAMES:
-        raise RequestError(f"candidates x horizon = {candidates * horizon} images exceeds the cap of "
-                           f"{MAX_IMAGE_FRAMES} per call; ask for latents only (return_images false) or fewer")
     if action_dim != model_action_dim:
         raise RequestError(f"action_dim is {action_dim} but the model takes {model_action_dim} values per step")
     flat = np.asarray(actions, np.float32).reshape(-1)
