@@ -15,7 +15,7 @@ from sora_ros.core.comparison import ERROR_GAIN, FutureMemory, Prediction, compa
 from sora_ros.core.context import ContextBuffer, Verdict
 from sora_ros.core.deadline import CostModel, plan_rollout
 from sora_ros.core.planner import obstacle_fraction
-from sora_ros.core.requests import MAX_BATCH, RequestError, check_request
+from sora_ros.core.requests import MAX_BATCH, MAX_CANDIDATES, MAX_IMAGE_CANDIDATES, RequestError, check_request
 from sora_ros.core.scheduling import LatestSlot, RolloutGate
 from sora_ros.core.stats import ERROR, OK, STALE, WARN, CounterWindow, InputBounds, RateMeter, Throttle, \
     watchdog_entry
@@ -109,7 +109,12 @@ def test_request_checks():
     with pytest.raises(RequestError, match="12 values; candidates x horizon x action_dim = 2 x 3 x 3 = 18"):
         check_request(np.zeros(12), 2, 3, 3, 1, 0, True, model_action_dim=3)
     with pytest.raises(RequestError, match=f"exceeds the cap of {MAX_BATCH}"):
-        check_request(np.zeros(8 * 2), 8, 1, 2, 4, 0, True, model_action_dim=2)
+        check_request(np.zeros(MAX_CANDIDATES * 2), MAX_CANDIDATES, 1, 2, 2, 0, False, model_action_dim=2)
+    many = check_request(np.zeros(MAX_CANDIDATES * 2), MAX_CANDIDATES, 1, 2, 1, 0, False, model_action_dim=2)
+    assert many.candidates == MAX_CANDIDATES  # latents only: a sampling planner's candidate set
+    with pytest.raises(RequestError, match=f"with return_images, candidates must be 1..{MAX_IMAGE_CANDIDATES}"):
+        check_request(np.zeros((MAX_IMAGE_CANDIDATES + 1) * 2), MAX_IMAGE_CANDIDATES + 1, 1, 2, 1, 0, True,
+                      model_action_dim=2)
     with pytest.raises(RequestError, match="mark an unknown step with NaN in every component"):
         check_request(np.array([np.nan, 0.0]), 1, 1, 2, 1, 0, True, model_action_dim=2)
     with pytest.raises(RequestError, match="must be finite"):

@@ -13,9 +13,10 @@ import numpy as np
 
 # Caps on what one rollout may cost, live or per ~/rollout call: the one definition the node
 # parameters, the service checks, the planner and README quote.
-MAX_CANDIDATES = 8
+MAX_CANDIDATES = 64  # latents only: a sampling planner's what-if (issue 14 times 32)
+MAX_IMAGE_CANDIDATES = 8  # with images: every frame of every candidate is decoded
 MAX_SAMPLES = 8
-MAX_BATCH = 16  # candidates x samples
+MAX_BATCH = 64  # candidates x samples: one dynamics call holds this many rows
 MAX_HORIZON = 32
 MAX_SAMPLER_STEPS = 16
 # ~/rollout calls running or waiting at once; more are refused as busy, never left unanswered.
@@ -61,6 +62,9 @@ def check_request(actions: np.ndarray, candidates: int, horizon: int, action_dim
     """
     if not 1 <= candidates <= MAX_CANDIDATES:
         raise RequestError(f"candidates must be 1..{MAX_CANDIDATES}, got {candidates}")
+    if return_images and candidates > MAX_IMAGE_CANDIDATES:
+        raise RequestError(f"with return_images, candidates must be 1..{MAX_IMAGE_CANDIDATES}, got {candidates} "
+                           f"(latents only: up to {MAX_CANDIDATES})")
     if not 1 <= horizon <= MAX_HORIZON:
         raise RequestError(f"horizon must be 1..{MAX_HORIZON}, got {horizon}")
     if not 1 <= samples <= MAX_SAMPLES:
