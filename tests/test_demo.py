@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from model_helpers import export_tiny
+from model_helpers import export_tiny, export_tiny_with_risk
 
 from sora_ros.bag.reading import BagReader
 
@@ -19,7 +19,7 @@ DEMO_S = 12
 
 
 def test_demo_runs_the_graph_and_writes_its_report(tmp_path) -> None:
-    model = export_tiny(tmp_path / "model")
+    model = export_tiny_with_risk(tmp_path / "model")
     out = tmp_path / "demo"
     result = subprocess.run([sys.executable, "-m", "sora_ros.cli", "demo", "--duration", str(DEMO_S),
                              "--model", str(model), "--out", str(out)],

@@ -14,8 +14,9 @@ for the planner, so the outcome does not depend on the machine's load; the plann
 is measured and reported beside it.
 
 Hazard per predicted step: the model directory's risk head (`Forecast.risk`); a model without
-one falls back to the image-space obstacle share of sora_ros/core/planner.py on the decoded
-predicted frames (64x64 VAE decodes here), and metrics.json says which.
+one falls back, as the planner node does, to the image-space obstacle share of
+sora_ros/core/planner.py on the decoded predicted frames of at most MAX_IMAGE_CANDIDATES
+candidates (64x64 VAE decodes here), and metrics.json says which.
 
 Per policy, mean and 95% bootstrap interval over episodes: collisions (refused moves) per minute,
 distance travelled, time stuck (seconds in which the robot was less than STUCK_DISTANCE_M from
@@ -43,7 +44,7 @@ from sora_ros.core import planner as image_cost
 from sora_ros.core.action_shuffle import ActionShuffler
 from sora_ros.core.machine import machine_description
 from sora_ros.core.mpc import CemPlanner, MpcConfig, VelocityLimits
-from sora_ros.core.requests import RolloutRequest
+from sora_ros.core.requests import MAX_IMAGE_CANDIDATES, RolloutRequest
 
 if TYPE_CHECKING:  # the runtime (onnxruntime) is imported where used: `sora-ros --help` stays instant
     from sora_ros.runtime.engine import RolloutResult, WorldModelEngine
@@ -183,9 +184,11 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
                              f"({1 / rate:g} s)")
         limits = world_config.limits
         robot = VelocityLimits(limits.max_forward, limits.max_reverse, limits.max_turn)
-        planner = CemPlanner(config.mpc, robot.within(*pipeline.info.action_range), seed=seed)
-        shuffle = ActionShuffler(seed) if policy == "shuffled" else None
         images = not has_risk_head(pipeline.engine)
+        # Without a head, as the node: ~/rollout decodes at most MAX_IMAGE_CANDIDATES a call.
+        mpc = replace(config.mpc, candidates=min(config.mpc.candidates, MAX_IMAGE_CANDIDATES)) if images else config.mpc
+        planner = CemPlanner(mpc, robot.within(*pipeline.info.action_range), seed=seed)
+        shuffle = ActionShuffler(seed) if policy == "shuffled" else None
         pipeline.reset()
         floor, plan, plan_age, decisions = None, None, 0, 0
         for index in range(steps):

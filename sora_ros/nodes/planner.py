@@ -6,7 +6,7 @@ latents-only call, scores each by its predicted risk (FutureFrames.risk, the mod
 its forward progress and its smoothness, and follows the best: cmd_vel at `command_rate` steps
 through the plan (step k from k * dt after the request), warm-starting the next decision from it.
 A model without a risk head answers with an empty `risk`: the node then asks for decoded images
-(slower; MAX_IMAGE_FRAMES caps candidates x horizon) and scores the obstacle share ahead of the
+(slower, and ~/rollout decodes at most MAX_IMAGE_CANDIDATES candidates a call) and scores the obstacle share ahead of the
 robot in them (sora_ros/core/planner.py), and says so once.
 
 Publishes `cmd_vel` (Twist), `~/plan` (the chosen candidate's FutureFrames as the world model
@@ -31,7 +31,7 @@ from sensor_msgs.msg import Image
 from sora_ros.core import planner as image_cost
 from sora_ros.core.image import ImageConversionError, image_to_numpy, image_to_rgb
 from sora_ros.core.mpc import CemPlanner, MpcConfig, PlannerInputError, VelocityLimits, command_at
-from sora_ros.core.requests import MAX_CANDIDATES, MAX_HORIZON, MAX_IMAGE_FRAMES, MAX_SAMPLES
+from sora_ros.core.requests import MAX_CANDIDATES, MAX_HORIZON, MAX_IMAGE_CANDIDATES, MAX_SAMPLES
 from sora_ros.msg import FutureFrames
 from sora_ros.nodes import messages as lm
 from sora_ros.nodes import spin
@@ -118,8 +118,8 @@ class PlannerNode(Node):
         else:  # the steps the robot executed since the plan began
             self._mpc.shift(int((now - self._plan_start) / self._dt))
         actions = self._mpc.propose()  # (N, H, A)
-        if self._images and actions.shape[0] * actions.shape[1] > MAX_IMAGE_FRAMES:
-            actions = actions[: max(2, MAX_IMAGE_FRAMES // actions.shape[1])]  # the image cap; the rest next time
+        if self._images:
+            actions = actions[:MAX_IMAGE_CANDIDATES]  # the warm start and the first samples: the image cap
         self._seed += 1
         request = Rollout.Request(actions=actions.reshape(-1).tolist(), candidates=actions.shape[0],
                                   horizon=actions.shape[1], action_dim=actions.shape[2], samples=self._samples,
