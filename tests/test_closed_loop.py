@@ -56,7 +56,7 @@ def test_copy_last_predicts_the_last_latent_and_the_report_is_written(engine, tm
     assert result.latents.shape == (3, 2, 4, *engine.info.latent_shape)
     assert np.array_equal(result.latents[1, 1, 3], context[1, -1].astype(np.float32))
     assert copy.info is engine.info, "everything else is the model's"
-    args = argparse.Namespace(policies="model,copy_last,shuffled,wander", candidates=4, iterations=1, episodes=2,
+    args = argparse.Namespace(policies="model,copy_last,shuffled,wander", candidates=4, horizon=2, iterations=1, episodes=2,
                               seconds=0.6, first_seed=closed_loop.FIRST_SEED, decision_every=2,
                               model=str(engine.info.path), out=str(tmp_path / "out"))
     assert closed_loop.run(args, CONFIG) == 0

@@ -92,6 +92,6 @@ def test_bad_input_is_refused_with_a_reason():
     with pytest.raises(PlannerInputError, match="candidates must be"):
         MpcConfig(candidates=1)
     with pytest.raises(PlannerInputError, match="velocity limits"):
-        VelocityLimits(max_forward=float("nan"))
+        VelocityLimits(float("nan"), 0.2, 1.5)
     with pytest.raises(PlannerInputError, match="horizon must be"):
         MpcConfig(horizon=0)

@@ -328,7 +328,7 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
     if unknown:
         print(f"sora-ros bench closed-loop: unknown policies {sorted(unknown)}; choose from {','.join(POLICIES)}")
         return 2
-    mpc = replace(base.mpc, candidates=args.candidates, iterations=args.iterations)
+    mpc = replace(base.mpc, candidates=args.candidates, horizon=args.horizon, iterations=args.iterations)
     config = replace(base, episodes=args.episodes, seconds=args.seconds, first_seed=args.first_seed,
                      decision_every=args.decision_every, mpc=mpc)
     model_dir = Path(args.model) if args.model else default_model_dir()

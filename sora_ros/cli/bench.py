@@ -66,6 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     loop.add_argument("--policies", default=",".join(POLICIES),
                       help=f"closed-loop: comma-separated subset of {','.join(POLICIES)} (default all)")
     loop.add_argument("--candidates", type=_positive, default=32, help="closed-loop: MPC candidates per decision")
+    loop.add_argument("--horizon", type=_positive, default=8, help="closed-loop: MPC steps each candidate looks ahead")
     loop.add_argument("--iterations", type=_positive, default=1, help="closed-loop: CEM iterations per decision")
     loop.add_argument("--decision-every", type=_positive, default=2,
                       help="closed-loop: sim steps (model dt each) between decisions (default 2: 5 Hz at dt 0.1 s)")

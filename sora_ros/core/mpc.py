@@ -44,16 +44,17 @@ class PlannerInputError(ValueError):
 
 @dataclass(frozen=True)
 class VelocityLimits:
-    """The commands the robot may be sent (SI units, the sim's DriveLimits by default).
+    """The commands the robot may be sent (SI units; the planner node defaults to the sim robot's
+    sora_ros.sim.drive.DriveLimits).
 
     Attributes:
         max_forward: m/s, > 0. max_reverse: m/s as a positive number (0: never back up).
         max_turn: rad/s either way, > 0.
     """
 
-    max_forward: float = 0.6
-    max_reverse: float = 0.2
-    max_turn: float = 1.5
+    max_forward: float
+    max_reverse: float
+    max_turn: float
 
     def __post_init__(self) -> None:
         values = (self.max_forward, self.max_reverse, self.max_turn)
@@ -173,7 +174,7 @@ def candidate_costs(actions: np.ndarray, hazard: np.ndarray, current: np.ndarray
 class CemPlanner:
     """The warm-started CEM of the module docstring. Not thread-safe: one decision at a time.
 
-        planner = CemPlanner(MpcConfig(), VelocityLimits(), seed=0)
+        planner = CemPlanner(MpcConfig(), VelocityLimits(0.6, 0.2, 1.5), seed=0)
         decision = planner.decide(forecaster)          # forecaster: actions (N, H, A) -> (hazard (N, H), extras)
         ...                                            # follow decision.plan; steps pass
         decision = planner.decide(forecaster, elapsed_steps=2)

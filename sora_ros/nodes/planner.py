@@ -35,7 +35,7 @@ from sora_ros.core.requests import MAX_CANDIDATES, MAX_HORIZON, MAX_IMAGE_CANDID
 from sora_ros.msg import FutureFrames
 from sora_ros.nodes import messages as lm
 from sora_ros.nodes import spin
-from sora_ros.sim.drive import Pose2D, integrate
+from sora_ros.sim.drive import DriveLimits, Pose2D, integrate
 from sora_ros.srv import Rollout
 
 LOG_THROTTLE_S = 5.0
@@ -49,7 +49,7 @@ class PlannerNode(Node):
 
     def __init__(self) -> None:
         super().__init__("planner")
-        p, defaults, limits = self.declare_parameter, MpcConfig(), VelocityLimits()
+        p, defaults, limits = self.declare_parameter, MpcConfig(), DriveLimits()  # the sim robot's, as the demo drives it
         plan_rate = p("plan_rate", 4.0, lm.float_descriptor("decisions per second", 0.1, 30.0, True)).value
         command_rate = p("command_rate", 10.0, lm.float_descriptor("cmd_vel messages per second", 1.0, 100.0, True)).value
         candidates = p("candidates", defaults.candidates, lm.int_descriptor(
