@@ -76,3 +76,18 @@ def test_bootstrap_interval_and_unknown_policies(capsys):
     args = argparse.Namespace(policies="model,teleport")
     assert closed_loop.run(args) == 2
     assert "unknown policies ['teleport']" in capsys.readouterr().out
+    args = argparse.Namespace(policies="model", candidates=65, horizon=8, iterations=1)
+    assert closed_loop.run(args) == 2
+    assert "candidates must be 2..64" in capsys.readouterr().out, "above the ~/rollout cap: refused, with the cap"
+
+
+def test_command_line_options():
+    from sora_ros.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["bench", "closed-loop", "--episodes", "3", "--seconds", "10", "--policies", "model,wander"])
+    assert (args.episodes, args.seconds, args.policies, args.candidates, args.first_seed) == \
+        (3, 10.0, "model,wander", 32, closed_loop.FIRST_SEED)
+    for bad in (["--episodes", "0"], ["--candidates", "-1"], ["--decision-every", "x"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["bench", "closed-loop", *bad])

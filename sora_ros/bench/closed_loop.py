@@ -43,7 +43,7 @@ import numpy as np
 from sora_ros.core import planner as image_cost
 from sora_ros.core.action_shuffle import ActionShuffler
 from sora_ros.core.machine import machine_description
-from sora_ros.core.mpc import CemPlanner, MpcConfig, VelocityLimits
+from sora_ros.core.mpc import CemPlanner, MpcConfig, PlannerInputError, VelocityLimits
 from sora_ros.core.requests import MAX_IMAGE_CANDIDATES, RolloutRequest
 
 if TYPE_CHECKING:  # the runtime (onnxruntime) is imported where used: `sora-ros --help` stays instant
@@ -328,7 +328,11 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
     if unknown:
         print(f"sora-ros bench closed-loop: unknown policies {sorted(unknown)}; choose from {','.join(POLICIES)}")
         return 2
-    mpc = replace(base.mpc, candidates=args.candidates, horizon=args.horizon, iterations=args.iterations)
+    try:
+        mpc = replace(base.mpc, candidates=args.candidates, horizon=args.horizon, iterations=args.iterations)
+    except PlannerInputError as error:
+        print(f"sora-ros bench closed-loop: {error}")
+        return 2
     config = replace(base, episodes=args.episodes, seconds=args.seconds, first_seed=args.first_seed,
                      decision_every=args.decision_every, mpc=mpc)
     model_dir = Path(args.model) if args.model else default_model_dir()
