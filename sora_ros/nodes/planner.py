@@ -79,6 +79,7 @@ class PlannerNode(Node):
         self._plan: np.ndarray | None = None  # (H, A) being followed
         self._dt = 0.1  # s per plan step; each response's FutureFrames.dt replaces it
         self._plan_start = 0.0  # time.monotonic() of the request the plan answered (its step 0)
+        self._shifted = 0  # steps of the plan the warm start has been shifted past
         self._proposal: np.ndarray | None = None  # (N, H, A) in flight
         self._pending = None
         self._pending_since = 0.0
@@ -115,8 +116,10 @@ class PlannerNode(Node):
             return  # the image-space cost needs the floor colour from a camera frame
         if self._plan is None or now - self._plan_start > self._stale_s:
             self._mpc.reset()  # the robot stopped: the old plan is no warm start
-        else:  # the steps the robot executed since the plan began
-            self._mpc.shift(int((now - self._plan_start) / self._dt))
+        else:  # the steps the robot executed since the last shift (a refused call shifted some already)
+            executed = int((now - self._plan_start) / self._dt)
+            self._mpc.shift(executed - self._shifted)
+            self._shifted = executed
         actions = self._mpc.propose()  # (N, H, A)
         if self._images:
             actions = actions[:MAX_IMAGE_CANDIDATES]  # the warm start and the first samples: the image cap
@@ -164,7 +167,7 @@ class PlannerNode(Node):
             return
         chosen = decision.forecast
         self._dt = chosen.dt if chosen.dt > 0 else self._dt
-        self._plan, self._plan_start = decision.plan, self._pending_since
+        self._plan, self._plan_start, self._shifted = decision.plan, self._pending_since, 0
         self.decisions += 1
         self._plan_pub.publish(chosen)
         poses = [Pose2D()]
