@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the shipped default model (models/default/) from nothing, on the CPU:
 # record simulated runs, cut the bundled real footage into train/held-out bags,
-# train (VAE, then DiT), export, train the anchored decoder against the exported
-# graphs and add it to the model, and evaluate on the held-out parts.
+# train (VAE, then DiT), export, train the anchored decoder and the risk head against the
+# exported graphs and add them to the model, and evaluate on the held-out parts.
 # Usage: scripts/train_default.sh [OUT]   (OUT defaults to out/default; data goes to data/;
 # evaluation reports to out/eval/). Each step skips what is already there; training resumes.
 set -euo pipefail
@@ -37,6 +37,11 @@ $SORA export --checkpoint "$OUT/checkpoint.pt" --out models/default
 $SORA train-anchor --model models/default --data data/sim/train data/real/train "$FOOTAGE/bigbuckbunny.mp4" \
   --val-data data/sim/val --action-topic /cmd_vel --out "$OUT/anchor" --resume \
   --steps 400 --batch 32 --teacher-fraction 0.25 --val-every 100 --checkpoint-every 50
+# The risk head (P(blocked within the next 8 steps) per predicted frame, for planners): labels from
+# the episodes' /odom and /cmd_vel, latents from the exported encoder and DiT; adds risk.onnx. The
+# held-out AUC lands in model.json twice: validation (val) here, test in the eval below.
+$SORA train-risk --model models/default --data data/sim/train --val-data data/sim/val \
+  --action-topic /cmd_vel --odom-topic /odom --out "$OUT/risk" --resume
 $SORA eval data/sim/test --action-topic /cmd_vel --model models/default --out out/eval/sim_test --record-in-model sim_test
 $SORA eval data/real/test --model models/default --stride 1 --out out/eval/real_test --record-in-model real_test
 # Timing through the live node over DDS, the held-out sim episodes played at their recorded rate.

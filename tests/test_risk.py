@@ -86,6 +86,26 @@ def test_odometry_gaps_make_labels_unknown_not_free(tmp_path: Path) -> None:
     assert np.isnan(blocked_steps(BlockedRule(), later, DT_NS, log)).all()
 
 
+def test_training_windows_of_predicted_frames_reach_back_into_the_real_context() -> None:
+    from sora_ros.runtime.risk import RiskData
+
+    # 2 clips of K = 3 real frames + H = 2 predicted ones; latent value = 10 * clip + frame (+ 100 if predicted).
+    grid = (1, 1, 1)
+    latents = np.array([[10 * c + t for t in range(5)] for c in range(2)], np.float32).reshape(2, 5, *grid)
+    predicted = latents[:, 3:] + 100
+    labels = np.array([[0, 1, np.nan, 0, 1], [1, 0, 0, np.nan, 0]], np.float32)
+    actions = np.arange(10, dtype=np.float32).reshape(2, 5, 1)
+    data = RiskData(latents, actions, labels, predicted)
+    clips, at = data.samples(True, frames=2)  # frames 3 and 4 with known labels
+    assert list(zip(clips, at)) == [(0, 3), (0, 4), (1, 4)]
+    windows, chosen, truth = data.gather(True, 2, clips, at)
+    assert windows.reshape(3, 2).tolist() == [[2, 103], [103, 104], [113, 114]]
+    assert chosen[:, 0].tolist() == [2, 3, 8] and truth.tolist() == [0, 1, 0]  # the action into the last frame
+    clips, at = data.samples(False, frames=2)  # encoded: t >= 1, known labels
+    assert list(zip(clips, at)) == [(0, 1), (0, 3), (0, 4), (1, 1), (1, 2), (1, 4)]
+    assert data.gather(False, 2, clips, at)[0].reshape(6, 2)[-1].tolist() == [13, 14]
+
+
 def test_roc_auc_against_hand_counts() -> None:
     assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
     assert roc_auc([0, 0, 1, 1], [0.4, 0.3, 0.2, 0.1]) == 0.0
@@ -106,7 +126,8 @@ def test_a_bag_without_odometry_is_a_clear_error_naming_the_topic(tmp_path: Path
 
 def _risk_net(info, seed: int = 0) -> RiskNet:
     torch.manual_seed(seed)
-    net = RiskNet(RiskConfig(width=4, hidden=8), info.latent_shape, info.action_offset, info.action_scale)
+    net = RiskNet(RiskConfig(width=4, hidden=8, frames=info.context_frames), info.latent_shape, info.action_offset,
+                  info.action_scale)
     return randomise(net, seed + 5).eval()
 
 
@@ -120,14 +141,27 @@ def with_head(tmp_path_factory) -> Path:
     return directory
 
 
+def test_an_unconditioned_model_gets_a_head_on_latents_alone(tmp_path: Path) -> None:
+    directory = export_tiny(tmp_path / "unconditioned", name="tiny-unconditioned")
+    info = read_model_info(directory)
+    export_risk(_risk_net(info), directory, horizon_steps=HORIZON, label="test", rule={}, metrics={})
+    engine = WorldModelEngine(directory)
+    latents = np.random.default_rng(0).standard_normal((4, info.context_frames, *info.latent_shape), dtype=np.float32)
+    risk = engine.risk.probabilities(latents, None)
+    assert risk.shape == (4,) and ((0 <= risk) & (risk <= 1)).all()
+    with pytest.raises(ValueError, match="takes no actions"):
+        engine.risk.probabilities(latents, np.zeros((4, 2), np.float32))
+
+
 def test_export_parity_and_the_runtime_head_match_torch(with_head: Path) -> None:
     info = read_model_info(with_head)
     assert info.risk["graph"] == RISK_FILE and info.risk["horizon_steps"] == HORIZON
+    assert info.risk["frames"] == info.context_frames
     assert info.risk["parity_max_abs_error"] <= PARITY_TOLERANCE
     assert info.files[RISK_FILE] == info.risk["sha256"]
     engine = WorldModelEngine(with_head)
     rng = np.random.default_rng(1)
-    latents = rng.standard_normal((5, *info.latent_shape), dtype=np.float32)
+    latents = rng.standard_normal((5, info.context_frames, *info.latent_shape), dtype=np.float32)
     actions = rng.uniform(-0.5, 0.5, (5, info.action_dim)).astype(np.float32)
     got = engine.risk.probabilities(latents, actions)
     with torch.no_grad():
@@ -140,6 +174,7 @@ def test_export_parity_and_the_runtime_head_match_torch(with_head: Path) -> None
 
 @pytest.mark.parametrize("change, message", [
     (lambda meta: meta["risk"].update(horizon_steps=0), "risk.horizon_steps"),
+    (lambda meta: meta["risk"].update(frames=meta["context_frames"] + 1), "exceeds context_frames"),
     (lambda meta: meta["risk"].update(sha256="0" * 64), "risk.sha256 differs"),
     (lambda meta: meta["risk"].update(graph="../risk.onnx"), "is not a file that 'files' lists"),
 ])
@@ -171,11 +206,15 @@ def test_forecast_risk_is_the_head_on_each_sample_and_step(with_head: Path) -> N
     outcome = pipeline.what_if(RolloutRequest(actions, 2, HORIZON, 2, 3, False))
     assert NO_RISK_HEAD not in outcome.notes
     engine, info = pipeline.engine, pipeline.info
-    result = engine.rollout(np.broadcast_to(pipeline.latest_context().latents, (2, info.context_frames, *info.latent_shape)),
-                            actions, horizon=HORIZON, samples=2, seed=3, steps=info.sampler_steps)
+    context = pipeline.latest_context().latents  # (K, C, h, w)
+    result = engine.rollout(np.broadcast_to(context, (2, *context.shape)), actions, horizon=HORIZON, samples=2, seed=3,
+                            steps=info.sampler_steps)
+    k = info.context_frames
     for n, forecast in enumerate(outcome.forecasts):
         assert forecast.risk.shape == (HORIZON,) and forecast.risk.dtype == np.float32
-        per_sample = [engine.risk.probabilities(result.latents[n, s], actions[n]) for s in range(2)]
+        # Frame j's window: the K latents before and at j, the context's where the rollout has none yet.
+        per_sample = [[engine.risk.probabilities(np.concatenate([context, result.latents[n, s]])[None, j + 1:j + 1 + k],
+                                                 actions[n, j][None])[0] for j in range(HORIZON)] for s in range(2)]
         np.testing.assert_allclose(forecast.risk, np.mean(per_sample, axis=0), atol=1e-6)
     assert np.isnan(outcome.forecasts[1].risk[1]) and np.isfinite(outcome.forecasts[0].risk).all()
     assert ((0 <= outcome.forecasts[0].risk) & (outcome.forecasts[0].risk <= 1)).all()
@@ -225,7 +264,7 @@ def test_the_stage_learns_a_separable_label_and_exports_a_head_the_runtime_loads
         bags.append(path)
     args = Namespace(model=directory, data=[bags[0]], val_data=[bags[1]], image_topic="/camera/image_raw",
                      action_topic="/cmd_vel", odom_topic="/odom", horizon_steps=HORIZON, min_command=0.05,
-                     progress_fraction=0.1, command_timeout=0.5, width=4, hidden=16, steps=60, batch=32, lr=3e-3,
+                     progress_fraction=0.1, command_timeout=0.5, frames=0, width=4, hidden=16, steps=60, batch=32, lr=3e-3,
                      weight_decay=0.0, teacher_fraction=0.5, seed=0, out=str(tmp_path / "run"), resume=False,
                      val_every=30, checkpoint_every=30, no_export=False, command="test")
     summary = train_risk(args)
@@ -233,4 +272,42 @@ def test_the_stage_learns_a_separable_label_and_exports_a_head_the_runtime_loads
     info = read_model_info(directory)
     assert info.risk["metrics"]["validation"]["auc_encoded"] == summary["validation"]["auc_encoded"]
     assert WorldModelEngine(directory).risk is not None
-    assert (tmp_path / "run" / "risk.pt").is_file()
+    # `sora-ros eval` scores the exported head on held-out bags with odometry, by the same rule.
+    from sora_ros.cli import main as sora_ros
+
+    assert sora_ros(["eval", str(bags[1]), "--action-topic", "/cmd_vel", "--model", str(directory), "--horizons", "1",
+                     "--out", str(tmp_path / "eval")]) == 0
+    risk = json.loads((tmp_path / "eval" / "metrics.json").read_text())["risk"]
+    assert risk["horizon_steps"] == HORIZON and risk["auc_encoded"] >= 0.9, risk
+    # Resumable: more steps continue from risk.pt; a checkpoint of another model's latents is refused.
+    args.steps, args.resume, args.no_export = 90, True, True
+    assert train_risk(args)["steps"] == 90
+    args.model = export_tiny(tmp_path / "other", seed=1)
+    with pytest.raises(ValueError, match="latents of another model"):
+        train_risk(args)
+
+
+def test_labels_match_the_simulators_refused_moves_step_by_step(tmp_path: Path) -> None:
+    """The simulator refuses a move into something (sora_ros/sim/world.py); its odometry is written
+    as the episode recorder writes it. Driving straight at 0.4 m/s with slow turns hits walls and
+    objects: every refused step, and no other, must be labelled blocked."""
+    from sora_ros.sim.world import SimWorld, WorldConfig
+
+    config = WorldConfig(width=16, height=16, num_balls=0, other_robot=False)
+    refused, period = [], config.period_ns
+    with SimWorld(config, seed=3) as world, BagWriter(tmp_path / "sim") as bag:
+        for k in range(300):
+            stamp, pose = world.stamp_ns, world.pose
+            bag.write("/odom", m.ODOMETRY, stamp, m.odometry(pose.x, pose.y, pose.yaw, pose.v, pose.w, stamp, "odom",
+                                                             "base_link"))
+            if k == 299:
+                break
+            turn = 0.8 * math.sin(k / 15.0)
+            bag.write("/cmd_vel", m.TWIST, stamp, m.twist(0.4, turn))
+            before = world.collisions
+            world.step(0.4, turn)
+            refused.append(world.collisions > before)
+    log = read_motion(tmp_path / "sim", "/odom", "/cmd_vel")
+    labels = blocked_steps(BlockedRule(), period * np.arange(299, dtype=np.int64), period, log)
+    assert 5 <= sum(refused) < len(refused), "the drive should run into things, not only (else it proves nothing)"
+    np.testing.assert_array_equal(labels == 1, refused)

@@ -3,8 +3,8 @@
     sora-ros train-risk --model models/default --data data/sim/train --val-data data/sim/val \\
         --image-topic /camera/image_raw --action-topic /cmd_vel --odom-topic /odom --out out/risk
 
-The head predicts, from one frame's latent and the command that led into it, the probability that
-the robot is blocked within the next --horizon-steps steps. Labels come from the bags themselves:
+The head predicts, from the latents of the last --frames frames and the command that led into the
+last one, the probability that the robot is blocked within the next --horizon-steps steps. Labels come from the bags themselves:
 a step is blocked when cmd_vel commands forward motion (linear.x > --min-command) while the
 odometry pose advances less than --progress-fraction of the commanded distance. Bags without the
 odometry or command topic are skipped with a note; if none has them the stage stops and says so.
@@ -67,6 +67,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "(default %(default)s)")
     parser.add_argument("--command-timeout", type=float, default=rule.command_timeout_s,
                         help="s; an older command counts as a stop (default %(default)s)")
+    parser.add_argument("--frames", type=int, default=0,
+                        help="latents per window the head sees, up to frame k (default 0: the model's context length)")
     parser.add_argument("--width", type=int, default=16, help="conv channels of the head (default %(default)s)")
     parser.add_argument("--hidden", type=int, default=64, help="MLP width of the head (default %(default)s)")
     parser.add_argument("--steps", type=int, default=3000, help="optimiser steps (default %(default)s)")

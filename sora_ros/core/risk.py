@@ -10,13 +10,15 @@ The rule, per step from time s to s + dt (the model's dt):
     exceeds `min_command` m/s; a command older than `command_timeout_s` counts as zero (robot
     drivers stop on a stale cmd_vel);
   - no progress: the odometry position moved less than `progress_fraction` x the commanded
-    distance (v_cmd x dt) along the heading the robot had at s. Positions are interpolated
-    linearly between odometry messages; a step whose ends lie more than `max_odom_gap_s` from
-    any odometry message is unknown (NaN), never guessed.
+    distance (v_cmd x dt), in any direction (turning on the spot moves the base's origin by
+    nothing; a robot still reversing when the forward command comes moves, and is not blocked).
+    Positions are interpolated linearly between odometry messages; a step whose ends lie more
+    than `max_odom_gap_s` from any odometry message is unknown (NaN), never guessed.
 Progress is measured from the odometry pose, not from its twist, so it works for any odometry
 source (wheel, visual, lidar). A robot that accelerates from rest moves less than commanded in its
 first step; `progress_fraction` (default 0.1) sits below that: in the simulator a start from rest
 at the highest command (0.6 m/s, 1 m/s^2) covers 1 cm of the 6 cm commanded, a refused move 0.
+tests/test_risk.py checks the labels against the simulator's own refused moves, step by step.
 
     steps = blocked_steps(rule, grid_ns, dt_ns, motion)    # (T,) 1, 0 or NaN per step at grid_ns
     labels = blocked_within(steps, rule.horizon_steps)     # (T,) label of each frame
@@ -33,8 +35,8 @@ from sora_ros.core.units import NS_PER_S
 
 # The label the risk head is trained on, as model.json "risk.label" states it.
 LABEL_RULE = ("blocked within the next {k} steps of {dt:g} s: commanded linear.x > {min_command:g} m/s (held "
-              "from {cmd}, stale after {timeout:g} s) while {odom} pose advanced < {fraction:g} x the commanded "
-              "distance along the heading")
+              "from {cmd}, stale after {timeout:g} s) while the {odom} position moved < {fraction:g} x the "
+              "commanded distance")
 
 
 @dataclass(frozen=True)
@@ -134,11 +136,9 @@ def blocked_steps(rule: BlockedRule, start_ns: np.ndarray, dt_ns: int, log: Moti
     times = log.odom_ns.astype(np.float64)
     x0, y0 = (np.interp(start, times, log.odom_xy[:, i]) for i in range(2))
     x1, y1 = (np.interp(end, times, log.odom_xy[:, i]) for i in range(2))
-    # The heading at the step start: nearest odometry message at or before it (angles do not interpolate linearly).
-    yaw = log.odom_yaw[np.maximum(np.searchsorted(log.odom_ns, start, side="right") - 1, 0)]
-    progress = (x1 - x0) * np.cos(yaw) + (y1 - y0) * np.sin(yaw)  # (T,) m along the heading
+    moved = np.hypot(x1 - x0, y1 - y0)  # (T,) m, whichever way
     command = _commanded(rule, log, start)  # (T,) m/s
-    blocked = (command > rule.min_command) & (progress < rule.progress_fraction * command * dt_ns / NS_PER_S)
+    blocked = (command > rule.min_command) & (moved < rule.progress_fraction * command * dt_ns / NS_PER_S)
     known = _odom_known(rule, log, start) & _odom_known(rule, log, end)
     return np.where(known, blocked.astype(np.float32), np.nan).astype(np.float32)
 

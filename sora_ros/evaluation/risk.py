@@ -53,5 +53,5 @@ def evaluate_risk(engine, paths: list[str | Path], image_topic: str, action_topi
                              progress=partial(tqdm, desc="risk rollouts", dynamic_ncols=True, disable=None))
     if data is None:
         return None
-    return {**risk_metrics(engine.risk.probabilities, data), "horizon_steps": rule.horizon_steps,
+    return {**risk_metrics(engine.risk.probabilities, data, engine.risk.frames), "horizon_steps": rule.horizon_steps,
             "label": info.risk["label"], "clips": data.summary()["clips"]}

@@ -293,9 +293,9 @@ def export_anchor(net, model_dir: str | Path, *, training: dict | None = None, s
 
 # How the runtime uses the risk graph (sora_ros/runtime/risk.py), written to model.json.
 RISK_CONTRACT = (
-    "risk = risk(latent = the latent of frame k (encoded, or predicted by the dynamics), action = the action "
-    "applied at the frame before frame k, physical units) = P(the label holds for frame k); per rollout the mean "
-    "over samples; NaN where the action is unknown"
+    "risk = risk(latents = the latents of frames k - frames + 1 .. k, oldest first (observed, or predicted by the "
+    "dynamics; frames <= 0 are the context's), action = the action applied at the frame before frame k, physical "
+    "units) = P(the label holds for frame k); per rollout the mean over samples; NaN where the action is unknown"
 )
 
 
@@ -303,7 +303,7 @@ def export_risk(net, model_dir: str | Path, *, horizon_steps: int, label: str, r
                 training: dict | None = None, seed: int = 0) -> float:
     """Add a risk head to an exported model directory: risk.onnx (opset 17, dynamic batch), its
     SHA-256 under "files" and a "risk" section in model.json ("graph", "sha256", "horizon_steps",
-    "label", "metrics" and how it was made); the other graphs are untouched.
+    "frames", "label", "rule", "metrics" and how it was made); the other graphs are untouched.
 
     Args:
         net: a trained sora_ros.model.risk.RiskNet for this model's latents and actions.
@@ -330,7 +330,7 @@ def export_risk(net, model_dir: str | Path, *, horizon_steps: int, label: str, r
 
     out = Path(model_dir)
     info = read_model_info(out)
-    signature = risk_signature(info.latent_shape, info.action_dim)
+    signature = risk_signature(info.latent_shape, info.action_dim, net.frames)
     rng = np.random.default_rng(seed)
     example = {name: rng.standard_normal([PARITY_BATCH if d == BATCH else d for d in spec["shape"]], dtype=np.float32)
                for name, spec in signature["inputs"].items()}
@@ -357,6 +357,7 @@ def export_risk(net, model_dir: str | Path, *, horizon_steps: int, label: str, r
         "graph": RISK_FILE,
         "sha256": digest,
         "horizon_steps": horizon_steps,
+        "frames": net.frames,
         "label": label,
         "rule": rule,
         "metrics": metrics,

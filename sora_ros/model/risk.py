@@ -1,16 +1,20 @@
-"""The risk head: one frame's latent and the action that led into it -> the logit of "blocked
-within the next k steps" (the label of sora_ros/core/risk.py).
+"""The risk head: the latents of the last W frames and the action that led into the last one ->
+the logit of "blocked within the next k steps" (the label of sora_ros/core/risk.py).
 
-Small on purpose: two convolutions over the latent grid (keeping where things are: an obstacle
-straight ahead matters, one at the side less), the action embedded and added to the flattened
-features, then an MLP. Latents are standardised per channel with statistics of the training
+Why W frames, not one: in the simulator most collisions are with something the camera has just
+turned or driven past (the robot's side hits it), so a single frame often shows nothing to fear;
+the frames before it still do (measured: see README, "The risk head").
+
+Small on purpose: the W latent grids stacked as channels, two convolutions over the grid (keeping
+where things are: an obstacle straight ahead matters, one at the side less), the action embedded
+and added to the flattened features, then an MLP. Latents are standardised per channel with statistics of the training
 latents, actions with the world model's own normalisation; both are buffers, so the exported
 graph takes latents and physical actions as the runtime has them. Dreamer's reward and
 continuation heads on latents are the idea; this is a much smaller one.
 
 ONNX ops: Conv, Gelu (or its Erf decomposition), Flatten/Reshape, Gemm/MatMul, Add, Sub, Div, Sigmoid.
 
-Legend: B batch, C/h/w latent grid, A action dim.
+Legend: B batch, W window, C/h/w latent grid, A action dim.
 """
 
 from __future__ import annotations
@@ -29,22 +33,24 @@ class RiskConfig:
         width: channels of the first convolution (the second has twice as many).
         hidden: width of the MLP.
         dropout: dropout before the last layer in training (small data).
+        frames: W, latents per window (at most the world model's context length).
     """
 
     width: int = 16
     hidden: int = 64
     dropout: float = 0.2
+    frames: int = 4
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> RiskConfig:
-        return cls(**{k: data[k] for k in ("width", "hidden", "dropout") if k in data})
+        return cls(**{k: data[k] for k in ("width", "hidden", "dropout", "frames") if k in data})
 
 
 class RiskNet(nn.Module):
-    """latent (B, C, h, w), action (B, A) in physical units -> logit (B,).
+    """latents (B, W, C, h, w) oldest first, action (B, A) in physical units -> logit (B,).
 
     Args:
         config: its size.
@@ -58,7 +64,7 @@ class RiskNet(nn.Module):
                  action_scale: tuple[float, ...], latent_mean: torch.Tensor | None = None,
                  latent_std: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.config, self.latent_shape = config, tuple(latent_shape)
+        self.config, self.latent_shape, self.frames = config, tuple(latent_shape), config.frames
         channels, height, width = latent_shape
         self.action_dim = len(action_offset)
         self.register_buffer("latent_mean", torch.zeros(channels) if latent_mean is None else latent_mean.float())
@@ -66,7 +72,7 @@ class RiskNet(nn.Module):
         self.register_buffer("action_offset", torch.tensor(action_offset, dtype=torch.float32))
         self.register_buffer("action_scale", torch.tensor(action_scale, dtype=torch.float32))
         self.features = nn.Sequential(
-            nn.Conv2d(channels, config.width, 3, padding=1), nn.GELU(),
+            nn.Conv2d(config.frames * channels, config.width, 3, padding=1), nn.GELU(),
             nn.Conv2d(config.width, 2 * config.width, 3, stride=2, padding=1), nn.GELU(),
             nn.Flatten(),
         )
@@ -76,9 +82,9 @@ class RiskNet(nn.Module):
         self.head = nn.Sequential(nn.GELU(), nn.Linear(config.hidden, config.hidden), nn.GELU(),
                                   nn.Dropout(config.dropout), nn.Linear(config.hidden, 1))
 
-    def forward(self, latent: torch.Tensor, action: torch.Tensor | None = None) -> torch.Tensor:
-        x = (latent - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]  # (B, C, h, w)
-        x = self.project(self.features(x))  # (B, hidden)
+    def forward(self, latents: torch.Tensor, action: torch.Tensor | None = None) -> torch.Tensor:
+        x = (latents - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]  # (B, W, C, h, w)
+        x = self.project(self.features(x.flatten(1, 2)))  # (B, W * C, h, w) -> (B, hidden)
         if self.action is not None:
             x = x + self.action((action - self.action_offset) / self.action_scale)  # (B, hidden)
         return self.head(x)[:, 0]  # (B,)
@@ -91,5 +97,5 @@ class RiskGraph(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, latent: torch.Tensor, action: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.sigmoid(self.net(latent, action))
+    def forward(self, latents: torch.Tensor, action: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(self.net(latents, action))

@@ -4,11 +4,12 @@
 Labels come from the bags' odometry and commands (sora_ros/core/risk.py: "blocked within the next
 k steps"); latents from the model's exported encoder and dynamics through ONNX Runtime, so the head
 sees what the runtime will feed it. Bags are cut into clips of K + H frames (K context frames, H =
-the model's default horizon), one starting every H frames. Samples:
-  - encoded: frame t >= 1 of a clip, its encoder latent, the action in force from frame t - 1;
-  - predicted: the DiT's latent of frame K + j rolled out from the clip's first K frames under the
-    recorded actions (after `--teacher-fraction` of the steps, ROLLOUT_SHARE of each batch), so
-    the head tolerates rollout error;
+the model's default horizon), one starting every H frames. A sample is the window of the latents
+of W frames up to frame t (`--frames`, default K) and the action in force from frame t - 1:
+  - encoded: encoder latents of the real frames;
+  - predicted: the frames after the clip's first K are the DiT's, rolled out from those K under
+    the recorded actions (after `--teacher-fraction` of the steps, ROLLOUT_SHARE of each batch), so
+    the head tolerates rollout error; the window reaches back into the real context, as at run time;
 both labelled by the real frame's label. The loss is binary cross-entropy with the positives
 weighted by negatives / positives of the training samples (class balance). Validation reports the
 ROC AUC on encoded and on predicted latents (and per predicted step); the state with the best
@@ -82,6 +83,7 @@ def train_risk(args) -> dict:
     from sora_ros.model.risk import RiskConfig, RiskNet
     from sora_ros.model.trainer import learning_rate
     from sora_ros.runtime.engine import WorldModelEngine
+    from sora_ros.runtime.model_dir import DYNAMICS_WEIGHTS, GRAPH_FILES
     from sora_ros.runtime.risk import risk_metrics
 
     out = Path(args.out)
@@ -91,28 +93,39 @@ def train_risk(args) -> dict:
     rule = BlockedRule(horizon_steps=args.horizon_steps, min_command=args.min_command,
                        progress_fraction=args.progress_fraction, command_timeout_s=args.command_timeout)
     checkpoint_path = out / RISK_CHECKPOINT
+    # The head is only valid for the latents it was trained on: a checkpoint names the graphs' hashes.
+    latent_graphs = {name: info.files[name] for name in (*GRAPH_FILES.values(), DYNAMICS_WEIGHTS)}
+    payload = None
+    if args.resume and checkpoint_path.exists():  # checked before minutes of data preparation
+        payload = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        if payload.get("format") != RISK_CHECKPOINT_FORMAT:
+            raise ValueError(f"{checkpoint_path}: not a risk-head checkpoint")
+        if payload.get("latent_graphs") != latent_graphs:
+            raise ValueError(f"{checkpoint_path} was trained on the latents of another model (its encoder or dynamics "
+                             f"graphs differ from {args.model}'s): delete it or choose another --out")
+    frames = args.frames or info.context_frames
+    if not 1 <= frames <= info.context_frames:
+        raise ValueError(f"--frames {frames}: the window must hold 1 to {info.context_frames} frames (the model's "
+                         f"context length: the first predicted frame's window reaches back into the context only)")
     train, train_summary = prepare(engine, args.data, args, rule)
     val, val_summary = prepare(engine, args.val_data, args, rule) if args.val_data else (None, None)
-    enc = train.encoded_samples()
-    pred = train.predicted_samples()
-    positives = float(enc[2].sum())
-    if positives == 0 or positives == len(enc[2]):
+    enc, pred = train.samples(False, frames), train.samples(True, frames)  # (clip, frame) indices
+    enc_labels = train.labels[enc]
+    positives = float(enc_labels.sum())
+    if positives == 0 or positives == len(enc_labels):
         raise ValueError(f"{'no' if positives == 0 else 'every'} labelled training frame is blocked within "
                          f"{rule.horizon_steps} steps: one class only, nothing to learn (more data, or check "
                          f"--odom-topic, --min-command, --progress-fraction)")
-    flat = train.latents.reshape(-1, *info.latent_shape)
     torch.manual_seed(args.seed)
-    config = RiskConfig(width=args.width, hidden=args.hidden)
+    config = RiskConfig(width=args.width, hidden=args.hidden, frames=frames)
     net = RiskNet(config, info.latent_shape, info.action_offset, info.action_scale,
-                  torch.from_numpy(flat.mean(axis=(0, 2, 3))), torch.from_numpy(flat.std(axis=(0, 2, 3)) + 1e-6))
+                  torch.from_numpy(train.latents.mean(axis=(0, 1, 3, 4))),
+                  torch.from_numpy(train.latents.std(axis=(0, 1, 3, 4)) + 1e-6))
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     rng = np.random.default_rng(args.seed)
     state = {"step": 0, "wall_s": 0.0, "val": {}, "best": None}
     best_weights = None
-    if args.resume and checkpoint_path.exists():
-        payload = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        if payload.get("format") != RISK_CHECKPOINT_FORMAT:
-            raise ValueError(f"{checkpoint_path}: not a risk-head checkpoint")
+    if payload is not None:
         config = RiskConfig.from_dict(payload["config"])
         net = RiskNet(config, info.latent_shape, info.action_offset, info.action_scale)
         net.load_state_dict(payload["net"])
@@ -121,29 +134,30 @@ def train_risk(args) -> dict:
         state, best_weights = payload["state"], payload.get("best_net")
         rng.bit_generator.state = json.loads(payload["rng"])
         print(f"resuming {checkpoint_path} at step {state['step']}")
-    pos_weight = torch.tensor((len(enc[2]) - positives) / positives)
+    pos_weight = torch.tensor((len(enc_labels) - positives) / positives)
 
     def save() -> None:
         payload = {"format": RISK_CHECKPOINT_FORMAT, "config": net.config.to_dict(), "net": net.state_dict(),
                    "optimizer": optimizer.state_dict(), "state": state, "rng": json.dumps(rng.bit_generator.state),
-                   "best_net": best_weights}
+                   "best_net": best_weights, "latent_graphs": latent_graphs}
         torch.save(payload, f"{checkpoint_path}.tmp")
         Path(f"{checkpoint_path}.tmp").replace(checkpoint_path)
 
     def batch(step: int) -> tuple:
-        """A batch of (latents, actions, labels) tensors: encoded samples, and after the teacher
+        """A batch of (windows, actions, labels) tensors: encoded samples, and after the teacher
         phase ROLLOUT_SHARE of predicted ones."""
         share = 0.0 if step < teacher_steps else ROLLOUT_SHARE
         count = int(rng.binomial(args.batch, share))
-        rows_e = rng.integers(len(enc[2]), size=args.batch - count)
-        rows_p = rng.integers(len(pred[2]), size=count)
-        parts = [np.concatenate([enc[i][rows_e], pred[i][rows_p]]) for i in range(3)]
-        return tuple(torch.from_numpy(np.ascontiguousarray(p, np.float32)) for p in parts)
+        rows_e = rng.integers(len(enc[0]), size=args.batch - count)
+        rows_p = rng.integers(len(pred[0]), size=count)
+        parts = zip(train.gather(False, frames, enc[0][rows_e], enc[1][rows_e]),
+                    train.gather(True, frames, pred[0][rows_p], pred[1][rows_p]))
+        return tuple(torch.from_numpy(np.ascontiguousarray(np.concatenate(p), np.float32)) for p in parts)
 
     def validate() -> dict:
         net.eval()
         with torch.no_grad():
-            metrics = risk_metrics(lambda z, a: net(torch.from_numpy(z), torch.from_numpy(a)).numpy(), val)
+            metrics = risk_metrics(lambda z, a: net(torch.from_numpy(z), torch.from_numpy(a)).numpy(), val, frames)
         net.train()
         return metrics
 

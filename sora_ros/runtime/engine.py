@@ -201,9 +201,10 @@ class WorldModelEngine:
         if self.info.risk is not None:
             path = self.info.path / self.info.risk["graph"]
             session = _open_session(RISK_GRAPH, path, self.providers)
-            check_session(path, session, risk_signature(self.info.latent_shape, self.info.action_dim))
+            risk = self.info.risk
+            check_session(path, session, risk_signature(self.info.latent_shape, self.info.action_dim, risk["frames"]))
             self.sessions[RISK_GRAPH] = session
-            self.risk = RiskHead(session, self.info.action_dim, self.info.risk["horizon_steps"])
+            self.risk = RiskHead(session, self.info.action_dim, risk["horizon_steps"], risk["frames"])
         self._bound: dict[int, tuple[_BoundGraph, _BoundGraph]] = {}
         self._rollout_lock = threading.Lock()
         self._bound_graphs(1)  # the common case (one candidate, one sample) allocated up front

@@ -58,6 +58,7 @@ FIELD_RANGES: dict[str, tuple[float, float]] = {
     "action.normalisation.offset[]": (-1e6, 1e6),
     "action.normalisation.scale[]": (1e-6, 1e6),
     "risk.horizon_steps": (1, MAX_HORIZON),  # the risk head's "blocked within the next k steps"
+    "risk.frames": (1, 64),  # latents per risk-head window; also at most context_frames
 }
 
 
@@ -286,7 +287,7 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
         files=files,
         raw=raw,
         anchor=_anchor_section(raw, files),
-        risk=_risk_section(raw, files),
+        risk=_risk_section(raw, files, _number(raw, "context_frames")),
     )
     return info
 
@@ -302,10 +303,11 @@ def _anchor_section(raw: dict, files: dict) -> dict | None:
     return anchor
 
 
-def _risk_section(raw: dict, files: dict) -> dict | None:
+def _risk_section(raw: dict, files: dict, context_frames: int) -> dict | None:
     """model.json's optional "risk" section, checked: "graph" names a file of the directory that
-    'files' lists with the same SHA-256 as the section's "sha256", "horizon_steps" lies in its
-    FIELD_RANGES range, "label" is text and "metrics" an object."""
+    'files' lists with the same SHA-256 as the section's "sha256", "horizon_steps" and "frames"
+    lie in their FIELD_RANGES ranges (and frames at most context_frames: the first predicted
+    frame's window reaches back into the context only), "label" is text and "metrics" an object."""
     if "risk" not in raw:
         return None
     risk = _get(raw, "risk", dict)
@@ -315,6 +317,8 @@ def _risk_section(raw: dict, files: dict) -> dict | None:
     if _get(raw, "risk.sha256", str) != files[name]:
         raise ModelDirError(f"risk.sha256 differs from the SHA-256 'files' lists for {name}")
     _number(raw, "risk.horizon_steps")
+    if _number(raw, "risk.frames") > context_frames:
+        raise ModelDirError(f"risk.frames = {risk['frames']} exceeds context_frames = {context_frames}")
     _get(raw, "risk.label", str)
     _get(raw, "risk.metrics", dict)
     return risk

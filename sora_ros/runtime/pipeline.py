@@ -128,8 +128,9 @@ class Forecast:
         actions: float32 (H, A) assumed, NaN rows unknown; None for an unconditioned model.
         risk: float32 (H,) in [0, 1]: per predicted frame k, the risk head's probability that the
             robot is blocked (commanded forward, no progress) within the next
-            `info.risk["horizon_steps"]` steps, given the predicted latent of frame k and the
-            action applied at the frame before it (actions[k]); the mean over samples; NaN where
+            `info.risk["horizon_steps"]` steps, given the predicted latents up to frame k (the
+            last `info.risk["frames"]`, context included) and the action applied at the frame
+            before it (actions[k]); the mean over samples; NaN where
             the action is unknown. None when the model directory has no risk head (older models).
     """
 
@@ -379,8 +380,9 @@ class WorldModelPipeline:
         result = self.engine.rollout(contexts, actions, horizon=horizon, samples=request.samples,
                                      seed=request.seed, steps=plan.steps)
         means = result.latents.mean(axis=1)  # (N, H, C, h, w)
-        # One batched call over N x S x H latents (a few ms); the mean over samples, like the latents.
-        risk = None if self.engine.risk is None else self.engine.risk.forecast(result.latents, actions)  # (N, H)
+        # One batched call over N x S x H windows (a few ms); the mean over samples, like the latents.
+        risk = None if self.engine.risk is None else self.engine.risk.forecast(context.latents, result.latents,
+                                                                                actions)  # (N, H)
         decode_start = time.perf_counter()
         images, shares = (self._decode(context, means.reshape(-1, *means.shape[2:]), plan.decode, horizon)
                           if plan.decode else (None, {}))

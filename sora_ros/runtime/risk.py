@@ -3,21 +3,24 @@ robot is blocked (commanded forward but not moving: a collision or a refused mov
 next `horizon_steps` steps.
 
 The graph (model.json "risk", risk.onnx, trained by `sora-ros train-risk`, sora_ros/model/risk.py)
-takes one frame's latent and the action that drove the robot into that frame, in physical units
-(it normalises them itself), and returns a probability. Per predicted frame k of a rollout:
+takes the latents of the last W frames up to frame k (W = model.json risk.frames, at most the
+context length K: what just left the camera's view is often what the robot's side then hits) and
+the action that drove the robot into frame k, in physical units (it normalises them itself), and
+returns a probability. Per predicted frame k of a rollout, frames <= 0 being the context's:
 
-    risk[k] = head(latents[k], actions[k])       # actions[k]: applied at the frame before frame k
+    risk[k] = head(latents[k - W + 1 .. k], actions[k])   # actions[k]: applied at the frame before frame k
 
-the same pairing training uses (sora_ros/core/risk.py: frame t's latent, the command in force from
+the same pairing training uses (sora_ros/core/risk.py: frame t's window, the command in force from
 frame t - 1 to t, and the label "blocked in one of the steps t .. t + horizon_steps - 1").
 
-    head = RiskHead(session, action_dim)
-    risk = head.forecast(result.latents, actions)   # (N, S, H, C, h, w), (N, H, A) -> (N, H)
+    head = RiskHead(session, action_dim, horizon_steps, frames)
+    risk = head.forecast(context, result.latents, actions)   # (K, C, h, w), (N, S, H, C, h, w), (N, H, A) -> (N, H)
 
 For training and evaluation of a head, `collect_risk_data` turns labelled clips into encoded and
-DiT-predicted samples with the engine, and `risk_metrics` scores any head on them.
+DiT-predicted latents with the engine, and `risk_metrics` scores any head on them.
 
-Legend: N candidates, S samples, H horizon, A action dim, C/h/w latent grid, B batch.
+Legend: N candidates, S samples, H horizon, K context frames, W head window, A action dim,
+C/h/w latent grid, B batch, L clip length.
 """
 
 from __future__ import annotations
@@ -34,20 +37,39 @@ RISK_GRAPH = "risk"
 RISK_FILE = "risk.onnx"
 # What a model directory without a head answers a ~/rollout call with (FutureFrames.risk stays empty).
 NO_RISK_HEAD = "no risk head in this model"
+# Frames per encoder call, clips per rollout call and windows per head call when collecting and scoring.
+ENGINE_BATCH = 64
+SCORE_BATCH = 4096
 
 
-def risk_signature(latent_shape: tuple[int, int, int], action_dim: int) -> dict:
-    """The risk graph's inputs and outputs in the model_dir signature format: latent float32
-    (B, C, h, w), action float32 (B, A) in physical units (absent when A = 0) -> risk float32 (B,)
-    in [0, 1]."""
+def risk_signature(latent_shape: tuple[int, int, int], action_dim: int, frames: int) -> dict:
+    """The risk graph's inputs and outputs in the model_dir signature format: latents float32
+    (B, W, C, h, w) oldest first, action float32 (B, A) in physical units (absent when A = 0) ->
+    risk float32 (B,) in [0, 1]."""
 
     def tensor(*dims: int) -> dict:
         return {"dtype": "float32", "shape": [BATCH, *dims]}
 
-    inputs = {"latent": tensor(*latent_shape)}
+    inputs = {"latents": tensor(frames, *latent_shape)}
     if action_dim:
         inputs["action"] = tensor(action_dim)
     return {"inputs": inputs, "outputs": {"risk": tensor()}}
+
+
+def frame_windows(history: np.ndarray, frames: int, first: int) -> np.ndarray:
+    """Windows of `frames` consecutive latents ending at each of the frames first .. T - 1.
+
+    Args:
+        history: float32 (..., T, C, h, w), oldest first.
+        frames: W, 1 <= W <= first + 1.
+        first: index of the first window's last frame.
+
+    Returns:
+        float32 (..., T - first, W, C, h, w), a read-only view.
+    """
+    windows = np.lib.stride_tricks.sliding_window_view(history, frames, axis=-4)  # (..., T - W + 1, C, h, w, W)
+    windows = np.moveaxis(windows, -1, -4)  # (..., T - W + 1, W, C, h, w)
+    return windows[..., first - frames + 1:, :, :, :, :]
 
 
 class RiskHead:
@@ -57,32 +79,34 @@ class RiskHead:
         session: onnxruntime.InferenceSession of risk.onnx (checked by the engine).
         action_dim: A of the model (0: the graph takes latents only).
         horizon_steps: k of "blocked within the next k steps" (model.json risk.horizon_steps).
+        frames: W, latents per window (model.json risk.frames).
     """
 
-    def __init__(self, session, action_dim: int, horizon_steps: int) -> None:
-        self.session, self.action_dim, self.horizon_steps = session, action_dim, horizon_steps
+    def __init__(self, session, action_dim: int, horizon_steps: int, frames: int) -> None:
+        self.session, self.action_dim = session, action_dim
+        self.horizon_steps, self.frames = horizon_steps, frames
 
-    def probabilities(self, latents: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
-        """One probability per latent, in one batched call.
+    def probabilities(self, windows: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
+        """One probability per window, in one batched call.
 
         Args:
-            latents: float32 (B, C, h, w).
-            actions: float32 (B, A) physical units, the action that led into each latent's frame;
-                a NaN row (unknown) gives NaN; None when A = 0.
+            windows: float32 (B, W, C, h, w), each the latents of W consecutive frames, oldest first.
+            actions: float32 (B, A) physical units, the action that led into each window's last
+                frame; a NaN row (unknown) gives NaN; None when A = 0.
 
         Returns:
             float32 (B,) in [0, 1], NaN where the action is unknown.
 
         Raises:
             ValueError: actions given to a head without action input, or missing for one with it,
-                or a batch size that differs from the latents'.
+                or a batch size that differs from the windows'.
         """
-        feeds = {"latent": np.ascontiguousarray(latents, np.float32)}
-        unknown = np.zeros(len(latents), bool)
+        feeds = {"latents": np.ascontiguousarray(windows, np.float32)}
+        unknown = np.zeros(len(windows), bool)
         if self.action_dim:
-            if actions is None or len(actions) != len(latents):
-                raise ValueError(f"the risk head needs one action (A = {self.action_dim}) per latent")
-            actions = np.asarray(actions, np.float32).reshape(len(latents), self.action_dim)
+            if actions is None or len(actions) != len(windows):
+                raise ValueError(f"the risk head needs one action (A = {self.action_dim}) per window")
+            actions = np.asarray(actions, np.float32).reshape(len(windows), self.action_dim)
             unknown = np.isnan(actions).any(axis=1)
             feeds["action"] = np.where(unknown[:, None], 0.0, actions).astype(np.float32)
         elif actions is not None and np.size(actions):
@@ -90,10 +114,11 @@ class RiskHead:
         (risk,) = self.session.run(None, feeds)
         return np.where(unknown, np.nan, risk).astype(np.float32)
 
-    def forecast(self, latents: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
+    def forecast(self, context: np.ndarray, latents: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
         """Per candidate and predicted frame, the mean over samples of the probability.
 
         Args:
+            context: float32 (K, C, h, w) or (N, K, C, h, w), the observed latents the rollout started from.
             latents: float32 (N, S, H, C, h, w) predicted latents (every sample).
             actions: float32 (N, H, A) physical units, actions[n, k] applied at the frame before
                 frame k; None when A = 0.
@@ -102,16 +127,16 @@ class RiskHead:
             float32 (N, H) in [0, 1] (NaN where the action is unknown).
         """
         n, s, h = latents.shape[:3]
+        k = context.shape[-4]
+        context = np.broadcast_to(context, (n, s, k, *latents.shape[3:]))  # (N, S, K, C, h, w)
+        history = np.concatenate([context, latents], axis=2)  # (N, S, K + H, C, h, w)
+        windows = frame_windows(history, self.frames, k)  # (N, S, H, W, C, h, w)
         flat_actions = None
         if actions is not None:
             flat_actions = np.broadcast_to(np.asarray(actions, np.float32)[:, None], (n, s, h, actions.shape[-1]))
             flat_actions = flat_actions.reshape(n * s * h, -1)  # (N * S * H, A)
-        risk = self.probabilities(latents.reshape(n * s * h, *latents.shape[3:]), flat_actions)  # (N * S * H,)
+        risk = self.probabilities(windows.reshape(n * s * h, *windows.shape[3:]), flat_actions)  # (N * S * H,)
         return risk.reshape(n, s, h).mean(axis=1)  # (N, H)
-
-
-# Frames per encoder call and clips per rollout call when collecting samples.
-ENGINE_BATCH = 64
 
 
 @dataclass
@@ -131,21 +156,32 @@ class RiskData:
     labels: np.ndarray
     predicted: np.ndarray
 
-    def encoded_samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every known (latent of frame t, action of t - 1, label of t), t >= 1: (M, C, h, w), (M, A), (M,)."""
-        latents, actions, labels = self.latents[:, 1:], self.actions[:, :-1], self.labels[:, 1:]
-        known = ~np.isnan(labels)
-        return latents[known], actions[known], labels[known]
+    @property
+    def context_frames(self) -> int:
+        return self.latents.shape[1] - self.predicted.shape[1]
 
-    def predicted_samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Every known predicted sample: latents (M, C, h, w), actions (M, A) (the one applied at
-        the frame before), labels (M,), and the step 1..H each latent predicts (M,)."""
-        n, horizon = self.predicted.shape[:2]
-        k = self.latents.shape[1] - horizon
-        actions, labels = self.actions[:, k - 1:k - 1 + horizon], self.labels[:, k:]  # (N, H, A), (N, H)
-        steps = np.broadcast_to(np.arange(1, horizon + 1), (n, horizon))
-        known = ~np.isnan(labels)
-        return self.predicted[known], actions[known], labels[known], steps[known]
+    def samples(self, predicted: bool, frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """The known samples of one kind, as (clip, frame) indices (M,), (M,).
+
+        Encoded: every frame t >= max(W - 1, 1) whose label is known (its window holds encoder
+        latents only). Predicted: the rolled-out frames K .. L - 1 (their windows reach back into
+        the encoded context, as at run time).
+        """
+        first = self.context_frames if predicted else max(frames - 1, 1)
+        clips, offsets = np.nonzero(~np.isnan(self.labels[:, first:]))
+        return clips, offsets + first
+
+    def gather(self, predicted: bool, frames: int, clips: np.ndarray,
+               at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Windows (M, W, C, h, w), the actions that led into their last frames (M, A) and labels
+        (M,) of the samples (clips, at) (see `samples`)."""
+        k = self.context_frames
+        offsets = at[:, None] - np.arange(frames - 1, -1, -1)  # (M, W) frame indices, oldest first
+        windows = self.latents[clips[:, None], offsets]  # (M, W, C, h, w)
+        if predicted:
+            rolled = offsets >= k
+            windows[rolled] = self.predicted[np.broadcast_to(clips[:, None], offsets.shape)[rolled], offsets[rolled] - k]
+        return windows, self.actions[clips, at - 1], self.labels[clips, at]
 
     def summary(self) -> dict:
         """Counts for logs and model.json."""
@@ -187,21 +223,30 @@ def collect_risk_data(engine, labelled: Iterable[tuple[object, np.ndarray]], hor
     return RiskData(latents, actions, labels, predicted)
 
 
-def risk_metrics(score: Callable[[np.ndarray, np.ndarray], np.ndarray], data: RiskData) -> dict:
+def risk_metrics(score: Callable[[np.ndarray, np.ndarray], np.ndarray], data: RiskData, frames: int) -> dict:
     """ROC AUC of a head on encoded and on predicted latents, and per predicted step.
 
     Args:
-        score: (latents (M, C, h, w), actions (M, A)) -> (M,) scores (probabilities or logits).
+        score: (windows (M, W, C, h, w), actions (M, A)) -> (M,) scores (probabilities or logits).
         data: held-out samples.
+        frames: W of the head.
 
     Returns:
         {"auc_encoded", "auc_predicted", "auc_predicted_per_step": [H], "samples", "positive_share"};
         an AUC is NaN when a class is absent.
     """
-    latents, actions, labels = data.encoded_samples()
-    p_latents, p_actions, p_labels, steps = data.predicted_samples()
-    encoded, predicted = score(latents, actions), score(p_latents, p_actions)
-    return {"auc_encoded": round(roc_auc(labels, encoded), 4), "auc_predicted": round(roc_auc(p_labels, predicted), 4),
-            "auc_predicted_per_step": [round(roc_auc(p_labels[steps == j], predicted[steps == j]), 4)
+    results = {}
+    for predicted in (False, True):
+        clips, at = data.samples(predicted, frames)
+        scores, labels = [], []
+        for i in range(0, len(clips), SCORE_BATCH):
+            windows, actions, chunk_labels = data.gather(predicted, frames, clips[i:i + SCORE_BATCH], at[i:i + SCORE_BATCH])
+            scores.append(score(windows, actions))
+            labels.append(chunk_labels)
+        results[predicted] = (np.concatenate(scores), np.concatenate(labels), at - data.context_frames + 1)
+    scores, labels, _ = results[False]
+    p_scores, p_labels, steps = results[True]
+    return {"auc_encoded": round(roc_auc(labels, scores), 4), "auc_predicted": round(roc_auc(p_labels, p_scores), 4),
+            "auc_predicted_per_step": [round(roc_auc(p_labels[steps == j], p_scores[steps == j]), 4)
                                        for j in range(1, data.predicted.shape[1] + 1)],
             "samples": int(len(labels)), "positive_share": round(float(labels.mean()), 4) if len(labels) else None}
