@@ -54,7 +54,8 @@ def export_tiny_with_risk(directory: Path, horizon_steps: int = 3, seed: int = 0
     export_tiny(directory, seed=seed)
     info = read_model_info(directory)
     torch.manual_seed(seed)
-    net = randomise(RiskNet(RiskConfig(width=4, hidden=8), info.latent_shape, info.action_offset, info.action_scale),
+    net = randomise(RiskNet(RiskConfig(width=4, hidden=8, frames=info.context_frames), info.latent_shape,
+                            info.action_offset, info.action_scale),
                     seed + 5).eval()
     export_risk(net, directory, horizon_steps=horizon_steps, label="random (tests)", rule={}, metrics={})
     return directory
