@@ -74,6 +74,11 @@ class PlannerNode(Node):
         config = MpcConfig(candidates=candidates, horizon=horizon, elites=min(elites, candidates), **weights)
         self._mpc = CemPlanner(config, VelocityLimits(max_forward, max_reverse, max_turn), seed=seed)
         self._stale_s = STALE_PLAN_PERIODS / plan_rate
+        # One call in flight at a time: a call given up on still runs in the world model and
+        # would only queue behind it (and push the live ~/futures back), so wait this long.
+        self._timeout_s = p("rollout_timeout_s", 10.0, lm.float_descriptor(
+            "seconds to wait for a ~/rollout answer before asking again (the robot stops meanwhile once "
+            "the plan is stale)", 0.1, 600.0, True)).value
         self._images = False  # True once the model turned out to have no risk head
         self._floor: np.ndarray | None = None
         self._plan: np.ndarray | None = None  # (H, A) being followed
@@ -105,7 +110,7 @@ class PlannerNode(Node):
 
     def _plan_step(self) -> None:
         now = time.monotonic()
-        if self._pending is not None and now - self._pending_since > self._stale_s:
+        if self._pending is not None and now - self._pending_since > self._timeout_s:
             # The server died or hung mid-call: give up on this request and ask again.
             self._client.remove_pending_request(self._pending)
             self._pending = None
