@@ -158,6 +158,12 @@ def has_risk_head(engine: WorldModelEngine) -> bool:
     return engine.risk is not None
 
 
+def planner_config(mpc: MpcConfig, images: bool) -> MpcConfig:
+    """The MPC as the planner node runs it: without a risk head (images) ~/rollout decodes at most
+    MAX_IMAGE_CANDIDATES candidates a call."""
+    return replace(mpc, candidates=min(mpc.candidates, MAX_IMAGE_CANDIDATES)) if images else mpc
+
+
 def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, config: ClosedLoopConfig) -> Episode:
     """One episode of `policy` on the world of `seed` (pipeline None only for "wander")."""
     from sora_ros.sim.recorder import POLICY_SEED_OFFSET
@@ -185,9 +191,7 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
         limits = world_config.limits
         robot = VelocityLimits(limits.max_forward, limits.max_reverse, limits.max_turn)
         images = not has_risk_head(pipeline.engine)
-        # Without a head, as the node: ~/rollout decodes at most MAX_IMAGE_CANDIDATES a call.
-        mpc = replace(config.mpc, candidates=min(config.mpc.candidates, MAX_IMAGE_CANDIDATES)) if images else config.mpc
-        planner = CemPlanner(mpc, robot.within(*pipeline.info.action_range), seed=seed)
+        planner = CemPlanner(planner_config(config.mpc, images), robot.within(*pipeline.info.action_range), seed=seed)
         shuffle = ActionShuffler(seed) if policy == "shuffled" else None
         pipeline.reset()
         floor, plan, plan_age, decisions = None, None, 0, 0
@@ -337,8 +341,11 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
                      decision_every=args.decision_every, mpc=mpc)
     model_dir = Path(args.model) if args.model else default_model_dir()
     engine = WorldModelEngine(model_dir)
-    hazard_source = "risk head (Forecast.risk)" if has_risk_head(engine) else \
-        "image-space obstacle share of decoded frames (the model directory has no risk head)"
+    images = not has_risk_head(engine)
+    hazard_source = "image-space obstacle share of decoded frames (the model directory has no risk head)" \
+        if images else "risk head (Forecast.risk)"
+    mpc = planner_config(mpc, images)
+    config = replace(config, mpc=mpc)  # metrics.json: the candidates the MPC used
     pipelines = {"model": WorldModelPipeline(engine), "shuffled": WorldModelPipeline(engine),
                  "copy_last": WorldModelPipeline(CopyLastEngine(engine)), "wander": None}
     seeds = range(config.first_seed, config.first_seed + config.episodes)
