@@ -65,6 +65,8 @@ def test_copy_last_predicts_the_last_latent_and_the_report_is_written(engine, tm
     rate = metrics["policies"]["model"]["collisions_per_min"]
     assert rate["n"] == 2 and rate["low"] <= rate["mean"] <= rate["high"]
     assert len(metrics["target"]) == 3 and metrics["machine"]
+    lines = (tmp_path / "out" / closed_loop.EPISODES_FILE).read_text().splitlines()
+    assert len(lines) == 2 * len(closed_loop.POLICIES), "one line per finished episode"
     assert (tmp_path / "out" / "closed_loop.png").stat().st_size > 0
     assert (tmp_path / "out" / "trajectories.png").stat().st_size > 0
 

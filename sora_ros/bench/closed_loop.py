@@ -22,7 +22,8 @@ Per policy, mean and 95% bootstrap interval over episodes: collisions (refused m
 distance travelled, time stuck (seconds in which the robot was less than STUCK_DISTANCE_M from
 where it was STUCK_WINDOW_S before), decisions per simulated second, planner latency (wall ms per
 decision) and the decision rate that latency allows. Writes metrics.json, closed_loop.png and
-trajectories.png (the first few episodes on the room map).
+trajectories.png (the first few episodes on the room map), and episodes.jsonl as it goes (one
+line per finished episode: a run cut short still says what it measured).
 
 Legend: N candidates, H horizon, A action dim, E episodes.
 """
@@ -58,6 +59,7 @@ STUCK_WINDOW_S = 2.0
 STUCK_DISTANCE_M = 0.1
 BOOTSTRAP_RESAMPLES = 2000
 TRAJECTORY_EPISODES = 3
+EPISODES_FILE = "episodes.jsonl"
 METRICS = (("collisions_per_min", "collisions (refused moves) / min"), ("distance_m", "distance travelled, m"),
            ("stuck_s", "time stuck, s"), ("planner_ms", "planner latency p50, ms / decision"))
 
@@ -354,15 +356,18 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
     print(f"{config.episodes} episodes x {config.seconds:g} s, seeds {seeds.start}..{seeds.stop - 1}; MPC "
           f"{mpc.candidates} candidates x {mpc.horizon} steps, {mpc.iterations} CEM iteration(s), a decision every "
           f"{config.decision_every} steps ({engine.info.dt * config.decision_every:g} s simulated)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     episodes = []
-    with tqdm(total=len(seeds) * len(policies), unit="episode", desc="closed loop", disable=None) as bar:
+    with tqdm(total=len(seeds) * len(policies), unit="episode", desc="closed loop", disable=None) as bar, \
+            open(out / EPISODES_FILE, "w") as lines:
         for seed in seeds:
             for policy in policies:
                 episodes.append(run_episode(pipelines[policy], policy, seed, config))
+                lines.write(json.dumps({"seed": seed, "policy": policy, **episodes[-1].metrics()}) + "\n")
+                lines.flush()
                 bar.update()
     summary = summarise(episodes)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     lines = verdict(summary)
     metrics = {"machine": machine_description(), "model": str(model_dir), "hazard": hazard_source,
                "config": asdict(config), "policies": summary, "target": lines,
