@@ -40,6 +40,8 @@ NO_RISK_HEAD = "no risk head in this model"
 # Frames per encoder call, clips per rollout call and windows per head call when collecting and scoring.
 ENGINE_BATCH = 64
 SCORE_BATCH = 4096
+# Frames of clips gathered before they are encoded (see collect_risk_data).
+ENCODE_FRAMES = 256
 
 
 def risk_signature(latent_shape: tuple[int, int, int], action_dim: int, frames: int) -> dict:
@@ -204,16 +206,27 @@ def collect_risk_data(engine, labelled: Iterable[tuple[object, np.ndarray]], hor
     Returns:
         The data, or None when `labelled` holds no clip.
     """
-    latents, actions, labels = [], [], []
+    latents, actions, labels, pending = [], [], [], []
+
+    def encode_pending() -> None:
+        frames = np.concatenate([clip.frames for clip, _ in pending])  # (P * L, H, W, 3)
+        encoded = np.concatenate([engine.encode(frames[i:i + ENGINE_BATCH]) for i in range(0, len(frames), ENGINE_BATCH)])
+        latents.append(encoded.reshape(len(pending), -1, *encoded.shape[1:]))  # (P, L, C, h, w)
+        actions.extend(clip.actions for clip, _ in pending)
+        labels.extend(clip_labels for _, clip_labels in pending)
+        pending.clear()
+
     for clip, clip_labels in labelled:
-        frames = clip.frames  # (L, H, W, 3)
-        latents.append(np.concatenate([engine.encode(frames[i:i + ENGINE_BATCH])
-                                       for i in range(0, len(frames), ENGINE_BATCH)]))
-        actions.append(clip.actions)
-        labels.append(clip_labels)
+        pending.append((clip, clip_labels))
+        # Encoded in large batches, not clip by clip: the encoder's buffers, freed between calls
+        # while small arrays stay alive, fragment the heap (RSS grew 13 MB per 12-frame clip).
+        if len(pending) * len(clip.frames) >= ENCODE_FRAMES:
+            encode_pending()
+    if pending:
+        encode_pending()
     if not latents:
         return None
-    latents, actions, labels = np.stack(latents), np.stack(actions), np.stack(labels)
+    latents, actions, labels = np.concatenate(latents), np.stack(actions), np.stack(labels)
     k = latents.shape[1] - horizon
     predicted = np.zeros((len(latents), horizon, *latents.shape[2:]), np.float32)
     for i in progress(range(0, len(latents), ENGINE_BATCH)):
