@@ -1,4 +1,4 @@
-"""A bag's motion record for the risk labels: forward commands (cmd_vel) and odometry poses;
+"""A bag's motion record for the risk labels: forward commands (cmd_vel) and odometry positions;
 and clips of bags with their frames' labels.
 
     log = read_motion(bag, odom_topic="/odom", cmd_topic="/cmd_vel", report=report)
@@ -28,12 +28,7 @@ from sora_ros.core.twist import twist_indices
 from sora_ros.core.units import NS_PER_S, ros_time_ns
 
 ODOM_TYPES = (m.ODOMETRY,)
-NON_FINITE_ODOMETRY = "odometry pose with NaN or Inf"
-
-
-def _yaw(q) -> float:
-    """Heading (rad) of a quaternion about z (ROS REP 103: x forward, z up)."""
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+NON_FINITE_ODOMETRY = "odometry position with NaN or Inf"
 
 
 def read_motion(bag: Path | str, odom_topic: str, cmd_topic: str, report: ClipReport | None = None) -> MotionLog:
@@ -60,8 +55,8 @@ def read_motion(bag: Path | str, odom_topic: str, cmd_topic: str, report: ClipRe
     command_ns, command = read_twists(reader, cmd_topic, twist_indices(("linear_x",)), report)
     headers, receipts, poses = [], [], []
     for message in reader.messages([odom_topic]):
-        pose = message.msg.pose.pose
-        value = (pose.position.x, pose.position.y, _yaw(pose.orientation))
+        position = message.msg.pose.pose.position
+        value = (position.x, position.y)
         if not all(math.isfinite(v) for v in value):
             report.skip(NON_FINITE_ODOMETRY, f"at {message.log_time_ns} ns")
             continue
@@ -74,8 +69,7 @@ def read_motion(bag: Path | str, odom_topic: str, cmd_topic: str, report: ClipRe
     stamps = receive if stamps_fail(reader, odom_topic, np.array(headers, np.int64), receive, report) \
         else np.array(headers, np.int64)
     stamps, first = np.unique(stamps, return_index=True)  # sorted; np.interp needs increasing times
-    poses = np.array(poses, np.float64).reshape(-1, 3)[first]
-    return MotionLog(command_ns, command[:, 0], stamps, poses[:, :2], poses[:, 2])
+    return MotionLog(command_ns, command[:, 0], stamps, np.array(poses, np.float64).reshape(-1, 2)[first])
 
 
 def labelled_clips(paths: list[str | Path], image_topic: str, action_topic: str, odom_topic: str, rule: BlockedRule,

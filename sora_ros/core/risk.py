@@ -79,16 +79,14 @@ class MotionLog:
     Attributes:
         command_ns: int64 (M,) increasing stamps of the forward commands.
         command_v: float32 (M,) commanded linear.x, m/s.
-        odom_ns: int64 (P,) increasing stamps of the odometry poses.
+        odom_ns: int64 (P,) increasing stamps of the odometry positions.
         odom_xy: float64 (P, 2) positions, m.
-        odom_yaw: float64 (P,) headings, rad.
     """
 
     command_ns: np.ndarray
     command_v: np.ndarray
     odom_ns: np.ndarray
     odom_xy: np.ndarray
-    odom_yaw: np.ndarray
 
 
 def _commanded(rule: BlockedRule, log: MotionLog, at_ns: np.ndarray) -> np.ndarray:
