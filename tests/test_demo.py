@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from model_helpers import export_tiny
+from model_helpers import export_tiny, export_tiny_with_risk
 
 from sora_ros.bag.reading import BagReader
 
@@ -19,7 +19,7 @@ DEMO_S = 12
 
 
 def test_demo_runs_the_graph_and_writes_its_report(tmp_path) -> None:
-    model = export_tiny(tmp_path / "model")
+    model = export_tiny_with_risk(tmp_path / "model")
     out = tmp_path / "demo"
     result = subprocess.run([sys.executable, "-m", "sora_ros.cli", "demo", "--duration", str(DEMO_S),
                              "--model", str(model), "--out", str(out)],
@@ -27,9 +27,10 @@ def test_demo_runs_the_graph_and_writes_its_report(tmp_path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for node in ("/sim", "/world_model", "/planner"):
         assert f"started {node}" in result.stdout
-    assert "[/planner]" in result.stdout and "(costs straight" in result.stdout, "the planner never decided"
+    assert "[/planner]" in result.stdout and "best of 16" in result.stdout, "the MPC planner never decided"  # demo.launch.yaml's planner_candidates
     summary = json.loads((out / "summary.json").read_text())
     assert summary["futures_received"] > 0 and summary["camera_frames_received"] > 0
+    assert summary["planner"]["decisions"] > 0 and "planner: " in result.stdout, "no ~/plan arrived"
     assert summary["node_counts"]["published/futures"] > 0
     assert summary["latency_ms"]["camera_to_futures_dds"]["n"] == summary["futures_received"]
     assert "h1" in summary["psnr_per_horizon"]

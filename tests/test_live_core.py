@@ -14,7 +14,7 @@ from sora_ros.core.twist import twist_indices
 from sora_ros.core.comparison import ERROR_GAIN, FutureMemory, Prediction, comparison_image
 from sora_ros.core.context import ContextBuffer, Verdict
 from sora_ros.core.deadline import CostModel, plan_rollout
-from sora_ros.core.planner import candidate_costs, choose, obstacle_fraction, turn_candidates
+from sora_ros.core.planner import obstacle_fraction
 from sora_ros.core.requests import MAX_BATCH, MAX_CANDIDATES, MAX_IMAGE_CANDIDATES, MAX_SAMPLER_STEPS, RequestError, \
     check_request
 from sora_ros.core.scheduling import LatestSlot, RolloutGate
@@ -172,7 +172,7 @@ def test_comparison_image_is_real_predicted_error():
         comparison_image(real, predicted[:2])
 
 
-def test_planner_prefers_the_candidate_without_obstacle_pixels():
+def test_obstacle_fraction_is_the_share_of_non_floor_pixels_ahead():
     floor = np.array([100, 60, 180], np.float32)
     clear = np.broadcast_to(floor.astype(np.uint8), (2, 12, 12, 3)).copy()  # (H=2, 12, 12, 3)
     blocked = clear.copy()
@@ -180,12 +180,8 @@ def test_planner_prefers_the_candidate_without_obstacle_pixels():
     half = clear.copy()
     half[:, 9:, 4:8] = (200, 30, 30)  # half of it
     assert obstacle_fraction(blocked[0], floor) == 1.0 and obstacle_fraction(half[0], floor) == 0.5
-    candidates = turn_candidates(0.3, 0.8, horizon=2)
-    assert candidates.names == ("straight", "left", "right") and candidates.actions.shape == (3, 2, 2)
-    costs = candidate_costs(np.stack([blocked, half, clear]), floor)
-    assert costs.tolist() == [1.0, 0.5, 0.0]
-    assert choose(candidates.names, costs) == 2
-    assert choose(candidates.names, np.array([0.01, 0.0, 0.0])) == 0, "within the tie margin: go straight"
+    fractions = obstacle_fraction(np.stack([blocked, half, clear]), floor)  # (N=3, H=2): the MPC's hazard
+    assert fractions.tolist() == [[1.0, 1.0], [0.5, 0.5], [0.0, 0.0]]
 
 
 def test_watchdog_and_throttle():

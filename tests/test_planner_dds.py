@@ -1,5 +1,6 @@
-"""The example planner over real DDS: it drives on the world model's answers, and stops the
-robot when the world model goes away instead of repeating its last command forever."""
+"""The MPC planner over real DDS: it drives on the world model's answers to 32-candidate what-if
+calls, publishes its chosen future (~/plan, ~/plan/path), and stops the robot when the world
+model goes away instead of repeating its last command forever."""
 
 from __future__ import annotations
 
@@ -11,16 +12,20 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("pybullet")
 from geometry_msgs.msg import Twist  # noqa: E402
+from nav_msgs.msg import Path  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from live_helpers import TIMEOUT_S, start_node, stop  # noqa: E402
-from model_helpers import export_tiny  # noqa: E402
+from model_helpers import export_tiny, export_tiny_with_risk  # noqa: E402
+
+from sora_ros.msg import FutureFrames  # noqa: E402
 
 PLAN_RATE_HZ = 5.0
 
 
-def test_planner_stops_the_robot_when_the_world_model_dies(tmp_path):
-    model = export_tiny(tmp_path / "model")
+@pytest.mark.parametrize("head", [True, False], ids=["risk_head", "image_fallback"])
+def test_planner_stops_the_robot_when_the_world_model_dies(tmp_path, head):
+    model = (export_tiny_with_risk if head else export_tiny)(tmp_path / "model")
     sim = start_node("sora_ros.nodes.sim", "-r", "__ns:=/pl", "-p", "rate:=10.0")
     world_model = start_node("sora_ros.nodes.world_model", "-r", "__ns:=/pl", "-r", "image:=/pl/camera/image_raw",
                              "-p", f"model_path:={model}")
@@ -30,6 +35,10 @@ def test_planner_stops_the_robot_when_the_world_model_dies(tmp_path):
     node = rclpy.create_node("planner_probe")
     commands: list[tuple[float, float, float]] = []  # (monotonic time, linear.x, angular.z)
     node.create_subscription(Twist, "/pl/cmd_vel", lambda m: commands.append((time.monotonic(), m.linear.x, m.angular.z)), 10)
+    plans: list[FutureFrames] = []
+    paths: list[Path] = []
+    node.create_subscription(FutureFrames, "/pl/planner/plan", plans.append, 10)
+    node.create_subscription(Path, "/pl/planner/plan/path", paths.append, 10)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -39,6 +48,14 @@ def test_planner_stops_the_robot_when_the_world_model_dies(tmp_path):
         while not any(linear > 0 for _, linear, _ in commands):
             assert time.monotonic() < deadline, "the planner never drove"
             time.sleep(0.1)
+        while not (plans and paths):
+            assert time.monotonic() < deadline, "the planner never published its chosen future"
+            time.sleep(0.1)
+        horizon = plans[0].horizon
+        assert horizon == 8 and len(plans[0].actions) == horizon * 2 and len(paths[0].poses) == horizon + 1
+        assert paths[0].header.frame_id == "base_link"
+        # With a head the MPC scored the risk it was sent (latents only); without, decoded frames.
+        assert len(plans[-1].risk) == (horizon if head else 0) and (len(plans[-1].frames) == 0) == head
         stop(world_model)
         killed_at = time.monotonic()
         deadline = killed_at + TIMEOUT_S

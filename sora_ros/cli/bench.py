@@ -6,19 +6,32 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from sora_ros.bench.closed_loop import FIRST_SEED, POLICIES
+
 # Each target is a module with run(args) -> int, imported only when chosen.
 BENCHMARKS = {"image": "sora_ros.bench.image", "model": "sora_ros.bench.model", "nodes": "sora_ros.harness.bench_nodes",
-              "fine-tune": "sora_ros.bench.fine_tune"}
+              "fine-tune": "sora_ros.bench.fine_tune", "closed-loop": "sora_ros.bench.closed_loop"}
 # Timed repetitions per row when --repeats is not given.
-DEFAULT_REPEATS = {"image": 200, "model": 20, "nodes": 1, "fine-tune": 1}
+DEFAULT_REPEATS = {"image": 200, "model": 20, "nodes": 1, "fine-tune": 1, "closed-loop": 1}
 # CPU-minutes of training the fine-tune benchmark compares (issue 17).
 FINE_TUNE_MINUTES = [2.0, 5.0, 10.0]
+# Output folder when --out is not given (the targets that write one).
+DEFAULT_OUT = {"fine-tune": "out/bench_fine_tune", "closed-loop": "out/closed_loop"}
 
 
 def main(args: argparse.Namespace) -> int:
     if args.repeats is None:
         args.repeats = DEFAULT_REPEATS[args.target]
+    if args.out is None:
+        args.out = DEFAULT_OUT.get(args.target)
     return importlib.import_module(BENCHMARKS[args.target]).run(args)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _camera_size(text: str) -> tuple[int, int]:
@@ -38,16 +51,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "model: world-model encode/decode/dynamics/rollout, ONNX Runtime vs torch eager; "
                         "nodes: the world_model node through DDS (latency, ~/rollout, RSS); "
                         "fine-tune: --model (default models/default) on a simulated robot it never saw, un-tuned vs "
-                        "fine-tuned vs trained from scratch for --minutes CPU-minutes (sora_ros/bench/fine_tune.py)")
+                        "fine-tuned vs trained from scratch for --minutes CPU-minutes (sora_ros/bench/fine_tune.py); "
+                        "closed-loop: the sampling MPC driving the sim with the model, copy-last predictions, "
+                        "shuffled actions and the wander policy (collisions, distance, latency)")
     parser.add_argument("--repeats", type=int, default=None,
                         help=f"timed repetitions per row, median reported (default {DEFAULT_REPEATS})")
     parser.add_argument("--model", help="model: model directory to time (ONNX Runtime only unless --checkpoint); "
                         "fine-tune: the parent model directory, with weights.safetensors (default: the installed default)")
     parser.add_argument("--minutes", type=float, nargs="+", default=FINE_TUNE_MINUTES,
                         help="fine-tune: training budgets in CPU-minutes")
-    parser.add_argument("--out", default="out/bench_fine_tune",
-                        help="fine-tune: data, runs, models, evaluations, RESULTS.md, results.json, fine_tune.png; "
-                             "a rerun skips what is there")
+    parser.add_argument("--out", help=f"fine-tune: data, runs, models, evaluations, RESULTS.md, results.json, "
+                        "fine_tune.png; a rerun skips what is there; closed-loop: metrics.json, plots, episodes.jsonl "
+                        f"(default {DEFAULT_OUT})")
     parser.add_argument("--checkpoint", help="model: the checkpoint --model was exported from (torch-eager column)")
     parser.add_argument("--preset", help="model: export random weights of this size preset to a temporary "
                         "directory and time both (default cpu64 when --model is not given)")
@@ -56,4 +71,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--camera-rate", type=float, default=15.0, help="nodes: camera frames per second")
     parser.add_argument("--camera-size", type=_camera_size, metavar="WxH",
                         help="nodes: camera image size, e.g. 640x480 (default 128x128)")
+    loop = parser.add_argument_group("closed-loop", "sim episodes in one process, the same seeds for every policy")
+    loop.add_argument("--episodes", type=_positive, default=20, help="closed-loop: seeded episodes (default 20)")
+    loop.add_argument("--seconds", type=float, default=60.0, help="closed-loop: simulated seconds each (default 60)")
+    loop.add_argument("--first-seed", type=int, default=FIRST_SEED,
+                      help=f"closed-loop: first world seed (default {FIRST_SEED:,}: far from the seeds training "
+                      "recorded, 0..99 in scripts/train_default.sh)")
+    loop.add_argument("--policies", default=",".join(POLICIES),
+                      help=f"closed-loop: comma-separated subset of {','.join(POLICIES)} (default all)")
+    loop.add_argument("--candidates", type=_positive, default=32, help="closed-loop: MPC candidates per decision")
+    loop.add_argument("--horizon", type=_positive, default=8, help="closed-loop: MPC steps each candidate looks ahead")
+    loop.add_argument("--iterations", type=_positive, default=1, help="closed-loop: CEM iterations per decision")
+    loop.add_argument("--decision-every", type=_positive, default=2,
+                      help="closed-loop: sim steps (model dt each) between decisions (default 2: 5 Hz at dt 0.1 s)")
     parser.set_defaults(func=main)

@@ -24,6 +24,7 @@ CAMERA_RATE_HZ = 15.0
 CAMERA_TOPIC = "/camera/image_raw"
 WORLD_MODEL = "/world_model"
 FUTURES_TOPIC = f"{WORLD_MODEL}/futures"
+PLANNER_PLAN_TOPIC = "/planner/plan"  # the MPC's chosen future, one per decision
 OUTPUTS_BAG = "outputs"
 
 
@@ -69,6 +70,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
 
     recorder = FutureRecorder(info.prediction_size, info.dt, CAMERA_TOPIC, FUTURES_TOPIC, node_name="demo_recorder")
+    plans = _plan_meter(recorder.node) if not args.video else None
     outputs_bag = Path(args.out) / OUTPUTS_BAG
     shutil.rmtree(outputs_bag, ignore_errors=True)  # the previous run's
     outputs_bag.parent.mkdir(parents=True, exist_ok=True)
@@ -89,8 +91,14 @@ def main(args: argparse.Namespace) -> int:
              "duration_s": round(time.monotonic() - start, 1), "camera_rate_hz": camera_rate or None,
              "camera_timing": camera_timing,
              "machine": machine_description()}
+    if plans is not None:
+        facts["planner"] = _plan_summary(plans)
     summary = live_report.write(Path(args.out), recorder.recording, facts)
     print(live_report.text_summary(summary, Path(args.out)))
+    if plans is not None:
+        planner = facts["planner"]
+        print(f"  planner: {planner['decisions']} decisions ({planner['decisions_per_s']} per s while deciding), "
+              f"its ~/rollout calls p50 {planner['rollout_ms_p50']} ms")
     print(f"the world model's outputs, for Foxglove: {outputs_bag} ("
           + ", ".join(f"{name} {outputs.counts[f'{WORLD_MODEL}/{name}']}" for name in WORLD_MODEL_OUTPUTS) + ")")
     if outcome.exit_code:
@@ -99,6 +107,28 @@ def main(args: argparse.Namespace) -> int:
         print("sora-ros demo: no ~/futures arrived; see the node output above", file=sys.stderr)
         return 1
     return 0
+
+
+def _plan_meter(node) -> list[tuple[float, float]]:
+    """Subscribe `node` to the planner's chosen futures; the list fills with (monotonic s of
+    arrival, the ~/rollout call's latency ms) per decision."""
+    from sora_ros.core.units import NS_PER_MS, ros_time_ns
+    from sora_ros.msg import FutureFrames
+
+    plans: list[tuple[float, float]] = []
+    node.create_subscription(FutureFrames, PLANNER_PLAN_TOPIC,
+                             lambda msg: plans.append((time.monotonic(), ros_time_ns(msg.latency) / NS_PER_MS)), 10)
+    return plans
+
+
+def _plan_summary(plans: list[tuple[float, float]]) -> dict:
+    """Decisions, their rate from the first to the last, and the median ~/rollout latency."""
+    import numpy as np
+
+    times = [t for t, _ in plans]
+    rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+    return {"decisions": len(plans), "decisions_per_s": round(rate, 2),
+            "rollout_ms_p50": round(float(np.median([ms for _, ms in plans])), 1) if plans else None}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -1,4 +1,4 @@
-"""rclpy messages of every node: images, headers, camera info, odometry, PatchLatents,
+"""rclpy messages of every node: images, headers, camera info, odometry, paths, PatchLatents,
 FutureFrames, DiagnosticArray, and parameter descriptors. Conversions only; the logic they
 carry lives in sora_ros/core and sora_ros/runtime. Stamps are integer nanoseconds."""
 
@@ -11,8 +11,8 @@ import math
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Twist
-from nav_msgs.msg import Odometry
+from geometry_msgs.msg import PoseStamped, Twist
+from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
@@ -116,6 +116,17 @@ def odometry(x: float, y: float, yaw: float, v: float, w: float, stamp_ns: int, 
     msg.pose.pose.position.x, msg.pose.pose.position.y = float(x), float(y)
     msg.pose.pose.orientation.z, msg.pose.pose.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
     msg.twist.twist.linear.x, msg.twist.twist.angular.z = float(v), float(w)
+    return msg
+
+
+def path(poses: np.ndarray, start_ns: int, dt: float, frame_id: str) -> Path:
+    """A nav_msgs/Path of planar poses float (T, 3) (x m, y m, yaw rad), pose k stamped start + k * dt s."""
+    msg = Path(header=header(start_ns, frame_id))
+    for k, (x, y, yaw) in enumerate(poses):
+        stamped = PoseStamped(header=header(start_ns + round(k * dt * NS_PER_S), frame_id))
+        stamped.pose.position.x, stamped.pose.position.y = float(x), float(y)
+        stamped.pose.orientation.z, stamped.pose.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
+        msg.poses.append(stamped)
     return msg
 
 

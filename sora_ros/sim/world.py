@@ -240,6 +240,11 @@ class SimWorld:
             circles.append((self._other[1].x, self._other[1].y, OTHER_ROBOT_RADIUS))
         return np.array(circles, np.float64).reshape(-1, 3)
 
+    def obstacles(self, moving: bool = True) -> np.ndarray:
+        """float (N, 3) footprints (x, y, r) of the solid things but our robot, m: the static
+        objects, and with `moving` the balls and the other robot where they are now."""
+        return self._obstacles() if moving else np.array(self._footprints, np.float64).reshape(-1, 3)
+
     def ranges(self) -> np.ndarray:
         """Free distance along each of wander.RAY_ANGLES from our robot: float (K,) m."""
         angles = self.pose.yaw + RAY_ANGLES

@@ -1,0 +1,388 @@
+"""`sora-ros bench closed-loop`: does the world model help a planner? Seeded sim episodes never
+used in training, in one process without DDS (fast, deterministic), the same seeds for every policy:
+
+    model      the sampling MPC (sora_ros/core/mpc.py) on the world model's rollouts
+    copy_last  the same MPC fed "predictions" that repeat the last latent (no dynamics model)
+    shuffled   the same MPC with the model, but each candidate's actions swapped for another's
+               before the rollout (core/action_shuffle.py): does action conditioning matter?
+    wander     the sim's wander policy with its privileged range sensor (an upper reference)
+
+Each step the sim renders the camera, the frame goes through WorldModelPipeline (encode, observe)
+and every `decision_every` steps the MPC decides (one `what_if` call of N candidates per CEM
+iteration, latents only); between decisions the robot follows the plan. Simulated time waits
+for the planner, so the outcome does not depend on the machine's load; the planner's wall time
+is measured and reported beside it.
+
+Hazard per predicted step: the model directory's risk head (`Forecast.risk`); a model without
+one falls back, as the planner node does, to the image-space obstacle share of
+sora_ros/core/planner.py on the decoded predicted frames of at most MAX_IMAGE_CANDIDATES
+candidates (64x64 VAE decodes here), and metrics.json says which.
+
+Per policy, mean and 95% bootstrap interval over episodes: collisions (refused moves) per minute,
+distance travelled, time stuck (seconds in which the robot was less than STUCK_DISTANCE_M from
+where it was STUCK_WINDOW_S before), decisions per simulated second, planner latency (wall ms per
+decision) and the decision rate that latency allows. Writes metrics.json, closed_loop.png and
+trajectories.png (the first few episodes on the room map), and episodes.jsonl as it goes (one
+line per finished episode: a run cut short still says what it measured).
+
+Legend: N candidates, H horizon, A action dim, E episodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sora_ros.core import planner as image_cost
+from sora_ros.core.action_shuffle import ActionShuffler
+from sora_ros.core.machine import machine_description
+from sora_ros.core.mpc import CemPlanner, MpcConfig, PlannerInputError, VelocityLimits
+from sora_ros.core.requests import MAX_IMAGE_CANDIDATES, RolloutRequest
+
+if TYPE_CHECKING:  # the runtime (onnxruntime) is imported where used: `sora-ros --help` stays instant
+    from sora_ros.runtime.engine import RolloutResult, WorldModelEngine
+    from sora_ros.runtime.pipeline import Forecast, WorldModelPipeline
+
+POLICIES = ("model", "copy_last", "shuffled", "wander")
+# Seeds `sora-ros sim record` gave to training (scripts/train_default.sh records seeds 0..99,
+# split 8:1:1); the benchmark's start far above any seed a training run here has used.
+FIRST_SEED = 1_000_000
+STUCK_WINDOW_S = 2.0
+STUCK_DISTANCE_M = 0.1
+BOOTSTRAP_RESAMPLES = 2000
+TRAJECTORY_EPISODES = 3
+EPISODES_FILE = "episodes.jsonl"
+METRICS = (("collisions_per_min", "collisions (refused moves) / min"), ("distance_m", "distance travelled, m"),
+           ("stuck_s", "time stuck, s"), ("planner_ms", "planner latency p50, ms / decision"))
+
+
+@dataclass(frozen=True)
+class ClosedLoopConfig:
+    """One benchmark run.
+
+    Attributes:
+        episodes: E seeds, FIRST_SEED.. unless first_seed says otherwise.
+        seconds: simulated seconds per episode.
+        decision_every: sim steps (the model's dt each) between MPC decisions.
+        mpc: the planner's settings (its horizon is the rollout horizon).
+        samples: rollout samples per candidate.
+        width, height: camera pixels.
+    """
+
+    episodes: int = 20
+    seconds: float = 60.0
+    first_seed: int = FIRST_SEED
+    decision_every: int = 2
+    mpc: MpcConfig = field(default_factory=MpcConfig)
+    samples: int = 1
+    width: int = 128
+    height: int = 128
+
+
+@dataclass
+class Episode:
+    """What one policy did on one seed. poses: (T + 1, 3) x, y, yaw; planner_ms: one per decision."""
+
+    seed: int
+    policy: str
+    collisions: int
+    seconds: float
+    poses: np.ndarray
+    planner_ms: list[float]
+    decisions: int
+
+    def metrics(self) -> dict[str, float]:
+        steps = np.linalg.norm(np.diff(self.poses[:, :2], axis=0), axis=1)  # (T,)
+        dt = self.seconds / max(1, len(steps))
+        window = max(1, round(STUCK_WINDOW_S / dt))
+        net = np.linalg.norm(self.poses[window:, :2] - self.poses[:-window, :2], axis=1)
+        return {"collisions_per_min": 60.0 * self.collisions / self.seconds, "distance_m": float(steps.sum()),
+                "stuck_s": float(np.count_nonzero(net < STUCK_DISTANCE_M) * dt),
+                "planner_ms": float(np.median(self.planner_ms)) if self.planner_ms else float("nan"),
+                "decisions_per_s": self.decisions / self.seconds}
+
+
+class CopyLastEngine:
+    """The engine with its dynamics replaced by "nothing changes": every predicted latent is the
+    context's last one (all else, the risk head and the decoder included, is the model's)."""
+
+    def __init__(self, engine: WorldModelEngine) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+    def rollout(self, context: np.ndarray, actions: np.ndarray | None = None, *, horizon: int | None = None,
+                samples: int = 1, **_ignored) -> RolloutResult:
+        """RolloutResult of latents (N, S, H, C, h, w) = the last context latent, uncertainty 0."""
+        from sora_ros.runtime.engine import RolloutResult
+
+        start = time.perf_counter()
+        context = np.asarray(context, np.float32)
+        context = context if context.ndim == 5 else context[None]  # (N, K, C, h, w)
+        horizon = horizon or (self.info.default_horizon if actions is None else np.shape(actions)[-2])
+        latents = np.broadcast_to(context[:, None, None, -1], (len(context), samples, horizon, *context.shape[2:]))
+        return RolloutResult(latents.copy(), np.zeros((len(context), horizon), np.float32),
+                             time.perf_counter() - start)
+
+
+def _hazard(forecasts: list[Forecast], floor: np.ndarray | None) -> np.ndarray:
+    """(N, H) per candidate and step: the risk head's probability, else the obstacle share of the
+    decoded frames."""
+    if all(f.risk is not None for f in forecasts):
+        return np.stack([f.risk for f in forecasts])
+    return np.stack([image_cost.obstacle_fraction(f.frames, floor) for f in forecasts])
+
+
+def _forecaster(pipeline: WorldModelPipeline, context, floor, samples: int, seed: int, images: bool,
+                shuffle: ActionShuffler | None) -> Callable:
+    """actions (N, H, A) -> (hazard (N, H), forecasts) for one decision from `context`."""
+
+    def evaluate(actions: np.ndarray):
+        sent = actions if shuffle is None else np.stack([shuffle(a, first_future=0) for a in actions])
+        request = RolloutRequest(sent, len(actions), actions.shape[1], samples, seed, images)
+        forecasts = pipeline.what_if(request, context).forecasts
+        return _hazard(forecasts, floor), forecasts
+
+    return evaluate
+
+
+def has_risk_head(engine: WorldModelEngine) -> bool:
+    """Whether rollouts of this model carry `Forecast.risk` (a risk head in the model directory)."""
+    return engine.risk is not None
+
+
+def planner_config(mpc: MpcConfig, images: bool) -> MpcConfig:
+    """The MPC as the planner node runs it: without a risk head (images) ~/rollout decodes at most
+    MAX_IMAGE_CANDIDATES candidates a call."""
+    return replace(mpc, candidates=min(mpc.candidates, MAX_IMAGE_CANDIDATES)) if images else mpc
+
+
+def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, config: ClosedLoopConfig) -> Episode:
+    """One episode of `policy` on the world of `seed` (pipeline None only for "wander")."""
+    from sora_ros.sim.recorder import POLICY_SEED_OFFSET
+    from sora_ros.sim.wander import WanderPolicy
+    from sora_ros.sim.world import SimWorld, WorldConfig
+
+    world_config = WorldConfig(width=config.width, height=config.height)
+    rate = world_config.rate_hz
+    steps = max(1, round(config.seconds * rate))
+    poses, planner_ms = [], []
+    with SimWorld(world_config, seed) as world:
+        poses.append((world.pose.x, world.pose.y, world.pose.yaw))
+        if policy == "wander":
+            wander = WanderPolicy(np.random.default_rng(seed + POLICY_SEED_OFFSET), world_config.limits)
+            for _ in range(steps):
+                start = time.perf_counter()
+                command = wander.act(world.ranges(), 1 / rate)
+                planner_ms.append(1e3 * (time.perf_counter() - start))
+                world.step(*command)
+                poses.append((world.pose.x, world.pose.y, world.pose.yaw))
+            return Episode(seed, policy, world.collisions, steps / rate, np.array(poses), planner_ms, steps)
+        if abs(pipeline.info.dt * rate - 1) > 1e-6:
+            raise ValueError(f"the model's dt ({pipeline.info.dt:g} s) must equal the sim's frame period "
+                             f"({1 / rate:g} s)")
+        limits = world_config.limits
+        robot = VelocityLimits(limits.max_forward, limits.max_reverse, limits.max_turn)
+        images = not has_risk_head(pipeline.engine)
+        planner = CemPlanner(planner_config(config.mpc, images), robot.within(*pipeline.info.action_range), seed=seed)
+        shuffle = ActionShuffler(seed) if policy == "shuffled" else None
+        pipeline.reset()
+        floor, plan, plan_age, decisions = None, None, 0, 0
+        for index in range(steps):
+            rgb = world.render()
+            floor = image_cost.update_floor(floor, rgb)
+            _, latent = pipeline.encode(rgb)
+            pipeline.observe(world.stamp_ns, "camera", latent)
+            context = pipeline.latest_context()
+            if context is not None and (plan is None or index % config.decision_every == 0):
+                start = time.perf_counter()
+                decision = planner.decide(_forecaster(pipeline, context, floor, config.samples,
+                                                      seed * 100_003 + index, images, shuffle),
+                                          elapsed_steps=0 if plan is None else plan_age)
+                planner_ms.append(1e3 * (time.perf_counter() - start))
+                plan, plan_age, decisions = decision.plan, 0, decisions + 1
+            command = (0.0, 0.0) if plan is None else plan[min(plan_age, len(plan) - 1)]
+            world.step(float(command[0]), float(command[1]))
+            plan_age += 1
+            poses.append((world.pose.x, world.pose.y, world.pose.yaw))
+        return Episode(seed, policy, world.collisions, steps / rate, np.array(poses), planner_ms, decisions)
+
+
+def mean_ci95(values: list[float], seed: int = 0) -> dict[str, float]:
+    """Mean and 95% percentile-bootstrap interval over episodes ({"mean", "low", "high", "n"});
+    NaN bounds with fewer than 2 values."""
+    values = np.asarray([v for v in values if np.isfinite(v)], np.float64)
+    if values.size == 0:
+        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
+    if values.size < 2:
+        return {"mean": float(values.mean()), "low": float("nan"), "high": float("nan"), "n": 1}
+    draws = np.random.default_rng(seed).choice(values, (BOOTSTRAP_RESAMPLES, values.size)).mean(axis=1)
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return {"mean": float(values.mean()), "low": float(low), "high": float(high), "n": int(values.size)}
+
+
+def summarise(episodes: list[Episode]) -> dict[str, dict]:
+    """Per policy: every metric's mean and 95% interval over its episodes, plus the decision rate
+    its median latency allows on this machine."""
+    summary = {}
+    for policy in dict.fromkeys(e.policy for e in episodes):
+        rows = [e.metrics() for e in episodes if e.policy == policy]
+        stats = {name: mean_ci95([row[name] for row in rows]) for name in rows[0]}
+        latency = [ms for e in episodes if e.policy == policy for ms in e.planner_ms]
+        stats["planner_ms_all"] = {"p50": float(np.median(latency)), "p95": float(np.percentile(latency, 95)),
+                                   "n": len(latency)} if latency else None
+        stats["achievable_decisions_per_s"] = 1e3 / stats["planner_ms_all"]["p50"] if latency else None
+        summary[policy] = stats
+    return summary
+
+
+def verdict(summary: dict[str, dict]) -> list[str]:
+    """The issue's closed-loop target, line by line: model collisions/min <= 1/3 of copy_last's
+    and below shuffled's, at equal or greater distance travelled."""
+    if not {"model", "copy_last", "shuffled"} <= set(summary):
+        return ["target not judged: it needs the model, copy_last and shuffled policies"]
+    rate = {p: summary[p]["collisions_per_min"]["mean"] for p in ("model", "copy_last", "shuffled")}
+    distance = {p: summary[p]["distance_m"]["mean"] for p in ("model", "copy_last", "shuffled")}
+    checks = [(rate["model"] <= rate["copy_last"] / 3, f"collisions/min model {rate['model']:.2f} <= 1/3 of "
+               f"copy_last {rate['copy_last']:.2f}"),
+              (rate["model"] < rate["shuffled"], f"collisions/min model {rate['model']:.2f} < shuffled "
+               f"{rate['shuffled']:.2f}"),
+              (distance["model"] >= max(distance["copy_last"], distance["shuffled"]),
+               f"distance model {distance['model']:.1f} m >= copy_last {distance['copy_last']:.1f} m and "
+               f"shuffled {distance['shuffled']:.1f} m")]
+    return [f"{'met' if ok else 'MISSED'}: {text}" for ok, text in checks]
+
+
+def plot(summary: dict[str, dict], path: Path) -> None:
+    """closed_loop.png: one panel per metric, a bar per policy with its 95% interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    policies = list(summary)
+    figure, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.6))
+    for axis, (name, title) in zip(axes, METRICS):
+        means = np.array([summary[p][name]["mean"] for p in policies])
+        lows = np.array([summary[p][name]["low"] for p in policies])
+        highs = np.array([summary[p][name]["high"] for p in policies])
+        errors = np.nan_to_num(np.vstack([means - lows, highs - means]))
+        axis.bar(policies, np.nan_to_num(means), yerr=errors, capsize=4,
+                 color=["tab:blue", "tab:gray", "tab:orange", "tab:green"][: len(policies)])
+        axis.set_title(title, fontsize=10)
+        axis.tick_params(axis="x", rotation=20)
+    figure.suptitle("closed loop in the sim: mean over episodes, 95% bootstrap interval")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_trajectories(episodes: list[Episode], config: ClosedLoopConfig, path: Path) -> None:
+    """trajectories.png: the first TRAJECTORY_EPISODES seeds, each on its room map (walls, the
+    static footprints), one line per policy from the start (dot) to the end (cross)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sora_ros.sim.world import SimWorld, WorldConfig
+
+    seeds = list(dict.fromkeys(e.seed for e in episodes))[:TRAJECTORY_EPISODES]
+    colours = dict(zip(POLICIES, ["tab:blue", "tab:gray", "tab:orange", "tab:green"]))
+    figure, axes = plt.subplots(1, len(seeds), figsize=(5 * len(seeds), 5), squeeze=False)
+    for axis, seed in zip(axes[0], seeds):
+        world_config = WorldConfig(width=8, height=8)
+        with SimWorld(world_config, seed) as world:
+            footprints = world.obstacles(moving=False)
+        half = world_config.world_size / 2
+        axis.add_patch(plt.Rectangle((-half, -half), 2 * half, 2 * half, fill=False, lw=2))
+        for x, y, r in footprints:
+            axis.add_patch(plt.Circle((x, y), r, color="0.6"))
+        for episode in (e for e in episodes if e.seed == seed):
+            axis.plot(episode.poses[:, 0], episode.poses[:, 1], color=colours[episode.policy], lw=1.2,
+                      label=f"{episode.policy}: {episode.collisions} refused")
+            axis.plot(*episode.poses[-1, :2], "x", color=colours[episode.policy])
+        axis.plot(*episodes[0].poses[0, :2], "ko", ms=5)
+        axis.set(xlim=(-half - 0.2, half + 0.2), ylim=(-half - 0.2, half + 0.2), aspect="equal",
+                 title=f"seed {seed}, {config.seconds:g} s")
+        axis.legend(fontsize=7, loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -> int:
+    """The command: `args` from `sora-ros bench`; `base` holds what the command line does not
+    set (camera size, the MPC's other settings)."""
+    from tqdm import tqdm
+
+    from sora_ros.core.paths import default_model_dir
+    from sora_ros.runtime.engine import WorldModelEngine
+    from sora_ros.runtime.pipeline import WorldModelPipeline
+
+    policies = tuple(args.policies.split(","))
+    unknown = set(policies) - set(POLICIES)
+    if unknown:
+        print(f"sora-ros bench closed-loop: unknown policies {sorted(unknown)}; choose from {','.join(POLICIES)}")
+        return 2
+    try:
+        mpc = replace(base.mpc, candidates=args.candidates, horizon=args.horizon, iterations=args.iterations)
+    except PlannerInputError as error:
+        print(f"sora-ros bench closed-loop: {error}")
+        return 2
+    config = replace(base, episodes=args.episodes, seconds=args.seconds, first_seed=args.first_seed,
+                     decision_every=args.decision_every, mpc=mpc)
+    model_dir = Path(args.model) if args.model else default_model_dir()
+    engine = WorldModelEngine(model_dir)
+    images = not has_risk_head(engine)
+    hazard_source = "image-space obstacle share of decoded frames (the model directory has no risk head)" \
+        if images else "risk head (Forecast.risk)"
+    mpc = planner_config(mpc, images)
+    config = replace(config, mpc=mpc)  # metrics.json: the candidates the MPC used
+    pipelines = {"model": WorldModelPipeline(engine), "shuffled": WorldModelPipeline(engine),
+                 "copy_last": WorldModelPipeline(CopyLastEngine(engine)), "wander": None}
+    seeds = range(config.first_seed, config.first_seed + config.episodes)
+    print(f"machine: {machine_description()}")
+    print(f"model: {engine.info.name} ({model_dir}); hazard: {hazard_source}")
+    print(f"{config.episodes} episodes x {config.seconds:g} s, seeds {seeds.start}..{seeds.stop - 1}; MPC "
+          f"{mpc.candidates} candidates x {mpc.horizon} steps, {mpc.iterations} CEM iteration(s), a decision every "
+          f"{config.decision_every} steps ({engine.info.dt * config.decision_every:g} s simulated)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    episodes = []
+    with tqdm(total=len(seeds) * len(policies), unit="episode", desc="closed loop", disable=None) as bar, \
+            open(out / EPISODES_FILE, "w") as lines:
+        for seed in seeds:
+            for policy in policies:
+                episodes.append(run_episode(pipelines[policy], policy, seed, config))
+                lines.write(json.dumps({"seed": seed, "policy": policy, **episodes[-1].metrics()}) + "\n")
+                lines.flush()
+                bar.update()
+    summary = summarise(episodes)
+    lines = verdict(summary)
+    metrics = {"machine": machine_description(), "model": str(model_dir), "hazard": hazard_source,
+               "config": asdict(config), "policies": summary, "target": lines,
+               "episodes": [{"seed": e.seed, "policy": e.policy, **e.metrics()} for e in episodes],
+               "command": " ".join(["sora-ros", *sys.argv[1:]])}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot(summary, out / "closed_loop.png")
+    plot_trajectories(episodes, config, out / "trajectories.png")
+    print(f"{'policy':10s} {'collisions/min':>22s} {'distance m':>20s} {'stuck s':>18s} {'planner ms p50':>15s}")
+    for policy, stats in summary.items():
+        cells = [f"{stats[n]['mean']:7.2f} [{stats[n]['low']:6.2f}, {stats[n]['high']:6.2f}]"
+                 for n in ("collisions_per_min", "distance_m", "stuck_s")]
+        latency = stats["planner_ms_all"]
+        print(f"{policy:10s} {cells[0]:>22s} {cells[1]:>20s} {cells[2]:>18s} {latency['p50']:15.1f}")
+    for line in lines:
+        print(line)
+    print(f"wrote {out / 'metrics.json'}, {out / 'closed_loop.png'}, {out / 'trajectories.png'}")
+    return 0

@@ -1,0 +1,95 @@
+"""`sora-ros bench closed-loop` on a tiny model: an episode replays exactly for a fixed seed and
+policy, the copy-last engine predicts "nothing changes", and the report is written."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pybullet")
+from model_helpers import export_tiny, export_tiny_with_risk  # noqa: E402
+
+from sora_ros.bench import closed_loop  # noqa: E402
+from sora_ros.core.mpc import MpcConfig  # noqa: E402
+from sora_ros.runtime.engine import WorldModelEngine  # noqa: E402
+from sora_ros.runtime.pipeline import WorldModelPipeline  # noqa: E402
+
+CONFIG = closed_loop.ClosedLoopConfig(episodes=1, seconds=1.2, decision_every=2, width=32, height=32,
+                                      mpc=MpcConfig(candidates=4, horizon=2))
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    return WorldModelEngine(export_tiny(tmp_path_factory.mktemp("model")))
+
+
+@pytest.fixture(scope="module")
+def risk_engine(tmp_path_factory):
+    return WorldModelEngine(export_tiny_with_risk(tmp_path_factory.mktemp("risk_model")))
+
+
+@pytest.mark.parametrize("policy, head", [("model", False), ("model", True), ("shuffled", True), ("copy_last", True),
+                                          ("wander", False)])
+def test_an_episode_replays_exactly_for_a_seed_and_policy(engine, risk_engine, policy, head):
+    model = risk_engine if head else engine
+    assert closed_loop.has_risk_head(model) == head
+    if policy == "copy_last":
+        model = closed_loop.CopyLastEngine(model)
+
+    def run(seed):
+        pipeline = None if policy == "wander" else WorldModelPipeline(model)
+        return closed_loop.run_episode(pipeline, policy, seed, CONFIG)
+
+    first, again, other = run(5), run(5), run(6)
+    assert first.poses.shape == (13, 3) and first.decisions > 0
+    assert np.array_equal(first.poses, again.poses) and first.collisions == again.collisions
+    assert not np.array_equal(first.poses, other.poses), "another seed is another world"
+    assert np.abs(np.diff(first.poses[:, :2], axis=0)).sum() > 0, "the robot never moved"
+
+
+def test_copy_last_predicts_the_last_latent_and_the_report_is_written(engine, tmp_path):
+    copy = closed_loop.CopyLastEngine(engine)
+    context = np.random.default_rng(0).standard_normal((3, engine.info.context_frames, *engine.info.latent_shape))
+    result = copy.rollout(context.astype(np.float32), np.zeros((3, 4, 2), np.float32), horizon=4, samples=2)
+    assert result.latents.shape == (3, 2, 4, *engine.info.latent_shape)
+    assert np.array_equal(result.latents[1, 1, 3], context[1, -1].astype(np.float32))
+    assert copy.info is engine.info, "everything else is the model's"
+    args = argparse.Namespace(policies="model,copy_last,shuffled,wander", candidates=4, horizon=2, iterations=1, episodes=2,
+                              seconds=0.6, first_seed=closed_loop.FIRST_SEED, decision_every=2,
+                              model=str(engine.info.path), out=str(tmp_path / "out"))
+    assert closed_loop.run(args, CONFIG) == 0
+    metrics = __import__("json").loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(metrics["policies"]) == set(closed_loop.POLICIES)
+    rate = metrics["policies"]["model"]["collisions_per_min"]
+    assert rate["n"] == 2 and rate["low"] <= rate["mean"] <= rate["high"]
+    assert len(metrics["target"]) == 3 and metrics["machine"]
+    lines = (tmp_path / "out" / closed_loop.EPISODES_FILE).read_text().splitlines()
+    assert len(lines) == 2 * len(closed_loop.POLICIES), "one line per finished episode"
+    assert (tmp_path / "out" / "closed_loop.png").stat().st_size > 0
+    assert (tmp_path / "out" / "trajectories.png").stat().st_size > 0
+
+
+def test_bootstrap_interval_and_unknown_policies(capsys):
+    summary = closed_loop.mean_ci95([1.0, 2.0, 3.0, 4.0])
+    assert summary["mean"] == 2.5 and 1.0 <= summary["low"] < 2.5 < summary["high"] <= 4.0
+    assert np.isnan(closed_loop.mean_ci95([1.0])["low"]) and closed_loop.mean_ci95([])["n"] == 0
+    args = argparse.Namespace(policies="model,teleport")
+    assert closed_loop.run(args) == 2
+    assert "unknown policies ['teleport']" in capsys.readouterr().out
+    args = argparse.Namespace(policies="model", candidates=65, horizon=8, iterations=1)
+    assert closed_loop.run(args) == 2
+    assert "candidates must be 2..64" in capsys.readouterr().out, "above the ~/rollout cap: refused, with the cap"
+
+
+def test_command_line_options():
+    from sora_ros.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["bench", "closed-loop", "--episodes", "3", "--seconds", "10", "--policies", "model,wander"])
+    assert (args.episodes, args.seconds, args.policies, args.candidates, args.first_seed) == \
+        (3, 10.0, "model,wander", 32, closed_loop.FIRST_SEED)
+    for bad in (["--episodes", "0"], ["--candidates", "-1"], ["--decision-every", "x"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["bench", "closed-loop", *bad])
