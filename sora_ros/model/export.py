@@ -229,6 +229,36 @@ def _write_model_json(out: Path, config, signatures: dict, ops: dict, kv_shape: 
     (out / MODEL_JSON).write_text(json.dumps(model, indent=2) + "\n")
 
 
+def _export_checked(module, example: dict[str, np.ndarray], signature: dict, path: Path) -> float:
+    """Export an eval-mode module to `path` (opset OPSET, dynamic batch) and check the graph: its
+    signature, and ONNX Runtime against torch on `example` (the inputs, in signature order).
+
+    Returns:
+        The parity error, max abs difference over every output.
+
+    Raises:
+        ExportError: parity worse than PARITY_TOLERANCE. ModelDirError: another signature.
+    """
+    import onnxruntime as ort
+    import torch
+
+    names_in, names_out = list(signature["inputs"]), list(signature["outputs"])
+    inputs = tuple(torch.from_numpy(a) for a in example.values())
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, inputs, str(path), input_names=names_in, output_names=names_out,
+                          dynamic_axes={name: {0: BATCH} for name in names_in + names_out},
+                          opset_version=OPSET, dynamo=False)
+        outputs = module(*inputs)
+    expected = [t.numpy() for t in (outputs if isinstance(outputs, tuple) else (outputs,))]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    check_session(path, session, signature)
+    parity = max(float(np.max(np.abs(g - e))) for g, e in zip(session.run(None, example), expected))
+    if not parity <= PARITY_TOLERANCE:
+        raise ExportError(f"{path}: ONNX Runtime differs from torch by {parity:.3g} (tolerance {PARITY_TOLERANCE})")
+    return parity
+
+
 def export_anchor(net, model_dir: str | Path, *, training: dict | None = None, seed: int = 0) -> float:
     """Add an anchored decoder to an exported model directory: anchor.onnx (opset 17, dynamic
     batch), its SHA-256 under "files" and an "anchor" section in model.json; the encoder, decoder
@@ -247,8 +277,6 @@ def export_anchor(net, model_dir: str | Path, *, training: dict | None = None, s
         ExportError: parity worse than PARITY_TOLERANCE, or a signature other than the contract's.
     """
     import onnx
-    import onnxruntime as ort
-    import torch
 
     from sora_ros.runtime.anchor import ANCHOR_FILE, ANCHOR_GRAPH, anchor_signature
 
@@ -266,21 +294,8 @@ def export_anchor(net, model_dir: str | Path, *, training: dict | None = None, s
         else:
             example[name] = rng.standard_normal(shape, dtype=np.float32)
     path = out / ANCHOR_FILE
-    names_in, names_out = list(signature["inputs"]), list(signature["outputs"])
     net = net.eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, tuple(torch.from_numpy(a) for a in example.values()), str(path),
-                          input_names=names_in, output_names=names_out,
-                          dynamic_axes={name: {0: BATCH} for name in names_in + names_out},
-                          opset_version=OPSET, dynamo=False)
-        expected = [t.numpy() for t in net(*(torch.from_numpy(a) for a in example.values()))]
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    check_session(path, session, signature)
-    got = session.run(None, example)
-    parity = max(float(np.max(np.abs(g - e))) for g, e in zip(got, expected))
-    if not parity <= PARITY_TOLERANCE:
-        raise ExportError(f"{path}: ONNX Runtime differs from torch by {parity:.3g} (tolerance {PARITY_TOLERANCE})")
+    parity = _export_checked(net, example, signature, path)
     model = json.loads((out / MODEL_JSON).read_text())
     model["files"][ANCHOR_FILE] = sha256_file(path)
     model["anchor"] = {
@@ -329,8 +344,6 @@ def export_risk(net, model_dir: str | Path, *, horizon_steps: int, label: str, r
         ExportError: parity worse than PARITY_TOLERANCE, or a signature other than the contract's.
     """
     import onnx
-    import onnxruntime as ort
-    import torch
 
     from sora_ros.model.risk import RiskGraph
     from sora_ros.runtime.risk import RISK_FILE, risk_signature
@@ -342,21 +355,7 @@ def export_risk(net, model_dir: str | Path, *, horizon_steps: int, label: str, r
     example = {name: rng.standard_normal([PARITY_BATCH if d == BATCH else d for d in spec["shape"]], dtype=np.float32)
                for name, spec in signature["inputs"].items()}
     path = out / RISK_FILE
-    names_in, names_out = list(signature["inputs"]), list(signature["outputs"])
-    graph = RiskGraph(net.eval()).eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(graph, tuple(torch.from_numpy(a) for a in example.values()), str(path),
-                          input_names=names_in, output_names=names_out,
-                          dynamic_axes={name: {0: BATCH} for name in names_in + names_out},
-                          opset_version=OPSET, dynamo=False)
-        expected = graph(*(torch.from_numpy(a) for a in example.values())).numpy()
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    check_session(path, session, signature)
-    (got,) = session.run(None, example)
-    parity = float(np.max(np.abs(got - expected)))
-    if not parity <= PARITY_TOLERANCE:
-        raise ExportError(f"{path}: ONNX Runtime differs from torch by {parity:.3g} (tolerance {PARITY_TOLERANCE})")
+    parity = _export_checked(RiskGraph(net.eval()).eval(), example, signature, path)
     model = json.loads((out / MODEL_JSON).read_text())
     digest = sha256_file(path)
     model["files"][RISK_FILE] = digest
