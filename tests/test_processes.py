@@ -18,7 +18,14 @@ def test_stop_escalates_past_a_process_that_ignores_sigint(monkeypatch) -> None:
     assert process.returncode == -15, "SIGTERM should have ended it after SIGINT was ignored"
 
 
+# Python's own SIGINT handler, set explicitly: a shell runs background jobs with SIGINT ignored, and
+# a child inherits that (then Python installs no handler and only SIGTERM would end it).
+HANDLES_SIGINT = ("import signal, time; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                  "print('ready', flush=True); time.sleep(60)")
+
+
 def test_stop_reaches_a_process_that_leads_no_group() -> None:
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # shares our group
+    process = subprocess.Popen([sys.executable, "-c", HANDLES_SIGINT], stdout=subprocess.PIPE, text=True)  # our group
+    assert process.stdout.readline().strip() == "ready"
     processes.stop([process])
     assert process.returncode == -2
