@@ -59,7 +59,7 @@ class PlannerNode(Node):
         elites = p("elites", defaults.elites, lm.int_descriptor("best candidates the sampling refits to", 1,
                                                                 MAX_CANDIDATES, True)).value
         self._samples = p("samples", 1, lm.int_descriptor("samples per candidate", 1, MAX_SAMPLES, True)).value
-        # 2 Euler steps per frame cost 0.02-0.11 dB against the model's 4 and run 1.35x faster (README, eval --sampler-steps)
+        # 2 Euler steps per frame: 0.02-0.11 dB below the model's 4, 1.35x faster (README; eval --sampler-steps)
         self._sampler_steps = p("sampler_steps", 2, lm.int_descriptor(
             "Euler steps per predicted frame of the what-if (0: the world model's)", 0, MAX_SAMPLER_STEPS, True)).value
         max_forward = p("max_forward", limits.max_forward, lm.float_descriptor(
