@@ -313,6 +313,16 @@ def stamps_fail(reader: BagReader, topic: str, header_ns: np.ndarray, receive_ns
     return problem is not None
 
 
+def message_stamps(reader: BagReader, topic: str, headers: list[int], receipts: list[int],
+                   report: ClipReport) -> np.ndarray:
+    """int64 (N,) stamps of `topic`'s messages as read: their header stamps, or their receive times
+    when the headers cannot be true (`stamps_fail`); a read that stopped early is noted in `report`."""
+    if reader.stop_reason:
+        report.stopped.append(f"{reader.path} ({topic}): {reader.stop_reason}")
+    header, receive = np.array(headers, np.int64), np.array(receipts, np.int64)
+    return receive if stamps_fail(reader, topic, header, receive, report) else header
+
+
 def read_twists(reader: BagReader, topic: str, indices: list[int], report: ClipReport) -> tuple[np.ndarray, np.ndarray]:
     """Every finite Twist/TwistStamped of `topic`, the fields at `indices` of twist_vector's 6-vector.
 
@@ -335,11 +345,7 @@ def read_twists(reader: BagReader, topic: str, indices: list[int], report: ClipR
         headers.append(ros_time_ns(msg.header.stamp) if stamped else message.log_time_ns)
         receipts.append(message.log_time_ns)
         values.append(value)
-    if reader.stop_reason:
-        report.stopped.append(f"{reader.path} ({topic}): {reader.stop_reason}")
-    receive = np.array(receipts, np.int64)
-    stamps = receive if stamps_fail(reader, topic, np.array(headers, np.int64), receive, report) \
-        else np.array(headers, np.int64)
+    stamps = message_stamps(reader, topic, headers, receipts, report)
     order = np.argsort(stamps, kind="stable")
     return stamps[order], np.array(values, np.float32).reshape(-1, len(indices))[order]
 

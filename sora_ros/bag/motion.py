@@ -20,8 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from sora_ros.bag import messages as m
-from sora_ros.bag.clips import ACTION_TYPES, Clip, ClipError, ClipReader, ClipReport, check_topic_type, read_twists, \
-    stamps_fail
+from sora_ros.bag.clips import ACTION_TYPES, Clip, ClipError, ClipReader, ClipReport, check_topic_type, message_stamps, \
+    read_twists
 from sora_ros.bag.reading import BagReader, find_bags
 from sora_ros.core.risk import BlockedRule, MotionLog, blocked_within
 from sora_ros.core.twist import twist_indices
@@ -63,11 +63,7 @@ def read_motion(bag: Path | str, odom_topic: str, cmd_topic: str, report: ClipRe
         headers.append(ros_time_ns(message.msg.header.stamp))
         receipts.append(message.log_time_ns)
         poses.append(value)
-    if reader.stop_reason:
-        report.stopped.append(f"{reader.path} ({odom_topic}): {reader.stop_reason}")
-    receive = np.array(receipts, np.int64)
-    stamps = receive if stamps_fail(reader, odom_topic, np.array(headers, np.int64), receive, report) \
-        else np.array(headers, np.int64)
+    stamps = message_stamps(reader, odom_topic, headers, receipts, report)
     stamps, first = np.unique(stamps, return_index=True)  # sorted; np.interp needs increasing times
     return MotionLog(command_ns, command[:, 0], stamps, np.array(poses, np.float64).reshape(-1, 2)[first])
 

@@ -12,29 +12,13 @@ sora_ros/model/anchor_trainer.py.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from sora_ros.cli.stage import run_stage
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print("sora-ros train-anchor needs the training extra: pip install -e '.[train]'", file=sys.stderr)
-        return 2
-    args.command = " ".join(["sora-ros train-anchor", *sys.argv[2:]])
-    from sora_ros.bag.reading import BagError
-    from sora_ros.model.anchor_trainer import train_anchor
-    from sora_ros.model.export import ExportError
-    from sora_ros.runtime.model_dir import ModelDirError
-
-    try:
-        summary = train_anchor(args)
-    except (ValueError, FileNotFoundError, BagError, ModelDirError, ExportError) as error:
-        print(f"sora-ros train-anchor: {error}", file=sys.stderr)
-        return 1
-    print(f"done: {Path(args.out) / 'anchor.pt'}; validation {summary['validation']}")
-    return 0
+    return run_stage(args, "train-anchor", "sora_ros.model.anchor_trainer:train_anchor", "anchor.pt")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -16,29 +16,13 @@ model.json "risk" section with the held-out AUC) to --model. See sora_ros/model/
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from sora_ros.cli.stage import run_stage
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print("sora-ros train-risk needs the training extra: pip install -e '.[train]'", file=sys.stderr)
-        return 2
-    args.command = " ".join(["sora-ros train-risk", *sys.argv[2:]])
-    from sora_ros.bag.reading import BagError
-    from sora_ros.model.export import ExportError
-    from sora_ros.model.risk_trainer import train_risk
-    from sora_ros.runtime.model_dir import ModelDirError
-
-    try:
-        summary = train_risk(args)
-    except (ValueError, FileNotFoundError, BagError, ModelDirError, ExportError) as error:
-        print(f"sora-ros train-risk: {error}", file=sys.stderr)
-        return 1
-    print(f"done: {Path(args.out) / 'risk.pt'}; validation {summary['validation']}")
-    return 0
+    return run_stage(args, "train-risk", "sora_ros.model.risk_trainer:train_risk", "risk.pt")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -309,6 +309,14 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
     return info
 
 
+def _listed_file(raw: dict, dotted: str, files: dict) -> str:
+    """The file name at `dotted`, which must be a plain name (no folder) that 'files' lists and hashes."""
+    name = _get(raw, dotted, str)
+    if name not in files or "/" in name or "\\" in name:
+        raise ModelDirError(f"{dotted} {name!r} is not a file that 'files' lists")
+    return name
+
+
 def _anchor_section(raw: dict, files: dict) -> dict | None:
     """model.json's optional "anchor" section, checked: it names a file that 'files' lists (and
     hashes), and its config's horizon and `plan` input size are in range (graphs exported before
@@ -316,9 +324,7 @@ def _anchor_section(raw: dict, files: dict) -> dict | None:
     if "anchor" not in raw:
         return None
     anchor = _get(raw, "anchor", dict)
-    name = _get(raw, "anchor.file", str)
-    if name not in files or "/" in name or "\\" in name:
-        raise ModelDirError(f"anchor.file {name!r} is not a file that 'files' lists")
+    _listed_file(raw, "anchor.file", files)
     config = _get(raw, "anchor.config", dict)
     horizon = _number(raw, "anchor.config.horizon")
     if "plan_features" not in config:
@@ -337,9 +343,7 @@ def _risk_section(raw: dict, files: dict, context_frames: int) -> dict | None:
     if "risk" not in raw:
         return None
     risk = _get(raw, "risk", dict)
-    name = _get(raw, "risk.graph", str)
-    if name not in files or "/" in name or "\\" in name:
-        raise ModelDirError(f"risk.graph {name!r} is not a file that 'files' lists")
+    name = _listed_file(raw, "risk.graph", files)
     if _get(raw, "risk.sha256", str) != files[name]:
         raise ModelDirError(f"risk.sha256 differs from the SHA-256 'files' lists for {name}")
     _number(raw, "risk.horizon_steps")
