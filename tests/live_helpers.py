@@ -15,7 +15,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
-from sora_ros.harness import processes
+from sora_ros.harness import processes, service_call
 from sora_ros.msg import FutureFrames, PatchLatents
 from sora_ros.nodes.messages import header, numpy_to_image
 from sora_ros.core.units import NS_PER_S
@@ -125,13 +125,7 @@ class Probe:
         return int(values.get(key, 0))
 
     def call(self, request: Rollout.Request) -> Rollout.Response:
-        assert self.rollout.wait_for_service(timeout_sec=TIMEOUT_S), "~/rollout never appeared"
-        future = self.rollout.call_async(request)
-        deadline = time.monotonic() + TIMEOUT_S
-        while not future.done():
-            assert time.monotonic() < deadline, "~/rollout did not answer"
-            time.sleep(0.01)
-        return future.result()
+        return service_call.call(self.rollout, request, TIMEOUT_S)
 
     def close(self) -> None:
         self.executor.shutdown()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sora_ros.harness import processes
+from sora_ros.harness import processes, service_call
 
 CAMERA_SIZE = (128, 128)  # (H, W) by default
 WARM_UP_S = 5.0
@@ -140,12 +140,14 @@ def run(args: argparse.Namespace) -> int:
             request = Rollout.Request(actions=actions.reshape(-1).tolist(), candidates=SERVICE_CANDIDATES,
                                       horizon=SERVICE_HORIZON, action_dim=2, samples=1, return_images=True, seed=seed)
             sent = time.perf_counter()
-            future = client.call_async(request)
-            while not future.done():
-                time.sleep(0.001)
-            return 1e3 * (time.perf_counter() - sent), future.result().total_ms
+            response = service_call.call(client, request, STARTUP_TIMEOUT_S)
+            return 1e3 * (time.perf_counter() - sent), response.total_ms
 
-        call(0)  # warm-up: the node allocates the buffers of this batch size once
+        try:
+            call(0)  # warm-up: the node allocates the buffers of this batch size once
+        except service_call.ServiceTimeout as error:
+            print(f"bench nodes: {error}", file=sys.stderr)
+            return 1
         time.sleep(WARM_UP_S)
         timed = [call(seed) for seed in range(1, SERVICE_CALLS + 1)]
         service_ms, service_total_ms = [t[0] for t in timed], [t[1] for t in timed]
