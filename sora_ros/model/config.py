@@ -14,14 +14,18 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from sora_ros.core.patch_grid import PatchGrid
+
 
 @dataclass(frozen=True)
 class VAEConfig:
     """Convolutional KL-VAE: RGB image (H, W) -> latent grid (C, H / f, W / f), f = 2 ** (levels - 1).
 
     Attributes:
-        image_height, image_width: input size in pixels; any multiple of the downsample factor,
-            so a non-square camera keeps its aspect ratio and the latent grid follows it.
+        image_height, image_width: the reference input size in pixels (a multiple of the downsample
+            factor): its pixel count is the model's budget. Being convolutional, the VAE takes any
+            multiple of the downsample factor; each camera gets its own size at about this budget
+            (`ModelConfig.patch_grid`).
         latent_channels: C, channels of one latent cell.
         channels: conv width per resolution level, full resolution first; each further level halves H and W.
         encoder_blocks, decoder_blocks: residual blocks per level (same order as `channels`).
@@ -125,6 +129,8 @@ class ModelConfig:
         horizon: default number of predicted frames.
         sampler_steps: Euler steps per predicted frame.
         context_noise: context noise level the runtime uses by default (in [0, max_context_noise]).
+        aspect_range: (lowest, highest) camera width / height the model serves; training sets it
+            to the range of its data's cameras (sora_ros.core.patch_grid).
     """
 
     name: str = "cpu64"
@@ -135,6 +141,7 @@ class ModelConfig:
     horizon: int = 8
     sampler_steps: int = 4
     context_noise: float = 0.05
+    aspect_range: tuple[float, float] = (1 / 3, 3.0)
 
     def __post_init__(self) -> None:
         if self.actions.dim != self.dit.action_dim:
@@ -145,11 +152,18 @@ class ModelConfig:
             raise ValueError(f"latent grid {h}x{w} is not a multiple of patch size {p}")
         if not 0.0 <= self.context_noise <= self.dit.max_context_noise:
             raise ValueError("context_noise must lie in [0, dit.max_context_noise]")
+        self.patch_grid  # raises ValueError on a bad aspect range
 
     @property
     def tokens_per_frame(self) -> int:
+        """Tokens of one frame at the reference size: the budget every camera's grid keeps near."""
         _, h, w = self.vae.latent_shape
         return (h // self.dit.patch_size) * (w // self.dit.patch_size)
+
+    @property
+    def patch_grid(self) -> PatchGrid:
+        """Chooses each camera's input size (sora_ros.core.patch_grid)."""
+        return PatchGrid(self.vae.downsample * self.dit.patch_size, self.tokens_per_frame, tuple(self.aspect_range))
 
     def to_dict(self) -> dict:
         """Plain dict (lists, numbers, strings) for checkpoints and model.json."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,21 +32,29 @@ MAX_PERIOD = 10000.0
 LAYER_NORM_EPS = 1e-6
 
 
-def _sincos(positions: np.ndarray, dim: int) -> np.ndarray:
-    """(P,) positions -> (P, dim) sin/cos features."""
-    omega = 1.0 / MAX_PERIOD ** (np.arange(dim // 2, dtype=np.float64) / (dim // 2))
-    angles = np.outer(positions, omega)  # (P, dim / 2)
-    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+def _sincos(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """(P,) integer positions -> (P, dim) float32 sin/cos features."""
+    half = dim // 2
+    omega = 1.0 / MAX_PERIOD ** (torch.arange(half, dtype=torch.float32) / half)  # (dim / 2,)
+    angles = positions.float()[:, None] * omega[None, :]  # (P, dim / 2)
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-def position_embedding(frames: int, grid_h: int, grid_w: int, width: int) -> torch.Tensor:
-    """Fixed spatio-temporal embedding (frames, grid_h * grid_w, width): sincos of the row in
-    half the features and of the column in the other half, plus a sincos of the frame index."""
+def position_embedding(frames: torch.Tensor, grid_h: int, grid_w: int, width: int) -> torch.Tensor:
+    """Fixed spatio-temporal embedding (F, grid_h * grid_w, width) of the (F,) frame indices
+    `frames`: sincos of the row in half the features and of the column in the other half, plus a
+    sincos of the frame index.
+
+    Defined for any token grid, and a cell (row, column) gets the same embedding in every grid
+    that has it: one set of weights serves every aspect ratio (sora_ros.core.patch_grid). Built
+    from torch ops on the sizes, so an ONNX graph traced through it computes it from its input's
+    shape (a dynamic token count)."""
     half = width // 2
-    ys, xs = np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij")
-    spatial = np.concatenate([_sincos(ys.ravel(), half), _sincos(xs.ravel(), width - half)], axis=1)  # (N, D)
-    temporal = _sincos(np.arange(frames), width)  # (K + 1, D)
-    return torch.from_numpy(temporal[:, None, :] + spatial[None, :, :]).float()  # (K + 1, N, D)
+    ys = torch.arange(grid_h)[:, None].expand(grid_h, grid_w).reshape(-1)  # (N,) row of each token
+    xs = torch.arange(grid_w)[None, :].expand(grid_h, grid_w).reshape(-1)  # (N,) column of each token
+    spatial = torch.cat([_sincos(ys, half), _sincos(xs, width - half)], dim=1)  # (N, D)
+    temporal = _sincos(frames, width)  # (F, D)
+    return temporal[:, None, :] + spatial[None, :, :]  # (F, N, D)
 
 
 class ScalarEmbedder(nn.Module):
@@ -147,12 +154,9 @@ class DiT(nn.Module):
         super().__init__()
         self.config = config
         dit = config.dit
-        channels, h, w = config.vae.latent_shape
+        channels = config.vae.latent_channels
         p = dit.patch_size
-        self.latent_shape = (channels, h, w)
-        self.grid = (h // p, w // p)
         self.patch_embed = nn.Conv2d(channels, dit.width, p, stride=p)
-        self.register_buffer("pos", position_embedding(dit.context_frames + 1, *self.grid, dit.width))
         self.time_embed = ScalarEmbedder(dit.width)
         self.noise_embed = ScalarEmbedder(dit.width)
         self.action_embed = (
@@ -170,24 +174,37 @@ class DiT(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def _tokens(self, latents: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) -> (B, N, D)."""
-        return self.patch_embed(latents).flatten(2).transpose(1, 2)  # (B, N, D)
+    @staticmethod
+    def drop_legacy(state: dict, prefix: str = "") -> None:
+        """Remove from a state dict what older weights stored and this DiT computes: the position
+        embedding of one fixed grid ("pos", up to model format 0.2.0)."""
+        state.pop(prefix + "pos", None)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self.drop_legacy(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _tokens(self, latents: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """(B, F, C, h, w) latents of the (F,) frame indices `frames` -> (B, F * N, D) embedded tokens,
+        N = (h / p) * (w / p) for whatever grid the latents have."""
+        b, f = latents.shape[:2]
+        x = self.patch_embed(latents.flatten(0, 1))  # (B * F, D, h / p, w / p)
+        gh, gw = x.shape[-2:]
+        x = x.flatten(2).transpose(1, 2).reshape(b, f, gh * gw, -1)  # (B, F, N, D)
+        pos = position_embedding(frames, gh, gw, self.config.dit.width)  # (F, N, D)
+        return (x + pos).reshape(b, f * gh * gw, -1)  # (B, F * N, D)
 
     def context_kv(self, context: torch.Tensor, noise_level: torch.Tensor) -> torch.Tensor:
         """Per-layer keys and values of the context tokens.
 
         Args:
-            context: (B, K, C, h, w) scaled latents, oldest first, already noised to `noise_level`.
+            context: (B, K, C, h, w) scaled latents (any grid h x w the patch size divides), oldest first, already noised to `noise_level`.
             noise_level: (B,) context noise level in [0, 1].
 
         Returns:
             (B, L, 2, K * N, D): keys then values, for every block.
         """
-        b = context.shape[0]
-        k, n, d = self.config.dit.context_frames, self.config.tokens_per_frame, self.config.dit.width
-        x = self._tokens(context.flatten(0, 1))  # (B * K, N, D)
-        x = (x.reshape(b, k, n, d) + self.pos[:k]).reshape(b, k * n, d)  # (B, K * N, D)
+        x = self._tokens(context, torch.arange(self.config.dit.context_frames))  # (B, K * N, D)
         cond = self.noise_embed(noise_level)
         kv = []
         last = len(self.blocks) - 1
@@ -205,7 +222,7 @@ class DiT(nn.Module):
 
         Args:
             context_kv: (B, L, 2, K * N, D) from `context_kv`.
-            noisy: (B, C, h, w) target latents at flow time t.
+            noisy: (B, C, h, w) target latents at flow time t, on the grid of the context.
             flow_time: (B,) t in [0, 1]; 1 is pure noise.
             action: (B, A) normalised action applied at the last context frame; a row with NaN
                 means "unknown"; None when A = 0.
@@ -213,11 +230,9 @@ class DiT(nn.Module):
         Returns:
             (B, C, h, w) velocity.
         """
-        b = noisy.shape[0]
-        c, h, w = self.latent_shape
-        gh, gw = self.grid
+        b, c, h, w = noisy.shape
         p = self.config.dit.patch_size
-        x = self._tokens(noisy) + self.pos[-1]  # (B, N, D)
+        x = self._tokens(noisy[:, None], torch.tensor([self.config.dit.context_frames]))  # (B, N, D)
         cond = self.time_embed(flow_time)
         if self.action_embed is not None:
             known = ~torch.isnan(action).any(dim=-1, keepdim=True)  # (B, 1)
@@ -231,7 +246,7 @@ class DiT(nn.Module):
             x = block.update(x, q, keys, values, mod)
         shift, scale = self.final_ada(cond).unsqueeze(1).chunk(2, dim=-1)  # (B, 1, D) each
         out = self.final(_modulate(self.final_norm(x), shift, scale))  # (B, N, p * p * C)
-        out = out.reshape(b, gh, gw, p, p, c).permute(0, 5, 1, 3, 2, 4)  # (B, C, gh, p, gw, p)
+        out = out.reshape(b, h // p, w // p, p, p, c).permute(0, 5, 1, 3, 2, 4)  # (B, C, gh, p, gw, p)
         return out.reshape(b, c, h, w)  # (B, C, h, w)
 
     def forward(self, context: torch.Tensor, noise_level: torch.Tensor, noisy: torch.Tensor,

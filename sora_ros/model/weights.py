@@ -167,6 +167,8 @@ def load_weights(directory: str | Path, expect: ModelConfig | None = None) -> Mo
         if module is None:
             continue
         state = {name[len(part) + 1:]: t for name, t in tensors.items() if name.startswith(f"{part}.")}
+        if part == "dit":
+            DiT.drop_legacy(state)
         _check_state(path, part, module, state)
         with torch.no_grad():
             module.load_state_dict(state, strict=True)
