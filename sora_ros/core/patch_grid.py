@@ -84,11 +84,21 @@ class PatchGrid:
         return min(height, round(width / aspect)), min(width, round(height * aspect))
 
 
+    def grids(self) -> tuple[tuple[int, int], ...]:
+        """Every token grid (gh, gw) `tokens` may choose at this budget, aspect range aside."""
+        return _candidates(self.budget)
+
+
+@lru_cache(maxsize=16)
+def _candidates(budget: int) -> tuple[tuple[int, int], ...]:
+    """(gh, gw), both >= 2, with a token count within BUDGET_TOLERANCE of `budget`."""
+    fewest, most = math.ceil(budget * (1 - BUDGET_TOLERANCE)), math.floor(budget * (1 + BUDGET_TOLERANCE))
+    return tuple((gh, gw) for gh in range(2, most // 2 + 1) for gw in range(2, most // gh + 1) if gh * gw >= fewest)
+
+
 @lru_cache(maxsize=256)
 def _nearest_grid(budget: int, aspect: float) -> tuple[int, int]:
-    """(gh, gw), both >= 2, within BUDGET_TOLERANCE of `budget` tokens, nearest `aspect` in log ratio;
-    ties go to the token count nearest the budget, then to fewer tokens."""
-    fewest, most = math.ceil(budget * (1 - BUDGET_TOLERANCE)), math.floor(budget * (1 + BUDGET_TOLERANCE))
-    candidates = [(gh, gw) for gh in range(2, most // 2 + 1) for gw in range(2, most // gh + 1) if gh * gw >= fewest]
-    return min(candidates, key=lambda g: (round(abs(math.log(g[1] / g[0] / aspect)), 9),
-                                          abs(math.log(g[0] * g[1] / budget)), g[0] * g[1]))
+    """The candidate grid nearest `aspect` in log ratio; ties go to the token count nearest the
+    budget, then to fewer tokens."""
+    return min(_candidates(budget), key=lambda g: (round(abs(math.log(g[1] / g[0] / aspect)), 9),
+                                                   abs(math.log(g[0] * g[1] / budget)), g[0] * g[1]))

@@ -2,11 +2,13 @@
 and add the optional graphs of the later stages to one (anchor.onnx, risk.onnx).
 
 Writes encoder.onnx, decoder.onnx, dynamics_context.onnx and dynamics.onnx
-(TorchScript exporter, opset 17, dynamic batch; the two dynamics graphs keep
+(TorchScript exporter, opset 17, dynamic batch and input size: the latent grid and the
+dynamics' token count follow each camera's aspect ratio; the two dynamics graphs keep
 their common DiT weights once, in dynamics.weights), weights.safetensors (the
 torch weights `sora-ros train --init` fine-tunes; sora_ros/model/weights.py) and
 model.json with the SHA-256 of every file, then checks ONNX Runtime against
-torch on random inputs and prints the largest absolute difference per graph.
+torch on random inputs at every grid of the model's aspect range ends and its reference size,
+and prints the largest absolute difference per graph.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from sora_ros import __version__
-from sora_ros.runtime.model_dir import (ACTION_FORMULA, BATCH, DYNAMICS_WEIGHTS, FLOW_CONVENTION, GRAPH_FILES,
-                                        MODEL_FORMAT, MODEL_JSON, check_session, graph_signatures, read_model_info,
-                                        sha256_file)
+from sora_ros.runtime.model_dir import (ACTION_FORMULA, DYNAMICS_WEIGHTS, FLOW_CONVENTION, GRAPH_FILES,
+                                        MODEL_FORMAT, MODEL_JSON, check_session, concrete_shape, graph_signatures,
+                                        grid_sizes, read_model_info, sha256_file, symbolic_sizes)
 from sora_ros.model.weights import add_anchor_weights, add_weights
 
 OPSET = 17
@@ -79,14 +81,27 @@ def _graph_modules(vae, dit) -> dict:
             "dynamics_context": DynamicsContextGraph(dit), "dynamics": DynamicsStepGraph(dit)}
 
 
-def _example_inputs(signatures: dict, seed: int) -> dict[str, dict[str, np.ndarray]]:
-    """Random inputs for every graph; context_kv comes from the context graph in `_run_torch`."""
+def dynamic_axes(signature: dict) -> dict[str, dict[int, str]]:
+    """torch.onnx.export's dynamic_axes: every symbolic dimension (a string) of every input and output."""
+    tensors = {**signature["inputs"], **signature["outputs"]}
+    return {name: {i: d for i, d in enumerate(spec["shape"]) if isinstance(d, str)} for name, spec in tensors.items()}
+
+
+def parity_sizes(reference: tuple[int, int], grid) -> list[tuple[int, int]]:
+    """Model input sizes (H, W) the parity check runs at: the reference size, then those of cameras at
+    the two ends of the patch grid's aspect range (where they differ from it)."""
+    ends = [grid.input_size(1000, round(1000 * aspect)) for aspect in grid.aspect_range]
+    return list(dict.fromkeys([tuple(reference), *ends]))
+
+
+def _example_inputs(signatures: dict, seed: int, sizes: dict[str, int]) -> dict[str, dict[str, np.ndarray]]:
+    """Random inputs for every graph at one grid (`sizes`: the symbolic dimensions' values)."""
     rng = np.random.default_rng(seed)
     examples = {}
     for graph, signature in signatures.items():
         examples[graph] = {}
         for name, spec in signature["inputs"].items():
-            shape = [PARITY_BATCH if d == BATCH else d for d in spec["shape"]]
+            shape = concrete_shape(spec, PARITY_BATCH, sizes)
             if spec["dtype"] == "uint8":
                 examples[graph][name] = rng.integers(0, 256, shape, dtype=np.uint8)
             elif name in ("flow_time", "context_noise"):
@@ -123,39 +138,50 @@ def export_model(vae, dit, out_dir: str | Path, *, version: str = "0.1.0", train
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     kv_shape = (config.dit.depth, 2, config.dit.context_frames * config.tokens_per_frame, config.dit.width)
-    image_size = (config.vae.image_height, config.vae.image_width)
-    signatures = graph_signatures(image_size, config.vae.latent_shape, config.dit.context_frames,
-                                  kv_shape, config.dit.action_dim)
-    examples = _example_inputs(signatures, seed)
+    image_size, latent_shape, kv_dims = symbolic_sizes(config.vae.latent_channels, kv_shape)
+    signatures = graph_signatures(image_size, latent_shape, config.dit.context_frames, kv_dims, config.dit.action_dim)
+    sizes = [grid_sizes(hw, config.vae.downsample, config.dit.patch_size, config.dit.context_frames)
+             for hw in parity_sizes((config.vae.image_height, config.vae.image_width), config.patch_grid)]
     modules = _graph_modules(vae.eval(), dit.eval())
-    parity, ops = {}, {}
+    parity, ops = {graph: 0.0 for graph in modules}, {}
     with torch.no_grad():
-        kv = modules["dynamics_context"](*map(torch.from_numpy, examples["dynamics_context"].values()))
-        examples["dynamics"]["context_kv"] = kv.numpy()
-        for graph, module in modules.items():
-            names_in, names_out = list(signatures[graph]["inputs"]), list(signatures[graph]["outputs"])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-                torch.onnx.export(module, tuple(torch.from_numpy(a) for a in examples[graph].values()),
-                                  str(out / GRAPH_FILES[graph]), input_names=names_in, output_names=names_out,
-                                  dynamic_axes={name: {0: BATCH} for name in names_in + names_out},
-                                  opset_version=OPSET, dynamo=False)
-        _share_weights(out, [GRAPH_FILES[graph] for graph in SHARED_WEIGHT_GRAPHS], DYNAMICS_WEIGHTS)
-        for graph, module in modules.items():
-            path = out / GRAPH_FILES[graph]
-            ops[graph] = sorted({node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node})
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            check_session(path, session, signatures[graph])
-            expected = module(*(torch.from_numpy(a) for a in examples[graph].values())).numpy()
-            (got,) = session.run(None, examples[graph])
-            parity[graph] = float(np.max(np.abs(got - expected)))
-            if not parity[graph] <= PARITY_TOLERANCE:
-                raise ExportError(f"{path}: ONNX Runtime differs from torch by {parity[graph]:.3g} "
-                                  f"(tolerance {PARITY_TOLERANCE})", parity)
+        for index, grid in enumerate(sizes):  # traced at the reference size, checked at every size
+            examples = _example_inputs(signatures, seed + index, grid)
+            kv = modules["dynamics_context"](*map(torch.from_numpy, examples["dynamics_context"].values()))
+            examples["dynamics"]["context_kv"] = kv.numpy()
+            if index == 0:
+                _export_graphs(out, modules, signatures, examples)
+            for graph, module in modules.items():
+                path = out / GRAPH_FILES[graph]
+                session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                check_session(path, session, signatures[graph])
+                expected = module(*(torch.from_numpy(a) for a in examples[graph].values())).numpy()
+                (got,) = session.run(None, examples[graph])
+                parity[graph] = max(parity[graph], float(np.max(np.abs(got - expected))))
+                if not parity[graph] <= PARITY_TOLERANCE:
+                    raise ExportError(f"{path}: ONNX Runtime differs from torch by {parity[graph]:.3g} at input "
+                                      f"{grid['height']}x{grid['width']} (tolerance {PARITY_TOLERANCE})", parity)
+    for graph in modules:
+        model = onnx.load(str(out / GRAPH_FILES[graph]), load_external_data=False)
+        ops[graph] = sorted({node.op_type for node in model.graph.node})
     _write_model_json(out, config, signatures, ops, kv_shape, parity, version, training, evaluation, parent)
     add_weights(out, vae, dit)  # weights.safetensors: what `sora-ros train --init` fine-tunes
     read_model_info(out)
     return ExportReport(out, parity)
+
+
+def _export_graphs(out: Path, modules: dict, signatures: dict, examples: dict) -> None:
+    """Trace every graph on its example inputs, then store the dynamics weights once."""
+    import torch
+
+    for graph, module in modules.items():
+        names_in, names_out = list(signatures[graph]["inputs"]), list(signatures[graph]["outputs"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(module, tuple(torch.from_numpy(a) for a in examples[graph].values()),
+                              str(out / GRAPH_FILES[graph]), input_names=names_in, output_names=names_out,
+                              dynamic_axes=dynamic_axes(signatures[graph]), opset_version=OPSET, dynamo=False)
+    _share_weights(out, [GRAPH_FILES[graph] for graph in SHARED_WEIGHT_GRAPHS], DYNAMICS_WEIGHTS)
 
 
 def _share_weights(out: Path, graph_files: list[str], weights_file: str) -> None:
@@ -196,8 +222,13 @@ def _write_model_json(out: Path, config, signatures: dict, ops: dict, kv_shape: 
         "format": MODEL_FORMAT,
         "name": config.name,
         "version": version,
-        "input": {"height": config.vae.image_height, "width": config.vae.image_width, "channels": 3,
-                  "channel_order": "RGB", "dtype": "uint8", "layout": "BHWC", "range": [0, 255]},
+        "input": {"height": config.vae.image_height, "width": config.vae.image_width,
+                  "pixel_budget": config.vae.image_height * config.vae.image_width,
+                  "aspect_range": list(config.aspect_range),
+                  "sizing": "each camera gets the token grid nearest its aspect ratio (width / height) within "
+                            "25% of the reference size's token count; the sliver between the two ratios is "
+                            "centre-cropped (sora_ros.core.patch_grid)",
+                  "channels": 3, "channel_order": "RGB", "dtype": "uint8", "layout": "BHWC", "range": [0, 255]},
         "dt": config.dt,
         "context_frames": config.dit.context_frames,
         "default_horizon": config.horizon,
@@ -229,12 +260,14 @@ def _write_model_json(out: Path, config, signatures: dict, ops: dict, kv_shape: 
     (out / MODEL_JSON).write_text(json.dumps(model, indent=2) + "\n")
 
 
-def _export_checked(module, example: dict[str, np.ndarray], signature: dict, path: Path) -> float:
-    """Export an eval-mode module to `path` (opset OPSET, dynamic batch) and check the graph: its
-    signature, and ONNX Runtime against torch on `example` (the inputs, in signature order).
+def _export_checked(module, examples: list[dict[str, np.ndarray]], signature: dict, path: Path) -> float:
+    """Export an eval-mode module to `path` (opset OPSET, the signature's dynamic dimensions),
+    traced on the first example, and check the graph: its signature, and ONNX Runtime against
+    torch on every example (the inputs, in signature order; one per grid for a grid that follows
+    the camera).
 
     Returns:
-        The parity error, max abs difference over every output.
+        The parity error, max abs difference over every output and example.
 
     Raises:
         ExportError: parity worse than PARITY_TOLERANCE. ModelDirError: another signature.
@@ -243,17 +276,20 @@ def _export_checked(module, example: dict[str, np.ndarray], signature: dict, pat
     import torch
 
     names_in, names_out = list(signature["inputs"]), list(signature["outputs"])
-    inputs = tuple(torch.from_numpy(a) for a in example.values())
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, inputs, str(path), input_names=names_in, output_names=names_out,
-                          dynamic_axes={name: {0: BATCH} for name in names_in + names_out},
+        torch.onnx.export(module, tuple(torch.from_numpy(a) for a in examples[0].values()), str(path),
+                          input_names=names_in, output_names=names_out, dynamic_axes=dynamic_axes(signature),
                           opset_version=OPSET, dynamo=False)
-        outputs = module(*inputs)
-    expected = [t.numpy() for t in (outputs if isinstance(outputs, tuple) else (outputs,))]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     check_session(path, session, signature)
-    parity = max(float(np.max(np.abs(g - e))) for g, e in zip(session.run(None, example), expected))
+    parity = 0.0
+    for example in examples:
+        with torch.no_grad():
+            outputs = module(*(torch.from_numpy(a) for a in example.values()))
+        expected = [t.numpy() for t in (outputs if isinstance(outputs, tuple) else (outputs,))]
+        got = session.run(None, example)
+        parity = max(parity, *(float(np.max(np.abs(g - e))) for g, e in zip(got, expected)))
     if not parity <= PARITY_TOLERANCE:
         raise ExportError(f"{path}: ONNX Runtime differs from torch by {parity:.3g} (tolerance {PARITY_TOLERANCE})")
     return parity
@@ -282,20 +318,24 @@ def export_anchor(net, model_dir: str | Path, *, training: dict | None = None, s
 
     out = Path(model_dir)
     info = read_model_info(out)
-    signature = anchor_signature(info.image_size, info.latent_shape, net.config.plan_features)
+    image_size, latent_shape, _ = info.signature_sizes()
+    signature = anchor_signature(image_size, latent_shape, net.config.plan_features)
     rng = np.random.default_rng(seed)
-    example = {}
-    for name, spec in signature["inputs"].items():
-        shape = [PARITY_BATCH if d == BATCH else d for d in spec["shape"]]
-        if spec["dtype"] == "uint8":
-            example[name] = rng.integers(0, 256, shape, dtype=np.uint8)
-        elif name == "step":
-            example[name] = rng.integers(1, net.config.horizon + 1, shape).astype(np.float32)
-        else:
-            example[name] = rng.standard_normal(shape, dtype=np.float32)
+    examples = []
+    for hw in parity_sizes(info.image_size, info.patch_grid) if info.grid_follows_camera else [info.image_size]:
+        example = {}
+        for name, spec in signature["inputs"].items():
+            shape = concrete_shape(spec, PARITY_BATCH, info.grid_sizes(hw))
+            if spec["dtype"] == "uint8":
+                example[name] = rng.integers(0, 256, shape, dtype=np.uint8)
+            elif name == "step":
+                example[name] = rng.integers(1, net.config.horizon + 1, shape).astype(np.float32)
+            else:
+                example[name] = rng.standard_normal(shape, dtype=np.float32)
+        examples.append(example)
     path = out / ANCHOR_FILE
     net = net.eval()
-    parity = _export_checked(net, example, signature, path)
+    parity = _export_checked(net, examples, signature, path)
     model = json.loads((out / MODEL_JSON).read_text())
     model["files"][ANCHOR_FILE] = sha256_file(path)
     model["anchor"] = {
@@ -352,10 +392,10 @@ def export_risk(net, model_dir: str | Path, *, horizon_steps: int, label: str, r
     info = read_model_info(out)
     signature = risk_signature(info.latent_shape, info.action_dim, net.frames)
     rng = np.random.default_rng(seed)
-    example = {name: rng.standard_normal([PARITY_BATCH if d == BATCH else d for d in spec["shape"]], dtype=np.float32)
+    example = {name: rng.standard_normal(concrete_shape(spec, PARITY_BATCH, {}), dtype=np.float32)
                for name, spec in signature["inputs"].items()}
     path = out / RISK_FILE
-    parity = _export_checked(RiskGraph(net.eval()).eval(), example, signature, path)
+    parity = _export_checked(RiskGraph(net.eval()).eval(), [example], signature, path)
     model = json.loads((out / MODEL_JSON).read_text())
     digest = sha256_file(path)
     model["files"][RISK_FILE] = digest

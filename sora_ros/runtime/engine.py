@@ -22,8 +22,8 @@ import onnxruntime as ort
 
 from sora_ros.runtime import sampler
 from sora_ros.runtime.anchor import ANCHOR_GRAPH, AnchoredDecoder, anchor_signature
-from sora_ros.runtime.model_dir import GRAPH_FILES, ModelDirError, ModelInfo, check_session, expected_signatures, \
-    read_model_info
+from sora_ros.runtime.model_dir import GRAPH_FILES, ModelDirError, ModelInfo, check_session, concrete_shape, \
+    expected_signatures, read_model_info
 from sora_ros.runtime.risk import RISK_GRAPH, RiskHead, risk_signature
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ PROVIDER_ALIASES = {
 CPU_PROVIDER = PROVIDER_ALIASES["cpu"]
 DEFAULT_PROVIDERS = ("CPU",)
 PIXEL_MAX = 255.0
-# Batch sizes (candidates x samples) whose rollout buffers are kept at once.
+# Batch sizes (candidates x samples, per latent grid) whose rollout buffers are kept at once.
 MAX_BOUND_BATCHES = 4
 
 
@@ -135,12 +135,13 @@ def _check_finite(graph: str, array: np.ndarray) -> np.ndarray:
 
 
 class _BoundGraph:
-    """A session with its inputs and output bound to preallocated arrays for one batch size."""
+    """A session with its inputs and output bound to preallocated arrays for one batch size and
+    grid (`sizes`: the values of the signature's symbolic dimensions)."""
 
-    def __init__(self, session: ort.InferenceSession, signature: dict, batch: int,
+    def __init__(self, session: ort.InferenceSession, signature: dict, batch: int, sizes: dict[str, int],
                  shared: dict[str, np.ndarray]) -> None:
         def allocate(spec: dict) -> np.ndarray:
-            return np.empty([batch, *spec["shape"][1:]], np.dtype(spec["dtype"]))
+            return np.empty(concrete_shape(spec, batch, sizes), np.dtype(spec["dtype"]))
 
         self.session = session
         self.inputs = {name: shared[name] if name in shared else allocate(spec)
@@ -195,8 +196,8 @@ class WorldModelEngine:
             path = self.info.path / self.info.anchor["file"]
             session = _open_session(ANCHOR_GRAPH, path, self.providers)
             config = self.info.anchor["config"]
-            check_session(path, session, anchor_signature(self.info.image_size, self.info.latent_shape,
-                                                          config["plan_features"]))
+            image_size, latent_shape, _ = self.info.signature_sizes()
+            check_session(path, session, anchor_signature(image_size, latent_shape, config["plan_features"]))
             self.sessions[ANCHOR_GRAPH] = session
             self.anchor = AnchoredDecoder(session, config["horizon"], self.info.action_dim, config["plan_features"])
         self.risk: RiskHead | None = None  # the optional risk head (model.json "risk"; older models have none)
@@ -207,25 +208,31 @@ class WorldModelEngine:
             check_session(path, session, risk_signature(self.info.latent_shape, self.info.action_dim, risk["frames"]))
             self.sessions[RISK_GRAPH] = session
             self.risk = RiskHead(session, self.info.action_dim, risk["horizon_steps"], risk["frames"])
-        self._bound: dict[int, tuple[_BoundGraph, _BoundGraph]] = {}
+        self._bound: dict[tuple[int, int, int], tuple[_BoundGraph, _BoundGraph]] = {}
         self._rollout_lock = threading.Lock()
-        self._bound_graphs(1)  # the common case (one candidate, one sample) allocated up front
+        self._bound_graphs(1, self.info.latent_shape[1:])  # one candidate, one sample: allocated up front
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Latents of camera frames.
 
         Args:
-            images: uint8 (B, H, W, 3) RGB in [0, 255], H x W = the model's input size.
+            images: uint8 (B, H, W, 3) RGB in [0, 255], H x W = an input size of the model's
+                (`info.input_size` of the camera).
 
         Returns:
-            float32 (B, C, h, w).
+            float32 (B, C, h, w), (h, w) = (H, W) / the VAE's downsample factor.
 
         Raises:
             ValueError: wrong shape or dtype. NonFiniteOutputError: NaN/Inf in the latents.
         """
-        height, width = self.info.image_size
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (height, width, 3):
-            raise ValueError(f"encode expects uint8 (B, {height}, {width}, 3) RGB, got {images.dtype} {images.shape}")
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"encode expects uint8 (B, H, W, 3) RGB, got {images.dtype} {images.shape}")
+        f = self.info.downsample
+        height, width = images.shape[1:3]
+        if height % f or width % f:
+            raise ValueError(f"encode expects an input size of the model's, got {height}x{width} "
+                             f"(not a multiple of {f}: use info.input_size)")
+        self.info.check_latent_grid((height // f, width // f))
         (latents,) = self.sessions["encoder"].run(None, {"image": np.ascontiguousarray(images)})
         return _check_finite("encoder", latents)
 
@@ -233,17 +240,15 @@ class WorldModelEngine:
         """Images of latents.
 
         Args:
-            latents: float32 (B, C, h, w).
+            latents: float32 (B, C, h, w) on a grid the model encodes to.
 
         Returns:
-            uint8 (B, H, W, 3) RGB in [0, 255].
+            uint8 (B, H, W, 3) RGB in [0, 255], (H, W) = (h, w) x the VAE's downsample factor.
 
         Raises:
             ValueError: wrong shape. NonFiniteOutputError: NaN/Inf in the decoded images.
         """
-        if latents.ndim != 4 or latents.shape[1:] != self.info.latent_shape:
-            raise ValueError(f"decode expects float32 (B, {', '.join(map(str, self.info.latent_shape))}), "
-                             f"got {latents.shape}")
+        self._check_latents("decode", latents.shape, 4)
         (images,) = self.sessions["decoder"].run(None, {"latent": np.ascontiguousarray(latents, np.float32)})
         _check_finite("decoder", images)
         return np.rint(images * PIXEL_MAX).astype(np.uint8)
@@ -296,9 +301,10 @@ class WorldModelEngine:
         start = time.perf_counter()
         info = self.info
         context = np.asarray(context, np.float32)
-        per_item = (info.context_frames, *info.latent_shape)
-        if context.ndim not in (4, 5) or context.shape[-4:] != per_item:
-            raise ValueError(f"rollout context must be ([N,] {', '.join(map(str, per_item))}), got {context.shape}")
+        if context.ndim not in (4, 5) or context.shape[-4] != info.context_frames:
+            raise ValueError(f"rollout context must be ([N,] {info.context_frames}, C, h, w), got {context.shape}")
+        self._check_latents("rollout context", context.shape, context.ndim)
+        per_item = context.shape[-4:]
         if context.ndim == 4:
             context = context[None]  # (1, K, C, h, w)
         actions, horizon = self._normalised_actions(actions, horizon)
@@ -316,8 +322,9 @@ class WorldModelEngine:
         with self._rollout_lock:
             # From a shared context the first frame's keys/values are computed for S rows, not N * S;
             # the S-row graphs are fetched first so that the batch's stay the newest in the cache.
-            context_fns = {samples: self._bound_graphs(samples)[0]} if shared else {}
-            context_fns[batch], velocity_fn = self._bound_graphs(batch)
+            grid = per_item[-2:]
+            context_fns = {samples: self._bound_graphs(samples, grid)[0]} if shared else {}
+            context_fns[batch], velocity_fn = self._bound_graphs(batch, grid)
             # Every candidate sees the same noise: their futures differ by their actions alone.
             latents = sampler.rollout(
                 lambda window, level: context_fns[len(window)](window, level), velocity_fn, context, actions,
@@ -353,14 +360,25 @@ class WorldModelEngine:
             raise ValueError("an action row is partly NaN: mark an unknown action with NaN in every component")
         return info.network_actions(actions), actions.shape[1]
 
-    def _bound_graphs(self, batch: int) -> tuple[_BoundGraph, _BoundGraph]:
-        """The two dynamics graphs bound to buffers for this batch size; the context graph writes
-        its keys/values straight into the step graph's input buffer."""
-        if batch not in self._bound:
+    def _check_latents(self, what: str, shape: tuple[int, ...], ndim: int) -> None:
+        """Raises ValueError unless `shape` is (..., C, h, w) of `ndim` dims on a grid of the model's."""
+        if len(shape) != ndim or shape[-3] != self.info.latent_shape[0]:
+            raise ValueError(f"{what} must be {ndim}-D with {self.info.latent_shape[0]} latent channels "
+                             f"(..., C, h, w), got {shape}")
+        self.info.check_latent_grid(shape[-2:])
+
+    def _bound_graphs(self, batch: int, grid: tuple[int, int]) -> tuple[_BoundGraph, _BoundGraph]:
+        """The two dynamics graphs bound to buffers for this batch size and (h, w) latent grid; the
+        context graph writes its keys/values straight into the step graph's input buffer."""
+        key = (batch, *grid)
+        if key not in self._bound:
             if len(self._bound) >= MAX_BOUND_BATCHES:
-                del self._bound[next(iter(self._bound))]  # the oldest batch size
-            context = _BoundGraph(self.sessions["dynamics_context"], self.signatures["dynamics_context"], batch, {})
-            step = _BoundGraph(self.sessions["dynamics"], self.signatures["dynamics"], batch,
+                del self._bound[next(iter(self._bound))]  # the oldest
+            f = self.info.downsample
+            sizes = self.info.grid_sizes((grid[0] * f, grid[1] * f))
+            context = _BoundGraph(self.sessions["dynamics_context"], self.signatures["dynamics_context"], batch,
+                                  sizes, {})
+            step = _BoundGraph(self.sessions["dynamics"], self.signatures["dynamics"], batch, sizes,
                                {"context_kv": context.output})
-            self._bound[batch] = (context, step)
-        return self._bound[batch]
+            self._bound[key] = (context, step)
+        return self._bound[key]

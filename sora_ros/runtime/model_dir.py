@@ -18,12 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from sora_ros.core.patch_grid import PatchGrid
 from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS
 
 MODEL_JSON = "model.json"
 MODEL_FORMAT = "sora_ros.model/1"
 # The symbolic (dynamic) batch dimension in every graph.
 BATCH = "batch"
+# The symbolic dimensions of a model whose grid follows the camera (model.json input.aspect_range):
+# input image (H, W), latent grid (h, w), and the K * N context tokens of the dynamics keys/values.
+GRID_DIMS = ("height", "width", "latent_height", "latent_width", "context_tokens")
 # Graph role -> file name. `dynamics` is one sampler step; `dynamics_context` turns the
 # context latents into the per-layer keys/values every step of one predicted frame reuses.
 GRAPH_FILES = {
@@ -59,6 +63,7 @@ FIELD_RANGES: dict[str, tuple[float, float]] = {
     "sampler.context_noise": (0.0, 1.0),
     "input.height": (1, 4096),
     "input.width": (1, 4096),
+    "input.aspect_range[]": (0.05, 20.0),  # width / height
     "action.dim": (0, 64),
     "latent_shape[]": (1, 4096),  # every entry
     "dynamics.context_kv_shape[]": (1, 1 << 16),  # every entry
@@ -81,10 +86,14 @@ class ModelInfo:
 
     Attributes:
         path: the model directory.
-        image_size: (H, W) in pixels; images are uint8 RGB (B, H, W, 3).
-        latent_shape: (C, h, w) of one frame's latents.
+        image_size: (H, W) in pixels of the reference input (its pixel count is the budget); images
+            are uint8 RGB (B, H, W, 3).
+        latent_shape: (C, h, w) of one frame's latents at the reference input.
         context_frames: K.
-        context_kv_shape: (L, 2, K * N, D), one sample's cached context keys/values.
+        context_kv_shape: (L, 2, K * N, D), one sample's cached context keys/values at the reference input.
+        patch_grid: each camera's input size (sora_ros.core.patch_grid). Models exported before
+            the grid followed the camera (no input.aspect_range) serve their reference aspect only.
+        grid_follows_camera: the graphs take any input size `patch_grid` chooses.
         action_offset, action_scale: normalisation, one entry per action dimension.
         raw: the whole parsed model.json.
         anchor: model.json's "anchor" section when the directory has an anchored decoder, else None.
@@ -108,6 +117,8 @@ class ModelInfo:
     sampler_steps: int
     context_noise: float
     context_kv_shape: tuple[int, int, int, int]
+    patch_grid: PatchGrid
+    grid_follows_camera: bool
     files: dict[str, str]
     raw: dict
     anchor: dict | None = None  # optional: older model directories have no anchored decoder
@@ -133,12 +144,49 @@ class ModelInfo:
     def graph_path(self, graph: str) -> Path:
         return self.path / GRAPH_FILES[graph]
 
+    @property
+    def downsample(self) -> int:
+        """Input pixels per latent cell side."""
+        return self.image_size[0] // self.latent_shape[1]
 
-def graph_signatures(image_size: tuple[int, int], latent_shape: tuple[int, int, int], context_frames: int,
-                     context_kv_shape: tuple[int, int, int, int], action_dim: int) -> dict[str, dict]:
+    def input_size(self, camera_hw: tuple[int, int]) -> tuple[int, int]:
+        """(H, W) model input for a camera of (height, width) pixels.
+
+        Raises:
+            AspectError: the camera's aspect ratio lies outside the model's range."""
+        size = self.patch_grid.input_size(*camera_hw)
+        return size if self.grid_follows_camera else self.image_size
+
+    def signature_sizes(self) -> tuple[tuple, tuple, tuple]:
+        """image_size, latent_shape and context_kv_shape as the graphs declare them: symbolic
+        (GRID_DIMS) where the grid follows the camera, else the reference sizes."""
+        if self.grid_follows_camera:
+            return symbolic_sizes(self.latent_shape[0], self.context_kv_shape)
+        return self.image_size, self.latent_shape, self.context_kv_shape
+
+    def grid_sizes(self, image_hw: tuple[int, int]) -> dict[str, int]:
+        """The GRID_DIMS values for a model input of (H, W) pixels."""
+        return grid_sizes(image_hw, self.downsample, self.patch_size, self.context_frames)
+
+    def check_latent_grid(self, grid_hw: tuple[int, int]) -> None:
+        """Raises ValueError unless latents of (h, w) cells are what some camera's input encodes to."""
+        h, w = grid_hw
+        p = self.patch_size
+        if self.grid_follows_camera:
+            valid = h % p == 0 and w % p == 0 and (h // p, w // p) in self.patch_grid.grids()
+        else:
+            valid = (h, w) == self.latent_shape[1:]
+        if not valid:
+            raise ValueError(f"a {h}x{w} latent grid is not one this model encodes to (reference "
+                             f"{self.latent_shape[1]}x{self.latent_shape[2]})")
+
+
+def graph_signatures(image_size: tuple, latent_shape: tuple, context_frames: int,
+                     context_kv_shape: tuple, action_dim: int) -> dict[str, dict]:
     """Every graph's inputs and outputs: {graph: {"inputs": {name: {"dtype", "shape"}}, "outputs": ...}}.
 
-    Shapes are lists whose first entry is the symbolic batch dimension `BATCH`.
+    Shapes are lists whose first entry is the symbolic batch dimension `BATCH`; a size given as a
+    string (one of GRID_DIMS, see `symbolic_sizes`) is a symbolic dimension too.
     """
 
     def tensor(dtype: str, *dims: int) -> dict:
@@ -159,6 +207,26 @@ def graph_signatures(image_size: tuple[int, int], latent_shape: tuple[int, int, 
         },
         "dynamics": {"inputs": step_inputs, "outputs": {"velocity": latent}},
     }
+
+
+def symbolic_sizes(latent_channels: int, context_kv_shape: tuple) -> tuple[tuple, tuple, tuple]:
+    """image_size, latent_shape and context_kv_shape with GRID_DIMS where the grid follows the camera,
+    for `graph_signatures`."""
+    layers, pair, _, width = context_kv_shape
+    height, width_px, h, w, tokens = GRID_DIMS
+    return (height, width_px), (latent_channels, h, w), (layers, pair, tokens, width)
+
+
+def grid_sizes(image_hw: tuple[int, int], downsample: int, patch_size: int, context_frames: int) -> dict[str, int]:
+    """The GRID_DIMS values for a model input of (H, W) pixels."""
+    height, width = image_hw
+    h, w = height // downsample, width // downsample
+    return dict(zip(GRID_DIMS, (height, width, h, w, context_frames * (h // patch_size) * (w // patch_size))))
+
+
+def concrete_shape(spec: dict, batch: int, sizes: dict[str, int]) -> list[int]:
+    """A signature tensor's shape with the batch and GRID_DIMS filled in."""
+    return [batch if d == BATCH else sizes.get(d, d) for d in spec["shape"]]
 
 
 def sha256_file(path: Path) -> str:
@@ -282,11 +350,24 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
     missing = [name for name in [*GRAPH_FILES.values(), DYNAMICS_WEIGHTS] if name not in files]
     if missing:
         raise ModelDirError(f"'files' does not list {missing}")
+    image_size = (_number(raw, "input.height"), _number(raw, "input.width"))
+    follows = "aspect_range" in _get(raw, "input", dict)
+    aspect_range = _numbers(raw, "input.aspect_range") if follows else (image_size[1] / image_size[0],) * 2
+    if len(aspect_range) != 2 or aspect_range[0] > aspect_range[1]:
+        raise ModelDirError(f"input.aspect_range must be [lowest, highest], got {list(aspect_range)}")
+    if image_size[0] % latent_shape[1] or image_size[0] // latent_shape[1] != image_size[1] // latent_shape[2]:
+        raise ModelDirError(f"input {image_size} is not a whole multiple of latent grid {latent_shape[1:]}")
+    cell = image_size[0] // latent_shape[1] * _number(raw, "patch_size")
+    tokens = (image_size[0] // cell) * (image_size[1] // cell)
+    try:
+        grid = PatchGrid(cell, tokens, aspect_range)
+    except ValueError as error:
+        raise ModelDirError(str(error)) from None
     info = ModelInfo(
         path=path,
         name=_get(raw, "name", str),
         version=_get(raw, "version", str),
-        image_size=(_number(raw, "input.height"), _number(raw, "input.width")),
+        image_size=image_size,
         dt=float(_number(raw, "dt")),
         context_frames=_number(raw, "context_frames"),
         default_horizon=_number(raw, "default_horizon"),
@@ -300,6 +381,8 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
         sampler_steps=_number(raw, "sampler.steps"),
         context_noise=float(_number(raw, "sampler.context_noise")),
         context_kv_shape=kv_shape,
+        patch_grid=grid,
+        grid_follows_camera=follows,
         files=files,
         raw=raw,
         anchor=_anchor_section(raw, files),
@@ -376,8 +459,8 @@ def _check_lineage(raw: dict, files: dict) -> None:
 
 def expected_signatures(info: ModelInfo) -> dict[str, dict]:
     """The graph signatures model.json's facts imply (see `graph_signatures`)."""
-    return graph_signatures(info.image_size, info.latent_shape, info.context_frames,
-                            info.context_kv_shape, info.action_dim)
+    image_size, latent_shape, kv_shape = info.signature_sizes()
+    return graph_signatures(image_size, latent_shape, info.context_frames, kv_shape, info.action_dim)
 
 
 # ONNX Runtime's type names -> the dtype names in model.json.
