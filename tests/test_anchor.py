@@ -16,7 +16,7 @@ from sora_ros.core.requests import RolloutRequest
 from sora_ros.core.units import NS_PER_S
 from sora_ros.model.anchor import AnchorConfig, AnchorNet, compose
 from sora_ros.model.export import PARITY_TOLERANCE, export_anchor
-from sora_ros.runtime.anchor import ANCHOR_FILE, crop_window, plan_features, plan_size, render
+from sora_ros.runtime.anchor import ANCHOR_FILE, model_window, plan_features, plan_size, render
 from sora_ros.runtime.engine import WorldModelEngine
 from sora_ros.model.weights import load_weights
 from sora_ros.runtime.model_dir import MODEL_JSON, TRAINABLE_WEIGHTS
@@ -167,7 +167,7 @@ def test_model_without_anchor_decodes_at_model_resolution(tmp_path):
     directory = export_tiny(tmp_path / "plain")
     frames, pipeline = _predict(directory, [_texture(np.random.default_rng(4), *CAMERA) for _ in range(4)])
     assert pipeline.engine.anchor is None
-    assert frames.shape == (HORIZON, *pipeline.info.image_size, 3)
+    assert frames.shape == (HORIZON, *pipeline.info.input_size(CAMERA), 3)  # the grid of the camera's aspect ratio
 
 
 def test_resolution_change_restarts_the_context(anchored_dir):
@@ -181,7 +181,7 @@ def test_resolution_change_restarts_the_context(anchored_dir):
 
 
 def test_render_edges_and_window():
-    window = crop_window(CAMERA, (32, 32))
+    window = model_window(CAMERA, (32, 32))
     assert (window.top, window.left, window.height, window.width) == (0, 32, 96, 96)
     last = _texture(np.random.default_rng(6), *CAMERA)
     motion = np.zeros((2, 32, 32), np.float32)

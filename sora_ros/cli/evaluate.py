@@ -18,12 +18,14 @@ of the futures it published against copy-last.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import contextlib
 import json
 import math
 import sys
 from pathlib import Path
 
+from sora_ros.core.patch_grid import ASPECT_POLICIES
 from sora_ros.core.requests import MAX_SAMPLER_STEPS
 
 MODEL_NAME = "model"
@@ -120,6 +122,23 @@ def _risk(engine, args) -> dict | None:
     return metrics
 
 
+def _as_predicted(clip, pipeline):
+    """The clip as the model's predictions will come: its camera view (aspect_policy applied), at the
+    camera's resolution with an anchored decoder, else fitted to the model input of its grid.
+
+    Raises:
+        FrameRefusedError: footage outside the model's aspect range under aspect_policy "refuse"."""
+    import numpy as np
+
+    from sora_ros.core.preprocess import fit_frame
+
+    frames = np.stack([pipeline.camera_view(frame) for frame in clip.frames])  # (T, H0', W0', 3)
+    if pipeline.engine.anchor is None:
+        size = pipeline.info.input_size(frames.shape[1:3])
+        frames = np.stack([fit_frame(frame, size) for frame in frames])  # (T, H, W, 3)
+    return dataclasses.replace(clip, frames=frames)
+
+
 def main(args: argparse.Namespace) -> int:
     if args.sim_time and not args.realtime:
         print("sora-ros eval: --sim-time applies to --realtime only", file=sys.stderr)
@@ -163,13 +182,14 @@ def main(args: argparse.Namespace) -> int:
     k, lookahead = model.context_frames, max(args.horizons)
     notes: list[str] = []
     report = ClipReport()
-    # With an anchored decoder, predictions come at the camera's resolution: score them there.
-    size = model.prediction_size
+    # With an anchored decoder, predictions come at the camera's resolution: score them there;
+    # without, at the model input of the camera's grid.
     clips = model_clips(args.bags, args.image_topic, args.action_topic, dt=model.dt, length=k + lookahead,
-                        size=size, action_names=model.action_names, stride=args.stride, notes=notes,
+                        size=None, action_names=model.action_names, stride=args.stride, notes=notes,
                         report=report)  # fmt: skip
-    pipeline = WorldModelPipeline(engine)
+    pipeline = WorldModelPipeline(engine, aspect_policy=args.aspect_policy)
     pipeline.settings = RolloutSettings(sampler_steps=args.sampler_steps)
+    clips = (_as_predicted(clip, pipeline) for clip in clips)
     model_predictor = ModelPredictor(pipeline, lookahead, args.samples, args.seed)
     predictors = {MODEL_NAME: model_predictor, **baseline_predictors(lookahead)}
     conditioned = model.action_dim > 0 and args.action_topic
@@ -241,6 +261,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         metavar=f"0..{MAX_SAMPLER_STEPS}",
                         help="Euler steps per predicted frame (default 0: the model's, model.json sampler.steps); "
                         "fewer are faster, at the quality this reports")
+    parser.add_argument("--aspect-policy", choices=ASPECT_POLICIES, default="refuse",
+                        help="footage whose aspect ratio lies outside the model's range: refuse it (default), or "
+                        "crop it into the range (what a square-input model of older releases did to every camera)")
     parser.add_argument("--providers", default="CPU", help="ONNX Runtime providers in order, e.g. TensorRT,CUDA,CPU")
     parser.add_argument("--write-bag", action="store_true",
                         help="with --out: also write OUT/predictions, an MCAP bag of real and predicted frames per horizon")

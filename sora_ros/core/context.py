@@ -100,6 +100,10 @@ class ContextBuffer:
         self._frames.clear()
         self.resets += 1
 
+    def newest_latent(self) -> np.ndarray | None:
+        """The newest frame's latent (C, h, w), or None when empty."""
+        return self._frames[-1].latent if self._frames else None
+
     def add(self, stamp_ns: int, latent: np.ndarray, frame_id: str = "", receipt_s: float = 0.0) -> Verdict:
         """Offer one encoded frame.
 

@@ -26,6 +26,9 @@ from functools import lru_cache
 
 # Token counts allowed around the budget: a grid may hold this fraction fewer or more tokens.
 BUDGET_TOLERANCE = 0.25
+# What a user may choose for a camera outside a model's aspect range: refuse its frames, or
+# centre-crop them into the range.
+ASPECT_POLICIES = ("refuse", "crop")
 # Aspect ratios are compared with this much slack, so a range measured from 640x480 data admits 640x480.
 ASPECT_SLACK = 1e-3
 

@@ -38,6 +38,7 @@ class EncoderNode(ModelNode):
         super().__init__(name)
         self._slot: LatestSlot = LatestSlot()
         self.latency.update(convert=LatencyWindow(), encode=LatencyWindow())
+        self._camera_shape: tuple[int, ...] | None = None  # of the last encoded frame, to log a new camera once
 
     def _declare_role_parameters(self) -> None:
         super()._declare_role_parameters()
@@ -91,9 +92,13 @@ class EncoderNode(ModelNode):
         except ImageConversionError as error:
             return self._drop(error.reason, str(error))
         except FrameRefusedError as error:
-            return self._drop("image_too_small", str(error))
+            return self._drop(error.reason, str(error))
         except NonFiniteOutputError as error:
             return self._drop("nonfinite_output", str(error))
+        if rgb.shape != self._camera_shape:  # the first frame, or the camera changed: say what the model sees
+            self._camera_shape = rgb.shape
+            self.get_logger().info(f"camera {rgb.shape[1]}x{rgb.shape[0]}: model input {fitted.shape[1]}x"
+                                   f"{fitted.shape[0]} ({latent.shape[2]}x{latent.shape[1]} latent cells)")
         self.latency["convert"].add(1e3 * (converted - start))
         self.latency["encode"].add(1e3 * (time.perf_counter() - converted))
         stamp, frame_id = m.stamp_ns(msg.header), msg.header.frame_id

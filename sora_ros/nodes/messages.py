@@ -34,16 +34,19 @@ def model_info(model: str, info: ModelInfo, providers: list[str]) -> String:
     """~/model_info: std_msgs/String holding one JSON object that describes the loaded model.
 
     Keys: model_id ("<name>@<version>#<hash>"), sha256 (file -> hash), dt_s, context_frames,
-    default_horizon, latent_shape [C, h, w], patch_size, actions [{"name", "unit"}] in the
-    model's order, input_size and output_size [H, W] in pixels (uint8 RGB), providers (the
-    ONNX Runtime execution providers in use).
+    default_horizon, latent_shape [C, h, w] and input_size [H, W] pixels (uint8 RGB) at the
+    reference size whose pixel count is the budget, aspect_range [lowest, highest] camera
+    width / height served (each camera's grid follows its own, sora_ros.core.patch_grid),
+    patch_size, actions [{"name", "unit"}] in the model's order, providers (the ONNX Runtime
+    execution providers in use).
     """
     return String(data=json.dumps({
         "model_id": model, "sha256": info.files, "dt_s": info.dt, "context_frames": info.context_frames,
         "default_horizon": info.default_horizon, "latent_shape": list(info.latent_shape),
         "patch_size": info.patch_size,
         "actions": [{"name": n, "unit": u} for n, u in zip(info.action_names, info.action_units)],
-        "input_size": list(info.image_size), "output_size": list(info.image_size), "providers": list(providers),
+        "input_size": list(info.image_size), "aspect_range": list(info.patch_grid.aspect_range),
+        "providers": list(providers),
     }, sort_keys=True))
 
 
@@ -131,8 +134,8 @@ def path(poses: np.ndarray, start_ns: int, dt: float, frame_id: str) -> Path:
 
 
 def patch_latents(latent: np.ndarray, stamp: int, frame_id: str, model: str, info: ModelInfo) -> PatchLatents:
-    """PatchLatents of one float32 (C, h, w) latent grid."""
-    channels, height, width = info.latent_shape
+    """PatchLatents of one float32 (C, h, w) latent grid (h x w follows the camera's aspect ratio)."""
+    channels, height, width = latent.shape
     return PatchLatents(header=header(stamp, frame_id), model_id=model, channels=channels, height=height,
                         width=width, patch_size=info.patch_size, dtype="float32", data=_bytes_field(latent_bytes(latent)))
 

@@ -96,6 +96,9 @@ class ModelNode(LifecycleNode):
                                                     "cameras, recovers lost fragments)", read_only=True))
         p("jump_back_s", 1.0, f("a stamp (or clock) this far behind the newest one is a clock jump: the context "
                                 "restarts", 0.01, 3600.0, True))
+        p("aspect_policy", "refuse", plain("a camera whose aspect ratio lies outside the model's range: refuse "
+                                           "(drop its frames, counted as drop/aspect_ratio) or crop (centre-crop "
+                                           "it into the range)", read_only=True))
         # The predictor's parameters, declared in every role so one params file serves all three.
         p("horizon", 0, i("predicted frames per live rollout; 0 = the model's default", 0, MAX_HORIZON))
         p("rollout_rate", 10.0, f("most live rollouts per second", 0.1, 60.0))
@@ -146,7 +149,8 @@ class ModelNode(LifecycleNode):
                 raise ValueError("model_path is empty and the package has no models/default")
             settings = self._read_settings()  # from a params file: rclpy's ranges cannot check every rule
             engine = WorldModelEngine(path, self.get_parameter("providers").value)
-            self.pipeline = WorldModelPipeline(engine, self.get_parameter("jump_back_s").value)
+            self.pipeline = WorldModelPipeline(engine, self.get_parameter("jump_back_s").value,
+                                               self.get_parameter("aspect_policy").value)
             self._create_outputs(QoSProfile(depth=RELIABLE_DEPTH))
             self._model_info = self.create_publisher(String, "~/model_info", LATCHED)
             self._model_info.publish(m.model_info(model_id(engine.info), engine.info, engine.providers))
@@ -156,7 +160,9 @@ class ModelNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.model, info = model_id(engine.info), engine.info
         self._apply(settings)
-        self.get_logger().info(f"configured: model {self.model} from {path} ({info.image_size[1]}x{info.image_size[0]}, "
+        low, high = info.patch_grid.aspect_range
+        self.get_logger().info(f"configured: model {self.model} from {path} ({info.image_size[1]}x{info.image_size[0]} "
+                               f"pixel budget, camera aspect ratios {low:.3g} to {high:.3g}, "
                                f"K={info.context_frames}, dt={info.dt:g} s, actions {list(info.action_names)}) "
                                f"on {engine.providers}")
         return TransitionCallbackReturn.SUCCESS

@@ -35,6 +35,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from sora_ros.core.preprocess import crop_window
 from sora_ros.runtime.model_dir import BATCH
 
 ANCHOR_GRAPH = "anchor"
@@ -177,13 +178,9 @@ class Window:
     width: int
 
 
-def crop_window(camera_hw: tuple[int, int], model_hw: tuple[int, int]) -> Window:
+def model_window(camera_hw: tuple[int, int], model_hw: tuple[int, int]) -> Window:
     """The centre window of the model's aspect ratio, exactly as sora_ros.core.preprocess.fit_frame crops."""
-    source_h, source_w = camera_hw
-    height, width = model_hw
-    crop_h = min(source_h, round(source_w * height / width))
-    crop_w = min(source_w, round(source_h * width / height))
-    return Window((source_h - crop_h) // 2, (source_w - crop_w) // 2, crop_h, crop_w)
+    return Window(*crop_window(camera_hw, model_hw))
 
 
 @lru_cache(maxsize=8)
@@ -222,7 +219,7 @@ def render(last: np.ndarray, motion: np.ndarray, mask: np.ndarray, synthesis: np
     """
     camera_hw = last.shape[:2]
     model_hw = motion.shape[1:]
-    window = crop_window(camera_hw, model_hw)
+    window = model_window(camera_hw, model_hw)
     flow = _to_camera(np.ascontiguousarray(motion.transpose(1, 2, 0)), camera_hw, window)  # (H0, W0, 2)
     flow[..., 0] *= window.width / model_hw[1]
     flow[..., 1] *= window.height / model_hw[0]

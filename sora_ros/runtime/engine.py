@@ -207,7 +207,8 @@ class WorldModelEngine:
             risk = self.info.risk
             check_session(path, session, risk_signature(self.info.latent_shape, self.info.action_dim, risk["frames"]))
             self.sessions[RISK_GRAPH] = session
-            self.risk = RiskHead(session, self.info.action_dim, risk["horizon_steps"], risk["frames"])
+            self.risk = RiskHead(session, self.info.action_dim, risk["horizon_steps"], risk["frames"],
+                                 self.info.latent_shape[1:])
         self._bound: dict[tuple[int, int, int], tuple[_BoundGraph, _BoundGraph]] = {}
         self._rollout_lock = threading.Lock()
         self._bound_graphs(1, self.info.latent_shape[1:])  # one candidate, one sample: allocated up front

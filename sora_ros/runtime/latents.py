@@ -53,8 +53,12 @@ def latent_from_bytes(data: bytes, dtype: str, shape: tuple[int, int, int], send
     """
     if sender_model != own_model:
         raise LatentsError(f"latents from model {sender_model!r}, this node runs {own_model!r}")
-    if tuple(shape) != info.latent_shape:
-        raise LatentsError(f"latent shape {tuple(shape)}, the model's is {info.latent_shape}")
+    if len(shape) != 3 or shape[0] != info.latent_shape[0]:
+        raise LatentsError(f"latent shape {tuple(shape)}: the model's latents are ({info.latent_shape[0]}, h, w)")
+    try:
+        info.check_latent_grid(tuple(shape[1:]))
+    except ValueError as error:
+        raise LatentsError(str(error)) from None
     if dtype not in LATENT_DTYPES:
         raise LatentsError(f"latent dtype {dtype!r}; supported: {', '.join(LATENT_DTYPES)}")
     element = np.dtype(dtype).newbyteorder("<")

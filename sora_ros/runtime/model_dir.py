@@ -135,11 +135,13 @@ class ModelInfo:
         offset, scale = np.asarray(self.action_offset, np.float32), np.asarray(self.action_scale, np.float32)
         return ((np.asarray(actions, np.float32) - offset) / scale).astype(np.float32)
 
-    @property
-    def prediction_size(self) -> tuple[int, int] | None:
-        """(H, W) of the frames the model predicts, or None when they come at the camera's own
-        resolution (a model with an anchored decoder)."""
-        return None if self.anchor is not None else self.image_size
+    def prediction_size(self, camera_hw: tuple[int, int]) -> tuple[int, int] | None:
+        """(H, W) of the frames the model predicts for a camera of (height, width) pixels, or None
+        when they come at the camera's own resolution (a model with an anchored decoder).
+
+        Raises:
+            AspectError: the camera's aspect ratio lies outside the model's range."""
+        return None if self.anchor is not None else self.input_size(camera_hw)
 
     def graph_path(self, graph: str) -> Path:
         return self.path / GRAPH_FILES[graph]

@@ -16,7 +16,10 @@ nanoseconds, images uint8 RGB arrays.
 Decoding: with a model that has an anchored decoder and camera frames given to `observe`, every
 predicted frame is the camera's last real frame warped (and filled in where the warp has no
 source) at the camera's resolution, or `settings.output_size`; otherwise the VAE decoder's image
-at the model's resolution. A camera whose resolution changes restarts the context ("reset/resolution").
+at the model's resolution. The model's input follows the camera's aspect ratio
+(sora_ros.core.patch_grid); a camera outside the model's aspect range is refused
+("aspect_ratio"), or with aspect_policy "crop" centre-cropped into it. A camera whose resolution
+changes, or latents on another grid, restart the context ("reset/resolution").
 
 Thread-safe: frames are observed from one thread while rollouts run on others (the engine
 serialises rollouts); each caller kind (live, service) learns its own costs. It counts what
@@ -40,6 +43,7 @@ from sora_ros.core.actions import NO_COMMAND_CHOICES, assumed_actions
 from sora_ros.core.comparison import FutureMemory, Prediction, comparison_image
 from sora_ros.core.context import Context, ContextBuffer, Verdict, future_stamps
 from sora_ros.core.deadline import CostModel, RolloutPlan, plan_rollout
+from sora_ros.core.patch_grid import ASPECT_POLICIES, AspectError
 from sora_ros.core.preprocess import fit_frame
 from sora_ros.core.requests import MAX_HORIZON, MAX_PENDING_CALLS, MAX_SAMPLER_STEPS, MAX_SAMPLES, RolloutRequest
 from sora_ros.core.stats import Counters, LatencyWindow
@@ -57,7 +61,15 @@ MAX_OUTPUT_SIDE = 4096
 
 
 class FrameRefusedError(ValueError):
-    """A camera frame the pipeline will not encode; the message says why."""
+    """A camera frame the pipeline will not encode; the message says why.
+
+    Attributes:
+        reason: the drop counter's name: "image_too_small" or "aspect_ratio".
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class NoContextError(RuntimeError):
@@ -171,9 +183,16 @@ class WorldModelPipeline:
     Args:
         engine: the loaded model.
         jump_back_s: a stamp this far behind the newest is a clock jump: the context restarts.
+        aspect_policy: one of ASPECT_POLICIES, for a camera outside the model's aspect range.
+
+    Raises:
+        ValueError: an unknown aspect policy.
     """
 
-    def __init__(self, engine: WorldModelEngine, jump_back_s: float = 1.0) -> None:
+    def __init__(self, engine: WorldModelEngine, jump_back_s: float = 1.0, aspect_policy: str = "refuse") -> None:
+        if aspect_policy not in ASPECT_POLICIES:
+            raise ValueError(f"aspect_policy must be one of {ASPECT_POLICIES}, got {aspect_policy!r}")
+        self.aspect_policy = aspect_policy
         self.engine, self.info = engine, engine.info
         self.settings = RolloutSettings()
         self.dt_ns = round(self.info.dt * NS_PER_S)
@@ -190,7 +209,7 @@ class WorldModelPipeline:
     # --- camera frame -> context --------------------------------------------------------------
 
     def encode(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Fit a camera frame to the model input and encode it.
+        """Fit a camera frame to its model input (the grid of its aspect ratio) and encode it.
 
         Args:
             rgb: uint8 (H0, W0, 3) RGB in [0, 255].
@@ -199,15 +218,36 @@ class WorldModelPipeline:
             The fitted frame, uint8 (H, W, 3), and its latent, float32 (C, h, w).
 
         Raises:
-            FrameRefusedError: smaller than the model input by more than MAX_UPSCALE.
+            FrameRefusedError: smaller than the model input by more than MAX_UPSCALE, or an aspect
+                ratio outside the model's range under aspect_policy "refuse".
             NonFiniteOutputError: the encoder produced NaN/Inf.
         """
-        height, width = self.info.image_size
-        if rgb.shape[0] * MAX_UPSCALE < height or rgb.shape[1] * MAX_UPSCALE < width:
-            raise FrameRefusedError(f"{rgb.shape[1]}x{rgb.shape[0]} image; the model takes {width}x{height} "
-                                    f"and upscales at most {MAX_UPSCALE}x")
-        fitted = fit_frame(rgb, self.info.image_size)  # (H, W, 3)
+        view = self.camera_view(rgb)
+        height, width = size = self.info.input_size(view.shape[:2])
+        if view.shape[0] * MAX_UPSCALE < height or view.shape[1] * MAX_UPSCALE < width:
+            raise FrameRefusedError("image_too_small", f"{rgb.shape[1]}x{rgb.shape[0]} image; the model takes "
+                                    f"{width}x{height} for it and upscales at most {MAX_UPSCALE}x")
+        fitted = fit_frame(view, size)  # (H, W, 3)
         return fitted, self.engine.encode(fitted[None])[0]
+
+    def camera_view(self, rgb: np.ndarray) -> np.ndarray:
+        """The part of a camera frame (H0, W0, 3) the model sees: all of it when its aspect ratio lies
+        in the model's range, else (aspect_policy "crop") its centred window in the range, a view.
+
+        Raises:
+            FrameRefusedError: outside the range under aspect_policy "refuse"."""
+        height, width = rgb.shape[:2]
+        grid = self.info.patch_grid
+        if grid.admits(height, width):
+            return rgb
+        if self.aspect_policy == "refuse":
+            try:
+                grid.tokens(height, width)
+            except AspectError as error:
+                raise FrameRefusedError("aspect_ratio", str(error)) from None
+        crop_h, crop_w = grid.clamp(height, width)
+        top, left = (height - crop_h) // 2, (width - crop_w) // 2
+        return rgb[top : top + crop_h, left : left + crop_w]
 
     def observe(self, stamp_ns: int, frame_id: str, latent: np.ndarray, receipt_s: float = 0.0,
                 image: np.ndarray | None = None, fitted: np.ndarray | None = None) -> Verdict:
@@ -223,10 +263,14 @@ class WorldModelPipeline:
         """
         if self._anchor is None:
             image = None  # nothing to anchor on: keep no frames
-        if image is not None and fitted is None:
-            fitted = fit_frame(image, self.info.image_size)
+        if image is not None:
+            image = self.camera_view(image)
+            if fitted is None:
+                fitted = fit_frame(image, self.info.input_size(image.shape[:2]))
         with self._lock:
-            if image is not None and self._anchor.camera_shape() not in (None, image.shape):
+            newest = self._buffer.newest_latent()
+            if ((image is not None and self._anchor.camera_shape() not in (None, image.shape))
+                    or (newest is not None and newest.shape != latent.shape)):
                 self._forget()
                 self.counters.add("reset/resolution")
             verdict = self._buffer.add(stamp_ns, latent, frame_id, receipt_s)

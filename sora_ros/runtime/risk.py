@@ -13,7 +13,7 @@ returns a probability. Per predicted frame k of a rollout, frames <= 0 being the
 the same pairing training uses (sora_ros/core/risk.py: frame t's window, the command in force from
 frame t - 1 to t, and the label "blocked in one of the steps t .. t + horizon_steps - 1").
 
-    head = RiskHead(session, action_dim, horizon_steps, frames)
+    head = RiskHead(session, action_dim, horizon_steps, frames, grid)
     risk = head.forecast(context, result.latents, actions)   # (K, C, h, w), (N, S, H, C, h, w), (N, H, A) -> (N, H)
 
 For training and evaluation of a head, `collect_risk_data` turns labelled clips into encoded and
@@ -58,6 +58,25 @@ def risk_signature(latent_shape: tuple[int, int, int], action_dim: int, frames: 
     return {"inputs": inputs, "outputs": {"risk": tensor()}}
 
 
+def _linear_weights(size_in: int, size_out: int) -> np.ndarray:
+    """(size_out, size_in) bilinear interpolation weights, half-pixel centres (cv2.INTER_LINEAR's)."""
+    centres = np.clip((np.arange(size_out) + 0.5) * size_in / size_out - 0.5, 0, size_in - 1)
+    low = np.floor(centres).astype(int)
+    high = np.minimum(low + 1, size_in - 1)
+    weights = np.zeros((size_out, size_in), np.float32)
+    np.add.at(weights, (np.arange(size_out), low), 1 - (centres - low))
+    np.add.at(weights, (np.arange(size_out), high), centres - low)
+    return weights
+
+
+def resample_grid(latents: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """float32 (..., h, w) latents resampled bilinearly to (..., grid h, grid w); as they are when equal."""
+    if latents.shape[-2:] == tuple(grid):
+        return latents
+    rows, cols = _linear_weights(latents.shape[-2], grid[0]), _linear_weights(latents.shape[-1], grid[1])
+    return np.einsum("oh,...hw,pw->...op", rows, latents, cols).astype(np.float32)
+
+
 def frame_windows(history: np.ndarray, frames: int, first: int) -> np.ndarray:
     """Windows of `frames` consecutive latents ending at each of the frames first .. T - 1.
 
@@ -82,11 +101,13 @@ class RiskHead:
         action_dim: A of the model (0: the graph takes latents only).
         horizon_steps: k of "blocked within the next k steps" (model.json risk.horizon_steps).
         frames: W, latents per window (model.json risk.frames).
+        grid: (h, w) the head takes, the model's reference latent grid: the head ends in a Linear
+            over its features, so latents of another camera's grid are resampled to it (bilinear).
     """
 
-    def __init__(self, session, action_dim: int, horizon_steps: int, frames: int) -> None:
+    def __init__(self, session, action_dim: int, horizon_steps: int, frames: int, grid: tuple[int, int]) -> None:
         self.session, self.action_dim = session, action_dim
-        self.horizon_steps, self.frames = horizon_steps, frames
+        self.horizon_steps, self.frames, self.grid = horizon_steps, frames, tuple(grid)
 
     def probabilities(self, windows: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
         """One probability per window, in one batched call.
@@ -103,7 +124,7 @@ class RiskHead:
             ValueError: actions given to a head without action input, or missing for one with it,
                 or a batch size that differs from the windows'.
         """
-        feeds = {"latents": np.ascontiguousarray(windows, np.float32)}
+        feeds = {"latents": np.ascontiguousarray(resample_grid(windows, self.grid), np.float32)}
         unknown = np.zeros(len(windows), bool)
         if self.action_dim:
             if actions is None or len(actions) != len(windows):
