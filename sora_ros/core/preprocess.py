@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from sora_ros.core.regions import centred_window
+
 
 def fit_frame(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Centre-crop to the aspect ratio of `size`, then resize (area filter).
@@ -23,9 +25,6 @@ def fit_frame(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     source_h, source_w = rgb.shape[:2]
     if (source_h, source_w) == (height, width):
         return rgb
-    # Largest window of the target aspect ratio that fits, centred.
-    crop_h = min(source_h, round(source_w * height / width))
-    crop_w = min(source_w, round(source_h * width / height))
-    top, left = (source_h - crop_h) // 2, (source_w - crop_w) // 2
+    top, left, crop_h, crop_w = centred_window(source_h, source_w, size)
     window = rgb[top : top + crop_h, left : left + crop_w]
     return cv2.resize(window, (width, height), interpolation=cv2.INTER_AREA)
