@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 from model_helpers import export_tiny  # noqa: E402
 
 from sora_ros.bag import messages as m  # noqa: E402
@@ -40,7 +40,8 @@ def test_eval_writes_every_horizon_metric_and_baseline(model, sim_bags, tmp_path
     assert set(metrics["methods"]) == {"model", "copy-last", "flow", "model (shuffled actions)"}
     for method in metrics["methods"].values():
         assert set(method) == set(HORIZONS)
-        assert {"psnr", "ssim", "mse", "moving_psnr", "moving_ssim", "moving_mse"} == set(method["1"])
+        # The sim camera is square: its central square is the whole frame, there are no margins.
+        assert {"psnr", "ssim", "mse", "moving_psnr", "moving_ssim", "moving_mse", "centre_psnr"} == set(method["1"])
     assert set(metrics["skill"]["model"]) == set(HORIZONS)
     assert set(metrics["action_sensitivity"]["model"]) == set(HORIZONS)
     assert metrics["model_files_sha256"] and len(metrics["bags"]) == 2
@@ -51,6 +52,61 @@ def test_eval_writes_every_horizon_metric_and_baseline(model, sim_bags, tmp_path
     recorded = json.loads((model / "model.json").read_text())["evaluation"]["sim"]
     assert recorded["vae_reconstruction_psnr_db"] == metrics["vae_reconstruction_psnr"]["mean"]
     assert recorded["clips"] == metrics["clips"] and set(recorded["psnr_db"]["copy-last"]) == set(HORIZONS)
+
+
+@pytest.fixture(scope="module")
+def wide_bag(tmp_path_factory) -> Path:
+    """A 3:2 (48 x 32) sim run: wider than the tiny model's square input."""
+    out = tmp_path_factory.mktemp("wide") / "runs"
+    assert cli(["sim", "record", "--episodes", "1", "--seconds", "2", "--out", str(out),
+                "--width", "48", "--height", "32", "--objects", "8", "--quiet"]) == 0  # fmt: skip
+    return out
+
+
+def test_square_model_on_a_wide_camera_reports_the_centre_and_says_it_has_no_margins(model, wide_bag, tmp_path):
+    out = tmp_path / "eval"
+    assert cli(["eval", str(wide_bag), "--model", str(model), "--horizons", "1,2", "--out", str(out),
+                "--record-in-model", "wide"]) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["frame_shapes"] == [{"camera": [32, 48], "scored": [32, 32]}]
+    assert "square centre crop of the 48x32 camera" in metrics["margins_note"]
+    for method in metrics["methods"].values():
+        assert "centre_psnr" in method["1"] and "margin_psnr" not in method["1"]
+    # Scored on the crop, the central square is the whole scored frame.
+    assert metrics["methods"]["model"]["2"]["centre_psnr"] == metrics["methods"]["model"]["2"]["psnr"]
+    report = (out / "report.md").read_text()
+    assert "### PSNR on the camera's central square" in report and metrics["margins_note"] in report
+    recorded = json.loads((model / "model.json").read_text())["evaluation"]["wide"]
+    assert recorded["centre_psnr_db"]["model"]["1"] == metrics["methods"]["model"]["1"]["centre_psnr"]["mean"]
+    assert recorded["margin_psnr_db"] is None and recorded["margins_note"] == metrics["margins_note"]
+
+
+def test_anchored_model_scores_the_margins_of_a_wide_camera(model, wide_bag, tmp_path):
+    """An anchored decoder predicts at the camera's resolution: the margins the crop dropped are scored."""
+    import shutil
+
+    from sora_ros.model.anchor import AnchorConfig, AnchorNet
+    from sora_ros.model.export import export_anchor
+    from sora_ros.runtime.model_dir import read_model_info
+
+    anchored = shutil.copytree(model, tmp_path / "anchored")
+    torch.manual_seed(0)
+    export_anchor(AnchorNet(AnchorConfig(width=8, horizon=2), read_model_info(anchored).latent_shape[0]).eval(),
+                  anchored)  # fmt: skip
+    out = tmp_path / "eval"
+    assert cli(["eval", str(wide_bag), "--model", str(anchored), "--horizons", "1,2", "--out", str(out),
+                "--record-in-model", "wide"]) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["frame_shapes"] == [{"camera": [32, 48], "scored": [32, 48]}] and metrics["margins_note"] is None
+    for name, method in metrics["methods"].items():
+        for h in ("1", "2"):
+            assert method[h]["margin_psnr"]["n"] == method[h]["centre_psnr"]["n"] == metrics["clips"], (name, h)
+    report = (out / "report.md").read_text()
+    margins = report.split("### PSNR on the margins")[1].split("###")[0]
+    assert "| model |" in margins and "| copy-last |" in margins
+    recorded = json.loads((anchored / "model.json").read_text())["evaluation"]["wide"]
+    assert recorded["margin_psnr_db"]["copy-last"]["2"] == metrics["methods"]["copy-last"]["2"]["margin_psnr"]["mean"]
+    assert recorded["margins_note"] is None
 
 
 def write_camera_bag(path: Path, frames: int, rate_hz: float) -> Path:

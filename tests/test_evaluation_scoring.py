@@ -19,7 +19,8 @@ def clip(i: int, frames: int = K + 4) -> SimpleNamespace:
     video = np.zeros((frames, 32, 32, 3), np.uint8)
     for t in range(frames):
         video[t, 10:18, 2 + 2 * t : 10 + 2 * t] = (200, 150, 50 + 10 * i)
-    return SimpleNamespace(frames=video, actions=RNG.normal(size=(frames, 2)).astype(np.float32), source=f"bag{i}")
+    return SimpleNamespace(frames=video, actions=RNG.normal(size=(frames, 2)).astype(np.float32), source=f"bag{i}",
+                           camera_shape=None)
 
 
 def baselines():
@@ -34,7 +35,7 @@ def test_metrics_json_holds_every_horizon_metric_and_baseline(tmp_path):
     assert metrics["clips"] == 3 and metrics["horizons"] == HORIZONS
     for method in (COPY_LAST, "flow"):
         for h in HORIZONS:
-            assert set(metrics["methods"][method][str(h)]) == set(METRICS)
+            assert set(metrics["methods"][method][str(h)]) == set(METRICS) - {"margin_psnr"}  # square frames
             assert metrics["methods"][method][str(h)]["psnr"]["n"] == 3
     assert metrics["skill"][COPY_LAST] == {str(h): 0.0 for h in HORIZONS}
     for name in ("report.md", "quality_vs_horizon.png", "examples.png"):
@@ -64,7 +65,8 @@ def test_action_sensitivity_is_positive_for_a_model_that_uses_actions():
 
 
 def test_static_scene_reports_infinite_psnr_in_json(tmp_path):
-    still = SimpleNamespace(frames=np.full((K + 4, 16, 16, 3), 90, np.uint8), actions=np.zeros((K + 4, 0), np.float32), source="still")
+    still = SimpleNamespace(frames=np.full((K + 4, 16, 16, 3), 90, np.uint8), actions=np.zeros((K + 4, 0), np.float32), source="still",
+                            camera_shape=None)
     result = evaluate([still], {COPY_LAST: lambda c, a: copy_last(c, 4)}, context_length=K, horizons=HORIZONS, progress=False)
     write_report(tmp_path, summarize_evaluation(result), result, {}, "# still")
     psnr = json.loads((tmp_path / "metrics.json").read_text())["methods"][COPY_LAST]["1"]["psnr"]
@@ -91,7 +93,7 @@ def test_metrics_json_values_match_hand_computed_scores(tmp_path):
     """
     levels = {"up": [100, 110, 120, 130, 140, 150], "down": [38, 50, 38, 26, 14, 2]}
     clips = [SimpleNamespace(frames=np.stack([np.full((16, 16, 3), v, np.uint8) for v in values]),
-                             actions=np.zeros((len(values), 2), np.float32), source=name)
+                             actions=np.zeros((len(values), 2), np.float32), source=name, camera_shape=None)
              for name, values in levels.items()]
     truths = {c.frames[:K].tobytes(): c.frames[K : K + max(HORIZONS)] for c in clips}
     predictors = {**baselines(), "plus4": lambda context, actions: truths[context.tobytes()] + 4}
@@ -131,6 +133,57 @@ def test_metrics_json_values_match_hand_computed_scores(tmp_path):
         copy_mse = np.mean(copy["mse"])
         assert metrics["skill"]["plus4"][str(h)] == pytest.approx(1 - (4 / 255) ** 2 / copy_mse, rel=1e-5)
         assert metrics["skill"]["flow"][str(h)] == pytest.approx(0.0, abs=1e-9)
+
+
+def wide_clips(camera_shape=None) -> list[SimpleNamespace]:
+    """Two 3:4 (12 x 16) clips of a flat grey whose level steps by 10 per frame."""
+    return [SimpleNamespace(frames=np.stack([np.full((12, 16, 3), 50 + 10 * t + i, np.uint8) for t in range(K + 4)]),
+                            actions=np.zeros((K + 4, 0), np.float32), source=f"wide{i}", camera_shape=camera_shape)
+            for i in range(2)]
+
+
+def centre_only(context, actions):
+    """The truth (a flat frame 10 brighter per step) in the central square, copy-last in the margins."""
+    predicted = copy_last(context, max(HORIZONS)).copy()
+    for k in range(max(HORIZONS)):
+        predicted[k, :, 2:14] += 10 * (k + 1)
+    return predicted
+
+
+def test_centre_and_margin_psnr_are_scored_and_reported_apart(tmp_path):
+    result = evaluate(wide_clips(), {COPY_LAST: lambda c, a: copy_last(c, max(HORIZONS)), "centre": centre_only},
+                      context_length=K, horizons=HORIZONS, progress=False)  # fmt: skip
+    summary = summarize_evaluation(result)
+    write_report(tmp_path, summary, result, {}, "# wide")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["margins_note"] is None and metrics["frame_shapes"] == [{"camera": [12, 16], "scored": [12, 16]}]
+    for h in HORIZONS:
+        centre, copy = metrics["methods"]["centre"][str(h)], metrics["methods"][COPY_LAST][str(h)]
+        off = 20 * np.log10(255 / (10 * h))  # copy-last's error, everywhere
+        assert centre["centre_psnr"]["mean"] == "inf" and centre["centre_psnr"]["n_inf"] == 2
+        assert centre["margin_psnr"]["mean"] == pytest.approx(off) and centre["margin_psnr"]["n"] == 2
+        assert copy["centre_psnr"]["mean"] == pytest.approx(off) == copy["margin_psnr"]["mean"]
+    report = (tmp_path / "report.md").read_text()
+    centre_table = report.split("### PSNR on the camera's central square")[1].split("###")[0]
+    margin_table = report.split("### PSNR on the margins")[1].split("###")[0]
+    assert "| centre | inf (identical) | inf (identical) | inf (identical) |" in centre_table
+    assert f"| centre | {20 * np.log10(25.5):.2f} ± 0.00 |" in margin_table
+
+
+def test_frames_scored_on_the_square_crop_have_no_margins_and_say_so(tmp_path):
+    square = [SimpleNamespace(**{**vars(c), "frames": c.frames[:, :, 2:14]}) for c in wide_clips((480, 640))]
+    result = evaluate(square, baselines(), context_length=K, horizons=HORIZONS, progress=False)
+    summary = summarize_evaluation(result)
+    write_report(tmp_path, summary, result, {}, "# crop")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert all("margin_psnr" not in by_h and "centre_psnr" in by_h for m in metrics["methods"].values()
+               for by_h in m.values())  # fmt: skip
+    assert "square centre crop of the 640x480 camera" in metrics["margins_note"]
+    margins = (tmp_path / "report.md").read_text().split("### PSNR on the margins")[1].split("###")[0]
+    assert metrics["margins_note"] in margins and "|" not in margins and "nan" not in margins.lower()
+    square_cameras = evaluate([SimpleNamespace(**{**vars(c), "camera_shape": None}) for c in square], baselines(),
+                              context_length=K, horizons=HORIZONS, progress=False)  # fmt: skip
+    assert "the cameras are square" in summarize_evaluation(square_cameras)["margins_note"]
 
 
 def test_example_labels_are_wrapped_not_cut():

@@ -12,7 +12,7 @@ Evaluation streams `model_clips` instead.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,7 @@ def _video_clips(path: Path, dt_ns: int, length: int, stride: int, size: tuple[i
             clip = windows.add(None)
         else:
             stamp, rgb = kept
+            windows.camera_shape = rgb.shape[:2]
             clip = windows.add((stamp, rgb if size is None else fit_frame(rgb, size), unknown))
         if clip is not None:
             report.clips += 1
@@ -114,7 +115,7 @@ def model_clips(
         try:
             for clip in reader:
                 if not has_actions:
-                    clip = Clip(clip.frames, np.full((length, action_dim), np.nan, np.float32), clip.stamps_ns, clip.source, clip.frame_id)
+                    clip = replace(clip, actions=np.full((length, action_dim), np.nan, np.float32))
                 yield clip
         except ClipError:
             pass  # too short for one clip: the report says so below

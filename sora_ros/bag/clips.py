@@ -79,6 +79,7 @@ class Clip:
     stamps_ns: np.ndarray  # int64 (T,), header stamps of the frames
     source: str  # the bag it came from
     frame_id: str = ""  # header.frame_id of the source images ("" for video files)
+    camera_shape: tuple[int, int] | None = None  # (H0, W0) of the recorded images before fitting; None: as frames
 
 
 @dataclass
@@ -152,6 +153,7 @@ class ClipWindows:
     def __init__(self, clip_length: int, stride: int, source: Path | str) -> None:
         self.source = str(source)
         self.frame_id = ""  # set by the reader from the images' headers
+        self.camera_shape: tuple[int, int] | None = None  # set by the reader: (H0, W0) of the recorded images
         self._run: deque[tuple[int, np.ndarray, np.ndarray]] = deque(maxlen=clip_length)
         self.stride = stride
         self._since_last_clip = 0
@@ -177,6 +179,7 @@ class ClipWindows:
             stamps_ns=np.array([s for s, _, _ in self._run], np.int64),
             source=self.source,
             frame_id=self.frame_id,
+            camera_shape=self.camera_shape,
         )
 
 
@@ -261,9 +264,12 @@ class ClipReader:
         windows = ClipWindows(self.clip_length, self.stride, bag)
         clips_before = self.report.clips
         for stamp, msg in _resample(self._stamped_images(reader, images_by_receive), self.dt_ns, self.report):
-            frame = None if msg is None else self._decode(msg)
+            rgb = None if msg is None else self._decode(msg)
             if msg is not None:
                 windows.frame_id = msg.header.frame_id
+            if rgb is not None:
+                windows.camera_shape = rgb.shape[:2]
+            frame = None if rgb is None else self._fit(rgb)
             action = None if frame is None else _action_at(stamp, action_stamps, actions, self.report)
             clip = windows.add(None if frame is None or action is None else (stamp, frame, action))
             if clip is not None:
@@ -286,12 +292,15 @@ class ClipReader:
             yield message.log_time_ns if by_receive else ros_time_ns(message.msg.header.stamp), message.msg
 
     def _decode(self, msg: Any) -> np.ndarray | None:
-        """uint8 (H, W, 3) RGB at self.size, or None (counted) if the image does not decode."""
+        """uint8 (H0, W0, 3) RGB as recorded, or None (counted) if the image does not decode."""
         try:
-            rgb = compressed_to_rgb(msg) if hasattr(msg, "format") else image_to_rgb(msg)
+            return compressed_to_rgb(msg) if hasattr(msg, "format") else image_to_rgb(msg)
         except ImageConversionError as error:
             self.report.skip(UNDECODABLE_IMAGE, str(error))
             return None
+
+    def _fit(self, rgb: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, 3) RGB at self.size, owning its pixels."""
         fitted = rgb if self.size is None else fit_frame(rgb, self.size)
         # Own the pixels: an unresized frame is a view of the message buffer, which would stay alive.
         return fitted.copy() if fitted.base is not None else fitted

@@ -53,6 +53,13 @@ def _terminal_table(summary: dict, horizons: list[int]) -> str:
         lines.append(f"{'skill vs copy-last':24s}" + "".join(f"{summary['skill'][MODEL_NAME][h]:>+16.3f}" for h in horizons))
     for gaps in summary["action_sensitivity"].values():
         lines.append(f"{'action gap dB':24s}" + "".join(f"{cell(gaps[h]):>16s}" for h in horizons))
+    if summary["margins_note"]:
+        return "\n".join([*lines, summary["margins_note"]])
+    lines.append(f"{'PSNR dB centre / margins':24s}")
+    for name, by_horizon in summary["methods"].items():
+        cells = [f"{cell(by_horizon[h]['centre_psnr']['mean'])} / {cell(by_horizon[h]['margin_psnr']['mean'])}"
+                 for h in horizons]  # fmt: skip
+        lines.append(f"{name:24s}" + "".join(f"{c:>16s}" for c in cells))
     return "\n".join(lines)
 
 
@@ -70,16 +77,23 @@ def record_in_model(model_dir: Path, key: str, metrics: dict) -> None:
 
 
 def headline(summary: dict, result, info: dict) -> dict:
-    """The numbers a model card shows: PSNR/SSIM per method and horizon, skill, action gap."""
+    """The numbers a model card shows: PSNR/SSIM per method and horizon (whole frame, moving pixels,
+    central square, margins: None with `margins_note` saying why when there were none), skill, action gap."""
+
+    def means(metric: str) -> dict:
+        return {n: {h: v[h][metric]["mean"] for h in result.horizons} for n, v in summary["methods"].items()}
+
     return {
         "command": info["command"],
         "bags": info["bags"],
         "clips": result.clips,
         "horizons": result.horizons,
-        "psnr_db": {n: {h: v[h]["psnr"]["mean"] for h in result.horizons} for n, v in summary["methods"].items()},
-        "ssim": {n: {h: v[h]["ssim"]["mean"] for h in result.horizons} for n, v in summary["methods"].items()},
-        "moving_psnr_db": {n: {h: v[h]["moving_psnr"]["mean"] for h in result.horizons}
-                           for n, v in summary["methods"].items()},  # fmt: skip
+        "psnr_db": means("psnr"),
+        "ssim": means("ssim"),
+        "moving_psnr_db": means("moving_psnr"),
+        "centre_psnr_db": means("centre_psnr"),
+        "margin_psnr_db": None if summary["margins_note"] else means("margin_psnr"),
+        "margins_note": summary["margins_note"],
         "vae_reconstruction_psnr_db": summary["vae_reconstruction_psnr"]["mean"],
         "resolution": "camera" if info.get("anchored") else "model",
         "synthesised_share": summary.get("synthesised_share"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from sora_ros.core.regions import centred_window
+
 
 def fit_frame(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Centre-crop to the aspect ratio of `size`, then resize (area filter).
@@ -23,15 +25,7 @@ def fit_frame(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     height, width = size
     if rgb.shape[:2] == (height, width):
         return rgb
-    top, left, crop_h, crop_w = crop_window(rgb.shape[:2], size)
+    top, left, crop_h, crop_w = centred_window(*rgb.shape[:2], size)
     window = rgb[top : top + crop_h, left : left + crop_w]
     return cv2.resize(window, (width, height), interpolation=cv2.INTER_AREA)
 
-
-def crop_window(source_hw: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """(top, left, height, width) in source pixels of the largest centred window of `size`'s aspect ratio."""
-    source_h, source_w = source_hw
-    height, width = size
-    crop_h = min(source_h, round(source_w * height / width))
-    crop_w = min(source_w, round(source_h * width / height))
-    return (source_h - crop_h) // 2, (source_w - crop_w) // 2, crop_h, crop_w

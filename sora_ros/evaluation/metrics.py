@@ -4,6 +4,8 @@ Frames are uint8 (H, W, 3) RGB in [0, 255]; metrics are computed on [0, 1]
 floats. Each metric also has a "moving" variant restricted to the pixels that
 change between the last observed frame and the true future frame: on a static
 background, copy-last-frame is nearly perfect and would flatter any method.
+PSNR is also measured on the camera's central square (what a square model saw)
+and on the margins around it (what it cropped away), see sora_ros.core.regions.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import cv2
 import numpy as np
 
 from sora_ros.core.psnr import PSNR_CAP_DB, psnr_from_mse
+from sora_ros.core.regions import centre_square
 
 # A pixel "moves" when some channel changes by more than this between the last
 # observed and the true future frame (8/255: above JPEG and render noise).
@@ -74,9 +77,26 @@ def ssim(predicted: np.ndarray, target: np.ndarray, mask: np.ndarray | None = No
     return float(local[mask].mean()) if mask.any() else math.nan
 
 
+def region_psnr(predicted: np.ndarray, target: np.ndarray, centre: tuple[slice, slice]) -> tuple[float, float | None]:
+    """PSNR in dB over the central square and over the margins around it.
+
+    Args:
+        predicted, target: uint8 (H, W, 3) frames.
+        centre: (rows, cols) of the central square in them (`sora_ros.core.regions.centre_square`).
+
+    Returns:
+        (centre PSNR, margin PSNR), each from the MSE over its region's pixels, +inf where that
+        region is predicted exactly; the margin PSNR is None when the square spans the frame.
+    """
+    margins = np.ones(target.shape[:2], bool)
+    margins[centre] = False
+    centre_psnr = psnr_from_mse(mse(predicted[centre], target[centre]))
+    return centre_psnr, psnr_from_mse(mse(predicted, target, margins)) if margins.any() else None
+
+
 @dataclass(frozen=True)
 class FrameScores:
-    """Every metric of one predicted frame against the true frame."""
+    """Every metric of one predicted frame against the true frame (margin_psnr None: no margins)."""
 
     mse: float
     psnr: float
@@ -84,12 +104,19 @@ class FrameScores:
     moving_mse: float
     moving_psnr: float
     moving_ssim: float
+    centre_psnr: float
+    margin_psnr: float | None
 
     @classmethod
-    def of(cls, predicted: np.ndarray, target: np.ndarray, last_observed: np.ndarray) -> FrameScores:
-        """Score `predicted` against `target`; `last_observed` defines the moving pixels."""
+    def of(cls, predicted: np.ndarray, target: np.ndarray, last_observed: np.ndarray,
+           centre: tuple[slice, slice] | None = None) -> FrameScores:  # fmt: skip
+        """Score `predicted` against `target`; `last_observed` defines the moving pixels, `centre`
+        the (rows, cols) of the camera's central square in these frames (None: the frames are the
+        camera's own, their central square is the camera's)."""
         mask = moving_mask(last_observed, target)
         full_mse, moving = mse(predicted, target), mse(predicted, target, mask)
+        centre = centre_square(target.shape[:2]) if centre is None else centre
+        centre_psnr, margin_psnr = region_psnr(predicted, target, centre)
         return cls(
             mse=full_mse,
             psnr=psnr_from_mse(full_mse),
@@ -97,6 +124,8 @@ class FrameScores:
             moving_mse=moving,
             moving_psnr=psnr_from_mse(moving),
             moving_ssim=ssim(predicted, target, mask),
+            centre_psnr=centre_psnr,
+            margin_psnr=margin_psnr,
         )
 
 

@@ -55,8 +55,14 @@ def write_markdown(path: Path, summary: dict, result: Evaluation, header: str) -
         ("ssim", "SSIM"),
         ("moving_psnr", "PSNR on moving pixels only (dB)"),
         ("moving_ssim", "SSIM on moving pixels only"),
+        ("centre_psnr", "PSNR on the camera's central square, what a square centre crop keeps (dB)"),
+        ("margin_psnr", "PSNR on the margins, the rest of the camera frame (dB)"),
     ]:
-        lines += [f"### {title}", "", f"| method | {columns} |", "|---" * (len(horizons) + 1) + "|"]
+        lines += [f"### {title}", ""]
+        if metric == "margin_psnr" and summary["margins_note"]:
+            lines += [summary["margins_note"], ""]
+            continue
+        lines += [f"| method | {columns} |", "|---" * (len(horizons) + 1) + "|"]
         for name, by_horizon in summary["methods"].items():
             lines.append(f"| {name} | " + " | ".join(_fmt(by_horizon[h][metric]) for h in horizons) + " |")
         lines.append("")
@@ -164,7 +170,9 @@ def write_report(out: Path, summary: dict, result: Evaluation, info: dict[str, A
     """Write metrics.json (summary + `info`), report.md, quality_vs_horizon.png and examples.png into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     metrics = {**info, "clips": result.clips, "context_length": result.context_length,
-               "horizons": result.horizons, **summary}  # fmt: skip
+               "horizons": result.horizons,
+               "frame_shapes": [{"camera": camera, "scored": scored} for camera, scored in sorted(result.shapes)],
+               **summary}  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2) + "\n")
     write_markdown(out / "report.md", summary, result, header)
     plot_quality(out / "quality_vs_horizon.png", summary, result.horizons)

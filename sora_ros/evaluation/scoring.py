@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sora_ros.core.action_shuffle import ActionShuffler, action_gap
+from sora_ros.core.regions import centre_square
 from sora_ros.evaluation.metrics import FrameScores, skill_score, summarize
 
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -52,6 +53,8 @@ class Evaluation:
     examples: list[Example] = field(default_factory=list)
     clips: int = 0
     sources: set[str] = field(default_factory=set)
+    # (camera (H0, W0), scored (H, W)) of the clips: where the central square and margins lie.
+    shapes: set[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=set)
 
 
 def evaluate(
@@ -69,8 +72,9 @@ def evaluate(
     """Run every predictor on every clip and score each predicted frame.
 
     Args:
-        clips: objects with `frames` uint8 (T, H, W, 3), `actions` float32 (T, A)
-            and `source`, with T >= context_length + max(horizons).
+        clips: objects with `frames` uint8 (T, H, W, 3), `actions` float32 (T, A), `source`
+            and `camera_shape` ((H0, W0) the frames were fitted from, or None: as recorded),
+            with T >= context_length + max(horizons).
         predictors: method name -> predictor (see the module docstring).
         context_length: K, frames the predictors see.
         horizons: steps ahead to score, e.g. [1, 2, 4, 8].
@@ -97,6 +101,8 @@ def evaluate(
         context = frames[:context_length]
         future = frames[context_length : context_length + lookahead]
         actions = actions[: context_length + lookahead]
+        camera = tuple(clip.camera_shape or frames.shape[1:3])
+        centre = centre_square(frames.shape[1:3], camera)
         predictions = {}
         for name, predictor in predictors.items():
             predictions[name] = _checked(name, predictor(context, actions), future.shape)
@@ -106,13 +112,14 @@ def evaluate(
             predictions[name] = _checked(name, predictors[shuffle_actions_of](context, shuffled), future.shape)
         for name, predicted in predictions.items():
             for h in result.horizons:
-                result.scores[name][h].append(FrameScores.of(predicted[h - 1], future[h - 1], context[-1]))
+                result.scores[name][h].append(FrameScores.of(predicted[h - 1], future[h - 1], context[-1], centre))
         if on_clip is not None:
             on_clip(clip, predictions)
         if len(result.examples) < EXAMPLES_KEPT:
             result.examples.append(Example(clip.source, context, future, predictions))
         result.clips += 1
         result.sources.add(str(clip.source))
+        result.shapes.add((camera, tuple(frames.shape[1:3])))
         if max_clips is not None and result.clips >= max_clips:
             break
     bar.close()
@@ -125,7 +132,8 @@ def _checked(name: str, predicted: np.ndarray, shape: tuple[int, ...]) -> np.nda
     return predicted
 
 
-METRICS = ("psnr", "ssim", "mse", "moving_psnr", "moving_ssim", "moving_mse")
+# margin_psnr is None for frames without margins: left out, and absent where no frame had any.
+METRICS = ("psnr", "ssim", "mse", "moving_psnr", "moving_ssim", "moving_mse", "centre_psnr", "margin_psnr")
 
 
 def summarize_evaluation(result: Evaluation) -> dict:
@@ -133,14 +141,12 @@ def summarize_evaluation(result: Evaluation) -> dict:
 
     Returns:
         {"methods": {name: {h: {metric: summary}}}, "skill": {name: {h: score}},
-         "action_sensitivity": {name: {h: PSNR gap, true minus shuffled actions}}}
-        with horizons as ints.
+         "action_sensitivity": {name: {h: PSNR gap, true minus shuffled actions}},
+         "margins_note": None, or why no frame had margins to score}
+        with horizons as ints; "margin_psnr" only where some scored frame had margins.
     """
-    methods = {
-        name: {h: {metric: summarize([getattr(s, metric) for s in frames]) for metric in METRICS}
-               for h, frames in by_horizon.items()}
-        for name, by_horizon in result.scores.items()
-    }  # fmt: skip
+    methods = {name: {h: _summaries(frames) for h, frames in by_horizon.items()}
+               for name, by_horizon in result.scores.items()}  # fmt: skip
     skill = {}
     if COPY_LAST in result.scores:
         for name, by_horizon in result.scores.items():
@@ -158,4 +164,24 @@ def summarize_evaluation(result: Evaluation) -> dict:
             h: action_gap([s.psnr for s in result.scores[name][h]], [s.psnr for s in result.scores[shuffled_name][h]])
             for h in result.horizons
         }
-    return {"methods": methods, "skill": skill, "action_sensitivity": sensitivity}
+    return {"methods": methods, "skill": skill, "action_sensitivity": sensitivity,
+            "margins_note": _margins_note(methods, result.shapes)}  # fmt: skip
+
+
+def _summaries(frames: list[FrameScores]) -> dict[str, dict]:
+    """metric -> `summarize` of the frames' values, for every metric some frame has (not None)."""
+    values = {metric: [v for v in (getattr(s, metric) for s in frames) if v is not None] for metric in METRICS}
+    return {metric: summarize(found) for metric, found in values.items() if found}
+
+
+def _margins_note(methods: dict, shapes: set[tuple[tuple[int, int], tuple[int, int]]]) -> str | None:
+    """None when some frame's margins were scored, else why none were: square cameras, or frames
+    scored on the camera's square crop (the border it drops was never predicted)."""
+    if any("margin_psnr" in metrics for by_horizon in methods.values() for metrics in by_horizon.values()):
+        return None
+    cropped = sorted({camera for camera, _ in shapes if camera[0] != camera[1]})
+    if not cropped:
+        return "No margins: the cameras are square, their central square is the whole frame."
+    cameras = ", ".join(f"{w}x{h}" for h, w in cropped)
+    return (f"No margins: the frames are scored on the square centre crop of the {cameras} camera frames "
+            "(the model's square input), so the borders the crop drops are neither predicted nor scored.")

@@ -35,7 +35,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from sora_ros.core.preprocess import crop_window
+from sora_ros.core.regions import centred_window
 from sora_ros.runtime.model_dir import BATCH
 
 ANCHOR_GRAPH = "anchor"
@@ -180,7 +180,7 @@ class Window:
 
 def model_window(camera_hw: tuple[int, int], model_hw: tuple[int, int]) -> Window:
     """The centre window of the model's aspect ratio, exactly as sora_ros.core.preprocess.fit_frame crops."""
-    return Window(*crop_window(camera_hw, model_hw))
+    return Window(*centred_window(*camera_hw, model_hw))
 
 
 @lru_cache(maxsize=8)
