@@ -17,7 +17,9 @@ import torch
 from model_helpers import export_tiny, rehash, tiny_modules
 from sora_ros.model.graphs import DecoderGraph, DynamicsStepGraph, EncoderGraph
 from sora_ros.runtime.engine import NonFiniteOutputError, WorldModelEngine, resolve_providers
-from sora_ros.runtime.model_dir import DYNAMICS_WEIGHTS, MAX_MODEL_JSON_BYTES, MODEL_JSON, ModelDirError
+from sora_ros.model.export import dynamic_axes
+from sora_ros.runtime.model_dir import DYNAMICS_WEIGHTS, GRAPH_FILES, MAX_MODEL_JSON_BYTES, MODEL_JSON, ModelDirError, \
+    expected_signatures, read_model_info
 
 HORIZON = 3
 
@@ -52,12 +54,16 @@ def _actions(engine, candidates=1, seed=0):
     return rng.uniform(-1, 1, (candidates, HORIZON, engine.info.action_dim)).astype(np.float32)
 
 
-def _replace_graph(directory, file_name, module, example, names_in, names_out):
+def _replace_graph(directory, file_name, module, example, names_in, names_out, grid_follows_camera=True):
+    """Export `module` over a graph of the directory, with the contract's dynamic dimensions (batch
+    only with grid_follows_camera False: a graph of one fixed size)."""
+    graph = next(g for g, f in GRAPH_FILES.items() if f == file_name)
+    axes = (dynamic_axes(expected_signatures(read_model_info(directory))[graph]) if grid_follows_camera
+            else {n: {0: "batch"} for n in names_in + names_out})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, example, str(directory / file_name), input_names=names_in,
-                          output_names=names_out, dynamic_axes={n: {0: "batch"} for n in names_in + names_out},
-                          opset_version=17, dynamo=False)
+                          output_names=names_out, dynamic_axes=axes, opset_version=17, dynamo=False)
     rehash(directory, file_name)
 
 
@@ -68,7 +74,7 @@ def test_encode_decode_shapes_and_ranges(engine):
     assert images.shape == (3, *engine.info.image_size, 3) and images.dtype == np.uint8
     with pytest.raises(ValueError, match="uint8"):
         engine.encode(_frames(engine, 1).astype(np.float32))
-    with pytest.raises(ValueError, match="decode expects"):
+    with pytest.raises(ValueError, match="decode must be 4-D"):
         engine.decode(latents[0])
 
 
@@ -316,9 +322,9 @@ def test_file_that_is_not_onnx(broken):
 def test_wrong_input_shape(broken):
     wide_vae, _ = tiny_modules("tiny-wide")  # 32x48 images where model.json says 32x32
     _replace_graph(broken, "encoder.onnx", EncoderGraph(wide_vae), (torch.zeros(1, 32, 48, 3, dtype=torch.uint8),),
-                   ["image"], ["latent"])
+                   ["image"], ["latent"], grid_follows_camera=False)
     with pytest.raises(ModelDirError, match=r"encoder\.onnx: input 'image' is uint8 \['batch', 32, 48, 3\], "
-                                            r"expected uint8 \['batch', 32, 32, 3\]"):
+                                            r"expected uint8 \['batch', 'height', 'width', 3\]"):
         WorldModelEngine(broken)
 
 

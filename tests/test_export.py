@@ -30,8 +30,10 @@ def test_export_writes_the_model_contract(tmp_path, name):
     assert all(error <= export.PARITY_TOLERANCE for error in report.parity.values())
     meta = json.loads((tmp_path / MODEL_JSON).read_text())
     config = dit.config
-    assert meta["input"] == {"height": config.vae.image_height, "width": config.vae.image_width, "channels": 3,
-                             "channel_order": "RGB", "dtype": "uint8", "layout": "BHWC", "range": [0, 255]}
+    assert {k: v for k, v in meta["input"].items() if k != "sizing"} == {
+        "height": config.vae.image_height, "width": config.vae.image_width,
+        "pixel_budget": config.vae.image_height * config.vae.image_width, "aspect_range": list(config.aspect_range),
+        "channels": 3, "channel_order": "RGB", "dtype": "uint8", "layout": "BHWC", "range": [0, 255]}
     assert meta["latent_shape"] == list(config.vae.latent_shape)
     assert meta["action"]["dim"] == config.dit.action_dim
     assert meta["sampler"]["steps"] == config.sampler_steps

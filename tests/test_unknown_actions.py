@@ -15,7 +15,7 @@ def test_nan_action_selects_the_unknown_embedding():
     _, dit = tiny_modules()
     with torch.no_grad():
         dit.unknown_action.normal_()
-        k, (c, h, w) = dit.config.dit.context_frames, dit.latent_shape
+        k, (c, h, w) = dit.config.dit.context_frames, dit.config.vae.latent_shape
         kv = dit.context_kv(torch.randn(3, k, c, h, w), torch.zeros(3))
         noisy, t = torch.randn(3, c, h, w), torch.full((3,), 0.5)
         unknown = dit.velocity(kv, noisy, t, torch.full((3, 2), float("nan")))
@@ -29,7 +29,7 @@ def test_nan_action_selects_the_unknown_embedding():
 
 def test_training_on_footage_without_actions_gives_a_finite_loss():
     _, dit = tiny_modules()
-    latents = torch.randn(2, 4, *dit.latent_shape)
+    latents = torch.randn(2, 4, *dit.config.vae.latent_shape)
     actions = torch.full((2, 4, 2), float("nan"))
     loss, _ = dynamics_loss(dit, latents, actions, torch.Generator().manual_seed(0))
     assert torch.isfinite(loss)

@@ -306,6 +306,25 @@ def test_a_burst_of_concurrent_rollout_calls_is_answered_in_full(world_model: Pr
     assert sum(a.success for a in answers) >= 1
 
 
+def test_a_wide_camera_gets_its_own_grid_and_one_outside_the_range_is_dropped(world_model: Probe) -> None:
+    """The tiny model's budget is 4x4 tokens of 8x8 pixels: a 5:3 camera gets 3x5 tokens, ~/latents
+    carry that grid, ~/futures follow it; an aspect ratio of 6 (range 1/3 to 3) is refused."""
+    wide = np.random.default_rng(3).integers(0, 256, (60, 100, 3), dtype=np.uint8)  # H, W
+    for k in range(3):
+        world_model.send(T0_S + 600.0 + k * DT_S, wide)
+    world_model.wait_for(lambda: world_model.futures and world_model.futures[-1].latents[0].width == 10,
+                         "~/futures on the 3x5-token grid")
+    with world_model.lock:
+        latents, futures = world_model.latents[-1], world_model.futures[-1]
+    assert (latents.channels, latents.height, latents.width) == (4, 6, 10)
+    assert len(latents.data) == 4 * 6 * 10 * 4
+    assert all((f.height, f.width) == (24, 40) for f in futures.frames)  # no anchored decoder: the model input
+    counts = world_model.counter(INPUT, "reset/resolution")
+    too_wide = image_msg("rgb8", 120, 20, bytes(120 * 20 * 3), T0_S + 700.0)
+    world_model.send_bad(too_wide, "drop/aspect_ratio", INPUT)
+    assert counts >= 1, "a camera of another grid restarts the context"
+
+
 @pytest.mark.own_process
 def test_bad_compressed_images_are_counted_drops(ros, tiny_model: str) -> None:
     from test_image_conversion import corrupted_jpeg, other_codec, png_bomb

@@ -143,7 +143,7 @@ def _check_parity(info, vae, dit, anchor) -> None:
     from sora_ros.model.export import PARITY_TOLERANCE, ExportError, _example_inputs, _graph_modules
     from sora_ros.runtime.model_dir import expected_signatures
 
-    examples = _example_inputs(expected_signatures(info), seed=1)
+    examples = _example_inputs(expected_signatures(info), 1, info.grid_sizes(info.image_size))
     modules = _graph_modules(vae, dit)
     with torch.no_grad():
         examples["dynamics"]["context_kv"] = modules["dynamics_context"](

@@ -92,7 +92,8 @@ class ModelInfo:
         context_frames: K.
         context_kv_shape: (L, 2, K * N, D), one sample's cached context keys/values at the reference input.
         patch_grid: each camera's input size (sora_ros.core.patch_grid). Models exported before
-            the grid followed the camera (no input.aspect_range) serve their reference aspect only.
+            the grid followed the camera (no input.aspect_range) take every camera centre-cropped
+            to their reference size, as they always did.
         grid_follows_camera: the graphs take any input size `patch_grid` chooses.
         action_offset, action_scale: normalisation, one entry per action dimension.
         raw: the whole parsed model.json.
@@ -156,8 +157,9 @@ class ModelInfo:
 
         Raises:
             AspectError: the camera's aspect ratio lies outside the model's range."""
-        size = self.patch_grid.input_size(*camera_hw)
-        return size if self.grid_follows_camera else self.image_size
+        if not self.grid_follows_camera:
+            return self.image_size  # fit_frame centre-crops every camera to it, as these models always did
+        return self.patch_grid.input_size(*camera_hw)
 
     def signature_sizes(self) -> tuple[tuple, tuple, tuple]:
         """image_size, latent_shape and context_kv_shape as the graphs declare them: symbolic

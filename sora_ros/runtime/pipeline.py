@@ -232,14 +232,15 @@ class WorldModelPipeline:
 
     def camera_view(self, rgb: np.ndarray) -> np.ndarray:
         """The part of a camera frame (H0, W0, 3) the model sees: all of it when its aspect ratio lies
-        in the model's range, else (aspect_policy "crop") its centred window in the range, a view.
+        in the model's range (or the model's grid is fixed), else (aspect_policy "crop") its centred
+        window in the range, a view.
 
         Raises:
             FrameRefusedError: outside the range under aspect_policy "refuse"."""
         height, width = rgb.shape[:2]
         grid = self.info.patch_grid
-        if grid.admits(height, width):
-            return rgb
+        if not self.info.grid_follows_camera or grid.admits(height, width):
+            return rgb  # an older fixed-grid model: fit_frame centre-crops every camera, as it always did
         if self.aspect_policy == "refuse":
             try:
                 grid.tokens(height, width)
