@@ -78,8 +78,10 @@ def test_fine_tune_starts_from_the_parent_lowers_the_loss_and_records_its_parent
     window = config.dit.context_frames + 4  # --dit-targets 4
     from sora_ros.bag.clip_sources import load_sequences
 
-    val = load_sequences([bags["val"]], "/camera/image_raw", "/cmd_vel", dt=config.dt, length=max(12, window + VAL_HORIZON),
-                         size=(config.vae.image_height, config.vae.image_width), action_names=config.actions.names)  # fmt: skip
+    buckets = load_sequences([bags["val"]], "/camera/image_raw", "/cmd_vel", dt=config.dt,
+                             length=max(12, window + VAL_HORIZON), size_for=config.patch_grid.input_size,
+                             action_names=config.actions.names)  # fmt: skip
+    val = buckets.by_size[(config.vae.image_height, config.vae.image_width)]
     rows, index = Trainer.window_index(val, VAL_WINDOWS, window, np.random.default_rng(VAL_SEED))
     latents = encode_frames(weights.vae, torch.from_numpy(val.frames))[rows, index]
     with torch.no_grad():
