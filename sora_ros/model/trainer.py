@@ -279,13 +279,10 @@ class Trainer:
         self.dit.config = self.config
 
     def _draw_bucket(self, stage: str, counts: dict) -> tuple[int, int]:
-        """A bucket's (H, W), drawn with probability in proportion to `counts` ({(H, W): frames or
-        windows}); each stage's draws are counted in state["bucket_steps"]."""
+        """`draw_bucket` with the run's generator; each stage's draws are counted in state["bucket_steps"]."""
         from sora_ros.bag.clip_sources import size_name
 
-        sizes = list(counts)
-        weights = np.array([counts[size] for size in sizes], np.float64)
-        size = sizes[self.rng.choice(len(sizes), p=weights / weights.sum())]
+        size = draw_bucket(self.rng, counts)
         steps = self.state.setdefault("bucket_steps", {}).setdefault(stage, {})
         steps[size_name(size)] = steps.get(size_name(size), 0) + 1
         return size
@@ -528,11 +525,9 @@ class Trainer:
             self.save({}, self.out / BEST_CHECKPOINT_NAME)
 
     def _frame_weighted(self, per_bucket: dict) -> dict:
-        """{name: mean over the validation buckets, weighted by their frames} of {(H, W): {name: value}}."""
-        weights = [self.val_data.by_size[size].frame_count for size in per_bucket]
-        names = next(iter(per_bucket.values()))
-        return {name: float(np.average([values[name] for values in per_bucket.values()], weights=weights))
-                for name in names}  # fmt: skip
+        """`frame_weighted` of {(H, W): {name: value}} over the validation buckets."""
+        frames = [self.val_data.by_size[size].frame_count for size in per_bucket]
+        return frame_weighted(list(per_bucket.values()), frames)
 
     def _warn_if_vae_caps_below_copy_last(self, recon_psnr: float) -> None:
         """Every predicted frame passes the decoder: a reconstruction below copy-last's h=1 cannot beat it."""
@@ -646,6 +641,24 @@ class Trainer:
         if self.dist.is_main:
             (self.out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
         return summary
+
+
+def draw_bucket(rng: np.random.Generator, counts: dict):
+    """A key of `counts` ({bucket: frames or windows}), drawn with probability in proportion to its count."""
+    keys = list(counts)
+    weights = np.array([counts[key] for key in keys], np.float64)
+    return keys[rng.choice(len(keys), p=weights / weights.sum())]
+
+
+def frame_weighted(per_bucket: list[dict], frames: list[int]) -> dict:
+    """{name: the buckets' values of `name`, averaged with their frames as weights}: the headline
+    of a validation run per bucket.
+
+    Args:
+        per_bucket: one {name: value} per bucket, all with the same names.
+        frames: the frames of each bucket.
+    """
+    return {name: float(np.average([values[name] for values in per_bucket], weights=frames)) for name in per_bucket[0]}
 
 
 def snapshot_name(minutes: float) -> str:
