@@ -49,7 +49,8 @@ $SORA train-anchor --model models/default --data data/sim/train data/real/train 
 $SORA train-risk --model models/default --data data/sim/train --val-data data/sim/val \
   --action-topic /cmd_vel --odom-topic /odom --out "$OUT/risk" --resume
 $SORA eval data/sim/test --action-topic /cmd_vel --model models/default --out out/eval/sim_test --record-in-model sim_test
-$SORA eval data/sim43/test --action-topic /cmd_vel --model models/default --out out/eval/sim43_test --record-in-model sim43_test
+$SORA eval data/sim43/test --action-topic /cmd_vel --model models/default --out out/eval/sim43_test \
+  --record-in-model sim43_test
 $SORA eval data/sim169/test --action-topic /cmd_vel --model models/default --out out/eval/sim169_test \
   --record-in-model sim169_test
 $SORA eval data/real/test --model models/default --stride 1 --out out/eval/real_test --record-in-model real_test

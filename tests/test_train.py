@@ -242,4 +242,4 @@ def test_two_camera_shapes_train_in_their_own_buckets_and_set_the_aspect_range(t
         last = [e for e in log_entries(out) if e["stage"] == stage and "val" in e][-1]
         assert set(last["val_buckets"]) == set(shapes)
         per_bucket = [last["val_buckets"][name][metric] for name in shapes]
-        assert last["val"][metric] == pytest.approx(np.average(per_bucket, weights=frames)), "not the frame-weighted mean"
+        assert last["val"][metric] == pytest.approx(np.average(per_bucket, weights=frames)), "not frame-weighted"

@@ -240,7 +240,8 @@ def load_sequences(paths: list[str | Path], image_topic: str | None, action_topi
             size = size_for(*camera)
         except AspectError as error:
             raise AspectError(f"{clip.source}: {error}") from None
-        grouped.setdefault(size, []).append(Clip(fit_frames(clip.frames, size), clip.actions, clip.stamps_ns, clip.source))
+        fitted = Clip(fit_frames(clip.frames, size), clip.actions, clip.stamps_ns, clip.source)
+        grouped.setdefault(size, []).append(fitted)
     if not grouped:
         detail = "".join(f"\n  {note}" for note in notes)
         raise ValueError(f"no sequence of {length} frames at dt {dt:g} s in {', '.join(map(str, paths))}: "

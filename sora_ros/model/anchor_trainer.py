@@ -15,8 +15,9 @@ from) plus a small price on the mask (warp where the warp is as good). Footage w
 Cameras of any aspect ratio: each source is read at the input size its camera gets from the model's
 patch grid (x TARGET_FACTOR), one AnchorData per size (a bucket, as `sora-ros train` holds them);
 each step draws a bucket in proportion to its frames, validation is their frame-weighted mean.
-Single process (no DDP: the stage is minutes on a CPU); resumable from OUT/anchor.pt; bf16 autocast with --precision bf16. `init` starts from
-another model directory's anchored decoder (its weights.safetensors) instead of fresh weights.
+Single process (no DDP: the stage is minutes on a CPU); resumable from OUT/anchor.pt; bf16 autocast
+with --precision bf16. `init` starts from another model directory's anchored decoder (its
+weights.safetensors) instead of fresh weights.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ model's patch grid (sora_ros.core.patch_grid), and the data is held in buckets, 
 (`Buckets`). Each step draws one bucket (VAE: in proportion to its frames, DiT: to its windows),
 then a batch from it; validation runs per bucket, its headline the frame-weighted mean. A new
 model's `aspect_range` is its training cameras' range (a fine-tune's: the parent's and theirs).
-Why buckets and not NaViT-style packing of many shapes into one sequence: batches of one shape keep
-dense attention with no mask and run the same graphs as inference, and CPU batches are too small
-for packing to save padding worth its masks.
+Why buckets, not NaViT-style packing of several shapes into one sequence: a batch of one shape keeps
+dense attention with no mask and runs the same graphs as inference, and CPU batches are small, so
+packing would save little.
 """
 
 from __future__ import annotations
@@ -425,11 +425,12 @@ class Trainer:
         VAEObjective, _ = _objective_modules()
         device = self.dist.device
 
-        frames = {size: data.frame_count for size, data in self.train_data.by_size.items()}
+        counts = {size: data.frame_count for size, data in self.train_data.by_size.items()}
 
         def batch():
-            data = self.train_data.by_size[self._draw_bucket("vae", frames)]
-            return (torch.from_numpy(self.sample_frames(data, self.args.vae_batch, self.rng)).to(device),)  # (B, H, W, 3)
+            data = self.train_data.by_size[self._draw_bucket("vae", counts)]
+            frames = self.sample_frames(data, self.args.vae_batch, self.rng)  # (B, H, W, 3)
+            return (torch.from_numpy(frames).to(device),)
 
         self.vae.train()
         self.run_stage("vae", self.args.vae_steps, self.vae.parameters(), self.args.vae_lr, batch, VAEObjective(self.vae))
@@ -539,7 +540,8 @@ class Trainer:
             frames = data.frames[rows, index[:, k - 1 : k + 1]].astype(np.float32) / 255.0  # (B, 2, H, W, 3)
             return {"psnr": float(psnr_from_mse(np.mean((frames[:, 1] - frames[:, 0]) ** 2), capped=True))}
 
-        copy_last = self._frame_weighted({size: copy_last_psnr(data) for size, data in self.val_data.by_size.items()})["psnr"]
+        per_bucket = {size: copy_last_psnr(data) for size, data in self.val_data.by_size.items()}
+        copy_last = self._frame_weighted(per_bucket)["psnr"]
         if recon_psnr < copy_last:
             self.log(f"warning: the VAE reconstructs validation frames at {recon_psnr:.2f} dB, below copy-last's "
                      f"{copy_last:.2f} dB at h=1: predictions decoded by it will lose to copy-last; "
