@@ -108,6 +108,21 @@ def test_fine_tune_starts_from_the_parent_lowers_the_loss_and_records_its_parent
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_a_fine_tune_serves_its_parent_s_cameras_and_its_own(tmp_path):
+    """A parent of square cameras fine-tuned on 5:3 ones serves both: the union of the aspect ranges."""
+    from sora_ros.model.checkpoint import load_checkpoint
+    from sora_ros.model.export import export_model
+
+    vae, dit = tiny_modules()
+    dit.config = dit.config.replace(aspect_range=(1.0, 1.0))
+    export_model(vae, dit, tmp_path / "square")
+    assert cli(["sim", "record", "--episodes", "2", "--seconds", "3", "--out", str(tmp_path / "wide"), "--width", "40",
+                "--height", "24", "--objects", "6", "--quiet"]) == 0  # fmt: skip
+    assert cli(["train", "--init", str(tmp_path / "square"), "--data", str(tmp_path / "wide"), "--out", str(tmp_path / "run"),
+                "--dit-steps", "2", "--val-every", "2", *TUNE]) == 0  # fmt: skip
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt").config.aspect_range == pytest.approx((1.0, 40 / 24))
+
+
 def test_training_only_the_vae_keeps_the_dit_bit_identical(parent, bags, tmp_path):
     run = tmp_path / "run"
     assert cli(["train", "--init", str(parent), "--data", str(bags["train"]), "--val-data", str(bags["val"]),
