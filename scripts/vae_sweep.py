@@ -35,11 +35,12 @@ def dump(args: argparse.Namespace) -> None:
     from sora_ros.model.config import preset
 
     config = preset("cpu64")
+    size = (config.vae.image_height, config.vae.image_width)
     read = dict(image_topic=args.image_topic, action_topic=None, dt=config.dt, length=16,
-                size=(config.vae.image_height, config.vae.image_width), action_names=config.actions.names)
+                size_for=lambda height, width: size, action_names=config.actions.names)
 
     def frames(paths: list[str], every: int) -> np.ndarray:
-        data = load_sequences(paths, **read).frames  # (N, S, H, W, 3)
+        data = load_sequences(paths, **read).by_size[size].frames  # (N, S, H, W, 3): every camera cropped to one size
         return data[:, ::every].reshape(-1, *data.shape[2:])
 
     arrays = {"train": frames(args.data, args.train_every), "val": frames(args.val, 1), "test": frames(args.test, 1)}

@@ -49,7 +49,8 @@ def test_video_clips_with_stride_and_video_time_stamps(tmp_path):
 def test_no_sequence_at_all_names_the_sources(tmp_path):
     bag = camera_bag(tmp_path / "tiny", 3, True)
     with pytest.raises(ValueError, match="no sequence of 10 frames at dt 0.1 s in .*tiny"):
-        load_sequences([bag], "/camera/image_raw", "/cmd_vel", dt=0.1, length=10, size=(8, 8), action_names=CMD_VEL_ACTIONS)
+        load_sequences([bag], "/camera/image_raw", "/cmd_vel", dt=0.1, length=10, size_for=lambda h, w: (8, 8),
+                       action_names=CMD_VEL_ACTIONS)
 
 
 def test_actions_are_read_by_the_model_s_twist_field_names(tmp_path):

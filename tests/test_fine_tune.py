@@ -78,8 +78,10 @@ def test_fine_tune_starts_from_the_parent_lowers_the_loss_and_records_its_parent
     window = config.dit.context_frames + 4  # --dit-targets 4
     from sora_ros.bag.clip_sources import load_sequences
 
-    val = load_sequences([bags["val"]], "/camera/image_raw", "/cmd_vel", dt=config.dt, length=max(12, window + VAL_HORIZON),
-                         size=(config.vae.image_height, config.vae.image_width), action_names=config.actions.names)  # fmt: skip
+    buckets = load_sequences([bags["val"]], "/camera/image_raw", "/cmd_vel", dt=config.dt,
+                             length=max(12, window + VAL_HORIZON), size_for=config.patch_grid.input_size,
+                             action_names=config.actions.names)  # fmt: skip
+    val = buckets.by_size[(config.vae.image_height, config.vae.image_width)]
     rows, index = Trainer.window_index(val, VAL_WINDOWS, window, np.random.default_rng(VAL_SEED))
     latents = encode_frames(weights.vae, torch.from_numpy(val.frames))[rows, index]
     with torch.no_grad():
@@ -104,6 +106,21 @@ def test_fine_tune_starts_from_the_parent_lowers_the_loss_and_records_its_parent
              "assert 'torch' not in sys.modules and 'safetensors' not in sys.modules")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_fine_tune_serves_its_parent_s_cameras_and_its_own(tmp_path):
+    """A parent of square cameras fine-tuned on 5:3 ones serves both: the union of the aspect ranges."""
+    from sora_ros.model.checkpoint import load_checkpoint
+    from sora_ros.model.export import export_model
+
+    vae, dit = tiny_modules()
+    dit.config = dit.config.replace(aspect_range=(1.0, 1.0))
+    export_model(vae, dit, tmp_path / "square")
+    assert cli(["sim", "record", "--episodes", "2", "--seconds", "3", "--out", str(tmp_path / "wide"), "--width", "40",
+                "--height", "24", "--objects", "6", "--quiet"]) == 0  # fmt: skip
+    assert cli(["train", "--init", str(tmp_path / "square"), "--data", str(tmp_path / "wide"), "--out", str(tmp_path / "run"),
+                "--dit-steps", "2", "--val-every", "2", *TUNE]) == 0  # fmt: skip
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt").config.aspect_range == pytest.approx((1.0, 40 / 24))
 
 
 def test_training_only_the_vae_keeps_the_dit_bit_identical(parent, bags, tmp_path):

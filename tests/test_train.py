@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("torch")
+from sora_ros.bag import messages as m  # noqa: E402
+from sora_ros.bag.writing import BagWriter  # noqa: E402
 from sora_ros.cli import main as cli  # noqa: E402
 
 HELPERS = Path(__file__).parent / "helpers"
@@ -202,3 +204,42 @@ def test_a_run_clearly_too_short_is_warned_about(sim_run):
     _, stdout = sim_run
     assert "warning: 10 VAE + 20 DiT steps is far below the 4500 + 2500 of the shortest run measured" in stdout
     assert "warning: the VAE reconstructs validation frames at" in stdout and "below copy-last's" in stdout
+
+
+def camera_run(path: Path, height: int, width: int, seconds: int = 6) -> Path:
+    """A bag of a ball circling over a plain background, seen by a height x width camera at 10 Hz, with /cmd_vel."""
+    with BagWriter(path) as bag:
+        for k in range(10 * seconds):
+            stamp = k * 100_000_000
+            frame = np.full((height, width, 3), (90, 60, 30), np.uint8)
+            centre = (int(width / 2 + width / 3 * np.sin(k / 5)), int(height / 2 + height / 3 * np.cos(k / 4)))
+            cv2.circle(frame, centre, 4, (50, 200, 255), -1)
+            bag.write("/camera/image_raw", m.IMAGE, stamp, m.image(frame, stamp, "camera"))
+            bag.write("/cmd_vel", m.TWIST, stamp, m.twist(0.3, 0.5 * np.sin(k / 5)))
+    return path
+
+
+def test_two_camera_shapes_train_in_their_own_buckets_and_set_the_aspect_range(tmp_path):
+    """A square and a 5:3 camera: each keeps its own token grid (4x4 and 3x5 tokens of the tiny model),
+    both buckets take VAE and DiT steps and are validated, and the model serves exactly their range."""
+    from sora_ros.model.checkpoint import load_checkpoint
+
+    shapes = {"32x32": (32, 32), "24x40": (24, 40)}
+    train = [str(camera_run(tmp_path / "train" / name, *shape)) for name, shape in shapes.items()]
+    val = [str(camera_run(tmp_path / "val" / name, *shape, seconds=3)) for name, shape in shapes.items()]
+    out = tmp_path / "run"
+    assert cli(["train", "--data", *train, "--val-data", *val, "--image-topic", "/camera/image_raw",
+                "--action-topic", "/cmd_vel", "--out", str(out), "--vae-steps", "10", "--dit-steps", "10", *TINY]) == 0
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert set(summary["data"]["buckets"]) == set(summary["val_data"]["buckets"]) == set(shapes)
+    assert summary["config"]["aspect_range"] == pytest.approx([1.0, 40 / 24])
+    assert load_checkpoint(out / "checkpoint.pt").config.aspect_range == pytest.approx((1.0, 40 / 24))
+    steps = summary["state"]["bucket_steps"]
+    assert {stage: set(steps[stage]) for stage in ("vae", "dit")} == {"vae": set(shapes), "dit": set(shapes)}, steps
+    assert sum(steps["vae"].values()) == sum(steps["dit"].values()) == 10
+    frames = [summary["val_data"]["buckets"][name]["frames"] for name in shapes]
+    for stage, metric in (("vae", "recon_psnr"), ("dit", "h1_psnr"), ("dit", "loss")):
+        last = [e for e in log_entries(out) if e["stage"] == stage and "val" in e][-1]
+        assert set(last["val_buckets"]) == set(shapes)
+        per_bucket = [last["val_buckets"][name][metric] for name in shapes]
+        assert last["val"][metric] == pytest.approx(np.average(per_bucket, weights=frames)), "not frame-weighted"

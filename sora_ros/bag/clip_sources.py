@@ -4,14 +4,15 @@ Frames are fitted to the model's input size and resampled to its dt. Sources
 without commands (video files, bags without the action topic) get NaN
 actions, which the model reads as "actions unknown".
 
-Training holds its data in memory as `Sequences` (it draws random frames and
-windows at every step); at 64x64 one frame is 12 KiB, an hour at 10 Hz 440 MiB.
+Training holds its data in memory as `Buckets` of `Sequences`, one per model input size
+(it draws random frames and windows at every step); at 64x64 one frame is 12 KiB, an hour at
+10 Hz 440 MiB.
 Evaluation streams `model_clips` instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 from sora_ros.bag.clips import GAP, Clip, ClipError, ClipReader, ClipReport, ClipWindows
 from sora_ros.bag.reading import BagReader, find_bags
 from sora_ros.bag.video import VideoReader
+from sora_ros.core.patch_grid import AspectError
 from sora_ros.core.preprocess import fit_frame
 from sora_ros.core.timegrid import Gap, resample
 from sora_ros.core.units import NS_PER_S
@@ -130,6 +132,16 @@ def model_clips(
             notes.append(f"{video}: shorter than one clip of {length} frames at dt {dt:g} s")
 
 
+# The model input (H, W) pixels for a camera of (height, width) pixels, e.g. a model's
+# `PatchGrid.input_size`; it may raise (an aspect ratio the model does not take).
+SizeFor = Callable[[int, int], tuple[int, int]]
+
+
+def size_name(size: tuple[int, int]) -> str:
+    """"HxW" of an (H, W) size: a bucket's name in logs and model.json."""
+    return f"{size[0]}x{size[1]}"
+
+
 @dataclass
 class Sequences:
     """N sequences of S frames at the model's dt, with their actions, held in memory."""
@@ -137,31 +149,105 @@ class Sequences:
     frames: np.ndarray  # uint8 (N, S, H, W, 3) RGB
     actions: np.ndarray  # float32 (N, S, A); NaN rows: unknown
     sources: list[str]  # per sequence: the bag or video it came from
-    notes: list[str] = field(default_factory=list)  # what the readers skipped or assumed, one line each
+
+    @property
+    def frame_count(self) -> int:
+        """N x S."""
+        return int(self.frames.shape[0] * self.frames.shape[1])
+
+    def subset(self, mask: np.ndarray) -> Sequences:
+        """The sequences where `mask` (bool (N,)) is set."""
+        return Sequences(self.frames[mask], self.actions[mask], [s for s, m in zip(self.sources, mask) if m])
+
+
+@dataclass
+class Buckets:
+    """Sequences grouped by model input size: each source's frames are fitted to the size its
+    camera gets, so one model trains on every camera at that camera's own token grid.
+
+    Attributes:
+        by_size: model input (H, W) pixels -> its sequences, largest bucket first.
+        cameras: source -> (height, width) pixels of its camera as recorded.
+        notes: what the readers skipped or assumed, one line each.
+    """
+
+    by_size: dict[tuple[int, int], Sequences]
+    cameras: dict[str, tuple[int, int]]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def sources(self) -> list[str]:
+        """Per sequence, bucket by bucket in `by_size` order: the bag or video it came from."""
+        return [source for data in self.by_size.values() for source in data.sources]
+
+    @property
+    def frame_count(self) -> int:
+        return sum(data.frame_count for data in self.by_size.values())
+
+    @property
+    def aspect_range(self) -> tuple[float, float]:
+        """(lowest, highest) camera width / height of the sources."""
+        aspects = [w / h for h, w in self.cameras.values()]
+        return min(aspects), max(aspects)
+
+    def subset(self, mask: np.ndarray) -> Buckets:
+        """The sequences where `mask` (bool, one per sequence in `sources` order) is set; buckets
+        left empty are dropped, and so are the cameras of sources left out."""
+        ends = np.cumsum([len(data.sources) for data in self.by_size.values()])[:-1]
+        kept = {size: data.subset(part) for (size, data), part in zip(self.by_size.items(), np.split(mask, ends))
+                if part.any()}  # fmt: skip
+        sources = {source for data in kept.values() for source in data.sources}
+        return Buckets(kept, {s: c for s, c in self.cameras.items() if s in sources}, self.notes)
 
     def summary(self) -> dict:
-        """Counts for logs and model.json: sequences, frames, frames per source."""
+        """Counts for logs and model.json: sequences, frames, frames per source, per bucket, camera aspect ratios."""
         per_source: dict[str, int] = {}
-        for source in self.sources:
-            per_source[Path(source).name] = per_source.get(Path(source).name, 0) + self.frames.shape[1]
-        return {"sequences": len(self.sources), "frames": int(self.frames.shape[0] * self.frames.shape[1]),
-                "frames_per_source": per_source, "notes": self.notes}  # fmt: skip
+        for data in self.by_size.values():
+            for source in data.sources:
+                per_source[Path(source).name] = per_source.get(Path(source).name, 0) + data.frames.shape[1]
+        buckets = {size_name(size): {"sequences": len(data.sources), "frames": data.frame_count}
+                   for size, data in self.by_size.items()}  # fmt: skip
+        return {"sequences": sum(b["sequences"] for b in buckets.values()),
+                "frames": self.frame_count, "frames_per_source": per_source,
+                "buckets": buckets, "aspect_range": list(self.aspect_range), "notes": self.notes}  # fmt: skip
+
+
+def fit_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 (T, h, w, 3) camera frames -> uint8 (T, H, W, 3) at `size` (`fit_frame`, frame by frame)."""
+    return np.stack([fit_frame(frame, size) for frame in frames])
 
 
 def load_sequences(paths: list[str | Path], image_topic: str | None, action_topic: str | None, *,
-                   dt: float, length: int, size: tuple[int, int], action_names: tuple[str, ...]) -> Sequences:  # fmt: skip
-    """Read every non-overlapping clip of `length` frames into memory (see `model_clips`).
+                   dt: float, length: int, size_for: SizeFor, action_names: tuple[str, ...]) -> Buckets:  # fmt: skip
+    """Read every non-overlapping clip of `length` frames into memory (see `model_clips`), each
+    source's frames fitted to `size_for` of its camera's (height, width), grouped by that size.
+
+    Clips are read at the camera's resolution and fitted one at a time, so at most one clip of
+    full-resolution frames is held.
 
     Raises:
         ValueError: no clip could be made, or as `model_clips`.
+        AspectError: `size_for` refused a source's camera (the message names the source).
     """
     notes: list[str] = []
     report = ClipReport()
-    clips = list(model_clips(paths, image_topic, action_topic, dt=dt, length=length, size=size,
-                             action_names=action_names, notes=notes, report=report))  # fmt: skip
-    if not clips:
+    grouped: dict[tuple[int, int], list[Clip]] = {}
+    cameras: dict[str, tuple[int, int]] = {}
+    for clip in model_clips(paths, image_topic, action_topic, dt=dt, length=length, size=None,
+                            action_names=action_names, notes=notes, report=report):  # fmt: skip
+        camera = clip.frames.shape[1:3]
+        cameras.setdefault(clip.source, camera)
+        try:
+            size = size_for(*camera)
+        except AspectError as error:
+            raise AspectError(f"{clip.source}: {error}") from None
+        fitted = Clip(fit_frames(clip.frames, size), clip.actions, clip.stamps_ns, clip.source)
+        grouped.setdefault(size, []).append(fitted)
+    if not grouped:
         detail = "".join(f"\n  {note}" for note in notes)
         raise ValueError(f"no sequence of {length} frames at dt {dt:g} s in {', '.join(map(str, paths))}: "
                          f"{report.cause()}{detail}")
-    return Sequences(np.stack([c.frames for c in clips]), np.stack([c.actions for c in clips]),
-                     [c.source for c in clips], notes)  # fmt: skip
+    by_size = {size: Sequences(np.stack([c.frames for c in clips]), np.stack([c.actions for c in clips]),
+                               [c.source for c in clips])
+               for size, clips in sorted(grouped.items(), key=lambda item: -len(item[1]))}  # fmt: skip
+    return Buckets(by_size, cameras, notes)

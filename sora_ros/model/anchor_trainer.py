@@ -11,9 +11,13 @@ of step k, last context latent) -> the real frame k, for k = 1..H:
     that frame repeated (the DiT drifts there), so a static scene gives the last frame back.
 The loss is L1 at TARGET_FACTOR x the model's resolution (the warp is where sharpness comes
 from) plus a small price on the mask (warp where the warp is as good). Footage without commands
-(real video) is drawn for REAL_SHARE of each batch. Single process (no DDP: the stage is minutes
-on a CPU); resumable from OUT/anchor.pt; bf16 autocast with --precision bf16. `init` starts from
-another model directory's anchored decoder (its weights.safetensors) instead of fresh weights.
+(real video) is drawn for REAL_SHARE of each batch of a bucket that also holds footage with commands.
+Cameras of any aspect ratio: each source is read at the input size its camera gets from the model's
+patch grid (x TARGET_FACTOR), one AnchorData per size (a bucket, as `sora-ros train` holds them);
+each step draws a bucket in proportion to its frames, validation is their frame-weighted mean.
+Single process (no DDP: the stage is minutes on a CPU); resumable from OUT/anchor.pt; bf16 autocast
+with --precision bf16. `init` starts from another model directory's anchored decoder (its
+weights.safetensors) instead of fresh weights.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ ENGINE_BATCH = 64
 
 @dataclass
 class AnchorData:
-    """Everything a batch is drawn from, as numpy arrays (N sequences of S frames)."""
+    """Everything a batch is drawn from, as numpy arrays (N sequences of S frames of one input size)."""
 
     frames: np.ndarray  # uint8 (N, S, Ht, Wt, 3) at TARGET_FACTOR x the model resolution
     actions: np.ndarray  # float32 (N, S, A), NaN rows: unknown (footage without commands)
@@ -65,20 +69,45 @@ class AnchorData:
     roll_images: np.ndarray  # uint8 (M, R, L, H, W, 3)
     still_latents: np.ndarray  # float32 (M, L, C, h, w): rolled out from frame K - 1 repeated K times
     still_images: np.ndarray  # uint8 (M, L, H, W, 3)
-    summary: dict
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.frames.shape[0] * self.frames.shape[1])
 
 
-def prepare(engine, paths, image_topic, action_topic, *, length: int, horizon: int, log=print) -> AnchorData:
-    """Read clips, and compute flows, latents, decodes and rollouts with the runtime engine."""
+def prepare(engine, paths, image_topic, action_topic, *, length: int, horizon: int,
+            log=print) -> tuple[list[AnchorData], dict]:  # fmt: skip
+    """Read clips, each source at TARGET_FACTOR x the input size its camera gets from the model's
+    patch grid, and compute flows, latents, decodes and rollouts with the runtime engine.
+
+    Returns:
+        One AnchorData per input size, and the data's summary (`Buckets.summary`).
+
+    Raises:
+        AspectError: a camera outside the model's aspect range; as `load_sequences`.
+    """
     from sora_ros.bag.clip_sources import load_sequences
+    from sora_ros.model.config import exported_patch_grid
+
+    grid = exported_patch_grid(engine.info)
+
+    def target_size(height: int, width: int) -> tuple[int, int]:
+        size = grid.input_size(height, width)
+        return TARGET_FACTOR * size[0], TARGET_FACTOR * size[1]
+
+    buckets = load_sequences(paths, image_topic, action_topic, dt=engine.info.dt, length=length, size_for=target_size,
+                             action_names=engine.info.action_names)  # fmt: skip
+    return [_prepare_bucket(engine, data, horizon, log) for data in buckets.by_size.values()], buckets.summary()
+
+
+def _prepare_bucket(engine, data, horizon: int, log) -> AnchorData:
+    """AnchorData of one bucket's sora_ros.bag.clip_sources.Sequences (frames at TARGET_FACTOR x its input size)."""
     from sora_ros.runtime.anchor import camera_flow, classical_flow
 
     info = engine.info
-    height, width = info.image_size
+    n, s, target_height, target_width = data.frames.shape[:4]
+    height, width = target_height // TARGET_FACTOR, target_width // TARGET_FACTOR
     k = info.context_frames
-    data = load_sequences(paths, image_topic, action_topic, dt=info.dt, length=length,
-                          size=(TARGET_FACTOR * height, TARGET_FACTOR * width), action_names=info.action_names)
-    n, s = data.frames.shape[:2]
     fitted = np.stack([[cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in seq] for seq in data.frames])
     flat = fitted.reshape(-1, height, width, 3)
     latents = np.concatenate([engine.encode(flat[i:i + ENGINE_BATCH]) for i in range(0, len(flat), ENGINE_BATCH)])
@@ -117,12 +146,13 @@ def prepare(engine, paths, image_topic, action_topic, *, length: int, horizon: i
     flat_roll = roll_latents.reshape(-1, *latents.shape[2:])
     roll_images = np.concatenate([engine.decode(flat_roll[i:i + ENGINE_BATCH])
                                   for i in range(0, len(flat_roll), ENGINE_BATCH)])
-    log(f"anchor data: {n} sequences of {s} frames; {len(starts)} rollout windows of {len(rows)} of them")
+    log(f"anchor data at {height}x{width}: {n} sequences of {s} frames; {len(starts)} rollout windows of "
+        f"{len(rows)} of them")
     still_command = np.zeros(data.actions.shape[-1], np.float32)
     return AnchorData(data.frames, data.actions, info.network_actions(data.actions), info.network_actions(still_command),
                       fitted, flow, target_flow, latents, recon, rows, np.array(starts), roll_latents,
                       roll_images.reshape(len(rows), len(starts), horizon, height, width, 3), still_latents,
-                      still_images.reshape(len(rows), horizon, height, width, 3), data.summary())
+                      still_images.reshape(len(rows), horizon, height, width, 3))
 
 
 def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, still_share: float) -> dict:
@@ -230,7 +260,8 @@ def train_anchor(args) -> dict:
     from sora_ros.core.machine import machine_description
     from sora_ros.model.anchor import AnchorConfig, AnchorNet
     from sora_ros.model.export import export_anchor
-    from sora_ros.model.trainer import learning_rate
+    from sora_ros.bag.clip_sources import size_name
+    from sora_ros.model.trainer import draw_bucket, frame_weighted, learning_rate
     from sora_ros.runtime.anchor import plan_size
     from sora_ros.runtime.engine import WorldModelEngine
 
@@ -267,10 +298,11 @@ def train_anchor(args) -> dict:
         state = payload["state"]
         rng.bit_generator.state = json.loads(payload["rng"])
         print(f"resuming {checkpoint_path} at step {state['step']}")
-    train = prepare(engine, args.data, args.image_topic, args.action_topic, length=args.sequence_frames,
-                    horizon=horizon)
-    val = prepare(engine, args.val_data, args.image_topic, args.action_topic, length=args.sequence_frames,
-                  horizon=horizon) if args.val_data else None
+    train, train_summary = prepare(engine, args.data, args.image_topic, args.action_topic,
+                                   length=args.sequence_frames, horizon=horizon)  # fmt: skip
+    val, val_summary = prepare(engine, args.val_data, args.image_topic, args.action_topic, length=args.sequence_frames,
+                               horizon=horizon) if args.val_data else (None, None)  # fmt: skip
+    frames = {index: data.frame_count for index, data in enumerate(train)}
 
     def save() -> None:
         payload = {"format": ANCHOR_CHECKPOINT_FORMAT, "config": net.config.to_dict(), "net": net.state_dict(),
@@ -279,14 +311,20 @@ def train_anchor(args) -> dict:
         Path(f"{checkpoint_path}.tmp").replace(checkpoint_path)
 
     def validate() -> dict:
+        """The frame-weighted mean over the validation buckets, and under "buckets" each one's numbers."""
         if val is None:
             return {}
-        batch = _tensors(draw(val, VAL_SAMPLES, np.random.default_rng(0), horizon, 1.0, 0.0))
+        per_bucket = {}
         net.eval()
-        with torch.no_grad():
-            _, metrics, _ = anchored_loss(net, batch)
+        for data in val:
+            batch = _tensors(draw(data, VAL_SAMPLES, np.random.default_rng(0), horizon, 1.0, 0.0))
+            with torch.no_grad():
+                _, metrics, _ = anchored_loss(net, batch)
+            name = size_name(data.fitted.shape[2:4])
+            per_bucket[name] = {"rollout_psnr": metrics["psnr"], "copy_last_psnr": metrics["copy_psnr"],
+                                "mask": metrics["mask"]}  # fmt: skip
         net.train()
-        return {"rollout_psnr": metrics["psnr"], "copy_last_psnr": metrics["copy_psnr"], "mask": metrics["mask"]}
+        return {**frame_weighted(list(per_bucket.values()), [data.frame_count for data in val]), "buckets": per_bucket}
 
     teacher_steps = round(args.teacher_fraction * args.steps)
     bar = tqdm(range(state["step"], args.steps), initial=state["step"], total=args.steps, desc="anchor",
@@ -296,8 +334,8 @@ def train_anchor(args) -> dict:
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr)
-        batch = _tensors(draw(train, args.batch, rng, horizon, 0.0 if step < teacher_steps else ROLLOUT_SHARE,
-                            STILL_SHARE))
+        batch = _tensors(draw(train[draw_bucket(rng, frames)], args.batch, rng, horizon,
+                              0.0 if step < teacher_steps else ROLLOUT_SHARE, STILL_SHARE))  # fmt: skip
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             loss, metrics, _ = anchored_loss(net, batch)
         optimizer.zero_grad(set_to_none=True)
@@ -315,8 +353,8 @@ def train_anchor(args) -> dict:
     bar.close()
     summary = {"command": args.command, "steps": state["step"], "wall_time_s": round(state["wall_s"], 1),
                "batch": args.batch, "lr": args.lr, "teacher_fraction": args.teacher_fraction,
-               "precision": args.precision, "data": train.summary, "validation": state["val"],
-               "validation_data": None if val is None else val.summary, "machine": machine_description(),
+               "precision": args.precision, "data": train_summary, "validation": state["val"],
+               "validation_data": val_summary, "machine": machine_description(),
                **({"fine_tuned_from": parent} if parent else {})}
     (out / "anchor_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if not args.no_export:

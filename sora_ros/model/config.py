@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 
 from sora_ros.core.patch_grid import PatchGrid
 
+# The widest range of camera width / height a model trains on: within it every camera's token grid
+# crops at most 18% of a side (sora_ros.core.patch_grid); training narrows it to its data's cameras.
+ASPECT_RANGE = (1 / 3, 3.0)
+
 
 @dataclass(frozen=True)
 class VAEConfig:
@@ -141,7 +145,7 @@ class ModelConfig:
     horizon: int = 8
     sampler_steps: int = 4
     context_noise: float = 0.05
-    aspect_range: tuple[float, float] = (1 / 3, 3.0)
+    aspect_range: tuple[float, float] = ASPECT_RANGE
 
     def __post_init__(self) -> None:
         if self.actions.dim != self.dit.action_dim:
@@ -204,6 +208,16 @@ def _tiny(height: int, width: int, actions: ActionSpec) -> ModelConfig:
         actions=actions,
         sampler_steps=2,
     )
+
+
+def exported_patch_grid(info) -> PatchGrid:
+    """The patch grid of an exported model: which input size each camera gets.
+
+    Args:
+        info: the model directory's sora_ros.runtime.model_dir.ModelInfo; its model.json's config
+            (a directory exported before aspect ranges has the default, ASPECT_RANGE).
+    """
+    return ModelConfig.from_dict(info.raw["config"]).patch_grid
 
 
 PRESETS: dict[str, ModelConfig] = {

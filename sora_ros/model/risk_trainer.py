@@ -15,6 +15,11 @@ weighted by negatives / positives of the training samples (class balance). Valid
 ROC AUC on encoded and on predicted latents (and per predicted step); the state with the best
 predicted-latent AUC is exported (the last state without --val-data). Single process, resumable
 from OUT/risk.pt.
+
+One grid only: the head flattens its convolution features into a Linear, so it takes the latent
+grid of the model's reference input size alone. Of the cameras of any aspect ratio that the world
+model serves, it trains on those whose input size (the model's patch grid) is the reference size;
+clips of other cameras are skipped, and the log says so.
 """
 
 from __future__ import annotations
@@ -35,25 +40,44 @@ ROLLOUT_SHARE = 0.5
 
 def prepare(engine, paths, args, rule, log=print) -> tuple:
     """(RiskData, summary) of bags: clips of K + H frames, one every H, labelled from odometry and
-    commands, encoded and rolled out with the engine (sora_ros.runtime.risk.collect_risk_data).
+    commands, encoded and rolled out with the engine (sora_ros.runtime.risk.collect_risk_data); only
+    the cameras whose input size is the model's reference size (see the module docstring).
 
     Raises:
         ValueError: no bag has the odometry and command topics (naming them), or none gives a clip.
     """
+    from dataclasses import replace
     from functools import partial
 
     from tqdm import tqdm
 
+    from sora_ros.bag.clip_sources import fit_frames
     from sora_ros.bag.motion import labelled_clips
+    from sora_ros.model.config import exported_patch_grid
     from sora_ros.runtime.risk import collect_risk_data
 
     info = engine.info
     horizon, notes = info.default_horizon, []
+    grid, skipped = exported_patch_grid(info), {}
     clips = labelled_clips(paths, args.image_topic, args.action_topic, args.odom_topic, rule, dt=info.dt,
-                           length=info.context_frames + horizon, stride=horizon, size=info.image_size,
+                           length=info.context_frames + horizon, stride=horizon, size=None,
                            action_names=info.action_names, notes=notes)
-    data = collect_risk_data(engine, clips, horizon,
+
+    def reference_clips():
+        for clip, labels in clips:
+            camera = clip.frames.shape[1:3]
+            if grid.admits(*camera) and grid.input_size(*camera) == info.image_size:
+                yield replace(clip, frames=fit_frames(clip.frames, info.image_size)), labels
+            else:
+                skipped[clip.source] = skipped.get(clip.source, 0) + 1
+
+    data = collect_risk_data(engine, reference_clips(), horizon,
                              progress=partial(tqdm, desc="risk rollouts", dynamic_ncols=True, disable=None))
+    if skipped:
+        notes += [f"{source}: {count} clips skipped: its camera's input size is not the risk head's "
+                  f"{info.image_size[0]}x{info.image_size[1]}" for source, count in skipped.items()]
+        log(f"risk data: the risk head takes one grid, {info.image_size[0]}x{info.image_size[1]} pixels: "
+            f"{sum(skipped.values())} clips of {len(skipped)} sources whose cameras get another size were skipped")
     if data is None:
         raise ValueError(f"no clip of {info.context_frames + horizon} frames at dt {info.dt:g} s in the bags with "
                          f"odometry:\n  " + "\n  ".join(notes))

@@ -6,6 +6,15 @@ Every rank holds the data and draws its own batches (seeded by rank); DDP averag
 gradients, so all ranks keep identical weights. Rank 0 alone validates, writes checkpoints
 and the log. `resume` continues from the checkpoint in `out`, stage and step included. Each DiT
 validation that beats the best so far (mean PSNR over VAL_HORIZONS) also writes checkpoint_best.pt.
+
+Cameras of any aspect ratio: each source is fitted to the input size its camera gets from the
+model's patch grid (sora_ros.core.patch_grid), and the data is held in buckets, one per size
+(`Buckets`). Each step draws one bucket (VAE: in proportion to its frames, DiT: to its windows),
+then a batch from it; validation runs per bucket, its headline the frame-weighted mean. A new
+model's `aspect_range` is its training cameras' range (a fine-tune's: the parent's and theirs).
+Why buckets, not NaViT-style packing of several shapes into one sequence: a batch of one shape keeps
+dense attention with no mask and runs the same graphs as inference, and CPU batches are small, so
+packing would save little.
 """
 
 from __future__ import annotations
@@ -156,7 +165,7 @@ class Trainer:
         from sora_ros.model.dit import DiT
         from sora_ros.model.fine_tune import choose_actions
         from sora_ros.model.vae import VAE
-        from sora_ros.bag.clip_sources import load_sequences
+        from sora_ros.bag.clip_sources import load_sequences, size_name
 
         self.args, self.dist = args, dist_info
         self.out = Path(args.out)
@@ -218,11 +227,11 @@ class Trainer:
         self.dit.to(dist_info.device)
         self.optimizer_states = optimizer_states
 
-        vae_cfg, k = self.config.vae, self.config.dit.context_frames
-        self.window = k + args.dit_targets
+        self.window = self.config.dit.context_frames + args.dit_targets
         read = dict(image_topic=args.image_topic, action_topic=args.action_topic, dt=self.config.dt,
                     length=max(args.sequence_frames, self.window + VAL_HORIZON),
-                    size=(vae_cfg.image_height, vae_cfg.image_width), action_names=self.config.actions.names)  # fmt: skip
+                    size_for=self._reading_grid(resumed=checkpoint is not None).input_size,
+                    action_names=self.config.actions.names)  # fmt: skip
         self.train_data = load_sequences(args.data, **read)
         if args.val_data:
             self.val_data = load_sequences(args.val_data, **read)
@@ -234,8 +243,16 @@ class Trainer:
                 held = np.arange(len(self.train_data.sources)) % 10 == 9
             self.val_data = _subset(self.train_data, held)
             self.train_data = _subset(self.train_data, ~held)
+        if checkpoint is None:
+            self._fit_aspect_range()
         self.log(f"data: {self.train_data.summary()['sequences']} training sequences of {read['length']} frames, "
                  f"{self.val_data.summary()['sequences']} validation")  # fmt: skip
+        low, high = self.config.aspect_range
+        self.log(f"cameras: aspect range {low:.3g} to {high:.3g} (width / height); buckets (model input H x W):")
+        for size in {**self.train_data.by_size, **self.val_data.by_size}:
+            counts = [len(data.by_size[size].sources) if size in data.by_size else 0
+                      for data in (self.train_data, self.val_data)]  # fmt: skip
+            self.log(f"  {size_name(size)}: {counts[0]} training sequences, {counts[1]} validation")
         for note in self.train_data.notes:
             self.log(f"  {note}")
         if self.dist.is_main and self.parent is None and (args.vae_steps < SHORT_VAE_STEPS or args.dit_steps < SHORT_DIT_STEPS):
@@ -244,6 +261,31 @@ class Trainer:
                      "(README, \"How long to train\"): expect it to lose to copy-last; train longer")  # fmt: skip
 
     # -- helpers -------------------------------------------------------------------
+
+    def _reading_grid(self, resumed: bool):
+        """The patch grid the data is read with. A resumed run's model is set: its own grid. Else
+        one that admits every trainable camera (ASPECT_RANGE, and a parent's own range): the
+        grid sizes are the model's, and `_fit_aspect_range` then narrows the range to the data's."""
+        from sora_ros.model.config import ASPECT_RANGE
+
+        grid = self.config.patch_grid
+        return grid if resumed else dataclasses.replace(grid, aspect_range=_union(grid.aspect_range, ASPECT_RANGE))
+
+    def _fit_aspect_range(self) -> None:
+        """A new model serves its training cameras' aspect ratios; a fine-tune, its parent's too."""
+        cameras = self.train_data.aspect_range
+        aspect_range = _union(self.config.aspect_range, cameras) if self.parent is not None else cameras
+        self.config = self.config.replace(aspect_range=aspect_range)
+        self.dit.config = self.config
+
+    def _draw_bucket(self, stage: str, counts: dict) -> tuple[int, int]:
+        """`draw_bucket` with the run's generator; each stage's draws are counted in state["bucket_steps"]."""
+        from sora_ros.bag.clip_sources import size_name
+
+        size = draw_bucket(self.rng, counts)
+        steps = self.state.setdefault("bucket_steps", {}).setdefault(stage, {})
+        steps[size_name(size)] = steps.get(size_name(size), 0) + 1
+        return size
 
     def _warn_about_ignored_flags(self) -> None:
         """On resume the checkpoint's model is kept, and a finished VAE stage is not reopened: say so."""
@@ -383,19 +425,25 @@ class Trainer:
         VAEObjective, _ = _objective_modules()
         device = self.dist.device
 
+        counts = {size: data.frame_count for size, data in self.train_data.by_size.items()}
+
         def batch():
-            return (torch.from_numpy(self.sample_frames(self.train_data, self.args.vae_batch, self.rng)).to(device),)
+            data = self.train_data.by_size[self._draw_bucket("vae", counts)]
+            frames = self.sample_frames(data, self.args.vae_batch, self.rng)  # (B, H, W, 3)
+            return (torch.from_numpy(frames).to(device),)
 
         self.vae.train()
         self.run_stage("vae", self.args.vae_steps, self.vae.parameters(), self.args.vae_lr, batch, VAEObjective(self.vae))
         self.vae.eval()
 
-    def encode(self, data) -> np.ndarray:
+    def encode(self, buckets) -> dict:
+        """{(H, W): float32 (N, S, C, h, w) latents of that bucket's sequences}."""
         import torch
 
         from sora_ros.model.training import encode_frames
 
-        return encode_frames(self.vae, torch.from_numpy(data.frames).to(self.dist.device)).cpu().numpy()
+        return {size: encode_frames(self.vae, torch.from_numpy(data.frames).to(self.dist.device)).cpu().numpy()
+                for size, data in buckets.by_size.items()}  # fmt: skip
 
     def train_dit(self) -> None:
         import torch
@@ -405,19 +453,25 @@ class Trainer:
         _, DynamicsObjective = _objective_modules()
         # A fine-tune keeps the parent's latent scale: its DiT was trained on latents of that scale.
         if self.state["step"] == 0 and self.parent is None:
-            # The same frames on every rank, so every rank gets the same scale.
-            calibration = self.sample_frames(self.train_data, CALIBRATION_FRAMES, np.random.default_rng(self.args.seed))
-            scale = calibrate_latent_scale(self.vae, torch.from_numpy(calibration).to(self.dist.device))
+            # The same frames on every rank, so every rank gets the same scale; each bucket its share.
+            rng, total = np.random.default_rng(self.args.seed), self.train_data.frame_count
+            calibration = [self.sample_frames(data, max(1, CALIBRATION_FRAMES * data.frame_count // total), rng)
+                           for data in self.train_data.by_size.values()]  # fmt: skip
+            scale = calibrate_latent_scale(self.vae, *(torch.from_numpy(c).to(self.dist.device) for c in calibration))
             self.log(f"latent scale {scale:.4f}")
-        self.train_latents = self.encode(self.train_data)  # (N, S, C, h, w)
+        self.train_latents = self.encode(self.train_data)  # {(H, W): (N, S, C, h, w)}
         self.val_latents = self.encode(self.val_data)
         conditioned = self.config.dit.action_dim > 0
         device = self.dist.device
+        windows = {size: len(data.sources) * (data.frames.shape[1] - self.window + 1)
+                   for size, data in self.train_data.by_size.items()}  # fmt: skip
 
         def batch():
-            rows, index = self.window_index(self.train_data, self.args.dit_batch, self.window, self.rng)
-            latents = torch.from_numpy(self.train_latents[rows, index]).to(device)  # (B, T, C, h, w)
-            actions = torch.from_numpy(self.train_data.actions[rows, index]).to(device) if conditioned else None
+            size = self._draw_bucket("dit", windows)
+            data = self.train_data.by_size[size]
+            rows, index = self.window_index(data, self.args.dit_batch, self.window, self.rng)
+            latents = torch.from_numpy(self.train_latents[size][rows, index]).to(device)  # (B, T, C, h, w)
+            actions = torch.from_numpy(data.actions[rows, index]).to(device) if conditioned else None  # (B, T, A)
             return latents, actions
 
         if "dit" not in self.parts:
@@ -442,13 +496,23 @@ class Trainer:
         self.dit.train(modes[1])
 
     def validate(self, stage: str, step: int) -> None:
+        """Validate each bucket; the headline (state["val"], the log's "val") is their frame-weighted
+        mean, each bucket's numbers go to the log's "val_buckets"."""
+        from sora_ros.bag.clip_sources import size_name
+
         if not self.dist.is_main:
             return
         with self._evaluating():
-            metrics = self._validate_vae() if stage == "vae" else self._validate_dit()
+            per_bucket = {size: self._validate_vae(size) if stage == "vae" else self._validate_dit(size)
+                          for size in self.val_data.by_size}  # fmt: skip
+        metrics = self._frame_weighted(per_bucket)
         self.state["val"][stage] = {"step": step, **metrics}
-        self.record({"stage": stage, "step": step, "val": metrics})
-        self.log(f"[{stage} {step}] validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        self.record({"stage": stage, "step": step, "val": metrics,
+                     "val_buckets": {size_name(size): values for size, values in per_bucket.items()}})  # fmt: skip
+        self.log(f"[{stage} {step}] validation: " + _format(metrics))
+        if len(per_bucket) > 1:
+            for size, values in per_bucket.items():
+                self.log(f"  {size_name(size)}: " + _format(values))
         if stage == "vae" and step == self.args.vae_steps:
             self._warn_if_vae_caps_below_copy_last(metrics["recon_psnr"])
         if stage == "dit":
@@ -461,44 +525,55 @@ class Trainer:
             self.state["best"] = {"step": step, "mean_psnr": score}
             self.save({}, self.out / BEST_CHECKPOINT_NAME)
 
+    def _frame_weighted(self, per_bucket: dict) -> dict:
+        """`frame_weighted` of {(H, W): {name: value}} over the validation buckets."""
+        frames = [self.val_data.by_size[size].frame_count for size in per_bucket]
+        return frame_weighted(list(per_bucket.values()), frames)
+
     def _warn_if_vae_caps_below_copy_last(self, recon_psnr: float) -> None:
         """Every predicted frame passes the decoder: a reconstruction below copy-last's h=1 cannot beat it."""
         k = self.config.dit.context_frames
-        # The windows and the measure of the DiT's validation, so the number matches its h1_copy_last_psnr.
-        rows, index = self.window_index(self.val_data, VAL_WINDOWS, k + VAL_HORIZON, np.random.default_rng(0))
-        frames = self.val_data.frames[rows, index[:, k - 1 : k + 1]].astype(np.float32) / 255.0  # (B, 2, H, W, 3)
-        copy_last = float(psnr_from_mse(np.mean((frames[:, 1] - frames[:, 0]) ** 2), capped=True))
+
+        def copy_last_psnr(data) -> dict:
+            # The windows and the measure of the DiT's validation, so the number matches its h1_copy_last_psnr.
+            rows, index = self.window_index(data, VAL_WINDOWS, k + VAL_HORIZON, np.random.default_rng(0))
+            frames = data.frames[rows, index[:, k - 1 : k + 1]].astype(np.float32) / 255.0  # (B, 2, H, W, 3)
+            return {"psnr": float(psnr_from_mse(np.mean((frames[:, 1] - frames[:, 0]) ** 2), capped=True))}
+
+        per_bucket = {size: copy_last_psnr(data) for size, data in self.val_data.by_size.items()}
+        copy_last = self._frame_weighted(per_bucket)["psnr"]
         if recon_psnr < copy_last:
             self.log(f"warning: the VAE reconstructs validation frames at {recon_psnr:.2f} dB, below copy-last's "
                      f"{copy_last:.2f} dB at h=1: predictions decoded by it will lose to copy-last; "
                      "train the VAE longer (--vae-steps) or add data")  # fmt: skip
 
-    def _validate_vae(self) -> dict:
+    def _validate_vae(self, size: tuple[int, int]) -> dict:
         import torch
 
         from sora_ros.model.training import reconstruction_psnr
 
-        frames = self.sample_frames(self.val_data, VAL_FRAMES, np.random.default_rng(0))
+        frames = self.sample_frames(self.val_data.by_size[size], VAL_FRAMES, np.random.default_rng(0))
         scores = reconstruction_psnr(self.vae, torch.from_numpy(frames).to(self.dist.device))  # (VAL_FRAMES,)
         return {"recon_psnr": float(scores.mean())}
 
-    def validation_loss(self) -> float:
-        """The training loss (`dynamics_loss`) on VAL_WINDOWS fixed held-out windows with fixed noise:
-        the same number for the same weights, so a fine-tune's first validation is its parent's."""
+    def validation_loss(self, size: tuple[int, int]) -> float:
+        """The training loss (`dynamics_loss`) on VAL_WINDOWS fixed held-out windows of a bucket with
+        fixed noise: the same number for the same weights, so a fine-tune's first validation is its parent's."""
         import torch
 
         from sora_ros.model.training import dynamics_loss
 
-        rows, index = self.window_index(self.val_data, VAL_WINDOWS, self.window, np.random.default_rng(VAL_SEED))
-        latents = torch.from_numpy(self.val_latents[rows, index]).to(self.dist.device)  # (B, T, C, h, w)
+        data = self.val_data.by_size[size]
+        rows, index = self.window_index(data, VAL_WINDOWS, self.window, np.random.default_rng(VAL_SEED))
+        latents = torch.from_numpy(self.val_latents[size][rows, index]).to(self.dist.device)  # (B, T, C, h, w)
         actions = None
         if self.config.dit.action_dim:
-            actions = torch.from_numpy(self.val_data.actions[rows, index]).to(self.dist.device)  # (B, T, A)
+            actions = torch.from_numpy(data.actions[rows, index]).to(self.dist.device)  # (B, T, A)
         generator = torch.Generator(device=self.dist.device).manual_seed(VAL_SEED)
         loss, _ = dynamics_loss(self.dit, latents, actions, generator)
         return loss.item()
 
-    def _validate_dit(self) -> dict:
+    def _validate_dit(self, size: tuple[int, int]) -> dict:
         import torch
 
         from sora_ros.core.action_shuffle import ActionShuffler, action_gap
@@ -506,11 +581,11 @@ class Trainer:
         from sora_ros.model.vae import images_to_signed
         from sora_ros.runtime.sampler import rollout
 
-        k, device = self.config.dit.context_frames, self.dist.device
-        rows, index = self.window_index(self.val_data, VAL_WINDOWS, k + VAL_HORIZON, np.random.default_rng(VAL_SEED))
-        latents = self.val_latents[rows, index]  # (B, K + H, C, h, w)
-        actions = self.val_data.actions[rows, index]  # (B, K + H, A)
-        truth = self.val_data.frames[rows, index]  # (B, K + H, H, W, 3)
+        k, device, data = self.config.dit.context_frames, self.dist.device, self.val_data.by_size[size]
+        rows, index = self.window_index(data, VAL_WINDOWS, k + VAL_HORIZON, np.random.default_rng(VAL_SEED))
+        latents = self.val_latents[size][rows, index]  # (B, K + H, C, h, w)
+        actions = data.actions[rows, index]  # (B, K + H, A)
+        truth = data.frames[rows, index]  # (B, K + H, H, W, 3)
 
         def context_fn(context, level):
             return self.dit.context_kv(torch.from_numpy(context).to(device), torch.from_numpy(level).to(device)).cpu().numpy()
@@ -534,7 +609,7 @@ class Trainer:
         decoded = predict(actions)
         real = images_to_signed(torch.from_numpy(truth[:, k:]).to(device).flatten(0, 1)).reshape(decoded.shape)
         last = images_to_signed(torch.from_numpy(truth[:, k - 1]).to(device))[:, None]  # (B, 1, 3, H, W)
-        metrics = {"loss": self.validation_loss()}
+        metrics = {"loss": self.validation_loss(size)}
         for h in VAL_HORIZONS:
             metrics[f"h{h}_psnr"] = signed_psnr(((decoded[:, h - 1] - real[:, h - 1]) ** 2).mean())
             metrics[f"h{h}_copy_last_psnr"] = signed_psnr(((last[:, 0] - real[:, h - 1]) ** 2).mean())
@@ -568,6 +643,24 @@ class Trainer:
         if self.dist.is_main:
             (self.out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
         return summary
+
+
+def draw_bucket(rng: np.random.Generator, counts: dict):
+    """A key of `counts` ({bucket: frames or windows}), drawn with probability in proportion to its count."""
+    keys = list(counts)
+    weights = np.array([counts[key] for key in keys], np.float64)
+    return keys[rng.choice(len(keys), p=weights / weights.sum())]
+
+
+def frame_weighted(per_bucket: list[dict], frames: list[int]) -> dict:
+    """{name: the buckets' values of `name`, averaged with their frames as weights}: the headline
+    of a validation run per bucket.
+
+    Args:
+        per_bucket: one {name: value} per bucket, all with the same names.
+        frames: the frames of each bucket.
+    """
+    return {name: float(np.average([values[name] for values in per_bucket], weights=frames)) for name in per_bucket[0]}
 
 
 def snapshot_name(minutes: float) -> str:
@@ -654,8 +747,16 @@ def _held_out(sources: list[str]) -> np.ndarray | None:
 
 
 def _subset(data, mask: np.ndarray):
-    from sora_ros.bag.clip_sources import Sequences
-
+    """`data.subset(mask)` of Buckets, refusing an empty one."""
     if not mask.any():
         raise ValueError("too little data to hold out a validation set: pass --val-data")
-    return Sequences(data.frames[mask], data.actions[mask], [s for s, m in zip(data.sources, mask) if m], data.notes)
+    return data.subset(mask)
+
+
+def _union(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    """The smallest (low, high) range holding ranges a and b."""
+    return min(a[0], b[0]), max(a[1], b[1])
+
+
+def _format(metrics: dict) -> str:
+    return ", ".join(f"{name} {value:.3f}" for name, value in metrics.items())

@@ -104,17 +104,18 @@ def reconstruction_psnr(vae: VAE, images: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def calibrate_latent_scale(vae: VAE, images: torch.Tensor) -> float:
+def calibrate_latent_scale(vae: VAE, *images: torch.Tensor) -> float:
     """Set `vae.latent_scale` so that the scaled latents of `images` have unit standard deviation.
 
     Args:
-        images: uint8 (..., H, W, 3) RGB, a representative sample of the training frames.
+        images: uint8 (..., H, W, 3) RGB, a representative sample of the training frames: one
+            tensor per input size (a bucket each), their latents pooled.
 
     Returns:
         The new scale.
     """
     vae.latent_scale.fill_(1.0)
-    std = encode_frames(vae, images).std().item()
+    std = torch.cat([encode_frames(vae, batch).flatten() for batch in images]).std().item()
     vae.latent_scale.fill_(1.0 / max(std, 1e-6))
     return vae.latent_scale.item()
 
