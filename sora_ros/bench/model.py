@@ -29,6 +29,10 @@ ROLLOUT_TARGET_MS = 100.0
 ANCHOR_CAMERA = (480, 640)
 ANCHOR_TARGET_MS = 10.0
 RATIO_TARGET = 1.5
+# Cameras of other aspect ratios at the same pixel budget (issue 15): encode + one rollout each,
+# against the square camera; at most this ratio.
+CAMERAS = {"square 128x128": (128, 128), "4:3 640x480": (480, 640), "16:9 1280x720": (720, 1280)}
+CAMERA_COST_TARGET = 1.10
 # The planner's what-if (issue 14): candidates x horizon x 1 sample, latents only, in-process.
 WHAT_IF_CANDIDATES = 32
 WHAT_IF_TARGET_MS = 250.0
@@ -231,6 +235,32 @@ def run(args: argparse.Namespace) -> int:
               f"{'met' if min(worst.values()) >= RATIO_TARGET else 'MISSED'})")
     else:
         print("torch-eager column skipped: pass --checkpoint (or use --preset) to time torch on the same graphs")
+    if info.grid_follows_camera:
+        _print_camera_costs(engine, plans, args.repeats)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {peak_mb:.0f} MB (whole process{', torch loaded' if torch_fns else ''})")
     return 0
+
+
+def _print_camera_costs(engine: WorldModelEngine, plans: np.ndarray | None, repeats: int) -> None:
+    """Encode one frame + one 8-frame rollout per camera shape of CAMERAS, each on the token grid of its
+    aspect ratio, and the ratio to the square camera's."""
+    info = engine.info
+    rng = np.random.default_rng(1)
+    print(f"per camera, at the {info.image_size[0]}x{info.image_size[1]} pixel budget: encode 1 frame + rollout "
+          f"{ROLLOUT_HORIZON} frames x {info.sampler_steps} steps, 1 sample")
+    square_ms = None
+    for label, camera in CAMERAS.items():
+        size = info.input_size(camera)
+        frames = rng.integers(0, 256, (info.context_frames, *size, 3), dtype=np.uint8)
+        actions = None if plans is None else plans[0]
+
+        def step() -> None:
+            engine.rollout(engine.encode(frames), actions, horizon=ROLLOUT_HORIZON, seed=0)
+
+        ms = median_ms(step, repeats)
+        square_ms = square_ms or ms
+        tokens = (size[0] // info.patch_grid.cell) * (size[1] // info.patch_grid.cell)
+        print(f"  {label:16s} -> {size[1]}x{size[0]} input, {tokens:2d} tokens: {ms:8.2f} ms, "
+              f"{ms / square_ms:.2f}x the square (target <= {CAMERA_COST_TARGET:g}x, "
+              f"{'met' if ms / square_ms <= CAMERA_COST_TARGET else 'MISSED'})")
