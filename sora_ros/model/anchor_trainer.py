@@ -87,12 +87,9 @@ def prepare(engine, paths, image_topic, action_topic, *, length: int, horizon: i
         AspectError: a camera outside the model's aspect range; as `load_sequences`.
     """
     from sora_ros.bag.clip_sources import load_sequences
-    from sora_ros.model.config import exported_patch_grid
-
-    grid = exported_patch_grid(engine.info)
 
     def target_size(height: int, width: int) -> tuple[int, int]:
-        size = grid.input_size(height, width)
+        size = engine.info.input_size((height, width))
         return TARGET_FACTOR * size[0], TARGET_FACTOR * size[1]
 
     buckets = load_sequences(paths, image_topic, action_topic, dt=engine.info.dt, length=length, size_for=target_size,

@@ -210,16 +210,6 @@ def _tiny(height: int, width: int, actions: ActionSpec) -> ModelConfig:
     )
 
 
-def exported_patch_grid(info) -> PatchGrid:
-    """The patch grid of an exported model: which input size each camera gets.
-
-    Args:
-        info: the model directory's sora_ros.runtime.model_dir.ModelInfo; its model.json's config
-            (a directory exported before aspect ranges has the default, ASPECT_RANGE).
-    """
-    return ModelConfig.from_dict(info.raw["config"]).patch_grid
-
-
 PRESETS: dict[str, ModelConfig] = {
     # The CPU default: 64x64 -> 8x8x16 latents, 16 tokens per frame.
     "cpu64": ModelConfig(),

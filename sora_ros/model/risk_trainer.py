@@ -53,12 +53,11 @@ def prepare(engine, paths, args, rule, log=print) -> tuple:
 
     from sora_ros.bag.clip_sources import fit_frames
     from sora_ros.bag.motion import labelled_clips
-    from sora_ros.model.config import exported_patch_grid
     from sora_ros.runtime.risk import collect_risk_data
 
     info = engine.info
     horizon, notes = info.default_horizon, []
-    grid, skipped = exported_patch_grid(info), {}
+    skipped: dict[str, int] = {}
     clips = labelled_clips(paths, args.image_topic, args.action_topic, args.odom_topic, rule, dt=info.dt,
                            length=info.context_frames + horizon, stride=horizon, size=None,
                            action_names=info.action_names, notes=notes)
@@ -66,7 +65,7 @@ def prepare(engine, paths, args, rule, log=print) -> tuple:
     def reference_clips():
         for clip, labels in clips:
             camera = clip.frames.shape[1:3]
-            if grid.admits(*camera) and grid.input_size(*camera) == info.image_size:
+            if info.patch_grid.admits(*camera) and info.input_size(camera) == info.image_size:
                 yield replace(clip, frames=fit_frames(clip.frames, info.image_size)), labels
             else:
                 skipped[clip.source] = skipped.get(clip.source, 0) + 1
