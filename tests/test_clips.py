@@ -14,6 +14,7 @@ from sora_ros.bag.clips import (
     BEFORE_FIRST_ACTION,
     GAP,
     NON_FINITE_ACTION,
+    RESOLUTION_CHANGE,
     UNDECODABLE_IMAGE,
     ClipError,
     ClipReader,
@@ -135,6 +136,23 @@ def test_undecodable_image_is_counted_and_breaks_the_clip(tmp_path: Path) -> Non
     reader = ClipReader(path, IMAGE, dt_ns=100 * MS, clip_length=3, size=(8, 12))
     assert [index_of(c.frames) for c in reader] == [[3, 4, 5]]
     assert reader.report.skipped[UNDECODABLE_IMAGE] == 1
+
+
+@pytest.mark.parametrize("size", [None, (8, 12)])
+def test_a_resolution_change_restarts_the_clip_and_is_counted(tmp_path: Path, size) -> None:
+    """A camera that switches from 12x8 to 16x8 mid-bag: no clip mixes the two, at the camera's
+    resolution or fitted to one size; each clip knows its camera's shape."""
+    path = tmp_path / "switch"
+    with BagWriter(path) as bag:
+        for k in range(8):
+            shape = (8, 12) if k < 4 else (8, 16)
+            bag.write(IMAGE, m.IMAGE, k * 100 * MS, m.image(frame(k, shape), k * 100 * MS, "cam"))
+    reader = ClipReader(path, IMAGE, dt_ns=100 * MS, clip_length=3, size=size)
+    clips = list(reader)
+    assert [index_of(c.frames) for c in clips] == [[0, 1, 2], [4, 5, 6]]  # frame 3 alone: no clip
+    assert [c.camera_shape for c in clips] == [(8, 12), (8, 16)]
+    assert reader.report.skipped[RESOLUTION_CHANGE] == 1
+    assert "12x8 -> 16x8" in reader.report.summary()
 
 
 def test_truncated_bag_yields_what_is_readable_and_reports_where_it_stopped(tmp_path: Path) -> None:

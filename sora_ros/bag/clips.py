@@ -61,6 +61,7 @@ STAMP_NOT_INCREASING = "image stamp not after the previous one (duplicate or out
 CLOCK_JUMP_BACK = "image stamp jumped back (clock reset or bag loop): clip restarted"
 GAP = "no frame within dt/2 of the next step (gap: frame rate below 1/dt, or frames missing): clip restarted"
 BEFORE_FIRST_ACTION = "frame before the first action"
+RESOLUTION_CHANGE = "the camera's resolution changed: clip restarted (no clip mixes two, as the live context)"
 
 # Images of a bag whose header stamps are checked (sora_ros.core.stamps) before its clips are read.
 STAMP_SAMPLE = 100
@@ -268,6 +269,10 @@ class ClipReader:
             if msg is not None:
                 windows.frame_id = msg.header.frame_id
             if rgb is not None:
+                if windows.camera_shape not in (None, rgb.shape[:2]):
+                    windows.add(None)
+                    self.report.skip(RESOLUTION_CHANGE, f"{bag}: {windows.camera_shape[1]}x{windows.camera_shape[0]} "
+                                     f"-> {rgb.shape[1]}x{rgb.shape[0]} at {stamp} ns")
                 windows.camera_shape = rgb.shape[:2]
             frame = None if rgb is None else self._fit(rgb)
             action = None if frame is None else _action_at(stamp, action_stamps, actions, self.report)
