@@ -63,22 +63,45 @@ def wide_bag(tmp_path_factory) -> Path:
     return out
 
 
-def test_square_model_on_a_wide_camera_reports_the_centre_and_says_it_has_no_margins(model, wide_bag, tmp_path):
+def test_a_wide_camera_is_scored_on_its_own_grid_centre_and_margins(model, wide_bag, tmp_path):
+    """The tiny model gives a 48x32 camera 3x5 tokens (a 40x24 input): the margins are predicted and scored."""
     out = tmp_path / "eval"
     assert cli(["eval", str(wide_bag), "--model", str(model), "--horizons", "1,2", "--out", str(out),
                 "--record-in-model", "wide"]) == 0  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["frame_shapes"] == [{"camera": [32, 48], "scored": [24, 40]}]
+    assert metrics["margins_note"] is None
+    for method in metrics["methods"].values():
+        assert {"centre_psnr", "margin_psnr"} <= set(method["1"])
+    report = (out / "report.md").read_text()
+    assert "### PSNR on the camera's central square" in report
+    recorded = json.loads((model / "model.json").read_text())["evaluation"]["wide"]
+    assert recorded["margin_psnr_db"]["model"]["1"] == metrics["methods"]["model"]["1"]["margin_psnr"]["mean"]
+
+
+def test_a_square_only_model_crops_a_wide_camera_when_asked_and_says_it_has_no_margins(model, wide_bag, tmp_path,
+                                                                                        capsys):
+    import shutil
+
+    square = shutil.copytree(model, tmp_path / "square")
+    meta = json.loads((square / "model.json").read_text())
+    meta["input"]["aspect_range"] = [1.0, 1.0]  # served: square cameras only
+    (square / "model.json").write_text(json.dumps(meta))
+    out = tmp_path / "eval"
+    assert cli(["eval", str(wide_bag), "--model", str(square)]) == 1
+    refused = capsys.readouterr().err
+    assert "aspect ratio 1.5" in refused and "--aspect-policy crop" in refused and str(wide_bag) in refused
+    assert cli(["eval", str(wide_bag), "--model", str(square), "--horizons", "1,2", "--out", str(out),
+                "--aspect-policy", "crop"]) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["frame_shapes"] == [{"camera": [32, 48], "scored": [32, 32]}]
-    assert "square centre crop of the 48x32 camera" in metrics["margins_note"]
+    assert "central square of the 48x32 camera" in metrics["margins_note"]
+    assert any("cropped" in note and "48x32" in note for note in metrics["notes"])
     for method in metrics["methods"].values():
         assert "centre_psnr" in method["1"] and "margin_psnr" not in method["1"]
     # Scored on the crop, the central square is the whole scored frame.
     assert metrics["methods"]["model"]["2"]["centre_psnr"] == metrics["methods"]["model"]["2"]["psnr"]
-    report = (out / "report.md").read_text()
-    assert "### PSNR on the camera's central square" in report and metrics["margins_note"] in report
-    recorded = json.loads((model / "model.json").read_text())["evaluation"]["wide"]
-    assert recorded["centre_psnr_db"]["model"]["1"] == metrics["methods"]["model"]["1"]["centre_psnr"]["mean"]
-    assert recorded["margin_psnr_db"] is None and recorded["margins_note"] == metrics["margins_note"]
+    assert metrics["margins_note"] in (out / "report.md").read_text()
 
 
 def test_anchored_model_scores_the_margins_of_a_wide_camera(model, wide_bag, tmp_path):

@@ -15,8 +15,10 @@ import shutil
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
+from sora_ros.core.patch_grid import ASPECT_POLICIES
 from sora_ros.core.paths import PACKAGE, default_model_dir, package_share
 
 DEFAULT_DURATION_S = 60.0
@@ -36,6 +38,7 @@ def main(args: argparse.Namespace) -> int:
     from sora_ros.harness.launch_runner import LaunchRunner
     from sora_ros.harness.recorder import FutureRecorder
     from sora_ros.runtime.model_dir import ModelDirError, read_model_info
+    from sora_ros.runtime.pipeline import as_predicted
 
     model = Path(args.model) if args.model else default_model_dir()
     try:
@@ -49,7 +52,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     # The sim renders at --camera-rate; a video plays at its own frame times unless --camera-rate is given.
     camera_rate = args.camera_rate or (0.0 if args.video else CAMERA_RATE_HZ)
-    launch_args = {"model": str(model.resolve()), "camera_rate": str(camera_rate), "seed": str(args.seed)}
+    launch_args = {"model": str(model.resolve()), "camera_rate": str(camera_rate), "seed": str(args.seed),
+                   "aspect_policy": args.aspect_policy}
     if args.video:  # footage has no cmd_vel: let the model predict without one
         from sora_ros.bag.video import VideoError, VideoReader
 
@@ -69,7 +73,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"sora-ros demo: {error}", file=sys.stderr)
         return 2
 
-    recorder = FutureRecorder(info.prediction_size, info.dt, CAMERA_TOPIC, FUTURES_TOPIC, node_name="demo_recorder")
+    recorder = FutureRecorder(partial(as_predicted, info, aspect_policy=args.aspect_policy), info.dt, CAMERA_TOPIC,
+                              FUTURES_TOPIC, node_name="demo_recorder")
     plans = _plan_meter(recorder.node) if not args.video else None
     outputs_bag = Path(args.out) / OUTPUTS_BAG
     shutil.rmtree(outputs_bag, ignore_errors=True)  # the previous run's
@@ -147,4 +152,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--camera-rate", type=float, help=f"camera frames per second (default: the sim at "
                         f"{CAMERA_RATE_HZ:g}; a --video at its own frame times)")
     parser.add_argument("--seed", type=int, default=0, help="sim world seed")
+    parser.add_argument("--aspect-policy", choices=ASPECT_POLICIES, default="refuse",
+                        help="a camera (video) outside the model's aspect range: refuse its frames (default) or crop "
+                        "it into the range")
     parser.set_defaults(func=main)

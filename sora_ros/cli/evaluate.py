@@ -136,20 +136,28 @@ def _risk(engine, args) -> dict | None:
     return metrics
 
 
-def _as_predicted(clip, pipeline):
-    """The clip as the model's predictions will come: its camera view (aspect_policy applied), at the
-    camera's resolution with an anchored decoder, else fitted to the model input of its grid.
+def _as_predicted(clip, pipeline, notes: list[str]):
+    """The clip's frames as the model's predictions will come (sora_ros.runtime.pipeline.as_predicted);
+    a crop by --aspect-policy is noted once per source.
 
     Raises:
-        FrameRefusedError: footage outside the model's aspect range under aspect_policy "refuse"."""
+        FrameRefusedError: footage outside the model's aspect range under aspect_policy "refuse"
+            (the message names the source)."""
     import numpy as np
 
-    from sora_ros.core.preprocess import fit_frame
+    from sora_ros.core.patch_grid import AspectError
+    from sora_ros.runtime.pipeline import FrameRefusedError, as_predicted
 
-    frames = np.stack([pipeline.camera_view(frame) for frame in clip.frames])  # (T, H0', W0', 3)
-    if pipeline.engine.anchor is None:
-        size = pipeline.info.input_size(frames.shape[1:3])
-        frames = np.stack([fit_frame(frame, size) for frame in frames])  # (T, H, W, 3)
+    try:
+        frames = np.stack([as_predicted(pipeline.info, frame, pipeline.aspect_policy) for frame in clip.frames])
+    except AspectError as error:
+        raise FrameRefusedError("aspect_ratio", f"{clip.source}: {error}") from None
+    camera_h, camera_w = clip.frames.shape[1:3]
+    view_h, view_w = pipeline.camera_view(clip.frames[0]).shape[:2]
+    cropped = (f"{clip.source}: the {camera_w}x{camera_h} camera is cropped to its centred {view_w}x{view_h} "
+               "(--aspect-policy crop: its aspect ratio lies outside the model's range)")
+    if (view_h, view_w) != (camera_h, camera_w) and cropped not in notes:
+        notes.append(cropped)
     return dataclasses.replace(clip, frames=frames)
 
 
@@ -203,7 +211,7 @@ def main(args: argparse.Namespace) -> int:
                         report=report)  # fmt: skip
     pipeline = WorldModelPipeline(engine, aspect_policy=args.aspect_policy)
     pipeline.settings = RolloutSettings(sampler_steps=args.sampler_steps)
-    clips = (_as_predicted(clip, pipeline) for clip in clips)
+    clips = (_as_predicted(clip, pipeline, notes) for clip in clips)
     model_predictor = ModelPredictor(pipeline, lookahead, args.samples, args.seed)
     predictors = {MODEL_NAME: model_predictor, **baseline_predictors(lookahead)}
     conditioned = model.action_dim > 0 and args.action_topic

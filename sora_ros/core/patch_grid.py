@@ -29,8 +29,9 @@ BUDGET_TOLERANCE = 0.25
 # What a user may choose for a camera outside a model's aspect range: refuse its frames, or
 # centre-crop them into the range.
 ASPECT_POLICIES = ("refuse", "crop")
-# Aspect ratios are compared with this much slack, so a range measured from 640x480 data admits 640x480.
-ASPECT_SLACK = 1e-3
+# A camera within this fraction of the range's ends is served (its grid crops at most this much more):
+# a 639x640 camera is as square as the square cameras a model was trained on.
+ASPECT_SLACK = 0.05
 
 
 class AspectError(ValueError):
@@ -57,7 +58,7 @@ class PatchGrid:
             raise ValueError(f"bad patch grid: cell {self.cell}, budget {self.budget}, aspect range {self.aspect_range}")
 
     def admits(self, height: int, width: int) -> bool:
-        """Whether a (height, width) camera's aspect ratio lies in `aspect_range`."""
+        """Whether a (height, width) camera's aspect ratio lies in `aspect_range`, within ASPECT_SLACK."""
         low, high = self.aspect_range
         return height > 0 and width > 0 and low * (1 - ASPECT_SLACK) <= width / height <= high * (1 + ASPECT_SLACK)
 
@@ -70,8 +71,9 @@ class PatchGrid:
         if not self.admits(height, width):
             low, high = self.aspect_range
             raise AspectError(f"a {width}x{height} camera has aspect ratio {width / height:.3g} (width / height); "
-                              f"this model was trained on {low:.3g} to {high:.3g}: crop the camera to that range "
-                              "(the node's parameter aspect_policy:=crop does it) or fine-tune on this camera")
+                              f"this model serves {low:.3g} to {high:.3g}: crop the camera into that range (the "
+                              "node's parameter aspect_policy:=crop, eval's --aspect-policy crop) or fine-tune on "
+                              "this camera (sora-ros train --init)")
         return _nearest_grid(self.budget, width / height)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:

@@ -183,5 +183,6 @@ def _margins_note(methods: dict, shapes: set[tuple[tuple[int, int], tuple[int, i
     if not cropped:
         return "No margins: the cameras are square, their central square is the whole frame."
     cameras = ", ".join(f"{w}x{h}" for h, w in cropped)
-    return (f"No margins: the frames are scored on the square centre crop of the {cameras} camera frames "
-            "(the model's square input), so the borders the crop drops are neither predicted nor scored.")
+    return (f"No margins: the frames are scored on the central square of the {cameras} camera frames (a model "
+            "that takes square frames only: a fixed square input, or a square aspect range under --aspect-policy "
+            "crop), so the borders the crop drops are neither predicted nor scored.")

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from sora_ros.harness import processes
@@ -65,13 +66,13 @@ def _topic_types(bags: list[Path], image_topic: str, action_topic: str | None) -
 
 
 def _start_node(model: Path, horizon: int, camera_topic: str, compressed: bool, stamped: bool, conditioned: bool,
-                providers: str, log, sim_time: bool = False) -> subprocess.Popen:
+                providers: str, log, sim_time: bool = False, aspect_policy: str = "refuse") -> subprocess.Popen:
     image_remap = "image/compressed" if compressed else "image"
     params = {"model_path": str(model), "horizon": str(horizon), "compressed": str(compressed).lower(),
               "cmd_vel_type": "twist_stamped" if stamped else "twist", "providers": f"[{providers}]",
               # Without recorded commands, predict with the action unknown rather than "stand still".
               "no_command_action": "zero" if conditioned else "unknown",
-              "use_sim_time": str(sim_time).lower()}  # fmt: skip
+              "use_sim_time": str(sim_time).lower(), "aspect_policy": aspect_policy}  # fmt: skip
     ros_args = ["-r", f"__ns:={NAMESPACE}", "-r", f"{image_remap}:={camera_topic}", "-r", f"cmd_vel:={ACTION_TOPIC}"]
     for name, value in params.items():
         ros_args += ["-p", f"{name}:={value}"]
@@ -134,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
     from sora_ros.harness.player import BagPlayer, PlayError
     from sora_ros.harness.recorder import FutureRecorder
     from sora_ros.runtime.model_dir import ModelDirError, read_model_info
+    from sora_ros.runtime.pipeline import as_predicted
 
     try:
         info = read_model_info(args.model)
@@ -148,8 +150,9 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     node_log_path = out / "world_model_node.log"
     camera_topic = f"{CAMERA_TOPIC}/compressed" if compressed else CAMERA_TOPIC
-    recorder = FutureRecorder(info.prediction_size, info.dt, camera_topic, FUTURES_TOPIC, compressed=compressed,
-                              node_name="eval_realtime", sim_time=args.sim_time)  # fmt: skip
+    recorder = FutureRecorder(partial(as_predicted, info, aspect_policy=args.aspect_policy), info.dt, camera_topic,
+                              FUTURES_TOPIC, compressed=compressed, node_name="eval_realtime",
+                              sim_time=args.sim_time)  # fmt: skip
     remap = {args.image_topic: camera_topic, **({args.action_topic: ACTION_TOPIC} if conditioned else {})}
     try:
         player = BagPlayer(recorder.node, bags, topics=list(remap), remap=remap, restamp=not args.sim_time,
@@ -162,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     with open(node_log_path, "w") as node_log:
         node = _start_node(args.model, max(args.horizons), camera_topic, compressed, action_type == m.TWIST_STAMPED,
-                           conditioned, args.providers, node_log, sim_time=args.sim_time)  # fmt: skip
+                           conditioned, args.providers, node_log, sim_time=args.sim_time,
+                           aspect_policy=args.aspect_policy)  # fmt: skip
         try:
             _wait_until_active(node, recorder, args.sim_time)
             print(f"replaying {len(bags)} bag(s) at the recorded rate through the world_model node ...", flush=True)

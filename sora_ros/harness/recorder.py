@@ -22,8 +22,8 @@ class FutureRecorder:
     """Records `camera_topic` and `futures_topic` from construction until `close()`.
 
     Args:
-        prediction_size: camera (H0, W0) -> the (H, W) the model predicts it at, the frames are
-            fitted to it; None keeps the camera's (ModelInfo.prediction_size).
+        as_predicted: camera frame uint8 (H0, W0, 3) -> that frame as the model's predictions of it
+            come (sora_ros.runtime.pipeline.as_predicted); may raise AspectError (not scored).
         dt_s: the model's step.
         camera_topic: the camera, sensor_msgs/Image, or CompressedImage when `compressed`.
         futures_topic: the world model's ~/futures.
@@ -35,7 +35,7 @@ class FutureRecorder:
     follows /clock (a bag played with its own stamps).
     """
 
-    def __init__(self, prediction_size: Callable[[tuple[int, int]], tuple[int, int] | None], dt_s: float, camera_topic: str, futures_topic: str,
+    def __init__(self, as_predicted: Callable[[np.ndarray], np.ndarray], dt_s: float, camera_topic: str, futures_topic: str,
                  compressed: bool = False, node_name: str = "future_recorder", sim_time: bool = False) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
@@ -46,7 +46,7 @@ class FutureRecorder:
         from sora_ros.evaluation.live_report import Recording
         from sora_ros.msg import FutureFrames
 
-        self.prediction_size = prediction_size
+        self.as_predicted = as_predicted
         self.recording = Recording(dt_ns=round(dt_s * NS_PER_S))
         self.lock = threading.Lock()
         from rclpy.parameter import Parameter
@@ -68,15 +68,13 @@ class FutureRecorder:
 
         from sora_ros.core.image import ImageConversionError, compressed_to_rgb, image_to_rgb
         from sora_ros.core.patch_grid import AspectError
-        from sora_ros.core.preprocess import fit_frame
         from sora_ros.nodes.messages import stamp_ns
 
         try:
             rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
-            size = self.prediction_size(rgb.shape[:2])
+            frame = self.as_predicted(rgb)
         except (ImageConversionError, AspectError):
             return  # the world model counts it as a drop; there is nothing to score it against
-        frame = rgb if size is None else fit_frame(rgb, size)
         with self.lock:
             self.recording.real[stamp_ns(msg.header)] = frame.copy()
             self.recording.camera_frames += 1

@@ -97,7 +97,10 @@ class EncoderNode(ModelNode):
             return self._drop("nonfinite_output", str(error))
         if rgb.shape != self._camera_shape:  # the first frame, or the camera changed: say what the model sees
             self._camera_shape = rgb.shape
-            self.get_logger().info(f"camera {rgb.shape[1]}x{rgb.shape[0]}: model input {fitted.shape[1]}x"
+            view = self.pipeline.camera_view(rgb).shape
+            cropped = "" if view == rgb.shape else \
+                f", cropped to its centred {view[1]}x{view[0]} (aspect_policy crop: outside the model's range)"
+            self.get_logger().info(f"camera {rgb.shape[1]}x{rgb.shape[0]}{cropped}: model input {fitted.shape[1]}x"
                                    f"{fitted.shape[0]} ({latent.shape[2]}x{latent.shape[1]} latent cells)")
         self.latency["convert"].add(1e3 * (converted - start))
         self.latency["encode"].add(1e3 * (time.perf_counter() - converted))

@@ -51,6 +51,7 @@ from sora_ros.core.timegrid import max_offset_ns
 from sora_ros.core.units import NS_PER_S
 from sora_ros.runtime.anchor_frames import AnchorFrames
 from sora_ros.runtime.engine import WorldModelEngine
+from sora_ros.runtime.model_dir import ModelInfo
 from sora_ros.runtime.risk import NO_RISK_HEAD
 
 # A source image smaller than the model input by more than this factor is refused, not upscaled.
@@ -58,6 +59,36 @@ MAX_UPSCALE = 4
 LIVE, SERVICE = "live", "service"
 # Largest output_size side a setting may ask for.
 MAX_OUTPUT_SIDE = 4096
+
+
+def camera_view(info: ModelInfo, rgb: np.ndarray, aspect_policy: str) -> np.ndarray:
+    """The part of a camera frame (H0, W0, 3) a model sees: all of it when its aspect ratio lies in
+    the model's range (or the model's grid is fixed: fit_frame centre-crops every camera to it, as
+    such models always did), else under aspect_policy "crop" its centred window in the range, a view.
+
+    Raises:
+        AspectError: outside the range under aspect_policy "refuse"."""
+    height, width = rgb.shape[:2]
+    grid = info.patch_grid
+    if not info.grid_follows_camera or grid.admits(height, width):
+        return rgb
+    if aspect_policy == "refuse":
+        grid.tokens(height, width)  # raises, saying why and what to do
+    crop_h, crop_w = grid.clamp(height, width)
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    return rgb[top : top + crop_h, left : left + crop_w]
+
+
+def as_predicted(info: ModelInfo, rgb: np.ndarray, aspect_policy: str) -> np.ndarray:
+    """A real camera frame (H0, W0, 3) as the model's prediction of it comes: its `camera_view`, at
+    the camera's resolution with an anchored decoder, else fitted to the model input of its grid;
+    what eval and the live reports score predictions against.
+
+    Raises:
+        AspectError: as `camera_view`."""
+    view = camera_view(info, rgb, aspect_policy)
+    size = info.prediction_size(view.shape[:2])
+    return view if size is None else fit_frame(view, size)
 
 
 class FrameRefusedError(ValueError):
@@ -231,24 +262,14 @@ class WorldModelPipeline:
         return fitted, self.engine.encode(fitted[None])[0]
 
     def camera_view(self, rgb: np.ndarray) -> np.ndarray:
-        """The part of a camera frame (H0, W0, 3) the model sees: all of it when its aspect ratio lies
-        in the model's range (or the model's grid is fixed), else (aspect_policy "crop") its centred
-        window in the range, a view.
+        """`camera_view` of this pipeline's model and aspect policy.
 
         Raises:
-            FrameRefusedError: outside the range under aspect_policy "refuse"."""
-        height, width = rgb.shape[:2]
-        grid = self.info.patch_grid
-        if not self.info.grid_follows_camera or grid.admits(height, width):
-            return rgb  # an older fixed-grid model: fit_frame centre-crops every camera, as it always did
-        if self.aspect_policy == "refuse":
-            try:
-                grid.tokens(height, width)
-            except AspectError as error:
-                raise FrameRefusedError("aspect_ratio", str(error)) from None
-        crop_h, crop_w = grid.clamp(height, width)
-        top, left = (height - crop_h) // 2, (width - crop_w) // 2
-        return rgb[top : top + crop_h, left : left + crop_w]
+            FrameRefusedError: outside the model's range under aspect_policy "refuse"."""
+        try:
+            return camera_view(self.info, rgb, self.aspect_policy)
+        except AspectError as error:
+            raise FrameRefusedError("aspect_ratio", str(error)) from None
 
     def observe(self, stamp_ns: int, frame_id: str, latent: np.ndarray, receipt_s: float = 0.0,
                 image: np.ndarray | None = None, fitted: np.ndarray | None = None) -> Verdict:
@@ -306,7 +327,7 @@ class WorldModelPipeline:
 
         Args:
             stamp_ns: the real frame's stamp.
-            real: uint8 (H, W, 3) the frame as the model saw it, or None to decode `latent`.
+            real: uint8 (H0, W0, 3) the camera frame (compared in its `camera_view`), or None to decode `latent`.
             latent: float32 (C, h, w) of the real frame.
             compare: also compose the real | predicted | error image.
 
@@ -319,7 +340,7 @@ class WorldModelPipeline:
             return None
         if not compare:
             return prediction.frame, None
-        real = self.engine.decode(latent[None])[0] if real is None else real
+        real = self.engine.decode(latent[None])[0] if real is None else self.camera_view(real)
         shown = prediction.frame
         if shown.shape != real.shape:  # e.g. a latents-only frame beside anchored predictions
             shown = cv2.resize(shown, (real.shape[1], real.shape[0]), interpolation=cv2.INTER_LINEAR)
@@ -371,8 +392,9 @@ class WorldModelPipeline:
                                      f"{self.info.dt:g} s apart before it can predict")
             age_s = time.monotonic() - context.receipt_s
             if 0 < max_age_s < age_s:
-                raise StaleContextError(f"the newest camera frame is {age_s:.2f} s old, over the {max_age_s:g} s "
-                                        f"limit (max_context_age_s): the camera has gone quiet; no prediction")
+                raise StaleContextError(f"the newest camera frame in the context is {age_s:.2f} s old, over the "
+                                        f"{max_age_s:g} s limit (max_context_age_s): the camera has gone quiet, or "
+                                        "its frames are dropped (/diagnostics drop/*); no prediction")
         if not self._pending_calls.acquire(blocking=False):
             raise BusyError(f"busy: {MAX_PENDING_CALLS} ~/rollout calls are already running or waiting; "
                             f"try again later")
