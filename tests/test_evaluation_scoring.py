@@ -178,7 +178,7 @@ def test_frames_scored_on_the_square_crop_have_no_margins_and_say_so(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert all("margin_psnr" not in by_h and "centre_psnr" in by_h for m in metrics["methods"].values()
                for by_h in m.values())  # fmt: skip
-    assert "square centre crop of the 640x480 camera" in metrics["margins_note"]
+    assert "central square of the 640x480 camera" in metrics["margins_note"]
     margins = (tmp_path / "report.md").read_text().split("### PSNR on the margins")[1].split("###")[0]
     assert metrics["margins_note"] in margins and "|" not in margins and "nan" not in margins.lower()
     square_cameras = evaluate([SimpleNamespace(**{**vars(c), "camera_shape": None}) for c in square], baselines(),

@@ -35,7 +35,7 @@ def test_the_grid_follows_the_camera_at_the_budget(camera, size):
 
 def test_a_camera_outside_the_range_is_refused_naming_ratio_range_and_remedy():
     grid = PatchGrid(16, 16, (1.0, 2.4))
-    with pytest.raises(AspectError, match=r"480x640 camera has aspect ratio 0\.75.*trained on 1 to 2\.4.*aspect_policy"):
+    with pytest.raises(AspectError, match=r"480x640 camera has aspect ratio 0\.75.*serves 1 to 2\.4.*aspect_policy"):
         grid.input_size(640, 480)  # portrait
     assert grid.clamp(640, 480) == (480, 480)  # a 3:4 camera cropped into the range: its square
     assert grid.clamp(100, 1000) == (100, 240)  # 10:1 cropped to 2.4:1

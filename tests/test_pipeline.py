@@ -176,7 +176,7 @@ def test_a_stale_context_is_refused_with_its_age(engine) -> None:
         _, latent = pipeline.encode(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
         pipeline.observe(T0_NS + k * pipeline.dt_ns, "camera", latent, received)
     request = RolloutRequest(np.zeros((1, HORIZON, engine.info.action_dim), np.float32), 1, HORIZON, 1, 0, False)
-    with pytest.raises(StaleContextError, match=r"newest camera frame is 6\.[3-9]\d s old, over the 1 s limit"):
+    with pytest.raises(StaleContextError, match=r"newest camera frame in the context is 6\.[3-9]\d s old, over the 1 s limit"):
         pipeline.what_if(request, max_age_s=1.0)
     assert pipeline.what_if(request, max_age_s=60.0).forecasts  # within the limit
     assert pipeline.what_if(request).forecasts  # no limit
