@@ -50,6 +50,11 @@ def spin(make_node: Callable[[], Any], args: list[str] | None = None,
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # Ctrl-C while the node was being built: rclpy's handler shut the context down under it
+        # (e.g. "rcl node's context is invalid" from create_publisher); that is a stop, not a failure.
     finally:
         _ignore_interrupts()
         if node is not None:
