@@ -248,7 +248,9 @@ class Trainer:
         self.log(f"data: {self.train_data.summary()['sequences']} training sequences of {read['length']} frames, "
                  f"{self.val_data.summary()['sequences']} validation")  # fmt: skip
         low, high = self.config.aspect_range
-        self.log(f"cameras: aspect range {low:.3g} to {high:.3g} (width / height); buckets (model input H x W):")
+        self.log(f"cameras: aspect range {low:.3g} to {high:.3g} (width / height): the model will serve cameras in "
+                 "it (5% slack) and refuse others unless told to crop them (aspect_policy); train on every camera "
+                 "shape it should serve. Buckets (model input H x W):")
         for size in {**self.train_data.by_size, **self.val_data.by_size}:
             counts = [len(data.by_size[size].sources) if size in data.by_size else 0
                       for data in (self.train_data, self.val_data)]  # fmt: skip
