@@ -15,7 +15,7 @@ camera's width and 57% of a 640x272 one's under the square crop.
     grid.input_size(272, 640)   # (48, 96): 3x6 tokens
     grid.input_size(640, 480)   # AspectError: 0.75 lies outside 1.0 to 2.4
 
-Pure numpy/maths: no torch, no ROS.
+Pure arithmetic: no numpy, torch or ROS.
 """
 
 from __future__ import annotations
