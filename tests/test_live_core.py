@@ -52,6 +52,17 @@ def test_context_waits_for_k_frames_and_refuses_gaps():
     assert buffer.latest().stamps_ns == (700 * MS, 800 * MS)
 
 
+@pytest.mark.parametrize("rate_hz, off_grid", [(7.0, True), (10.0, False), (15.0, False)])
+def test_a_camera_slower_than_the_grid_is_told_apart_from_one_that_has_not_run_long(rate_hz, off_grid):
+    buffer = ContextBuffer(context_frames=4, dt_s=0.1, jump_back_s=1.0)
+    buffer.add(0, latent(0))
+    assert not buffer.off_grid(), "one frame: the stream has not run long enough"
+    for i in range(1, 20):
+        buffer.add(round(i * 1000 / rate_hz) * MS, latent(i))
+    assert buffer.off_grid() is off_grid
+    assert (buffer.latest() is None) is off_grid
+
+
 def test_context_drops_late_frames_and_resets_on_a_jump_back():
     buffer = ContextBuffer(context_frames=2, dt_s=0.1, jump_back_s=1.0)
     buffer.add(5000 * MS, latent(0))
@@ -215,6 +226,17 @@ def test_drops_warn_for_one_window_then_clear_and_lifetime_totals_stay():
     clean = watchdog_entry("cam", meter, bounds, lifetime, recent.update(lifetime, now_s=10.0), now_s=10.0)
     assert clean.level == OK and clean.message == "receiving", "a clean window clears the WARN"
     assert clean.values["drop/malformed_image"] == "3" and "window/drop/malformed_image" not in clean.values
+
+
+def test_frames_that_make_no_context_warn_with_the_reason():
+    meter, bounds, recent = RateMeter(window_s=2.0), InputBounds(watchdog_s=1.0), CounterWindow(2.0, now_s=0.0)
+    lifetime = {}
+    for t in np.arange(0.0, 3.0, 1 / 7):  # a 7 Hz camera for a 10 Hz model
+        meter.tick(t)
+        lifetime = {"context/off_grid": int(t * 7)}
+        window = recent.update(lifetime, now_s=t)
+    warned = watchdog_entry("cam", meter, bounds, lifetime, window, now_s=t)
+    assert warned.level == WARN and "made no context" in warned.message and "slower than 1/dt" in warned.message
 
 
 def test_rate_bounds_and_stamp_age_warn_like_frequency_and_timestamp_status():

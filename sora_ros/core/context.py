@@ -91,6 +91,7 @@ class ContextBuffer:
         self.jump_back_ns = round(jump_back_s * NS_PER_S)
         # Stamps the oldest grid time can still pick, behind the newest.
         self._span_ns = (context_frames - 1) * self.dt_ns + max_offset_ns(self.dt_ns)
+        self._run_start_ns = 0
         self._frames: deque[_Frame] = deque(maxlen=context_frames + HISTORY_SLACK_FRAMES)
         self.version = 0
         self.resets = 0
@@ -126,11 +127,22 @@ class ContextBuffer:
                 verdict = Verdict.RESET
             elif stamp_ns < newest:
                 return Verdict.OUT_OF_ORDER_STAMP
+        if not self._frames:
+            self._run_start_ns = stamp_ns  # the first frame since start or the last reset
         self._frames.append(_Frame(stamp_ns, latent, frame_id, receipt_s))
         while self._frames[0].stamp_ns < stamp_ns - self._span_ns:
             self._frames.popleft()  # older than any grid time can use
         self.version += 1
         return verdict
+
+    def off_grid(self) -> bool:
+        """Whether the stream has run (K - 1) dt since start or the last reset and still makes no
+        context: some grid time has no frame within dt/2 (a camera slower than 1/dt, or irregular
+        stamps). False while the stream has simply not run that long yet."""
+        if not self._frames:
+            return False
+        spans = self._frames[-1].stamp_ns - self._run_start_ns >= (self.context_frames - 1) * self.dt_ns
+        return spans and self.latest() is None
 
     def latest(self) -> Context | None:
         """The context ending at the newest frame, or None while the grid is not covered

@@ -21,7 +21,7 @@ WINDOW = 1000
 # diagnostic_msgs/DiagnosticStatus levels.
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
 # Counters about the input, reported beside the watchdog rather than beside the latencies.
-INPUT_COUNTERS = ("drop/", "reset/")
+INPUT_COUNTERS = ("drop/", "reset/", "context/")
 
 
 class LatencyWindow:
@@ -186,6 +186,11 @@ def watchdog_entry(name: str, meter: RateMeter, bounds: InputBounds, counters: d
     drops = sum(count for key, count in window.items() if key.startswith("drop/"))
     if drops:
         problems.append(f"{drops} frames dropped in the last {meter.window_s:g} s (see window/drop/*)")
+    off_grid = window.get("context/off_grid", 0)
+    if off_grid:
+        problems.append(f"{off_grid} frames in the last {meter.window_s:g} s made no context: some step of the "
+                        "model's time grid has no frame within dt/2 (a camera slower than 1/dt, or irregular "
+                        "stamps), so nothing is predicted")
     if now_s - meter.first_s >= meter.window_s:  # a full window: the rate means something
         if bounds.min_rate_hz and rate < bounds.min_rate_hz:
             problems.append(f"rate {rate:.1f} Hz below the expected {bounds.min_rate_hz:g} Hz")
@@ -203,7 +208,7 @@ def node_entries(name: str, state: str, meter: RateMeter, bounds: InputBounds, c
                  window: dict[str, int], latency: dict[str, LatencyWindow],
                  values: dict[str, str]) -> list[StatusEntry]:  # fmt: skip
     """A world-model node's two statuses: "<name>: input" (the watchdog, with the input
-    counters "drop/*" and "reset/*", lifetime and over the window) and "<name>: inference"
+    counters "drop/*", "reset/*" and "context/*", lifetime and over the window) and "<name>: inference"
     (OK when the lifecycle state is active, latencies, every other counter and `values`)."""
     inputs = {key: count for key, count in counters.items() if key.startswith(INPUT_COUNTERS)}
     recent = {key: count for key, count in window.items() if key.startswith(INPUT_COUNTERS)}

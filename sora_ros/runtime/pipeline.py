@@ -296,6 +296,8 @@ class WorldModelPipeline:
                 self._forget()
                 self.counters.add("reset/resolution")
             verdict = self._buffer.add(stamp_ns, latent, frame_id, receipt_s)
+            if verdict in (Verdict.ACCEPTED, Verdict.RESET) and self._buffer.off_grid():
+                self.counters.add("context/off_grid")  # kept, but no context: diagnostics say why
             if verdict is Verdict.RESET and self._anchor is not None:
                 self._anchor.clear()
             if verdict in (Verdict.ACCEPTED, Verdict.RESET) and image is not None:
