@@ -88,9 +88,10 @@ def test_a_square_only_model_crops_a_wide_camera_when_asked_and_says_it_has_no_m
     meta["input"]["aspect_range"] = [1.0, 1.0]  # served: square cameras only
     (square / "model.json").write_text(json.dumps(meta))
     out = tmp_path / "eval"
-    assert cli(["eval", str(wide_bag), "--model", str(square)]) == 1
-    refused = capsys.readouterr().err
-    assert "aspect ratio 1.5" in refused and "--aspect-policy crop" in refused and str(wide_bag) in refused
+    for realtime in ([], ["--realtime"]):  # --realtime refuses before it starts a node and replays
+        assert cli(["eval", str(wide_bag), "--model", str(square), *realtime]) == 1
+        refused = capsys.readouterr().err
+        assert "aspect ratio 1.5" in refused and "--aspect-policy crop" in refused and str(wide_bag) in refused
     assert cli(["eval", str(wide_bag), "--model", str(square), "--horizons", "1,2", "--out", str(out),
                 "--aspect-policy", "crop"]) == 0  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -40,6 +41,30 @@ CLOCK_HZ = 100.0
 
 class ReplayError(Exception):
     """The replay cannot start or the node failed; the message says why."""
+
+
+def _check_camera_shapes(bags: list[Path], image_topic: str, check: Callable) -> None:
+    """Run `check` (uint8 (H0, W0, 3) RGB -> anything; e.g. the model's as_predicted, which raises
+    AspectError) on the first decodable image of each bag, so a camera the model refuses fails
+    before a replay, naming the bag.
+
+    Raises:
+        ReplayError: `check` raised AspectError."""
+    from sora_ros.bag.reading import BagReader
+    from sora_ros.core.image import ImageConversionError, compressed_to_rgb, image_to_rgb
+    from sora_ros.core.patch_grid import AspectError
+
+    for bag in bags:
+        for message in BagReader(bag).messages([image_topic]):
+            try:
+                rgb = compressed_to_rgb(message.msg) if hasattr(message.msg, "format") else image_to_rgb(message.msg)
+            except ImageConversionError:
+                continue  # the node counts it; the next image tells the shape
+            try:
+                check(rgb)
+            except AspectError as error:
+                raise ReplayError(f"{bag}: {error}") from None
+            break
 
 
 def _topic_types(bags: list[Path], image_topic: str, action_topic: str | None) -> tuple[str, str | None]:
@@ -141,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         info = read_model_info(args.model)
         bags = find_bags(args.bags)  # videos too raise FileNotFoundError: --realtime replays bags only
         image_type, action_type = _topic_types(bags, args.image_topic, args.action_topic)
+        _check_camera_shapes(bags, args.image_topic, partial(as_predicted, info, aspect_policy=args.aspect_policy))
     except (ModelDirError, BagError, ReplayError, FileNotFoundError) as error:
         print(f"sora-ros eval --realtime: {error}", file=sys.stderr)
         return 1
