@@ -145,15 +145,16 @@ def _as_predicted(clip, pipeline, notes: list[str]):
             (the message names the source)."""
     import numpy as np
 
-    from sora_ros.core.patch_grid import AspectError
     from sora_ros.runtime.pipeline import FrameRefusedError, as_predicted
 
     try:
+        view_h, view_w = pipeline.camera_view(clip.frames[0]).shape[:2]
+        camera_h, camera_w = clip.frames.shape[1:3]
+        if (view_h, view_w) == (camera_h, camera_w) and pipeline.info.prediction_size((camera_h, camera_w)) is None:
+            return clip  # scored as recorded: the anchored decoder predicts the whole camera frame
         frames = np.stack([as_predicted(pipeline.info, frame, pipeline.aspect_policy) for frame in clip.frames])
-    except AspectError as error:
-        raise FrameRefusedError("aspect_ratio", f"{clip.source}: {error}") from None
-    camera_h, camera_w = clip.frames.shape[1:3]
-    view_h, view_w = pipeline.camera_view(clip.frames[0]).shape[:2]
+    except FrameRefusedError as error:
+        raise FrameRefusedError(error.reason, f"{clip.source}: {error}") from None
     cropped = (f"{clip.source}: the {camera_w}x{camera_h} camera is cropped to its centred {view_w}x{view_h} "
                "(--aspect-policy crop: its aspect ratio lies outside the model's range)")
     if (view_h, view_w) != (camera_h, camera_w) and cropped not in notes:

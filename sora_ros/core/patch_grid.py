@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
+from sora_ros.core.regions import centred_window
+
 # Token counts allowed around the budget: a grid may hold this fraction fewer or more tokens.
 BUDGET_TOLERANCE = 0.25
 # What a user may choose for a camera outside a model's aspect range: refuse its frames, or
@@ -85,9 +87,7 @@ class PatchGrid:
         """The largest centred (height, width) window of the camera whose aspect ratio lies in the range
         (the camera itself when it does): what aspect_policy crop keeps."""
         low, high = self.aspect_range
-        aspect = min(max(width / height, low), high)
-        return min(height, round(width / aspect)), min(width, round(height * aspect))
-
+        return centred_window(height, width, (1.0, min(max(width / height, low), high)))[2:]
 
     def grids(self) -> tuple[tuple[int, int], ...]:
         """Every token grid (gh, gw) `tokens` may choose at this budget, aspect range aside."""

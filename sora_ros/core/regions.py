@@ -14,7 +14,7 @@ Pure arithmetic: no cv2, torch or ROS.
 from __future__ import annotations
 
 
-def centred_window(height: int, width: int, aspect: tuple[int, int]) -> tuple[int, int, int, int]:
+def centred_window(height: int, width: int, aspect: tuple[float, float]) -> tuple[int, int, int, int]:
     """The largest window of aspect ratio `aspect` that fits a height x width frame, centred.
 
     Args:

@@ -151,10 +151,12 @@ def export_model(vae, dit, out_dir: str | Path, *, version: str = "0.1.0", train
             examples["dynamics"]["context_kv"] = kv.numpy()
             if index == 0:
                 _export_graphs(out, modules, signatures, examples)
+                sessions = {graph: ort.InferenceSession(str(out / file), providers=["CPUExecutionProvider"])
+                            for graph, file in GRAPH_FILES.items()}  # fmt: skip
+                for graph, session in sessions.items():
+                    check_session(out / GRAPH_FILES[graph], session, signatures[graph])
             for graph, module in modules.items():
-                path = out / GRAPH_FILES[graph]
-                session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-                check_session(path, session, signatures[graph])
+                path, session = out / GRAPH_FILES[graph], sessions[graph]
                 expected = module(*(torch.from_numpy(a) for a in examples[graph].values())).numpy()
                 (got,) = session.run(None, examples[graph])
                 parity[graph] = max(parity[graph], float(np.max(np.abs(got - expected))))

@@ -45,6 +45,7 @@ from sora_ros.core.context import Context, ContextBuffer, Verdict, future_stamps
 from sora_ros.core.deadline import CostModel, RolloutPlan, plan_rollout
 from sora_ros.core.patch_grid import ASPECT_POLICIES, AspectError
 from sora_ros.core.preprocess import fit_frame
+from sora_ros.core.regions import centred_window
 from sora_ros.core.requests import MAX_HORIZON, MAX_PENDING_CALLS, MAX_SAMPLER_STEPS, MAX_SAMPLES, RolloutRequest
 from sora_ros.core.stats import Counters, LatencyWindow
 from sora_ros.core.timegrid import max_offset_ns
@@ -74,8 +75,7 @@ def camera_view(info: ModelInfo, rgb: np.ndarray, aspect_policy: str) -> np.ndar
         return rgb
     if aspect_policy == "refuse":
         grid.tokens(height, width)  # raises, saying why and what to do
-    crop_h, crop_w = grid.clamp(height, width)
-    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    top, left, crop_h, crop_w = centred_window(height, width, grid.clamp(height, width))
     return rgb[top : top + crop_h, left : left + crop_w]
 
 
