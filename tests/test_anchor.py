@@ -208,6 +208,41 @@ def test_torch_compose_matches_the_runtime_render():
     assert np.abs(runtime - torch_out)[2:-2, 2:-2].mean() < 1.0
 
 
+def test_the_mask_learns_to_blend_where_the_synthesis_is_right():
+    """The last frame is unrelated to the target and the decoder's image is the target: 30 Adam
+    steps open the mask (at the mask gain of nets before it, 1, the mask is still under 0.02 then)."""
+    from sora_ros.model.anchor_trainer import anchored_loss
+
+    rng = np.random.default_rng(8)
+    count, size, latent_channels = 4, 16, 4
+    target = np.stack([_texture(rng, 2 * size, 2 * size) for _ in range(count)])  # (B, 2H, 2W, 3)
+    last = np.stack([_texture(rng, 2 * size, 2 * size) for _ in range(count)])
+    fitted = last[:, ::2, ::2]
+    batch = {"frames": np.stack([fitted, fitted], axis=1), "flow": np.zeros((count, 2, size, size), np.float32),
+             "latent": rng.normal(size=(count, latent_channels, 4, 4)).astype(np.float32),
+             "context_latent": np.zeros((count, latent_channels, 4, 4), np.float32),
+             "step": np.full(count, 2.0, np.float32), "reconstruction": fitted, "plan": np.zeros((count, 1), np.float32),
+             "synthesis": np.ascontiguousarray(target[:, ::2, ::2]), "last": last, "target": target,
+             "base": np.zeros((count, 2, 2 * size, 2 * size), np.float32)}
+    batch = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in batch.items()}
+    torch.manual_seed(0)
+    net = AnchorNet(AnchorConfig(width=8, horizon=HORIZON), latent_channels)
+    _, before, _ = anchored_loss(net, batch)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(30):
+        loss, after, _ = anchored_loss(net, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert before["mask"] < 0.02 and after["mask"] > 0.5
+    assert after["psnr"] > before["psnr"] + 3.0
+
+
+def test_configs_written_before_the_mask_gain_keep_their_mask():
+    assert AnchorConfig.from_dict({"width": 32, "blocks": 1, "horizon": 8, "plan_features": 0}).mask_gain == 1.0
+    assert AnchorConfig.from_dict(AnchorConfig().to_dict()) == AnchorConfig()
+
+
 def test_runtime_imports_no_torch():
     code = ("import sys; import sora_ros.runtime.pipeline, sora_ros.runtime.anchor, sora_ros.evaluation.predictors; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")

@@ -35,8 +35,12 @@ from sora_ros.model.vae import ResBlock
 MOTION_SCALE = 4.0
 # Classical flow is divided by this before entering the network (pixels at the model's resolution).
 FLOW_INPUT_SCALE = 4.0
-# Initial bias of the mask logit: sigmoid(-6) = 0.0025, i.e. the warp everywhere.
-MASK_INIT_BIAS = -6.0
+# Initial mask logit: sigmoid(-4) = 0.018, under the runtime's MASK_FLOOR (0.02): the warp everywhere.
+MASK_INIT_LOGIT = -4.0
+# Mask logit per unit of the network's raw output. Adam moves a parameter by about the learning rate
+# per step whatever its gradient, so at gain 1 the logit could not leave its start in a few hundred
+# steps (nets before `mask_gain` existed, gain 1 and start -6, never learned to blend).
+MASK_GAIN = 4.0
 
 
 @dataclass(frozen=True)
@@ -49,19 +53,22 @@ class AnchorConfig:
         horizon: the largest step it is trained for (step inputs are divided by it).
         plan_features: P of the `plan` input (sora_ros.runtime.anchor.plan_size(horizon, A));
             0: no plan input and no coordinate planes (graphs exported before them).
+        mask_gain: the mask logit per unit of raw output (MASK_GAIN; 1.0 in configs written before it).
     """
 
     width: int = 32
     blocks: int = 1
     horizon: int = 8
     plan_features: int = 0
+    mask_gain: float = MASK_GAIN
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> AnchorConfig:
-        return cls(**{k: data[k] for k in ("width", "blocks", "horizon", "plan_features") if k in data})
+        fields = {k: data[k] for k in ("width", "blocks", "horizon", "plan_features", "mask_gain") if k in data}
+        return cls(**{"mask_gain": 1.0, **fields})
 
 
 class AnchorNet(nn.Module):
@@ -90,7 +97,7 @@ class AnchorNet(nn.Module):
         self.head = nn.Conv2d(width + width // 2, 3, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         with torch.no_grad():
-            self.head.bias.copy_(torch.tensor([0.0, 0.0, MASK_INIT_BIAS]))
+            self.head.bias.copy_(torch.tensor([0.0, 0.0, MASK_INIT_LOGIT / config.mask_gain]))
 
     def forward(self, frames: torch.Tensor, flow: torch.Tensor, latent: torch.Tensor, context_latent: torch.Tensor,
                 step: torch.Tensor, reconstruction: torch.Tensor,
@@ -132,7 +139,7 @@ class AnchorNet(nn.Module):
         up = F.interpolate(half, size=(height, width), mode="bilinear", align_corners=False)
         out = self.head(torch.cat([up, full], dim=1))  # (B, 3, H, W)
         motion = steps * flow + MOTION_SCALE * out[:, :2]
-        return motion, torch.sigmoid(out[:, 2:])
+        return motion, torch.sigmoid(self.config.mask_gain * out[:, 2:])
 
 
 def backward_warp(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:

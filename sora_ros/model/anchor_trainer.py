@@ -9,8 +9,10 @@ of step k, last context latent) -> the real frame k, for k = 1..H:
     ROLLOUT_SHARE of the batch), so the decoder tolerates rollout error;
   - still: a frame repeated, with its own latent or the latent the DiT predicts from a context of
     that frame repeated (the DiT drifts there), so a static scene gives the last frame back.
-The loss is L1 at TARGET_FACTOR x the model's resolution (the warp is where sharpness comes
-from) plus a small price on the mask (warp where the warp is as good). Footage without commands
+The loss is each sample's log MSE at TARGET_FACTOR x the model's resolution, i.e. minus its PSNR
+(what eval reports, averaged over frames), plus a small price on the mask (warp where the warp is as
+good). An L1 loss (the median) never blends: the decoder's image is blurred, so per pixel the sharp
+warp is closer more often than not, even where the blend has the lower error on the whole frame. Footage without commands
 (real video) is drawn for REAL_SHARE of each batch of a bucket that also holds footage with commands.
 Cameras of any aspect ratio: each source is read at the input size its camera gets from the model's
 patch grid (x TARGET_FACTOR), one AnchorData per size (a bucket, as `sora-ros train` holds them);
@@ -34,14 +36,18 @@ ANCHOR_CHECKPOINT = "anchor.pt"
 ANCHOR_CHECKPOINT_FORMAT = "sora_ros.anchor_checkpoint/1"
 # Targets (and the frame warped in training) are this many times the model's resolution.
 TARGET_FACTOR = 2
-# Weight of the mean mask in the loss (prefers the sharp warp when both are as good).
-MASK_WEIGHT = 0.05
+# Weight of the mean mask in the loss, in log10 MSE units (0.01: 0.1 dB for a fully synthesised frame);
+# prefers the sharp warp when both are as good.
+MASK_WEIGHT = 0.01
+# Added to each sample's MSE before the log: caps its PSNR near 50 dB, so exact (still) frames stay finite.
+MSE_FLOOR = 1e-5
 # Share of each batch that is a repeated (static) frame.
 STILL_SHARE = 0.15
 # Share of each batch drawn from footage without commands (real video), when there is some.
-REAL_SHARE = 0.15
-# Share of each batch on DiT-predicted latents after the teacher phase.
-ROLLOUT_SHARE = 0.7
+REAL_SHARE = 0.3
+# Share of each batch on DiT-predicted latents after the teacher phase: all but the still frames, as
+# it runs (the encoder's latent of the true future frame would teach the mask to trust the decoder).
+ROLLOUT_SHARE = 1.0 - STILL_SHARE
 # Rollout windows per sequence (starting at 0 and at the last possible start).
 ROLLOUT_WINDOWS = 2
 # Sequences rolled out by the DiT (spread over the data): a rollout costs ~0.15 s per window on 2 cores.
@@ -73,6 +79,16 @@ class AnchorData:
     @property
     def frame_count(self) -> int:
         return int(self.frames.shape[0] * self.frames.shape[1])
+
+    @property
+    def unknown_frame_count(self) -> int:
+        """Frames of sequences without commands (real video)."""
+        return int(len(unknown_rows(self.actions)) * self.frames.shape[1])
+
+
+def unknown_rows(actions: np.ndarray) -> np.ndarray:
+    """Indices of the sequences without commands (every action NaN) in float32 (N, S, A); none when A = 0."""
+    return np.flatnonzero(np.isnan(actions).all(axis=(1, 2))) if actions.size else np.arange(0)
 
 
 def prepare(engine, paths, image_topic, action_topic, *, length: int, horizon: int,
@@ -118,7 +134,10 @@ def _prepare_bucket(engine, data, horizon: int, log) -> AnchorData:
     latents = latents.reshape(n, s, *latents.shape[1:])
     recon = recon.reshape(n, s, height, width, 3)
     starts = sorted({k - 1, s - horizon - 1})[:ROLLOUT_WINDOWS]
-    rows = np.sort(np.random.default_rng(0).permutation(n)[:ROLLOUT_SEQUENCES])
+    # Footage without commands (real video) is scarce: all of it is rolled out, then sequences at random.
+    unknown = unknown_rows(data.actions)
+    order = np.random.default_rng(0).permutation(n)
+    rows = np.sort(np.concatenate([unknown, order[~np.isin(order, unknown)]])[:ROLLOUT_SEQUENCES])
     roll_latents = np.zeros((len(rows), len(starts), horizon, *latents.shape[2:]), np.float32)
     for w, last in enumerate(starts):
         for i in range(0, len(rows), ENGINE_BATCH):
@@ -160,11 +179,18 @@ def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, 
     n, s = data.frames.shape[:2]
     rows = rng.integers(n, size=count)
     # Footage without commands (real video) is scarce: draw it for REAL_SHARE of the batch.
-    unknown = np.flatnonzero(np.isnan(data.actions).all(axis=(1, 2))) if data.actions.size else np.arange(0)
+    unknown = unknown_rows(data.actions)
     if 0 < len(unknown) < n:
         pick = rng.random(count) < REAL_SHARE
         rows[pick] = unknown[rng.integers(len(unknown), size=int(pick.sum()))]
     kinds = rng.random(count)  # < still: static; < still + rollout: rollout; else teacher
+    # Rolled-out sequences like the drawn row (with or without commands), so rollouts keep REAL_SHARE too.
+    rolled_unknown = np.isin(data.roll_rows, unknown)
+    pools = {flag: np.flatnonzero(rolled_unknown == flag) for flag in (False, True)}
+
+    def rolled_like(row: int) -> int:
+        pool = pools[bool(np.isin(row, unknown))]
+        return int(pool[rng.integers(len(pool))]) if len(pool) else int(rng.integers(len(data.roll_rows)))
     batch = {key: [] for key in ("frames", "flow", "latent", "context_latent", "step", "synthesis", "last", "target",
                                  "base", "reconstruction", "plan")}
     action_dim = data.network_actions.shape[-1]
@@ -173,7 +199,7 @@ def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, 
         if kind < still_share:
             step = rng.integers(1, horizon + 1)
             if kind < still_share / 2:  # the DiT's drifting prediction from a still context
-                m = rng.integers(len(data.roll_rows))
+                m = rolled_like(row)
                 row, t = data.roll_rows[m], data.roll_start[0]
                 latent, synthesis = data.still_latents[m, step - 1], data.still_images[m, step - 1]
             else:
@@ -185,7 +211,7 @@ def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, 
             flow = np.zeros_like(data.flow[row, t])
             base = np.zeros_like(data.target_flow[row, t])
         elif kind < still_share + rollout_share:
-            m, w = rng.integers(len(data.roll_rows)), rng.integers(len(data.roll_start))
+            m, w = rolled_like(row), rng.integers(len(data.roll_start))
             row, t = data.roll_rows[m], data.roll_start[w]
             step = rng.integers(1, horizon + 1)
             target_t, prev_t = t + step, t - 1
@@ -230,10 +256,10 @@ def anchored_loss(net, batch: dict) -> tuple:
     correction = motion.float() - batch["step"].reshape(-1, 1, 1, 1) * batch["flow"]  # (B, 2, H, W) learned part
     predicted = compose(unit(batch["last"]), unit(batch["synthesis"]), correction, mask.float(), batch["base"])
     target = unit(batch["target"])
-    l1 = (predicted - target).abs().mean()
-    loss = l1 + MASK_WEIGHT * mask.float().mean()
+    per_sample = ((predicted - target) ** 2).mean(dim=(1, 2, 3))  # (B,)
+    loss = torch.log10(per_sample + MSE_FLOOR).mean() + MASK_WEIGHT * mask.float().mean()
     with torch.no_grad():
-        mse = ((predicted - target) ** 2).mean()
+        mse = per_sample.mean()
         copy = ((unit(batch["last"]) - target) ** 2).mean()
     return loss, {"loss": loss.item(), "psnr": psnr_from_mse(mse.item(), capped=True),
                   "copy_psnr": psnr_from_mse(copy.item(), capped=True), "mask": mask.float().mean().item()}, predicted
@@ -300,6 +326,13 @@ def train_anchor(args) -> dict:
     val, val_summary = prepare(engine, args.val_data, args.image_topic, args.action_topic, length=args.sequence_frames,
                                horizon=horizon) if args.val_data else (None, None)  # fmt: skip
     frames = {index: data.frame_count for index, data in enumerate(train)}
+    # Footage without commands (real video) mostly comes at other sizes than the sim's, in buckets of
+    # a few sequences: REAL_SHARE of the steps draw among the buckets that hold some, by its frames.
+    real_frames = {index: data.unknown_frame_count for index, data in enumerate(train) if data.unknown_frame_count}
+
+    def next_bucket() -> AnchorData:
+        real = bool(real_frames) and len(real_frames) < len(train) and rng.random() < REAL_SHARE
+        return train[draw_bucket(rng, real_frames if real else frames)]
 
     def save() -> None:
         payload = {"format": ANCHOR_CHECKPOINT_FORMAT, "config": net.config.to_dict(), "net": net.state_dict(),
@@ -331,7 +364,7 @@ def train_anchor(args) -> dict:
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr)
-        batch = _tensors(draw(train[draw_bucket(rng, frames)], args.batch, rng, horizon,
+        batch = _tensors(draw(next_bucket(), args.batch, rng, horizon,
                               0.0 if step < teacher_steps else ROLLOUT_SHARE, STILL_SHARE))  # fmt: skip
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             loss, metrics, _ = anchored_loss(net, batch)
