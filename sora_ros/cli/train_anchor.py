@@ -40,16 +40,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--init", type=Path, metavar="MODEL_DIR",
                         help="fine-tune the anchored decoder of this model directory (its weights.safetensors), e.g. "
                              "the parent after sora-ros train --init --train-parts vae dit; fewer --steps do")  # fmt: skip
-    parser.add_argument("--steps", type=int, default=400, help="optimiser steps (default 400)")
+    parser.add_argument("--steps", type=int, default=800, help="optimiser steps (default 800)")
     parser.add_argument("--batch", type=int, default=32, help="samples per step (default 32)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    parser.add_argument("--teacher-fraction", type=float, default=0.25,
-                        help="share of the steps on encoder latents of the real futures only; after it, half of "
-                             "each batch uses DiT-predicted latents (default 0.25)")
-    parser.add_argument("--plan", action="store_true",
-                        help="also feed the rollout's commands (the graph's `plan` input; models with actions). "
-                             "Measured once on the default (README): action gap +0.02 to +0.11 dB in sim, and "
-                             "more synthesis and a worse h=8 on real footage; off by default")
+    parser.add_argument("--teacher-fraction", type=float, default=0.1,
+                        help="share of the steps on encoder latents of the real futures only; after it, every "
+                             "sample but the still frames uses DiT-predicted latents (default 0.1)")
+    parser.add_argument("--plan", action=argparse.BooleanOptionalAction, default=True,
+                        help="feed the rollout's commands up to each step (the graph's `plan` input; models "
+                             "with actions; default on). --no-plan: a graph without it, as before 0.4.0")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16: bfloat16 autocast")
     parser.add_argument("--seed", type=int, default=0, help="initial weights and batches")
     parser.add_argument("--out", required=True, help="run directory: anchor.pt, anchor_summary.json")
