@@ -12,8 +12,10 @@ of step k, last context latent) -> the real frame k, for k = 1..H:
 The loss is each sample's log MSE at TARGET_FACTOR x the model's resolution, i.e. minus its PSNR
 (what eval reports, averaged over frames), plus a small price on the mask (warp where the warp is as
 good). An L1 loss (the median) never blends: the decoder's image is blurred, so per pixel the sharp
-warp is closer more often than not, even where the blend has the lower error on the whole frame. Footage without commands
-(real video) is drawn for REAL_SHARE of each batch of a bucket that also holds footage with commands.
+warp is closer more often than not, even where the blend has the lower error on the whole frame.
+Footage without commands (real video) is scarce and mostly in buckets of its own sizes: REAL_SHARE
+of the steps draw among the buckets that hold some, and REAL_SHARE of each batch of a bucket that
+also holds footage with commands is drawn from it, rollouts included.
 Cameras of any aspect ratio: each source is read at the input size its camera gets from the model's
 patch grid (x TARGET_FACTOR), one AnchorData per size (a bucket, as `sora-ros train` holds them);
 each step draws a bucket in proportion to its frames, validation is their frame-weighted mean.
