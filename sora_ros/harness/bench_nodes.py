@@ -136,12 +136,13 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(0.1)
         actions = np.array([[[0.3, w]] * SERVICE_HORIZON for w in (0.8, 0.0, -0.8)], np.float32)  # (3, 8, 2)
 
-        def call(seed: int) -> tuple[float, float]:
+        def call(seed: int) -> tuple[float, float, str | None]:
+            """(round trip ms, the node's total_ms, None) of an answered call; a refused one's message last."""
             request = Rollout.Request(actions=actions.reshape(-1).tolist(), candidates=SERVICE_CANDIDATES,
                                       horizon=SERVICE_HORIZON, action_dim=2, samples=1, return_images=True, seed=seed)
             sent = time.perf_counter()
             response = service_call.call(client, request, STARTUP_TIMEOUT_S)
-            return 1e3 * (time.perf_counter() - sent), response.total_ms
+            return 1e3 * (time.perf_counter() - sent), response.total_ms, None if response.success else response.message
 
         try:
             call(0)  # warm-up: the node allocates the buffers of this batch size once
@@ -149,8 +150,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"bench nodes: {error}", file=sys.stderr)
             return 1
         time.sleep(WARM_UP_S)
-        timed = [call(seed) for seed in range(1, SERVICE_CALLS + 1)]
-        service_ms, service_total_ms = [t[0] for t in timed], [t[1] for t in timed]
+        calls = [call(seed) for seed in range(1, SERVICE_CALLS + 1)]
+        answered = [c for c in calls if c[2] is None]  # a refusal's round trip is no rollout's
+        refusals = sorted({c[2] for c in calls if c[2] is not None})
+        service_ms, service_total_ms = [c[0] for c in answered] or [np.nan], [c[1] for c in answered] or [np.nan]
         rss = [rss_mib(node.pid)]  # after every kind of work ran once: later growth would be a leak
         with lock:
             latencies.clear()
@@ -181,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
         f"{stage} {stages.get(f'{stage}_ms_p50', '?')}/{stages.get(f'{stage}_ms_p99', '?')}" for stage in STAGES))
     print(f"~/rollout {SERVICE_CANDIDATES} candidates x {SERVICE_HORIZON} steps with images, round trip: "
           f"p50 {np.percentile(service_ms, 50):.1f} ms, p99 {np.percentile(service_ms, 99):.1f} ms "
-          f"(in the node: p50 {np.percentile(service_total_ms, 50):.1f} ms)")
+          f"(in the node: p50 {np.percentile(service_total_ms, 50):.1f} ms; {len(answered)} of {len(calls)} answered)"
+          + (f"; refused: {'; '.join(refusals)}" if refusals else ""))
     total = [r["VmRSS"] for r in rss]
     print(f"node RSS every {RSS_PERIOD_S:g} s (MiB): {' '.join(f'{r:.0f}' for r in total)}; "
           f"start {total[0]:.1f}, end {total[-1]:.1f} ({total[-1] - total[0]:+.1f})")
