@@ -17,7 +17,7 @@ from sora_ros.core.machine import machine_description
 from sora_ros.core.requests import RolloutRequest
 from sora_ros.runtime import sampler
 from sora_ros.runtime.engine import WorldModelEngine
-from sora_ros.runtime.pipeline import RolloutSettings, WorldModelPipeline
+from sora_ros.runtime.pipeline import WorldModelPipeline
 
 DEFAULT_PRESET = "cpu64"
 ROLLOUT_HORIZON = 8
@@ -174,9 +174,10 @@ def run(args: argparse.Namespace) -> int:
                                        np.random.default_rng(0), noise_period=samples, shared_context=True)
 
     def what_if(steps: int) -> Callable:
-        """pipeline.what_if as a ~/rollout call runs it: candidates x horizon x 1 sample, latents only."""
-        pipeline.settings = RolloutSettings(sampler_steps=steps)
-        request = RolloutRequest(plans, WHAT_IF_CANDIDATES, horizon, 1, 0, return_images=False)
+        """pipeline.what_if as a ~/rollout call runs it: candidates x horizon x 1 sample, latents only;
+        the steps travel in the request (as the service's sampler_steps field), not in the pipeline's
+        settings, which every row shares."""
+        request = RolloutRequest(plans, WHAT_IF_CANDIDATES, horizon, 1, 0, return_images=False, sampler_steps=steps)
         return lambda: pipeline.what_if(request, start)
 
     zero = np.zeros(1, np.float32)
