@@ -13,6 +13,7 @@ from sora_ros.bag.info import summarize
 from sora_ros.bag.reading import BagReader
 from sora_ros.sim import recorder
 from sora_ros.core.units import NS_PER_S, ros_time_ns
+from sora_ros.sim.wander import WanderConfig
 from sora_ros.sim.world import SimWorld, WorldConfig
 
 RATE_HZ = 10.0
@@ -72,3 +73,13 @@ def test_walls_stop_the_robot_and_turns_follow_the_sign() -> None:
         half = world.config.world_size / 2
         assert max(abs(world.pose.x), abs(world.pose.y)) < half
         assert world.collisions > 0 and world.pose.v == 0.0
+
+
+def test_blind_goals_drive_into_things(tmp_path: Path) -> None:
+    world = WorldConfig(width=16, height=16, rate_hz=RATE_HZ, num_objects=12)
+    careful, blind = ([recorder.record_episode(world, seed, 12.0, tmp_path / f"{share}_{seed}",
+                                               wander=WanderConfig(blind_share=share)).collisions
+                       for seed in (3, 4)] for share in (0.0, 1.0))
+    assert sum(blind) > sum(careful) + 10  # the careful policy steers clear; blind goals hit walls
+    with pytest.raises(ValueError, match="blind_share"):
+        WanderConfig(blind_share=1.5)

@@ -21,11 +21,11 @@ def run_node(args: argparse.Namespace) -> int:
 
 
 def _record_one(task: tuple) -> tuple:
-    """One episode in a worker process: (config, seed, seconds, path) -> (path, seed, frames, collisions)."""
+    """One episode in a worker process: (config, seed, seconds, path, wander) -> (path, seed, frames, collisions)."""
     from sora_ros.sim.recorder import record_episode
 
-    config, seed, seconds, path = task
-    result = record_episode(config, seed, seconds, path)
+    config, seed, seconds, path, wander = task
+    result = record_episode(config, seed, seconds, path, wander=wander)
     return result.path, result.seed, result.frames, result.collisions
 
 
@@ -34,10 +34,12 @@ def record(args: argparse.Namespace) -> int:
 
     from sora_ros.core.machine import machine_description
     from sora_ros.sim.recorder import episode_path, parse_split, record_episode
+    from sora_ros.sim.wander import WanderConfig
     from sora_ros.sim.world import WorldConfig
 
     try:
         split = parse_split(args.split) if args.split else None
+        wander = WanderConfig(blind_share=args.blind_share)
     except ValueError as error:
         print(f"sora-ros sim record: {error}", file=sys.stderr)
         return 2
@@ -57,7 +59,7 @@ def record(args: argparse.Namespace) -> int:
             print(f"sora-ros sim record: {path} exists but is incomplete (no metadata.yaml); remove it and rerun", file=sys.stderr)
             return 1
         path.parent.mkdir(parents=True, exist_ok=True)
-        tasks.append((config, seed, args.seconds, path))
+        tasks.append((config, seed, args.seconds, path, wander))
     frames_per_episode = max(1, round(args.seconds * args.rate))
     total = frames_per_episode * len(tasks)
     workers = max(1, min(args.workers, len(tasks)))
@@ -65,8 +67,8 @@ def record(args: argparse.Namespace) -> int:
     collisions = 0
     with tqdm(total=total, unit="frame", desc="recording", disable=True if args.quiet else None) as progress:  # None: terminal only
         if workers == 1:
-            for task in tasks:
-                collisions += record_episode(*task, on_frame=lambda: progress.update(1)).collisions
+            for config, seed, seconds, path, wander in tasks:
+                collisions += record_episode(config, seed, seconds, path, lambda: progress.update(1), wander).collisions
         else:
             with ProcessPoolExecutor(workers) as pool:
                 for _, _, frames, hits in pool.map(_record_one, tasks):
@@ -74,7 +76,7 @@ def record(args: argparse.Namespace) -> int:
                     progress.update(frames)
     elapsed = time.perf_counter() - start
     counts = {}
-    for _, seed, _, path in tasks:
+    for _, seed, _, path, _ in tasks:
         key = path.parent.name if split else "all"
         counts[key] = counts.get(key, 0) + 1
     print(
@@ -129,6 +131,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--camera-height", type=float, help="camera height above the floor in metres (default 0.3)")
     rec.add_argument("--camera-pitch", type=float, help="camera pitch in degrees, negative looks down (default -10)")
     rec.add_argument("--fov", type=float, help="vertical field of view in degrees (default 70)")
+    rec.add_argument("--blind-share", type=float, default=0.0,
+                     help="share of the wander policy's goals driven without looking (0..1): episodes with "
+                          "collisions for `train-risk` to learn 'blocked' from (default 0: steer clear)")
     rec.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="episodes recorded in parallel")
     rec.add_argument("--quiet", action="store_true", help="no progress bar")
     rec.set_defaults(func=record)

@@ -19,7 +19,7 @@ import numpy as np
 
 from sora_ros.bag import messages as m
 from sora_ros.bag.writing import BagWriter
-from sora_ros.sim.wander import WanderPolicy
+from sora_ros.sim.wander import WanderConfig, WanderPolicy
 from sora_ros.sim.world import SimWorld, WorldConfig
 
 IMAGE_TOPIC = "/camera/image_raw"
@@ -43,7 +43,8 @@ class EpisodeResult:
 
 
 def record_episode(
-    config: WorldConfig, seed: int, seconds: float, path: Path, on_frame: Callable[[], None] | None = None
+    config: WorldConfig, seed: int, seconds: float, path: Path, on_frame: Callable[[], None] | None = None,
+    wander: WanderConfig = WanderConfig(),
 ) -> EpisodeResult:
     """Simulate one episode and write it as a rosbag2 MCAP bag at `path`.
 
@@ -53,6 +54,7 @@ def record_episode(
         seconds: simulated duration; round(seconds * rate) frames.
         path: the bag directory to create (must not exist).
         on_frame: called after each frame is written (progress).
+        wander: the driving policy's settings (`blind_share` > 0 for episodes with collisions).
 
     Returns:
         Where it went, the seed, the frame count and the number of refused moves.
@@ -63,7 +65,7 @@ def record_episode(
     frames = max(1, round(seconds * config.rate_hz))
     dt = 1 / config.rate_hz
     with SimWorld(config, seed) as world, BagWriter(path) as bag:
-        policy = WanderPolicy(np.random.default_rng(seed + POLICY_SEED_OFFSET), config.limits)
+        policy = WanderPolicy(np.random.default_rng(seed + POLICY_SEED_OFFSET), config.limits, wander)
         for index in range(frames):
             stamp = world.stamp_ns
             _write_state(bag, world, stamp)
