@@ -58,7 +58,8 @@ def test_copy_last_predicts_the_last_latent_and_the_report_is_written(engine, tm
     assert copy.info is engine.info, "everything else is the model's"
     args = argparse.Namespace(policies="model,copy_last,shuffled,wander", candidates=4, horizon=2, iterations=1, episodes=2,
                               seconds=0.6, first_seed=closed_loop.FIRST_SEED, decision_every=2,
-                              model=str(engine.info.path), out=str(tmp_path / "out"))
+                              model=str(engine.info.path), out=str(tmp_path / "out"),
+                              dynamics_precision="float32")
     assert closed_loop.run(args, CONFIG) == 0
     metrics = __import__("json").loads((tmp_path / "out" / "metrics.json").read_text())
     assert set(metrics["policies"]) == set(closed_loop.POLICIES)

@@ -327,6 +327,7 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
 
     from sora_ros.core.paths import default_model_dir
     from sora_ros.runtime.engine import WorldModelEngine
+    from sora_ros.runtime.model_dir import ModelDirError
     from sora_ros.runtime.pipeline import WorldModelPipeline
 
     policies = tuple(args.policies.split(","))
@@ -342,7 +343,11 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
     config = replace(base, episodes=args.episodes, seconds=args.seconds, first_seed=args.first_seed,
                      decision_every=args.decision_every, mpc=mpc)
     model_dir = Path(args.model) if args.model else default_model_dir()
-    engine = WorldModelEngine(model_dir)
+    try:
+        engine = WorldModelEngine(model_dir, precision=args.dynamics_precision)
+    except ModelDirError as error:
+        print(f"sora-ros bench closed-loop: {error}")
+        return 2
     images = not has_risk_head(engine)
     hazard_source = "image-space obstacle share of decoded frames (the model directory has no risk head)" \
         if images else "risk head (Forecast.risk)"
@@ -352,7 +357,7 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
                  "copy_last": WorldModelPipeline(CopyLastEngine(engine)), "wander": None}
     seeds = range(config.first_seed, config.first_seed + config.episodes)
     print(f"machine: {machine_description()}")
-    print(f"model: {engine.info.name} ({model_dir}); hazard: {hazard_source}")
+    print(f"model: {engine.info.name} ({model_dir}), {engine.precision} dynamics; hazard: {hazard_source}")
     print(f"{config.episodes} episodes x {config.seconds:g} s, seeds {seeds.start}..{seeds.stop - 1}; MPC "
           f"{mpc.candidates} candidates x {mpc.horizon} steps, {mpc.iterations} CEM iteration(s), a decision every "
           f"{config.decision_every} steps ({engine.info.dt * config.decision_every:g} s simulated)")
@@ -369,7 +374,8 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
                 bar.update()
     summary = summarise(episodes)
     lines = verdict(summary)
-    metrics = {"machine": machine_description(), "model": str(model_dir), "hazard": hazard_source,
+    metrics = {"machine": machine_description(), "model": str(model_dir), "dynamics_precision": engine.precision,
+               "hazard": hazard_source,
                "config": asdict(config), "policies": summary, "target": lines,
                "episodes": [{"seed": e.seed, "policy": e.policy, **e.metrics()} for e in episodes],
                "command": " ".join(["sora-ros", *sys.argv[1:]])}

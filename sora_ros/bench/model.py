@@ -174,11 +174,7 @@ def run(args: argparse.Namespace) -> int:
                                        np.random.default_rng(0), noise_period=samples, shared_context=True)
 
     def what_if(steps: int) -> Callable:
-        """pipeline.what_if as a ~/rollout call runs it: candidates x horizon x 1 sample, latents only;
-        the steps travel in the request (as the service's sampler_steps field), not in the pipeline's
-        settings, which every row shares."""
-        request = RolloutRequest(plans, WHAT_IF_CANDIDATES, horizon, 1, 0, return_images=False, sampler_steps=steps)
-        return lambda: pipeline.what_if(request, start)
+        return _what_if(pipeline, start, plans, horizon, steps)
 
     zero = np.zeros(1, np.float32)
     rows = [
@@ -239,11 +235,52 @@ def run(args: argparse.Namespace) -> int:
               f"{'met' if min(worst.values()) >= RATIO_TARGET else 'MISSED'})")
     else:
         print("torch-eager column skipped: pass --checkpoint (or use --preset) to time torch on the same graphs")
+    if info.int8_graphs is not None:
+        _print_int8_costs(engine, context, plans, args.repeats)
     if info.grid_follows_camera:
         _print_camera_costs(engine, plans, args.repeats)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {peak_mb:.0f} MB (whole process{', torch loaded' if torch_fns else ''})")
     return 0
+
+
+def _what_if(pipeline: WorldModelPipeline, start, plans: np.ndarray | None, horizon: int, steps: int) -> Callable:
+    """pipeline.what_if as a ~/rollout call runs it: candidates x horizon x 1 sample, latents only;
+    the steps travel in the request (as the service's sampler_steps field), not in the pipeline's
+    settings, which every row shares."""
+    request = RolloutRequest(plans, WHAT_IF_CANDIDATES, horizon, 1, 0, return_images=False, sampler_steps=steps)
+    return lambda: pipeline.what_if(request, start)
+
+
+def _print_int8_costs(engine: WorldModelEngine, context: np.ndarray, plans: np.ndarray | None, repeats: int) -> None:
+    """The dynamics rows on the model's int8 graphs (`sora-ros quantize`) beside float32, each pair
+    timed back to back in this process, and the speed-up."""
+    info = engine.info
+    int8 = WorldModelEngine(info.path, engine.providers, precision="int8")
+    actions = None if plans is None else plans[0]
+    pipelines = {}
+    for precision, each in (("float32", engine), ("int8", int8)):
+        pipelines[precision] = WorldModelPipeline(each)
+        for t, latent in enumerate(context):
+            pipelines[precision].observe(t * pipelines[precision].dt_ns, "bench", latent)
+
+    def rows(each: WorldModelEngine, precision: str) -> list[tuple[str, Callable, int]]:
+        pipeline = pipelines[precision]
+        start = pipeline.latest_context()
+        return [(f"rollout {ROLLOUT_HORIZON} frames x {info.sampler_steps} steps, 1 sample",
+                 lambda: each.rollout(context, actions, horizon=ROLLOUT_HORIZON, seed=0), 1)] + [
+            (f"what-if {WHAT_IF_CANDIDATES} x {ROLLOUT_HORIZON} x 1, latents, {steps} step(s)",
+             _what_if(pipeline, start, plans, ROLLOUT_HORIZON, steps), WHAT_IF_CANDIDATES)
+            for steps in sorted({info.sampler_steps, *WHAT_IF_FEWER_STEPS}, reverse=True)]
+
+    print("int8 dynamics graphs (sora-ros quantize) beside float32, each pair back to back:")
+    print(f"{'':44s} {'float32':>9s} {'int8':>9s} {'speed-up':>9s}  target")
+    for (label, float_run, batch), (_, int8_run, _) in zip(rows(engine, "float32"), rows(int8, "int8")):
+        n = min(repeats, LARGE_BATCH_REPEATS) if batch >= LARGE_BATCH else repeats
+        float_ms, int8_ms = median_ms(float_run, n), median_ms(int8_run, n)
+        target = "" if batch != WHAT_IF_CANDIDATES else \
+            f"<= {WHAT_IF_TARGET_MS:g} ms ({'met' if int8_ms <= WHAT_IF_TARGET_MS else 'MISSED'})"
+        print(f"{label:44s} {float_ms:9.2f} {int8_ms:9.2f} {float_ms / int8_ms:8.2f}x  {target}")
 
 
 def _print_camera_costs(engine: WorldModelEngine, plans: np.ndarray | None, repeats: int) -> None:

@@ -15,11 +15,12 @@ import os
 import sys
 
 from sora_ros import __version__
-from sora_ros.cli import bag, bench, demo, doctor, evaluate, export, launch, sim, train, train_anchor, train_risk, \
-    video_camera, view
+from sora_ros.cli import bag, bench, demo, doctor, evaluate, export, launch, quantize, sim, train, train_anchor, \
+    train_risk, video_camera, view
 from sora_ros.core.paths import apply_fastdds_profile
 
-SUBCOMMANDS = (doctor, demo, sim, bag, video_camera, train, train_anchor, train_risk, export, evaluate, launch, view, bench)
+SUBCOMMANDS = (doctor, demo, sim, bag, video_camera, train, train_anchor, train_risk, export, quantize, evaluate, launch,
+               view, bench)
 
 TRACEBACK_VARIABLE = "SORA_ROS_TRACEBACK"
 

@@ -7,6 +7,7 @@ import argparse
 import importlib
 
 from sora_ros.bench.closed_loop import FIRST_SEED, POLICIES
+from sora_ros.runtime.model_dir import PRECISIONS
 
 # Each target is a module with run(args) -> int, imported only when chosen.
 BENCHMARKS = {"image": "sora_ros.bench.image", "model": "sora_ros.bench.model", "nodes": "sora_ros.harness.bench_nodes",
@@ -84,4 +85,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     loop.add_argument("--iterations", type=_positive, default=1, help="closed-loop: CEM iterations per decision")
     loop.add_argument("--decision-every", type=_positive, default=2,
                       help="closed-loop: sim steps (model dt each) between decisions (default 2: 5 Hz at dt 0.1 s)")
+    loop.add_argument("--dynamics-precision", choices=PRECISIONS, default="float32",
+                      help="closed-loop: the model's dynamics graphs, float32 or int8 (`sora-ros quantize`)")
     parser.set_defaults(func=main)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sora_ros.core.patch_grid import ASPECT_POLICIES
 from sora_ros.core.requests import MAX_SAMPLER_STEPS
+from sora_ros.runtime.model_dir import PRECISIONS
 
 MODEL_NAME = "model"
 
@@ -197,7 +198,7 @@ def main(args: argparse.Namespace) -> int:
     from sora_ros.runtime.pipeline import RolloutSettings, WorldModelPipeline
 
     try:
-        engine = WorldModelEngine(args.model, providers=args.providers.split(","))
+        engine = WorldModelEngine(args.model, providers=args.providers.split(","), precision=args.dynamics_precision)
     except (ModelDirError, ValueError) as error:  # ValueError: no usable execution provider
         print(f"sora-ros eval: {error}", file=sys.stderr)
         return 1
@@ -241,7 +242,8 @@ def main(args: argparse.Namespace) -> int:
             "model_files_sha256": model.files, "bags": sorted(result.sources), "image_topic": args.image_topic,
             "action_topic": args.action_topic, "dt": model.dt, "notes": notes,
             "anchored": engine.anchor is not None,
-            "sampler_steps": args.sampler_steps or model.sampler_steps}  # fmt: skip
+            "sampler_steps": args.sampler_steps or model.sampler_steps,
+            "dynamics_precision": engine.precision}  # fmt: skip
     print(_terminal_table(summary, result.horizons))
     print(f"VAE reconstruction of the context frames: {summary['vae_reconstruction_psnr']['mean']:.2f} dB PSNR")
     if engine.anchor is not None:
@@ -288,6 +290,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="footage whose aspect ratio lies outside the model's range: refuse it (default), or "
                         "crop it into the range (what a square-input model of older releases did to every camera)")
     parser.add_argument("--providers", default="CPU", help="ONNX Runtime providers in order, e.g. TensorRT,CUDA,CPU")
+    parser.add_argument("--dynamics-precision", choices=PRECISIONS, default="float32",
+                        help="dynamics graphs to evaluate: float32, or the model's int8 ones (`sora-ros quantize`)")
     parser.add_argument("--write-bag", action="store_true",
                         help="with --out: also write OUT/predictions, an MCAP bag of real and predicted frames per horizon")
     parser.add_argument("--realtime", action="store_true",

@@ -91,13 +91,15 @@ def _topic_types(bags: list[Path], image_topic: str, action_topic: str | None) -
 
 
 def _start_node(model: Path, horizon: int, camera_topic: str, compressed: bool, stamped: bool, conditioned: bool,
-                providers: str, log, sim_time: bool = False, aspect_policy: str = "refuse") -> subprocess.Popen:
+                providers: str, log, sim_time: bool = False, aspect_policy: str = "refuse",
+                precision: str = "float32") -> subprocess.Popen:
     image_remap = "image/compressed" if compressed else "image"
     params = {"model_path": str(model), "horizon": str(horizon), "compressed": str(compressed).lower(),
               "cmd_vel_type": "twist_stamped" if stamped else "twist", "providers": f"[{providers}]",
               # Without recorded commands, predict with the action unknown rather than "stand still".
               "no_command_action": "zero" if conditioned else "unknown",
-              "use_sim_time": str(sim_time).lower(), "aspect_policy": aspect_policy}  # fmt: skip
+              "use_sim_time": str(sim_time).lower(), "aspect_policy": aspect_policy,
+              "dynamics_precision": precision}  # fmt: skip
     ros_args = ["-r", f"__ns:={NAMESPACE}", "-r", f"{image_remap}:={camera_topic}", "-r", f"cmd_vel:={ACTION_TOPIC}"]
     for name, value in params.items():
         ros_args += ["-p", f"{name}:={value}"]
@@ -192,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     with open(node_log_path, "w") as node_log:
         node = _start_node(args.model, max(args.horizons), camera_topic, compressed, action_type == m.TWIST_STAMPED,
                            conditioned, args.providers, node_log, sim_time=args.sim_time,
-                           aspect_policy=args.aspect_policy)  # fmt: skip
+                           aspect_policy=args.aspect_policy, precision=args.dynamics_precision)  # fmt: skip
         try:
             _wait_until_active(node, recorder, args.sim_time)
             print(f"replaying {len(bags)} bag(s) at the recorded rate through the world_model node ...", flush=True)

@@ -30,7 +30,7 @@ from sora_ros.runtime.pipeline import RolloutOutcome
 RGB8 = "rgb8"
 
 
-def model_info(model: str, info: ModelInfo, providers: list[str]) -> String:
+def model_info(model: str, info: ModelInfo, providers: list[str], precision: str) -> String:
     """~/model_info: std_msgs/String holding one JSON object that describes the loaded model.
 
     Keys: model_id ("<name>@<version>#<hash>"), sha256 (file -> hash), dt_s, context_frames,
@@ -38,7 +38,7 @@ def model_info(model: str, info: ModelInfo, providers: list[str]) -> String:
     reference size whose pixel count is the budget, aspect_range [lowest, highest] camera
     width / height served (each camera's grid follows its own, sora_ros.core.patch_grid),
     patch_size, actions [{"name", "unit"}] in the model's order, providers (the ONNX Runtime
-    execution providers in use).
+    execution providers in use), dynamics_precision (float32 or int8).
     """
     return String(data=json.dumps({
         "model_id": model, "sha256": info.files, "dt_s": info.dt, "context_frames": info.context_frames,
@@ -46,7 +46,7 @@ def model_info(model: str, info: ModelInfo, providers: list[str]) -> String:
         "patch_size": info.patch_size,
         "actions": [{"name": n, "unit": u} for n, u in zip(info.action_names, info.action_units)],
         "input_size": list(info.image_size), "aspect_range": list(info.patch_grid.aspect_range),
-        "providers": list(providers),
+        "providers": list(providers), "dynamics_precision": precision,
     }, sort_keys=True))
 
 

@@ -82,6 +82,8 @@ class ModelNode(LifecycleNode):
         p, f, i, plain = self.declare_parameter, m.float_descriptor, m.int_descriptor, m.plain_descriptor
         p("model_path", str(default_model_dir() or ""), plain("model directory (model.json + ONNX graphs)"))
         p("providers", ["CPU"], plain("ONNX Runtime execution providers in order: TensorRT, CUDA, CPU"))
+        p("dynamics_precision", "float32", plain("dynamics graphs: float32, or int8 (the model's quantized ones, "
+                                                 "`sora-ros quantize`: faster what-ifs on a CPU)", read_only=True))
         p("qos_depth", 1, i("keep-last depth of the camera subscription (sensor-data QoS)", 1, 100, True))
         p("autostart", True, plain("configure and activate at start-up; exit 1 if configure fails"))
         p("diagnostics_period_s", 1.0, f("seconds between /diagnostics messages", 0.1, 60.0, True))
@@ -148,12 +150,13 @@ class ModelNode(LifecycleNode):
             if not path:
                 raise ValueError("model_path is empty and the package has no models/default")
             settings = self._read_settings()  # from a params file: rclpy's ranges cannot check every rule
-            engine = WorldModelEngine(path, self.get_parameter("providers").value)
+            engine = WorldModelEngine(path, self.get_parameter("providers").value,
+                                      self.get_parameter("dynamics_precision").value)
             self.pipeline = WorldModelPipeline(engine, self.get_parameter("jump_back_s").value,
                                                self.get_parameter("aspect_policy").value)
             self._create_outputs(QoSProfile(depth=RELIABLE_DEPTH))
             self._model_info = self.create_publisher(String, "~/model_info", LATCHED)
-            self._model_info.publish(m.model_info(model_id(engine.info), engine.info, engine.providers))
+            self._model_info.publish(m.model_info(model_id(engine.info), engine.info, engine.providers, engine.precision))
         except (ModelDirError, ValueError) as error:
             self.get_logger().error(f"configure failed: model {path}: {error}")
             self.on_cleanup(state)
@@ -164,7 +167,7 @@ class ModelNode(LifecycleNode):
         self.get_logger().info(f"configured: model {self.model} from {path} ({info.image_size[1]}x{info.image_size[0]} "
                                f"pixel budget, camera aspect ratios {low:.3g} to {high:.3g}, "
                                f"K={info.context_frames}, dt={info.dt:g} s, actions {list(info.action_names)}) "
-                               f"on {engine.providers}")
+                               f"on {engine.providers}, {engine.precision} dynamics")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:

@@ -22,8 +22,8 @@ import onnxruntime as ort
 
 from sora_ros.runtime import sampler
 from sora_ros.runtime.anchor import ANCHOR_GRAPH, AnchoredDecoder, anchor_signature
-from sora_ros.runtime.model_dir import GRAPH_FILES, ModelDirError, ModelInfo, check_session, concrete_shape, \
-    expected_signatures, read_model_info
+from sora_ros.runtime.model_dir import GRAPH_FILES, INT8_GRAPH_FILES, ModelDirError, ModelInfo, check_session, \
+    concrete_shape, expected_signatures, read_model_info
 from sora_ros.runtime.risk import RISK_GRAPH, RiskHead, risk_signature
 
 log = logging.getLogger(__name__)
@@ -172,19 +172,24 @@ class WorldModelEngine:
     Args:
         model_dir: directory with model.json and the graphs.
         providers: execution providers in order of preference (see `resolve_providers`).
+        precision: of the two dynamics graphs: "float32", or "int8" (the directory's quantized
+            versions, sora_ros/model/quantize.py: faster what-ifs on a CPU at a small cost in PSNR).
 
     Raises:
-        ModelDirError: the directory is incomplete, a hash or shape does not match, or a file
-            is not ONNX; the message names the file and the problem.
+        ModelDirError: the directory is incomplete, a hash or shape does not match, a file is not
+            ONNX, or int8 is asked of a directory without int8 graphs; the message names the file
+            and the problem.
     """
 
-    def __init__(self, model_dir: str | Path, providers: Sequence[str] = DEFAULT_PROVIDERS) -> None:
+    def __init__(self, model_dir: str | Path, providers: Sequence[str] = DEFAULT_PROVIDERS,
+                 precision: str = "float32") -> None:
         self.info: ModelInfo = read_model_info(model_dir)
         self.providers = resolve_providers(providers)
+        self.precision = precision
         self.signatures = expected_signatures(self.info)
         self.sessions: dict[str, ort.InferenceSession] = {}
         for graph in GRAPH_FILES:
-            path = self.info.graph_path(graph)
+            path = self.info.graph_path(graph, precision if graph in INT8_GRAPH_FILES else "float32")
             session = _open_session(graph, path, self.providers)
             check_session(path, session, self.signatures[graph])
             self.sessions[graph] = session

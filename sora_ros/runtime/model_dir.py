@@ -38,6 +38,13 @@ GRAPH_FILES = {
 }
 # ONNX external data: the DiT weights both dynamics graphs use, stored once.
 DYNAMICS_WEIGHTS = "dynamics.weights"
+# The optional int8 versions of the dynamics graphs (model.json "dynamics"."int8"; `sora-ros quantize`).
+INT8_GRAPH_FILES = {
+    "dynamics_context": "dynamics_context.int8.onnx",
+    "dynamics": "dynamics.int8.onnx",
+}
+# Precisions of the dynamics graphs a model directory can offer; float32 always.
+PRECISIONS = ("float32", "int8")
 # The torch weights fine-tuning starts from (sora_ros/model/weights.py). The runtime never reads
 # it: a robot may leave it out of a deployed directory; where it is present its hash is checked.
 TRAINABLE_WEIGHTS = "weights.safetensors"
@@ -99,6 +106,8 @@ class ModelInfo:
         raw: the whole parsed model.json.
         anchor: model.json's "anchor" section when the directory has an anchored decoder, else None.
         risk: model.json's "risk" section when the directory has a risk head (risk.onnx), else None.
+        int8_graphs: graph role -> file of the int8 dynamics graphs (model.json "dynamics"."int8"),
+            or None when the directory has none.
     """
 
     path: Path
@@ -124,6 +133,7 @@ class ModelInfo:
     raw: dict
     anchor: dict | None = None  # optional: older model directories have no anchored decoder
     risk: dict | None = None  # optional: older model directories have no risk head
+    int8_graphs: dict[str, str] | None = None  # optional: added by `sora-ros quantize`
 
     @property
     def action_range(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -144,8 +154,22 @@ class ModelInfo:
             AspectError: the camera's aspect ratio lies outside the model's range."""
         return None if self.anchor is not None else self.input_size(camera_hw)
 
-    def graph_path(self, graph: str) -> Path:
-        return self.path / GRAPH_FILES[graph]
+    def graph_path(self, graph: str, precision: str = "float32") -> Path:
+        """The file of a graph role; the int8 dynamics graphs with precision "int8".
+
+        Raises:
+            ModelDirError: int8 asked of a directory without int8 graphs, or of another graph.
+        """
+        if precision == "float32":
+            return self.path / GRAPH_FILES[graph]
+        if precision != "int8":
+            raise ModelDirError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if self.int8_graphs is None:
+            raise ModelDirError(f"{self.path} has no int8 dynamics graphs: add them with "
+                                f"`sora-ros quantize --model {self.path}`, or run float32")
+        if graph not in self.int8_graphs:
+            raise ModelDirError(f"{graph} has no int8 version (only {', '.join(self.int8_graphs)})")
+        return self.path / self.int8_graphs[graph]
 
     @property
     def downsample(self) -> int:
@@ -391,6 +415,7 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
         raw=raw,
         anchor=_anchor_section(raw, files),
         risk=_risk_section(raw, files, _number(raw, "context_frames")),
+        int8_graphs=_int8_section(raw, files),
     )
     _check_lineage(raw, files)
     return info
@@ -439,6 +464,17 @@ def _risk_section(raw: dict, files: dict, context_frames: int) -> dict | None:
     _get(raw, "risk.label", str)
     _get(raw, "risk.metrics", dict)
     return risk
+
+
+def _int8_section(raw: dict, files: dict) -> dict[str, str] | None:
+    """model.json's optional "dynamics"."int8"."graphs": both dynamics roles, each a file that
+    'files' lists (and hashes)."""
+    if "int8" not in _get(raw, "dynamics", dict):
+        return None
+    graphs = _get(raw, "dynamics.int8.graphs", dict)
+    if set(graphs) != set(INT8_GRAPH_FILES):
+        raise ModelDirError(f"dynamics.int8.graphs must name {sorted(INT8_GRAPH_FILES)}, got {sorted(graphs)}")
+    return {graph: _listed_file(raw, f"dynamics.int8.graphs.{graph}", files) for graph in graphs}
 
 
 # model.json "parent" (a fine-tuned model's parent, sora_ros/model/weights.py parent_record): field -> type.

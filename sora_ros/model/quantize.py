@@ -1,0 +1,121 @@
+"""Int8 dynamics graphs for CPU planners (`sora-ros quantize` is its command line).
+
+The what-if a planner asks for (32 candidates x 8 frames) is nearly all matrix products of the two
+dynamics graphs, and on a CPU with integer dot-product instructions (x86 VNNI/AMX, Arm dotprod)
+8-bit products run faster than float32 ones. ONNX Runtime's dynamic quantization
+(`onnxruntime.quantization.quantize_dynamic`) stores each MatMul/Gemm weight as int8, per output
+channel, and quantizes the activations to uint8 per call from their own range, so it needs no
+calibration data. The float32 graphs stay: the int8 ones are an option (`precision="int8"` in
+WorldModelEngine, the node's `dynamics_precision`, `eval --dynamics-precision`), for the CPU
+provider; a GPU runs float32.
+
+Writes dynamics_context.int8.onnx and dynamics.int8.onnx (self-contained, about a quarter of the
+float32 weights), their SHA-256 under "files" and "dynamics"."int8" in model.json, after checking
+them against the float32 graphs in ONNX Runtime on random inputs at every parity size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from sora_ros.model.export import PARITY_BATCH, parity_sizes
+from sora_ros.runtime.model_dir import (INT8_GRAPH_FILES, MODEL_JSON, concrete_shape, expected_signatures,
+                                        read_model_info, sha256_file)
+
+# Largest mean |int8 - float32| / mean |float32| accepted per graph (dynamic quantization of this
+# DiT gives about 0.02; a graph far above it would be a broken quantization, not a rounding cost).
+RELATIVE_TOLERANCE = 0.05
+METHOD = ("onnxruntime.quantization.quantize_dynamic: MatMul and Gemm weights int8 per output channel, "
+          "activations uint8 quantized per call from their own range; everything else float32")
+
+
+class QuantizeError(Exception):
+    """The int8 graphs disagree with the float32 ones beyond RELATIVE_TOLERANCE."""
+
+
+class _QuietPreprocessHint(logging.Filter):
+    """quantize_dynamic logs a hint to run its shape pre-processing on every call; these graphs
+    are already shape-inferred by the exporter, so the hint is noise in a user's terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+def _random_inputs(signature: dict, sizes: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    inputs = {}
+    for name, spec in signature["inputs"].items():
+        shape = concrete_shape(spec, PARITY_BATCH, sizes)
+        inputs[name] = (rng.uniform(0, 1, shape) if name in ("flow_time", "context_noise")
+                        else rng.standard_normal(shape)).astype(np.float32)
+    return inputs
+
+
+def add_int8_dynamics(model_dir: str | Path, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Add int8 versions of the two dynamics graphs to an exported model directory.
+
+    Args:
+        model_dir: an exported model directory (read_model_info must accept it); its float32
+            graphs are read, not changed. Existing int8 graphs are replaced.
+        seed: seed of the random parity inputs.
+
+    Returns:
+        Per graph: "relative_error" (mean |int8 - float32| / mean |float32| over every parity
+        size) and "max_abs_error".
+
+    Raises:
+        QuantizeError: a graph's relative error is above RELATIVE_TOLERANCE (nothing is written
+            to model.json then).
+        ModelDirError: the directory is not a valid model directory.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = Path(model_dir)
+    info = read_model_info(out)
+    signatures = expected_signatures(info)
+    rng = np.random.default_rng(seed)
+    grids = parity_sizes(info.image_size, info.patch_grid) if info.grid_follows_camera else [info.image_size]
+    parity = {}
+    float32 = {graph: ort.InferenceSession(str(info.graph_path(graph)), providers=["CPUExecutionProvider"])
+               for graph in INT8_GRAPH_FILES}
+    hint = _QuietPreprocessHint()
+    logging.getLogger().addFilter(hint)
+    try:
+        for graph, file_name in INT8_GRAPH_FILES.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                whole = Path(tmp) / "float32.onnx"  # the weights pulled in from dynamics.weights
+                onnx.save(onnx.load(str(info.graph_path(graph))), str(whole))
+                quantize_dynamic(whole, out / file_name, weight_type=QuantType.QInt8, per_channel=True)
+            int8 = ort.InferenceSession(str(out / file_name), providers=["CPUExecutionProvider"])
+            differences, magnitudes = [], []
+            for hw in grids:
+                sizes = info.grid_sizes(hw)
+                inputs = _random_inputs(signatures[graph], sizes, rng)
+                if graph == "dynamics":  # keys/values as the context graph makes them, not noise
+                    context = _random_inputs(signatures["dynamics_context"], sizes, rng)
+                    inputs["context_kv"] = float32["dynamics_context"].run(None, context)[0]
+                expected, got = float32[graph].run(None, inputs)[0], int8.run(None, inputs)[0]
+                differences.append(np.abs(got - expected).ravel())
+                magnitudes.append(np.abs(expected).ravel())
+            difference, magnitude = np.concatenate(differences), np.concatenate(magnitudes)
+            parity[graph] = {"relative_error": float(difference.mean() / max(magnitude.mean(), 1e-12)),
+                             "max_abs_error": float(difference.max())}
+    finally:
+        logging.getLogger().removeFilter(hint)
+    bad = {graph: p["relative_error"] for graph, p in parity.items() if p["relative_error"] > RELATIVE_TOLERANCE}
+    if bad:
+        raise QuantizeError(f"int8 graphs differ from float32 by {bad} (mean relative), above {RELATIVE_TOLERANCE}")
+    model = json.loads((out / MODEL_JSON).read_text())
+    for file_name in INT8_GRAPH_FILES.values():
+        model["files"][file_name] = sha256_file(out / file_name)
+    model["dynamics"]["int8"] = {"graphs": dict(INT8_GRAPH_FILES), "method": METHOD, "parity": parity,
+                                 "onnxruntime": ort.__version__}
+    (out / MODEL_JSON).write_text(json.dumps(model, indent=2) + "\n")
+    read_model_info(out)
+    return parity

@@ -1,0 +1,55 @@
+"""Int8 dynamics graphs: `sora-ros quantize` adds them beside the float32 ones, the engine runs
+them only when asked, and a directory without them refuses int8 by name."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_helpers import export_tiny
+from sora_ros.cli import main as cli_main
+from sora_ros.runtime.engine import WorldModelEngine
+from sora_ros.runtime.model_dir import INT8_GRAPH_FILES, MODEL_JSON, ModelDirError, read_model_info
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory) -> Path:
+    directory = export_tiny(tmp_path_factory.mktemp("int8") / "model")
+    assert cli_main(["quantize", "--model", str(directory)]) == 0
+    return directory
+
+
+def test_int8_rollouts_follow_the_float32_ones_closely_but_run_other_graphs(quantized: Path) -> None:
+    info = read_model_info(quantized)
+    assert info.int8_graphs == INT8_GRAPH_FILES
+    meta = json.loads((quantized / MODEL_JSON).read_text())["dynamics"]["int8"]
+    assert all(0 < p["relative_error"] < 0.05 for p in meta["parity"].values())
+    rng = np.random.default_rng(0)
+    context = rng.standard_normal((info.context_frames, *info.latent_shape)).astype(np.float32)
+    actions = rng.uniform(-0.5, 0.5, (3, 4, info.action_dim)).astype(np.float32)
+    float32, int8 = (WorldModelEngine(quantized, precision=p) for p in ("float32", "int8"))
+    expected = float32.rollout(np.broadcast_to(context, (3, *context.shape)), actions, seed=1).latents
+    got = int8.rollout(np.broadcast_to(context, (3, *context.shape)), actions, seed=1).latents
+    relative = np.abs(got - expected).mean() / np.abs(expected).mean()
+    assert 0 < relative < 0.1  # quantized (not the float32 graphs), and close to them
+
+
+def test_int8_needs_the_graphs_and_a_known_precision(tmp_path: Path, quantized: Path) -> None:
+    plain = export_tiny(tmp_path / "plain")
+    with pytest.raises(ModelDirError, match="sora-ros quantize"):
+        WorldModelEngine(plain, precision="int8")
+    with pytest.raises(ModelDirError, match="precision must be one of"):
+        WorldModelEngine(quantized, precision="int4")
+    damaged = Path(shutil.copytree(quantized, tmp_path / "damaged"))
+    (damaged / INT8_GRAPH_FILES["dynamics"]).write_bytes(b"not onnx")
+    with pytest.raises(ModelDirError, match="SHA-256 mismatch"):
+        read_model_info(damaged)
+
+
+def test_quantize_refuses_a_folder_that_is_no_model(tmp_path: Path, capsys) -> None:
+    assert cli_main(["quantize", "--model", str(tmp_path)]) == 1
+    assert "model.json" in capsys.readouterr().err
