@@ -40,6 +40,8 @@ def test_int8_rollouts_follow_the_float32_ones_closely_but_run_other_graphs(quan
 
 def test_int8_needs_the_graphs_and_a_known_precision(tmp_path: Path, quantized: Path) -> None:
     plain = export_tiny(tmp_path / "plain")
+    assert WorldModelEngine(quantized, precision="auto").precision == "int8"  # on the CPU provider
+    assert WorldModelEngine(plain, precision="auto").precision == "float32"
     with pytest.raises(ModelDirError, match="sora-ros quantize"):
         WorldModelEngine(plain, precision="int8")
     with pytest.raises(ModelDirError, match="precision must be one of"):

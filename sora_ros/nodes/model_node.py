@@ -82,8 +82,9 @@ class ModelNode(LifecycleNode):
         p, f, i, plain = self.declare_parameter, m.float_descriptor, m.int_descriptor, m.plain_descriptor
         p("model_path", str(default_model_dir() or ""), plain("model directory (model.json + ONNX graphs)"))
         p("providers", ["CPU"], plain("ONNX Runtime execution providers in order: TensorRT, CUDA, CPU"))
-        p("dynamics_precision", "float32", plain("dynamics graphs: float32, or int8 (the model's quantized ones, "
-                                                 "`sora-ros quantize`: faster what-ifs on a CPU)", read_only=True))
+        p("dynamics_precision", "auto", plain("dynamics graphs: auto (int8 where the model has them and the CPU "
+                                              "runs them, else float32), float32, or int8 (the model's quantized "
+                                              "ones, `sora-ros quantize`: faster on a CPU)", read_only=True))
         p("qos_depth", 1, i("keep-last depth of the camera subscription (sensor-data QoS)", 1, 100, True))
         p("autostart", True, plain("configure and activate at start-up; exit 1 if configure fails"))
         p("diagnostics_period_s", 1.0, f("seconds between /diagnostics messages", 0.1, 60.0, True))

@@ -22,8 +22,8 @@ import onnxruntime as ort
 
 from sora_ros.runtime import sampler
 from sora_ros.runtime.anchor import ANCHOR_GRAPH, AnchoredDecoder, anchor_signature
-from sora_ros.runtime.model_dir import GRAPH_FILES, INT8_GRAPH_FILES, ModelDirError, ModelInfo, check_session, \
-    concrete_shape, expected_signatures, read_model_info
+from sora_ros.runtime.model_dir import AUTO_PRECISION, GRAPH_FILES, INT8_GRAPH_FILES, ModelDirError, ModelInfo, \
+    check_session, concrete_shape, expected_signatures, read_model_info
 from sora_ros.runtime.risk import RISK_GRAPH, RiskHead, risk_signature
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,15 @@ def resolve_providers(requested: Sequence[str]) -> list[str]:
 ARENA_GRAPHS = ("dynamics_context", "dynamics")
 
 
+def resolve_precision(precision: str, info: ModelInfo, providers: list[str]) -> str:
+    """The dynamics precision `precision` ("float32", "int8" or "auto") stands for: auto is int8
+    where the model directory has int8 graphs and the CPU provider comes first (integer products
+    pay on a CPU; a GPU provider runs float32), else float32."""
+    if precision != AUTO_PRECISION:
+        return precision
+    return "int8" if info.int8_graphs is not None and providers[0] == CPU_PROVIDER else "float32"
+
+
 def _session_options(graph: str) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.enable_cpu_mem_arena = graph in ARENA_GRAPHS
@@ -172,8 +181,10 @@ class WorldModelEngine:
     Args:
         model_dir: directory with model.json and the graphs.
         providers: execution providers in order of preference (see `resolve_providers`).
-        precision: of the two dynamics graphs: "float32", or "int8" (the directory's quantized
-            versions, sora_ros/model/quantize.py: faster what-ifs on a CPU at a small cost in PSNR).
+        precision: of the two dynamics graphs: "float32"; "int8", the directory's quantized
+            versions (sora_ros/model/quantize.py: faster on a CPU, PSNR within 0.002 dB on the
+            default's held-out sim episodes); or "auto", int8 where the directory has them and
+            the CPU runs them, else float32. `self.precision` is the one in use.
 
     Raises:
         ModelDirError: the directory is incomplete, a hash or shape does not match, a file is not
@@ -185,11 +196,11 @@ class WorldModelEngine:
                  precision: str = "float32") -> None:
         self.info: ModelInfo = read_model_info(model_dir)
         self.providers = resolve_providers(providers)
-        self.precision = precision
+        self.precision = resolve_precision(precision, self.info, self.providers)
         self.signatures = expected_signatures(self.info)
         self.sessions: dict[str, ort.InferenceSession] = {}
         for graph in GRAPH_FILES:
-            path = self.info.graph_path(graph, precision if graph in INT8_GRAPH_FILES else "float32")
+            path = self.info.graph_path(graph, self.precision if graph in INT8_GRAPH_FILES else "float32")
             session = _open_session(graph, path, self.providers)
             check_session(path, session, self.signatures[graph])
             self.sessions[graph] = session

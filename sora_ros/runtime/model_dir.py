@@ -43,8 +43,10 @@ INT8_GRAPH_FILES = {
     "dynamics_context": "dynamics_context.int8.onnx",
     "dynamics": "dynamics.int8.onnx",
 }
-# Precisions of the dynamics graphs a model directory can offer; float32 always.
+# Precisions of the dynamics graphs a model directory can offer (float32 always), and the choice
+# of the faster one present (sora_ros.runtime.engine.resolve_precision).
 PRECISIONS = ("float32", "int8")
+AUTO_PRECISION = "auto"
 # The torch weights fine-tuning starts from (sora_ros/model/weights.py). The runtime never reads
 # it: a robot may leave it out of a deployed directory; where it is present its hash is checked.
 TRAINABLE_WEIGHTS = "weights.safetensors"
