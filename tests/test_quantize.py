@@ -44,7 +44,7 @@ def test_int8_needs_the_graphs_and_a_known_precision(tmp_path: Path, quantized: 
     assert WorldModelEngine(plain, precision="auto").precision == "float32"
     with pytest.raises(ModelDirError, match="sora-ros quantize"):
         WorldModelEngine(plain, precision="int8")
-    with pytest.raises(ModelDirError, match="precision must be one of"):
+    with pytest.raises(ModelDirError, match="precision must be one of float32, int8, auto"):
         WorldModelEngine(quantized, precision="int4")
     damaged = Path(shutil.copytree(quantized, tmp_path / "damaged"))
     (damaged / INT8_GRAPH_FILES["dynamics"]).write_bytes(b"not onnx")
@@ -55,3 +55,21 @@ def test_int8_needs_the_graphs_and_a_known_precision(tmp_path: Path, quantized: 
 def test_quantize_refuses_a_folder_that_is_no_model(tmp_path: Path, capsys) -> None:
     assert cli_main(["quantize", "--model", str(tmp_path)]) == 1
     assert "model.json" in capsys.readouterr().err
+
+
+def test_quantize_repairs_damaged_int8_graphs_and_a_refused_run_keeps_a_valid_model(
+        tmp_path: Path, quantized: Path, monkeypatch) -> None:
+    from sora_ros.model import quantize
+
+    model = Path(shutil.copytree(quantized, tmp_path / "model"))
+    (model / INT8_GRAPH_FILES["dynamics"]).unlink()
+    with pytest.raises(ModelDirError, match="missing"):
+        read_model_info(model)
+    assert cli_main(["quantize", "--model", str(model)]) == 0  # replaces what it made before
+    assert read_model_info(model).int8_graphs == INT8_GRAPH_FILES
+    monkeypatch.setattr(quantize, "RELATIVE_TOLERANCE", 0.0)
+    with pytest.raises(quantize.QuantizeError, match="float32 graphs only"):
+        quantize.add_int8_dynamics(model)
+    info = read_model_info(model)  # still loads: float32 only, nothing half-written listed
+    assert info.int8_graphs is None
+    assert WorldModelEngine(model, precision="auto").precision == "float32"

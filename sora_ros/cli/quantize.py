@@ -24,6 +24,9 @@ def main(args: argparse.Namespace) -> int:
     except (ModelDirError, QuantizeError) as error:
         print(f"sora-ros quantize: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # a read-only directory, a full disk
+        print(f"sora-ros quantize: cannot write into {args.model}: {error}", file=sys.stderr)
+        return 1
     for graph, figures in parity.items():
         print(f"parity {graph:17s} mean |int8 - float32| / mean |float32| = {figures['relative_error']:.4f} "
               f"(tolerance {RELATIVE_TOLERANCE}), max abs {figures['max_abs_error']:.3f}")

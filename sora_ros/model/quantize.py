@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -55,12 +56,32 @@ def _random_inputs(signature: dict, sizes: dict[str, int], rng: np.random.Genera
     return inputs
 
 
+def _unlist_int8(out: Path) -> None:
+    """Take an earlier "dynamics"."int8" section and its files out of model.json: the files are about
+    to be replaced, and a missing or damaged one would fail the hash check of the whole directory.
+    A model.json that is not readable is left as it is (read_model_info then says what is wrong)."""
+    path = out / MODEL_JSON
+    try:
+        model = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    dynamics = model.get("dynamics") if isinstance(model, dict) else None
+    if isinstance(dynamics, dict) and "int8" in dynamics:
+        del dynamics["int8"]
+        files = model.get("files")
+        for file_name in INT8_GRAPH_FILES.values():
+            if isinstance(files, dict):
+                files.pop(file_name, None)
+        path.write_text(json.dumps(model, indent=2) + "\n")
+
+
 def add_int8_dynamics(model_dir: str | Path, seed: int = 0) -> dict[str, dict[str, float]]:
     """Add int8 versions of the two dynamics graphs to an exported model directory.
 
     Args:
-        model_dir: an exported model directory (read_model_info must accept it); its float32
-            graphs are read, not changed. Existing int8 graphs are replaced.
+        model_dir: an exported model directory (read_model_info must accept it once any earlier
+            int8 section is unlisted); its float32 graphs are read, not changed. Earlier int8
+            graphs are replaced, also when they are missing or damaged.
         seed: seed of the random parity inputs.
 
     Returns:
@@ -68,15 +89,17 @@ def add_int8_dynamics(model_dir: str | Path, seed: int = 0) -> dict[str, dict[st
         size) and "max_abs_error".
 
     Raises:
-        QuantizeError: a graph's relative error is above RELATIVE_TOLERANCE (nothing is written
-            to model.json then).
+        QuantizeError: a graph's relative error is above RELATIVE_TOLERANCE (the new graphs are
+            not kept; the directory stays a valid float32 model).
         ModelDirError: the directory is not a valid model directory.
+        OSError: the directory cannot be written.
     """
     import onnx
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out = Path(model_dir)
+    _unlist_int8(out)
     info = read_model_info(out)
     signatures = expected_signatures(info)
     rng = np.random.default_rng(seed)
@@ -86,13 +109,13 @@ def add_int8_dynamics(model_dir: str | Path, seed: int = 0) -> dict[str, dict[st
                for graph in INT8_GRAPH_FILES}
     hint = _QuietPreprocessHint()
     logging.getLogger().addFilter(hint)
+    staging = tempfile.TemporaryDirectory()  # the graphs enter the model directory only once checked
     try:
         for graph, file_name in INT8_GRAPH_FILES.items():
-            with tempfile.TemporaryDirectory() as tmp:
-                whole = Path(tmp) / "float32.onnx"  # the weights pulled in from dynamics.weights
-                onnx.save(onnx.load(str(info.graph_path(graph))), str(whole))
-                quantize_dynamic(whole, out / file_name, weight_type=QuantType.QInt8, per_channel=True)
-            int8 = ort.InferenceSession(str(out / file_name), providers=["CPUExecutionProvider"])
+            whole = Path(staging.name) / "float32.onnx"  # the weights pulled in from dynamics.weights
+            onnx.save(onnx.load(str(info.graph_path(graph))), str(whole))
+            quantize_dynamic(whole, Path(staging.name) / file_name, weight_type=QuantType.QInt8, per_channel=True)
+            int8 = ort.InferenceSession(str(Path(staging.name) / file_name), providers=["CPUExecutionProvider"])
             differences, magnitudes = [], []
             for hw in grids:
                 sizes = info.grid_sizes(hw)
@@ -106,11 +129,15 @@ def add_int8_dynamics(model_dir: str | Path, seed: int = 0) -> dict[str, dict[st
             difference, magnitude = np.concatenate(differences), np.concatenate(magnitudes)
             parity[graph] = {"relative_error": float(difference.mean() / max(magnitude.mean(), 1e-12)),
                              "max_abs_error": float(difference.max())}
+        bad = {graph: p["relative_error"] for graph, p in parity.items() if p["relative_error"] > RELATIVE_TOLERANCE}
+        if bad:
+            raise QuantizeError(f"int8 graphs differ from float32 by {bad} (mean relative), above "
+                                f"{RELATIVE_TOLERANCE}; the model directory keeps its float32 graphs only")
+        for file_name in INT8_GRAPH_FILES.values():
+            shutil.move(Path(staging.name) / file_name, out / file_name)
     finally:
         logging.getLogger().removeFilter(hint)
-    bad = {graph: p["relative_error"] for graph, p in parity.items() if p["relative_error"] > RELATIVE_TOLERANCE}
-    if bad:
-        raise QuantizeError(f"int8 graphs differ from float32 by {bad} (mean relative), above {RELATIVE_TOLERANCE}")
+        staging.cleanup()
     model = json.loads((out / MODEL_JSON).read_text())
     for file_name in INT8_GRAPH_FILES.values():
         model["files"][file_name] = sha256_file(out / file_name)

@@ -115,8 +115,12 @@ ARENA_GRAPHS = ("dynamics_context", "dynamics")
 def resolve_precision(precision: str, info: ModelInfo, providers: list[str]) -> str:
     """The dynamics precision `precision` ("float32", "int8" or "auto") stands for: auto is int8
     where the model directory has int8 graphs and the CPU provider comes first (integer products
-    pay on a CPU; a GPU provider runs float32), else float32."""
+    pay on a CPU; a GPU provider runs float32), else float32.
+
+    Raises:
+        ModelDirError: an unknown precision, or int8 of a directory without int8 graphs."""
     if precision != AUTO_PRECISION:
+        info.graph_path("dynamics", precision)  # refuses an unknown precision, or int8 without the graphs
         return precision
     return "int8" if info.int8_graphs is not None and providers[0] == CPU_PROVIDER else "float32"
 

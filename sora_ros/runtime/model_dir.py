@@ -165,7 +165,8 @@ class ModelInfo:
         if precision == "float32":
             return self.path / GRAPH_FILES[graph]
         if precision != "int8":
-            raise ModelDirError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+            raise ModelDirError(f"precision must be one of {', '.join((*PRECISIONS, AUTO_PRECISION))}, "
+                                f"got {precision!r}")
         if self.int8_graphs is None:
             raise ModelDirError(f"{self.path} has no int8 dynamics graphs: add them with "
                                 f"`sora-ros quantize --model {self.path}`, or run float32")
