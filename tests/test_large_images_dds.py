@@ -80,7 +80,7 @@ def test_model_info_is_latched_for_a_late_subscriber(node: Probe) -> None:
     info = json.loads(received[0].data)
     assert info["model_id"].startswith("default@") and info["dt_s"] == pytest.approx(0.1)
     assert info["context_frames"] == 4 and info["input_size"] == [64, 64] and info["providers"]
-    assert info["dynamics_precision"] == "float32"  # the default; int8 only when asked
+    assert info["dynamics_precision"] == "int8"  # auto: the default model ships int8 graphs, the CPU runs them
     assert [a["name"] for a in info["actions"]] == ["linear_x", "angular_z"] and len(info["latent_shape"]) == 3
 
 
