@@ -16,7 +16,8 @@ from sora_ros.core.requests import RolloutRequest
 from sora_ros.core.units import NS_PER_S
 from sora_ros.model.anchor import AnchorConfig, AnchorNet, compose
 from sora_ros.model.export import PARITY_TOLERANCE, export_anchor
-from sora_ros.runtime.anchor import ANCHOR_FILE, model_window, plan_features, plan_size, render
+from sora_ros.runtime.anchor import ANCHOR_FILE, FLOW_MAX_SIDE, camera_flow, model_window, plan_features, plan_size, \
+    render, trajectory_motion
 from sora_ros.runtime.engine import WorldModelEngine
 from sora_ros.model.weights import load_weights
 from sora_ros.runtime.model_dir import MODEL_JSON, TRAINABLE_WEIGHTS
@@ -190,6 +191,25 @@ def test_render_edges_and_window():
     motion[0] = 1.0  # one model pixel = 3 camera pixels to the right: the frame moves left
     shifted = render(last, motion, mask, None)
     assert np.abs(shifted[:, 10:-10].astype(int) - last[:, 13:-7]).max() <= 1
+
+
+def test_a_large_camera_moves_by_its_own_pixels_from_a_smaller_flow_grid():
+    height, width, shift = 3 * FLOW_MAX_SIDE // 2, 2 * FLOW_MAX_SIDE, 6  # 4:3, twice the flow grid
+    wide = _texture(np.random.default_rng(8), height, width + 3 * shift)
+
+    def frame(t):  # the scene moves left by `shift` camera pixels per step
+        return np.ascontiguousarray(wide[:, t * shift: t * shift + width])
+
+    flow = camera_flow(frame(0), frame(1))
+    assert flow.shape == (height // 2, width // 2, 2)  # computed on the smaller grid, in its pixels
+    assert abs(np.median(flow[..., 0]) - shift / 2) < 0.3
+    base = trajectory_motion(flow, 2)
+    no_correction, no_mask = np.zeros((2, 16, 16), np.float32), np.zeros((1, 16, 16), np.float32)
+    inner = (slice(None), slice(40, width - 40))
+    for k in (1, 2):
+        predicted = render(frame(1), no_correction, no_mask, None, base[k - 1]).astype(float)
+        truth, copy = frame(1 + k).astype(float), frame(1).astype(float)
+        assert np.abs(predicted - truth)[inner].mean() < 0.2 * np.abs(copy - truth)[inner].mean(), k
 
 
 def test_torch_compose_matches_the_runtime_render():

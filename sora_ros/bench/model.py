@@ -106,27 +106,30 @@ def _load(args: argparse.Namespace, keep: list) -> tuple[str, dict[str, Callable
 
 def _anchor_rows(engine: WorldModelEngine, frames: np.ndarray, latents: np.ndarray) -> list[Row]:
     """Anchored decode of one predicted frame for a 640x480 camera: the graph, the warp at the
-    camera's resolution, and the same with the synthesis decoded and blended (mask forced on)."""
+    camera's resolution (with the camera flow's motion brought to it), and the same with the
+    synthesis decoded and blended (mask forced on); then what each context costs once."""
     from sora_ros.runtime.anchor import camera_flow, classical_flow, render, trajectory_motion
 
     camera = np.random.default_rng(1).integers(0, 256, (*ANCHOR_CAMERA, 3), dtype=np.uint8)
     flow = classical_flow(frames[0], frames[1])
     step = np.ones(1, np.float32)
+    moved = np.roll(camera, 2, axis=1)
+    base = trajectory_motion(camera_flow(camera, moved), 1)[0]  # (h1, w1, 2)
 
     def warp_only():
         motion, mask = engine.anchor_fields(frames[0], frames[1], flow, latents[:1], latents[0], step, frames[1])
-        return render(camera, motion[0], mask[0], None)
+        return render(moved, motion[0], mask[0], None, base)
 
     def with_synthesis():
         motion, mask = engine.anchor_fields(frames[0], frames[1], flow, latents[:1], latents[0], step, frames[1])
-        return render(camera, motion[0], np.maximum(mask[0], 0.5), engine.decode(latents[:1])[0])
+        return render(moved, motion[0], np.maximum(mask[0], 0.5), engine.decode(latents[:1])[0], base)
 
     label = f"{ANCHOR_CAMERA[1]}x{ANCHOR_CAMERA[0]}"
     return [Row(f"anchored decode, {label}, warp (ms/frame)", warp_only, target_ms=ANCHOR_TARGET_MS),
             Row(f"anchored decode, {label}, warp + synthesis", with_synthesis),
             Row("flow feature (DIS, once per context)", lambda: classical_flow(frames[0], frames[1])),
             Row(f"camera flow {label} + 8 trajectories (per context)",
-                lambda: trajectory_motion(camera_flow(camera, np.roll(camera, 2, axis=1)), ROLLOUT_HORIZON))]
+                lambda: trajectory_motion(camera_flow(camera, moved), ROLLOUT_HORIZON))]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -117,7 +117,7 @@ def prepare(engine, paths, image_topic, action_topic, *, length: int, horizon: i
 
 def _prepare_bucket(engine, data, horizon: int, log) -> AnchorData:
     """AnchorData of one bucket's sora_ros.bag.clip_sources.Sequences (frames at TARGET_FACTOR x its input size)."""
-    from sora_ros.runtime.anchor import camera_flow, classical_flow
+    from sora_ros.runtime.anchor import camera_flow, classical_flow, resize_motion
 
     info = engine.info
     n, s, target_height, target_width = data.frames.shape[:4]
@@ -132,7 +132,8 @@ def _prepare_bucket(engine, data, horizon: int, log) -> AnchorData:
     for i in range(n):
         for t in range(1, s):
             flow[i, t] = classical_flow(fitted[i, t - 1], fitted[i, t])
-            target_flow[i, t] = camera_flow(data.frames[i, t - 1], data.frames[i, t]).transpose(2, 0, 1)
+            motion = camera_flow(data.frames[i, t - 1], data.frames[i, t])  # on the flow's grid
+            target_flow[i, t] = resize_motion(motion, data.frames.shape[2:4]).transpose(2, 0, 1)
     latents = latents.reshape(n, s, *latents.shape[1:])
     recon = recon.reshape(n, s, height, width, 3)
     starts = sorted({k - 1, s - horizon - 1})[:ROLLOUT_WINDOWS]

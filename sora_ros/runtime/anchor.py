@@ -10,21 +10,23 @@ for it (and decoded only then). Output size follows the camera.
 
     decoder = AnchoredDecoder(session)
     flow = classical_flow(previous_fitted, last_fitted)                     # (2, H, W), once per context
-    camera_flow = camera_flow(previous_camera_frame, last_camera_frame)     # (H0, W0, 2), once per context
+    camera_flow = camera_flow(previous_camera_frame, last_camera_frame)     # (h1, w1, 2), once per context
     motion, mask = decoder.fields(previous_fitted, last_fitted, flow, latents, context_latent, steps, reconstruction,
                                   normalised_actions)                        # (B, L, A) or None
     correction = motion[i] - steps[i] * flow                                # what the network adds
-    base = trajectory_motion(camera_flow, max(steps))                       # (L, H0, W0, 2)
+    base = trajectory_motion(camera_flow, max(steps))                       # (L, h1, w1, 2)
     frame = render(last_camera_frame, correction, mask[i], synthesis_or_None, base[steps[i] - 1])
 
 The network's motion is constant-velocity flow plus a learned correction. The runtime keeps the
 correction (model resolution, upsampled) but takes the constant-velocity part from the same flow
 computed on the camera's own frames (longer side capped at FLOW_MAX_SIDE), which is sharper than
-the model-resolution flow, followed along trajectories (`trajectory_motion`) and applied in one warp. The correction and the mask live in the centre window fit_frame crops
+the model-resolution flow, followed along trajectories (`trajectory_motion`, on the flow's own
+grid: motion fields are smooth, so composing them there and upsampling once per frame costs a
+quarter of doing it at 640x480) and applied in one warp. The correction and the mask live in the centre window fit_frame crops
 (the frame the model saw); outside it, on a camera wider than the model's aspect ratio, they are
 extended by repeating their edge.
 
-Legend: B batch, H/W model image, H0/W0 camera image, C/h/w latent grid.
+Legend: B batch, H/W model image, H0/W0 camera image, h1/w1 camera flow grid, C/h/w latent grid.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ MASK_FLOOR = 0.02
 MOTION_FLOOR_PX = 0.05
 # The classical flow feature: DIS (OpenCV) between the last two observed frames, at the model's resolution.
 FLOW_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
-# The camera-resolution flow is computed on frames whose longer side is at most this (then upsampled).
-FLOW_MAX_SIDE = 640
+# The camera flow is computed on frames whose longer side is at most this. DIS (medium) on one
+# 640x480 pair took 50 ms, on 320x240 7.6 ms (`sora-ros bench model`, Intel Xeon 2 CPUs).
+FLOW_MAX_SIDE = 320
 
 
 def anchor_signature(image_size: tuple[int, int], latent_shape: tuple[int, int, int], plan_features: int = 0) -> dict:
@@ -121,27 +124,47 @@ def classical_flow(previous: np.ndarray, last: np.ndarray) -> np.ndarray:
 
 
 def camera_flow(previous: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """`classical_flow` on camera frames, at most FLOW_MAX_SIDE pixels on the longer side, returned
-    at the frames' resolution in their pixels.
+    """`classical_flow` on camera frames shrunk to at most FLOW_MAX_SIDE pixels on the longer
+    side, on that grid and in its pixels (`resize_motion` brings it to the camera's).
 
     Args:
         previous, last: uint8 (H0, W0, 3) RGB camera frames, dt apart.
 
     Returns:
-        float32 (H0, W0, 2): (dx, dy) such that last(x, y) ~ previous(x + dx, y + dy).
+        float32 (h1, w1, 2): (dx, dy) such that last(x, y) ~ previous(x + dx, y + dy), with
+        (h1, w1) = (H0, W0) when the longer side is at most FLOW_MAX_SIDE.
     """
-    height, width = last.shape[:2]
+    size = flow_grid(last.shape[:2])
+    if size != last.shape[:2]:
+        previous = cv2.resize(previous, size[::-1], interpolation=cv2.INTER_AREA)
+        last = cv2.resize(last, size[::-1], interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(classical_flow(previous, last).transpose(1, 2, 0))  # (h1, w1, 2)
+
+
+def flow_grid(camera_hw: tuple[int, int]) -> tuple[int, int]:
+    """(h1, w1): the camera's (H0, W0) shrunk so that the longer side is at most FLOW_MAX_SIDE."""
+    height, width = camera_hw
     scale = min(1.0, FLOW_MAX_SIDE / max(height, width))
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        previous = cv2.resize(previous, size, interpolation=cv2.INTER_AREA)
-        last = cv2.resize(last, size, interpolation=cv2.INTER_AREA)
-    flow = classical_flow(previous, last).transpose(1, 2, 0)  # (h, w, 2)
-    if scale < 1.0:
-        flow = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR)
-        flow[..., 0] *= width / previous.shape[1]
-        flow[..., 1] *= height / previous.shape[0]
-    return np.ascontiguousarray(flow, np.float32)
+    return (max(1, round(height * scale)), max(1, round(width * scale))) if scale < 1.0 else (height, width)
+
+
+def resize_motion(motion: np.ndarray, camera_hw: tuple[int, int]) -> np.ndarray:
+    """A motion field on another grid -> the camera's: bilinear, values rescaled to its pixels.
+
+    Args:
+        motion: float32 (h1, w1, 2) displacements in (h1, w1) pixels.
+        camera_hw: (H0, W0).
+
+    Returns:
+        float32 (H0, W0, 2); `motion` itself when the grids agree.
+    """
+    height, width = motion.shape[:2]
+    if (height, width) == tuple(camera_hw):
+        return motion
+    resized = cv2.resize(motion, camera_hw[::-1], interpolation=cv2.INTER_LINEAR)
+    resized[..., 0] *= camera_hw[1] / width
+    resized[..., 1] *= camera_hw[0] / height
+    return resized
 
 
 def trajectory_motion(flow: np.ndarray, steps: int) -> np.ndarray:
@@ -211,7 +234,8 @@ def render(last: np.ndarray, motion: np.ndarray, mask: np.ndarray, synthesis: np
         mask: float32 (1, H, W) in [0, 1].
         synthesis: uint8 (H, W, 3) the decoder's image of the predicted latent, or None when the
             mask stays below MASK_FLOOR everywhere (then it is not needed).
-        base: float32 (H0, W0, 2) camera-pixel motion added to the upsampled `motion`
+        base: float32 (h1, w1, 2) motion on any grid in its own pixels, brought to the camera's
+            (`resize_motion`) and added to the upsampled `motion`
             (`trajectory_motion(camera_flow(...), k)[k - 1]`), or None.
 
     Returns:
@@ -224,7 +248,7 @@ def render(last: np.ndarray, motion: np.ndarray, mask: np.ndarray, synthesis: np
     flow[..., 0] *= window.width / model_hw[1]
     flow[..., 1] *= window.height / model_hw[0]
     if base is not None:
-        flow += base
+        flow += resize_motion(base, camera_hw)
     if np.abs(flow).max() < MOTION_FLOOR_PX:
         warped = last.copy()
     else:

@@ -100,7 +100,7 @@ class AnchorFrames:
         needs = mask.reshape(len(indices), -1).max(axis=1) >= MASK_FLOOR  # (D,)
         synthesis = self.engine.decode(chosen[needs]) if needs.any() else None
         by_row = dict(zip(np.flatnonzero(needs).tolist(), synthesis if synthesis is not None else ()))
-        base = trajectory_motion(camera_motion, int(steps.max()))  # (L, H0, W0, 2)
+        base = trajectory_motion(camera_motion, int(steps.max()))  # (L, h1, w1, 2)
         images = np.stack([render(camera, correction[j], mask[j], by_row.get(j), base[int(steps[j]) - 1])
                            for j in range(len(indices))])
         weights = np.where(mask < MASK_FLOOR, 0.0, mask).reshape(len(indices), -1).mean(axis=1)  # (D,)
@@ -108,7 +108,7 @@ class AnchorFrames:
 
     def _inputs(self, context: Context) -> tuple[np.ndarray, ...] | None:
         """(previous, last fitted frames, their flow (2, H, W), the last camera frame, the camera
-        frames' flow (H0, W0, 2), the decoder's image of the last context latent), or None."""
+        frames' flow (h1, w1, 2) (`camera_flow`), the decoder's image of the last context latent), or None."""
         if len(context.stamps_ns) < 2:
             return None
         pair = tuple(context.stamps_ns[-2:])
