@@ -50,7 +50,8 @@ MOTION_FLOOR_PX = 0.05
 # The classical flow feature: DIS (OpenCV) between the last two observed frames, at the model's resolution.
 FLOW_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
 # The camera flow is computed on frames whose longer side is at most this. DIS (medium) on one
-# 640x480 pair took 50 ms, on 320x240 7.6 ms (`sora-ros bench model`, Intel Xeon 2 CPUs).
+# 640x480 pair took 50 ms, on 320x240 7.6 ms (Intel Xeon, 2 CPUs; README, "Camera flow on a
+# smaller grid", gives the PSNR it costs at 640x480).
 FLOW_MAX_SIDE = 320
 
 
