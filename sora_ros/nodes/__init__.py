@@ -66,24 +66,32 @@ def spin(make_node: Callable[[], Any], args: list[str] | None = None,
 def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None, threads: int = 2) -> int:
     """The standard `main` of a lifecycle node with worker threads (the world-model node).
 
-    Ctrl-C and SIGTERM raise KeyboardInterrupt (once; later ones are ignored) rather than going
-    through rclpy's handler, which would invalidate the context while worker threads still publish: the node's `stop_workers()`
-    runs first, then the executor and rclpy shut down. With the node's `autostart` parameter
+    Ctrl-C and SIGTERM end the spin loop (before it starts, they raise KeyboardInterrupt; once,
+    later ones are ignored) rather than going through rclpy's handler, which would invalidate the
+    context while worker threads still publish: the node's `stop_workers()` runs first, then the
+    executor and rclpy shut down. With the node's `autostart` parameter
     it configures and activates itself. `threads`: the multi-threaded executor's thread count.
 
     Returns:
         The process exit code: 0, or 1 when autostart is on and configure failed (logged).
     """
     import signal
+    import threading
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.signals import SignalHandlerOptions
 
+    spinning, stopping = threading.Event(), threading.Event()
+
     def interrupt(_signum: int, _frame) -> None:
         _ignore_interrupts()  # once: a second one inside the clean-up would leave threads running
-        raise KeyboardInterrupt
+        if not spinning.is_set():
+            raise KeyboardInterrupt
+        # While spinning, the loop ends within SIGNAL_POLL_S: raised there, the exception could land
+        # inside rclpy itself (a Task half made, whose __del__ then prints a traceback at exit).
+        stopping.set()
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     for number in (signal.SIGINT, signal.SIGTERM):
@@ -99,7 +107,8 @@ def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None, 
             node.trigger_activate()
         # Not executor.spin(): Python runs the Ctrl-C handler only when the wait returns, and under
         # use_sim_time with no /clock no timer ever ends it; a wall-clock timeout does.
-        while executor.context.ok():
+        spinning.set()
+        while executor.context.ok() and not stopping.is_set():
             executor.spin_once(timeout_sec=SIGNAL_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
