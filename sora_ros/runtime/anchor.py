@@ -49,10 +49,10 @@ MASK_FLOOR = 0.02
 MOTION_FLOOR_PX = 0.05
 # The classical flow feature: DIS (OpenCV) between the last two observed frames, at the model's resolution.
 FLOW_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
-# The camera flow is computed on frames whose longer side is at most this. DIS (medium) on one
-# 640x480 pair took 50 ms, on 320x240 7.6 ms (Intel Xeon, 2 CPUs; README, "Camera flow on a
-# smaller grid", gives the PSNR it costs at 640x480).
-FLOW_MAX_SIDE = 320
+# The camera flow is computed on frames whose longer side is at most this. 320 cut DIS (medium) on
+# a 640x480 pair from 50 to 7.6 ms but cost 0.03 to 0.11 dB on held-out real footage (bikes is
+# 640x272); README, "Camera flow on a smaller grid".
+FLOW_MAX_SIDE = 640
 
 
 def anchor_signature(image_size: tuple[int, int], latent_shape: tuple[int, int, int], plan_features: int = 0) -> dict:
