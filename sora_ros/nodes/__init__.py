@@ -70,7 +70,8 @@ def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None, 
     later ones are ignored) rather than going through rclpy's handler, which would invalidate the
     context while worker threads still publish: the node's `stop_workers()` runs first, then the
     executor and rclpy shut down. With the node's `autostart` parameter
-    it configures and activates itself. `threads`: the multi-threaded executor's thread count.
+    it configures and activates itself. `threads`: the executor's worker threads
+    (`sora_ros.nodes.executor.HandOffExecutor`, rclpy's MultiThreadedExecutor without its busy loop).
 
     Returns:
         The process exit code: 0, or 1 when autostart is on and configure failed (logged).
@@ -79,9 +80,11 @@ def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None, 
     import threading
 
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.signals import SignalHandlerOptions
+
+    from sora_ros.nodes.executor import HandOffExecutor
 
     spinning, stopping = threading.Event(), threading.Event()
 
@@ -99,7 +102,7 @@ def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None, 
     node = executor = None
     try:
         node = make_node()
-        executor = MultiThreadedExecutor(num_threads=threads)
+        executor = HandOffExecutor(threads)
         executor.add_node(node)
         if node.get_parameter("autostart").value:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
