@@ -118,12 +118,15 @@ def run(args: argparse.Namespace) -> int:
     start = time.monotonic()
     sent = [0]
     stopping = threading.Event()
+    camera_lock = threading.Lock()  # a camera tick under way finishes before the teardown starts
 
     def publish_frame() -> None:
-        if stopping.is_set():  # the executor may run one more tick while the node is torn down
-            return
-        camera.publish(numpy_to_image(_pattern(time.monotonic() - start, size), "rgb8", header(time.time_ns(), "camera")))
-        sent[0] += 1
+        with camera_lock:
+            if stopping.is_set():  # the executor may run one more tick while the node is torn down
+                return
+            camera.publish(numpy_to_image(_pattern(time.monotonic() - start, size), "rgb8",
+                                          header(time.time_ns(), "camera")))
+            sent[0] += 1
 
     camera_timer = probe.create_timer(1.0 / args.camera_rate, publish_frame)
     try:
@@ -167,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
             values = np.array(latencies)
             counted = (sent[0] - counted_from[0], int(node_input.get("frames_received", 0)) - counted_from[1])
     finally:
-        stopping.set()
+        with camera_lock:
+            stopping.set()
         probe.destroy_timer(camera_timer)  # before the executor stops: no publish on a destroyed publisher
         executor.shutdown()
         probe.destroy_node()
