@@ -6,8 +6,10 @@ from each hand-off until a worker starts the callback, the spinning thread loops
 holds the GIL that the worker needs to start: measured with `sora-ros bench nodes
 --camera-size 640x480`, the world_model node's spin thread took a whole core (about 1,300 loops a
 second for about 15 callbacks) and the rollout thread ran at half speed. Here each hand-off
-waits until a worker has started the callback, so the spin thread sleeps until there is new work.
-rclpy 10.0.4 fixes the loop itself (rclpy pull request 1547).
+waits until a worker has started the callback, so the spin thread waits for new work instead.
+Two cases still re-hand a task, bounded: every worker busy (once per HANDOFF_WAIT_S) and a
+coroutine callback that awaits (once per resumption by a worker). rclpy 10.0.4 fixes the loop
+itself (rclpy pull request 1547).
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ class HandOffExecutor(MultiThreadedExecutor):
 
     Args:
         num_threads: worker threads (at least 2).
+        context: the rclpy context (None: the default one).
     """
 
-    def __init__(self, num_threads: int) -> None:
-        super().__init__(num_threads=num_threads)
+    def __init__(self, num_threads: int, *, context=None) -> None:
+        super().__init__(num_threads=num_threads, context=context)
         self._executor.shutdown(wait=False)  # rclpy's pool, never used: replaced by one that waits
         self._executor = _HandOffPool(num_threads)
