@@ -52,6 +52,25 @@ def test_context_waits_for_k_frames_and_refuses_gaps():
     assert buffer.latest().stamps_ns == (700 * MS, 800 * MS)
 
 
+def test_after_a_lost_frame_the_last_complete_context_is_still_offered():
+    buffer = ContextBuffer(context_frames=3, dt_s=0.1, jump_back_s=0.5)
+    stamps = [round(i * 200 / 3) for i in range(12)]  # a 15 Hz camera, ms
+    lost = stamps.pop(7)  # 467 ms
+    for stamp in stamps[:9]:  # ... 400, 533, 600
+        buffer.add(stamp * MS, latent(stamp))
+    complete = buffer.latest()
+    assert complete.stamps_ns == (400 * MS, 533 * MS, 600 * MS)
+    buffer.add(stamps[9] * MS, latent(stamps[9]))  # 667 ms: grid 467 owns (417, 517] ms, only the lost frame
+    assert buffer.latest() is None and lost == 467
+    assert buffer.newest_complete() is complete, "the earlier context stays offered, with its own stamps"
+    assert buffer.newest_stamp_ns() == 667 * MS
+    buffer.add(stamps[10] * MS, latent(stamps[10]))  # 733 ms: grid 533, 633, 733, past the lost frame
+    assert buffer.latest() is not None and buffer.newest_complete() is buffer.latest()
+    assert buffer.latest().newest_stamp_ns == 733 * MS
+    assert buffer.add(0, latent(0)) is Verdict.RESET  # 733 ms back: nothing older survives a reset
+    assert buffer.newest_complete() is None
+
+
 @pytest.mark.parametrize("rate_hz, off_grid", [(7.0, True), (10.0, False), (15.0, False)])
 def test_a_camera_slower_than_the_grid_is_told_apart_from_one_that_has_not_run_long(rate_hz, off_grid):
     buffer = ContextBuffer(context_frames=4, dt_s=0.1, jump_back_s=1.0)

@@ -182,6 +182,30 @@ def test_a_stale_context_is_refused_with_its_age(engine) -> None:
     assert pipeline.what_if(request).forecasts  # no limit
 
 
+def test_after_a_lost_frame_what_if_answers_from_the_last_complete_context_and_says_so(engine) -> None:
+    pipeline = WorldModelPipeline(engine)
+    k = engine.info.context_frames
+    _, latent = pipeline.encode(np.zeros((*engine.info.image_size, 3), np.uint8))
+    received = time.monotonic() - 0.5  # the last complete context's newest frame came 0.5 s ago
+    for j in range(k):
+        pipeline.observe(T0_NS + j * pipeline.dt_ns, "camera", latent, received)
+    complete = pipeline.latest_context()
+    pipeline.observe(T0_NS + (k + 1) * pipeline.dt_ns, "camera", latent, time.monotonic())  # frame k was lost
+    assert pipeline.latest_context() is None
+    request = RolloutRequest(np.zeros((1, HORIZON, engine.info.action_dim), np.float32), 1, HORIZON, 1, 0, False)
+    outcome = pipeline.what_if(request, max_age_s=60.0)
+    assert outcome.context.stamps_ns == complete.stamps_ns
+    assert outcome.forecasts[0].stamps_ns[0] == complete.newest_stamp_ns + pipeline.dt_ns, "stamped from its origin"
+    behind_ms = 2 * pipeline.dt_ns // 1_000_000
+    assert any(f"context ending {behind_ms} ms before the newest camera frame" in note for note in outcome.notes)
+    assert pipeline.counters.snapshot()["service/older_context"] == 1
+    with pytest.raises(StaleContextError, match=r"is 0\.[5-9]\d s old"):  # its own newest frame's age, not 0
+        pipeline.what_if(request, max_age_s=0.3)
+    pipeline.reset()
+    with pytest.raises(NoContextError):
+        pipeline.what_if(request)
+
+
 def test_calls_beyond_the_pending_bound_are_refused_as_busy(pipeline) -> None:
     """Every call of a burst gets an answer: a rollout, or BusyError at once."""
     request = RolloutRequest(np.zeros((1, HORIZON, pipeline.info.action_dim), np.float32), 1, HORIZON, 1, 0, True)

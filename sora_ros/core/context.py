@@ -5,7 +5,9 @@ buffer keeps a short history of every encoded frame and builds the context by
 picking, for each grid time newest - j * dt (j = K-1 ... 0), a frame by the rule
 of `sora_ros.core.timegrid` (the nearest within dt/2). A context is only offered
 when every grid time has a frame: after a pause of the camera, old and new
-frames are never mixed.
+frames are never mixed. A frame lost on the way leaves a grid time without a
+frame in every context that spans it (for up to (K-1) dt); meanwhile `newest_complete`
+still offers the last complete one, which a caller may use when it judges it fresh enough.
 
 Stamps are integer nanoseconds. A stamp that is not newer than the newest one
 is dropped (duplicate or out of order); a stamp far behind the newest one (a
@@ -95,11 +97,17 @@ class ContextBuffer:
         self._frames: deque[_Frame] = deque(maxlen=context_frames + HISTORY_SLACK_FRAMES)
         self.version = 0
         self.resets = 0
+        self._complete: Context | None = None  # the newest complete context since the last reset
 
     def reset(self) -> None:
         """Forget every frame (clock jumped, node deactivated)."""
         self._frames.clear()
+        self._complete = None
         self.resets += 1
+
+    def newest_stamp_ns(self) -> int | None:
+        """The newest frame's stamp, or None when empty."""
+        return self._frames[-1].stamp_ns if self._frames else None
 
     def newest_latent(self) -> np.ndarray | None:
         """The newest frame's latent (C, h, w), or None when empty."""
@@ -133,6 +141,7 @@ class ContextBuffer:
         while self._frames[0].stamp_ns < stamp_ns - self._span_ns:
             self._frames.popleft()  # older than any grid time can use
         self.version += 1
+        self._complete = self._context() or self._complete
         return verdict
 
     def off_grid(self) -> bool:
@@ -147,8 +156,17 @@ class ContextBuffer:
     def latest(self) -> Context | None:
         """The context ending at the newest frame, or None while the grid is not covered
         (fewer than K frames since start, a reset, or a gap in the camera stream)."""
-        if not self._frames:
-            return None
+        complete = self._complete
+        return complete if complete is not None and complete.version == self.version else None
+
+    def newest_complete(self) -> Context | None:
+        """`latest()`, or while the newest frame's grid has a gap (a frame lost on the way), the
+        context an earlier frame completed since start or the last reset: older, its stamps say
+        by how much (a caller judges its age, e.g. by `receipt_s`). None before the first."""
+        return self._complete
+
+    def _context(self) -> Context | None:
+        """The context ending at the newest frame, or None where a grid time has no frame."""
         newest = self._frames[-1]
         stamps = np.array([f.stamp_ns for f in self._frames], np.int64)  # (N,) increasing
         grid = newest.stamp_ns - np.arange(self.context_frames - 1, -1, -1) * self.dt_ns  # (K,) oldest first

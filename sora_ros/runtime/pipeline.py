@@ -24,8 +24,9 @@ changes, or latents on another grid, restart the context ("reset/resolution").
 Thread-safe: frames are observed from one thread while rollouts run on others (the engine
 serialises rollouts); each caller kind (live, service) learns its own costs. It counts what
 the deadline cut ("deadline/*" live, "service/deadline/*"), the action values it clamped to
-the model's range ("input/action_out_of_range", "service/input/action_out_of_range") and times
-the live stages. At most MAX_PENDING_CALLS what-if calls run or wait at once; more are refused.
+the model's range ("input/action_out_of_range", "service/input/action_out_of_range"), the
+what-if calls answered from an older context after a lost frame ("service/older_context") and
+times the live stages. At most MAX_PENDING_CALLS what-if calls run or wait at once; more are refused.
 
 Legend: N candidates, S samples, H horizon, K context frames, A action dim, C/h/w latent grid.
 """
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -49,7 +50,7 @@ from sora_ros.core.regions import centred_window
 from sora_ros.core.requests import MAX_HORIZON, MAX_PENDING_CALLS, MAX_SAMPLER_STEPS, MAX_SAMPLES, RolloutRequest
 from sora_ros.core.stats import Counters, LatencyWindow
 from sora_ros.core.timegrid import max_offset_ns
-from sora_ros.core.units import NS_PER_S
+from sora_ros.core.units import NS_PER_MS, NS_PER_S
 from sora_ros.runtime.anchor_frames import AnchorFrames
 from sora_ros.runtime.engine import WorldModelEngine
 from sora_ros.runtime.model_dir import ModelInfo
@@ -376,7 +377,9 @@ class WorldModelPipeline:
     def what_if(self, request: RolloutRequest, context: Context | None = None,
                 max_age_s: float = 0.0) -> RolloutOutcome:
         """A ~/rollout call (or an offline evaluation): every candidate from `context` (default:
-        the latest), every frame decoded if images are asked for. Waits while another rollout
+        the newest complete one, `ContextBuffer.newest_complete`: after a lost camera frame, an
+        older one, said in a note and counted as "service/older_context"), every frame decoded if
+        images are asked for. Waits while another rollout
         runs; at most MAX_PENDING_CALLS calls run or wait at once.
 
         Args:
@@ -387,11 +390,18 @@ class WorldModelPipeline:
             NoContextError: no complete context yet. StaleContextError: older than max_age_s.
             BusyError: MAX_PENDING_CALLS calls already running or waiting.
         """
+        notes = ()
         if context is None:
-            context = self.latest_context()
+            with self._lock:
+                context, newest_ns = self._buffer.newest_complete(), self._buffer.newest_stamp_ns()
             if context is None:
                 raise NoContextError(f"no context yet: the model needs {self.info.context_frames} camera frames "
                                      f"{self.info.dt:g} s apart before it can predict")
+            if context.newest_stamp_ns != newest_ns:
+                self.counters.add("service/older_context")
+                behind_ms = (newest_ns - context.newest_stamp_ns) / NS_PER_MS
+                notes = (f"predicted from the context ending {behind_ms:.0f} ms before the newest camera frame: a "
+                         "frame lost on the way leaves a step of the newest one's grid without a frame",)
             age_s = time.monotonic() - context.receipt_s
             if 0 < max_age_s < age_s:
                 raise StaleContextError(f"the newest camera frame in the context is {age_s:.2f} s old, over the "
@@ -402,7 +412,8 @@ class WorldModelPipeline:
                             f"try again later")
         try:
             frames = tuple(range(request.candidates * request.horizon)) if request.return_images else ()
-            return self._run(SERVICE, context, request, frames, frames)
+            outcome = self._run(SERVICE, context, request, frames, frames)
+            return replace(outcome, notes=notes + outcome.notes)
         finally:
             self._pending_calls.release()
 
