@@ -1,4 +1,4 @@
-"""`sora-ros bench nodes --camera-size`: parsed as a camera is named (WIDTHxHEIGHT)."""
+"""`sora-ros bench nodes --camera-size / --output-size`: parsed as a camera is named (WIDTHxHEIGHT)."""
 
 import argparse
 
@@ -19,3 +19,9 @@ def test_bench_nodes_takes_a_camera_size() -> None:
     parser = build_parser()
     assert parser.parse_args(["bench", "nodes", "--camera-size", "640x480"]).camera_size == (480, 640)
     assert parser.parse_args(["bench", "nodes"]).camera_size is None and CAMERA_SIZE == (128, 128)
+
+
+def test_bench_nodes_takes_an_output_size() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["bench", "nodes", "--output-size", "320x240"]).output_size == (240, 320)
+    assert parser.parse_args(["bench", "nodes"]).output_size is None

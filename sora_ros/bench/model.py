@@ -107,8 +107,12 @@ def _load(args: argparse.Namespace, keep: list) -> tuple[str, dict[str, Callable
 def _anchor_rows(engine: WorldModelEngine, frames: np.ndarray, latents: np.ndarray) -> list[Row]:
     """Anchored decode of one predicted frame for a 640x480 camera: the graph, the warp at the
     camera's resolution (with the camera flow's motion brought to it), and the same with the
-    synthesis decoded and blended (mask forced on); then what each context costs once."""
-    from sora_ros.runtime.anchor import camera_flow, classical_flow, render, trajectory_motion
+    synthesis decoded and blended (mask forced on); the warp rendered at a quarter of the pixels
+    (`output_size`); then what each context costs once."""
+    import cv2
+
+    from sora_ros.runtime.anchor import camera_flow, classical_flow, model_window, render, scaled_window, \
+        trajectory_motion
 
     camera = np.random.default_rng(1).integers(0, 256, (*ANCHOR_CAMERA, 3), dtype=np.uint8)
     flow = classical_flow(frames[0], frames[1])
@@ -124,12 +128,24 @@ def _anchor_rows(engine: WorldModelEngine, frames: np.ndarray, latents: np.ndarr
         motion, mask = engine.anchor_fields(frames[0], frames[1], flow, latents[:1], latents[0], step, frames[1])
         return render(moved, motion[0], np.maximum(mask[0], 0.5), engine.decode(latents[:1])[0], base)
 
-    label = f"{ANCHOR_CAMERA[1]}x{ANCHOR_CAMERA[0]}"
+    output = (ANCHOR_CAMERA[0] // 2, ANCHOR_CAMERA[1] // 2)
+    window = scaled_window(model_window(ANCHOR_CAMERA, frames.shape[1:3]), ANCHOR_CAMERA, output)
+    base_small = trajectory_motion(camera_flow(camera, moved, max(output)), 1)[0]
+    small = cv2.resize(moved, output[::-1], interpolation=cv2.INTER_AREA)  # once per context, as the runtime does
+
+    def warp_at_output():
+        motion, mask = engine.anchor_fields(frames[0], frames[1], flow, latents[:1], latents[0], step, frames[1])
+        return render(small, motion[0], mask[0], None, base_small, window)
+
+    label, small_label = f"{ANCHOR_CAMERA[1]}x{ANCHOR_CAMERA[0]}", f"{output[1]}x{output[0]}"
     return [Row(f"anchored decode, {label}, warp (ms/frame)", warp_only, target_ms=ANCHOR_TARGET_MS),
             Row(f"anchored decode, {label}, warp + synthesis", with_synthesis),
+            Row(f"anchored decode, {label} camera, {small_label} output, warp", warp_at_output),
             Row("flow feature (DIS, once per context)", lambda: classical_flow(frames[0], frames[1])),
             Row(f"camera flow {label} + 8 trajectories (per context)",
-                lambda: trajectory_motion(camera_flow(camera, moved), ROLLOUT_HORIZON))]
+                lambda: trajectory_motion(camera_flow(camera, moved), ROLLOUT_HORIZON)),
+            Row(f"camera flow {small_label} + 8 trajectories (per context, {small_label} output)",
+                lambda: trajectory_motion(camera_flow(camera, moved, max(output)), ROLLOUT_HORIZON))]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -72,6 +72,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--camera-rate", type=float, default=15.0, help="nodes: camera frames per second")
     parser.add_argument("--camera-size", type=_camera_size, metavar="WxH",
                         help="nodes: camera image size, e.g. 640x480 (default 128x128)")
+    parser.add_argument("--output-size", type=_camera_size, metavar="WxH",
+                        help="nodes: the node's output_size, the predicted frames' size, e.g. 320x240 (default: the "
+                        "camera's)")
     loop = parser.add_argument_group("closed-loop", "sim episodes in one process, the same seeds for every policy")
     loop.add_argument("--episodes", type=_positive, default=20, help="closed-loop: seeded episodes (default 20)")
     loop.add_argument("--seconds", type=float, default=60.0, help="closed-loop: simulated seconds each (default 60)")

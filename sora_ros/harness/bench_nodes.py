@@ -1,9 +1,9 @@
 """`sora-ros bench nodes`: the world-model node through real DDS.
 
-Starts the world_model node in its own process, publishes a 15 Hz camera (128x128 rgb8 by
-default, `--camera-size 640x480` for a robot camera; a drifting pattern of CAMERA_LOOP_FRAMES
-frames made beforehand and replayed, so the camera costs what a driver's copy costs; stamped with wall time)
-from this process, and measures: the frames that reached the node, camera stamp -> ~/futures
+Starts the world_model node in its own process (`--output-size` sets its output_size), publishes
+a 15 Hz camera (128x128 rgb8 by default, `--camera-size 640x480` for a robot camera; a drifting
+pattern of CAMERA_LOOP_FRAMES frames made beforehand and replayed, so the camera costs what a
+driver's copy costs; stamped with wall time) from this process, and measures: the frames that reached the node, camera stamp -> ~/futures
 received (p50/p99), ~/rollout round trips for 3 candidates x 8 steps with images, and the
 node's resident memory after warm-up and at the end.
 """
@@ -92,8 +92,11 @@ def run(args: argparse.Namespace) -> int:
     model = args.model or str(default_model_dir())
     duration = args.duration
     size = getattr(args, "camera_size", None) or CAMERA_SIZE
-    node = processes.start(processes.node_command(WORLD_MODEL, ["-p", f"model_path:={model}", "-r", "image:=/bench/image"]),
-                           stdout=subprocess.DEVNULL)
+    output_size = getattr(args, "output_size", None)  # (H, W) or None: the camera's
+    parameters = ["-p", f"model_path:={model}", "-r", "image:=/bench/image"]
+    if output_size:
+        parameters += ["-p", f"output_size:=[{output_size[0]}, {output_size[1]}]"]
+    node = processes.start(processes.node_command(WORLD_MODEL, parameters), stdout=subprocess.DEVNULL)
     rclpy.init()
     probe = rclpy.create_node("bench_nodes")
     latencies: list[float] = []
@@ -182,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
         rclpy.try_shutdown()
         processes.stop([node])
     print(f"machine: {machine_description()}")
-    print(f"model: {model}; camera {size[1]}x{size[0]} rgb8 at {args.camera_rate:g} Hz, "
+    print(f"model: {model}; camera {size[1]}x{size[0]} rgb8 at {args.camera_rate:g} Hz, predicted frames "
+          f"{'at the camera size' if not output_size else f'{output_size[1]}x{output_size[0]}'}, "
           f"{time.monotonic() - start:.0f} s")
     print(f"camera frames reaching the node after warm-up: {counted[1]} of {counted[0]} sent "
           f"({100 * counted[1] / max(counted[0], 1):.0f}%, from its /diagnostics)")

@@ -124,28 +124,29 @@ def classical_flow(previous: np.ndarray, last: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(back.transpose(2, 0, 1))  # (H, W, 2) -> (2, H, W)
 
 
-def camera_flow(previous: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """`classical_flow` on camera frames shrunk to at most FLOW_MAX_SIDE pixels on the longer
+def camera_flow(previous: np.ndarray, last: np.ndarray, max_side: int = FLOW_MAX_SIDE) -> np.ndarray:
+    """`classical_flow` on camera frames shrunk to at most `max_side` pixels on the longer
     side, on that grid and in its pixels (`resize_motion` brings it to the camera's).
 
     Args:
         previous, last: uint8 (H0, W0, 3) RGB camera frames, dt apart.
+        max_side: FLOW_MAX_SIDE, or less for frames rendered smaller (an output size).
 
     Returns:
         float32 (h1, w1, 2): (dx, dy) such that last(x, y) ~ previous(x + dx, y + dy), with
-        (h1, w1) = (H0, W0) when the longer side is at most FLOW_MAX_SIDE.
+        (h1, w1) = (H0, W0) when the longer side is at most `max_side`.
     """
-    size = flow_grid(last.shape[:2])
+    size = flow_grid(last.shape[:2], max_side)
     if size != last.shape[:2]:
         previous = cv2.resize(previous, size[::-1], interpolation=cv2.INTER_AREA)
         last = cv2.resize(last, size[::-1], interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(classical_flow(previous, last).transpose(1, 2, 0))  # (h1, w1, 2)
 
 
-def flow_grid(camera_hw: tuple[int, int]) -> tuple[int, int]:
-    """(h1, w1): the camera's (H0, W0) shrunk so that the longer side is at most FLOW_MAX_SIDE."""
+def flow_grid(camera_hw: tuple[int, int], max_side: int = FLOW_MAX_SIDE) -> tuple[int, int]:
+    """(h1, w1): the camera's (H0, W0) shrunk so that the longer side is at most `max_side`."""
     height, width = camera_hw
-    scale = min(1.0, FLOW_MAX_SIDE / max(height, width))
+    scale = min(1.0, max_side / max(height, width))
     return (max(1, round(height * scale)), max(1, round(width * scale))) if scale < 1.0 else (height, width)
 
 
@@ -207,6 +208,14 @@ def model_window(camera_hw: tuple[int, int], model_hw: tuple[int, int]) -> Windo
     return Window(*centred_window(*camera_hw, model_hw))
 
 
+def scaled_window(window: Window, camera_hw: tuple[int, int], output_hw: tuple[int, int]) -> Window:
+    """`window` in a camera frame (H0, W0) resized to (Ho, Wo), another aspect ratio allowed."""
+    scale_y, scale_x = output_hw[0] / camera_hw[0], output_hw[1] / camera_hw[1]
+    top, left = round(window.top * scale_y), round(window.left * scale_x)
+    return Window(top, left, max(1, min(round(window.height * scale_y), output_hw[0] - top)),
+                  max(1, min(round(window.width * scale_x), output_hw[1] - left)))
+
+
 @lru_cache(maxsize=8)
 def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
@@ -225,8 +234,8 @@ def _to_camera(field: np.ndarray, camera_hw: tuple[int, int], window: Window) ->
 
 
 def render(last: np.ndarray, motion: np.ndarray, mask: np.ndarray, synthesis: np.ndarray | None,
-           base: np.ndarray | None = None) -> np.ndarray:
-    """One predicted frame at the camera's resolution.
+           base: np.ndarray | None = None, window: Window | None = None) -> np.ndarray:
+    """One predicted frame at the camera's resolution (or at the size `last` was resized to).
 
     Args:
         last: uint8 (H0, W0, 3) RGB, the last real camera frame.
@@ -238,13 +247,15 @@ def render(last: np.ndarray, motion: np.ndarray, mask: np.ndarray, synthesis: np
         base: float32 (h1, w1, 2) motion on any grid in its own pixels, brought to the camera's
             (`resize_motion`) and added to the upsampled `motion`
             (`trajectory_motion(camera_flow(...), k)[k - 1]`), or None.
+        window: where the model's view lies in `last`; None: `model_window(last's (H0, W0), (H, W))`.
+            Given for a camera frame resized to an output size (`scaled_window`).
 
     Returns:
         uint8 (H0, W0, 3) RGB.
     """
     camera_hw = last.shape[:2]
     model_hw = motion.shape[1:]
-    window = model_window(camera_hw, model_hw)
+    window = window or model_window(camera_hw, model_hw)
     flow = _to_camera(np.ascontiguousarray(motion.transpose(1, 2, 0)), camera_hw, window)  # (H0, W0, 2)
     flow[..., 0] *= window.width / model_hw[1]
     flow[..., 1] *= window.height / model_hw[0]

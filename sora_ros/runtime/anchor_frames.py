@@ -20,10 +20,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
+import cv2
 import numpy as np
 
 from sora_ros.core.context import Context
-from sora_ros.runtime.anchor import MASK_FLOOR, camera_flow, classical_flow, render, trajectory_motion
+from sora_ros.runtime.anchor import FLOW_MAX_SIDE, MASK_FLOOR, camera_flow, classical_flow, model_window, render, \
+    scaled_window, trajectory_motion
 from sora_ros.runtime.engine import WorldModelEngine
 
 # Observed frames kept at the model's resolution to find the context's last two, and at the
@@ -44,7 +46,7 @@ class AnchorFrames:
         self._lock = threading.Lock()
         self._fitted: OrderedDict[int, np.ndarray] = OrderedDict()  # stamp -> uint8 (H, W, 3)
         self._camera: OrderedDict[int, np.ndarray] = OrderedDict()  # stamp -> uint8 (H0, W0, 3), newest last
-        self._flow: tuple | None = None  # (stamps, model flow, camera flow, reconstruction) of the last context
+        self._flow: tuple | None = None  # ((stamps, max side), model flow, camera flow, reconstruction), last context
 
     def camera_shape(self) -> tuple[int, ...] | None:
         """Shape of the newest kept camera frame, or None."""
@@ -71,7 +73,8 @@ class AnchorFrames:
             self._flow = None
 
     def decode(self, context: Context, latents: np.ndarray, indices: tuple[int, ...], horizon: int,
-               actions: np.ndarray | None) -> tuple[np.ndarray, dict[int, float]] | None:
+               actions: np.ndarray | None, output_hw: tuple[int, int] | None = None
+               ) -> tuple[np.ndarray, dict[int, float]] | None:
         """Anchored frames of latents[indices], or None when the context's last two frames are
         not kept (latents-only input, or frames from before a restart).
 
@@ -82,15 +85,25 @@ class AnchorFrames:
             horizon: H.
             actions: float32 (N, H, A) the rollout's actions in physical units, NaN rows unknown,
                 or None (unknown).
+            output_hw: (Ho, Wo) to render at, or None: the camera's (H0, W0). Frames are
+                rendered at this size from the last camera frame resized to it, so their cost
+                follows the output's pixels (not rendered at the camera's, then shrunk).
 
         Returns:
-            uint8 (D, H0, W0, 3) frames at the camera's resolution, and each one's share of
-            synthesised (not warped) pixels in [0, 1] by flat index.
+            uint8 (D, Ho, Wo, 3) frames, and each one's share of synthesised (not warped) pixels
+            in [0, 1] by flat index.
         """
-        inputs = self._inputs(context)
+        # Frames rendered smaller than the flow grid take their flow on their own scale.
+        max_side = FLOW_MAX_SIDE if output_hw is None else min(FLOW_MAX_SIDE, max(output_hw))
+        inputs = self._inputs(context, max_side)
         if inputs is None:
             return None
         previous, last, flow, camera, camera_motion, reconstruction = inputs
+        window = None
+        if output_hw is not None and tuple(output_hw) != camera.shape[:2]:
+            window = scaled_window(model_window(camera.shape[:2], last.shape[:2]), camera.shape[:2], output_hw)
+            shrinks = output_hw[0] * output_hw[1] < camera.shape[0] * camera.shape[1]
+            camera = cv2.resize(camera, output_hw[::-1], interpolation=cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR)
         chosen = latents[list(indices)]  # (D, C, h, w)
         steps = np.array([i % horizon + 1 for i in indices], np.float32)
         planned = None if actions is None else actions[[i // horizon for i in indices]]  # (D, H, A)
@@ -101,14 +114,15 @@ class AnchorFrames:
         synthesis = self.engine.decode(chosen[needs]) if needs.any() else None
         by_row = dict(zip(np.flatnonzero(needs).tolist(), synthesis if synthesis is not None else ()))
         base = trajectory_motion(camera_motion, int(steps.max()))  # (L, h1, w1, 2)
-        images = np.stack([render(camera, correction[j], mask[j], by_row.get(j), base[int(steps[j]) - 1])
+        images = np.stack([render(camera, correction[j], mask[j], by_row.get(j), base[int(steps[j]) - 1], window)
                            for j in range(len(indices))])
         weights = np.where(mask < MASK_FLOOR, 0.0, mask).reshape(len(indices), -1).mean(axis=1)  # (D,)
         return images, dict(zip(indices, weights.tolist()))
 
-    def _inputs(self, context: Context) -> tuple[np.ndarray, ...] | None:
+    def _inputs(self, context: Context, max_side: int) -> tuple[np.ndarray, ...] | None:
         """(previous, last fitted frames, their flow (2, H, W), the last camera frame, the camera
-        frames' flow (h1, w1, 2) (`camera_flow`), the decoder's image of the last context latent), or None."""
+        frames' flow (h1, w1, 2) (`camera_flow` with `max_side`), the decoder's image of the last
+        context latent), or None."""
         if len(context.stamps_ns) < 2:
             return None
         pair = tuple(context.stamps_ns[-2:])
@@ -117,11 +131,11 @@ class AnchorFrames:
             camera_previous, camera, cached = self._camera.get(pair[0]), self._camera.get(pair[1]), self._flow
         if previous is None or last is None or camera is None or camera_previous is None:
             return None
-        if cached is not None and cached[0] == pair:
+        if cached is not None and cached[0] == (pair, max_side):
             flow, motion, reconstruction = cached[1:]
         else:  # outside the lock: the flows take milliseconds
-            flow, motion = classical_flow(previous, last), camera_flow(camera_previous, camera)
+            flow, motion = classical_flow(previous, last), camera_flow(camera_previous, camera, max_side)
             reconstruction = self.engine.decode(context.latents[-1:])[0]  # (H, W, 3)
             with self._lock:
-                self._flow = (pair, flow, motion, reconstruction)
+                self._flow = ((pair, max_side), flow, motion, reconstruction)
         return previous, last, flow, camera, motion, reconstruction

@@ -476,10 +476,11 @@ class WorldModelPipeline:
         camera frame when the model and the kept frames allow, else the VAE decoder's; and, when
         anchored, each frame's share of synthesised (not warped) pixels by flat index. `actions`:
         float32 (N, H, A) of the rollout (NaN rows unknown) or None."""
-        anchored = None if self._anchor is None else self._anchor.decode(context, latents, indices, horizon, actions)
-        images, shares = anchored or (self.engine.decode(latents[list(indices)]), {})  # (D, H, W, 3) without
         output_size = tuple(self.settings.output_size)
-        if output_size != (0, 0) and images.shape[1:3] != output_size:
+        anchored = None if self._anchor is None else self._anchor.decode(
+            context, latents, indices, horizon, actions, None if output_size == (0, 0) else output_size)
+        images, shares = anchored or (self.engine.decode(latents[list(indices)]), {})  # (D, H, W, 3) without
+        if output_size != (0, 0) and images.shape[1:3] != output_size:  # the VAE decoder's image
             images = np.stack([cv2.resize(image, output_size[::-1], interpolation=cv2.INTER_AREA) for image in images])
         return images, shares
 
