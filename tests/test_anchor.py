@@ -16,8 +16,9 @@ from sora_ros.core.requests import RolloutRequest
 from sora_ros.core.units import NS_PER_S
 from sora_ros.model.anchor import AnchorConfig, AnchorNet, compose
 from sora_ros.model.export import PARITY_TOLERANCE, export_anchor
-from sora_ros.runtime.anchor import ANCHOR_FILE, FLOW_MAX_SIDE, camera_flow, model_window, plan_features, plan_size, \
-    render, trajectory_motion
+from sora_ros.runtime.anchor import ANCHOR_FILE, FLOW_MAX_SIDE, camera_flow, classical_flow, model_window, \
+    plan_features, plan_size, render, trajectory_motion
+from sora_ros.runtime.anchor_frames import KEPT_CAMERA_FRAMES
 from sora_ros.runtime.engine import WorldModelEngine
 from sora_ros.model.weights import load_weights
 from sora_ros.runtime.model_dir import MODEL_JSON, TRAINABLE_WEIGHTS
@@ -26,6 +27,7 @@ from sora_ros.runtime.pipeline import RolloutSettings, WorldModelPipeline
 CAMERA = (96, 160)  # (H0, W0): wider than the tiny model's square input
 HORIZON = 4
 SHIFT_PX = 2  # per step, for the translating texture
+T0_NS = 1000 * NS_PER_S
 
 
 def _anchor_net(latent_channels: int, randomised: bool = False) -> AnchorNet:
@@ -185,14 +187,53 @@ def test_frames_are_rendered_at_the_output_size_as_the_camera_sized_ones_resized
     direct, _ = _predict(anchored_dir, observed, output_size=output_size)
     assert direct.shape == (HORIZON, *output_size, 3)
     resized = np.stack([cv2.resize(frame, output_size[::-1], interpolation=cv2.INTER_AREA) for frame in full])
-    for k in range(HORIZON):  # the same image: 0.2-0.45 here; the model's window misplaced in it, 1.1-1.3
+    for k in range(HORIZON):  # the same image: 0.2-0.45 at these sizes; the model's window misplaced, 1.1-1.3
         assert np.abs(direct[k].astype(float) - resized[k]).mean() < 0.75, k
     if directory == "randomised_dir":
         return  # its learned motion moves even a static scene
     still, _ = _predict(anchored_dir, [observed[0]] * 4, output_size=output_size)
-    expected = cv2.resize(observed[0], output_size[::-1], interpolation=cv2.INTER_AREA if output_size[0] < CAMERA[0]
-                          else cv2.INTER_LINEAR)
+    expected = cv2.resize(observed[0], output_size[::-1], interpolation=cv2.INTER_AREA)
     assert np.abs(still.astype(float) - expected).mean() < 1.0  # a static scene: the last frame, at the output size
+
+
+@pytest.mark.parametrize("size", [(12, 40), (14, 140), (3, 50), (1, 1), (40, 12)])
+def test_flow_on_frames_too_small_for_dis_says_which_way_they_moved(size):
+    """DIS crashed the process on frames under 16 px on a side; the flow enlarges them."""
+    height, width = size
+    wide = _texture(np.random.default_rng(9), 64, 64 + 8)
+    previous, last = (_resized(np.ascontiguousarray(wide[:, shift:shift + 64]), size) for shift in (4, 0))
+    flow = classical_flow(previous, last)  # last(x) ~ previous(x + dx): the scene moved right, dx < 0
+    assert flow.shape == (2, height, width) and np.isfinite(flow).all()
+    if width >= 40:
+        assert flow[0].mean() < -0.5 * 4 * width / 64
+
+
+def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)
+
+
+def test_after_a_lost_stretch_of_a_fast_camera_what_if_still_anchors_on_the_older_context(anchored_dir):
+    """The frames the fallback context decodes from stay kept however many newer frames come."""
+    pipeline = WorldModelPipeline(WorldModelEngine(anchored_dir))
+    pipeline.settings = RolloutSettings(horizon=2)
+    camera = _texture(np.random.default_rng(0), *CAMERA)
+    fitted, latent = pipeline.encode(camera)
+    period_ns = pipeline.dt_ns // 30  # a camera 30x the model's rate (K = 2)
+    # Frames 40-79 lost: from frame 84 on, the grid dt back has none for 11 frames, more than
+    # KEPT_CAMERA_FRAMES, so the older context's own frames (39 and 83) would have been forgotten.
+    ticks = [*range(0, 40), *range(80, 96)]
+    request = RolloutRequest(np.zeros((1, 2, pipeline.info.action_dim), np.float32), 1, 2, 1, 0, True)
+    fallbacks = 0
+    for tick in ticks:
+        pipeline.observe(T0_NS + tick * period_ns, "camera", latent, image=camera, fitted=fitted)
+        if pipeline.latest_context() is None and tick > 40:  # (before frame 30: not K frames dt apart yet)
+            outcome = pipeline.what_if(request)
+            fallbacks += 1
+            assert outcome.forecasts[0].frames.shape == (2, *CAMERA, 3), f"tick {tick}: not anchored"
+            assert outcome.synthesised, f"tick {tick}: the VAE's image, not the anchored one"
+    assert fallbacks == 11
 
 
 def test_model_without_anchor_decodes_at_model_resolution(tmp_path):

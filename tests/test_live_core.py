@@ -67,6 +67,10 @@ def test_after_a_lost_frame_the_last_complete_context_is_still_offered():
     buffer.add(stamps[10] * MS, latent(stamps[10]))  # 733 ms: grid 533, 633, 733, past the lost frame
     assert buffer.latest() is not None and buffer.newest_complete() is buffer.latest()
     assert buffer.latest().newest_stamp_ns == 733 * MS
+    buffer.add(1033 * MS, latent(1033))  # a stall, not a lost frame: 300 ms, within K dt + dt/2 = 350 ms
+    assert buffer.latest() is None and buffer.newest_complete().newest_stamp_ns == 733 * MS
+    buffer.add(1100 * MS, latent(1100))  # 367 ms after the last complete context: too old to stand in
+    assert buffer.latest() is None and buffer.newest_complete() is None
     assert buffer.add(0, latent(0)) is Verdict.RESET  # 733 ms back: nothing older survives a reset
     assert buffer.newest_complete() is None
 

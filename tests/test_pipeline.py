@@ -201,6 +201,7 @@ def test_after_a_lost_frame_what_if_answers_from_the_last_complete_context_and_s
     assert pipeline.counters.snapshot()["service/older_context"] == 1
     with pytest.raises(StaleContextError, match=r"is 0\.[5-9]\d s old"):  # its own newest frame's age, not 0
         pipeline.what_if(request, max_age_s=0.3)
+    assert pipeline.counters.snapshot()["service/older_context"] == 1, "a refused call is no answer"
     pipeline.reset()
     with pytest.raises(NoContextError):
         pipeline.what_if(request)

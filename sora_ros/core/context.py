@@ -7,7 +7,7 @@ of `sora_ros.core.timegrid` (the nearest within dt/2). A context is only offered
 when every grid time has a frame: after a pause of the camera, old and new
 frames are never mixed. A frame lost on the way leaves a grid time without a
 frame in every context that spans it (for up to (K-1) dt); meanwhile `newest_complete`
-still offers the last complete one, which a caller may use when it judges it fresh enough.
+still offers the last complete one, up to K dt + dt/2 older than the newest frame.
 
 Stamps are integer nanoseconds. A stamp that is not newer than the newest one
 is dropped (duplicate or out of order); a stamp far behind the newest one (a
@@ -93,6 +93,7 @@ class ContextBuffer:
         self.jump_back_ns = round(jump_back_s * NS_PER_S)
         # Stamps the oldest grid time can still pick, behind the newest.
         self._span_ns = (context_frames - 1) * self.dt_ns + max_offset_ns(self.dt_ns)
+        self._fallback_lag_ns = self._span_ns + self.dt_ns  # how far behind `newest_complete` may end
         self._run_start_ns = 0
         self._frames: deque[_Frame] = deque(maxlen=context_frames + HISTORY_SLACK_FRAMES)
         self.version = 0
@@ -160,10 +161,15 @@ class ContextBuffer:
         return complete if complete is not None and complete.version == self.version else None
 
     def newest_complete(self) -> Context | None:
-        """`latest()`, or while the newest frame's grid has a gap (a frame lost on the way), the
-        context an earlier frame completed since start or the last reset: older, its stamps say
-        by how much (a caller judges its age, e.g. by `receipt_s`). None before the first."""
-        return self._complete
+        """`latest()`, or while the newest frame's grid has a gap left by a frame lost on the
+        way, the context an earlier frame completed: older, its stamps say by how much. None
+        before the first since start or the last reset, and when that one ends more than
+        K dt + dt/2 before the newest frame (the longest one lost frame at the model's rate or
+        faster stalls the grid): then the camera has stalled or runs off the grid, not lost a frame."""
+        complete = self._complete
+        if complete is None or self._frames[-1].stamp_ns - complete.newest_stamp_ns > self._fallback_lag_ns:
+            return None
+        return complete
 
     def _context(self) -> Context | None:
         """The context ending at the newest frame, or None where a grid time has no frame."""

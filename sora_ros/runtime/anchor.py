@@ -6,7 +6,8 @@ the last observed latent and (graphs with a `plan` input) the actions planned up
 motion field and a blend mask (sora_ros/model/anchor.py). Here
 the two fields are upsampled to the camera's own frame, the camera's last real frame is warped
 with cv2.remap, and the VAE decoder's image of the latent is blended in only where the mask asks
-for it (and decoded only then). Output size follows the camera.
+for it (and decoded only then). Output size follows the camera; an output of fewer pixels
+(a node's `output_size`) is rendered at its own size from the camera frame resized to it.
 
     decoder = AnchoredDecoder(session)
     flow = classical_flow(previous_fitted, last_fitted)                     # (2, H, W), once per context
@@ -49,6 +50,9 @@ MASK_FLOOR = 0.02
 MOTION_FLOOR_PX = 0.05
 # The classical flow feature: DIS (OpenCV) between the last two observed frames, at the model's resolution.
 FLOW_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
+# DIS (OpenCV 5.0.0, medium preset) crashed the process (SIGSEGV) on frames under 16 px on a side
+# (12x40, 14x140; 16x160 and 12x12 ran): smaller frames are enlarged to this for it.
+MIN_DIS_SIDE = 16
 # The camera flow is computed on frames whose longer side is at most this. 320 cut DIS (medium) on
 # a 640x480 pair from 50 to 7.6 ms but cost 0.03 to 0.11 dB on held-out real footage (bikes is
 # 640x272); README, "Camera flow on a smaller grid".
@@ -119,6 +123,13 @@ def classical_flow(previous: np.ndarray, last: np.ndarray) -> np.ndarray:
     """
     if previous.shape != last.shape:
         raise ValueError(f"flow frames differ in shape: {previous.shape} vs {last.shape}")
+    height, width = last.shape[:2]
+    if min(height, width) < MIN_DIS_SIDE:  # enlarged so DIS can run; the flow brought back to this grid
+        scale = MIN_DIS_SIDE / min(height, width)
+        size = (round(width * scale), round(height * scale))
+        enlarged = classical_flow(cv2.resize(previous, size, interpolation=cv2.INTER_LINEAR),
+                                  cv2.resize(last, size, interpolation=cv2.INTER_LINEAR))
+        return np.ascontiguousarray(resize_motion(enlarged.transpose(1, 2, 0), (height, width)).transpose(2, 0, 1))
     dis = cv2.DISOpticalFlow_create(FLOW_PRESET)  # a fresh one per call: no state shared between threads
     back = dis.calc(cv2.cvtColor(last, cv2.COLOR_RGB2GRAY), cv2.cvtColor(previous, cv2.COLOR_RGB2GRAY), None)
     return np.ascontiguousarray(back.transpose(2, 0, 1))  # (H, W, 2) -> (2, H, W)

@@ -54,16 +54,18 @@ class AnchorFrames:
             newest = next(reversed(self._camera.values()), None)
         return None if newest is None else newest.shape
 
-    def keep(self, stamp_ns: int, image: np.ndarray, fitted: np.ndarray) -> None:
+    def keep(self, stamp_ns: int, image: np.ndarray, fitted: np.ndarray, pinned: tuple[int, ...] = ()) -> None:
         """Keep a frame the context accepted: uint8 (H0, W0, 3) as the camera gave it and
-        (H, W, 3) as the model saw it (sora_ros.core.preprocess.fit_frame)."""
+        (H, W, 3) as the model saw it (sora_ros.core.preprocess.fit_frame). The oldest frames
+        beyond KEPT_FRAMES / KEPT_CAMERA_FRAMES are forgotten, except the `pinned` stamps (the
+        last two of the newest complete context, which a what-if may still decode from after a
+        lost frame)."""
         with self._lock:
             self._fitted[stamp_ns] = fitted
             self._camera[stamp_ns] = image
-            while len(self._fitted) > KEPT_FRAMES:
-                self._fitted.popitem(last=False)
-            while len(self._camera) > KEPT_CAMERA_FRAMES:
-                self._camera.popitem(last=False)
+            for frames, limit in ((self._fitted, KEPT_FRAMES), (self._camera, KEPT_CAMERA_FRAMES)):
+                for stamp in [stamp for stamp in frames if stamp not in pinned][:max(0, len(frames) - limit)]:
+                    del frames[stamp]
 
     def clear(self) -> None:
         """Forget every kept frame (the context restarted)."""
@@ -85,14 +87,20 @@ class AnchorFrames:
             horizon: H.
             actions: float32 (N, H, A) the rollout's actions in physical units, NaN rows unknown,
                 or None (unknown).
-            output_hw: (Ho, Wo) to render at, or None: the camera's (H0, W0). Frames are
-                rendered at this size from the last camera frame resized to it, so their cost
-                follows the output's pixels (not rendered at the camera's, then shrunk).
+            output_hw: (Ho, Wo) of fewer pixels than the camera's: rendered at this size from the
+                last camera frame resized to it (the camera flow on a grid whose longer side is at
+                most max(Ho, Wo)), so their cost follows the output's pixels. None, or a larger
+                size: at the camera's (H0, W0) (a caller resizes those).
 
         Returns:
-            uint8 (D, Ho, Wo, 3) frames, and each one's share of synthesised (not warped) pixels
-            in [0, 1] by flat index.
+            uint8 (D, Ho, Wo, 3) or (D, H0, W0, 3) frames, and each one's share of synthesised (not
+            warped) pixels in [0, 1] by flat index.
         """
+        camera_hw = self.camera_shape()
+        if camera_hw is None:
+            return None
+        if output_hw is not None and output_hw[0] * output_hw[1] >= camera_hw[0] * camera_hw[1]:
+            output_hw = None  # rendering larger costs more than resizing the camera-sized frames
         # Frames rendered smaller than the flow grid take their flow on their own scale.
         max_side = FLOW_MAX_SIDE if output_hw is None else min(FLOW_MAX_SIDE, max(output_hw))
         inputs = self._inputs(context, max_side)
@@ -100,10 +108,9 @@ class AnchorFrames:
             return None
         previous, last, flow, camera, camera_motion, reconstruction = inputs
         window = None
-        if output_hw is not None and tuple(output_hw) != camera.shape[:2]:
+        if output_hw is not None:
             window = scaled_window(model_window(camera.shape[:2], last.shape[:2]), camera.shape[:2], output_hw)
-            shrinks = output_hw[0] * output_hw[1] < camera.shape[0] * camera.shape[1]
-            camera = cv2.resize(camera, output_hw[::-1], interpolation=cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR)
+            camera = cv2.resize(camera, output_hw[::-1], interpolation=cv2.INTER_AREA)
         chosen = latents[list(indices)]  # (D, C, h, w)
         steps = np.array([i % horizon + 1 for i in indices], np.float32)
         planned = None if actions is None else actions[[i // horizon for i in indices]]  # (D, H, A)

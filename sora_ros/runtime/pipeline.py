@@ -302,7 +302,8 @@ class WorldModelPipeline:
             if verdict is Verdict.RESET and self._anchor is not None:
                 self._anchor.clear()
             if verdict in (Verdict.ACCEPTED, Verdict.RESET) and image is not None:
-                self._anchor.keep(stamp_ns, image, fitted)
+                complete = self._buffer.newest_complete()
+                self._anchor.keep(stamp_ns, image, fitted, () if complete is None else complete.stamps_ns[-2:])
         if verdict is Verdict.RESET:
             self.memory.clear()
         return verdict
@@ -314,7 +315,7 @@ class WorldModelPipeline:
             self._anchor.clear()
 
     def latest_context(self) -> Context | None:
-        """The newest complete context, or None (see ContextBuffer.latest)."""
+        """The context ending at the newest frame, or None (see ContextBuffer.latest)."""
         with self._lock:
             return self._buffer.latest()
 
@@ -398,7 +399,6 @@ class WorldModelPipeline:
                 raise NoContextError(f"no context yet: the model needs {self.info.context_frames} camera frames "
                                      f"{self.info.dt:g} s apart before it can predict")
             if context.newest_stamp_ns != newest_ns:
-                self.counters.add("service/older_context")
                 behind_ms = (newest_ns - context.newest_stamp_ns) / NS_PER_MS
                 notes = (f"predicted from the context ending {behind_ms:.0f} ms before the newest camera frame: a "
                          "frame lost on the way leaves a step of the newest one's grid without a frame",)
@@ -411,6 +411,8 @@ class WorldModelPipeline:
             raise BusyError(f"busy: {MAX_PENDING_CALLS} ~/rollout calls are already running or waiting; "
                             f"try again later")
         try:
+            if notes:  # answered from an older context (refusals are counted by the caller)
+                self.counters.add("service/older_context")
             frames = tuple(range(request.candidates * request.horizon)) if request.return_images else ()
             outcome = self._run(SERVICE, context, request, frames, frames)
             return replace(outcome, notes=notes + outcome.notes)
@@ -479,6 +481,7 @@ class WorldModelPipeline:
         output_size = tuple(self.settings.output_size)
         anchored = None if self._anchor is None else self._anchor.decode(
             context, latents, indices, horizon, actions, None if output_size == (0, 0) else output_size)
+        # else, and for an output larger than the camera, resized here
         images, shares = anchored or (self.engine.decode(latents[list(indices)]), {})  # (D, H, W, 3) without
         if output_size != (0, 0) and images.shape[1:3] != output_size:  # the VAE decoder's image
             images = np.stack([cv2.resize(image, output_size[::-1], interpolation=cv2.INTER_AREA) for image in images])
