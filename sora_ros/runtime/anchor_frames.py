@@ -4,10 +4,12 @@ A rollout's predicted latents become frames built from the context's last real c
 (sora_ros/runtime/anchor.py): the anchor graph needs the context's last two frames at the
 model's resolution and at the camera's, their optical flows and the decoder's image of the last
 context latent. Those are kept here, per stamp, for the newest frames only, and the flows of
-the newest context are computed once and reused by every rollout from it.
+the newest context (and their trajectories) are computed once, while its first rollout runs,
+and reused by every rollout from it.
 
     frames = AnchorFrames(engine)                        # engine.anchor is not None
     frames.keep(stamp_ns, camera_rgb, fitted)            # per observed frame
+    frames.prepare(context, horizon)                     # beside the rollout (another thread)
     images, shares = frames.decode(context, latents, indices, horizon, actions) or (vae decode)
 
 Thread-safe: frames are kept from the observing thread while rollouts decode on others.
@@ -46,7 +48,8 @@ class AnchorFrames:
         self._lock = threading.Lock()
         self._fitted: OrderedDict[int, np.ndarray] = OrderedDict()  # stamp -> uint8 (H, W, 3)
         self._camera: OrderedDict[int, np.ndarray] = OrderedDict()  # stamp -> uint8 (H0, W0, 3), newest last
-        self._flow: tuple | None = None  # ((stamps, max side), model flow, camera flow, reconstruction), last context
+        # ((stamps, flow max side), model flow, trajectories, reconstruction) of the last context decoded
+        self._flow: tuple | None = None
 
     def camera_shape(self) -> tuple[int, ...] | None:
         """Shape of the newest kept camera frame, or None."""
@@ -96,23 +99,17 @@ class AnchorFrames:
             uint8 (D, Ho, Wo, 3) or (D, H0, W0, 3) frames, and each one's share of synthesised (not
             warped) pixels in [0, 1] by flat index.
         """
-        camera_hw = self.camera_shape()
-        if camera_hw is None:
-            return None
-        if output_hw is not None and output_hw[0] * output_hw[1] >= camera_hw[0] * camera_hw[1]:
-            output_hw = None  # rendering larger costs more than resizing the camera-sized frames
-        # Frames rendered smaller than the flow grid take their flow on their own scale.
-        max_side = FLOW_MAX_SIDE if output_hw is None else min(FLOW_MAX_SIDE, max(output_hw))
-        inputs = self._inputs(context, max_side)
+        steps = np.array([i % horizon + 1 for i in indices], np.float32)
+        output_hw = self._render_size(output_hw)
+        inputs = self._inputs(context, output_hw, int(steps.max()))
         if inputs is None:
             return None
-        previous, last, flow, camera, camera_motion, reconstruction = inputs
+        previous, last, flow, camera, trajectories, reconstruction = inputs
         window = None
         if output_hw is not None:
             window = scaled_window(model_window(camera.shape[:2], last.shape[:2]), camera.shape[:2], output_hw)
             camera = cv2.resize(camera, output_hw[::-1], interpolation=cv2.INTER_AREA)
         chosen = latents[list(indices)]  # (D, C, h, w)
-        steps = np.array([i % horizon + 1 for i in indices], np.float32)
         planned = None if actions is None else actions[[i // horizon for i in indices]]  # (D, H, A)
         motion, mask = self.engine.anchor_fields(previous, last, flow, chosen, context.latents[-1], steps,
                                                  reconstruction, planned)
@@ -120,29 +117,49 @@ class AnchorFrames:
         needs = mask.reshape(len(indices), -1).max(axis=1) >= MASK_FLOOR  # (D,)
         synthesis = self.engine.decode(chosen[needs]) if needs.any() else None
         by_row = dict(zip(np.flatnonzero(needs).tolist(), synthesis if synthesis is not None else ()))
-        base = trajectory_motion(camera_motion, int(steps.max()))  # (L, h1, w1, 2)
-        images = np.stack([render(camera, correction[j], mask[j], by_row.get(j), base[int(steps[j]) - 1], window)
+        images = np.stack([render(camera, correction[j], mask[j], by_row.get(j), trajectories[int(steps[j]) - 1],
+                                  window)
                            for j in range(len(indices))])
         weights = np.where(mask < MASK_FLOOR, 0.0, mask).reshape(len(indices), -1).mean(axis=1)  # (D,)
         return images, dict(zip(indices, weights.tolist()))
 
-    def _inputs(self, context: Context, max_side: int) -> tuple[np.ndarray, ...] | None:
+    def prepare(self, context: Context, horizon: int, output_hw: tuple[int, int] | None = None) -> None:
+        """Compute and keep what `decode` from `context` needs (the flows, `horizon` steps of
+        trajectories, the decoder's image of the last context latent). Run beside the rollout:
+        its ONNX Runtime calls leave the 2 CPUs partly idle, so `decode` then finds it done
+        (in one process, a 640x480 camera's flow and trajectories, ~50 ms, added ~5-15 ms)."""
+        self._inputs(context, self._render_size(output_hw), horizon)
+
+    def _render_size(self, output_hw: tuple[int, int] | None) -> tuple[int, int] | None:
+        """The size `decode` renders at: `output_hw` when it has fewer pixels than the camera,
+        else None (the camera's; rendering larger costs more than resizing the camera-sized frames)."""
+        camera = self.camera_shape()
+        if output_hw is None or camera is None or output_hw[0] * output_hw[1] >= camera[0] * camera[1]:
+            return None
+        return tuple(output_hw)
+
+    def _inputs(self, context: Context, output_hw: tuple[int, int] | None,
+                steps: int) -> tuple[np.ndarray, ...] | None:
         """(previous, last fitted frames, their flow (2, H, W), the last camera frame, the camera
-        frames' flow (h1, w1, 2) (`camera_flow` with `max_side`), the decoder's image of the last
-        context latent), or None."""
+        flow's trajectories (L >= steps, h1, w1, 2) (`camera_flow`, on a grid whose longer side
+        is at most that of `output_hw`, `trajectory_motion`), the decoder's image of the last
+        context latent), or None when the context's last two frames are not kept."""
         if len(context.stamps_ns) < 2:
             return None
         pair = tuple(context.stamps_ns[-2:])
+        # Frames rendered smaller than the flow grid take their flow on their own scale.
+        key = (pair, FLOW_MAX_SIDE if output_hw is None else min(FLOW_MAX_SIDE, max(output_hw)))
         with self._lock:
             previous, last = self._fitted.get(pair[0]), self._fitted.get(pair[1])
             camera_previous, camera, cached = self._camera.get(pair[0]), self._camera.get(pair[1]), self._flow
         if previous is None or last is None or camera is None or camera_previous is None:
             return None
-        if cached is not None and cached[0] == (pair, max_side):
-            flow, motion, reconstruction = cached[1:]
+        if cached is not None and cached[0] == key and len(cached[2]) >= steps:
+            flow, trajectories, reconstruction = cached[1:]
         else:  # outside the lock: the flows take milliseconds
-            flow, motion = classical_flow(previous, last), camera_flow(camera_previous, camera, max_side)
+            flow = classical_flow(previous, last)
+            trajectories = trajectory_motion(camera_flow(camera_previous, camera, key[1]), steps)
             reconstruction = self.engine.decode(context.latents[-1:])[0]  # (H, W, 3)
             with self._lock:
-                self._flow = ((pair, max_side), flow, motion, reconstruction)
-        return previous, last, flow, camera, motion, reconstruction
+                self._flow = (key, flow, trajectories, reconstruction)
+        return previous, last, flow, camera, trajectories, reconstruction

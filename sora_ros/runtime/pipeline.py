@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -235,6 +236,7 @@ class WorldModelPipeline:
         self._buffer = ContextBuffer(self.info.context_frames, self.info.dt, jump_back_s)
         self._lock = threading.Lock()
         self._anchor = None if engine.anchor is None else AnchorFrames(engine)  # the frames predictions warp
+        self._preparer = ThreadPoolExecutor(1, thread_name_prefix="anchor_prepare")
         self._pending_calls = threading.BoundedSemaphore(MAX_PENDING_CALLS)
         self._action_low, self._action_high = (np.asarray(bound, np.float32) for bound in self.info.action_range)
 
@@ -443,6 +445,8 @@ class WorldModelPipeline:
         predicted = n * request.samples * horizon  # frames the sampler produces
         plan = plan_rollout(cost, predicted, default_steps, wanted, essential, budget_ms)
         contexts = np.broadcast_to(context.latents, (n, *context.latents.shape))  # (N, K, C, h, w)
+        preparing = (self._preparer.submit(self._anchor.prepare, context, horizon, self._output_hw())
+                     if plan.decode and self._anchor is not None else None)  # the flows, beside the rollout
         result = self.engine.rollout(contexts, actions, horizon=horizon, samples=request.samples,
                                      seed=request.seed, steps=plan.steps)
         means = result.latents.mean(axis=1)  # (N, H, C, h, w)
@@ -450,6 +454,8 @@ class WorldModelPipeline:
         risk = None if self.engine.risk is None else self.engine.risk.forecast(context.latents, result.latents,
                                                                                 actions)  # (N, H)
         decode_start = time.perf_counter()
+        if preparing is not None:
+            preparing.result()  # what it took beyond the rollout counts as decoding
         images, shares = (self._decode(context, means.reshape(-1, *means.shape[2:]), plan.decode, horizon, actions)
                           if plan.decode else (None, {}))
         decode_ms = 1e3 * (time.perf_counter() - decode_start)  # images: (D, Hi, Wi, 3)
@@ -478,14 +484,19 @@ class WorldModelPipeline:
         camera frame when the model and the kept frames allow, else the VAE decoder's; and, when
         anchored, each frame's share of synthesised (not warped) pixels by flat index. `actions`:
         float32 (N, H, A) of the rollout (NaN rows unknown) or None."""
-        output_size = tuple(self.settings.output_size)
-        anchored = None if self._anchor is None else self._anchor.decode(
-            context, latents, indices, horizon, actions, None if output_size == (0, 0) else output_size)
+        output_size = self._output_hw()
+        anchored = None if self._anchor is None else self._anchor.decode(context, latents, indices, horizon, actions,
+                                                                          output_size)
         # else, and for an output larger than the camera, resized here
         images, shares = anchored or (self.engine.decode(latents[list(indices)]), {})  # (D, H, W, 3) without
-        if output_size != (0, 0) and images.shape[1:3] != output_size:  # the VAE decoder's image
+        if output_size is not None and images.shape[1:3] != output_size:
             images = np.stack([cv2.resize(image, output_size[::-1], interpolation=cv2.INTER_AREA) for image in images])
         return images, shares
+
+    def _output_hw(self) -> tuple[int, int] | None:
+        """settings.output_size, None for (0, 0) (the camera's)."""
+        output_size = tuple(self.settings.output_size)
+        return None if output_size == (0, 0) else output_size
 
     def _count(self, kind: str, plan: RolloutPlan, missed: bool, step_ms: float, rollout_ms: float,
                decode_ms: float) -> None:
