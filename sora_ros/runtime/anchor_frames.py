@@ -126,8 +126,9 @@ class AnchorFrames:
     def prepare(self, context: Context, horizon: int, output_hw: tuple[int, int] | None = None) -> None:
         """Compute and keep what `decode` from `context` needs (the flows, `horizon` steps of
         trajectories, the decoder's image of the last context latent). Run beside the rollout:
-        its ONNX Runtime calls leave the 2 CPUs partly idle, so `decode` then finds it done
-        (in one process, a 640x480 camera's flow and trajectories, ~50 ms, added ~5-15 ms)."""
+        its ONNX Runtime calls leave the 2 CPUs partly idle, so `decode` then finds it done (a
+        live 640x480 rollout and decode in one process, p50: 253 ms after it, 202-222 ms beside it;
+        README, "Decoding's context work beside the rollout")."""
         self._inputs(context, self._render_size(output_hw), horizon)
 
     def _render_size(self, output_hw: tuple[int, int] | None) -> tuple[int, int] | None:
