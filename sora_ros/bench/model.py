@@ -131,7 +131,7 @@ def _anchor_rows(engine: WorldModelEngine, frames: np.ndarray, latents: np.ndarr
     output = (ANCHOR_CAMERA[0] // 2, ANCHOR_CAMERA[1] // 2)
     window = scaled_window(model_window(ANCHOR_CAMERA, frames.shape[1:3]), ANCHOR_CAMERA, output)
     base_small = trajectory_motion(camera_flow(camera, moved, max(output)), 1)[0]
-    small = cv2.resize(moved, output[::-1], interpolation=cv2.INTER_AREA)  # once per context, as the runtime does
+    small = cv2.resize(moved, output[::-1], interpolation=cv2.INTER_AREA)  # once per decode call, as the runtime does
 
     def warp_at_output():
         motion, mask = engine.anchor_fields(frames[0], frames[1], flow, latents[:1], latents[0], step, frames[1])

@@ -3,9 +3,9 @@
 Starts the world_model node in its own process (`--output-size` sets its output_size), publishes
 a 15 Hz camera (128x128 rgb8 by default, `--camera-size 640x480` for a robot camera; a drifting
 pattern of CAMERA_LOOP_FRAMES frames made beforehand and replayed, so the camera costs what a
-driver's copy costs; stamped with wall time) from this process, and measures: the frames that reached the node, camera stamp -> ~/futures
-received (p50/p99), ~/rollout round trips for 3 candidates x 8 steps with images, and the
-node's resident memory after warm-up and at the end.
+driver's copy costs; stamped with wall time) from this process, and measures: the frames that
+reached the node, camera stamp -> ~/futures received (p50/p99), ~/rollout round trips for 3
+candidates x 8 steps with images, and the node's resident memory after warm-up and at the end.
 """
 
 from __future__ import annotations
