@@ -236,6 +236,37 @@ def test_after_a_lost_stretch_of_a_fast_camera_what_if_still_anchors_on_the_olde
     assert fallbacks == 11
 
 
+def test_decode_takes_what_prepare_computed_unless_the_frames_were_cleared_since(anchored_dir, monkeypatch):
+    from sora_ros.core.context import ContextBuffer
+    from sora_ros.core.preprocess import fit_frame
+    from sora_ros.runtime import anchor_frames
+
+    engine = WorldModelEngine(anchored_dir)
+    frames, buffer = anchor_frames.AnchorFrames(engine), ContextBuffer(engine.info.context_frames, engine.info.dt, 1.0)
+    rng = np.random.default_rng(7)
+    flows = []
+    monkeypatch.setattr(anchor_frames, "classical_flow", lambda *a: flows.append(1) or classical_flow(*a))
+
+    def observe(t):
+        image = _texture(rng, *CAMERA)
+        fitted = fit_frame(image, engine.info.input_size(CAMERA))
+        buffer.add(T0_NS + t * round(engine.info.dt * NS_PER_S), engine.encode(fitted[None])[0])
+        frames.keep(T0_NS + t * round(engine.info.dt * NS_PER_S), image, fitted)
+        return buffer.latest()
+
+    contexts = [observe(t) for t in range(engine.info.context_frames + 1)][-2:]
+    latents = np.repeat(contexts[0].latents[-1:], HORIZON, axis=0)  # (H, C, h, w)
+    prepared = [frames.prepare(context, HORIZON) for context in contexts]  # the second evicts the first's entry
+    assert len(flows) == 2
+    images, _ = frames.decode(contexts[0], latents, tuple(range(HORIZON)), HORIZON, None, None, prepared[0])
+    assert len(flows) == 2, "decode computed again what prepare handed it"
+    assert frames.decode(contexts[1], latents, (0,), HORIZON, None) is not None and len(flows) == 2, "kept entry"
+    frames.clear()  # a restart: the same stamps may come back with other frames
+    observe(0), observe(1)
+    frames.decode(contexts[0], latents, (0,), HORIZON, None, None, prepared[0])
+    assert len(flows) == 3, "what was prepared before a clear is stale"
+
+
 def test_model_without_anchor_decodes_at_model_resolution(tmp_path):
     directory = export_tiny(tmp_path / "plain")
     frames, pipeline = _predict(directory, [_texture(np.random.default_rng(4), *CAMERA) for _ in range(4)])

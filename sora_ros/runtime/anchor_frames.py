@@ -3,14 +3,15 @@
 A rollout's predicted latents become frames built from the context's last real camera frame
 (sora_ros/runtime/anchor.py): the anchor graph needs the context's last two frames at the
 model's resolution and at the camera's, their optical flows and the decoder's image of the last
-context latent. Those are kept here, per stamp, for the newest frames only, and the flows of
-the newest context (and their trajectories) are computed once, while its first rollout runs,
-and reused by every rollout from it.
+context latent. Those are kept here, per stamp, for the newest frames only; what a context
+needs (the flows, their trajectories, the reconstruction) is computed by `prepare` beside the
+rollout and handed to `decode`, and the last one computed is kept for the next rollout from
+the same context.
 
     frames = AnchorFrames(engine)                        # engine.anchor is not None
     frames.keep(stamp_ns, camera_rgb, fitted)            # per observed frame
-    frames.prepare(context, horizon)                     # beside the rollout (another thread)
-    images, shares = frames.decode(context, latents, indices, horizon, actions) or (vae decode)
+    prepared = frames.prepare(context, steps, output_hw)  # beside the rollout (another thread)
+    images, shares = frames.decode(context, latents, indices, horizon, actions, output_hw, prepared) or (vae)
 
 Thread-safe: frames are kept from the observing thread while rollouts decode on others.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -36,6 +38,28 @@ KEPT_FRAMES = 32
 KEPT_CAMERA_FRAMES = 8
 
 
+@dataclass(frozen=True)
+class DecodeInputs:
+    """What anchored decoding from one context needs, computed once.
+
+    Attributes:
+        key: (AnchorFrames generation, the context's last two stamps, the camera flow's max side).
+        previous, last: uint8 (H, W, 3) the context's last two frames at the model's resolution.
+        flow: float32 (2, H, W) `classical_flow(previous, last)`.
+        camera: uint8 (H0, W0, 3) the last camera frame.
+        trajectories: float32 (L, h1, w1, 2) `trajectory_motion` of the camera frames' `camera_flow`.
+        reconstruction: uint8 (H, W, 3) the decoder's image of the context's last latent.
+    """
+
+    key: tuple
+    previous: np.ndarray
+    last: np.ndarray
+    flow: np.ndarray
+    camera: np.ndarray
+    trajectories: np.ndarray
+    reconstruction: np.ndarray
+
+
 class AnchorFrames:
     """See the module docstring.
 
@@ -48,8 +72,8 @@ class AnchorFrames:
         self._lock = threading.Lock()
         self._fitted: OrderedDict[int, np.ndarray] = OrderedDict()  # stamp -> uint8 (H, W, 3)
         self._camera: OrderedDict[int, np.ndarray] = OrderedDict()  # stamp -> uint8 (H0, W0, 3), newest last
-        # ((stamps, flow max side), model flow, trajectories, reconstruction) of the last context decoded
-        self._flow: tuple | None = None
+        self._generation = 0  # increases with every clear: what was computed before is stale
+        self._kept: DecodeInputs | None = None  # the last computed, for the next rollout from its context
 
     def camera_shape(self) -> tuple[int, ...] | None:
         """Shape of the newest kept camera frame, or None."""
@@ -75,11 +99,12 @@ class AnchorFrames:
         with self._lock:
             self._fitted.clear()
             self._camera.clear()
-            self._flow = None
+            self._kept = None
+            self._generation += 1
 
     def decode(self, context: Context, latents: np.ndarray, indices: tuple[int, ...], horizon: int,
-               actions: np.ndarray | None, output_hw: tuple[int, int] | None = None
-               ) -> tuple[np.ndarray, dict[int, float]] | None:
+               actions: np.ndarray | None, output_hw: tuple[int, int] | None = None,
+               prepared: DecodeInputs | None = None) -> tuple[np.ndarray, dict[int, float]] | None:
         """Anchored frames of latents[indices], or None when the context's last two frames are
         not kept (latents-only input, or frames from before a restart).
 
@@ -94,6 +119,8 @@ class AnchorFrames:
                 last camera frame resized to it (the camera flow on a grid whose longer side is at
                 most max(Ho, Wo)), so their cost follows the output's pixels. None, or a larger
                 size: at the camera's (H0, W0) (a caller resizes those).
+            prepared: `prepare`'s result for this context and output size, used when it still
+                fits (else computed here).
 
         Returns:
             uint8 (D, Ho, Wo, 3) or (D, H0, W0, 3) frames, and each one's share of synthesised (not
@@ -101,10 +128,11 @@ class AnchorFrames:
         """
         steps = np.array([i % horizon + 1 for i in indices], np.float32)
         output_hw = self._render_size(output_hw)
-        inputs = self._inputs(context, output_hw, int(steps.max()))
+        inputs = self._inputs(context, output_hw, int(steps.max()), prepared)
         if inputs is None:
             return None
-        previous, last, flow, camera, trajectories, reconstruction = inputs
+        previous, last, flow, camera = inputs.previous, inputs.last, inputs.flow, inputs.camera
+        trajectories, reconstruction = inputs.trajectories, inputs.reconstruction
         window = None
         if output_hw is not None:
             window = scaled_window(model_window(camera.shape[:2], last.shape[:2]), camera.shape[:2], output_hw)
@@ -123,13 +151,13 @@ class AnchorFrames:
         weights = np.where(mask < MASK_FLOOR, 0.0, mask).reshape(len(indices), -1).mean(axis=1)  # (D,)
         return images, dict(zip(indices, weights.tolist()))
 
-    def prepare(self, context: Context, horizon: int, output_hw: tuple[int, int] | None = None) -> None:
-        """Compute and keep what `decode` from `context` needs (the flows, `horizon` steps of
-        trajectories, the decoder's image of the last context latent). Run beside the rollout:
-        its ONNX Runtime calls leave the 2 CPUs partly idle, so `decode` then finds it done (a
-        live 640x480 rollout and decode in one process, p50: 253 ms after it, 202-222 ms beside it;
-        README, "Decoding's context work beside the rollout")."""
-        self._inputs(context, self._render_size(output_hw), horizon)
+    def prepare(self, context: Context, steps: int, output_hw: tuple[int, int] | None = None) -> DecodeInputs | None:
+        """What `decode` from `context` needs for frames up to step `steps` at `output_hw` (as
+        `decode` takes it): run beside the rollout, whose ONNX Runtime calls leave the 2 CPUs
+        partly idle, and hand the result to `decode` as `prepared` (a live 640x480 rollout and
+        decode in one process, p50: 253 ms after it, 202-222 ms beside it; README, "Decoding's
+        context work beside the rollout"). None when the context's last two frames are not kept."""
+        return self._inputs(context, self._render_size(output_hw), steps)
 
     def _render_size(self, output_hw: tuple[int, int] | None) -> tuple[int, int] | None:
         """The size `decode` renders at: `output_hw` when it has fewer pixels than the camera,
@@ -139,28 +167,29 @@ class AnchorFrames:
             return None
         return tuple(output_hw)
 
-    def _inputs(self, context: Context, output_hw: tuple[int, int] | None,
-                steps: int) -> tuple[np.ndarray, ...] | None:
-        """(previous, last fitted frames, their flow (2, H, W), the last camera frame, the camera
-        flow's trajectories (L >= steps, h1, w1, 2) (`camera_flow`, on a grid whose longer side
-        is at most that of `output_hw`, `trajectory_motion`), the decoder's image of the last
-        context latent), or None when the context's last two frames are not kept."""
+    def _inputs(self, context: Context, output_hw: tuple[int, int] | None, steps: int,
+                prepared: DecodeInputs | None = None) -> DecodeInputs | None:
+        """`prepared` when it fits, else the kept entry when it fits, else computed (and kept);
+        None when the context's last two frames are not kept."""
         if len(context.stamps_ns) < 2:
             return None
         pair = tuple(context.stamps_ns[-2:])
-        # Frames rendered smaller than the flow grid take their flow on their own scale.
-        key = (pair, FLOW_MAX_SIDE if output_hw is None else min(FLOW_MAX_SIDE, max(output_hw)))
         with self._lock:
             previous, last = self._fitted.get(pair[0]), self._fitted.get(pair[1])
-            camera_previous, camera, cached = self._camera.get(pair[0]), self._camera.get(pair[1]), self._flow
+            camera_previous, camera, cached = self._camera.get(pair[0]), self._camera.get(pair[1]), self._kept
+            generation = self._generation
         if previous is None or last is None or camera is None or camera_previous is None:
             return None
-        if cached is not None and cached[0] == key and len(cached[2]) >= steps:
-            flow, trajectories, reconstruction = cached[1:]
-        else:  # outside the lock: the flows take milliseconds
-            flow = classical_flow(previous, last)
-            trajectories = trajectory_motion(camera_flow(camera_previous, camera, key[1]), steps)
-            reconstruction = self.engine.decode(context.latents[-1:])[0]  # (H, W, 3)
-            with self._lock:
-                self._flow = (key, flow, trajectories, reconstruction)
-        return previous, last, flow, camera, trajectories, reconstruction
+        # Frames rendered smaller than the flow grid take their flow on their own scale.
+        key = (generation, pair, FLOW_MAX_SIDE if output_hw is None else min(FLOW_MAX_SIDE, max(output_hw)))
+        for candidate in (prepared, cached):
+            if candidate is not None and candidate.key == key and len(candidate.trajectories) >= steps:
+                return candidate
+        # Outside the lock: the flows take milliseconds.
+        trajectories = trajectory_motion(camera_flow(camera_previous, camera, key[2]), steps)
+        inputs = DecodeInputs(key, previous, last, classical_flow(previous, last), camera, trajectories,
+                              self.engine.decode(context.latents[-1:])[0])
+        with self._lock:
+            if self._generation == generation:  # not cleared meanwhile
+                self._kept = inputs
+        return inputs

@@ -27,6 +27,8 @@ the deadline cut ("deadline/*" live, "service/deadline/*"), the action values it
 the model's range ("input/action_out_of_range", "service/input/action_out_of_range"), the
 what-if calls answered from an older context after a lost frame ("service/older_context") and
 times the live stages. At most MAX_PENDING_CALLS what-if calls run or wait at once; more are refused.
+With an anchored decoder, what decoding needs from a context is computed in a worker thread
+while the rollout runs (`AnchorFrames.prepare`).
 
 Legend: N candidates, S samples, H horizon, K context frames, A action dim, C/h/w latent grid.
 """
@@ -52,7 +54,7 @@ from sora_ros.core.requests import MAX_HORIZON, MAX_PENDING_CALLS, MAX_SAMPLER_S
 from sora_ros.core.stats import Counters, LatencyWindow
 from sora_ros.core.timegrid import max_offset_ns
 from sora_ros.core.units import NS_PER_MS, NS_PER_S
-from sora_ros.runtime.anchor_frames import AnchorFrames
+from sora_ros.runtime.anchor_frames import AnchorFrames, DecodeInputs
 from sora_ros.runtime.engine import WorldModelEngine
 from sora_ros.runtime.model_dir import ModelInfo
 from sora_ros.runtime.risk import NO_RISK_HEAD
@@ -445,7 +447,8 @@ class WorldModelPipeline:
         predicted = n * request.samples * horizon  # frames the sampler produces
         plan = plan_rollout(cost, predicted, default_steps, wanted, essential, budget_ms)
         contexts = np.broadcast_to(context.latents, (n, *context.latents.shape))  # (N, K, C, h, w)
-        preparing = (self._preparer.submit(self._anchor.prepare, context, horizon, self._output_hw())
+        preparing = (self._preparer.submit(self._anchor.prepare, context, max(i % horizon for i in plan.decode) + 1,
+                                           self._output_hw())
                      if plan.decode and self._anchor is not None else None)  # the flows, beside the rollout
         result = self.engine.rollout(contexts, actions, horizon=horizon, samples=request.samples,
                                      seed=request.seed, steps=plan.steps)
@@ -454,10 +457,9 @@ class WorldModelPipeline:
         risk = None if self.engine.risk is None else self.engine.risk.forecast(context.latents, result.latents,
                                                                                 actions)  # (N, H)
         decode_start = time.perf_counter()
-        if preparing is not None:
-            preparing.result()  # what it took beyond the rollout counts as decoding
-        images, shares = (self._decode(context, means.reshape(-1, *means.shape[2:]), plan.decode, horizon, actions)
-                          if plan.decode else (None, {}))
+        prepared = None if preparing is None else preparing.result()  # its time beyond the rollout counts as decoding
+        images, shares = (self._decode(context, means.reshape(-1, *means.shape[2:]), plan.decode, horizon, actions,
+                                       prepared) if plan.decode else (None, {}))
         decode_ms = 1e3 * (time.perf_counter() - decode_start)  # images: (D, Hi, Wi, 3)
         rollout_ms = 1e3 * result.seconds
         cost.observe_rollout(rollout_ms, predicted, plan.steps)
@@ -479,14 +481,15 @@ class WorldModelPipeline:
                               shares)
 
     def _decode(self, context: Context, latents: np.ndarray, indices: tuple[int, ...], horizon: int,
-                actions: np.ndarray | None) -> tuple[np.ndarray, dict[int, float]]:
+                actions: np.ndarray | None, prepared: DecodeInputs | None) -> tuple[np.ndarray, dict[int, float]]:
         """uint8 (D, Ho, Wo, 3) images of latents[indices] (flat n * H + k): anchored on the last
         camera frame when the model and the kept frames allow, else the VAE decoder's; and, when
         anchored, each frame's share of synthesised (not warped) pixels by flat index. `actions`:
-        float32 (N, H, A) of the rollout (NaN rows unknown) or None."""
+        float32 (N, H, A) of the rollout (NaN rows unknown) or None; `prepared`: what
+        `AnchorFrames.prepare` computed beside the rollout, or None."""
         output_size = self._output_hw()
         anchored = None if self._anchor is None else self._anchor.decode(context, latents, indices, horizon, actions,
-                                                                          output_size)
+                                                                          output_size, prepared)
         # else, and for an output larger than the camera, resized here
         images, shares = anchored or (self.engine.decode(latents[list(indices)]), {})  # (D, H, W, 3) without
         if output_size is not None and images.shape[1:3] != output_size:
