@@ -6,7 +6,7 @@ model's resolution and at the camera's, their optical flows and the decoder's im
 context latent. Those are kept here, per stamp, for the newest frames only; what a context
 needs (the flows, their trajectories, the reconstruction) is computed by `prepare` beside the
 rollout and handed to `decode`, and the last one computed is kept for the next rollout from
-the same context.
+the same context (and output size).
 
     frames = AnchorFrames(engine)                        # engine.anchor is not None
     frames.keep(stamp_ns, camera_rgb, fitted)            # per observed frame
@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 
 from sora_ros.core.context import Context
-from sora_ros.runtime.anchor import FLOW_MAX_SIDE, MASK_FLOOR, camera_flow, classical_flow, model_window, render, \
-    scaled_window, trajectory_motion
+from sora_ros.runtime.anchor import FLOW_MAX_SIDE, MASK_FLOOR, Window, camera_flow, classical_flow, model_window, \
+    render, scaled_window, trajectory_motion
 from sora_ros.runtime.engine import WorldModelEngine
 
 # Observed frames kept at the model's resolution to find the context's last two, and at the
@@ -43,10 +43,11 @@ class DecodeInputs:
     """What anchored decoding from one context needs, computed once.
 
     Attributes:
-        key: (AnchorFrames generation, the context's last two stamps, the camera flow's max side).
+        key: (AnchorFrames generation, the context's last two stamps, the render size or None).
         previous, last: uint8 (H, W, 3) the context's last two frames at the model's resolution.
         flow: float32 (2, H, W) `classical_flow(previous, last)`.
-        camera: uint8 (H0, W0, 3) the last camera frame.
+        camera: uint8 the last camera frame at the render size, (Ho, Wo, 3) or (H0, W0, 3).
+        window: where the model's view lies in `camera` when resized (`scaled_window`), else None.
         trajectories: float32 (L, h1, w1, 2) `trajectory_motion` of the camera frames' `camera_flow`.
         reconstruction: uint8 (H, W, 3) the decoder's image of the context's last latent.
     """
@@ -56,6 +57,7 @@ class DecodeInputs:
     last: np.ndarray
     flow: np.ndarray
     camera: np.ndarray
+    window: Window | None
     trajectories: np.ndarray
     reconstruction: np.ndarray
 
@@ -131,22 +133,16 @@ class AnchorFrames:
         inputs = self._inputs(context, output_hw, int(steps.max()), prepared)
         if inputs is None:
             return None
-        previous, last, flow, camera = inputs.previous, inputs.last, inputs.flow, inputs.camera
-        trajectories, reconstruction = inputs.trajectories, inputs.reconstruction
-        window = None
-        if output_hw is not None:
-            window = scaled_window(model_window(camera.shape[:2], last.shape[:2]), camera.shape[:2], output_hw)
-            camera = cv2.resize(camera, output_hw[::-1], interpolation=cv2.INTER_AREA)
         chosen = latents[list(indices)]  # (D, C, h, w)
         planned = None if actions is None else actions[[i // horizon for i in indices]]  # (D, H, A)
-        motion, mask = self.engine.anchor_fields(previous, last, flow, chosen, context.latents[-1], steps,
-                                                 reconstruction, planned)
-        correction = motion - steps[:, None, None, None] * flow[None]  # (D, 2, H, W): the learned part
+        motion, mask = self.engine.anchor_fields(inputs.previous, inputs.last, inputs.flow, chosen,
+                                                 context.latents[-1], steps, inputs.reconstruction, planned)
+        correction = motion - steps[:, None, None, None] * inputs.flow[None]  # (D, 2, H, W): the learned part
         needs = mask.reshape(len(indices), -1).max(axis=1) >= MASK_FLOOR  # (D,)
         synthesis = self.engine.decode(chosen[needs]) if needs.any() else None
         by_row = dict(zip(np.flatnonzero(needs).tolist(), synthesis if synthesis is not None else ()))
-        images = np.stack([render(camera, correction[j], mask[j], by_row.get(j), trajectories[int(steps[j]) - 1],
-                                  window)
+        images = np.stack([render(inputs.camera, correction[j], mask[j], by_row.get(j),
+                                  inputs.trajectories[int(steps[j]) - 1], inputs.window)
                            for j in range(len(indices))])
         weights = np.where(mask < MASK_FLOOR, 0.0, mask).reshape(len(indices), -1).mean(axis=1)  # (D,)
         return images, dict(zip(indices, weights.tolist()))
@@ -180,14 +176,19 @@ class AnchorFrames:
             generation = self._generation
         if previous is None or last is None or camera is None or camera_previous is None:
             return None
-        # Frames rendered smaller than the flow grid take their flow on their own scale.
-        key = (generation, pair, FLOW_MAX_SIDE if output_hw is None else min(FLOW_MAX_SIDE, max(output_hw)))
+        key = (generation, pair, output_hw)
         for candidate in (prepared, cached):
             if candidate is not None and candidate.key == key and len(candidate.trajectories) >= steps:
                 return candidate
-        # Outside the lock: the flows take milliseconds.
-        trajectories = trajectory_motion(camera_flow(camera_previous, camera, key[2]), steps)
-        inputs = DecodeInputs(key, previous, last, classical_flow(previous, last), camera, trajectories,
+        # Outside the lock: the flows take milliseconds. Frames rendered smaller than the flow grid
+        # take their flow on their own scale.
+        max_side = FLOW_MAX_SIDE if output_hw is None else min(FLOW_MAX_SIDE, max(output_hw))
+        trajectories = trajectory_motion(camera_flow(camera_previous, camera, max_side), steps)
+        window = None
+        if output_hw is not None:
+            window = scaled_window(model_window(camera.shape[:2], last.shape[:2]), camera.shape[:2], output_hw)
+            camera = cv2.resize(camera, output_hw[::-1], interpolation=cv2.INTER_AREA)
+        inputs = DecodeInputs(key, previous, last, classical_flow(previous, last), camera, window, trajectories,
                               self.engine.decode(context.latents[-1:])[0])
         with self._lock:
             if self._generation == generation:  # not cleared meanwhile
