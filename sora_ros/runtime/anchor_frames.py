@@ -150,9 +150,8 @@ class AnchorFrames:
     def prepare(self, context: Context, steps: int, output_hw: tuple[int, int] | None = None) -> DecodeInputs | None:
         """What `decode` from `context` needs for frames up to step `steps` at `output_hw` (as
         `decode` takes it): run beside the rollout, whose ONNX Runtime calls leave the 2 CPUs
-        partly idle, and hand the result to `decode` as `prepared` (a live 640x480 rollout and
-        decode in one process, p50: 253 ms after it, 202-222 ms beside it; README, "Decoding's
-        context work beside the rollout"). None when the context's last two frames are not kept."""
+        partly idle, and hand the result to `decode` as `prepared` (README, "Decoding's context
+        work beside the rollout"). None when the context's last two frames are not kept."""
         return self._inputs(context, self._render_size(output_hw), steps)
 
     def _render_size(self, output_hw: tuple[int, int] | None) -> tuple[int, int] | None:
