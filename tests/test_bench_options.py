@@ -1,11 +1,12 @@
-"""`sora-ros bench nodes --camera-size / --output-size`: parsed as a camera is named (WIDTHxHEIGHT)."""
+"""`sora-ros bench nodes --camera-size / --output-size`: parsed as a camera is named (WIDTHxHEIGHT);
+`--param NAME:=VALUE` as `ros2 run -p` takes it."""
 
 import argparse
 
 import pytest
 
 from sora_ros.cli import build_parser
-from sora_ros.harness.bench_nodes import CAMERA_SIZE, parse_size
+from sora_ros.harness.bench_nodes import CAMERA_SIZE, parse_parameter, parse_size
 
 
 def test_camera_size_is_width_by_height() -> None:
@@ -25,3 +26,13 @@ def test_bench_nodes_takes_an_output_size() -> None:
     parser = build_parser()
     assert parser.parse_args(["bench", "nodes", "--output-size", "320x240"]).output_size == (240, 320)
     assert parser.parse_args(["bench", "nodes"]).output_size is None
+
+
+def test_bench_nodes_takes_node_parameters() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["bench", "nodes", "--param", "sampler_steps:=2", "--param", "output_size:=[240, 320]"])
+    assert args.param == ["sampler_steps:=2", "output_size:=[240, 320]"]
+    assert parser.parse_args(["bench", "nodes"]).param is None
+    for bad in ("sampler_steps", "sampler_steps=2", "sampler_steps:=", ":=2", "2x:=1", "a b:=1", "-p:=1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_parameter(bad)

@@ -41,6 +41,12 @@ def _camera_size(text: str) -> tuple[int, int]:
     return parse_size(text)
 
 
+def _node_parameter(text: str) -> str:
+    from sora_ros.harness.bench_nodes import parse_parameter
+
+    return parse_parameter(text)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench",
@@ -75,6 +81,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output-size", type=_camera_size, metavar="WxH",
                         help="nodes: the node's output_size, the predicted frames' size, e.g. 320x240 (default: the "
                         "camera's)")
+    parser.add_argument("--param", type=_node_parameter, action="append", metavar="NAME:=VALUE",
+                        help="nodes: a world_model node parameter (README, Parameters), as `ros2 run ... -p` takes "
+                        "it; repeatable, e.g. --param sampler_steps:=2 --param horizon:=4")
     loop = parser.add_argument_group("closed-loop", "sim episodes in one process, the same seeds for every policy")
     loop.add_argument("--episodes", type=_positive, default=20, help="closed-loop: seeded episodes (default 20)")
     loop.add_argument("--seconds", type=float, default=60.0, help="closed-loop: simulated seconds each (default 60)")

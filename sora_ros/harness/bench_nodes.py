@@ -1,6 +1,7 @@
 """`sora-ros bench nodes`: the world-model node through real DDS.
 
-Starts the world_model node in its own process (`--output-size` sets its output_size), publishes
+Starts the world_model node in its own process (`--output-size` sets its output_size, `--param
+NAME:=VALUE` any parameter), publishes
 a 15 Hz camera (128x128 rgb8 by default, `--camera-size 640x480` for a robot camera; a drifting
 pattern of CAMERA_LOOP_FRAMES frames made beforehand and replayed, so the camera costs what a
 driver's copy costs; stamped with wall time) from this process, and measures: the frames that
@@ -11,8 +12,9 @@ candidates x 8 steps with images, and the node's resident memory after warm-up a
 from __future__ import annotations
 
 import argparse
-import subprocess
+import re
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,6 +36,7 @@ NODE_STATUS = "world_model: inference"
 INPUT_STATUS = "world_model: input"
 STAGES = ("convert", "encode", "rollout", "step", "decode", "camera_to_futures")
 KIB = 1024
+NODE_LOG_LINES = 20
 WORLD_MODEL = "sora_ros.nodes.world_model"
 
 
@@ -66,6 +69,19 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
+def parse_parameter(text: str) -> str:
+    """"sampler_steps:=2" -> itself, checked: a node parameter as `ros2 run ... -p` takes it (the
+    node refuses values of the wrong type or range when it starts).
+
+    Raises:
+        argparse.ArgumentTypeError: not NAME:=VALUE with NAME a parameter name (letters, digits, _ and .).
+    """
+    name, separator, value = text.partition(":=")
+    if not (separator and value and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME:=VALUE, e.g. sampler_steps:=2")
+    return text
+
+
 def _pattern(t: float, size: tuple[int, int]) -> np.ndarray:
     """uint8 (H, W, 3): stripes that drift with time, so frames differ."""
     height, width = size
@@ -96,7 +112,10 @@ def run(args: argparse.Namespace) -> int:
     parameters = ["-p", f"model_path:={model}", "-r", "image:=/bench/image"]
     if output_size:
         parameters += ["-p", f"output_size:=[{output_size[0]}, {output_size[1]}]"]
-    node = processes.start(processes.node_command(WORLD_MODEL, parameters), stdout=subprocess.DEVNULL)
+    for parameter in getattr(args, "param", None) or ():
+        parameters += ["-p", parameter]
+    node_log = tempfile.TemporaryFile("w+")  # shown when the node fails
+    node = processes.start(processes.node_command(WORLD_MODEL, parameters), stdout=node_log, text=True)
     rclpy.init()
     probe = rclpy.create_node("bench_nodes")
     latencies: list[float] = []
@@ -122,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     client = probe.create_client(Rollout, "/world_model/rollout")
     executor = SingleThreadedExecutor()
     executor.add_node(probe)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
     start = time.monotonic()
     sent = [0]
     stopping = threading.Event()
@@ -140,8 +160,9 @@ def run(args: argparse.Namespace) -> int:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not latencies:
             if node.poll() is not None or time.monotonic() > deadline:
-                print(f"bench nodes: the world_model node produced no ~/futures (exit code {node.poll()})",
-                      file=sys.stderr)
+                node_log.seek(0)
+                print(f"bench nodes: the world_model node produced no ~/futures (exit code {node.poll()}); its "
+                      "last output:\n" + "".join(node_log.readlines()[-NODE_LOG_LINES:]), file=sys.stderr)
                 return 1
             time.sleep(0.1)
         actions = np.array([[[0.3, w]] * SERVICE_HORIZON for w in (0.8, 0.0, -0.8)], np.float32)  # (3, 8, 2)
@@ -181,13 +202,15 @@ def run(args: argparse.Namespace) -> int:
             stopping.set()
         probe.destroy_timer(camera_timer)  # before the executor stops: no publish on a destroyed publisher
         executor.shutdown()
+        spinner.join()  # before rclpy shuts down under it
         probe.destroy_node()
         rclpy.try_shutdown()
         processes.stop([node])
     print(f"machine: {machine_description()}")
     print(f"model: {model}; camera {size[1]}x{size[0]} rgb8 at {args.camera_rate:g} Hz, predicted frames "
           f"{'at the camera size' if not output_size else f'{output_size[1]}x{output_size[0]}'}, "
-          f"{time.monotonic() - start:.0f} s")
+          f"{time.monotonic() - start:.0f} s"
+          + "".join(f", {parameter}" for parameter in getattr(args, "param", None) or ()))
     print(f"camera frames reaching the node after warm-up: {counted[1]} of {counted[0]} sent "
           f"({100 * counted[1] / max(counted[0], 1):.0f}%, from its /diagnostics)")
     print(f"camera stamp -> ~/futures received: p50 {np.percentile(values, 50):.1f} ms, "

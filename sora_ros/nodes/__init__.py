@@ -25,6 +25,17 @@ def _ignore_interrupts() -> None:
         signal.signal(number, signal.SIG_IGN)
 
 
+PARAMETER_HINT = " (README, \"Nodes and the demo\", lists each node's parameters)"
+
+
+def _log_refusal(make_node: Callable[[], Any], message: str) -> None:
+    """One error line for what ends a node before it runs (a bad parameter, an unreadable input),
+    rather than a traceback."""
+    import rclpy
+
+    rclpy.logging.get_logger(getattr(make_node, "__name__", "node")).error(message)
+
+
 def spin(make_node: Callable[[], Any], args: list[str] | None = None,
          fatal: tuple[type[Exception], ...] = ()) -> int:  # fmt: skip
     """The standard node `main`: init, build the node, spin until Ctrl-C or shutdown, clean up.
@@ -32,12 +43,14 @@ def spin(make_node: Callable[[], Any], args: list[str] | None = None,
     Args:
         make_node: builds the node (after rclpy.init).
         args: command-line arguments for rclpy (None: sys.argv).
-        fatal: exceptions that end the node with a logged error and exit code 1.
+        fatal: exceptions that end the node with a logged error and exit code 1 (besides a
+            parameter of the wrong type or out of its range, always).
 
     Returns:
         The process exit code: 0, or 1 after one of `fatal`.
     """
     import rclpy  # here, not at import: `sora-ros --help` must not need ROS
+    from rclpy.exceptions import ParameterException
     from rclpy.executors import ExternalShutdownException
 
     rclpy.init(args=args)
@@ -45,8 +58,11 @@ def spin(make_node: Callable[[], Any], args: list[str] | None = None,
     try:
         node = make_node()
         rclpy.spin(node)
+    except ParameterException as error:
+        _log_refusal(make_node, f"{error}{PARAMETER_HINT}")
+        return 1
     except fatal as error:
-        rclpy.logging.get_logger(getattr(make_node, "__name__", "node")).error(str(error))
+        _log_refusal(make_node, str(error))
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -74,12 +90,14 @@ def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None, 
     (`sora_ros.nodes.executor.HandOffExecutor`, rclpy's MultiThreadedExecutor without its busy loop).
 
     Returns:
-        The process exit code: 0, or 1 when autostart is on and configure failed (logged).
+        The process exit code: 0, or 1 when a parameter has the wrong type or is out of its range,
+        or autostart is on and configure failed (logged).
     """
     import signal
     import threading
 
     import rclpy
+    from rclpy.exceptions import ParameterException
     from rclpy.executors import ExternalShutdownException
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.signals import SignalHandlerOptions
@@ -113,6 +131,9 @@ def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None, 
         spinning.set()
         while executor.context.ok() and not stopping.is_set():
             executor.spin_once(timeout_sec=SIGNAL_POLL_S)
+    except ParameterException as error:
+        _log_refusal(make_node, f"{error}{PARAMETER_HINT}")
+        return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
