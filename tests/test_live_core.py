@@ -123,28 +123,6 @@ def test_rollout_gate_runs_once_per_new_context_at_most_at_the_rate():
     assert not gate.wait(10.0)
 
 
-def test_rollout_gate_waits_for_the_next_frame_when_the_newest_is_older_than_half_a_period():
-    gate, period = RolloutGate(rate_hz=100.0), 0.2
-    for version in (1, 2, 3):  # a 5 Hz camera
-        gate.announce(version)
-        time.sleep(period if version < 3 else 0.0)
-    assert gate.wait(0.01), "the newest frame is fresh: start at once"
-    time.sleep(period)
-    gate.announce(4)
-    time.sleep(0.6 * period)  # the rollout thread frees up 0.12 s after frame 4: the next is 0.08 s away
-    assert not gate.wait(0.02), "frame 4 is older than half a period: wait for frame 5"
-    threading.Timer(0.2 * period, gate.announce, (5,)).start()
-    asked = time.monotonic()
-    assert gate.wait(1.0)
-    assert time.monotonic() - asked >= 0.03, "started with frame 5, not before it"
-    time.sleep(0.8 * period)
-    gate.announce(6)
-    time.sleep(0.6 * period)  # frame 7 is lost: start from frame 6, 1.5 periods after it
-    asked = time.monotonic()
-    assert gate.wait(1.0)
-    assert 0.1 <= time.monotonic() - asked <= 0.5
-
-
 def test_deadline_plan_cuts_steps_then_decoding():
     cost = CostModel()
     cost.observe_rollout(ms=64.0, frames=8, steps=4)  # 2 ms per frame-step

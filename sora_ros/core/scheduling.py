@@ -5,16 +5,13 @@
 arrives before the previous one was taken replaces it (and is counted), so the
 queue never grows. `RolloutGate` lets the rollout thread start when there is a
 context it has not rolled out yet and at most `rate` times a second, so a new
-frame is rolled out as soon as the rate allows rather than on a fixed tick, and
-from a fresh frame rather than one that is older than the next one is far.
+frame is rolled out as soon as the rate allows rather than on a fixed tick.
 """
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -79,22 +76,11 @@ class LatestSlot(Generic[Item]):
 
 
 class RolloutGate:
-    """Decides when the rollout thread starts the next rollout: when there is a context it has not
-    rolled out yet, at most `rate_hz` times a second, and from a fresh frame.
-
-    Fresh first: when the rollout thread frees up and the newest context's frame is older than half
-    the camera period, the next frame is nearer than that one is old, so the gate waits for it (up
-    to 1.5 periods after the newest, in case it is lost) rather than predict from the older frame.
-    A saturated node (frames arrive faster than it rolls out) then predicts from frames at most half
-    a period old instead of up to a whole period, at most half a period idle per rollout; a node that
-    keeps up never waits (its frames are rolled out as they come). The period is the median of the
-    last PERIOD_WINDOW intervals between announcements (robust to a lost frame).
+    """Decides when the rollout thread starts the next rollout.
 
     Args:
         rate_hz: the most rollouts per second.
     """
-
-    PERIOD_WINDOW = 9
 
     def __init__(self, rate_hz: float) -> None:
         self._condition = threading.Condition()
@@ -102,7 +88,6 @@ class RolloutGate:
         self._version = 0  # newest context version announced
         self._served = 0  # version the last rollout used
         self._last_start = -float("inf")
-        self._announced_at: deque[float] = deque(maxlen=self.PERIOD_WINDOW + 1)  # monotonic s, newest last
         self._closed = False
 
     def set_rate(self, rate_hz: float) -> None:
@@ -111,33 +96,19 @@ class RolloutGate:
             self._condition.notify_all()
 
     def announce(self, version: int) -> None:
-        """A new context (with this version) is available, its newest frame just encoded."""
+        """A new context (with this version) is available."""
         with self._condition:
-            if version > self._version:
-                self._announced_at.append(time.monotonic())
             self._version = max(self._version, version)
             self._condition.notify_all()
 
-    def _fresh_from(self) -> float:
-        """Monotonic time from which the newest context may start: now-or-earlier unless its frame is
-        older than half the camera period and the next one is due (see the class docstring)."""
-        if len(self._announced_at) < 3:
-            return -float("inf")  # no period known yet
-        times = list(self._announced_at)
-        period = statistics.median(b - a for a, b in zip(times, times[1:]))
-        newest = times[-1]
-        if time.monotonic() - newest <= period / 2:
-            return -float("inf")
-        return newest + 1.5 * period  # unless the next frame comes first (announce wakes the wait)
-
     def wait(self, timeout_s: float) -> bool:
-        """Block until a rollout should start (an unserved context, the rate allows, its frame
-        fresh), then mark it started. Returns False on timeout or once closed."""
+        """Block until a rollout should start (an unserved context and the rate allows), then
+        mark it started. Returns False on timeout or once closed."""
         end = time.monotonic() + timeout_s
         with self._condition:
             while not self._closed:
                 now = time.monotonic()
-                ready_at = max(self._last_start + 1.0 / self._rate_hz, self._fresh_from())
+                ready_at = self._last_start + 1.0 / self._rate_hz
                 if self._version > self._served and now >= ready_at:
                     self._served = self._version
                     self._last_start = now
