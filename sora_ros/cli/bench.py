@@ -82,7 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="nodes: the node's output_size, the predicted frames' size, e.g. 320x240 (default: the "
                         "camera's)")
     parser.add_argument("--param", type=_node_parameter, action="append", metavar="NAME:=VALUE",
-                        help="nodes: a world_model node parameter (README, Parameters), as `ros2 run ... -p` takes "
+                        help="nodes: a world_model node parameter (README, \"Nodes and the demo\"), as `ros2 run ... -p` takes "
                         "it; repeatable, e.g. --param sampler_steps:=2 --param horizon:=4")
     loop = parser.add_argument_group("closed-loop", "sim episodes in one process, the same seeds for every policy")
     loop.add_argument("--episodes", type=_positive, default=20, help="closed-loop: seeded episodes (default 20)")

@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     parameters = ["-p", f"model_path:={model}", "-r", "image:=/bench/image"]
     if output_size:
         parameters += ["-p", f"output_size:=[{output_size[0]}, {output_size[1]}]"]
-    for parameter in getattr(args, "param", None) or ():
+    extra = getattr(args, "param", None) or []  # NAME:=VALUE
+    for parameter in extra:
         parameters += ["-p", parameter]
     node_log = tempfile.TemporaryFile("w+")  # shown when the node fails
     node = processes.start(processes.node_command(WORLD_MODEL, parameters), stdout=node_log, text=True)
@@ -210,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {model}; camera {size[1]}x{size[0]} rgb8 at {args.camera_rate:g} Hz, predicted frames "
           f"{'at the camera size' if not output_size else f'{output_size[1]}x{output_size[0]}'}, "
           f"{time.monotonic() - start:.0f} s"
-          + "".join(f", {parameter}" for parameter in getattr(args, "param", None) or ()))
+          + "".join(f", {parameter}" for parameter in extra))
     print(f"camera frames reaching the node after warm-up: {counted[1]} of {counted[0]} sent "
           f"({100 * counted[1] / max(counted[0], 1):.0f}%, from its /diagnostics)")
     print(f"camera stamp -> ~/futures received: p50 {np.percentile(values, 50):.1f} ms, "
