@@ -74,3 +74,34 @@ def test_malformed_input_gets_one_line_not_a_traceback(bad, words, tmp_path):
     assert "Traceback" not in run.stderr + run.stdout, run.stderr
     assert run.returncode in (1, 2), (run.returncode, run.stdout, run.stderr)
     assert (run.stderr + run.stdout).strip(), "says what is wrong"
+
+
+# Commands that fill an --out folder after long work: an --out that cannot become a folder is
+# refused before the work (exit 2, one line), not found out at its end.
+OUT_COMMANDS = {
+    "eval": ["eval", "{tmp}/no_such_bag", "--out", "{out}"],
+    "train": ["train", "--data", "{tmp}/no_such_bag", "--out", "{out}"],
+    "train-anchor": ["train-anchor", "--data", "{tmp}/no_such_bag", "--out", "{out}"],
+    "train-risk": ["train-risk", "--data", "{tmp}/no_such_bag", "--out", "{out}"],
+    "export": ["export", "--preset", "cpu64", "--out", "{out}"],
+    "bench fine-tune": ["bench", "fine-tune", "--out", "{out}"],
+    "bench closed-loop": ["bench", "closed-loop", "--out", "{out}"],
+    "sim record": ["sim", "record", "--episodes", "1", "--seconds", "1", "--out", "{out}"],
+}
+
+
+@pytest.mark.parametrize("under", ["a file", "a file, two levels", "an existing file"])
+@pytest.mark.parametrize("words", OUT_COMMANDS.values(), ids=OUT_COMMANDS.keys())
+def test_out_that_cannot_be_a_folder_is_refused_before_the_work(words, under, tmp_path, capsys):
+    from sora_ros import cli
+
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    out = {"a file": afile / "sub", "a file, two levels": afile / "sub" / "deeper", "an existing file": afile}[under]
+    argv = [word.format(tmp=tmp_path, out=out) for word in words]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"sora-ros {' '.join(words[:2]) if words[0] in ('bench', 'sim') else words[0]}: --out {out}")
+    expected = "exists and is not a directory" if out == afile else f"{afile} is a file, not a directory"
+    assert expected in err and "\n" not in err, err
+    assert afile.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

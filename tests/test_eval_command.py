@@ -330,3 +330,73 @@ def test_realtime_in_sim_time_replays_with_clock(model, sim_bags, tmp_path):
 def test_sim_time_needs_realtime(model, sim_bags, capsys):
     assert cli(["eval", str(sim_bags), "--model", str(model), "--sim-time"]) == 2
     assert "--sim-time applies to --realtime only" in capsys.readouterr().err
+
+
+def test_out_under_a_file_is_refused_before_any_scoring(model, sim_bags, tmp_path, capsys):
+    """--out whose parent is a file: one line and exit 2 before the model runs, not a
+    NotADirectoryError after all the scoring."""
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    assert cli(["eval", str(sim_bags), "--model", str(model), "--horizons", "1", "--out", str(afile / "sub"),
+                "--write-bag"]) == 2  # fmt: skip
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (f"sora-ros eval: --out {afile / 'sub'}: {afile} is a file, not a directory; "
+                                    "choose another output path")
+    assert "PSNR" not in captured.out, "no scoring before the refusal"
+    assert afile.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_action_topic_that_no_bag_has_is_refused_naming_the_topics(model, sim_bags, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert cli(["eval", str(sim_bags), "--model", str(model), "--horizons", "1", "--action-topic", "/typo",
+                "--out", str(out)]) == 2  # fmt: skip
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("sora-ros eval: --action-topic /typo is in none of the bags; they have: ") and "\n" not in err
+    assert "/cmd_vel (geometry_msgs/msg/Twist" in err and "/camera/image_raw (sensor_msgs/msg/Image)" in err
+    assert "action gap" not in captured.out and not out.exists()
+    video = tmp_path / "clip.avi"
+    video.write_bytes(b"not read: videos carry no actions")
+    assert cli(["eval", str(video), "--model", str(model), "--action-topic", "/cmd_vel"]) == 2
+    assert "video files carry no actions" in capsys.readouterr().err
+
+
+def test_bags_without_the_action_topic_are_left_out_of_the_action_gap(model, sim_bags, tmp_path, capsys):
+    """One bag with /cmd_vel, one without: every clip is scored, the gap only on the clips with
+    recorded actions, and the output says so."""
+    bags = tmp_path / "bags"
+    bags.mkdir()
+    for bag in find_bags([sim_bags])[:1]:
+        (bags / bag.name).symlink_to(bag.resolve(), target_is_directory=bag.is_dir())
+    write_camera_bag(bags / "camera_only", frames=30, rate_hz=10)
+    out = tmp_path / "eval"
+    assert cli(["eval", str(bags), "--model", str(model), "--horizons", "1", "--action-topic", "/cmd_vel",
+                "--out", str(out)]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 < metrics["action_clips"] < metrics["clips"]
+    assert metrics["methods"]["model (shuffled actions)"]["1"]["psnr"]["n"] == metrics["action_clips"]
+    assert f"action gap: on the {metrics['action_clips']} of {metrics['clips']} clips with /cmd_vel recorded" in text
+    assert "no /cmd_vel: actions unknown" in text
+
+
+BAD_EVAL_NUMBERS = {
+    "max-clips 0": (["--max-clips", "0"], "argument --max-clips: must be at least 1, got 0"),
+    "max-clips negative": (["--max-clips", "-3"], "argument --max-clips: must be at least 1, got -3"),
+    "stride 0": (["--stride", "0"], "argument --stride: must be at least 1, got 0"),
+    "stride negative": (["--stride", "-4"], "argument --stride: must be at least 1, got -4"),
+    "stride NaN": (["--stride", "nan"], "argument --stride: must be an integer, got 'nan'"),
+    "samples 0": (["--samples", "0"], "argument --samples: must be at least 1, got 0"),
+    "seed negative": (["--seed", "-1"], "argument --seed: must be 0 or more, got -1"),
+}
+
+
+@pytest.mark.parametrize("words, message", BAD_EVAL_NUMBERS.values(), ids=BAD_EVAL_NUMBERS.keys())
+def test_a_count_that_is_not_positive_is_refused_at_parsing(model, sim_bags, tmp_path, capsys, words, message):
+    out = tmp_path / "eval"
+    with pytest.raises(SystemExit) as stop:
+        cli(["eval", str(sim_bags), "--model", str(model), "--horizons", "1", "--out", str(out), *words])
+    assert stop.value.code == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err and not captured.out
+    assert not out.exists()

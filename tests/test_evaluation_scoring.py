@@ -198,3 +198,31 @@ def test_example_labels_are_wrapped_not_cut():
         widths = [cv2.getTextSize(line, report._LABEL_FONT, report._LABEL_SCALE, 1)[0][0] for line in lines]
         assert max(widths) <= report._LABEL_W - 2 * report._LABEL_MARGIN
     assert len(report.label_lines("a much longer method name (shuffled actions) that needs three lines")) >= 3
+
+
+def test_action_gap_leaves_out_clips_whose_actions_are_unknown():
+    """Clips from a source without the action topic (NaN actions) are scored, but not in the action
+    gap: shuffling unknown actions changes nothing, and a 0 dB gap for them would pull the mean to 0."""
+    clips = [clip(i) for i in range(4)]
+    futures = {c.actions.tobytes(): c.frames[K:] for c in clips}
+    unknown = [clip(10 + i) for i in range(4)]
+    for c in unknown:
+        c.actions[:] = np.nan
+
+    def oracle(context, actions):
+        return futures.get(actions.tobytes(), copy_last(context, max(HORIZONS)))
+
+    result = evaluate([clips[0], unknown[0], clips[1], unknown[1], clips[2], unknown[2], clips[3], unknown[3]],
+                      {"oracle": oracle}, context_length=K, horizons=HORIZONS, shuffle_actions_of="oracle",
+                      progress=False)  # fmt: skip
+    summary = summarize_evaluation(result)
+    assert result.clips == 8 and summary["action_clips"] == 4
+    assert summary["methods"]["oracle"][1]["psnr"]["n"] == 8
+    assert summary["methods"]["oracle (shuffled actions)"][1]["psnr"]["n"] == 4
+    known_only = summarize_evaluation(evaluate(clips, {"oracle": oracle}, context_length=K, horizons=HORIZONS,
+                                               shuffle_actions_of="oracle", progress=False))  # fmt: skip
+    assert summary["action_sensitivity"]["oracle"][1] == known_only["action_sensitivity"]["oracle"][1] > 5
+
+    nothing_known = evaluate(unknown, {"oracle": oracle}, context_length=K, horizons=HORIZONS,
+                             shuffle_actions_of="oracle", progress=False)  # fmt: skip
+    assert summarize_evaluation(nothing_known)["action_sensitivity"] == {}, "no action rows, not a gap of 0 dB"

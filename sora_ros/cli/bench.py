@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 from sora_ros.bench.closed_loop import FIRST_SEED, POLICIES
+from sora_ros.cli.arguments import out_dir_problem, positive_int
 from sora_ros.runtime.model_dir import PRECISIONS
 
 # Each target is a module with run(args) -> int, imported only when chosen.
@@ -25,14 +27,11 @@ def main(args: argparse.Namespace) -> int:
         args.repeats = DEFAULT_REPEATS[args.target]
     if args.out is None:
         args.out = DEFAULT_OUT.get(args.target)
+    problem = out_dir_problem(args.out) if args.target in DEFAULT_OUT else None
+    if problem:  # before the benchmark runs, not when it writes its results
+        print(f"sora-ros bench {args.target}: --out {problem}", file=sys.stderr)
+        return 2
     return importlib.import_module(BENCHMARKS[args.target]).run(args)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _camera_size(text: str) -> tuple[int, int]:
@@ -85,17 +84,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="nodes: a world_model node parameter (README, \"Nodes and the demo\"), as `ros2 run ... -p` takes "
                         "it; repeatable, e.g. --param sampler_steps:=2 --param horizon:=4")
     loop = parser.add_argument_group("closed-loop", "sim episodes in one process, the same seeds for every policy")
-    loop.add_argument("--episodes", type=_positive, default=20, help="closed-loop: seeded episodes (default 20)")
+    loop.add_argument("--episodes", type=positive_int, default=20, help="closed-loop: seeded episodes (default 20)")
     loop.add_argument("--seconds", type=float, default=60.0, help="closed-loop: simulated seconds each (default 60)")
     loop.add_argument("--first-seed", type=int, default=FIRST_SEED,
                       help=f"closed-loop: first world seed (default {FIRST_SEED:,}: far from the seeds training "
                       "recorded, 0..99 in scripts/train_default.sh)")
     loop.add_argument("--policies", default=",".join(POLICIES),
                       help=f"closed-loop: comma-separated subset of {','.join(POLICIES)} (default all)")
-    loop.add_argument("--candidates", type=_positive, default=32, help="closed-loop: MPC candidates per decision")
-    loop.add_argument("--horizon", type=_positive, default=8, help="closed-loop: MPC steps each candidate looks ahead")
-    loop.add_argument("--iterations", type=_positive, default=1, help="closed-loop: CEM iterations per decision")
-    loop.add_argument("--decision-every", type=_positive, default=2,
+    loop.add_argument("--candidates", type=positive_int, default=32, help="closed-loop: MPC candidates per decision")
+    loop.add_argument("--horizon", type=positive_int, default=8,
+                      help="closed-loop: MPC steps each candidate looks ahead")
+    loop.add_argument("--iterations", type=positive_int, default=1, help="closed-loop: CEM iterations per decision")
+    loop.add_argument("--decision-every", type=positive_int, default=2,
                       help="closed-loop: sim steps (model dt each) between decisions (default 2: 5 Hz at dt 0.1 s)")
     loop.add_argument("--dynamics-precision", choices=PRECISIONS, default="float32",
                       help="closed-loop: the model's dynamics graphs, float32 or int8 (`sora-ros quantize`)")

@@ -25,6 +25,7 @@ import math
 import sys
 from pathlib import Path
 
+from sora_ros.cli.arguments import non_negative_int, out_dir_problem, positive_int
 from sora_ros.core.patch_grid import ASPECT_POLICIES
 from sora_ros.core.requests import MAX_SAMPLER_STEPS
 from sora_ros.runtime.model_dir import PRECISIONS
@@ -163,12 +164,37 @@ def _as_predicted(clip, pipeline, notes: list[str]):
     return dataclasses.replace(clip, frames=frames)
 
 
+def _action_topic_problem(paths: list[str], action_topic: str) -> str | None:
+    """Why `action_topic` cannot be scored, or None when some bag has it (bags and videos without it
+    are scored with the actions unknown, noted, and left out of the action gap).
+
+    Raises:
+        FileNotFoundError, BagError: a source that does not exist or cannot be read.
+    """
+    from sora_ros.bag.clip_sources import VIDEO_SUFFIXES
+    from sora_ros.bag.reading import BagReader, find_bags
+
+    bags = [path for path in paths if Path(path).suffix.lower() not in VIDEO_SUFFIXES]
+    if not bags:
+        return (f"--action-topic {action_topic}: video files carry no actions; leave the option out, or give bags "
+                "that recorded the topic")  # fmt: skip
+    have: dict[str, str] = {}
+    for bag in find_bags(bags):
+        topics = BagReader(bag).topics
+        if action_topic in topics:
+            return None
+        have.update((name, info.msgtype) for name, info in topics.items())
+    listing = ", ".join(f"{name} ({msgtype})" for name, msgtype in sorted(have.items())) or "no topics"
+    return f"--action-topic {action_topic} is in none of the bags; they have: {listing}"
+
+
 def main(args: argparse.Namespace) -> int:
     if args.sim_time and not args.realtime:
         print("sora-ros eval: --sim-time applies to --realtime only", file=sys.stderr)
         return 2
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
-        print(f"sora-ros eval: --out {args.out} exists and is not a directory", file=sys.stderr)  # before the work
+    problem = out_dir_problem(args.out) if args.out else None
+    if problem:
+        print(f"sora-ros eval: --out {problem}", file=sys.stderr)  # before the work, not after it
         return 2
     if args.realtime:
         offline_only = [flag for flag, given in (("--write-bag", args.write_bag), ("--record-in-model", args.record_in_model),
@@ -185,6 +211,15 @@ def main(args: argparse.Namespace) -> int:
     from rosbags.rosbag2 import WriterError
 
     from sora_ros.bag.reading import BagError
+
+    try:
+        problem = _action_topic_problem(args.bags, args.action_topic) if args.action_topic else None
+    except (FileNotFoundError, BagError) as error:
+        print(f"sora-ros eval: {error}", file=sys.stderr)
+        return 1
+    if problem:
+        print(f"sora-ros eval: {problem}", file=sys.stderr)
+        return 2
     from sora_ros.bag.video import VideoError
     from sora_ros.bag.clip_sources import model_clips
     from sora_ros.bag.clips import ClipReport
@@ -245,13 +280,21 @@ def main(args: argparse.Namespace) -> int:
             "sampler_steps": args.sampler_steps or model.sampler_steps,
             "dynamics_precision": engine.precision}  # fmt: skip
     print(_terminal_table(summary, result.horizons))
+    if conditioned and summary["action_clips"] < result.clips:
+        print(f"action gap: on the {summary['action_clips']} of {result.clips} clips with {args.action_topic} "
+              "recorded; the rest have no actions to shuffle" if summary["action_clips"] else
+              f"no action gap: none of the {result.clips} scored clips has {args.action_topic} recorded")
     print(f"VAE reconstruction of the context frames: {summary['vae_reconstruction_psnr']['mean']:.2f} dB PSNR")
     if engine.anchor is not None:
         print("anchored decoding at the camera's resolution; synthesised share of pixels: "
               + ", ".join(f"h={h} {v:.3f}" for h, v in summary["synthesised_share"].items() if v is not None))
     if args.out:
         header = f"# Evaluation of {model.name} {model.version}\n\n`{command}`"
-        write_report(Path(args.out), summary, result, info, header)
+        try:
+            write_report(Path(args.out), summary, result, info, header)
+        except OSError as error:  # checked before the work; a full disk, or a change since
+            print(f"sora-ros eval: cannot write the report into {args.out}: {error}", file=sys.stderr)
+            return 1
         print(f"wrote {args.out}/ (metrics.json, report.md, quality_vs_horizon.png, examples.png"
               + (", predictions/ bag)" if bag_path else ")"))
     if args.record_in_model:
@@ -271,17 +314,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("bags", nargs="+", help="rosbag2 bags (MCAP/sqlite3), folders of them, or video files")
     parser.add_argument("--image-topic", default="/camera/image_raw", help="camera topic (default %(default)s)")
-    parser.add_argument("--action-topic", help="Twist/TwistStamped topic the model is conditioned on (e.g. /cmd_vel)")
+    parser.add_argument("--action-topic",
+                        help="Twist/TwistStamped topic the model is conditioned on (e.g. /cmd_vel); refused when no "
+                        "bag has it; bags (and videos) without it are scored with the actions unknown and left out "
+                        "of the action gap")  # fmt: skip
     parser.add_argument("--odom-topic", default="/odom",
                         help="nav_msgs/Odometry topic for the risk head's labels (default %(default)s)")
     parser.add_argument("--model", type=Path, default=default_model_dir(),
                         help="model directory (default: the shipped default model)")  # fmt: skip
     parser.add_argument("--horizons", type=_parse_horizons, default=[1, 2, 4, 8], help="steps ahead to score (default 1,2,4,8)")
     parser.add_argument("--out", help="write metrics.json, report.md and pictures here")
-    parser.add_argument("--stride", type=int, default=4, help="frames between the starts of scored clips (default 4)")
-    parser.add_argument("--max-clips", type=int, help="stop after this many clips")
-    parser.add_argument("--samples", type=int, default=1, help="model samples per prediction; their mean is scored")
-    parser.add_argument("--seed", type=int, default=0, help="sampler noise and action shuffling")
+    parser.add_argument("--stride", type=positive_int, default=4,
+                        help="frames between the starts of scored clips (default 4)")
+    parser.add_argument("--max-clips", type=positive_int, help="stop after this many clips (at least 1)")
+    parser.add_argument("--samples", type=positive_int, default=1,
+                        help="model samples per prediction; their mean is scored")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="sampler noise and action shuffling")
     parser.add_argument("--sampler-steps", type=int, default=0, choices=range(0, MAX_SAMPLER_STEPS + 1),
                         metavar=f"0..{MAX_SAMPLER_STEPS}",
                         help="Euler steps per predicted frame (default 0: the model's, model.json sampler.steps); "

@@ -6,10 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from sora_ros.cli.arguments import out_dir_problem
 from sora_ros.runtime.model_dir import DYNAMICS_WEIGHTS, GRAPH_FILES, MODEL_JSON
 
 
 def main(args: argparse.Namespace) -> int:
+    problem = out_dir_problem(args.out)
+    if problem:  # before the checkpoint is loaded and the graphs exported
+        print(f"sora-ros export: --out {problem}", file=sys.stderr)
+        return 2
     import torch
 
     from sora_ros.model import export as exporter

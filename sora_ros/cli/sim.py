@@ -13,6 +13,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from sora_ros.cli.arguments import out_dir_problem
+
 
 def run_node(args: argparse.Namespace) -> int:
     from sora_ros.nodes import sim as sim_node
@@ -37,6 +39,10 @@ def record(args: argparse.Namespace) -> int:
     from sora_ros.sim.wander import WanderConfig
     from sora_ros.sim.world import WorldConfig
 
+    problem = out_dir_problem(args.out)
+    if problem:
+        print(f"sora-ros sim record: --out {problem}", file=sys.stderr)
+        return 2
     try:
         split = parse_split(args.split) if args.split else None
         wander = WanderConfig(blind_share=args.blind_share)

@@ -9,6 +9,8 @@ import importlib
 import sys
 from pathlib import Path
 
+from sora_ros.cli.arguments import out_dir_problem
+
 
 def run_stage(args: argparse.Namespace, command: str, stage: str, checkpoint: str) -> int:
     """Run `stage` ("module:function", called with `args`, returning a summary with "validation").
@@ -20,6 +22,10 @@ def run_stage(args: argparse.Namespace, command: str, stage: str, checkpoint: st
         import torch  # noqa: F401
     except ImportError:
         print(f"sora-ros {command} needs the training extra: pip install -e '.[train]'", file=sys.stderr)
+        return 2
+    problem = out_dir_problem(args.out)
+    if problem:  # before the data is read and the stage trained
+        print(f"sora-ros {command}: --out {problem}", file=sys.stderr)
         return 2
     args.command = " ".join([f"sora-ros {command}", *sys.argv[2:]])
     from sora_ros.bag.reading import BagError

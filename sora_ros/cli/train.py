@@ -29,12 +29,18 @@ import argparse
 import sys
 from pathlib import Path
 
+from sora_ros.cli.arguments import out_dir_problem
+
 
 def main(args: argparse.Namespace) -> int:
     try:
         import torch  # noqa: F401
     except ImportError:
         print("sora-ros train needs the training extra: pip install -e '.[train]'", file=sys.stderr)
+        return 2
+    problem = out_dir_problem(args.out)
+    if problem:  # before the data is read and the model trained, not at the first checkpoint
+        print(f"sora-ros train: --out {problem}", file=sys.stderr)
         return 2
     if not hasattr(args, "command"):  # recorded in the checkpoint and model.json
         args.command = " ".join(["sora-ros train", *sys.argv[2:]])

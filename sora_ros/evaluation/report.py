@@ -81,7 +81,9 @@ def write_markdown(path: Path, summary: dict, result: Evaluation, header: str) -
     for name, gaps in summary["action_sensitivity"].items():
         lines += ["### Action sensitivity", "",
                   f"PSNR of {name} under the recorded actions minus under other clips' actions "
-                  "(positive: the model uses its actions; about zero: it ignores them).", "",
+                  "(positive: the model uses its actions; about zero: it ignores them)"
+                  + (f", on the {summary['action_clips']} of {result.clips} clips with recorded actions."
+                     if summary.get("action_clips", result.clips) != result.clips else "."), "",
                   f"| {columns} |", "|---" * len(horizons) + "|",
                   "| " + " | ".join(f"{gaps[h]:+.2f} dB" for h in horizons) + " |", ""]  # fmt: skip
     lines += ["![PSNR and SSIM vs horizon](quality_vs_horizon.png)", "", "![examples](examples.png)", ""]

@@ -10,7 +10,10 @@ predicts the next L = max(horizons) frames:
 
 Action sensitivity: the first predictor named in `shuffle_actions_of` is also
 scored with the future actions of another clip, so a model that uses its
-actions scores worse there, and one that ignores them scores the same.
+actions scores worse there, and one that ignores them scores the same. Clips
+whose future actions are unknown (NaN: a source without the action topic) are
+left out of it: shuffling unknown actions would change nothing and pull the gap
+towards 0 dB.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class Evaluation:
     sources: set[str] = field(default_factory=set)
     # (camera (H0, W0), scored (H, W)) of the clips: where the central square and margins lie.
     shapes: set[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=set)
+    # Indices (into each method's per-horizon score lists) of the clips also scored under shuffled actions.
+    action_clips: list[int] = field(default_factory=list)
 
 
 def evaluate(
@@ -106,7 +111,8 @@ def evaluate(
         predictions = {}
         for name, predictor in predictors.items():
             predictions[name] = _checked(name, predictor(context, actions), future.shape)
-        if shuffle_actions_of is not None and actions.shape[1] > 0:
+        if shuffle_actions_of is not None and _future_actions_known(actions, context_length, lookahead):
+            result.action_clips.append(result.clips)
             shuffled = shuffle(actions, first_future=context_length - 1)
             name = shuffle_actions_of + SHUFFLED_SUFFIX
             predictions[name] = _checked(name, predictors[shuffle_actions_of](context, shuffled), future.shape)
@@ -126,6 +132,12 @@ def evaluate(
     return result
 
 
+def _future_actions_known(actions: np.ndarray, context_length: int, lookahead: int) -> bool:
+    """Whether the clip has any known action (not NaN) among those its prediction is made under."""
+    future = actions[context_length - 1 : context_length - 1 + lookahead]  # (L, A)
+    return future.shape[1] > 0 and not np.isnan(future).all()
+
+
 def _checked(name: str, predicted: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if predicted.shape != shape or predicted.dtype != np.uint8:
         raise ValueError(f"predictor {name!r} returned {predicted.dtype} {predicted.shape}, expected uint8 {shape}")
@@ -142,6 +154,7 @@ def summarize_evaluation(result: Evaluation) -> dict:
     Returns:
         {"methods": {name: {h: {metric: summary}}}, "skill": {name: {h: score}},
          "action_sensitivity": {name: {h: PSNR gap, true minus shuffled actions}},
+         "action_clips": the number of clips with known actions the gap is measured on,
          "margins_note": None, or why no frame had margins to score}
         with horizons as ints; "margin_psnr" only where some scored frame had margins.
     """
@@ -161,10 +174,12 @@ def summarize_evaluation(result: Evaluation) -> dict:
     for shuffled_name in [n for n in result.scores if n.endswith(SHUFFLED_SUFFIX)]:
         name = shuffled_name.removesuffix(SHUFFLED_SUFFIX)
         sensitivity[name] = {
-            h: action_gap([s.psnr for s in result.scores[name][h]], [s.psnr for s in result.scores[shuffled_name][h]])
+            h: action_gap([result.scores[name][h][i].psnr for i in result.action_clips],
+                          [s.psnr for s in result.scores[shuffled_name][h]])
             for h in result.horizons
         }
     return {"methods": methods, "skill": skill, "action_sensitivity": sensitivity,
+            "action_clips": len(result.action_clips),
             "margins_note": _margins_note(methods, result.shapes)}  # fmt: skip
 
 
