@@ -75,6 +75,102 @@ def test_unreadable_video_is_a_clear_error(tmp_path: Path, capsys: pytest.Captur
     assert "no such video file" in capsys.readouterr().err
 
 
+BAD_FROM_VIDEO_OPTIONS = {
+    "fps NaN": (["--fps", "nan"], "argument --fps: must be a finite number"),
+    "fps infinite": (["--fps", "inf"], "argument --fps: must be a finite number"),
+    "fps tiny": (["--fps", "1e-300"], "argument --fps: must be from 0.001 to 1000"),
+    "fps zero": (["--fps", "0"], "argument --fps: must be from 0.001 to 1000"),
+    "fps negative": (["--fps", "-5"], "argument --fps: must be from 0.001 to 1000"),
+    "fps huge": (["--fps", "1e6"], "argument --fps: must be from 0.001 to 1000"),
+    "fps not a number": (["--fps", "fast"], "argument --fps: must be a number"),
+    "begin NaN": (["--begin", "nan"], "argument --begin: must be a finite number"),
+    "begin negative": (["--begin", "-1"], "argument --begin: must be 0 or more"),
+    "end NaN": (["--end", "nan"], "argument --end: must be a finite number"),
+    "end infinite": (["--end", "inf"], "argument --end: must be a finite number"),
+    "topic with a space": (["--topic", "/bad topic!"], "argument --topic: '/bad topic!' is not a ROS 2 topic name"),
+    "topic not fully qualified": (["--topic", "camera/image"], "must be absolute"),
+    "topic ending in a slash": (["--topic", "/camera/"], "must not end with a '/'"),
+}
+
+
+@pytest.mark.parametrize("words, message", BAD_FROM_VIDEO_OPTIONS.values(), ids=BAD_FROM_VIDEO_OPTIONS.keys())
+def test_from_video_refuses_a_bad_option_before_writing(video: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        words: list[str], message: str) -> None:
+    if "topic" in words[0]:
+        pytest.importorskip("rclpy")  # the topic rules are rclpy's; without it the name is taken as given
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["bag", "from-video", str(video), str(tmp_path / "out"), *words])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi"], "nothing written"
+
+
+def test_bag_record_refuses_a_bad_topic_name_before_it_subscribes(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("rclpy")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["bag", "record", str(tmp_path / "rec"), "/ok", "not ok"])
+    assert stop.value.code == 2 and "argument TOPIC: 'not ok' is not a ROS 2 topic name" in capsys.readouterr().err
+    assert not (tmp_path / "rec").exists()
+
+
+EMPTY_WINDOWS = {  # frames at k / 15 s, k = 0..11 (0 to 0.733 s)
+    "after the end": (["--begin", "5"], "no frame lies in the window [5 s, the end)"),
+    "between two frames": (["--begin", "0.1", "--end", "0.11"],
+                           "the frames nearest it are at 0.0666667 s and 0.133333 s"),
+    "end before begin": (["--begin", "0.6", "--end", "0.5"], "--end 0.5 must be after --begin 0.6"),
+    "end at begin": (["--begin", "0.2", "--end", "0.2"], "--end 0.2 must be after --begin 0.2"),
+    "beyond a set rate": (["--fps", "1000", "--begin", "0.1"], "no frame lies in the window [0.1 s, the end)"),
+}
+
+
+@pytest.mark.parametrize("words, message", EMPTY_WINDOWS.values(), ids=EMPTY_WINDOWS.keys())
+def test_from_video_refuses_a_window_without_frames_and_writes_nothing(video: Path, tmp_path: Path, words: list[str],
+                                                                       message: str,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert cli.main(["bag", "from-video", str(video), str(out), *words]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sora-ros bag from-video: ") and message in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi"], "no bag, no staging folder"
+    assert cli.main(["bag", "from-video", str(video), str(out)]) == 0, "a rerun is not blocked"
+
+
+def test_from_video_failing_midway_leaves_nothing_behind(video: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A video that stops decoding after some frames, or Ctrl-C: no half-written bag at OUT (nor any
+    staging folder beside it, nor the parent folders it made), and a rerun writes the bag."""
+    real_image, written = m.image, []
+
+    def failing_image(*args, **kwargs):
+        written.append(1)
+        if len(written) > 3:
+            raise VideoError("frame 4 does not decode")
+        return real_image(*args, **kwargs)
+
+    monkeypatch.setattr(m, "image", failing_image)
+    out = tmp_path / "new" / "folders" / "bag"
+    with pytest.raises(VideoError, match="frame 4 does not decode"):
+        video_to_bag(video, out)
+    written.clear()
+    monkeypatch.setattr(m, "image", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        video_to_bag(video, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi"]
+    monkeypatch.setattr(m, "image", real_image)
+    assert video_to_bag(video, out) == FRAMES and summarize(out).topics[0].count == FRAMES
+    assert sorted(p.name for p in out.parent.iterdir()) == ["bag"]
+
+
+def test_from_video_library_refuses_non_finite_numbers(video: Path, tmp_path: Path) -> None:
+    for kwargs in ({"fps": float("nan")}, {"fps": float("inf")}, {"fps": 1e-300}, {"begin_s": float("nan")},
+                   {"end_s": float("inf")}):  # fmt: skip
+        with pytest.raises(VideoError, match="fps must be from|must be finite seconds"):
+            video_to_bag(video, tmp_path / "out", **kwargs)
+        assert not (tmp_path / "out").exists()
+
+
 def test_info_on_a_truncated_bag_reports_where_it_stopped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "cut"
     with BagWriter(path) as bag:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from sora_ros.bag import messages as m
-from sora_ros.bag.video import VideoError, VideoReader, frame_stamp_ns
-from sora_ros.bag.writing import BagWriter
+from sora_ros.bag.video import MAX_FPS, MIN_FPS, EmptyWindowError, VideoError, VideoReader, frame_stamp_ns
+from sora_ros.bag.writing import BagWriter, staged_bag_path
 from sora_ros.core.units import NS_PER_S
 
 DEFAULT_TOPIC = "/camera/image_raw"
@@ -28,40 +29,49 @@ def video_to_bag(
 ) -> int:
     """Write the frames of `video` to a new bag at `out`, each stamped start_ns + its presentation time.
 
+    The bag is written beside `out` and renamed to it when complete: on any error nothing is left
+    at `out`.
+
     Args:
         video: any file OpenCV decodes.
         out: the bag directory to create (must not exist).
-        fps: stamp frame k at k / fps instead (a constant rate the user chose); default: each
-            frame's own presentation time from the container (variable frame rate kept).
+        fps: stamp frame k at k / fps instead (a constant rate the user chose, MIN_FPS to MAX_FPS);
+            default: each frame's own presentation time from the container (variable frame rate kept).
         topic: image topic; with `compressed`, CompressedImage (JPEG) on `topic`/compressed
             unless the topic already ends with /compressed.
         compressed: JPEG CompressedImage instead of rgb8 Image.
         start_ns: stamp of the first frame.
         frame_id: header frame_id of every image.
-        begin_s, end_s: keep only frames with begin_s <= video time < end_s (seconds), e.g. to
-            hold out the end of a clip for evaluation.
+        begin_s, end_s: keep only frames with begin_s <= video time < end_s (finite seconds), e.g.
+            to hold out the end of a clip for evaluation.
         notes: if given, receives the reader's notes on the frame timing (irregular, guessed).
 
     Returns:
         The number of frames written.
 
     Raises:
-        VideoError: unreadable video, a non-positive fps, or frames without times and no fps.
+        VideoError: unreadable video, an fps outside [MIN_FPS, MAX_FPS], a begin or end that is not a finite
+            number, or frames without times and no fps.
+        EmptyWindowError: no frame lies in [begin_s, end_s).
         rosbags.rosbag2.WriterError: `out` exists.
     """
+    if fps is not None and not MIN_FPS <= fps <= MAX_FPS:  # NaN fails it too
+        raise VideoError(f"fps must be from {MIN_FPS:g} to {MAX_FPS:g}, got {fps:g}")
+    if not all(math.isfinite(s) for s in (begin_s, 0.0 if end_s is None else end_s)):
+        raise VideoError(f"begin and end must be finite seconds, got {begin_s:g} and {end_s}")
     reader = VideoReader(video)
-    if fps is not None and fps <= 0:
-        raise VideoError(f"{reader.path}: --fps must be positive, got {fps:g}")
     if compressed and not topic.endswith("/compressed"):
         topic = f"{topic}/compressed"
     frames = ((frame_stamp_ns(index, fps), rgb) for index, rgb in enumerate(reader.frames())) if fps \
         else reader.stamped_frames()
-    count = 0
-    with BagWriter(out) as bag:
+    count, before_ns, after_ns = 0, None, None  # the frames on either side of an empty window
+    with staged_bag_path(out) as staged, BagWriter(staged) as bag:
         for video_ns, rgb in frames:
             if video_ns < begin_s * NS_PER_S:
+                before_ns = video_ns
                 continue
             if end_s is not None and video_ns >= end_s * NS_PER_S:
+                after_ns = video_ns
                 break
             stamp = start_ns + video_ns
             if compressed:
@@ -69,6 +79,11 @@ def video_to_bag(
             else:
                 bag.write(topic, m.IMAGE, stamp, m.image(rgb, stamp, frame_id))
             count += 1
+        if not count:
+            window = f"[{begin_s:g} s, {'the end' if end_s is None else f'{end_s:g} s'})"
+            around = " and ".join(f"{ns / NS_PER_S:g} s" for ns in (before_ns, after_ns) if ns is not None)
+            raise EmptyWindowError(f"{reader.path}: no frame lies in the window {window} (video time; the frames "
+                                   f"nearest it are at {around})")  # fmt: skip
     if notes is not None:
         notes += reader.notes
     return count

@@ -22,6 +22,16 @@ class VideoError(ValueError):
     """A video file that cannot be opened or holds no readable frame."""
 
 
+class EmptyWindowError(VideoError):
+    """A time window (begin, end) that holds none of a video's frames."""
+
+
+# The highest frame rate taken, from a container or from the user (`bag from-video --fps`):
+# above it, stamps 1 ms apart and less are more likely a typo or a broken header than a camera.
+MAX_FPS = 1000.0
+# The lowest rate `bag from-video --fps` takes: a time-lapse frame every 1000 s; far below it the
+# stamps of a long video leave the int64 nanoseconds a bag stores.
+MIN_FPS = 0.001
 # Frame intervals further than this fraction from their median make a video's timing irregular.
 IRREGULAR_INTERVAL = 0.25
 
@@ -69,7 +79,7 @@ class VideoReader:
             raise VideoError(f"{self.path}: OpenCV cannot decode a frame of it (not a video, unsupported codec, or empty)")
         # Some containers report 0 or nonsense fps; the caller must then set a rate.
         fps = capture.get(cv2.CAP_PROP_FPS)
-        self.fps: float | None = float(fps) if 0 < fps < 1000 else None
+        self.fps: float | None = float(fps) if 0 < fps < MAX_FPS else None
         self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         capture.release()
         self.notes: list[str] = []  # about the frame timing, after `stamped_frames` has run

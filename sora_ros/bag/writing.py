@@ -14,7 +14,10 @@ that replay and tools rely on; BagWriter adds them:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 from types import TracebackType
@@ -157,3 +160,42 @@ class BagWriter:
             KeyError: the topic was not added.
         """
         self._writer.write(self._connections[topic], int(log_time_ns), data)
+
+
+@contextmanager
+def staged_bag_path(path: Path | str) -> Iterator[Path]:
+    """A path to write a whole bag at, in a hidden temporary directory beside `path`: when the
+    block ends without an exception, the bag is renamed to `path`; otherwise it is removed, so a
+    failed or interrupted write leaves nothing behind (nor a `path` that blocks a rerun).
+
+        with staged_bag_path(out) as staged, BagWriter(staged) as bag:
+            ...
+
+    Parent directories of `path` that did not exist are created, and removed again on failure.
+
+    Raises:
+        rosbags.rosbag2.WriterError: `path` exists (before the block runs, or by the time it ends).
+        OSError: the staging directory cannot be made beside `path`.
+    """
+    from rosbags.rosbag2 import WriterError
+
+    path = Path(path)
+    if path.exists():
+        raise WriterError(f"{path} exists already, not overwriting.")
+    created = [parent for parent in path.absolute().parents if not parent.exists()]  # deepest first
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield staging / path.name  # the bag keeps its final name inside (its .mcap file is named after it)
+        if path.exists():  # os.rename would replace an empty directory made meanwhile
+            raise WriterError(f"{path} exists already, not overwriting.")
+        (staging / path.name).rename(path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for parent in created:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        raise
+    staging.rmdir()

@@ -13,20 +13,32 @@ import sys
 import time
 from pathlib import Path
 
+from sora_ros.bag.video import MAX_FPS, MIN_FPS
+from sora_ros.cli.arguments import finite_float, float_between, non_negative_seconds, topic_name
+
 
 def from_video(args: argparse.Namespace) -> int:
     from rosbags.rosbag2 import WriterError
 
     from sora_ros.bag.from_video import video_to_bag
     from sora_ros.bag.info import summarize
-    from sora_ros.bag.video import VideoError
+    from sora_ros.bag.video import EmptyWindowError, VideoError
 
+    if args.end is not None and args.end <= args.begin:
+        print(f"sora-ros bag from-video: --end {args.end:g} must be after --begin {args.begin:g}", file=sys.stderr)
+        return 2
     notes: list[str] = []
     try:
         count = video_to_bag(args.video, args.out, fps=args.fps, topic=args.topic, compressed=args.compressed,
                              begin_s=args.begin, end_s=args.end, notes=notes)
+    except EmptyWindowError as error:  # the window the user chose, not the video, is at fault
+        print(f"sora-ros bag from-video: {error}; choose --begin/--end around some frames", file=sys.stderr)
+        return 2
     except (VideoError, WriterError) as error:
         print(f"sora-ros bag from-video: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # the bag's folder cannot be made beside OUT
+        print(f"sora-ros bag from-video: cannot write {args.out}: {error}", file=sys.stderr)
         return 1
     for note in notes:
         print(f"note: {args.video}: {note}")
@@ -168,12 +180,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     convert = actions.add_parser("from-video", help="write a video file as a rosbag2 MCAP bag of camera images")
     convert.add_argument("video", type=Path, help="any video file OpenCV can decode")
     convert.add_argument("out", type=Path, help="bag directory to create")
-    convert.add_argument("--fps", type=float, help="stamp frame k at k / FPS (default: each frame's own "
+    convert.add_argument("--fps", type=float_between(MIN_FPS, MAX_FPS),
+                         help=f"stamp frame k at k / FPS, {MIN_FPS:g} to {MAX_FPS:g} (default: each frame's own "
                          "presentation time, variable frame rate kept)")
-    convert.add_argument("--topic", default="/camera/image_raw", help="image topic (default %(default)s)")
+    convert.add_argument("--topic", default="/camera/image_raw", type=topic_name,
+                         help="image topic, fully qualified (default %(default)s)")
     convert.add_argument("--compressed", action="store_true", help="JPEG CompressedImage on TOPIC/compressed")
-    convert.add_argument("--begin", type=float, default=0.0, metavar="S", help="first second of the video to keep")
-    convert.add_argument("--end", type=float, metavar="S", help="keep frames before this second (default: to the end)")
+    convert.add_argument("--begin", type=non_negative_seconds, default=0.0, metavar="S",
+                         help="first second of the video to keep (default 0)")
+    convert.add_argument("--end", type=finite_float, metavar="S",
+                         help="keep frames before this second, after --begin (default: to the end); a window "
+                         "that holds no frame is refused, and nothing is written")
     convert.set_defaults(func=from_video)
 
     describe = actions.add_parser("info", help="topics, types, counts, rates, duration, first/last stamp")
@@ -201,7 +218,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                   "message as received into a rosbag2 MCAP bag (zstd chunks) that ros2 bag, rosbags "
                                   "and Foxglove read; our own messages (~/futures, ~/latents) included.")
     recorder.add_argument("out", type=Path, help="bag directory to create")
-    recorder.add_argument("topics", nargs="+", metavar="TOPIC", help="fully qualified topic names")
+    recorder.add_argument("topics", nargs="+", metavar="TOPIC", type=topic_name, help="fully qualified topic names")
     recorder.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
     recorder.add_argument("--no-compress", action="store_true", help="write uncompressed MCAP chunks")
     recorder.set_defaults(func=record)
