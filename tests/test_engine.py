@@ -270,6 +270,17 @@ def test_model_json_with_an_impossible_value(broken, field, value, message):
         WorldModelEngine(broken)
 
 
+def test_an_input_size_that_disagrees_with_the_graphs_is_refused_at_load(broken):
+    """The graphs take any input size, so the signatures cannot tell; the first rollout used to fail."""
+    meta = json.loads((broken / MODEL_JSON).read_text())
+    meta["input"]["height"] *= 2
+    meta["input"]["width"] *= 2
+    (broken / MODEL_JSON).write_text(json.dumps(meta))
+    with pytest.raises(ModelDirError, match=r"encoder\.onnx: encodes the .* but model\.json says latent_shape .*"
+                                            r"does not match its graphs"):
+        WorldModelEngine(broken)
+
+
 @pytest.mark.parametrize("name", ["/etc/passwd", "../outside.onnx", "link.onnx", "."])
 def test_files_outside_the_model_directory_are_refused_unread(broken, name):
     (broken.parent / "outside.onnx").write_bytes(b"secret")

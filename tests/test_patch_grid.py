@@ -40,6 +40,9 @@ def test_a_camera_outside_the_range_is_refused_naming_ratio_range_and_remedy():
     assert grid.clamp(640, 480) == (480, 480)  # a 3:4 camera cropped into the range: its square
     assert grid.clamp(100, 1000) == (100, 240)  # 10:1 cropped to 2.4:1
     assert grid.clamp(480, 640) == (480, 640)  # in range: untouched
+    for empty in ((0, 64), (48, 0), (-1, 64)):  # was a ZeroDivisionError while writing the message
+        with pytest.raises(ValueError, match="both sides must be at least 1 pixel"):
+            grid.input_size(*empty)
 
 
 def test_position_embeddings_differ_per_cell_and_agree_across_grids():

@@ -50,7 +50,7 @@ def test_no_context_until_k_frames_dt_apart(engine) -> None:
     _, latent = pipeline.encode(np.zeros((*engine.info.image_size, 3), np.uint8))
     pipeline.observe(T0_NS, "camera", latent)
     assert pipeline.latest_context() is None
-    request = RolloutRequest(None, 1, HORIZON, 1, 0, False)
+    request = RolloutRequest(np.zeros((1, HORIZON, engine.info.action_dim), np.float32), 1, HORIZON, 1, 0, False)
     with pytest.raises(NoContextError, match="no context yet"):
         pipeline.what_if(request)
 
@@ -124,6 +124,70 @@ def test_caps_refuse(pipeline) -> None:
     with pytest.raises(RequestError, match="horizon must be"):
         check_request(np.zeros((MAX_HORIZON + 1) * action_dim), 1, MAX_HORIZON + 1, action_dim, 1, 0, False,
                       action_dim)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"actions": "inf"}, "must be finite"),  # was clamped to the range's edge and answered
+    ({"actions": "partly_nan"}, "NaN in every component"),
+    ({"candidates": 3}, r"actions must be \(candidates, horizon, A\) = \(3, 3, A\), got \(2, 3, "),
+    ({"horizon": MAX_HORIZON + 1}, "horizon must be"),
+    ({"samples": MAX_SAMPLES + 1}, "samples must be"),
+    ({"candidates": 0, "actions": None}, "candidates must be"),
+    ({"sampler_steps": MAX_SAMPLER_STEPS + 1}, "sampler_steps must be"),
+])
+def test_requests_built_in_code_are_checked_as_the_service_checks_them(pipeline, fields, message) -> None:
+    actions = np.zeros((2, HORIZON, pipeline.info.action_dim), np.float32)
+    if fields.get("actions") == "inf":
+        actions[1, 2, 0] = np.inf
+    elif fields.get("actions") == "partly_nan":
+        actions[0, 1, 0] = np.nan
+    request = {"actions": actions, "candidates": 2, "horizon": HORIZON, "samples": 1, "seed": 0,
+               "return_images": False} | {k: v for k, v in fields.items() if k != "actions" or v is None}
+    with pytest.raises(RequestError, match=message):
+        pipeline.what_if(RolloutRequest(**request))
+
+
+def test_what_if_refuses_actions_of_another_dimension(pipeline) -> None:
+    wrong = np.zeros((1, HORIZON, pipeline.info.action_dim + 1), np.float32)
+    with pytest.raises(RequestError, match=f"{pipeline.info.action_dim + 1} action values per step; the model "
+                                           f"takes {pipeline.info.action_dim}"):
+        pipeline.what_if(RolloutRequest(wrong, 1, HORIZON, 1, 0, False))
+    with pytest.raises(RequestError, match="0 action values per step"):
+        pipeline.what_if(RolloutRequest(None, 1, HORIZON, 1, 0, False))
+
+
+def test_observe_takes_numpy_stamps_and_refuses_what_is_not_a_stamp_or_a_latent(engine) -> None:
+    """A uint64 stamp used to wrap on a jump back (IndexError); a latent of any shape was kept."""
+    pipeline = WorldModelPipeline(engine)
+    _, latent = pipeline.encode(np.zeros((*engine.info.image_size, 3), np.uint8))
+    start = np.uint64(5 * NS_PER_S)
+    for k in range(engine.info.context_frames):
+        assert pipeline.observe(start + np.uint64(k * pipeline.dt_ns), "camera", latent) is Verdict.ACCEPTED
+    assert pipeline.latest_context() is not None
+    assert pipeline.observe(np.uint64(1), "camera", latent) is Verdict.RESET  # 5 s back: a clock jump
+    for stamp in (float("nan"), 1.5, "7"):
+        with pytest.raises(TypeError, match="stamp_ns must be integer nanoseconds"):
+            pipeline.observe(stamp, "camera", latent)
+    for wrong in (latent[:, :-1], latent[None], latent[:-1]):
+        with pytest.raises(ValueError, match="an observed latent"):
+            pipeline.observe(2, "camera", wrong)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        pipeline.observe(2, "camera", np.full_like(latent, np.nan))
+    assert pipeline.latest_context() is None  # nothing refused was kept
+
+
+@pytest.mark.parametrize("frame, error, message", [
+    (np.zeros((0, 64, 3), np.uint8), FrameRefusedError, "an empty 64x0 image"),
+    (np.zeros((48, 0, 3), np.uint8), FrameRefusedError, "an empty 0x48 image"),
+    (np.zeros((48, 64), np.uint8), ValueError, r"uint8 \(H, W, 3\) RGB array, got uint8 \(48, 64\)"),
+    (np.zeros((48, 64, 4), np.uint8), ValueError, "uint8 \\(H, W, 3\\)"),
+    (np.zeros((48, 64, 3), np.float32), ValueError, "got float32"),
+])
+def test_empty_or_malformed_frames_are_refused_with_a_reason(engine, frame, error, message) -> None:
+    with pytest.raises(error, match=message) as refused:
+        WorldModelPipeline(engine).encode(frame)
+    if error is FrameRefusedError:
+        assert refused.value.reason == "image_too_small"
 
 
 def test_frames_too_small_are_refused_not_upscaled(engine) -> None:

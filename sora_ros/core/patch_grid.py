@@ -69,7 +69,10 @@ class PatchGrid:
 
         Raises:
             AspectError: width / height lies outside `aspect_range` (the message says what to do).
+            ValueError: a side below 1 pixel.
         """
+        if height <= 0 or width <= 0:
+            raise ValueError(f"a {width}x{height} camera: both sides must be at least 1 pixel")
         if not self.admits(height, width):
             low, high = self.aspect_range
             raise AspectError(f"a {width}x{height} camera has aspect ratio {width / height:.3g} (width / height); "

@@ -29,14 +29,22 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class RolloutRequest:
-    """A checked request.
+    """A request, checked against the caps on construction.
 
     Attributes:
-        actions: float32 (N, H, A) in the model's physical units, or None for an
-            unconditioned model (then `candidates` futures of `horizon` frames, A = 0).
+        actions: float32 (N, H, A) in the model's physical units (a row of NaN: that step's
+            action is unknown), or None for an unconditioned model (then `candidates` futures of
+            `horizon` frames, A = 0).
+        candidates, horizon, samples: N, H and S, within the caps above.
+        seed: the sampler's noise seed.
+        return_images: decode every frame of every candidate (at most MAX_IMAGE_CANDIDATES).
         sampler_steps: Euler steps per predicted frame for this call, 1..MAX_SAMPLER_STEPS;
             0 = the node's setting (a planner's what-if may trade quality for speed, see
             `sora-ros eval --sampler-steps`).
+
+    Raises:
+        RequestError: a field above its cap, actions that are not (candidates, horizon, A), or
+            action values that are not finite (NaN rows excepted).
     """
 
     actions: np.ndarray | None
@@ -46,6 +54,45 @@ class RolloutRequest:
     seed: int
     return_images: bool
     sampler_steps: int = 0
+
+    def __post_init__(self) -> None:
+        _check_caps(self.candidates, self.horizon, self.samples, self.sampler_steps, self.return_images)
+        if self.actions is None:
+            return
+        try:
+            object.__setattr__(self, "actions", np.asarray(self.actions, np.float32))
+        except (TypeError, ValueError) as error:
+            raise RequestError(f"actions must be numbers: {error}") from None
+        shape = self.actions.shape
+        if len(shape) != 3 or shape[:2] != (self.candidates, self.horizon):
+            raise RequestError(f"actions must be (candidates, horizon, A) = ({self.candidates}, {self.horizon}, A), "
+                               f"got {shape}")
+        nan = np.isnan(self.actions)
+        if np.isinf(self.actions).any() or (nan.any(axis=-1) != nan.all(axis=-1)).any():
+            raise RequestError("actions must be finite; mark an unknown step with NaN in every component of its row")
+
+    @property
+    def action_dim(self) -> int:
+        """A, 0 without actions."""
+        return 0 if self.actions is None else self.actions.shape[-1]
+
+
+def _check_caps(candidates: int, horizon: int, samples: int, sampler_steps: int, return_images: bool) -> None:
+    """Raises RequestError for a field outside its cap."""
+    if not 1 <= candidates <= MAX_CANDIDATES:
+        raise RequestError(f"candidates must be 1..{MAX_CANDIDATES}, got {candidates}")
+    if return_images and candidates > MAX_IMAGE_CANDIDATES:
+        raise RequestError(f"with return_images, candidates must be 1..{MAX_IMAGE_CANDIDATES}, got {candidates} "
+                           f"(latents only: up to {MAX_CANDIDATES})")
+    if not 1 <= horizon <= MAX_HORIZON:
+        raise RequestError(f"horizon must be 1..{MAX_HORIZON}, got {horizon}")
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise RequestError(f"samples must be 1..{MAX_SAMPLES}, got {samples}")
+    if not 0 <= sampler_steps <= MAX_SAMPLER_STEPS:
+        raise RequestError(f"sampler_steps must be 0 (the node's setting) or 1..{MAX_SAMPLER_STEPS}, "
+                           f"got {sampler_steps}")
+    if candidates * samples > MAX_BATCH:
+        raise RequestError(f"candidates x samples = {candidates * samples} exceeds the cap of {MAX_BATCH} per call")
 
 
 def check_request(actions: np.ndarray, candidates: int, horizon: int, action_dim: int, samples: int, seed: int,
@@ -64,20 +111,7 @@ def check_request(actions: np.ndarray, candidates: int, horizon: int, action_dim
         RequestError: wrong action shape or size, values that are not finite (NaN rows excepted:
             they mean "unknown" to the model), or a request above a cap.
     """
-    if not 1 <= candidates <= MAX_CANDIDATES:
-        raise RequestError(f"candidates must be 1..{MAX_CANDIDATES}, got {candidates}")
-    if return_images and candidates > MAX_IMAGE_CANDIDATES:
-        raise RequestError(f"with return_images, candidates must be 1..{MAX_IMAGE_CANDIDATES}, got {candidates} "
-                           f"(latents only: up to {MAX_CANDIDATES})")
-    if not 1 <= horizon <= MAX_HORIZON:
-        raise RequestError(f"horizon must be 1..{MAX_HORIZON}, got {horizon}")
-    if not 1 <= samples <= MAX_SAMPLES:
-        raise RequestError(f"samples must be 1..{MAX_SAMPLES}, got {samples}")
-    if not 0 <= sampler_steps <= MAX_SAMPLER_STEPS:
-        raise RequestError(f"sampler_steps must be 0 (the node's setting) or 1..{MAX_SAMPLER_STEPS}, "
-                           f"got {sampler_steps}")
-    if candidates * samples > MAX_BATCH:
-        raise RequestError(f"candidates x samples = {candidates * samples} exceeds the cap of {MAX_BATCH} per call")
+    _check_caps(candidates, horizon, samples, sampler_steps, return_images)  # before the size arithmetic
     if action_dim != model_action_dim:
         raise RequestError(f"action_dim is {action_dim} but the model takes {model_action_dim} values per step")
     flat = np.asarray(actions, np.float32).reshape(-1)
@@ -87,8 +121,5 @@ def check_request(actions: np.ndarray, candidates: int, horizon: int, action_dim
                            f"{candidates} x {horizon} x {action_dim} = {expected}")
     if model_action_dim == 0:
         return RolloutRequest(None, candidates, horizon, samples, seed, return_images, sampler_steps)
-    shaped = flat.reshape(candidates, horizon, action_dim)  # (N, H, A)
-    nan = np.isnan(shaped)
-    if np.isinf(shaped).any() or (nan.any(axis=-1) != nan.all(axis=-1)).any():
-        raise RequestError("actions must be finite; mark an unknown step with NaN in every component of its row")
-    return RolloutRequest(shaped, candidates, horizon, samples, seed, return_images, sampler_steps)
+    return RolloutRequest(flat.reshape(candidates, horizon, action_dim), candidates, horizon, samples, seed,
+                          return_images, sampler_steps)

@@ -208,6 +208,7 @@ class WorldModelEngine:
             session = _open_session(graph, path, self.providers)
             check_session(path, session, self.signatures[graph])
             self.sessions[graph] = session
+        self._check_downsample()
         self.anchor: AnchoredDecoder | None = None
         if self.info.anchor is None:
             log.info("%s has no anchored decoder: predicted frames are the VAE decoder's %dx%d images",
@@ -232,6 +233,17 @@ class WorldModelEngine:
         self._bound: dict[tuple[int, int, int], tuple[_BoundGraph, _BoundGraph]] = {}
         self._rollout_lock = threading.Lock()
         self._bound_graphs(1, self.info.latent_shape[1:])  # one candidate, one sample: allocated up front
+
+    def _check_downsample(self) -> None:
+        """Raises ModelDirError unless the encoder turns the reference input into latent_shape: where
+        the graphs take any size, the signatures cannot tell a model.json whose input and latent
+        sizes disagree with the graphs (an edited input size would fail only at the first rollout)."""
+        height, width = self.info.image_size
+        (latent,) = self.sessions["encoder"].run(None, {"image": np.zeros((1, height, width, 3), np.uint8)})
+        if latent.shape[1:] != self.info.latent_shape:
+            raise ModelDirError(f"{self.info.graph_path('encoder')}: encodes the {width}x{height} input model.json "
+                                f"names to latents {latent.shape[1:]}, but model.json says latent_shape "
+                                f"{self.info.latent_shape}: model.json does not match its graphs (re-export the model)")
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Latents of camera frames.
@@ -269,7 +281,7 @@ class WorldModelEngine:
         Raises:
             ValueError: wrong shape. NonFiniteOutputError: NaN/Inf in the decoded images.
         """
-        self._check_latents("decode", latents.shape, 4)
+        self.check_latents("decode", latents.shape, 4)
         (images,) = self.sessions["decoder"].run(None, {"latent": np.ascontiguousarray(latents, np.float32)})
         _check_finite("decoder", images)
         return np.rint(images * PIXEL_MAX).astype(np.uint8)
@@ -324,7 +336,7 @@ class WorldModelEngine:
         context = np.asarray(context, np.float32)
         if context.ndim not in (4, 5) or context.shape[-4] != info.context_frames:
             raise ValueError(f"rollout context must be ([N,] {info.context_frames}, C, h, w), got {context.shape}")
-        self._check_latents("rollout context", context.shape, context.ndim)
+        self.check_latents("rollout context", context.shape, context.ndim)
         per_item = context.shape[-4:]
         if context.ndim == 4:
             context = context[None]  # (1, K, C, h, w)
@@ -381,12 +393,15 @@ class WorldModelEngine:
             raise ValueError("an action row is partly NaN: mark an unknown action with NaN in every component")
         return info.network_actions(actions), actions.shape[1]
 
-    def _check_latents(self, what: str, shape: tuple[int, ...], ndim: int) -> None:
+    def check_latents(self, what: str, shape: tuple[int, ...], ndim: int) -> None:
         """Raises ValueError unless `shape` is (..., C, h, w) of `ndim` dims on a grid of the model's."""
         if len(shape) != ndim or shape[-3] != self.info.latent_shape[0]:
             raise ValueError(f"{what} must be {ndim}-D with {self.info.latent_shape[0]} latent channels "
                              f"(..., C, h, w), got {shape}")
-        self.info.check_latent_grid(shape[-2:])
+        try:
+            self.info.check_latent_grid(shape[-2:])
+        except ValueError as error:
+            raise ValueError(f"{what}: {error}") from None
 
     def _bound_graphs(self, batch: int, grid: tuple[int, int]) -> tuple[_BoundGraph, _BoundGraph]:
         """The two dynamics graphs bound to buffers for this batch size and (h, w) latent grid; the

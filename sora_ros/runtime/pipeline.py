@@ -35,6 +35,7 @@ Legend: N candidates, S samples, H horizon, K context frames, A action dim, C/h/
 
 from __future__ import annotations
 
+import operator
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +51,8 @@ from sora_ros.core.deadline import CostModel, RolloutPlan, plan_rollout
 from sora_ros.core.patch_grid import ASPECT_POLICIES, AspectError
 from sora_ros.core.preprocess import fit_frame
 from sora_ros.core.regions import centred_window
-from sora_ros.core.requests import MAX_HORIZON, MAX_PENDING_CALLS, MAX_SAMPLER_STEPS, MAX_SAMPLES, RolloutRequest
+from sora_ros.core.requests import MAX_HORIZON, MAX_PENDING_CALLS, MAX_SAMPLER_STEPS, MAX_SAMPLES, RequestError, \
+    RolloutRequest
 from sora_ros.core.stats import Counters, LatencyWindow
 from sora_ros.core.timegrid import max_offset_ns
 from sora_ros.core.units import NS_PER_MS, NS_PER_S
@@ -254,8 +256,9 @@ class WorldModelPipeline:
             The fitted frame, uint8 (H, W, 3), and its latent, float32 (C, h, w).
 
         Raises:
-            FrameRefusedError: smaller than the model input by more than MAX_UPSCALE, or an aspect
-                ratio outside the model's range under aspect_policy "refuse".
+            FrameRefusedError: empty, smaller than the model input by more than MAX_UPSCALE, or an
+                aspect ratio outside the model's range under aspect_policy "refuse".
+            ValueError: not a uint8 (H0, W0, 3) array.
             NonFiniteOutputError: the encoder produced NaN/Inf.
         """
         view = self.camera_view(rgb)
@@ -270,7 +273,13 @@ class WorldModelPipeline:
         """`camera_view` of this pipeline's model and aspect policy.
 
         Raises:
-            FrameRefusedError: outside the model's range under aspect_policy "refuse"."""
+            FrameRefusedError: empty ("image_too_small"), or outside the model's range under
+                aspect_policy "refuse". ValueError: not a uint8 (H0, W0, 3) array."""
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"a camera frame must be a uint8 (H, W, 3) RGB array, got "
+                             f"{getattr(rgb, 'dtype', type(rgb).__name__)} {getattr(rgb, 'shape', '')}")
+        if 0 in rgb.shape:
+            raise FrameRefusedError("image_too_small", f"an empty {rgb.shape[1]}x{rgb.shape[0]} image")
         try:
             return camera_view(self.info, rgb, self.aspect_policy)
         except AspectError as error:
@@ -287,7 +296,18 @@ class WorldModelPipeline:
                 A size other than the previous frame's restarts the context (counted as
                 "reset/resolution") rather than warping one camera's frame with another's motion.
             fitted: `image` as `encode` fitted it, uint8 (H, W, 3), if at hand (else fitted here).
+
+        Raises:
+            TypeError: a stamp that is not an integer. ValueError: a latent that is not a finite
+                (C, h, w) on one of the model's grids. FrameRefusedError: as `camera_view`.
         """
+        try:
+            stamp_ns = operator.index(stamp_ns)  # a Python int: numpy's uint64 wraps in stamp arithmetic
+        except TypeError:
+            raise TypeError(f"stamp_ns must be integer nanoseconds, got {stamp_ns!r}") from None
+        self.engine.check_latents("an observed latent", np.shape(latent), 3)
+        if not np.isfinite(latent).all():
+            raise ValueError("an observed latent contains NaN or Inf")
         if self._anchor is None:
             image = None  # nothing to anchor on: keep no frames
         if image is not None:
@@ -370,10 +390,11 @@ class WorldModelPipeline:
         """
         horizon = self.settings.horizon or self.info.default_horizon
         actions = assumed_actions(command, horizon, self.info.action_dim, self.settings.no_command_action)
-        request = RolloutRequest(None if actions is None else actions[None], 1, horizon, self.settings.samples, seed,
-                                 decode_all)
+        actions, clamp_notes = self._clamped(LIVE, None if actions is None else actions[None])  # a cmd_vel of Inf too
+        request = RolloutRequest(actions, 1, horizon, self.settings.samples, seed, decode_all)
         essential = (0,) if decode_first else ()
-        outcome = self._run(LIVE, context, request, tuple(range(horizon)) if decode_all else essential, essential)
+        outcome = self._run(LIVE, context, request, tuple(range(horizon)) if decode_all else essential, essential,
+                            clamp_notes)
         stamps = outcome.forecasts[0].stamps_ns
         self.memory.add([Prediction(stamps[k], context.newest_stamp_ns, k + 1, frame)
                          for k, frame in outcome.decoded.items()])
@@ -392,9 +413,14 @@ class WorldModelPipeline:
                 than this (seconds, monotonic clock); 0 = no limit. Not applied to a given context.
 
         Raises:
+            RequestError: actions with another A than the model's (RolloutRequest checks the rest).
             NoContextError: no complete context yet. StaleContextError: older than max_age_s.
             BusyError: MAX_PENDING_CALLS calls already running or waiting.
         """
+        if request.action_dim != self.info.action_dim:
+            raise RequestError(f"the request has {request.action_dim} action values per step; the model takes "
+                               f"{self.info.action_dim}" + (f" ({', '.join(self.info.action_names)})"
+                                                             if self.info.action_dim else ": pass actions=None"))
         notes = ()
         if context is None:
             with self._lock:
@@ -418,7 +444,8 @@ class WorldModelPipeline:
             if notes:  # answered from an older context (refusals are counted by the caller)
                 self.counters.add("service/older_context")
             frames = tuple(range(request.candidates * request.horizon)) if request.return_images else ()
-            outcome = self._run(SERVICE, context, request, frames, frames)
+            actions, clamp_notes = self._clamped(SERVICE, request.actions)
+            outcome = self._run(SERVICE, context, replace(request, actions=actions), frames, frames, clamp_notes)
             return replace(outcome, notes=notes + outcome.notes)
         finally:
             self._pending_calls.release()
@@ -438,11 +465,11 @@ class WorldModelPipeline:
         return clamped, (f"{outside} action value(s) outside the model's range clamped to it: {ranges}",)
 
     def _run(self, kind: str, context: Context, request: RolloutRequest, wanted: tuple[int, ...],
-             essential: tuple[int, ...]) -> RolloutOutcome:
-        """Plan under the deadline, roll out, decode `wanted` (flat n * H + k indices), learn costs."""
-        settings, n, horizon = self.settings, request.candidates, request.horizon
+             essential: tuple[int, ...], clamp_notes: tuple[str, ...]) -> RolloutOutcome:
+        """Plan under the deadline, roll out, decode `wanted` (flat n * H + k indices), learn costs;
+        `clamp_notes` say what `_clamped` changed in the request's actions."""
+        settings, n, horizon, actions = self.settings, request.candidates, request.horizon, request.actions
         cost, budget_ms = self.costs[kind], settings.deadline_ms
-        actions, clamp_notes = self._clamped(kind, request.actions)
         default_steps = request.sampler_steps or settings.sampler_steps or self.info.sampler_steps
         predicted = n * request.samples * horizon  # frames the sampler produces
         plan = plan_rollout(cost, predicted, default_steps, wanted, essential, budget_ms)
