@@ -241,6 +241,15 @@ def test_model_json_without_a_field(broken):
         WorldModelEngine(broken)
 
 
+@pytest.mark.parametrize("field", ["names", "units"])
+def test_action_names_and_units_must_be_strings(broken, field):
+    meta = json.loads((broken / MODEL_JSON).read_text())
+    meta["action"][field][0] = 7
+    (broken / MODEL_JSON).write_text(json.dumps(meta))
+    with pytest.raises(ModelDirError, match=r"model\.json: action\.names and action\.units must be lists of strings"):
+        WorldModelEngine(broken)
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("dt", 0.0, r"'dt' = 0\.0 is outside its range \[0\.001, 60\]"),
     ("dt", float("inf"), r"'dt' = inf is outside its range"),  # written as Infinity: the node used to exit silently

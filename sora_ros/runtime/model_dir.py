@@ -376,6 +376,9 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
         raise ModelDirError("'files' must map file names to SHA-256 hex strings")
     if len(latent_shape) != 3 or len(kv_shape) != 4:
         raise ModelDirError("latent_shape needs 3 entries and dynamics.context_kv_shape 4")
+    units = tuple(_get(raw, "action.units", list))
+    if not all(isinstance(text, str) for text in (*names, *units)):
+        raise ModelDirError("action.names and action.units must be lists of strings")
     if not (len(offset) == len(scale) == len(names) == action_dim):
         raise ModelDirError(f"action names/offset/scale do not have action.dim = {action_dim} entries")
     missing = [name for name in [*GRAPH_FILES.values(), DYNAMICS_WEIGHTS] if name not in files]
@@ -406,7 +409,7 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
         patch_size=_number(raw, "patch_size"),
         action_dim=action_dim,
         action_names=names,
-        action_units=tuple(_get(raw, "action.units", list)),
+        action_units=units,
         action_offset=offset,
         action_scale=scale,
         sampler_steps=_number(raw, "sampler.steps"),
