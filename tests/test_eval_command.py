@@ -386,7 +386,9 @@ BAD_EVAL_NUMBERS = {
     "stride 0": (["--stride", "0"], "argument --stride: must be at least 1, got 0"),
     "stride negative": (["--stride", "-4"], "argument --stride: must be at least 1, got -4"),
     "stride NaN": (["--stride", "nan"], "argument --stride: must be an integer, got 'nan'"),
-    "samples 0": (["--samples", "0"], "argument --samples: must be at least 1, got 0"),
+    "samples 0": (["--samples", "0"], "argument --samples: invalid choice: 0"),
+    "samples above the cap": (["--samples", "99"], "argument --samples: invalid choice: 99"),
+    "horizon above the cap": (["--horizons", "1,64"], "horizons must be 1..32 (the rollout cap), got '1,64'"),
     "seed negative": (["--seed", "-1"], "argument --seed: must be 0 or more, got -1"),
 }
 

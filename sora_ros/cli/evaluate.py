@@ -27,7 +27,7 @@ from pathlib import Path
 
 from sora_ros.cli.arguments import non_negative_int, out_dir_problem, positive_int
 from sora_ros.core.patch_grid import ASPECT_POLICIES
-from sora_ros.core.requests import MAX_SAMPLER_STEPS
+from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES
 from sora_ros.runtime.model_dir import PRECISIONS
 
 MODEL_NAME = "model"
@@ -38,8 +38,8 @@ def _parse_horizons(text: str) -> list[int]:
         horizons = sorted({int(h) for h in text.split(",")})
     except ValueError:
         raise argparse.ArgumentTypeError(f"horizons must be comma-separated integers, got {text!r}") from None
-    if not horizons or horizons[0] < 1:
-        raise argparse.ArgumentTypeError(f"horizons must be positive, got {text!r}")
+    if not horizons or horizons[0] < 1 or horizons[-1] > MAX_HORIZON:
+        raise argparse.ArgumentTypeError(f"horizons must be 1..{MAX_HORIZON} (the rollout cap), got {text!r}")
     return horizons
 
 
@@ -327,7 +327,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--stride", type=positive_int, default=4,
                         help="frames between the starts of scored clips (default 4)")
     parser.add_argument("--max-clips", type=positive_int, help="stop after this many clips (at least 1)")
-    parser.add_argument("--samples", type=positive_int, default=1,
+    parser.add_argument("--samples", type=int, default=1, choices=range(1, MAX_SAMPLES + 1), metavar=f"1..{MAX_SAMPLES}",
                         help="model samples per prediction; their mean is scored")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="sampler noise and action shuffling")
     parser.add_argument("--sampler-steps", type=int, default=0, choices=range(0, MAX_SAMPLER_STEPS + 1),
