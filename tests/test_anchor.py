@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from model_helpers import export_tiny, randomise
+from sora_ros.core.context import Verdict
 from sora_ros.core.requests import RolloutRequest
 from sora_ros.core.units import NS_PER_S
 from sora_ros.model.anchor import AnchorConfig, AnchorNet, compose
@@ -61,6 +62,21 @@ def _predict(directory, frames: list[np.ndarray], output_size=(0, 0)) -> tuple[n
     actions = np.zeros((1, HORIZON, pipeline.info.action_dim), np.float32) if pipeline.info.action_dim else None
     outcome = pipeline.what_if(RolloutRequest(actions, 1, HORIZON, 1, 0, return_images=True))
     return outcome.forecasts[0].frames, pipeline
+
+
+def test_observe_refuses_an_image_or_fitted_frame_that_is_not_the_latents(anchored_dir):
+    """Both were kept and failed at the next rollout's decoding (ONNX Runtime, OpenCV)."""
+    pipeline = WorldModelPipeline(WorldModelEngine(anchored_dir))
+    height, width = pipeline.info.image_size
+    frame = _texture(np.random.default_rng(0), height, width)
+    fitted, latent = pipeline.encode(frame)
+    wide = _texture(np.random.default_rng(1), height, 2 * width)  # another grid of the model's
+    with pytest.raises(ValueError, match="not this image's"):
+        pipeline.observe(0, "camera", latent, image=wide)
+    for wrong in (fitted[: height // 2], fitted.astype(np.float32)):
+        with pytest.raises(ValueError, match="fitted must be the image as encode fits it"):
+            pipeline.observe(0, "camera", latent, image=frame, fitted=wrong)
+    assert pipeline.observe(0, "camera", latent, image=frame, fitted=fitted) is Verdict.ACCEPTED
 
 
 def test_export_adds_the_anchor_graph_with_parity(tmp_path):

@@ -241,12 +241,19 @@ def test_model_json_without_a_field(broken):
         WorldModelEngine(broken)
 
 
-@pytest.mark.parametrize("field", ["names", "units"])
-def test_action_names_and_units_must_be_strings(broken, field):
+@pytest.mark.parametrize("field, value, message", [
+    ("names", ["linear_x", 7], r"action\.names and action\.units must be lists of strings"),
+    ("units", [None, "rad/s"], r"action\.names and action\.units must be lists of strings"),
+    ("units", ["m/s"], "action names/units/offset/scale do not have action.dim = 2 entries"),  # zipped short
+    ("names", ["v", "v"], "action.names must be distinct and not empty"),
+    ("names", ["", "w"], "action.names must be distinct and not empty"),
+])
+def test_action_names_and_units_are_checked(broken, field, value, message):
     meta = json.loads((broken / MODEL_JSON).read_text())
-    meta["action"][field][0] = 7
+    assert meta["action"]["dim"] == 2
+    meta["action"][field] = value
     (broken / MODEL_JSON).write_text(json.dumps(meta))
-    with pytest.raises(ModelDirError, match=r"model\.json: action\.names and action\.units must be lists of strings"):
+    with pytest.raises(ModelDirError, match=rf"model\.json: {message}"):
         WorldModelEngine(broken)
 
 
@@ -279,13 +286,19 @@ def test_model_json_with_an_impossible_value(broken, field, value, message):
         WorldModelEngine(broken)
 
 
-def test_an_input_size_that_disagrees_with_the_graphs_is_refused_at_load(broken):
+@pytest.mark.parametrize("edit", ["input", "patch_size", "kv_tokens"])
+def test_sizes_that_disagree_with_the_graphs_are_refused_at_load(broken, edit):
     """The graphs take any input size, so the signatures cannot tell; the first rollout used to fail."""
     meta = json.loads((broken / MODEL_JSON).read_text())
-    meta["input"]["height"] *= 2
-    meta["input"]["width"] *= 2
+    if edit == "input":
+        meta["input"]["height"] *= 2
+        meta["input"]["width"] *= 2
+    elif edit == "patch_size":
+        meta["patch_size"] *= 2
+    else:
+        meta["dynamics"]["context_kv_shape"][2] //= 2
     (broken / MODEL_JSON).write_text(json.dumps(meta))
-    with pytest.raises(ModelDirError, match=r"encoder\.onnx: encodes the .* but model\.json says latent_shape .*"
+    with pytest.raises(ModelDirError, match=r"the graphs turn the .* but model\.json says latent_shape .*"
                                             r"does not match its graphs"):
         WorldModelEngine(broken)
 

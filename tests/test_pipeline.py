@@ -14,7 +14,7 @@ from model_helpers import export_tiny
 from sora_ros.core.context import Verdict
 from sora_ros.core.requests import MAX_HORIZON, MAX_PENDING_CALLS, MAX_SAMPLER_STEPS, MAX_SAMPLES, RequestError, \
     RolloutRequest, check_request
-from sora_ros.core.units import NS_PER_S
+from sora_ros.core.units import MAX_STAMP_NS, NS_PER_S
 from sora_ros.runtime.engine import WorldModelEngine
 from sora_ros.runtime.pipeline import BusyError, FrameRefusedError, NoContextError, RolloutSettings, \
     StaleContextError, WorldModelPipeline
@@ -117,7 +117,8 @@ def test_a_deadline_cuts_sampler_steps_then_decoding(pipeline) -> None:
 def test_caps_refuse(pipeline) -> None:
     for settings in ({"horizon": MAX_HORIZON + 1}, {"samples": MAX_SAMPLES + 1}, {"samples": 0},
                      {"sampler_steps": MAX_SAMPLER_STEPS + 1}, {"deadline_ms": -1.0},
-                     {"deadline_ms": float("inf")}, {"no_command_action": "guess"}):
+                     {"deadline_ms": float("inf")}, {"no_command_action": "guess"}, {"samples": 2.5},
+                     {"sampler_steps": 1.5}, {"horizon": True}, {"output_size": (64.5, 64.5)}, {"output_size": "ab"}):
         with pytest.raises(ValueError):
             RolloutSettings(**settings)
     action_dim = pipeline.info.action_dim
@@ -129,7 +130,17 @@ def test_caps_refuse(pipeline) -> None:
 @pytest.mark.parametrize("fields, message", [
     ({"actions": "inf"}, "must be finite"),  # was clamped to the range's edge and answered
     ({"actions": "partly_nan"}, "NaN in every component"),
-    ({"candidates": 3}, r"actions must be \(candidates, horizon, A\) = \(3, 3, A\), got \(2, 3, "),
+    ({"candidates": 3}, r"actions must be \(candidates, horizon, A\) = \(3, 3, A\), A >= 1 .* got \(2, 3, "),
+    ({"actions": np.zeros((2, HORIZON, 0), np.float32)}, r"A >= 1 .* got \(2, 3, 0\)"),  # said "must be finite"
+    ({"actions": np.zeros((2, HORIZON, 2), bool)}, "array of real numbers"),
+    ({"actions": np.full((2, HORIZON, 2), None)}, "array of real numbers"),
+    ({"actions": np.zeros((2, HORIZON, 2), np.complex64)}, "array of real numbers"),
+    ({"candidates": 2.0}, "candidates must be an integer, got 2.0"),
+    ({"horizon": True}, "horizon must be an integer, got True"),
+    ({"samples": "2"}, "samples must be an integer"),
+    ({"seed": None}, "seed must be an integer, got None"),  # was silently unseeded
+    ({"seed": -1}, "seed must be >= 0"),
+    ({"sampler_steps": 1.5}, "sampler_steps must be an integer"),
     ({"horizon": MAX_HORIZON + 1}, "horizon must be"),
     ({"samples": MAX_SAMPLES + 1}, "samples must be"),
     ({"candidates": 0, "actions": None}, "candidates must be"),
@@ -137,12 +148,13 @@ def test_caps_refuse(pipeline) -> None:
 ])
 def test_requests_built_in_code_are_checked_as_the_service_checks_them(pipeline, fields, message) -> None:
     actions = np.zeros((2, HORIZON, pipeline.info.action_dim), np.float32)
-    if fields.get("actions") == "inf":
+    marker = fields.get("actions")
+    if isinstance(marker, str) and marker == "inf":
         actions[1, 2, 0] = np.inf
-    elif fields.get("actions") == "partly_nan":
+    elif isinstance(marker, str) and marker == "partly_nan":
         actions[0, 1, 0] = np.nan
     request = {"actions": actions, "candidates": 2, "horizon": HORIZON, "samples": 1, "seed": 0,
-               "return_images": False} | {k: v for k, v in fields.items() if k != "actions" or v is None}
+               "return_images": False} | {k: v for k, v in fields.items() if not isinstance(v, str) or k != "actions"}
     with pytest.raises(RequestError, match=message):
         pipeline.what_if(RolloutRequest(**request))
 
@@ -173,7 +185,40 @@ def test_observe_takes_numpy_stamps_and_refuses_what_is_not_a_stamp_or_a_latent(
             pipeline.observe(2, "camera", wrong)
     with pytest.raises(ValueError, match="NaN or Inf"):
         pipeline.observe(2, "camera", np.full_like(latent, np.nan))
+    for wrong in (latent.astype(np.int64), latent > 0, latent.astype(np.complex64), latent.tolist()):
+        with pytest.raises(ValueError, match="an observed latent must be a float array"):
+            pipeline.observe(2, "camera", wrong)
+    with pytest.raises(TypeError, match="integer nanoseconds, got True"):
+        pipeline.observe(True, "camera", latent)
+    with pytest.raises(ValueError, match="receipt_s must be a finite"):
+        pipeline.observe(2, "camera", latent, receipt_s=float("nan"))
     assert pipeline.latest_context() is None  # nothing refused was kept
+
+
+def test_a_stamp_out_of_range_is_dropped_and_changes_nothing(pipeline) -> None:
+    """2**63 overflowed inside the buffer after the frame was appended; the next good frame then
+    restarted the context as a clock jump."""
+    context = pipeline.latest_context()
+    latent = context.latents[-1]
+    for stamp in (-1, 2**63, np.uint64(2**64 - 1), MAX_STAMP_NS + 1):
+        assert pipeline.observe(stamp, "camera", latent) is Verdict.STAMP_OUT_OF_RANGE
+    assert pipeline.latest_context() == context
+    assert pipeline.observe(context.newest_stamp_ns + pipeline.dt_ns, "camera", latent) is Verdict.ACCEPTED
+    assert pipeline.counters.snapshot().get("reset/resolution", 0) == 0
+
+
+def test_a_live_command_of_another_length_is_refused(pipeline) -> None:
+    for command in (np.zeros(pipeline.info.action_dim + 1, np.float32), np.float32(0.1),
+                    np.zeros((1, pipeline.info.action_dim), np.float32)):
+        with pytest.raises(ValueError, match=rf"command must be \({pipeline.info.action_dim},\) in model order"):
+            pipeline.predict(pipeline.latest_context(), command, seed=0, decode_all=False)
+
+
+@pytest.mark.parametrize("max_age_s", [-1.0, float("nan"), float("inf")])
+def test_what_if_refuses_a_max_age_that_is_not_a_time(pipeline, max_age_s) -> None:
+    request = RolloutRequest(np.zeros((1, HORIZON, pipeline.info.action_dim), np.float32), 1, HORIZON, 1, 0, False)
+    with pytest.raises(ValueError, match="max_age_s must be a finite number of seconds"):
+        pipeline.what_if(request, max_age_s=max_age_s)
 
 
 @pytest.mark.parametrize("frame, error, message", [

@@ -9,9 +9,9 @@ frames are never mixed. A frame lost on the way leaves a grid time without a
 frame in every context that spans it (for up to (K-1) dt); meanwhile `newest_complete`
 still offers the last complete one, up to K dt + dt/2 older than the newest frame.
 
-Stamps are integer nanoseconds. A stamp that is not newer than the newest one
-is dropped (duplicate or out of order); a stamp far behind the newest one (a
-bag that loops, a clock reset) empties the buffer and starts afresh.
+Stamps are integer nanoseconds, 0 to MAX_STAMP_NS (others are dropped, changing nothing). A
+stamp that is not newer than the newest one is dropped (duplicate or out of order); a stamp far
+behind the newest one (a bag that loops, a clock reset) empties the buffer and starts afresh.
 
 Legend: K context frames, C latent channels, h/w latent grid.
 """
@@ -25,7 +25,7 @@ from enum import Enum
 import numpy as np
 
 from sora_ros.core.timegrid import NO_FRAME, max_offset_ns, pick
-from sora_ros.core.units import NS_PER_S
+from sora_ros.core.units import MAX_STAMP_NS, NS_PER_S
 
 # Frames kept beyond the K * dt the context spans, for cameras faster than 1 / dt.
 HISTORY_SLACK_FRAMES = 64
@@ -37,6 +37,7 @@ class Verdict(Enum):
     ACCEPTED = "accepted"
     DUPLICATE_STAMP = "duplicate_stamp"
     OUT_OF_ORDER_STAMP = "out_of_order_stamp"
+    STAMP_OUT_OF_RANGE = "stamp_out_of_range"  # below 0 or past MAX_STAMP_NS
     RESET = "clock_jump_reset"  # accepted, after emptying the buffer
 
 
@@ -59,6 +60,11 @@ class Context:
     frame_id: str
     version: int
     receipt_s: float
+
+
+def stamp_in_range(stamp_ns: int) -> bool:
+    """Whether a stamp lies from 0 to MAX_STAMP_NS (what a builtin_interfaces/Time can say)."""
+    return 0 <= stamp_ns <= MAX_STAMP_NS
 
 
 def future_stamps(origin_ns: int, horizon: int, dt_ns: int) -> tuple[int, ...]:
@@ -124,8 +130,10 @@ class ContextBuffer:
             receipt_s: monotonic time the image was received.
 
         Returns:
-            ACCEPTED or RESET when the frame was kept; otherwise why it was dropped.
+            ACCEPTED or RESET when the frame was kept; otherwise why it was dropped (nothing changed).
         """
+        if not stamp_in_range(stamp_ns):
+            return Verdict.STAMP_OUT_OF_RANGE
         verdict = Verdict.ACCEPTED
         if self._frames:
             newest = self._frames[-1].stamp_ns

@@ -7,6 +7,7 @@ batched rollout, so memory and time grow with that product).
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,8 +44,9 @@ class RolloutRequest:
             `sora-ros eval --sampler-steps`).
 
     Raises:
-        RequestError: a field above its cap, actions that are not (candidates, horizon, A), or
-            action values that are not finite (NaN rows excepted).
+        RequestError: a field that is not an integer (bool included) or above its cap, a negative
+            seed, actions that are not (candidates, horizon, A), or action values that are not
+            finite (NaN rows excepted).
     """
 
     actions: np.ndarray | None
@@ -56,17 +58,20 @@ class RolloutRequest:
     sampler_steps: int = 0
 
     def __post_init__(self) -> None:
+        as_integers(self, ("candidates", "horizon", "samples", "seed", "sampler_steps"), RequestError)
+        if self.seed < 0 or not isinstance(self.return_images, (bool, np.bool_)):
+            raise RequestError(f"seed must be >= 0 and return_images a bool, got {self.seed} and {self.return_images!r}")
         _check_caps(self.candidates, self.horizon, self.samples, self.sampler_steps, self.return_images)
         if self.actions is None:
             return
-        try:
-            object.__setattr__(self, "actions", np.asarray(self.actions, np.float32))
-        except (TypeError, ValueError) as error:
-            raise RequestError(f"actions must be numbers: {error}") from None
+        kind = np.asarray(self.actions).dtype.kind
+        if kind not in "fiu" or isinstance(self.actions, np.ma.MaskedArray):  # not bools, strings, objects
+            raise RequestError(f"actions must be an array of real numbers, got dtype kind {kind!r}")
+        object.__setattr__(self, "actions", np.asarray(self.actions, np.float32))
         shape = self.actions.shape
-        if len(shape) != 3 or shape[:2] != (self.candidates, self.horizon):
+        if len(shape) != 3 or shape[:2] != (self.candidates, self.horizon) or shape[2] == 0:
             raise RequestError(f"actions must be (candidates, horizon, A) = ({self.candidates}, {self.horizon}, A), "
-                               f"got {shape}")
+                               f"A >= 1 (None for an unconditioned model), got {shape}")
         nan = np.isnan(self.actions)
         if np.isinf(self.actions).any() or (nan.any(axis=-1) != nan.all(axis=-1)).any():
             raise RequestError("actions must be finite; mark an unknown step with NaN in every component of its row")
@@ -75,6 +80,22 @@ class RolloutRequest:
     def action_dim(self) -> int:
         """A, 0 without actions."""
         return 0 if self.actions is None else self.actions.shape[-1]
+
+
+def as_integers(fields: object, names: tuple[str, ...], error: type[ValueError]) -> None:
+    """Make each named field of a frozen dataclass a Python int (numpy integers too).
+
+    Raises:
+        error: a field that is not an integer, or is a bool.
+    """
+    for name in names:
+        value = getattr(fields, name)
+        try:
+            if isinstance(value, (bool, np.bool_)):
+                raise TypeError
+            object.__setattr__(fields, name, operator.index(value))
+        except TypeError:
+            raise error(f"{name} must be an integer, got {value!r}") from None
 
 
 def _check_caps(candidates: int, horizon: int, samples: int, sampler_steps: int, return_images: bool) -> None:

@@ -6,6 +6,8 @@ from typing import Any
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
+# The latest stamp a builtin_interfaces/Time holds (int32 seconds): a later one cannot be published.
+MAX_STAMP_NS = (2**31 - 1) * NS_PER_S
 
 
 def sec_nanosec(ns: int) -> tuple[int, int]:

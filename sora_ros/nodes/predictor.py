@@ -31,6 +31,7 @@ from sora_ros.core.requests import MAX_PENDING_CALLS, RequestError, check_reques
 from sora_ros.core.scheduling import RolloutGate
 from sora_ros.core.stats import LatencyWindow
 from sora_ros.core.twist import TWIST_STAMPED, cmd_vel_type, twist_indices, twist_vector
+from sora_ros.core.units import MAX_STAMP_NS
 from sora_ros.msg import FutureFrames, PatchLatents
 from sora_ros.nodes import messages as m
 from sora_ros.nodes import spin_lifecycle
@@ -152,6 +153,8 @@ class PredictorNode(ModelNode):
                  real: np.ndarray | None, fitted: np.ndarray | None = None) -> None:
         """Add a frame to the context; publish what an earlier rollout predicted for it."""
         verdict = self.pipeline.observe(stamp, frame_id, latent, receipt_s, image=real, fitted=fitted)
+        if verdict is Verdict.STAMP_OUT_OF_RANGE:
+            return self._drop(verdict.value, f"frame stamped {stamp} ns: a stamp must lie from 0 to {MAX_STAMP_NS} ns")
         if verdict in (Verdict.DUPLICATE_STAMP, Verdict.OUT_OF_ORDER_STAMP):
             return self._drop(verdict.value, f"frame stamped {stamp} ns is not newer than the newest one")
         if verdict is Verdict.RESET:

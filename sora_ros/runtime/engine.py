@@ -61,6 +61,11 @@ class RolloutResult:
     seconds: float
 
 
+# What ONNX Runtime raises when a graph cannot run on its inputs (none derives from another).
+ORT_ERRORS = tuple(getattr(ort.capi.onnxruntime_pybind11_state, name)
+                   for name in ("Fail", "InvalidArgument", "RuntimeException", "InvalidGraph"))
+
+
 def resolve_providers(requested: Sequence[str]) -> list[str]:
     """Requested execution providers in order, keeping those this onnxruntime build has.
 
@@ -208,7 +213,7 @@ class WorldModelEngine:
             session = _open_session(graph, path, self.providers)
             check_session(path, session, self.signatures[graph])
             self.sessions[graph] = session
-        self._check_downsample()
+        self._check_sizes()
         self.anchor: AnchoredDecoder | None = None
         if self.info.anchor is None:
             log.info("%s has no anchored decoder: predicted frames are the VAE decoder's %dx%d images",
@@ -234,16 +239,31 @@ class WorldModelEngine:
         self._rollout_lock = threading.Lock()
         self._bound_graphs(1, self.info.latent_shape[1:])  # one candidate, one sample: allocated up front
 
-    def _check_downsample(self) -> None:
-        """Raises ModelDirError unless the encoder turns the reference input into latent_shape: where
-        the graphs take any size, the signatures cannot tell a model.json whose input and latent
-        sizes disagree with the graphs (an edited input size would fail only at the first rollout)."""
-        height, width = self.info.image_size
-        (latent,) = self.sessions["encoder"].run(None, {"image": np.zeros((1, height, width, 3), np.uint8)})
-        if latent.shape[1:] != self.info.latent_shape:
-            raise ModelDirError(f"{self.info.graph_path('encoder')}: encodes the {width}x{height} input model.json "
-                                f"names to latents {latent.shape[1:]}, but model.json says latent_shape "
-                                f"{self.info.latent_shape}: model.json does not match its graphs (re-export the model)")
+    def _check_sizes(self) -> None:
+        """Raises ModelDirError unless the encoder turns the reference input into latent_shape and the
+        context graph turns K such latents into context_kv_shape, with the token count patch_size
+        gives: where the graphs take any size, their signatures cannot tell a model.json whose input
+        size, latent shape or patch size disagrees with them (such a directory loaded and failed at
+        the first rollout)."""
+        info = self.info
+        height, width = info.image_size
+        try:
+            (latent,) = self.sessions["encoder"].run(None, {"image": np.zeros((1, height, width, 3), np.uint8)})
+            (kv,) = self.sessions["dynamics_context"].run(None, {
+                "context": np.zeros((1, info.context_frames, *info.latent_shape), np.float32),
+                "context_noise": np.zeros(1, np.float32)})
+            latent_shape, kv_shape = latent.shape[1:], kv.shape[1:]
+        except ORT_ERRORS as error:  # e.g. a latent grid the patches do not tile
+            latent_shape = kv_shape = f"an error ({str(error).splitlines()[0][:160]})"
+        layers, pair, _, width_kv = info.context_kv_shape
+        tokens = info.grid_sizes(info.image_size)["context_tokens"]  # K x (h / patch) x (w / patch)
+        if (latent_shape != info.latent_shape or kv_shape != info.context_kv_shape
+                or info.context_kv_shape != (layers, pair, tokens, width_kv)):
+            raise ModelDirError(f"{info.path}: the graphs turn the {width}x{height} input model.json names into "
+                                f"latents {latent_shape} and context keys/values {kv_shape}, but model.json "
+                                f"says latent_shape {info.latent_shape} and dynamics.context_kv_shape "
+                                f"{info.context_kv_shape}, with {tokens} tokens by its patch_size {info.patch_size}: "
+                                "model.json does not match its graphs (re-export the model)")
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Latents of camera frames.

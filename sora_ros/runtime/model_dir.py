@@ -379,8 +379,10 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
     units = tuple(_get(raw, "action.units", list))
     if not all(isinstance(text, str) for text in (*names, *units)):
         raise ModelDirError("action.names and action.units must be lists of strings")
-    if not (len(offset) == len(scale) == len(names) == action_dim):
-        raise ModelDirError(f"action names/offset/scale do not have action.dim = {action_dim} entries")
+    if not (len(offset) == len(scale) == len(names) == len(units) == action_dim):
+        raise ModelDirError(f"action names/units/offset/scale do not have action.dim = {action_dim} entries")
+    if len(set(names)) != len(names) or "" in names:
+        raise ModelDirError(f"action.names must be distinct and not empty, got {list(names)}")
     missing = [name for name in [*GRAPH_FILES.values(), DYNAMICS_WEIGHTS] if name not in files]
     if missing:
         raise ModelDirError(f"'files' does not list {missing}")

@@ -35,6 +35,8 @@ Legend: N candidates, S samples, H horizon, K context frames, A action dim, C/h/
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 import threading
 import time
@@ -46,13 +48,13 @@ import numpy as np
 
 from sora_ros.core.actions import NO_COMMAND_CHOICES, assumed_actions
 from sora_ros.core.comparison import FutureMemory, Prediction, comparison_image
-from sora_ros.core.context import Context, ContextBuffer, Verdict, future_stamps
+from sora_ros.core.context import Context, ContextBuffer, Verdict, future_stamps, stamp_in_range
 from sora_ros.core.deadline import CostModel, RolloutPlan, plan_rollout
 from sora_ros.core.patch_grid import ASPECT_POLICIES, AspectError
 from sora_ros.core.preprocess import fit_frame
 from sora_ros.core.regions import centred_window
 from sora_ros.core.requests import MAX_HORIZON, MAX_PENDING_CALLS, MAX_SAMPLER_STEPS, MAX_SAMPLES, RequestError, \
-    RolloutRequest
+    RolloutRequest, as_integers
 from sora_ros.core.stats import Counters, LatencyWindow
 from sora_ros.core.timegrid import max_offset_ns
 from sora_ros.core.units import NS_PER_MS, NS_PER_S
@@ -146,6 +148,11 @@ class RolloutSettings:
     output_size: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
+        as_integers(self, ("horizon", "samples", "sampler_steps"), ValueError)
+        try:
+            object.__setattr__(self, "output_size", tuple(operator.index(side) for side in self.output_size))
+        except TypeError:
+            raise ValueError(f"output_size must be two integers (H, W), got {self.output_size!r}") from None
         if len(self.output_size) != 2 or not (all(0 < v <= MAX_OUTPUT_SIDE for v in self.output_size)
                                               or tuple(self.output_size) == (0, 0)):
             raise ValueError(f"output_size must be (0, 0) (the camera's) or (H, W) in 1..{MAX_OUTPUT_SIDE}, "
@@ -297,23 +304,46 @@ class WorldModelPipeline:
                 "reset/resolution") rather than warping one camera's frame with another's motion.
             fitted: `image` as `encode` fitted it, uint8 (H, W, 3), if at hand (else fitted here).
 
+        Returns:
+            What the context did with the frame; STAMP_OUT_OF_RANGE (a stamp below 0 or past
+            MAX_STAMP_NS) changes nothing.
+
         Raises:
-            TypeError: a stamp that is not an integer. ValueError: a latent that is not a finite
-                (C, h, w) on one of the model's grids. FrameRefusedError: as `camera_view`.
+            TypeError: a stamp that is not an integer (bool included). ValueError: a latent that is
+                not a finite float (C, h, w) on one of the model's grids, an `image` whose grid is
+                not the latent's, a `fitted` that is not uint8 at the image's input size, or a
+                receipt time that is not finite. FrameRefusedError: `image` as `camera_view` refuses.
         """
+        if isinstance(stamp_ns, (bool, np.bool_)):
+            raise TypeError(f"stamp_ns must be integer nanoseconds, got {stamp_ns!r}")
         try:
             stamp_ns = operator.index(stamp_ns)  # a Python int: numpy's uint64 wraps in stamp arithmetic
         except TypeError:
             raise TypeError(f"stamp_ns must be integer nanoseconds, got {stamp_ns!r}") from None
-        self.engine.check_latents("an observed latent", np.shape(latent), 3)
+        if not isinstance(latent, np.ndarray) or latent.dtype.kind != "f":
+            raise ValueError(f"an observed latent must be a float array, got {getattr(latent, 'dtype', type(latent))}")
+        self.engine.check_latents("an observed latent", latent.shape, 3)
+        latent = latent.astype(np.float32, copy=False)
         if not np.isfinite(latent).all():
             raise ValueError("an observed latent contains NaN or Inf")
+        if not (isinstance(receipt_s, numbers.Real) and math.isfinite(receipt_s)):
+            raise ValueError(f"receipt_s must be a finite monotonic time, got {receipt_s!r}")
+        if not stamp_in_range(stamp_ns):
+            return Verdict.STAMP_OUT_OF_RANGE
         if self._anchor is None:
             image = None  # nothing to anchor on: keep no frames
         if image is not None:
             image = self.camera_view(image)
+            size = self.info.input_size(image.shape[:2])
+            grid = tuple(side // self.info.downsample for side in size)
+            if latent.shape[1:] != grid:
+                raise ValueError(f"a {image.shape[1]}x{image.shape[0]} image encodes to a {grid[1]}x{grid[0]} latent "
+                                 f"grid, the latent given is {latent.shape[2]}x{latent.shape[1]}: not this image's")
             if fitted is None:
-                fitted = fit_frame(image, self.info.input_size(image.shape[:2]))
+                fitted = fit_frame(image, size)
+            elif not isinstance(fitted, np.ndarray) or fitted.dtype != np.uint8 or fitted.shape != (*size, 3):
+                raise ValueError(f"fitted must be the image as encode fits it, uint8 {(*size, 3)}, got "
+                                 f"{getattr(fitted, 'dtype', type(fitted).__name__)} {getattr(fitted, 'shape', '')}")
         with self._lock:
             newest = self._buffer.newest_latent()
             if ((image is not None and self._anchor.camera_shape() not in (None, image.shape))
@@ -387,7 +417,14 @@ class WorldModelPipeline:
             seed: the sampler's noise seed.
             decode_all: decode every frame (someone wants the images).
             decode_first: decode frame 1 even under deadline pressure (it is shown now).
+
+        Raises:
+            ValueError: a command that is not (A,).
         """
+        if command is not None and np.shape(command) != (self.info.action_dim,):
+            raise ValueError(f"command must be ({self.info.action_dim},) in model order "
+                             f"({', '.join(self.info.action_names) or 'an unconditioned model: None'}), "
+                             f"got shape {np.shape(command)}")
         horizon = self.settings.horizon or self.info.default_horizon
         actions = assumed_actions(command, horizon, self.info.action_dim, self.settings.no_command_action)
         actions, clamp_notes = self._clamped(LIVE, None if actions is None else actions[None])  # a cmd_vel of Inf too
@@ -414,9 +451,12 @@ class WorldModelPipeline:
 
         Raises:
             RequestError: actions with another A than the model's (RolloutRequest checks the rest).
+            ValueError: max_age_s negative, NaN or infinite.
             NoContextError: no complete context yet. StaleContextError: older than max_age_s.
             BusyError: MAX_PENDING_CALLS calls already running or waiting.
         """
+        if not 0 <= max_age_s < float("inf"):
+            raise ValueError(f"max_age_s must be a finite number of seconds >= 0, got {max_age_s!r}")
         if request.action_dim != self.info.action_dim:
             raise RequestError(f"the request has {request.action_dim} action values per step; the model takes "
                                f"{self.info.action_dim}" + (f" ({', '.join(self.info.action_names)})"
