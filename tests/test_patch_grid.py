@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from model_helpers import export_tiny, tiny_modules
-from sora_ros.core.patch_grid import AspectError, PatchGrid
+from sora_ros.core.patch_grid import ASPECT_SLACK, AspectError, PatchGrid
 from sora_ros.model.dit import position_embedding
 from sora_ros.model.export import parity_sizes
 from sora_ros.model.graphs import DynamicsContextGraph, EncoderGraph
@@ -43,6 +43,59 @@ def test_a_camera_outside_the_range_is_refused_naming_ratio_range_and_remedy():
     for empty in ((0, 64), (48, 0), (-1, 64)):  # was a ZeroDivisionError while writing the message
         with pytest.raises(ValueError, match="both sides must be at least 1 pixel"):
             grid.input_size(*empty)
+
+
+# Cameras from 8 to 240 pixels a side, every third size: 6,400 shapes, aspect ratios 1:30 to 30:1.
+SWEEP = [(h, w) for h in range(8, 241, 3) for w in range(8, 241, 3)]
+# The worst crop of a camera inside the range at a 16-token budget (the module docstring's 18%).
+IN_RANGE_CROP = 0.184
+
+
+def _crop(aspect: float, grid: tuple[int, int]) -> float:
+    """Fraction of one side the grid's aspect ratio crops off a camera of `aspect` (width / height)."""
+    ratio = (grid[1] / grid[0]) / aspect
+    return 1 - min(ratio, 1 / ratio)
+
+
+@pytest.mark.parametrize("budget", [16, 64])
+@pytest.mark.parametrize("aspect_range", [(1.0, 2.4), (1 / 3, 3.0), (0.5, 1.5), (176 / 144, 176 / 144)])
+def test_every_admitted_camera_gets_a_grid_of_the_range(budget, aspect_range):
+    """A camera in the slack beyond the range gets the grid of the range's nearest end, never one that
+    only cameras outside the range get (a 160x64 camera, 2.5:1, got 2x6 tokens, 3:1, under a 2.4 limit)."""
+    grid = PatchGrid(16, budget, aspect_range)
+    low, high = aspect_range
+    inside = [camera for camera in SWEEP if low <= camera[1] / camera[0] <= high]
+    slack = [camera for camera in SWEEP if grid.admits(*camera) and camera not in inside]
+    assert slack, "the sweep has no camera in the slack"
+    ends = {end: grid.tokens(1000, round(1000 * end)) for end in aspect_range}
+    trained = {grid.tokens(*camera) for camera in inside} | set(ends.values())
+    # The slack may crop at most ASPECT_SLACK more than the range's end does.
+    most = 1 - (1 - max(_crop(end, tokens) for end, tokens in ends.items())) * (1 - ASPECT_SLACK)
+    for camera in slack:
+        tokens = grid.tokens(*camera)
+        assert tokens in trained, f"{camera[1]}x{camera[0]} got {tokens}, a grid no camera in {aspect_range} gets"
+        assert _crop(camera[1] / camera[0], tokens) <= most + 1e-9
+    assert most <= 1 - (1 - IN_RANGE_CROP) * (1 - ASPECT_SLACK)
+
+
+@pytest.mark.parametrize("aspect_range", [(1.0, 2.4), (1 / 3, 3.0)])
+def test_the_grids_of_wide_ranges_lie_in_the_range(aspect_range):
+    grid = PatchGrid(16, 16, aspect_range)
+    for camera in SWEEP:
+        if grid.admits(*camera):
+            gh, gw = grid.tokens(*camera)
+            assert aspect_range[0] <= gw / gh <= aspect_range[1], f"{camera[1]}x{camera[0]} got {gh}x{gw} tokens"
+
+
+def test_the_shipped_model_serves_a_slack_camera_at_a_grid_in_its_range():
+    """The node and eval size frames by ModelInfo.input_size: the default model (1.0 to 2.4) included."""
+    from pathlib import Path
+
+    from sora_ros.runtime.model_dir import read_model_info
+
+    info = read_model_info(Path(__file__).resolve().parents[1] / "models" / "default")
+    assert tuple(info.patch_grid.aspect_range) == (1.0, 2.4)
+    assert info.input_size((64, 160)) == (48, 96)  # 3x6 tokens, 2:1; was 2x6, 3:1
 
 
 def test_position_embeddings_differ_per_cell_and_agree_across_grids():

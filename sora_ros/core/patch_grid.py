@@ -8,11 +8,14 @@ e.g. 64x64 pixels = 4x4 tokens of 16x16 pixels); the model input is then (gh * c
 pixels, and only the sliver between the camera's aspect ratio and the grid's is cropped: none for
 1:1, 4:3 and 3:4 at a 16-token budget, 6% of a 16:9 camera's width, at most 18% of a side for
 any camera from 1:3 to 3:1 (`max` over a fine sweep of aspect ratios), against 25% of a 4:3
-camera's width and 57% of a 640x272 one's under the square crop.
+camera's width and 57% of a 640x272 one's under the square crop. A camera within ASPECT_SLACK
+beyond the model's aspect range gets the grid of the range's nearest end (the grid nearest its own
+ratio could be one no camera in the range gets), so it loses at most ASPECT_SLACK more.
 
     grid = PatchGrid(cell=16, budget=16, aspect_range=(1.0, 2.4))
     grid.input_size(480, 640)   # (48, 64): 3x4 tokens, exactly 4:3
     grid.input_size(272, 640)   # (48, 96): 3x6 tokens
+    grid.input_size(64, 160)    # (48, 96): 2.5:1 is in the slack, served as 2.4:1 (2x6 tokens is 3:1)
     grid.input_size(640, 480)   # AspectError: 0.75 lies outside 1.0 to 2.4
 
 Pure arithmetic: no numpy, torch or ROS.
@@ -79,7 +82,7 @@ class PatchGrid:
                               f"this model serves {low:.3g} to {high:.3g}: crop the camera into that range (the "
                               "node's parameter aspect_policy:=crop, eval's --aspect-policy crop) or fine-tune on "
                               "this camera (sora-ros train --init)")
-        return _nearest_grid(self.budget, width / height)
+        return _nearest_grid(self.budget, self.served_aspect(width / height))
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """Model input (H, W) in pixels for a camera of (height, width) pixels; raises as `tokens`."""
@@ -89,8 +92,14 @@ class PatchGrid:
     def clamp(self, height: int, width: int) -> tuple[int, int]:
         """The largest centred (height, width) window of the camera whose aspect ratio lies in the range
         (the camera itself when it does): what aspect_policy crop keeps."""
+        return centred_window(height, width, (1.0, self.served_aspect(width / height)))[2:]
+
+    def served_aspect(self, aspect: float) -> float:
+        """`aspect` (width / height) clamped into `aspect_range`. A camera admitted through ASPECT_SLACK
+        gets the grid of the range's nearest end, a grid the model trained on: the grid nearest its own
+        ratio may lie beyond the range (a 2.5:1 camera nearest 2x6 tokens, 3:1, under a 2.4:1 limit)."""
         low, high = self.aspect_range
-        return centred_window(height, width, (1.0, min(max(width / height, low), high)))[2:]
+        return min(max(aspect, low), high)
 
     def grids(self) -> tuple[tuple[int, int], ...]:
         """Every token grid (gh, gw) `tokens` may choose at this budget, aspect range aside."""
