@@ -85,7 +85,7 @@ def test_a_square_only_model_crops_a_wide_camera_when_asked_and_says_it_has_no_m
 
     square = shutil.copytree(model, tmp_path / "square")
     meta = json.loads((square / "model.json").read_text())
-    meta["input"]["aspect_range"] = [1.0, 1.0]  # served: square cameras only
+    meta["input"]["aspect_range"] = meta["config"]["aspect_range"] = [1.0, 1.0]  # served: square cameras only
     (square / "model.json").write_text(json.dumps(meta))
     out = tmp_path / "eval"
     for realtime in ([], ["--realtime"]):  # --realtime refuses before it starts a node and replays

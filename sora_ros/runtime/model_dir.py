@@ -85,6 +85,21 @@ FIELD_RANGES: dict[str, tuple[float, float]] = {
 }
 
 
+# The facts of the weights that model.json states twice: top-level field (what the runtime reads) ->
+# the field of the training "config" (ModelConfig.to_dict) that must say the same.
+CONFIG_FIELDS = {
+    "dt": "config.dt",
+    "context_frames": "config.dit.context_frames",
+    "patch_size": "config.dit.patch_size",
+    "input.aspect_range": "config.aspect_range",
+    "input.height": "config.vae.image_height",
+    "input.width": "config.vae.image_width",
+    "action.dim": "config.dit.action_dim",
+    "action.normalisation.offset": "config.actions.offset",
+    "action.normalisation.scale": "config.actions.scale",
+}
+
+
 class ModelDirError(Exception):
     """A model directory is missing something or does not match its model.json."""
 
@@ -426,7 +441,93 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
         int8_graphs=_int8_section(raw, files),
     )
     _check_lineage(raw, files)
+    _check_pixel_budget(raw, image_size)
+    if "config" in raw:
+        _check_config(raw, latent_shape)
+    if info.risk is not None:
+        _check_risk_grid(info.risk, latent_shape, action_dim)
     return info
+
+
+def _present(raw: dict, dotted: str) -> bool:
+    """Whether the field at `dotted` exists (older model.json files lack some)."""
+    value = raw
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return False
+        value = value[key]
+    return True
+
+
+def _same(a, b) -> bool:
+    """Equal numbers or lists of numbers; floats equal to 1e-9 relative (JSON round trips are exact,
+    a value computed twice may not be)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    numbers = (int, float)
+    if not isinstance(a, numbers) or not isinstance(b, numbers) or isinstance(a, bool) or isinstance(b, bool):
+        return False
+    return a == b or abs(a - b) <= 1e-9 * max(abs(a), abs(b))
+
+
+def _disagree(field: str, value, config_field: str, config_value) -> ModelDirError:
+    return ModelDirError(f"{field} = {value!r:.80} but {config_field} = {config_value!r:.80}: the weights were "
+                         f"trained as the config says; a model.json edited in one place only would run them "
+                         f"wrongly: make both say the same, or re-export the model")
+
+
+def _check_pixel_budget(raw: dict, image_size: tuple[int, int]) -> None:
+    """input.pixel_budget (where present) is the reference input's pixel count: the budget every
+    camera's grid keeps near is computed from input.height x input.width."""
+    if _present(raw, "input.pixel_budget"):
+        budget = _get(raw, "input.pixel_budget", int)
+        if budget != image_size[0] * image_size[1]:
+            raise ModelDirError(f"input.pixel_budget = {budget} but input.height x input.width = "
+                                f"{image_size[0]} x {image_size[1]} = {image_size[0] * image_size[1]}")
+
+
+def _check_config(raw: dict, latent_shape: tuple) -> None:
+    """The training "config" agrees with the top-level fields the runtime uses (CONFIG_FIELDS, and
+    latent_shape against the config's VAE), each where both are present.
+
+    Raises:
+        ModelDirError: naming the field, both values and the config field.
+    """
+    for field, config_field in CONFIG_FIELDS.items():
+        if _present(raw, field) and _present(raw, config_field):
+            value, config_value = _get(raw, field, (int, float, list)), _get(raw, config_field, (int, float, list))
+            if not _same(value, config_value):
+                raise _disagree(field, value, config_field, config_value)
+    vae = ("config.vae.latent_channels", "config.vae.image_height", "config.vae.image_width", "config.vae.channels")
+    if all(_present(raw, key) for key in vae):
+        channels, height, width = (_get(raw, key, int) for key in vae[:3])
+        downsample = 2 ** (len(_get(raw, vae[3], list)) - 1)  # VAEConfig.downsample
+        implied = [channels, height // downsample, width // downsample]
+        if list(latent_shape) != implied:
+            raise _disagree("latent_shape", list(latent_shape), "config.vae (latent_channels, image size / "
+                            f"{downsample})", implied)
+
+
+def _check_risk_grid(risk: dict, latent_shape: tuple, action_dim: int) -> None:
+    """The risk head takes the reference latent grid (it ends in a Linear over its features): its
+    signature (where recorded) must take latent_shape, risk.frames of them, and the model's actions.
+    A model re-exported at another pixel budget with the old risk.onnx fails here, by name.
+
+    Raises:
+        ModelDirError: naming both shapes.
+    """
+    from sora_ros.runtime.risk import risk_signature
+
+    if "signature" not in risk:
+        return
+    expected = risk_signature(tuple(latent_shape), action_dim, risk["frames"])["inputs"]
+    found = risk["signature"].get("inputs") if isinstance(risk["signature"], dict) else None
+    shapes = {name: spec.get("shape") if isinstance(spec, dict) else None for name, spec in (found or {}).items()}
+    wanted = {name: spec["shape"] for name, spec in expected.items()}
+    if shapes != wanted:
+        raise ModelDirError(f"risk.signature inputs {shapes} but latent_shape {list(latent_shape)}, risk.frames "
+                            f"{risk['frames']} and action.dim {action_dim} need {wanted}: the risk head takes the "
+                            "reference latent grid; retrain it for this model (sora-ros train-risk)")
 
 
 def _listed_file(raw: dict, dotted: str, files: dict) -> str:
