@@ -17,6 +17,7 @@ from sora_ros.bag import messages as m
 from sora_ros.bag.clips import ClipReader
 from sora_ros.bag.from_video import video_to_bag
 from sora_ros.bag.info import summarize
+from sora_ros.bag.reading import BagReader
 from sora_ros.bag.video import VideoError
 from sora_ros.bag.writing import BagWriter
 from sora_ros.core.units import NS_PER_S, ros_time_ns
@@ -64,6 +65,17 @@ def test_from_video_keeps_a_time_window(video: Path, tmp_path: Path) -> None:
     (topic,) = summarize(out).topics
     assert topic.count == 4  # frames 5..8 at 15 fps: 0.333 s .. 0.533 s (0.6 s excluded)
     assert summarize(out).first_ns == round(5 * NS_PER_S / FPS)
+
+
+def test_a_window_with_a_set_rate_is_cut_in_the_videos_own_time(video: Path, tmp_path: Path) -> None:
+    """At 15 fps, [0.3 s, 0.6 s) holds frames 5..8 (gray 100..160); --fps 5 then stamps frame k at k / 5 s.
+    The window was cut on the re-stamped timeline: frames 2..3 (0.4, 0.6 s at 5 fps)."""
+    out = tmp_path / "window"
+    assert cli.main(["bag", "from-video", str(video), str(out), "--fps", "5", "--begin", "0.3", "--end", "0.6"]) == 0
+    messages = list(BagReader(out).messages(["/camera/image_raw"]))
+    assert [msg.log_time_ns for msg in messages] == [k * NS_PER_S // 5 for k in range(5, 9)]
+    grays = [np.frombuffer(msg.msg.data, np.uint8).mean() for msg in messages]
+    np.testing.assert_allclose(grays, [100, 120, 140, 160], atol=3)
 
 
 def test_unreadable_video_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,7 +133,9 @@ EMPTY_WINDOWS = {  # frames at k / 15 s, k = 0..11 (0 to 0.733 s)
                            "the frames nearest it are at 0.0666667 s and 0.133333 s"),
     "end before begin": (["--begin", "0.6", "--end", "0.5"], "--end 0.5 must be after --begin 0.6"),
     "end at begin": (["--begin", "0.2", "--end", "0.2"], "--end 0.2 must be after --begin 0.2"),
-    "beyond a set rate": (["--fps", "1000", "--begin", "0.1"], "no frame lies in the window [0.1 s, the end)"),
+    # --fps re-stamps frames 1 ms apart, but the window is cut in the video's own time (0 to 0.733 s).
+    "after the end, set rate": (["--fps", "1000", "--begin", "1"],
+                                "no frame lies in the window [1 s, the end) of the video's own presentation time"),
 }
 
 

@@ -56,6 +56,12 @@ def test_from_video_keeps_the_presentation_times(vfr: Path, tmp_path: Path, caps
     cut = tmp_path / "cut"
     assert cli.main(["bag", "from-video", str(vfr), str(cut), "--begin", "0.9", "--end", "1.5"]) == 0
     assert [m.log_time_ns // NS_PER_MS for m in BagReader(cut).messages(["/camera/image_raw"])] == [900, 950, 1000, 1200, 1400]
+    # With --fps the same window holds the same frames (18..22), re-stamped k / 10 s: 1.8 .. 2.2 s;
+    # frames 9..14 (k / 10 in [0.9, 1.5), presentation times 0.45 to 0.70 s) were kept before.
+    fixed = tmp_path / "fixed"
+    assert cli.main(["bag", "from-video", str(vfr), str(fixed), "--fps", "10", "--begin", "0.9", "--end", "1.5"]) == 0
+    assert [m.log_time_ns // NS_PER_MS for m in BagReader(fixed).messages(["/camera/image_raw"])] == [1800, 1900, 2000,
+                                                                                                    2100, 2200]
 
 
 def test_eval_video_source_puts_the_true_times_on_the_grid(vfr: Path) -> None:

@@ -27,7 +27,8 @@ def video_to_bag(
     end_s: float | None = None,
     notes: list[str] | None = None,
 ) -> int:
-    """Write the frames of `video` to a new bag at `out`, each stamped start_ns + its presentation time.
+    """Write the frames of `video` to a new bag at `out`, each stamped start_ns + its presentation time
+    (or, with `fps`, start_ns + k / fps for the video's frame k).
 
     The bag is written beside `out` and renamed to it when complete: on any error nothing is left
     at `out`.
@@ -42,9 +43,12 @@ def video_to_bag(
         compressed: JPEG CompressedImage instead of rgb8 Image.
         start_ns: stamp of the first frame.
         frame_id: header frame_id of every image.
-        begin_s, end_s: keep only frames with begin_s <= video time < end_s (finite seconds), e.g.
-            to hold out the end of a clip for evaluation.
-        notes: if given, receives the reader's notes on the frame timing (irregular, guessed).
+        begin_s, end_s: keep only frames with begin_s <= presentation time < end_s (finite seconds),
+            e.g. to hold out the end of a clip for evaluation. The presentation time is the source
+            video's own (what a player shows), with or without `fps`: the window is cut before
+            re-stamping.
+        notes: if given, receives the reader's notes on the frame timing (irregular, guessed) when
+            the frames keep it (no `fps`).
 
     Returns:
         The number of frames written.
@@ -62,18 +66,16 @@ def video_to_bag(
     reader = VideoReader(video)
     if compressed and not topic.endswith("/compressed"):
         topic = f"{topic}/compressed"
-    frames = ((frame_stamp_ns(index, fps), rgb) for index, rgb in enumerate(reader.frames())) if fps \
-        else reader.stamped_frames()
     count, before_ns, after_ns = 0, None, None  # the frames on either side of an empty window
     with staged_bag_path(out) as staged, BagWriter(staged) as bag:
-        for video_ns, rgb in frames:
+        for index, (video_ns, rgb) in enumerate(reader.stamped_frames(fallback_fps=fps)):
             if video_ns < begin_s * NS_PER_S:
                 before_ns = video_ns
                 continue
             if end_s is not None and video_ns >= end_s * NS_PER_S:
                 after_ns = video_ns
                 break
-            stamp = start_ns + video_ns
+            stamp = start_ns + (frame_stamp_ns(index, fps) if fps else video_ns)
             if compressed:
                 bag.write(topic, m.COMPRESSED_IMAGE, stamp, m.compressed_image(rgb, stamp, frame_id))
             else:
@@ -82,8 +84,9 @@ def video_to_bag(
         if not count:
             window = f"[{begin_s:g} s, {'the end' if end_s is None else f'{end_s:g} s'})"
             around = " and ".join(f"{ns / NS_PER_S:g} s" for ns in (before_ns, after_ns) if ns is not None)
-            raise EmptyWindowError(f"{reader.path}: no frame lies in the window {window} (video time; the frames "
-                                   f"nearest it are at {around})")  # fmt: skip
-    if notes is not None:
+            raise EmptyWindowError(f"{reader.path}: no frame lies in the window {window} of the video's own "
+                                   "presentation time (what a player shows, not the --fps stamps); the frames "
+                                   f"nearest it are at {around}")  # fmt: skip
+    if notes is not None and not fps:  # with fps the source's own timing is replaced, as asked
         notes += reader.notes
     return count

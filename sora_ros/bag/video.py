@@ -96,18 +96,24 @@ class VideoReader:
         finally:
             capture.release()
 
-    def stamped_frames(self) -> Iterator[tuple[int, np.ndarray]]:
+    def stamped_frames(self, fallback_fps: float | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (presentation time ns from the first frame, uint8 (H, W, 3) RGB) for every frame.
 
         After the last frame, `notes` says how many frames had no usable presentation time and
         whether the timing is irregular (see the module docstring).
 
+        Args:
+            fallback_fps: the rate that places a frame without a usable presentation time when the
+                file states none (the rate the user set, `bag from-video --fps`).
+
         Raises:
-            VideoError: a frame without a usable presentation time in a file that states no frame rate.
+            VideoError: a frame without a usable presentation time, and neither the file nor
+                `fallback_fps` gives a frame rate.
         """
         self.notes = []
         stamps: list[int] = []
         guessed = 0
+        rate = self.fps or fallback_fps
         capture = cv2.VideoCapture(str(self.path))
         try:
             while True:
@@ -116,18 +122,18 @@ class VideoReader:
                     break
                 stamp = round(capture.get(cv2.CAP_PROP_POS_MSEC) * NS_PER_S / 1000)
                 if stamps and stamp <= stamps[-1]:  # no timestamp, or one that does not advance
-                    if self.fps is None:
+                    if rate is None:
                         raise VideoError(f"{self.path}: frame {len(stamps)} has no usable presentation time and the "
                                          "video states no frame rate; convert it with `sora-ros bag from-video --fps`")
                     guessed += 1
-                    stamp = stamps[-1] + frame_stamp_ns(1, self.fps)
+                    stamp = stamps[-1] + frame_stamp_ns(1, rate)
                 stamps.append(stamp)
                 yield stamp - stamps[0], cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         finally:
             capture.release()
         if guessed:
             self.notes.append(f"{guessed} of {len(stamps)} frames had no presentation time that advanced: "
-                              f"placed 1/{self.fps:g} s after the previous frame")
+                              f"placed 1/{rate:g} s after the previous frame")
         note = timing_note(np.array(stamps, np.int64))
         if note:
             self.notes.append(note)

@@ -182,14 +182,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("out", type=Path, help="bag directory to create")
     convert.add_argument("--fps", type=float_between(MIN_FPS, MAX_FPS),
                          help=f"stamp frame k at k / FPS, {MIN_FPS:g} to {MAX_FPS:g} (default: each frame's own "
-                         "presentation time, variable frame rate kept)")
+                         "presentation time, variable frame rate kept); --begin/--end still cut by the video's "
+                         "own time")
     convert.add_argument("--topic", default="/camera/image_raw", type=topic_name,
                          help="image topic, fully qualified (default %(default)s)")
     convert.add_argument("--compressed", action="store_true", help="JPEG CompressedImage on TOPIC/compressed")
     convert.add_argument("--begin", type=non_negative_seconds, default=0.0, metavar="S",
-                         help="first second of the video to keep (default 0)")
+                         help="first second of the video to keep, in the video's own presentation time (what a "
+                         "player shows), with or without --fps (default 0)")
     convert.add_argument("--end", type=finite_float, metavar="S",
-                         help="keep frames before this second, after --begin (default: to the end); a window "
+                         help="keep frames before this second of the video's own presentation time, after "
+                         "--begin (default: to the end); a window "
                          "that holds no frame is refused, and nothing is written")
     convert.set_defaults(func=from_video)
 
