@@ -207,6 +207,55 @@ def test_a_stamp_out_of_range_is_dropped_and_changes_nothing(pipeline) -> None:
     assert pipeline.counters.snapshot().get("reset/resolution", 0) == 0
 
 
+def test_masked_actions_are_taken_when_nothing_is_masked_and_refused_naming_the_count(pipeline) -> None:
+    """A masked array was refused as "not an array of real numbers", whatever its mask; np.asarray
+    (check_request, a live command) dropped the mask and used the hidden values."""
+    action_dim = pipeline.info.action_dim
+    plain = np.linspace(-0.5, 0.5, 2 * HORIZON * action_dim, dtype=np.float32).reshape(2, HORIZON, action_dim)
+    open_mask = np.ma.masked_array(plain, mask=np.zeros(plain.shape, bool))
+    request = RolloutRequest(open_mask, 2, HORIZON, 1, 0, False)
+    assert type(request.actions) is np.ndarray
+    got = pipeline.what_if(request).forecasts
+    expected = pipeline.what_if(RolloutRequest(plain, 2, HORIZON, 1, 0, False)).forecasts
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a.latents, b.latents)
+    hidden = np.ma.masked_array(plain, mask=np.zeros(plain.shape, bool))
+    hidden[1, 2] = np.ma.masked  # one row: A values
+    message = rf"actions is a masked array with {action_dim} of {plain.size} values masked.*np\.ma\.filled"
+    with pytest.raises(RequestError, match=message):
+        RolloutRequest(hidden, 2, HORIZON, 1, 0, False)
+    with pytest.raises(RequestError, match=message):
+        check_request(hidden.ravel(), 2, HORIZON, action_dim, 1, 0, False, action_dim)
+    assert check_request(open_mask.ravel(), 2, HORIZON, action_dim, 1, 0, False, action_dim).actions.shape == plain.shape
+    command = np.ma.masked_array(_command(pipeline.engine), mask=[True] + [False] * (action_dim - 1))
+    with pytest.raises(ValueError, match=rf"command is a masked array with 1 of {action_dim} values masked"):
+        pipeline.predict(pipeline.latest_context(), command, seed=0, decode_all=False)
+    command.mask = False
+    assert pipeline.predict(pipeline.latest_context(), command, seed=0, decode_all=False).forecasts
+
+
+def test_futures_past_the_last_stamp_a_time_holds_are_refused(engine) -> None:
+    """The newest frame may be stamped up to MAX_STAMP_NS; its futures, horizon x dt later, may not:
+    builtin_interfaces/Time has int32 seconds, and a clamped stamp would say the wrong time."""
+    from sora_ros.core.context import StampRangeError, future_stamps
+
+    pipeline = WorldModelPipeline(engine)
+    pipeline.settings = RolloutSettings(horizon=HORIZON)
+    _, latent = pipeline.encode(np.zeros((*engine.info.image_size, 3), np.uint8))
+    newest = MAX_STAMP_NS - HORIZON * pipeline.dt_ns + 1  # frame HORIZON lands 1 ns past the end
+    for k in reversed(range(engine.info.context_frames)):
+        assert pipeline.observe(newest - k * pipeline.dt_ns, "camera", latent) is Verdict.ACCEPTED
+    context = pipeline.latest_context()
+    actions = np.zeros((1, HORIZON, engine.info.action_dim), np.float32)
+    with pytest.raises(StampRangeError, match=rf"predicted frame {HORIZON} would stand for .* past 2147483647 s"):
+        pipeline.what_if(RolloutRequest(actions, 1, HORIZON, 1, 0, False))
+    with pytest.raises(StampRangeError, match="int32 seconds"):
+        pipeline.predict(context, _command(engine), seed=0, decode_all=False)
+    short = RolloutRequest(actions[:, :HORIZON - 1], 1, HORIZON - 1, 1, 0, False)  # ends dt - 1 ns before the end
+    assert pipeline.what_if(short).forecasts[0].stamps_ns[-1] == MAX_STAMP_NS - pipeline.dt_ns + 1
+    assert future_stamps(MAX_STAMP_NS - 2 * pipeline.dt_ns, 2, pipeline.dt_ns)[-1] == MAX_STAMP_NS
+
+
 def test_a_live_command_of_another_length_is_refused(pipeline) -> None:
     for command in (np.zeros(pipeline.info.action_dim + 1, np.float32), np.float32(0.1),
                     np.zeros((1, pipeline.info.action_dim), np.float32)):

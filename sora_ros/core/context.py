@@ -67,8 +67,23 @@ def stamp_in_range(stamp_ns: int) -> bool:
     return 0 <= stamp_ns <= MAX_STAMP_NS
 
 
+class StampRangeError(ValueError):
+    """Predicted frames whose times would pass MAX_STAMP_NS: no builtin_interfaces/Time holds them."""
+
+
 def future_stamps(origin_ns: int, horizon: int, dt_ns: int) -> tuple[int, ...]:
-    """The times predicted frames 1..H stand for: origin + k * dt (integer nanoseconds)."""
+    """The times predicted frames 1..H stand for: origin + k * dt (integer nanoseconds).
+
+    Raises:
+        StampRangeError: the last one passes MAX_STAMP_NS. Refused, not clamped: a clamped stamp
+            would say the wrong time, and one past it cannot be published (int32 seconds).
+    """
+    last_ns = origin_ns + horizon * dt_ns
+    if last_ns > MAX_STAMP_NS:
+        raise StampRangeError(f"predicted frame {horizon} would stand for {last_ns / NS_PER_S:.9f} s, past "
+                              f"{MAX_STAMP_NS // NS_PER_S} s, the last time builtin_interfaces/Time holds (int32 "
+                              f"seconds): the newest camera stamp is {(MAX_STAMP_NS - origin_ns) / NS_PER_S:.3f} s "
+                              f"before it, less than horizon {horizon} x dt {dt_ns / NS_PER_S:g} s; no prediction")
     return tuple(origin_ns + k * dt_ns for k in range(1, horizon + 1))
 
 

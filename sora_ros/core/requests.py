@@ -45,8 +45,8 @@ class RolloutRequest:
 
     Raises:
         RequestError: a field that is not an integer (bool included) or above its cap, a negative
-            seed, actions that are not (candidates, horizon, A), or action values that are not
-            finite (NaN rows excepted).
+            seed, actions that are not (candidates, horizon, A), action values that are not
+            finite (NaN rows excepted), or a masked array with masked values (see `unmasked`).
     """
 
     actions: np.ndarray | None
@@ -64,8 +64,9 @@ class RolloutRequest:
         _check_caps(self.candidates, self.horizon, self.samples, self.sampler_steps, self.return_images)
         if self.actions is None:
             return
+        object.__setattr__(self, "actions", unmasked(self.actions, "actions", RequestError))
         kind = np.asarray(self.actions).dtype.kind
-        if kind not in "fiu" or isinstance(self.actions, np.ma.MaskedArray):  # not bools, strings, objects
+        if kind not in "fiu":  # not bools, strings, objects
             raise RequestError(f"actions must be an array of real numbers, got dtype kind {kind!r}")
         object.__setattr__(self, "actions", np.asarray(self.actions, np.float32))
         shape = self.actions.shape
@@ -80,6 +81,24 @@ class RolloutRequest:
     def action_dim(self) -> int:
         """A, 0 without actions."""
         return 0 if self.actions is None else self.actions.shape[-1]
+
+
+def unmasked(values, name: str, error: type[ValueError] = RequestError):
+    """`values` without a numpy mask: a masked array with nothing masked is its data; anything else
+    is returned as it is.
+
+    Raises:
+        error: some values are masked. np.asarray drops a mask and keeps the values under it, so
+            the hidden values would be used as if given.
+    """
+    if not isinstance(values, np.ma.MaskedArray):
+        return values
+    hidden = int(np.ma.count_masked(values))
+    if hidden:
+        raise error(f"{name} is a masked array with {hidden} of {values.size} values masked: a mask is not read, "
+                    f"the values under it would be used; pass a plain array, e.g. np.ma.filled({name}, np.nan) "
+                    "to mark unknown steps (NaN in every component of a row)")
+    return np.ma.getdata(values)
 
 
 def as_integers(fields: object, names: tuple[str, ...], error: type[ValueError]) -> None:
@@ -130,12 +149,12 @@ def check_request(actions: np.ndarray, candidates: int, horizon: int, action_dim
 
     Raises:
         RequestError: wrong action shape or size, values that are not finite (NaN rows excepted:
-            they mean "unknown" to the model), or a request above a cap.
+            they mean "unknown" to the model), masked values, or a request above a cap.
     """
     _check_caps(candidates, horizon, samples, sampler_steps, return_images)  # before the size arithmetic
     if action_dim != model_action_dim:
         raise RequestError(f"action_dim is {action_dim} but the model takes {model_action_dim} values per step")
-    flat = np.asarray(actions, np.float32).reshape(-1)
+    flat = np.asarray(unmasked(actions, "actions"), np.float32).reshape(-1)
     expected = candidates * horizon * action_dim
     if flat.size != expected:
         raise RequestError(f"actions has {flat.size} values; candidates x horizon x action_dim = "

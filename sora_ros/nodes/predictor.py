@@ -26,7 +26,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from sora_ros.core.context import Context, Verdict
+from sora_ros.core.context import Context, StampRangeError, Verdict
 from sora_ros.core.requests import MAX_PENDING_CALLS, RequestError, check_request
 from sora_ros.core.scheduling import RolloutGate
 from sora_ros.core.stats import LatencyWindow
@@ -48,7 +48,7 @@ EXECUTOR_THREADS = 2 + MAX_PENDING_CALLS
 # 20 calls lost 9-10 of them without an answer.
 SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
 REFUSALS = {RequestError: "bad_request", NoContextError: "no_context", StaleContextError: "stale_context",
-            BusyError: "busy", NonFiniteOutputError: "nonfinite_output"}
+            BusyError: "busy", NonFiniteOutputError: "nonfinite_output", StampRangeError: "future_stamp_out_of_range"}
 
 CMD_VEL_DISCOVERY_S = 1.0  # seconds between looks at the types of cmd_vel's publishers
 
@@ -198,6 +198,8 @@ class PredictorNode(ModelNode):
                                             decode_first=shows_now)
         except NonFiniteOutputError as error:
             return self._drop("nonfinite_output", str(error))
+        except StampRangeError as error:  # near the end of int32 seconds: no stamp for the futures
+            return self._drop("future_stamp_out_of_range", str(error))
         self._log_notes(outcome)
         latency_s = time.monotonic() - context.receipt_s
         self._outputs["futures"].publish(m.future_frames(outcome, 0, self.model, self.pipeline.info, latency_s))

@@ -54,7 +54,7 @@ from sora_ros.core.patch_grid import ASPECT_POLICIES, AspectError
 from sora_ros.core.preprocess import fit_frame
 from sora_ros.core.regions import centred_window
 from sora_ros.core.requests import MAX_HORIZON, MAX_PENDING_CALLS, MAX_SAMPLER_STEPS, MAX_SAMPLES, RequestError, \
-    RolloutRequest, as_integers
+    RolloutRequest, as_integers, unmasked
 from sora_ros.core.stats import Counters, LatencyWindow
 from sora_ros.core.timegrid import max_offset_ns
 from sora_ros.core.units import NS_PER_MS, NS_PER_S
@@ -419,8 +419,10 @@ class WorldModelPipeline:
             decode_first: decode frame 1 even under deadline pressure (it is shown now).
 
         Raises:
-            ValueError: a command that is not (A,).
+            ValueError: a command that is not (A,), or a masked array with masked values.
+            StampRangeError: the predicted frames' times would pass MAX_STAMP_NS.
         """
+        command = unmasked(command, "command", ValueError)
         if command is not None and np.shape(command) != (self.info.action_dim,):
             raise ValueError(f"command must be ({self.info.action_dim},) in model order "
                              f"({', '.join(self.info.action_names) or 'an unconditioned model: None'}), "
@@ -454,6 +456,7 @@ class WorldModelPipeline:
             ValueError: max_age_s negative, NaN or infinite.
             NoContextError: no complete context yet. StaleContextError: older than max_age_s.
             BusyError: MAX_PENDING_CALLS calls already running or waiting.
+            StampRangeError: the predicted frames' times would pass MAX_STAMP_NS.
         """
         if not 0 <= max_age_s < float("inf"):
             raise ValueError(f"max_age_s must be a finite number of seconds >= 0, got {max_age_s!r}")
@@ -509,6 +512,7 @@ class WorldModelPipeline:
         """Plan under the deadline, roll out, decode `wanted` (flat n * H + k indices), learn costs;
         `clamp_notes` say what `_clamped` changed in the request's actions."""
         settings, n, horizon, actions = self.settings, request.candidates, request.horizon, request.actions
+        stamps = future_stamps(context.newest_stamp_ns, horizon, self.dt_ns)  # refused before any work
         cost, budget_ms = self.costs[kind], settings.deadline_ms
         default_steps = request.sampler_steps or settings.sampler_steps or self.info.sampler_steps
         predicted = n * request.samples * horizon  # frames the sampler produces
@@ -537,7 +541,6 @@ class WorldModelPipeline:
                               if missed else ())
         if risk is None and kind == SERVICE:  # a caller may expect FutureFrames.risk: say why it is empty
             notes += (NO_RISK_HEAD,)
-        stamps = future_stamps(context.newest_stamp_ns, horizon, self.dt_ns)
         complete = images is not None and len(plan.decode) == n * horizon
         all_frames = images.reshape(n, horizon, *images.shape[1:]) if complete else None  # (N, H, Hi, Wi, 3)
         forecasts = [Forecast(stamps, means[i], None if all_frames is None else all_frames[i], result.uncertainty[i],
