@@ -87,6 +87,7 @@ OUT_COMMANDS = {
     "bench fine-tune": ["bench", "fine-tune", "--out", "{out}"],
     "bench closed-loop": ["bench", "closed-loop", "--out", "{out}"],
     "sim record": ["sim", "record", "--episodes", "1", "--seconds", "1", "--out", "{out}"],
+    "demo": ["demo", "--duration", "1", "--out", "{out}"],
 }
 
 
@@ -105,3 +106,33 @@ def test_out_that_cannot_be_a_folder_is_refused_before_the_work(words, under, tm
     expected = "exists and is not a directory" if out == afile else f"{afile} is a file, not a directory"
     assert expected in err and "\n" not in err, err
     assert afile.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def _prefix(words: list[str]) -> str:
+    return f"sora-ros {' '.join(words[:2]) if words[0] in ('bench', 'sim') else words[0]}"
+
+
+@pytest.mark.parametrize("words", OUT_COMMANDS.values(), ids=OUT_COMMANDS.keys())
+def test_an_empty_out_is_refused_at_parsing(words, tmp_path, capsys):
+    from sora_ros import cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main([word.format(tmp=tmp_path, out="") for word in words])
+    assert stop.value.code == 2
+    assert "argument --out: must name a directory, got an empty string" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("under", ["a dangling link", "a name too long"])
+@pytest.mark.parametrize("words", OUT_COMMANDS.values(), ids=OUT_COMMANDS.keys())
+def test_out_that_the_file_system_refuses_is_one_line_before_the_work(words, under, tmp_path, capsys):
+    from sora_ros import cli
+
+    out = tmp_path / ("link" if under == "a dangling link" else "n" * 300)
+    if under == "a dangling link":
+        out.symlink_to(tmp_path / "gone")
+    assert cli.main([word.format(tmp=tmp_path, out=out) for word in words]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{_prefix(words)}: --out {out}") and "\n" not in err, err
+    assert ("broken symbolic link" if under == "a dangling link" else "too long") in err
+    assert [p.name for p in tmp_path.iterdir()] == (["link"] if under == "a dangling link" else [])

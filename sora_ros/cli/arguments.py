@@ -103,14 +103,39 @@ def topic_name(text: str) -> str:
     return text
 
 
+def out_dir(text: str) -> Path:
+    """An output directory's path, as --out takes it (its other checks are `out_dir_problem`'s, run
+    by the command before its work). An empty string is refused here: as a Path it would be ".",
+    the current directory, written into without anyone asking for it.
+
+    Raises:
+        argparse.ArgumentTypeError: `text` is empty.
+    """
+    if not text:
+        raise argparse.ArgumentTypeError("must name a directory, got an empty string")
+    return Path(text)
+
+
 def out_dir_problem(path: Path | str) -> str | None:
     """Why `path` cannot become an output directory, or None when it can; creates nothing.
 
     Checked before a command's work, so that a long run does not fail at its last step: `path`
     must be a directory or not exist, and its nearest existing ancestor must be a directory this
-    process may create entries in.
+    process may create entries in. An empty string, a dangling symbolic link, a name longer than the
+    file system allows and any other OSError met while looking are reasons too, never raised.
     """
+    if not str(path):
+        return "an empty path; name a directory"
     path = Path(path)
+    try:
+        return _out_dir_problem(path)
+    except OSError as error:  # e.g. ENAMETOOLONG, EACCES on a parent: stat() raises what exists() cannot hide
+        return f"{path}: {error.strerror or error}; choose another output path"
+
+
+def _out_dir_problem(path: Path) -> str | None:
+    if path.is_symlink() and not path.exists():  # mkdir would fail on it; writing would follow it
+        return f"{path} is a broken symbolic link; remove it or choose another output path"
     if path.exists():
         if not path.is_dir():
             return f"{path} exists and is not a directory; name a directory, or a path that does not exist yet"
@@ -123,7 +148,16 @@ def out_dir_problem(path: Path | str) -> str | None:
                 return f"{path}: {ancestor} is a file, not a directory; choose another output path"
             if not os.access(ancestor, os.W_OK | os.X_OK):
                 return f"{path}: cannot create it in {ancestor} (not writable); choose another output path"
-            return None
+            return _name_length_problem(path, ancestor)
         if ancestor.is_symlink():  # a dangling link: mkdir would fail on it
             return f"{path}: {ancestor} is a broken symbolic link; choose another output path"
+    return None
+
+
+def _name_length_problem(path: Path, existing: Path) -> str | None:
+    """A component of `path` below its existing ancestor `existing` longer than that file system allows."""
+    limit = os.pathconf(existing, "PC_NAME_MAX")
+    for name in path.absolute().relative_to(existing).parts:
+        if len(os.fsencode(name)) > limit:
+            return f"{path}: the name {name[:16]}... is longer than the file system allows ({limit} bytes); choose a shorter one"
     return None

@@ -8,7 +8,7 @@ import importlib
 import sys
 
 from sora_ros.bench.closed_loop import FIRST_SEED, POLICIES
-from sora_ros.cli.arguments import out_dir_problem, positive_int
+from sora_ros.cli.arguments import out_dir, out_dir_problem, positive_int
 from sora_ros.runtime.model_dir import PRECISIONS
 
 # Each target is a module with run(args) -> int, imported only when chosen.
@@ -66,7 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "fine-tune: the parent model directory, with weights.safetensors (default: the installed default)")
     parser.add_argument("--minutes", type=float, nargs="+", default=FINE_TUNE_MINUTES,
                         help="fine-tune: training budgets in CPU-minutes")
-    parser.add_argument("--out", help=f"fine-tune: data, runs, models, evaluations, RESULTS.md, results.json, "
+    parser.add_argument("--out", type=out_dir, help=f"fine-tune: data, runs, models, evaluations, RESULTS.md, results.json, "
                         "fine_tune.png; a rerun skips what is there; closed-loop: metrics.json, plots, episodes.jsonl "
                         f"(default {DEFAULT_OUT})")
     parser.add_argument("--checkpoint", help="model: the checkpoint --model was exported from (torch-eager column)")

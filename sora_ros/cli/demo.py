@@ -18,6 +18,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+from sora_ros.cli.arguments import out_dir, out_dir_problem
 from sora_ros.core.patch_grid import ASPECT_POLICIES
 from sora_ros.core.paths import PACKAGE, default_model_dir, package_share
 
@@ -40,6 +41,10 @@ def main(args: argparse.Namespace) -> int:
     from sora_ros.runtime.model_dir import ModelDirError, read_model_info
     from sora_ros.runtime.pipeline import as_predicted
 
+    problem = out_dir_problem(args.out)
+    if problem:  # before the nodes run for --duration, not when the summary is written
+        print(f"sora-ros demo: --out {problem}", file=sys.stderr)
+        return 2
     model = Path(args.model) if args.model else default_model_dir()
     try:
         info = read_model_info(model)
@@ -148,7 +153,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="seconds to run (default 60)")
     parser.add_argument("--model", help="model directory (default: the package's models/default)")
     parser.add_argument("--video", help="play this video file as the camera instead of the sim (no planner)")
-    parser.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
+    parser.add_argument("--out", type=out_dir, default="out/demo", help="output directory (default out/demo)")
     parser.add_argument("--camera-rate", type=float, help=f"camera frames per second (default: the sim at "
                         f"{CAMERA_RATE_HZ:g}; a --video at its own frame times)")
     parser.add_argument("--seed", type=int, default=0, help="sim world seed")

@@ -25,7 +25,7 @@ import math
 import sys
 from pathlib import Path
 
-from sora_ros.cli.arguments import non_negative_int, out_dir_problem, positive_int
+from sora_ros.cli.arguments import non_negative_int, out_dir, out_dir_problem, positive_int
 from sora_ros.core.patch_grid import ASPECT_POLICIES
 from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES
 from sora_ros.runtime.model_dir import PRECISIONS
@@ -323,7 +323,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", type=Path, default=default_model_dir(),
                         help="model directory (default: the shipped default model)")  # fmt: skip
     parser.add_argument("--horizons", type=_parse_horizons, default=[1, 2, 4, 8], help="steps ahead to score (default 1,2,4,8)")
-    parser.add_argument("--out", help="write metrics.json, report.md and pictures here")
+    parser.add_argument("--out", type=out_dir, help="write metrics.json, report.md and pictures here")
     parser.add_argument("--stride", type=positive_int, default=4,
                         help="frames between the starts of scored clips (default 4)")
     parser.add_argument("--max-clips", type=positive_int, help="stop after this many clips (at least 1)")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sora_ros.cli.arguments import out_dir_problem
+from sora_ros.cli.arguments import out_dir, out_dir_problem
 from sora_ros.runtime.model_dir import DYNAMICS_WEIGHTS, GRAPH_FILES, MODEL_JSON
 
 
@@ -102,7 +102,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="a model directory exported before weights.safetensors was shipped: recover its "
                              "weights from its ONNX graphs (checked against them) and write it again with them, "
                              "so that sora-ros train --init can fine-tune it")  # fmt: skip
-    parser.add_argument("--out", type=Path, required=True, help="model directory to write")
+    parser.add_argument("--out", type=out_dir, required=True, help="model directory to write")
     parser.add_argument("--version", default="0.1.0", help="model version for model.json")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (--preset) and parity inputs")
     parser.set_defaults(func=main)

@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from sora_ros.cli.arguments import out_dir_problem
+from sora_ros.cli.arguments import out_dir, out_dir_problem
 
 
 def run_node(args: argparse.Namespace) -> int:
@@ -124,7 +124,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rec = actions.add_parser("record", help="record episodes to rosbag2 MCAP bags, one per seed")
     rec.add_argument("--episodes", type=int, required=True, help="number of episodes (consecutive seeds)")
     rec.add_argument("--seconds", type=float, required=True, help="simulated seconds per episode")
-    rec.add_argument("--out", type=Path, required=True, help="output folder (OUT/SPLIT/seed_NNNNNN/)")
+    rec.add_argument("--out", type=out_dir, required=True, help="output folder (OUT/SPLIT/seed_NNNNNN/)")
     rec.add_argument("--split", help="train:val:test weights, e.g. 8:1:1; a seed's split depends on the seed alone")
     rec.add_argument("--seed", type=int, default=0, help="first seed")
     rec.add_argument("--rate", type=float, default=10.0, help="frames per simulated second")

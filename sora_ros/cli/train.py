@@ -29,7 +29,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sora_ros.cli.arguments import out_dir_problem
+from sora_ros.cli.arguments import out_dir, out_dir_problem
 
 
 def main(args: argparse.Namespace) -> int:
@@ -161,7 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="bf16: bfloat16 autocast for the forward pass (weights and optimiser stay float32); "
                             "on a CPU it pays off only with AVX512-BF16 or AMX (lscpu flags)")  # fmt: skip
     run = parser.add_argument_group("run")
-    run.add_argument("--out", required=True,
+    run.add_argument("--out", type=out_dir, required=True,
                      help="run directory: checkpoint.pt (last), checkpoint_best.pt (best DiT validation), "
                           "train_log.jsonl, train_curves.png, train_summary.json")  # fmt: skip
     run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")

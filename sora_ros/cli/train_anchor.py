@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sora_ros.cli.arguments import out_dir
 from sora_ros.cli.stage import run_stage
 
 
@@ -51,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "with actions; default on). --no-plan: a graph without it, as before 0.4.0")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16: bfloat16 autocast")
     parser.add_argument("--seed", type=int, default=0, help="initial weights and batches")
-    parser.add_argument("--out", required=True, help="run directory: anchor.pt, anchor_summary.json")
+    parser.add_argument("--out", type=out_dir, required=True, help="run directory: anchor.pt, anchor_summary.json")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/anchor.pt")
     parser.add_argument("--val-every", type=int, default=250, help="validate every N steps (default 250)")
     parser.add_argument("--checkpoint-every", type=int, default=250, help="write the checkpoint every N steps")

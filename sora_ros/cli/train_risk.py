@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sora_ros.cli.arguments import out_dir
 from sora_ros.cli.stage import run_stage
 
 
@@ -63,7 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="share of the steps on encoder latents only; after it, half of each batch uses "
                              "DiT-predicted latents (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="initial weights and batches")
-    parser.add_argument("--out", required=True, help="run directory: risk.pt, risk_summary.json")
+    parser.add_argument("--out", type=out_dir, required=True, help="run directory: risk.pt, risk_summary.json")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/risk.pt")
     parser.add_argument("--val-every", type=int, default=250, help="validate every N steps (default %(default)s)")
     parser.add_argument("--checkpoint-every", type=int, default=500, help="write the checkpoint every N steps")
