@@ -35,7 +35,7 @@ $SORA train --data data/sim/train data/sim43/train data/sim169/train data/real/t
 
 # Export, then the numbers in model.json and README: held-out sim episodes (with cmd_vel) and
 # the held-out ends of the real clips (no commands: actions unknown; every step scored).
-$SORA export --checkpoint "$OUT/checkpoint.pt" --out models/default
+$SORA export --checkpoint "$OUT/checkpoint.pt" --out models/default --force
 # The anchored decoder (predicted frames = the last real frame warped, filled in where the warp has
 # no source or the DiT's image scores higher, at the camera's resolution): trained on the exported
 # graphs' latents, with the commands up to each step as an input (--plan), then added to

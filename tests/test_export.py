@@ -140,3 +140,89 @@ def test_export_command_says_fail_and_exits_non_zero_over_the_tolerance(tmp_path
     assert args.func(args) == 1
     captured = capsys.readouterr()
     assert "FAIL (tolerance -1e+00)" in captured.out and "export failed" in captured.err
+
+
+def _export(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    export_command.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["export", *argv])
+    return args.func(args)
+
+
+def test_a_non_empty_out_needs_force_and_is_then_replaced_whole(tmp_path, capsys):
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "anchor.onnx").write_text("an older model's graph")
+    assert _export(["--preset", "tiny", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"sora-ros export: --out {out} is not empty (anchor.onnx); add --force to replace it with the new "
+                   "model, or choose another --out")
+    assert [p.name for p in out.iterdir()] == ["anchor.onnx"]
+    assert _export(["--preset", "tiny", "--out", str(out), "--force"]) == 0
+    assert not (out / "anchor.onnx").exists() and (out / MODEL_JSON).exists()  # no stale graph mixed in
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging folder left beside it
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _export(["--preset", "tiny", "--out", str(empty)]) == 0  # an empty folder needs no --force
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch, capsys, existing):
+    monkeypatch.setattr(export, "PARITY_TOLERANCE", -1.0)
+    out = tmp_path / "models" / "m"
+    if existing:
+        out.mkdir(parents=True)
+        (out / "model.json").write_text("the old model")
+    assert _export(["--preset", "tiny", "--out", str(out), *(["--force"] if existing else [])]) == 1
+    err = capsys.readouterr().err
+    assert "export failed, nothing written" in err and ".partial" not in err
+    if existing:  # the old model stays as it was
+        assert [p.name for p in out.iterdir()] == ["model.json"] and (out / "model.json").read_text() == "the old model"
+        assert [p.name for p in out.parent.iterdir()] == ["m"]
+    else:
+        assert list(tmp_path.iterdir()) == [], "no half-written model, no staging folder, no parent it made"
+
+
+def test_a_negative_seed_is_refused_at_parsing(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        _export(["--preset", "tiny", "--out", str(tmp_path / "m"), "--seed", "-1"])
+    assert stop.value.code == 2
+    assert "argument --seed: must be 0 or more, got -1" in capsys.readouterr().err
+
+
+def _not_checkpoints(root) -> dict:
+    import zipfile
+
+    files = {"text": root / "notes.pt", "empty": root / "empty.pt", "zip": root / "other.zip.pt",
+             "torch without the keys": root / "weights.pt", "format without weights": root / "half.pt"}
+    files["text"].write_text("hello, not a checkpoint\n")
+    files["empty"].write_bytes(b"")
+    with zipfile.ZipFile(files["zip"], "w") as archive:
+        archive.writestr("a.txt", "a zip of something else")
+    torch.save({"weights": torch.zeros(1)}, files["torch without the keys"])
+    torch.save({"format": "sora_ros.checkpoint/1", "config": {}}, files["format without weights"])
+    return files
+
+
+def test_load_checkpoint_refuses_what_is_no_checkpoint_naming_the_file(tmp_path):
+    from sora_ros.model.checkpoint import CheckpointError, load_checkpoint
+
+    for kind, path in {**_not_checkpoints(tmp_path), "missing": tmp_path / "nowhere.pt", "folder": tmp_path}.items():
+        with pytest.raises(CheckpointError) as raised:
+            load_checkpoint(path)
+        message = str(raised.value)
+        assert message.startswith(f"{path}: ") and "\n" not in message, (kind, message)
+
+
+def test_export_of_a_file_that_is_no_checkpoint_is_one_line_naming_it(tmp_path):
+    import subprocess
+    import sys
+
+    for kind, path in _not_checkpoints(tmp_path).items():
+        out = tmp_path / "m"
+        run = subprocess.run([sys.executable, "-m", "sora_ros.cli", "export", "--checkpoint", str(path), "--out",
+                              str(out)], capture_output=True, text=True, timeout=300)  # fmt: skip
+        err = run.stderr.strip()
+        assert run.returncode == 1 and err.startswith(f"sora-ros export: {path}: "), (kind, run.stderr)
+        assert "\n" not in err and "unexpected" not in err and "Traceback" not in err, (kind, err)
+        assert not out.exists()

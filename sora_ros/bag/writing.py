@@ -14,8 +14,6 @@ that replay and tools rely on; BagWriter adds them:
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from io import BytesIO
@@ -30,6 +28,7 @@ from rosbags.typesys.store import Typestore
 
 from sora_ros.bag import messages as m
 from sora_ros.bag.messages import TYPESTORE
+from sora_ros.core.files import staged_path
 
 # rosbag2 metadata version 9 is what Jazzy and Kilted write.
 BAG_VERSION = 9
@@ -167,6 +166,7 @@ def staged_bag_path(path: Path | str) -> Iterator[Path]:
     """A path to write a whole bag at, in a hidden temporary directory beside `path`: when the
     block ends without an exception, the bag is renamed to `path`; otherwise it is removed, so a
     failed or interrupted write leaves nothing behind (nor a `path` that blocks a rerun).
+    `sora_ros.core.files.staged_path`, with rosbags' error for an existing bag.
 
         with staged_bag_path(out) as staged, BagWriter(staged) as bag:
             ...
@@ -179,23 +179,8 @@ def staged_bag_path(path: Path | str) -> Iterator[Path]:
     """
     from rosbags.rosbag2 import WriterError
 
-    path = Path(path)
-    if path.exists():
-        raise WriterError(f"{path} exists already, not overwriting.")
-    created = [parent for parent in path.absolute().parents if not parent.exists()]  # deepest first
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
-        yield staging / path.name  # the bag keeps its final name inside (its .mcap file is named after it)
-        if path.exists():  # os.rename would replace an empty directory made meanwhile
-            raise WriterError(f"{path} exists already, not overwriting.")
-        (staging / path.name).rename(path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        for parent in created:
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-        raise
-    staging.rmdir()
+        with staged_path(path) as staged:
+            yield staged
+    except FileExistsError as error:
+        raise WriterError(str(error)) from None

@@ -171,8 +171,8 @@ def without_anchor(source: Path, out: Path) -> None:
 
 def _score(checkpoint: Path, name: str, models: Path, evals: Path, data: Path, log: Path) -> dict:
     """Export a checkpoint (unless already exported) and eval it: PSNR per horizon."""
-    if not (models / name / "model.json").exists():
-        _run(_sora("export", "--checkpoint", str(checkpoint), "--out", str(models / name)), log)
+    if not (models / name / "model.json").exists():  # --force: over what an interrupted older run left there
+        _run(_sora("export", "--checkpoint", str(checkpoint), "--out", str(models / name), "--force"), log)
     return _per_horizon(_evaluate(models / name, data / "test", evals / name, log))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from sora_ros.core.machine import machine_description
 from sora_ros.core.requests import RolloutRequest
 from sora_ros.runtime import sampler
 from sora_ros.runtime.engine import WorldModelEngine
+from sora_ros.runtime.model_dir import ModelDirError
 from sora_ros.runtime.pipeline import WorldModelPipeline
 
 DEFAULT_PRESET = "cpu64"
@@ -150,8 +152,12 @@ def _anchor_rows(engine: WorldModelEngine, frames: np.ndarray, latents: np.ndarr
 
 def run(args: argparse.Namespace) -> int:
     keep: list = []
-    model_dir, torch_fns, source = _load(args, keep)
-    engine = WorldModelEngine(model_dir)
+    try:
+        model_dir, torch_fns, source = _load(args, keep)
+        engine = WorldModelEngine(model_dir)
+    except (ModelDirError, ValueError) as error:  # ValueError: a --checkpoint that is no checkpoint
+        print(f"sora-ros bench model: {error}", file=sys.stderr)
+        return 1
     info = engine.info
     rng = np.random.default_rng(0)
     k, horizon = info.context_frames, ROLLOUT_HORIZON

@@ -44,20 +44,47 @@ def save_checkpoint(path: str | os.PathLike, config: ModelConfig, vae: VAE, dit:
     os.replace(tmp, path)
 
 
+class CheckpointError(ValueError):
+    """A file that is not a readable sora_ros checkpoint; the message names the file and says why."""
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Checkpoint:
     """Load a checkpoint without unpickling arbitrary objects (torch.load weights_only=True).
 
     Raises:
-        ValueError: the file is not a sora_ros checkpoint or its weights do not fit its config.
+        CheckpointError (a ValueError): the file cannot be read, is not a torch file (text, empty,
+            a zip of something else), is not a sora_ros checkpoint (other keys), or its config or
+            weights do not fit one another.
     """
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    payload = _read_payload(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a sora_ros checkpoint (expected format {CHECKPOINT_FORMAT})")
-    config = ModelConfig.from_dict(payload["config"])
-    vae, dit = VAE(config.vae), DiT(config)
+        raise CheckpointError(f"{path}: not a sora_ros checkpoint (expected format {CHECKPOINT_FORMAT}); "
+                              "name the checkpoint.pt that sora-ros train wrote")
+    wrong = [key for key in ("config", "vae", "dit") if not isinstance(payload.get(key), dict)]
+    wrong += [] if isinstance(payload.get("extra", {}), dict) else ["extra"]
+    if wrong:
+        raise CheckpointError(f"{path}: a sora_ros checkpoint whose {', '.join(wrong)} is missing or not a dict; "
+                              "the file is damaged or was not written by sora-ros train")
+    try:
+        config = ModelConfig.from_dict(payload["config"])
+        vae, dit = VAE(config.vae), DiT(config)
+    except (ValueError, TypeError, AttributeError, KeyError) as error:  # unknown, missing or inconsistent fields
+        raise CheckpointError(f"{path}: its stored config is not valid: {error}") from error
     try:
         vae.load_state_dict(payload["vae"])
         dit.load_state_dict(payload["dit"])
     except RuntimeError as error:
-        raise ValueError(f"{path}: weights do not match the stored config: {error}") from error
+        reason = " ".join(str(error).split())[:300]  # torch lists every key on lines of their own
+        raise CheckpointError(f"{path}: weights do not match the stored config: {reason}") from error
     return Checkpoint(config, vae, dit, payload.get("extra", {}))
+
+
+def _read_payload(path: str | os.PathLike, map_location: str):
+    """torch.load(path) with weights_only=True, any failure as a CheckpointError naming the file."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except OSError as error:  # missing, a directory, not readable
+        raise CheckpointError(f"{path}: cannot read it: {error.strerror or error}") from error
+    except Exception as error:  # torch's many ways of failing on a file that is no torch file  # noqa: BLE001
+        first_line = (str(error).splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{path}: not a torch checkpoint file ({type(error).__name__}: {first_line})") from error
