@@ -119,7 +119,7 @@ def test_anchored_model_scores_the_margins_of_a_wide_camera(model, wide_bag, tmp
                   anchored)  # fmt: skip
     out = tmp_path / "eval"
     assert cli(["eval", str(wide_bag), "--model", str(anchored), "--horizons", "1,2", "--out", str(out),
-                "--record-in-model", "wide"]) == 0  # fmt: skip
+                "--record-in-model", "wide_anchored"]) == 0  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["frame_shapes"] == [{"camera": [32, 48], "scored": [32, 48]}] and metrics["margins_note"] is None
     for name, method in metrics["methods"].items():
@@ -402,3 +402,111 @@ def test_a_count_that_is_not_positive_is_refused_at_parsing(model, sim_bags, tmp
     captured = capsys.readouterr()
     assert message in captured.err and "Traceback" not in captured.err and not captured.out
     assert not out.exists()
+
+
+def test_write_bag_without_out_is_refused_at_parsing(model, sim_bags, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli(["eval", str(sim_bags), "--model", str(model), "--write-bag"])
+    assert stop.value.code == 2
+    captured = capsys.readouterr()
+    assert "sora-ros eval: error: --write-bag writes OUT/predictions: give --out too" in captured.err
+    assert not captured.out
+
+
+@pytest.mark.parametrize("blocker", ["a folder named metrics.json", "an unwritable report.md", "an earlier bag"])
+def test_report_files_that_cannot_be_written_are_refused_before_scoring(model, sim_bags, tmp_path, capsys,
+                                                                        monkeypatch, blocker):
+    import os
+
+    out = tmp_path / "eval"
+    out.mkdir()
+    if blocker == "a folder named metrics.json":
+        (out / "metrics.json").mkdir()
+        expected = f"sora-ros eval: {out / 'metrics.json'} is a directory, where the report writes a file"
+    elif blocker == "an unwritable report.md":
+        (out / "report.md").write_text("an old report")
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode: Path(path).name != "report.md" and real_access(path, mode))
+        expected = f"sora-ros eval: {out / 'report.md'} is not writable"
+    else:
+        (out / "predictions").mkdir()
+        expected = f"sora-ros eval: {out / 'predictions'} exists (an earlier run's bag?)"
+    assert cli(["eval", str(sim_bags), "--model", str(model), "--horizons", "1", "--out", str(out),
+                "--write-bag"]) == 2  # fmt: skip
+    captured = capsys.readouterr()
+    assert captured.err.startswith(expected) and captured.err.count("\n") == 1, captured.err
+    assert "PSNR" not in captured.out, "no scoring before the refusal"
+
+
+def _break_the_baselines(monkeypatch) -> None:
+    from sora_ros.evaluation import predictors
+
+    def failing(lookahead):
+        def predictor(context, actions):
+            raise ValueError("predictor broke")
+        return {"copy-last": predictor}
+
+    monkeypatch.setattr(predictors, "baseline_predictors", failing)
+
+
+def test_a_failed_run_removes_the_out_it_created_and_keeps_one_that_was_there(model, sim_bags, tmp_path, monkeypatch,
+                                                                              capsys):
+    _break_the_baselines(monkeypatch)
+    new = tmp_path / "new" / "eval"
+    assert cli(["eval", str(sim_bags), "--model", str(model), "--horizons", "1", "--out", str(new), "--write-bag"]) == 1
+    assert "predictor broke" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [], "neither OUT nor the parent the run made"
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    assert cli(["eval", str(sim_bags), "--model", str(model), "--horizons", "1", "--out", str(kept), "--write-bag"]) == 1
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("key", ["", "a b", "../x", "sim/test", "wide\n"])
+def test_a_record_key_that_is_no_name_is_refused_at_parsing(model, sim_bags, capsys, key):
+    with pytest.raises(SystemExit) as stop:
+        cli(["eval", str(sim_bags), "--model", str(model), "--record-in-model", key])
+    assert stop.value.code == 2
+    assert "argument --record-in-model: must be a non-empty name of letters, digits" in capsys.readouterr().err
+
+
+def test_an_existing_record_is_overwritten_only_with_replace_record(model, sim_bags, tmp_path, capsys):
+    import shutil
+
+    copy = shutil.copytree(model, tmp_path / "model")
+    meta = json.loads((copy / "model.json").read_text())
+    meta["evaluation"] = {"sim_test": {"clips": -1}}
+    (copy / "model.json").write_text(json.dumps(meta))
+    before = (copy / "model.json").read_text()
+    words = ["eval", str(sim_bags), "--model", str(copy), "--horizons", "1", "--max-clips", "1",
+             "--record-in-model", "sim_test"]  # fmt: skip
+    assert cli(words) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (f"sora-ros eval: --record-in-model sim_test: {copy / 'model.json'} has "
+                                    "evaluation.sim_test already; add --replace-record to overwrite it, or choose "
+                                    "another KEY (it has: sim_test)")
+    assert "PSNR" not in captured.out and (copy / "model.json").read_text() == before
+    assert cli([*words, "--replace-record"]) == 0
+    assert json.loads((copy / "model.json").read_text())["evaluation"]["sim_test"]["clips"] == 1
+    with pytest.raises(SystemExit):
+        cli(["eval", str(sim_bags), "--model", str(copy), "--replace-record"])  # nothing to replace
+
+
+def test_model_json_is_rewritten_atomically(model, sim_bags, tmp_path, monkeypatch, capsys):
+    """A failure while recording (here: the rename) leaves model.json as it was, whole, and no temporary file."""
+    import os
+    import shutil
+
+    copy = shutil.copytree(model, tmp_path / "model")
+    before = (copy / "model.json").read_text()
+
+    def full_disk(source, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    assert cli(["eval", str(sim_bags), "--model", str(copy), "--horizons", "1", "--max-clips", "1",
+                "--record-in-model", "sim"]) == 1  # fmt: skip
+    assert f"sora-ros eval: cannot record in {copy / 'model.json'}: [Errno 28] No space left" in capsys.readouterr().err
+    assert (copy / "model.json").read_text() == before
+    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in model.iterdir())

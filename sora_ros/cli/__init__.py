@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(args, "check_usage"):  # checks across arguments (sora_ros.cli.arguments.usage_check): exit 2
+        args.check_usage(args)
     # Before any DDS participant exists, here or in the nodes the command starts: camera-sized
     # messages need the shipped profile's shared-memory segment (unless the user chose a profile).
     apply_fastdds_profile()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,6 +79,39 @@ def _number(text: str, kind: type, what: str):
         return kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+
+
+# A name to file results under (model.json's evaluation.KEY): letters, digits, "_", "." and "-".
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def record_key(text: str) -> str:
+    """A key to store results under, e.g. `sim_test` (a JSON key people read and scripts look up).
+
+    Raises:
+        argparse.ArgumentTypeError: empty, or a character other than A-Z a-z 0-9 _ . -
+    """
+    if not KEY_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"must be a non-empty name of letters, digits, '_', '.' and '-' "
+                                         f"(e.g. sim_test), got {text!r}")
+    return text
+
+
+def usage_check(parser: argparse.ArgumentParser,
+                problem: Callable[[argparse.Namespace], str | None]) -> Callable[[argparse.Namespace], None]:
+    """A check across a subcommand's arguments (one option needs another, or is not read), for
+    `parser.set_defaults(check_usage=...)`: `sora_ros.cli.main` runs it right after parsing, and
+    what `problem` finds becomes `parser`'s usage error (its usage line, the message, exit 2).
+
+    Example: `usage_check(parser, lambda args: "--write-bag needs --out" if args.write_bag and not args.out else None)`.
+    """
+
+    def check(args: argparse.Namespace) -> None:
+        message = problem(args)
+        if message:
+            parser.error(message)
+
+    return check
 
 
 def topic_name(text: str) -> str:

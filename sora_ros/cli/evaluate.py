@@ -22,15 +22,18 @@ import dataclasses
 import contextlib
 import json
 import math
+import os
+import shutil
 import sys
 from pathlib import Path
 
-from sora_ros.cli.arguments import non_negative_int, out_dir, out_dir_problem, positive_int
+from sora_ros.cli.arguments import non_negative_int, out_dir, out_dir_problem, positive_int, record_key, usage_check
 from sora_ros.core.patch_grid import ASPECT_POLICIES
 from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES
 from sora_ros.runtime.model_dir import PRECISIONS
 
 MODEL_NAME = "model"
+PREDICTIONS_BAG = "predictions"  # --write-bag's bag in --out
 
 
 def _parse_horizons(text: str) -> list[int]:
@@ -66,7 +69,13 @@ def _terminal_table(summary: dict, horizons: list[int]) -> str:
 
 
 def record_in_model(model_dir: Path, key: str, metrics: dict) -> None:
-    """Store the headline numbers under evaluation[key] in model.json (not hashed: it lists the hashes)."""
+    """Store the headline numbers under evaluation[key] in model.json (not hashed: it lists the hashes),
+    rewritten atomically: a reader (a node loading the model) never sees half a model.json.
+
+    Raises:
+        OSError: model.json cannot be read or replaced.
+    """
+    from sora_ros.core.files import write_text_atomic
     from sora_ros.evaluation.report import json_safe
     from sora_ros.runtime.model_dir import MODEL_JSON
 
@@ -75,7 +84,51 @@ def record_in_model(model_dir: Path, key: str, metrics: dict) -> None:
     evaluation = model.get("evaluation") or {}
     evaluation[key] = json_safe(metrics)
     model["evaluation"] = evaluation
-    path.write_text(json.dumps(model, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(model, indent=2) + "\n")
+
+
+def _record_problem(model_dir: Path | None, key: str, replace: bool) -> str | None:
+    """Why --record-in-model KEY would overwrite a recorded evaluation (without --replace-record), or None.
+    A model.json that cannot be read is left to the model's load to report."""
+    from sora_ros.runtime.model_dir import MODEL_JSON
+
+    if replace or model_dir is None:
+        return None
+    try:
+        recorded = json.loads((model_dir / MODEL_JSON).read_text()).get("evaluation") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    if key not in recorded:
+        return None
+    return (f"--record-in-model {key}: {model_dir / MODEL_JSON} has evaluation.{key} already; add --replace-record "
+            f"to overwrite it, or choose another KEY (it has: {', '.join(sorted(recorded))})")
+
+
+def _report_problem(out: Path, write_bag: bool) -> str | None:
+    """Why the report cannot be written into `out` (a folder or an unwritable file where one of its
+    files goes, an earlier predictions bag), or None; checked before the scoring, not after it."""
+    from sora_ros.evaluation.report import REPORT_FILES
+
+    for name in REPORT_FILES:
+        path = out / name
+        if path.is_dir():
+            return f"{path} is a directory, where the report writes a file; remove it or choose another --out"
+        if path.exists() and not os.access(path, os.W_OK):
+            return f"{path} is not writable; the report replaces it: choose another --out"
+    if write_bag and (out / PREDICTIONS_BAG).exists():
+        return (f"{out / PREDICTIONS_BAG} exists (an earlier run's bag?); --write-bag writes a new one: remove it or "
+                "choose another --out")  # fmt: skip
+    return None
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost of `path` and its parents that does not exist (what creating `path` creates), or None."""
+    missing = None
+    for candidate in (path.absolute(), *path.absolute().parents):
+        if candidate.exists():
+            return missing
+        missing = candidate
+    return missing
 
 
 def headline(summary: dict, result, info: dict) -> dict:
@@ -188,6 +241,15 @@ def _action_topic_problem(paths: list[str], action_topic: str) -> str | None:
     return f"--action-topic {action_topic} is in none of the bags; they have: {listing}"
 
 
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    """Options that need another one (sora_ros.cli.arguments.usage_check)."""
+    if args.write_bag and not args.out:
+        return "--write-bag writes OUT/predictions: give --out too"
+    if args.replace_record and not args.record_in_model:
+        return "--replace-record applies to --record-in-model KEY"
+    return None
+
+
 def main(args: argparse.Namespace) -> int:
     if args.sim_time and not args.realtime:
         print("sora-ros eval: --sim-time applies to --realtime only", file=sys.stderr)
@@ -206,7 +268,25 @@ def main(args: argparse.Namespace) -> int:
             return 2
         from sora_ros.harness.realtime import run
 
-        return run(args)
+        return run(args)  # its --out keeps the node's log, which a failure's message points to
+    problem = _report_problem(args.out, args.write_bag) if args.out else None
+    if args.record_in_model:
+        problem = problem or _record_problem(args.model, args.record_in_model, args.replace_record)
+    if problem:
+        print(f"sora-ros eval: {problem}", file=sys.stderr)
+        return 2
+    created = _first_missing(args.out) if args.out else None
+    status = 1
+    try:
+        status = _offline(args)
+    finally:
+        if status != 0 and created is not None:  # a failed run leaves no folder of its own behind
+            shutil.rmtree(created, ignore_errors=True)
+    return status
+
+
+def _offline(args: argparse.Namespace) -> int:
+    """The offline evaluation, its arguments checked: 0 when scored and reported, 1 or 2 otherwise."""
     import numpy as np
     from rosbags.rosbag2 import WriterError
 
@@ -252,7 +332,7 @@ def main(args: argparse.Namespace) -> int:
     model_predictor = ModelPredictor(pipeline, lookahead, args.samples, args.seed)
     predictors = {MODEL_NAME: model_predictor, **baseline_predictors(lookahead)}
     conditioned = model.action_dim > 0 and args.action_topic
-    bag_path = Path(args.out) / "predictions" if args.out and args.write_bag else None
+    bag_path = Path(args.out) / PREDICTIONS_BAG if args.out and args.write_bag else None
     try:
         with PredictionBag(bag_path, args.horizons, k) if bag_path else contextlib.nullcontext() as bag:
             result = evaluate(clips, predictors, context_length=k, horizons=args.horizons,
@@ -298,7 +378,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}/ (metrics.json, report.md, quality_vs_horizon.png, examples.png"
               + (", predictions/ bag)" if bag_path else ")"))
     if args.record_in_model:
-        record_in_model(Path(args.model), args.record_in_model, headline(summary, result, info))
+        try:
+            record_in_model(Path(args.model), args.record_in_model, headline(summary, result, info))
+        except OSError as error:
+            print(f"sora-ros eval: cannot record in {Path(args.model) / 'model.json'}: {error}", file=sys.stderr)
+            return 1
         print(f"recorded under evaluation.{args.record_in_model} in {Path(args.model) / 'model.json'}")
     return 0
 
@@ -349,5 +433,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="with --realtime: keep the bags' stamps, publish /clock from the bag's time and run the "
                         "node with use_sim_time:=true (as `ros2 bag play --clock` with a node on sim time) instead "
                         "of restamping onto the wall clock; latency is then measured in sim time")
-    parser.add_argument("--record-in-model", metavar="KEY", help="also store the headline numbers in model.json under evaluation.KEY")
-    parser.set_defaults(func=main)
+    parser.add_argument("--record-in-model", metavar="KEY", type=record_key,
+                        help="also store the headline numbers in model.json under evaluation.KEY (letters, digits, "
+                        "_ . -); a KEY it has already is refused before scoring, unless --replace-record")
+    parser.add_argument("--replace-record", action="store_true",
+                        help="with --record-in-model: overwrite the evaluation recorded under KEY")
+    parser.set_defaults(func=main, check_usage=usage_check(parser, _usage_problem))

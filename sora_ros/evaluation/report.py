@@ -13,6 +13,8 @@ import numpy as np
 from sora_ros.evaluation.scoring import COPY_LAST, Evaluation
 
 # Strip picture: pixels per frame tile (frames are upscaled to this height) and label band.
+# What write_report writes into --out (sora-ros eval checks them before scoring).
+REPORT_FILES = ("metrics.json", "report.md", "quality_vs_horizon.png", "examples.png")
 _TILE = 160
 _LABEL_W = 170
 _LABEL_MARGIN = 6
@@ -171,11 +173,12 @@ def strip_picture(path: Path, result: Evaluation) -> None:
 def write_report(out: Path, summary: dict, result: Evaluation, info: dict[str, Any], header: str) -> None:
     """Write metrics.json (summary + `info`), report.md, quality_vs_horizon.png and examples.png into `out`."""
     out.mkdir(parents=True, exist_ok=True)
+    metrics_path, markdown_path, plot_path, examples_path = (out / name for name in REPORT_FILES)
     metrics = {**info, "clips": result.clips, "context_length": result.context_length,
                "horizons": result.horizons,
                "frame_shapes": [{"camera": camera, "scored": scored} for camera, scored in sorted(result.shapes)],
                **summary}  # fmt: skip
-    (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2) + "\n")
-    write_markdown(out / "report.md", summary, result, header)
-    plot_quality(out / "quality_vs_horizon.png", summary, result.horizons)
-    strip_picture(out / "examples.png", result)
+    metrics_path.write_text(json.dumps(json_safe(metrics), indent=2) + "\n")
+    write_markdown(markdown_path, summary, result, header)
+    plot_quality(plot_path, summary, result.horizons)
+    strip_picture(examples_path, result)
