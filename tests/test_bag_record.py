@@ -91,3 +91,59 @@ def test_bag_record_writes_the_world_model_outputs(tmp_path: Path) -> None:
     assert all(channels[topic]["topic_type_hash"].startswith("RIHS01_") for topic in TOPICS.values())
     # As from the ROS graph: history and depth are not announced (rosbag2 records "unknown", 0 too).
     check_faithful(out, best_effort={TOPICS["predicted"]}, history="unknown")
+
+
+def test_sigterm_ends_the_recording_with_a_complete_bag_and_a_topic_named_twice_is_recorded_once(tmp_path: Path) -> None:
+    import signal
+
+    topic = "/rec_term_test/image"
+    rclpy.init()
+    node = rclpy.create_node("bag_record_term_test")
+    publisher = node.create_publisher(Image, topic, 10)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    out = tmp_path / "bag"
+    recorder = subprocess.Popen([sys.executable, "-m", "sora_ros.cli", "bag", "record", str(out), topic, topic],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        lines = [recorder.stdout.readline()]
+        while lines[-1] and not lines[-1].startswith("recording"):
+            lines.append(recorder.stdout.readline())
+        for k in range(60):  # 6 s: discovery, then messages
+            publisher.publish(numpy_to_image(np.full((6, 8, 3), k, np.uint8), "rgb8", Header(stamp=Time(sec=1, nanosec=k))))
+            time.sleep(PERIOD_S)
+        recorder.send_signal(signal.SIGTERM)
+        output = "".join(lines) + recorder.communicate(timeout=60)[0]
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    assert recorder.returncode == 0, output
+    assert f"note: {topic} named 2 times; recorded once" in output and "stopped by SIGTERM" in output, output
+    assert f"recording {topic} into" in output and f"{topic}, {topic}" not in output
+    messages = list(BagReader(out).messages([topic]))  # closed: metadata.yaml and the MCAP summary written
+    assert len(messages) >= 5 and len({m.msg.header.stamp.nanosec for m in messages}) == len(messages), output
+
+
+def test_record_arguments_are_checked_before_any_node_starts(tmp_path: Path, monkeypatch, capsys) -> None:
+    from sora_ros.cli import main as cli
+
+    def no_node(*args, **kwargs):
+        raise AssertionError("a node started before the arguments were checked")
+
+    monkeypatch.setattr(rclpy, "init", no_node)
+    with pytest.raises(SystemExit) as stop:
+        cli(["bag", "record", str(tmp_path / "bag"), "/a", "--duration", "-1"])
+    assert stop.value.code == 2 and "argument --duration: must be 0 or more, got -1" in capsys.readouterr().err
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    assert cli(["bag", "record", str(existing), "/a"]) == 2
+    assert capsys.readouterr().err.strip() == (f"sora-ros bag record: OUT {existing} exists; a bag is written into a "
+                                               "new directory: remove it or choose another path")
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    assert cli(["bag", "record", str(afile / "bag"), "/a"]) == 2
+    assert f"{afile} is a file, not a directory" in capsys.readouterr().err

@@ -167,6 +167,15 @@ def out_dir_problem(path: Path | str) -> str | None:
         return f"{path}: {error.strerror or error}; choose another output path"
 
 
+def new_dir_problem(path: Path | str) -> str | None:
+    """Why `path` cannot become a new directory (a bag: rosbag2 writes one that does not exist yet),
+    or None; `out_dir_problem`'s checks, and `path` must not exist. Creates nothing."""
+    problem = out_dir_problem(path)
+    if problem is None and Path(path).exists():  # a writable directory, out_dir_problem found
+        problem = f"{path} exists; a bag is written into a new directory: remove it or choose another path"
+    return problem
+
+
 def _out_dir_problem(path: Path) -> str | None:
     if path.is_symlink() and not path.exists():  # mkdir would fail on it; writing would follow it
         return f"{path} is a broken symbolic link; remove it or choose another output path"

@@ -3,18 +3,21 @@
     sora-ros bag from-video VIDEO OUT [--fps F] [--topic T] [--compressed] [--begin S] [--end S]
     sora-ros bag info BAG [BAG ...]
     sora-ros bag play BAG [BAG ...] [--rate R] [--loop] [--clock [HZ]] [--topics T ...] [--remap FROM:=TO ...]
-    sora-ros bag record OUT TOPIC [TOPIC ...] [--duration S]
+    sora-ros bag record OUT TOPIC [TOPIC ...] [--duration S]   (Ctrl-C or SIGTERM stops, the bag complete)
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from sora_ros.bag.video import MAX_FPS, MIN_FPS
-from sora_ros.cli.arguments import finite_float, float_between, non_negative_seconds, topic_name
+from sora_ros.cli.arguments import finite_float, float_between, new_dir_problem, non_negative_seconds, out_dir, topic_name
 
 
 def from_video(args: argparse.Namespace) -> int:
@@ -24,6 +27,10 @@ def from_video(args: argparse.Namespace) -> int:
     from sora_ros.bag.info import summarize
     from sora_ros.bag.video import EmptyWindowError, VideoError
 
+    problem = new_dir_problem(args.out)
+    if problem:  # before the video is decoded
+        print(f"sora-ros bag from-video: OUT {problem}", file=sys.stderr)
+        return 2
     if args.end is not None and args.end <= args.begin:
         print(f"sora-ros bag from-video: --end {args.end:g} must be after --begin {args.begin:g}", file=sys.stderr)
         return 2
@@ -133,43 +140,85 @@ def play(args: argparse.Namespace) -> int:
 
 def record(args: argparse.Namespace) -> int:
     """`sora-ros bag record`: subscribe to the topics over DDS and write them into an MCAP bag
-    until --duration passes or Ctrl-C."""
+    until --duration passes, Ctrl-C or SIGTERM (the bag is closed and complete either way)."""
+    problem = new_dir_problem(args.out)
+    if problem:  # before any node starts
+        print(f"sora-ros bag record: OUT {problem}", file=sys.stderr)
+        return 2
     try:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
+        import rclpy  # noqa: F401
     except ImportError:
         print("sora-ros bag record needs ROS 2 (rclpy): run `make setup`, or see `sora-ros doctor`", file=sys.stderr)
         return 2
+    topics = _named_once(args.topics)
+    stop = SignalStop(signal.SIGINT, signal.SIGTERM)
+    try:
+        return _record(args, topics, stop)
+    finally:
+        stop.restore()
+
+
+def _record(args: argparse.Namespace, topics: list[str], stop: SignalStop) -> int:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
     from rosbags.rosbag2 import WriterError
 
     from sora_ros.harness.bag_recorder import TopicRecorder
 
-    rclpy.init()
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # `stop` handles them: between messages, not in one
     node = rclpy.create_node("sora_bag_recorder")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        recorder = TopicRecorder(node, args.out, args.topics, compress=not args.no_compress)
-    except WriterError as error:
+        recorder = TopicRecorder(node, args.out, topics, compress=not args.no_compress)
+    except (WriterError, OSError) as error:
         print(f"sora-ros bag record: {error}", file=sys.stderr)
         node.destroy_node()
         rclpy.try_shutdown()
         return 1
-    print(f"recording {', '.join(args.topics)} into {args.out}"
+    print(f"recording {', '.join(topics)} into {args.out}"
           + (f" for {args.duration:g} s" if args.duration else " until Ctrl-C"), flush=True)  # fmt: skip
     deadline = time.monotonic() + args.duration if args.duration else None
     try:
-        while deadline is None or time.monotonic() < deadline:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             executor.spin_once(timeout_sec=0.1)
-    except KeyboardInterrupt:
-        pass
     finally:
         recorder.close()
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-    print(f"{args.out}: " + (", ".join(f"{t} {recorder.counts[t]}" for t in args.topics)) + " messages")
+    if stop.is_set():
+        print(f"stopped by {stop.signal_name}")
+    print(f"{args.out}: " + (", ".join(f"{t} {recorder.counts[t]}" for t in topics)) + " messages")
     return 0
+
+
+def _named_once(topics: list[str]) -> list[str]:
+    """`topics` in order without repeats; a note for each one named more than once."""
+    for topic, count in Counter(topics).items():
+        if count > 1:
+            print(f"note: {topic} named {count} times; recorded once")
+    return list(dict.fromkeys(topics))
+
+
+class SignalStop(threading.Event):
+    """An event the given signals set (SIGINT raises no KeyboardInterrupt, SIGTERM does not kill), so
+    that a loop stops between two messages and closes what it writes; `restore()` puts the previous
+    handlers back. Create it in the main thread (Python's rule for signal handlers)."""
+
+    def __init__(self, *signals: int) -> None:
+        super().__init__()
+        self.signal_name = ""
+        self._previous = {number: signal.signal(number, self._handle) for number in signals}
+
+    def _handle(self, number: int, frame) -> None:
+        self.signal_name = signal.Signals(number).name
+        self.set()
+
+    def restore(self) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -179,7 +228,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     convert = actions.add_parser("from-video", help="write a video file as a rosbag2 MCAP bag of camera images")
     convert.add_argument("video", type=Path, help="any video file OpenCV can decode")
-    convert.add_argument("out", type=Path, help="bag directory to create")
+    convert.add_argument("out", type=out_dir, help="bag directory to create (it must not exist)")
     convert.add_argument("--fps", type=float_between(MIN_FPS, MAX_FPS),
                          help=f"stamp frame k at k / FPS, {MIN_FPS:g} to {MAX_FPS:g} (default: each frame's own "
                          "presentation time, variable frame rate kept); --begin/--end still cut by the video's "
@@ -220,8 +269,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                   description="Subscribe to TOPICs with the QoS their publishers offer and write every "
                                   "message as received into a rosbag2 MCAP bag (zstd chunks) that ros2 bag, rosbags "
                                   "and Foxglove read; our own messages (~/futures, ~/latents) included.")
-    recorder.add_argument("out", type=Path, help="bag directory to create")
+    recorder.add_argument("out", type=out_dir, help="bag directory to create (it must not exist)")
     recorder.add_argument("topics", nargs="+", metavar="TOPIC", type=topic_name, help="fully qualified topic names")
-    recorder.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
+    recorder.add_argument("--duration", type=non_negative_seconds, metavar="S",
+                          help="stop after S seconds (default, or 0: at Ctrl-C or SIGTERM)")
     recorder.add_argument("--no-compress", action="store_true", help="write uncompressed MCAP chunks")
     recorder.set_defaults(func=record)
