@@ -36,3 +36,56 @@ def test_bench_nodes_takes_node_parameters() -> None:
     for bad in ("sampler_steps", "sampler_steps=2", "sampler_steps:=", ":=2", "2x:=1", "a b:=1", "-p:=1"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_parameter(bad)
+
+
+def _bench_options() -> dict[str, argparse.Action]:
+    bench = build_parser()._subparsers._group_actions[0].choices["bench"]
+    return {action.dest: action for action in bench._actions if action.option_strings and action.dest != "help"}
+
+
+def test_every_bench_option_names_the_targets_that_read_it_and_defaults_to_none() -> None:
+    from sora_ros.cli.bench import BENCHMARKS, READ_BY
+
+    options = _bench_options()
+    assert set(options) == set(READ_BY)
+    assert all(set(targets) <= set(BENCHMARKS) for targets in READ_BY.values())
+    assert all(action.default is None for action in options.values()), "a default hides whether it was given"
+
+
+UNREAD = {
+    "--episodes for model": (["model", "--episodes", "3"], "--episodes is read by bench closed-loop, not by bench model"),
+    "--episodes at its default": (["model", "--episodes", "20"], "--episodes is read by bench closed-loop, not by bench model"),
+    "--repeats for nodes": (["nodes", "--repeats", "5"], "--repeats is read by bench image and model, not by bench nodes"),
+    "--model for image": (["image", "--model", "m"], "--model is read by bench closed-loop, fine-tune, model and nodes, "
+                                                     "not by bench image"),
+    "--dynamics-precision at its default": (["nodes", "--dynamics-precision", "float32"],
+                                            "--dynamics-precision is read by bench closed-loop, not by bench nodes"),
+    "--out for model": (["model", "--out", "somewhere"], "--out is read by bench closed-loop and fine-tune, not by bench model"),
+}
+
+
+@pytest.mark.parametrize("words, message", UNREAD.values(), ids=UNREAD.keys())
+def test_an_option_the_target_does_not_read_is_refused_naming_who_reads_it(words, message, capsys) -> None:
+    from sora_ros.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", *words])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"sora-ros bench: error: {message}; leave it out" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("repeats", ["0", "-2", "x"])
+def test_repeats_must_be_at_least_one(repeats, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(["bench", "image", "--repeats", repeats])
+    assert stop.value.code == 2 and "argument --repeats: must be" in capsys.readouterr().err
+
+
+def test_options_not_given_get_their_defaults_per_target() -> None:
+    from sora_ros.cli.bench import DEFAULT_REPEATS, apply_defaults
+
+    args = apply_defaults(build_parser().parse_args(["bench", "image"]))
+    assert args.repeats == DEFAULT_REPEATS["image"] and args.out is None and args.duration == 60.0
+    args = apply_defaults(build_parser().parse_args(["bench", "image", "--repeats", "3"]))
+    assert args.repeats == 3

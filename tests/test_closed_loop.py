@@ -86,9 +86,11 @@ def test_bootstrap_interval_and_unknown_policies(capsys):
 
 def test_command_line_options():
     from sora_ros.cli import build_parser
+    from sora_ros.cli.bench import apply_defaults
 
     parser = build_parser()
-    args = parser.parse_args(["bench", "closed-loop", "--episodes", "3", "--seconds", "10", "--policies", "model,wander"])
+    args = apply_defaults(parser.parse_args(["bench", "closed-loop", "--episodes", "3", "--seconds", "10", "--policies",
+                                             "model,wander"]))  # fmt: skip
     assert (args.episodes, args.seconds, args.policies, args.candidates, args.first_seed) == \
         (3, 10.0, "model,wander", 32, closed_loop.FIRST_SEED)
     for bad in (["--episodes", "0"], ["--candidates", "-1"], ["--decision-every", "x"]):

@@ -8,25 +8,61 @@ import importlib
 import sys
 
 from sora_ros.bench.closed_loop import FIRST_SEED, POLICIES
-from sora_ros.cli.arguments import out_dir, out_dir_problem, positive_int
+from sora_ros.cli.arguments import out_dir, out_dir_problem, positive_int, usage_check
 from sora_ros.runtime.model_dir import PRECISIONS
 
 # Each target is a module with run(args) -> int, imported only when chosen.
 BENCHMARKS = {"image": "sora_ros.bench.image", "model": "sora_ros.bench.model", "nodes": "sora_ros.harness.bench_nodes",
               "fine-tune": "sora_ros.bench.fine_tune", "closed-loop": "sora_ros.bench.closed_loop"}
 # Timed repetitions per row when --repeats is not given.
-DEFAULT_REPEATS = {"image": 200, "model": 20, "nodes": 1, "fine-tune": 1, "closed-loop": 1}
+DEFAULT_REPEATS = {"image": 200, "model": 20}
 # CPU-minutes of training the fine-tune benchmark compares (issue 17).
 FINE_TUNE_MINUTES = [2.0, 5.0, 10.0]
 # Output folder when --out is not given (the targets that write one).
 DEFAULT_OUT = {"fine-tune": "out/bench_fine_tune", "closed-loop": "out/closed_loop"}
+CLOSED_LOOP = ("closed-loop",)
+NODES = ("nodes",)
+# The targets that read each option (by its dest); the others refuse it, so that an option that
+# would change nothing is not taken silently. Argparse defaults are None, so "given" is "not None".
+READ_BY = {
+    "repeats": tuple(DEFAULT_REPEATS), "model": ("model", "nodes", "fine-tune", "closed-loop"),
+    "minutes": ("fine-tune",), "out": tuple(DEFAULT_OUT), "checkpoint": ("model",), "preset": ("model",),
+    "duration": NODES, "camera_rate": NODES, "camera_size": NODES, "output_size": NODES, "param": NODES,
+    "episodes": CLOSED_LOOP, "seconds": CLOSED_LOOP, "first_seed": CLOSED_LOOP, "policies": CLOSED_LOOP,
+    "candidates": CLOSED_LOOP, "horizon": CLOSED_LOOP, "iterations": CLOSED_LOOP, "decision_every": CLOSED_LOOP,
+    "dynamics_precision": CLOSED_LOOP,
+}
+# Values of the options not given (those whose absence the targets do not handle themselves).
+DEFAULTS = {"minutes": FINE_TUNE_MINUTES, "duration": 60.0, "camera_rate": 15.0, "episodes": 20, "seconds": 60.0,
+            "first_seed": FIRST_SEED, "policies": ",".join(POLICIES), "candidates": 32, "horizon": 8,
+            "iterations": 1, "decision_every": 2, "dynamics_precision": "float32"}
+
+
+def unread_option_problem(args: argparse.Namespace) -> str | None:
+    """The first option given that the chosen target does not read, as a usage error; or None."""
+    for dest, targets in READ_BY.items():
+        if getattr(args, dest) is not None and args.target not in targets:
+            flag = "--" + dest.replace("_", "-")
+            *others, last = sorted(targets)
+            readers = f"{', '.join(others)} and {last}" if others else last
+            return f"{flag} is read by bench {readers}, not by bench {args.target}; leave it out"
+    return None
+
+
+def apply_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with the options not given set to their defaults (some per target); returns `args`."""
+    for dest, value in DEFAULTS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, value)
+    if args.repeats is None:
+        args.repeats = DEFAULT_REPEATS.get(args.target)
+    if args.out is None:
+        args.out = DEFAULT_OUT.get(args.target)
+    return args
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.repeats is None:
-        args.repeats = DEFAULT_REPEATS[args.target]
-    if args.out is None:
-        args.out = DEFAULT_OUT.get(args.target)
+    apply_defaults(args)
     problem = out_dir_problem(args.out) if args.target in DEFAULT_OUT else None
     if problem:  # before the benchmark runs, not when it writes its results
         print(f"sora-ros bench {args.target}: --out {problem}", file=sys.stderr)
@@ -60,21 +96,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "fine-tuned vs trained from scratch for --minutes CPU-minutes (sora_ros/bench/fine_tune.py); "
                         "closed-loop: the sampling MPC driving the sim with the model, copy-last predictions, "
                         "shuffled actions and the wander policy (collisions, distance, latency)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help=f"timed repetitions per row, median reported (default {DEFAULT_REPEATS})")
+    parser.add_argument("--repeats", type=positive_int,
+                        help=f"image, model: timed repetitions per row, median reported (default {DEFAULT_REPEATS})")
     parser.add_argument("--model", help="model: model directory to time (ONNX Runtime only unless --checkpoint); "
                         "fine-tune: the parent model directory, with weights.safetensors (default: the installed default)")
-    parser.add_argument("--minutes", type=float, nargs="+", default=FINE_TUNE_MINUTES,
-                        help="fine-tune: training budgets in CPU-minutes")
+    parser.add_argument("--minutes", type=float, nargs="+",
+                        help=f"fine-tune: training budgets in CPU-minutes (default {' '.join(f'{m:g}' for m in FINE_TUNE_MINUTES)})")
     parser.add_argument("--out", type=out_dir, help=f"fine-tune: data, runs, models, evaluations, RESULTS.md, results.json, "
                         "fine_tune.png; a rerun skips what is there; closed-loop: metrics.json, plots, episodes.jsonl "
                         f"(default {DEFAULT_OUT})")
     parser.add_argument("--checkpoint", help="model: the checkpoint --model was exported from (torch-eager column)")
     parser.add_argument("--preset", help="model: export random weights of this size preset to a temporary "
                         "directory and time both (default cpu64 when --model is not given)")
-    parser.add_argument("--duration", type=float, default=60.0,
-                        help="nodes: seconds the 15 Hz camera runs (the RSS growth check; 600 for the 10-minute target)")
-    parser.add_argument("--camera-rate", type=float, default=15.0, help="nodes: camera frames per second")
+    parser.add_argument("--duration", type=float,
+                        help=f"nodes: seconds the camera runs (default {DEFAULTS['duration']:g}; the RSS growth check: 600 for the "
+                        "10-minute target)")
+    parser.add_argument("--camera-rate", type=float, help=f"nodes: camera frames per second (default {DEFAULTS['camera_rate']:g})")
     parser.add_argument("--camera-size", type=_camera_size, metavar="WxH",
                         help="nodes: camera image size, e.g. 640x480 (default 128x128)")
     parser.add_argument("--output-size", type=_camera_size, metavar="WxH",
@@ -84,19 +121,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="nodes: a world_model node parameter (README, \"Nodes and the demo\"), as `ros2 run ... -p` takes "
                         "it; repeatable, e.g. --param sampler_steps:=2 --param horizon:=4")
     loop = parser.add_argument_group("closed-loop", "sim episodes in one process, the same seeds for every policy")
-    loop.add_argument("--episodes", type=positive_int, default=20, help="closed-loop: seeded episodes (default 20)")
-    loop.add_argument("--seconds", type=float, default=60.0, help="closed-loop: simulated seconds each (default 60)")
-    loop.add_argument("--first-seed", type=int, default=FIRST_SEED,
+    loop.add_argument("--episodes", type=positive_int, help=f"closed-loop: seeded episodes (default {DEFAULTS['episodes']})")
+    loop.add_argument("--seconds", type=float, help=f"closed-loop: simulated seconds each (default {DEFAULTS['seconds']:g})")
+    loop.add_argument("--first-seed", type=int,
                       help=f"closed-loop: first world seed (default {FIRST_SEED:,}: far from the seeds training "
                       "recorded, 0..99 in scripts/train_default.sh)")
-    loop.add_argument("--policies", default=",".join(POLICIES),
+    loop.add_argument("--policies",
                       help=f"closed-loop: comma-separated subset of {','.join(POLICIES)} (default all)")
-    loop.add_argument("--candidates", type=positive_int, default=32, help="closed-loop: MPC candidates per decision")
-    loop.add_argument("--horizon", type=positive_int, default=8,
-                      help="closed-loop: MPC steps each candidate looks ahead")
-    loop.add_argument("--iterations", type=positive_int, default=1, help="closed-loop: CEM iterations per decision")
-    loop.add_argument("--decision-every", type=positive_int, default=2,
-                      help="closed-loop: sim steps (model dt each) between decisions (default 2: 5 Hz at dt 0.1 s)")
-    loop.add_argument("--dynamics-precision", choices=PRECISIONS, default="float32",
-                      help="closed-loop: the model's dynamics graphs, float32 or int8 (`sora-ros quantize`)")
-    parser.set_defaults(func=main)
+    loop.add_argument("--candidates", type=positive_int, help=f"closed-loop: MPC candidates per decision (default {DEFAULTS['candidates']})")
+    loop.add_argument("--horizon", type=positive_int,
+                      help=f"closed-loop: MPC steps each candidate looks ahead (default {DEFAULTS['horizon']})")
+    loop.add_argument("--iterations", type=positive_int, help=f"closed-loop: CEM iterations per decision (default {DEFAULTS['iterations']})")
+    loop.add_argument("--decision-every", type=positive_int,
+                      help=f"closed-loop: sim steps (model dt each) between decisions (default {DEFAULTS['decision_every']}: 5 Hz "
+                      "at dt 0.1 s)")
+    loop.add_argument("--dynamics-precision", choices=PRECISIONS,
+                      help=f"closed-loop: the model's dynamics graphs, float32 or int8 (`sora-ros quantize`; default "
+                      f"{DEFAULTS['dynamics_precision']})")
+    parser.set_defaults(func=main, check_usage=usage_check(parser, unread_option_problem))
