@@ -128,7 +128,7 @@ def test_anchored_model_scores_the_margins_of_a_wide_camera(model, wide_bag, tmp
     report = (out / "report.md").read_text()
     margins = report.split("### PSNR on the margins")[1].split("###")[0]
     assert "| model |" in margins and "| copy-last |" in margins
-    recorded = json.loads((anchored / "model.json").read_text())["evaluation"]["wide"]
+    recorded = json.loads((anchored / "model.json").read_text())["evaluation"]["wide_anchored"]
     assert recorded["margin_psnr_db"]["copy-last"]["2"] == metrics["methods"]["copy-last"]["2"]["margin_psnr"]["mean"]
     assert recorded["margins_note"] is None
 
@@ -506,7 +506,7 @@ def test_model_json_is_rewritten_atomically(model, sim_bags, tmp_path, monkeypat
 
     monkeypatch.setattr(os, "replace", full_disk)
     assert cli(["eval", str(sim_bags), "--model", str(copy), "--horizons", "1", "--max-clips", "1",
-                "--record-in-model", "sim"]) == 1  # fmt: skip
+                "--record-in-model", "atomic_check"]) == 1  # fmt: skip
     assert f"sora-ros eval: cannot record in {copy / 'model.json'}: [Errno 28] No space left" in capsys.readouterr().err
     assert (copy / "model.json").read_text() == before
     assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in model.iterdir())

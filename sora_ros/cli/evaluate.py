@@ -243,7 +243,7 @@ def _action_topic_problem(paths: list[str], action_topic: str) -> str | None:
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
     """Options that need another one (sora_ros.cli.arguments.usage_check)."""
-    if args.write_bag and not args.out:
+    if args.write_bag and not args.out and not args.realtime:  # with --realtime, main says it is offline-only
         return "--write-bag writes OUT/predictions: give --out too"
     if args.replace_record and not args.record_in_model:
         return "--replace-record applies to --record-in-model KEY"
