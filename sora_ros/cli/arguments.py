@@ -1,6 +1,7 @@
 """Argument checks shared by the subcommands: argparse `type=` converters that refuse a bad value
-at parsing (one line, exit 2, as argparse reports any usage error), and the check of an output
-directory before the work that fills it. Not a subcommand itself."""
+at parsing (one line, exit 2, as argparse reports any usage error), checks across a subcommand's
+arguments run right after parsing (`usage_check`), and the check of an output directory before the
+work that fills it. Not a subcommand itself."""
 
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ def usage_check(parser: argparse.ArgumentParser,
     `parser.set_defaults(check_usage=...)`: `sora_ros.cli.main` runs it right after parsing, and
     what `problem` finds becomes `parser`'s usage error (its usage line, the message, exit 2).
 
-    Example: `usage_check(parser, lambda args: "--write-bag needs --out" if args.write_bag and not args.out else None)`.
+    Example: eval's `--write-bag` without `--out` (sora_ros/cli/evaluate.py, `_usage_problem`).
     """
 
     def check(args: argparse.Namespace) -> None:
@@ -202,5 +203,6 @@ def _name_length_problem(path: Path, existing: Path) -> str | None:
     limit = os.pathconf(existing, "PC_NAME_MAX")
     for name in path.absolute().relative_to(existing).parts:
         if len(os.fsencode(name)) > limit:
-            return f"{path}: the name {name[:16]}... is longer than the file system allows ({limit} bytes); choose a shorter one"
+            return (f"{path}: the name {name[:16]}... is longer than the file system allows ({limit} bytes); "
+                    "choose a shorter one")
     return None

@@ -101,7 +101,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", help="model: model directory to time (ONNX Runtime only unless --checkpoint); "
                         "fine-tune: the parent model directory, with weights.safetensors (default: the installed default)")
     parser.add_argument("--minutes", type=float, nargs="+",
-                        help=f"fine-tune: training budgets in CPU-minutes (default {' '.join(f'{m:g}' for m in FINE_TUNE_MINUTES)})")
+                        help="fine-tune: training budgets in CPU-minutes (default "
+                             f"{' '.join(f'{m:g}' for m in FINE_TUNE_MINUTES)})")
     parser.add_argument("--out", type=out_dir, help=f"fine-tune: data, runs, models, evaluations, RESULTS.md, results.json, "
                         "fine_tune.png; a rerun skips what is there; closed-loop: metrics.json, plots, episodes.jsonl "
                         f"(default {DEFAULT_OUT})")
@@ -109,9 +110,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preset", help="model: export random weights of this size preset to a temporary "
                         "directory and time both (default cpu64 when --model is not given)")
     parser.add_argument("--duration", type=float,
-                        help=f"nodes: seconds the camera runs (default {DEFAULTS['duration']:g}; the RSS growth check: 600 for the "
+                        help=f"nodes: seconds the camera runs (default {DEFAULTS['duration']:g}; the RSS growth "
+                        "check: 600 for the "
                         "10-minute target)")
-    parser.add_argument("--camera-rate", type=float, help=f"nodes: camera frames per second (default {DEFAULTS['camera_rate']:g})")
+    parser.add_argument("--camera-rate", type=float,
+                        help=f"nodes: camera frames per second (default {DEFAULTS['camera_rate']:g})")
     parser.add_argument("--camera-size", type=_camera_size, metavar="WxH",
                         help="nodes: camera image size, e.g. 640x480 (default 128x128)")
     parser.add_argument("--output-size", type=_camera_size, metavar="WxH",
@@ -128,10 +131,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       "recorded, 0..99 in scripts/train_default.sh)")
     loop.add_argument("--policies",
                       help=f"closed-loop: comma-separated subset of {','.join(POLICIES)} (default all)")
-    loop.add_argument("--candidates", type=positive_int, help=f"closed-loop: MPC candidates per decision (default {DEFAULTS['candidates']})")
+    loop.add_argument("--candidates", type=positive_int,
+                      help=f"closed-loop: MPC candidates per decision (default {DEFAULTS['candidates']})")
     loop.add_argument("--horizon", type=positive_int,
                       help=f"closed-loop: MPC steps each candidate looks ahead (default {DEFAULTS['horizon']})")
-    loop.add_argument("--iterations", type=positive_int, help=f"closed-loop: CEM iterations per decision (default {DEFAULTS['iterations']})")
+    loop.add_argument("--iterations", type=positive_int,
+                      help=f"closed-loop: CEM iterations per decision (default {DEFAULTS['iterations']})")
     loop.add_argument("--decision-every", type=positive_int,
                       help=f"closed-loop: sim steps (model dt each) between decisions (default {DEFAULTS['decision_every']}: 5 Hz "
                       "at dt 0.1 s)")
