@@ -57,7 +57,7 @@ def test_copy_last_predicts_the_last_latent_and_the_report_is_written(engine, tm
     assert np.array_equal(result.latents[1, 1, 3], context[1, -1].astype(np.float32))
     assert copy.info is engine.info, "everything else is the model's"
     args = argparse.Namespace(policies="model,copy_last,shuffled,wander", candidates=4, horizon=2, iterations=1, episodes=2,
-                              seconds=0.6, first_seed=closed_loop.FIRST_SEED, decision_every=2,
+                              seconds=0.6, first_seed=closed_loop.FIRST_SEED, decision_every=2, escape_steps=8,
                               model=str(engine.info.path), out=str(tmp_path / "out"),
                               dynamics_precision="float32")
     assert closed_loop.run(args, CONFIG) == 0
@@ -79,7 +79,7 @@ def test_bootstrap_interval_and_unknown_policies(capsys):
     args = argparse.Namespace(policies="model,teleport")
     assert closed_loop.run(args) == 2
     assert "unknown policies ['teleport']" in capsys.readouterr().out
-    args = argparse.Namespace(policies="model", candidates=65, horizon=8, iterations=1)
+    args = argparse.Namespace(policies="model", candidates=65, horizon=8, iterations=1, escape_steps=8)
     assert closed_loop.run(args) == 2
     assert "candidates must be 2..64" in capsys.readouterr().out, "above the ~/rollout cap: refused, with the cap"
 

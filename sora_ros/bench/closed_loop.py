@@ -43,9 +43,11 @@ import numpy as np
 
 from sora_ros.core import planner as image_cost
 from sora_ros.core.action_shuffle import ActionShuffler
+from sora_ros.core.contact import ContactMonitor
 from sora_ros.core.machine import machine_description
 from sora_ros.core.mpc import CemPlanner, MpcConfig, PlannerInputError, VelocityLimits
 from sora_ros.core.requests import MAX_IMAGE_CANDIDATES, RolloutRequest
+from sora_ros.core.risk import BlockedRule
 
 if TYPE_CHECKING:  # the runtime (onnxruntime) is imported where used: `sora-ros --help` stays instant
     from sora_ros.runtime.engine import RolloutResult, WorldModelEngine
@@ -143,14 +145,15 @@ def _hazard(forecasts: list[Forecast], floor: np.ndarray | None) -> np.ndarray:
 
 
 def _forecaster(pipeline: WorldModelPipeline, context, floor, samples: int, seed: int, images: bool,
-                shuffle: ActionShuffler | None) -> Callable:
-    """actions (N, H, A) -> (hazard (N, H), forecasts) for one decision from `context`."""
+                shuffle: ActionShuffler | None, contact: ContactMonitor, now_ns: int) -> Callable:
+    """actions (N, H, A) -> (hazard (N, H), forecasts) for one decision from `context` at now_ns,
+    forward commands forbidden by observed contact included."""
 
     def evaluate(actions: np.ndarray):
         sent = actions if shuffle is None else np.stack([shuffle(a, first_future=0) for a in actions])
         request = RolloutRequest(sent, len(actions), actions.shape[1], samples, seed, images)
         forecasts = pipeline.what_if(request, context).forecasts
-        return _hazard(forecasts, floor), forecasts
+        return contact.override(actions, _hazard(forecasts, floor), now_ns), forecasts
 
     return evaluate
 
@@ -195,6 +198,9 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
         images = not has_risk_head(pipeline.engine)
         planner = CemPlanner(planner_config(config.mpc, images), robot.within(*pipeline.info.action_range), seed=seed)
         shuffle = ActionShuffler(seed) if policy == "shuffled" else None
+        # Odometry is the sim's true pose, as the sim node publishes it on /odom.
+        contact = ContactMonitor(BlockedRule(), pipeline.info.dt, config.mpc.escape_steps)
+        contact.odometry(world.stamp_ns, world.pose.x, world.pose.y)
         pipeline.reset()
         floor, plan, plan_age, decisions = None, None, 0, 0
         for index in range(steps):
@@ -206,12 +212,14 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
             if context is not None and (plan is None or index % config.decision_every == 0):
                 start = time.perf_counter()
                 decision = planner.decide(_forecaster(pipeline, context, floor, config.samples,
-                                                      seed * 100_003 + index, images, shuffle),
+                                                      seed * 100_003 + index, images, shuffle, contact, world.stamp_ns),
                                           elapsed_steps=0 if plan is None else plan_age)
                 planner_ms.append(1e3 * (time.perf_counter() - start))
                 plan, plan_age, decisions = decision.plan, 0, decisions + 1
             command = (0.0, 0.0) if plan is None else plan[min(plan_age, len(plan) - 1)]
+            contact.command(world.stamp_ns, float(command[0]))
             world.step(float(command[0]), float(command[1]))
+            contact.odometry(world.stamp_ns, world.pose.x, world.pose.y)
             plan_age += 1
             poses.append((world.pose.x, world.pose.y, world.pose.yaw))
         return Episode(seed, policy, world.collisions, steps / rate, np.array(poses), planner_ms, decisions)
@@ -336,7 +344,8 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
         print(f"sora-ros bench closed-loop: unknown policies {sorted(unknown)}; choose from {','.join(POLICIES)}")
         return 2
     try:
-        mpc = replace(base.mpc, candidates=args.candidates, horizon=args.horizon, iterations=args.iterations)
+        mpc = replace(base.mpc, candidates=args.candidates, horizon=args.horizon, iterations=args.iterations,
+                      escape_steps=args.escape_steps)
     except PlannerInputError as error:
         print(f"sora-ros bench closed-loop: {error}")
         return 2
@@ -359,7 +368,8 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
     print(f"machine: {machine_description()}")
     print(f"model: {engine.info.name} ({model_dir}), {engine.precision} dynamics; hazard: {hazard_source}")
     print(f"{config.episodes} episodes x {config.seconds:g} s, seeds {seeds.start}..{seeds.stop - 1}; MPC "
-          f"{mpc.candidates} candidates x {mpc.horizon} steps, {mpc.iterations} CEM iteration(s), a decision every "
+          f"{mpc.candidates} candidates x {mpc.horizon} steps, {mpc.iterations} CEM iteration(s), escape steps "
+          f"{mpc.escape_steps}, a decision every "
           f"{config.decision_every} steps ({engine.info.dt * config.decision_every:g} s simulated)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

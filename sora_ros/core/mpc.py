@@ -89,6 +89,9 @@ class MpcConfig:
         min_std: the spread never shrinks below this (keeps exploring).
         noise_smoothing: AR(1) coefficient of the sampling noise in time, 0 (white) .. < 1.
         risk_weight, progress_weight, smoothness_weight: the cost terms (module docstring).
+        escape_steps: after a step in which odometry showed the robot blocked, forward commands in
+            the steps up to this many after it count as certain collisions (sora_ros/core/contact.py;
+            0: trust the predicted risk alone).
     """
 
     candidates: int = 32
@@ -101,6 +104,7 @@ class MpcConfig:
     risk_weight: float = 4.0
     progress_weight: float = 1.0
     smoothness_weight: float = 0.1
+    escape_steps: int = 8
 
     def __post_init__(self) -> None:
         if not 2 <= self.candidates <= MAX_CANDIDATES:
@@ -108,9 +112,9 @@ class MpcConfig:
                                     f"sample; one ~/rollout call holds at most {MAX_CANDIDATES}), got {self.candidates}")
         if not 1 <= self.horizon <= MAX_HORIZON:
             raise PlannerInputError(f"horizon must be 1..{MAX_HORIZON}, got {self.horizon}")
-        if not 1 <= self.elites <= self.candidates or self.iterations < 1:
-            raise PlannerInputError(f"elites must be 1..candidates ({self.candidates}) and iterations >= 1, "
-                                    f"got {self.elites} and {self.iterations}")
+        if not 1 <= self.elites <= self.candidates or self.iterations < 1 or self.escape_steps < 0:
+            raise PlannerInputError(f"elites must be 1..candidates ({self.candidates}), iterations >= 1 and "
+                                    f"escape_steps >= 0, got {self.elites}, {self.iterations} and {self.escape_steps}")
         numbers = (*self.initial_std, *self.min_std, self.risk_weight, self.progress_weight, self.smoothness_weight)
         if not all(np.isfinite(numbers)) or min(numbers) < 0 or not 0 <= self.noise_smoothing < 1:
             raise PlannerInputError(f"stds and weights must be finite and >= 0, noise_smoothing in [0, 1): {self}")

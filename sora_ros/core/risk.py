@@ -91,11 +91,13 @@ class MotionLog:
 
 def _commanded(rule: BlockedRule, log: MotionLog, at_ns: np.ndarray) -> np.ndarray:
     """float (T,) forward command in force at each time (zero before the first and after a timeout)."""
+    if len(log.command_ns) == 0:
+        return np.zeros(np.shape(at_ns))
     index = np.searchsorted(log.command_ns, at_ns, side="right") - 1
     valid = index >= 0
     safe = np.maximum(index, 0)
     fresh = valid & (at_ns - log.command_ns[safe] <= rule.command_timeout_s * NS_PER_S)
-    return np.where(fresh, log.command_v[safe] if len(log.command_v) else 0.0, 0.0)
+    return np.where(fresh, log.command_v[safe], 0.0)
 
 
 def _odom_known(rule: BlockedRule, log: MotionLog, at_ns: np.ndarray) -> np.ndarray:

@@ -9,6 +9,11 @@ A model without a risk head answers with an empty `risk`: the node then asks for
 (slower, and ~/rollout decodes at most MAX_IMAGE_CANDIDATES candidates a call) and scores the obstacle share ahead of the
 robot in them (sora_ros/core/planner.py), and says so once.
 
+Subscribes `odom` (nav_msgs/Odometry, any QoS): after a step commanded forward in which the
+odometry position made no progress (the risk head's own label rule, sora_ros/core/risk.py), forward
+commands count as certain collisions for the next `escape_steps` steps (sora_ros/core/contact.py),
+so the robot turns or backs away from what it is pressed against instead of pushing on. Without odometry the planner trusts the predicted risk alone.
+
 Publishes `cmd_vel` (Twist), `~/plan` (the chosen candidate's FutureFrames as the world model
 returned it) and `~/plan/path` (nav_msgs/Path of the poses the plan drives through, in the robot's
 frame at the decision, `base_frame`), for RViz/Foxglove. A plan older than STALE_PLAN_PERIODS
@@ -23,15 +28,18 @@ import time
 
 import numpy as np
 from geometry_msgs.msg import Twist
-from nav_msgs.msg import Path
+from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from sora_ros.core import planner as image_cost
+from sora_ros.core.contact import ContactMonitor
 from sora_ros.core.image import ImageConversionError, image_to_numpy, image_to_rgb
 from sora_ros.core.mpc import CemPlanner, MpcConfig, PlannerInputError, VelocityLimits, command_at
 from sora_ros.core.requests import MAX_CANDIDATES, MAX_HORIZON, MAX_IMAGE_CANDIDATES, MAX_SAMPLER_STEPS, MAX_SAMPLES
+from sora_ros.core.risk import BlockedRule
+from sora_ros.core.units import NS_PER_S
 from sora_ros.msg import FutureFrames
 from sora_ros.nodes import messages as lm
 from sora_ros.nodes import spin
@@ -72,9 +80,13 @@ class PlannerNode(Node):
                    for name, description in (("risk_weight", "cost per unit of mean predicted risk"),
                                              ("progress_weight", "reward per unit of mean forward speed / max_forward"),
                                              ("smoothness_weight", "cost per unit of squared command change"))}
+        escape_steps = p("escape_steps", defaults.escape_steps, lm.int_descriptor(
+            "after a step in which odom showed the robot blocked, steps in which forward commands count as "
+            "collisions (0: the predicted risk alone)", 0, 100, True)).value
         seed = p("seed", 0, lm.int_descriptor("sampling seed: same seed, same candidates", 0, 2**31 - 1, True)).value
         self._base_frame = p("base_frame", "base_link", lm.plain_descriptor("frame of ~/plan/path")).value
-        config = MpcConfig(candidates=candidates, horizon=horizon, elites=min(elites, candidates), **weights)
+        config = MpcConfig(candidates=candidates, horizon=horizon, elites=min(elites, candidates),
+                           escape_steps=escape_steps, **weights)
         self._mpc = CemPlanner(config, VelocityLimits(max_forward, max_reverse, max_turn), seed=seed)
         self._stale_s = STALE_PLAN_PERIODS / plan_rate
         # One call in flight at a time: a call given up on still runs in the world model and
@@ -86,6 +98,9 @@ class PlannerNode(Node):
         self._floor: np.ndarray | None = None
         self._plan: np.ndarray | None = None  # (H, A) being followed
         self._dt = 0.1  # s per plan step; each response's FutureFrames.dt replaces it
+        # Stamped with this node's clock when sent and received: one clock, whatever the robot's stamps say.
+        self._contact = ContactMonitor(BlockedRule(), self._dt, escape_steps)
+        self._proposal_ns = 0  # this node's clock at the request in flight (the plan's step 0)
         self._plan_start = 0.0  # time.monotonic() of the request the plan answered (its step 0)
         self._shifted = 0  # steps of the plan the warm start has been shifted past
         self._proposal: np.ndarray | None = None  # (N, H, A) in flight
@@ -98,6 +113,7 @@ class PlannerNode(Node):
         self._plan_pub = self.create_publisher(FutureFrames, "~/plan", 5)
         self._path_pub = self.create_publisher(Path, "~/plan/path", 5)
         self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
+        self.create_subscription(Odometry, "odom", self._on_odometry, qos_profile_sensor_data)
         self.create_timer(1.0 / plan_rate, self._plan_step)
         self.create_timer(1.0 / command_rate, self._publish_command)
         self.get_logger().info(f"planner: CEM MPC, {candidates} candidates x {horizon} steps at {plan_rate:g} Hz, "
@@ -110,6 +126,17 @@ class PlannerNode(Node):
             self.get_logger().warning(f"ignoring camera frame: {error}", throttle_duration_sec=LOG_THROTTLE_S)
             return
         self._floor = image_cost.update_floor(self._floor, frame)
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        position = msg.pose.pose.position
+        if not (np.isfinite(position.x) and np.isfinite(position.y)):
+            self.get_logger().warning("ignoring odometry with a position that is not finite",
+                                      throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        self._contact.odometry(self._now_ns(), position.x, position.y)
 
     def _plan_step(self) -> None:
         now = time.monotonic()
@@ -135,7 +162,7 @@ class PlannerNode(Node):
         request = Rollout.Request(actions=actions.reshape(-1).tolist(), candidates=actions.shape[0],
                                   horizon=actions.shape[1], action_dim=actions.shape[2], samples=self._samples,
                                   return_images=self._images, seed=self._seed, sampler_steps=self._sampler_steps)
-        self._proposal = actions
+        self._proposal, self._proposal_ns = actions, self._now_ns()
         self._pending = self._client.call_async(request)
         self._pending_since = now
         self._pending.add_done_callback(self._on_response)
@@ -168,6 +195,8 @@ class PlannerNode(Node):
         hazard = self._hazard(list(response.futures))
         if hazard is None:
             return
+        blocked_for = self._contact.forbidden_steps(self._proposal_ns)
+        hazard = self._contact.override(self._proposal, hazard, self._proposal_ns)
         try:
             decision = self._mpc.update(self._proposal, hazard, list(response.futures))
         except PlannerInputError as error:  # e.g. NaN risk: keep the plan in force (it goes stale)
@@ -175,6 +204,8 @@ class PlannerNode(Node):
             return
         chosen = decision.forecast
         self._dt = chosen.dt if chosen.dt > 0 else self._dt
+        if round(self._dt * NS_PER_S) != self._contact.dt_ns:  # the model's step, known from its first answer
+            self._contact = ContactMonitor(BlockedRule(), self._dt, self._contact.escape_steps)
         self._plan, self._plan_start, self._shifted = decision.plan, self._pending_since, 0
         self.decisions += 1
         self._plan_pub.publish(chosen)
@@ -186,7 +217,8 @@ class PlannerNode(Node):
         v, w = decision.plan[0]
         self.get_logger().info(
             f"plan {v:+.2f} m/s {w:+.2f} rad/s (cost {decision.costs[decision.index]:.3f}, best of "
-            f"{len(decision.costs)}; risk {decision.hazard.mean():.2f}; rollout {response.total_ms:.0f} ms)",
+            f"{len(decision.costs)}; risk {decision.hazard.mean():.2f}; rollout {response.total_ms:.0f} ms)"
+            + (f"; blocked: no forward command for {blocked_for} steps" if blocked_for else ""),
             throttle_duration_sec=1.0)
 
     def _publish_command(self) -> None:
@@ -195,7 +227,9 @@ class PlannerNode(Node):
         age_s = time.monotonic() - self._plan_start
         if age_s > self._stale_s:  # command_at stops the robot; the next decision plans afresh
             self.get_logger().warning("no fresh decision: stopping", throttle_duration_sec=LOG_THROTTLE_S)
-        self._cmd_pub.publish(lm.twist(*command_at(self._plan, age_s, self._dt, self._stale_s)))
+        command = command_at(self._plan, age_s, self._dt, self._stale_s)
+        self._cmd_pub.publish(lm.twist(*command))
+        self._contact.command(self._now_ns(), float(command[0]))
 
 
 def main(args: list[str] | None = None) -> int:

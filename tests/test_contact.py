@@ -1,0 +1,116 @@
+"""Observed contact (sora_ros/core/contact.py): a step commanded forward without odometry progress
+forbids forward commands for the next escape_steps steps, so the MPC turns or backs away."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sora_ros.core.contact import ContactMonitor
+from sora_ros.core.mpc import CemPlanner, MpcConfig, VelocityLimits
+from sora_ros.core.risk import BlockedRule
+
+DT_NS = 100_000_000  # 0.1 s
+
+
+def drive(monitor: ContactMonitor, commands: list[float], progress: list[float], start_step: int = 0,
+          x: float = 0.0) -> tuple[int, float]:
+    """Send commands[i] at step start_step + i, the robot moving progress[i] m along x in that step;
+    returns (the step after the last, the final x)."""
+    if start_step == 0:
+        monitor.odometry(0, x, 0.0)
+    for i, (command, moved) in enumerate(zip(commands, progress)):
+        step = start_step + i
+        monitor.command(step * DT_NS, command)
+        x += moved
+        monitor.odometry((step + 1) * DT_NS, x, 0.0)
+    return start_step + len(commands), x
+
+
+def candidates() -> np.ndarray:
+    """(3, 8, 2): straight ahead, turning on the spot, turning for 3 steps then ahead."""
+    actions = np.zeros((3, 8, 2), np.float32)
+    actions[0, :, 0] = 0.5
+    actions[1, :, 1] = 1.0
+    actions[2, :3, 1], actions[2, 3:, 0] = 1.0, 0.5
+    return actions
+
+
+def test_a_blocked_step_forbids_forward_commands_in_the_next_steps_only():
+    monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=5)
+    now, _ = drive(monitor, [0.5] * 6, [0.05] * 4 + [0.0] * 2)  # the last two steps refused
+    assert monitor.forbidden_steps(now * DT_NS) == 5
+    hazard = monitor.override(candidates(), np.full((3, 8), 0.2, np.float32), now * DT_NS)
+    assert np.allclose(hazard[0], [1, 1, 1, 1, 1, 0.2, 0.2, 0.2])  # forward: certain collision for 5 steps
+    assert np.allclose(hazard[1], 0.2)  # turning on the spot is not forward
+    assert np.allclose(hazard[2], [0.2, 0.2, 0.2, 1, 1, 0.2, 0.2, 0.2])
+
+
+def test_the_ban_wears_off_step_by_step_and_a_moving_robot_is_never_blocked():
+    monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=4)
+    now, x = drive(monitor, [0.5] * 6, [0.05] * 6)
+    assert monitor.forbidden_steps(now * DT_NS) == 0  # moving as commanded
+    now, x = drive(monitor, [0.5], [0.0], now, x)  # refused
+    assert monitor.forbidden_steps(now * DT_NS) == 4
+    for left in (3, 2, 1, 0):  # turning away: no forward command, so no new blocked step
+        now, x = drive(monitor, [0.0], [0.0], now, x)
+        assert monitor.forbidden_steps(now * DT_NS) == left
+
+
+def test_a_start_from_rest_is_not_contact():
+    # The sim's first step from rest at 0.6 m/s covers 1 cm of the 6 cm commanded (core/risk.py).
+    monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8)
+    now, _ = drive(monitor, [0.6], [0.01])
+    assert monitor.forbidden_steps(now * DT_NS) == 0
+
+
+def test_without_odometry_or_with_escape_steps_0_nothing_is_forbidden():
+    silent = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8)
+    for step in range(5):
+        silent.command(step * DT_NS, 0.5)
+    assert silent.forbidden_steps(5 * DT_NS) == 0  # unknown is never guessed blocked
+    idle = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8)  # odometry, but no command sent yet
+    for step in range(5):
+        idle.odometry(step * DT_NS, 0.0, 0.0)
+    assert idle.forbidden_steps(5 * DT_NS) == 0
+    off = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=0)
+    now, _ = drive(off, [0.5] * 3, [0.0] * 3)
+    hazard = np.zeros((3, 8), np.float32)
+    assert off.override(candidates(), hazard, now * DT_NS) is hazard
+    stale = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=3)  # the odometry stopped 1 s ago
+    drive(stale, [0.5] * 3, [0.0] * 3)
+    assert stale.forbidden_steps(13 * DT_NS) == 0
+
+
+def test_a_clock_jump_back_or_a_bad_position_forgets_or_drops_and_memory_stays_bounded():
+    monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=4)
+    now, x = drive(monitor, [0.5] * 1000, [0.05] * 1000)
+    assert len(monitor._odometry) < 20 and len(monitor._commands) < 20
+    now, x = drive(monitor, [0.5], [0.0], now, x)
+    assert monitor.forbidden_steps(now * DT_NS) == 4
+    monitor.odometry(now * DT_NS + 1, float("nan"), 0.0)  # dropped: the blocked step still counts
+    assert monitor.forbidden_steps(now * DT_NS) == 4
+    # The simulation restarted: time 0 again. The old blocked step is forgotten, and the new
+    # steps are judged on their own (a refused one counts again).
+    later, _ = drive(monitor, [0.5, 0.5], [0.05, 0.05], 0, 0.0)
+    assert monitor.forbidden_steps(later * DT_NS) == 0 and len(monitor._commands) == 2
+    later, _ = drive(monitor, [0.5], [0.0], later, 0.1)
+    assert monitor.forbidden_steps(later * DT_NS) == 4
+    monitor.reset()
+    assert monitor.forbidden_steps(later * DT_NS) == 0
+
+
+def test_the_mpc_turns_away_instead_of_pushing_on():
+    monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8)
+    now, _ = drive(monitor, [0.5] * 4, [0.05, 0.05, 0.0, 0.0])
+    planner = CemPlanner(MpcConfig(candidates=3, horizon=8, elites=1), VelocityLimits(0.6, 0.2, 1.5), seed=0)
+    unaware = np.zeros((3, 8), np.float32)  # a risk head that sees nothing wrong
+    assert planner.update(candidates(), unaware).index == 0  # pushes on: forward is progress
+    aware = planner.update(candidates(), monitor.override(candidates(), unaware, now * DT_NS))
+    assert aware.index == 1 and (aware.plan[:, 0] <= 0).all()
+
+
+@pytest.mark.parametrize("dt, steps", [(0.0, 4), (-0.1, 4), (0.1, -1)])
+def test_bad_settings_are_refused(dt, steps):
+    with pytest.raises(ValueError):
+        ContactMonitor(BlockedRule(), dt=dt, escape_steps=steps)
