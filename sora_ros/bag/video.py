@@ -32,6 +32,8 @@ MAX_FPS = 1000.0
 # The lowest rate `bag from-video --fps` takes: a time-lapse frame every 1000 s; far below it the
 # stamps of a long video leave the int64 nanoseconds a bag stores.
 MIN_FPS = 0.001
+# The highest rate a video plays at as a camera (the video_camera node's `rate`, `sora-ros video-camera --rate`).
+MAX_PLAY_FPS = 240.0
 # Frame intervals further than this fraction from their median make a video's timing irregular.
 IRREGULAR_INTERVAL = 0.25
 

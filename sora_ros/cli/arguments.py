@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from sora_ros.core.parameters import ParameterSpec
+
 
 def positive_int(text: str) -> int:
     """An integer >= 1 (a count, a stride).
@@ -37,42 +39,83 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def non_negative_seconds(text: str) -> float:
-    """A finite number of seconds >= 0 (a start time).
+# Seeds above 32 bits are refused: numpy's legacy seeding takes 32 bits, and torch's generators
+# overflow on seeds derived from a larger one (the trainer seeds with seed * 1000 + rank).
+MAX_SEED = 2**32 - 1
+
+
+def random_seed(text: str) -> int:
+    """A seed: an integer from 0 to MAX_SEED.
 
     Raises:
-        argparse.ArgumentTypeError: not a number, NaN, infinite, or negative.
+        argparse.ArgumentTypeError: not an integer, negative, or above MAX_SEED.
     """
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value:g}")
+    value = non_negative_int(text)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SEED} (32 bits), got {value}")
     return value
 
 
-def finite_float(text: str) -> float:
-    """A finite number (no NaN, no infinity).
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """A converter for an integer in [low, high], both included (e.g. a ROS parameter's range)."""
 
-    Raises:
-        argparse.ArgumentTypeError: not a number, NaN or infinite.
-    """
-    value = _number(text, float, "a number")
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
-
-
-def float_between(low: float, high: float) -> Callable[[str], float]:
-    """A converter for a finite number in [low, high], both included.
-
-    Example: `type=float_between(MIN_FPS, MAX_FPS)` for a frame rate."""
-
-    def convert(text: str) -> float:
-        value = finite_float(text)
+    def convert(text: str) -> int:
+        value = _number(text, int, "an integer")
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, got {value:g}")
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
         return value
 
     return convert
+
+
+def parameter_value(spec: ParameterSpec) -> Callable[[str], int | float]:
+    """A converter for a value of the ROS parameter `spec` (an int or float with a range), so that an
+    option taking it refuses what the node would refuse (e.g. sim record --rate, the sim's `rate`)."""
+    if isinstance(spec.default, int):
+        return int_between(int(spec.low), int(spec.high))
+    return float_between(spec.low, spec.high)
+
+
+def float_between(low: float = -math.inf, high: float = math.inf, *, above: bool = False,
+                  below: bool = False) -> Callable[[str], float]:
+    """A converter for a finite number from `low` to `high`, both included unless `above` (`low`
+    excluded) or `below` (`high` excluded); NaN and infinity are refused with the range named.
+
+    Example: `type=float_between(MIN_FPS, MAX_FPS)` for a frame rate; `positive_float` below.
+    """
+    wanted = _range_words(low, high, above, below)
+
+    def convert(text: str) -> float:
+        value = _number(text, float, "a number")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number{wanted and ' '}{wanted}, got {text!r}")
+        if not low <= value <= high or (above and value == low) or (below and value == high):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {value:g}")
+        return value
+
+    return convert
+
+
+def _range_words(low: float, high: float, above: bool, below: bool) -> str:
+    """[low, high] in words: "from 0 to 1", "above 0", "0 or more", "above 0 and below 1"; "" for any."""
+    if not (above or below or math.isinf(low) or math.isinf(high)):
+        return f"from {low:g} to {high:g}"
+    words = []
+    if not math.isinf(low):
+        words.append(f"above {low:g}" if above else f"{low:g} or more")
+    if not math.isinf(high):
+        words.append(f"below {high:g}" if below else f"{high:g} or less")
+    return " and ".join(words)
+
+
+# Any finite number (an offset, a time that may be negative).
+finite_float = float_between()
+# A finite number > 0: a duration, a rate, a learning rate, a scale.
+positive_float = float_between(0.0, above=True)
+# A finite number >= 0: a start time, a weight decay, a threshold.
+non_negative_float = float_between(0.0)
+# A share, from 0 to 1.
+fraction = float_between(0.0, 1.0)
 
 
 def _number(text: str, kind: type, what: str):

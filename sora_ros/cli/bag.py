@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from sora_ros.bag.video import MAX_FPS, MIN_FPS
-from sora_ros.cli.arguments import finite_float, float_between, new_dir_problem, non_negative_seconds, out_dir, topic_name
+from sora_ros.cli.arguments import finite_float, float_between, new_dir_problem, non_negative_float, out_dir, topic_name
 
 
 def from_video(args: argparse.Namespace) -> int:
@@ -78,6 +78,11 @@ def info(args: argparse.Namespace) -> int:
         status |= summary.stop_reason is not None
     return status
 
+
+# bag play's ranges, above 0 (at 0 nothing would play, no /clock would tick): playback speeds up to
+# 1000x (beyond it every wait is below a timer's resolution), /clock up to once a millisecond.
+MAX_PLAY_RATE = 1000.0
+MAX_CLOCK_HZ = 1000.0
 
 PLAY_HELP = """Publish the bags' messages over DDS at the recorded rate, one bag after another, with
 the QoS each topic was recorded with (reliable, keep last 10 where the bag does not say), as
@@ -236,7 +241,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("--topic", default="/camera/image_raw", type=topic_name,
                          help="image topic, fully qualified (default %(default)s)")
     convert.add_argument("--compressed", action="store_true", help="JPEG CompressedImage on TOPIC/compressed")
-    convert.add_argument("--begin", type=non_negative_seconds, default=0.0, metavar="S",
+    convert.add_argument("--begin", type=non_negative_float, default=0.0, metavar="S",
                          help="first second of the video to keep, in the video's own presentation time (what a "
                          "player shows), with or without --fps (default 0)")
     convert.add_argument("--end", type=finite_float, metavar="S",
@@ -252,11 +257,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     player = actions.add_parser("play", help="publish bags over DDS at the recorded rate (ros2 bag play without ROS)",
                                 description=PLAY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     player.add_argument("bags", nargs="+", type=Path, help="bags (directories, .mcap, .db3) or folders of them")
-    player.add_argument("--rate", type=float, default=1.0, help="playback speed: 2 plays twice as fast (default 1)")
+    player.add_argument("--rate", type=float_between(0.0, MAX_PLAY_RATE, above=True), default=1.0,
+                        help=f"playback speed, above 0 and up to {MAX_PLAY_RATE:g}: 2 plays twice as fast (default 1)")
     player.add_argument("--loop", action="store_true", help="start over after the last bag, until Ctrl-C")
-    player.add_argument("--clock", type=float, nargs="?", const=40.0, metavar="HZ",
-                        help="publish /clock with the bag's time, HZ times a second (40 without HZ), for nodes "
-                             "with use_sim_time:=true")  # fmt: skip
+    player.add_argument("--clock", type=float_between(0.0, MAX_CLOCK_HZ, above=True), nargs="?", const=40.0,
+                        metavar="HZ", help=f"publish /clock with the bag's time, HZ times a second (above 0, up to "
+                        f"{MAX_CLOCK_HZ:g}; 40 without HZ), for nodes with use_sim_time:=true")
     player.add_argument("--topics", nargs="+", metavar="TOPIC", help="play only these topics (default: every topic)")
     player.add_argument("--remap", nargs="+", type=_remap, default=[], metavar="FROM:=TO",
                         help="publish bag topic FROM on TO")
@@ -271,7 +277,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                   "and Foxglove read; our own messages (~/futures, ~/latents) included.")
     recorder.add_argument("out", type=out_dir, help="bag directory to create (it must not exist)")
     recorder.add_argument("topics", nargs="+", metavar="TOPIC", type=topic_name, help="fully qualified topic names")
-    recorder.add_argument("--duration", type=non_negative_seconds, metavar="S",
+    recorder.add_argument("--duration", type=non_negative_float, metavar="S",
                           help="stop after S seconds (default, or 0: at Ctrl-C or SIGTERM)")
     recorder.add_argument("--no-compress", action="store_true", help="write uncompressed MCAP chunks")
     recorder.set_defaults(func=record)

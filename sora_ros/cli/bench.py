@@ -8,7 +8,9 @@ import importlib
 import sys
 
 from sora_ros.bench.closed_loop import FIRST_SEED, POLICIES
-from sora_ros.cli.arguments import non_negative_int, out_dir, out_dir_problem, positive_int, usage_check
+from sora_ros.bag.video import MAX_FPS, MIN_FPS
+from sora_ros.cli.arguments import float_between, non_negative_int, out_dir, out_dir_problem, positive_float, \
+    positive_int, random_seed, usage_check
 from sora_ros.core.mpc import MpcConfig
 from sora_ros.runtime.model_dir import PRECISIONS
 
@@ -102,8 +104,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help=f"image, model: timed repetitions per row, median reported (default {DEFAULT_REPEATS})")
     parser.add_argument("--model", help="model: model directory to time (ONNX Runtime only unless --checkpoint); "
                         "fine-tune: the parent model directory, with weights.safetensors (default: the installed default)")
-    parser.add_argument("--minutes", type=float, nargs="+",
-                        help="fine-tune: training budgets in CPU-minutes (default "
+    parser.add_argument("--minutes", type=positive_float, nargs="+",
+                        help="fine-tune: training budgets in CPU-minutes, each above 0 (default "
                              f"{' '.join(f'{m:g}' for m in FINE_TUNE_MINUTES)})")
     parser.add_argument("--out", type=out_dir, help=f"fine-tune: data, runs, models, evaluations, RESULTS.md, results.json, "
                         "fine_tune.png; a rerun skips what is there; closed-loop: metrics.json, plots, episodes.jsonl "
@@ -111,12 +113,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", help="model: the checkpoint --model was exported from (torch-eager column)")
     parser.add_argument("--preset", help="model: export random weights of this size preset to a temporary "
                         "directory and time both (default cpu64 when --model is not given)")
-    parser.add_argument("--duration", type=float,
-                        help=f"nodes: seconds the camera runs (default {DEFAULTS['duration']:g}; the RSS growth "
+    parser.add_argument("--duration", type=positive_float,
+                        help=f"nodes: seconds the camera runs, above 0 (default {DEFAULTS['duration']:g}; the RSS growth "
                         "check: 600 for the "
                         "10-minute target)")
-    parser.add_argument("--camera-rate", type=float,
-                        help=f"nodes: camera frames per second (default {DEFAULTS['camera_rate']:g})")
+    parser.add_argument("--camera-rate", type=float_between(MIN_FPS, MAX_FPS),
+                        help=f"nodes: camera frames per second, {MIN_FPS:g} to {MAX_FPS:g} "
+                        f"(default {DEFAULTS['camera_rate']:g})")
     parser.add_argument("--camera-size", type=_camera_size, metavar="WxH",
                         help="nodes: camera image size, e.g. 640x480 (default 128x128)")
     parser.add_argument("--output-size", type=_camera_size, metavar="WxH",
@@ -127,8 +130,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "it; repeatable, e.g. --param sampler_steps:=2 --param horizon:=4")
     loop = parser.add_argument_group("closed-loop", "sim episodes in one process, the same seeds for every policy")
     loop.add_argument("--episodes", type=positive_int, help=f"closed-loop: seeded episodes (default {DEFAULTS['episodes']})")
-    loop.add_argument("--seconds", type=float, help=f"closed-loop: simulated seconds each (default {DEFAULTS['seconds']:g})")
-    loop.add_argument("--first-seed", type=int,
+    loop.add_argument("--seconds", type=positive_float, help=f"closed-loop: simulated seconds each (default {DEFAULTS['seconds']:g})")
+    loop.add_argument("--first-seed", type=random_seed,
                       help=f"closed-loop: first world seed (default {FIRST_SEED:,}: far from the seeds training "
                       "recorded, 0..99 in scripts/train_default.sh)")
     loop.add_argument("--policies",

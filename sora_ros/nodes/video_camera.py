@@ -21,7 +21,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
-from sora_ros.bag.video import VideoError, VideoReader
+from sora_ros.bag.video import MAX_PLAY_FPS, VideoError, VideoReader
 from sora_ros.core.units import NS_PER_S
 from sora_ros.nodes import messages, spin
 
@@ -40,7 +40,7 @@ class VideoCameraNode(Node):
         path = p("video", "", ParameterDescriptor(description="video file to play", read_only=True)).value
         rate = p("rate", 0.0, ParameterDescriptor(
             description="frames per second; 0 plays at the video's own rate", read_only=True,
-            floating_point_range=[FloatingPointRange(from_value=0.0, to_value=240.0, step=0.0)])).value
+            floating_point_range=[FloatingPointRange(from_value=0.0, to_value=MAX_PLAY_FPS, step=0.0)])).value
         self._loop = p("loop", True, ParameterDescriptor(description="start again at the end", read_only=True)).value
         self._frame_id = p("frame_id", "camera_optical_frame", ParameterDescriptor(
             description="header frame_id of the images", read_only=True)).value

@@ -15,3 +15,5 @@ SIM_PARAMETERS = (
                   read_only=False),
     ParameterSpec("publish_clock", False, "publish /clock and stamp everything with simulated time (for use_sim_time)"),
 )
+# By name: for the command-line options that set them (sora-ros sim record, sora-ros demo).
+SIM_SPECS = {spec.name: spec for spec in SIM_PARAMETERS}
