@@ -18,7 +18,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from sora_ros.cli.arguments import out_dir, out_dir_problem
+from sora_ros.cli.arguments import out_dir, out_dir_problem, parameter_value, positive_float
 from sora_ros.core.patch_grid import ASPECT_POLICIES
 from sora_ros.core.paths import PACKAGE, default_model_dir, package_share
 
@@ -142,6 +142,9 @@ def _plan_summary(plans: list[tuple[float, float]]) -> dict:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from sora_ros.sim.parameters import SIM_SPECS
+
+    rate = SIM_SPECS["rate"]  # the camera is the sim's (a --video plays at it too)
     parser = subparsers.add_parser(
         "demo",
         help="live demo: sim (or a video) + world model + planner over DDS, then out/demo/",
@@ -150,13 +153,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "distribution (latency.png), counts (summary.json) and an MCAP bag of the world model's outputs (outputs/) "
         "into --out, and print a summary.",
     )
-    parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="seconds to run (default 60)")
+    parser.add_argument("--duration", type=positive_float, default=DEFAULT_DURATION_S,
+                        help="seconds to run, above 0 (default 60)")
     parser.add_argument("--model", help="model directory (default: the package's models/default)")
     parser.add_argument("--video", help="play this video file as the camera instead of the sim (no planner)")
     parser.add_argument("--out", type=out_dir, default="out/demo", help="output directory (default out/demo)")
-    parser.add_argument("--camera-rate", type=float, help=f"camera frames per second (default: the sim at "
-                        f"{CAMERA_RATE_HZ:g}; a --video at its own frame times)")
-    parser.add_argument("--seed", type=int, default=0, help="sim world seed")
+    parser.add_argument("--camera-rate", type=parameter_value(rate),
+                        help=f"camera frames per second, {rate.low:g} to {rate.high:g} (the sim's range; default: "
+                        f"the sim at {CAMERA_RATE_HZ:g}; a --video at its own frame times)")
+    parser.add_argument("--seed", type=parameter_value(SIM_SPECS["seed"]), default=0,
+                        help=f"sim world seed, 0 to {SIM_SPECS['seed'].high} (default 0)")
     parser.add_argument("--aspect-policy", choices=ASPECT_POLICIES, default="refuse",
                         help="a camera (video) outside the model's aspect range: refuse its frames (default) or crop "
                         "it into the range")

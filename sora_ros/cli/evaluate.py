@@ -27,7 +27,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from sora_ros.cli.arguments import non_negative_int, out_dir, out_dir_problem, positive_int, record_key, usage_check
+from sora_ros.cli.arguments import out_dir, out_dir_problem, positive_int, random_seed, record_key, usage_check
 from sora_ros.core.patch_grid import ASPECT_POLICIES
 from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES
 from sora_ros.runtime.model_dir import PRECISIONS
@@ -413,7 +413,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-clips", type=positive_int, help="stop after this many clips (at least 1)")
     parser.add_argument("--samples", type=int, default=1, choices=range(1, MAX_SAMPLES + 1), metavar=f"1..{MAX_SAMPLES}",
                         help="model samples per prediction; their mean is scored")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="sampler noise and action shuffling")
+    parser.add_argument("--seed", type=random_seed, default=0, help="sampler noise and action shuffling")
     parser.add_argument("--sampler-steps", type=int, default=0, choices=range(0, MAX_SAMPLER_STEPS + 1),
                         metavar=f"0..{MAX_SAMPLER_STEPS}",
                         help="Euler steps per predicted frame (default 0: the model's, model.json sampler.steps); "

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sora_ros.cli.arguments import non_negative_int, out_dir, out_dir_problem
+from sora_ros.cli.arguments import out_dir, out_dir_problem, random_seed
 from sora_ros.core.files import staged_path
 from sora_ros.runtime.model_dir import DYNAMICS_WEIGHTS, GRAPH_FILES, MODEL_JSON
 
@@ -155,5 +155,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="replace a --out that holds files (the old directory goes only once the new one is "
                              "complete and checked)")  # fmt: skip
     parser.add_argument("--version", default="0.1.0", help="model version for model.json")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random weights (--preset) and parity inputs")
+    parser.add_argument("--seed", type=random_seed, default=0, help="seed of the random weights (--preset) and parity inputs")
     parser.set_defaults(func=main)

@@ -13,6 +13,8 @@ import argparse
 import signal
 import sys
 
+from sora_ros.cli.arguments import positive_float
+
 
 
 def main(args: argparse.Namespace) -> int:
@@ -55,6 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("file", help="launch file, e.g. launch/world_model.launch.yaml")
     parser.add_argument("arguments", nargs="*", metavar="name:=value", help="launch arguments")
-    parser.add_argument("--duration", type=float, metavar="S", help="stop everything after S seconds")
+    parser.add_argument("--duration", type=positive_float, metavar="S",
+                        help="stop everything after S seconds, above 0 (default: at Ctrl-C)")
     parser.add_argument("--print", action="store_true", help="print the commands it would run, then exit")
     parser.set_defaults(func=main)

@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from sora_ros.cli.arguments import random_seed
+
 
 def main(args: argparse.Namespace) -> int:
     from sora_ros.model.quantize import RELATIVE_TOLERANCE, QuantizeError, add_int8_dynamics
@@ -40,5 +42,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("quantize", help="add int8 dynamics graphs to a model directory (faster CPU what-ifs)",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=default_model_dir(), help="exported model directory to add to")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random parity inputs")
+    parser.add_argument("--seed", type=random_seed, default=0, help="seed of the random parity inputs")
     parser.set_defaults(func=main)

@@ -13,7 +13,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from sora_ros.cli.arguments import out_dir, out_dir_problem
+from sora_ros.cli.arguments import float_between, fraction, out_dir, out_dir_problem, parameter_value, positive_float, \
+    positive_int
 
 
 def run_node(args: argparse.Namespace) -> int:
@@ -110,7 +111,7 @@ Node parameters (--ros-args -p NAME:=VALUE):
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from sora_ros.core.parameters import parameters_help
-    from sora_ros.sim.parameters import SIM_PARAMETERS
+    from sora_ros.sim.parameters import SIM_PARAMETERS, SIM_SPECS
 
     parser = subparsers.add_parser(
         "sim",
@@ -122,24 +123,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_node)
     actions = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
     rec = actions.add_parser("record", help="record episodes to rosbag2 MCAP bags, one per seed")
-    rec.add_argument("--episodes", type=int, required=True, help="number of episodes (consecutive seeds)")
-    rec.add_argument("--seconds", type=float, required=True, help="simulated seconds per episode")
+    rec.add_argument("--episodes", type=positive_int, required=True, help="number of episodes (consecutive seeds)")
+    rec.add_argument("--seconds", type=positive_float, required=True, help="simulated seconds per episode, above 0")
     rec.add_argument("--out", type=out_dir, required=True, help="output folder (OUT/SPLIT/seed_NNNNNN/)")
     rec.add_argument("--split", help="train:val:test weights, e.g. 8:1:1; a seed's split depends on the seed alone")
-    rec.add_argument("--seed", type=int, default=0, help="first seed")
-    rec.add_argument("--rate", type=float, default=10.0, help="frames per simulated second")
-    rec.add_argument("--width", type=int, default=128, help="image width in pixels")
-    rec.add_argument("--height", type=int, default=128, help="image height in pixels")
-    rec.add_argument("--world-size", type=float, default=8.0, help="side of the square room in metres")
-    rec.add_argument("--objects", type=int, default=30, help="static objects in the room")
+    # The sim node's parameters, with their ranges: a recorded episode is one the node could run.
+    for flag, name, what in (("--seed", "seed", "first seed"), ("--rate", "rate", "frames per simulated second"),
+                             ("--width", "width", "image width in pixels"), ("--height", "height", "image height in pixels"),
+                             ("--world-size", "world_size", "side of the square room in metres"),
+                             ("--objects", "num_objects", "static objects in the room")):
+        spec = SIM_SPECS[name]
+        rec.add_argument(flag, type=parameter_value(spec), default=spec.default,
+                         help=f"{what}, {spec.low} to {spec.high} (default {spec.default})")
     # Camera mounting (default: the robot the shipped model was trained on, sora_ros/sim/world.py WorldConfig);
     # other values make "another robot" for fine-tuning (sora-ros bench fine-tune).
-    rec.add_argument("--camera-height", type=float, help="camera height above the floor in metres (default 0.3)")
-    rec.add_argument("--camera-pitch", type=float, help="camera pitch in degrees, negative looks down (default -10)")
-    rec.add_argument("--fov", type=float, help="vertical field of view in degrees (default 70)")
-    rec.add_argument("--blind-share", type=float, default=0.0,
+    rec.add_argument("--camera-height", type=positive_float, help="camera height above the floor in metres (default 0.3)")
+    rec.add_argument("--camera-pitch", type=float_between(-90.0, 90.0),
+                     help="camera pitch in degrees, -90 to 90, negative looks down (default -10)")
+    rec.add_argument("--fov", type=float_between(0.0, 180.0, above=True, below=True),
+                     help="vertical field of view in degrees, above 0 and below 180 (default 70)")
+    rec.add_argument("--blind-share", type=fraction, default=0.0,
                      help="share of the wander policy's goals driven without looking (0..1): episodes with "
                           "collisions for `train-risk` to learn 'blocked' from (default 0: steer clear)")
-    rec.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="episodes recorded in parallel")
+    rec.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="episodes recorded in parallel")
     rec.add_argument("--quiet", action="store_true", help="no progress bar")
     rec.set_defaults(func=record)

@@ -29,7 +29,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sora_ros.cli.arguments import out_dir, out_dir_problem
+from sora_ros.cli.arguments import finite_float, non_negative_int, out_dir, out_dir_problem, positive_float, \
+    positive_int, random_seed
 
 
 def main(args: argparse.Namespace) -> int:
@@ -120,7 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "is held out, or, from a single source, every tenth sequence")  # fmt: skip
     data.add_argument("--image-topic", help="camera topic in the bags (Image or CompressedImage)")
     data.add_argument("--action-topic", help="Twist/TwistStamped topic (e.g. /cmd_vel); omit for an unconditioned model")
-    data.add_argument("--sequence-frames", type=int, default=40, help="frames per in-memory sequence")
+    data.add_argument("--sequence-frames", type=positive_int, default=40, help="frames per in-memory sequence")
     model = parser.add_argument_group("model")
     model.add_argument("--preset", choices=sorted(PRESETS),
                        help="model size preset (default cpu64); with --init, the architecture the parent must have")
@@ -128,35 +129,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--action-names", nargs="+", metavar="FIELD",
                        help="Twist fields the model is conditioned on (default: the preset's or the parent's, "
                             "linear_x angular_z); with --init, names the parent lacks start at zero")  # fmt: skip
-    model.add_argument("--action-scale", nargs="+", type=float, metavar="S",
-                       help="per action: the network sees (action - offset) / scale; give your robot's top speeds "
+    model.add_argument("--action-scale", nargs="+", type=positive_float, metavar="S",
+                       help="per action, above 0: the network sees (action - offset) / scale; give your robot's top speeds "
                             "where the parent had 0.5 m/s and 1.0 rad/s (default: the parent's or preset's)")  # fmt: skip
-    model.add_argument("--action-offset", nargs="+", type=float, metavar="O", help="per action (default 0)")
+    model.add_argument("--action-offset", nargs="+", type=finite_float, metavar="O", help="per action (default 0)")
     tune = parser.add_argument_group("fine-tuning")
     tune.add_argument("--init", type=Path, metavar="MODEL_DIR",
                       help="fine-tune this exported model directory (its weights.safetensors) instead of training "
                            "from scratch; e.g. models/default")  # fmt: skip
     tune.add_argument("--train-parts", nargs="+", choices=("vae", "dit"),
                       help="parts a fine-tune trains; the others stay frozen, bit for bit (default: dit)")
-    tune.add_argument("--minutes", type=float,
+    tune.add_argument("--minutes", type=positive_float,
                       help="stop after this many CPU-minutes of training steps (all threads together; validation and "
                            "checkpoints not counted): 10 is 5 wall minutes of an idle 2-core machine; from "
                            "scratch the VAE gets 60%% of it")  # fmt: skip
-    tune.add_argument("--snapshot-minutes", nargs="+", type=float, metavar="M",
+    tune.add_argument("--snapshot-minutes", nargs="+", type=positive_float, metavar="M",
                       help="also write RUN/checkpoint_<M>min.pt when the training's CPU-minutes pass each M; with "
                            "--schedule constant that is what a run with --minutes M gives")  # fmt: skip
     steps = parser.add_argument_group("optimisation (AdamW, linear warm-up then cosine decay)")
-    steps.add_argument("--vae-steps", type=int, default=3000, help="optimiser steps of the VAE stage")
-    steps.add_argument("--vae-batch", type=int, default=64, help="frames per VAE step (per process)")
-    steps.add_argument("--vae-lr", type=float, help="peak learning rate of the VAE (default 1e-3; fine-tuning 3e-4)")
-    steps.add_argument("--dit-steps", type=int, default=3000, help="optimiser steps of the DiT stage")
-    steps.add_argument("--dit-batch", type=int, default=32, help="windows per DiT step (per process)")
-    steps.add_argument("--dit-lr", type=float, help="peak learning rate of the DiT (default 3e-4; fine-tuning 1e-4)")
+    steps.add_argument("--vae-steps", type=non_negative_int, default=3000,
+                       help="optimiser steps of the VAE stage (0: none)")
+    steps.add_argument("--vae-batch", type=positive_int, default=64, help="frames per VAE step (per process)")
+    steps.add_argument("--vae-lr", type=positive_float, help="peak learning rate of the VAE (default 1e-3; fine-tuning 3e-4)")
+    steps.add_argument("--dit-steps", type=non_negative_int, default=3000,
+                       help="optimiser steps of the DiT stage (0: none)")
+    steps.add_argument("--dit-batch", type=positive_int, default=32, help="windows per DiT step (per process)")
+    steps.add_argument("--dit-lr", type=positive_float, help="peak learning rate of the DiT (default 3e-4; fine-tuning 1e-4)")
     steps.add_argument("--schedule", choices=("cosine", "constant"),
                        help="after the warm-up: cosine decay to 10%% of the peak (default), or constant (fine-tuning)")
-    steps.add_argument("--warmup-steps", type=int, help="linear warm-up steps per stage (default 100; fine-tuning 20)")
-    steps.add_argument("--dit-targets", type=int, default=4, help="predicted frames per training window")
-    steps.add_argument("--seed", type=int, default=0, help="initial weights, batches and noise")
+    steps.add_argument("--warmup-steps", type=non_negative_int, help="linear warm-up steps per stage (default 100; fine-tuning 20)")
+    steps.add_argument("--dit-targets", type=positive_int, default=4, help="predicted frames per training window")
+    steps.add_argument("--seed", type=random_seed, default=0, help="initial weights, batches and noise")
     steps.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                        help="bf16: bfloat16 autocast for the forward pass (weights and optimiser stay float32); "
                             "on a CPU it pays off only with AVX512-BF16 or AMX (lscpu flags)")  # fmt: skip
@@ -165,9 +168,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="run directory: checkpoint.pt (last), checkpoint_best.pt (best DiT validation), "
                           "train_log.jsonl, train_curves.png, train_summary.json")  # fmt: skip
     run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    run.add_argument("--val-every", type=int, default=500, help="validate every N steps")
-    run.add_argument("--checkpoint-every", type=int, default=500, help="write the checkpoint every N steps")
-    run.add_argument("--log-every", type=int, default=50, help="append metrics to the log every N steps")
+    run.add_argument("--val-every", type=positive_int, default=500, help="validate every N steps")
+    run.add_argument("--checkpoint-every", type=positive_int, default=500, help="write the checkpoint every N steps")
+    run.add_argument("--log-every", type=positive_int, default=50, help="append metrics to the log every N steps")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sora_ros.cli.arguments import out_dir
+from sora_ros.cli.arguments import fraction, out_dir, positive_float, positive_int, random_seed
 from sora_ros.cli.stage import run_stage
 
 
@@ -36,25 +36,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-data", nargs="+", metavar="PATH", help="held-out bags/videos for validation PSNR")
     parser.add_argument("--image-topic", default="/camera/image_raw", help="camera topic (default %(default)s)")
     parser.add_argument("--action-topic", help="Twist/TwistStamped topic the model is conditioned on (e.g. /cmd_vel)")
-    parser.add_argument("--sequence-frames", type=int, default=16, help="frames per in-memory sequence (default 16)")
-    parser.add_argument("--width", type=int, default=32, help="conv channels of the anchored decoder (default 32)")
+    parser.add_argument("--sequence-frames", type=positive_int, default=16, help="frames per in-memory sequence (default 16)")
+    parser.add_argument("--width", type=positive_int, default=32, help="conv channels of the anchored decoder (default 32)")
     parser.add_argument("--init", type=Path, metavar="MODEL_DIR",
                         help="fine-tune the anchored decoder of this model directory (its weights.safetensors), e.g. "
                              "the parent after sora-ros train --init --train-parts vae dit; fewer --steps do")  # fmt: skip
-    parser.add_argument("--steps", type=int, default=800, help="optimiser steps (default 800)")
-    parser.add_argument("--batch", type=int, default=32, help="samples per step (default 32)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    parser.add_argument("--teacher-fraction", type=float, default=0.1,
+    parser.add_argument("--steps", type=positive_int, default=800, help="optimiser steps (default 800)")
+    parser.add_argument("--batch", type=positive_int, default=32, help="samples per step (default 32)")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (default 1e-3)")
+    parser.add_argument("--teacher-fraction", type=fraction, default=0.1,
                         help="share of the steps on encoder latents of the real futures only; after it, every "
                              "sample but the still frames uses DiT-predicted latents (default 0.1)")
     parser.add_argument("--plan", action=argparse.BooleanOptionalAction, default=True,
                         help="feed the rollout's commands up to each step (the graph's `plan` input; models "
                              "with actions; default on). --no-plan: a graph without it, as before 0.4.0")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16: bfloat16 autocast")
-    parser.add_argument("--seed", type=int, default=0, help="initial weights and batches")
+    parser.add_argument("--seed", type=random_seed, default=0, help="initial weights and batches")
     parser.add_argument("--out", type=out_dir, required=True, help="run directory: anchor.pt, anchor_summary.json")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/anchor.pt")
-    parser.add_argument("--val-every", type=int, default=250, help="validate every N steps (default 250)")
-    parser.add_argument("--checkpoint-every", type=int, default=250, help="write the checkpoint every N steps")
+    parser.add_argument("--val-every", type=positive_int, default=250, help="validate every N steps (default 250)")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=250, help="write the checkpoint every N steps")
     parser.add_argument("--no-export", action="store_true", help="only train; do not add anchor.onnx to --model")
     parser.set_defaults(func=main)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sora_ros.cli.arguments import out_dir
+from sora_ros.cli.arguments import float_between, fraction, non_negative_float, non_negative_int, out_dir, positive_float, \
+    positive_int, random_seed
 from sora_ros.cli.stage import run_stage
 
 
@@ -43,30 +44,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image-topic", default="/camera/image_raw", help="camera topic (default %(default)s)")
     parser.add_argument("--action-topic", default="/cmd_vel", help="Twist/TwistStamped command topic (default %(default)s)")
     parser.add_argument("--odom-topic", default="/odom", help="nav_msgs/Odometry topic (default %(default)s)")
-    parser.add_argument("--horizon-steps", type=int, default=rule.horizon_steps,
+    parser.add_argument("--horizon-steps", type=positive_int, default=rule.horizon_steps,
                         help="label: blocked within this many model steps (default %(default)s)")
-    parser.add_argument("--min-command", type=float, default=rule.min_command,
+    parser.add_argument("--min-command", type=non_negative_float, default=rule.min_command,
                         help="m/s; a forward command above it is a command to move (default %(default)s)")
-    parser.add_argument("--progress-fraction", type=float, default=rule.progress_fraction,
-                        help="a step advancing less than this share of the commanded distance made no progress "
-                             "(default %(default)s)")
-    parser.add_argument("--command-timeout", type=float, default=rule.command_timeout_s,
+    # Between 0 and 1, both excluded (BlockedRule): at 0 no step is blocked, at 1 every step is.
+    parser.add_argument("--progress-fraction", type=float_between(0.0, 1.0, above=True, below=True),
+                        default=rule.progress_fraction,
+                        help="a step advancing less than this share (above 0, below 1) of the commanded distance "
+                             "made no progress (default %(default)s)")
+    parser.add_argument("--command-timeout", type=positive_float, default=rule.command_timeout_s,
                         help="s; an older command counts as a stop (default %(default)s)")
-    parser.add_argument("--frames", type=int, default=0,
+    parser.add_argument("--frames", type=non_negative_int, default=0,
                         help="latents per window the head sees, up to frame k (default 0: the model's context length)")
-    parser.add_argument("--width", type=int, default=16, help="conv channels of the head (default %(default)s)")
-    parser.add_argument("--hidden", type=int, default=64, help="MLP width of the head (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=3000, help="optimiser steps (default %(default)s)")
-    parser.add_argument("--batch", type=int, default=128, help="samples per step (default %(default)s)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default %(default)s)")
-    parser.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay (default %(default)s)")
-    parser.add_argument("--teacher-fraction", type=float, default=0.25,
+    parser.add_argument("--width", type=positive_int, default=16,
+                        help="conv channels of the head (default %(default)s)")
+    parser.add_argument("--hidden", type=positive_int, default=64, help="MLP width of the head (default %(default)s)")
+    parser.add_argument("--steps", type=positive_int, default=3000, help="optimiser steps (default %(default)s)")
+    parser.add_argument("--batch", type=positive_int, default=128, help="samples per step (default %(default)s)")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (default %(default)s)")
+    parser.add_argument("--weight-decay", type=non_negative_float, default=1e-2,
+                        help="AdamW weight decay (default %(default)s)")
+    parser.add_argument("--teacher-fraction", type=fraction, default=0.25,
                         help="share of the steps on encoder latents only; after it, half of each batch uses "
                              "DiT-predicted latents (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="initial weights and batches")
+    parser.add_argument("--seed", type=random_seed, default=0, help="initial weights and batches")
     parser.add_argument("--out", type=out_dir, required=True, help="run directory: risk.pt, risk_summary.json")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/risk.pt")
-    parser.add_argument("--val-every", type=int, default=250, help="validate every N steps (default %(default)s)")
-    parser.add_argument("--checkpoint-every", type=int, default=500, help="write the checkpoint every N steps")
+    parser.add_argument("--val-every", type=positive_int, default=250, help="validate every N steps (default %(default)s)")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=500, help="write the checkpoint every N steps")
     parser.add_argument("--no-export", action="store_true", help="only train; do not add risk.onnx to --model")
     parser.set_defaults(func=main)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sora_ros.bag.video import MAX_PLAY_FPS
+from sora_ros.cli.arguments import float_between
+
 
 def main(args: argparse.Namespace) -> int:
     from sora_ros.nodes import video_camera as video_camera_node
@@ -22,7 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Publish a video file on camera/image_raw at its own rate or --rate; loops unless --no-loop.",
     )
     parser.add_argument("video", type=Path, help="any video file OpenCV can decode")
-    parser.add_argument("--rate", type=float, help="frames per second (default: the video's own)")
+    parser.add_argument("--rate", type=float_between(0.0, MAX_PLAY_FPS),
+                        help=f"frames per second, 0 to {MAX_PLAY_FPS:g} (default, or 0: the video's own)")
     parser.add_argument("--no-loop", action="store_true", help="stop at the end instead of looping")
     parser.add_argument("--ros-args", nargs=argparse.REMAINDER, dest="ros_args", help="further ROS arguments")
     parser.set_defaults(func=main)

@@ -14,6 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sora_ros.cli.arguments import int_between
+
+# TCP ports are 16 bits; 0 (any free port) is refused: the Foxglove app must be told the port.
+MAX_PORT = 65535
+
 
 def main(args: argparse.Namespace) -> int:
     try:
@@ -37,5 +42,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="the world model node's full name, whose ~/ topics are shown (default %(default)s)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on; 0.0.0.0 serves other machines too (default %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="WebSocket port (default %(default)s)")
+    parser.add_argument("--port", type=int_between(1, MAX_PORT), default=DEFAULT_PORT,
+                        help=f"WebSocket port, 1 to {MAX_PORT} (default %(default)s)")
     parser.set_defaults(func=main)
