@@ -73,3 +73,23 @@ def test_quantize_repairs_damaged_int8_graphs_and_a_refused_run_keeps_a_valid_mo
     info = read_model_info(model)  # still loads: float32 only, nothing half-written listed
     assert info.int8_graphs is None
     assert WorldModelEngine(model, precision="auto").precision == "float32"
+
+
+def test_a_failed_rename_leaves_model_json_as_it_was(tmp_path: Path, monkeypatch, capsys) -> None:
+    import os
+
+    model = export_tiny(tmp_path / "model")
+    before = (model / MODEL_JSON).read_bytes()
+    rename = os.replace
+
+    def failing(source, target, *args, **kwargs):
+        if Path(target).name == MODEL_JSON:  # a full disk or Ctrl-C at the last step
+            raise OSError(28, "No space left on device")
+        return rename(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", failing)
+    assert cli_main(["quantize", "--model", str(model)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert (model / MODEL_JSON).read_bytes() == before, "model.json rewritten in place, not replaced whole"
+    assert not [p.name for p in model.iterdir() if p.name.startswith(".")], "the temporary file is removed"
+    assert read_model_info(model).int8_graphs is None  # still a valid float32 model

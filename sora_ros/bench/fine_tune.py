@@ -157,7 +157,7 @@ def without_anchor(source: Path, out: Path) -> None:
     import shutil
 
     from sora_ros.runtime.anchor import ANCHOR_FILE
-    from sora_ros.runtime.model_dir import MODEL_JSON
+    from sora_ros.runtime.model_dir import MODEL_JSON, write_model_json
 
     out.mkdir(parents=True, exist_ok=True)
     for path in source.iterdir():
@@ -166,7 +166,7 @@ def without_anchor(source: Path, out: Path) -> None:
     model = json.loads((source / MODEL_JSON).read_text())
     model.pop("anchor", None)
     model["files"].pop(ANCHOR_FILE, None)
-    (out / MODEL_JSON).write_text(json.dumps(model, indent=2) + "\n")
+    write_model_json(out, model)
 
 
 def _score(checkpoint: Path, name: str, models: Path, evals: Path, data: Path, log: Path) -> dict:

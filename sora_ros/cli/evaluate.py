@@ -75,16 +75,15 @@ def record_in_model(model_dir: Path, key: str, metrics: dict) -> None:
     Raises:
         OSError: model.json cannot be read or replaced.
     """
-    from sora_ros.core.files import write_text_atomic
     from sora_ros.evaluation.report import json_safe
-    from sora_ros.runtime.model_dir import MODEL_JSON
+    from sora_ros.runtime.model_dir import MODEL_JSON, write_model_json
 
     path = model_dir / MODEL_JSON
     model = json.loads(path.read_text())
     evaluation = model.get("evaluation") or {}
     evaluation[key] = json_safe(metrics)
     model["evaluation"] = evaluation
-    write_text_atomic(path, json.dumps(model, indent=2) + "\n")
+    write_model_json(model_dir, model)
 
 
 def _record_problem(model_dir: Path | None, key: str, replace: bool) -> str | None:

@@ -25,7 +25,8 @@ import numpy as np
 from sora_ros import __version__
 from sora_ros.runtime.model_dir import (ACTION_FORMULA, DYNAMICS_WEIGHTS, FLOW_CONVENTION, GRAPH_FILES,
                                         MODEL_FORMAT, MODEL_JSON, check_session, concrete_shape, graph_signatures,
-                                        grid_sizes, read_model_info, sha256_file, symbolic_sizes)
+                                        grid_sizes, read_model_info, sha256_file, symbolic_sizes,
+                                        write_model_json)
 from sora_ros.model.weights import add_anchor_weights, add_weights
 
 OPSET = 17
@@ -259,7 +260,7 @@ def _write_model_json(out: Path, config, signatures: dict, ops: dict, kv_shape: 
     }
     if parent is not None:
         model["parent"] = parent
-    (out / MODEL_JSON).write_text(json.dumps(model, indent=2) + "\n")
+    write_model_json(out, model)
 
 
 def _export_checked(module, examples: list[dict[str, np.ndarray]], signature: dict, path: Path) -> float:
@@ -349,7 +350,7 @@ def export_anchor(net, model_dir: str | Path, *, training: dict | None = None, s
         "training": training,
         "parity_max_abs_error": parity,
     }
-    (out / MODEL_JSON).write_text(json.dumps(model, indent=2) + "\n")
+    write_model_json(out, model)
     add_anchor_weights(out, net)
     read_model_info(out)
     return parity
@@ -415,6 +416,6 @@ def export_risk(net, model_dir: str | Path, *, horizon_steps: int, label: str, r
         "training": training,
         "parity_max_abs_error": parity,
     }
-    (out / MODEL_JSON).write_text(json.dumps(model, indent=2) + "\n")
+    write_model_json(out, model)
     read_model_info(out)
     return parity

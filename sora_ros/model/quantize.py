@@ -26,7 +26,7 @@ import numpy as np
 
 from sora_ros.model.export import PARITY_BATCH, parity_sizes
 from sora_ros.runtime.model_dir import (INT8_GRAPH_FILES, MODEL_JSON, concrete_shape, expected_signatures,
-                                        read_model_info, sha256_file)
+                                        read_model_info, sha256_file, write_model_json)
 
 # Largest mean |int8 - float32| / mean |float32| accepted per graph (dynamic quantization of this
 # DiT gives about 0.02; a graph far above it would be a broken quantization, not a rounding cost).
@@ -72,7 +72,7 @@ def _unlist_int8(out: Path) -> None:
         for file_name in INT8_GRAPH_FILES.values():
             if isinstance(files, dict):
                 files.pop(file_name, None)
-        path.write_text(json.dumps(model, indent=2) + "\n")
+        write_model_json(out, model)
 
 
 def add_int8_dynamics(model_dir: str | Path, seed: int = 0) -> dict[str, dict[str, float]]:
@@ -143,6 +143,6 @@ def add_int8_dynamics(model_dir: str | Path, seed: int = 0) -> dict[str, dict[st
         model["files"][file_name] = sha256_file(out / file_name)
     model["dynamics"]["int8"] = {"graphs": dict(INT8_GRAPH_FILES), "method": METHOD, "parity": parity,
                                  "onnxruntime": ort.__version__}
-    (out / MODEL_JSON).write_text(json.dumps(model, indent=2) + "\n")
+    write_model_json(out, model)
     read_model_info(out)
     return parity

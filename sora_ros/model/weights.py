@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sora_ros.model.config import ModelConfig
-from sora_ros.runtime.model_dir import MODEL_JSON, TRAINABLE_WEIGHTS, ModelInfo, read_model_info, sha256_file
+from sora_ros.runtime.model_dir import MODEL_JSON, TRAINABLE_WEIGHTS, ModelInfo, read_model_info, sha256_file, \
+    write_model_json
 
 WEIGHTS_FILE = TRAINABLE_WEIGHTS
 WEIGHTS_FORMAT = "sora_ros.weights/1"
@@ -78,7 +79,7 @@ def _write(directory: Path, tensors: dict, metadata: dict) -> None:
         "elements": parameters,  # per part, buffers included
         "use": "sora-ros train --init <this directory> fine-tunes these weights",
     }  # fmt: skip
-    json_path.write_text(json.dumps(model, indent=2) + "\n")
+    write_model_json(directory, model)
 
 
 def add_weights(directory: str | Path, vae, dit) -> None:

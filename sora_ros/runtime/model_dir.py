@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sora_ros.core.files import write_text_atomic
 from sora_ros.core.patch_grid import PatchGrid
 from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS
 
@@ -273,6 +274,17 @@ def grid_sizes(image_hw: tuple[int, int], downsample: int, patch_size: int, cont
 def concrete_shape(spec: dict, batch: int, sizes: dict[str, int]) -> list[int]:
     """A signature tensor's shape with the batch and GRID_DIMS filled in."""
     return [batch if d == BATCH else sizes.get(d, d) for d in spec["shape"]]
+
+
+def write_model_json(directory: str | Path, model: dict) -> None:
+    """Write `model` as DIRECTORY/model.json (indented, as people read it) through a temporary file
+    and a rename: a node loading the model meanwhile, or a write that fails midway (a full disk,
+    Ctrl-C), sees the old model.json or the new, never half of one.
+
+    Raises:
+        OSError: the temporary file cannot be written or renamed.
+    """
+    write_text_atomic(Path(directory) / MODEL_JSON, json.dumps(model, indent=2) + "\n")
 
 
 def sha256_file(path: Path) -> str:
