@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sora_ros.cli.arguments import out_dir, out_dir_problem
+from sora_ros.cli.arguments import out_dir, out_dir_problem, refused
 
 TOO_LONG = "n" * 300  # NAME_MAX is 255 bytes on every Linux file system
 
@@ -49,3 +49,9 @@ def test_any_other_os_error_is_a_reason_not_a_traceback(tmp_path: Path, monkeypa
 
     monkeypatch.setattr(Path, "is_symlink", failing)
     assert out_dir_problem(tmp_path / "out") == f"{tmp_path / 'out'}: Input/output error; choose another output path"
+
+
+def test_refused_prints_one_line_naming_the_command_and_the_option(capsys) -> None:
+    assert not refused("train", "--out", None) and capsys.readouterr().err == ""
+    assert refused("bag record", "OUT", "runs/x exists; choose another path")
+    assert capsys.readouterr().err == "sora-ros bag record: OUT runs/x exists; choose another path\n"

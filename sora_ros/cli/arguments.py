@@ -9,6 +9,7 @@ import argparse
 import math
 import os
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -218,6 +219,19 @@ def new_dir_problem(path: Path | str) -> str | None:
     if problem is None and Path(path).exists():  # a writable directory, out_dir_problem found
         problem = f"{path} exists; a bag is written into a new directory: remove it or choose another path"
     return problem
+
+
+def refused(command: str, option: str, problem: str | None) -> bool:
+    """Whether `problem` (an output path's, from `out_dir_problem` or `new_dir_problem`, checked
+    before the command's work) refuses the run; if so, it is printed as one line,
+    `sora-ros COMMAND: OPTION PROBLEM`, and the command returns 2 (a usage error):
+
+        if refused("train", "--out", out_dir_problem(args.out)):
+            return 2
+    """
+    if problem:
+        print(f"sora-ros {command}: {option} {problem}", file=sys.stderr)
+    return bool(problem)
 
 
 def _out_dir_problem(path: Path) -> str | None:

@@ -17,7 +17,8 @@ from collections import Counter
 from pathlib import Path
 
 from sora_ros.bag.video import MAX_FPS, MIN_FPS
-from sora_ros.cli.arguments import finite_float, float_between, new_dir_problem, non_negative_float, out_dir, topic_name
+from sora_ros.cli.arguments import finite_float, float_between, new_dir_problem, non_negative_float, out_dir, refused, \
+    topic_name
 
 
 def from_video(args: argparse.Namespace) -> int:
@@ -27,9 +28,7 @@ def from_video(args: argparse.Namespace) -> int:
     from sora_ros.bag.info import summarize
     from sora_ros.bag.video import EmptyWindowError, VideoError
 
-    problem = new_dir_problem(args.out)
-    if problem:  # before the video is decoded
-        print(f"sora-ros bag from-video: OUT {problem}", file=sys.stderr)
+    if refused("bag from-video", "OUT", new_dir_problem(args.out)):  # before the video is decoded
         return 2
     if args.end is not None and args.end <= args.begin:
         print(f"sora-ros bag from-video: --end {args.end:g} must be after --begin {args.begin:g}", file=sys.stderr)
@@ -146,9 +145,7 @@ def play(args: argparse.Namespace) -> int:
 def record(args: argparse.Namespace) -> int:
     """`sora-ros bag record`: subscribe to the topics over DDS and write them into an MCAP bag
     until --duration passes, Ctrl-C or SIGTERM (the bag is closed and complete either way)."""
-    problem = new_dir_problem(args.out)
-    if problem:  # before any node starts
-        print(f"sora-ros bag record: OUT {problem}", file=sys.stderr)
+    if refused("bag record", "OUT", new_dir_problem(args.out)):  # before any node starts
         return 2
     try:
         import rclpy  # noqa: F401

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 
 from sora_ros.bench.closed_loop import FIRST_SEED, POLICIES
 from sora_ros.bag.video import MAX_FPS, MIN_FPS
 from sora_ros.cli.arguments import float_between, non_negative_int, out_dir, out_dir_problem, positive_float, \
-    positive_int, random_seed, usage_check
+    positive_int, random_seed, refused, usage_check
 from sora_ros.core.mpc import MpcConfig
 from sora_ros.runtime.model_dir import PRECISIONS
 
@@ -68,8 +67,7 @@ def apply_defaults(args: argparse.Namespace) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     apply_defaults(args)
     problem = out_dir_problem(args.out) if args.target in DEFAULT_OUT else None
-    if problem:  # before the benchmark runs, not when it writes its results
-        print(f"sora-ros bench {args.target}: --out {problem}", file=sys.stderr)
+    if refused(f"bench {args.target}", "--out", problem):  # before the benchmark runs, not when it writes its results
         return 2
     return importlib.import_module(BENCHMARKS[args.target]).run(args)
 

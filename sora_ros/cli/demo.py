@@ -18,7 +18,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from sora_ros.cli.arguments import out_dir, out_dir_problem, parameter_value, positive_float
+from sora_ros.cli.arguments import out_dir, out_dir_problem, parameter_value, positive_float, refused
 from sora_ros.core.patch_grid import ASPECT_POLICIES
 from sora_ros.core.paths import PACKAGE, default_model_dir, package_share
 
@@ -41,9 +41,7 @@ def main(args: argparse.Namespace) -> int:
     from sora_ros.runtime.model_dir import ModelDirError, read_model_info
     from sora_ros.runtime.pipeline import as_predicted
 
-    problem = out_dir_problem(args.out)
-    if problem:  # before the nodes run for --duration, not when the summary is written
-        print(f"sora-ros demo: --out {problem}", file=sys.stderr)
+    if refused("demo", "--out", out_dir_problem(args.out)):  # before the nodes run, not when the summary is written
         return 2
     model = Path(args.model) if args.model else default_model_dir()
     try:

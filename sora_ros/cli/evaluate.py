@@ -27,7 +27,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from sora_ros.cli.arguments import out_dir, out_dir_problem, positive_int, random_seed, record_key, usage_check
+from sora_ros.cli.arguments import out_dir, out_dir_problem, positive_int, random_seed, record_key, refused, \
+    usage_check
 from sora_ros.core.patch_grid import ASPECT_POLICIES
 from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES
 from sora_ros.runtime.model_dir import PRECISIONS
@@ -253,9 +254,7 @@ def main(args: argparse.Namespace) -> int:
     if args.sim_time and not args.realtime:
         print("sora-ros eval: --sim-time applies to --realtime only", file=sys.stderr)
         return 2
-    problem = out_dir_problem(args.out) if args.out else None
-    if problem:
-        print(f"sora-ros eval: --out {problem}", file=sys.stderr)  # before the work, not after it
+    if args.out and refused("eval", "--out", out_dir_problem(args.out)):  # before the work, not after it
         return 2
     if args.realtime:
         offline_only = [flag for flag, given in (("--write-bag", args.write_bag), ("--record-in-model", args.record_in_model),

@@ -7,15 +7,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sora_ros.cli.arguments import out_dir, out_dir_problem, random_seed
+from sora_ros.cli.arguments import out_dir, out_dir_problem, random_seed, refused
 from sora_ros.core.files import staged_path
 from sora_ros.runtime.model_dir import DYNAMICS_WEIGHTS, GRAPH_FILES, MODEL_JSON
 
 
 def main(args: argparse.Namespace) -> int:
     problem = out_dir_problem(args.out) or _occupied_problem(args.out, args.force)
-    if problem:  # before the checkpoint is loaded and the graphs exported
-        print(f"sora-ros export: --out {problem}", file=sys.stderr)
+    if refused("export", "--out", problem):  # before the checkpoint is loaded and the graphs exported
         return 2
     from sora_ros.model import export as exporter
     from sora_ros.model.checkpoint import CheckpointError

@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from sora_ros.cli.arguments import float_between, fraction, out_dir, out_dir_problem, parameter_value, positive_float, \
-    positive_int
+    positive_int, refused
 
 
 def run_node(args: argparse.Namespace) -> int:
@@ -40,9 +40,7 @@ def record(args: argparse.Namespace) -> int:
     from sora_ros.sim.wander import WanderConfig
     from sora_ros.sim.world import WorldConfig
 
-    problem = out_dir_problem(args.out)
-    if problem:
-        print(f"sora-ros sim record: --out {problem}", file=sys.stderr)
+    if refused("sim record", "--out", out_dir_problem(args.out)):  # before any episode is recorded
         return 2
     try:
         split = parse_split(args.split) if args.split else None

@@ -9,7 +9,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from sora_ros.cli.arguments import out_dir_problem
+from sora_ros.cli.arguments import out_dir_problem, refused
 
 
 def run_stage(args: argparse.Namespace, command: str, stage: str, checkpoint: str) -> int:
@@ -23,9 +23,7 @@ def run_stage(args: argparse.Namespace, command: str, stage: str, checkpoint: st
     except ImportError:
         print(f"sora-ros {command} needs the training extra: pip install -e '.[train]'", file=sys.stderr)
         return 2
-    problem = out_dir_problem(args.out)
-    if problem:  # before the data is read and the stage trained
-        print(f"sora-ros {command}: --out {problem}", file=sys.stderr)
+    if refused(command, "--out", out_dir_problem(args.out)):  # before the data is read and the stage trained
         return 2
     args.command = " ".join([f"sora-ros {command}", *sys.argv[2:]])
     from sora_ros.bag.reading import BagError

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from sora_ros.cli.arguments import finite_float, non_negative_int, out_dir, out_dir_problem, positive_float, \
-    positive_int, random_seed
+    positive_int, random_seed, refused
 
 
 def main(args: argparse.Namespace) -> int:
@@ -39,9 +39,7 @@ def main(args: argparse.Namespace) -> int:
     except ImportError:
         print("sora-ros train needs the training extra: pip install -e '.[train]'", file=sys.stderr)
         return 2
-    problem = out_dir_problem(args.out)
-    if problem:  # before the data is read and the model trained, not at the first checkpoint
-        print(f"sora-ros train: --out {problem}", file=sys.stderr)
+    if refused("train", "--out", out_dir_problem(args.out)):  # before the data is read, not at the first checkpoint
         return 2
     if not hasattr(args, "command"):  # recorded in the checkpoint and model.json
         args.command = " ".join(["sora-ros train", *sys.argv[2:]])
