@@ -29,7 +29,7 @@ def positive_int(text: str) -> int:
 
 
 def non_negative_int(text: str) -> int:
-    """An integer >= 0 (a seed).
+    """An integer >= 0 (a count where 0 means none, e.g. train --dit-steps 0).
 
     Raises:
         argparse.ArgumentTypeError: not an integer, or negative.
