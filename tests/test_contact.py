@@ -40,7 +40,7 @@ def test_a_blocked_step_forbids_forward_commands_in_the_next_steps_only():
     monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=5)
     now, _ = drive(monitor, [0.5] * 6, [0.05] * 4 + [0.0] * 2)  # the last two steps refused
     assert monitor.forbidden_steps(now * DT_NS) == 5
-    hazard = monitor.override(candidates(), np.full((3, 8), 0.2, np.float32), now * DT_NS)
+    hazard = monitor.override(candidates(), np.full((3, 8), 0.2, np.float32), 5)
     assert np.allclose(hazard[0], [1, 1, 1, 1, 1, 0.2, 0.2, 0.2])  # forward: certain collision for 5 steps
     assert np.allclose(hazard[1], 0.2)  # turning on the spot is not forward
     assert np.allclose(hazard[2], [0.2, 0.2, 0.2, 1, 1, 0.2, 0.2, 0.2])
@@ -76,7 +76,7 @@ def test_without_odometry_or_with_escape_steps_0_nothing_is_forbidden():
     off = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=0)
     now, _ = drive(off, [0.5] * 3, [0.0] * 3)
     hazard = np.zeros((3, 8), np.float32)
-    assert off.override(candidates(), hazard, now * DT_NS) is hazard
+    assert off.override(candidates(), hazard, off.forbidden_steps(now * DT_NS)) is hazard
     stale = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=3)  # the odometry stopped 1 s ago
     drive(stale, [0.5] * 3, [0.0] * 3)
     assert stale.forbidden_steps(13 * DT_NS) == 0
@@ -88,7 +88,7 @@ def test_a_clock_jump_back_or_a_bad_position_forgets_or_drops_and_memory_stays_b
     assert len(monitor._odometry) < 20 and len(monitor._commands) < 20
     now, x = drive(monitor, [0.5], [0.0], now, x)
     assert monitor.forbidden_steps(now * DT_NS) == 4
-    monitor.odometry(now * DT_NS + 1, float("nan"), 0.0)  # dropped: the blocked step still counts
+    assert not monitor.odometry(now * DT_NS + 1, float("nan"), 0.0)  # dropped: the blocked step still counts
     assert monitor.forbidden_steps(now * DT_NS) == 4
     # The simulation restarted: time 0 again. The old blocked step is forgotten, and the new
     # steps are judged on their own (a refused one counts again).
@@ -106,7 +106,8 @@ def test_the_mpc_turns_away_instead_of_pushing_on():
     planner = CemPlanner(MpcConfig(candidates=3, horizon=8, elites=1), VelocityLimits(0.6, 0.2, 1.5), seed=0)
     unaware = np.zeros((3, 8), np.float32)  # a risk head that sees nothing wrong
     assert planner.update(candidates(), unaware).index == 0  # pushes on: forward is progress
-    aware = planner.update(candidates(), monitor.override(candidates(), unaware, now * DT_NS))
+    forbidden = monitor.forbidden_steps(now * DT_NS)
+    aware = planner.update(candidates(), monitor.override(candidates(), unaware, forbidden))
     assert aware.index == 1 and (aware.plan[:, 0] <= 0).all()
 
 

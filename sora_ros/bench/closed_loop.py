@@ -153,7 +153,8 @@ def _forecaster(pipeline: WorldModelPipeline, context, floor, samples: int, seed
         sent = actions if shuffle is None else np.stack([shuffle(a, first_future=0) for a in actions])
         request = RolloutRequest(sent, len(actions), actions.shape[1], samples, seed, images)
         forecasts = pipeline.what_if(request, context).forecasts
-        return contact.override(actions, _hazard(forecasts, floor), now_ns), forecasts
+        forbidden = contact.forbidden_steps(now_ns)
+        return contact.override(actions, _hazard(forecasts, floor), forbidden), forecasts
 
     return evaluate
 

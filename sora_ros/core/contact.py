@@ -15,7 +15,7 @@ runs with and without the monitor).
     monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8)
     monitor.command(now_ns, linear_x)          # every command sent
     monitor.odometry(now_ns, x, y)             # every odometry position, on the same clock
-    hazard = monitor.override(actions, hazard, now_ns)   # (N, H, A), (N, H) -> (N, H)
+    hazard = monitor.override(actions, hazard, monitor.forbidden_steps(now_ns))   # (N, H, A), (N, H) -> (N, H)
 
 Legend: N candidates, H horizon steps, A action dim (linear_x first).
 """
@@ -58,11 +58,13 @@ class ContactMonitor:
         """A forward command (m/s) sent at stamp_ns (see `_append` for stamps that go back)."""
         self._append(self._commands, (int(stamp_ns), float(linear_x)))
 
-    def odometry(self, stamp_ns: int, x: float, y: float) -> None:
-        """The robot's position (m, any fixed frame) at stamp_ns; a position that is not finite is
-        ignored (no step is judged from it)."""
-        if np.isfinite(x) and np.isfinite(y):
-            self._append(self._odometry, (int(stamp_ns), float(x), float(y)))
+    def odometry(self, stamp_ns: int, x: float, y: float) -> bool:
+        """The robot's position (m, any fixed frame) at stamp_ns. Returns False, keeping nothing, for
+        a position that is not finite (no step is judged from it)."""
+        if not (np.isfinite(x) and np.isfinite(y)):
+            return False
+        self._append(self._odometry, (int(stamp_ns), float(x), float(y)))
+        return True
 
     def reset(self) -> None:
         """Forget everything (a jump in time, a restarted robot)."""
@@ -93,10 +95,10 @@ class ContactMonitor:
         blocked = blocked_steps(self.rule, int(now_ns) - ago * self.dt_ns, self.dt_ns, log) == 1  # (escape_steps,)
         return int(self.escape_steps - ago[blocked][0] + 1) if blocked.any() else 0
 
-    def override(self, actions: np.ndarray, hazard: np.ndarray, now_ns: int) -> np.ndarray:
+    def override(self, actions: np.ndarray, hazard: np.ndarray, steps: int) -> np.ndarray:
         """hazard (N, H) with 1 at every forward command (linear_x > rule.min_command) among each
-        candidate's first `forbidden_steps(now_ns)` steps of actions (N, H, A); unchanged otherwise."""
-        steps = self.forbidden_steps(now_ns)
+        candidate's first `steps` steps of actions (N, H, A) (`forbidden_steps` at the plan's start);
+        unchanged when steps is 0."""
         if not steps:
             return hazard
         forward = np.asarray(actions)[:, :steps, 0] > self.rule.min_command  # (N, steps)

@@ -12,7 +12,8 @@ robot in them (sora_ros/core/planner.py), and says so once.
 Subscribes `odom` (nav_msgs/Odometry, any QoS): after a step commanded forward in which the
 odometry position made no progress (the risk head's own label rule, sora_ros/core/risk.py), forward
 commands count as certain collisions for the next `escape_steps` steps (sora_ros/core/contact.py),
-so the robot turns or backs away from what it is pressed against instead of pushing on. Without odometry the planner trusts the predicted risk alone.
+so the robot turns or backs away from what it is pressed against instead of pushing on. Without
+odometry the planner trusts the predicted risk alone.
 
 Publishes `cmd_vel` (Twist), `~/plan` (the chosen candidate's FutureFrames as the world model
 returned it) and `~/plan/path` (nav_msgs/Path of the poses the plan drives through, in the robot's
@@ -132,11 +133,9 @@ class PlannerNode(Node):
 
     def _on_odometry(self, msg: Odometry) -> None:
         position = msg.pose.pose.position
-        if not (np.isfinite(position.x) and np.isfinite(position.y)):
+        if not self._contact.odometry(self._now_ns(), position.x, position.y):
             self.get_logger().warning("ignoring odometry with a position that is not finite",
                                       throttle_duration_sec=LOG_THROTTLE_S)
-            return
-        self._contact.odometry(self._now_ns(), position.x, position.y)
 
     def _plan_step(self) -> None:
         now = time.monotonic()
@@ -196,7 +195,7 @@ class PlannerNode(Node):
         if hazard is None:
             return
         blocked_for = self._contact.forbidden_steps(self._proposal_ns)
-        hazard = self._contact.override(self._proposal, hazard, self._proposal_ns)
+        hazard = self._contact.override(self._proposal, hazard, blocked_for)
         try:
             decision = self._mpc.update(self._proposal, hazard, list(response.futures))
         except PlannerInputError as error:  # e.g. NaN risk: keep the plan in force (it goes stale)
