@@ -17,8 +17,8 @@ from sora_ros.core.requests import RolloutRequest
 from sora_ros.core.units import NS_PER_S
 from sora_ros.model.anchor import AnchorConfig, AnchorNet, compose
 from sora_ros.model.export import PARITY_TOLERANCE, export_anchor
-from sora_ros.runtime.anchor import ANCHOR_FILE, FLOW_MAX_SIDE, camera_flow, classical_flow, model_window, \
-    plan_features, plan_size, render, trajectory_motion
+from sora_ros.runtime.anchor import ANCHOR_FILE, FLOW_MAX_SIDE, MASK_FLOOR, camera_flow, classical_flow, \
+    model_window, plan_features, plan_size, render, trajectory_motion, warp_frame
 from sora_ros.runtime.anchor_frames import KEPT_CAMERA_FRAMES
 from sora_ros.runtime.engine import WorldModelEngine
 from sora_ros.model.weights import load_weights
@@ -310,6 +310,48 @@ def test_render_edges_and_window():
     motion[0] = 1.0  # one model pixel = 3 camera pixels to the right: the frame moves left
     shifted = render(last, motion, mask, None)
     assert np.abs(shifted[:, 10:-10].astype(int) - last[:, 13:-7]).max() <= 1
+
+
+def _numpy_render(last, motion, mask, synthesis, base=None):
+    """render as it was before it moved to OpenCV in place (2026-12): NumPy float temporaries and
+    separate x and y maps; the reference the faster one must match."""
+    import cv2
+
+    camera_hw, model_hw = last.shape[:2], motion.shape[1:]
+    window = model_window(camera_hw, model_hw)
+
+    def to_camera(field):
+        resized = cv2.resize(field, (window.width, window.height), interpolation=cv2.INTER_LINEAR)
+        bottom, right = camera_hw[0] - window.top - window.height, camera_hw[1] - window.left - window.width
+        return cv2.copyMakeBorder(resized, window.top, bottom, window.left, right, cv2.BORDER_REPLICATE)
+
+    flow = to_camera(np.ascontiguousarray(motion.transpose(1, 2, 0)))
+    flow[..., 0] *= window.width / model_hw[1]
+    flow[..., 1] *= window.height / model_hw[0]
+    if base is not None:
+        flow += base
+    ys, xs = np.mgrid[:camera_hw[0], :camera_hw[1]].astype(np.float32)
+    warped = cv2.remap(last, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    weight = to_camera(np.where(mask[0] < MASK_FLOOR, 0.0, mask[0]).astype(np.float32))
+    return cv2.blendLinear(to_camera(synthesis), warped, weight, 1.0 - weight)
+
+
+def test_render_matches_the_numpy_reference_from_rgb_rgba_and_into_out():
+    import cv2
+
+    rng = np.random.default_rng(9)
+    last = _texture(rng, *CAMERA)
+    motion = rng.uniform(-3, 3, (2, 32, 32)).astype(np.float32)
+    mask = rng.uniform(0.0, 0.9, (1, 32, 32)).astype(np.float32)
+    synthesis = _texture(rng, 32, 32)
+    base = trajectory_motion(rng.uniform(-2, 2, (*CAMERA, 2)).astype(np.float32), 2)[1]
+    reference = _numpy_render(last, motion, mask, synthesis, base).astype(int)
+    out = np.zeros_like(last)
+    for given, into in ((last, None), (cv2.cvtColor(last, cv2.COLOR_RGB2RGBA), out)):
+        rendered = render(given, motion, mask, synthesis, base, out=into)
+        assert rendered.shape == last.shape and (into is None or rendered is into)
+        assert np.abs(rendered.astype(int) - reference).max() <= 1  # float rounding only
+    assert np.array_equal(warp_frame(last, np.zeros_like(motion)), last)  # no motion: the frame itself
 
 
 def test_a_large_camera_moves_by_its_own_pixels_from_a_smaller_flow_grid():

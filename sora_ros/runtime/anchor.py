@@ -195,12 +195,12 @@ def trajectory_motion(flow: np.ndarray, steps: int) -> np.ndarray:
         float32 (steps, H, W, 2).
     """
     height, width = flow.shape[:2]
-    xs, ys = _grid(height, width)
-    map_x, map_y = xs + flow[..., 0], ys + flow[..., 1]
+    samples = flow + _grid(height, width)  # (H, W, 2): where each pixel's trajectory comes from
     motion = np.empty((steps, height, width, 2), np.float32)
     motion[0] = flow
     for k in range(1, steps):
-        motion[k] = flow + cv2.remap(motion[k - 1], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        cv2.remap(motion[k - 1], samples, None, cv2.INTER_LINEAR, dst=motion[k], borderMode=cv2.BORDER_REPLICATE)
+        motion[k] += flow
     return motion
 
 
@@ -228,9 +228,12 @@ def scaled_window(window: Window, camera_hw: tuple[int, int], output_hw: tuple[i
 
 
 @lru_cache(maxsize=8)
-def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _grid(height: int, width: int) -> np.ndarray:
+    """float32 (H, W, 2): each pixel's own (x, y); plus a displacement field, a cv2.remap map (read-only)."""
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    return xs, ys
+    grid = np.dstack([xs, ys])
+    grid.flags.writeable = False  # shared between calls and threads
+    return grid
 
 
 def _to_camera(field: np.ndarray, camera_hw: tuple[int, int], window: Window) -> np.ndarray:
@@ -245,11 +248,12 @@ def _to_camera(field: np.ndarray, camera_hw: tuple[int, int], window: Window) ->
 
 
 def render(last: np.ndarray, motion: np.ndarray, mask: np.ndarray, synthesis: np.ndarray | None,
-           base: np.ndarray | None = None, window: Window | None = None) -> np.ndarray:
-    """One predicted frame at the camera's resolution (or at the size `last` was resized to).
+           base: np.ndarray | None = None, window: Window | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    """One predicted frame at the camera's resolution (or at the size `last` was resized to):
+    `blend_synthesis(warp_frame(...), ...)`.
 
     Args:
-        last: uint8 (H0, W0, 3) RGB, the last real camera frame.
+        last: uint8 (H0, W0, 3) RGB (or (H0, W0, 4) RGBA, see `warp_frame`), the last real camera frame.
         motion: float32 (2, H, W) at the model resolution, model pixels: the motion (or, with
             `base`, the correction added to it).
         mask: float32 (1, H, W) in [0, 1].
@@ -260,30 +264,56 @@ def render(last: np.ndarray, motion: np.ndarray, mask: np.ndarray, synthesis: np
             (`trajectory_motion(camera_flow(...), k)[k - 1]`), or None.
         window: where the model's view lies in `last`; None: `model_window(last's (H0, W0), (H, W))`.
             Given for a camera frame resized to an output size (`scaled_window`).
+        out: uint8 (H0, W0, 3) to render into, or None.
 
     Returns:
-        uint8 (H0, W0, 3) RGB.
+        uint8 (H0, W0, 3) RGB, `out` when given.
+    """
+    return blend_synthesis(warp_frame(last, motion, base, window, out), mask, synthesis, window)
+
+
+def warp_frame(last: np.ndarray, motion: np.ndarray, base: np.ndarray | None = None, window: Window | None = None,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """`render`'s warp: `last` moved by `motion` (2, H, W) plus `base` (as `render` takes them),
+    bilinear, edges repeated; an RGB copy of `last` where the motion stays under MOTION_FLOOR_PX.
+
+    Args:
+        last: uint8 (H0, W0, 3) RGB, or (H0, W0, 4) RGBA: the form it is warped in (OpenCV's
+            bilinear remap vectorises 4 channels, not 3: 640x480 in half the time), so a caller
+            warping one frame many times converts it once.
+        out: uint8 (H0, W0, 3) to write into, or None.
+
+    Returns:
+        uint8 (H0, W0, 3) RGB, `out` when given.
     """
     camera_hw = last.shape[:2]
     model_hw = motion.shape[1:]
     window = window or model_window(camera_hw, model_hw)
-    flow = _to_camera(np.ascontiguousarray(motion.transpose(1, 2, 0)), camera_hw, window)  # (H0, W0, 2)
-    flow[..., 0] *= window.width / model_hw[1]
-    flow[..., 1] *= window.height / model_hw[0]
+    # Model pixels -> camera pixels before upsampling (resizing is linear): on 1/100 of the pixels.
+    scale = np.array([window.width / model_hw[1], window.height / model_hw[0]], np.float32)
+    flow = _to_camera(np.ascontiguousarray(motion.transpose(1, 2, 0)) * scale, camera_hw, window)  # (H0, W0, 2)
     if base is not None:
-        flow += resize_motion(base, camera_hw)
-    if np.abs(flow).max() < MOTION_FLOOR_PX:
-        warped = last.copy()
-    else:
-        xs, ys = _grid(*camera_hw)
-        warped = cv2.remap(last, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
+        cv2.add(flow, resize_motion(base, camera_hw), dst=flow)
+    rgba = last if last.shape[2] == 4 else cv2.cvtColor(last, cv2.COLOR_RGB2RGBA)
+    if cv2.norm(flow, cv2.NORM_INF) >= MOTION_FLOOR_PX:
+        cv2.add(flow, _grid(*camera_hw), dst=flow)  # displacements -> the pixels of `last` to sample
+        rgba = cv2.remap(rgba, flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB, dst=out)
+
+
+def blend_synthesis(warped: np.ndarray, mask: np.ndarray, synthesis: np.ndarray | None,
+                    window: Window | None = None) -> np.ndarray:
+    """`render`'s blend, in place: mask * synthesis + (1 - mask) * warped, both upsampled into
+    `window` of `warped` (uint8 (H0, W0, 3)); mask (1, H, W) values under MASK_FLOOR count as 0,
+    and nothing is blended when the synthesis is None or the whole mask is under it. Returns `warped`."""
     if synthesis is None or mask.max() < MASK_FLOOR:
         return warped
+    camera_hw = warped.shape[:2]
+    window = window or model_window(camera_hw, mask.shape[1:])
     weight = _to_camera(np.where(mask[0] < MASK_FLOOR, 0.0, mask[0]).astype(np.float32), camera_hw, window)
     content = _to_camera(synthesis, camera_hw, window)
     # weight * content + (1 - weight) * warped, rounded, in one OpenCV pass (4x NumPy's float blend at 640x480)
-    return cv2.blendLinear(content, warped, weight, 1.0 - weight)
+    return cv2.blendLinear(content, warped, weight, 1.0 - weight, dst=warped)
 
 
 class AnchoredDecoder:

@@ -46,7 +46,8 @@ class DecodeInputs:
         key: (AnchorFrames generation, the context's last two stamps, the render size or None).
         previous, last: uint8 (H, W, 3) the context's last two frames at the model's resolution.
         flow: float32 (2, H, W) `classical_flow(previous, last)`.
-        camera: uint8 the last camera frame at the render size, (Ho, Wo, 3) or (H0, W0, 3).
+        camera: uint8 RGBA the last camera frame at the render size, (Ho, Wo, 4) or (H0, W0, 4):
+            the form `warp_frame` warps fastest, converted once per context.
         window: where the model's view lies in `camera` when resized (`scaled_window`), else None.
         trajectories: float32 (L, h1, w1, 2) `trajectory_motion` of the camera frames' `camera_flow`.
         reconstruction: uint8 (H, W, 3) the decoder's image of the context's last latent.
@@ -141,9 +142,10 @@ class AnchorFrames:
         needs = mask.reshape(len(indices), -1).max(axis=1) >= MASK_FLOOR  # (D,)
         synthesis = self.engine.decode(chosen[needs]) if needs.any() else None
         by_row = dict(zip(np.flatnonzero(needs).tolist(), synthesis if synthesis is not None else ()))
-        images = np.stack([render(inputs.camera, correction[j], mask[j], by_row.get(j),
-                                  inputs.trajectories[int(steps[j]) - 1], inputs.window)
-                           for j in range(len(indices))])
+        images = np.empty((len(indices), *inputs.camera.shape[:2], 3), np.uint8)  # (D, Ho, Wo, 3), rendered in place
+        for j in range(len(indices)):
+            render(inputs.camera, correction[j], mask[j], by_row.get(j), inputs.trajectories[int(steps[j]) - 1],
+                   inputs.window, images[j])
         weights = np.where(mask < MASK_FLOOR, 0.0, mask).reshape(len(indices), -1).mean(axis=1)  # (D,)
         return images, dict(zip(indices, weights.tolist()))
 
@@ -187,7 +189,8 @@ class AnchorFrames:
         if output_hw is not None:
             window = scaled_window(model_window(camera.shape[:2], last.shape[:2]), camera.shape[:2], output_hw)
             camera = cv2.resize(camera, output_hw[::-1], interpolation=cv2.INTER_AREA)
-        inputs = DecodeInputs(key, previous, last, classical_flow(previous, last), camera, window, trajectories,
+        inputs = DecodeInputs(key, previous, last, classical_flow(previous, last),
+                              cv2.cvtColor(camera, cv2.COLOR_RGB2RGBA), window, trajectories,
                               self.engine.decode(context.latents[-1:])[0])
         with self._lock:
             if self._generation == generation:  # not cleared meanwhile
