@@ -13,7 +13,8 @@ the same context (and output size).
     prepared = frames.prepare(context, steps, output_hw)  # beside the rollout (another thread)
     images, shares = frames.decode(context, latents, indices, horizon, actions, output_hw, prepared) or (vae)
 
-Thread-safe: frames are kept from the observing thread while rollouts decode on others.
+Thread-safe: frames are kept from the observing thread while rollouts decode on others. `decode`
+warps the frames while a worker thread decodes the synthesis to blend in.
 
 Legend: D decoded frames, N candidates, H horizon, A action dim, H0/W0 camera image, C/h/w latent grid.
 """
@@ -22,14 +23,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from sora_ros.core.context import Context
-from sora_ros.runtime.anchor import FLOW_MAX_SIDE, MASK_FLOOR, Window, camera_flow, classical_flow, model_window, \
-    render, scaled_window, trajectory_motion
+from sora_ros.runtime.anchor import FLOW_MAX_SIDE, MASK_FLOOR, Window, blend_synthesis, camera_flow, classical_flow, \
+    model_window, scaled_window, trajectory_motion, warp_frame
 from sora_ros.runtime.engine import WorldModelEngine
 
 # Observed frames kept at the model's resolution to find the context's last two, and at the
@@ -77,6 +79,7 @@ class AnchorFrames:
         self._camera: OrderedDict[int, np.ndarray] = OrderedDict()  # stamp -> uint8 (H0, W0, 3), newest last
         self._generation = 0  # increases with every clear: what was computed before is stale
         self._kept: DecodeInputs | None = None  # the last computed, for the next rollout from its context
+        self._synthesiser = ThreadPoolExecutor(1, thread_name_prefix="anchor_synthesis")
 
     def camera_shape(self) -> tuple[int, ...] | None:
         """Shape of the newest kept camera frame, or None."""
@@ -140,12 +143,14 @@ class AnchorFrames:
                                                  context.latents[-1], steps, inputs.reconstruction, planned)
         correction = motion - steps[:, None, None, None] * inputs.flow[None]  # (D, 2, H, W): the learned part
         needs = mask.reshape(len(indices), -1).max(axis=1) >= MASK_FLOOR  # (D,)
-        synthesis = self.engine.decode(chosen[needs]) if needs.any() else None
-        by_row = dict(zip(np.flatnonzero(needs).tolist(), synthesis if synthesis is not None else ()))
+        # The decoder (ONNX Runtime) runs while the frames warp (OpenCV): it leaves the CPUs partly idle.
+        synthesising = self._synthesiser.submit(self.engine.decode, chosen[needs]) if needs.any() else None
         images = np.empty((len(indices), *inputs.camera.shape[:2], 3), np.uint8)  # (D, Ho, Wo, 3), rendered in place
         for j in range(len(indices)):
-            render(inputs.camera, correction[j], mask[j], by_row.get(j), inputs.trajectories[int(steps[j]) - 1],
-                   inputs.window, images[j])
+            warp_frame(inputs.camera, correction[j], inputs.trajectories[int(steps[j]) - 1], inputs.window, images[j])
+        if synthesising is not None:
+            for j, synthesis in zip(np.flatnonzero(needs), synthesising.result()):  # (D', H, W, 3)
+                blend_synthesis(images[j], mask[j], synthesis, inputs.window)
         weights = np.where(mask < MASK_FLOOR, 0.0, mask).reshape(len(indices), -1).mean(axis=1)  # (D,)
         return images, dict(zip(indices, weights.tolist()))
 
