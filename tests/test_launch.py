@@ -164,14 +164,23 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def text_of(path: Path) -> str:
+    """The file's text; "" while it does not exist yet."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
 def test_runner_starts_graph_and_stops_cleanly_on_ctrl_c(ament_prefix, tmp_path):
     heard = tmp_path / "heard.txt"
     launch = write(tmp_path / "graph.launch.yaml", GRAPH)
     runner = subprocess.Popen([*SORA_ROS, "launch", str(launch), f"out:={heard}", "text:=remapped"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
-        wait_for(heard.exists, 30, "the listener to hear the talker through the remapped topic")
-        assert heard.read_text() == "remapped from /robot/speaker"
+        # Wait for the text, not the file: the listener truncates it, then writes, on every message.
+        wait_for(lambda: text_of(heard) == "remapped from /robot/speaker", 30,
+                 "the listener to hear the talker through the remapped topic")
         runner.send_signal(signal.SIGINT)
         output, _ = runner.communicate(timeout=30)
     finally:
