@@ -134,5 +134,14 @@ def test_bag_play_refuses_an_unknown_topic_naming_what_the_bag_has(bag, capsys):
     assert cli.main(["bag", "play", str(bag), "--topics", "/camera"]) == 1
     error = capsys.readouterr().err
     assert "no topic /camera in the bags" in error and "/cam (sensor_msgs/msg/Image)" in error
-    assert cli.main(["bag", "play", str(bag), "--clock", "--restamp"]) == 1
-    assert "choose one" in capsys.readouterr().err
+
+
+def test_bag_play_clock_with_restamp_is_a_usage_error_before_ros_starts(bag, capsys, monkeypatch):
+    monkeypatch.setattr(rclpy, "init", lambda **_: pytest.fail("rclpy started for a refused command"))
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["bag", "play", str(bag), "--clock", "--restamp"])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert "usage: sora-ros bag play" in error
+    assert "sora-ros bag play: error: --clock and --restamp together: /clock carries the bag's time, --restamp " \
+           "moves the stamps onto the wall clock; choose one" in error, error

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sora_ros.bag.video import MAX_FPS, MIN_FPS
 from sora_ros.cli.arguments import finite_float, float_between, new_dir_problem, non_negative_float, out_dir, refused, \
-    topic_name
+    topic_name, usage_check
 
 
 def from_video(args: argparse.Namespace) -> int:
@@ -97,6 +97,14 @@ def _remap(text: str) -> tuple[str, str]:
     if not (sep and source and target):
         raise argparse.ArgumentTypeError(f"{text!r}: write FROM:=TO")
     return source, target
+
+
+def _play_usage_problem(args: argparse.Namespace) -> str | None:
+    """Options that contradict each other (sora_ros.cli.arguments.usage_check), before rclpy starts."""
+    if args.clock and args.restamp:
+        return ("--clock and --restamp together: /clock carries the bag's time, --restamp moves the stamps onto the "
+                "wall clock; choose one")
+    return None
 
 
 def play(args: argparse.Namespace) -> int:
@@ -266,7 +274,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     player.add_argument("--restamp", action="store_true",
                         help="move header stamps onto the wall clock (the bag's first stamp becomes now), for "
                              "nodes on wall-clock time that compare stamps with their clock; not with --clock")  # fmt: skip
-    player.set_defaults(func=play)
+    player.set_defaults(func=play, check_usage=usage_check(player, _play_usage_problem))
 
     recorder = actions.add_parser("record", help="record topics from DDS into an MCAP bag (ros2 bag record without ROS)",
                                   description="Subscribe to TOPICs with the QoS their publishers offer and write every "
