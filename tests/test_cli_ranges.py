@@ -11,7 +11,7 @@ import argparse
 
 import pytest
 
-from sora_ros.cli import build_parser
+from sora_ros.cli import build_parser, main
 from sora_ros.cli.arguments import float_between, int_between, random_seed
 
 TRAIN = ["train", "--data", "runs/", "--out", "out/t"]
@@ -111,7 +111,8 @@ REFUSED = {
     # the others
     "demo --duration 0": (["demo", "--duration", "0"], "must be above 0, got 0"),
     "demo --duration NaN": (["demo", "--duration", "nan"], "must be a finite number above 0, got 'nan'"),
-    "demo --camera-rate 500": (["demo", "--camera-rate", "500"], "must be from 0.5 to 60, got 500"),
+    "demo --camera-rate -1": (["demo", "--camera-rate", "-1"], "must be 0 or more, got -1"),
+    "demo --camera-rate NaN": (["demo", "--camera-rate", "nan"], "must be a finite number 0 or more, got 'nan'"),
     "demo --seed -1": (["demo", "--seed", "-1"], "must be from 0 to 2147483647, got -1"),
     "launch --duration -1": (["launch", "x.launch.yaml", "--duration", "-1"], "must be above 0, got -1"),
     "launch --duration NaN": (["launch", "x.launch.yaml", "--duration", "nan"], "must be a finite number above 0"),
@@ -145,6 +146,33 @@ def test_the_values_at_the_edges_of_the_ranges_are_taken() -> None:
     assert parser.parse_args(["video-camera", "v.mp4", "--rate", "0"]).rate == 0.0
     args = parser.parse_args([*RECORD, "--blind-share", "1", "--objects", "0", "--camera-pitch", "-90"])
     assert (args.blind_share, args.objects, args.camera_pitch, args.rate, args.width) == (1.0, 0, -90.0, 10.0, 128)
+
+
+# demo --camera-rate sets the sim's `rate` (0.5 to 60), or with --video the video camera's (0 to 240,
+# 0: the video's own frame times): checked after parsing, when both options are known.
+DEMO_CAMERA_RATES = {
+    "sim 500": (["demo", "--camera-rate", "500"], "--camera-rate must be from 0.5 to 60 without --video (the "
+                "sim's camera), got 500"),
+    "sim 0": (["demo", "--camera-rate", "0"], "--camera-rate must be from 0.5 to 60 without --video (the sim's "
+              "camera), got 0"),
+    "video 500": (["demo", "--video", "v.mp4", "--camera-rate", "500"], "--camera-rate must be from 0 to 240 with "
+                  "--video (0: the video's own frame times), got 500"),
+}
+
+
+@pytest.mark.parametrize("words, message", DEMO_CAMERA_RATES.values(), ids=DEMO_CAMERA_RATES.keys())
+def test_demo_camera_rate_outside_its_modes_range_is_a_usage_error(words, message, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(words)  # the check runs before any work: no model, video or ROS needed
+    assert stop.value.code == 2
+    assert f"sora-ros demo: error: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("words", [["--camera-rate", "0.5"], ["--camera-rate", "60"], ["--video", "v.mp4", "--camera-rate", "0"],
+                                   ["--video", "v.mp4", "--camera-rate", "240"]])  # fmt: skip
+def test_demo_camera_rate_takes_its_modes_range(words) -> None:
+    args = build_parser().parse_args(["demo", *words])
+    args.check_usage(args)  # no SystemExit
 
 
 def test_the_converters_name_the_range_in_words() -> None:

@@ -18,7 +18,9 @@ import time
 from functools import partial
 from pathlib import Path
 
-from sora_ros.cli.arguments import out_dir, out_dir_problem, parameter_value, positive_float, refused
+from sora_ros.bag.video import MAX_PLAY_FPS
+from sora_ros.cli.arguments import non_negative_float, out_dir, out_dir_problem, parameter_value, positive_float, \
+    refused, usage_check
 from sora_ros.core.patch_grid import ASPECT_POLICIES
 from sora_ros.core.paths import PACKAGE, default_model_dir, package_share
 
@@ -29,6 +31,21 @@ WORLD_MODEL = "/world_model"
 FUTURES_TOPIC = f"{WORLD_MODEL}/futures"
 PLANNER_PLAN_TOPIC = "/planner/plan"  # the MPC's chosen future, one per decision
 OUTPUTS_BAG = "outputs"
+
+
+def _camera_rate_problem(args: argparse.Namespace) -> str | None:
+    """--camera-rate outside the range of the camera it sets (sora_ros.cli.arguments.usage_check): the
+    video camera's `rate` with --video (0: the video's own frame times), else the sim's `rate`."""
+    from sora_ros.sim.parameters import SIM_SPECS
+
+    if args.camera_rate is None:
+        return None
+    sim = SIM_SPECS["rate"]
+    low, high, camera = (0.0, MAX_PLAY_FPS, "with --video (0: the video's own frame times)") if args.video else \
+        (sim.low, sim.high, "without --video (the sim's camera)")
+    if not low <= args.camera_rate <= high:
+        return f"--camera-rate must be from {low:g} to {high:g} {camera}, got {args.camera_rate:g}"
+    return None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -142,7 +159,7 @@ def _plan_summary(plans: list[tuple[float, float]]) -> dict:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from sora_ros.sim.parameters import SIM_SPECS
 
-    rate = SIM_SPECS["rate"]  # the camera is the sim's (a --video plays at it too)
+    rate = SIM_SPECS["rate"]
     parser = subparsers.add_parser(
         "demo",
         help="live demo: sim (or a video) + world model + planner over DDS, then out/demo/",
@@ -156,12 +173,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", help="model directory (default: the package's models/default)")
     parser.add_argument("--video", help="play this video file as the camera instead of the sim (no planner)")
     parser.add_argument("--out", type=out_dir, default="out/demo", help="output directory (default out/demo)")
-    parser.add_argument("--camera-rate", type=parameter_value(rate),
-                        help=f"camera frames per second, {rate.low:g} to {rate.high:g} (the sim's range; default: "
-                        f"the sim at {CAMERA_RATE_HZ:g}; a --video at its own frame times)")
+    # The range depends on --video (which may come later on the line): checked after parsing.
+    parser.add_argument("--camera-rate", type=non_negative_float,
+                        help=f"camera frames per second: the sim's, {rate.low:g} to {rate.high:g} (default "
+                        f"{CAMERA_RATE_HZ:g}); with --video, 0 to {MAX_PLAY_FPS:g} (default, or 0: the video's own "
+                        "frame times)")
     parser.add_argument("--seed", type=parameter_value(SIM_SPECS["seed"]), default=0,
                         help=f"sim world seed, 0 to {SIM_SPECS['seed'].high} (default 0)")
     parser.add_argument("--aspect-policy", choices=ASPECT_POLICIES, default="refuse",
                         help="a camera (video) outside the model's aspect range: refuse its frames (default) or crop "
                         "it into the range")
-    parser.set_defaults(func=main)
+    parser.set_defaults(func=main, check_usage=usage_check(parser, _camera_rate_problem))
