@@ -141,6 +141,24 @@ def with_head(tmp_path_factory) -> Path:
     return directory
 
 
+def test_frames_beyond_the_models_context_is_a_usage_error_before_any_data_is_read(with_head: Path, tmp_path: Path,
+                                                                                   capsys) -> None:
+    from sora_ros.cli import build_parser
+    from sora_ros.cli import main as sora_ros
+
+    context = read_model_info(with_head).context_frames
+    run = ["train-risk", "--model", str(with_head), "--data", str(tmp_path / "no_bags"), "--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as stop:
+        sora_ros([*run, "--frames", str(context + 1)])
+    assert stop.value.code == 2
+    assert (f"sora-ros train-risk: error: --frames {context + 1} is outside 0 to {context}: the model's context "
+            f"length is {context} frames ({with_head / MODEL_JSON} context_frames)") in capsys.readouterr().err
+    assert not (tmp_path / "run").exists(), "refused before the stage made OUT"
+    for words in ([*run, "--frames", str(context)], [*run, "--model", str(tmp_path / "no_model"), "--frames", "99"]):
+        args = build_parser().parse_args(words)
+        args.check_usage(args)  # taken: the context length; a missing model is the stage's to report
+
+
 def test_an_unconditioned_model_gets_a_head_on_latents_alone(tmp_path: Path) -> None:
     directory = export_tiny(tmp_path / "unconditioned", name="tiny-unconditioned")
     info = read_model_info(directory)

@@ -19,8 +19,25 @@ import argparse
 from pathlib import Path
 
 from sora_ros.cli.arguments import float_between, fraction, non_negative_float, non_negative_int, out_dir, positive_float, \
-    positive_int, random_seed
+    positive_int, random_seed, usage_check
 from sora_ros.cli.stage import run_stage
+
+
+def _frames_problem(args: argparse.Namespace) -> str | None:
+    """--frames beyond the model's context length (sora_ros.cli.arguments.usage_check): refused before
+    the stage loads the model and reads the bags. model.json is read only when --frames is given."""
+    if not args.frames:
+        return None
+    from sora_ros.model.risk_trainer import window_frames
+    from sora_ros.runtime.model_dir import ModelDirError, read_model_info
+
+    try:
+        window_frames(args.frames, args.model, read_model_info(args.model).context_frames)
+    except ModelDirError:
+        return None  # the stage says what is wrong with the model, as it does without --frames
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -56,7 +73,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--command-timeout", type=positive_float, default=rule.command_timeout_s,
                         help="s; an older command counts as a stop (default %(default)s)")
     parser.add_argument("--frames", type=non_negative_int, default=0,
-                        help="latents per window the head sees, up to frame k (default 0: the model's context length)")
+                        help="latents per window the head sees, up to frame k: at most the model's context length "
+                             "(model.json context_frames; default 0: all of it)")
     parser.add_argument("--width", type=positive_int, default=16,
                         help="conv channels of the head (default %(default)s)")
     parser.add_argument("--hidden", type=positive_int, default=64, help="MLP width of the head (default %(default)s)")
@@ -74,4 +92,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-every", type=positive_int, default=250, help="validate every N steps (default %(default)s)")
     parser.add_argument("--checkpoint-every", type=positive_int, default=500, help="write the checkpoint every N steps")
     parser.add_argument("--no-export", action="store_true", help="only train; do not add risk.onnx to --model")
-    parser.set_defaults(func=main)
+    parser.set_defaults(func=main, check_usage=usage_check(parser, _frames_problem))

@@ -38,6 +38,22 @@ RISK_CHECKPOINT_FORMAT = "sora_ros.risk_checkpoint/1"
 ROLLOUT_SHARE = 0.5
 
 
+def window_frames(frames: int, model_dir: str | Path, context_frames: int) -> int:
+    """The latents per window the head sees: `frames` (--frames), or with 0 the model's context length.
+
+    Raises:
+        ValueError: `frames` outside 0 to `context_frames` (the first predicted frame's window reaches
+            back into the context only), naming the context length and where model.json states it.
+    """
+    from sora_ros.runtime.model_dir import MODEL_JSON
+
+    if not 0 <= frames <= context_frames:
+        raise ValueError(f"--frames {frames} is outside 0 to {context_frames}: the model's context length is "
+                         f"{context_frames} frames ({Path(model_dir) / MODEL_JSON} context_frames), and the first "
+                         f"predicted frame's window reaches back into the context only (0: all {context_frames})")
+    return frames or context_frames
+
+
 def prepare(engine, paths, args, rule, log=print) -> tuple:
     """(RiskData, summary) of bags: clips of K + H frames, one every H, labelled from odometry and
     commands, encoded and rolled out with the engine (sora_ros.runtime.risk.collect_risk_data); only
@@ -126,10 +142,7 @@ def train_risk(args) -> dict:
         if payload.get("latent_graphs") != latent_graphs:
             raise ValueError(f"{checkpoint_path} was trained on the latents of another model (its encoder or dynamics "
                              f"graphs differ from {args.model}'s): delete it or choose another --out")
-    frames = args.frames or info.context_frames
-    if not 1 <= frames <= info.context_frames:
-        raise ValueError(f"--frames {frames}: the window must hold 1 to {info.context_frames} frames (the model's "
-                         f"context length: the first predicted frame's window reaches back into the context only)")
+    frames = window_frames(args.frames, args.model, info.context_frames)
     train, train_summary = prepare(engine, args.data, args, rule)
     val, val_summary = prepare(engine, args.val_data, args, rule) if args.val_data else (None, None)
     enc, pred = train.samples(False, frames), train.samples(True, frames)  # (clip, frame) indices
