@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sora_ros.cli.arguments import positive_float, positive_int, random_seed  # noqa: E402  (the CLI's range checks)
+
 
 def dump(args: argparse.Namespace) -> None:
     from sora_ros.bag.clip_sources import load_sequences
@@ -120,19 +122,22 @@ def main() -> None:
     d.add_argument("--val", nargs="+", required=True)
     d.add_argument("--test", nargs="+", required=True)
     d.add_argument("--image-topic", default="/camera/image_raw")
-    d.add_argument("--train-every", type=int, default=1, help="keep every n-th training frame of each clip")
+    d.add_argument("--train-every", type=positive_int, default=1,
+                   help="keep every n-th training frame of each clip, at least 1 (default 1)")
     d.add_argument("--out", required=True)
     t = commands.add_parser("train", help="train one VAE variant, print held-out PSNR as it goes")
     t.add_argument("frames", help="file written by dump")
     t.add_argument("--name", required=True)
     t.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="VAEConfig field override, e.g. latent_channels=32 or channels=[64,128,256,256]")
-    t.add_argument("--steps", type=int, default=4500)
-    t.add_argument("--batch", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--eval-every", type=int, default=1500)
-    t.add_argument("--max-seconds", type=float, default=float("inf"))
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--steps", type=positive_int, default=4500, help="optimiser steps, at least 1 (default 4500)")
+    t.add_argument("--batch", type=positive_int, default=32, help="frames per step, at least 1 (default 32)")
+    t.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate, above 0 (default 1e-3)")
+    t.add_argument("--eval-every", type=positive_int, default=1500,
+                   help="steps between held-out evaluations, at least 1 (default 1500)")
+    t.add_argument("--max-seconds", type=positive_float, default=float("inf"),
+                   help="stop after this many seconds of training, above 0 (default: no limit)")
+    t.add_argument("--seed", type=random_seed, default=0, help="initial weights and batches, 0 to 2^32 - 1 (default 0)")
     t.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast")
     t.add_argument("--log", help="also append the JSON lines to this file")
     args = parser.parse_args()

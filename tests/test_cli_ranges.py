@@ -1,4 +1,4 @@
-"""Every numeric option of the command line refuses a value outside its range at parsing: one
+"""Every numeric option of the command line (and of scripts/*.py) refuses a value outside its range at parsing: one
 usage error naming the option, the value and the range (exit 2), before any work, never a
 traceback or a run with NaN, a negative count or a zero interval. The other numeric options are
 covered beside their commands (eval: tests/test_eval_command.py, bag from-video:
@@ -8,6 +8,9 @@ tests/test_bench_options.py)."""
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -173,6 +176,29 @@ def test_demo_camera_rate_outside_its_modes_range_is_a_usage_error(words, messag
 def test_demo_camera_rate_takes_its_modes_range(words) -> None:
     args = build_parser().parse_args(["demo", *words])
     args.check_usage(args)  # no SystemExit
+
+
+SCRIPTS = Path(__file__).parents[1] / "scripts"
+SWEEP_TRAIN = [str(SCRIPTS / "vae_sweep.py"), "train", "frames.npz", "--name", "n"]
+# scripts/*.py take the same converters: refused at parsing, before torch or any data is loaded.
+SCRIPT_REFUSED = {
+    "vae_sweep dump --train-every 0": ([str(SCRIPTS / "vae_sweep.py"), "dump", "bags/", "--val", "v", "--test", "t",
+                                        "--out", "f.npz", "--train-every", "0"], "must be at least 1, got 0"),
+    "vae_sweep train --steps 0": ([*SWEEP_TRAIN, "--steps", "0"], "must be at least 1, got 0"),
+    "vae_sweep train --batch -1": ([*SWEEP_TRAIN, "--batch", "-1"], "must be at least 1, got -1"),
+    "vae_sweep train --lr NaN": ([*SWEEP_TRAIN, "--lr", "nan"], "must be a finite number above 0, got 'nan'"),
+    "vae_sweep train --eval-every 0": ([*SWEEP_TRAIN, "--eval-every", "0"], "must be at least 1, got 0"),
+    "vae_sweep train --max-seconds 0": ([*SWEEP_TRAIN, "--max-seconds", "0"], "must be above 0, got 0"),
+    "vae_sweep train --seed -1": ([*SWEEP_TRAIN, "--seed", "-1"], "must be 0 or more, got -1"),
+}
+
+
+@pytest.mark.parametrize("words, message", SCRIPT_REFUSED.values(), ids=SCRIPT_REFUSED.keys())
+def test_a_scripts_value_outside_its_range_is_a_usage_error_at_parsing(words, message) -> None:
+    option = next(word for word in reversed(words) if word.startswith("--"))
+    result = subprocess.run([sys.executable, *words], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert f"error: argument {option}: {message}" in result.stderr, result.stderr
 
 
 def test_the_converters_name_the_range_in_words() -> None:
