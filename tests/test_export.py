@@ -14,6 +14,7 @@ import torch
 import sora_ros.cli.export as export_command
 import sora_ros.model.export as export
 from model_helpers import tiny_modules
+from sora_ros.core.patch_grid import SIZING
 from sora_ros.model.config import ModelConfig
 from sora_ros.model.graphs import DecoderGraph, DynamicsContextGraph, DynamicsStepGraph, EncoderGraph
 from sora_ros.runtime.model_dir import (DYNAMICS_WEIGHTS, GRAPH_FILES, MODEL_JSON, TRAINABLE_WEIGHTS, read_model_info,
@@ -30,10 +31,10 @@ def test_export_writes_the_model_contract(tmp_path, name):
     assert all(error <= export.PARITY_TOLERANCE for error in report.parity.values())
     meta = json.loads((tmp_path / MODEL_JSON).read_text())
     config = dit.config
-    assert {k: v for k, v in meta["input"].items() if k != "sizing"} == {
+    assert meta["input"] == {
         "height": config.vae.image_height, "width": config.vae.image_width,
         "pixel_budget": config.vae.image_height * config.vae.image_width, "aspect_range": list(config.aspect_range),
-        "channels": 3, "channel_order": "RGB", "dtype": "uint8", "layout": "BHWC", "range": [0, 255]}
+        "sizing": SIZING, "channels": 3, "channel_order": "RGB", "dtype": "uint8", "layout": "BHWC", "range": [0, 255]}
     assert meta["latent_shape"] == list(config.vae.latent_shape)
     assert meta["action"]["dim"] == config.dit.action_dim
     assert meta["sampler"]["steps"] == config.sampler_steps

@@ -4,17 +4,21 @@ the model's range is refused or cropped as asked, never squashed."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 
 from model_helpers import export_tiny, tiny_modules
-from sora_ros.core.patch_grid import ASPECT_SLACK, AspectError, PatchGrid
+from sora_ros.core.patch_grid import ASPECT_SLACK, SIZING, AspectError, PatchGrid
 from sora_ros.model.dit import position_embedding
 from sora_ros.model.export import parity_sizes
 from sora_ros.model.graphs import DynamicsContextGraph, EncoderGraph
 from sora_ros.runtime.engine import WorldModelEngine
+from sora_ros.runtime.model_dir import MODEL_JSON
 from sora_ros.runtime.pipeline import FrameRefusedError, WorldModelPipeline
 from sora_ros.runtime.risk import resample_grid
 
@@ -96,6 +100,12 @@ def test_the_shipped_model_serves_a_slack_camera_at_a_grid_in_its_range():
     info = read_model_info(Path(__file__).resolve().parents[1] / "models" / "default")
     assert tuple(info.patch_grid.aspect_range) == (1.0, 2.4)
     assert info.input_size((64, 160)) == (48, 96)  # 3x6 tokens, 2:1; was 2x6, 3:1
+
+
+def test_the_shipped_model_json_describes_the_sizing_as_an_export_writes_it_today():
+    """input.sizing is the export's words for this module's behaviour: the shipped model says the same."""
+    shipped = json.loads((Path(__file__).resolve().parents[1] / "models" / "default" / MODEL_JSON).read_text())
+    assert shipped["input"]["sizing"] == SIZING
 
 
 def test_position_embeddings_differ_per_cell_and_agree_across_grids():

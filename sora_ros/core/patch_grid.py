@@ -31,6 +31,10 @@ from sora_ros.core.regions import centred_window
 
 # Token counts allowed around the budget: a grid may hold this fraction fewer or more tokens.
 BUDGET_TOLERANCE = 0.25
+# model.json's input.sizing: what `PatchGrid.tokens` does, in words, for whoever reads a model directory.
+SIZING = (f"each camera gets the token grid nearest its aspect ratio (width / height), clamped into aspect_range, "
+          f"within {BUDGET_TOLERANCE:.0%} of the reference size's token count; the sliver between the two ratios is "
+          "centre-cropped (sora_ros.core.patch_grid)")
 # What a user may choose for a camera outside a model's aspect range: refuse its frames, or
 # centre-crop them into the range.
 ASPECT_POLICIES = ("refuse", "crop")

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from sora_ros import __version__
+from sora_ros.core.patch_grid import SIZING
 from sora_ros.runtime.model_dir import (ACTION_FORMULA, DYNAMICS_WEIGHTS, FLOW_CONVENTION, GRAPH_FILES,
                                         MODEL_FORMAT, MODEL_JSON, check_session, concrete_shape, graph_signatures,
                                         grid_sizes, read_model_info, sha256_file, symbolic_sizes,
@@ -228,9 +229,7 @@ def _write_model_json(out: Path, config, signatures: dict, ops: dict, kv_shape: 
         "input": {"height": config.vae.image_height, "width": config.vae.image_width,
                   "pixel_budget": config.vae.image_height * config.vae.image_width,
                   "aspect_range": list(config.aspect_range),
-                  "sizing": "each camera gets the token grid nearest its aspect ratio (width / height), "
-                            "clamped into aspect_range, within 25% of the reference size's token count; the "
-                            "sliver between the two ratios is centre-cropped (sora_ros.core.patch_grid)",
+                  "sizing": SIZING,
                   "channels": 3, "channel_order": "RGB", "dtype": "uint8", "layout": "BHWC", "range": [0, 255]},
         "dt": config.dt,
         "context_frames": config.dit.context_frames,
