@@ -217,7 +217,7 @@ def _pipeline(directory: Path) -> WorldModelPipeline:
     return pipeline
 
 
-def test_forecast_risk_is_the_head_on_each_sample_and_step(with_head: Path) -> None:
+def test_forecast_risk_is_the_head_on_each_step_predicted_or_observed_whichever_is_higher(with_head: Path) -> None:
     pipeline = _pipeline(with_head)
     actions = np.array([[[0.5, 0.0]] * HORIZON, [[0.0, 1.0]] * HORIZON], np.float32)  # (N, H, A)
     actions[1, 1] = np.nan  # an unknown step: no risk for it
@@ -233,7 +233,10 @@ def test_forecast_risk_is_the_head_on_each_sample_and_step(with_head: Path) -> N
         # Frame j's window: the K latents before and at j, the context's where the rollout has none yet.
         per_sample = [[engine.risk.probabilities(np.concatenate([context, result.latents[n, s]])[None, j + 1:j + 1 + k],
                                                  actions[n, j][None])[0] for j in range(HORIZON)] for s in range(2)]
-        np.testing.assert_allclose(forecast.risk, np.mean(per_sample, axis=0), atol=1e-6)
+        # The last observed window under the same command: what the camera shows now.
+        observed = engine.risk.probabilities(np.broadcast_to(context, (HORIZON, *context.shape)), actions[n])
+        assert n or (observed > np.mean(per_sample, axis=0)).any(), "a step where the observed frames read riskier"
+        np.testing.assert_allclose(forecast.risk, np.maximum(np.mean(per_sample, axis=0), observed), atol=1e-6)
     assert np.isnan(outcome.forecasts[1].risk[1]) and np.isfinite(outcome.forecasts[0].risk).all()
     assert ((0 <= outcome.forecasts[0].risk) & (outcome.forecasts[0].risk <= 1)).all()
 

@@ -154,7 +154,7 @@ def headline(summary: dict, result, info: dict) -> dict:
         "synthesised_share": summary.get("synthesised_share"),
         "skill": summary["skill"].get(MODEL_NAME),
         "action_sensitivity_db": summary["action_sensitivity"].get(MODEL_NAME),
-        "risk_auc": {key: summary["risk"][key] for key in ("auc_encoded", "auc_predicted", "samples",
+        "risk_auc": {key: summary["risk"][key] for key in ("auc_encoded", "auc_predicted", "auc_forecast", "samples",
                                                            "positive_share")} if summary.get("risk") else None,
     }
 
@@ -186,7 +186,8 @@ def _risk(engine, args) -> dict | None:
         print("risk: not scored: no labelled clip in the bags with odometry")
         return None
     print(f"risk head, blocked within {metrics['horizon_steps']} steps: ROC AUC {metrics['auc_encoded']:.3f} on "
-          f"encoded latents, {metrics['auc_predicted']:.3f} on predicted ones ({metrics['samples']} frames, "
+          f"encoded latents, {metrics['auc_predicted']:.3f} on predicted ones, {metrics['auc_forecast']:.3f} as "
+          f"forecast (predicted or observed window, the larger) ({metrics['samples']} frames, "
           f"{metrics['positive_share']:.1%} positive)")
     return metrics
 

@@ -37,7 +37,7 @@ def evaluate_risk(engine, paths: list[str | Path], image_topic: str, action_topi
         notes: receives one line per bag skipped.
 
     Returns:
-        risk_metrics (auc_encoded, auc_predicted, per step, samples, positive_share) plus the rule
+        risk_metrics (auc_encoded, auc_predicted, per step, auc_forecast, samples, positive_share) plus the rule
         and counts, or None when no bag gives a labelled clip.
 
     Raises:

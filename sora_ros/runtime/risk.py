@@ -13,6 +13,13 @@ returns a probability. Per predicted frame k of a rollout, frames <= 0 being the
 the same pairing training uses (sora_ros/core/risk.py: frame t's window, the command in force from
 frame t - 1 to t, and the label "blocked in one of the steps t .. t + horizon_steps - 1").
 
+What `forecast` publishes is the larger of that and the head on the last *observed* window under
+the same command, head(latents[-W + 1 .. 0], actions[k]). The dynamics see few blocked frames in
+training, so under a command into a wall they predict the view moving on, and the head on the
+predicted frames reads the way as free; the observed frames still show the wall. The predicted
+frames add what the observed ones cannot show: where the command leads. `sora-ros bench
+closed-loop` measured the MPC on the model with and without this (README, "The planner").
+
     head = RiskHead(session, action_dim, horizon_steps, frames, grid)
     risk = head.forecast(context, result.latents, actions)   # (K, C, h, w), (N, S, H, C, h, w), (N, H, A) -> (N, H)
 
@@ -147,19 +154,23 @@ class RiskHead:
                 frame k; None when A = 0.
 
         Returns:
-            float32 (N, H) in [0, 1] (NaN where the action is unknown).
+            float32 (N, H) in [0, 1] (NaN where the action is unknown): per frame the larger of the
+            head on the predicted window (mean over samples) and on the last observed window under
+            the same action (module docstring).
         """
         n, s, h = latents.shape[:3]
         k = context.shape[-4]
         context = np.broadcast_to(context, (n, s, k, *latents.shape[3:]))  # (N, S, K, C, h, w)
         history = np.concatenate([context, latents], axis=2)  # (N, S, K + H, C, h, w)
         windows = frame_windows(history, self.frames, k)  # (N, S, H, W, C, h, w)
+        observed = np.broadcast_to(context[:, :1, None, k - self.frames:], (n, 1, h, *windows.shape[3:]))  # (N, 1, H, W, ...)
+        windows = np.concatenate([windows, observed], axis=1)  # (N, S + 1, H, W, C, h, w)
         flat_actions = None
         if actions is not None:
-            flat_actions = np.broadcast_to(np.asarray(actions, np.float32)[:, None], (n, s, h, actions.shape[-1]))
-            flat_actions = flat_actions.reshape(n * s * h, -1)  # (N * S * H, A)
-        risk = self.probabilities(windows.reshape(n * s * h, *windows.shape[3:]), flat_actions)  # (N * S * H,)
-        return risk.reshape(n, s, h).mean(axis=1)  # (N, H)
+            flat_actions = np.broadcast_to(np.asarray(actions, np.float32)[:, None], (n, s + 1, h, actions.shape[-1]))
+            flat_actions = flat_actions.reshape(n * (s + 1) * h, -1)  # (N * (S + 1) * H, A)
+        risk = self.probabilities(windows.reshape(-1, *windows.shape[3:]), flat_actions).reshape(n, s + 1, h)
+        return np.maximum(risk[:, :s].mean(axis=1), risk[:, s])  # (N, H); NaN (unknown) stays NaN
 
 
 @dataclass
@@ -205,6 +216,12 @@ class RiskData:
             rolled = offsets >= k
             windows[rolled] = self.predicted[np.broadcast_to(clips[:, None], offsets.shape)[rolled], offsets[rolled] - k]
         return windows, self.actions[clips, at - 1], self.labels[clips, at]
+
+    def observed(self, frames: int, clips: np.ndarray) -> np.ndarray:
+        """Windows (M, W, C, h, w) of the last W context frames of `clips` (M,): what `RiskHead.forecast`
+        also scores every predicted frame on."""
+        k = self.context_frames
+        return self.latents[clips, k - frames:k]
 
     def summary(self) -> dict:
         """Counts for logs and model.json."""
@@ -266,21 +283,27 @@ def risk_metrics(score: Callable[[np.ndarray, np.ndarray], np.ndarray], data: Ri
         frames: W of the head.
 
     Returns:
-        {"auc_encoded", "auc_predicted", "auc_predicted_per_step": [H], "samples", "positive_share"};
-        an AUC is NaN when a class is absent.
+        {"auc_encoded", "auc_predicted", "auc_predicted_per_step": [H], "auc_forecast" (the predicted
+        frames scored as `RiskHead.forecast` publishes them: the larger of the score on the predicted
+        and on the last observed window under the same action), "samples", "positive_share"}; an AUC
+        is NaN when a class is absent.
     """
     results = {}
     for predicted in (False, True):
         clips, at = data.samples(predicted, frames)
-        scores, labels = [], []
+        scores, observed, labels = [], [], []
         for i in range(0, len(clips), SCORE_BATCH):
-            windows, actions, chunk_labels = data.gather(predicted, frames, clips[i:i + SCORE_BATCH], at[i:i + SCORE_BATCH])
+            chunk = slice(i, i + SCORE_BATCH)
+            windows, actions, chunk_labels = data.gather(predicted, frames, clips[chunk], at[chunk])
             scores.append(score(windows, actions))
+            observed.append(score(data.observed(frames, clips[chunk]), actions) if predicted else scores[-1])
             labels.append(chunk_labels)
-        results[predicted] = (np.concatenate(scores), np.concatenate(labels), at - data.context_frames + 1)
-    scores, labels, _ = results[False]
-    p_scores, p_labels, steps = results[True]
+        results[predicted] = (np.concatenate(scores), np.concatenate(observed), np.concatenate(labels),
+                              at - data.context_frames + 1)
+    scores, _, labels, _ = results[False]
+    p_scores, o_scores, p_labels, steps = results[True]
     return {"auc_encoded": round(roc_auc(labels, scores), 4), "auc_predicted": round(roc_auc(p_labels, p_scores), 4),
             "auc_predicted_per_step": [round(roc_auc(p_labels[steps == j], p_scores[steps == j]), 4)
                                        for j in range(1, data.predicted.shape[1] + 1)],
+            "auc_forecast": round(roc_auc(p_labels, np.maximum(p_scores, o_scores)), 4),
             "samples": int(len(labels)), "positive_share": round(float(labels.mean()), 4) if len(labels) else None}
