@@ -233,10 +233,11 @@ def test_forecast_risk_is_the_head_on_each_step_predicted_or_observed_whichever_
         # Frame j's window: the K latents before and at j, the context's where the rollout has none yet.
         per_sample = [[engine.risk.probabilities(np.concatenate([context, result.latents[n, s]])[None, j + 1:j + 1 + k],
                                                  actions[n, j][None])[0] for j in range(HORIZON)] for s in range(2)]
-        # The last observed window under the same command: what the camera shows now.
-        observed = engine.risk.probabilities(np.broadcast_to(context, (HORIZON, *context.shape)), actions[n])
-        assert n or (observed > np.mean(per_sample, axis=0)).any(), "a step where the observed frames read riskier"
-        np.testing.assert_allclose(forecast.risk, np.maximum(np.mean(per_sample, axis=0), observed), atol=1e-6)
+        # The held window under the same command: the context's last latent for every predicted one.
+        held_history = np.concatenate([context, np.repeat(context[-1:], HORIZON, axis=0)])  # (K + H, C, h, w)
+        held = engine.risk.probabilities(np.stack([held_history[j + 1:j + 1 + k] for j in range(HORIZON)]), actions[n])
+        assert n or (held > np.mean(per_sample, axis=0)).any(), "a step where the held frames read riskier"
+        np.testing.assert_allclose(forecast.risk, np.maximum(np.mean(per_sample, axis=0), held), atol=1e-6)
     assert np.isnan(outcome.forecasts[1].risk[1]) and np.isfinite(outcome.forecasts[0].risk).all()
     assert ((0 <= outcome.forecasts[0].risk) & (outcome.forecasts[0].risk <= 1)).all()
 

@@ -187,7 +187,7 @@ def _risk(engine, args) -> dict | None:
         return None
     print(f"risk head, blocked within {metrics['horizon_steps']} steps: ROC AUC {metrics['auc_encoded']:.3f} on "
           f"encoded latents, {metrics['auc_predicted']:.3f} on predicted ones, {metrics['auc_forecast']:.3f} as "
-          f"forecast (predicted or observed window, the larger) ({metrics['samples']} frames, "
+          f"forecast (predicted or held window, the larger) ({metrics['samples']} frames, "
           f"{metrics['positive_share']:.1%} positive)")
     return metrics
 

@@ -360,7 +360,8 @@ RISK_CONTRACT = (
     "risk = risk(latents = the latents of frames k - frames + 1 .. k, oldest first (observed, or predicted by the "
     "dynamics; frames <= 0 are the context's), action = the action applied at the frame before frame k, physical "
     "units) = P(the label holds for frame k); a rollout's forecast for frame k is the larger of the mean over samples "
-    "and risk(the last observed frames, the same action); NaN where the action is unknown"
+    "and risk(the same window with the context's last latent for every predicted one, the same action); NaN where "
+    "the action is unknown"
 )
 
 

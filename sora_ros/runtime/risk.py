@@ -13,12 +13,13 @@ returns a probability. Per predicted frame k of a rollout, frames <= 0 being the
 the same pairing training uses (sora_ros/core/risk.py: frame t's window, the command in force from
 frame t - 1 to t, and the label "blocked in one of the steps t .. t + horizon_steps - 1").
 
-What `forecast` publishes is the larger of that and the head on the last *observed* window under
-the same command, head(latents[-W + 1 .. 0], actions[k]). The dynamics see few blocked frames in
-training, so under a command into a wall they predict the view moving on, and the head on the
-predicted frames reads the way as free; the observed frames still show the wall. The predicted
-frames add what the observed ones cannot show: where the command leads. `sora-ros bench
-closed-loop` measured the MPC on the model with and without this (README, "The planner").
+What `forecast` publishes is the larger of that and the same head on the *held* window: the
+context's last latent standing in for every predicted one (what copy-last would predict), under
+the same command. The dynamics see few blocked frames in training, so under a command into a
+wall they predict the view moving on, and the head on the predicted frames reads the way as free;
+the held frames still show the wall close. The predicted frames add what the held ones cannot
+show: where the command leads. `sora-ros bench closed-loop` measured the MPC on the model with
+and without this (README, "The planner").
 
     head = RiskHead(session, action_dim, horizon_steps, frames, grid)
     risk = head.forecast(context, result.latents, actions)   # (K, C, h, w), (N, S, H, C, h, w), (N, H, A) -> (N, H)
@@ -100,6 +101,13 @@ def frame_windows(history: np.ndarray, frames: int, first: int) -> np.ndarray:
     return windows[..., first - frames + 1:, :, :, :, :]
 
 
+def held_frames(context_frames: int, horizon: int, frames: int) -> np.ndarray:
+    """int (H, W): for each predicted frame j (its window, oldest first) the context frame that
+    stands in for every frame of the window: itself if observed, else the context's last (K - 1)."""
+    ends = context_frames + np.arange(horizon)  # (H,) predicted frame j's index in context + rollout
+    return np.minimum(ends[:, None] - np.arange(frames - 1, -1, -1), context_frames - 1)
+
+
 class RiskHead:
     """The risk graph's session, and what the runtime asks of it.
 
@@ -155,16 +163,16 @@ class RiskHead:
 
         Returns:
             float32 (N, H) in [0, 1] (NaN where the action is unknown): per frame the larger of the
-            head on the predicted window (mean over samples) and on the last observed window under
-            the same action (module docstring).
+            head on the predicted window (mean over samples) and on the held window under the same
+            action (module docstring).
         """
         n, s, h = latents.shape[:3]
         k = context.shape[-4]
         context = np.broadcast_to(context, (n, s, k, *latents.shape[3:]))  # (N, S, K, C, h, w)
         history = np.concatenate([context, latents], axis=2)  # (N, S, K + H, C, h, w)
         windows = frame_windows(history, self.frames, k)  # (N, S, H, W, C, h, w)
-        observed = np.broadcast_to(context[:, :1, None, k - self.frames:], (n, 1, h, *windows.shape[3:]))  # (N, 1, H, W, ...)
-        windows = np.concatenate([windows, observed], axis=1)  # (N, S + 1, H, W, C, h, w)
+        held = context[:, :1, held_frames(k, h, self.frames)]  # (N, 1, H, W, C, h, w)
+        windows = np.concatenate([windows, held], axis=1)  # (N, S + 1, H, W, C, h, w)
         flat_actions = None
         if actions is not None:
             flat_actions = np.broadcast_to(np.asarray(actions, np.float32)[:, None], (n, s + 1, h, actions.shape[-1]))
@@ -217,11 +225,12 @@ class RiskData:
             windows[rolled] = self.predicted[np.broadcast_to(clips[:, None], offsets.shape)[rolled], offsets[rolled] - k]
         return windows, self.actions[clips, at - 1], self.labels[clips, at]
 
-    def observed(self, frames: int, clips: np.ndarray) -> np.ndarray:
-        """Windows (M, W, C, h, w) of the last W context frames of `clips` (M,): what `RiskHead.forecast`
-        also scores every predicted frame on."""
+    def held(self, frames: int, clips: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """Windows (M, W, C, h, w) ending at frames `at` (M,) of `clips` (M,) with the context's last
+        latent for every rolled-out frame: what `RiskHead.forecast` also scores a predicted frame on."""
         k = self.context_frames
-        return self.latents[clips, k - frames:k]
+        offsets = np.minimum(at[:, None] - np.arange(frames - 1, -1, -1), k - 1)  # (M, W)
+        return self.latents[clips[:, None], offsets]
 
     def summary(self) -> dict:
         """Counts for logs and model.json."""
@@ -285,20 +294,20 @@ def risk_metrics(score: Callable[[np.ndarray, np.ndarray], np.ndarray], data: Ri
     Returns:
         {"auc_encoded", "auc_predicted", "auc_predicted_per_step": [H], "auc_forecast" (the predicted
         frames scored as `RiskHead.forecast` publishes them: the larger of the score on the predicted
-        and on the last observed window under the same action), "samples", "positive_share"}; an AUC
-        is NaN when a class is absent.
+        and on the held window under the same action), "samples", "positive_share"}; an AUC is NaN
+        when a class is absent.
     """
     results = {}
     for predicted in (False, True):
         clips, at = data.samples(predicted, frames)
-        scores, observed, labels = [], [], []
+        scores, held, labels = [], [], []
         for i in range(0, len(clips), SCORE_BATCH):
             chunk = slice(i, i + SCORE_BATCH)
             windows, actions, chunk_labels = data.gather(predicted, frames, clips[chunk], at[chunk])
             scores.append(score(windows, actions))
-            observed.append(score(data.observed(frames, clips[chunk]), actions) if predicted else scores[-1])
+            held.append(score(data.held(frames, clips[chunk], at[chunk]), actions) if predicted else scores[-1])
             labels.append(chunk_labels)
-        results[predicted] = (np.concatenate(scores), np.concatenate(observed), np.concatenate(labels),
+        results[predicted] = (np.concatenate(scores), np.concatenate(held), np.concatenate(labels),
                               at - data.context_frames + 1)
     scores, _, labels, _ = results[False]
     p_scores, o_scores, p_labels, steps = results[True]
