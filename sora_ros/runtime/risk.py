@@ -310,9 +310,9 @@ def risk_metrics(score: Callable[[np.ndarray, np.ndarray], np.ndarray], data: Ri
         results[predicted] = (np.concatenate(scores), np.concatenate(held), np.concatenate(labels),
                               at - data.context_frames + 1)
     scores, _, labels, _ = results[False]
-    p_scores, o_scores, p_labels, steps = results[True]
+    p_scores, h_scores, p_labels, steps = results[True]
     return {"auc_encoded": round(roc_auc(labels, scores), 4), "auc_predicted": round(roc_auc(p_labels, p_scores), 4),
             "auc_predicted_per_step": [round(roc_auc(p_labels[steps == j], p_scores[steps == j]), 4)
                                        for j in range(1, data.predicted.shape[1] + 1)],
-            "auc_forecast": round(roc_auc(p_labels, np.maximum(p_scores, o_scores)), 4),
+            "auc_forecast": round(roc_auc(p_labels, np.maximum(p_scores, h_scores)), 4),
             "samples": int(len(labels)), "positive_share": round(float(labels.mean()), 4) if len(labels) else None}
