@@ -149,11 +149,12 @@ def _forecaster(pipeline: WorldModelPipeline, context, floor, samples: int, seed
     """actions (N, H, A) -> (hazard (N, H), forecasts) for one decision from `context` at now_ns,
     forward commands forbidden by observed contact included."""
 
+    forbidden = contact.forbidden_steps(now_ns)  # once per decision, whatever its CEM iterations
+
     def evaluate(actions: np.ndarray):
         sent = actions if shuffle is None else np.stack([shuffle(a, first_future=0) for a in actions])
         request = RolloutRequest(sent, len(actions), actions.shape[1], samples, seed, images)
         forecasts = pipeline.what_if(request, context).forecasts
-        forbidden = contact.forbidden_steps(now_ns)
         return contact.override(actions, _hazard(forecasts, floor), forbidden), forecasts
 
     return evaluate
