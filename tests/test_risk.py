@@ -238,6 +238,12 @@ def test_forecast_risk_is_the_head_on_each_step_predicted_or_observed_whichever_
         held = engine.risk.probabilities(np.stack([held_history[j + 1:j + 1 + k] for j in range(HORIZON)]), actions[n])
         assert n or (held > np.mean(per_sample, axis=0)).any(), "a step where the held frames read riskier"
         np.testing.assert_allclose(forecast.risk, np.maximum(np.mean(per_sample, axis=0), held), atol=1e-6)
+    # One context per candidate (N, K, ...): candidate n is scored on its own context.
+    per_candidate = engine.risk.forecast(np.stack([context, context[::-1]]), result.latents, actions)
+    second = engine.risk.forecast(context[::-1], result.latents[1:], actions[1:])
+    np.testing.assert_allclose(per_candidate[1], second[0], atol=1e-6)
+    with pytest.raises(ValueError, match="context has only"):
+        engine.risk.forecast(context[-1:], result.latents, actions)
     assert np.isnan(outcome.forecasts[1].risk[1]) and np.isfinite(outcome.forecasts[0].risk).all()
     assert ((0 <= outcome.forecasts[0].risk) & (outcome.forecasts[0].risk <= 1)).all()
 

@@ -165,9 +165,16 @@ class RiskHead:
             float32 (N, H) in [0, 1] (NaN where the action is unknown): per frame the larger of the
             head on the predicted window (mean over samples) and on the held window under the same
             action (module docstring).
+
+        Raises:
+            ValueError: a context of fewer frames than the head's window.
         """
         n, s, h = latents.shape[:3]
         k = context.shape[-4]
+        if k < self.frames:
+            raise ValueError(f"the risk head reads {self.frames} frames: the context has only {k}")
+        context = np.asarray(context)
+        context = context[:, None] if context.ndim == 5 else context  # one context per candidate: (N, 1, K, ...)
         context = np.broadcast_to(context, (n, s, k, *latents.shape[3:]))  # (N, S, K, C, h, w)
         history = np.concatenate([context, latents], axis=2)  # (N, S, K + H, C, h, w)
         windows = frame_windows(history, self.frames, k)  # (N, S, H, W, C, h, w)
