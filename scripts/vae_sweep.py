@@ -50,9 +50,21 @@ def dump(args: argparse.Namespace) -> None:
     print({k: v.shape for k, v in arrays.items()}, f"{Path(args.out).stat().st_size / 2**20:.1f} MiB")
 
 
-def parse_override(text: str) -> tuple[str, object]:
-    key, _, value = text.partition("=")
-    return key, json.loads(value)
+def vae_override(text: str) -> tuple[str, object]:
+    """FIELD=JSON -> (field, value), for --set: refused at parsing when the field is not one of
+    VAEConfig's or the value is not JSON (lists become tuples, as the config stores them)."""
+    from sora_ros.model.config import VAEConfig
+
+    key, sep, value = text.partition("=")
+    fields = [f.name for f in dataclasses.fields(VAEConfig)]
+    if not sep or key not in fields:
+        raise argparse.ArgumentTypeError(f"must be FIELD=JSON with FIELD one of {', '.join(fields)}, got {text!r}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"{key}'s value {value!r} is not JSON ({error.msg}); "
+                                         f"e.g. {key}=32 or {key}=[64,128]") from None
+    return key, tuple(parsed) if isinstance(parsed, list) else parsed
 
 
 def train(args: argparse.Namespace) -> None:
@@ -63,8 +75,7 @@ def train(args: argparse.Namespace) -> None:
     from sora_ros.model.vae import VAE
     from sora_ros.model.trainer import learning_rate
 
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in map(parse_override, args.set)}
-    config = dataclasses.replace(VAEConfig(), **overrides)
+    config = dataclasses.replace(VAEConfig(), **dict(args.set))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest conv kernels once
     torch.manual_seed(args.seed)
@@ -128,7 +139,7 @@ def main() -> None:
     t = commands.add_parser("train", help="train one VAE variant, print held-out PSNR as it goes")
     t.add_argument("frames", help="file written by dump")
     t.add_argument("--name", required=True)
-    t.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+    t.add_argument("--set", type=vae_override, action="append", default=[], metavar="FIELD=JSON",
                    help="VAEConfig field override, e.g. latent_channels=32 or channels=[64,128,256,256]")
     t.add_argument("--steps", type=positive_int, default=4500, help="optimiser steps, at least 1 (default 4500)")
     t.add_argument("--batch", type=positive_int, default=32, help="frames per step, at least 1 (default 32)")

@@ -145,3 +145,11 @@ def test_bag_play_clock_with_restamp_is_a_usage_error_before_ros_starts(bag, cap
     assert "usage: sora-ros bag play" in error
     assert "sora-ros bag play: error: --clock and --restamp together: /clock carries the bag's time, --restamp " \
            "moves the stamps onto the wall clock; choose one" in error, error
+
+
+def test_the_player_class_refuses_clock_with_restamp_itself(bag):
+    # Callers of the library (not the CLI, which refuses it at parsing) get the same guard.
+    from sora_ros.harness.player import BagPlayer, PlayError
+
+    with pytest.raises(PlayError, match="restamped messages and /clock from the bag disagree"):
+        BagPlayer(None, [bag], clock_hz=10.0, restamp=True)

@@ -190,6 +190,9 @@ SCRIPT_REFUSED = {
     "vae_sweep train --eval-every 0": ([*SWEEP_TRAIN, "--eval-every", "0"], "must be at least 1, got 0"),
     "vae_sweep train --max-seconds 0": ([*SWEEP_TRAIN, "--max-seconds", "0"], "must be above 0, got 0"),
     "vae_sweep train --seed -1": ([*SWEEP_TRAIN, "--seed", "-1"], "must be 0 or more, got -1"),
+    "vae_sweep train --set bad JSON": ([*SWEEP_TRAIN, "--set", "latent_channels=3x2"],
+                                       "latent_channels's value '3x2' is not JSON"),
+    "vae_sweep train --set unknown field": ([*SWEEP_TRAIN, "--set", "latent=32"], "must be FIELD=JSON with FIELD one of"),
 }
 
 
