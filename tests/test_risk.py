@@ -42,8 +42,9 @@ def motion_bag(path: Path, steps: list[tuple[float | None, float]], *, odom: boo
             if odom:
                 bag.write("/odom", m.ODOMETRY, stamp, m.odometry(x, 0.0, 0.0, 0.0, 0.0, stamp, "odom", "base_link"))
             if images:
-                bag.write("/camera/image_raw", m.IMAGE, stamp,
-                          m.image(np.full((32, 32, 3), 40 * (k % 6), np.uint8), stamp, "camera"))
+                frame = np.full((32, 32, 3), 40 * (k % 6), np.uint8)
+                frame[:, :8] = 255  # a bright left edge: the frame is not left-right symmetric
+                bag.write("/camera/image_raw", m.IMAGE, stamp, m.image(frame, stamp, "camera"))
             if k < len(steps):
                 command, speed = steps[k]
                 if command is not None:
@@ -114,6 +115,29 @@ def test_roc_auc_against_hand_counts() -> None:
     assert roc_auc([0, 1], [0.5, 0.5]) == 0.5  # a tie counts half
     assert roc_auc([1, np.nan, 0], [0.9, 0.0, 0.1]) == 1.0  # unknown labels are left out
     assert math.isnan(roc_auc([1, 1], [0.2, 0.3]))  # one class: undefined
+
+
+def test_mirrored_training_clips_are_the_flipped_frames_under_the_mirrored_turn(tmp_path: Path) -> None:
+    from sora_ros.model.risk_trainer import prepare
+
+    directory = export_tiny(tmp_path / "model")
+    engine = WorldModelEngine(directory)
+    info = engine.info
+    bag = motion_bag(tmp_path / "bag", [(0.5, 0.5)] * 10 + [(0.5, 0.0)] * 10, images=True)
+    args = Namespace(image_topic="/camera/image_raw", action_topic="/cmd_vel", odom_topic="/odom")
+    rule = BlockedRule(horizon_steps=HORIZON)
+    plain, _ = prepare(engine, [bag], args, rule, log=lambda _: None)
+    both, summary = prepare(engine, [bag], args, rule, mirror=True, log=lambda _: None)
+    assert len(both.latents) == 2 * len(plain.latents) and summary["mirrored"]
+    original, mirrored = both.latents[0::2], both.latents[1::2]  # each clip, then its mirror
+    np.testing.assert_allclose(original, plain.latents, atol=1e-5)
+    assert np.abs(mirrored - original).max() > 1e-3  # the frames are not symmetric, so their latents differ
+    clip, _ = next(labelled_clips([bag], "/camera/image_raw", "/cmd_vel", "/odom", rule, dt=info.dt,
+                                  length=info.context_frames + info.default_horizon, stride=info.default_horizon,
+                                  size=info.image_size, action_names=info.action_names, notes=[]))
+    np.testing.assert_allclose(mirrored[0], engine.encode(np.ascontiguousarray(clip.frames[:, :, ::-1])), atol=1e-5)
+    np.testing.assert_array_equal(both.actions[1::2], plain.actions * [1.0, -1.0])  # turning left becomes right
+    np.testing.assert_array_equal(both.labels[1::2], plain.labels)
 
 
 def test_a_bag_without_odometry_is_a_clear_error_naming_the_topic(tmp_path: Path) -> None:
@@ -292,7 +316,8 @@ def test_the_stage_learns_a_separable_label_and_exports_a_head_the_runtime_loads
         bags.append(path)
     args = Namespace(model=directory, data=[bags[0]], val_data=[bags[1]], image_topic="/camera/image_raw",
                      action_topic="/cmd_vel", odom_topic="/odom", horizon_steps=HORIZON, min_command=0.05,
-                     progress_fraction=0.1, command_timeout=0.5, frames=0, width=4, hidden=16, steps=60, batch=32, lr=3e-3,
+                     progress_fraction=0.1, command_timeout=0.5, frames=0, width=4, hidden=16, dropout=0.2, mirror=False,
+                     steps=60, batch=32, lr=3e-3,
                      weight_decay=0.0, teacher_fraction=0.5, seed=0, out=str(tmp_path / "run"), resume=False,
                      val_every=30, checkpoint_every=30, no_export=False, command="test")
     summary = train_risk(args)

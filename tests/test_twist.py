@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sora_ros.core.twist import TWIST, TWIST_STAMPED, cmd_vel_type
+from sora_ros.core.twist import TWIST, TWIST_STAMPED, cmd_vel_type, mirror_signs
 
 
 def test_auto_follows_the_publishers() -> None:
@@ -27,3 +27,10 @@ def test_a_fixed_type_warns_when_the_publishers_use_the_other() -> None:
     assert wanted == TWIST and f"published as {TWIST_STAMPED} but cmd_vel_type is twist" in warning
     with pytest.raises(ValueError, match="cmd_vel_type must be auto or one of"):
         cmd_vel_type("stamped", [], None)
+
+
+def test_a_left_right_mirror_flips_sideways_motion_and_turns_not_forward_motion() -> None:
+    assert mirror_signs(("linear_x", "angular_z")).tolist() == [1.0, -1.0]
+    assert mirror_signs(("linear_y", "linear_z", "angular_x", "angular_y")).tolist() == [-1.0, 1.0, -1.0, 1.0]
+    with pytest.raises(ValueError, match="not cmd_vel"):
+        mirror_signs(("steering",))

@@ -78,6 +78,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--width", type=positive_int, default=16,
                         help="conv channels of the head (default %(default)s)")
     parser.add_argument("--hidden", type=positive_int, default=64, help="MLP width of the head (default %(default)s)")
+    parser.add_argument("--dropout", type=float_between(0.0, 1.0, below=True), default=0.5,
+                        help="dropout before the head's last layer, 0 or more and below 1 (default %(default)s)")
+    parser.add_argument("--mirror", action="store_true",
+                        help="also train on every clip mirrored left-right (image flipped, turn commands negated): "
+                             "for a robot symmetric about its forward axis with the camera on it")
     parser.add_argument("--steps", type=positive_int, default=3000, help="optimiser steps (default %(default)s)")
     parser.add_argument("--batch", type=positive_int, default=128, help="samples per step (default %(default)s)")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (default %(default)s)")

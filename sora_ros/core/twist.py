@@ -75,3 +75,19 @@ def twist_vector(twist: Any) -> np.ndarray:
     """float32 (6,) linear xyz, angular xyz of a Twist (rclpy or rosbags message)."""
     return np.array([twist.linear.x, twist.linear.y, twist.linear.z,
                      twist.angular.x, twist.angular.y, twist.angular.z], np.float32)  # fmt: skip
+
+
+# A left-right mirror of the world (y -> -y in base_link, REP 103: x forward, y left, z up) flips
+# linear.y, and, angular velocity being a pseudovector, angular.x and angular.z.
+MIRROR_SIGNS = np.array([1, -1, 1, -1, 1, -1], np.float32)  # in TWIST_FIELDS order
+
+
+def mirror_signs(names: tuple[str, ...]) -> np.ndarray:
+    """float32 (A,) +1 / -1 per action: what a command becomes when the camera image is flipped
+    left-right (a robot symmetric about its x-z plane, camera on that plane: turning left becomes
+    turning right, forward stays forward).
+
+    Raises:
+        ValueError: a name is not one of TWIST_FIELDS.
+    """
+    return MIRROR_SIGNS[twist_indices(names)]

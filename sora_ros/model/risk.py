@@ -38,7 +38,7 @@ class RiskConfig:
 
     width: int = 16
     hidden: int = 64
-    dropout: float = 0.2
+    dropout: float = 0.5
     frames: int = 4
 
     def to_dict(self) -> dict:

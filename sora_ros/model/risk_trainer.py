@@ -10,7 +10,9 @@ of W frames up to frame t (`--frames`, default K) and the action in force from f
   - predicted: the frames after the clip's first K are the DiT's, rolled out from those K under
     the recorded actions (after `--teacher-fraction` of the steps, ROLLOUT_SHARE of each batch), so
     the head tolerates rollout error; the window reaches back into the real context, as at run time;
-both labelled by the real frame's label. The loss is binary cross-entropy with the positives
+both labelled by the real frame's label. With `--mirror` every training clip is used a second time
+mirrored left-right (image flipped, turn commands negated), which doubles the data of a robot
+symmetric about its forward axis with its camera on it (measured: README, "The risk head"). The loss is binary cross-entropy with the positives
 weighted by negatives / positives of the training samples (class balance). Validation reports the
 ROC AUC on encoded and on predicted latents (and per predicted step); the state with the best
 predicted-latent AUC is exported (the last state without --val-data). Single process, resumable
@@ -54,10 +56,12 @@ def window_frames(frames: int, model_dir: str | Path, context_frames: int) -> in
     return frames or context_frames
 
 
-def prepare(engine, paths, args, rule, log=print) -> tuple:
+def prepare(engine, paths, args, rule, mirror: bool = False, log=print) -> tuple:
     """(RiskData, summary) of bags: clips of K + H frames, one every H, labelled from odometry and
     commands, encoded and rolled out with the engine (sora_ros.runtime.risk.collect_risk_data); only
-    the cameras whose input size is the model's reference size (see the module docstring).
+    the cameras whose input size is the model's reference size (see the module docstring). With
+    `mirror`, each clip also left-right mirrored (frames flipped, turn commands negated:
+    sora_ros.core.twist.mirror_signs), labelled as the clip.
 
     Raises:
         ValueError: no bag has the odometry and command topics (naming them), or none gives a clip.
@@ -69,6 +73,7 @@ def prepare(engine, paths, args, rule, log=print) -> tuple:
 
     from sora_ros.bag.clip_sources import fit_frames
     from sora_ros.bag.motion import labelled_clips
+    from sora_ros.core.twist import mirror_signs
     from sora_ros.runtime.risk import collect_risk_data
 
     info = engine.info
@@ -78,11 +83,17 @@ def prepare(engine, paths, args, rule, log=print) -> tuple:
                            length=info.context_frames + horizon, stride=horizon, size=None,
                            action_names=info.action_names, notes=notes)
 
+    signs = mirror_signs(info.action_names) if mirror else None  # (A,)
+
     def reference_clips():
         for clip, labels in clips:
             camera = clip.frames.shape[1:3]
             if info.patch_grid.admits(*camera) and info.input_size(camera) == info.image_size:
-                yield replace(clip, frames=fit_frames(clip.frames, info.image_size)), labels
+                clip = replace(clip, frames=fit_frames(clip.frames, info.image_size))
+                yield clip, labels
+                if mirror:  # the same labels: being blocked does not depend on the side
+                    yield replace(clip, frames=np.ascontiguousarray(clip.frames[:, :, ::-1]),
+                                  actions=clip.actions * signs), labels
             else:
                 skipped[clip.source] = skipped.get(clip.source, 0) + 1
 
@@ -96,9 +107,10 @@ def prepare(engine, paths, args, rule, log=print) -> tuple:
     if data is None:
         raise ValueError(f"no clip of {info.context_frames + horizon} frames at dt {info.dt:g} s in the bags with "
                          f"odometry:\n  " + "\n  ".join(notes))
-    summary = {**data.summary(), "sources": [str(p) for p in paths], "notes": notes}
-    log(f"risk data: {summary['clips']} clips; {summary['positive_share']} of {summary['frames_labelled']} labelled "
-        f"frames blocked within {rule.horizon_steps} steps")
+    summary = {**data.summary(), "mirrored": mirror, "sources": [str(p) for p in paths], "notes": notes}
+    log(f"risk data: {summary['clips']} clips{' (half of them mirrored)' if mirror else ''}; "
+        f"{summary['positive_share']} of {summary['frames_labelled']} labelled frames blocked within "
+        f"{rule.horizon_steps} steps")
     return data, summary
 
 
@@ -143,7 +155,7 @@ def train_risk(args) -> dict:
             raise ValueError(f"{checkpoint_path} was trained on the latents of another model (its encoder or dynamics "
                              f"graphs differ from {args.model}'s): delete it or choose another --out")
     frames = window_frames(args.frames, args.model, info.context_frames)
-    train, train_summary = prepare(engine, args.data, args, rule)
+    train, train_summary = prepare(engine, args.data, args, rule, mirror=args.mirror)
     val, val_summary = prepare(engine, args.val_data, args, rule) if args.val_data else (None, None)
     enc, pred = train.samples(False, frames), train.samples(True, frames)  # (clip, frame) indices
     enc_labels = train.labels[enc]
@@ -153,7 +165,7 @@ def train_risk(args) -> dict:
                          f"{rule.horizon_steps} steps: one class only, nothing to learn (more data, or check "
                          f"--odom-topic, --min-command, --progress-fraction)")
     torch.manual_seed(args.seed)
-    config = RiskConfig(width=args.width, hidden=args.hidden, frames=frames)
+    config = RiskConfig(width=args.width, hidden=args.hidden, dropout=args.dropout, frames=frames)
     net = RiskNet(config, info.latent_shape, info.action_offset, info.action_scale,
                   torch.from_numpy(train.latents.mean(axis=(0, 1, 3, 4))),
                   torch.from_numpy(train.latents.std(axis=(0, 1, 3, 4)) + 1e-6))
@@ -226,7 +238,8 @@ def train_risk(args) -> dict:
     if best_weights is not None:
         net.load_state_dict(best_weights)
     summary = {"command": args.command, "steps": state["step"], "wall_time_s": round(state["wall_s"], 1),
-               "batch": args.batch, "lr": args.lr, "teacher_fraction": args.teacher_fraction,
+               "batch": args.batch, "lr": args.lr, "weight_decay": args.weight_decay, "teacher_fraction": args.teacher_fraction,
+               "mirror": args.mirror,
                "topics": {"image": args.image_topic, "cmd_vel": args.action_topic, "odometry": args.odom_topic},
                "rule": asdict(rule), "data": train_summary, "validation": state["best"] or {},
                "validation_data": val_summary, "machine": machine_description()}
