@@ -3,10 +3,11 @@
 
 import argparse
 
+import numpy as np
 import pytest
 
 from sora_ros.cli import build_parser
-from sora_ros.harness.bench_nodes import CAMERA_SIZE, parse_parameter, parse_size
+from sora_ros.harness.bench_nodes import CAMERA_SIZE, mean_age_ms, parse_parameter, parse_size
 
 
 def test_camera_size_is_width_by_height() -> None:
@@ -89,3 +90,16 @@ def test_options_not_given_get_their_defaults_per_target() -> None:
     assert args.repeats == DEFAULT_REPEATS["image"] and args.out is None and args.duration == 60.0
     args = apply_defaults(build_parser().parse_args(["bench", "image", "--repeats", "3"]))
     assert args.repeats == 3
+
+
+def test_mean_age_of_the_newest_futures_counts_latency_and_gaps() -> None:
+    ms = 1_000_000
+    # Futures 100 ms after their frame, every 100 ms: the age runs from 100 to 200 ms, 150 on average.
+    received = np.arange(5) * 100 * ms + 100 * ms
+    assert mean_age_ms(received, received - 100 * ms) == pytest.approx(150.0)
+    # The same latency, a future every 200 ms: older on average.
+    assert mean_age_ms(received[::2], received[::2] - 100 * ms) == pytest.approx(200.0)
+    # Uneven gaps weigh by their length: 0 -> 100 ms (age 50 -> 150) then 100 -> 400 ms (age 50 -> 350).
+    assert mean_age_ms(np.array([50, 150, 450]) * ms, np.array([0, 100, 400]) * ms) == pytest.approx(
+        (100 * 100 + 300 * 200) / 400)
+    assert np.isnan(mean_age_ms(received[:1], received[:1]))

@@ -123,6 +123,35 @@ def test_rollout_gate_runs_once_per_new_context_at_most_at_the_rate():
     assert not gate.wait(10.0)
 
 
+def test_rollout_gate_on_arrival_skips_a_context_that_came_while_a_rollout_ran():
+    gate = RolloutGate(rate_hz=1000.0, on_arrival=True)
+    gate.announce(1)
+    assert gate.wait(0.01), "an idle gate starts on arrival"
+    gate.announce(2)  # arrives while rollout 1 runs
+    assert not gate.wait(0.05), "context 2 arrived during a rollout: skipped, not rolled out late"
+    gate.announce(3)  # arrives while the gate waits
+    assert gate.wait(0.01)
+    newest = RolloutGate(rate_hz=1000.0)  # the default: the newest context once the rollout ends
+    newest.announce(1)
+    assert newest.wait(0.01)
+    newest.announce(2)
+    assert newest.wait(0.01)
+    gate.configure(rate_hz=1000.0, on_arrival=False)
+    gate.announce(4)  # during rollout 3, now rolled out late
+    assert gate.wait(0.01)
+
+
+def test_rollout_gate_on_arrival_skips_a_context_that_came_before_the_rate_allowed():
+    gate = RolloutGate(rate_hz=10.0, on_arrival=True)
+    gate.announce(1)
+    assert gate.wait(0.01)
+    assert not gate.wait(0.01)  # rollout 1 ended at once; the rate allows the next in 100 ms
+    gate.announce(2)  # too early
+    assert not gate.wait(0.2), "context 2 came before the rate allowed: skipped"
+    gate.announce(3)
+    assert gate.wait(0.01)
+
+
 def test_deadline_plan_cuts_steps_then_decoding():
     cost = CostModel()
     cost.observe_rollout(ms=64.0, frames=8, steps=4)  # 2 ms per frame-step

@@ -5,7 +5,8 @@
 arrives before the previous one was taken replaces it (and is counted), so the
 queue never grows. `RolloutGate` lets the rollout thread start when there is a
 context it has not rolled out yet and at most `rate` times a second, so a new
-frame is rolled out as soon as the rate allows rather than on a fixed tick.
+frame is rolled out as soon as the rate allows rather than on a fixed tick; or,
+on arrival, only on a frame that arrives while a rollout may start.
 """
 
 from __future__ import annotations
@@ -80,38 +81,52 @@ class RolloutGate:
 
     Args:
         rate_hz: the most rollouts per second.
+        on_arrival: start only on a context announced while a rollout may start (none running,
+            the rate allows); one announced meanwhile is skipped, not rolled out late. When
+            rollouts take longer than the camera period, this trades futures per second for
+            camera-to-futures latency: each future is computed from a frame that waited for
+            nothing (README, "When a rollout starts").
     """
 
-    def __init__(self, rate_hz: float) -> None:
+    def __init__(self, rate_hz: float, on_arrival: bool = False) -> None:
         self._condition = threading.Condition()
         self._rate_hz = rate_hz
+        self._on_arrival = on_arrival
         self._version = 0  # newest context version announced
-        self._served = 0  # version the last rollout used
+        self._served = 0  # version the last rollout used (or skipped)
         self._last_start = -float("inf")
+        self._running = False  # a rollout `wait` started has not come back to `wait` yet
         self._closed = False
 
-    def set_rate(self, rate_hz: float) -> None:
+    def configure(self, rate_hz: float, on_arrival: bool) -> None:
         with self._condition:
-            self._rate_hz = rate_hz
+            self._rate_hz, self._on_arrival = rate_hz, on_arrival
             self._condition.notify_all()
 
     def announce(self, version: int) -> None:
         """A new context (with this version) is available."""
         with self._condition:
             self._version = max(self._version, version)
+            if self._on_arrival and (self._running or time.monotonic() < self._ready_at()):
+                self._served = self._version  # arrived while no rollout could start: skipped
             self._condition.notify_all()
+
+    def _ready_at(self) -> float:
+        return self._last_start + 1.0 / self._rate_hz
 
     def wait(self, timeout_s: float) -> bool:
         """Block until a rollout should start (an unserved context and the rate allows), then
-        mark it started. Returns False on timeout or once closed."""
+        mark it started; the caller's previous rollout has ended. Returns False on timeout or
+        once closed."""
         end = time.monotonic() + timeout_s
         with self._condition:
+            self._running = False
             while not self._closed:
                 now = time.monotonic()
-                ready_at = self._last_start + 1.0 / self._rate_hz
+                ready_at = self._ready_at()
                 if self._version > self._served and now >= ready_at:
                     self._served = self._version
-                    self._last_start = now
+                    self._last_start, self._running = now, True
                     return True
                 if now >= end:
                     return False

@@ -5,8 +5,9 @@ NAME:=VALUE` any parameter), publishes
 a 15 Hz camera (128x128 rgb8 by default, `--camera-size 640x480` for a robot camera; a drifting
 pattern of CAMERA_LOOP_FRAMES frames made beforehand and replayed, so the camera costs what a
 driver's copy costs; stamped with wall time) from this process, and measures: the frames that
-reached the node, camera stamp -> ~/futures received (p50/p99), ~/rollout round trips for 3
-candidates x 8 steps with images, and the node's resident memory after warm-up and at the end.
+reached the node, camera stamp -> ~/futures received (p50/p99), the age of the newest futures
+a subscriber holds (averaged over time), ~/rollout round trips for 3 candidates x 8 steps with
+images, and the node's resident memory after warm-up and at the end.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sora_ros.core.units import NS_PER_MS
 from sora_ros.harness import processes, service_call
 
 CAMERA_SIZE = (128, 128)  # (H, W) by default
@@ -82,6 +84,23 @@ def parse_parameter(text: str) -> str:
     return text
 
 
+def mean_age_ms(received_ns: np.ndarray, stamps_ns: np.ndarray) -> float:
+    """Time-averaged age (ms) of the newest futures a subscriber holds: between receipts i and
+    i + 1 it holds futures i, whose age rises from r_i - s_i to r_{i+1} - s_i. What a planner
+    reading the newest futures at a random moment sees; it counts both the latency and the gap
+    between futures. NaN for fewer than two receipts.
+
+    Args:
+        received_ns: (n,) receipt times, ascending; stamps_ns: (n,) the futures' camera stamps, same clock.
+    """
+    if len(received_ns) < 2:
+        return float("nan")
+    r, s = np.asarray(received_ns, np.float64), np.asarray(stamps_ns, np.float64)
+    spans = np.diff(r)  # (n - 1,)
+    area = np.sum(spans * ((r[:-1] + r[1:]) / 2 - s[:-1]))
+    return float(area / spans.sum() / NS_PER_MS)
+
+
 def _pattern(t: float, size: tuple[int, int]) -> np.ndarray:
     """uint8 (H, W, 3): stripes that drift with time, so frames differ."""
     height, width = size
@@ -100,7 +119,6 @@ def run(args: argparse.Namespace) -> int:
 
     from sora_ros.core.machine import machine_description
     from sora_ros.core.paths import default_model_dir
-    from sora_ros.core.units import NS_PER_MS
     from sora_ros.msg import FutureFrames
     from sora_ros.nodes.messages import header, numpy_to_image, stamp_ns
     from sora_ros.srv import Rollout
@@ -119,12 +137,12 @@ def run(args: argparse.Namespace) -> int:
     node = processes.start(processes.node_command(WORLD_MODEL, parameters), stdout=node_log, text=True)
     rclpy.init()
     probe = rclpy.create_node("bench_nodes")
-    latencies: list[float] = []
+    receipts: list[tuple[int, int]] = []  # (received, camera stamp) ns of each ~/futures
     lock = threading.Lock()
 
     def on_futures(msg: FutureFrames) -> None:
         with lock:
-            latencies.append((time.time_ns() - stamp_ns(msg.header)) / NS_PER_MS)
+            receipts.append((time.time_ns(), stamp_ns(msg.header)))
 
     probe.create_subscription(FutureFrames, "/world_model/futures", on_futures, QoSProfile(depth=20))
     stages: dict[str, str] = {}
@@ -159,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     camera_timer = probe.create_timer(1.0 / args.camera_rate, publish_frame)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not latencies:
+        while not receipts:
             if node.poll() is not None or time.monotonic() > deadline:
                 node_log.seek(0)
                 print(f"bench nodes: the world_model node produced no ~/futures (exit code {node.poll()}); its "
@@ -188,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         service_ms, service_total_ms = [c[0] for c in answered] or [np.nan], [c[1] for c in answered] or [np.nan]
         rss = [rss_mib(node.pid)]  # after every kind of work ran once: later growth would be a leak
         with lock:
-            latencies.clear()
+            receipts.clear()
             counted_from = (sent[0], int(node_input.get("frames_received", 0)))
         measured_from = time.monotonic()
         while time.monotonic() - start < duration:
@@ -196,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
             rss.append(rss_mib(node.pid))
         measured_s = time.monotonic() - measured_from
         with lock:
-            values = np.array(latencies)
+            received, stamps = np.array(receipts, np.int64).reshape(-1, 2).T  # (n,) each
+            values = (received - stamps) / NS_PER_MS
             counted = (sent[0] - counted_from[0], int(node_input.get("frames_received", 0)) - counted_from[1])
     finally:
         with camera_lock:
@@ -215,7 +234,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"camera frames reaching the node after warm-up: {counted[1]} of {counted[0]} sent "
           f"({100 * counted[1] / max(counted[0], 1):.0f}%, from its /diagnostics)")
     print(f"camera stamp -> ~/futures received: p50 {np.percentile(values, 50):.1f} ms, "
-          f"p99 {np.percentile(values, 99):.1f} ms (n={values.size}, {values.size / measured_s:.1f} futures/s)")
+          f"p99 {np.percentile(values, 99):.1f} ms (n={values.size}, {values.size / measured_s:.1f} futures/s); "
+          f"age of the newest futures, time average {mean_age_ms(received, stamps):.1f} ms")
     print("in the node, p50/p99 ms: " + ", ".join(
         f"{stage} {stages.get(f'{stage}_ms_p50', '?')}/{stages.get(f'{stage}_ms_p99', '?')}" for stage in STAGES))
     print(f"~/rollout {SERVICE_CANDIDATES} candidates x {SERVICE_HORIZON} steps with images, round trip: "

@@ -43,6 +43,7 @@ RELIABLE_DEPTH = 5  # ~/futures and ~/latents for a subscriber that needs every 
 WARNING_THROTTLE_S = 5.0
 # The camera subscription's reliability parameter -> the QoS policy.
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+ROLLOUT_TRIGGERS = ("newest", "arrival")  # sora_ros.core.scheduling.RolloutGate's on_arrival False / True
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -105,6 +106,10 @@ class ModelNode(LifecycleNode):
         # The predictor's parameters, declared in every role so one params file serves all three.
         p("horizon", 0, i("predicted frames per live rollout; 0 = the model's default", 0, MAX_HORIZON))
         p("rollout_rate", 10.0, f("most live rollouts per second", 0.1, 60.0))
+        p("rollout_trigger", "newest", plain("when a live rollout starts: newest (on the newest frame as soon as the "
+                                             "last rollout ends and the rate allows) or arrival (only on a frame "
+                                             "arriving while one may start: lower camera-to-futures latency, fewer "
+                                             "futures per second when a rollout outlasts the camera period)"))
         p("samples", 1, i("samples per live rollout; > 1 gives per-frame uncertainty", 1, MAX_SAMPLES))
         p("sampler_steps", 0, i("sampler steps per frame, live and ~/rollout; 0 = the model's default",
                                 0, MAX_SAMPLER_STEPS))
@@ -123,10 +128,11 @@ class ModelNode(LifecycleNode):
 
     def _check_parameters(self, parameters: list) -> SetParametersResult:
         """Refuse what the descriptors cannot express (rclpy checks the ranges itself)."""
-        reliability = [p.value for p in parameters if p.name == "image_reliability"]
-        if reliability and reliability[0] not in RELIABILITY:
-            return SetParametersResult(successful=False, reason=f"image_reliability must be one of "
-                                       f"{', '.join(RELIABILITY)}, got {reliability[0]!r}")
+        for name, choices in (("image_reliability", tuple(RELIABILITY)), ("rollout_trigger", ROLLOUT_TRIGGERS)):
+            value = [p.value for p in parameters if p.name == name]
+            if value and value[0] not in choices:
+                return SetParametersResult(successful=False, reason=f"{name} must be one of "
+                                           f"{', '.join(choices)}, got {value[0]!r}")
         try:
             self._read_settings({parameter.name: parameter.value for parameter in parameters})
         except ValueError as error:

@@ -4,7 +4,7 @@ what-if service ~/rollout. Alone it takes `latents` (an encoder's ~/latents); in
 
     python -m sora_ros.nodes.predictor --ros-args -p model_path:=models/default -r latents:=/encoder/latents
 
-A rollout thread rolls out each new context as the rollout rate allows (`RolloutGate`) and
+A rollout thread rolls out each new context as `rollout_rate` and `rollout_trigger` allow (`RolloutGate`) and
 publishes ~/futures; ~/rollout runs in its own callback group (the engine serialises rollouts).
 
 cmd_vel is Twist or TwistStamped (Jazzy and Kilted controllers moved to TwistStamped); a
@@ -60,7 +60,7 @@ class PredictorNode(ModelNode):
 
     def __init__(self, name: str = "predictor") -> None:
         super().__init__(name)
-        self._gate = RolloutGate(self.get_parameter("rollout_rate").value)
+        self._gate = self._new_gate()
         self._command: tuple[np.ndarray, float] | None = None  # (A,) in model order, monotonic time
         self._twist_indices: list[int] = []
         self._cmd_vel_sub = None  # the cmd_vel subscription, of the type cmd_vel_type chose
@@ -72,7 +72,13 @@ class PredictorNode(ModelNode):
 
     def _apply(self, settings: RolloutSettings) -> None:
         super()._apply(settings)
-        self._gate.set_rate(self.get_parameter("rollout_rate").value)
+        self._gate.configure(*self._gate_settings())
+
+    def _gate_settings(self) -> tuple[float, bool]:
+        return self.get_parameter("rollout_rate").value, self.get_parameter("rollout_trigger").value == "arrival"
+
+    def _new_gate(self) -> RolloutGate:
+        return RolloutGate(*self._gate_settings())
 
     def _create_outputs(self, reliable: QoSProfile) -> None:
         super()._create_outputs(reliable)
@@ -93,7 +99,7 @@ class PredictorNode(ModelNode):
         self._cmd_vel_type, self._cmd_vel_warning = None, None
         self._follow_cmd_vel_type()
         self._cmd_vel_timer = self.create_timer(CMD_VEL_DISCOVERY_S, self._follow_cmd_vel_type)
-        self._gate = RolloutGate(self.get_parameter("rollout_rate").value)
+        self._gate = self._new_gate()
 
     def on_deactivate(self, state):
         if self._cmd_vel_timer is not None:
