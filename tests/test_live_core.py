@@ -141,15 +141,15 @@ def test_rollout_gate_on_arrival_skips_a_context_that_came_while_a_rollout_ran()
     assert gate.wait(0.01)
 
 
-def test_rollout_gate_on_arrival_skips_a_context_that_came_before_the_rate_allowed():
+def test_rollout_gate_on_arrival_holds_a_context_that_came_before_the_rate_allowed():
     gate = RolloutGate(rate_hz=10.0, on_arrival=True)
     gate.announce(1)
     assert gate.wait(0.01)
-    assert not gate.wait(0.01)  # rollout 1 ended at once; the rate allows the next in 100 ms
-    gate.announce(2)  # too early
-    assert not gate.wait(0.2), "context 2 came before the rate allowed: skipped"
-    gate.announce(3)
-    assert gate.wait(0.01)
+    assert not gate.wait(0.01)  # rollout 1 ended at once; the rate allows the next 100 ms after it started
+    gate.announce(2)  # too early, but no rollout runs
+    start = time.monotonic()
+    assert gate.wait(0.3), "context 2 came while no rollout ran: rolled out once the rate allows"
+    assert time.monotonic() - start >= 0.05
 
 
 def test_deadline_plan_cuts_steps_then_decoding():

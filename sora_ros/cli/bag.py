@@ -118,7 +118,7 @@ def play(args: argparse.Namespace) -> int:
     from sora_ros.bag.reading import BagError, find_bags
     from sora_ros.harness.player import BagPlayer, PlayError
 
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # Ctrl-C: KeyboardInterrupt, here
+    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)  # Ctrl-C: KeyboardInterrupt, here
     node = rclpy.create_node("bag_player")
     status, player = 0, None
     try:
@@ -176,7 +176,7 @@ def _record(args: argparse.Namespace, topics: list[str], stop: SignalStop) -> in
 
     from sora_ros.harness.bag_recorder import TopicRecorder
 
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # `stop` handles them: between messages, not in one
+    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)  # `stop` handles them: between messages, not in one
     node = rclpy.create_node("sora_bag_recorder")
     executor = SingleThreadedExecutor()
     executor.add_node(node)

@@ -6,7 +6,7 @@ arrives before the previous one was taken replaces it (and is counted), so the
 queue never grows. `RolloutGate` lets the rollout thread start when there is a
 context it has not rolled out yet and at most `rate` times a second, so a new
 frame is rolled out as soon as the rate allows rather than on a fixed tick; or,
-on arrival, only on a frame that arrives while a rollout may start.
+on arrival, skipping a frame that arrives while a rollout runs.
 """
 
 from __future__ import annotations
@@ -81,11 +81,12 @@ class RolloutGate:
 
     Args:
         rate_hz: the most rollouts per second.
-        on_arrival: start only on a context announced while a rollout may start (none running,
-            the rate allows); one announced meanwhile is skipped, not rolled out late. When
-            rollouts take longer than the camera period, this trades futures per second for
-            camera-to-futures latency: each future is computed from a frame that waited for
-            nothing (README, "When a rollout starts").
+        on_arrival: skip a context announced while a rollout runs, rather than roll it out late
+            when that rollout ends. When rollouts take longer than the camera period, this
+            trades futures per second for camera-to-futures latency: no future is computed from
+            a frame that waited for a whole rollout (README, "When a rollout starts"). The rate
+            still holds a context announced too early until it allows (skipping it instead would
+            halve the rate whenever a frame arrives just before the rate allows).
     """
 
     def __init__(self, rate_hz: float, on_arrival: bool = False) -> None:
@@ -107,12 +108,9 @@ class RolloutGate:
         """A new context (with this version) is available."""
         with self._condition:
             self._version = max(self._version, version)
-            if self._on_arrival and (self._running or time.monotonic() < self._ready_at()):
-                self._served = self._version  # arrived while no rollout could start: skipped
+            if self._on_arrival and self._running:
+                self._served = self._version  # arrived during a rollout: skipped
             self._condition.notify_all()
-
-    def _ready_at(self) -> float:
-        return self._last_start + 1.0 / self._rate_hz
 
     def wait(self, timeout_s: float) -> bool:
         """Block until a rollout should start (an unserved context and the rate allows), then
@@ -123,7 +121,7 @@ class RolloutGate:
             self._running = False
             while not self._closed:
                 now = time.monotonic()
-                ready_at = self._ready_at()
+                ready_at = self._last_start + 1.0 / self._rate_hz
                 if self._version > self._served and now >= ready_at:
                     self._served = self._version
                     self._last_start, self._running = now, True

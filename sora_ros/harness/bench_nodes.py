@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         parameters += ["-p", parameter]
     node_log = tempfile.TemporaryFile("w+")  # shown when the node fails
     node = processes.start(processes.node_command(WORLD_MODEL, parameters), stdout=node_log, text=True)
-    rclpy.init()
+    rclpy.init(args=[])  # not sys.argv: rcl would take --param's NAME:=VALUE for a remap of this process
     probe = rclpy.create_node("bench_nodes")
     receipts: list[tuple[int, int]] = []  # (received, camera stamp) ns of each ~/futures
     lock = threading.Lock()

@@ -106,7 +106,7 @@ def serve(image_topic: str, world_model: str, compressed: bool, host: str, port:
     def interrupt(_signum: int, _frame) -> None:
         raise KeyboardInterrupt
 
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGTERM, interrupt)
     node = rclpy.create_node("foxglove_view")
     executor = SingleThreadedExecutor()

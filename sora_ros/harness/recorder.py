@@ -51,7 +51,7 @@ class FutureRecorder:
         self.lock = threading.Lock()
         from rclpy.parameter import Parameter
 
-        rclpy.init()
+        rclpy.init(args=[])  # not the CLI's sys.argv (rcl reads NAME:=VALUE there as a remap)
         self.sim_time = sim_time
         self.node = rclpy.create_node(node_name, parameter_overrides=[Parameter("use_sim_time", value=sim_time)])
         kind = CompressedImage if compressed else Image

@@ -106,10 +106,10 @@ class ModelNode(LifecycleNode):
         # The predictor's parameters, declared in every role so one params file serves all three.
         p("horizon", 0, i("predicted frames per live rollout; 0 = the model's default", 0, MAX_HORIZON))
         p("rollout_rate", 10.0, f("most live rollouts per second", 0.1, 60.0))
-        p("rollout_trigger", "newest", plain("when a live rollout starts: newest (on the newest frame as soon as the "
-                                             "last rollout ends and the rate allows) or arrival (only on a frame "
-                                             "arriving while one may start: lower camera-to-futures latency, fewer "
-                                             "futures per second when a rollout outlasts the camera period)"))
+        p("rollout_trigger", "arrival", plain("when a live rollout starts: arrival (on each frame that arrives while "
+                                              "no rollout runs, once the rate allows; a frame that arrives during "
+                                              "one is skipped) or newest (also on a frame that came during the last "
+                                              "rollout, as soon as it ends: more futures per second, each older)"))
         p("samples", 1, i("samples per live rollout; > 1 gives per-frame uncertainty", 1, MAX_SAMPLES))
         p("sampler_steps", 0, i("sampler steps per frame, live and ~/rollout; 0 = the model's default",
                                 0, MAX_SAMPLER_STEPS))
