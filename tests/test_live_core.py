@@ -123,21 +123,27 @@ def test_rollout_gate_runs_once_per_new_context_at_most_at_the_rate():
     assert not gate.wait(10.0)
 
 
-def test_rollout_gate_on_arrival_skips_a_context_that_came_while_a_rollout_ran():
+def test_rollout_gate_on_arrival_starts_on_the_next_frame_not_one_that_came_during_a_rollout():
     gate = RolloutGate(rate_hz=1000.0, on_arrival=True)
-    gate.announce(1)
+    for version in (1, 2):  # a camera period of about 50 ms
+        gate.announce(version)
+        time.sleep(0.05)
     assert gate.wait(0.01), "an idle gate starts on arrival"
-    gate.announce(2)  # arrives while rollout 1 runs
-    assert not gate.wait(0.05), "context 2 arrived during a rollout: skipped, not rolled out late"
-    gate.announce(3)  # arrives while the gate waits
-    assert gate.wait(0.01)
-    newest = RolloutGate(rate_hz=1000.0)  # the default: the newest context once the rollout ends
+    gate.announce(3)  # arrives while rollout 2 runs
+    assert not gate.wait(0.03), "context 3 came during a rollout: held for the next frame"
+    gate.announce(4)
+    assert gate.wait(0.01), "the next frame starts at once"
+    gate.announce(5)  # during rollout 4, and then the camera stops
+    start = time.monotonic()
+    assert gate.wait(2.0), "with no newer frame, the held one is rolled out after all"
+    assert time.monotonic() - start >= 0.04  # 1.5 camera periods after rollout 4 ended
+    newest = RolloutGate(rate_hz=1000.0)  # the other trigger: the newest context once the rollout ends
     newest.announce(1)
     assert newest.wait(0.01)
     newest.announce(2)
     assert newest.wait(0.01)
     gate.configure(rate_hz=1000.0, on_arrival=False)
-    gate.announce(4)  # during rollout 3, now rolled out late
+    gate.announce(6)  # during rollout 5, now rolled out at once
     assert gate.wait(0.01)
 
 

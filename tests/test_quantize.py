@@ -1,5 +1,6 @@
 """Int8 dynamics graphs: `sora-ros quantize` adds them beside the float32 ones, the engine runs
-them only when asked, and a directory without them refuses int8 by name."""
+them only when asked and close to float32 on this CPU, and a directory without them refuses int8
+by name."""
 
 from __future__ import annotations
 
@@ -50,6 +51,25 @@ def test_int8_needs_the_graphs_and_a_known_precision(tmp_path: Path, quantized: 
     (damaged / INT8_GRAPH_FILES["dynamics"]).write_bytes(b"not onnx")
     with pytest.raises(ModelDirError, match="SHA-256 mismatch"):
         read_model_info(damaged)
+
+
+def test_int8_graphs_this_cpu_takes_too_far_run_as_float32_under_auto(quantized: Path, monkeypatch) -> None:
+    from sora_ros.runtime import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "RELATIVE_TOLERANCE", 0.0)  # any int8 rounding now counts as too far
+    info = read_model_info(quantized)
+    context = np.random.default_rng(0).standard_normal((info.context_frames, *info.latent_shape)).astype(np.float32)
+    actions = np.zeros((4, info.action_dim), np.float32)
+    auto = WorldModelEngine(quantized, precision="auto")
+    assert auto.precision == "float32" and "running float32" in auto.precision_note
+    float32 = WorldModelEngine(quantized, precision="float32")
+    assert float32.precision_note is None
+    np.testing.assert_array_equal(auto.rollout(context, actions, seed=1).latents,
+                                  float32.rollout(context, actions, seed=1).latents)
+    asked = WorldModelEngine(quantized, precision="int8")  # asked for by name: kept, and said
+    assert asked.precision == "int8" and "predictions are off" in asked.precision_note
+    monkeypatch.undo()
+    assert WorldModelEngine(quantized, precision="auto").precision_note is None
 
 
 def test_quantize_refuses_a_folder_that_is_no_model(tmp_path: Path, capsys) -> None:

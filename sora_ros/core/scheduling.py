@@ -6,7 +6,7 @@ arrives before the previous one was taken replaces it (and is counted), so the
 queue never grows. `RolloutGate` lets the rollout thread start when there is a
 context it has not rolled out yet and at most `rate` times a second, so a new
 frame is rolled out as soon as the rate allows rather than on a fixed tick; or,
-on arrival, skipping a frame that arrives while a rollout runs.
+on arrival, starting on the next frame rather than on one that came during the last rollout.
 """
 
 from __future__ import annotations
@@ -76,17 +76,28 @@ class LatestSlot(Generic[Item]):
             self._condition.notify_all()
 
 
+# On arrival, a context that came during a rollout is rolled out after all when no newer one
+# arrives within this many camera periods of the rollout's end (the camera paused or stopped).
+ARRIVAL_GRACE_PERIODS = 1.5
+# Weight of the newest interval in the running mean of the camera period.
+PERIOD_SMOOTHING = 0.2
+
+
 class RolloutGate:
     """Decides when the rollout thread starts the next rollout.
 
     Args:
         rate_hz: the most rollouts per second.
-        on_arrival: skip a context announced while a rollout runs, rather than roll it out late
-            when that rollout ends. When rollouts take longer than the camera period, this
-            trades futures per second for camera-to-futures latency: no future is computed from
-            a frame that waited for a whole rollout (README, "When a rollout starts"). The rate
-            still holds a context announced too early until it allows (skipping it instead would
-            halve the rate whenever a frame arrives just before the rate allows).
+        on_arrival: hold back a context announced while a rollout runs, and start the next
+            rollout on the next context to arrive instead, when one arrives within
+            ARRIVAL_GRACE_PERIODS camera periods (a running mean of the intervals between
+            announcements) of that rollout's end; else roll the held one out after all, so
+            the last frame of a camera that stopped is still rolled out. When rollouts take
+            longer than the camera period, this trades futures per second for
+            camera-to-futures latency: no future is computed from a frame that waited for a
+            whole rollout (README, "When a rollout starts"). The rate holds a context announced
+            too early until it allows (skipping it instead would halve the rate whenever a
+            frame arrives just before the rate allows).
     """
 
     def __init__(self, rate_hz: float, on_arrival: bool = False) -> None:
@@ -94,9 +105,13 @@ class RolloutGate:
         self._rate_hz = rate_hz
         self._on_arrival = on_arrival
         self._version = 0  # newest context version announced
-        self._served = 0  # version the last rollout used (or skipped)
+        self._served = 0  # version the last rollout used
+        self._held = 0  # newest version announced while a rollout ran
         self._last_start = -float("inf")
+        self._ended = -float("inf")  # when the last rollout ended
         self._running = False  # a rollout `wait` started has not come back to `wait` yet
+        self._last_announced: float | None = None
+        self._period_s: float | None = None  # running mean of the intervals between announcements
         self._closed = False
 
     def configure(self, rate_hz: float, on_arrival: bool) -> None:
@@ -106,29 +121,40 @@ class RolloutGate:
 
     def announce(self, version: int) -> None:
         """A new context (with this version) is available."""
+        now = time.monotonic()
         with self._condition:
+            if self._last_announced is not None:
+                interval = now - self._last_announced
+                self._period_s = interval if self._period_s is None else (
+                    (1.0 - PERIOD_SMOOTHING) * self._period_s + PERIOD_SMOOTHING * interval)
+            self._last_announced = now
             self._version = max(self._version, version)
-            if self._on_arrival and self._running:
-                self._served = self._version  # arrived during a rollout: skipped
+            if self._running:
+                self._held = self._version
             self._condition.notify_all()
 
     def wait(self, timeout_s: float) -> bool:
-        """Block until a rollout should start (an unserved context and the rate allows), then
-        mark it started; the caller's previous rollout has ended. Returns False on timeout or
-        once closed."""
+        """Block until a rollout should start (an unserved context, the rate allows and, on
+        arrival, the context is not held back), then mark it started; the caller's previous
+        rollout has ended. Returns False on timeout or once closed."""
         end = time.monotonic() + timeout_s
         with self._condition:
-            self._running = False
+            if self._running:
+                self._running, self._ended = False, time.monotonic()
             while not self._closed:
                 now = time.monotonic()
-                ready_at = self._last_start + 1.0 / self._rate_hz
-                if self._version > self._served and now >= ready_at:
-                    self._served = self._version
-                    self._last_start, self._running = now, True
-                    return True
+                wake = end
+                if self._version > self._served:
+                    start_at = self._last_start + 1.0 / self._rate_hz
+                    if self._on_arrival and self._version == self._held and self._period_s is not None:
+                        start_at = max(start_at, self._ended + ARRIVAL_GRACE_PERIODS * self._period_s)
+                    if now >= start_at:
+                        self._served = self._version
+                        self._last_start, self._running = now, True
+                        return True
+                    wake = min(end, start_at)
                 if now >= end:
                     return False
-                wake = min(end, ready_at) if self._version > self._served else end
                 self._condition.wait(max(wake - now, 0.0))
             return False
 

@@ -5,7 +5,8 @@ dynamics graphs, and on a CPU with integer dot-product instructions (x86 VNNI/AM
 8-bit products run faster than float32 ones. ONNX Runtime's dynamic quantization
 (`onnxruntime.quantization.quantize_dynamic`) stores each MatMul/Gemm weight as int8, per output
 channel, and quantizes the activations to uint8 per call from their own range, so it needs no
-calibration data. The float32 graphs stay: the int8 ones are an option (`precision="int8"` in
+calibration data. The weights use 7 of the 8 bits (`reduce_range`): on x86 CPUs without VNNI,
+8-bit ones saturate ONNX Runtime's 16-bit partial sums (sora_ros.runtime.int8_parity). The float32 graphs stay: the int8 ones are an option (`precision="int8"` in
 WorldModelEngine, the node's `dynamics_precision`, `eval --dynamics-precision`), for the CPU
 provider; a GPU runs float32.
 
@@ -25,14 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from sora_ros.model.export import PARITY_BATCH, parity_sizes
-from sora_ros.runtime.model_dir import (INT8_GRAPH_FILES, MODEL_JSON, concrete_shape, expected_signatures,
-                                        read_model_info, sha256_file, write_model_json)
+from sora_ros.runtime.int8_parity import RELATIVE_TOLERANCE, int8_parity
+from sora_ros.runtime.model_dir import INT8_GRAPH_FILES, MODEL_JSON, read_model_info, sha256_file, write_model_json
 
-# Largest mean |int8 - float32| / mean |float32| accepted per graph (dynamic quantization of this
-# DiT gives about 0.02; a graph far above it would be a broken quantization, not a rounding cost).
-RELATIVE_TOLERANCE = 0.05
 METHOD = ("onnxruntime.quantization.quantize_dynamic: MatMul and Gemm weights int8 per output channel, "
-          "activations uint8 quantized per call from their own range; everything else float32")
+          "7-bit range (reduce_range), activations uint8 quantized per call from their own range; "
+          "everything else float32")
 
 
 class QuantizeError(Exception):
@@ -45,15 +44,6 @@ class _QuietPreprocessHint(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "pre-processing before quantization" not in record.getMessage()
-
-
-def _random_inputs(signature: dict, sizes: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    inputs = {}
-    for name, spec in signature["inputs"].items():
-        shape = concrete_shape(spec, PARITY_BATCH, sizes)
-        inputs[name] = (rng.uniform(0, 1, shape) if name in ("flow_time", "context_noise")
-                        else rng.standard_normal(shape)).astype(np.float32)
-    return inputs
 
 
 def _unlist_int8(out: Path) -> None:
@@ -101,34 +91,21 @@ def add_int8_dynamics(model_dir: str | Path, seed: int = 0) -> dict[str, dict[st
     out = Path(model_dir)
     _unlist_int8(out)
     info = read_model_info(out)
-    signatures = expected_signatures(info)
-    rng = np.random.default_rng(seed)
     grids = parity_sizes(info.image_size, info.patch_grid) if info.grid_follows_camera else [info.image_size]
-    parity = {}
-    float32 = {graph: ort.InferenceSession(str(info.graph_path(graph)), providers=["CPUExecutionProvider"])
-               for graph in INT8_GRAPH_FILES}
+    cpu = ["CPUExecutionProvider"]
+    float32 = {graph: ort.InferenceSession(str(info.graph_path(graph)), providers=cpu) for graph in INT8_GRAPH_FILES}
     hint = _QuietPreprocessHint()
     logging.getLogger().addFilter(hint)
     staging = tempfile.TemporaryDirectory()  # the graphs enter the model directory only once checked
     try:
+        int8 = {}
         for graph, file_name in INT8_GRAPH_FILES.items():
             whole = Path(staging.name) / "float32.onnx"  # the weights pulled in from dynamics.weights
             onnx.save(onnx.load(str(info.graph_path(graph))), str(whole))
-            quantize_dynamic(whole, Path(staging.name) / file_name, weight_type=QuantType.QInt8, per_channel=True)
-            int8 = ort.InferenceSession(str(Path(staging.name) / file_name), providers=["CPUExecutionProvider"])
-            differences, magnitudes = [], []
-            for hw in grids:
-                sizes = info.grid_sizes(hw)
-                inputs = _random_inputs(signatures[graph], sizes, rng)
-                if graph == "dynamics":  # keys/values as the context graph makes them, not noise
-                    context = _random_inputs(signatures["dynamics_context"], sizes, rng)
-                    inputs["context_kv"] = float32["dynamics_context"].run(None, context)[0]
-                expected, got = float32[graph].run(None, inputs)[0], int8.run(None, inputs)[0]
-                differences.append(np.abs(got - expected).ravel())
-                magnitudes.append(np.abs(expected).ravel())
-            difference, magnitude = np.concatenate(differences), np.concatenate(magnitudes)
-            parity[graph] = {"relative_error": float(difference.mean() / max(magnitude.mean(), 1e-12)),
-                             "max_abs_error": float(difference.max())}
+            quantize_dynamic(whole, Path(staging.name) / file_name, weight_type=QuantType.QInt8, per_channel=True,
+                             reduce_range=True)
+            int8[graph] = ort.InferenceSession(str(Path(staging.name) / file_name), providers=cpu)
+        parity = int8_parity(info, float32, int8, grids, PARITY_BATCH, np.random.default_rng(seed))
         bad = {graph: p["relative_error"] for graph, p in parity.items() if p["relative_error"] > RELATIVE_TOLERANCE}
         if bad:
             raise QuantizeError(f"int8 graphs differ from float32 by {bad} (mean relative), above "

@@ -107,9 +107,10 @@ class ModelNode(LifecycleNode):
         p("horizon", 0, i("predicted frames per live rollout; 0 = the model's default", 0, MAX_HORIZON))
         p("rollout_rate", 10.0, f("most live rollouts per second", 0.1, 60.0))
         p("rollout_trigger", "arrival", plain("when a live rollout starts: arrival (on each frame that arrives while "
-                                              "no rollout runs, once the rate allows; a frame that arrives during "
-                                              "one is skipped) or newest (also on a frame that came during the last "
-                                              "rollout, as soon as it ends: more futures per second, each older)"))
+                                              "no rollout runs, once the rate allows; one that came during a rollout "
+                                              "waits for the next frame, and is rolled out if none comes within 1.5 "
+                                              "camera periods) or newest (on the newest frame as soon as the last "
+                                              "rollout ends: more futures per second, each older)"))
         p("samples", 1, i("samples per live rollout; > 1 gives per-frame uncertainty", 1, MAX_SAMPLES))
         p("sampler_steps", 0, i("sampler steps per frame, live and ~/rollout; 0 = the model's default",
                                 0, MAX_SAMPLER_STEPS))
@@ -175,6 +176,8 @@ class ModelNode(LifecycleNode):
                                f"pixel budget, camera aspect ratios {low:.3g} to {high:.3g}, "
                                f"K={info.context_frames}, dt={info.dt:g} s, actions {list(info.action_names)}) "
                                f"on {engine.providers}, {engine.precision} dynamics")
+        if engine.precision_note:
+            self.get_logger().warning(engine.precision_note)
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:

@@ -22,6 +22,7 @@ import onnxruntime as ort
 
 from sora_ros.runtime import sampler
 from sora_ros.runtime.anchor import ANCHOR_GRAPH, AnchoredDecoder, anchor_signature
+from sora_ros.runtime.int8_parity import RELATIVE_TOLERANCE, int8_parity
 from sora_ros.runtime.model_dir import AUTO_PRECISION, GRAPH_FILES, INT8_GRAPH_FILES, ModelDirError, ModelInfo, \
     check_session, concrete_shape, expected_signatures, read_model_info
 from sora_ros.runtime.risk import RISK_GRAPH, RiskHead, risk_signature
@@ -192,8 +193,11 @@ class WorldModelEngine:
         providers: execution providers in order of preference (see `resolve_providers`).
         precision: of the two dynamics graphs: "float32"; "int8", the directory's quantized
             versions (sora_ros/model/quantize.py: faster on a CPU, PSNR within 0.002 dB on the
-            default's held-out sim episodes); or "auto", int8 where the directory has them and
-            the CPU runs them, else float32. `self.precision` is the one in use.
+            default's held-out sim episodes); or "auto", int8 where the directory has them, the
+            CPU provider runs them and, measured at load on this CPU, they stay within
+            RELATIVE_TOLERANCE of float32 (sora_ros.runtime.int8_parity), else float32.
+            `self.precision` is the one in use; `self.precision_note` says what that check
+            found when int8 graphs failed it, else None.
 
     Raises:
         ModelDirError: the directory is incomplete, a hash or shape does not match, a file is not
@@ -214,6 +218,9 @@ class WorldModelEngine:
             check_session(path, session, self.signatures[graph])
             self.sessions[graph] = session
         self._check_sizes()
+        self.precision_note: str | None = None
+        if self.precision == "int8":
+            self._check_int8(fall_back=precision == AUTO_PRECISION)
         self.anchor: AnchoredDecoder | None = None
         if self.info.anchor is None:
             log.info("%s has no anchored decoder: predicted frames are the VAE decoder's %dx%d images",
@@ -389,6 +396,25 @@ class WorldModelEngine:
         latents = latents.reshape(candidates, samples, *latents.shape[1:])  # (N, S, H, C, h, w)
         uncertainty = latents.std(axis=1).mean(axis=(-3, -2, -1)).astype(np.float32)  # (N, H)
         return RolloutResult(latents, uncertainty, time.perf_counter() - start)
+
+    def _check_int8(self, fall_back: bool) -> None:
+        """Measure the int8 dynamics against float32 on this CPU (one run of each graph at the
+        model's own grid); beyond RELATIVE_TOLERANCE, say so in `precision_note` and the log,
+        and with `fall_back` ("auto") run float32 instead."""
+        float32 = {graph: _open_session(graph, self.info.graph_path(graph), self.providers) for graph in INT8_GRAPH_FILES}
+        parity = int8_parity(self.info, float32, self.sessions, [self.info.image_size], 1, np.random.default_rng(0))
+        drift = {graph: round(figures["relative_error"], 3) for graph, figures in parity.items()}
+        if max(drift.values()) <= RELATIVE_TOLERANCE:
+            return
+        self.precision_note = (f"int8 dynamics graphs differ from float32 by {drift} (mean relative) on this CPU, "
+                               f"above {RELATIVE_TOLERANCE}: "
+                               + ("running float32" if fall_back else "running them as asked; predictions are off")
+                               + " (re-quantize with `sora-ros quantize`: its 7-bit weights do not saturate this "
+                               "CPU's int8 kernel)")
+        log.warning("%s: %s", self.info.path, self.precision_note)
+        if fall_back:
+            self.sessions.update(float32)
+            self.precision = "float32"
 
     def _normalised_actions(self, actions: np.ndarray | None, horizon: int | None) -> tuple[np.ndarray | None, int]:
         """Actions as (N, H, A) normalised for the network, and the horizon."""
