@@ -15,6 +15,9 @@ def test_camera_size_is_width_by_height() -> None:
     for bad in ("640", "640x", "x480", "0x480", "640x-1", "axb"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_size(bad)
+    assert parse_size("4096x4096") == (4096, 4096)  # the node's default max_image_pixels
+    with pytest.raises(argparse.ArgumentTypeError, match="image_too_large"):
+        parse_size("20000x20000")  # refused before anything is made or started
 
 
 def test_bench_nodes_takes_a_camera_size() -> None:

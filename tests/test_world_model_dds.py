@@ -216,6 +216,17 @@ def test_horizon_changes_at_run_time(world_model: Probe) -> None:
     world_model.wait_for(lambda: world_model.futures[-1].horizon == 3, "futures of the new horizon")
 
 
+def test_rollout_trigger_changes_at_run_time_and_refuses_other_values(world_model: Probe) -> None:
+    string = lambda text: ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=text)  # noqa: E731
+    assert not set_parameter(world_model, "rollout_trigger", string("Arrival"))
+    assert set_parameter(world_model, "rollout_trigger", string("newest"))
+    for i in range(3):
+        world_model.send(T0_S + 250.0 + i * DT_S)
+    origin = round((T0_S + 250.0 + 2 * DT_S) * NS_PER_S)
+    world_model.wait_for(lambda: stamp_ns(world_model.futures[-1].header) == origin, "~/futures from the newest frame")
+    assert set_parameter(world_model, "rollout_trigger", string("arrival"))
+
+
 def test_a_deadline_it_cannot_meet_cuts_sampler_steps(world_model: Probe) -> None:
     budget = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=0.001)  # 1 us: nothing fits
     assert set_parameter(world_model, "deadline_ms", budget)

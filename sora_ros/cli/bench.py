@@ -99,7 +99,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "closed-loop: the sampling MPC driving the sim with the model, copy-last predictions, "
                         "shuffled actions and the wander policy (collisions, distance, latency)")
     parser.add_argument("--repeats", type=positive_int,
-                        help=f"image, model: timed repetitions per row, median reported (default {DEFAULT_REPEATS})")
+                        help=f"image, model: timed repetitions per row, median reported (default "
+                             f"{', '.join(f'{target} {count}' for target, count in DEFAULT_REPEATS.items())})")
     parser.add_argument("--model", help="model: model directory to time (ONNX Runtime only unless --checkpoint); "
                         "fine-tune: the parent model directory, with weights.safetensors (default: the installed default)")
     parser.add_argument("--minutes", type=positive_float, nargs="+",
@@ -107,12 +108,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              f"{' '.join(f'{m:g}' for m in FINE_TUNE_MINUTES)})")
     parser.add_argument("--out", type=out_dir, help=f"fine-tune: data, runs, models, evaluations, RESULTS.md, results.json, "
                         "fine_tune.png; a rerun skips what is there; closed-loop: metrics.json, plots, episodes.jsonl "
-                        f"(default {DEFAULT_OUT})")
+                        f"(default {', '.join(f'{target} {path}' for target, path in DEFAULT_OUT.items())})")
     parser.add_argument("--checkpoint", help="model: the checkpoint --model was exported from (torch-eager column)")
     parser.add_argument("--preset", help="model: export random weights of this size preset to a temporary "
                         "directory and time both (default cpu64 when --model is not given)")
     parser.add_argument("--duration", type=positive_float,
-                        help=f"nodes: seconds the camera runs, above 0 (default {DEFAULTS['duration']:g}; the RSS growth "
+                        help=f"nodes: seconds measured after the start-up and ~/rollout calls, above 0 (default "
+                        f"{DEFAULTS['duration']:g}; the RSS growth "
                         "check: 600 for the "
                         "10-minute target)")
     parser.add_argument("--camera-rate", type=float_between(MIN_FPS, MAX_FPS),

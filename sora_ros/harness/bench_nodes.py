@@ -1,13 +1,14 @@
 """`sora-ros bench nodes`: the world-model node through real DDS.
 
 Starts the world_model node in its own process (`--output-size` sets its output_size, `--param
-NAME:=VALUE` any parameter), publishes
+NAME:=VALUE` any parameter it declares), publishes
 a 15 Hz camera (128x128 rgb8 by default, `--camera-size 640x480` for a robot camera; a drifting
 pattern of CAMERA_LOOP_FRAMES frames made beforehand and replayed, so the camera costs what a
 driver's copy costs; stamped with wall time) from this process, and measures: the frames that
 reached the node, camera stamp -> ~/futures received (p50/p99), the age of the newest futures
 a subscriber holds (averaged over time), ~/rollout round trips for 3 candidates x 8 steps with
-images, and the node's resident memory after warm-up and at the end.
+images, and the node's resident memory after warm-up and at the end. The latency and memory
+figures cover `--duration` seconds after the start-up and the ~/rollout calls.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sora_ros.core.image import DEFAULT_MAX_PIXELS
 from sora_ros.core.units import NS_PER_MS
 from sora_ros.harness import processes, service_call
 
@@ -63,11 +65,15 @@ def parse_size(text: str) -> tuple[int, int]:
     """"640x480" (width x height, as cameras are named) -> (H, W) = (480, 640).
 
     Raises:
-        argparse.ArgumentTypeError: not two positive integers joined by x.
+        argparse.ArgumentTypeError: not two positive integers joined by x, or more pixels than
+            the node takes by default (DEFAULT_MAX_PIXELS; it drops larger frames as image_too_large).
     """
     width, x, height = text.lower().partition("x")
     if not (x and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
         raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 640x480")
+    if int(width) * int(height) > DEFAULT_MAX_PIXELS:
+        raise argparse.ArgumentTypeError(f"{text!r}: more than the {DEFAULT_MAX_PIXELS} pixels the node takes "
+                                         "(its max_image_pixels; it would drop every frame as image_too_large)")
     return int(height), int(width)
 
 
@@ -111,20 +117,24 @@ def _pattern(t: float, size: tuple[int, int]) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, qos_profile_sensor_data
-    from sensor_msgs.msg import Image
+    """`sora-ros bench nodes`; 1 when the node fails or measures nothing, 130 on Ctrl-C or SIGTERM."""
+    import signal
 
-    from sora_ros.core.machine import machine_description
+    def interrupt(_signum: int, _frame) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # like Ctrl-C: the finally stops the node process
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("bench nodes: interrupted; the node was stopped", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     from sora_ros.core.paths import default_model_dir
-    from sora_ros.msg import FutureFrames
-    from sora_ros.nodes.messages import header, numpy_to_image, stamp_ns
-    from sora_ros.srv import Rollout
 
     model = args.model or str(default_model_dir())
-    duration = args.duration
     size = getattr(args, "camera_size", None) or CAMERA_SIZE
     output_size = getattr(args, "output_size", None)  # (H, W) or None: the camera's
     parameters = ["-p", f"model_path:={model}", "-r", "image:=/bench/image"]
@@ -133,9 +143,35 @@ def run(args: argparse.Namespace) -> int:
     extra = getattr(args, "param", None) or []  # NAME:=VALUE
     for parameter in extra:
         parameters += ["-p", parameter]
+    frames = [_pattern(i / args.camera_rate, size) for i in range(CAMERA_LOOP_FRAMES)]  # before the node starts
     node_log = tempfile.TemporaryFile("w+")  # shown when the node fails
     node = processes.start(processes.node_command(WORLD_MODEL, parameters), stdout=node_log, text=True)
-    rclpy.init(args=[])  # not sys.argv: rcl would take --param's NAME:=VALUE for a remap of this process
+    try:
+        return _measure(args, node, node_log, model, size, frames, output_size, extra)
+    finally:
+        processes.stop([node])
+
+
+def _measure(args: argparse.Namespace, node, node_log, model: str, size: tuple[int, int], frames: list[np.ndarray],
+             output_size: tuple[int, int] | None, extra: list[str]) -> int:
+    """`run` once the node process runs (the caller stops it)."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rcl_interfaces.srv import ListParameters
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, qos_profile_sensor_data
+    from rclpy.signals import SignalHandlerOptions
+    from sensor_msgs.msg import Image
+
+    from sora_ros.core.machine import machine_description
+    from sora_ros.msg import FutureFrames
+    from sora_ros.nodes.messages import header, numpy_to_image, stamp_ns
+    from sora_ros.srv import Rollout
+
+    # Not sys.argv: rcl would take --param's NAME:=VALUE for a remap of this process. Ctrl-C and
+    # SIGTERM raise KeyboardInterrupt in this thread (`run`), not inside the executor's.
+    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+    duration = args.duration
     probe = rclpy.create_node("bench_nodes")
     receipts: list[tuple[int, int]] = []  # (received, camera stamp) ns of each ~/futures
     lock = threading.Lock()
@@ -156,7 +192,6 @@ def run(args: argparse.Namespace) -> int:
 
     probe.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, QoSProfile(depth=20))
     camera = probe.create_publisher(Image, "/bench/image", qos_profile_sensor_data)
-    frames = [_pattern(i / args.camera_rate, size) for i in range(CAMERA_LOOP_FRAMES)]
     client = probe.create_client(Rollout, "/world_model/rollout")
     executor = SingleThreadedExecutor()
     executor.add_node(probe)
@@ -184,6 +219,12 @@ def run(args: argparse.Namespace) -> int:
                       "last output:\n" + "".join(node_log.readlines()[-NODE_LOG_LINES:]), file=sys.stderr)
                 return 1
             time.sleep(0.1)
+        names = service_call.call(probe.create_client(ListParameters, "/world_model/list_parameters"),
+                                  ListParameters.Request(), STARTUP_TIMEOUT_S).result.names
+        if unknown := [name for name in (p.partition(":=")[0] for p in extra) if name not in names]:
+            print(f"bench nodes: the world_model node has no parameter {', '.join(unknown)} (a node ignores "
+                  "unknown ones; README, \"Nodes and the demo\", lists them)", file=sys.stderr)
+            return 1
         actions = np.array([[[0.3, w]] * SERVICE_HORIZON for w in (0.8, 0.0, -0.8)], np.float32)  # (3, 8, 2)
 
         def call(seed: int) -> tuple[float, float, str | None]:
@@ -196,11 +237,11 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             call(0)  # warm-up: the node allocates the buffers of this batch size once
+            time.sleep(WARM_UP_S)
+            calls = [call(seed) for seed in range(1, SERVICE_CALLS + 1)]
         except service_call.ServiceTimeout as error:
             print(f"bench nodes: {error}", file=sys.stderr)
             return 1
-        time.sleep(WARM_UP_S)
-        calls = [call(seed) for seed in range(1, SERVICE_CALLS + 1)]
         answered = [c for c in calls if c[2] is None]  # a refusal's round trip is no rollout's
         refusals = sorted({c[2] for c in calls if c[2] is not None})
         service_ms, service_total_ms = [c[0] for c in answered] or [np.nan], [c[1] for c in answered] or [np.nan]
@@ -208,9 +249,9 @@ def run(args: argparse.Namespace) -> int:
         with lock:
             receipts.clear()
             counted_from = (sent[0], int(node_input.get("frames_received", 0)))
-        measured_from = time.monotonic()
-        while time.monotonic() - start < duration:
-            time.sleep(min(RSS_PERIOD_S, max(0.0, duration - (time.monotonic() - start))))
+        measured_from = time.monotonic()  # `duration` is measured from here, after the warm-up
+        while (left := duration - (time.monotonic() - measured_from)) > 0:
+            time.sleep(min(RSS_PERIOD_S, left))
             rss.append(rss_mib(node.pid))
         measured_s = time.monotonic() - measured_from
         with lock:
@@ -225,11 +266,14 @@ def run(args: argparse.Namespace) -> int:
         spinner.join()  # before rclpy shuts down under it
         probe.destroy_node()
         rclpy.try_shutdown()
-        processes.stop([node])
+    if values.size < 2:
+        print(f"bench nodes: {values.size} ~/futures arrived in the {measured_s:.0f} s measured after the warm-up: "
+              "nothing to measure (a longer --duration, or the node's drops in its /diagnostics)", file=sys.stderr)
+        return 1
     print(f"machine: {machine_description()}")
     print(f"model: {model}; camera {size[1]}x{size[0]} rgb8 at {args.camera_rate:g} Hz, predicted frames "
           f"{'at the camera size' if not output_size else f'{output_size[1]}x{output_size[0]}'}, "
-          f"{time.monotonic() - start:.0f} s"
+          f"{measured_s:.0f} s measured after {measured_from - start:.0f} s of start-up and ~/rollout calls"
           + "".join(f", {parameter}" for parameter in extra))
     print(f"camera frames reaching the node after warm-up: {counted[1]} of {counted[0]} sent "
           f"({100 * counted[1] / max(counted[0], 1):.0f}%, from its /diagnostics)")

@@ -36,6 +36,20 @@ def _log_refusal(make_node: Callable[[], Any], message: str) -> None:
     rclpy.logging.get_logger(getattr(make_node, "__name__", "node")).error(message)
 
 
+def _init(make_node: Callable[[], Any], args: list[str] | None, **options) -> bool:
+    """rclpy.init; False, after one error line, when rcl refuses the command line (e.g. a `-p`
+    value that is not YAML, `-p x:=[1,`), which it reports as a bare RCLError."""
+    import rclpy
+    from rclpy.impl.implementation_singleton import rclpy_implementation
+
+    try:
+        rclpy.init(args=args, **options)
+    except rclpy_implementation.RCLError as error:
+        _log_refusal(make_node, f"cannot start: {error}{PARAMETER_HINT}")
+        return False
+    return True
+
+
 def spin(make_node: Callable[[], Any], args: list[str] | None = None,
          fatal: tuple[type[Exception], ...] = ()) -> int:  # fmt: skip
     """The standard node `main`: init, build the node, spin until Ctrl-C or shutdown, clean up.
@@ -53,7 +67,8 @@ def spin(make_node: Callable[[], Any], args: list[str] | None = None,
     from rclpy.exceptions import ParameterException
     from rclpy.executors import ExternalShutdownException
 
-    rclpy.init(args=args)
+    if not _init(make_node, args):
+        return 1
     node = None
     try:
         node = make_node()
@@ -114,7 +129,8 @@ def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None, 
         # inside rclpy itself (a Task half made, whose __del__ then prints a traceback at exit).
         stopping.set()
 
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    if not _init(make_node, args, signal_handler_options=SignalHandlerOptions.NO):
+        return 1
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, interrupt)
     node = executor = None
@@ -125,7 +141,9 @@ def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None, 
         if node.get_parameter("autostart").value:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 return 1
-            node.trigger_activate()
+            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().error("activate failed: the lines above say why")
+                return 1
         # Not executor.spin(): Python runs the Ctrl-C handler only when the wait returns, and under
         # use_sim_time with no /clock no timer ever ends it; a wall-clock timeout does.
         spinning.set()

@@ -110,7 +110,7 @@ class ModelNode(LifecycleNode):
                                               "no rollout runs, once the rate allows; one that came during a rollout "
                                               "waits for the next frame, and is rolled out if none comes within 1.5 "
                                               "camera periods) or newest (on the newest frame as soon as the last "
-                                              "rollout ends: more futures per second, each older)"))
+                                              "rollout ends: more futures per second, each older)", read_only=False))
         p("samples", 1, i("samples per live rollout; > 1 gives per-frame uncertainty", 1, MAX_SAMPLES))
         p("sampler_steps", 0, i("sampler steps per frame, live and ~/rollout; 0 = the model's default",
                                 0, MAX_SAMPLER_STEPS))
@@ -129,16 +129,20 @@ class ModelNode(LifecycleNode):
 
     def _check_parameters(self, parameters: list) -> SetParametersResult:
         """Refuse what the descriptors cannot express (rclpy checks the ranges itself)."""
-        for name, choices in (("image_reliability", tuple(RELIABILITY)), ("rollout_trigger", ROLLOUT_TRIGGERS)):
-            value = [p.value for p in parameters if p.name == name]
-            if value and value[0] not in choices:
-                return SetParametersResult(successful=False, reason=f"{name} must be one of "
-                                           f"{', '.join(choices)}, got {value[0]!r}")
         try:
+            self._check_choices({parameter.name: parameter.value for parameter in parameters})
             self._read_settings({parameter.name: parameter.value for parameter in parameters})
         except ValueError as error:
             return SetParametersResult(successful=False, reason=str(error))
         return SetParametersResult(successful=True)
+
+    def _check_choices(self, changes: dict | None = None) -> None:
+        """Raise ValueError when a parameter with a fixed set of values has another (`changes`
+        applied; configure checks the values given at start-up, which no set-callback sees)."""
+        for name, choices in (("image_reliability", tuple(RELIABILITY)), ("rollout_trigger", ROLLOUT_TRIGGERS)):
+            value = (changes or {}).get(name, self.get_parameter(name).value)
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
     def _read_settings(self, changes: dict | None = None) -> RolloutSettings:
         """The rollout settings with `changes` applied. Raises ValueError on bad values."""
@@ -153,6 +157,11 @@ class ModelNode(LifecycleNode):
     # --- lifecycle --------------------------------------------------------------------------
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self._check_choices()  # from the command line or a params file: no set-callback saw them
+        except ValueError as error:
+            self.get_logger().error(f"configure failed: {error}")
+            return TransitionCallbackReturn.FAILURE
         path = self.get_parameter("model_path").value
         try:
             if not path:
