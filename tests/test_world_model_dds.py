@@ -295,6 +295,11 @@ def test_twist_stamped_cmd_vel_is_discovered_and_its_commands_assumed(world_mode
             except AssertionError:
                 assert stamp_s < T0_S + 500.0 + 100 * DT_S, f"the command never reached the futures: " \
                     f"{list(world_model.futures[-1].actions)[:2] if world_model.futures else 'no futures'}"
+        broken = TwistStamped()
+        broken.twist.linear.x = float("nan")
+        publisher.publish(broken)
+        world_model.wait_for(lambda: world_model._counter_unlocked(INPUT, "drop/nonfinite_cmd_vel") > 0,
+                             "drop/nonfinite_cmd_vel in /diagnostics")
     finally:
         world_model.node.destroy_timer(timer)
         world_model.node.destroy_publisher(publisher)

@@ -95,7 +95,9 @@ class EncoderNode(ModelNode):
             return self._drop(error.reason, str(error))
         except NonFiniteOutputError as error:
             return self._drop("nonfinite_output", str(error))
-        if rgb.shape != self._camera_shape:  # the first frame, or the camera changed: say what the model sees
+        # The first frame, or the camera changed: say what the model sees (once per period for a
+        # camera that changes size every frame).
+        if rgb.shape != self._camera_shape and self._throttle.ready("camera_size"):
             self._camera_shape = rgb.shape
             view = self.pipeline.camera_view(rgb).shape
             cropped = "" if view == rgb.shape else \

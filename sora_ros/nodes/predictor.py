@@ -142,8 +142,7 @@ class PredictorNode(ModelNode):
     def _on_cmd_vel(self, msg: Twist | TwistStamped) -> None:
         vector = twist_vector(msg.twist if isinstance(msg, TwistStamped) else msg)
         if not np.isfinite(vector).all():
-            self.counters.add("drop/nonfinite_cmd_vel")
-            return
+            return self._drop("nonfinite_cmd_vel", f"cmd_vel with NaN or Inf: {vector.tolist()}")
         self._command = (vector[self._twist_indices], time.monotonic())
 
     def _on_latents_msg(self, msg: PatchLatents) -> None:
