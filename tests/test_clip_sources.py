@@ -34,6 +34,22 @@ def test_bag_without_the_action_topic_gives_unknown_actions_and_a_note(tmp_path)
     assert any("footage: no /cmd_vel: actions unknown" in note for note in notes)
 
 
+def test_a_caller_that_stops_early_still_gets_the_notes_of_what_was_read(tmp_path):
+    """`eval --max-clips` stops reading mid-bag (scoring closes the generator): the drops read so far are noted."""
+    with BagWriter(tmp_path / "bag") as bag:
+        for k in range(16):
+            stamp = k * 100_000_000
+            bag.write("/camera/image_raw", m.IMAGE, stamp, m.image(np.full((16, 16, 3), k, np.uint8), stamp, "cam"))
+            bag.write("/cmd_vel", m.TWIST, stamp, m.twist(float("nan") if k == 1 else 0.5, 0.0))
+    notes: list[str] = []
+    clips = model_clips([tmp_path / "bag"], "/camera/image_raw", "/cmd_vel", dt=0.1, length=4, size=(8, 8),
+                        action_names=CMD_VEL_ACTIONS, notes=notes)
+    next(clips)
+    assert notes == []
+    clips.close()
+    assert any("action with NaN or Inf" in note for note in notes), notes
+
+
 def test_video_clips_with_stride_and_video_time_stamps(tmp_path):
     path = tmp_path / "v.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 20, (16, 16))

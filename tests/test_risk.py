@@ -32,15 +32,18 @@ T0_NS = 5 * NS_PER_S
 HORIZON = 3
 
 
-def motion_bag(path: Path, steps: list[tuple[float | None, float]], *, odom: bool = True, images: bool = False) -> Path:
+def motion_bag(path: Path, steps: list[tuple[float | None, float]], *, odom: bool = True, images: bool = False,
+               odom_nan: bool = False) -> Path:
     """A 10 Hz bag: at step k a cmd_vel of steps[k][0] m/s (None: no message), and odometry that
-    advances steps[k][1] m/s along x over the step; one more odometry message (and frame) ends it."""
+    advances steps[k][1] m/s along x over the step (NaN with `odom_nan`); one more odometry message
+    (and frame) ends it."""
     x = 0.0
     with BagWriter(path) as bag:
         for k in range(len(steps) + 1):
             stamp = T0_NS + k * DT_NS
             if odom:
-                bag.write("/odom", m.ODOMETRY, stamp, m.odometry(x, 0.0, 0.0, 0.0, 0.0, stamp, "odom", "base_link"))
+                bag.write("/odom", m.ODOMETRY, stamp, m.odometry(math.nan if odom_nan else x, 0.0, 0.0, 0.0, 0.0, stamp,
+                                                                 "odom", "base_link"))
             if images:
                 frame = np.full((32, 32, 3), 40 * (k % 6), np.uint8)
                 frame[:, :8] = 255  # a bright left edge: the frame is not left-right symmetric
@@ -140,6 +143,31 @@ def test_mirrored_training_clips_are_the_flipped_frames_under_the_mirrored_turn(
     np.testing.assert_array_equal(both.labels[1::2], plain.labels)
 
 
+def test_risk_data_clamps_commands_outside_the_models_range_and_says_so(tmp_path: Path) -> None:
+    from sora_ros.model.risk_trainer import prepare
+
+    engine = WorldModelEngine(export_tiny(tmp_path / "model"))
+    bag = motion_bag(tmp_path / "bag", [(1e30, 0.5)] * 20, images=True)  # finite, far outside any range
+    args = Namespace(image_topic="/camera/image_raw", action_topic="/cmd_vel", odom_topic="/odom")
+    data, summary = prepare(engine, [bag], args, BlockedRule(horizon_steps=HORIZON), log=lambda _: None)
+    high = np.asarray(engine.info.action_range[1], np.float32)
+    assert (data.actions <= high).all() and np.isfinite(data.predicted).all()  # rolled out clamped, no overflow
+    assert any("outside the model's range clamped" in note for note in summary["notes"])
+
+
+def test_odometry_that_is_all_nan_is_counted_and_leaves_no_labelled_clip(tmp_path: Path) -> None:
+    from sora_ros.model.risk_trainer import prepare
+
+    engine = WorldModelEngine(export_tiny(tmp_path / "model"))
+    bag = motion_bag(tmp_path / "bag", [(0.5, 0.5)] * 20, images=True, odom_nan=True)
+    args = Namespace(image_topic="/camera/image_raw", action_topic="/cmd_vel", odom_topic="/odom")
+    logged: list[str] = []
+    with pytest.raises(ValueError, match="with a known label") as error:
+        prepare(engine, [bag], args, BlockedRule(horizon_steps=HORIZON), log=logged.append)
+    assert "21 x odometry position with NaN or Inf dropped" in str(error.value)
+    assert any("odometry position with NaN" in line for line in logged)  # said on the terminal too
+
+
 def test_a_bag_without_odometry_is_a_clear_error_naming_the_topic(tmp_path: Path) -> None:
     bag = motion_bag(tmp_path / "bag", [(0.5, 0.5)] * 20, odom=False, images=True)
     with pytest.raises(ValueError, match="no bag has both /odom") as error:
@@ -181,6 +209,19 @@ def test_frames_beyond_the_models_context_is_a_usage_error_before_any_data_is_re
     for words in ([*run, "--frames", str(context)], [*run, "--model", str(tmp_path / "no_model"), "--frames", "99"]):
         args = build_parser().parse_args(words)
         args.check_usage(args)  # taken: the context length; a missing model is the stage's to report
+
+
+def test_a_model_that_has_a_head_keeps_it_unless_force_says_to_replace_it(with_head: Path, tmp_path: Path,
+                                                                         capsys) -> None:
+    from sora_ros.cli import main as sora_ros
+
+    before = (with_head / RISK_FILE).read_bytes()
+    run = ["train-risk", "--model", str(with_head), "--data", str(tmp_path / "no_bags"), "--out", str(tmp_path / "run")]
+    assert sora_ros(run) == 2
+    assert f"--model {with_head} already has risk.onnx: --force replaces it" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and (with_head / RISK_FILE).read_bytes() == before
+    assert sora_ros([*run, "--force"]) == 1  # taken: the stage runs (and reports the missing bags)
+    assert sora_ros([*run, "--no-export"]) == 1
 
 
 def test_an_unconditioned_model_gets_a_head_on_latents_alone(tmp_path: Path) -> None:

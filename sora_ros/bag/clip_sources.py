@@ -121,8 +121,9 @@ def model_clips(
                 yield clip
         except ClipError:
             pass  # too short for one clip: the report says so below
-        report.merge(reader.report)
-        notes += [f"{bag}: {line.strip()}" for line in reader.report.summary().splitlines()[1:]]
+        finally:  # also when the caller stops early (closes this generator): what was read is reported
+            report.merge(reader.report)
+            notes += [f"{bag}: {line.strip()}" for line in reader.report.summary().splitlines()[1:]]
     for video in videos:
         count = 0
         for clip in _video_clips(video, dt_ns, length, stride, size, action_dim, notes, report):

@@ -78,7 +78,8 @@ def labelled_clips(paths: list[str | Path], image_topic: str, action_topic: str,
         image_topic, action_topic, odom_topic: camera, cmd_vel (Twist/TwistStamped), nav_msgs/Odometry.
         rule: the label rule (sora_ros/core/risk.py).
         dt, length, stride, size, action_names: as `ClipReader` (dt in seconds).
-        notes: receives one line per bag skipped (a topic missing, too short for one clip).
+        notes: receives one line per bag skipped (a topic missing, too short for one clip) and per
+            kind of odometry or command message dropped in a bag (NaN, bad stamps).
 
     Returns:
         An iterator of (clip, float32 (T,) labels: 1 blocked within rule.horizon_steps steps, 0 not,
@@ -103,7 +104,11 @@ def labelled_clips(paths: list[str | Path], image_topic: str, action_topic: str,
 
     def clips() -> Iterator[tuple[Clip, np.ndarray]]:
         for bag in tqdm(usable, desc="risk data", unit="bag", dynamic_ncols=True, disable=None):
-            motion = read_motion(bag, odom_topic, action_topic)
+            report = ClipReport()
+            motion = read_motion(bag, odom_topic, action_topic, report)
+            for reason, count in report.skipped.most_common():
+                first = f" (first {report.first_error[reason]})" if reason in report.first_error else ""
+                notes.append(f"{bag}: {count} x {reason} dropped{first}")
             reader = ClipReader(bag, image_topic, action_topic, dt_ns=dt_ns, clip_length=length, size=size,
                                 stride=stride, action_names=action_names)
             try:

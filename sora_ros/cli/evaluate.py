@@ -183,8 +183,12 @@ def _risk(engine, args) -> dict | None:
     for note in notes:
         print(f"note: risk: {note}")
     if metrics is None:
-        print("risk: not scored: no labelled clip in the bags with odometry")
+        print("risk: not scored: no clip with a known label in the bags with odometry")
         return None
+    if metrics["positive_share"] in (0.0, 1.0):  # one class only: every AUC is NaN
+        print(f"risk: not scored: all {metrics['samples']} labelled frames are "
+              f"{'blocked' if metrics['positive_share'] else 'free'} (an AUC needs both)")
+        return metrics
     print(f"risk head, blocked within {metrics['horizon_steps']} steps: ROC AUC {metrics['auc_encoded']:.3f} on "
           f"encoded latents, {metrics['auc_predicted']:.3f} on predicted ones, {metrics['auc_forecast']:.3f} as "
           f"forecast (predicted or held window, the larger) ({metrics['samples']} frames, "

@@ -19,7 +19,9 @@ from sora_ros.cli.stage import run_stage
 
 
 def main(args: argparse.Namespace) -> int:
-    return run_stage(args, "train-anchor", "sora_ros.model.anchor_trainer:train_anchor", "anchor.pt")
+    from sora_ros.runtime.anchor import ANCHOR_FILE
+
+    return run_stage(args, "train-anchor", "sora_ros.model.anchor_trainer:train_anchor", "anchor.pt", ANCHOR_FILE)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -57,4 +59,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-every", type=positive_int, default=250, help="validate every N steps (default 250)")
     parser.add_argument("--checkpoint-every", type=positive_int, default=250, help="write the checkpoint every N steps")
     parser.add_argument("--no-export", action="store_true", help="only train; do not add anchor.onnx to --model")
+    parser.add_argument("--force", action="store_true", help="replace the anchor.onnx --model already has (refused "
+                        "before any work without it)")
     parser.set_defaults(func=main)

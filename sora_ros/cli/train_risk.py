@@ -41,7 +41,9 @@ def _frames_problem(args: argparse.Namespace) -> str | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    return run_stage(args, "train-risk", "sora_ros.model.risk_trainer:train_risk", "risk.pt")
+    from sora_ros.runtime.risk import RISK_FILE
+
+    return run_stage(args, "train-risk", "sora_ros.model.risk_trainer:train_risk", "risk.pt", RISK_FILE)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -97,4 +99,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-every", type=positive_int, default=250, help="validate every N steps (default %(default)s)")
     parser.add_argument("--checkpoint-every", type=positive_int, default=500, help="write the checkpoint every N steps")
     parser.add_argument("--no-export", action="store_true", help="only train; do not add risk.onnx to --model")
+    parser.add_argument("--force", action="store_true", help="replace the risk.onnx --model already has (refused "
+                        "before any work without it)")
     parser.set_defaults(func=main, check_usage=usage_check(parser, _frames_problem))

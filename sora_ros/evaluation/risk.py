@@ -34,11 +34,11 @@ def evaluate_risk(engine, paths: list[str | Path], image_topic: str, action_topi
     Args:
         engine: a WorldModelEngine with a risk head.
         paths: bags or folders of them; those without `odom_topic` or `action_topic` are skipped (noted).
-        notes: receives one line per bag skipped.
+        notes: receives one line per bag skipped, per kind of message dropped, and for actions clamped.
 
     Returns:
         risk_metrics (auc_encoded, auc_predicted, per step, auc_forecast, samples, positive_share) plus the rule
-        and counts, or None when no bag gives a labelled clip.
+        and counts, or None when no bag gives a clip with a known label.
 
     Raises:
         ValueError: no bag has both topics (naming them).
@@ -50,7 +50,7 @@ def evaluate_risk(engine, paths: list[str | Path], image_topic: str, action_topi
                            length=info.context_frames + horizon, stride=horizon, size=info.image_size,
                            action_names=info.action_names, notes=notes)
     data = collect_risk_data(engine, clips, horizon,
-                             progress=partial(tqdm, desc="risk rollouts", dynamic_ncols=True, disable=None))
+                             progress=partial(tqdm, desc="risk rollouts", dynamic_ncols=True, disable=None), notes=notes)
     if data is None:
         return None
     return {**risk_metrics(engine.risk.probabilities, data, engine.risk.frames), "horizon_steps": rule.horizon_steps,

@@ -127,6 +127,8 @@ def evaluate(
         result.sources.add(str(clip.source))
         result.shapes.add((camera, tuple(frames.shape[1:3])))
         if max_clips is not None and result.clips >= max_clips:
+            if hasattr(clips, "close"):  # a generator: let it report what it read (its notes) now
+                clips.close()
             break
     bar.close()
     return result

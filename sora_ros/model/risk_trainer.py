@@ -64,7 +64,8 @@ def prepare(engine, paths, args, rule, mirror: bool = False, log=print) -> tuple
     sora_ros.core.twist.mirror_signs), labelled as the clip.
 
     Raises:
-        ValueError: no bag has the odometry and command topics (naming them), or none gives a clip.
+        ValueError: no bag has the odometry and command topics (naming them), or none gives a clip
+            with a known label.
     """
     from dataclasses import replace
     from functools import partial
@@ -98,15 +99,18 @@ def prepare(engine, paths, args, rule, mirror: bool = False, log=print) -> tuple
                 skipped[clip.source] = skipped.get(clip.source, 0) + 1
 
     data = collect_risk_data(engine, reference_clips(), horizon,
-                             progress=partial(tqdm, desc="risk rollouts", dynamic_ncols=True, disable=None))
+                             progress=partial(tqdm, desc="risk rollouts", dynamic_ncols=True, disable=None),
+                             notes=notes)
+    for note in notes:  # bags skipped, messages dropped, actions clamped (also in risk_summary.json)
+        log(f"note: risk data: {note}")
     if skipped:
         notes += [f"{source}: {count} clips skipped: its camera's input size is not the risk head's "
                   f"{info.image_size[0]}x{info.image_size[1]}" for source, count in skipped.items()]
         log(f"risk data: the risk head takes one grid, {info.image_size[0]}x{info.image_size[1]} pixels: "
             f"{sum(skipped.values())} clips of {len(skipped)} sources whose cameras get another size were skipped")
     if data is None:
-        raise ValueError(f"no clip of {info.context_frames + horizon} frames at dt {info.dt:g} s in the bags with "
-                         f"odometry:\n  " + "\n  ".join(notes))
+        raise ValueError(f"no clip of {info.context_frames + horizon} frames at dt {info.dt:g} s with a known label "
+                         f"in the bags with odometry:\n  " + "\n  ".join(notes))
     summary = {**data.summary(), "mirrored": mirror, "sources": [str(p) for p in paths], "notes": notes}
     log(f"risk data: {summary['clips']} clips{' (half of them mirrored)' if mirror else ''}; "
         f"{summary['positive_share']} of {summary['frames_labelled']} labelled frames blocked within "

@@ -247,8 +247,10 @@ class RiskData:
 
 
 def collect_risk_data(engine, labelled: Iterable[tuple[object, np.ndarray]], horizon: int, *,
-                      progress: Callable[[Iterable], Iterable] = iter) -> RiskData | None:
-    """Encode labelled clips and roll the dynamics out over their last `horizon` frames.
+                      progress: Callable[[Iterable], Iterable] = iter, notes: list[str] | None = None) -> RiskData | None:
+    """Encode labelled clips and roll the dynamics out over their last `horizon` frames. Actions
+    outside the model's range (model.json "action" "range") are clamped to it, as the live node
+    clamps a command, and counted in `notes`.
 
     Args:
         engine: the WorldModelEngine whose latents the head sees.
@@ -256,9 +258,10 @@ def collect_risk_data(engine, labelled: Iterable[tuple[object, np.ndarray]], hor
             pairs, L = K + horizon (sora_ros.bag.motion.labelled_clips).
         horizon: H.
         progress: wraps the rollout batches (a progress bar), e.g. tqdm.
+        notes: receives a line when actions were clamped.
 
     Returns:
-        The data, or None when `labelled` holds no clip.
+        The data, or None when `labelled` holds no clip or no frame with a known label.
     """
     latents, actions, labels, pending = [], [], [], []
 
@@ -281,6 +284,14 @@ def collect_risk_data(engine, labelled: Iterable[tuple[object, np.ndarray]], hor
     if not latents:
         return None
     latents, actions, labels = np.concatenate(latents), np.stack(actions), np.stack(labels)
+    if np.isnan(labels).all():  # e.g. odometry that is all NaN: nothing to train or score on
+        return None
+    if engine.info.action_dim:
+        low, high = (np.asarray(bound, np.float32) for bound in engine.info.action_range)
+        if outside := int(((actions < low) | (actions > high)).sum()):
+            actions = np.clip(actions, low, high)
+            if notes is not None:
+                notes.append(f"{outside} action value(s) outside the model's range clamped to it")
     k = latents.shape[1] - horizon
     predicted = np.zeros((len(latents), horizon, *latents.shape[2:]), np.float32)
     for i in progress(range(0, len(latents), ENGINE_BATCH)):
