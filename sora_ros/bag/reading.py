@@ -243,7 +243,8 @@ class BagReader:
         for topic in topics:
             if topic not in self.topics:
                 have = ", ".join(f"{name} ({info.msgtype}, {info.count})" for name, info in self.topics.items())
-                raise TopicNotFoundError(f"{self.path}: no topic {topic!r}; the bag has: {have or 'no topics'}")
+                raise TopicNotFoundError(f"{self.path}: no topic {topic!r}; the bag has: "
+                                         + (have or f"no topics (empty, or damaged: `sora-ros bag info {self.path}`)"))
 
     def messages(self, topics: Collection[str], raw: bool = False) -> Iterator[BagMessage]:
         """Yield the messages on `topics`, file by file in time order: deserialized, or with

@@ -242,7 +242,8 @@ def _action_topic_problem(paths: list[str], action_topic: str) -> str | None:
         if action_topic in topics:
             return None
         have.update((name, info.msgtype) for name, info in topics.items())
-    listing = ", ".join(f"{name} ({msgtype})" for name, msgtype in sorted(have.items())) or "no topics"
+    listing = (", ".join(f"{name} ({msgtype})" for name, msgtype in sorted(have.items()))
+               or "no topics (empty, or damaged: `sora-ros bag info BAG` checks them)")
     return f"--action-topic {action_topic} is in none of the bags; they have: {listing}"
 
 
