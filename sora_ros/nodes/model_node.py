@@ -129,9 +129,10 @@ class ModelNode(LifecycleNode):
 
     def _check_parameters(self, parameters: list) -> SetParametersResult:
         """Refuse what the descriptors cannot express (rclpy checks the ranges itself)."""
+        changes = {parameter.name: parameter.value for parameter in parameters}
         try:
-            self._check_choices({parameter.name: parameter.value for parameter in parameters})
-            self._read_settings({parameter.name: parameter.value for parameter in parameters})
+            self._check_choices(changes)
+            self._read_settings(changes)
         except ValueError as error:
             return SetParametersResult(successful=False, reason=str(error))
         return SetParametersResult(successful=True)
