@@ -6,9 +6,9 @@ dynamics graphs, and on a CPU with integer dot-product instructions (x86 VNNI/AM
 (`onnxruntime.quantization.quantize_dynamic`) stores each MatMul/Gemm weight as int8, per output
 channel, and quantizes the activations to uint8 per call from their own range, so it needs no
 calibration data. The weights use 7 of the 8 bits (`reduce_range`): on x86 CPUs without VNNI,
-8-bit ones saturate ONNX Runtime's 16-bit partial sums (sora_ros.runtime.int8_parity). The float32 graphs stay: the int8 ones are an option (`precision="int8"` in
-WorldModelEngine, the node's `dynamics_precision`, `eval --dynamics-precision`), for the CPU
-provider; a GPU runs float32.
+8-bit ones saturate ONNX Runtime's 16-bit partial sums (sora_ros.runtime.int8_parity). The
+float32 graphs stay: the int8 ones are an option (`precision="int8"` in WorldModelEngine, the
+node's `dynamics_precision`, `eval --dynamics-precision`), for the CPU provider; a GPU runs float32.
 
 Writes dynamics_context.int8.onnx and dynamics.int8.onnx (self-contained, about a quarter of the
 float32 weights), their SHA-256 under "files" and "dynamics"."int8" in model.json, after checking
