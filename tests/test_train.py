@@ -206,8 +206,9 @@ def test_a_run_clearly_too_short_is_warned_about(sim_run):
     assert "warning: the VAE reconstructs validation frames at" in stdout and "below copy-last's" in stdout
 
 
-def camera_run(path: Path, height: int, width: int, seconds: int = 6) -> Path:
-    """A bag of a ball circling over a plain background, seen by a height x width camera at 10 Hz, with /cmd_vel."""
+def camera_run(path: Path, height: int, width: int, seconds: int = 6, linear_x: float = 0.3) -> Path:
+    """A bag of a ball circling over a plain background, seen by a height x width camera at 10 Hz, with /cmd_vel
+    (`linear_x` forward)."""
     with BagWriter(path) as bag:
         for k in range(10 * seconds):
             stamp = k * 100_000_000
@@ -215,7 +216,7 @@ def camera_run(path: Path, height: int, width: int, seconds: int = 6) -> Path:
             centre = (int(width / 2 + width / 3 * np.sin(k / 5)), int(height / 2 + height / 3 * np.cos(k / 4)))
             cv2.circle(frame, centre, 4, (50, 200, 255), -1)
             bag.write("/camera/image_raw", m.IMAGE, stamp, m.image(frame, stamp, "camera"))
-            bag.write("/cmd_vel", m.TWIST, stamp, m.twist(0.3, 0.5 * np.sin(k / 5)))
+            bag.write("/cmd_vel", m.TWIST, stamp, m.twist(linear_x, 0.5 * np.sin(k / 5)))
     return path
 
 
@@ -243,3 +244,96 @@ def test_two_camera_shapes_train_in_their_own_buckets_and_set_the_aspect_range(t
         assert set(last["val_buckets"]) == set(shapes)
         per_bucket = [last["val_buckets"][name][metric] for name in shapes]
         assert last["val"][metric] == pytest.approx(np.average(per_bucket, weights=frames)), "not frame-weighted"
+
+
+# -- user-trial fixes: a run of no steps, batch caps, an --out that holds a run, absurd actions ----------------
+
+
+def test_a_run_of_no_steps_ends_cleanly_without_curves(video, tmp_path, capsys):
+    """--vae-steps 0 --dit-steps 0 logs nothing: no curves to draw, said in a line, exit 0."""
+    out = tmp_path / "none"
+    assert cli(["train", "--data", str(video), "--out", str(out), *TINY, "--vae-steps", "0", "--dit-steps", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "no training curves: the run took no step" in captured.out and "unexpected" not in captured.err
+    assert (out / "checkpoint.pt").exists() and not (out / "train_curves.png").exists()
+
+
+@pytest.mark.parametrize(("option", "value", "error"), [
+    ("--vae-batch", "1000000", "argument --vae-batch: must be from 1 to 1024, got 1000000"),
+    ("--dit-batch", "513", "argument --dit-batch: must be from 1 to 512, got 513"),
+    ("--vae-batch", "0", "argument --vae-batch: must be at least 1, got 0"),
+])  # fmt: skip
+def test_batch_sizes_are_capped_at_parsing(option, value, error, tmp_path, capsys):
+    """A batch that would grow the process until the kernel kills it is a usage error, before any work."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["train", "--data", "runs/", "--out", str(tmp_path / "o"), option, value])
+    assert exit_info.value.code == 2 and error in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_batch_caps_admit_the_batches_in_use():
+    """scripts/train_default.sh (32, 16), the defaults (64, 32) and the caps themselves parse."""
+    from sora_ros.cli import build_parser
+
+    for vae, dit in (("32", "16"), ("1024", "512")):
+        args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--vae-batch", vae, "--dit-batch", dit])
+        assert (args.vae_batch, args.dit_batch) == (int(vae), int(dit))
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o"])
+    assert (args.vae_batch, args.dit_batch) == (64, 32)
+
+
+def test_an_out_holding_a_run_needs_resume_or_force(video, tmp_path, capsys):
+    """Without --resume a second run there would overwrite its checkpoints and mix two runs in one log:
+    refused (exit 2, nothing touched); --force starts over, the old run's files replaced, not appended to."""
+    out = tmp_path / "run"
+    common = ["train", "--data", str(video), "--out", str(out), *TINY, "--vae-steps", "5"]
+    assert cli([*common, "--dit-steps", "10"]) == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert "checkpoint_best.pt" in before
+    capsys.readouterr()
+    assert cli([*common, "--dit-steps", "5"]) == 2
+    assert capsys.readouterr().err.strip() == (f"sora-ros train: --out {out} holds a training run (checkpoint.pt): "
+                                               "pass --resume to continue it, or --force to start over "
+                                               "(its files are replaced)")  # fmt: skip
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before, "a refused run touches nothing"
+
+    assert cli([*common, "--dit-steps", "0", "--force"]) == 0
+    assert {(e["stage"], e["step"]) for e in log_entries(out)} == {("vae", 5)}, "the old run's log lines stayed"
+    assert not (out / "checkpoint_best.pt").exists(), "the old run's best DiT checkpoint stayed"
+    assert json.loads((out / "train_summary.json").read_text())["state"]["step"] == 0
+
+
+def test_an_out_holding_only_a_runs_log_needs_force(video, tmp_path, capsys):
+    """A run stopped before its first checkpoint leaves a log and nothing to resume."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "train_log.jsonl").write_text('{"stage": "vae", "step": 5, "loss": 1.0}\n')
+    assert cli(["train", "--data", str(video), "--out", str(out), *TINY]) == 2
+    assert "holds files of a training run (train_log.jsonl) but no checkpoint.pt to resume: pass --force" in \
+        capsys.readouterr().err  # fmt: skip
+
+
+def test_absurd_actions_are_clamped_with_a_warning_and_the_log_stays_strict_json(tmp_path, capsys):
+    """A cmd_vel of 1e30 m/s overflowed the gradients (grad_norm Infinity in the log, which strict JSON
+    parsers refuse): it is clamped to the model's range, as the runtime clamps commands, and counted."""
+    bags = [str(camera_run(tmp_path / split, 32, 32, linear_x=1e30)) for split in ("train", "val")]
+    out = tmp_path / "run"
+    assert cli(["train", "--data", bags[0], "--val-data", bags[1], "--image-topic", "/camera/image_raw",
+                "--action-topic", "/cmd_vel", "--out", str(out), *TINY, "--vae-steps", "2", "--dit-steps", "4",
+                "--log-every", "1"]) == 0  # fmt: skip
+    assert ("warning: 60 training and 60 validation action value(s) outside the model's range (offset +- 3 x scale: "
+            "linear_x [-1.5, 1.5], angular_z [-3, 3]) clamped to it") in capsys.readouterr().out  # fmt: skip
+
+    def refuse(constant: str):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    entries = [json.loads(line, parse_constant=refuse) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(e["grad_norm"]) for e in entries if e["stage"] == "dit" and "grad_norm" in e)
+
+
+def test_the_log_writes_non_finite_numbers_as_null():
+    from sora_ros.model.trainer import finite_or_none
+
+    entry = {"grad_norm": float("inf"), "val": {"loss": float("nan"), "h1_psnr": 20.5}, "steps": [1.0, -np.inf], "s": "x"}
+    assert json.dumps(finite_or_none(entry), allow_nan=False) == \
+        '{"grad_norm": null, "val": {"loss": null, "h1_psnr": 20.5}, "steps": [1.0, null], "s": "x"}'  # fmt: skip

@@ -117,7 +117,8 @@ def run(args) -> int:
         results = {"parent": _per_horizon(_evaluate(Path(args.model), data / "test", evals / "parent", log))}
         fine = runs / "fine_tune"
         if not (fine / "train_summary.json").exists():
-            _run(_sora("train", "--init", str(args.model), *bags, "--out", str(fine), "--name", "fine_tuned",
+            # --force: a run without its summary was stopped part-way; it starts over, as it always did.
+            _run(_sora("train", "--init", str(args.model), *bags, "--out", str(fine), "--force", "--name", "fine_tuned",
                        "--minutes", str(budgets[-1]), "--snapshot-minutes", *map(str, budgets[:-1]),
                        "--dit-steps", "100000", "--val-every", "100", "--checkpoint-every", "100000", *COMMON_TRAIN), log)  # fmt: skip
         for minutes in budgets:
@@ -126,7 +127,7 @@ def run(args) -> int:
                                                             data, log)  # fmt: skip
             scratch = runs / f"scratch_{minutes:g}min"
             if not (scratch / "train_summary.json").exists():  # written when a run finishes
-                _run(_sora("train", *bags, "--out", str(scratch), "--name", "scratch", "--minutes", str(minutes),
+                _run(_sora("train", *bags, "--out", str(scratch), "--force", "--name", "scratch", "--minutes", str(minutes),
                            "--vae-steps", "100000", "--dit-steps", "100000", "--val-every", "100000",
                            "--checkpoint-every", "100000", *COMMON_TRAIN), log)  # fmt: skip
             results[f"scratch_{minutes:g}min"] = _score(scratch / "checkpoint.pt", f"scratch_{minutes:g}min", models,

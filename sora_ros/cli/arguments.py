@@ -28,6 +28,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_int_up_to(high: int) -> Callable[[str], int]:
+    """A converter for an integer from 1 to `high`, e.g. a batch size capped so that a typo cannot
+    grow the process until the kernel kills it; below 1 it says what `positive_int` says."""
+
+    def convert(text: str) -> int:
+        value = positive_int(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be from 1 to {high}, got {value}")
+        return value
+
+    return convert
+
+
 def non_negative_int(text: str) -> int:
     """An integer >= 0 (a count where 0 means none, e.g. train --dit-steps 0).
 

@@ -20,7 +20,8 @@ Single process on the CPU, or several under torchrun with DistributedDataParalle
 Every rank holds the data and draws its own batches (seeded by rank); DDP
 averages the gradients, so all ranks keep identical weights. Rank 0 alone
 validates, writes checkpoints and the log. `--resume` continues from the
-checkpoint in --out, stage and step included.
+checkpoint in --out, stage and step included; an --out that holds a run is refused without
+--resume, or --force (start over: the run's files are replaced).
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ import sys
 from pathlib import Path
 
 from sora_ros.cli.arguments import finite_float, non_negative_int, out_dir, out_dir_problem, positive_float, \
-    positive_int, random_seed, refused
+    positive_int, positive_int_up_to, random_seed, refused
+
+# Batch caps per process: the largest that the default cpu64 preset trains in under 20 GB (measured
+# peaks: VAE 1024 frames 12.7 GB, DiT 512 windows 18.4 GB); a larger batch is more processes (torchrun).
+MAX_VAE_BATCH, MAX_DIT_BATCH = 1024, 512
 
 
 def main(args: argparse.Namespace) -> int:
@@ -39,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
     except ImportError:
         print("sora-ros train needs the training extra: pip install -e '.[train]'", file=sys.stderr)
         return 2
-    if refused("train", "--out", out_dir_problem(args.out)):  # before the data is read, not at the first checkpoint
+    if refused("train", "--out", out_dir_problem(args.out) or _occupied_problem(args)):  # before the data is read
         return 2
     if not hasattr(args, "command"):  # recorded in the checkpoint and model.json
         args.command = " ".join(["sora-ros train", *sys.argv[2:]])
@@ -78,6 +83,23 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _occupied_problem(args: argparse.Namespace) -> str | None:
+    """Why --out needs --resume or --force (it holds a run's files), or None: a new run there would
+    overwrite its checkpoints and mix its log into the new one's."""
+    from sora_ros.model.trainer import CHECKPOINT_NAME, run_files
+
+    if args.resume or getattr(args, "force", False):
+        return None
+    if (Path(args.out) / CHECKPOINT_NAME).is_file():
+        return (f"{args.out} holds a training run ({CHECKPOINT_NAME}): pass --resume to continue it, or --force to "
+                "start over (its files are replaced)")  # fmt: skip
+    found = [path.name for path in run_files(Path(args.out))]
+    if found:  # e.g. a run stopped before its first checkpoint: nothing to resume
+        return (f"{args.out} holds files of a training run ({', '.join(found)}) but no {CHECKPOINT_NAME} to resume: "
+                "pass --force to start over (they are replaced), or choose another --out")  # fmt: skip
+    return None
+
+
 def _gain_over_parent(log_path: Path, parent: str) -> str:
     """One line: the DiT's validation before the first fine-tuning step (the parent's) and at the end."""
     import json
@@ -94,6 +116,8 @@ def _plot_curves(log_path: Path) -> str:
     """Write the curves PNG beside the log; the line that says where (or why not)."""
     from sora_ros.evaluation.training_curves import CURVES_NAME, plot_training_curves
 
+    if not log_path.is_file():  # e.g. --vae-steps 0 --dit-steps 0 from scratch: nothing was logged
+        return "no training curves: the run took no step and validated nothing"
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -147,11 +171,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     steps = parser.add_argument_group("optimisation (AdamW, linear warm-up then cosine decay)")
     steps.add_argument("--vae-steps", type=non_negative_int, default=3000,
                        help="optimiser steps of the VAE stage (0: none)")
-    steps.add_argument("--vae-batch", type=positive_int, default=64, help="frames per VAE step (per process)")
+    steps.add_argument("--vae-batch", type=positive_int_up_to(MAX_VAE_BATCH), default=64,
+                       help=f"frames per VAE step (per process), 1 to {MAX_VAE_BATCH}")
     steps.add_argument("--vae-lr", type=positive_float, help="peak learning rate of the VAE (default 1e-3; fine-tuning 3e-4)")
     steps.add_argument("--dit-steps", type=non_negative_int, default=3000,
                        help="optimiser steps of the DiT stage (0: none)")
-    steps.add_argument("--dit-batch", type=positive_int, default=32, help="windows per DiT step (per process)")
+    steps.add_argument("--dit-batch", type=positive_int_up_to(MAX_DIT_BATCH), default=32,
+                       help=f"windows per DiT step (per process), 1 to {MAX_DIT_BATCH}")
     steps.add_argument("--dit-lr", type=positive_float, help="peak learning rate of the DiT (default 3e-4; fine-tuning 1e-4)")
     steps.add_argument("--schedule", choices=("cosine", "constant"),
                        help="after the warm-up: cosine decay to 10%% of the peak (default), or constant (fine-tuning)")
@@ -165,7 +191,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--out", type=out_dir, required=True,
                      help="run directory: checkpoint.pt (last), checkpoint_best.pt (best DiT validation), "
                           "train_log.jsonl, train_curves.png, train_summary.json")  # fmt: skip
-    run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    again = run.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    again.add_argument("--force", action="store_true",
+                       help="start a new run in an --out that holds one: its checkpoints, log, summary and curves "
+                            "are replaced (without it, or --resume, such an --out is refused)")  # fmt: skip
     run.add_argument("--val-every", type=positive_int, default=500, help="validate every N steps")
     run.add_argument("--checkpoint-every", type=positive_int, default=500, help="write the checkpoint every N steps")
     run.add_argument("--log-every", type=positive_int, default=50, help="append metrics to the log every N steps")

@@ -4,8 +4,11 @@ is its command line.
 
 Every rank holds the data and draws its own batches (seeded by rank); DDP averages the
 gradients, so all ranks keep identical weights. Rank 0 alone validates, writes checkpoints
-and the log. `resume` continues from the checkpoint in `out`, stage and step included. Each DiT
-validation that beats the best so far (mean PSNR over VAL_HORIZONS) also writes checkpoint_best.pt.
+and the log. `resume` continues from the checkpoint in `out`, stage and step included; a new run
+first removes an earlier run's files there (`run_files`; the command line asks for --force). Each
+DiT validation that beats the best so far (mean PSNR over VAL_HORIZONS) also writes checkpoint_best.pt.
+Action values outside the model's range (offset +- ACTION_RANGE_SCALES x scale) are clamped to it,
+as the runtime clamps commands, and counted in a warning.
 
 Cameras of any aspect ratio: each source is fitted to the input size its camera gets from the
 model's patch grid (sora_ros.core.patch_grid), and the data is held in buckets, one per size
@@ -32,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from sora_ros.core.psnr import psnr_from_mse
+from sora_ros.evaluation.training_curves import CURVES_NAME
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # The DiT checkpoint with the best validation (mean model PSNR over the validated horizons).
@@ -175,6 +179,7 @@ class Trainer:
         self.generator = torch.Generator(device=dist_info.device).manual_seed(args.seed * 1000 + dist_info.rank)
         self.state = {"stage": "vae", "step": 0, "wall_s": {"vae": 0.0, "dit": 0.0}, "val": {}}
         optimizer_states = {}
+        self.resumed = bool(args.resume)
         if args.resume and not self.checkpoint_path.exists():
             raise FileNotFoundError(f"--resume: no {CHECKPOINT_NAME} in {self.out} to continue from "
                                     "(drop --resume to start a new run there)")  # fmt: skip
@@ -257,6 +262,7 @@ class Trainer:
             self.log(f"  {size_name(size)}: {counts[0]} training sequences, {counts[1]} validation")
         for note in self.train_data.notes:
             self.log(f"  {note}")
+        self._clamp_actions()
         if self.dist.is_main and self.parent is None and (args.vae_steps < SHORT_VAE_STEPS or args.dit_steps < SHORT_DIT_STEPS):
             self.log(f"warning: {args.vae_steps} VAE + {args.dit_steps} DiT steps is far below the "
                      f"{MEASURED_VAE_STEPS} + {MEASURED_DIT_STEPS} of the shortest run measured to beat copy-last "
@@ -272,6 +278,31 @@ class Trainer:
 
         grid = self.config.patch_grid
         return grid if resumed else dataclasses.replace(grid, aspect_range=_union(grid.aspect_range, ASPECT_RANGE))
+
+    def _clamp_actions(self) -> None:
+        """Clamp the data's actions to the model's range in place (NaN rows kept: unknown), saying
+        how many values were outside it: a 1e30 cmd_vel would overflow the gradients, and a
+        robot faster than --action-scale says is served clamped too (sora_ros/runtime/pipeline.py)."""
+        from sora_ros.runtime.model_dir import ACTION_RANGE_SCALES
+
+        spec = self.config.actions
+        if not spec.dim:
+            return
+        low = np.array(spec.offset, np.float32) - ACTION_RANGE_SCALES * np.array(spec.scale, np.float32)  # (A,)
+        high = np.array(spec.offset, np.float32) + ACTION_RANGE_SCALES * np.array(spec.scale, np.float32)
+        counts = {}
+        for name, buckets in (("training", self.train_data), ("validation", self.val_data)):
+            for data in buckets.by_size.values():
+                outside = np.count_nonzero((data.actions < low) | (data.actions > high))  # NaN: neither
+                if outside:
+                    counts[name] = counts.get(name, 0) + int(outside)
+                    np.clip(data.actions, low, high, out=data.actions)
+        if counts:
+            ranges = ", ".join(f"{n} [{lo:g}, {hi:g}]" for n, lo, hi in zip(spec.names, low, high))
+            counted = " and ".join(f"{count} {name}" for name, count in counts.items())
+            self.log(f"warning: {counted} action value(s) outside the model's range (offset +- "
+                     f"{ACTION_RANGE_SCALES:g} x scale: {ranges}) clamped to it, as the runtime clamps commands: "
+                     "check --action-topic, or give your robot's top speeds with --action-scale")  # fmt: skip
 
     def _fit_aspect_range(self) -> None:
         """A new model serves its training cameras' aspect ratios; a fine-tune, its parent's too."""
@@ -305,9 +336,10 @@ class Trainer:
             tqdm.write(message)
 
     def record(self, entry: dict) -> None:
+        """Append `entry` to the log as strict JSON: a non-finite number (an overflowed grad_norm) as null."""
         if self.dist.is_main:
             with open(self.out / LOG_NAME, "a") as log:
-                log.write(json.dumps(entry) + "\n")
+                log.write(json.dumps(finite_or_none(entry), allow_nan=False) + "\n")
 
     def save(self, optimizers: dict, path: Path | None = None) -> None:
         from sora_ros.core.machine import machine_description
@@ -627,6 +659,9 @@ class Trainer:
 
     def run(self) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
+        if not self.resumed and self.dist.is_main:
+            for path in run_files(self.out):  # a new run: an earlier one's log must not mix into this one's
+                path.unlink()
         if self.state["stage"] == "vae":
             if "vae" in self.parts:
                 self.train_vae()
@@ -643,7 +678,7 @@ class Trainer:
         if "best" in self.state:
             summary["best_checkpoint"] = {"path": str(self.out / BEST_CHECKPOINT_NAME), **self.state["best"]}
         if self.dist.is_main:
-            (self.out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
+            (self.out / SUMMARY_NAME).write_text(json.dumps(finite_or_none(summary), indent=2, allow_nan=False) + "\n")
         return summary
 
 
@@ -663,6 +698,25 @@ def frame_weighted(per_bucket: list[dict], frames: list[int]) -> dict:
         frames: the frames of each bucket.
     """
     return {name: float(np.average([values[name] for values in per_bucket], weights=frames)) for name in per_bucket[0]}
+
+
+def run_files(out: Path) -> list[Path]:
+    """The files of a training run in `out` that exist: checkpoints (snapshots too), log, summary, curves."""
+    names = (CHECKPOINT_NAME, BEST_CHECKPOINT_NAME, LOG_NAME, SUMMARY_NAME, CURVES_NAME)
+    snapshots = sorted(out.glob("checkpoint_*min.pt"))  # snapshot_name's
+    return [out / name for name in names if (out / name).is_file()] + snapshots
+
+
+def finite_or_none(value):
+    """`value` (JSON-like: dicts, lists, numbers, strings) with every NaN or infinite float as None,
+    so that json.dumps writes strict JSON (null), not Infinity or NaN, which strict parsers refuse."""
+    if isinstance(value, dict):
+        return {key: finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def snapshot_name(minutes: float) -> str:
