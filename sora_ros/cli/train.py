@@ -117,6 +117,7 @@ def _plot_curves(log_path: Path) -> str:
     from sora_ros.evaluation.training_curves import CURVES_NAME, plot_training_curves
 
     if not log_path.is_file():  # e.g. --vae-steps 0 --dit-steps 0 from scratch: nothing was logged
+        (log_path.parent / CURVES_NAME).unlink(missing_ok=True)  # an earlier run's, after --force
         return "no training curves: the run took no step and validated nothing"
     try:
         import matplotlib  # noqa: F401

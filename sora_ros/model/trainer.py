@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 
 from sora_ros.core.psnr import psnr_from_mse
-from sora_ros.evaluation.training_curves import CURVES_NAME
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # The DiT checkpoint with the best validation (mean model PSNR over the validated horizons).
@@ -701,8 +700,9 @@ def frame_weighted(per_bucket: list[dict], frames: list[int]) -> dict:
 
 
 def run_files(out: Path) -> list[Path]:
-    """The files of a training run in `out` that exist: checkpoints (snapshots too), log, summary, curves."""
-    names = (CHECKPOINT_NAME, BEST_CHECKPOINT_NAME, LOG_NAME, SUMMARY_NAME, CURVES_NAME)
+    """The files of a training run in `out` that exist: checkpoints (snapshots too), log, summary
+    (the curves PNG, drawn from the log by the command line, is redrawn or removed there)."""
+    names = (CHECKPOINT_NAME, BEST_CHECKPOINT_NAME, LOG_NAME, SUMMARY_NAME)
     snapshots = sorted(out.glob("checkpoint_*min.pt"))  # snapshot_name's
     return [out / name for name in names if (out / name).is_file()] + snapshots
 
