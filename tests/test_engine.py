@@ -95,6 +95,37 @@ def test_rollout_is_deterministic_per_seed(engine):
     assert not np.allclose(first, engine.rollout(context, actions, samples=2, seed=4).latents)
 
 
+def test_a_what_if_that_yields_between_frames_lets_a_live_rollout_in_and_predicts_the_same(engine):
+    import threading
+    from contextlib import contextmanager
+
+    context, actions = _context(engine), _actions(engine, candidates=3)
+    expected, live_expected = (engine.rollout(context, a, seed=5).latents for a in (actions, actions[:1]))
+    order, live = [], []
+    held = engine._turns.hold
+    thread = threading.Thread(target=lambda: live.append(engine.rollout(context, actions[:1], seed=5).latents))
+
+    @contextmanager
+    def hold(urgent: bool):  # records who got each turn, in order
+        with held(urgent):
+            order.append("live" if urgent else "what-if")
+            if order == ["what-if"]:  # a live rollout arrives while the what-if holds its first turn
+                thread.start()
+                while not engine._turns._urgent_waiting:
+                    threading.Event().wait(0.001)
+            yield
+
+    engine._turns.hold = hold
+    try:
+        got = engine.rollout(context, actions, seed=5, yields=True).latents
+    finally:
+        engine._turns.hold = held
+        thread.join()
+    assert order[:2] == ["what-if", "live"] and order.count("what-if") == 1 + HORIZON, order  # graphs, then frames
+    np.testing.assert_array_equal(got, expected)  # neither disturbed the other's buffers
+    np.testing.assert_array_equal(live[0], live_expected)
+
+
 def test_actions_change_the_future(engine):
     context = _context(engine)
     actions = np.stack([np.zeros((HORIZON, 2)), np.ones((HORIZON, 2))]).astype(np.float32)

@@ -17,7 +17,7 @@ from sora_ros.core.deadline import CostModel, plan_rollout
 from sora_ros.core.planner import obstacle_fraction
 from sora_ros.core.requests import MAX_BATCH, MAX_CANDIDATES, MAX_IMAGE_CANDIDATES, MAX_SAMPLER_STEPS, RequestError, \
     check_request
-from sora_ros.core.scheduling import LatestSlot, RolloutGate
+from sora_ros.core.scheduling import LatestSlot, RolloutGate, Turns
 from sora_ros.core.stats import ERROR, OK, STALE, WARN, CounterWindow, InputBounds, RateMeter, Throttle, \
     watchdog_entry
 from sora_ros.core.units import NS_PER_MS
@@ -156,6 +156,32 @@ def test_rollout_gate_on_arrival_holds_a_context_that_came_before_the_rate_allow
     start = time.monotonic()
     assert gate.wait(0.3), "context 2 came while no rollout ran: rolled out once the rate allows"
     assert time.monotonic() - start >= 0.05
+
+
+def test_an_urgent_turn_goes_before_others_that_waited_longer():
+    turns, order = Turns(), []
+    holding, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with turns.hold(urgent=False):
+            holding.set()
+            release.wait(5)
+
+    def take(name: str, urgent: bool) -> None:
+        with turns.hold(urgent):
+            order.append(name)
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert holding.wait(5)
+    for name, urgent in (("what-if", False), ("live", True)):  # the what-if waits first
+        threads.append(threading.Thread(target=take, args=(name, urgent)))
+        threads[-1].start()
+        time.sleep(0.05)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert order == ["live", "what-if"]
 
 
 def test_deadline_plan_cuts_steps_then_decoding():

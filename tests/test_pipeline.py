@@ -159,6 +159,19 @@ def test_requests_built_in_code_are_checked_as_the_service_checks_them(pipeline,
         pipeline.what_if(RolloutRequest(**request))
 
 
+def test_only_what_ifs_yield_and_only_when_the_setting_says_so(pipeline, monkeypatch) -> None:
+    asked = []
+    rollout = pipeline.engine.rollout
+    monkeypatch.setattr(pipeline.engine, "rollout", lambda *a, **k: asked.append(k["yields"]) or rollout(*a, **k))
+    request = RolloutRequest(np.zeros((2, HORIZON, pipeline.info.action_dim), np.float32), 2, HORIZON, 1, 0, False)
+    command = _command(pipeline.engine)
+    for yields in (False, True):
+        pipeline.settings = RolloutSettings(horizon=HORIZON, what_if_yields=yields)
+        pipeline.what_if(request)
+        pipeline.predict(pipeline.latest_context(), command, seed=1, decode_all=False)
+    assert asked == [False, False, True, False]  # the live rollout never yields
+
+
 def test_what_if_refuses_actions_of_another_dimension(pipeline) -> None:
     wrong = np.zeros((1, HORIZON, pipeline.info.action_dim + 1), np.float32)
     with pytest.raises(RequestError, match=f"{pipeline.info.action_dim + 1} action values per step; the model "

@@ -225,6 +225,11 @@ def test_rollout_trigger_changes_at_run_time_and_refuses_other_values(world_mode
     origin = round((T0_S + 250.0 + 2 * DT_S) * NS_PER_S)
     world_model.wait_for(lambda: stamp_ns(world_model.futures[-1].header) == origin, "~/futures from the newest frame")
     assert set_parameter(world_model, "rollout_trigger", string("arrival"))
+    flag = lambda value: ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)  # noqa: E731
+    assert set_parameter(world_model, "what_if_yields", flag(True))
+    answer = world_model.call(rollout_request(np.zeros((2, 3, 2), np.float32)))
+    assert answer.success and len(answer.futures) == 2, answer.message
+    assert set_parameter(world_model, "what_if_yields", flag(False))
 
 
 def test_a_deadline_it_cannot_meet_cuts_sampler_steps(world_model: Probe) -> None:

@@ -1,6 +1,8 @@
 """Hand-offs between the executor and the inference threads, bounded by construction.
 
 `Workers` runs a node's inference loops on their own threads until stopped.
+`Turns` lets one user at a time run the dynamics, an urgent one (a live rollout) before
+the others waiting (what-ifs, which take their turn frame by frame).
 `LatestSlot` holds the newest camera frame for the encoder thread: a frame that
 arrives before the previous one was taken replaces it (and is counted), so the
 queue never grows. `RolloutGate` lets the rollout thread start when there is a
@@ -13,7 +15,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -162,3 +165,31 @@ class RolloutGate:
         with self._condition:
             self._closed = True
             self._condition.notify_all()
+
+
+class Turns:
+    """Mutual exclusion where an urgent holder goes first: `hold(urgent=True)` waits only for the
+    current holder, `hold(urgent=False)` also lets every waiting urgent one go before it. A long
+    job that takes one turn per step (a what-if's frames) thus delays an urgent one (a live
+    rollout) by at most one step, not by the whole job."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._held = False
+        self._urgent_waiting = 0
+
+    @contextmanager
+    def hold(self, urgent: bool) -> Iterator[None]:
+        with self._condition:
+            self._urgent_waiting += urgent
+            try:
+                self._condition.wait_for(lambda: not self._held and (urgent or not self._urgent_waiting))
+            finally:
+                self._urgent_waiting -= urgent
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._held = False
+                self._condition.notify_all()

@@ -111,6 +111,9 @@ class ModelNode(LifecycleNode):
                                               "waits for the next frame, and is rolled out if none comes within 1.5 "
                                               "camera periods) or newest (on the newest frame as soon as the last "
                                               "rollout ends: more futures per second, each older)", read_only=False))
+        p("what_if_yields", False, plain("a ~/rollout call lets live rollouts run between its frames: ~/futures "
+                                         "wait for one what-if frame, not a whole what-if, and what-ifs take longer",
+                                         read_only=False))
         p("samples", 1, i("samples per live rollout; > 1 gives per-frame uncertainty", 1, MAX_SAMPLES))
         p("sampler_steps", 0, i("sampler steps per frame, live and ~/rollout; 0 = the model's default",
                                 0, MAX_SAMPLER_STEPS))
@@ -149,7 +152,8 @@ class ModelNode(LifecycleNode):
         """The rollout settings with `changes` applied. Raises ValueError on bad values."""
         value = lambda name: (changes or {}).get(name, self.get_parameter(name).value)  # noqa: E731
         return RolloutSettings(value("horizon"), value("samples"), value("sampler_steps"), value("deadline_ms"),
-                               value("no_command_action"), tuple(int(v) for v in value("output_size")))
+                               value("no_command_action"), tuple(int(v) for v in value("output_size")),
+                               value("what_if_yields"))
 
     def _apply(self, settings: RolloutSettings) -> None:
         if self.pipeline is not None:

@@ -14,12 +14,14 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from sora_ros.core.scheduling import Turns
 from sora_ros.runtime import sampler
 from sora_ros.runtime.anchor import ANCHOR_GRAPH, AnchoredDecoder, anchor_signature
 from sora_ros.runtime.int8_parity import RELATIVE_TOLERANCE, int8_parity
@@ -186,7 +188,8 @@ class WorldModelEngine:
     """Encode, roll forward and decode with a model directory's ONNX graphs.
 
     Safe to share between threads: `encode` and `decode` run concurrently, rollouts one at a
-    time (they reuse preallocated buffers, one set per batch size).
+    time (they reuse preallocated buffers, one set per batch size), except that a rollout asked
+    with `yields` (a what-if) lets the others run between its frames.
 
     Args:
         model_dir: directory with model.json and the graphs.
@@ -243,7 +246,10 @@ class WorldModelEngine:
             self.risk = RiskHead(session, self.info.action_dim, risk["horizon_steps"], risk["frames"],
                                  self.info.latent_shape[1:])
         self._bound: dict[tuple[int, int, int], tuple[_BoundGraph, _BoundGraph]] = {}
-        self._rollout_lock = threading.Lock()
+        # The dynamics' bound buffers serve one rollout at a time: a live one holds the turn for its
+        # whole rollout, a what-if (`yields`) one frame at a time, and what-ifs exclude each other.
+        self._turns = Turns()
+        self._what_ifs = threading.Lock()
         self._bound_graphs(1, self.info.latent_shape[1:])  # one candidate, one sample: allocated up front
 
     def _check_sizes(self) -> None:
@@ -338,7 +344,7 @@ class WorldModelEngine:
 
     def rollout(self, context: np.ndarray, actions: np.ndarray | None = None, *, horizon: int | None = None,
                 samples: int = 1, seed: int = 0, steps: int | None = None,
-                context_noise: float | None = None) -> RolloutResult:
+                context_noise: float | None = None, yields: bool = False) -> RolloutResult:
         """Predict future latents autoregressively, all candidates and samples in one batch.
 
         Args:
@@ -351,6 +357,8 @@ class WorldModelEngine:
             samples: S, samples per candidate (the uncertainty is their spread).
             seed: same seed, same inputs -> same output.
             steps, context_noise: sampler overrides (default: model.json "sampler").
+            yields: let rollouts without it run between this one's frames (a what-if yields to
+                the live loop, whose rollout then waits for one frame of it, not all of it).
 
         Returns:
             RolloutResult with latents (N, S, H, C, h, w) and uncertainty (N, H).
@@ -379,19 +387,32 @@ class WorldModelEngine:
         context = np.repeat(np.broadcast_to(context, (candidates, *per_item)), samples, axis=0)  # (N * S, K, C, h, w)
         if actions is not None:
             actions = np.repeat(np.broadcast_to(actions, (candidates, *actions.shape[1:])), samples, axis=0)
-        with self._rollout_lock:
+        grid = per_item[-2:]
+
+        def graphs() -> tuple[dict[int, _BoundGraph], _BoundGraph]:
             # From a shared context the first frame's keys/values are computed for S rows, not N * S;
             # the S-row graphs are fetched first so that the batch's stay the newest in the cache.
-            grid = per_item[-2:]
             context_fns = {samples: self._bound_graphs(samples, grid)[0]} if shared else {}
             context_fns[batch], velocity_fn = self._bound_graphs(batch, grid)
+            return context_fns, velocity_fn
+
+        def sample(context_fns: dict[int, _BoundGraph], velocity_fn: _BoundGraph, turn) -> np.ndarray:
             # Every candidate sees the same noise: their futures differ by their actions alone.
-            latents = sampler.rollout(
+            return sampler.rollout(
                 lambda window, level: context_fns[len(window)](window, level), velocity_fn, context, actions,
                 horizon, info.sampler_steps if steps is None else steps,
                 info.context_noise if context_noise is None else context_noise, np.random.default_rng(seed),
-                noise_period=samples, shared_context=shared,
+                noise_period=samples, shared_context=shared, turn=turn,
             )  # (N * S, H, C, h, w)
+
+        if yields:  # a turn per frame, after any live rollout that waits
+            with self._what_ifs:
+                with self._turns.hold(urgent=False):
+                    bound = graphs()
+                latents = sample(*bound, lambda: self._turns.hold(urgent=False))
+        else:
+            with self._turns.hold(urgent=True):
+                latents = sample(*graphs(), nullcontext)
         _check_finite("dynamics", latents)
         latents = latents.reshape(candidates, samples, *latents.shape[1:])  # (N, S, H, C, h, w)
         uncertainty = latents.std(axis=1).mean(axis=(-3, -2, -1)).astype(np.float32)  # (N, H)

@@ -22,7 +22,7 @@ at the model's resolution. The model's input follows the camera's aspect ratio
 changes, or latents on another grid, restart the context ("reset/resolution").
 
 Thread-safe: frames are observed from one thread while rollouts run on others (the engine
-serialises rollouts); each caller kind (live, service) learns its own costs. It counts what
+serialises rollouts; a what-if lets a live rollout run between its frames); each caller kind (live, service) learns its own costs. It counts what
 the deadline cut ("deadline/*" live, "service/deadline/*"), the action values it clamped to
 the model's range ("input/action_out_of_range", "service/input/action_out_of_range"), the
 what-if calls answered from an older context after a lost frame ("service/older_context") and
@@ -135,6 +135,9 @@ class RolloutSettings:
         no_command_action: live action without a fresh command: "zero" or "unknown" (NaN).
         output_size: (H, W) of predicted frames; (0, 0) = the camera's own resolution (with an
             anchored decoder; else the model's).
+        what_if_yields: a what-if lets live rollouts run between its frames (a live rollout then
+            waits for one frame of it, not all of it; the what-if takes longer). README, "When a
+            rollout starts".
 
     Raises:
         ValueError: a value outside its range.
@@ -146,6 +149,7 @@ class RolloutSettings:
     deadline_ms: float = 0.0
     no_command_action: str = "zero"
     output_size: tuple[int, int] = (0, 0)
+    what_if_yields: bool = False
 
     def __post_init__(self) -> None:
         as_integers(self, ("horizon", "samples", "sampler_steps"), ValueError)
@@ -522,7 +526,8 @@ class WorldModelPipeline:
                                            self._output_hw())
                      if plan.decode and self._anchor is not None else None)  # the flows, beside the rollout
         result = self.engine.rollout(contexts, actions, horizon=horizon, samples=request.samples,
-                                     seed=request.seed, steps=plan.steps)
+                                     seed=request.seed, steps=plan.steps,
+                                     yields=kind == SERVICE and settings.what_if_yields)
         means = result.latents.mean(axis=1)  # (N, H, C, h, w)
         # One batched call over N x S x H windows (a few ms); the mean over samples, like the latents.
         risk = None if self.engine.risk is None else self.engine.risk.forecast(context.latents, result.latents,

@@ -11,6 +11,7 @@ validation, the torch-eager benchmark baseline).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 
@@ -49,7 +50,8 @@ def noise_context(context: np.ndarray, level: float, rng: np.random.Generator, p
 
 def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray, actions: np.ndarray | None,
             horizon: int, steps: int, context_noise: float, rng: np.random.Generator,
-            noise_period: int | None = None, shared_context: bool = False) -> np.ndarray:
+            noise_period: int | None = None, shared_context: bool = False,
+            turn: Callable[[], AbstractContextManager] = nullcontext) -> np.ndarray:
     """Predict `horizon` latent frames autoregressively, never leaving latent space.
 
     Args:
@@ -69,6 +71,8 @@ def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray,
             for rows r and r % noise_period, so `context_fn` runs on the first noise_period rows
             only and its output is repeated down the batch (the first of `horizon` context passes
             costs 1 / candidates of a full one).
+        turn: entered around each frame's network calls, e.g. to let another rollout run
+            between this one's frames (nothing the networks return is kept across frames).
 
     Returns:
         (B, horizon, C, h, w) float32 predicted latents.
@@ -82,15 +86,16 @@ def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray,
     period = b if noise_period is None else noise_period
     for i in range(horizon):
         window = noise_context(np.ascontiguousarray(history[:, i:i + k]), context_noise, rng, noise_period)  # (B, K, C, h, w)
-        if i == 0 and shared_context and period < b:
-            kv = context_fn(np.ascontiguousarray(window[:period]), noise_level[:period])  # (period, L, 2, K * N, D)
-            kv = np.tile(kv, (b // period, *([1] * (kv.ndim - 1))))  # (B, L, 2, K * N, D)
-        else:
-            kv = context_fn(window, noise_level)
         action = None if actions is None else np.ascontiguousarray(actions[:, i])  # (B, A)
         x = standard_normal(rng, (b, *context.shape[2:]), noise_period)  # (B, C, h, w)
-        for t, t_next in zip(times[:-1], times[1:]):
-            flow_time.fill(t)
-            x -= (t - t_next) * velocity_fn(kv, x, flow_time, action)
+        with turn():
+            if i == 0 and shared_context and period < b:
+                kv = context_fn(np.ascontiguousarray(window[:period]), noise_level[:period])  # (period, L, 2, K * N, D)
+                kv = np.tile(kv, (b // period, *([1] * (kv.ndim - 1))))  # (B, L, 2, K * N, D)
+            else:
+                kv = context_fn(window, noise_level)
+            for t, t_next in zip(times[:-1], times[1:]):
+                flow_time.fill(t)
+                x -= (t - t_next) * velocity_fn(kv, x, flow_time, action)
         history[:, k + i] = x
     return history[:, k:]
