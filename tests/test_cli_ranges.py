@@ -122,6 +122,11 @@ REFUSED = {
     "quantize --seed -1": (["quantize", "--seed", "-1"], "must be 0 or more, got -1"),
     "export --seed 2**33": (["export", "--preset", "cpu64", "--out", "m", "--seed", str(2**33)],
                             "must be at most 4294967295 (32 bits)"),
+    "export --version ''": (["export", "--preset", "cpu64", "--out", "m", "--version", ""],
+                            "must be 1 to 64 letters, digits and . _ + - starting with a letter or digit"),
+    "export --version ../../etc": (["export", "--preset", "cpu64", "--out", "m", "--version", "../../etc"],
+                                   "must be 1 to 64 letters, digits and . _ + - starting with a letter or digit, "
+                                   "e.g. 1.2.0; got '../../etc'"),
     "video-camera --rate -10": (["video-camera", "v.mp4", "--rate", "-10"], "must be from 0 to 240, got -10"),
     "video-camera --rate NaN": (["video-camera", "v.mp4", "--rate", "nan"], "must be a finite number from 0 to 240"),
     "view --port 0": (["view", "--port", "0"], "must be from 1 to 65535, got 0"),

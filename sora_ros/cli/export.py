@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,19 @@ def _print_parity(parity: dict[str, float], tolerance: float) -> None:
         print(f"parity {graph:17s} max |ORT - torch| = {error:.2e}  {verdict} (tolerance {tolerance:.0e})")
 
 
+def _version(text: str) -> str:
+    """A model version as model.json and model ids (name@version#hash) carry it: 1 to 64 letters,
+    digits and . _ + -, starting with a letter or digit.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else (empty, spaces, slashes).
+    """
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}", text):
+        raise argparse.ArgumentTypeError(f"must be 1 to 64 letters, digits and . _ + - starting with a letter or "
+                                         f"digit, e.g. 1.2.0; got {text!r}")
+    return text
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from sora_ros.model.config import PRESETS
 
@@ -153,6 +167,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true",
                         help="replace a --out that holds files (the old directory goes only once the new one is "
                              "complete and checked)")  # fmt: skip
-    parser.add_argument("--version", default="0.1.0", help="model version for model.json")
+    parser.add_argument("--version", type=_version, default="0.1.0",
+                        help="model version for model.json: letters, digits and . _ + - (e.g. 1.2.0)")
     parser.add_argument("--seed", type=random_seed, default=0, help="seed of the random weights (--preset) and parity inputs")
     parser.set_defaults(func=main)
