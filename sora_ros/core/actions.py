@@ -32,3 +32,10 @@ def assumed_actions(command: np.ndarray | None, horizon: int, action_dim: int, n
         fill = 0.0 if no_command == "zero" else np.nan
         return np.full((horizon, action_dim), fill, np.float32)
     return np.repeat(np.asarray(command, np.float32)[None], horizon, axis=0)  # (H, A)
+
+
+def clamp_to_range(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, int]:
+    """Actions (..., A) clipped to [low, high] (A,) per component, NaN kept (unknown), and how many
+    values were outside the range (the model's: model.json "action", offset +- 3 x scale)."""
+    clamped = np.clip(actions, low, high)
+    return clamped, int(np.count_nonzero(clamped != actions) - np.count_nonzero(np.isnan(actions)))

@@ -282,6 +282,7 @@ class Trainer:
         """Clamp the data's actions to the model's range in place (NaN rows kept: unknown), saying
         how many values were outside it: a 1e30 cmd_vel would overflow the gradients, and a
         robot faster than --action-scale says is served clamped too (sora_ros/runtime/pipeline.py)."""
+        from sora_ros.core.actions import clamp_to_range
         from sora_ros.runtime.model_dir import ACTION_RANGE_SCALES
 
         spec = self.config.actions
@@ -292,10 +293,10 @@ class Trainer:
         counts = {}
         for name, buckets in (("training", self.train_data), ("validation", self.val_data)):
             for data in buckets.by_size.values():
-                outside = np.count_nonzero((data.actions < low) | (data.actions > high))  # NaN: neither
+                clamped, outside = clamp_to_range(data.actions, low, high)
                 if outside:
-                    counts[name] = counts.get(name, 0) + int(outside)
-                    np.clip(data.actions, low, high, out=data.actions)
+                    counts[name] = counts.get(name, 0) + outside
+                    data.actions[...] = clamped
         if counts:
             ranges = ", ".join(f"{n} [{lo:g}, {hi:g}]" for n, lo, hi in zip(spec.names, low, high))
             counted = " and ".join(f"{count} {name}" for name, count in counts.items())

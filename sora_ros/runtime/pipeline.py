@@ -46,7 +46,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from sora_ros.core.actions import NO_COMMAND_CHOICES, assumed_actions
+from sora_ros.core.actions import NO_COMMAND_CHOICES, assumed_actions, clamp_to_range
 from sora_ros.core.comparison import FutureMemory, Prediction, comparison_image
 from sora_ros.core.context import Context, ContextBuffer, Verdict, future_stamps, stamp_in_range
 from sora_ros.core.deadline import CostModel, RolloutPlan, plan_rollout
@@ -502,8 +502,7 @@ class WorldModelPipeline:
         clamped values counted and described in a note."""
         if actions is None:
             return None, ()
-        clamped = np.clip(actions, self._action_low, self._action_high)  # (N, H, A)
-        outside = int(np.count_nonzero(clamped != actions) - np.count_nonzero(np.isnan(actions)))
+        clamped, outside = clamp_to_range(actions, self._action_low, self._action_high)  # (N, H, A)
         if not outside:
             return actions, ()
         self.counters.add(f"{'' if kind == LIVE else kind + '/'}input/action_out_of_range", outside)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sora_ros.core.actions import clamp_to_range
 from sora_ros.core.risk import roc_auc
 from sora_ros.runtime.model_dir import BATCH
 
@@ -287,11 +288,9 @@ def collect_risk_data(engine, labelled: Iterable[tuple[object, np.ndarray]], hor
     if np.isnan(labels).all():  # e.g. odometry that is all NaN: nothing to train or score on
         return None
     if engine.info.action_dim:
-        low, high = (np.asarray(bound, np.float32) for bound in engine.info.action_range)
-        if outside := int(((actions < low) | (actions > high)).sum()):
-            actions = np.clip(actions, low, high)
-            if notes is not None:
-                notes.append(f"{outside} action value(s) outside the model's range clamped to it")
+        actions, outside = clamp_to_range(actions, *(np.asarray(bound, np.float32) for bound in engine.info.action_range))
+        if outside and notes is not None:
+            notes.append(f"{outside} action value(s) outside the model's range clamped to it")
     k = latents.shape[1] - horizon
     predicted = np.zeros((len(latents), horizon, *latents.shape[2:]), np.float32)
     for i in progress(range(0, len(latents), ENGINE_BATCH)):
