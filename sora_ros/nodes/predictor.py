@@ -5,7 +5,7 @@ what-if service ~/rollout. Alone it takes `latents` (an encoder's ~/latents); in
     python -m sora_ros.nodes.predictor --ros-args -p model_path:=models/default -r latents:=/encoder/latents
 
 A rollout thread rolls out each new context as `rollout_rate` and `rollout_trigger` allow (`RolloutGate`) and
-publishes ~/futures; ~/rollout runs in its own callback group (the engine serialises rollouts; a live one waits for at most one frame of a what-if).
+publishes ~/futures; ~/rollout runs in its own callback group (the engine serialises rollouts; with what_if_yields a live one waits for one frame of a what-if).
 
 cmd_vel is Twist or TwistStamped (Jazzy and Kilted controllers moved to TwistStamped); a
 subscription of the other type would receive nothing. With cmd_vel_type:=auto (the default)

@@ -22,7 +22,8 @@ at the model's resolution. The model's input follows the camera's aspect ratio
 changes, or latents on another grid, restart the context ("reset/resolution").
 
 Thread-safe: frames are observed from one thread while rollouts run on others (the engine
-serialises rollouts; a what-if lets a live rollout run between its frames); each caller kind (live, service) learns its own costs. It counts what
+serialises rollouts; with `what_if_yields` a live rollout may run between a what-if's frames);
+each caller kind (live, service) learns its own costs. It counts what
 the deadline cut ("deadline/*" live, "service/deadline/*"), the action values it clamped to
 the model's range ("input/action_out_of_range", "service/input/action_out_of_range"), the
 what-if calls answered from an older context after a lost frame ("service/older_context") and
