@@ -13,7 +13,7 @@ from sora_ros.bag import messages as m
 from sora_ros.bag.clip_sources import model_clips
 from sora_ros.bag.clips import ClipReader
 from sora_ros.bag.writing import BagWriter
-from sora_ros.core.stamps import RECEIVE_TOLERANCE_NS, stamp_problem
+from sora_ros.core.stamps import RECEIVE_TOLERANCE_NS, stamp_order_problem, stamp_problem
 from sora_ros.core.units import NS_PER_MS, NS_PER_S
 
 IMAGE, CMD = "/camera/image_raw", "/cmd_vel"
@@ -89,6 +89,34 @@ def test_bag_info_warns_about_lying_stamps(tmp_path: Path, capsys: pytest.Captur
     out = capsys.readouterr().out
     assert f"WARNING: {CMD}: 40 of 40 header stamps are zero; sora-ros aligns it by receive time" in out
     assert IMAGE + ":" not in out.split("WARNING")[1]  # the image stamps are fine
+
+
+def test_bag_info_counts_image_stamps_that_step_back_repeat_or_leave_gaps(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Frames 0..19 at 10 Hz without 12-14; frame 5 repeats frame 4's stamp, frame 8 is stamped 50 ms
+    # before frame 7. Dropped as the clip readers drop them, 5 and 8 leave gaps too (4 -> 6, 7 -> 9).
+    stamps = [T0 + k * DT for k in range(20) if k not in (12, 13, 14)]
+    stamps[5], stamps[8] = stamps[4], stamps[7] - DT // 2
+    bag = tmp_path / "bag"
+    with BagWriter(bag) as writer:
+        for i, stamp in enumerate(stamps):
+            writer.write(IMAGE, m.IMAGE, T0 + i * DT, m.image(np.zeros((8, 8, 3), np.uint8), stamp, "cam"))
+    assert cli.main(["bag", "info", str(bag)]) == 0
+    out = capsys.readouterr().out
+    assert (f"WARNING: {IMAGE}: of 17 header stamps, 1 step back, 1 duplicate, 3 gaps "
+            "(over 1.5x the median interval, 100.0 ms)") in out.splitlines()
+
+
+def test_stamp_order_rule() -> None:
+    assert stamp_order_problem(np.arange(5) * DT) is None
+    assert stamp_order_problem(np.array([], np.int64)) is None
+    # One frame out of order is one step back, not a gap as well.
+    assert stamp_order_problem(np.array([0, 1, 3, 2, 4, 5]) * DT) == "of 6 header stamps, 1 step back"
+    # A clock reset (bag loop) starts over: one step back, the stamps after it in order.
+    assert stamp_order_problem(np.array([0, 1, 2, 0, 1, 2]) * DT) == "of 6 header stamps, 1 step back"
+    assert stamp_order_problem(np.array([0, 1, 1, 1, 2]) * DT) == "of 5 header stamps, 2 duplicates"
+    assert stamp_order_problem(np.array([0, 1, 2, 4, 5, 8]) * DT) == \
+        "of 6 header stamps, 2 gaps (over 1.5x the median interval, 100.0 ms)"
 
 
 def test_stamp_problem_rule() -> None:

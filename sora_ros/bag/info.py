@@ -1,5 +1,6 @@
 """Summarise a bag: topics, types, counts, rates, duration, first and last stamps, compression,
-image size and encoding per image topic, and header stamps that cannot be true (sora_ros.core.stamps)."""
+image size and encoding per image topic, and header stamps that cannot be true or are out of order
+(sora_ros.core.stamps)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import cv2
 import numpy as np
 
 from sora_ros.bag.reading import BagReader
-from sora_ros.core.stamps import stamp_problem
+from sora_ros.core.stamps import stamp_order_problem, stamp_problem
 from sora_ros.core.units import NS_PER_S, ros_time_ns
 
 
@@ -40,6 +41,7 @@ class BagSummary:
     stop_reason: str | None  # where reading stopped in a damaged bag
     compression: str | None = None  # e.g. "zstd per message", as metadata.yaml or the file names say
     stamp_problems: dict[str, str] = field(default_factory=dict)  # topic -> why its header stamps are not used
+    stamp_order: dict[str, str] = field(default_factory=dict)  # topic -> its used stamps' steps back, duplicates, gaps
 
     @property
     def first_ns(self) -> int | None:
@@ -74,6 +76,8 @@ class BagSummary:
             lines.append(f"  {t.topic:{width}s}  {t.count:7d} msgs  {rate}  {t.msgtype}{images}")
         for topic, problem in self.stamp_problems.items():
             lines.append(f"WARNING: {topic}: {problem}; sora-ros aligns it by receive time")
+        for topic, problem in self.stamp_order.items():
+            lines.append(f"WARNING: {topic}: {problem}")
         if self.stop_reason:
             lines.append(f"WARNING: damaged bag, read up to: {self.stop_reason}")
         return "\n".join(lines)
@@ -115,7 +119,9 @@ def summarize(bag: Path | str) -> BagSummary:
               for t in types]  # fmt: skip
     problems = {topic: problem for topic, (headers, receipts) in stamps.items()
                 if (problem := stamp_problem(np.frombuffer(headers, np.int64), np.frombuffer(receipts, np.int64)))}
-    return BagSummary(reader.path, reader.files, topics, reader.stop_reason, reader.compression, problems)
+    order = {topic: problem for topic, (headers, _) in stamps.items()
+             if topic not in problems and (problem := stamp_order_problem(np.frombuffer(headers, np.int64)))}
+    return BagSummary(reader.path, reader.files, topics, reader.stop_reason, reader.compression, problems, order)
 
 
 # Distinct image descriptions listed per topic, beyond which a topic is summarised as varying.
