@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from sora_ros.bag.reading import BagReader
 from sora_ros.sim import recorder
 from sora_ros.core.units import NS_PER_S, ros_time_ns
 from sora_ros.sim.wander import WanderConfig
-from sora_ros.sim.world import SimWorld, WorldConfig
+from sora_ros.sim.world import SimWorld, WorldConfig, _c_stdout_discarded
 
 RATE_HZ = 10.0
 CONFIG = WorldConfig(width=32, height=24, rate_hz=RATE_HZ, num_objects=12)
@@ -59,6 +60,16 @@ def test_splits_depend_on_the_seed_alone() -> None:
     assert recorder.split_of(1234, split) == recorder.split_of(1234, recorder.parse_split("8:1:1"))
     with pytest.raises(ValueError, match="three non-negative integers"):
         recorder.parse_split("8:2")
+
+
+def test_connecting_prints_no_pybullet_banner_on_stdout(capfd: pytest.CaptureFixture[str]) -> None:
+    with SimWorld(WorldConfig(width=8, height=8, num_objects=0, num_balls=0, other_robot=False), seed=1):
+        print("after connect")
+    assert capfd.readouterr().out == "after connect\n"  # no "argv[0]=" line
+    with _c_stdout_discarded():  # native code's stderr, where pybullet's errors go, still shows
+        os.write(1, b"banner\n")
+        os.write(2, b"error\n")
+    assert capfd.readouterr() == ("", "error\n")
 
 
 def test_walls_stop_the_robot_and_turns_follow_the_sign() -> None:

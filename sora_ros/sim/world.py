@@ -12,8 +12,13 @@ Units: metres, radians, seconds; the room is the square [-S/2, S/2]^2.
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -74,6 +79,22 @@ class Lighting:
     specular: float
 
 
+@contextmanager
+def _c_stdout_discarded() -> Iterator[None]:
+    """Meanwhile, send what native code prints to stdout (file descriptor 1) to /dev/null; stderr,
+    where pybullet reports its errors, stays as it is."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+        yield
+    finally:
+        ctypes.CDLL(None).fflush(None)  # what C stdio still buffers goes to /dev/null too
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 class SimWorld:
     """A randomised room, stepped at the config rate and rendered on the CPU."""
 
@@ -88,7 +109,8 @@ class SimWorld:
         self.config, self.seed = config, seed
         self._rng = np.random.default_rng(seed)
         self._half = config.world_size / 2
-        self._client = BulletClient(connection_mode=pb.DIRECT)
+        with _c_stdout_discarded():  # pybullet's connect prints an "argv[0]=" banner line there
+            self._client = BulletClient(connection_mode=pb.DIRECT)
         self._client.setAdditionalSearchPath(pybullet_data.getDataPath())
         self._client.setGravity(0, 0, -9.81)
         self._client.setTimeStep(1 / PHYSICS_HZ)
