@@ -432,10 +432,26 @@ def test_report_files_that_cannot_be_written_are_refused_before_scoring(model, s
         (out / "predictions").mkdir()
         expected = f"sora-ros eval: {out / 'predictions'} exists (an earlier run's bag?)"
     assert cli(["eval", str(sim_bags), "--model", str(model), "--horizons", "1", "--out", str(out),
-                "--write-bag"]) == 2  # fmt: skip
+                "--write-bag", "--force"]) == 2  # fmt: skip
     captured = capsys.readouterr()
     assert captured.err.startswith(expected) and captured.err.count("\n") == 1, captured.err
     assert "PSNR" not in captured.out, "no scoring before the refusal"
+
+
+def test_an_out_with_a_report_is_refused_without_force(model, sim_bags, tmp_path, capsys):
+    out = tmp_path / "eval"
+    out.mkdir()  # empty: taken
+    assert cli(["eval", str(sim_bags), "--model", str(model), "--horizons", "1", "--out", str(out)]) == 0
+    (out / "metrics.json").write_text("the earlier report")
+    capsys.readouterr()
+    assert cli(["eval", str(sim_bags), "--model", str(model), "--horizons", "1", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"sora-ros eval: --out {out} is not empty (examples.png, metrics.json, quality_vs_horizon.png,"
+                            " ...); add --force to write this report there (files of the same names are replaced), or "
+                            "choose another --out\n")
+    assert "PSNR" not in captured.out and (out / "metrics.json").read_text() == "the earlier report"
+    assert cli(["eval", str(sim_bags), "--model", str(model), "--horizons", "1", "--out", str(out), "--force"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["clips"] > 0
 
 
 def _break_the_baselines(monkeypatch) -> None:
@@ -459,7 +475,8 @@ def test_a_failed_run_removes_the_out_it_created_and_keeps_one_that_was_there(mo
     kept = tmp_path / "kept"
     kept.mkdir()
     (kept / "notes.txt").write_text("mine")
-    assert cli(["eval", str(sim_bags), "--model", str(model), "--horizons", "1", "--out", str(kept), "--write-bag"]) == 1
+    assert cli(["eval", str(sim_bags), "--model", str(model), "--horizons", "1", "--out", str(kept), "--write-bag",
+                "--force"]) == 1  # fmt: skip
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]
 
 

@@ -234,6 +234,23 @@ def new_dir_problem(path: Path | str) -> str | None:
     return problem
 
 
+def occupied_dir_problem(path: Path | str, force: bool, replaces: str) -> str | None:
+    """Why writing into the output directory `path` needs --force (it has files in it), or None: it
+    is new or empty, or `force` is given. `replaces` says what --force does there, e.g. "replace it
+    with the new model"; a path `out_dir_problem` refuses is that function's to report."""
+    path = Path(path)
+    if force or not path.is_dir():
+        return None
+    try:
+        entries = sorted(entry.name for entry in path.iterdir())
+    except OSError as error:
+        return f"{path}: cannot list it: {error.strerror or error}"
+    if not entries:
+        return None
+    shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+    return f"{path} is not empty ({shown}); add --force to {replaces}, or choose another --out"
+
+
 def refused(command: str, option: str, problem: str | None) -> bool:
     """Whether `problem` (an output path's, from `out_dir_problem` or `new_dir_problem`, checked
     before the command's work) refuses the run; if so, it is printed as one line,

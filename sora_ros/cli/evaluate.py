@@ -27,8 +27,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from sora_ros.cli.arguments import out_dir, out_dir_problem, positive_int, random_seed, record_key, refused, \
-    usage_check
+from sora_ros.cli.arguments import occupied_dir_problem, out_dir, out_dir_problem, positive_int, random_seed, \
+    record_key, refused, usage_check
 from sora_ros.core.patch_grid import ASPECT_POLICIES
 from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES
 from sora_ros.runtime.model_dir import PRECISIONS
@@ -260,8 +260,11 @@ def main(args: argparse.Namespace) -> int:
     if args.sim_time and not args.realtime:
         print("sora-ros eval: --sim-time applies to --realtime only", file=sys.stderr)
         return 2
-    if args.out and refused("eval", "--out", out_dir_problem(args.out)):  # before the work, not after it
-        return 2
+    if args.out:  # before the work, not after it
+        problem = out_dir_problem(args.out) or occupied_dir_problem(
+            args.out, args.force, "write this report there (files of the same names are replaced)")
+        if refused("eval", "--out", problem):
+            return 2
     if args.realtime:
         offline_only = [flag for flag, given in (("--write-bag", args.write_bag), ("--record-in-model", args.record_in_model),
                                                  ("--max-clips", args.max_clips),
@@ -411,7 +414,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", type=Path, default=default_model_dir(),
                         help="model directory (default: the shipped default model)")  # fmt: skip
     parser.add_argument("--horizons", type=_parse_horizons, default=[1, 2, 4, 8], help="steps ahead to score (default 1,2,4,8)")
-    parser.add_argument("--out", type=out_dir, help="write metrics.json, report.md and pictures here")
+    parser.add_argument("--out", type=out_dir, help="write metrics.json, report.md and pictures here: a new or empty "
+                        "directory (with --force, any)")
+    parser.add_argument("--force", action="store_true",
+                        help="write into an --out that holds files (an earlier report's are replaced); without it, "
+                        "such an --out is refused")
     parser.add_argument("--stride", type=positive_int, default=4,
                         help="frames between the starts of scored clips (default 4)")
     parser.add_argument("--max-clips", type=positive_int, help="stop after this many clips (at least 1)")

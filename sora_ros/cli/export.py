@@ -8,13 +8,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sora_ros.cli.arguments import out_dir, out_dir_problem, random_seed, refused
+from sora_ros.cli.arguments import occupied_dir_problem, out_dir, out_dir_problem, random_seed, refused
 from sora_ros.core.files import staged_path
 from sora_ros.runtime.model_dir import DYNAMICS_WEIGHTS, GRAPH_FILES, MODEL_JSON
 
 
 def main(args: argparse.Namespace) -> int:
-    problem = out_dir_problem(args.out) or _occupied_problem(args.out, args.force)
+    problem = out_dir_problem(args.out) or occupied_dir_problem(args.out, args.force, "replace it with the new model")
     if refused("export", "--out", problem):  # before the checkpoint is loaded and the graphs exported
         return 2
     from sora_ros.model import export as exporter
@@ -53,20 +53,6 @@ def main(args: argparse.Namespace) -> int:
     if source.parent:
         print(f"parent model: {source.parent['id']} (weights sha256 {source.parent['weights_sha256'][:12]}...)")
     return 0
-
-
-def _occupied_problem(out: Path, force: bool) -> str | None:
-    """Why exporting into `out` needs --force (it is a directory with files in it), or None."""
-    if force or not out.is_dir():
-        return None
-    try:
-        entries = sorted(entry.name for entry in out.iterdir())
-    except OSError as error:
-        return f"{out}: cannot list it: {error.strerror or error}"
-    if not entries:
-        return None
-    shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-    return f"{out} is not empty ({shown}); add --force to replace it with the new model, or choose another --out"
 
 
 @dataclass
