@@ -158,6 +158,25 @@ def test_bag_slower_than_the_model_is_refused_with_the_reason(model, tmp_path, c
     assert "x no frame within dt/2 of the next step (gap: frame rate below 1/dt" in last and "of 40 frames read" in last
 
 
+def test_a_video_too_small_for_the_model_is_refused_naming_the_file_size_and_minimum(tmp_path, capsys):
+    import cv2
+
+    from sora_ros.core.paths import default_model_dir
+    from sora_ros.runtime.model_dir import read_model_info
+
+    video = tmp_path / "tiny.avi"  # 8x8: OpenCV writes no smaller video; the shipped model takes 64x64
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (8, 8))
+    for k in range(30):
+        writer.write(np.full((8, 8, 3), 8 * k, np.uint8))
+    writer.release()
+    assert cli(["eval", str(video), "--horizons", "1"]) == 1
+    err = capsys.readouterr().err
+    height, width = read_model_info(default_model_dir()).input_size((8, 8))
+    assert err == (f"sora-ros eval: {video}: 8x8 image, too small for the model: it takes {width}x{height} for it and "
+                   f"upscales at most 4x, so it needs at least {-(-width // 4)}x{-(-height // 4)}; use footage (camera, "
+                   "video) of that size or larger\n")
+
+
 def test_faster_bag_is_resampled_to_the_model_dt(model, tmp_path):
     bag = write_camera_bag(tmp_path / "fast", frames=60, rate_hz=30)
     out = tmp_path / "eval"

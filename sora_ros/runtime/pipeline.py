@@ -274,28 +274,32 @@ class WorldModelPipeline:
             NonFiniteOutputError: the encoder produced NaN/Inf.
         """
         view = self.camera_view(rgb)
-        height, width = size = self.info.input_size(view.shape[:2])
-        if view.shape[0] * MAX_UPSCALE < height or view.shape[1] * MAX_UPSCALE < width:
-            raise FrameRefusedError("image_too_small", f"{rgb.shape[1]}x{rgb.shape[0]} image; the model takes "
-                                    f"{width}x{height} for it and upscales at most {MAX_UPSCALE}x")
-        fitted = fit_frame(view, size)  # (H, W, 3)
+        fitted = fit_frame(view, self.info.input_size(view.shape[:2]))  # (H, W, 3)
         return fitted, self.engine.encode(fitted[None])[0]
 
     def camera_view(self, rgb: np.ndarray) -> np.ndarray:
         """`camera_view` of this pipeline's model and aspect policy.
 
         Raises:
-            FrameRefusedError: empty ("image_too_small"), or outside the model's range under
-                aspect_policy "refuse". ValueError: not a uint8 (H0, W0, 3) array."""
+            FrameRefusedError: empty or smaller than its model input by more than MAX_UPSCALE
+                ("image_too_small": the message gives the size needed), or outside the model's range
+                under aspect_policy "refuse". ValueError: not a uint8 (H0, W0, 3) array."""
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"a camera frame must be a uint8 (H, W, 3) RGB array, got "
                              f"{getattr(rgb, 'dtype', type(rgb).__name__)} {getattr(rgb, 'shape', '')}")
         if 0 in rgb.shape:
             raise FrameRefusedError("image_too_small", f"an empty {rgb.shape[1]}x{rgb.shape[0]} image")
         try:
-            return camera_view(self.info, rgb, self.aspect_policy)
+            view = camera_view(self.info, rgb, self.aspect_policy)
         except AspectError as error:
             raise FrameRefusedError("aspect_ratio", str(error)) from None
+        height, width = self.info.input_size(view.shape[:2])
+        if view.shape[0] * MAX_UPSCALE < height or view.shape[1] * MAX_UPSCALE < width:
+            raise FrameRefusedError("image_too_small", f"{rgb.shape[1]}x{rgb.shape[0]} image, too small for the model: "
+                                    f"it takes {width}x{height} for it and upscales at most {MAX_UPSCALE}x, so it needs "
+                                    f"at least {math.ceil(width / MAX_UPSCALE)}x{math.ceil(height / MAX_UPSCALE)}; "
+                                    "use footage (camera, video) of that size or larger")
+        return view
 
     def observe(self, stamp_ns: int, frame_id: str, latent: np.ndarray, receipt_s: float = 0.0,
                 image: np.ndarray | None = None, fitted: np.ndarray | None = None) -> Verdict:
