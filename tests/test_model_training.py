@@ -149,6 +149,19 @@ def test_checkpoint_refuses_other_files(tmp_path):
         load_checkpoint(path)
 
 
+@pytest.mark.parametrize("kept", [0.5, 0.1])  # torch fails on these in two ways: miniz's words, "Invalid argument"
+def test_a_truncated_checkpoint_is_one_line_naming_the_file_and_what_to_do(tmp_path, kept):
+    vae, dit = tiny_modules()
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, dit.config, vae, dit, step=1)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: int(len(whole) * kept)])
+    with pytest.raises(ValueError) as raised:
+        load_checkpoint(path)
+    assert str(raised.value) == (f"{path}: truncated or damaged (a copy cut short, a full disk?); use an earlier "
+                                 "checkpoint (e.g. the run's checkpoint_best.pt) or train again")
+
+
 def test_signed_psnr_is_the_core_psnr_of_a_quarter_of_the_mse_capped_for_logs():
     # An error of 0.2 on [-1, 1] is 0.1 on [0, 1]: MSE 0.01, 20 dB.
     assert signed_psnr(torch.tensor(0.04)) == pytest.approx(20.0)

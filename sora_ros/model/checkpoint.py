@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass, field
 
 import torch
@@ -12,6 +13,9 @@ from sora_ros.model.dit import DiT
 from sora_ros.model.vae import VAE
 
 CHECKPOINT_FORMAT = "sora_ros.checkpoint/1"
+# torch.save writes a zip archive, which starts so and ends with its index: a file that starts so
+# without the index at its end is a checkpoint cut short.
+_ZIP_START = b"PK\x03\x04"
 
 
 @dataclass
@@ -52,8 +56,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Check
     """Load a checkpoint without unpickling arbitrary objects (torch.load weights_only=True).
 
     Raises:
-        CheckpointError (a ValueError): the file cannot be read, is not a torch file (text, empty,
-            a zip of something else), is not a sora_ros checkpoint (other keys), or its config or
+        CheckpointError (a ValueError): the file cannot be read, is truncated or damaged, is not a
+            torch file (text, empty, a zip of something else), is not a sora_ros checkpoint (other keys), or its config or
             weights do not fit one another.
     """
     payload = _read_payload(path, map_location)
@@ -82,9 +86,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Check
 def _read_payload(path: str | os.PathLike, map_location: str):
     """torch.load(path) with weights_only=True, any failure as a CheckpointError naming the file."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with open(path, "rb") as file:
+            head = file.read(len(_ZIP_START))
     except OSError as error:  # missing, a directory, not readable
         raise CheckpointError(f"{path}: cannot read it: {error.strerror or error}") from error
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch's many ways of failing on a file that is no torch file  # noqa: BLE001
+        if head == _ZIP_START and not zipfile.is_zipfile(path):  # torch says "Invalid argument" or miniz's words
+            raise CheckpointError(f"{path}: truncated or damaged (a copy cut short, a full disk?); use an earlier "
+                                  "checkpoint (e.g. the run's checkpoint_best.pt) or train again") from error
         first_line = (str(error).splitlines() or [""])[0][:200]
         raise CheckpointError(f"{path}: not a torch checkpoint file ({type(error).__name__}: {first_line})") from error
