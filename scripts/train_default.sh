@@ -58,11 +58,11 @@ $SORA train-risk --model models/default --data data/sim/train data/simblind/trai
 # Int8 versions of the two dynamics graphs beside the float32 ones (the node's dynamics_precision
 # auto runs them on a CPU: ~1.3x faster rollouts, PSNR within 0.002 dB); eval below scores float32.
 $SORA quantize --model models/default
-$SORA eval data/sim/test --action-topic /cmd_vel --model models/default --out out/eval/sim_test --record-in-model sim_test
-$SORA eval data/sim43/test --action-topic /cmd_vel --model models/default --out out/eval/sim43_test \
+$SORA eval data/sim/test --action-topic /cmd_vel --model models/default --out out/eval/sim_test --force --record-in-model sim_test
+$SORA eval data/sim43/test --action-topic /cmd_vel --model models/default --out out/eval/sim43_test --force \
   --record-in-model sim43_test
-$SORA eval data/sim169/test --action-topic /cmd_vel --model models/default --out out/eval/sim169_test \
+$SORA eval data/sim169/test --action-topic /cmd_vel --model models/default --out out/eval/sim169_test --force \
   --record-in-model sim169_test
-$SORA eval data/real/test --model models/default --stride 1 --out out/eval/real_test --record-in-model real_test
+$SORA eval data/real/test --model models/default --stride 1 --out out/eval/real_test --force --record-in-model real_test
 # Timing through the live node over DDS, the held-out sim episodes played at their recorded rate.
-$SORA eval data/sim/test --realtime --action-topic /cmd_vel --model models/default --out out/eval/sim_test_realtime
+$SORA eval data/sim/test --realtime --action-topic /cmd_vel --model models/default --out out/eval/sim_test_realtime --force

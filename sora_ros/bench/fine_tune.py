@@ -75,7 +75,7 @@ def _evaluate(model: Path, test: Path, out: Path, log: Path) -> dict:
     """Eval `model` on the held-out episodes (skipped when out/metrics.json exists); its metrics.json."""
     if not (out / "metrics.json").exists():
         _run(_sora("eval", str(test), "--action-topic", ACTION_TOPIC, "--model", str(model), "--out", str(out),
-                   "--horizons", ",".join(map(str, HORIZONS)), "--stride", str(EVAL_STRIDE)), log)  # fmt: skip
+                   "--horizons", ",".join(map(str, HORIZONS)), "--stride", str(EVAL_STRIDE), "--force"), log)  # fmt: skip
     return json.loads((out / "metrics.json").read_text())
 
 
