@@ -119,8 +119,9 @@ def summarize(bag: Path | str) -> BagSummary:
               for t in types]  # fmt: skip
     problems = {topic: problem for topic, (headers, receipts) in stamps.items()
                 if (problem := stamp_problem(np.frombuffer(headers, np.int64), np.frombuffer(receipts, np.int64)))}
-    order = {topic: problem for topic, (headers, _) in stamps.items()
-             if topic not in problems and (problem := stamp_order_problem(np.frombuffer(headers, np.int64)))}
+    # Gaps only on image topics: commands and odometry may come at any rate (the latest one holds).
+    order = {topic: problem for topic, (headers, _) in stamps.items() if topic not in problems
+             and (problem := stamp_order_problem(np.frombuffer(headers, np.int64), count_gaps=topic in images))}
     return BagSummary(reader.path, reader.files, topics, reader.stop_reason, reader.compression, problems, order)
 
 

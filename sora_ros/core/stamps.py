@@ -68,7 +68,7 @@ def stamp_problem(header_ns: np.ndarray, receive_ns: np.ndarray) -> str | None:
     return None
 
 
-def stamp_order_problem(header_ns: np.ndarray) -> str | None:
+def stamp_order_problem(header_ns: np.ndarray, count_gaps: bool = True) -> str | None:
     """How often a stream's header stamps, in receive order, step back, repeat or leave a gap.
 
     Counted as the clip readers meet them (sora_ros.bag.clips): each stamp is compared with the
@@ -77,6 +77,8 @@ def stamp_order_problem(header_ns: np.ndarray) -> str | None:
 
     Args:
         header_ns: int64 (N,) header stamps, in receive order.
+        count_gaps: False for a stream whose messages need not come at a steady rate (commands,
+            odometry: the latest one holds), where a long interval is no missing message.
 
     Returns:
         A phrase with the counts, e.g. "of 40 header stamps, 1 step back, 2 duplicates, 1 gap
@@ -94,7 +96,7 @@ def stamp_order_problem(header_ns: np.ndarray) -> str | None:
             duplicates += stamp == last
             if last - stamp < median_ns:  # out of order or repeated: dropped, `last` stays
                 continue
-        elif last is not None:
+        elif last is not None and count_gaps:
             gaps += stamp - last > GAP_INTERVALS * median_ns
         last = stamp
     counts = [(back, "step back", "steps back"), (duplicates, "duplicate", "duplicates"), (gaps, "gap", "gaps")]
