@@ -16,7 +16,8 @@ frames is an input feature: the network predicts a correction to constant-veloci
 or static case gives the last frame back. Nets with a `plan` input also see the actions commanded
 up to step k (sora_ros.runtime.anchor.plan_features) and the pixel coordinates: the flow only
 knows the motion so far, the command says how it changes (a turn shifts the view, driving
-forward expands it from the centre, so the motion depends on where a pixel is).
+forward expands it from the centre, so the motion depends on where a pixel is); where the commands
+are unknown (footage without them) such a net keeps constant-velocity motion (`command_gated`).
 
 Legend: B batch, H/W model image, h/w latent grid, C latent channels.
 """
@@ -54,6 +55,9 @@ class AnchorConfig:
         plan_features: P of the `plan` input (sora_ros.runtime.anchor.plan_size(horizon, A));
             0: no plan input and no coordinate planes (graphs exported before them).
         mask_gain: the mask logit per unit of raw output (MASK_GAIN; 1.0 in configs written before it).
+        command_gated: the motion correction is applied only where the plan's commands are known
+            (its flag), so footage without commands keeps constant-velocity motion; False in
+            configs written before it, whose correction applies everywhere.
     """
 
     width: int = 32
@@ -61,14 +65,15 @@ class AnchorConfig:
     horizon: int = 8
     plan_features: int = 0
     mask_gain: float = MASK_GAIN
+    command_gated: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> AnchorConfig:
-        fields = {k: data[k] for k in ("width", "blocks", "horizon", "plan_features", "mask_gain") if k in data}
-        return cls(**{"mask_gain": 1.0, **fields})
+        names = ("width", "blocks", "horizon", "plan_features", "mask_gain", "command_gated")
+        return cls(**{"mask_gain": 1.0, "command_gated": False, **{k: data[k] for k in names if k in data}})
 
 
 class AnchorNet(nn.Module):
@@ -138,8 +143,10 @@ class AnchorNet(nn.Module):
         half = self.merge(torch.cat([half, quarter], dim=1))
         up = F.interpolate(half, size=(height, width), mode="bilinear", align_corners=False)
         out = self.head(torch.cat([up, full], dim=1))  # (B, 3, H, W)
-        motion = steps * flow + MOTION_SCALE * out[:, :2]
-        return motion, torch.sigmoid(self.config.mask_gain * out[:, 2:])
+        correction = MOTION_SCALE * out[:, :2]  # (B, 2, H, W)
+        if self.config.plan_features and self.config.command_gated:
+            correction = correction * plan[:, -1].reshape(b, 1, 1, 1)  # the known flag: 1 or 0
+        return steps * flow + correction, torch.sigmoid(self.config.mask_gain * out[:, 2:])
 
 
 def backward_warp(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
@@ -152,6 +159,15 @@ def backward_warp(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
     y = (ys + motion[:, 1]) * (2.0 / max(height - 1, 1)) - 1.0
     return F.grid_sample(image, torch.stack([x, y], dim=-1), mode="bilinear", padding_mode="border",
                          align_corners=True)
+
+
+def upsampled_motion(motion: torch.Tensor, size: tuple[int, int], base: torch.Tensor | None = None) -> torch.Tensor:
+    """Motion (B, 2, H, W) in model pixels -> (B, 2, Ht, Wt) in pixels of the target size `size`
+    (bilinear, values rescaled), plus `base` (B, 2, Ht, Wt) when given: what `compose` warps by."""
+    scale = torch.tensor([size[1] / motion.shape[-1], size[0] / motion.shape[-2]], dtype=motion.dtype,
+                         device=motion.device).reshape(1, 2, 1, 1)
+    motion = F.interpolate(motion, size=size, mode="bilinear", align_corners=False) * scale
+    return motion if base is None else motion + base
 
 
 def compose(last: torch.Tensor, synthesis: torch.Tensor, motion: torch.Tensor, mask: torch.Tensor,
@@ -170,11 +186,7 @@ def compose(last: torch.Tensor, synthesis: torch.Tensor, motion: torch.Tensor, m
         float (B, 3, Ht, Wt) in [0, 1].
     """
     size = last.shape[-2:]
-    scale = torch.tensor([size[1] / motion.shape[-1], size[0] / motion.shape[-2]], dtype=motion.dtype,
-                         device=motion.device).reshape(1, 2, 1, 1)
-    motion = F.interpolate(motion, size=size, mode="bilinear", align_corners=False) * scale
-    if base is not None:
-        motion = motion + base
+    motion = upsampled_motion(motion, size, base)
     mask = F.interpolate(mask, size=size, mode="bilinear", align_corners=False)
     synthesis = F.interpolate(synthesis, size=size, mode="bilinear", align_corners=False)
     return (1.0 - mask) * backward_warp(last, motion) + mask * synthesis

@@ -11,7 +11,9 @@ of step k, last context latent) -> the real frame k, for k = 1..H:
     that frame repeated (the DiT drifts there), so a static scene gives the last frame back.
 The loss is each sample's log MSE at TARGET_FACTOR x the model's resolution, i.e. minus its PSNR
 (what eval reports, averaged over frames), plus a small price on the mask (warp where the warp is as
-good). An L1 loss (the median) never blends: the decoder's image is blurred, so per pixel the sharp
+good), plus (`motion_weight` > 0) the distance of the warp's motion from a label beyond
+LABEL_TOLERANCE_PX: DIS flow from the true frame k back to the last frame, where it passes a
+forward-backward check (`motion_label`). An L1 loss (the median) never blends: the decoder's image is blurred, so per pixel the sharp
 warp is closer more often than not, even where the blend has the lower error on the whole frame.
 Footage without commands (real video) is scarce and mostly in buckets of its own sizes: REAL_SHARE
 of the steps draw among the buckets that hold some, and REAL_SHARE of each batch of a bucket that
@@ -54,6 +56,13 @@ ROLLOUT_SHARE = 1.0 - STILL_SHARE
 ROLLOUT_WINDOWS = 2
 # Sequences rolled out by the DiT (spread over the data): a rollout costs ~0.15 s per window on 2 cores.
 ROLLOUT_SEQUENCES = 192
+# A flow vector is a label where the flow back from frame k lands within this many target pixels of
+# where it started (occluded and ambiguous pixels fail the check).
+CONSISTENCY_PX = 1.0
+# Distances from a label up to this many target pixels cost nothing: DIS labels err by about a pixel
+# (their mean distance from the base motion at k = 1 is 1.2 px on the sim's validation episodes), and
+# at that scale the photometric loss knows better.
+LABEL_TOLERANCE_PX = 1.0
 VAL_SAMPLES = 256
 ENGINE_BATCH = 64
 
@@ -174,9 +183,34 @@ def _prepare_bucket(engine, data, horizon: int, log) -> AnchorData:
                       still_images.reshape(len(rows), horizon, height, width, 3))
 
 
-def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, still_share: float) -> dict:
+def motion_label(last: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the warp should sample `last` to give `target`, and where that is known.
+
+    Args:
+        last, target: uint8 (Ht, Wt, 3) RGB, the last real frame and the true frame k.
+
+    Returns:
+        motion float32 (2, Ht, Wt): DIS back-flow, target(x) ~ last(x + motion(x)), pixels;
+        weight float32 (1, Ht, Wt): 1 where the flow from `last` to `target` at x + motion(x) leads
+        back within CONSISTENCY_PX of x, else 0.
+    """
+    from sora_ros.runtime.anchor import classical_flow, pixel_grid
+
+    motion = classical_flow(last, target).transpose(1, 2, 0)  # (Ht, Wt, 2)
+    forward = classical_flow(target, last).transpose(1, 2, 0)  # last(y) ~ target(y + forward(y))
+    landed = cv2.remap(np.ascontiguousarray(forward), motion + pixel_grid(*motion.shape[:2]), None, cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)  # forward at x + motion(x)
+    consistent = np.linalg.norm(motion + landed, axis=-1) < CONSISTENCY_PX  # (Ht, Wt)
+    return np.ascontiguousarray(motion.transpose(2, 0, 1)), consistent[None].astype(np.float32)
+
+
+def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, still_share: float,
+         motion_labels: bool = False) -> dict:
     """A batch of numpy arrays: frames, flow, latent, context_latent, step, synthesis, last, target,
-    base, reconstruction and plan (the actions commanded up to the step: zero for a still frame)."""
+    base, reconstruction and plan (the actions commanded up to the step: zero for a still frame);
+    with `motion_labels`, also motion_target and motion_weight (`motion_label` where the commands
+    are known: the labels teach what a command does to the motion; zero motion for a still frame,
+    no label for footage without commands)."""
     from sora_ros.runtime.anchor import plan_features, trajectory_motion
 
     n, s = data.frames.shape[:2]
@@ -196,6 +230,8 @@ def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, 
         return int(pool[rng.integers(len(pool))]) if len(pool) else int(rng.integers(len(data.roll_rows)))
     batch = {key: [] for key in ("frames", "flow", "latent", "context_latent", "step", "synthesis", "last", "target",
                                  "base", "reconstruction", "plan")}
+    if motion_labels:
+        batch.update(motion_target=[], motion_weight=[])
     action_dim = data.network_actions.shape[-1]
     for row, kind in zip(rows, kinds):
         planned = np.full((horizon, action_dim), np.nan, np.float32)  # (H, A) commands up to the step, NaN = unknown
@@ -240,14 +276,27 @@ def draw(data: AnchorData, count: int, rng, horizon: int, rollout_share: float, 
         batch["target"].append(data.frames[row, target_t])
         trajectory = trajectory_motion(np.ascontiguousarray(base.transpose(1, 2, 0), np.float32), int(step))
         batch["base"].append(np.ascontiguousarray(trajectory[-1].transpose(2, 0, 1)))  # (2, Ht, Wt)
+        if motion_labels:
+            last, target = data.frames[row, t], data.frames[row, target_t]
+            shape = last.shape[:2]
+            if target_t == t:  # a still frame: no motion, known everywhere
+                motion, weight = np.zeros((2, *shape), np.float32), np.ones((1, *shape), np.float32)
+            elif np.isnan(planned[:step]).any():  # footage without commands: the photometric loss alone
+                motion, weight = np.zeros((2, *shape), np.float32), np.zeros((1, *shape), np.float32)
+            else:
+                motion, weight = motion_label(last, target)
+            batch["motion_target"].append(motion)
+            batch["motion_weight"].append(weight)
     return {key: np.stack(values) for key, values in batch.items()}
 
 
-def anchored_loss(net, batch: dict) -> tuple:
-    """(loss, metrics, prediction float (B, 3, Ht, Wt) in [0, 1]) of a batch of torch tensors."""
+def anchored_loss(net, batch: dict, motion_weight: float = 0.0) -> tuple:
+    """(loss, metrics, prediction float (B, 3, Ht, Wt) in [0, 1]) of a batch of torch tensors; the
+    motion loss (weight `motion_weight`) and metric "motion_px" need the batch's motion labels."""
     import torch
+    import torch.nn.functional as F
 
-    from sora_ros.model.anchor import compose
+    from sora_ros.model.anchor import compose, upsampled_motion
     from sora_ros.core.psnr import psnr_from_mse
 
     motion, mask = net(batch["frames"], batch["flow"], batch["latent"], batch["context_latent"], batch["step"],
@@ -261,11 +310,21 @@ def anchored_loss(net, batch: dict) -> tuple:
     target = unit(batch["target"])
     per_sample = ((predicted - target) ** 2).mean(dim=(1, 2, 3))  # (B,)
     loss = torch.log10(per_sample + MSE_FLOOR).mean() + MASK_WEIGHT * mask.float().mean()
+    metrics = {}
+    if "motion_target" in batch:  # mean distance (target pixels) from the labels, where labelled
+        warp = upsampled_motion(correction, target.shape[-2:], batch["base"])  # (B, 2, Ht, Wt) what compose warps by
+        weight = batch["motion_weight"]  # (B, 1, Ht, Wt)
+        distance = (warp - batch["motion_target"]).norm(dim=1, keepdim=True)  # (B, 1, Ht, Wt)
+        labelled = weight.sum().clamp(min=1.0)
+        excess = (weight * F.relu(distance - LABEL_TOLERANCE_PX)).sum() / labelled
+        loss = loss + motion_weight * excess
+        metrics["motion_px"] = ((weight * distance).sum() / labelled).item()
     with torch.no_grad():
         mse = per_sample.mean()
         copy = ((unit(batch["last"]) - target) ** 2).mean()
     return loss, {"loss": loss.item(), "psnr": psnr_from_mse(mse.item(), capped=True),
-                  "copy_psnr": psnr_from_mse(copy.item(), capped=True), "mask": mask.float().mean().item()}, predicted
+                  "copy_psnr": psnr_from_mse(copy.item(), capped=True), "mask": mask.float().mean().item(),
+                  **metrics}, predicted
 
 
 def _tensors(batch: dict) -> dict:
@@ -350,12 +409,12 @@ def train_anchor(args) -> dict:
         per_bucket = {}
         net.eval()
         for data in val:
-            batch = _tensors(draw(data, VAL_SAMPLES, np.random.default_rng(0), horizon, 1.0, 0.0))
+            batch = _tensors(draw(data, VAL_SAMPLES, np.random.default_rng(0), horizon, 1.0, 0.0, motion_labels=True))
             with torch.no_grad():
                 _, metrics, _ = anchored_loss(net, batch)
             name = size_name(data.fitted.shape[2:4])
             per_bucket[name] = {"rollout_psnr": metrics["psnr"], "copy_last_psnr": metrics["copy_psnr"],
-                                "mask": metrics["mask"]}  # fmt: skip
+                                "mask": metrics["mask"], "motion_px": metrics["motion_px"]}  # fmt: skip
         net.train()
         return {**frame_weighted(list(per_bucket.values()), [data.frame_count for data in val]), "buckets": per_bucket}
 
@@ -367,10 +426,10 @@ def train_anchor(args) -> dict:
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr)
-        batch = _tensors(draw(next_bucket(), args.batch, rng, horizon,
-                              0.0 if step < teacher_steps else ROLLOUT_SHARE, STILL_SHARE))  # fmt: skip
+        batch = _tensors(draw(next_bucket(), args.batch, rng, horizon, 0.0 if step < teacher_steps else ROLLOUT_SHARE,
+                              STILL_SHARE, motion_labels=args.motion_weight > 0))  # fmt: skip
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-            loss, metrics, _ = anchored_loss(net, batch)
+            loss, metrics, _ = anchored_loss(net, batch, args.motion_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -386,6 +445,7 @@ def train_anchor(args) -> dict:
     bar.close()
     summary = {"command": args.command, "steps": state["step"], "wall_time_s": round(state["wall_s"], 1),
                "batch": args.batch, "lr": args.lr, "teacher_fraction": args.teacher_fraction,
+               "motion_weight": args.motion_weight,
                "precision": args.precision, "data": train_summary, "validation": state["val"],
                "validation_data": val_summary, "machine": machine_description(),
                **({"fine_tuned_from": parent} if parent else {})}

@@ -195,7 +195,7 @@ def trajectory_motion(flow: np.ndarray, steps: int) -> np.ndarray:
         float32 (steps, H, W, 2).
     """
     height, width = flow.shape[:2]
-    samples = flow + _grid(height, width)  # (H, W, 2): where each pixel's trajectory comes from
+    samples = flow + pixel_grid(height, width)  # (H, W, 2): where each pixel's trajectory comes from
     motion = np.empty((steps, height, width, 2), np.float32)
     motion[0] = flow
     for k in range(1, steps):
@@ -228,7 +228,7 @@ def scaled_window(window: Window, camera_hw: tuple[int, int], output_hw: tuple[i
 
 
 @lru_cache(maxsize=8)
-def _grid(height: int, width: int) -> np.ndarray:
+def pixel_grid(height: int, width: int) -> np.ndarray:
     """float32 (H, W, 2): each pixel's own (x, y); plus a displacement field, a cv2.remap map (read-only)."""
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     grid = np.dstack([xs, ys])
@@ -296,7 +296,7 @@ def warp_frame(last: np.ndarray, motion: np.ndarray, base: np.ndarray | None = N
         cv2.add(flow, resize_motion(base, camera_hw), dst=flow)
     rgba = last if last.shape[2] == 4 else cv2.cvtColor(last, cv2.COLOR_RGB2RGBA)
     if cv2.norm(flow, cv2.NORM_INF) >= MOTION_FLOOR_PX:
-        cv2.add(flow, _grid(*camera_hw), dst=flow)  # displacements -> the pixels of `last` to sample
+        cv2.add(flow, pixel_grid(*camera_hw), dst=flow)  # displacements -> the pixels of `last` to sample
         rgba = cv2.remap(rgba, flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB, dst=out)
 
