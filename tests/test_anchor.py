@@ -470,28 +470,6 @@ def test_motion_labels_pull_the_warp_to_the_true_shift():
     assert after["motion_px"] < 0.25 * shift
 
 
-def test_a_command_gated_net_keeps_constant_velocity_where_commands_are_unknown():
-    """Footage without commands gets motion = k x flow exactly; with the known flag the learned
-    correction applies; configs written before the gate apply it everywhere."""
-    rng = np.random.default_rng(9)
-    count, size, latent_channels, plan = 2, 16, 4, plan_size(HORIZON, 2)
-    inputs = (torch.from_numpy(rng.integers(0, 256, (count, 2, size, size, 3), dtype=np.uint8)),
-              torch.from_numpy(rng.normal(size=(count, 2, size, size)).astype(np.float32)),
-              torch.zeros(count, latent_channels, 4, 4), torch.zeros(count, latent_channels, 4, 4),
-              torch.full((count,), 3.0), torch.zeros(count, size, size, 3, dtype=torch.uint8))
-    flags = torch.zeros(count, plan)
-    flags[1, -1] = 1.0  # row 0: commands unknown, row 1: known (all zero)
-    for config, gated in ((AnchorConfig(width=8, horizon=HORIZON, plan_features=plan), True),
-                          (AnchorConfig.from_dict({"width": 8, "horizon": HORIZON, "plan_features": plan}), False)):
-        net = randomise(AnchorNet(config, latent_channels), 2)
-        with torch.no_grad():
-            motion, _ = net(*inputs, flags)
-        correction = motion - 3.0 * inputs[1]
-        assert config.command_gated is gated
-        assert (correction[0].abs().max().item() == 0.0) is gated
-        assert correction[1].abs().mean().item() > 0.01
-
-
 def test_configs_written_before_the_mask_gain_keep_their_mask():
     assert AnchorConfig.from_dict({"width": 32, "blocks": 1, "horizon": 8, "plan_features": 0}).mask_gain == 1.0
     assert AnchorConfig.from_dict(AnchorConfig().to_dict()) == AnchorConfig()

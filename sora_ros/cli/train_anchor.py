@@ -17,11 +17,12 @@ from pathlib import Path
 from sora_ros.cli.arguments import fraction, non_negative_float, out_dir, positive_float, positive_int, random_seed
 from sora_ros.cli.stage import run_stage
 
-# Weight of the motion loss, in log10 MSE units per target pixel: the mean distance between the warp's
-# motion and the optical flow from the true frame k back to the last frame, where that flow passes a
-# forward-backward check. Trained on the photometric loss alone, 0.4.3's anchored decoder left the
-# motion at k x flow (its learned correction changed no eval figure by more than 0.01 dB): what a
-# command does to the motion went unlearned (README, "Motion labels").
+# Weight of the motion loss, in log10 MSE units per target pixel beyond a pixel: the distance between
+# the warp's motion and the optical flow from the true frame k back to the last frame, where that flow
+# passes a forward-backward check and the commands are known. Trained on the photometric loss alone,
+# 0.4.3's anchored decoder left the motion at k x flow (what a command does to it went unlearned); at
+# 0.3 the action gap on fresh sim episodes rose from +0.7..+1.4 to +2.2..+3.5 dB, but real footage
+# without commands lost up to 1.6 dB (README, "Motion labels"): off until a retrain keeps both.
 MOTION_WEIGHT = 0.0
 
 

@@ -16,8 +16,7 @@ frames is an input feature: the network predicts a correction to constant-veloci
 or static case gives the last frame back. Nets with a `plan` input also see the actions commanded
 up to step k (sora_ros.runtime.anchor.plan_features) and the pixel coordinates: the flow only
 knows the motion so far, the command says how it changes (a turn shifts the view, driving
-forward expands it from the centre, so the motion depends on where a pixel is); where the commands
-are unknown (footage without them) such a net keeps constant-velocity motion (`command_gated`).
+forward expands it from the centre, so the motion depends on where a pixel is).
 
 Legend: B batch, H/W model image, h/w latent grid, C latent channels.
 """
@@ -55,9 +54,6 @@ class AnchorConfig:
         plan_features: P of the `plan` input (sora_ros.runtime.anchor.plan_size(horizon, A));
             0: no plan input and no coordinate planes (graphs exported before them).
         mask_gain: the mask logit per unit of raw output (MASK_GAIN; 1.0 in configs written before it).
-        command_gated: the motion correction is applied only where the plan's commands are known
-            (its flag), so footage without commands keeps constant-velocity motion; False in
-            configs written before it, whose correction applies everywhere.
     """
 
     width: int = 32
@@ -65,15 +61,14 @@ class AnchorConfig:
     horizon: int = 8
     plan_features: int = 0
     mask_gain: float = MASK_GAIN
-    command_gated: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> AnchorConfig:
-        names = ("width", "blocks", "horizon", "plan_features", "mask_gain", "command_gated")
-        return cls(**{"mask_gain": 1.0, "command_gated": False, **{k: data[k] for k in names if k in data}})
+        fields = {k: data[k] for k in ("width", "blocks", "horizon", "plan_features", "mask_gain") if k in data}
+        return cls(**{"mask_gain": 1.0, **fields})
 
 
 class AnchorNet(nn.Module):
@@ -143,10 +138,8 @@ class AnchorNet(nn.Module):
         half = self.merge(torch.cat([half, quarter], dim=1))
         up = F.interpolate(half, size=(height, width), mode="bilinear", align_corners=False)
         out = self.head(torch.cat([up, full], dim=1))  # (B, 3, H, W)
-        correction = MOTION_SCALE * out[:, :2]  # (B, 2, H, W)
-        if self.config.plan_features and self.config.command_gated:
-            correction = correction * plan[:, -1].reshape(b, 1, 1, 1)  # the known flag: 1 or 0
-        return steps * flow + correction, torch.sigmoid(self.config.mask_gain * out[:, 2:])
+        motion = steps * flow + MOTION_SCALE * out[:, :2]
+        return motion, torch.sigmoid(self.config.mask_gain * out[:, 2:])
 
 
 def backward_warp(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
