@@ -14,12 +14,15 @@ BLUR_PER_STEP x sqrt(k) pixels (about what k bilinear resamplings do to a frame)
 from __future__ import annotations
 
 import argparse
+import sys
 from contextlib import contextmanager
 
 import cv2
 import numpy as np
 
 from sora_ros.bag.clip_sources import model_clips
+from sora_ros.bag.reading import BagError
+from sora_ros.cli.arguments import positive_int
 from sora_ros.evaluation.metrics import summarize
 from sora_ros.evaluation.predictors import ModelPredictor, baseline_predictors
 from sora_ros.evaluation.scoring import evaluate
@@ -79,9 +82,13 @@ def main(args: argparse.Namespace) -> int:
             predictors["flow, one warp"] = lambda context, actions: one_warp(context, lookahead)
             predictors[f"flow, one warp, blur {BLUR_PER_STEP} sqrt(k)"] = \
                 lambda context, actions: one_warp(context, lookahead, BLUR_PER_STEP)
-        with ablated(name):
-            result = evaluate(clips, predictors, context_length=info.context_frames, horizons=list(HORIZONS),
-                              progress=False)  # fmt: skip
+        try:
+            with ablated(name):
+                result = evaluate(clips, predictors, context_length=info.context_frames, horizons=list(HORIZONS),
+                                  progress=False)  # fmt: skip
+        except (FileNotFoundError, BagError, ValueError) as error:
+            print(f"warp_ablation: {error}", file=sys.stderr)
+            return 1
         for method, scores in result.scores.items():
             rows[method] = [summarize([frame.psnr for frame in scores[h]])["mean"] for h in HORIZONS]
     print(f"{result.clips} clips from {' '.join(map(str, args.bags))}; PSNR dB at h = {' / '.join(map(str, HORIZONS))}")
@@ -96,5 +103,5 @@ if __name__ == "__main__":
     parser.add_argument("--model", default="models/default", help="model directory (default %(default)s)")
     parser.add_argument("--image-topic", default="/camera/image_raw")
     parser.add_argument("--action-topic", help="the commands (e.g. /cmd_vel); none: actions unknown")
-    parser.add_argument("--stride", type=int, default=1, help="frames between clip starts (default 1)")
+    parser.add_argument("--stride", type=positive_int, default=1, help="frames between clip starts (default 1)")
     raise SystemExit(main(parser.parse_args()))

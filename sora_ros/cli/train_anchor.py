@@ -61,8 +61,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="feed the rollout's commands up to each step (the graph's `plan` input; models "
                              "with actions; default on). --no-plan: a graph without it, as before 0.4.0")
     parser.add_argument("--motion-weight", type=non_negative_float, default=MOTION_WEIGHT,
-                        help="weight of the motion labels (DIS flow from the true future frame back to the last one) "
-                             "in the loss, per target pixel of distance; 0: the photometric loss alone (default %(default)s)")
+                        help="weight of the motion labels (DIS flow from the true future frame back to the last one, "
+                             "where commands are known) in the loss, per target pixel of distance beyond 1; 0: the "
+                             "photometric loss alone (default %(default)s)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16: bfloat16 autocast")
     parser.add_argument("--seed", type=random_seed, default=0, help="initial weights and batches")
     parser.add_argument("--out", type=out_dir, required=True, help="run directory: anchor.pt, anchor_summary.json")
