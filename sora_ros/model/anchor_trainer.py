@@ -13,8 +13,10 @@ The loss is each sample's log MSE at TARGET_FACTOR x the model's resolution, i.e
 (what eval reports, averaged over frames), plus a small price on the mask (warp where the warp is as
 good), plus (`motion_weight` > 0) the distance of the warp's motion from a label beyond
 LABEL_TOLERANCE_PX: DIS flow from the true frame k back to the last frame, where it passes a
-forward-backward check (`motion_label`). An L1 loss (the median) never blends: the decoder's image is blurred, so per pixel the sharp
-warp is closer more often than not, even where the blend has the lower error on the whole frame.
+forward-backward check and the commands are known (`motion_label`; validation reports the distance
+as "motion_px" whatever the weight). An L1 loss (the median) never blends: the decoder's image is
+blurred, so per pixel the sharp warp is closer more often than not, even where the blend has the
+lower error on the whole frame.
 Footage without commands (real video) is scarce and mostly in buckets of its own sizes: REAL_SHARE
 of the steps draw among the buckets that hold some, and REAL_SHARE of each batch of a bucket that
 also holds footage with commands is drawn from it, rollouts included.
