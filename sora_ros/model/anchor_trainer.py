@@ -61,9 +61,8 @@ ROLLOUT_SEQUENCES = 192
 # A flow vector is a label where the flow back from frame k lands within this many target pixels of
 # where it started (occluded and ambiguous pixels fail the check).
 CONSISTENCY_PX = 1.0
-# Distances from a label up to this many target pixels cost nothing: DIS labels err by about a pixel
-# (their mean distance from the base motion at k = 1 is 1.2 px on the sim's validation episodes), and
-# at that scale the photometric loss knows better.
+# Distances from a label up to this many target pixels cost nothing: DIS labels err by about a pixel,
+# and at that scale the photometric loss knows better.
 LABEL_TOLERANCE_PX = 1.0
 VAL_SAMPLES = 256
 ENGINE_BATCH = 64
