@@ -28,6 +28,7 @@ from sora_ros.evaluation.predictors import ModelPredictor, baseline_predictors
 from sora_ros.evaluation.scoring import evaluate
 from sora_ros.runtime import anchor
 from sora_ros.runtime.engine import WorldModelEngine
+from sora_ros.runtime.model_dir import ModelDirError
 from sora_ros.runtime.pipeline import WorldModelPipeline
 
 HORIZONS = (1, 2, 4, 8)
@@ -69,7 +70,11 @@ def one_warp(context: np.ndarray, horizon: int, blur: float = 0.0) -> np.ndarray
 
 
 def main(args: argparse.Namespace) -> int:
-    engine = WorldModelEngine(args.model, precision="float32")
+    try:
+        engine = WorldModelEngine(args.model, precision="float32")
+    except ModelDirError as error:
+        print(f"warp_ablation: {error}", file=sys.stderr)
+        return 1
     info = engine.info
     lookahead = max(HORIZONS)
     rows = {}

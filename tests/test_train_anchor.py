@@ -56,3 +56,11 @@ def test_rollouts_keep_the_share_of_footage_without_commands():
     batch = draw(data, 2000, np.random.default_rng(0), horizon, rollout_share=1.0, still_share=0.0)
     unknown = batch["plan"][:, -1] == 0.0  # the known flag of each sample's commands
     assert REAL_SHARE + (1 - REAL_SHARE) / n - 0.05 < unknown.mean() < REAL_SHARE + (1 - REAL_SHARE) / n + 0.05
+
+
+def test_a_run_refused_for_missing_data_leaves_no_empty_out(tmp_path):
+    model = export_tiny(tmp_path / "tiny")
+    out = tmp_path / "run"
+    assert cli(["train-anchor", "--model", str(model), "--data", str(tmp_path / "missing"), "--out", str(out),
+                "--no-export"]) == 1
+    assert not out.exists()

@@ -5,6 +5,7 @@ Not a subcommand itself."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from pathlib import Path
@@ -42,10 +43,14 @@ def run_stage(args: argparse.Namespace, command: str, stage: str, checkpoint: st
     from sora_ros.runtime.model_dir import ModelDirError
 
     module, function = stage.split(":")
+    created = not Path(args.out).exists()
     try:
         summary = getattr(importlib.import_module(module), function)(args)
     except (ValueError, FileNotFoundError, BagError, ModelDirError, ExportError) as error:
         print(f"sora-ros {command}: {error}", file=sys.stderr)
+        if created:  # a run refused before it wrote anything leaves no empty --out behind
+            with contextlib.suppress(OSError):  # not empty: what it wrote stays
+                Path(args.out).rmdir()
         return 1
     print(f"done: {Path(args.out) / checkpoint}; validation {summary['validation']}")
     return 0
