@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -26,14 +27,15 @@ def randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     return module
 
 
-def tiny_modules(name: str = "tiny", seed: int = 0) -> tuple[VAE, DiT]:
+def tiny_modules(name: str = "tiny", seed: int = 0, context_attention: str = "window") -> tuple[VAE, DiT]:
     torch.manual_seed(seed)
     config = preset(name)
+    config = config.replace(dit=dataclasses.replace(config.dit, context_attention=context_attention))
     return randomise(VAE(config.vae), seed).eval(), randomise(DiT(config), seed + 1).eval()
 
 
-def export_tiny(directory: Path, name: str = "tiny", seed: int = 0) -> Path:
-    vae, dit = tiny_modules(name, seed)
+def export_tiny(directory: Path, name: str = "tiny", seed: int = 0, context_attention: str = "window") -> Path:
+    vae, dit = tiny_modules(name, seed, context_attention)
     export_model(vae, dit, directory, seed=seed)
     return directory
 

@@ -134,7 +134,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sora_ros.model.config import PRESETS
+    from sora_ros.model.config import CONTEXT_ATTENTION, PRESETS
 
     data = parser.add_argument_group("data")
     data.add_argument("--data", nargs="+", required=True, metavar="PATH",
@@ -156,6 +156,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="per action, above 0: the network sees (action - offset) / scale; give your robot's top speeds "
                             "where the parent had 0.5 m/s and 1.0 rad/s (default: the parent's or preset's)")  # fmt: skip
     model.add_argument("--action-offset", nargs="+", type=finite_float, metavar="O", help="per action (default 0)")
+    model.add_argument("--context-attention", choices=CONTEXT_ATTENTION,
+                       help="what a context frame's tokens attend to: 'frame' (their own frame; its keys/values are "
+                            "computed once and kept as the window slides: faster rollouts) or 'window' (all context "
+                            "frames; models up to 0.4) (default: the preset's or the parent's; with --init, another "
+                            "value converts the parent)")  # fmt: skip
     tune = parser.add_argument_group("fine-tuning")
     tune.add_argument("--init", type=Path, metavar="MODEL_DIR",
                       help="fine-tune this exported model directory (its weights.safetensors) instead of training "

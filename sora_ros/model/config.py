@@ -19,6 +19,8 @@ from sora_ros.core.patch_grid import PatchGrid
 # The widest range of camera width / height a model trains on: within it every camera's token grid
 # crops at most 18% of a side (sora_ros.core.patch_grid); training narrows it to its data's cameras.
 ASPECT_RANGE = (1 / 3, 3.0)
+# DiTConfig.context_attention values.
+CONTEXT_ATTENTION = ("window", "frame")
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,14 @@ class DiTConfig:
         action_dim: A, per-step action size; 0 means unconditioned.
         max_context_noise: training draws the context noise level uniformly from [0, this].
         action_dropout: fraction of training windows whose action is marked unknown (NaN).
+        context_attention: what a context token attends to. "window": every context token of the
+            K frames, so all K frames' keys/values change as the window slides and a rollout
+            recomputes them for every predicted frame. "frame": its own frame's tokens only, so a
+            frame's keys/values never change once computed and a rollout computes them once per
+            frame (N new tokens per predicted frame instead of K * N); the predicted frame tells the
+            context frames apart by learned per-layer slot embeddings added to their keys and values
+            (context enters only through the predicted frame's attention, as in the CDiT of
+            Navigation World Models, Bar et al. 2025).
     """
 
     context_frames: int = 4
@@ -89,8 +99,11 @@ class DiTConfig:
     action_dim: int = 2
     max_context_noise: float = 0.3
     action_dropout: float = 0.1
+    context_attention: str = "window"
 
     def __post_init__(self) -> None:
+        if self.context_attention not in CONTEXT_ATTENTION:
+            raise ValueError(f"context_attention must be one of {CONTEXT_ATTENTION}, got {self.context_attention!r}")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} does not divide into {self.heads} heads")
 

@@ -11,6 +11,13 @@ flow time plus the action. Nothing about the context depends on flow time, so
 
 is the same function as one full pass, split where the sampler can reuse work.
 These two methods are also the two dynamics ONNX graphs.
+
+With `context_attention = "frame"` a context token attends within its own frame
+only: `context_kv` of F frames is F independent passes, a frame's keys/values
+never change once computed, and a rollout keeps them as the window slides (one
+new frame's tokens per predicted frame). The predicted frame then tells the
+context frames apart by learned per-layer slot embeddings, added to the keys
+and values of the frame in each window slot (oldest first) in `velocity`.
 """
 
 from __future__ import annotations
@@ -132,14 +139,18 @@ class Block(nn.Module):
         return qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:]
 
     def update(self, x: torch.Tensor, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-               mod: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """Attention of x's queries q (B, N, D) over keys/values (B, M, D), then the MLP."""
-        heads = self.heads
+               mod: tuple[torch.Tensor, ...], frames: int | None = None) -> torch.Tensor:
+        """Attention of x's queries q (B, N, D) over keys/values (B, M, D), then the MLP. With
+        `frames`, x holds that many frames' tokens one after another (N = M = F * n) and each
+        token attends within its own frame only."""
+        b, _, d = q.shape
+        if frames is not None:  # (B * F, n, D): a frame per row
+            q, keys, values = (t.reshape(b * frames, -1, d) for t in (q, keys, values))
         if torch.onnx.is_in_onnx_export():
-            attn = _MultiHeadAttention.apply(q, keys, values, heads)  # (B, N, D)
+            attn = _MultiHeadAttention.apply(q, keys, values, self.heads)  # (B, N, D)
         else:
-            attn = _attention(q, keys, values, heads)  # (B, N, D)
-        x = x + mod[2] * self.proj(attn)
+            attn = _attention(q, keys, values, self.heads)  # (B, N, D)
+        x = x + mod[2] * self.proj(attn.reshape(b, -1, d))
         return x + mod[5] * self.mlp(_modulate(self.norm2(x), mod[3], mod[4]))
 
 
@@ -167,6 +178,9 @@ class DiT(nn.Module):
         # commands, and the actions dropped in training so that the model learns both cases.
         self.unknown_action = nn.Parameter(torch.zeros(dit.width)) if dit.action_dim else None
         self.blocks = nn.ModuleList(Block(dit.width, dit.heads, dit.mlp_ratio) for _ in range(dit.depth))
+        self.per_frame = dit.context_attention == "frame"
+        # (L, 2, K, D): added to the keys, then the values, of the context frame in window slot k.
+        self.slot_kv = nn.Parameter(torch.zeros(dit.depth, 2, dit.context_frames, dit.width)) if self.per_frame else None
         self.final_norm = nn.LayerNorm(dit.width, elementwise_affine=False, eps=LAYER_NORM_EPS)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(dit.width, 2 * dit.width))
         self.final = nn.Linear(dit.width, p * p * channels)
@@ -198,23 +212,27 @@ class DiT(nn.Module):
         """Per-layer keys and values of the context tokens.
 
         Args:
-            context: (B, K, C, h, w) scaled latents (any grid h x w the patch size divides), oldest first, already noised to `noise_level`.
+            context: (B, F, C, h, w) scaled latents (any grid h x w the patch size divides), oldest
+                first, already noised to `noise_level`; F = K, or with per-frame context any F.
             noise_level: (B,) context noise level in [0, 1].
 
         Returns:
-            (B, L, 2, K * N, D): keys then values, for every block.
+            (B, L, 2, F * N, D): keys then values, for every block.
         """
-        x = self._tokens(context, torch.arange(self.config.dit.context_frames))  # (B, K * N, D)
+        # Per frame, every frame takes the same (slot-free) position: its keys/values fit any slot.
+        frames = torch.zeros(1, dtype=torch.long) if self.per_frame else torch.arange(self.config.dit.context_frames)
+        x = self._tokens(context, frames)  # (B, F * N, D)
         cond = self.noise_embed(noise_level)
+        within = context.shape[1] if self.per_frame else None
         kv = []
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             mod = block.modulation(cond)
             q, keys, values = block.project(x, mod)
-            kv.append(torch.stack([keys, values], dim=1))  # (B, 2, K * N, D)
+            kv.append(torch.stack([keys, values], dim=1))  # (B, 2, F * N, D)
             if i < last:  # the last block's context outputs are never attended to
-                x = block.update(x, q, keys, values, mod)
-        return torch.stack(kv, dim=1)  # (B, L, 2, K * N, D)
+                x = block.update(x, q, keys, values, mod, frames=within)
+        return torch.stack(kv, dim=1)  # (B, L, 2, F * N, D)
 
     def velocity(self, context_kv: torch.Tensor, noisy: torch.Tensor, flow_time: torch.Tensor,
                  action: torch.Tensor | None = None) -> torch.Tensor:
@@ -238,11 +256,20 @@ class DiT(nn.Module):
             known = ~torch.isnan(action).any(dim=-1, keepdim=True)  # (B, 1)
             embedded = self.action_embed(torch.where(known, action, torch.zeros_like(action)))  # (B, D)
             cond = cond + torch.where(known, embedded, self.unknown_action)
+        k = self.config.dit.context_frames
+
+        def slotted(tokens: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+            """(B, K * N, D) plus slot (K, D), each window slot's row on its frame's N tokens."""
+            return (tokens.unflatten(1, (k, -1)) + slot[:, None, :]).flatten(1, 2)
+
         for i, block in enumerate(self.blocks):
             mod = block.modulation(cond)
             q, keys, values = block.project(x, mod)
-            keys = torch.cat([context_kv[:, i, 0], keys], dim=1)  # (B, K * N + N, D)
-            values = torch.cat([context_kv[:, i, 1], values], dim=1)  # (B, K * N + N, D)
+            context_keys, context_values = context_kv[:, i, 0], context_kv[:, i, 1]  # (B, K * N, D) each
+            if self.per_frame:
+                context_keys, context_values = slotted(context_keys, self.slot_kv[i, 0]), slotted(context_values, self.slot_kv[i, 1])
+            keys = torch.cat([context_keys, keys], dim=1)  # (B, K * N + N, D)
+            values = torch.cat([context_values, values], dim=1)  # (B, K * N + N, D)
             x = block.update(x, q, keys, values, mod)
         shift, scale = self.final_ada(cond).unsqueeze(1).chunk(2, dim=-1)  # (B, 1, D) each
         out = self.final(_modulate(self.final_norm(x), shift, scale))  # (B, N, p * p * C)

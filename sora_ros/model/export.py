@@ -43,6 +43,16 @@ EXTERNAL_MIN_BYTES = 1024
 EXTERNAL_ALIGNMENT = 64
 
 
+# model.json dynamics.contract, by DiTConfig.context_attention.
+CONTRACTS = {
+    "window": "per predicted frame: context_kv = dynamics_context(context latents noised to context_noise, "
+              "context_noise); then per sampler step: velocity = dynamics(context_kv, noisy, flow_time[, action])",
+    "frame": "first predicted frame: context_kv = dynamics_context(the K context latents noised to context_noise, "
+             "context_noise); each later one: the oldest frame's N tokens leave context_kv and "
+             "dynamics_context(the newest latent frame noised to context_noise, context_noise) is appended "
+             "(context_kv's frames stay oldest first); then per sampler step: velocity = dynamics(context_kv, "
+             "noisy, flow_time[, action])",
+}
 # How the runtime uses the anchor graph (sora_ros/runtime/anchor.py), written to model.json.
 ANCHOR_CONTRACT = (
     "motion, mask = anchor(frames = the last two observed frames fitted to the model input, flow = DIS back-flow "
@@ -141,7 +151,9 @@ def export_model(vae, dit, out_dir: str | Path, *, version: str = "0.1.0", train
     out.mkdir(parents=True, exist_ok=True)
     kv_shape = (config.dit.depth, 2, config.dit.context_frames * config.tokens_per_frame, config.dit.width)
     image_size, latent_shape, kv_dims = symbolic_sizes(config.vae.latent_channels, kv_shape)
-    signatures = graph_signatures(image_size, latent_shape, config.dit.context_frames, kv_dims, config.dit.action_dim)
+    per_frame = config.dit.context_attention == "frame"
+    signatures = graph_signatures(image_size, latent_shape, config.dit.context_frames, kv_dims, config.dit.action_dim,
+                                  per_frame)
     sizes = [grid_sizes(hw, config.vae.downsample, config.dit.patch_size, config.dit.context_frames)
              for hw in parity_sizes((config.vae.image_height, config.vae.image_width), config.patch_grid)]
     modules = _graph_modules(vae.eval(), dit.eval())
@@ -157,10 +169,14 @@ def export_model(vae, dit, out_dir: str | Path, *, version: str = "0.1.0", train
                             for graph, file in GRAPH_FILES.items()}  # fmt: skip
                 for graph, session in sessions.items():
                     check_session(out / GRAPH_FILES[graph], session, signatures[graph])
-            for graph, module in modules.items():
+            checks = [(graph, examples[graph]) for graph in modules]
+            if per_frame:  # the frame that enters the window, alone
+                one = examples["dynamics_context"]
+                checks.append(("dynamics_context", {**one, "context": np.ascontiguousarray(one["context"][:, -1:])}))
+            for graph, inputs in checks:
                 path, session = out / GRAPH_FILES[graph], sessions[graph]
-                expected = module(*(torch.from_numpy(a) for a in examples[graph].values())).numpy()
-                (got,) = session.run(None, examples[graph])
+                expected = modules[graph](*(torch.from_numpy(a) for a in inputs.values())).numpy()
+                (got,) = session.run(None, inputs)
                 parity[graph] = max(parity[graph], float(np.max(np.abs(got - expected))))
                 if not parity[graph] <= PARITY_TOLERANCE:
                     raise ExportError(f"{path}: ONNX Runtime differs from torch by {parity[graph]:.3g} at input "
@@ -245,9 +261,8 @@ def _write_model_json(out: Path, config, signatures: dict, ops: dict, kv_shape: 
         "dynamics": {
             "context_kv_shape": list(kv_shape),
             "weights": f"{DYNAMICS_WEIGHTS}: ONNX external data shared by both dynamics graphs",
-            "contract": "per predicted frame: context_kv = dynamics_context(context latents noised to "
-                        "context_noise, context_noise); then per sampler step: velocity = dynamics(context_kv, "
-                        "noisy, flow_time[, action])",
+            "context_attention": config.dit.context_attention,
+            "contract": CONTRACTS[config.dit.context_attention],
         },
         "graphs": graphs,
         "files": {name: sha256_file(out / name) for name in [*GRAPH_FILES.values(), DYNAMICS_WEIGHTS]},

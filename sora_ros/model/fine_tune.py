@@ -18,6 +18,9 @@ What an action spec other than the parent's changes (`adapt_actions`):
     the child starts out as the parent;
   - no --action-topic: the parent's spec is kept and the footage counts as without commands
     (the actions unknown, as the parent saw real video).
+What another context attention changes (`--context-attention`, DiTConfig.context_attention):
+  every weight carries over; a "window" parent turned "frame" gets slot embeddings starting at
+  zero (its context frames then attend within themselves only, and training adapts the rest).
 
 Fine-tuning defaults (`FINE_TUNE_DEFAULTS`): the VAE frozen, peak learning rates a third of
 training from scratch, a short warm-up, then a constant rate, so a checkpoint taken after m
@@ -87,7 +90,8 @@ def choose_actions(base: ActionSpec, names=None, scale=None, offset=None) -> Act
     return ActionSpec(names=names, units=units, offset=pick(offset, base.offset, 0.0), scale=pick(scale, base.scale, 1.0))
 
 
-def start_from(model_dir, name: str, action_change: tuple | None, expect: ModelConfig | None = None) -> Start:
+def start_from(model_dir, name: str, action_change: tuple | None, expect: ModelConfig | None = None,
+               context_attention: str | None = None) -> Start:
     """Load a model directory's weights as the starting point of a fine-tune.
 
     Args:
@@ -96,6 +100,7 @@ def start_from(model_dir, name: str, action_change: tuple | None, expect: ModelC
         action_change: (names, scale, offset) for `choose_actions` on the parent's spec, or
             None to keep the parent's spec (footage without commands).
         expect: the architecture asked for (--preset), or None to take the parent's.
+        context_attention: the child's DiTConfig.context_attention, or None to keep the parent's.
 
     Raises:
         WeightsError, ModelDirError: as `weights.load_weights`.
@@ -106,12 +111,17 @@ def start_from(model_dir, name: str, action_change: tuple | None, expect: ModelC
     weights = load_weights(model_dir, expect=expect)
     parent_config = weights.config
     actions = parent_config.actions if action_change is None else choose_actions(parent_config.actions, *action_change)
-    config = parent_config.replace(name=name, actions=actions,
-                                   dit=dataclasses.replace(parent_config.dit, action_dim=actions.dim))  # fmt: skip
+    attention = context_attention or parent_config.dit.context_attention
+    config = parent_config.replace(name=name, actions=actions, dit=dataclasses.replace(
+        parent_config.dit, action_dim=actions.dim, context_attention=attention))
     dit, notes = weights.dit, []
     if actions.names != parent_config.actions.names:
-        dit = DiT(config)
+        dit = DiT(dataclasses.replace(config, dit=dataclasses.replace(config.dit, context_attention=parent_config.dit.context_attention)))
         notes = adapt_actions(weights.dit, dit)
+    if attention != parent_config.dit.context_attention:
+        notes.append(f"context attention: {parent_config.dit.context_attention} -> {attention}"
+                     + ("; slot embeddings start at zero" if attention == "frame" else "; slot embeddings dropped"))
+        dit = adapt_context_attention(dit, config)
     elif actions != parent_config.actions:
         notes = [f"action normalisation: offset {list(parent_config.actions.offset)} -> {list(actions.offset)}, "
                  f"scale {list(parent_config.actions.scale)} -> {list(actions.scale)}; the action embedding carries over"]  # fmt: skip
@@ -160,6 +170,19 @@ def adapt_actions(parent, child) -> list[str]:
         return [f"actions {list(new)}: a new action embedding, starting at zero (the parent had no actions)"]
     return [f"action {a}: " + ("carries over" if a in old else "new, starts at zero") for a in new] + \
         [f"action {a}: dropped (not in {list(new)})" for a in old if a not in new]
+
+
+def adapt_context_attention(parent, config: ModelConfig):
+    """A DiT of `config` holding `parent`'s weights; only the slot embeddings (DiT.slot_kv) of a
+    "frame" DiT have no counterpart, and start at zero."""
+    from sora_ros.model.dit import DiT
+
+    child = DiT(config)
+    state = {k: v for k, v in parent.state_dict().items() if k != "slot_kv"}
+    if child.slot_kv is not None:
+        state["slot_kv"] = child.slot_kv.detach().clone()
+    child.load_state_dict(state, strict=True)
+    return child
 
 
 def carried_anchor(extra: dict):

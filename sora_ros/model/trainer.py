@@ -203,7 +203,7 @@ class Trainer:
 
             expect = preset(args.preset) if args.preset else None
             change = (args.action_names, args.action_scale, args.action_offset) if args.action_topic else None
-            start = start_from(args.init, args.name, change, expect=expect)
+            start = start_from(args.init, args.name, change, expect=expect, context_attention=args.context_attention)
             self.config, self.vae, self.dit = start.config, start.vae, start.dit
             self.parent, self.anchor = start.parent, start.anchor
             if self.anchor is not None:
@@ -222,6 +222,8 @@ class Trainer:
             else:
                 actions = choose_actions(config.actions, args.action_names, args.action_scale, args.action_offset)
                 config = config.replace(actions=actions, dit=dataclasses.replace(config.dit, action_dim=actions.dim))
+            if args.context_attention:
+                config = config.replace(dit=dataclasses.replace(config.dit, context_attention=args.context_attention))
             self.config = config.replace(name=args.name)
             torch.manual_seed(args.seed)  # same initial weights on every rank
             self.vae, self.dit = VAE(self.config.vae), DiT(self.config)
@@ -636,7 +638,8 @@ class Trainer:
                 future_actions = normalise_actions(torch.from_numpy(window_actions[:, k - 1 : -1]),
                                                    self.config.actions).numpy()  # fmt: skip
             predicted = rollout(context_fn, velocity_fn, latents[:, :k], future_actions, VAL_HORIZON,
-                                self.config.sampler_steps, self.config.context_noise, np.random.default_rng(1))  # fmt: skip
+                                self.config.sampler_steps, self.config.context_noise, np.random.default_rng(1),
+                                cached_context=self.config.dit.context_attention == "frame")  # fmt: skip
             decoded = self.vae.decode(torch.from_numpy(predicted.reshape(-1, *predicted.shape[2:])).to(device))
             return decoded.clamp(-1, 1).reshape(VAL_WINDOWS, VAL_HORIZON, *decoded.shape[1:])  # (B, L, 3, H, W)
 
@@ -735,7 +738,8 @@ def _resolve_defaults(args, saved: dict | None = None) -> None:
     """
     from sora_ros.model.fine_tune import FINE_TUNE_DEFAULTS, TRAINABLE_PARTS
 
-    for key in ("init", "minutes", "snapshot_minutes", "action_names", "action_scale", "action_offset"):
+    for key in ("init", "minutes", "snapshot_minutes", "action_names", "action_scale", "action_offset",
+                "context_attention"):
         if not hasattr(args, key):  # a Namespace built by hand (tests, scripts)
             setattr(args, key, None)
     scratch = {"train_parts": TRAINABLE_PARTS, "vae_lr": SCRATCH_VAE_LR, "dit_lr": SCRATCH_DIT_LR,

@@ -389,20 +389,23 @@ class WorldModelEngine:
             actions = np.repeat(np.broadcast_to(actions, (candidates, *actions.shape[1:])), samples, axis=0)
         grid = per_item[-2:]
 
-        def graphs() -> tuple[dict[int, _BoundGraph], _BoundGraph]:
+        def graphs() -> tuple[dict[tuple[int, int], _BoundGraph], _BoundGraph]:
             # From a shared context the first frame's keys/values are computed for S rows, not N * S;
             # the S-row graphs are fetched first so that the batch's stay the newest in the cache.
-            context_fns = {samples: self._bound_graphs(samples, grid)[0]} if shared else {}
-            context_fns[batch], velocity_fn = self._bound_graphs(batch, grid)
+            context_fns = {}
+            if shared:
+                context_fns[samples, info.context_frames] = self._bound_graphs(samples, grid)[0]
+            *batch_context, velocity_fn = self._bound_graphs(batch, grid)
+            context_fns.update(zip([(batch, info.context_frames), (batch, 1)], batch_context))
             return context_fns, velocity_fn
 
-        def sample(context_fns: dict[int, _BoundGraph], velocity_fn: _BoundGraph, turn) -> np.ndarray:
+        def sample(context_fns: dict[tuple[int, int], _BoundGraph], velocity_fn: _BoundGraph, turn) -> np.ndarray:
             # Every candidate sees the same noise: their futures differ by their actions alone.
             return sampler.rollout(
-                lambda window, level: context_fns[len(window)](window, level), velocity_fn, context, actions,
+                lambda window, level: context_fns[window.shape[:2]](window, level), velocity_fn, context, actions,
                 horizon, info.sampler_steps if steps is None else steps,
                 info.context_noise if context_noise is None else context_noise, np.random.default_rng(seed),
-                noise_period=samples, shared_context=shared, turn=turn,
+                noise_period=samples, shared_context=shared, cached_context=info.per_frame_context, turn=turn,
             )  # (N * S, H, C, h, w)
 
         if yields:  # a turn per frame, after any live rollout that waits
@@ -470,9 +473,11 @@ class WorldModelEngine:
         except ValueError as error:
             raise ValueError(f"{what}: {error}") from None
 
-    def _bound_graphs(self, batch: int, grid: tuple[int, int]) -> tuple[_BoundGraph, _BoundGraph]:
-        """The two dynamics graphs bound to buffers for this batch size and (h, w) latent grid; the
-        context graph writes its keys/values straight into the step graph's input buffer."""
+    def _bound_graphs(self, batch: int, grid: tuple[int, int]) -> tuple[_BoundGraph, ...]:
+        """The dynamics graphs bound to buffers for this batch size and (h, w) latent grid: the
+        context graph over K frames, writing its keys/values straight into the step graph's input
+        buffer; with a per-frame context, the context graph over the one frame that enters the
+        window too; then the step graph."""
         key = (batch, *grid)
         if key not in self._bound:
             if len(self._bound) >= MAX_BOUND_BATCHES:
@@ -483,5 +488,9 @@ class WorldModelEngine:
                                   sizes, {})
             step = _BoundGraph(self.sessions["dynamics"], self.signatures["dynamics"], batch, sizes,
                                {"context_kv": context.output})
-            self._bound[key] = (context, step)
+            entering = ()
+            if self.info.per_frame_context:
+                entering = (_BoundGraph(self.sessions["dynamics_context"], self.signatures["dynamics_context"], batch,
+                                        self.info.one_frame_sizes(sizes), {}),)
+            self._bound[key] = (context, *entering, step)
         return self._bound[key]

@@ -29,6 +29,9 @@ BATCH = "batch"
 # The symbolic dimensions of a model whose grid follows the camera (model.json input.aspect_range):
 # input image (H, W), latent grid (h, w), and the K * N context tokens of the dynamics keys/values.
 GRID_DIMS = ("height", "width", "latent_height", "latent_width", "context_tokens")
+# The symbolic frame count of a per-frame context graph (model.json dynamics.context_attention "frame"):
+# K frames fill the window, one frame enters it per predicted frame.
+FRAMES_DIM = "context_frames"
 # Graph role -> file name. `dynamics` is one sampler step; `dynamics_context` turns the
 # context latents into the per-layer keys/values every step of one predicted frame reuses.
 GRAPH_FILES = {
@@ -116,6 +119,9 @@ class ModelInfo:
         latent_shape: (C, h, w) of one frame's latents at the reference input.
         context_frames: K.
         context_kv_shape: (L, 2, K * N, D), one sample's cached context keys/values at the reference input.
+        per_frame_context: model.json dynamics.context_attention is "frame": the context graph takes
+            any number of frames F and gives each its own keys/values (B, L, 2, F * N, D), which stay
+            valid as the window slides (sora_ros.model.dit); absent in models up to 0.4 ("window").
         patch_grid: each camera's input size (sora_ros.core.patch_grid). Models exported before
             the grid followed the camera (no input.aspect_range) take every camera centre-cropped
             to their reference size, as they always did.
@@ -152,6 +158,7 @@ class ModelInfo:
     anchor: dict | None = None  # optional: older model directories have no anchored decoder
     risk: dict | None = None  # optional: older model directories have no risk head
     int8_graphs: dict[str, str] | None = None  # optional: added by `sora-ros quantize`
+    per_frame_context: bool = False  # optional: models up to 0.4 recompute the whole window
 
     @property
     def action_range(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -215,6 +222,10 @@ class ModelInfo:
         """The GRID_DIMS values for a model input of (H, W) pixels."""
         return grid_sizes(image_hw, self.downsample, self.patch_size, self.context_frames)
 
+    def one_frame_sizes(self, sizes: dict[str, int]) -> dict[str, int]:
+        """`sizes` (from `grid_sizes`) for a per-frame context graph given one frame."""
+        return {**sizes, FRAMES_DIM: 1, "context_tokens": sizes["context_tokens"] // self.context_frames}
+
     def check_latent_grid(self, grid_hw: tuple[int, int]) -> None:
         """Raises ValueError unless latents of (h, w) cells are what some camera's input encodes to."""
         h, w = grid_hw
@@ -229,11 +240,13 @@ class ModelInfo:
 
 
 def graph_signatures(image_size: tuple, latent_shape: tuple, context_frames: int,
-                     context_kv_shape: tuple, action_dim: int) -> dict[str, dict]:
+                     context_kv_shape: tuple, action_dim: int, per_frame: bool = False) -> dict[str, dict]:
     """Every graph's inputs and outputs: {graph: {"inputs": {name: {"dtype", "shape"}}, "outputs": ...}}.
 
     Shapes are lists whose first entry is the symbolic batch dimension `BATCH`; a size given as a
-    string (one of GRID_DIMS, see `symbolic_sizes`) is a symbolic dimension too.
+    string (one of GRID_DIMS, see `symbolic_sizes`, or FRAMES_DIM) is a symbolic dimension too.
+    With `per_frame` the context graph takes FRAMES_DIM frames and gives their keys/values
+    (its output's token count then follows the frame count).
     """
 
     def tensor(dtype: str, *dims: int) -> dict:
@@ -249,7 +262,8 @@ def graph_signatures(image_size: tuple, latent_shape: tuple, context_frames: int
         "encoder": {"inputs": {"image": tensor("uint8", height, width, 3)}, "outputs": {"latent": latent}},
         "decoder": {"inputs": {"latent": latent}, "outputs": {"image": tensor("float32", height, width, 3)}},
         "dynamics_context": {
-            "inputs": {"context": tensor("float32", context_frames, *latent_shape), "context_noise": tensor("float32")},
+            "inputs": {"context": tensor("float32", FRAMES_DIM if per_frame else context_frames, *latent_shape),
+                       "context_noise": tensor("float32")},
             "outputs": {"context_kv": kv},
         },
         "dynamics": {"inputs": step_inputs, "outputs": {"velocity": latent}},
@@ -268,7 +282,8 @@ def grid_sizes(image_hw: tuple[int, int], downsample: int, patch_size: int, cont
     """The GRID_DIMS values for a model input of (H, W) pixels."""
     height, width = image_hw
     h, w = height // downsample, width // downsample
-    return dict(zip(GRID_DIMS, (height, width, h, w, context_frames * (h // patch_size) * (w // patch_size))))
+    tokens = context_frames * (h // patch_size) * (w // patch_size)
+    return {**dict(zip(GRID_DIMS, (height, width, h, w, tokens))), FRAMES_DIM: context_frames}
 
 
 def concrete_shape(spec: dict, batch: int, sizes: dict[str, int]) -> list[int]:
@@ -451,6 +466,7 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
         anchor=_anchor_section(raw, files),
         risk=_risk_section(raw, files, _number(raw, "context_frames")),
         int8_graphs=_int8_section(raw, files),
+        per_frame_context=_context_attention(raw) == "frame",
     )
     _check_lineage(raw, files)
     _check_pixel_budget(raw, image_size)
@@ -621,7 +637,18 @@ def _check_lineage(raw: dict, files: dict) -> None:
 def expected_signatures(info: ModelInfo) -> dict[str, dict]:
     """The graph signatures model.json's facts imply (see `graph_signatures`)."""
     image_size, latent_shape, kv_shape = info.signature_sizes()
-    return graph_signatures(image_size, latent_shape, info.context_frames, kv_shape, info.action_dim)
+    return graph_signatures(image_size, latent_shape, info.context_frames, kv_shape, info.action_dim,
+                            info.per_frame_context)
+
+
+def _context_attention(raw: dict) -> str:
+    """model.json dynamics.context_attention; "window" where absent (models up to 0.4)."""
+    if "context_attention" not in _get(raw, "dynamics", dict):
+        return "window"
+    value = _get(raw, "dynamics.context_attention", str)
+    if value not in ("window", "frame"):
+        raise ModelDirError(f"dynamics.context_attention must be 'window' or 'frame', got {value!r:.40}")
+    return value
 
 
 # ONNX Runtime's type names -> the dtype names in model.json.

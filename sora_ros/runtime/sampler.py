@@ -50,7 +50,7 @@ def noise_context(context: np.ndarray, level: float, rng: np.random.Generator, p
 
 def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray, actions: np.ndarray | None,
             horizon: int, steps: int, context_noise: float, rng: np.random.Generator,
-            noise_period: int | None = None, shared_context: bool = False,
+            noise_period: int | None = None, shared_context: bool = False, cached_context: bool = False,
             turn: Callable[[], AbstractContextManager] = nullcontext) -> np.ndarray:
     """Predict `horizon` latent frames autoregressively, never leaving latent space.
 
@@ -71,6 +71,10 @@ def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray,
             for rows r and r % noise_period, so `context_fn` runs on the first noise_period rows
             only and its output is repeated down the batch (the first of `horizon` context passes
             costs 1 / candidates of a full one).
+        cached_context: the model's context frames are independent (DiT context_attention
+            "frame"): `context_fn` then also takes one frame (B, 1, C, h, w) -> (B, L, 2, N, D), and
+            after the first frame only the newest frame's keys/values are computed, each frame
+            noised once, as it enters the window.
         turn: entered around each frame's network calls, e.g. to let another rollout run
             between this one's frames (nothing the networks return is kept across frames).
 
@@ -85,13 +89,19 @@ def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray,
     flow_time = np.empty((b,), np.float32)
     period = b if noise_period is None else noise_period
     for i in range(horizon):
-        window = noise_context(np.ascontiguousarray(history[:, i:i + k]), context_noise, rng, noise_period)  # (B, K, C, h, w)
+        entering = history[:, k + i - 1:k + i] if cached_context and i > 0 else history[:, i:i + k]
+        window = noise_context(np.ascontiguousarray(entering), context_noise, rng, noise_period)  # (B, K or 1, C, h, w)
         action = None if actions is None else np.ascontiguousarray(actions[:, i])  # (B, A)
         x = standard_normal(rng, (b, *context.shape[2:]), noise_period)  # (B, C, h, w)
         with turn():
             if i == 0 and shared_context and period < b:
                 kv = context_fn(np.ascontiguousarray(window[:period]), noise_level[:period])  # (period, L, 2, K * N, D)
                 kv = np.tile(kv, (b // period, *([1] * (kv.ndim - 1))))  # (B, L, 2, K * N, D)
+            elif i > 0 and cached_context:  # the oldest frame leaves the window, the newest enters it
+                newest = context_fn(window, noise_level)  # (B, L, 2, N, D)
+                n = newest.shape[-2]
+                kv[..., :-n, :] = kv[..., n:, :]
+                kv[..., -n:, :] = newest
             else:
                 kv = context_fn(window, noise_level)
             for t, t_next in zip(times[:-1], times[1:]):
