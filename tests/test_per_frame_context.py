@@ -4,6 +4,7 @@ computed, so rollouts keep them as the window slides; the graphs, the engine and
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -22,7 +23,8 @@ def _torch_fns(dit):
 
     def velocity_fn(kv, noisy, flow_time, action):
         action = None if action is None else torch.from_numpy(action)
-        return dit.velocity(torch.from_numpy(kv), torch.from_numpy(noisy), torch.from_numpy(flow_time), action).numpy()
+        kv = torch.from_numpy(kv) if isinstance(kv, np.ndarray) else [torch.from_numpy(a) for a in kv]
+        return dit.velocity(kv, torch.from_numpy(noisy), torch.from_numpy(flow_time), action).numpy()
 
     return context_fn, velocity_fn
 
@@ -116,3 +118,31 @@ def test_a_fine_tune_converts_a_window_parent_keeping_every_weight(tmp_path):
     assert parent.dit.slot_kv is None and parent.notes == []
     for name, value in parent.dit.state_dict().items():
         torch.testing.assert_close(start.dit.state_dict()[name], value, atol=0, rtol=0)
+
+
+def test_a_yielding_what_if_keeps_its_keys_values_while_a_live_rollout_of_its_batch_runs_between_frames(tmp_path):
+    engine = WorldModelEngine(export_tiny(tmp_path / "m", context_attention="frame"))
+    info, rng = engine.info, np.random.default_rng(4)
+    context, other = rng.standard_normal((2, info.context_frames, *info.latent_shape)).astype(np.float32)
+    actions = rng.uniform(-0.5, 0.5, (1, 5, 2)).astype(np.float32)  # one candidate: the live rollout's batch
+    expected = engine.rollout(context, actions, seed=5).latents
+    held, what_if_turns = engine._turns.hold, []
+
+    @contextmanager
+    def hold(urgent: bool):
+        if not urgent:
+            what_if_turns.append(urgent)
+            if len(what_if_turns) == 3:  # the what-if's second frame is done: a live rollout goes first
+                engine._turns.hold = held
+                engine.rollout(other, actions, seed=9)
+                engine._turns.hold = hold
+        with held(urgent):
+            yield
+
+    engine._turns.hold = hold
+    try:
+        got = engine.rollout(context, actions, seed=5, yields=True).latents
+    finally:
+        engine._turns.hold = held
+    assert len(what_if_turns) == 1 + 5  # the graphs, then a turn per frame
+    np.testing.assert_array_equal(got, expected)

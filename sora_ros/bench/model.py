@@ -72,9 +72,10 @@ def _torch_functions(vae, dit) -> dict[str, Callable]:
               "dynamics_context": DynamicsContextGraph(dit.eval()), "dynamics": DynamicsStepGraph(dit)}
 
     def wrap(module) -> Callable:
-        def call(*arrays):
+        def call(*arrays):  # a list argument: a per-frame context's per-layer keys/values, one input each
+            flat = [a for item in arrays for a in (item if isinstance(item, list) else [item]) if a is not None]
             with torch.inference_mode():
-                return module(*(torch.from_numpy(a) for a in arrays if a is not None)).numpy()
+                return module(*(torch.from_numpy(a) for a in flat)).numpy()
         return call
 
     return {name: wrap(module) for name, module in graphs.items()}
@@ -196,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
             / np.asarray(info.action_scale, np.float32), samples, axis=0)  # (N * S, H, A)
         return lambda: sampler.rollout(torch_fns["dynamics_context"], torch_fns["dynamics"], context_batch,
                                        normalised, horizon, info.sampler_steps, info.context_noise,
-                                       np.random.default_rng(0), noise_period=samples, shared_context=True)
+                                       np.random.default_rng(0), noise_period=samples, shared_context=True,
+                                       cached_context=info.per_frame_context)
 
     def what_if(steps: int) -> Callable:
         return _what_if(pipeline, start, plans, horizon, steps)

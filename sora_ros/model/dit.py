@@ -23,6 +23,7 @@ and values of the frame in each window slot (oldest first) in `velocity`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -234,12 +235,13 @@ class DiT(nn.Module):
                 x = block.update(x, q, keys, values, mod, frames=within)
         return torch.stack(kv, dim=1)  # (B, L, 2, F * N, D)
 
-    def velocity(self, context_kv: torch.Tensor, noisy: torch.Tensor, flow_time: torch.Tensor,
-                 action: torch.Tensor | None = None) -> torch.Tensor:
+    def velocity(self, context_kv: torch.Tensor | Sequence[torch.Tensor], noisy: torch.Tensor,
+                 flow_time: torch.Tensor, action: torch.Tensor | None = None) -> torch.Tensor:
         """Rectified-flow velocity (noise - data) of the target frame.
 
         Args:
-            context_kv: (B, L, 2, K * N, D) from `context_kv`.
+            context_kv: (B, L, 2, K * N, D) from `context_kv`, or its 2L slices (B, K * N, D) in
+                the order keys of layer 0, values of layer 0, keys of layer 1, ...
             noisy: (B, C, h, w) target latents at flow time t, on the grid of the context.
             flow_time: (B,) t in [0, 1]; 1 is pure noise.
             action: (B, A) normalised action applied at the last context frame; a row with NaN
@@ -265,7 +267,10 @@ class DiT(nn.Module):
         for i, block in enumerate(self.blocks):
             mod = block.modulation(cond)
             q, keys, values = block.project(x, mod)
-            context_keys, context_values = context_kv[:, i, 0], context_kv[:, i, 1]  # (B, K * N, D) each
+            if isinstance(context_kv, torch.Tensor):
+                context_keys, context_values = context_kv[:, i, 0], context_kv[:, i, 1]  # (B, K * N, D) each
+            else:
+                context_keys, context_values = context_kv[2 * i], context_kv[2 * i + 1]
             if self.per_frame:
                 context_keys, context_values = slotted(context_keys, self.slot_kv[i, 0]), slotted(context_values, self.slot_kv[i, 1])
             keys = torch.cat([context_keys, keys], dim=1)  # (B, K * N + N, D)

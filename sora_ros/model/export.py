@@ -26,7 +26,7 @@ from sora_ros import __version__
 from sora_ros.core.patch_grid import SIZING
 from sora_ros.runtime.model_dir import (ACTION_FORMULA, DYNAMICS_WEIGHTS, FLOW_CONVENTION, GRAPH_FILES,
                                         MODEL_FORMAT, MODEL_JSON, check_session, concrete_shape, graph_signatures,
-                                        grid_sizes, read_model_info, sha256_file, symbolic_sizes,
+                                        grid_sizes, read_model_info, sha256_file, step_kv_inputs, symbolic_sizes,
                                         write_model_json)
 from sora_ros.model.weights import add_anchor_weights, add_weights
 
@@ -161,8 +161,8 @@ def export_model(vae, dit, out_dir: str | Path, *, version: str = "0.1.0", train
     with torch.no_grad():
         for index, grid in enumerate(sizes):  # traced at the reference size, checked at every size
             examples = _example_inputs(signatures, seed + index, grid)
-            kv = modules["dynamics_context"](*map(torch.from_numpy, examples["dynamics_context"].values()))
-            examples["dynamics"]["context_kv"] = kv.numpy()
+            kv = modules["dynamics_context"](*map(torch.from_numpy, examples["dynamics_context"].values())).numpy()
+            examples["dynamics"].update(step_kv_inputs(kv, per_frame))
             if index == 0:
                 _export_graphs(out, modules, signatures, examples)
                 sessions = {graph: ort.InferenceSession(str(out / file), providers=["CPUExecutionProvider"])

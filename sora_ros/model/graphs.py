@@ -50,13 +50,20 @@ class DynamicsContextGraph(nn.Module):
 class DynamicsStepGraph(nn.Module):
     """context_kv, noisy (B, C, h, w), flow_time (B,)[, action (B, A)] -> velocity (B, C, h, w).
 
-    One sampler step; see `DiT.velocity`. The action input exists only when A > 0.
+    One sampler step; see `DiT.velocity`. The action input exists only when A > 0. With a
+    per-frame context the keys/values come as 2L inputs (B, K * N, D), a layer's keys then its
+    values: the runtime keeps them in place as the window slides, and the graph reads each
+    where it lies (one stacked input costs a copy of all of them per step).
     """
 
     def __init__(self, dit: DiT) -> None:
         super().__init__()
         self.dit = dit
 
-    def forward(self, context_kv: torch.Tensor, noisy: torch.Tensor, flow_time: torch.Tensor,
-                *action: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.dit.per_frame:
+            layers = 2 * self.dit.config.dit.depth
+            context_kv, (noisy, flow_time, *action) = inputs[:layers], inputs[layers:]
+        else:
+            context_kv, noisy, flow_time, *action = inputs
         return self.dit.velocity(context_kv, noisy, flow_time, *action)

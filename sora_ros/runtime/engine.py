@@ -26,7 +26,7 @@ from sora_ros.runtime import sampler
 from sora_ros.runtime.anchor import ANCHOR_GRAPH, AnchoredDecoder, anchor_signature
 from sora_ros.runtime.int8_parity import RELATIVE_TOLERANCE, int8_parity
 from sora_ros.runtime.model_dir import AUTO_PRECISION, GRAPH_FILES, INT8_GRAPH_FILES, ModelDirError, ModelInfo, \
-    check_session, concrete_shape, expected_signatures, read_model_info
+    check_session, concrete_shape, expected_signatures, layer_kv_names, read_model_info
 from sora_ros.runtime.risk import RISK_GRAPH, RiskHead, risk_signature
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ class WorldModelEngine:
             self.sessions[RISK_GRAPH] = session
             self.risk = RiskHead(session, self.info.action_dim, risk["horizon_steps"], risk["frames"],
                                  self.info.latent_shape[1:])
-        self._bound: dict[tuple[int, int, int], tuple[_BoundGraph, _BoundGraph]] = {}
+        self._bound: dict[tuple[int, int, int, bool], tuple[_BoundGraph, ...]] = {}
         # The dynamics' bound buffers serve one rollout at a time: a live one holds the turn for its
         # whole rollout, a what-if (`yields`) one frame at a time, and what-ifs exclude each other.
         self._turns = Turns()
@@ -394,18 +394,26 @@ class WorldModelEngine:
             # the S-row graphs are fetched first so that the batch's stay the newest in the cache.
             context_fns = {}
             if shared:
-                context_fns[samples, info.context_frames] = self._bound_graphs(samples, grid)[0]
-            *batch_context, velocity_fn = self._bound_graphs(batch, grid)
+                context_fns[samples, info.context_frames] = self._bound_graphs(samples, grid, yields)[0]
+            *batch_context, velocity_fn = self._bound_graphs(batch, grid, yields)
             context_fns.update(zip([(batch, info.context_frames), (batch, 1)], batch_context))
             return context_fns, velocity_fn
 
-        def sample(context_fns: dict[tuple[int, int], _BoundGraph], velocity_fn: _BoundGraph, turn) -> np.ndarray:
+        def sample(context_fns: dict[tuple[int, int], _BoundGraph], step: _BoundGraph, turn) -> np.ndarray:
+            cache, velocity_fn = None, step
+            if info.per_frame_context:  # the step graph's per-layer inputs hold the window's keys/values
+                cache = [step.inputs[name] for name in layer_kv_names(info.context_kv_shape[0])]
+
+                def velocity_fn(kv: list[np.ndarray], *rest: np.ndarray | None) -> np.ndarray:
+                    return step(*kv, *rest)
+
             # Every candidate sees the same noise: their futures differ by their actions alone.
             return sampler.rollout(
                 lambda window, level: context_fns[window.shape[:2]](window, level), velocity_fn, context, actions,
                 horizon, info.sampler_steps if steps is None else steps,
                 info.context_noise if context_noise is None else context_noise, np.random.default_rng(seed),
-                noise_period=samples, shared_context=shared, cached_context=info.per_frame_context, turn=turn,
+                noise_period=samples, shared_context=shared, cached_context=info.per_frame_context, cache=cache,
+                turn=turn,
             )  # (N * S, H, C, h, w)
 
         if yields:  # a turn per frame, after any live rollout that waits
@@ -473,12 +481,14 @@ class WorldModelEngine:
         except ValueError as error:
             raise ValueError(f"{what}: {error}") from None
 
-    def _bound_graphs(self, batch: int, grid: tuple[int, int]) -> tuple[_BoundGraph, ...]:
+    def _bound_graphs(self, batch: int, grid: tuple[int, int], yields: bool = False) -> tuple[_BoundGraph, ...]:
         """The dynamics graphs bound to buffers for this batch size and (h, w) latent grid: the
         context graph over K frames, writing its keys/values straight into the step graph's input
-        buffer; with a per-frame context, the context graph over the one frame that enters the
-        window too; then the step graph."""
-        key = (batch, *grid)
+        buffer (with a per-frame context, into its own: the sampler spreads them over the step
+        graph's per-layer inputs, and a second binding takes the one frame that enters the
+        window); then the step graph. A rollout that `yields` gets buffers of its own: a per-frame
+        context's keys/values stay in them across its frames, while others run between them."""
+        key = (batch, *grid, yields)
         if key not in self._bound:
             if len(self._bound) >= MAX_BOUND_BATCHES:
                 del self._bound[next(iter(self._bound))]  # the oldest
@@ -486,8 +496,8 @@ class WorldModelEngine:
             sizes = self.info.grid_sizes((grid[0] * f, grid[1] * f))
             context = _BoundGraph(self.sessions["dynamics_context"], self.signatures["dynamics_context"], batch,
                                   sizes, {})
-            step = _BoundGraph(self.sessions["dynamics"], self.signatures["dynamics"], batch, sizes,
-                               {"context_kv": context.output})
+            shared = {} if self.info.per_frame_context else {"context_kv": context.output}
+            step = _BoundGraph(self.sessions["dynamics"], self.signatures["dynamics"], batch, sizes, shared)
             entering = ()
             if self.info.per_frame_context:
                 entering = (_BoundGraph(self.sessions["dynamics_context"], self.signatures["dynamics_context"], batch,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sora_ros.runtime.model_dir import INT8_GRAPH_FILES, ModelInfo, concrete_shape, expected_signatures
+from sora_ros.runtime.model_dir import INT8_GRAPH_FILES, ModelInfo, concrete_shape, expected_signatures, step_kv_inputs
 
 # Largest mean |int8 - float32| / mean |float32| accepted per graph (dynamic quantization of this
 # DiT gives about 0.02; a graph far above it is a broken quantization, or one this CPU's int8
@@ -60,7 +60,7 @@ def int8_parity(info: ModelInfo, float32: dict, int8: dict, grids: list[tuple[in
             inputs = random_inputs(signatures[graph], sizes, batch, rng)
             if graph == "dynamics":
                 context = random_inputs(signatures["dynamics_context"], sizes, batch, rng)
-                inputs["context_kv"] = float32["dynamics_context"].run(None, context)[0]
+                inputs.update(step_kv_inputs(float32["dynamics_context"].run(None, context)[0], info.per_frame_context))
             expected, got = float32[graph].run(None, inputs)[0], int8[graph].run(None, inputs)[0]
             differences.append(np.abs(got - expected).ravel())
             magnitudes.append(np.abs(expected).ravel())

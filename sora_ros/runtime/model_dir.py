@@ -246,7 +246,8 @@ def graph_signatures(image_size: tuple, latent_shape: tuple, context_frames: int
     Shapes are lists whose first entry is the symbolic batch dimension `BATCH`; a size given as a
     string (one of GRID_DIMS, see `symbolic_sizes`, or FRAMES_DIM) is a symbolic dimension too.
     With `per_frame` the context graph takes FRAMES_DIM frames and gives their keys/values
-    (its output's token count then follows the frame count).
+    (its output's token count then follows the frame count), and the step graph takes them as
+    2L inputs (`layer_kv_names`).
     """
 
     def tensor(dtype: str, *dims: int) -> dict:
@@ -255,7 +256,10 @@ def graph_signatures(image_size: tuple, latent_shape: tuple, context_frames: int
     height, width = image_size
     latent = tensor("float32", *latent_shape)
     kv = tensor("float32", *context_kv_shape)
-    step_inputs = {"context_kv": kv, "noisy": latent, "flow_time": tensor("float32")}
+    layers, _, tokens, kv_width = context_kv_shape
+    context_inputs = {name: tensor("float32", tokens, kv_width) for name in layer_kv_names(layers)} if per_frame \
+        else {"context_kv": kv}
+    step_inputs = {**context_inputs, "noisy": latent, "flow_time": tensor("float32")}
     if action_dim:
         step_inputs["action"] = tensor("float32", action_dim)
     return {
@@ -268,6 +272,19 @@ def graph_signatures(image_size: tuple, latent_shape: tuple, context_frames: int
         },
         "dynamics": {"inputs": step_inputs, "outputs": {"velocity": latent}},
     }
+
+
+def layer_kv_names(layers: int) -> list[str]:
+    """The step graph's context inputs with a per-frame context: each layer's keys, then its values."""
+    return [f"context_{kind}_{i}" for i in range(layers) for kind in ("keys", "values")]
+
+
+def step_kv_inputs(context_kv: np.ndarray, per_frame: bool) -> dict[str, np.ndarray]:
+    """The step graph's context inputs from the context graph's output (B, L, 2, K * N, D)."""
+    if not per_frame:
+        return {"context_kv": context_kv}
+    names = layer_kv_names(context_kv.shape[1])
+    return {name: np.ascontiguousarray(context_kv[:, i // 2, i % 2]) for i, name in enumerate(names)}
 
 
 def symbolic_sizes(latent_channels: int, context_kv_shape: tuple) -> tuple[tuple, tuple, tuple]:

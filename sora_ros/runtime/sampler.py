@@ -17,7 +17,8 @@ import numpy as np
 
 # context (B, K, C, h, w), noise level (B,) -> context keys/values (B, L, 2, K * N, D)
 ContextFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-# context keys/values, noisy (B, C, h, w), flow time (B,), action (B, A) or None -> velocity (B, C, h, w)
+# context keys/values (or, cached, their 2L per-layer slices), noisy (B, C, h, w), flow time (B,),
+# action (B, A) or None -> velocity (B, C, h, w)
 VelocityFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
 
 
@@ -48,9 +49,20 @@ def noise_context(context: np.ndarray, level: float, rng: np.random.Generator, p
     return ((1.0 - level) * context + level * noise).astype(np.float32)
 
 
+def _layer_slices(kv: np.ndarray, cache: list[np.ndarray] | None) -> list[np.ndarray]:
+    """(B, L, 2, T, D) keys/values -> 2L contiguous (B, T, D) arrays (into `cache` when given)."""
+    layers = [kv[:, j // 2, j % 2] for j in range(2 * kv.shape[1])]
+    if cache is None:
+        return [np.ascontiguousarray(layer) for layer in layers]
+    for target, layer in zip(cache, layers, strict=True):
+        np.copyto(target, layer)
+    return cache
+
+
 def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray, actions: np.ndarray | None,
             horizon: int, steps: int, context_noise: float, rng: np.random.Generator,
             noise_period: int | None = None, shared_context: bool = False, cached_context: bool = False,
+            cache: list[np.ndarray] | None = None,
             turn: Callable[[], AbstractContextManager] = nullcontext) -> np.ndarray:
     """Predict `horizon` latent frames autoregressively, never leaving latent space.
 
@@ -74,9 +86,13 @@ def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray,
         cached_context: the model's context frames are independent (DiT context_attention
             "frame"): `context_fn` then also takes one frame (B, 1, C, h, w) -> (B, L, 2, N, D), and
             after the first frame only the newest frame's keys/values are computed, each frame
-            noised once, as it enters the window.
+            noised once, as it enters the window. The keys/values are then kept, and given to
+            `velocity_fn`, as 2L arrays (B, K * N, D): each layer's keys, then its values.
+        cache: with `cached_context`, those 2L arrays preallocated (e.g. a graph's bound inputs,
+            which `velocity_fn` then reads without a copy); None: allocated here.
         turn: entered around each frame's network calls, e.g. to let another rollout run
-            between this one's frames (nothing the networks return is kept across frames).
+            between this one's frames (nothing the networks return is kept across frames, except
+            a cached context's keys/values: the caller keeps those buffers to this rollout).
 
     Returns:
         (B, horizon, C, h, w) float32 predicted latents.
@@ -100,10 +116,13 @@ def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray,
             elif i > 0 and cached_context:  # the oldest frame leaves the window, the newest enters it
                 newest = context_fn(window, noise_level)  # (B, L, 2, N, D)
                 n = newest.shape[-2]
-                kv[..., :-n, :] = kv[..., n:, :]
-                kv[..., -n:, :] = newest
+                for j, layer in enumerate(kv):  # (B, K * N, D)
+                    layer[:, :-n] = layer[:, n:]
+                    layer[:, -n:] = newest[:, j // 2, j % 2]
             else:
                 kv = context_fn(window, noise_level)
+            if i == 0 and cached_context:
+                kv = _layer_slices(kv, cache)
             for t, t_next in zip(times[:-1], times[1:]):
                 flow_time.fill(t)
                 x -= (t - t_next) * velocity_fn(kv, x, flow_time, action)
