@@ -146,3 +146,13 @@ def test_a_yielding_what_if_keeps_its_keys_values_while_a_live_rollout_of_its_ba
         engine._turns.hold = held
     assert len(what_if_turns) == 1 + 5  # the graphs, then a turn per frame
     np.testing.assert_array_equal(got, expected)
+
+
+@torch.no_grad()
+def test_a_fine_tune_converts_the_attention_and_the_action_layout_together(tmp_path):
+    export_tiny(tmp_path / "parent")
+    start = start_from(tmp_path / "parent", "child", (["linear_x"], [0.4], None), context_attention="frame")
+    assert start.config.actions.names == ("linear_x",) and start.config.actions.scale == (0.4,)
+    assert start.dit.per_frame and start.dit.config is start.config
+    assert [note.split(":")[0] for note in start.notes] == ["action linear_x", "action angular_z",
+                                                            "context attention"]

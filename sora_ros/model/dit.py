@@ -181,7 +181,8 @@ class DiT(nn.Module):
         self.blocks = nn.ModuleList(Block(dit.width, dit.heads, dit.mlp_ratio) for _ in range(dit.depth))
         self.per_frame = dit.context_attention == "frame"
         # (L, 2, K, D): added to the keys, then the values, of the context frame in window slot k.
-        self.slot_kv = nn.Parameter(torch.zeros(dit.depth, 2, dit.context_frames, dit.width)) if self.per_frame else None
+        self.slot_kv = (nn.Parameter(torch.zeros(dit.depth, 2, dit.context_frames, dit.width))
+                        if self.per_frame else None)
         self.final_norm = nn.LayerNorm(dit.width, elementwise_affine=False, eps=LAYER_NORM_EPS)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(dit.width, 2 * dit.width))
         self.final = nn.Linear(dit.width, p * p * channels)
@@ -272,7 +273,8 @@ class DiT(nn.Module):
             else:
                 context_keys, context_values = context_kv[2 * i], context_kv[2 * i + 1]
             if self.per_frame:
-                context_keys, context_values = slotted(context_keys, self.slot_kv[i, 0]), slotted(context_values, self.slot_kv[i, 1])
+                context_keys = slotted(context_keys, self.slot_kv[i, 0])
+                context_values = slotted(context_values, self.slot_kv[i, 1])
             keys = torch.cat([context_keys, keys], dim=1)  # (B, K * N + N, D)
             values = torch.cat([context_values, values], dim=1)  # (B, K * N + N, D)
             x = block.update(x, q, keys, values, mod)

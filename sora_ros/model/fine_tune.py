@@ -116,15 +116,16 @@ def start_from(model_dir, name: str, action_change: tuple | None, expect: ModelC
         parent_config.dit, action_dim=actions.dim, context_attention=attention))
     dit, notes = weights.dit, []
     if actions.names != parent_config.actions.names:
-        dit = DiT(dataclasses.replace(config, dit=dataclasses.replace(config.dit, context_attention=parent_config.dit.context_attention)))
+        parent_attention = dataclasses.replace(config.dit, context_attention=parent_config.dit.context_attention)
+        dit = DiT(config.replace(dit=parent_attention))  # actions first; the attention below
         notes = adapt_actions(weights.dit, dit)
+    elif actions != parent_config.actions:
+        notes = [f"action normalisation: offset {list(parent_config.actions.offset)} -> {list(actions.offset)}, "
+                 f"scale {list(parent_config.actions.scale)} -> {list(actions.scale)}; the action embedding carries over"]  # fmt: skip
     if attention != parent_config.dit.context_attention:
         notes.append(f"context attention: {parent_config.dit.context_attention} -> {attention}"
                      + ("; slot embeddings start at zero" if attention == "frame" else "; slot embeddings dropped"))
         dit = adapt_context_attention(dit, config)
-    elif actions != parent_config.actions:
-        notes = [f"action normalisation: offset {list(parent_config.actions.offset)} -> {list(actions.offset)}, "
-                 f"scale {list(parent_config.actions.scale)} -> {list(actions.scale)}; the action embedding carries over"]  # fmt: skip
     dit.config = config
     anchor = None
     if weights.anchor is not None:

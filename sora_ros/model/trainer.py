@@ -628,7 +628,10 @@ class Trainer:
 
         def velocity_fn(kv, noisy, flow_time, action):
             action = None if action is None else torch.from_numpy(action).to(device)
-            kv = torch.from_numpy(kv).to(device) if isinstance(kv, np.ndarray) else [torch.from_numpy(a).to(device) for a in kv]
+            if isinstance(kv, np.ndarray):
+                kv = torch.from_numpy(kv).to(device)
+            else:  # a per-frame context's per-layer keys/values
+                kv = [torch.from_numpy(layer).to(device) for layer in kv]
             out = self.dit.velocity(kv, torch.from_numpy(noisy).to(device),
                                     torch.from_numpy(flow_time).to(device), action)  # fmt: skip
             return out.cpu().numpy()
