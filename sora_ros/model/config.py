@@ -226,19 +226,20 @@ def _tiny(height: int, width: int, actions: ActionSpec) -> ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     # The CPU default: 64x64 -> 8x8x16 latents, 16 tokens per frame. 2 Euler steps per frame: with
     # anchored decoding as fast a rollout at no measured PSNR cost against 4 (README, "Sampler steps").
-    "cpu64": ModelConfig(sampler_steps=2),
+    # Per-frame context: a frame's keys/values are computed once per rollout (README, "Per-frame context").
+    "cpu64": ModelConfig(sampler_steps=2, dit=DiTConfig(context_attention="frame")),
     # GPU sizes: same code, more pixels and a wider, deeper DiT.
     "gpu128": ModelConfig(
         name="gpu128",
         vae=VAEConfig(image_height=128, image_width=128, channels=(64, 128, 192, 256),
                       encoder_blocks=(1, 1, 1, 1), decoder_blocks=(1, 1, 2, 2)),
-        dit=DiTConfig(width=384, depth=12, heads=6),
+        dit=DiTConfig(width=384, depth=12, heads=6, context_attention="frame"),
     ),
     "gpu256": ModelConfig(
         name="gpu256",
         vae=VAEConfig(image_height=256, image_width=256, channels=(64, 128, 256, 256),
                       encoder_blocks=(1, 1, 2, 2), decoder_blocks=(1, 2, 2, 2)),
-        dit=DiTConfig(width=768, depth=12, heads=12),
+        dit=DiTConfig(width=768, depth=12, heads=12, context_attention="frame"),
     ),
     # Test sizes: seconds on a CPU.
     "tiny": _tiny(32, 32, ActionSpec()),

@@ -210,9 +210,9 @@ def config_differences(a: ModelConfig, b: ModelConfig, labels: tuple[str, str] =
     return "; ".join(lines) or "none"
 
 
-# DiT fields that may differ between a parent and its fine-tuned child: training-only settings
-# and the action layout (see sora_ros/model/fine_tune.py, `adapt_actions`).
-FINE_TUNABLE_DIT_FIELDS = ("action_dim", "max_context_noise", "action_dropout")
+# DiT fields that may differ between a parent and its fine-tuned child: training-only settings,
+# the action layout and the context attention (sora_ros/model/fine_tune.py converts both).
+FINE_TUNABLE_DIT_FIELDS = ("action_dim", "max_context_noise", "action_dropout", "context_attention")
 
 
 def architecture_differences(parent: ModelConfig, wanted: ModelConfig) -> str:
