@@ -21,7 +21,7 @@ from sora_ros.model.anchor import AnchorConfig, AnchorNet  # noqa: E402
 from sora_ros.model.config import NO_ACTIONS, ActionSpec, preset  # noqa: E402
 from sora_ros.model.dit import DiT  # noqa: E402
 from sora_ros.model.export import export_anchor  # noqa: E402
-from sora_ros.model.fine_tune import adapt_actions, choose_actions  # noqa: E402
+from sora_ros.model.fine_tune import adapt_actions, choose_actions, start_from  # noqa: E402
 from sora_ros.model.onnx_weights import recover_modules  # noqa: E402
 from sora_ros.model.trainer import VAL_HORIZON, VAL_SEED, VAL_WINDOWS, Trainer, learning_rate  # noqa: E402
 from sora_ros.model.training import dynamics_loss, encode_frames  # noqa: E402
@@ -322,3 +322,14 @@ def test_bench_report_keeps_each_resolution_with_its_own_baselines(tmp_path):
     assert "| parent | 29.00 |" in anchored and "| copy_last | 19.00 |" in anchored and "scratch" not in anchored
     assert "| scratch_2min | 14.00 |" in plain and "| copy_last | 21.00 |" in plain
     assert Path(plot_results(report, tmp_path / "plot.png")).stat().st_size > 0
+
+
+def test_a_fine_tune_keeps_the_sampler_its_parent_runs_with(tmp_path):
+    export_tiny(tmp_path / "parent")
+    path = tmp_path / "parent" / MODEL_JSON
+    meta = json.loads(path.read_text())
+    assert meta["config"]["sampler_steps"] == 2
+    meta["sampler"]["steps"], meta["sampler"]["context_noise"] = 1, 0.1  # model.json's, not the training config's
+    path.write_text(json.dumps(meta))
+    start = start_from(tmp_path / "parent", "child", None)
+    assert (start.config.sampler_steps, start.config.context_noise) == (1, 0.1)

@@ -156,3 +156,4 @@ def test_a_fine_tune_converts_the_attention_and_the_action_layout_together(tmp_p
     assert start.dit.per_frame and start.dit.config is start.config
     assert [note.split(":")[0] for note in start.notes] == ["action linear_x", "action angular_z",
                                                             "context attention"]
+

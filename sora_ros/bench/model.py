@@ -18,7 +18,7 @@ from sora_ros.core.machine import machine_description
 from sora_ros.core.requests import RolloutRequest
 from sora_ros.runtime import sampler
 from sora_ros.runtime.engine import WorldModelEngine
-from sora_ros.runtime.model_dir import ModelDirError
+from sora_ros.runtime.model_dir import ModelDirError, step_kv_inputs
 from sora_ros.runtime.pipeline import WorldModelPipeline
 
 DEFAULT_PRESET = "cpu64"
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     start = pipeline.latest_context()
     kv_ort = engine.sessions["dynamics_context"].run(None, {"context": context[None],
                                                             "context_noise": np.zeros(1, np.float32)})[0]
-    step_inputs = [kv_ort, latents[:1], np.full(1, 0.5, np.float32)]
+    step_inputs = [*step_kv_inputs(kv_ort, info.per_frame_context).values(), latents[:1], np.full(1, 0.5, np.float32)]
     if actions is not None:
         step_inputs.append(actions[:1])
 

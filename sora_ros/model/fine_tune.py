@@ -112,8 +112,10 @@ def start_from(model_dir, name: str, action_change: tuple | None, expect: ModelC
     parent_config = weights.config
     actions = parent_config.actions if action_change is None else choose_actions(parent_config.actions, *action_change)
     attention = context_attention or parent_config.dit.context_attention
+    # The sampler the parent runs with is model.json's (which may differ from its training config's).
     config = parent_config.replace(name=name, actions=actions, dit=dataclasses.replace(
-        parent_config.dit, action_dim=actions.dim, context_attention=attention))
+        parent_config.dit, action_dim=actions.dim, context_attention=attention),
+        sampler_steps=weights.info.sampler_steps, context_noise=weights.info.context_noise)
     dit, notes = weights.dit, []
     if actions.names != parent_config.actions.names:
         parent_attention = dataclasses.replace(config.dit, context_attention=parent_config.dit.context_attention)
