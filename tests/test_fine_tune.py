@@ -19,6 +19,7 @@ from model_helpers import export_tiny, randomise, rehash, tiny_modules  # noqa: 
 from sora_ros.cli import main as cli  # noqa: E402
 from sora_ros.model.anchor import AnchorConfig, AnchorNet  # noqa: E402
 from sora_ros.model.config import NO_ACTIONS, ActionSpec, preset  # noqa: E402
+from sora_ros.model.checkpoint import load_checkpoint  # noqa: E402
 from sora_ros.model.dit import DiT  # noqa: E402
 from sora_ros.model.export import export_anchor  # noqa: E402
 from sora_ros.model.fine_tune import adapt_actions, choose_actions, start_from  # noqa: E402
@@ -333,3 +334,23 @@ def test_a_fine_tune_keeps_the_sampler_its_parent_runs_with(tmp_path):
     path.write_text(json.dumps(meta))
     start = start_from(tmp_path / "parent", "child", None)
     assert (start.config.sampler_steps, start.config.context_noise) == (1, 0.1)
+
+
+def test_a_conversion_to_per_frame_context_validates_the_parent_as_it_was(parent, bags, tmp_path):
+    runs = {}
+    for name, extra in (("same", []), ("converted", ["--context-attention", "frame"])):
+        runs[name] = tmp_path / name
+        assert cli(["train", "--init", str(parent), "--data", str(bags["train"]), "--val-data", str(bags["val"]),
+                    "--out", str(runs[name]), "--dit-steps", "2", "--val-every", "2", *TUNE, *extra]) == 0  # fmt: skip
+    same, converted = _validations(runs["same"]), _validations(runs["converted"])
+    assert converted[0]["parent_before_conversion"] and "parent_before_conversion" not in same[0]
+    assert converted[0]["val"] == pytest.approx(same[0]["val"], rel=1e-6)  # the parent's numbers, not the converted's
+    summary = json.loads((runs["converted"] / "train_summary.json").read_text())
+    assert summary["config"]["dit"]["context_attention"] == "frame"
+    # The best checkpoint is the run's own: the parent's step-0 figures never select it.
+    assert load_checkpoint(runs["converted"] / "checkpoint_best.pt").extra["state"]["best"]["step"] == 2
+
+
+def test_a_conversion_with_the_dit_frozen_is_refused(parent, bags, tmp_path, capsys):
+    assert _fine_tune(parent, bags, tmp_path, "--context-attention", "frame", "--train-parts", "vae") == 1
+    assert "add dit to --train-parts" in capsys.readouterr().err

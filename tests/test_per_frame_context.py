@@ -157,3 +157,20 @@ def test_a_fine_tune_converts_the_attention_and_the_action_layout_together(tmp_p
     assert [note.split(":")[0] for note in start.notes] == ["action linear_x", "action angular_z",
                                                             "context attention"]
 
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_dynamics_graphs_that_disagree_with_context_attention_are_named_at_load(tmp_path, precision):
+    import shutil
+
+    from model_helpers import rehash
+
+    from sora_ros.cli import main as cli
+
+    model = export_tiny(tmp_path / "frame", context_attention="frame")
+    assert cli(["quantize", "--model", str(model)]) == 0
+    export_tiny(tmp_path / "window")
+    shutil.copy(tmp_path / "window" / "dynamics.onnx", model / "dynamics.onnx")  # a window model's step graph
+    rehash(model, "dynamics.onnx")
+    with pytest.raises(ModelDirError, match=r"dynamics\.onnx: inputs are .*context_attention is 'frame'"):
+        WorldModelEngine(model, precision=precision)  # int8 too: its check opens the float32 graphs

@@ -212,10 +212,12 @@ def run(args: argparse.Namespace) -> int:
         Row("decode, 1 frame (ms/frame)", ort_run("decoder", latents[:1]), torch_run("decoder", latents[:1])),
         Row(f"decode, batch {FRAME_BATCH} (ms/frame)", ort_run("decoder", latents), torch_run("decoder", latents),
             FRAME_BATCH, FRAME_BATCH),
-        Row("DiT context K/V (once per frame)", ort_run("dynamics_context", context[None], zero),
-            torch_run("dynamics_context", context[None], zero)),
         Row("DiT step (per sampler step)", ort_run("dynamics", *step_inputs), torch_run("dynamics", *step_inputs)),
     ]
+    # The context pass: K frames per predicted frame; per-frame context, K once per rollout, then 1 per frame.
+    newest = context[None, -1:] if info.per_frame_context else context[None]
+    rows.insert(-1, Row(f"DiT context K/V, {newest.shape[1]} frame(s) (once per frame)",
+                        ort_run("dynamics_context", newest, zero), torch_run("dynamics_context", newest, zero)))
     for samples in (1, 8):
         rows.append(Row(f"rollout {horizon} frames x {info.sampler_steps} steps, {samples} sample(s)",
                         lambda s=samples: engine.rollout(context, actions, horizon=horizon, samples=s, seed=0),

@@ -52,6 +52,8 @@ class Start:
         anchor: {"config": dict, "latent_channels": C, "state": {name: tensor}} of the parent's
             anchored decoder, or None; the trainer adds a "note" for model.json before saving it.
         notes: one line per thing that carried over differently (action layout), for the log.
+        unconverted: the parent's DiT before a change of context attention (for the parent's own
+            validation numbers), else None.
     """
 
     config: ModelConfig
@@ -60,6 +62,7 @@ class Start:
     parent: dict
     anchor: dict | None
     notes: list[str]
+    unconverted: object = None
 
 
 def choose_actions(base: ActionSpec, names=None, scale=None, offset=None) -> ActionSpec:
@@ -116,7 +119,7 @@ def start_from(model_dir, name: str, action_change: tuple | None, expect: ModelC
     config = parent_config.replace(name=name, actions=actions, dit=dataclasses.replace(
         parent_config.dit, action_dim=actions.dim, context_attention=attention),
         sampler_steps=weights.info.sampler_steps, context_noise=weights.info.context_noise)
-    dit, notes = weights.dit, []
+    dit, notes, unconverted = weights.dit, [], None
     if actions.names != parent_config.actions.names:
         parent_attention = dataclasses.replace(config.dit, context_attention=parent_config.dit.context_attention)
         dit = DiT(config.replace(dit=parent_attention))  # actions first; the attention below
@@ -127,13 +130,13 @@ def start_from(model_dir, name: str, action_change: tuple | None, expect: ModelC
     if attention != parent_config.dit.context_attention:
         notes.append(f"context attention: {parent_config.dit.context_attention} -> {attention}"
                      + ("; slot embeddings start at zero" if attention == "frame" else "; slot embeddings dropped"))
-        dit = adapt_context_attention(dit, config)
+        unconverted, dit = dit, adapt_context_attention(dit, config)
     dit.config = config
     anchor = None
     if weights.anchor is not None:
         anchor = {"config": weights.anchor.config.to_dict(), "latent_channels": config.vae.latent_channels,
                   "state": {k: v.clone() for k, v in weights.anchor.state_dict().items()}}  # fmt: skip
-    return Start(config, weights.vae, dit, parent_record(weights), anchor, notes)
+    return Start(config, weights.vae, dit, parent_record(weights), anchor, notes, unconverted)
 
 
 def adapt_actions(parent, child) -> list[str]:

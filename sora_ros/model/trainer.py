@@ -186,6 +186,7 @@ class Trainer:
         _resolve_defaults(args, checkpoint.extra.get("fine_tune") if checkpoint else None)
         self.parts = tuple(args.train_parts)
         self.parent, self.anchor = None, None
+        self.unconverted = None  # a fine-tune's parent DiT before its context attention changed
         if checkpoint is not None:
             self.config, self.vae, self.dit = checkpoint.config, checkpoint.vae, checkpoint.dit
             self.state = checkpoint.extra["state"]
@@ -206,6 +207,11 @@ class Trainer:
             start = start_from(args.init, args.name, change, expect=expect, context_attention=args.context_attention)
             self.config, self.vae, self.dit = start.config, start.vae, start.dit
             self.parent, self.anchor = start.parent, start.anchor
+            if start.unconverted is not None:  # validated once, in place of the converted DiT at step 0
+                if "dit" not in self.parts:
+                    raise ValueError(f"--context-attention {args.context_attention} converts the parent's DiT, "
+                                     "which then has to train: add dit to --train-parts")
+                self.unconverted = start.unconverted.to(dist_info.device)
             if self.anchor is not None:
                 self.anchor["note"] = ("carried over unchanged from the parent; the VAE was frozen, so the latents it "
                                        "reads mean what they did" if "vae" not in self.parts else
@@ -324,8 +330,8 @@ class Trainer:
 
     def _warn_about_ignored_flags(self) -> None:
         """On resume the checkpoint's model is kept, and a finished VAE stage is not reopened: say so."""
-        self.log(f"note: the model ({self.config.name}) comes from the checkpoint; --preset, --name and "
-                 "--action-topic apply to new runs only")  # fmt: skip
+        self.log(f"note: the model ({self.config.name}) comes from the checkpoint; --init, --preset, --name, "
+                 "--action-topic and --context-attention apply to new runs only")  # fmt: skip
         finished_vae = self.state["val"].get("vae", {}).get("step")
         if self.state["stage"] == "dit" and finished_vae not in (None, self.args.vae_steps):
             self.log(f"note: the VAE stage finished at {finished_vae} steps; --vae-steps {self.args.vae_steps} is ignored")
@@ -538,20 +544,28 @@ class Trainer:
 
         if not self.dist.is_main:
             return
-        with self._evaluating():
-            per_bucket = {size: self._validate_vae(size) if stage == "vae" else self._validate_dit(size)
-                          for size in self.val_data.by_size}  # fmt: skip
+        # A converted parent is scored as it was: the step-0 numbers are the parent's, as a user expects.
+        parent = stage == "dit" and step == 0 and self.unconverted is not None
+        converted, self.dit = self.dit, self.unconverted if parent else self.dit
+        try:
+            with self._evaluating():
+                per_bucket = {size: self._validate_vae(size) if stage == "vae" else self._validate_dit(size)
+                              for size in self.val_data.by_size}  # fmt: skip
+        finally:
+            self.dit, self.unconverted = converted, None if parent else self.unconverted
         metrics = self._frame_weighted(per_bucket)
         self.state["val"][stage] = {"step": step, **metrics}
         self.record({"stage": stage, "step": step, "val": metrics,
-                     "val_buckets": {size_name(size): values for size, values in per_bucket.items()}})  # fmt: skip
-        self.log(f"[{stage} {step}] validation: " + _format(metrics))
+                     "val_buckets": {size_name(size): values for size, values in per_bucket.items()},
+                     **({"parent_before_conversion": True} if parent else {})})  # fmt: skip
+        self.log(f"[{stage} {step}] validation" + (" (the parent, before its context attention changed)" if parent
+                                                   else "") + ": " + _format(metrics))
         if len(per_bucket) > 1:
             for size, values in per_bucket.items():
                 self.log(f"  {size_name(size)}: " + _format(values))
         if stage == "vae" and step == self.args.vae_steps:
             self._warn_if_vae_caps_below_copy_last(metrics["recon_psnr"])
-        if stage == "dit":
+        if stage == "dit" and not parent:  # the parent's weights are not this run's to keep
             self._keep_if_best(step, metrics)
 
     def _keep_if_best(self, step: int, metrics: dict) -> None:
@@ -643,7 +657,7 @@ class Trainer:
                                                    self.config.actions).numpy()  # fmt: skip
             predicted = rollout(context_fn, velocity_fn, latents[:, :k], future_actions, VAL_HORIZON,
                                 self.config.sampler_steps, self.config.context_noise, np.random.default_rng(1),
-                                cached_context=self.config.dit.context_attention == "frame")  # fmt: skip
+                                cached_context=self.dit.per_frame)  # fmt: skip
             decoded = self.vae.decode(torch.from_numpy(predicted.reshape(-1, *predicted.shape[2:])).to(device))
             return decoded.clamp(-1, 1).reshape(VAL_WINDOWS, VAL_HORIZON, *decoded.shape[1:])  # (B, L, 3, H, W)
 

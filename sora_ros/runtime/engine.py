@@ -216,10 +216,8 @@ class WorldModelEngine:
         self.signatures = expected_signatures(self.info)
         self.sessions: dict[str, ort.InferenceSession] = {}
         for graph in GRAPH_FILES:
-            path = self.info.graph_path(graph, self.precision if graph in INT8_GRAPH_FILES else "float32")
-            session = _open_session(graph, path, self.providers)
-            check_session(path, session, self.signatures[graph])
-            self.sessions[graph] = session
+            precision = self.precision if graph in INT8_GRAPH_FILES else "float32"
+            self.sessions[graph] = self._checked_session(graph, precision)
         self._check_sizes()
         self.precision_note: str | None = None
         if self.precision == "int8":
@@ -251,6 +249,25 @@ class WorldModelEngine:
         self._turns = Turns()
         self._what_ifs = threading.Lock()
         self._bound_graphs(1, self.info.latent_shape[1:])  # one candidate, one sample: allocated up front
+
+    def _checked_session(self, graph: str, precision: str) -> ort.InferenceSession:
+        """A graph role's session, its inputs and outputs checked against the contract.
+
+        Raises:
+            ModelDirError: another signature; for a dynamics graph the message also names
+                model.json's dynamics.context_attention, which decides the dynamics signatures."""
+        path = self.info.graph_path(graph, precision)
+        session = _open_session(graph, path, self.providers)
+        try:
+            check_session(path, session, self.signatures[graph])
+        except ModelDirError as error:
+            if graph not in INT8_GRAPH_FILES:
+                raise
+            attention = "frame" if self.info.per_frame_context else "window"
+            raise ModelDirError(f"{error} (model.json's dynamics.context_attention is {attention!r}: a 'frame' model's "
+                                "context graph takes any number of frames and its step graph per-layer keys/values; "
+                                "re-export the directory if its graphs and model.json disagree)") from None
+        return session
 
     def _check_sizes(self) -> None:
         """Raises ModelDirError unless the encoder turns the reference input into latent_shape and the
@@ -433,7 +450,7 @@ class WorldModelEngine:
         """Measure the int8 dynamics against float32 on this CPU (one run of each graph at the
         model's own grid); beyond RELATIVE_TOLERANCE, say so in `precision_note` and the log,
         and with `fall_back` ("auto") run float32 instead."""
-        float32 = {graph: _open_session(graph, self.info.graph_path(graph), self.providers) for graph in INT8_GRAPH_FILES}
+        float32 = {graph: self._checked_session(graph, "float32") for graph in INT8_GRAPH_FILES}
         parity = int8_parity(self.info, float32, self.sessions, [self.info.image_size], 1, np.random.default_rng(0))
         drift = {graph: round(figures["relative_error"], 3) for graph, figures in parity.items()}
         if max(drift.values()) <= RELATIVE_TOLERANCE:
