@@ -22,12 +22,12 @@ def test_demo_runs_the_graph_and_writes_its_report(tmp_path) -> None:
     model = export_tiny_with_risk(tmp_path / "model")
     out = tmp_path / "demo"
     result = subprocess.run([sys.executable, "-m", "sora_ros.cli", "demo", "--duration", str(DEMO_S),
-                             "--model", str(model), "--out", str(out)],
+                             "--model", str(model), "--out", str(out), "--launch-arg", "planner_candidates:=12"],
                             capture_output=True, text=True, timeout=DEMO_S + 120)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for node in ("/sim", "/world_model", "/planner"):
         assert f"started {node}" in result.stdout
-    assert "[/planner]" in result.stdout and "best of 16" in result.stdout, "the MPC planner never decided"  # demo.launch.yaml's planner_candidates
+    assert "[/planner]" in result.stdout and "best of 12" in result.stdout, "the MPC planner never decided"  # --launch-arg
     summary = json.loads((out / "summary.json").read_text())
     assert summary["futures_received"] > 0 and summary["camera_frames_received"] > 0
     assert summary["planner"]["decisions"] > 0 and "planner: " in result.stdout, "no ~/plan arrived"
@@ -64,3 +64,16 @@ def test_demo_plays_a_video_at_its_own_rate_and_says_so(tmp_path) -> None:
     assert summary["camera_timing"] == "the video's own frame times (30 fps on average)"
     assert summary["camera_rate_hz"] is None
     assert "at the video's own frame times (30 fps on average)" in result.stdout  # the printed summary
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("planner_speed:=3", "planner_speed not declared"),
+    ("model:=/elsewhere", "--launch-arg model: set by the demo's own options"),
+    ("plan_rate", "expected NAME:=VALUE"),
+])
+def test_demo_refuses_a_launch_argument_it_cannot_pass_before_any_node_starts(tmp_path, arg, message) -> None:
+    result = subprocess.run([sys.executable, "-m", "sora_ros.cli", "demo", "--duration", "1", "--model",
+                             str(export_tiny(tmp_path / "model")), "--out", str(tmp_path / "demo"), "--launch-arg", arg],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+    assert "started /" not in result.stdout

@@ -87,6 +87,12 @@ def main(args: argparse.Namespace) -> int:
         launch_args.update(use_video="true", video=str(Path(args.video).resolve()), no_command_action="unknown")
     else:
         camera_timing = f"{camera_rate:g} Hz" + ("" if args.camera_rate else " (default)")
+    own = sorted(set(launch_args) & {name for name, _ in args.launch_arg})
+    if own:
+        print(f"sora-ros demo: --launch-arg {', '.join(own)}: set by the demo's own options (--model, --camera-rate, "
+              "--seed, --aspect-policy, --video); use those", file=sys.stderr)
+        return 2
+    launch_args.update(args.launch_arg)  # undeclared names are refused by read_launch_file
     try:
         specs = read_launch_file(package_share(PACKAGE) / "launch" / "demo.launch.yaml", launch_args)
     except LaunchFileError as error:
@@ -156,6 +162,13 @@ def _plan_summary(plans: list[tuple[float, float]]) -> dict:
             "rollout_ms_p50": round(float(np.median([ms for _, ms in plans])), 1) if plans else None}
 
 
+def _launch_argument(text: str) -> tuple[str, str]:
+    from sora_ros.harness.bench_nodes import parse_parameter
+
+    name, _, value = parse_parameter(text).partition(":=")
+    return name, value
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from sora_ros.sim.parameters import SIM_SPECS
 
@@ -180,6 +193,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "frame times)")
     parser.add_argument("--seed", type=parameter_value(SIM_SPECS["seed"]), default=0,
                         help=f"sim world seed, 0 to {SIM_SPECS['seed'].high} (default 0)")
+    parser.add_argument("--launch-arg", type=_launch_argument, action="append", default=[], metavar="NAME:=VALUE",
+                        help="an argument of launch/demo.launch.yaml, as `ros2 launch sora_ros demo.launch.yaml` "
+                        "takes it (a number with a dot is a float, without one an integer); repeatable, e.g. "
+                        "--launch-arg planner_candidates:=32 --launch-arg plan_rate:=4.0")
     parser.add_argument("--aspect-policy", choices=ASPECT_POLICIES, default="refuse",
                         help="a camera (video) outside the model's aspect range: refuse its frames (default) or crop "
                         "it into the range")
