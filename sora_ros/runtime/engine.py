@@ -216,8 +216,8 @@ class WorldModelEngine:
         self.signatures = expected_signatures(self.info)
         self.sessions: dict[str, ort.InferenceSession] = {}
         for graph in GRAPH_FILES:
-            precision = self.precision if graph in INT8_GRAPH_FILES else "float32"
-            self.sessions[graph] = self._checked_session(graph, precision)
+            self.sessions[graph] = self._checked_session(graph, self.precision if graph in INT8_GRAPH_FILES
+                                                         else "float32")
         self._check_sizes()
         self.precision_note: str | None = None
         if self.precision == "int8":
