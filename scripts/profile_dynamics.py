@@ -11,13 +11,15 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
+import sys
 import tempfile
 
 import numpy as np
 import onnxruntime as ort
 
+from sora_ros.cli.arguments import positive_int
 from sora_ros.runtime.engine import WorldModelEngine
+from sora_ros.runtime.model_dir import ModelDirError
 
 # Operator types listed per graph, largest first.
 TOP_OPS = 10
@@ -25,17 +27,16 @@ TOP_OPS = 10
 
 def profile(path: str, feeds: dict[str, np.ndarray], calls: int) -> tuple[collections.Counter, float]:
     """Kernel microseconds per operator type over `calls` runs, and the total per call in ms."""
-    options = ort.SessionOptions()
-    options.enable_profiling = True
-    options.profile_file_prefix = os.path.join(tempfile.mkdtemp(prefix="sora_profile_"), "ort")
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    session.run(None, feeds)  # warm-up, in the profile too: the share stays the steady state's
-    for _ in range(calls):
-        session.run(None, feeds)
-    trace = session.end_profiling()
-    with open(trace) as stream:
-        events = json.load(stream)
-    os.remove(trace)
+    with tempfile.TemporaryDirectory(prefix="sora_profile_") as folder:
+        options = ort.SessionOptions()
+        options.enable_profiling = True
+        options.profile_file_prefix = f"{folder}/ort"
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        session.run(None, feeds)  # warm-up, in the profile too: the share stays the steady state's
+        for _ in range(calls):
+            session.run(None, feeds)
+        with open(session.end_profiling()) as stream:
+            events = json.load(stream)
     per_op = collections.Counter()
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
@@ -44,7 +45,11 @@ def profile(path: str, feeds: dict[str, np.ndarray], calls: int) -> tuple[collec
 
 
 def main(args: argparse.Namespace) -> int:
-    engine = WorldModelEngine(args.model, precision=args.precision)
+    try:
+        engine = WorldModelEngine(args.model, precision=args.precision)
+    except ModelDirError as error:
+        print(f"profile_dynamics: {error}", file=sys.stderr)
+        return 2
     info = engine.info
     bound = engine._bound_graphs(args.batch, info.latent_shape[1:])  # (context over K frames, [one frame,] step)
     graphs = {"dynamics_context": bound[-2], "dynamics": bound[-1]}
@@ -65,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="models/default", help="model directory (default models/default)")
-    parser.add_argument("--batch", type=int, default=32, help="rows per call: candidates x samples (default 32)")
+    parser.add_argument("--batch", type=positive_int, default=32, help="rows per call: candidates x samples (default 32)")
     parser.add_argument("--precision", default="int8", choices=("float32", "int8"), help="dynamics graphs (default int8)")
-    parser.add_argument("--calls", type=int, default=20, help="profiled calls per graph (default 20)")
+    parser.add_argument("--calls", type=positive_int, default=20, help="profiled calls per graph (default 20)")
     raise SystemExit(main(parser.parse_args()))

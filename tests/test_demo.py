@@ -29,6 +29,7 @@ def test_demo_runs_the_graph_and_writes_its_report(tmp_path) -> None:
         assert f"started {node}" in result.stdout
     assert "[/planner]" in result.stdout and "best of 12" in result.stdout, "the MPC planner never decided"  # --launch-arg
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["launch_args"] == {"planner_candidates": "12"}
     assert summary["futures_received"] > 0 and summary["camera_frames_received"] > 0
     assert summary["planner"]["decisions"] > 0 and "planner: " in result.stdout, "no ~/plan arrived"
     assert summary["node_counts"]["published/futures"] > 0
@@ -70,6 +71,7 @@ def test_demo_plays_a_video_at_its_own_rate_and_says_so(tmp_path) -> None:
     ("planner_speed:=3", "planner_speed not declared"),
     ("model:=/elsewhere", "--launch-arg model: set by the demo's own options"),
     ("plan_rate", "expected NAME:=VALUE"),
+    ("plan_rate:=", "expected NAME:=VALUE with both parts"),
 ])
 def test_demo_refuses_a_launch_argument_it_cannot_pass_before_any_node_starts(tmp_path, arg, message) -> None:
     result = subprocess.run([sys.executable, "-m", "sora_ros.cli", "demo", "--duration", "1", "--model",
@@ -77,3 +79,11 @@ def test_demo_refuses_a_launch_argument_it_cannot_pass_before_any_node_starts(tm
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
     assert "started /" not in result.stdout
+
+
+def test_demo_refuses_a_launch_argument_given_twice(tmp_path) -> None:
+    result = subprocess.run([sys.executable, "-m", "sora_ros.cli", "demo", "--duration", "1", "--model",
+                             str(export_tiny(tmp_path / "model")), "--out", str(tmp_path / "demo"),
+                             "--launch-arg", "planner_candidates:=4", "--launch-arg", "planner_candidates:=8"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and "planner_candidates given more than once" in result.stderr, result.stderr[-2000:]

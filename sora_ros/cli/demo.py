@@ -87,7 +87,12 @@ def main(args: argparse.Namespace) -> int:
         launch_args.update(use_video="true", video=str(Path(args.video).resolve()), no_command_action="unknown")
     else:
         camera_timing = f"{camera_rate:g} Hz" + ("" if args.camera_rate else " (default)")
-    own = sorted(set(launch_args) & {name for name, _ in args.launch_arg})
+    names = [name for name, _ in args.launch_arg]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        print(f"sora-ros demo: --launch-arg {', '.join(repeated)} given more than once; give each once", file=sys.stderr)
+        return 2
+    own = sorted(set(launch_args) & set(names))
     if own:
         print(f"sora-ros demo: --launch-arg {', '.join(own)}: set by the demo's own options (--model, --camera-rate, "
               "--seed, --aspect-policy, --video); use those", file=sys.stderr)
@@ -120,7 +125,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"[demo] {'failed' if outcome.exit_code else 'stopped'}: {outcome.reason}", flush=True)
     facts = {"model": f"{info.name}@{info.version} ({model})", "source": args.video or "sim",
              "duration_s": round(time.monotonic() - start, 1), "camera_rate_hz": camera_rate or None,
-             "camera_timing": camera_timing,
+             "camera_timing": camera_timing, "launch_args": dict(args.launch_arg),
              "machine": machine_description()}
     if plans is not None:
         facts["planner"] = _plan_summary(plans)
@@ -163,9 +168,9 @@ def _plan_summary(plans: list[tuple[float, float]]) -> dict:
 
 
 def _launch_argument(text: str) -> tuple[str, str]:
-    from sora_ros.harness.bench_nodes import parse_parameter
-
-    name, _, value = parse_parameter(text).partition(":=")
+    name, separator, value = text.partition(":=")
+    if not (separator and name and value):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME:=VALUE with both parts, e.g. planner_candidates:=32")
     return name, value
 
 
