@@ -279,12 +279,16 @@ def layer_kv_names(layers: int) -> list[str]:
     return [f"context_{kind}_{i}" for i in range(layers) for kind in ("keys", "values")]
 
 
+def layer_kv(context_kv: np.ndarray) -> list[np.ndarray]:
+    """The context graph's output (B, L, 2, T, D) as 2L views (B, T, D), in `layer_kv_names` order."""
+    return [context_kv[:, j // 2, j % 2] for j in range(2 * context_kv.shape[1])]
+
+
 def step_kv_inputs(context_kv: np.ndarray, per_frame: bool) -> dict[str, np.ndarray]:
     """The step graph's context inputs from the context graph's output (B, L, 2, K * N, D)."""
     if not per_frame:
         return {"context_kv": context_kv}
-    names = layer_kv_names(context_kv.shape[1])
-    return {name: np.ascontiguousarray(context_kv[:, i // 2, i % 2]) for i, name in enumerate(names)}
+    return dict(zip(layer_kv_names(context_kv.shape[1]), map(np.ascontiguousarray, layer_kv(context_kv))))
 
 
 def symbolic_sizes(latent_channels: int, context_kv_shape: tuple) -> tuple[tuple, tuple, tuple]:

@@ -15,6 +15,8 @@ from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 
+from sora_ros.runtime.model_dir import layer_kv
+
 # context (B, K, C, h, w), noise level (B,) -> context keys/values (B, L, 2, K * N, D)
 ContextFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # context keys/values (or, cached, their 2L per-layer slices), noisy (B, C, h, w), flow time (B,),
@@ -49,13 +51,14 @@ def noise_context(context: np.ndarray, level: float, rng: np.random.Generator, p
     return ((1.0 - level) * context + level * noise).astype(np.float32)
 
 
-def _layer_slices(kv: np.ndarray, cache: list[np.ndarray] | None) -> list[np.ndarray]:
-    """(B, L, 2, T, D) keys/values -> 2L contiguous (B, T, D) arrays (into `cache` when given)."""
-    layers = [kv[:, j // 2, j % 2] for j in range(2 * kv.shape[1])]
+def _layer_slices(kv: np.ndarray, cache: list[np.ndarray] | None, rows: int) -> list[np.ndarray]:
+    """(P, L, 2, T, D) keys/values -> 2L contiguous (rows, T, D) arrays (into `cache` when given),
+    row r holding row r % P (P divides rows): a shared context is copied once, not tiled first."""
+    layers = layer_kv(kv)
     if cache is None:
-        return [np.ascontiguousarray(layer) for layer in layers]
+        cache = [np.empty((rows, *layer.shape[1:]), layer.dtype) for layer in layers]
     for target, layer in zip(cache, layers, strict=True):
-        np.copyto(target, layer)
+        target.reshape(rows // len(layer), *layer.shape)[:] = layer
     return cache
 
 
@@ -112,17 +115,18 @@ def rollout(context_fn: ContextFn, velocity_fn: VelocityFn, context: np.ndarray,
         with turn():
             if i == 0 and shared_context and period < b:
                 kv = context_fn(np.ascontiguousarray(window[:period]), noise_level[:period])  # (period, L, 2, K * N, D)
-                kv = np.tile(kv, (b // period, *([1] * (kv.ndim - 1))))  # (B, L, 2, K * N, D)
+                if not cached_context:  # (cached, _layer_slices spreads them down the batch)
+                    kv = np.tile(kv, (b // period, *([1] * (kv.ndim - 1))))  # (B, L, 2, K * N, D)
             elif i > 0 and cached_context:  # the oldest frame leaves the window, the newest enters it
                 newest = context_fn(window, noise_level)  # (B, L, 2, N, D)
                 n = newest.shape[-2]
-                for j, layer in enumerate(kv):  # (B, K * N, D)
+                for layer, entering_kv in zip(kv, layer_kv(newest)):  # (B, K * N, D), (B, N, D)
                     layer[:, :-n] = layer[:, n:]
-                    layer[:, -n:] = newest[:, j // 2, j % 2]
+                    layer[:, -n:] = entering_kv
             else:
                 kv = context_fn(window, noise_level)
             if i == 0 and cached_context:
-                kv = _layer_slices(kv, cache)
+                kv = _layer_slices(kv, cache, b)
             for t, t_next in zip(times[:-1], times[1:]):
                 flow_time.fill(t)
                 x -= (t - t_next) * velocity_fn(kv, x, flow_time, action)
