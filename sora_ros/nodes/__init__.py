@@ -13,7 +13,7 @@ from typing import Any
 # The node executables the package installs (CMakeLists.txt installs lib/sora_ros/<exec> for each,
 # running sora_ros.nodes.<exec>); the only modules of this folder a launch file may start.
 EXECUTABLES = ("world_model", "encoder", "predictor", "planner", "sim", "video_camera")
-SIGNAL_POLL_S = 0.2  # the lifecycle node's executor wakes at least this often (wall clock) to notice Ctrl-C
+SIGNAL_POLL_S = 0.2  # a node's executor wakes at least this often (wall clock) to notice Ctrl-C
 
 
 def _ignore_interrupts() -> None:
@@ -65,14 +65,20 @@ def spin(make_node: Callable[[], Any], args: list[str] | None = None,
     """
     import rclpy  # here, not at import: `sora-ros --help` must not need ROS
     from rclpy.exceptions import ParameterException
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     if not _init(make_node, args):
         return 1
-    node = None
+    node = executor = None
     try:
         node = make_node()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        # Not rclpy.spin(): under load a SIGTERM sometimes shuts the context down without waking a
+        # wait that has no timeout (seen in 7 of 60 runs of tests/test_interfaces_dds.py with both
+        # cores busy: the node never exited); a wall-clock timeout notices the shutdown.
+        while executor.context.ok():
+            executor.spin_once(timeout_sec=SIGNAL_POLL_S)
     except ParameterException as error:
         _log_refusal(make_node, f"{error}{PARAMETER_HINT}")
         return 1
@@ -88,6 +94,8 @@ def spin(make_node: Callable[[], Any], args: list[str] | None = None,
         # (e.g. "rcl node's context is invalid" from create_publisher); that is a stop, not a failure.
     finally:
         _ignore_interrupts()
+        if executor is not None:
+            executor.shutdown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
