@@ -58,7 +58,7 @@ def test_copy_last_predicts_the_last_latent_and_the_report_is_written(engine, tm
     assert copy.info is engine.info, "everything else is the model's"
     args = argparse.Namespace(policies="model,copy_last,shuffled,wander", candidates=4, horizon=2, iterations=1, episodes=2,
                               seconds=0.6, first_seed=closed_loop.FIRST_SEED, decision_every=2, escape_steps=8,
-                              model=str(engine.info.path), out=str(tmp_path / "out"),
+                              risk_weight=6.0, model=str(engine.info.path), out=str(tmp_path / "out"),
                               dynamics_precision="float32")
     assert closed_loop.run(args, CONFIG) == 0
     metrics = __import__("json").loads((tmp_path / "out" / "metrics.json").read_text())
@@ -66,6 +66,7 @@ def test_copy_last_predicts_the_last_latent_and_the_report_is_written(engine, tm
     rate = metrics["policies"]["model"]["collisions_per_min"]
     assert rate["n"] == 2 and rate["low"] <= rate["mean"] <= rate["high"]
     assert len(metrics["target"]) == 3 and metrics["machine"]
+    assert metrics["config"]["mpc"]["risk_weight"] == 6.0, "--risk-weight reaches the MPC and its record"
     lines = (tmp_path / "out" / closed_loop.EPISODES_FILE).read_text().splitlines()
     assert len(lines) == 2 * len(closed_loop.POLICIES), "one line per finished episode"
     assert (tmp_path / "out" / "closed_loop.png").stat().st_size > 0
@@ -79,7 +80,7 @@ def test_bootstrap_interval_and_unknown_policies(capsys):
     args = argparse.Namespace(policies="model,teleport")
     assert closed_loop.run(args) == 2
     assert "unknown policies ['teleport']" in capsys.readouterr().out
-    args = argparse.Namespace(policies="model", candidates=65, horizon=8, iterations=1, escape_steps=8)
+    args = argparse.Namespace(policies="model", candidates=65, horizon=8, iterations=1, escape_steps=8, risk_weight=4.0)
     assert closed_loop.run(args) == 2
     assert "candidates must be 2..64" in capsys.readouterr().out, "above the ~/rollout cap: refused, with the cap"
 
@@ -93,6 +94,8 @@ def test_command_line_options():
                                              "model,wander"]))  # fmt: skip
     assert (args.episodes, args.seconds, args.policies, args.candidates, args.first_seed) == \
         (3, 10.0, "model,wander", 32, closed_loop.FIRST_SEED)
-    for bad in (["--episodes", "0"], ["--candidates", "-1"], ["--decision-every", "x"]):
+    assert args.risk_weight == MpcConfig().risk_weight, "the planner node's default"
+    for bad in (["--episodes", "0"], ["--candidates", "-1"], ["--decision-every", "x"], ["--risk-weight", "-1"],
+                ["--risk-weight", "nan"]):
         with pytest.raises(SystemExit):
             parser.parse_args(["bench", "closed-loop", *bad])

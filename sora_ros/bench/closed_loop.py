@@ -347,7 +347,7 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
         return 2
     try:
         mpc = replace(base.mpc, candidates=args.candidates, horizon=args.horizon, iterations=args.iterations,
-                      escape_steps=args.escape_steps)
+                      escape_steps=args.escape_steps, risk_weight=args.risk_weight)
     except PlannerInputError as error:
         print(f"sora-ros bench closed-loop: {error}")
         return 2
@@ -371,7 +371,7 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
     print(f"model: {engine.info.name} ({model_dir}), {engine.precision} dynamics; hazard: {hazard_source}")
     print(f"{config.episodes} episodes x {config.seconds:g} s, seeds {seeds.start}..{seeds.stop - 1}; MPC "
           f"{mpc.candidates} candidates x {mpc.horizon} steps, {mpc.iterations} CEM iteration(s), escape steps "
-          f"{mpc.escape_steps}, a decision every "
+          f"{mpc.escape_steps}, risk weight {mpc.risk_weight:g}, a decision every "
           f"{config.decision_every} steps ({engine.info.dt * config.decision_every:g} s simulated)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

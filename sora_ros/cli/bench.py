@@ -8,8 +8,8 @@ import importlib
 
 from sora_ros.bench.closed_loop import FIRST_SEED, POLICIES
 from sora_ros.bag.video import MAX_FPS, MIN_FPS
-from sora_ros.cli.arguments import float_between, non_negative_int, out_dir, out_dir_problem, positive_float, \
-    positive_int, random_seed, refused, usage_check
+from sora_ros.cli.arguments import float_between, non_negative_float, non_negative_int, out_dir, out_dir_problem, \
+    positive_float, positive_int, random_seed, refused, usage_check
 from sora_ros.core.mpc import MpcConfig
 from sora_ros.runtime.model_dir import PRECISIONS
 
@@ -32,13 +32,13 @@ READ_BY = {
     "duration": NODES, "camera_rate": NODES, "camera_size": NODES, "output_size": NODES, "param": NODES,
     "episodes": CLOSED_LOOP, "seconds": CLOSED_LOOP, "first_seed": CLOSED_LOOP, "policies": CLOSED_LOOP,
     "candidates": CLOSED_LOOP, "horizon": CLOSED_LOOP, "iterations": CLOSED_LOOP, "decision_every": CLOSED_LOOP,
-    "dynamics_precision": CLOSED_LOOP, "escape_steps": CLOSED_LOOP,
+    "dynamics_precision": CLOSED_LOOP, "escape_steps": CLOSED_LOOP, "risk_weight": CLOSED_LOOP,
 }
 # Values of the options not given (those whose absence the targets do not handle themselves).
 DEFAULTS = {"minutes": FINE_TUNE_MINUTES, "duration": 60.0, "camera_rate": 15.0, "episodes": 20, "seconds": 60.0,
             "first_seed": FIRST_SEED, "policies": ",".join(POLICIES), "candidates": 32, "horizon": 8,
             "iterations": 1, "decision_every": 2, "dynamics_precision": "float32",
-            "escape_steps": MpcConfig().escape_steps}
+            "escape_steps": MpcConfig().escape_steps, "risk_weight": MpcConfig().risk_weight}
 
 
 def unread_option_problem(args: argparse.Namespace) -> str | None:
@@ -146,6 +146,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help="closed-loop: after a step in which odometry showed the robot blocked, forward commands "
                       "count as certain collisions up to this many steps after it (sora_ros/core/contact.py; 0: the "
                       f"predicted risk alone; default {DEFAULTS['escape_steps']})")
+    loop.add_argument("--risk-weight", type=non_negative_float,
+                      help="closed-loop: the MPC's cost per unit of mean predicted risk, as the planner node's "
+                      f"risk_weight parameter (sora_ros/core/mpc.py; default {DEFAULTS['risk_weight']:g})")
     loop.add_argument("--decision-every", type=positive_int,
                       help=f"closed-loop: sim steps (model dt each) between decisions (default {DEFAULTS['decision_every']}: 5 Hz "
                       "at dt 0.1 s)")
