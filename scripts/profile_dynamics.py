@@ -18,17 +18,17 @@ import numpy as np
 import onnxruntime as ort
 
 from sora_ros.cli.arguments import positive_int
-from sora_ros.runtime.engine import WorldModelEngine
+from sora_ros.runtime.engine import WorldModelEngine, session_options
 from sora_ros.runtime.model_dir import ModelDirError
 
 # Operator types listed per graph, largest first.
 TOP_OPS = 10
 
 
-def profile(path: str, feeds: dict[str, np.ndarray], calls: int) -> tuple[collections.Counter, float]:
+def profile(graph: str, path: str, feeds: dict[str, np.ndarray], calls: int) -> tuple[collections.Counter, float]:
     """Kernel microseconds per operator type over `calls` runs, and the total per call in ms."""
     with tempfile.TemporaryDirectory(prefix="sora_profile_") as folder:
-        options = ort.SessionOptions()
+        options = session_options(graph)
         options.enable_profiling = True
         options.profile_file_prefix = f"{folder}/ort"
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
@@ -58,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
           f"{'per-frame' if info.per_frame_context else 'window'} context")
     for graph, binding in graphs.items():
         feeds = {name: rng.standard_normal(array.shape).astype(array.dtype) for name, array in binding.inputs.items()}
-        per_op, per_call_ms = profile(str(info.graph_path(graph, engine.precision)), feeds, args.calls)
+        per_op, per_call_ms = profile(graph, str(info.graph_path(graph, engine.precision)), feeds, args.calls)
         total = sum(per_op.values())
         frames = feeds["context"].shape[1] if graph == "dynamics_context" else None
         print(f"{graph}{f' ({frames} frame(s))' if frames else ''}: {per_call_ms:.2f} ms per call of kernels")

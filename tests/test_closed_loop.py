@@ -59,7 +59,7 @@ def test_copy_last_predicts_the_last_latent_and_the_report_is_written(engine, tm
     args = argparse.Namespace(policies="model,copy_last,shuffled,wander", candidates=4, horizon=2, iterations=1, episodes=2,
                               seconds=0.6, first_seed=closed_loop.FIRST_SEED, decision_every=2, escape_steps=8,
                               risk_weight=6.0, model=str(engine.info.path), out=str(tmp_path / "out"),
-                              dynamics_precision="float32")
+                              dynamics_precision="float32", thread_pool="per-session")
     assert closed_loop.run(args, CONFIG) == 0
     metrics = __import__("json").loads((tmp_path / "out" / "metrics.json").read_text())
     assert set(metrics["policies"]) == set(closed_loop.POLICIES)
@@ -67,6 +67,7 @@ def test_copy_last_predicts_the_last_latent_and_the_report_is_written(engine, tm
     assert rate["n"] == 2 and rate["low"] <= rate["mean"] <= rate["high"]
     assert len(metrics["target"]) == 3 and metrics["machine"]
     assert metrics["config"]["mpc"]["risk_weight"] == 6.0, "--risk-weight reaches the MPC and its record"
+    assert metrics["thread_pool"] == "per-session"
     lines = (tmp_path / "out" / closed_loop.EPISODES_FILE).read_text().splitlines()
     assert len(lines) == 2 * len(closed_loop.POLICIES), "one line per finished episode"
     assert (tmp_path / "out" / "closed_loop.png").stat().st_size > 0

@@ -436,3 +436,16 @@ def test_only_the_dynamics_graphs_keep_a_memory_arena(engine):
     assert kept == {"dynamics_context", "dynamics"}
     assert all(session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
                for session in engine.sessions.values())
+
+def test_a_shared_thread_pool_runs_every_session_of_the_process_and_comes_first(engine):
+    from sora_ros.runtime.engine import session_options, share_thread_pool
+
+    session_options()  # this process has made session options: too late to share a pool
+    with pytest.raises(RuntimeError, match="before this process opens its first"):
+        share_thread_pool()
+    # A fresh process: every session it opens (export's parity checks, the engine's, int8 included
+    # where present) must run on the shared pool, or ONNX Runtime refuses to create it.
+    done = subprocess.run([sys.executable, "-m", "sora_ros.cli", "bench", "model", "--preset", "tiny", "--repeats",
+                           "1", "--thread-pool", "shared"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ONNX Runtime thread pool: shared" in done.stdout

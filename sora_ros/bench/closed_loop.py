@@ -336,7 +336,7 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
     from tqdm import tqdm
 
     from sora_ros.core.paths import default_model_dir
-    from sora_ros.runtime.engine import WorldModelEngine
+    from sora_ros.runtime.engine import WorldModelEngine, share_thread_pool
     from sora_ros.runtime.model_dir import ModelDirError
     from sora_ros.runtime.pipeline import WorldModelPipeline
 
@@ -354,6 +354,8 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
     config = replace(base, episodes=args.episodes, seconds=args.seconds, first_seed=args.first_seed,
                      decision_every=args.decision_every, mpc=mpc)
     model_dir = Path(args.model) if args.model else default_model_dir()
+    if args.thread_pool == "shared":
+        share_thread_pool()
     try:
         engine = WorldModelEngine(model_dir, precision=args.dynamics_precision)
     except ModelDirError as error:
@@ -368,7 +370,8 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
                  "copy_last": WorldModelPipeline(CopyLastEngine(engine)), "wander": None}
     seeds = range(config.first_seed, config.first_seed + config.episodes)
     print(f"machine: {machine_description()}")
-    print(f"model: {engine.info.name} ({model_dir}), {engine.precision} dynamics; hazard: {hazard_source}")
+    print(f"model: {engine.info.name} ({model_dir}), {engine.precision} dynamics, ONNX Runtime thread pool "
+          f"{args.thread_pool}; hazard: {hazard_source}")
     print(f"{config.episodes} episodes x {config.seconds:g} s, seeds {seeds.start}..{seeds.stop - 1}; MPC "
           f"{mpc.candidates} candidates x {mpc.horizon} steps, {mpc.iterations} CEM iteration(s), escape steps "
           f"{mpc.escape_steps}, risk weight {mpc.risk_weight:g}, a decision every "
@@ -387,7 +390,7 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
     summary = summarise(episodes)
     lines = verdict(summary)
     metrics = {"machine": machine_description(), "model": str(model_dir), "dynamics_precision": engine.precision,
-               "hazard": hazard_source,
+               "thread_pool": args.thread_pool, "hazard": hazard_source,
                "config": asdict(config), "policies": summary, "target": lines,
                "episodes": [{"seed": e.seed, "policy": e.policy, **e.metrics()} for e in episodes],
                "command": " ".join(["sora-ros", *sys.argv[1:]])}

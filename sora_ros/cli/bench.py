@@ -11,7 +11,7 @@ from sora_ros.bag.video import MAX_FPS, MIN_FPS
 from sora_ros.cli.arguments import float_between, non_negative_float, non_negative_int, out_dir, out_dir_problem, \
     positive_float, positive_int, random_seed, refused, usage_check
 from sora_ros.core.mpc import MpcConfig
-from sora_ros.runtime.model_dir import PRECISIONS
+from sora_ros.runtime.model_dir import PRECISIONS, THREAD_POOLS
 
 # Each target is a module with run(args) -> int, imported only when chosen.
 BENCHMARKS = {"image": "sora_ros.bench.image", "model": "sora_ros.bench.model", "nodes": "sora_ros.harness.bench_nodes",
@@ -33,12 +33,14 @@ READ_BY = {
     "episodes": CLOSED_LOOP, "seconds": CLOSED_LOOP, "first_seed": CLOSED_LOOP, "policies": CLOSED_LOOP,
     "candidates": CLOSED_LOOP, "horizon": CLOSED_LOOP, "iterations": CLOSED_LOOP, "decision_every": CLOSED_LOOP,
     "dynamics_precision": CLOSED_LOOP, "escape_steps": CLOSED_LOOP, "risk_weight": CLOSED_LOOP,
+    "thread_pool": ("model", "closed-loop"),
 }
 # Values of the options not given (those whose absence the targets do not handle themselves).
 DEFAULTS = {"minutes": FINE_TUNE_MINUTES, "duration": 60.0, "camera_rate": 15.0, "episodes": 20, "seconds": 60.0,
             "first_seed": FIRST_SEED, "policies": ",".join(POLICIES), "candidates": 32, "horizon": 8,
             "iterations": 1, "decision_every": 2, "dynamics_precision": "float32",
-            "escape_steps": MpcConfig().escape_steps, "risk_weight": MpcConfig().risk_weight}
+            "escape_steps": MpcConfig().escape_steps, "risk_weight": MpcConfig().risk_weight,
+            "thread_pool": THREAD_POOLS[0]}
 
 
 def unread_option_problem(args: argparse.Namespace) -> str | None:
@@ -103,6 +105,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              f"{', '.join(f'{target} {count}' for target, count in DEFAULT_REPEATS.items())})")
     parser.add_argument("--model", help="model: model directory to time (ONNX Runtime only unless --checkpoint); "
                         "fine-tune: the parent model directory, with weights.safetensors (default: the installed default)")
+    parser.add_argument("--thread-pool", choices=THREAD_POOLS,
+                        help="model, closed-loop: ONNX Runtime's threads: a non-spinning pool per session (the "
+                        "default, as the nodes run) or one shared, spinning pool for the whole process "
+                        "(sora_ros.runtime.engine.share_thread_pool: faster for one thread calling graphs back to "
+                        "back, such as an in-process planner; slower for the world_model node)")
     parser.add_argument("--minutes", type=positive_float, nargs="+",
                         help="fine-tune: training budgets in CPU-minutes, each above 0 (default "
                              f"{' '.join(f'{m:g}' for m in FINE_TUNE_MINUTES)})")

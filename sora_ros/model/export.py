@@ -146,6 +146,8 @@ def export_model(vae, dit, out_dir: str | Path, *, version: str = "0.1.0", train
     import onnxruntime as ort
     import torch
 
+    from sora_ros.runtime.engine import session_options
+
     config = dit.config
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -165,7 +167,8 @@ def export_model(vae, dit, out_dir: str | Path, *, version: str = "0.1.0", train
             examples["dynamics"].update(step_kv_inputs(kv, per_frame))
             if index == 0:
                 _export_graphs(out, modules, signatures, examples)
-                sessions = {graph: ort.InferenceSession(str(out / file), providers=["CPUExecutionProvider"])
+                sessions = {graph: ort.InferenceSession(str(out / file), session_options(graph),
+                                                     providers=["CPUExecutionProvider"])
                             for graph, file in GRAPH_FILES.items()}  # fmt: skip
                 for graph, session in sessions.items():
                     check_session(out / GRAPH_FILES[graph], session, signatures[graph])
@@ -292,13 +295,15 @@ def _export_checked(module, examples: list[dict[str, np.ndarray]], signature: di
     import onnxruntime as ort
     import torch
 
+    from sora_ros.runtime.engine import session_options
+
     names_in, names_out = list(signature["inputs"]), list(signature["outputs"])
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, tuple(torch.from_numpy(a) for a in examples[0].values()), str(path),
                           input_names=names_in, output_names=names_out, dynamic_axes=dynamic_axes(signature),
                           opset_version=OPSET, dynamo=False)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     check_session(path, session, signature)
     parity = 0.0
     for example in examples:

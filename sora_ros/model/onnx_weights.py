@@ -141,6 +141,7 @@ def _check_parity(info, vae, dit, anchor) -> None:
     import torch
 
     from sora_ros.model.export import PARITY_TOLERANCE, ExportError, _example_inputs, _graph_modules
+    from sora_ros.runtime.engine import session_options
     from sora_ros.runtime.model_dir import expected_signatures, step_kv_inputs
 
     examples = _example_inputs(expected_signatures(info), 1, info.grid_sizes(info.image_size))
@@ -149,7 +150,8 @@ def _check_parity(info, vae, dit, anchor) -> None:
         kv = modules["dynamics_context"](*map(torch.from_numpy, examples["dynamics_context"].values())).numpy()
         examples["dynamics"].update(step_kv_inputs(kv, info.per_frame_context))
         for graph, module in modules.items():
-            session = ort.InferenceSession(str(info.graph_path(graph)), providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(info.graph_path(graph)), session_options(graph),
+                                           providers=["CPUExecutionProvider"])
             (got,) = session.run(None, examples[graph])
             expected = module(*map(torch.from_numpy, examples[graph].values())).numpy()
             error = float(np.max(np.abs(got - expected)))

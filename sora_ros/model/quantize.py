@@ -88,12 +88,15 @@ def add_int8_dynamics(model_dir: str | Path, seed: int = 0) -> dict[str, dict[st
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from sora_ros.runtime.engine import session_options
+
     out = Path(model_dir)
     _unlist_int8(out)
     info = read_model_info(out)
     grids = parity_sizes(info.image_size, info.patch_grid) if info.grid_follows_camera else [info.image_size]
     cpu = ["CPUExecutionProvider"]
-    float32 = {graph: ort.InferenceSession(str(info.graph_path(graph)), providers=cpu) for graph in INT8_GRAPH_FILES}
+    float32 = {graph: ort.InferenceSession(str(info.graph_path(graph)), session_options(graph), providers=cpu)
+               for graph in INT8_GRAPH_FILES}
     hint = _QuietPreprocessHint()
     logging.getLogger().addFilter(hint)
     staging = tempfile.TemporaryDirectory()  # the graphs enter the model directory only once checked
@@ -104,7 +107,8 @@ def add_int8_dynamics(model_dir: str | Path, seed: int = 0) -> dict[str, dict[st
             onnx.save(onnx.load(str(info.graph_path(graph))), str(whole))
             quantize_dynamic(whole, Path(staging.name) / file_name, weight_type=QuantType.QInt8, per_channel=True,
                              reduce_range=True)
-            int8[graph] = ort.InferenceSession(str(Path(staging.name) / file_name), providers=cpu)
+            int8[graph] = ort.InferenceSession(str(Path(staging.name) / file_name), session_options(graph),
+                                               providers=cpu)
         parity = int8_parity(info, float32, int8, grids, PARITY_BATCH, np.random.default_rng(seed))
         bad = {graph: p["relative_error"] for graph, p in parity.items() if p["relative_error"] > RELATIVE_TOLERANCE}
         if bad:

@@ -133,16 +133,54 @@ def resolve_precision(precision: str, info: ModelInfo, providers: list[str]) -> 
     return "int8" if info.int8_graphs is not None and providers[0] == CPU_PROVIDER else "float32"
 
 
-def _session_options(graph: str) -> ort.SessionOptions:
+# Whether share_thread_pool() put this process on ONNX Runtime's global thread pool, and whether
+# session_options() has made options already (after which it is too late to).
+_pool = {"shared": False, "sessions": False}
+
+
+def share_thread_pool() -> None:
+    """Run every ONNX Runtime session this process opens from now on on one global thread pool (a
+    worker per core, spinning between operators) instead of a non-spinning pool per session.
+
+    For a process whose one thread calls the graphs back to back, such as an in-process planner's
+    what-if: the context and step graphs alternate, and one pool never waits for a worker to wake
+    between them (32 candidates x 8 frames x 1 sample, int8, 1 Euler step: 301 -> 240 ms, Intel Xeon
+    2-CPU, README "The planner's what-if"). Not for the world_model node, whose live loop and
+    ~/rollout run graphs from several threads: a spinning pool takes the cores they share
+    (`sora-ros bench nodes` camera-to-futures p50 130-138 -> 165-171 ms, same machine).
+
+    Process-wide and for good (ONNX Runtime's rule): every session opened afterwards must use
+    `session_options`, as all of this package's do; one opened with options of its own fails.
+
+    Raises:
+        RuntimeError: this process already opened a session through `session_options`.
+    """
+    if _pool["shared"]:
+        return
+    if _pool["sessions"]:
+        raise RuntimeError("share_thread_pool() must come before this process opens its first ONNX Runtime "
+                           "session (the pool is process-wide)")
+    ort.set_global_thread_pool_sizes(0, 1)  # intra-op: a thread per physical core; graphs run their nodes in order
+    _pool["shared"] = True
+
+
+def session_options(graph: str = "") -> ort.SessionOptions:
+    """ONNX Runtime options for a session of `graph` (a GRAPH_FILES key; "" for any other graph):
+    its own non-spinning thread pool, or the global one after `share_thread_pool`; a CPU memory
+    arena for the dynamics graphs only (see above)."""
+    _pool["sessions"] = True
     options = ort.SessionOptions()
     options.enable_cpu_mem_arena = graph in ARENA_GRAPHS
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if _pool["shared"]:
+        options.use_per_session_threads = False
+    else:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
 def _open_session(graph: str, path: Path, providers: list[str]) -> ort.InferenceSession:
     try:
-        return ort.InferenceSession(str(path), _session_options(graph), providers=providers)
+        return ort.InferenceSession(str(path), session_options(graph), providers=providers)
     except Exception as error:  # onnxruntime raises several unrelated types for a bad file
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelDirError(f"{path}: not a loadable ONNX model: {first_line}") from None

@@ -51,6 +51,9 @@ INT8_GRAPH_FILES = {
 # of the faster one present (sora_ros.runtime.engine.resolve_precision).
 PRECISIONS = ("float32", "int8")
 AUTO_PRECISION = "auto"
+# How ONNX Runtime sessions get their threads: "per-session" (the default) or "shared"
+# (sora_ros.runtime.engine.share_thread_pool; the benches' --thread-pool).
+THREAD_POOLS = ("per-session", "shared")
 # The torch weights fine-tuning starts from (sora_ros/model/weights.py). The runtime never reads
 # it: a robot may leave it out of a deployed directory; where it is present its hash is checked.
 TRAINABLE_WEIGHTS = "weights.safetensors"
