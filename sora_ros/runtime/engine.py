@@ -5,6 +5,9 @@
     result = engine.rollout(latents[-K:], cmd_vel_plan, samples=4, seed=0)
     images = engine.decode(result.latents[0, 0])        # (H, C, h, w) -> uint8 (H, H_img, W_img, 3)
 
+A process whose one thread runs the graphs back to back (an in-process planner) may call
+`share_thread_pool()` before its first engine: see there.
+
 Nothing here unpickles: model.json is JSON, the graphs are ONNX protobufs.
 """
 
@@ -144,7 +147,7 @@ def share_thread_pool() -> None:
 
     For a process whose one thread calls the graphs back to back, such as an in-process planner's
     what-if: the context and step graphs alternate, and one pool never waits for a worker to wake
-    between them (32 candidates x 8 frames x 1 sample, int8, 1 Euler step: 301 -> 240 ms, Intel Xeon
+    between them (32 candidates x 8 frames x 1 sample, int8, 1 Euler step: 304 -> 241 ms, Intel Xeon
     2-CPU, README "The planner's what-if"). Not for the world_model node, whose live loop and
     ~/rollout run graphs from several threads: a spinning pool takes the cores they share
     (`sora-ros bench nodes` camera-to-futures p50 130-138 -> 165-171 ms, same machine).
