@@ -74,6 +74,16 @@ def test_copy_last_predicts_the_last_latent_and_the_report_is_written(engine, tm
     assert (tmp_path / "out" / "trajectories.png").stat().st_size > 0
 
 
+def test_an_episode_too_short_for_a_decision_is_reported_not_a_crash(engine, tmp_path, capsys):
+    args = argparse.Namespace(policies="copy_last", candidates=4, horizon=2, iterations=1, episodes=1, seconds=0.1,
+                              first_seed=closed_loop.FIRST_SEED, decision_every=2, escape_steps=8, risk_weight=4.0,
+                              model=str(engine.info.path), out=str(tmp_path / "out"), dynamics_precision="float32",
+                              thread_pool="per-session")
+    assert closed_loop.run(args, CONFIG) == 0  # 1 frame, fewer than the context: no decision, no latency
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("copy_last"))
+    assert row.split()[-1] == "-"
+
+
 def test_bootstrap_interval_and_unknown_policies(capsys):
     summary = closed_loop.mean_ci95([1.0, 2.0, 3.0, 4.0])
     assert summary["mean"] == 2.5 and 1.0 <= summary["low"] < 2.5 < summary["high"] <= 4.0
@@ -97,6 +107,6 @@ def test_command_line_options():
         (3, 10.0, "model,wander", 32, closed_loop.FIRST_SEED)
     assert args.risk_weight == MpcConfig().risk_weight, "the planner node's default"
     for bad in (["--episodes", "0"], ["--candidates", "-1"], ["--decision-every", "x"], ["--risk-weight", "-1"],
-                ["--risk-weight", "nan"]):
+                ["--risk-weight", "nan"], ["--risk-weight", "101"], ["--risk-weight", "1e308"]):
         with pytest.raises(SystemExit):
             parser.parse_args(["bench", "closed-loop", *bad])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sora_ros.core.mpc import CemPlanner, MpcConfig, PlannerInputError, VelocityLimits, candidate_costs, command_at
+from sora_ros.core.mpc import MAX_WEIGHT, CemPlanner, MpcConfig, PlannerInputError, VelocityLimits, candidate_costs, command_at
 from sora_ros.core.requests import MAX_CANDIDATES
 
 LIMITS = VelocityLimits(max_forward=0.6, max_reverse=0.2, max_turn=1.5)
@@ -95,3 +95,6 @@ def test_bad_input_is_refused_with_a_reason():
         VelocityLimits(float("nan"), 0.2, 1.5)
     with pytest.raises(PlannerInputError, match="horizon must be"):
         MpcConfig(horizon=0)
+    for weight in (MAX_WEIGHT * 1.01, 1e39):  # float32 costs: a weight near 3.4e38 would make them Inf/NaN
+        with pytest.raises(PlannerInputError, match=f"weights at most {MAX_WEIGHT:g}"):
+            MpcConfig(risk_weight=weight)

@@ -370,7 +370,7 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
                  "copy_last": WorldModelPipeline(CopyLastEngine(engine)), "wander": None}
     seeds = range(config.first_seed, config.first_seed + config.episodes)
     print(f"machine: {machine_description()}")
-    print(f"model: {engine.info.name} ({model_dir}), {engine.precision} dynamics, ONNX Runtime thread pool "
+    print(f"model: {engine.info.name} ({model_dir}), {engine.precision} dynamics, ONNX Runtime thread pool: "
           f"{args.thread_pool}; hazard: {hazard_source}")
     print(f"{config.episodes} episodes x {config.seconds:g} s, seeds {seeds.start}..{seeds.stop - 1}; MPC "
           f"{mpc.candidates} candidates x {mpc.horizon} steps, {mpc.iterations} CEM iteration(s), escape steps "
@@ -401,8 +401,8 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
     for policy, stats in summary.items():
         cells = [f"{stats[n]['mean']:7.2f} [{stats[n]['low']:6.2f}, {stats[n]['high']:6.2f}]"
                  for n in ("collisions_per_min", "distance_m", "stuck_s")]
-        latency = stats["planner_ms_all"]
-        print(f"{policy:10s} {cells[0]:>22s} {cells[1]:>20s} {cells[2]:>18s} {latency['p50']:15.1f}")
+        latency = "-" if stats["planner_ms_all"] is None else f"{stats['planner_ms_all']['p50']:.1f}"  # no decision yet
+        print(f"{policy:10s} {cells[0]:>22s} {cells[1]:>20s} {cells[2]:>18s} {latency:>15s}")
     for line in lines:
         print(line)
     print(f"wrote {out / 'metrics.json'}, {out / 'closed_loop.png'}, {out / 'trajectories.png'}")

@@ -8,9 +8,9 @@ import importlib
 
 from sora_ros.bench.closed_loop import FIRST_SEED, POLICIES
 from sora_ros.bag.video import MAX_FPS, MIN_FPS
-from sora_ros.cli.arguments import float_between, non_negative_float, non_negative_int, out_dir, out_dir_problem, \
-    positive_float, positive_int, random_seed, refused, usage_check
-from sora_ros.core.mpc import MpcConfig
+from sora_ros.cli.arguments import float_between, non_negative_int, out_dir, out_dir_problem, positive_float, \
+    positive_int, random_seed, refused, usage_check
+from sora_ros.core.mpc import MAX_WEIGHT, MpcConfig
 from sora_ros.runtime.model_dir import PRECISIONS, THREAD_POOLS
 
 # Each target is a module with run(args) -> int, imported only when chosen.
@@ -109,7 +109,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="model, closed-loop: ONNX Runtime's threads: a non-spinning pool per session (the "
                         "default, as the nodes run) or one shared, spinning pool for the whole process "
                         "(sora_ros.runtime.engine.share_thread_pool: faster for one thread calling graphs back to "
-                        "back, such as an in-process planner; slower for the world_model node)")
+                        "back, such as an in-process planner, on an otherwise idle machine; slower beside other "
+                        "busy processes and for the world_model node)")
     parser.add_argument("--minutes", type=positive_float, nargs="+",
                         help="fine-tune: training budgets in CPU-minutes, each above 0 (default "
                              f"{' '.join(f'{m:g}' for m in FINE_TUNE_MINUTES)})")
@@ -153,9 +154,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help="closed-loop: after a step in which odometry showed the robot blocked, forward commands "
                       "count as certain collisions up to this many steps after it (sora_ros/core/contact.py; 0: the "
                       f"predicted risk alone; default {DEFAULTS['escape_steps']})")
-    loop.add_argument("--risk-weight", type=non_negative_float,
-                      help="closed-loop: the MPC's cost per unit of mean predicted risk, as the planner node's "
-                      f"risk_weight parameter (sora_ros/core/mpc.py; default {DEFAULTS['risk_weight']:g})")
+    loop.add_argument("--risk-weight", type=float_between(0.0, MAX_WEIGHT),
+                      help=f"closed-loop: the MPC's cost per unit of mean predicted risk, 0 to {MAX_WEIGHT:g}, as the "
+                      "planner node's risk_weight parameter; it also scales the contact monitor's certain collisions "
+                      f"(--escape-steps), so 0 turns both off (sora_ros/core/mpc.py; default {DEFAULTS['risk_weight']:g})")
     loop.add_argument("--decision-every", type=positive_int,
                       help=f"closed-loop: sim steps (model dt each) between decisions (default {DEFAULTS['decision_every']}: 5 Hz "
                       "at dt 0.1 s)")

@@ -35,6 +35,8 @@ import numpy as np
 from sora_ros.core.requests import MAX_CANDIDATES, MAX_HORIZON
 
 ACTION_DIM = 2  # (linear_x m/s, angular_z rad/s), the model's action order
+# Largest cost weight: the costs are float32, and a weight near its 3.4e38 limit would turn them into Inf/NaN.
+MAX_WEIGHT = 100.0
 
 
 class PlannerInputError(ValueError):
@@ -88,7 +90,8 @@ class MpcConfig:
         initial_std: (linear m/s, angular rad/s) spread of a fresh distribution.
         min_std: the spread never shrinks below this (keeps exploring).
         noise_smoothing: AR(1) coefficient of the sampling noise in time, 0 (white) .. < 1.
-        risk_weight, progress_weight, smoothness_weight: the cost terms (module docstring).
+        risk_weight, progress_weight, smoothness_weight: the cost terms (module docstring), 0..MAX_WEIGHT.
+            The risk weight also scales observed contact (escape_steps), which counts as a risk of 1.
         escape_steps: after a step in which odometry showed the robot blocked, forward commands in
             the steps up to this many after it count as certain collisions (sora_ros/core/contact.py;
             0: trust the predicted risk alone).
@@ -116,8 +119,11 @@ class MpcConfig:
             raise PlannerInputError(f"elites must be 1..candidates ({self.candidates}), iterations >= 1 and "
                                     f"escape_steps >= 0, got {self.elites}, {self.iterations} and {self.escape_steps}")
         numbers = (*self.initial_std, *self.min_std, self.risk_weight, self.progress_weight, self.smoothness_weight)
-        if not all(np.isfinite(numbers)) or min(numbers) < 0 or not 0 <= self.noise_smoothing < 1:
-            raise PlannerInputError(f"stds and weights must be finite and >= 0, noise_smoothing in [0, 1): {self}")
+        weights = (self.risk_weight, self.progress_weight, self.smoothness_weight)
+        if not all(np.isfinite(numbers)) or min(numbers) < 0 or max(weights) > MAX_WEIGHT \
+                or not 0 <= self.noise_smoothing < 1:
+            raise PlannerInputError(f"stds and weights must be finite and >= 0, weights at most {MAX_WEIGHT:g}, "
+                                    f"noise_smoothing in [0, 1): {self}")
 
 
 @dataclass(frozen=True)

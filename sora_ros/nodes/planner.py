@@ -37,7 +37,7 @@ from sensor_msgs.msg import Image
 from sora_ros.core import planner as image_cost
 from sora_ros.core.contact import ContactMonitor
 from sora_ros.core.image import ImageConversionError, image_to_numpy, image_to_rgb
-from sora_ros.core.mpc import CemPlanner, MpcConfig, PlannerInputError, VelocityLimits, command_at
+from sora_ros.core.mpc import MAX_WEIGHT, CemPlanner, MpcConfig, PlannerInputError, VelocityLimits, command_at
 from sora_ros.core.requests import MAX_CANDIDATES, MAX_HORIZON, MAX_IMAGE_CANDIDATES, MAX_SAMPLER_STEPS, MAX_SAMPLES
 from sora_ros.core.risk import BlockedRule
 from sora_ros.core.units import NS_PER_S
@@ -77,7 +77,7 @@ class PlannerNode(Node):
             "fastest reverse command, m/s (positive; 0: never back up)", 0.0, 10.0, True)).value
         max_turn = p("max_turn", limits.max_turn, lm.float_descriptor("fastest turn either way, rad/s", 0.01, 10.0,
                                                                       True)).value
-        weights = {name: p(name, getattr(defaults, name), lm.float_descriptor(description, 0.0, 100.0, True)).value
+        weights = {name: p(name, getattr(defaults, name), lm.float_descriptor(description, 0.0, MAX_WEIGHT, True)).value
                    for name, description in (("risk_weight", "cost per unit of mean predicted risk"),
                                              ("progress_weight", "reward per unit of mean forward speed / max_forward"),
                                              ("smoothness_weight", "cost per unit of squared command change"))}
