@@ -25,8 +25,9 @@ def test_update_picks_the_candidate_whose_future_costs_less():
     decision = planner.update(actions, hazard, ["a", "b", "c"])
     assert decision.index == 1 and decision.forecast == "b"
     assert decision.costs.argmin() == 1 and np.allclose(decision.hazard, 0.1)
-    # Hand-computed: risk 4 x 0.1 - progress 0.5 / 0.6 + smoothness 0.1 x (0.5 / 0.8)^2 / 4 (the first step from rest).
-    assert decision.costs[1] == pytest.approx(4 * 0.1 - 0.5 / 0.6 + 0.1 * (0.5 / 0.8) ** 2 / 4, abs=1e-6)
+    # Hand-computed: risk 8 x 0.1 - progress 0.5 / 0.6 + smoothness 0.1 x (0.5 / 0.8)^2 / 4 (the first step from rest).
+    assert MpcConfig().risk_weight == 8.0
+    assert decision.costs[1] == pytest.approx(8 * 0.1 - 0.5 / 0.6 + 0.1 * (0.5 / 0.8) ** 2 / 4, abs=1e-6)
     # With equal hazard, the faster candidate wins (progress), and a jerky one loses (smoothness).
     fast, slow, jerky = (np.full((4, 2), (v, 0.0), np.float32) for v in (0.5, 0.2, 0.5))
     jerky[1::2, 1] = 1.5

@@ -104,7 +104,7 @@ class MpcConfig:
     initial_std: tuple[float, float] = (0.3, 0.8)
     min_std: tuple[float, float] = (0.05, 0.15)
     noise_smoothing: float = 0.5
-    risk_weight: float = 4.0
+    risk_weight: float = 8.0
     progress_weight: float = 1.0
     smoothness_weight: float = 0.1
     escape_steps: int = 8
