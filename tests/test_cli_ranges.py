@@ -221,3 +221,8 @@ def test_the_converters_name_the_range_in_words() -> None:
         with pytest.raises(argparse.ArgumentTypeError, match=message.replace("(", r"\(").replace(")", r"\)")):
             convert(text)
     assert float_between(0.0, 1.0)("1") == 1.0 and int_between(1, 3)("3") == 3
+
+
+def test_train_risk_labels_the_next_step_by_default():
+    # The planner's MPC sums a one-step head's readings over a candidate's own commands (README, "The planner").
+    assert build_parser().parse_args(RISK).horizon_steps == 1

@@ -22,6 +22,10 @@ from sora_ros.cli.arguments import float_between, fraction, non_negative_float, 
     positive_int, random_seed, usage_check
 from sora_ros.cli.stage import run_stage
 
+# The label's default horizon: blocked at the next step. The MPC averages the head's per-step
+# readings over a candidate's own commands; an 8-step head read the recording's commands after each
+# frame, and its planner collided 4x more (README, "The planner": "A head for one step").
+PLANNER_HORIZON_STEPS = 1
 
 def _frames_problem(args: argparse.Namespace) -> str | None:
     """--frames beyond the model's context length (sora_ros.cli.arguments.usage_check): refused before
@@ -63,8 +67,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image-topic", default="/camera/image_raw", help="camera topic (default %(default)s)")
     parser.add_argument("--action-topic", default="/cmd_vel", help="Twist/TwistStamped command topic (default %(default)s)")
     parser.add_argument("--odom-topic", default="/odom", help="nav_msgs/Odometry topic (default %(default)s)")
-    parser.add_argument("--horizon-steps", type=positive_int, default=rule.horizon_steps,
-                        help="label: blocked within this many model steps (default %(default)s)")
+    parser.add_argument("--horizon-steps", type=positive_int, default=PLANNER_HORIZON_STEPS,
+                        help="label: blocked within this many model steps (default %(default)s: at the next step, "
+                        "which the planner's MPC sums over a candidate's own commands; README, \"The planner\")")
     parser.add_argument("--min-command", type=non_negative_float, default=rule.min_command,
                         help="m/s; a forward command above it is a command to move (default %(default)s)")
     # Between 0 and 1, both excluded (BlockedRule): at 0 no step is blocked, at 1 every step is.
