@@ -373,6 +373,9 @@ def test_the_stage_learns_a_separable_label_and_exports_a_head_the_runtime_loads
                      "--out", str(tmp_path / "eval")]) == 0
     risk = json.loads((tmp_path / "eval" / "metrics.json").read_text())["risk"]
     assert risk["horizon_steps"] == HORIZON and risk["auc_encoded"] >= 0.9, risk
+    assert sora_ros(["eval", *map(str, bags), "--action-topic", "/cmd_vel", "--model", str(directory), "--horizons", "1",
+                     "--max-clips", "1", "--out", str(tmp_path / "eval1")]) == 0
+    assert json.loads((tmp_path / "eval1" / "metrics.json").read_text())["risk"]["clips"] == 1, "--max-clips holds"
     # Resumable: more steps continue from risk.pt; a checkpoint of another model's latents is refused.
     args.steps, args.resume, args.no_export = 90, True, True
     assert train_risk(args)["steps"] == 90

@@ -176,7 +176,8 @@ def _risk(engine, args) -> dict | None:
         return None
     notes: list[str] = []
     try:
-        metrics = evaluate_risk(engine, bags, args.image_topic, args.action_topic, args.odom_topic, notes)
+        metrics = evaluate_risk(engine, bags, args.image_topic, args.action_topic, args.odom_topic, notes,
+                                args.max_clips)
     except (ValueError, FileNotFoundError, BagError) as error:
         print(f"risk: not scored: {str(error).splitlines()[0]}")
         return None
@@ -421,7 +422,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "such an --out is refused")
     parser.add_argument("--stride", type=positive_int, default=4,
                         help="frames between the starts of scored clips (default 4)")
-    parser.add_argument("--max-clips", type=positive_int, help="stop after this many clips (at least 1)")
+    parser.add_argument("--max-clips", type=positive_int,
+                        help="stop after this many clips (at least 1; the risk head's clips are counted apart)")
     parser.add_argument("--samples", type=int, default=1, choices=range(1, MAX_SAMPLES + 1), metavar=f"1..{MAX_SAMPLES}",
                         help="model samples per prediction; their mean is scored")
     parser.add_argument("--seed", type=random_seed, default=0, help="sampler noise and action shuffling")

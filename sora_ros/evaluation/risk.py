@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from functools import partial
+from itertools import islice
 from pathlib import Path
 
 from tqdm import tqdm
@@ -28,13 +29,14 @@ def model_rule(risk: dict) -> BlockedRule:
 
 
 def evaluate_risk(engine, paths: list[str | Path], image_topic: str, action_topic: str, odom_topic: str,
-                  notes: list[str]) -> dict | None:
+                  notes: list[str], max_clips: int | None = None) -> dict | None:
     """Score `engine.risk` on held-out bags (clips of K + H frames, one every H frames).
 
     Args:
         engine: a WorldModelEngine with a risk head.
         paths: bags or folders of them; those without `odom_topic` or `action_topic` are skipped (noted).
         notes: receives one line per bag skipped, per kind of message dropped, and for actions clamped.
+        max_clips: stop after this many clips (None: all), as `eval --max-clips` does for the predictions.
 
     Returns:
         risk_metrics (auc_encoded, auc_predicted, per step, auc_forecast, samples, positive_share) plus the rule
@@ -49,7 +51,7 @@ def evaluate_risk(engine, paths: list[str | Path], image_topic: str, action_topi
     clips = labelled_clips(paths, image_topic, action_topic, odom_topic, rule, dt=info.dt,
                            length=info.context_frames + horizon, stride=horizon, size=info.image_size,
                            action_names=info.action_names, notes=notes)
-    data = collect_risk_data(engine, clips, horizon,
+    data = collect_risk_data(engine, islice(clips, max_clips), horizon,
                              progress=partial(tqdm, desc="risk rollouts", dynamic_ncols=True, disable=None), notes=notes)
     if data is None:
         return None
