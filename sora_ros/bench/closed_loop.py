@@ -336,7 +336,7 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
     from tqdm import tqdm
 
     from sora_ros.core.paths import default_model_dir
-    from sora_ros.runtime.engine import WorldModelEngine, share_thread_pool
+    from sora_ros.runtime.engine import WorldModelEngine
     from sora_ros.runtime.model_dir import ModelDirError
     from sora_ros.runtime.pipeline import WorldModelPipeline
 
@@ -354,8 +354,6 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
     config = replace(base, episodes=args.episodes, seconds=args.seconds, first_seed=args.first_seed,
                      decision_every=args.decision_every, mpc=mpc)
     model_dir = Path(args.model) if args.model else default_model_dir()
-    if args.thread_pool == "shared":
-        share_thread_pool()
     try:
         engine = WorldModelEngine(model_dir, precision=args.dynamics_precision)
     except ModelDirError as error:

@@ -17,7 +17,7 @@ from sora_ros.bench.timing import median_ms
 from sora_ros.core.machine import machine_description
 from sora_ros.core.requests import RolloutRequest
 from sora_ros.runtime import sampler
-from sora_ros.runtime.engine import WorldModelEngine, share_thread_pool
+from sora_ros.runtime.engine import WorldModelEngine
 from sora_ros.runtime.model_dir import ModelDirError, step_kv_inputs
 from sora_ros.runtime.pipeline import WorldModelPipeline
 
@@ -153,8 +153,6 @@ def _anchor_rows(engine: WorldModelEngine, frames: np.ndarray, latents: np.ndarr
 
 def run(args: argparse.Namespace) -> int:
     keep: list = []
-    if args.thread_pool == "shared":
-        share_thread_pool()
     try:
         model_dir, torch_fns, source = _load(args, keep)
         engine = WorldModelEngine(model_dir)

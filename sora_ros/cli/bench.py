@@ -71,6 +71,10 @@ def main(args: argparse.Namespace) -> int:
     problem = out_dir_problem(args.out) if args.target in DEFAULT_OUT else None
     if refused(f"bench {args.target}", "--out", problem):  # before the benchmark runs, not when it writes its results
         return 2
+    if args.thread_pool == "shared":  # before any session: the pool is process-wide
+        from sora_ros.runtime.engine import share_thread_pool
+
+        share_thread_pool()
     return importlib.import_module(BENCHMARKS[args.target]).run(args)
 
 
