@@ -149,9 +149,9 @@ def share_thread_pool() -> None:
     what-if: the context and step graphs alternate, and one pool never waits for a worker to wake
     between them (32 candidates x 8 frames x 1 sample, int8, 1 Euler step: 304 -> 241 ms, Intel Xeon
     2-CPU, README "The planner's what-if"). Not for the world_model node, whose live loop and
-    ~/rollout run graphs from several threads: a spinning pool takes the cores they share
-    (`sora-ros bench nodes` camera-to-futures p50 130-138 -> 165-171 ms, same machine), nor beside
-    other busy processes, whose cores the spinning workers take (the what-if then took 2x as long).
+    ~/rollout run graphs from several threads: a spinning pool takes the cores they share (see
+    above), nor beside other busy processes, whose cores the spinning workers take (the what-if then
+    took 2x as long: README).
 
     Process-wide and for good (ONNX Runtime's rule): every session opened afterwards must use
     `session_options`, as all of this package's do; one opened with options of its own fails.
