@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -449,3 +450,6 @@ def test_a_shared_thread_pool_runs_every_session_of_the_process_and_comes_first(
                            "1", "--thread-pool", "shared"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ONNX Runtime thread pool: shared" in done.stdout
+    # The compute-bound line: the 32-candidate rollout's FLOPs were counted on the eager run.
+    counted = re.search(r"compute: rollout \d+ frames x \d+ steps, 32 candidates = ([\d.]+) GFLOP", done.stdout)
+    assert counted and float(counted.group(1)) > 0, done.stdout

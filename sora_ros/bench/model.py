@@ -242,6 +242,7 @@ def run(args: argparse.Namespace) -> int:
           f"sampler steps {info.sampler_steps}; ORT providers {engine.providers}")
     print(f"{'':44s} {'ORT ms':>9s} {'torch ms':>9s} {'torch/ORT':>10s}  target")
     ratios: dict[int, list[float]] = {}
+    timed: dict[str, tuple[float, float]] = {}  # label -> (ORT ms, torch ms) of the rows with both
     for row in rows:
         repeats = min(args.repeats, LARGE_BATCH_REPEATS) if row.batch >= LARGE_BATCH else args.repeats
         ort_ms = median_ms(row.run, repeats) / row.per
@@ -249,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
         if row.baseline is not None:
             torch_ms = median_ms(row.baseline, repeats) / row.per
             ratios.setdefault(row.batch, []).append(torch_ms / ort_ms)
+            timed[row.label] = ort_ms, torch_ms
             torch_text = f"{torch_ms:9.2f} {torch_ms / ort_ms:10.2f}"
         target_text = "" if row.target_ms is None else \
             f"<= {row.target_ms:g} ms ({'met' if ort_ms <= row.target_ms else 'MISSED'})"
@@ -262,6 +264,8 @@ def run(args: argparse.Namespace) -> int:
               + ", ".join(f"batch {batch}: {ratio:.2f}x" for batch, ratio in worst.items())
               + f" (target >= {RATIO_TARGET}x at every batch size, "
               f"{'met' if min(worst.values()) >= RATIO_TARGET else 'MISSED'})")
+        largest = next(row for row in reversed(rows) if row.label in timed)
+        _print_compute_bound(info, largest, *timed[largest.label], args.repeats)
     else:
         print("torch-eager column skipped: pass --checkpoint (or use --preset) to time torch on the same graphs")
     if info.int8_graphs is not None:
@@ -279,6 +283,28 @@ def _what_if(pipeline: WorldModelPipeline, start, plans: np.ndarray | None, hori
     settings, which every row shares."""
     request = RolloutRequest(plans, WHAT_IF_CANDIDATES, horizon, 1, 0, return_images=False, sampler_steps=steps)
     return lambda: pipeline.what_if(request, start)
+
+
+def _print_compute_bound(info, row: Row, ort_ms: float, torch_ms: float, repeats: int) -> None:
+    """How near the largest rollout row runs to this CPU's float32 matrix-product speed: its FLOPs as
+    torch.utils.flop_counter counts them on the eager run (linear layers and convolutions; attention's
+    scores, about 7% more at 16 tokens per frame, are not counted), against one torch.matmul of the
+    DiT's widest product at this batch: (batch x tokens, D) @ (D, mlp_ratio x D)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        row.baseline()
+    gflop = counter.get_total_flops() / 1e9
+    dit = info.raw["config"]["dit"]
+    tokens = row.batch * info.context_kv_shape[2] // info.context_frames
+    width = dit["width"]
+    a, b = torch.randn(tokens, width), torch.randn(width, int(width * dit["mlp_ratio"]))
+    matmul_rate = 2 * a.shape[0] * a.shape[1] * b.shape[1] / median_ms(lambda: a @ b, 20 * repeats) / 1e6
+    print(f"compute: {row.label} = {gflop:.1f} GFLOP of matrix products (torch flop counter): ORT "
+          f"{gflop / ort_ms * 1e3:.0f}, torch eager {gflop / torch_ms * 1e3:.0f} GFLOP/s; this CPU's float32 "
+          f"matmul ({a.shape[0]}x{a.shape[1]} @ {b.shape[0]}x{b.shape[1]}, torch): {matmul_rate:.0f} GFLOP/s; "
+          f"{RATIO_TARGET}x eager would need {RATIO_TARGET * gflop / torch_ms * 1e3:.0f}")
 
 
 def _print_int8_costs(engine: WorldModelEngine, context: np.ndarray, plans: np.ndarray | None, repeats: int) -> None:
