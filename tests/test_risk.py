@@ -110,6 +110,13 @@ def test_training_windows_of_predicted_frames_reach_back_into_the_real_context()
     assert data.gather(False, 2, clips, at)[0].reshape(6, 2)[-1].tolist() == [13, 14]
 
 
+def test_the_label_rule_reads_as_english_for_one_step_and_for_several() -> None:
+    assert BlockedRule(horizon_steps=1).describe(0.1, "/cmd_vel", "/odom").startswith(
+        "blocked within the next step of 0.1 s: commanded linear.x > 0.05 m/s (held from /cmd_vel")
+    assert BlockedRule(horizon_steps=8).describe(0.1, "/cmd_vel", "/odom").startswith(
+        "blocked within the next 8 steps of 0.1 s:")
+
+
 def test_roc_auc_against_hand_counts() -> None:
     assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
     assert roc_auc([0, 0, 1, 1], [0.4, 0.3, 0.2, 0.1]) == 0.0
