@@ -380,6 +380,9 @@ def test_the_stage_learns_a_separable_label_and_exports_a_head_the_runtime_loads
                      "--out", str(tmp_path / "eval")]) == 0
     risk = json.loads((tmp_path / "eval" / "metrics.json").read_text())["risk"]
     assert risk["horizon_steps"] == HORIZON and risk["auc_encoded"] >= 0.9, risk
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert f"### Risk head: blocked within the next {HORIZON} steps" in report
+    assert f"| {risk['auc_encoded']:.3f} | {risk['auc_predicted']:.3f} |" in report, report
     assert sora_ros(["eval", *map(str, bags), "--action-topic", "/cmd_vel", "--model", str(directory), "--horizons", "1",
                      "--max-clips", "1", "--out", str(tmp_path / "eval1")]) == 0
     assert json.loads((tmp_path / "eval1" / "metrics.json").read_text())["risk"]["clips"] == 1, "--max-clips holds"

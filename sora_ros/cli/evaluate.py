@@ -163,6 +163,7 @@ def _risk(engine, args) -> dict | None:
     """The risk head's held-out AUC (sora_ros.evaluation.risk), or None with a line saying why not."""
     from sora_ros.bag.clip_sources import VIDEO_SUFFIXES
     from sora_ros.bag.reading import BagError
+    from sora_ros.core.risk import next_steps
     from sora_ros.evaluation.risk import evaluate_risk
 
     bags = [path for path in args.bags if Path(path).suffix.lower() not in VIDEO_SUFFIXES]
@@ -190,7 +191,7 @@ def _risk(engine, args) -> dict | None:
         print(f"risk: not scored: all {metrics['samples']} labelled frames are "
               f"{'blocked' if metrics['positive_share'] else 'free'} (an AUC needs both)")
         return metrics
-    print(f"risk head, blocked within {metrics['horizon_steps']} steps: ROC AUC {metrics['auc_encoded']:.3f} on "
+    print(f"risk head, blocked within {next_steps(metrics['horizon_steps'])}: ROC AUC {metrics['auc_encoded']:.3f} on "
           f"encoded latents, {metrics['auc_predicted']:.3f} on predicted ones, {metrics['auc_forecast']:.3f} as "
           f"forecast (predicted or held window, the larger) ({metrics['samples']} frames, "
           f"{metrics['positive_share']:.1%} positive)")

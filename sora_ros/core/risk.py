@@ -34,9 +34,14 @@ import numpy as np
 from sora_ros.core.units import NS_PER_S
 
 # The label the risk head is trained on, as model.json "risk.label" states it.
-LABEL_RULE = ("blocked within the next {span}: commanded linear.x > {min_command:g} m/s (held "
+LABEL_RULE = ("blocked within {span} of {dt:g} s: commanded linear.x > {min_command:g} m/s (held "
               "from {cmd}, stale after {timeout:g} s) while the {odom} position moved < {fraction:g} x the "
               "commanded distance")
+
+
+def next_steps(k: int) -> str:
+    """"the next step" or "the next k steps": the label's span in words."""
+    return "the next step" if k == 1 else f"the next {k} steps"
 
 
 @dataclass(frozen=True)
@@ -68,9 +73,7 @@ class BlockedRule:
 
     def describe(self, dt: float, cmd_topic: str, odom_topic: str) -> str:
         """The rule in one line, for model.json and reports."""
-        k = self.horizon_steps
-        span = f"step of {dt:g} s" if k == 1 else f"{k} steps of {dt:g} s"
-        return LABEL_RULE.format(span=span, min_command=self.min_command, cmd=cmd_topic,
+        return LABEL_RULE.format(span=next_steps(self.horizon_steps), dt=dt, min_command=self.min_command, cmd=cmd_topic,
                                  timeout=self.command_timeout_s, odom=odom_topic, fraction=self.progress_fraction)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from sora_ros.core.risk import next_steps
 from sora_ros.evaluation.scoring import COPY_LAST, Evaluation
 
 # Strip picture: pixels per frame tile (frames are upscaled to this height) and label band.
@@ -88,8 +89,29 @@ def write_markdown(path: Path, summary: dict, result: Evaluation, header: str) -
                      if summary.get("action_clips", result.clips) != result.clips else "."), "",
                   f"| {columns} |", "|---" * len(horizons) + "|",
                   "| " + " | ".join(f"{gaps[h]:+.2f} dB" for h in horizons) + " |", ""]  # fmt: skip
+    lines += _risk_lines(summary.get("risk"))
     lines += ["![PSNR and SSIM vs horizon](quality_vs_horizon.png)", "", "![examples](examples.png)", ""]
     path.write_text("\n".join(lines))
+
+
+def _risk_lines(risk: dict | None) -> list[str]:
+    """report.md's risk-head section (sora_ros.evaluation.risk's metrics), or nothing without a score."""
+    if not risk:
+        return []
+    lines = [f"### Risk head: blocked within {next_steps(risk['horizon_steps'])}", ""]
+    if risk["positive_share"] in (0.0, 1.0):
+        return lines + [f"Not scored: all {risk['samples']} labelled frames are "
+                        f"{'blocked' if risk['positive_share'] else 'free'} (an AUC needs both).", ""]
+    def auc(value: float) -> str:  # NaN where a subset lacks a class
+        return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+    per_step = risk.get("auc_predicted_per_step") or []
+    return lines + [f"ROC AUC on {risk['samples']} labelled frames, {100 * risk['positive_share']:.1f}% positive "
+                    "(forecast: the larger of the head on the predicted and on the held window, as published).", "",
+                    "| encoded latents | predicted latents | forecast |", "|---|---|---|",
+                    f"| {auc(risk['auc_encoded'])} | {auc(risk['auc_predicted'])} | {auc(risk['auc_forecast'])} |",
+                    ""] + ([f"Predicted latents per step k = 1..{len(per_step)}: "
+                            + ", ".join(map(auc, per_step)) + ".", ""] if per_step else [])
 
 
 def plot_quality(path: Path, summary: dict, horizons: list[int]) -> None:
