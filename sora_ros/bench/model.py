@@ -1,6 +1,7 @@
 """`sora-ros bench model`: encode, decode, one DiT step, 8-step rollouts and the latent-only what-if
 through ONNX Runtime (the engine a robot runs), beside torch eager on the same graphs and the same
-sampler in the same process; then the ORT / torch-eager ratio per batch size (candidates x samples)."""
+sampler in the same process; then the ORT / torch-eager ratio per batch size (candidates x samples),
+and how near the largest rollout comes to this CPU's float32 matrix-product speed (compute-bound or not)."""
 
 from __future__ import annotations
 
