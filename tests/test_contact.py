@@ -1,12 +1,13 @@
-"""Observed contact (sora_ros/core/contact.py): a step commanded forward without odometry progress
-forbids forward commands for the next escape_steps steps, so the MPC turns or backs away."""
+"""Observed contact (sora_ros/core/contact.py): a step commanded forward (or in reverse) without
+odometry progress forbids commands in that direction for the next escape_steps steps, so the MPC
+turns or drives the other way."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sora_ros.core.contact import ContactMonitor
+from sora_ros.core.contact import ContactMonitor, Forbidden
 from sora_ros.core.mpc import CemPlanner, MpcConfig, VelocityLimits
 from sora_ros.core.risk import BlockedRule
 
@@ -39,47 +40,62 @@ def candidates() -> np.ndarray:
 def test_a_blocked_step_forbids_forward_commands_in_the_next_steps_only():
     monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=5)
     now, _ = drive(monitor, [0.5] * 6, [0.05] * 4 + [0.0] * 2)  # the last two steps refused
-    assert monitor.forbidden_steps(now * DT_NS) == 5
-    hazard = monitor.override(candidates(), np.full((3, 8), 0.2, np.float32), 5)
+    assert monitor.forbidden_steps(now * DT_NS) == (5, 0)
+    hazard = monitor.override(candidates(), np.full((3, 8), 0.2, np.float32), Forbidden(forward=5))
     assert np.allclose(hazard[0], [1, 1, 1, 1, 1, 0.2, 0.2, 0.2])  # forward: certain collision for 5 steps
     assert np.allclose(hazard[1], 0.2)  # turning on the spot is not forward
     assert np.allclose(hazard[2], [0.2, 0.2, 0.2, 1, 1, 0.2, 0.2, 0.2])
 
 
+def test_backing_into_something_forbids_reverse_commands_not_forward_ones():
+    # The camera does not see behind the robot: odometry is all that tells of a wall at its back.
+    monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=5)
+    now, x = drive(monitor, [-0.2] * 4, [-0.02] * 4)
+    assert monitor.forbidden_steps(now * DT_NS) == (0, 0)  # backing away as commanded
+    now, x = drive(monitor, [-0.2] * 2, [0.0] * 2, now, x)  # refused
+    assert monitor.forbidden_steps(now * DT_NS) == (0, 5)
+    actions = np.concatenate([candidates(), -candidates()[:1]])  # and a fourth: straight back
+    hazard = monitor.override(actions, np.full((4, 8), 0.2, np.float32), monitor.forbidden_steps(now * DT_NS))
+    assert np.allclose(hazard[:3], 0.2)  # ahead and turning stay as predicted
+    assert np.allclose(hazard[3], [1, 1, 1, 1, 1, 0.2, 0.2, 0.2])
+    now, x = drive(monitor, [0.5], [0.0], now, x)  # and then blocked ahead too: both banned
+    assert monitor.forbidden_steps(now * DT_NS) == (5, 4)
+
+
 def test_the_ban_wears_off_step_by_step_and_a_moving_robot_is_never_blocked():
     monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=4)
     now, x = drive(monitor, [0.5] * 6, [0.05] * 6)
-    assert monitor.forbidden_steps(now * DT_NS) == 0  # moving as commanded
+    assert monitor.forbidden_steps(now * DT_NS) == (0, 0)  # moving as commanded
     now, x = drive(monitor, [0.5], [0.0], now, x)  # refused
-    assert monitor.forbidden_steps(now * DT_NS) == 4
+    assert monitor.forbidden_steps(now * DT_NS) == (4, 0)
     for left in (3, 2, 1, 0):  # turning away: no forward command, so no new blocked step
         now, x = drive(monitor, [0.0], [0.0], now, x)
-        assert monitor.forbidden_steps(now * DT_NS) == left
+        assert monitor.forbidden_steps(now * DT_NS) == (left, 0)
 
 
 def test_a_start_from_rest_is_not_contact():
     # The sim's first step from rest at 0.6 m/s covers 1 cm of the 6 cm commanded (core/risk.py).
     monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8)
     now, _ = drive(monitor, [0.6], [0.01])
-    assert monitor.forbidden_steps(now * DT_NS) == 0
+    assert monitor.forbidden_steps(now * DT_NS) == (0, 0)
 
 
 def test_without_odometry_or_with_escape_steps_0_nothing_is_forbidden():
     silent = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8)
     for step in range(5):
         silent.command(step * DT_NS, 0.5)
-    assert silent.forbidden_steps(5 * DT_NS) == 0  # unknown is never guessed blocked
+    assert silent.forbidden_steps(5 * DT_NS) == (0, 0)  # unknown is never guessed blocked
     idle = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8)  # odometry, but no command sent yet
     for step in range(5):
         idle.odometry(step * DT_NS, 0.0, 0.0)
-    assert idle.forbidden_steps(5 * DT_NS) == 0
+    assert idle.forbidden_steps(5 * DT_NS) == (0, 0)
     off = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=0)
     now, _ = drive(off, [0.5] * 3, [0.0] * 3)
     hazard = np.zeros((3, 8), np.float32)
     assert off.override(candidates(), hazard, off.forbidden_steps(now * DT_NS)) is hazard
     stale = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=3)  # the odometry stopped 1 s ago
     drive(stale, [0.5] * 3, [0.0] * 3)
-    assert stale.forbidden_steps(13 * DT_NS) == 0
+    assert stale.forbidden_steps(13 * DT_NS) == (0, 0)
 
 
 def test_a_clock_jump_back_or_a_bad_position_forgets_or_drops_and_memory_stays_bounded():
@@ -87,17 +103,17 @@ def test_a_clock_jump_back_or_a_bad_position_forgets_or_drops_and_memory_stays_b
     now, x = drive(monitor, [0.5] * 1000, [0.05] * 1000)
     assert len(monitor._odometry) < 20 and len(monitor._commands) < 20
     now, x = drive(monitor, [0.5], [0.0], now, x)
-    assert monitor.forbidden_steps(now * DT_NS) == 4
+    assert monitor.forbidden_steps(now * DT_NS) == (4, 0)
     assert not monitor.odometry(now * DT_NS + 1, float("nan"), 0.0)  # dropped: the blocked step still counts
-    assert monitor.forbidden_steps(now * DT_NS) == 4
+    assert monitor.forbidden_steps(now * DT_NS) == (4, 0)
     # The simulation restarted: time 0 again. The old blocked step is forgotten, and the new
     # steps are judged on their own (a refused one counts again).
     later, _ = drive(monitor, [0.5, 0.5], [0.05, 0.05], 0, 0.0)
-    assert monitor.forbidden_steps(later * DT_NS) == 0 and len(monitor._commands) == 2
+    assert monitor.forbidden_steps(later * DT_NS) == (0, 0) and len(monitor._commands) == 2
     later, _ = drive(monitor, [0.5], [0.0], later, 0.1)
-    assert monitor.forbidden_steps(later * DT_NS) == 4
+    assert monitor.forbidden_steps(later * DT_NS) == (4, 0)
     monitor.reset()
-    assert monitor.forbidden_steps(later * DT_NS) == 0
+    assert monitor.forbidden_steps(later * DT_NS) == (0, 0)
 
 
 def test_the_mpc_turns_away_instead_of_pushing_on():
