@@ -92,9 +92,9 @@ class MpcConfig:
         noise_smoothing: AR(1) coefficient of the sampling noise in time, 0 (white) .. < 1.
         risk_weight, progress_weight, smoothness_weight: the cost terms (module docstring), 0..MAX_WEIGHT.
             The risk weight also scales observed contact (escape_steps), which counts as a risk of 1.
-        escape_steps: after a step in which odometry showed the robot blocked, forward commands in
-            the steps up to this many after it count as certain collisions (sora_ros/core/contact.py;
-            0: trust the predicted risk alone).
+        escape_steps: after a step in which odometry showed the robot blocked, commands in that
+            direction (forward or reverse) in the steps up to this many after it count as certain
+            collisions (sora_ros/core/contact.py; 0: trust the predicted risk alone).
     """
 
     candidates: int = 32

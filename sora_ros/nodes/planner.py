@@ -11,9 +11,10 @@ robot in them (sora_ros/core/planner.py), and says so once.
 
 Subscribes `odom` (nav_msgs/Odometry, any QoS): after a step commanded forward in which the
 odometry position made no progress (the risk head's own label rule, sora_ros/core/risk.py), forward
-commands count as certain collisions for the next `escape_steps` steps (sora_ros/core/contact.py),
-so the robot turns or backs away from what it is pressed against instead of pushing on. Without
-odometry the planner trusts the predicted risk alone.
+commands count as certain collisions for the next `escape_steps` steps, and reverse ones after a
+step commanded in reverse without progress (sora_ros/core/contact.py: the camera does not see
+behind), so the robot turns or drives away from what it is pressed against instead of pushing on.
+Without odometry the planner trusts the predicted risk alone.
 
 Publishes `cmd_vel` (Twist), `~/plan` (the chosen candidate's FutureFrames as the world model
 returned it) and `~/plan/path` (nav_msgs/Path of the poses the plan drives through, in the robot's
@@ -82,8 +83,8 @@ class PlannerNode(Node):
                                              ("progress_weight", "reward per unit of mean forward speed / max_forward"),
                                              ("smoothness_weight", "cost per unit of squared command change"))}
         escape_steps = p("escape_steps", defaults.escape_steps, lm.int_descriptor(
-            "after a step in which odom showed the robot blocked, steps in which forward commands count as "
-            "collisions (0: the predicted risk alone)", 0, 100, True)).value
+            "after a step in which odom showed the robot blocked, steps in which commands in that direction "
+            "(forward or reverse) count as collisions (0: the predicted risk alone)", 0, 100, True)).value
         seed = p("seed", 0, lm.int_descriptor("sampling seed: same seed, same candidates", 0, 2**31 - 1, True)).value
         self._base_frame = p("base_frame", "base_link", lm.plain_descriptor("frame of ~/plan/path")).value
         config = MpcConfig(candidates=candidates, horizon=horizon, elites=min(elites, candidates),
