@@ -110,3 +110,18 @@ def test_command_line_options():
                 ["--risk-weight", "nan"], ["--risk-weight", "101"], ["--risk-weight", "1e308"]):
         with pytest.raises(SystemExit):
             parser.parse_args(["bench", "closed-loop", *bad])
+
+
+def test_refused_moves_are_counted_under_the_direction_commanded():
+    """In the real sim: backing up for 30 s with slow turns runs into things behind the robot; each
+    refused move counts as reverse, none as forward or turning, and the counts add up."""
+    import math
+
+    from sora_ros.sim.world import SimWorld, WorldConfig
+
+    refused = dict.fromkeys(closed_loop.DIRECTIONS, 0)
+    with SimWorld(WorldConfig(width=16, height=16, num_balls=0, other_robot=False), seed=3) as world:
+        for k in range(300):
+            closed_loop._step(world, refused, -0.2, 0.8 * math.sin(k / 15.0))
+        assert refused["reverse"] == world.collisions >= 5, "it should back into something (else this proves nothing)"
+    assert refused["forward"] == refused["turning"] == 0

@@ -62,6 +62,9 @@ STUCK_DISTANCE_M = 0.1
 BOOTSTRAP_RESAMPLES = 2000
 TRAJECTORY_EPISODES = 3
 EPISODES_FILE = "episodes.jsonl"
+# Refused moves are counted by the linear command that was refused: above min_command forward, below
+# -min_command reverse, else turning on the spot (BlockedRule's threshold, as the contact monitor's).
+DIRECTIONS = ("forward", "reverse", "turning")
 METRICS = (("collisions_per_min", "collisions (refused moves) / min"), ("distance_m", "distance travelled, m"),
            ("stuck_s", "time stuck, s"), ("planner_ms", "planner latency p50, ms / decision"))
 
@@ -91,7 +94,8 @@ class ClosedLoopConfig:
 
 @dataclass
 class Episode:
-    """What one policy did on one seed. poses: (T + 1, 3) x, y, yaw; planner_ms: one per decision."""
+    """What one policy did on one seed. poses: (T + 1, 3) x, y, yaw; planner_ms: one per decision;
+    refused: the collisions by commanded direction (DIRECTIONS)."""
 
     seed: int
     policy: str
@@ -100,6 +104,7 @@ class Episode:
     poses: np.ndarray
     planner_ms: list[float]
     decisions: int
+    refused: dict[str, int]
 
     def metrics(self) -> dict[str, float]:
         steps = np.linalg.norm(np.diff(self.poses[:, :2], axis=0), axis=1)  # (T,)
@@ -109,7 +114,8 @@ class Episode:
         return {"collisions_per_min": 60.0 * self.collisions / self.seconds, "distance_m": float(steps.sum()),
                 "stuck_s": float(np.count_nonzero(net < STUCK_DISTANCE_M) * dt),
                 "planner_ms": float(np.median(self.planner_ms)) if self.planner_ms else float("nan"),
-                "decisions_per_s": self.decisions / self.seconds}
+                "decisions_per_s": self.decisions / self.seconds,
+                **{f"{d}_collisions_per_min": 60.0 * self.refused[d] / self.seconds for d in DIRECTIONS}}
 
 
 class CopyLastEngine:
@@ -134,6 +140,15 @@ class CopyLastEngine:
         latents = np.broadcast_to(context[:, None, None, -1], (len(context), samples, horizon, *context.shape[2:]))
         return RolloutResult(latents.copy(), np.zeros((len(context), horizon), np.float32),
                              time.perf_counter() - start)
+
+
+def _step(world, refused: dict[str, int], linear_x: float, angular_z: float) -> None:
+    """world.step, counting a refused move in `refused` under the direction commanded."""
+    before = world.collisions
+    world.step(linear_x, angular_z)
+    if world.collisions > before:
+        threshold = BlockedRule().min_command
+        refused[DIRECTIONS[0 if linear_x > threshold else 1 if linear_x < -threshold else 2]] += 1
 
 
 def _hazard(forecasts: list[Forecast], floor: np.ndarray | None) -> np.ndarray:
@@ -180,7 +195,7 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
     world_config = WorldConfig(width=config.width, height=config.height)
     rate = world_config.rate_hz
     steps = max(1, round(config.seconds * rate))
-    poses, planner_ms = [], []
+    poses, planner_ms, refused = [], [], dict.fromkeys(DIRECTIONS, 0)
     with SimWorld(world_config, seed) as world:
         poses.append((world.pose.x, world.pose.y, world.pose.yaw))
         if policy == "wander":
@@ -189,9 +204,9 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
                 start = time.perf_counter()
                 command = wander.act(world.ranges(), 1 / rate)
                 planner_ms.append(1e3 * (time.perf_counter() - start))
-                world.step(*command)
+                _step(world, refused, *command)
                 poses.append((world.pose.x, world.pose.y, world.pose.yaw))
-            return Episode(seed, policy, world.collisions, steps / rate, np.array(poses), planner_ms, steps)
+            return Episode(seed, policy, world.collisions, steps / rate, np.array(poses), planner_ms, steps, refused)
         if abs(pipeline.info.dt * rate - 1) > 1e-6:
             raise ValueError(f"the model's dt ({pipeline.info.dt:g} s) must equal the sim's frame period "
                              f"({1 / rate:g} s)")
@@ -220,11 +235,11 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
                 plan, plan_age, decisions = decision.plan, 0, decisions + 1
             command = (0.0, 0.0) if plan is None else plan[min(plan_age, len(plan) - 1)]
             contact.command(world.stamp_ns, float(command[0]))
-            world.step(float(command[0]), float(command[1]))
+            _step(world, refused, float(command[0]), float(command[1]))
             contact.odometry(world.stamp_ns, world.pose.x, world.pose.y)
             plan_age += 1
             poses.append((world.pose.x, world.pose.y, world.pose.yaw))
-        return Episode(seed, policy, world.collisions, steps / rate, np.array(poses), planner_ms, decisions)
+        return Episode(seed, policy, world.collisions, steps / rate, np.array(poses), planner_ms, decisions, refused)
 
 
 def mean_ci95(values: list[float], seed: int = 0) -> dict[str, float]:
@@ -401,6 +416,9 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
                  for n in ("collisions_per_min", "distance_m", "stuck_s")]
         latency = "-" if stats["planner_ms_all"] is None else f"{stats['planner_ms_all']['p50']:.1f}"  # no decision yet
         print(f"{policy:10s} {cells[0]:>22s} {cells[1]:>20s} {cells[2]:>18s} {latency:>15s}")
+    print("collisions / min by the command refused: " + "; ".join(
+        f"{policy} " + ", ".join(f"{stats[f'{d}_collisions_per_min']['mean']:.1f} {d}" for d in DIRECTIONS)
+        for policy, stats in summary.items()))
     for line in lines:
         print(line)
     print(f"wrote {out / 'metrics.json'}, {out / 'closed_loop.png'}, {out / 'trajectories.png'}")
