@@ -62,9 +62,10 @@ STUCK_DISTANCE_M = 0.1
 BOOTSTRAP_RESAMPLES = 2000
 TRAJECTORY_EPISODES = 3
 EPISODES_FILE = "episodes.jsonl"
-# Refused moves are counted by the linear command that was refused: above min_command forward, below
-# -min_command reverse, else turning on the spot (BlockedRule's threshold, as the contact monitor's).
+# Refused moves are counted by the linear command that was refused: above MIN_COMMAND m/s forward,
+# below -MIN_COMMAND reverse, else turning on the spot (the contact monitor's threshold).
 DIRECTIONS = ("forward", "reverse", "turning")
+MIN_COMMAND = BlockedRule().min_command
 METRICS = (("collisions_per_min", "collisions (refused moves) / min"), ("distance_m", "distance travelled, m"),
            ("stuck_s", "time stuck, s"), ("planner_ms", "planner latency p50, ms / decision"))
 
@@ -147,8 +148,7 @@ def _step(world, refused: dict[str, int], linear_x: float, angular_z: float) -> 
     before = world.collisions
     world.step(linear_x, angular_z)
     if world.collisions > before:
-        threshold = BlockedRule().min_command
-        refused[DIRECTIONS[0 if linear_x > threshold else 1 if linear_x < -threshold else 2]] += 1
+        refused[DIRECTIONS[0 if linear_x > MIN_COMMAND else 1 if linear_x < -MIN_COMMAND else 2]] += 1
 
 
 def _hazard(forecasts: list[Forecast], floor: np.ndarray | None) -> np.ndarray:

@@ -5,8 +5,8 @@ the robot is already pressed against an obstacle, odometry says so directly. The
 the head's training labels come from (sora_ros/core/risk.py): a step commanded forward with almost
 no odometry progress; here also its mirror image, a step commanded in reverse with almost no
 progress, because the camera does not see what is behind the robot, so neither the head nor the
-world model can warn of it (in `sora-ros bench closed-loop` a robot that only watched forward
-contact backed into a wall for 134 refused moves of one 30 s episode; README, "The planner").
+world model can warn of it (in `sora-ros bench closed-loop` a robot whose monitor watched forward
+contact only backed into something for 134 refused moves of one 30 s episode; README, "The planner").
 After such a step, `ContactMonitor.override` gives every candidate hazard 1 at each command in
 that direction in its first `escape_steps` steps, counted from the blocked step. The MPC then
 turns or drives the other way instead of pushing on. This is the role that Nav2's progress
@@ -67,7 +67,8 @@ class ContactMonitor:
         self._odometry: deque[tuple[int, float, float]] = deque()
 
     def command(self, stamp_ns: int, linear_x: float) -> None:
-        """A linear.x command (m/s, negative in reverse) sent at stamp_ns (see `_append` for stamps that go back)."""
+        """A linear.x command (m/s, negative in reverse) sent at stamp_ns (see `_append` for stamps
+        that go back)."""
         self._append(self._commands, (int(stamp_ns), float(linear_x)))
 
     def odometry(self, stamp_ns: int, x: float, y: float) -> bool:

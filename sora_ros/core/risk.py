@@ -40,7 +40,7 @@ LABEL_RULE = ("blocked within {span} of {dt:g} s: commanded linear.x > {min_comm
 
 
 def next_steps(k: int) -> str:
-    """"the next step" or "the next k steps": the label's span in words."""
+    """The label's span in words: "the next step" for k = 1, else "the next k steps"."""
     return "the next step" if k == 1 else f"the next {k} steps"
 
 
@@ -73,8 +73,9 @@ class BlockedRule:
 
     def describe(self, dt: float, cmd_topic: str, odom_topic: str) -> str:
         """The rule in one line, for model.json and reports."""
-        return LABEL_RULE.format(span=next_steps(self.horizon_steps), dt=dt, min_command=self.min_command, cmd=cmd_topic,
-                                 timeout=self.command_timeout_s, odom=odom_topic, fraction=self.progress_fraction)
+        return LABEL_RULE.format(span=next_steps(self.horizon_steps), dt=dt, min_command=self.min_command,
+                                 cmd=cmd_topic, timeout=self.command_timeout_s, odom=odom_topic,
+                                 fraction=self.progress_fraction)
 
 
 @dataclass(frozen=True)
