@@ -66,6 +66,8 @@ def test_copy_last_predicts_the_last_latent_and_the_report_is_written(engine, tm
     rate = metrics["policies"]["model"]["collisions_per_min"]
     assert rate["n"] == 2 and rate["low"] <= rate["mean"] <= rate["high"]
     assert len(metrics["target"]) == 3 and metrics["machine"]
+    assert set(metrics["paired"]) == {"copy_last", "shuffled", "wander"}
+    assert metrics["paired"]["copy_last"]["difference"]["n"] == 2
     assert metrics["config"]["mpc"]["risk_weight"] == 6.0, "--risk-weight reaches the MPC and its record"
     assert metrics["thread_pool"] == "per-session"
     lines = (tmp_path / "out" / closed_loop.EPISODES_FILE).read_text().splitlines()
@@ -94,6 +96,26 @@ def test_bootstrap_interval_and_unknown_policies(capsys):
     args = argparse.Namespace(policies="model", candidates=65, horizon=8, iterations=1, escape_steps=8, risk_weight=4.0)
     assert closed_loop.run(args) == 2
     assert "candidates must be 2..64" in capsys.readouterr().out, "above the ~/rollout cap: refused, with the cap"
+
+
+def test_paired_comparison_counts_seeds_and_tests_the_signs():
+    def episode(seed: int, policy: str, collisions: int) -> closed_loop.Episode:
+        poses = np.zeros((601, 3))  # 60 s at 10 Hz: collisions/min = collisions
+        return closed_loop.Episode(seed, policy, collisions, 60.0, poses, [], 0, dict.fromkeys(closed_loop.DIRECTIONS, 0))
+
+    model = [3, 0, 5, 2, 7, 1, 4, 0, 6, 2, 9]
+    baseline = [5, 1, 8, 4, 9, 3, 4, 2, 8, 5, 1]  # the model collides less on 9 seeds, as often on 1, more on 1
+    episodes = [episode(seed, p, n) for seed, (a, b) in enumerate(zip(model, baseline))
+                for p, n in (("model", a), ("copy_last", b))]
+    episodes.append(episode(99, "wander", 0))  # a seed the model did not run: not compared
+    comparisons = closed_loop.paired(episodes)
+    copy = comparisons["copy_last"]
+    assert (copy["fewer"], copy["more"], copy["equal"]) == (9, 1, 1)
+    assert copy["difference"]["n"] == 11 and copy["difference"]["mean"] == pytest.approx(
+        np.mean(np.subtract(model, baseline)))
+    assert copy["sign_test_p"] == pytest.approx(22 / 1024), "two-sided: 2 * P(X <= 1), X ~ Binomial(10, 1/2)"
+    assert "wander" not in comparisons, "no seed in common"
+    assert closed_loop.paired(episodes, "shuffled") == {}, "a policy that did not run compares with nothing"
 
 
 def test_command_line_options():
