@@ -1,6 +1,6 @@
 """Observed contact (sora_ros/core/contact.py): a step commanded forward (or in reverse) without
-odometry progress forbids commands in that direction for the next escape_steps steps, so the MPC
-turns or drives the other way."""
+odometry progress bounds the commands in that direction to 0 for the next escape_steps steps, so
+the MPC turns or drives the other way, whatever the predicted risk."""
 
 from __future__ import annotations
 
@@ -28,23 +28,16 @@ def drive(monitor: ContactMonitor, commands: list[float], progress: list[float],
     return start_step + len(commands), x
 
 
-def candidates() -> np.ndarray:
-    """(3, 8, 2): straight ahead, turning on the spot, turning for 3 steps then ahead."""
-    actions = np.zeros((3, 8, 2), np.float32)
-    actions[0, :, 0] = 0.5
-    actions[1, :, 1] = 1.0
-    actions[2, :3, 1], actions[2, 3:, 0] = 1.0, 0.5
-    return actions
+LIMITS = VelocityLimits(0.6, 0.2, 1.5)
 
 
 def test_a_blocked_step_forbids_forward_commands_in_the_next_steps_only():
     monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=5)
     now, _ = drive(monitor, [0.5] * 6, [0.05] * 4 + [0.0] * 2)  # the last two steps refused
     assert monitor.forbidden_steps(now * DT_NS) == (5, 0)
-    hazard = monitor.override(candidates(), np.full((3, 8), 0.2, np.float32), Forbidden(forward=5))
-    assert np.allclose(hazard[0], [1, 1, 1, 1, 1, 0.2, 0.2, 0.2])  # forward: certain collision for 5 steps
-    assert np.allclose(hazard[1], 0.2)  # turning on the spot is not forward
-    assert np.allclose(hazard[2], [0.2, 0.2, 0.2, 1, 1, 0.2, 0.2, 0.2])
+    low, high = Forbidden(forward=5).bounds(LIMITS.low, LIMITS.high, 8)
+    assert np.allclose(high[:, 0], [0] * 5 + [0.6] * 3)  # no forward for 5 steps, then the robot's limit
+    assert np.allclose(low[:, 0], -0.2) and np.allclose(high[:, 1], 1.5)  # back, turn: free
 
 
 def test_backing_into_something_forbids_reverse_commands_not_forward_ones():
@@ -54,10 +47,8 @@ def test_backing_into_something_forbids_reverse_commands_not_forward_ones():
     assert monitor.forbidden_steps(now * DT_NS) == (0, 0)  # backing away as commanded
     now, x = drive(monitor, [-0.2] * 2, [0.0] * 2, now, x)  # refused
     assert monitor.forbidden_steps(now * DT_NS) == (0, 5)
-    actions = np.concatenate([candidates(), -candidates()[:1]])  # and a fourth: straight back
-    hazard = monitor.override(actions, np.full((4, 8), 0.2, np.float32), monitor.forbidden_steps(now * DT_NS))
-    assert np.allclose(hazard[:3], 0.2)  # ahead and turning stay as predicted
-    assert np.allclose(hazard[3], [1, 1, 1, 1, 1, 0.2, 0.2, 0.2])
+    low, high = monitor.forbidden_steps(now * DT_NS).bounds(LIMITS.low, LIMITS.high, 8)
+    assert np.allclose(low[:, 0], [0] * 5 + [-0.2] * 3) and np.allclose(high[:, 0], 0.6)
     now, x = drive(monitor, [0.5], [0.0], now, x)  # and then blocked ahead too: both banned
     assert monitor.forbidden_steps(now * DT_NS) == (5, 4)
 
@@ -91,8 +82,7 @@ def test_without_odometry_or_with_escape_steps_0_nothing_is_forbidden():
     assert idle.forbidden_steps(5 * DT_NS) == (0, 0)
     off = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=0)
     now, _ = drive(off, [0.5] * 3, [0.0] * 3)
-    hazard = np.zeros((3, 8), np.float32)
-    assert off.override(candidates(), hazard, off.forbidden_steps(now * DT_NS)) is hazard
+    assert off.forbidden_steps(now * DT_NS) == (0, 0)
     stale = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=3)  # the odometry stopped 1 s ago
     drive(stale, [0.5] * 3, [0.0] * 3)
     assert stale.forbidden_steps(13 * DT_NS) == (0, 0)
@@ -116,15 +106,20 @@ def test_a_clock_jump_back_or_a_bad_position_forgets_or_drops_and_memory_stays_b
     assert monitor.forbidden_steps(later * DT_NS) == (0, 0)
 
 
-def test_the_mpc_turns_away_instead_of_pushing_on():
+def test_the_mpc_does_not_push_on_whatever_the_predicted_risk():
     monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8)
-    now, _ = drive(monitor, [0.5] * 4, [0.05, 0.05, 0.0, 0.0])
-    planner = CemPlanner(MpcConfig(candidates=3, horizon=8, elites=1), VelocityLimits(0.6, 0.2, 1.5), seed=0)
-    unaware = np.zeros((3, 8), np.float32)  # a risk head that sees nothing wrong
-    assert planner.update(candidates(), unaware).index == 0  # pushes on: forward is progress
-    forbidden = monitor.forbidden_steps(now * DT_NS)
-    aware = planner.update(candidates(), monitor.override(candidates(), unaware, forbidden))
-    assert aware.index == 1 and (aware.plan[:, 0] <= 0).all()
+    now, _ = drive(monitor, [0.5] * 4, [0.05, 0.05, 0.0, 0.0])  # the last two steps refused: 6 steps left
+
+    def unaware(actions):  # a risk head that sees nothing wrong, and forward is progress
+        return np.zeros(actions.shape[:2], np.float32), None
+
+    pushing = CemPlanner(MpcConfig(candidates=16, horizon=8), LIMITS, seed=0).decide(unaware)
+    assert pushing.plan[:6, 0].max() > 0.3, "without the bound the MPC drives on"
+    bounds = monitor.forbidden_steps(now * DT_NS).bounds(LIMITS.low, LIMITS.high, 8)
+    planner = CemPlanner(MpcConfig(candidates=16, horizon=8), LIMITS, seed=0)
+    plan = planner.decide(unaware, bounds=bounds).plan
+    assert (plan[:6, 0] <= 0).all(), "no forward while the bound holds"
+    assert (planner.propose(bounds)[:, :6, 0] <= 0).all(), "every candidate, the warm start included"
 
 
 @pytest.mark.parametrize("dt, steps", [(0.0, 4), (-0.1, 4), (0.1, -1)])

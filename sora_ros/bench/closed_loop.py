@@ -161,17 +161,14 @@ def _hazard(forecasts: list[Forecast], floor: np.ndarray | None) -> np.ndarray:
 
 
 def _forecaster(pipeline: WorldModelPipeline, context, floor, samples: int, seed: int, images: bool,
-                shuffle: ActionShuffler | None, contact: ContactMonitor, now_ns: int) -> Callable:
-    """actions (N, H, A) -> (hazard (N, H), forecasts) for one decision from `context` at now_ns,
-    forward commands forbidden by observed contact included."""
-
-    forbidden = contact.forbidden_steps(now_ns)  # once per decision, whatever its CEM iterations
+                shuffle: ActionShuffler | None) -> Callable:
+    """actions (N, H, A) -> (hazard (N, H), forecasts) for one decision from `context`."""
 
     def evaluate(actions: np.ndarray):
         sent = actions if shuffle is None else np.stack([shuffle(a, first_future=0) for a in actions])
         request = RolloutRequest(sent, len(actions), actions.shape[1], samples, seed, images)
         forecasts = pipeline.what_if(request, context).forecasts
-        return contact.override(actions, _hazard(forecasts, floor), forbidden), forecasts
+        return _hazard(forecasts, floor), forecasts
 
     return evaluate
 
@@ -229,9 +226,11 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
             context = pipeline.latest_context()
             if context is not None and (plan is None or index % config.decision_every == 0):
                 start = time.perf_counter()
+                bounds = contact.forbidden_steps(world.stamp_ns).bounds(planner.limits.low, planner.limits.high,
+                                                                        planner.config.horizon)  # (H, A) each
                 decision = planner.decide(_forecaster(pipeline, context, floor, config.samples,
-                                                      seed * 100_003 + index, images, shuffle, contact, world.stamp_ns),
-                                          elapsed_steps=0 if plan is None else plan_age)
+                                                      seed * 100_003 + index, images, shuffle),
+                                          elapsed_steps=0 if plan is None else plan_age, bounds=bounds)
                 planner_ms.append(1e3 * (time.perf_counter() - start))
                 plan, plan_age, decisions = decision.plan, 0, decisions + 1
             command = (0.0, 0.0) if plan is None else plan[min(plan_age, len(plan) - 1)]

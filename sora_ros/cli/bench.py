@@ -155,13 +155,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     loop.add_argument("--iterations", type=positive_int,
                       help=f"closed-loop: CEM iterations per decision (default {DEFAULTS['iterations']})")
     loop.add_argument("--escape-steps", type=non_negative_int,
-                      help="closed-loop: after a step in which odometry showed the robot blocked, commands in that "
-                      "direction (forward or reverse) count as certain collisions up to this many steps after it "
+                      help="closed-loop: after a step in which odometry showed the robot blocked, no candidate drives "
+                      "in that direction (forward or reverse) up to this many steps after it "
                       f"(sora_ros/core/contact.py; 0: the predicted risk alone; default {DEFAULTS['escape_steps']})")
     loop.add_argument("--risk-weight", type=float_between(0.0, MAX_WEIGHT),
                       help=f"closed-loop: the MPC's cost per unit of mean predicted risk, 0 to {MAX_WEIGHT:g}, as the "
-                      "planner node's risk_weight parameter; it also scales the contact monitor's certain collisions "
-                      f"(--escape-steps), so 0 turns both off (sora_ros/core/mpc.py; default {DEFAULTS['risk_weight']:g})")
+                      f"planner node's risk_weight parameter (sora_ros/core/mpc.py; default {DEFAULTS['risk_weight']:g})")
     loop.add_argument("--decision-every", type=positive_int,
                       help=f"closed-loop: sim steps (model dt each) between decisions (default {DEFAULTS['decision_every']}: 5 Hz "
                       "at dt 0.1 s)")

@@ -7,10 +7,13 @@ no odometry progress; here also its mirror image, a step commanded in reverse wi
 progress, because the camera does not see what is behind the robot, so neither the head nor the
 world model can warn of it (in `sora-ros bench closed-loop` a robot whose monitor watched forward
 contact only backed into something for 134 refused moves of one 30 s episode; README, "The planner").
-After such a step, `ContactMonitor.override` gives every candidate hazard 1 at each command in
-that direction in its first `escape_steps` steps, counted from the blocked step. The MPC then
-turns or drives the other way instead of pushing on. This is the role that Nav2's progress
-checker and recovery behaviours play.
+After such a step, `Forbidden.bounds` caps linear_x at 0 in that direction over a plan's
+first `escape_steps` steps, counted from the blocked step: a hard bound on the commands the MPC
+samples (it clips its candidates to it), so no cost can outweigh it. The MPC then turns or drives
+the other way instead of pushing on. This is the role that Nav2's progress checker and recovery
+behaviours play, and its collision monitor's "stop" zone (a filter on the command, not a cost).
+A ban that was a hazard of 1 in the cost let the MPC push on whenever every other candidate scored
+worse (README, "The planner", has the runs).
 
 Why both: a head trained on few blocked frames can read a low risk while the robot keeps pushing
 (`sora-ros bench closed-loop` reports the seconds stuck per episode; README, "The planner", gives
@@ -19,7 +22,8 @@ runs with and without the monitor).
     monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8)
     monitor.command(now_ns, linear_x)          # every command sent
     monitor.odometry(now_ns, x, y)             # every odometry position, on the same clock
-    hazard = monitor.override(actions, hazard, monitor.forbidden_steps(now_ns))   # (N, H, A), (N, H) -> (N, H)
+    bounds = monitor.forbidden_steps(now_ns).bounds(limits.low, limits.high, horizon)  # (H, A) low, high
+    actions = planner.propose(bounds)          # (N, H, A) within them
 
 Legend: N candidates, H horizon steps, A action dim (linear_x first).
 """
@@ -36,10 +40,20 @@ from sora_ros.core.units import NS_PER_S
 
 
 class Forbidden(NamedTuple):
-    """Leading steps of a plan in which a command forward, or in reverse, counts as a collision."""
+    """Leading steps of a plan in which no command may drive forward, or in reverse."""
 
     forward: int = 0
     reverse: int = 0
+
+    def bounds(self, low: np.ndarray, high: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-step command bounds of a plan starting where this was judged: the robot's `low` and
+        `high` (A,) repeated over `horizon` steps, float32 (H, A) each, with linear_x at most 0
+        over the first `forward` steps and at least 0 over the first `reverse`."""
+        low = np.repeat(np.asarray(low, np.float32)[None], horizon, axis=0)  # (H, A)
+        high = np.repeat(np.asarray(high, np.float32)[None], horizon, axis=0)
+        high[: self.forward, 0] = np.minimum(high[: self.forward, 0], 0.0)
+        low[: self.reverse, 0] = np.maximum(low[: self.reverse, 0], 0.0)
+        return low, high
 
 
 class ContactMonitor:
@@ -49,8 +63,8 @@ class ContactMonitor:
         rule: the thresholds of a blocked step (min_command, progress_fraction, command_timeout_s,
             max_odom_gap_s; horizon_steps is not used).
         dt: seconds per plan step (the model's dt), > 0.
-        escape_steps: steps after a blocked one in which commands in its direction count as
-            collisions, >= 0 (0 disables the monitor).
+        escape_steps: steps after a blocked one in which no command may drive in its direction,
+            >= 0 (0 disables the monitor).
 
     Raises:
         ValueError: dt <= 0 or escape_steps < 0.
@@ -114,17 +128,3 @@ class ContactMonitor:
             return int(self.escape_steps - ago[blocked][0] + 1) if blocked.any() else 0
 
         return Forbidden(left(1.0), left(-1.0))
-
-    def override(self, actions: np.ndarray, hazard: np.ndarray, forbidden: Forbidden) -> np.ndarray:
-        """hazard (N, H) with 1 at every forward command (linear_x > rule.min_command) among each
-        candidate's first `forbidden.forward` steps of actions (N, H, A), and at every reverse one
-        (linear_x < -rule.min_command) among its first `forbidden.reverse` (`forbidden_steps` at the
-        plan's start); the same array when nothing is forbidden."""
-        if not any(forbidden):
-            return hazard
-        linear = np.asarray(actions)[:, :, 0]  # (N, H)
-        hazard = np.array(hazard, np.float32)
-        for steps, pushing in ((forbidden.forward, linear > self.rule.min_command),
-                               (forbidden.reverse, linear < -self.rule.min_command)):
-            hazard[:, :steps][pushing[:, :steps]] = 1.0
-        return hazard

@@ -91,10 +91,9 @@ class MpcConfig:
         min_std: the spread never shrinks below this (keeps exploring).
         noise_smoothing: AR(1) coefficient of the sampling noise in time, 0 (white) .. < 1.
         risk_weight, progress_weight, smoothness_weight: the cost terms (module docstring), 0..MAX_WEIGHT.
-            The risk weight also scales observed contact (escape_steps), which counts as a risk of 1.
-        escape_steps: after a step in which odometry showed the robot blocked, commands in that
-            direction (forward or reverse) in the steps up to this many after it count as certain
-            collisions (sora_ros/core/contact.py; 0: trust the predicted risk alone).
+        escape_steps: after a step in which odometry showed the robot blocked, no candidate drives
+            in that direction (forward or reverse) in the steps up to this many after it
+            (sora_ros/core/contact.py; 0: trust the predicted risk alone).
     """
 
     candidates: int = 32
@@ -226,9 +225,10 @@ class CemPlanner:
         initial = np.asarray(self.config.initial_std, np.float32)
         self._std = np.concatenate([self._std[steps:], np.broadcast_to(initial, (steps, ACTION_DIM))])
 
-    def propose(self) -> np.ndarray:
+    def propose(self, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """float32 (N, H, A): candidate 0 the plan being followed, the rest sampled around the
-        elites' mean, all clipped to the limits."""
+        elites' mean, all clipped to the limits, or to `bounds` (low, high), each (H, A) within
+        them, where some steps allow less (`sora_ros.core.contact.Forbidden.bounds`)."""
         config = self.config
         white = self._rng.standard_normal((config.candidates - 1, config.horizon, ACTION_DIM)).astype(np.float32)
         noise = np.empty_like(white)
@@ -237,7 +237,8 @@ class CemPlanner:
         for k in range(1, config.horizon):  # AR(1) with unit stationary variance
             noise[:, k] = a * noise[:, k - 1] + np.sqrt(1 - a * a) * white[:, k]
         samples = self._mean + self._std * noise  # (N - 1, H, A)
-        return np.clip(np.concatenate([self._best[None], samples]), self.limits.low, self.limits.high)
+        low, high = (self.limits.low, self.limits.high) if bounds is None else bounds
+        return np.clip(np.concatenate([self._best[None], samples]), low, high)
 
     def update(self, actions: np.ndarray, hazard: np.ndarray, extras: list | None = None) -> Decision:
         """Score proposed candidates by their forecast, refit the distribution to the elites and
@@ -261,8 +262,10 @@ class CemPlanner:
         return Decision(self._best.copy(), best, costs, np.asarray(hazard, np.float32)[best].copy(),
                         None if extras is None else extras[best])
 
-    def decide(self, forecaster: Forecaster, elapsed_steps: int = 0) -> Decision:
-        """Shift the warm start by `elapsed_steps`, run the CEM iterations, return the best plan.
+    def decide(self, forecaster: Forecaster, elapsed_steps: int = 0,
+               bounds: tuple[np.ndarray, np.ndarray] | None = None) -> Decision:
+        """Shift the warm start by `elapsed_steps`, run the CEM iterations with candidates within
+        `bounds` (see `propose`), return the best plan.
         Candidate 0 of each iteration is the previous iteration's best, so the last iteration's
         best is the best seen.
 
@@ -272,7 +275,7 @@ class CemPlanner:
         """
         self.shift(elapsed_steps)
         for _ in range(self.config.iterations):
-            actions = self.propose()  # (N, H, A)
+            actions = self.propose(bounds)  # (N, H, A)
             decision = self.update(actions, *forecaster(actions))
         return decision
 

@@ -10,10 +10,11 @@ A model without a risk head answers with an empty `risk`: the node then asks for
 robot in them (sora_ros/core/planner.py), and says so once.
 
 Subscribes `odom` (nav_msgs/Odometry, any QoS): after a step commanded forward in which the
-odometry position made no progress (the risk head's own label rule, sora_ros/core/risk.py), forward
-commands count as certain collisions for the next `escape_steps` steps, and reverse ones after a
-step commanded in reverse without progress (sora_ros/core/contact.py: the camera does not see
-behind), so the robot turns or drives away from what it is pressed against instead of pushing on.
+odometry position made no progress (the risk head's own label rule, sora_ros/core/risk.py), no
+candidate drives forward for the next `escape_steps` steps, and none in reverse after a step
+commanded in reverse without progress (sora_ros/core/contact.py: the camera does not see behind;
+a bound on the sampled commands, not a cost), so the robot turns or drives away from what it is
+pressed against instead of pushing on.
 Without odometry the planner trusts the predicted risk alone.
 
 Publishes `cmd_vel` (Twist), `~/plan` (the chosen candidate's FutureFrames as the world model
@@ -36,7 +37,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from sora_ros.core import planner as image_cost
-from sora_ros.core.contact import ContactMonitor
+from sora_ros.core.contact import ContactMonitor, Forbidden
 from sora_ros.core.image import ImageConversionError, image_to_numpy, image_to_rgb
 from sora_ros.core.mpc import MAX_WEIGHT, CemPlanner, MpcConfig, PlannerInputError, VelocityLimits, command_at
 from sora_ros.core.requests import MAX_CANDIDATES, MAX_HORIZON, MAX_IMAGE_CANDIDATES, MAX_SAMPLER_STEPS, MAX_SAMPLES
@@ -83,8 +84,8 @@ class PlannerNode(Node):
                                              ("progress_weight", "reward per unit of mean forward speed / max_forward"),
                                              ("smoothness_weight", "cost per unit of squared command change"))}
         escape_steps = p("escape_steps", defaults.escape_steps, lm.int_descriptor(
-            "after a step in which odom showed the robot blocked, steps in which commands in that direction "
-            "(forward or reverse) count as collisions (0: the predicted risk alone)", 0, 100, True)).value
+            "after a step in which odom showed the robot blocked, steps in which no command drives in that "
+            "direction (forward or reverse; 0: the predicted risk alone)", 0, 100, True)).value
         seed = p("seed", 0, lm.int_descriptor("sampling seed: same seed, same candidates", 0, 2**31 - 1, True)).value
         self._base_frame = p("base_frame", "base_link", lm.plain_descriptor("frame of ~/plan/path")).value
         config = MpcConfig(candidates=candidates, horizon=horizon, elites=min(elites, candidates),
@@ -102,10 +103,10 @@ class PlannerNode(Node):
         self._dt = 0.1  # s per plan step; each response's FutureFrames.dt replaces it
         # Stamped with this node's clock when sent and received: one clock, whatever the robot's stamps say.
         self._contact = ContactMonitor(BlockedRule(), self._dt, escape_steps)
-        self._proposal_ns = 0  # this node's clock at the request in flight (the plan's step 0)
         self._plan_start = 0.0  # time.monotonic() of the request the plan answered (its step 0)
         self._shifted = 0  # steps of the plan the warm start has been shifted past
         self._proposal: np.ndarray | None = None  # (N, H, A) in flight
+        self._forbidden = Forbidden()  # what observed contact forbade the proposal in flight
         self._pending = None
         self._pending_since = 0.0
         self._seed = 0
@@ -155,14 +156,17 @@ class PlannerNode(Node):
             executed = int((now - self._plan_start) / self._dt)
             self._mpc.shift(executed - self._shifted)
             self._shifted = executed
-        actions = self._mpc.propose()  # (N, H, A)
+        limits = self._mpc.limits  # observed contact narrows them (sora_ros/core/contact.py)
+        self._forbidden = self._contact.forbidden_steps(self._now_ns())
+        bounds = self._forbidden.bounds(limits.low, limits.high, self._mpc.config.horizon)  # (H, A) each
+        actions = self._mpc.propose(bounds)  # (N, H, A)
         if self._images:
             actions = actions[:MAX_IMAGE_CANDIDATES]  # the warm start and the first samples: the image cap
         self._seed += 1
         request = Rollout.Request(actions=actions.reshape(-1).tolist(), candidates=actions.shape[0],
                                   horizon=actions.shape[1], action_dim=actions.shape[2], samples=self._samples,
                                   return_images=self._images, seed=self._seed, sampler_steps=self._sampler_steps)
-        self._proposal, self._proposal_ns = actions, self._now_ns()
+        self._proposal = actions
         self._pending = self._client.call_async(request)
         self._pending_since = now
         self._pending.add_done_callback(self._on_response)
@@ -195,8 +199,6 @@ class PlannerNode(Node):
         hazard = self._hazard(list(response.futures))
         if hazard is None:
             return
-        blocked_for = self._contact.forbidden_steps(self._proposal_ns)
-        hazard = self._contact.override(self._proposal, hazard, blocked_for)
         try:
             decision = self._mpc.update(self._proposal, hazard, list(response.futures))
         except PlannerInputError as error:  # e.g. NaN risk: keep the plan in force (it goes stale)
@@ -218,7 +220,8 @@ class PlannerNode(Node):
         self.get_logger().info(
             f"plan {v:+.2f} m/s {w:+.2f} rad/s (cost {decision.costs[decision.index]:.3f}, best of "
             f"{len(decision.costs)}; risk {decision.hazard.mean():.2f}; rollout {response.total_ms:.0f} ms)"
-            + (f"; blocked: no forward command for {blocked_for} steps" if blocked_for else ""),
+            + (f"; blocked: no command forward for {self._forbidden.forward} steps, in reverse for "
+               f"{self._forbidden.reverse}" if any(self._forbidden) else ""),
             throttle_duration_sec=1.0)
 
     def _publish_command(self) -> None:
