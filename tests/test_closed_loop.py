@@ -92,10 +92,13 @@ def test_bootstrap_interval_and_unknown_policies(capsys):
     assert np.isnan(closed_loop.mean_ci95([1.0])["low"]) and closed_loop.mean_ci95([])["n"] == 0
     args = argparse.Namespace(policies="model,teleport")
     assert closed_loop.run(args) == 2
-    assert "unknown policies ['teleport']" in capsys.readouterr().out
+    assert "unknown policies ['teleport']" in capsys.readouterr().err
+    args = argparse.Namespace(policies="model,copy_last,model")
+    assert closed_loop.run(args) == 2
+    assert "a policy named twice" in capsys.readouterr().err, "its seeds would count twice in the intervals"
     args = argparse.Namespace(policies="model", candidates=65, horizon=8, iterations=1, escape_steps=8, risk_weight=4.0)
     assert closed_loop.run(args) == 2
-    assert "candidates must be 2..64" in capsys.readouterr().out, "above the ~/rollout cap: refused, with the cap"
+    assert "candidates must be 2..64" in capsys.readouterr().err, "above the ~/rollout cap: refused, with the cap"
 
 
 def test_paired_comparison_counts_seeds_and_tests_the_signs():
@@ -116,6 +119,18 @@ def test_paired_comparison_counts_seeds_and_tests_the_signs():
     assert copy["sign_test_p"] == pytest.approx(22 / 1024), "two-sided: 2 * P(X <= 1), X ~ Binomial(10, 1/2)"
     assert "wander" not in comparisons, "no seed in common"
     assert closed_loop.paired(episodes, "shuffled") == {}, "a policy that did not run compares with nothing"
+
+
+def test_the_target_is_judged_against_the_baselines_that_ran():
+    def stats(rate: float, distance: float) -> dict:
+        return {"collisions_per_min": {"mean": rate}, "distance_m": {"mean": distance}}
+
+    two = closed_loop.verdict({"model": stats(3.0, 10.0), "copy_last": stats(12.0, 9.0)})
+    assert two == ["met: collisions/min model 3.00 <= 4.00 (1/3 of copy_last's 12.00)",
+                   "met: distance model 10.0 m >= copy_last 9.0 m"]
+    three = closed_loop.verdict({"model": stats(5.0, 10.0), "copy_last": stats(12.0, 9.0), "shuffled": stats(4.0, 11.0)})
+    assert [line.split(":")[0] for line in three] == ["MISSED", "MISSED", "MISSED"]
+    assert closed_loop.verdict({"model": stats(1.0, 1.0), "wander": stats(2.0, 2.0)})[0].startswith("target not judged")
 
 
 def test_command_line_options():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import re
@@ -453,3 +454,24 @@ def test_a_shared_thread_pool_runs_every_session_of_the_process_and_comes_first(
     # The compute-bound line: the 32-candidate rollout's FLOPs were counted on the eager run.
     counted = re.search(r"compute: rollout \d+ frames x \d+ steps, 32 candidates = ([\d.]+) GFLOP", done.stdout)
     assert counted and float(counted.group(1)) > 0, done.stdout
+
+
+def test_bench_model_refuses_a_checkpoint_of_other_networks(tmp_path, capsys):
+    from sora_ros.bench import model as bench_model
+    from sora_ros.model.checkpoint import save_checkpoint
+
+    vae, dit = tiny_modules(context_attention="frame")  # the checkpoint's networks: frame attention
+    save_checkpoint(tmp_path / "checkpoint.pt", dit.config, vae, dit)
+    export_tiny(tmp_path / "window")  # a model directory exported from window attention
+    args = argparse.Namespace(model=str(tmp_path / "window"), checkpoint=str(tmp_path / "checkpoint.pt"),
+                              preset=None, repeats=1)
+    assert bench_model.run(args) == 1
+    error = capsys.readouterr().err
+    assert "is not the checkpoint" in error and "dit.context_attention: checkpoint 'frame', model.json 'window'" in error
+    export_tiny(tmp_path / "frame", context_attention="frame")
+    assert bench_model._config_mismatch(dit.config.to_dict(), json.loads((tmp_path / "frame" / "model.json").read_text())["config"]) == []
+    with pytest.raises(SystemExit) as exit_:
+        from sora_ros.cli import build_parser
+
+        build_parser().parse_args(["bench", "model", "--preset", "nope"])
+    assert exit_.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err

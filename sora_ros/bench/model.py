@@ -82,10 +82,11 @@ def _torch_functions(vae, dit) -> dict[str, Callable]:
     return {name: wrap(module) for name, module in graphs.items()}
 
 
-def _load(args: argparse.Namespace, keep: list) -> tuple[str, dict[str, Callable] | None, str]:
-    """Model directory, torch functions (or None) and a description of the source."""
+def _load(args: argparse.Namespace, keep: list) -> tuple[str, dict[str, Callable] | None, str, dict | None]:
+    """Model directory, torch functions (or None), a description of the source, and the
+    checkpoint's config (ModelConfig.to_dict) when the torch functions come from --checkpoint."""
     if args.model and not args.checkpoint:
-        return args.model, None, args.model
+        return args.model, None, args.model, None
     import torch
 
     from sora_ros.model.export import export_model
@@ -93,7 +94,8 @@ def _load(args: argparse.Namespace, keep: list) -> tuple[str, dict[str, Callable
         from sora_ros.model.checkpoint import load_checkpoint
 
         checkpoint = load_checkpoint(args.checkpoint)
-        return args.model, _torch_functions(checkpoint.vae, checkpoint.dit), f"{args.model} + {args.checkpoint}"
+        return (args.model, _torch_functions(checkpoint.vae, checkpoint.dit), f"{args.model} + {args.checkpoint}",
+                checkpoint.config.to_dict())
     from sora_ros.model.config import preset
     from sora_ros.model.dit import DiT
     from sora_ros.model.vae import VAE
@@ -105,7 +107,18 @@ def _load(args: argparse.Namespace, keep: list) -> tuple[str, dict[str, Callable
     directory = tempfile.TemporaryDirectory(prefix="sora_ros_bench_")
     keep.append(directory)
     export_model(vae, dit, directory.name)
-    return directory.name, _torch_functions(vae, dit), f"preset {name} (random weights, exported to a temporary dir)"
+    return directory.name, _torch_functions(vae, dit), f"preset {name} (random weights, exported to a temporary dir)", None
+
+
+def _config_mismatch(checkpoint: dict, graphs: dict) -> list[str]:
+    """The VAE and DiT settings ("vae.width", ...) in which a checkpoint's config (ModelConfig.to_dict)
+    differs from a model directory's model.json "config": torch would time other networks."""
+    from sora_ros.model.config import ModelConfig
+
+    graphs = ModelConfig.from_dict(graphs).to_dict()  # model.json as the checkpoint's, defaults filled in
+    return sorted(f"{part}.{key}: checkpoint {checkpoint[part].get(key)!r}, model.json {graphs[part].get(key)!r}"
+                  for part in ("vae", "dit") for key in checkpoint[part].keys() | graphs[part].keys()
+                  if checkpoint[part].get(key) != graphs[part].get(key))
 
 
 def _anchor_rows(engine: WorldModelEngine, frames: np.ndarray, latents: np.ndarray) -> list[Row]:
@@ -155,10 +168,16 @@ def _anchor_rows(engine: WorldModelEngine, frames: np.ndarray, latents: np.ndarr
 def run(args: argparse.Namespace) -> int:
     keep: list = []
     try:
-        model_dir, torch_fns, source = _load(args, keep)
+        model_dir, torch_fns, source, checkpoint_config = _load(args, keep)
         engine = WorldModelEngine(model_dir)
     except (ModelDirError, ValueError) as error:  # ValueError: a --checkpoint that is no checkpoint
         print(f"sora-ros bench model: {error}", file=sys.stderr)
+        return 1
+    mismatch = [] if checkpoint_config is None else _config_mismatch(checkpoint_config, engine.info.raw["config"])
+    if mismatch:
+        print(f"sora-ros bench model: {args.checkpoint} is not the checkpoint {model_dir} was exported from ("
+              + "; ".join(mismatch) + "): name the checkpoint.pt of that training run, or leave --checkpoint out",
+              file=sys.stderr)
         return 1
     info = engine.info
     rng = np.random.default_rng(0)
@@ -305,7 +324,7 @@ def _print_compute_bound(info, row: Row, ort_ms: float, torch_ms: float, repeats
     print(f"compute: {row.label} = {gflop:.1f} GFLOP of matrix products (torch flop counter): ORT "
           f"{gflop / ort_ms * 1e3:.0f}, torch eager {gflop / torch_ms * 1e3:.0f} GFLOP/s; this CPU's float32 "
           f"matmul ({a.shape[0]}x{a.shape[1]} @ {b.shape[0]}x{b.shape[1]}, torch): {matmul_rate:.0f} GFLOP/s; "
-          f"{RATIO_TARGET}x eager would need {RATIO_TARGET * gflop / torch_ms * 1e3:.0f}")
+          f"ORT at {RATIO_TARGET}x eager would need {RATIO_TARGET * gflop / torch_ms * 1e3:.0f} GFLOP/s")
 
 
 def _print_int8_costs(engine: WorldModelEngine, context: np.ndarray, plans: np.ndarray | None, repeats: int) -> None:

@@ -11,6 +11,7 @@ from sora_ros.bag.video import MAX_FPS, MIN_FPS
 from sora_ros.cli.arguments import float_between, non_negative_int, out_dir, out_dir_problem, positive_float, \
     positive_int, random_seed, refused, usage_check
 from sora_ros.core.mpc import MAX_WEIGHT, MpcConfig
+from sora_ros.model.config import PRESETS
 from sora_ros.runtime.model_dir import PRECISIONS, THREAD_POOLS
 
 # Each target is a module with run(args) -> int, imported only when chosen.
@@ -122,7 +123,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "fine_tune.png; a rerun skips what is there; closed-loop: metrics.json, plots, episodes.jsonl "
                         f"(default {', '.join(f'{target} {path}' for target, path in DEFAULT_OUT.items())})")
     parser.add_argument("--checkpoint", help="model: the checkpoint --model was exported from (torch-eager column)")
-    parser.add_argument("--preset", help="model: export random weights of this size preset to a temporary "
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="model: export random weights of this size preset to a temporary "
                         "directory and time both (default cpu64 when --model is not given)")
     parser.add_argument("--duration", type=positive_float,
                         help=f"nodes: seconds measured after the start-up and ~/rollout calls, above 0 (default "
