@@ -159,8 +159,9 @@ def headline(summary: dict, result, info: dict) -> dict:
     }
 
 
-def _risk(engine, args) -> dict | None:
-    """The risk head's held-out AUC (sora_ros.evaluation.risk), or None with a line saying why not."""
+def _risk(engine, args) -> tuple[dict | None, str | None]:
+    """The risk head's held-out AUC (sora_ros.evaluation.risk) and why it was not scored (printed,
+    and for report.md), each None where it does not apply."""
     from sora_ros.bag.clip_sources import VIDEO_SUFFIXES
     from sora_ros.bag.reading import BagError
     from sora_ros.core.risk import next_steps
@@ -168,34 +169,34 @@ def _risk(engine, args) -> dict | None:
 
     bags = [path for path in args.bags if Path(path).suffix.lower() not in VIDEO_SUFFIXES]
     if not bags:
-        return None  # video files: no odometry, nothing to say
+        return None, None  # video files: no odometry, nothing to say
+
+    def not_scored(why: str, metrics: dict | None = None) -> tuple[dict | None, str]:
+        print(f"risk: not scored: {why}")
+        return metrics, why
+
     if engine.risk is None:
-        print("risk: no risk head in this model (sora-ros train-risk adds one)")
-        return None
+        return not_scored("no risk head in this model (sora-ros train-risk adds one)")
     if not args.action_topic:
-        print("risk: not scored: its labels need the commands (--action-topic)")
-        return None
+        return not_scored("its labels need the commands (--action-topic)")
     notes: list[str] = []
     try:
         metrics = evaluate_risk(engine, bags, args.image_topic, args.action_topic, args.odom_topic, notes,
                                 args.max_clips)
     except (ValueError, FileNotFoundError, BagError) as error:
-        print(f"risk: not scored: {str(error).splitlines()[0]}")
-        return None
+        return not_scored(str(error).splitlines()[0])
     for note in notes:
         print(f"note: risk: {note}")
     if metrics is None:
-        print("risk: not scored: no clip with a known label in the bags with odometry")
-        return None
+        return not_scored("no clip with a known label in the bags with odometry")
     if metrics["positive_share"] in (0.0, 1.0):  # one class only: every AUC is NaN
-        print(f"risk: not scored: all {metrics['samples']} labelled frames are "
-              f"{'blocked' if metrics['positive_share'] else 'free'} (an AUC needs both)")
-        return metrics
+        return not_scored(f"all {metrics['samples']} labelled frames are "
+                          f"{'blocked' if metrics['positive_share'] else 'free'} (an AUC needs both)", metrics)
     print(f"risk head, blocked within {next_steps(metrics['horizon_steps'])}: ROC AUC {metrics['auc_encoded']:.3f} on "
           f"encoded latents, {metrics['auc_predicted']:.3f} on predicted ones, {metrics['auc_forecast']:.3f} as "
           f"forecast (predicted or held window, the larger) ({metrics['samples']} frames, "
           f"{metrics['positive_share']:.1%} positive)")
-    return metrics
+    return metrics, None
 
 
 def _as_predicted(clip, pipeline, notes: list[str]):
@@ -357,7 +358,7 @@ def _offline(args: argparse.Namespace) -> int:
               f"{', '.join(map(str, args.bags))}: {report.cause()}", file=sys.stderr)  # fmt: skip
         return 1
     summary = summarize_evaluation(result)
-    summary["risk"] = _risk(engine, args)
+    summary["risk"], summary["risk_not_scored"] = _risk(engine, args)
     summary["vae_reconstruction_psnr"] = summarize(model_predictor.reconstruction_psnr)
     summary["synthesised_share"] = {h: (float(np.mean(model_predictor.synthesised_share[h]))
                                         if model_predictor.synthesised_share[h] else None) for h in result.horizons}

@@ -89,19 +89,20 @@ def write_markdown(path: Path, summary: dict, result: Evaluation, header: str) -
                      if summary.get("action_clips", result.clips) != result.clips else "."), "",
                   f"| {columns} |", "|---" * len(horizons) + "|",
                   "| " + " | ".join(f"{gaps[h]:+.2f} dB" for h in horizons) + " |", ""]  # fmt: skip
-    lines += _risk_lines(summary.get("risk"))
+    lines += _risk_lines(summary.get("risk"), summary.get("risk_not_scored"))
     lines += ["![PSNR and SSIM vs horizon](quality_vs_horizon.png)", "", "![examples](examples.png)", ""]
     path.write_text("\n".join(lines))
 
 
-def _risk_lines(risk: dict | None) -> list[str]:
-    """report.md's risk-head section (sora_ros.evaluation.risk's metrics), or nothing without a score."""
+def _risk_lines(risk: dict | None, not_scored: str | None = None) -> list[str]:
+    """report.md's risk-head section: sora_ros.evaluation.risk's metrics, or why the head was not
+    scored; nothing where neither applies (video files)."""
+    if not_scored:
+        title = f"blocked within {next_steps(risk['horizon_steps'])}" if risk else "not scored"
+        return [f"### Risk head: {title}", "", f"Not scored: {not_scored}.", ""]
     if not risk:
         return []
     lines = [f"### Risk head: blocked within {next_steps(risk['horizon_steps'])}", ""]
-    if risk["positive_share"] in (0.0, 1.0):
-        return lines + [f"Not scored: all {risk['samples']} labelled frames are "
-                        f"{'blocked' if risk['positive_share'] else 'free'} (an AUC needs both).", ""]
     def auc(value: float) -> str:  # NaN where a subset lacks a class
         return "n/a" if math.isnan(value) else f"{value:.3f}"
 
