@@ -4,6 +4,7 @@ policy, the copy-last engine predicts "nothing changes", and the report is writt
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import numpy as np
 import pytest
@@ -149,9 +150,10 @@ def test_command_line_options():
             parser.parse_args(["bench", "closed-loop", *bad])
 
 
-def test_refused_moves_are_counted_under_the_direction_commanded():
+def test_refused_moves_are_counted_under_the_direction_driven():
     """In the real sim: backing up for 30 s with slow turns runs into things behind the robot; each
-    refused move counts as reverse, none as forward or turning, and the counts add up."""
+    refused move counts as reverse, none as forward or turning, and the counts add up. A robot
+    commanded to back up while still rolling forward into a wall hits it forward."""
     import math
 
     from sora_ros.sim.world import SimWorld, WorldConfig
@@ -162,3 +164,11 @@ def test_refused_moves_are_counted_under_the_direction_commanded():
             closed_loop._step(world, refused, -0.2, 0.8 * math.sin(k / 15.0))
         assert refused["reverse"] == world.collisions >= 5, "it should back into something (else this proves nothing)"
     assert refused["forward"] == refused["turning"] == 0
+    refused = dict.fromkeys(closed_loop.DIRECTIONS, 0)
+    with SimWorld(WorldConfig(width=16, height=16, num_balls=0, other_robot=False), seed=3) as world:
+        while world.collisions == 0 and world.step_count < 600:  # full speed ahead until something refuses
+            closed_loop._step(world, refused, world.config.limits.max_forward, 0.0)
+        assert world.collisions == 1 and world.pose.v == 0.0
+        world.pose = dataclasses.replace(world.pose, v=world.config.limits.max_forward)  # still rolling on
+        closed_loop._step(world, refused, -0.2, 0.0)  # braking: one step cannot turn the speed round
+    assert refused == {"forward": 2, "reverse": 0, "turning": 0}

@@ -63,8 +63,10 @@ STUCK_DISTANCE_M = 0.1
 BOOTSTRAP_RESAMPLES = 2000
 TRAJECTORY_EPISODES = 3
 EPISODES_FILE = "episodes.jsonl"
-# Refused moves are counted by the linear command that was refused: above MIN_COMMAND m/s forward,
-# below -MIN_COMMAND reverse, else turning on the spot (the contact monitor's threshold).
+# Refused moves are counted by the linear speed the sim applied in the refused step (the command,
+# reached within the acceleration limit: a robot still braking from forward motion hits forward):
+# above MIN_COMMAND m/s forward, below -MIN_COMMAND reverse, else turning on the spot (the contact
+# monitor's threshold).
 DIRECTIONS = ("forward", "reverse", "turning")
 MIN_COMMAND = BlockedRule().min_command
 METRICS = (("collisions_per_min", "collisions (refused moves) / min"), ("distance_m", "distance travelled, m"),
@@ -97,7 +99,7 @@ class ClosedLoopConfig:
 @dataclass
 class Episode:
     """What one policy did on one seed. poses: (T + 1, 3) x, y, yaw; planner_ms: one per decision;
-    refused: the collisions by commanded direction (DIRECTIONS)."""
+    refused: the collisions by the direction driven (DIRECTIONS)."""
 
     seed: int
     policy: str
@@ -145,11 +147,14 @@ class CopyLastEngine:
 
 
 def _step(world, refused: dict[str, int], linear_x: float, angular_z: float) -> None:
-    """world.step, counting a refused move in `refused` under the direction commanded."""
+    """world.step, counting a refused move in `refused` under the direction the robot was driving."""
+    from sora_ros.sim.drive import limited_velocity
+
+    speed, _ = limited_velocity(world.pose, linear_x, angular_z, world.config.limits, 1 / world.config.rate_hz)
     before = world.collisions
     world.step(linear_x, angular_z)
     if world.collisions > before:
-        refused[DIRECTIONS[0 if linear_x > MIN_COMMAND else 1 if linear_x < -MIN_COMMAND else 2]] += 1
+        refused[DIRECTIONS[0 if speed > MIN_COMMAND else 1 if speed < -MIN_COMMAND else 2]] += 1
 
 
 def _hazard(forecasts: list[Forecast], floor: np.ndarray | None) -> np.ndarray:
@@ -447,7 +452,7 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
                  for n in ("collisions_per_min", "distance_m", "stuck_s")]
         latency = "-" if stats["planner_ms_all"] is None else f"{stats['planner_ms_all']['p50']:.1f}"  # no decision yet
         print(f"{policy:10s} {cells[0]:>22s} {cells[1]:>20s} {cells[2]:>18s} {latency:>15s}")
-    print("collisions / min by the command refused: " + "; ".join(
+    print("collisions / min by the direction driven: " + "; ".join(
         f"{policy} " + ", ".join(f"{stats[f'{d}_collisions_per_min']['mean']:.1f} {d}" for d in DIRECTIONS)
         for policy, stats in summary.items()))
     for other, comparison in comparisons.items():
