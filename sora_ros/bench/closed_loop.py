@@ -347,7 +347,8 @@ def plot(summary: dict[str, dict], path: Path) -> None:
 
 def plot_trajectories(episodes: list[Episode], config: ClosedLoopConfig, path: Path) -> None:
     """trajectories.png: the first TRAJECTORY_EPISODES seeds, each on its room map (walls, the
-    static footprints), one line per policy from the start (dot) to the end (cross)."""
+    static footprints; the balls and the other robot move, so a refusal may lie in open floor), one
+    line per policy from the start (dot) to the end (cross)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -372,7 +373,7 @@ def plot_trajectories(episodes: list[Episode], config: ClosedLoopConfig, path: P
             axis.plot(*episode.poses[-1, :2], "x", color=colours[episode.policy])
         axis.plot(*episodes[0].poses[0, :2], "ko", ms=5)
         axis.set(xlim=(-half - 0.2, half + 0.2), ylim=(-half - 0.2, half + 0.2), aspect="equal",
-                 title=f"seed {seed}, {config.seconds:g} s")
+                 title=f"seed {seed}, {config.seconds:g} s (moving balls and robot not drawn)")
         axis.legend(fontsize=7, loc="upper right")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
