@@ -119,6 +119,8 @@ def test_paired_comparison_counts_seeds_and_tests_the_signs():
         np.mean(np.subtract(model, baseline)))
     assert copy["sign_test_p"] == pytest.approx(22 / 1024), "two-sided: 2 * P(X <= 1), X ~ Binomial(10, 1/2)"
     assert "wander" not in comparisons, "no seed in common"
+    assert closed_loop.sign_test_p(3, 3) == 1.0 and closed_loop.sign_test_p(0, 0) == 1.0
+    assert closed_loop.sign_test_p(20, 0) == pytest.approx(2 / 2**20)
     assert closed_loop.paired(episodes, "shuffled") == {}, "a policy that did not run compares with nothing"
 
 

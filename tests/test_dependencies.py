@@ -12,7 +12,7 @@ from test_layout import PACKAGE, ROOT, collect_all, is_ros_message_package, pack
 
 # Import name -> rosdep key, for modules whose key is not the import name itself.
 ROSDEP_KEYS = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml", "tqdm": "python3-tqdm",
-               "matplotlib": "python3-matplotlib", "scipy": "python3-scipy"}  # fmt: skip
+               "matplotlib": "python3-matplotlib"}  # fmt: skip
 # ROS packages: their rosdep key is the import name.
 ROS_PACKAGES = {"rclpy", "ament_index_python"}
 # Import name -> the pip distribution README must name as pip only.

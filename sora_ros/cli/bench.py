@@ -11,7 +11,6 @@ from sora_ros.bag.video import MAX_FPS, MIN_FPS
 from sora_ros.cli.arguments import float_between, non_negative_int, out_dir, out_dir_problem, positive_float, \
     positive_int, random_seed, refused, usage_check
 from sora_ros.core.mpc import MAX_WEIGHT, MpcConfig
-from sora_ros.model.config import PRESETS
 from sora_ros.runtime.model_dir import PRECISIONS, THREAD_POOLS
 
 # Each target is a module with run(args) -> int, imported only when chosen.
@@ -92,6 +91,8 @@ def _node_parameter(text: str) -> str:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from sora_ros.model.config import PRESETS  # plain dataclasses: no torch
+
     parser = subparsers.add_parser(
         "bench",
         help="speed benchmarks (absolute figures, machine, ratios to a baseline), and the fine-tuning benchmark",

@@ -44,7 +44,6 @@ CHECKS = (
     ("torch (training)", _version_of("torch"), False, "pip install -e '.[train]'"),
     ("pybullet (sim)", _version_of("pybullet"), False, "pip install -e '.[sim]'"),
     ("matplotlib (eval and bench pictures)", _version_of("matplotlib"), False, "pip install -e '.[eval]'"),
-    ("scipy (bench closed-loop's sign test)", _version_of("scipy"), False, "pip install -e '.[eval]'"),
     ("foxglove-sdk (sora-ros view)", _version_of("foxglove-sdk"), False, "pip install -e '.[view]'"),
 )
 
