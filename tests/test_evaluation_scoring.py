@@ -186,6 +186,20 @@ def test_frames_scored_on_the_square_crop_have_no_margins_and_say_so(tmp_path):
     assert "the cameras are square" in summarize_evaluation(square_cameras)["margins_note"]
 
 
+def test_examples_are_a_seeded_sample_of_all_clips_not_the_first_few():
+    clips = [clip(i % 20) for i in range(40)]  # the colour's range repeats; the sources differ
+    for i, each in enumerate(clips):
+        each.source = f"bag{i}"
+    picks = [[e.source for e in evaluate(clips, baselines(), context_length=K, horizons=HORIZONS, seed=seed,
+                                         progress=False).examples] for seed in (0, 0, 1)]
+    assert picks[0] == picks[1], "the same seed, the same examples"
+    assert len(set(picks[0])) == 4 and picks[0] != picks[2]
+    indices = [int(source[3:]) for source in picks[0]]
+    assert indices == sorted(indices) and max(indices) >= 4, "in clip order, and not only the first four"
+    few = evaluate(clips[:3], baselines(), context_length=K, horizons=HORIZONS, progress=False).examples
+    assert [e.source for e in few] == ["bag0", "bag1", "bag2"], "fewer clips than examples: all of them"
+
+
 def test_example_labels_are_wrapped_not_cut():
     """examples.png once showed "model (shuffled action": labels break into lines that fit the band."""
     import cv2

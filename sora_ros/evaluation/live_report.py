@@ -94,9 +94,10 @@ def score(recording: Recording) -> tuple[dict, list[Example]]:
             table[f"h{h}"]["frames"] = len(by_method["model"])
     picks = [complete[round(i)] for i in np.linspace(0, len(complete) - 1, min(EXAMPLE_ROLLOUTS, len(complete)))]
     first_ns = int(stamps[0]) if stamps.size else 0
-    examples = [Example(source=f"at {(future.origin_ns - first_ns) / NS_PER_S:.1f} s", context=last[None], future=reals,
-                        predictions={"world model": future.frames, "copy-last": np.repeat(last[None], len(reals), 0)})
-                for future, reals, last in picks]
+    examples = [Example(index=i, source=f"at {(future.origin_ns - first_ns) / NS_PER_S:.1f} s", context=last[None],
+                        future=reals, predictions={"world model": future.frames,
+                                                   "copy-last": np.repeat(last[None], len(reals), 0)})
+                for i, (future, reals, last) in enumerate(picks)]
     return table, examples
 
 

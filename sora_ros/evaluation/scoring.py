@@ -32,7 +32,8 @@ from sora_ros.evaluation.metrics import FrameScores, skill_score, summarize
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 COPY_LAST = "copy-last"
 SHUFFLED_SUFFIX = " (shuffled actions)"
-# Example rollouts kept for the strip picture.
+# Example rollouts kept for the strip picture: a uniform sample of all clips (reservoir sampling,
+# Vitter's Algorithm R, seeded), not the first few, which come from one bag's first seconds.
 EXAMPLES_KEPT = 4
 
 
@@ -40,6 +41,7 @@ EXAMPLES_KEPT = 4
 class Example:
     """One clip's context, true future and every method's prediction, for pictures."""
 
+    index: int  # the clip's place in the evaluation, from 0
     source: str
     context: np.ndarray  # uint8 (K, H, W, 3)
     future: np.ndarray  # uint8 (L, H, W, 3)
@@ -85,7 +87,7 @@ def evaluate(
         horizons: steps ahead to score, e.g. [1, 2, 4, 8].
         shuffle_actions_of: a predictor to score again under other clips' actions.
         max_clips: stop after this many clips.
-        seed: which other clip's actions the shuffled run gets.
+        seed: which other clip's actions the shuffled run gets, and which clips are the examples.
         progress: show a progress bar (on a terminal only: a log file or CI would get a line per update).
         on_clip: called with each clip and its predictions (method -> uint8 (L, H, W, 3)).
 
@@ -95,6 +97,7 @@ def evaluate(
     lookahead = max(horizons)
     result = Evaluation(sorted(horizons), context_length)
     shuffle = ActionShuffler(seed)
+    sampler = np.random.default_rng(seed)
     bar = tqdm(clips, total=max_clips, desc="evaluating", unit="clip", disable=None if progress else True)
     for clip in bar:
         frames, actions = clip.frames, clip.actions
@@ -121,8 +124,10 @@ def evaluate(
                 result.scores[name][h].append(FrameScores.of(predicted[h - 1], future[h - 1], context[-1], centre))
         if on_clip is not None:
             on_clip(clip, predictions)
-        if len(result.examples) < EXAMPLES_KEPT:
-            result.examples.append(Example(clip.source, context, future, predictions))
+        kept = result.clips if result.clips < EXAMPLES_KEPT else int(sampler.integers(result.clips + 1))
+        if kept < EXAMPLES_KEPT:
+            example = Example(result.clips, clip.source, context, future, predictions)
+            result.examples[kept:kept + 1] = [example]
         result.clips += 1
         result.sources.add(str(clip.source))
         result.shapes.add((camera, tuple(frames.shape[1:3])))
@@ -131,6 +136,7 @@ def evaluate(
                 clips.close()
             break
     bar.close()
+    result.examples.sort(key=lambda example: example.index)
     return result
 
 
