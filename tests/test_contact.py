@@ -126,3 +126,32 @@ def test_the_mpc_does_not_push_on_whatever_the_predicted_risk():
 def test_bad_settings_are_refused(dt, steps):
     with pytest.raises(ValueError):
         ContactMonitor(BlockedRule(), dt=dt, escape_steps=steps)
+
+
+def test_commands_sent_between_decisions_hold_the_ban_too():
+    assert np.array_equal(Forbidden(forward=2).filter([0.5, 1.0]), [0.0, 1.0])
+    assert np.allclose(Forbidden(reverse=1).filter([-0.2, 0.3]), [0.0, 0.3])
+    assert np.array_equal(Forbidden(forward=3).filter([-0.2, 0.3]), np.float32([-0.2, 0.3]))
+    # A robot pinned against a wall ahead (forward makes no progress, reverse does), a risk head
+    # that sees nothing, a decision every 4 steps: no command is sent forward while it is forbidden.
+    monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8)
+    planner = CemPlanner(MpcConfig(), LIMITS, seed=0)
+    x, pushes, forbidden_pushes, plan, age = 0.0, 0, 0, None, 0
+    monitor.odometry(0, x, 0.0)
+    for step in range(60):
+        now = step * DT_NS
+        if plan is None or step % 4 == 0:
+            bounds = monitor.forbidden_steps(now).bounds(LIMITS.low, LIMITS.high, 8)
+            plan = planner.decide(lambda a: (np.zeros(a.shape[:2], np.float32), None),
+                                  elapsed_steps=0 if plan is None else age, bounds=bounds).plan
+            age = 0
+        forbidden = monitor.forbidden_steps(now)
+        linear = float(forbidden.filter(plan[min(age, 7)])[0])
+        pushes += linear > 0.05
+        forbidden_pushes += linear > 0.05 and forbidden.forward > 0
+        monitor.command(now, linear)
+        x += min(linear, 0.0) * 0.1
+        monitor.odometry(now + DT_NS, x, 0.0)
+        age += 1
+    assert pushes >= 3, "the MPC wants forward: it pushes whenever the ban has run out (else this proves nothing)"
+    assert forbidden_pushes == 0

@@ -240,6 +240,7 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
                 planner_ms.append(1e3 * (time.perf_counter() - start))
                 plan, plan_age, decisions = decision.plan, 0, decisions + 1
             command = (0.0, 0.0) if plan is None else plan[min(plan_age, len(plan) - 1)]
+            command = contact.forbidden_steps(world.stamp_ns).filter(command)  # a block since the decision
             contact.command(world.stamp_ns, float(command[0]))
             _step(world, refused, float(command[0]), float(command[1]))
             contact.odometry(world.stamp_ns, world.pose.x, world.pose.y)

@@ -9,7 +9,8 @@ world model can warn of it (in `sora-ros bench closed-loop` a robot whose monito
 contact only backed into something for 134 refused moves of one 30 s episode; README, "The planner").
 After such a step, `Forbidden.bounds` caps linear_x at 0 in that direction over a plan's
 first `escape_steps` steps, counted from the blocked step: a hard bound on the commands the MPC
-samples (it clips its candidates to it), so no cost can outweigh it. The MPC then turns or drives
+samples (it clips its candidates to it), so no cost can outweigh it; and `Forbidden.filter` holds
+every command sent to it, the plan followed between decisions included. The MPC then turns or drives
 the other way instead of pushing on. This is the role that Nav2's progress checker and recovery
 behaviours play, and its collision monitor's "stop" zone (a filter on the command, not a cost).
 A ban that was a hazard of 1 in the cost let the MPC push on whenever every other candidate scored
@@ -24,6 +25,7 @@ runs with and without the monitor).
     monitor.odometry(now_ns, x, y)             # every odometry position, on the same clock
     bounds = monitor.forbidden_steps(now_ns).bounds(limits.low, limits.high, horizon)  # (H, A) low, high
     actions = planner.propose(bounds)          # (N, H, A) within them
+    command = monitor.forbidden_steps(now_ns).filter(plan[k])   # (A,) each command sent
 
 Legend: N candidates, H horizon steps, A action dim (linear_x first).
 """
@@ -54,6 +56,17 @@ class Forbidden(NamedTuple):
         high[: self.forward, 0] = np.minimum(high[: self.forward, 0], 0.0)
         low[: self.reverse, 0] = np.maximum(low[: self.reverse, 0], 0.0)
         return low, high
+
+    def filter(self, command: np.ndarray) -> np.ndarray:
+        """The command (A,) about to be sent, judged now: linear_x at most 0 while forward is
+        forbidden, at least 0 while reverse is; a copy, as float32. Between decisions the robot
+        follows a plan made before the newest blocked step: this holds the ban for it too."""
+        command = np.array(command, np.float32)
+        if self.forward:
+            command[0] = min(command[0], 0.0)
+        if self.reverse:
+            command[0] = max(command[0], 0.0)
+        return command
 
 
 class ContactMonitor:

@@ -220,8 +220,8 @@ class PlannerNode(Node):
         self.get_logger().info(
             f"plan {v:+.2f} m/s {w:+.2f} rad/s (cost {decision.costs[decision.index]:.3f}, best of "
             f"{len(decision.costs)}; risk {decision.hazard.mean():.2f}; rollout {response.total_ms:.0f} ms)"
-            + (f"; blocked: no command forward for {self._forbidden.forward} steps, in reverse for "
-               f"{self._forbidden.reverse}" if any(self._forbidden) else ""),
+            + "".join(f"; blocked: no command {way} for {steps} steps" for way, steps in
+                      (("forward", self._forbidden.forward), ("in reverse", self._forbidden.reverse)) if steps),
             throttle_duration_sec=1.0)
 
     def _publish_command(self) -> None:
@@ -231,6 +231,7 @@ class PlannerNode(Node):
         if age_s > self._stale_s:  # command_at stops the robot; the next decision plans afresh
             self.get_logger().warning("no fresh decision: stopping", throttle_duration_sec=LOG_THROTTLE_S)
         command = command_at(self._plan, age_s, self._dt, self._stale_s)
+        command = self._contact.forbidden_steps(self._now_ns()).filter(command)  # a block since the plan was made
         self._cmd_pub.publish(lm.twist(*command))
         self._contact.command(self._now_ns(), float(command[0]))
 
