@@ -65,6 +65,10 @@ UNREAD = {
     "--dynamics-precision at its default": (["nodes", "--dynamics-precision", "float32"],
                                             "--dynamics-precision is read by bench closed-loop, not by bench nodes"),
     "--out for model": (["model", "--out", "somewhere"], "--out is read by bench closed-loop and fine-tune, not by bench model"),
+    "--checkpoint without --model": (["model", "--checkpoint", "c.pt"],
+                                     "--checkpoint is read with --model, the directory exported from it"),
+    "--preset with --model": (["model", "--model", "m", "--preset", "tiny"],
+                              "--preset times random weights of its own, not --model's"),
 }
 
 

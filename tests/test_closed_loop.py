@@ -85,6 +85,9 @@ def test_an_episode_too_short_for_a_decision_is_reported_not_a_crash(engine, tmp
     assert closed_loop.run(args, CONFIG) == 0  # 1 frame, fewer than the context: no decision, no latency
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("copy_last"))
     assert row.split()[-1] == "-"
+    strict = __import__("json").loads((tmp_path / "out" / "metrics.json").read_text(),
+                                      parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert strict["policies"]["copy_last"]["collisions_per_min"]["low"] is None, "one episode: no interval"
 
 
 def test_bootstrap_interval_and_unknown_policies(capsys):

@@ -395,6 +395,7 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
     from tqdm import tqdm
 
     from sora_ros.core.paths import default_model_dir
+    from sora_ros.evaluation.report import json_safe
     from sora_ros.runtime.engine import WorldModelEngine
     from sora_ros.runtime.model_dir import ModelDirError
     from sora_ros.runtime.pipeline import WorldModelPipeline
@@ -442,7 +443,8 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
         for seed in seeds:
             for policy in policies:
                 episodes.append(run_episode(pipelines[policy], policy, seed, config))
-                lines.write(json.dumps({"seed": seed, "policy": policy, **episodes[-1].metrics()}) + "\n")
+                lines.write(json.dumps(json_safe({"seed": seed, "policy": policy, **episodes[-1].metrics()}),
+                                       allow_nan=False) + "\n")
                 lines.flush()
                 bar.update()
     summary = summarise(episodes)
@@ -453,7 +455,7 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
                "config": asdict(config), "policies": summary, "paired": comparisons, "target": lines,
                "episodes": [{"seed": e.seed, "policy": e.policy, **e.metrics()} for e in episodes],
                "command": " ".join(["sora-ros", *sys.argv[1:]])}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False))  # NaN: null
     plot(summary, out / "closed_loop.png")
     plot_trajectories(episodes, config, out / "trajectories.png")
     print(f"{'policy':10s} {'collisions/min':>22s} {'distance m':>20s} {'stuck s':>18s} {'planner ms p50':>15s}")

@@ -51,6 +51,10 @@ def unread_option_problem(args: argparse.Namespace) -> str | None:
             *others, last = sorted(targets)
             readers = f"{', '.join(others)} and {last}" if others else last
             return f"{flag} is read by bench {readers}, not by bench {args.target}; leave it out"
+    if args.target == "model" and args.checkpoint is not None and args.model is None:
+        return "--checkpoint is read with --model, the directory exported from it; leave it out"
+    if args.target == "model" and args.preset is not None and args.model is not None:
+        return "--preset times random weights of its own, not --model's; leave it out"
     return None
 
 

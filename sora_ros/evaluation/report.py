@@ -176,7 +176,8 @@ def strip_picture(path: Path, result: Evaluation) -> None:
     blocks = []
     for example in result.examples:
         rows = [("real", example.future)] + list(example.predictions.items())
-        header = _label(f"{Path(example.source).name[:14]} h=" + ",".join(map(str, result.horizons)), 24)
+        horizons = ",".join(map(str, result.horizons))
+        header = _label(f"{Path(example.source).name[:14]} #{example.index} h={horizons}", 24)
         width = None
         block = []
         for name, frames in rows:
