@@ -9,7 +9,9 @@ used in training, in one process without DDS (fast, deterministic), the same see
 
 Each step the sim renders the camera, the frame goes through WorldModelPipeline (encode, observe)
 and every `decision_every` steps the MPC decides (one `what_if` call of N candidates per CEM
-iteration, latents only); between decisions the robot follows the plan. Simulated time waits
+iteration, latents only); between decisions the robot follows the plan. As in the planner node,
+the contact monitor (sora_ros/core/contact.py, fed the sim's true pose as odometry) bounds the
+candidates and filters each command sent. Simulated time waits
 for the planner, so the outcome does not depend on the machine's load; the planner's wall time
 is measured and reported beside it.
 
