@@ -137,6 +137,9 @@ def test_the_target_is_judged_against_the_baselines_that_ran():
     three = closed_loop.verdict({"model": stats(5.0, 10.0), "copy_last": stats(12.0, 9.0), "shuffled": stats(4.0, 11.0)})
     assert [line.split(":")[0] for line in three] == ["MISSED", "MISSED", "MISSED"]
     assert closed_loop.verdict({"model": stats(1.0, 1.0), "wander": stats(2.0, 2.0)})[0].startswith("target not judged")
+    none = closed_loop.verdict({"model": stats(0.0, 10.0), "copy_last": stats(0.0, 9.0)})
+    assert none == ["not judged: collisions/min against copy_last, which had none (run longer or more episodes)",
+                    "met: distance model 10.0 m >= copy_last 9.0 m"]
 
 
 def test_command_line_options():

@@ -320,8 +320,10 @@ def verdict(summary: dict[str, dict]) -> list[str]:
         return ["target not judged: it needs the model policy and copy_last or shuffled"]
     rate = {p: summary[p]["collisions_per_min"]["mean"] for p in ("model", *baselines)}
     distance = {p: summary[p]["distance_m"]["mean"] for p in ("model", *baselines)}
-    checks = []
-    if "copy_last" in summary:
+    checks, unjudged = [], []
+    if "copy_last" in summary and rate["copy_last"] == 0:  # 0 <= 0 would read as met
+        unjudged.append("not judged: collisions/min against copy_last, which had none (run longer or more episodes)")
+    elif "copy_last" in summary:
         checks.append((rate["model"] <= rate["copy_last"] / 3, f"collisions/min model {rate['model']:.2f} <= "
                        f"{rate['copy_last'] / 3:.2f} (1/3 of copy_last's {rate['copy_last']:.2f})"))
     if "shuffled" in summary:
@@ -329,7 +331,7 @@ def verdict(summary: dict[str, dict]) -> list[str]:
                        f"{rate['shuffled']:.2f}"))
     checks.append((distance["model"] >= max(distance[p] for p in baselines), f"distance model "
                    f"{distance['model']:.1f} m >= " + " and ".join(f"{p} {distance[p]:.1f} m" for p in baselines)))
-    return [f"{'met' if ok else 'MISSED'}: {text}" for ok, text in checks]
+    return unjudged + [f"{'met' if ok else 'MISSED'}: {text}" for ok, text in checks]
 
 
 def plot(summary: dict[str, dict], path: Path) -> None:
