@@ -108,7 +108,8 @@ def test_bootstrap_interval_and_unknown_policies(capsys):
 def test_paired_comparison_counts_seeds_and_tests_the_signs():
     def episode(seed: int, policy: str, collisions: int) -> closed_loop.Episode:
         poses = np.zeros((601, 3))  # 60 s at 10 Hz: collisions/min = collisions
-        return closed_loop.Episode(seed, policy, collisions, 60.0, poses, [], 0, dict.fromkeys(closed_loop.DIRECTIONS, 0))
+        refused = dict.fromkeys(closed_loop.DIRECTIONS, 0)
+        return closed_loop.Episode(seed, policy, collisions, 60.0, poses, [], 0, refused)
 
     model = [3, 0, 5, 2, 7, 1, 4, 0, 6, 2, 9]
     baseline = [5, 1, 8, 4, 9, 3, 4, 2, 8, 5, 1]  # the model collides less on 9 seeds, as often on 1, more on 1
@@ -134,7 +135,8 @@ def test_the_target_is_judged_against_the_baselines_that_ran():
     two = closed_loop.verdict({"model": stats(3.0, 10.0), "copy_last": stats(12.0, 9.0)})
     assert two == ["met: collisions/min model 3.00 <= 4.00 (1/3 of copy_last's 12.00)",
                    "met: distance model 10.0 m >= copy_last 9.0 m"]
-    three = closed_loop.verdict({"model": stats(5.0, 10.0), "copy_last": stats(12.0, 9.0), "shuffled": stats(4.0, 11.0)})
+    three = closed_loop.verdict({"model": stats(5.0, 10.0), "copy_last": stats(12.0, 9.0),
+                                 "shuffled": stats(4.0, 11.0)})
     assert [line.split(":")[0] for line in three] == ["MISSED", "MISSED", "MISSED"]
     assert closed_loop.verdict({"model": stats(1.0, 1.0), "wander": stats(2.0, 2.0)})[0].startswith("target not judged")
     none = closed_loop.verdict({"model": stats(0.0, 10.0), "copy_last": stats(0.0, 9.0)})

@@ -467,9 +467,11 @@ def test_bench_model_refuses_a_checkpoint_of_other_networks(tmp_path, capsys):
                               preset=None, repeats=1)
     assert bench_model.run(args) == 1
     error = capsys.readouterr().err
-    assert "is not the checkpoint" in error and "dit.context_attention: checkpoint 'frame', model.json 'window'" in error
+    assert "is not the checkpoint" in error
+    assert "dit.context_attention: checkpoint 'frame', model.json 'window'" in error
     export_tiny(tmp_path / "frame", context_attention="frame")
-    assert bench_model._config_mismatch(dit.config.to_dict(), json.loads((tmp_path / "frame" / "model.json").read_text())["config"]) == []
+    same = json.loads((tmp_path / "frame" / "model.json").read_text())["config"]
+    assert bench_model._config_mismatch(dit.config.to_dict(), same) == []
     with pytest.raises(SystemExit) as exit_:
         from sora_ros.cli import build_parser
 

@@ -388,7 +388,8 @@ def test_the_stage_learns_a_separable_label_and_exports_a_head_the_runtime_loads
     assert json.loads((tmp_path / "eval1" / "metrics.json").read_text())["risk"]["clips"] == 1, "--max-clips holds"
     assert sora_ros(["eval", str(bags[1]), "--model", str(directory), "--horizons", "1", "--max-clips", "1",
                      "--out", str(tmp_path / "eval2")]) == 0  # no --action-topic: no labels
-    assert "Not scored: its labels need the commands (--action-topic)." in (tmp_path / "eval2" / "report.md").read_text()
+    report = (tmp_path / "eval2" / "report.md").read_text()
+    assert "Not scored: its labels need the commands (--action-topic)." in report
     # Resumable: more steps continue from risk.pt; a checkpoint of another model's latents is refused.
     args.steps, args.resume, args.no_export = 90, True, True
     assert train_risk(args)["steps"] == 90

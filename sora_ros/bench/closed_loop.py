@@ -232,17 +232,17 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
             _, latent = pipeline.encode(rgb)
             pipeline.observe(world.stamp_ns, "camera", latent)
             context = pipeline.latest_context()
+            forbidden = contact.forbidden_steps(world.stamp_ns)  # once a step: for the decision and the command
             if context is not None and (plan is None or index % config.decision_every == 0):
                 start = time.perf_counter()
-                bounds = contact.forbidden_steps(world.stamp_ns).bounds(planner.limits.low, planner.limits.high,
-                                                                        planner.config.horizon)  # (H, A) each
+                bounds = forbidden.bounds(planner.limits.low, planner.limits.high, planner.config.horizon)  # (H, A)
                 decision = planner.decide(_forecaster(pipeline, context, floor, config.samples,
                                                       seed * 100_003 + index, images, shuffle),
                                           elapsed_steps=0 if plan is None else plan_age, bounds=bounds)
                 planner_ms.append(1e3 * (time.perf_counter() - start))
                 plan, plan_age, decisions = decision.plan, 0, decisions + 1
             command = (0.0, 0.0) if plan is None else plan[min(plan_age, len(plan) - 1)]
-            command = contact.forbidden_steps(world.stamp_ns).filter(command)  # a block since the decision
+            command = forbidden.filter(command)  # a block since the decision
             contact.command(world.stamp_ns, float(command[0]))
             _step(world, refused, float(command[0]), float(command[1]))
             contact.odometry(world.stamp_ns, world.pose.x, world.pose.y)

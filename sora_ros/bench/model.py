@@ -107,7 +107,8 @@ def _load(args: argparse.Namespace, keep: list) -> tuple[str, dict[str, Callable
     directory = tempfile.TemporaryDirectory(prefix="sora_ros_bench_")
     keep.append(directory)
     export_model(vae, dit, directory.name)
-    return directory.name, _torch_functions(vae, dit), f"preset {name} (random weights, exported to a temporary dir)", None
+    source = f"preset {name} (random weights, exported to a temporary dir)"
+    return directory.name, _torch_functions(vae, dit), source, None
 
 
 def _config_mismatch(checkpoint: dict, graphs: dict) -> list[str]:

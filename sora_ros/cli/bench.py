@@ -128,8 +128,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "fine_tune.png; a rerun skips what is there; closed-loop: metrics.json, plots, episodes.jsonl "
                         f"(default {', '.join(f'{target} {path}' for target, path in DEFAULT_OUT.items())})")
     parser.add_argument("--checkpoint", help="model: the checkpoint --model was exported from (torch-eager column)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="model: export random weights of this size preset to a temporary "
-                        "directory and time both (default cpu64 when --model is not given)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="model: export random weights of this size preset "
+                        "to a temporary directory and time both (default cpu64 when --model is not given)")
     parser.add_argument("--duration", type=positive_float,
                         help=f"nodes: seconds measured after the start-up and ~/rollout calls, above 0 (default "
                         f"{DEFAULTS['duration']:g}; the RSS growth "
@@ -166,7 +166,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       f"(sora_ros/core/contact.py; 0: the predicted risk alone; default {DEFAULTS['escape_steps']})")
     loop.add_argument("--risk-weight", type=float_between(0.0, MAX_WEIGHT),
                       help=f"closed-loop: the MPC's cost per unit of mean predicted risk, 0 to {MAX_WEIGHT:g}, as the "
-                      f"planner node's risk_weight parameter (sora_ros/core/mpc.py; default {DEFAULTS['risk_weight']:g})")
+                      f"planner node's risk_weight parameter (sora_ros/core/mpc.py; default "
+                      f"{DEFAULTS['risk_weight']:g})")
     loop.add_argument("--decision-every", type=positive_int,
                       help=f"closed-loop: sim steps (model dt each) between decisions (default {DEFAULTS['decision_every']}: 5 Hz "
                       "at dt 0.1 s)")
