@@ -378,8 +378,11 @@ def plot_trajectories(episodes: list[Episode], config: ClosedLoopConfig, path: P
             footprints = world.obstacles(moving=False)
         half = world_config.world_size / 2
         axis.add_patch(plt.Rectangle((-half, -half), 2 * half, 2 * half, fill=False, lw=2))
-        for x, y, r in footprints:
+        for x, y, r in footprints.circles:
             axis.add_patch(plt.Circle((x, y), r, color="0.6"))
+        for x, y, yaw, half_x, half_y in footprints.boxes:  # anchored at a corner, turned about the centre
+            axis.add_patch(plt.Rectangle((x - half_x, y - half_y), 2 * half_x, 2 * half_y, angle=np.degrees(yaw),
+                                         rotation_point="center", color="0.6"))
         for episode in (e for e in episodes if e.seed == seed):
             axis.plot(episode.poses[:, 0], episode.poses[:, 1], color=colours[episode.policy], lw=1.2,
                       label=f"{episode.policy}: {episode.collisions} refused")

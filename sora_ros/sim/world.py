@@ -31,7 +31,7 @@ from pybullet_utils.bullet_client import BulletClient
 
 from sora_ros.sim import textures
 from sora_ros.sim.drive import DriveLimits, Pose2D, integrate, limited_velocity
-from sora_ros.sim.geometry import ray_ranges
+from sora_ros.sim.geometry import Footprints, clearance, ray_ranges
 from sora_ros.sim.wander import RAY_ANGLES, WanderPolicy
 from sora_ros.core.units import NS_PER_S
 
@@ -118,7 +118,11 @@ class SimWorld:
         self.pose = Pose2D(yaw=float(self._rng.uniform(-math.pi, math.pi)))
         self.step_count = 0
         self.collisions = 0
-        self._footprints: list[tuple[float, float, float]] = []
+        # Discs (x, y, r) that keep objects apart when placing them (a box's or mesh's is wider than
+        # the object); what the robot bumps into is the objects' own shapes, _circles and _boxes.
+        self._placed: list[tuple[float, float, float]] = []
+        self._circles: list[tuple[float, float, float]] = []
+        self._boxes: list[tuple[float, float, float, float, float]] = []
         self._build_room()
         self._build_objects()
         self._balls = [self._add_ball() for _ in range(config.num_balls)]
@@ -166,13 +170,13 @@ class SimWorld:
             c.changeVisualShape(wall, -1, textureUniqueId=self._texture((1, 4)), rgbaColor=[1, 1, 1, 1])
 
     def _free_spot(self, radius: float) -> tuple[float, float] | None:
-        """A random place for a footprint of `radius` clear of walls, start and other footprints."""
+        """A random place for a disc of `radius` clear of walls, the start and the discs placed before."""
         limit = self._half - radius - 0.05
         for _ in range(50):
             x, y = self._rng.uniform(-limit, limit, 2)
             if math.hypot(x, y) < START_CLEARANCE + radius:
                 continue
-            if all(math.hypot(x - fx, y - fy) > radius + fr + 0.1 for fx, fy, fr in self._footprints):
+            if all(math.hypot(x - fx, y - fy) > radius + fr + 0.1 for fx, fy, fr in self._placed):
                 return float(x), float(y)
         return None  # crowded room: leave the object out
 
@@ -190,9 +194,14 @@ class SimWorld:
             if kind == "mesh":
                 body = c.loadURDF(str(rng.choice(MESH_URDFS)), [*spot, 0.0], c.getQuaternionFromEuler([math.pi / 2, 0, yaw]), useFixedBase=True, globalScaling=size * 6)
                 c.changeVisualShape(body, -1, rgbaColor=colour)
+                # Round enough for a disc: the larger half-side of its collision hull's bounding box.
+                low, high = (np.array(corner[:2]) for corner in c.getAABB(body))
+                self._circles.append((*((low + high) / 2).tolist(), float((high - low).max() / 2)))
             elif kind == "box":
                 height = float(rng.uniform(0.1, 0.6))
-                body = self._static_box([size, size * float(rng.uniform(0.5, 1)), height], [*spot, height], yaw)
+                width = size * float(rng.uniform(0.5, 1))
+                body = self._static_box([size, width, height], [*spot, height], yaw)
+                self._boxes.append((*spot, yaw, size, width))
                 if rng.random() < 0.5:
                     c.changeVisualShape(body, -1, textureUniqueId=self._texture(), rgbaColor=[1, 1, 1, 1])
                 else:
@@ -207,7 +216,8 @@ class SimWorld:
                     c.createVisualShape(shape, radius=size, length=height, rgbaColor=colour),
                     [*spot, z],
                 )
-            self._footprints.append((*spot, radius))
+                self._circles.append((*spot, size))
+            self._placed.append((*spot, radius))
 
     def _add_ball(self) -> int:
         c, rng = self._client, self._rng
@@ -252,33 +262,35 @@ class SimWorld:
         """Simulated time of the current state, integer nanoseconds from 0."""
         return self.step_count * self.config.period_ns
 
-    def _obstacles(self, exclude_other: bool = False) -> np.ndarray:
-        """float (N, 3) footprints (x, y, r) of everything solid but our robot, at this moment."""
-        circles = list(self._footprints)
-        for ball in self._balls:
+    def _obstacles(self, exclude_other: bool = False, moving: bool = True) -> Footprints:
+        """The footprints of everything solid but our robot: with `moving` the balls and (unless
+        `exclude_other`) the other robot where they are now."""
+        circles = list(self._circles)
+        for ball in self._balls if moving else ():
             (x, y, z), _ = self._client.getBasePositionAndOrientation(ball)
             circles.append((x, y, z))  # a resting ball's centre height is its radius
-        if self._other is not None and not exclude_other:
+        if self._other is not None and moving and not exclude_other:
             circles.append((self._other[1].x, self._other[1].y, OTHER_ROBOT_RADIUS))
-        return np.array(circles, np.float64).reshape(-1, 3)
+        boxes = np.array(self._boxes, np.float64).reshape(-1, 5)
+        return Footprints(np.array(circles, np.float64).reshape(-1, 3), boxes)
 
-    def obstacles(self, moving: bool = True) -> np.ndarray:
-        """float (N, 3) footprints (x, y, r) of the solid things but our robot, m: the static
-        objects, and with `moving` the balls and the other robot where they are now."""
-        return self._obstacles() if moving else np.array(self._footprints, np.float64).reshape(-1, 3)
+    def obstacles(self, moving: bool = True) -> Footprints:
+        """The footprints of the solid things but our robot, m: the static objects, and with
+        `moving` the balls and the other robot where they are now."""
+        return self._obstacles(moving=moving)
 
     def ranges(self) -> np.ndarray:
         """Free distance along each of wander.RAY_ANGLES from our robot: float (K,) m."""
         angles = self.pose.yaw + RAY_ANGLES
         return ray_ranges(self.pose.x, self.pose.y, angles, self._half, self._obstacles(), MAX_RANGE)
 
-    def _drive(self, pose: Pose2D, v_cmd: float, w_cmd: float, radius: float, obstacles: np.ndarray) -> tuple[Pose2D, bool]:
+    def _drive(self, pose: Pose2D, v_cmd: float, w_cmd: float, radius: float, obstacles: Footprints) -> tuple[Pose2D, bool]:
         """Move `pose` one frame period; a move into something is refused. Returns (pose, blocked)."""
         dt = 1 / self.config.rate_hz
         v, w = limited_velocity(pose, v_cmd, w_cmd, self.config.limits, dt)
         moved = integrate(pose, v, w, dt)
-        before = _clearance(pose.x, pose.y, radius, self._half, obstacles)
-        after = _clearance(moved.x, moved.y, radius, self._half, obstacles)
+        before = clearance(pose.x, pose.y, radius, self._half, obstacles)
+        after = clearance(moved.x, moved.y, radius, self._half, obstacles)
         if after < 0 and after < before:  # would hit, or dig deeper into, something
             return integrate(pose, 0.0, w, dt), True
         return moved, False
@@ -293,7 +305,8 @@ class SimWorld:
         self.collisions += blocked
         if self._other is not None:
             body, pose, policy = self._other
-            own = np.vstack([self._obstacles(exclude_other=True), [[self.pose.x, self.pose.y, ROBOT_RADIUS]]])
+            others = self._obstacles(exclude_other=True)
+            own = others._replace(circles=np.vstack([others.circles, [[self.pose.x, self.pose.y, ROBOT_RADIUS]]]))
             ranges = ray_ranges(pose.x, pose.y, pose.yaw + RAY_ANGLES, self._half, own, MAX_RANGE)
             v, w = policy.act(ranges, 1 / self.config.rate_hz)
             self._other = (body, self._drive(pose, v, w, OTHER_ROBOT_RADIUS, own)[0], policy)
@@ -353,11 +366,3 @@ class SimWorld:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
-
-
-def _clearance(x: float, y: float, radius: float, half: float, circles: np.ndarray) -> float:
-    """Smallest gap between a disc at (x, y) and the walls or any footprint, m (negative: overlap)."""
-    gap = half - radius - max(abs(x), abs(y))
-    if len(circles):
-        gap = min(gap, float((np.hypot(circles[:, 0] - x, circles[:, 1] - y) - circles[:, 2] - radius).min()))
-    return gap
