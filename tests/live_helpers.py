@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -23,6 +24,15 @@ from sora_ros.srv import Rollout
 
 # Generous for a shared 2-core machine; the waits return as soon as the event happens.
 TIMEOUT_S = 60.0
+
+
+def wait_mapped(process: subprocess.Popen, library: str) -> None:
+    """Until `process` has loaded a shared library whose path holds `library` (its import began), so a
+    signal sent then reaches our code, not Python's own start-up (slow on a loaded machine)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while library not in Path(f"/proc/{process.pid}/maps").read_text():
+        assert process.poll() is None and time.monotonic() < deadline, f"{library} never loaded"
+        time.sleep(0.005)
 
 
 def start_node(module: str, *ros_args: str) -> subprocess.Popen:

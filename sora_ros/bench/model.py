@@ -23,6 +23,8 @@ from sora_ros.runtime.model_dir import ModelDirError, step_kv_inputs
 from sora_ros.runtime.pipeline import WorldModelPipeline
 
 DEFAULT_PRESET = "cpu64"
+# Exit code for a --model or --checkpoint that cannot be timed: a usage error, as in `bench closed-loop`.
+BAD_INPUT = 2
 ROLLOUT_HORIZON = 8
 FRAME_BATCH = 8
 # The product's speed targets (DESIGN.md, issue 3), printed beside the figures.
@@ -167,19 +169,21 @@ def _anchor_rows(engine: WorldModelEngine, frames: np.ndarray, latents: np.ndarr
 
 
 def run(args: argparse.Namespace) -> int:
+    """The command: `args` from `sora-ros bench`. Returns 0, or BAD_INPUT after one line on stderr
+    when --model or --checkpoint cannot be timed (as `bench closed-loop` does)."""
     keep: list = []
     try:
         model_dir, torch_fns, source, checkpoint_config = _load(args, keep)
         engine = WorldModelEngine(model_dir)
-    except (ModelDirError, ValueError) as error:  # ValueError: a --checkpoint that is no checkpoint
+    except (ModelDirError, ValueError) as error:  # ValueError: CheckpointError, a --checkpoint that is no checkpoint
         print(f"sora-ros bench model: {error}", file=sys.stderr)
-        return 1
+        return BAD_INPUT
     mismatch = [] if checkpoint_config is None else _config_mismatch(checkpoint_config, engine.info.raw["config"])
     if mismatch:
         print(f"sora-ros bench model: {args.checkpoint} is not the checkpoint {model_dir} was exported from ("
               + "; ".join(mismatch) + "): name the checkpoint.pt of that training run, or leave --checkpoint out",
               file=sys.stderr)
-        return 1
+        return BAD_INPUT
     info = engine.info
     rng = np.random.default_rng(0)
     k, horizon = info.context_frames, ROLLOUT_HORIZON

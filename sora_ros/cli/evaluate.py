@@ -25,6 +25,8 @@ import math
 import os
 import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from sora_ros.cli.arguments import occupied_dir_problem, out_dir, out_dir_problem, positive_int, random_seed, \
@@ -121,6 +123,30 @@ def _report_problem(out: Path, write_bag: bool) -> str | None:
     return None
 
 
+def _write_problem(out: Path) -> str | None:
+    """Why no file can be written into the output folder `out`, or None: proved, not guessed, by
+    making `out` (as the report will) and a file in it, then removing all that this made. Run after
+    `out_dir_problem`, whose os.access answers yes for root and on file systems that refuse writes
+    anyway (/proc, a read-only mount)."""
+    given, out = out, out.absolute()
+    created = _first_missing(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".sora_ros_eval_write_check_", dir=out)
+        os.close(handle)
+        os.remove(probe)
+    except OSError as error:
+        doing = "create a file in it" if out.is_dir() else "create it"
+        return f"{given}: cannot {doing}: {error.strerror or error}; choose another output path"
+    finally:
+        for folder in (out, *out.parents) if created is not None else ():  # what mkdir made, innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+            if folder == created:
+                break
+    return None
+
+
 def _first_missing(path: Path) -> Path | None:
     """The outermost of `path` and its parents that does not exist (what creating `path` creates), or None."""
     missing = None
@@ -142,6 +168,7 @@ def headline(summary: dict, result, info: dict) -> dict:
         "command": info["command"],
         "bags": info["bags"],
         "clips": result.clips,
+        "clip_cap": summary.get("clip_cap"),
         "horizons": result.horizons,
         "psnr_db": means("psnr"),
         "ssim": means("ssim"),
@@ -264,7 +291,7 @@ def main(args: argparse.Namespace) -> int:
         print("sora-ros eval: --sim-time applies to --realtime only", file=sys.stderr)
         return 2
     if args.out:  # before the work, not after it
-        problem = out_dir_problem(args.out) or occupied_dir_problem(
+        problem = out_dir_problem(args.out) or _write_problem(Path(args.out)) or occupied_dir_problem(
             args.out, args.force, "write this report there (files of the same names are replaced)")
         if refused("eval", "--out", problem):
             return 2
@@ -318,6 +345,7 @@ def _offline(args: argparse.Namespace) -> int:
     from sora_ros.evaluation.metrics import summarize
     from sora_ros.evaluation.report import write_report
     from sora_ros.evaluation.scoring import evaluate, summarize_evaluation
+    from sora_ros.evaluation.spread import SpreadClips, cap_note, sources_of
     from sora_ros.runtime.engine import NonFiniteOutputError, WorldModelEngine
     from sora_ros.runtime.model_dir import ModelDirError
     from sora_ros.runtime.pipeline import RolloutSettings, WorldModelPipeline
@@ -331,19 +359,25 @@ def _offline(args: argparse.Namespace) -> int:
     k, lookahead = model.context_frames, max(args.horizons)
     notes: list[str] = []
     report = ClipReport()
+
     # With an anchored decoder, predictions come at the camera's resolution: score them there;
     # without, at the model input of the camera's grid.
-    clips = model_clips(args.bags, args.image_topic, args.action_topic, dt=model.dt, length=k + lookahead,
-                        size=None, action_names=model.action_names, stride=args.stride, notes=notes,
-                        report=report)  # fmt: skip
+    def clips_of(paths: list) -> Iterator:
+        return model_clips(paths, args.image_topic, args.action_topic, dt=model.dt, length=k + lookahead, size=None,
+                           action_names=model.action_names, stride=args.stride, notes=notes, report=report)
+
     pipeline = WorldModelPipeline(engine, aspect_policy=args.aspect_policy)
     pipeline.settings = RolloutSettings(sampler_steps=args.sampler_steps)
-    clips = (_as_predicted(clip, pipeline, notes) for clip in clips)
     model_predictor = ModelPredictor(pipeline, lookahead, args.samples, args.seed)
     predictors = {MODEL_NAME: model_predictor, **baseline_predictors(lookahead)}
     conditioned = model.action_dim > 0 and args.action_topic
     bag_path = Path(args.out) / PREDICTIONS_BAG if args.out and args.write_bag else None
+    spread = None
     try:
+        if args.max_clips:  # clips in turn from every source: the cap samples them all, not the first bag's start
+            spread = SpreadClips(sources_of(args.bags), lambda source: clips_of([source]))
+        read = clips_of(args.bags) if spread is None else spread
+        clips = (_as_predicted(clip, pipeline, notes) for clip in read)
         with PredictionBag(bag_path, args.horizons, k) if bag_path else contextlib.nullcontext() as bag:
             result = evaluate(clips, predictors, context_length=k, horizons=args.horizons,
                               shuffle_actions_of=MODEL_NAME if conditioned else None,
@@ -351,6 +385,9 @@ def _offline(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, BagError, VideoError, NonFiniteOutputError, WriterError) as error:
         print(f"sora-ros eval: {error}", file=sys.stderr)
         return 1
+    finally:
+        if spread is not None:
+            spread.close()  # the sources the cap stopped in report what they read (notes) now
     for note in notes:
         print(f"note: {note}")
     if result.clips == 0:
@@ -358,6 +395,7 @@ def _offline(args: argparse.Namespace) -> int:
               f"{', '.join(map(str, args.bags))}: {report.cause()}", file=sys.stderr)  # fmt: skip
         return 1
     summary = summarize_evaluation(result)
+    summary["clip_cap"] = None if spread is None else spread.coverage(args.max_clips)  # None: no source left out
     summary["risk"], summary["risk_not_scored"] = _risk(engine, args)
     summary["vae_reconstruction_psnr"] = summarize(model_predictor.reconstruction_psnr)
     summary["synthesised_share"] = {h: (float(np.mean(model_predictor.synthesised_share[h]))
@@ -370,6 +408,8 @@ def _offline(args: argparse.Namespace) -> int:
             "sampler_steps": args.sampler_steps or model.sampler_steps,
             "dynamics_precision": engine.precision}  # fmt: skip
     print(_terminal_table(summary, result.horizons))
+    if summary["clip_cap"]:
+        print(cap_note(summary["clip_cap"]))
     if conditioned and summary["action_clips"] < result.clips:
         print(f"action gap: on the {summary['action_clips']} of {result.clips} clips with {args.action_topic} "
               "recorded; the rest have no actions to shuffle" if summary["action_clips"] else
@@ -425,7 +465,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--stride", type=positive_int, default=4,
                         help="frames between the starts of scored clips (default 4)")
     parser.add_argument("--max-clips", type=positive_int,
-                        help="stop after this many clips (at least 1; the risk head's clips are counted apart)")
+                        help="score at most this many clips (at least 1), taken in turn from every bag and video "
+                        "(the first clip of each, then the second of each, ...: each source from its start, one "
+                        "clip every --stride frames), so that every source is sampled; when the cap is reached, "
+                        "the printout and report.md say how many clips came from which source and which sources "
+                        "were not read. The risk head's clips are capped apart, the same way")
     parser.add_argument("--samples", type=int, default=1, choices=range(1, MAX_SAMPLES + 1), metavar=f"1..{MAX_SAMPLES}",
                         help="model samples per prediction; their mean is scored")
     parser.add_argument("--seed", type=random_seed, default=0, help="sampler noise and action shuffling")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from sora_ros.bag.video import MAX_PLAY_FPS
@@ -10,8 +11,14 @@ from sora_ros.cli.arguments import float_between
 
 
 def main(args: argparse.Namespace) -> int:
+    """Play the video through the video_camera node; 1, after one line, when there is no file to play
+    (checked before ROS starts) or the node cannot decode it (its log line says so)."""
     from sora_ros.nodes import video_camera as video_camera_node
 
+    problem = video_camera_node.video_file_problem(args.video, "sora-ros video-camera clip.mp4")
+    if problem:
+        print(f"sora-ros video-camera: {problem}", file=sys.stderr)
+        return 1
     ros_args = ["-p", f"video:={args.video}", "-p", f"loop:={str(not args.no_loop).lower()}"]
     if args.rate:
         ros_args += ["-p", f"rate:={float(args.rate)}"]

@@ -33,3 +33,13 @@ def parameters_help(specs: tuple[ParameterSpec, ...]) -> str:
             facts.append("changeable at run time")
         lines.append(f"  {spec.name} ({', '.join(facts)}): {spec.description}")
     return "\n".join(lines)
+
+
+def as_declared_type(default: object, value: object) -> object:
+    """`value` as a parameter declared with `default` takes it: an integer (not a bool) given for a
+    float parameter is that float (`-p risk_weight:=8` is 8.0, as `:=8.0` would be); any other value
+    is returned as it is, for ROS to accept or refuse by its type (a string for a float: refused,
+    naming the parameter and both types)."""
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value

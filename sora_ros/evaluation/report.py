@@ -12,6 +12,7 @@ import numpy as np
 
 from sora_ros.core.risk import next_steps
 from sora_ros.evaluation.scoring import COPY_LAST, Evaluation
+from sora_ros.evaluation.spread import cap_note
 
 # Strip picture: pixels per frame tile (frames are upscaled to this height) and label band.
 # What write_report writes into --out (sora-ros eval checks them before scoring).
@@ -50,6 +51,9 @@ def write_markdown(path: Path, summary: dict, result: Evaluation, header: str) -
     horizons = result.horizons
     columns = " | ".join(f"h={h}" for h in horizons)
     lines = [header, "", f"{result.clips} clips, context {result.context_length} frames.", ""]
+    capped = cap_note(summary.get("clip_cap"))
+    if capped:  # a sample of the sources, not all of them: said where the numbers are read
+        lines += [f"**{capped}**", ""]
     if "vae_reconstruction_psnr" in summary:
         lines += [f"VAE reconstruction of the context frames (the ceiling for any prediction): "
                   f"{_fmt(summary['vae_reconstruction_psnr'])} dB PSNR.", ""]  # fmt: skip

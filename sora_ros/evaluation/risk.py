@@ -4,6 +4,7 @@ odometry and commands by the rule the head was trained with (model.json "risk.ru
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import fields
 from functools import partial
 from itertools import islice
@@ -12,7 +13,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from sora_ros.bag.motion import labelled_clips
+from sora_ros.bag.reading import BagReader, find_bags
 from sora_ros.core.risk import BlockedRule
+from sora_ros.evaluation.spread import SpreadClips, cap_note
 from sora_ros.runtime.risk import collect_risk_data, risk_metrics
 
 
@@ -36,7 +39,9 @@ def evaluate_risk(engine, paths: list[str | Path], image_topic: str, action_topi
         engine: a WorldModelEngine with a risk head.
         paths: bags or folders of them; those without `odom_topic` or `action_topic` are skipped (noted).
         notes: receives one line per bag skipped, per kind of message dropped, and for actions clamped.
-        max_clips: stop after this many clips (None: all), as `eval --max-clips` does for the predictions.
+        max_clips: stop after this many clips (None: all), taken in turn from every bag with both topics as
+            `eval --max-clips` takes the predictions' clips (sora_ros.evaluation.spread); a note says what the
+            cap left out.
 
     Returns:
         risk_metrics (auc_encoded, auc_predicted, per step, auc_forecast, samples, positive_share) plus the rule
@@ -48,11 +53,28 @@ def evaluate_risk(engine, paths: list[str | Path], image_topic: str, action_topi
     info = engine.info
     rule = model_rule(info.risk)
     horizon = info.default_horizon
-    clips = labelled_clips(paths, image_topic, action_topic, odom_topic, rule, dt=info.dt,
-                           length=info.context_frames + horizon, stride=horizon, size=info.image_size,
-                           action_names=info.action_names, notes=notes)
-    data = collect_risk_data(engine, islice(clips, max_clips), horizon,
-                             progress=partial(tqdm, desc="risk rollouts", dynamic_ncols=True, disable=None), notes=notes)
+
+    def clips_of(bags: list) -> Iterator:
+        return labelled_clips(bags, image_topic, action_topic, odom_topic, rule, dt=info.dt,
+                              length=info.context_frames + horizon, stride=horizon, size=info.image_size,
+                              action_names=info.action_names, notes=notes)
+
+    clips = clips_of(paths)  # checks the bags' topics now (raises when none has both), notes the bags skipped
+    spread = None
+    if max_clips is not None:  # in turn from every usable bag, as `eval --max-clips` takes the predictions' clips
+        usable = [bag for bag in find_bags(paths) if {odom_topic, action_topic} <= set(BagReader(bag).topics)]
+        spread = SpreadClips(usable, lambda bag: clips_of([bag]))
+    try:
+        data = collect_risk_data(engine, islice(clips if spread is None else spread, max_clips), horizon,
+                                 progress=partial(tqdm, desc="risk rollouts", dynamic_ncols=True, disable=None),
+                                 notes=notes)  # fmt: skip
+    finally:
+        if spread is not None:
+            spread.close()
+    capped = None if spread is None else cap_note(spread.coverage(max_clips), "labelled clips",
+                                                  f"one every {horizon} frames")
+    if capped:
+        notes.append(capped)
     if data is None:
         return None
     return {**risk_metrics(engine.risk.probabilities, data, engine.risk.frames), "horizon_steps": rule.horizon_steps,

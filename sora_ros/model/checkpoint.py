@@ -16,6 +16,9 @@ CHECKPOINT_FORMAT = "sora_ros.checkpoint/1"
 # torch.save writes a zip archive, which starts so and ends with its index: a file that starts so
 # without the index at its end is a checkpoint cut short.
 _ZIP_START = b"PK\x03\x04"
+_SNIFF_BYTES = 512  # of a file's start, to say what it is when torch cannot load it
+# What a file given as a checkpoint should have been, closing every refusal that is not about its contents.
+EXPECTED = "expected a torch checkpoint written by `sora-ros train` (its --out's checkpoint.pt or checkpoint_best.pt)"
 
 
 @dataclass
@@ -84,17 +87,38 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Check
 
 
 def _read_payload(path: str | os.PathLike, map_location: str):
-    """torch.load(path) with weights_only=True, any failure as a CheckpointError naming the file."""
+    """torch.load(path) with weights_only=True, any failure as a CheckpointError naming the file,
+    saying what it is instead (empty, text, cut short) and what was expected."""
     try:
         with open(path, "rb") as file:
-            head = file.read(len(_ZIP_START))
+            head = file.read(_SNIFF_BYTES)
     except OSError as error:  # missing, a directory, not readable
-        raise CheckpointError(f"{path}: cannot read it: {error.strerror or error}") from error
+        raise CheckpointError(f"{path}: cannot read it: {error.strerror or error}; {EXPECTED}") from error
+    if not head:  # torch would say only "EOFError"
+        raise CheckpointError(f"{path}: an empty file (0 bytes); {EXPECTED}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch's many ways of failing on a file that is no torch file  # noqa: BLE001
-        if head == _ZIP_START and not zipfile.is_zipfile(path):  # torch says "Invalid argument" or miniz's words
+        if head.startswith(_ZIP_START) and not zipfile.is_zipfile(path):  # torch says "Invalid argument" or miniz's
             raise CheckpointError(f"{path}: truncated or damaged (a copy cut short, a full disk?); use an earlier "
                                   "checkpoint (e.g. the run's checkpoint_best.pt) or train again") from error
+        if _looks_like_text(head):  # torch's unpickler says e.g. "KeyError: 101" (the byte "e")
+            first = head.decode("utf-8", "replace").splitlines()[0][:40] if head.strip() else ""
+            raise CheckpointError(f"{path}: a text file (starting {first!r}), not a torch checkpoint; "
+                                  f"{EXPECTED}") from error
         first_line = (str(error).splitlines() or [""])[0][:200]
-        raise CheckpointError(f"{path}: not a torch checkpoint file ({type(error).__name__}: {first_line})") from error
+        if "weights_only" in first_line:  # torch's advice to load it unsafely: not for a file that is no checkpoint
+            first_line = "no pickle of tensors torch loads safely"
+        raise CheckpointError(f"{path}: not a torch checkpoint file ({type(error).__name__}: {first_line}); "
+                              f"{EXPECTED}") from error
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """Whether the first bytes of a file read as UTF-8 text (a torch file is a zip or a pickle: binary)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as error:  # a multi-byte character cut at the end of `head` is still text
+        if error.start < len(head) - 3:
+            return False
+        text = head[: error.start].decode("utf-8")
+    return all(char.isprintable() or char in "\t\n\r\f" for char in text)

@@ -7,8 +7,39 @@ message packages; no torch, no evaluation/, no harness/. A node converts message
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
+
+
+def _stop_quietly(_signum: int, _frame) -> None:
+    """Ctrl-C before a node runs (its modules import, rclpy starts): exit 0 at once, as a node stopped
+    while running does; there is nothing to clean up yet. Not an exception: raised inside a C
+    extension's import (rclpy's, onnxruntime's) it becomes an ImportError and a traceback, and inside
+    an rclpy constructor it leaves a half-made object whose __del__ prints one."""
+    os._exit(0)
+
+
+def _stop_quietly_until_running() -> None:
+    """From now until `_interrupt_as_usual`, a Ctrl-C is `_stop_quietly` (Python handles signals in the
+    main thread only: elsewhere this changes nothing)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _stop_quietly)
+
+
+def _interrupt_as_usual() -> None:
+    """Ctrl-C raises KeyboardInterrupt again, as rclpy and the spin loops expect."""
+    if signal.getsignal(signal.SIGINT) is _stop_quietly:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# `python -m sora_ros.nodes.<exec>` (the harness, launch files, tests): while Python finds the module,
+# sys.argv[0] is "-m", and the node module's imports (numpy, rclpy, onnxruntime: seconds) come next.
+if sys.argv[:1] == ["-m"]:
+    signal.signal(signal.SIGINT, _stop_quietly)
 
 # The node executables the package installs (CMakeLists.txt installs lib/sora_ros/<exec> for each,
 # running sora_ros.nodes.<exec>); the only modules of this folder a launch file may start.
@@ -19,8 +50,6 @@ SIGNAL_POLL_S = 0.2  # a node's executor wakes at least this often (wall clock) 
 def _ignore_interrupts() -> None:
     """From now on ignore SIGINT and SIGTERM: a Ctrl-C on `ros2 launch` reaches a node twice (from
     the terminal and from the launcher), and a second interrupt inside the clean-up would break it."""
-    import signal
-
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.SIG_IGN)
 
@@ -67,12 +96,14 @@ def spin(make_node: Callable[[], Any], args: list[str] | None = None,
     from rclpy.exceptions import ParameterException
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+    _stop_quietly_until_running()
     if not _init(make_node, args):
         return 1
     node = executor = None
     try:
+        executor = SingleThreadedExecutor()  # before the node, while a Ctrl-C still exits at once
+        _interrupt_as_usual()
         node = make_node()
-        executor = SingleThreadedExecutor()
         executor.add_node(node)
         # Not rclpy.spin(): under load a SIGTERM sometimes shuts the context down without waking a
         # wait that has no timeout (seen in 7 of 60 runs of tests/test_interfaces_dds.py with both
@@ -116,9 +147,6 @@ def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None, 
         The process exit code: 0, or 1 when a parameter has the wrong type or is out of its range,
         or autostart is on and configure failed (logged).
     """
-    import signal
-    import threading
-
     import rclpy
     from rclpy.exceptions import ParameterException
     from rclpy.executors import ExternalShutdownException
@@ -137,14 +165,15 @@ def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None, 
         # inside rclpy itself (a Task half made, whose __del__ then prints a traceback at exit).
         stopping.set()
 
+    _stop_quietly_until_running()
     if not _init(make_node, args, signal_handler_options=SignalHandlerOptions.NO):
         return 1
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, interrupt)
     node = executor = None
     try:
+        executor = HandOffExecutor(threads)  # before the node, while a Ctrl-C still exits at once
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, interrupt)
         node = make_node()
-        executor = HandOffExecutor(threads)
         executor.add_node(node)
         if node.get_parameter("autostart").value:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:

@@ -34,6 +34,7 @@ from sora_ros.core.stats import CounterWindow, Counters, InputBounds, LatencyWin
 from sora_ros.core.units import NS_PER_S
 from sora_ros.core.twist import AUTO
 from sora_ros.nodes import messages as m
+from sora_ros.nodes.parameters import IntegersForDoubles
 from sora_ros.runtime.engine import ModelDirError, WorldModelEngine
 from sora_ros.runtime.latents import model_id
 from sora_ros.runtime.pipeline import RolloutSettings, WorldModelPipeline
@@ -47,7 +48,7 @@ ROLLOUT_TRIGGERS = ("newest", "arrival")  # sora_ros.core.scheduling.RolloutGate
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
 
 
-class ModelNode(LifecycleNode):
+class ModelNode(IntegersForDoubles, LifecycleNode):
     """The shared part of every role; `name` is the default node name.
 
     Hooks a role extends (calling super()): `_declare_role_parameters`, `_create_outputs`,

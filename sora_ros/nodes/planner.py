@@ -46,6 +46,7 @@ from sora_ros.core.units import NS_PER_S
 from sora_ros.msg import FutureFrames
 from sora_ros.nodes import messages as lm
 from sora_ros.nodes import spin
+from sora_ros.nodes.parameters import IntegersForDoubles
 from sora_ros.sim.drive import DriveLimits, Pose2D, integrate
 from sora_ros.srv import Rollout
 
@@ -55,7 +56,7 @@ LOG_THROTTLE_S = 5.0
 STALE_PLAN_PERIODS = 4
 
 
-class PlannerNode(Node):
+class PlannerNode(IntegersForDoubles, Node):
     """Asks ~/rollout about sampled command sequences and drives with the best one."""
 
     def __init__(self) -> None:

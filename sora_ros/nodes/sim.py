@@ -24,6 +24,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 
 from sora_ros.nodes import messages, spin
+from sora_ros.nodes.parameters import IntegersForDoubles
 from sora_ros.sim.parameters import SIM_PARAMETERS
 from sora_ros.sim.recorder import BASE_FRAME, CAMERA_FRAME, ODOM_FRAME, POLICY_SEED_OFFSET
 from sora_ros.sim.wander import WanderPolicy
@@ -32,7 +33,7 @@ from sora_ros.sim.world import SimWorld, WorldConfig
 COMMAND_QOS_DEPTH = 10
 
 
-class SimNode(Node):
+class SimNode(IntegersForDoubles, Node):
     """Steps a SimWorld on a timer and publishes what its robot sees and where it is."""
 
     def __init__(self) -> None:
@@ -77,7 +78,9 @@ class SimNode(Node):
         self._odom_pub.publish(messages.odometry(pose.x, pose.y, pose.yaw, pose.v, pose.w, stamp, ODOM_FRAME, BASE_FRAME))
 
     def destroy_node(self) -> None:
-        self._world.close()
+        world = getattr(self, "_world", None)  # None: a Ctrl-C while the node was being built
+        if world is not None:
+            world.close()
         super().destroy_node()
 
 

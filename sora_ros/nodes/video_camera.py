@@ -9,11 +9,15 @@ stops, with loop:=false); stamps come from the node clock and never go backwards
 across the loop included.
 
     python -m sora_ros.nodes.video_camera --ros-args -p video:=clip.mp4
+
+A Ctrl-C (SIGINT) ends it quietly with exit code 0, while it plays and while it starts
+(sora_ros/nodes/__init__.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
@@ -24,16 +28,58 @@ from sensor_msgs.msg import CompressedImage, Image
 from sora_ros.bag.video import MAX_PLAY_FPS, VideoError, VideoReader
 from sora_ros.core.units import NS_PER_S
 from sora_ros.nodes import messages, spin
+from sora_ros.nodes.parameters import IntegersForDoubles
 
 FALLBACK_RATE_HZ = 30.0  # when the file states no frame rate and none is set
+# What to do about a video that cannot be played, closing each refusal; {example}: how to name one.
+GIVE_A_VIDEO = "give the path of a video file OpenCV can decode (mp4, avi, mkv, ...), e.g. {example}"
+NODE_EXAMPLE = "--ros-args -p video:=clip.mp4"
 
 
-class VideoCameraNode(Node):
+def video_file_problem(path: str | Path, example: str = NODE_EXAMPLE) -> str | None:
+    """Why `path` is no video file to open (none given, not found, a folder, unreadable), or None;
+    one line naming the path and what to do (`example`: how the caller names a video). Decoding is
+    `open_video`'s to check."""
+    give = GIVE_A_VIDEO.format(example=example)
+    if not str(path):
+        return f"no video given (the video parameter is empty); {give}"
+    file = Path(path)
+    if not file.exists():
+        what = "a link to nothing" if file.is_symlink() else "no such file"
+        return f"{path}: video file not found ({what}); check the path, or {give}"
+    if file.is_dir():
+        return f"{path}: a directory, not a video file; {give}"
+    try:
+        with open(file, "rb") as handle:
+            handle.read(1)
+    except OSError as error:  # permission denied, an I/O error
+        return f"{path}: cannot read it ({error.strerror or error}); make it readable, or {give}"
+    return None
+
+
+def open_video(path: str | Path) -> VideoReader:
+    """The reader of the video at `path`, its first frame decoded.
+
+    Raises:
+        VideoError: `video_file_problem`'s reasons, or nothing in the file decodes (one line: the path,
+            what is wrong, what to do).
+    """
+    problem = video_file_problem(path)
+    if problem:
+        raise VideoError(problem)
+    try:
+        return VideoReader(path)
+    except VideoError as error:  # not a video, an unsupported codec, empty
+        raise VideoError(f"{error}; check that it plays (`ffprobe {path}`) and convert it if not (`ffmpeg -i {path} "
+                         f"-c:v libx264 clip.mp4`), or {GIVE_A_VIDEO.format(example=NODE_EXAMPLE)}") from None
+
+
+class VideoCameraNode(IntegersForDoubles, Node):
     """Publishes the frames of a video file on a timer."""
 
     def __init__(self) -> None:
         """Raises:
-        VideoError: the `video` parameter names no readable video.
+        VideoError: the `video` parameter names no readable video (`open_video`).
         """
         super().__init__("video_camera")
         p = self.declare_parameter
@@ -46,7 +92,7 @@ class VideoCameraNode(Node):
             description="header frame_id of the images", read_only=True)).value
         compressed = p("publish_compressed", False, ParameterDescriptor(
             description="also publish JPEG on camera/image_raw/compressed", read_only=True)).value
-        self._video = VideoReader(path)
+        self._video = open_video(path)
         self._rate = rate  # 0: the video's own presentation times
         # Between loops: one frame interval of the set rate, else of the video's average rate.
         self._loop_gap_ns = round(NS_PER_S / (rate or self._video.fps or FALLBACK_RATE_HZ))
@@ -109,7 +155,7 @@ class VideoCameraNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the node until Ctrl-C or shutdown; 1 if the video cannot be read."""
+    """Run the node until Ctrl-C or shutdown; 1 if the video cannot be read (one line), 0 on Ctrl-C."""
     return spin(VideoCameraNode, args, fatal=(VideoError,))
 
 
