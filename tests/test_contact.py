@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sora_ros.core.contact import ContactMonitor, Forbidden
+from sora_ros.core.contact import CONE_RAD, ContactMonitor, Forbidden
 from sora_ros.core.mpc import CemPlanner, MpcConfig, VelocityLimits
 from sora_ros.core.risk import BlockedRule
 
@@ -49,8 +49,12 @@ def test_backing_into_something_forbids_reverse_commands_not_forward_ones():
     assert monitor.forbidden_steps(now * DT_NS) == (0, 5)
     low, high = monitor.forbidden_steps(now * DT_NS).bounds(LIMITS.low, LIMITS.high, 8)
     assert np.allclose(low[:, 0], [0] * 5 + [-0.2] * 3) and np.allclose(high[:, 0], 0.6)
-    now, x = drive(monitor, [0.5], [0.0], now, x)  # and then blocked ahead too: both banned
-    assert monitor.forbidden_steps(now * DT_NS) == (5, 4)
+    # Then forward: the reversal's step shows no progress (the robot passes through rest), which is no
+    # contact; the step after it, refused too, is: both banned.
+    now, x = drive(monitor, [0.5], [0.0], now, x)
+    assert monitor.forbidden_steps(now * DT_NS) == (0, 4)
+    now, x = drive(monitor, [0.5], [0.0], now, x)
+    assert monitor.forbidden_steps(now * DT_NS) == (5, 3)
 
 
 def test_the_ban_wears_off_step_by_step_and_a_moving_robot_is_never_blocked():
@@ -155,3 +159,57 @@ def test_commands_sent_between_decisions_hold_the_ban_too():
         age += 1
     assert pushes >= 3, "the MPC wants forward: it pushes whenever the ban has run out (else this proves nothing)"
     assert forbidden_pushes == 0
+
+
+def test_a_spot_where_the_robot_was_blocked_stays_forbidden_while_it_faces_it():
+    monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=4)
+    monitor.odometry(0, 0.0, 0.0, 0.0)
+    monitor.command(0, 0.5)
+    monitor.odometry(DT_NS, 0.0, 0.0, 0.0)  # refused: a spot at (0, 0), pushed along 0 rad
+    assert monitor.forbidden_steps(DT_NS) == (4, 0)
+    step = 1
+
+    def hold(x: float, yaw: float, command: float = 0.0) -> Forbidden:
+        nonlocal step
+        monitor.command(step * DT_NS, command)
+        step += 1
+        monitor.odometry(step * DT_NS, x, 0.0, yaw)
+        return monitor.forbidden_steps(step * DT_NS)
+
+    for yaw in (0.2, 0.4, 0.6, 0.8, 0.9, 0.9):  # turning a little on the spot: the 4-step ban wears off, not this
+        assert hold(0.0, yaw) == (4, 0)
+    assert hold(0.0, CONE_RAD + 0.1) == (0, 0)  # turned away: forward is free; reverse never was forbidden
+    assert hold(0.0, -0.3) == (4, 0)  # facing it again
+    assert hold(-0.1, 0.0, command=-0.2) == (4, 0)  # backed off 10 cm: still near it
+    assert hold(-0.2, 0.0, command=-0.2) == (0, 0) and not monitor.contacts  # away: forgotten
+    blind = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=4)  # odometry without a heading keeps no spot
+    drive(blind, [0.5], [0.0])
+    assert blind.forbidden_steps(DT_NS) == (4, 0) and not blind.contacts
+
+
+def test_a_spot_blocked_in_reverse_forbids_backing_that_way():
+    monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=2)
+    monitor.odometry(0, 1.0, 1.0, 1.0)
+    monitor.command(0, -0.2)
+    monitor.odometry(DT_NS, 1.0, 1.0, 1.0)  # backing along 1 + pi rad: refused
+    for step in range(1, 5):  # wiggling on the spot, judged every step as the planner does
+        monitor.forbidden_steps(step * DT_NS)
+        monitor.command(step * DT_NS, 0.0)
+        monitor.odometry((step + 1) * DT_NS, 1.0, 1.0, 1.0 + 0.1 * (-1) ** step)
+    assert monitor.forbidden_steps(5 * DT_NS) == (0, 2)
+    assert monitor.contacts[0].heading == pytest.approx(1.0 + np.pi)
+
+
+def test_facing_a_spot_forbids_forward_for_the_steps_a_turn_away_takes():
+    monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8, max_turn=1.5)
+    monitor.odometry(0, 0.0, 0.0, 0.0)
+    monitor.command(0, 0.5)
+    monitor.odometry(DT_NS, 0.0, 0.0, 0.0)  # refused, pushing along 0 rad
+    monitor.forbidden_steps(DT_NS)
+    for step, yaw in enumerate((0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5), start=1):  # the 8-step ban wears off
+        monitor.command(step * DT_NS, 0.0)
+        monitor.odometry((step + 1) * DT_NS, 0.0, 0.0, yaw)
+    # 0.5 rad off the way it pushed: pi/3 - 0.5 = 0.55 rad to go at 0.15 rad a step, 4 steps
+    assert monitor.forbidden_steps(10 * DT_NS) == (4, 0)
+    with pytest.raises(ValueError, match="max_turn"):
+        ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8, max_turn=0.0)

@@ -119,3 +119,17 @@ def test_planner_stops_pushing_when_odometry_shows_it_blocked(tmp_path):
     # again); without the ban every plan started ahead (12 of 12: the tiny model's risk is noise).
     assert sum(linear <= 0.0 for linear in after) >= 8, (after, log[-3000:])
     assert "blocked: no command forward for" in log
+
+
+@pytest.mark.parametrize("heading", [0.0, 2.0, -3.0, 3.1])
+def test_the_planner_reads_the_heading_of_odometry(heading):
+    import math
+
+    from geometry_msgs.msg import Quaternion
+
+    from sora_ros.nodes.messages import odometry, yaw
+
+    assert yaw(odometry(1.0, 2.0, heading, 0.0, 0.0, 0, "odom", "base_link").pose.pose.orientation) \
+        == pytest.approx(heading)
+    assert math.isnan(yaw(Quaternion(x=0.0, y=0.0, z=0.0, w=0.0)))  # no orientation given
+    assert math.isnan(yaw(Quaternion(x=0.0, y=0.0, z=math.nan, w=1.0)))

@@ -221,9 +221,9 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
         images = not has_risk_head(pipeline.engine)
         planner = CemPlanner(planner_config(config.mpc, images), robot.within(*pipeline.info.action_range), seed=seed)
         shuffle = ActionShuffler(seed) if policy == "shuffled" else None
-        # Odometry is the sim's true pose, as the sim node publishes it on /odom.
-        contact = ContactMonitor(BlockedRule(), pipeline.info.dt, config.mpc.escape_steps)
-        contact.odometry(world.stamp_ns, world.pose.x, world.pose.y)
+        # Odometry is the sim's true pose (heading included), as the sim node publishes it on /odom.
+        contact = ContactMonitor(BlockedRule(), pipeline.info.dt, config.mpc.escape_steps, planner.limits.max_turn)
+        contact.odometry(world.stamp_ns, world.pose.x, world.pose.y, world.pose.yaw)
         pipeline.reset()
         floor, plan, plan_age, decisions = None, None, 0, 0
         for index in range(steps):
@@ -245,7 +245,7 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
             command = forbidden.filter(command)  # a block since the decision
             contact.command(world.stamp_ns, float(command[0]))
             _step(world, refused, float(command[0]), float(command[1]))
-            contact.odometry(world.stamp_ns, world.pose.x, world.pose.y)
+            contact.odometry(world.stamp_ns, world.pose.x, world.pose.y, world.pose.yaw)
             plan_age += 1
             poses.append((world.pose.x, world.pose.y, world.pose.yaw))
         return Episode(seed, policy, world.collisions, steps / rate, np.array(poses), planner_ms, decisions, refused)

@@ -16,13 +16,25 @@ behaviours play, and its collision monitor's "stop" zone (a filter on the comman
 A ban that was a hazard of 1 in the cost let the MPC push on whenever every other candidate scored
 worse (README, "The planner", has the runs).
 
+Where it happened is kept too (`Contact`): a ban that only lasts escape_steps lets the robot push
+again into what stopped it once the ban wears off, when the camera cannot see it (something low
+right in front of the bumper, below the view: in `sora-ros bench closed-loop` one robot pinned
+against a low box pushed 27 times in a minute, turning a little between pushes, its predicted
+risk near 0). So while the robot is within CLEAR_DISTANCE_M of a spot where it was blocked,
+heading within CONE_RAD of the way it pushed there, driving that way is forbidden for the steps a
+turn out of that cone takes at max_turn (reverse the same, mirrored): it must back off or turn
+away first, as a robot that remembers its bumper hits in a local costmap does (Nav2's obstacle
+layer marks them). Odometry without a heading keeps no spots. A step that begins a reversal (the
+command before it drove the other way) is not judged: the robot passes through rest in it, which
+is no contact (a trace found a spot made so forbid a free direction for 40 s).
+
 Why both: a head trained on few blocked frames can read a low risk while the robot keeps pushing
 (`sora-ros bench closed-loop` reports the seconds stuck per episode; README, "The planner", gives
 runs with and without the monitor).
 
-    monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8)
+    monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8, max_turn=1.5)
     monitor.command(now_ns, linear_x)          # every command sent
-    monitor.odometry(now_ns, x, y)             # every odometry position, on the same clock
+    monitor.odometry(now_ns, x, y, yaw)        # every odometry pose, on the same clock
     bounds = monitor.forbidden_steps(now_ns).bounds(limits.low, limits.high, horizon)  # (H, A) low, high
     actions = planner.propose(bounds)          # (N, H, A) within them
     command = monitor.forbidden_steps(now_ns).filter(plan[k])   # (A,) each command sent
@@ -32,13 +44,22 @@ Legend: N candidates, H horizon steps, A action dim (linear_x first).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import NamedTuple
 
 import numpy as np
 
-from sora_ros.core.risk import BlockedRule, MotionLog, blocked_steps
+from sora_ros.core.risk import BlockedRule, MotionLog, blocked_steps, commanded
 from sora_ros.core.units import NS_PER_S
+
+# A spot where the robot was blocked forbids pushing that way again until it has moved this far
+# from it (m: a few centimetres more than a turn on the spot wobbles) or turned this far (rad) from
+# the way it pushed there; MAX_CONTACTS spots are kept, the oldest dropped first.
+CLEAR_DISTANCE_M = 0.15
+CONE_RAD = math.pi / 3
+MAX_CONTACTS = 32
+SAME_SPOT_M, SAME_HEADING_RAD = 0.02, 0.1  # a step judged blocked again is not a new spot
 
 
 class Forbidden(NamedTuple):
@@ -69,6 +90,21 @@ class Forbidden(NamedTuple):
         return command
 
 
+class Contact(NamedTuple):
+    """A spot where the robot was blocked: its odometry position (m) and the way it pushed (rad, the
+    heading for a forward push, the heading + pi for a reverse one)."""
+
+    x: float
+    y: float
+    heading: float
+
+
+def _turn_left(contacts: list[Contact], heading: float) -> float:
+    """How far (rad) a robot moving along `heading` must still turn to push toward none of the
+    spots `contacts` (0: it does not face one)."""
+    return max((CONE_RAD - abs(math.remainder(heading - c.heading, math.tau)) for c in contacts), default=0.0)
+
+
 class ContactMonitor:
     """Recent commands and odometry, and the commands they forbid.
 
@@ -78,38 +114,44 @@ class ContactMonitor:
         dt: seconds per plan step (the model's dt), > 0.
         escape_steps: steps after a blocked one in which no command may drive in its direction,
             >= 0 (0 disables the monitor).
+        max_turn: rad/s the robot turns at most (> 0), to count the steps it needs to turn away
+            from a spot where it was blocked; None: escape_steps.
 
     Raises:
         ValueError: dt <= 0 or escape_steps < 0.
     """
 
-    def __init__(self, rule: BlockedRule, dt: float, escape_steps: int) -> None:
-        if not dt > 0 or escape_steps < 0:
-            raise ValueError(f"dt must be > 0 and escape_steps >= 0, got {dt} and {escape_steps}")
-        self.rule, self.escape_steps = rule, escape_steps
+    def __init__(self, rule: BlockedRule, dt: float, escape_steps: int, max_turn: float | None = None) -> None:
+        if not dt > 0 or escape_steps < 0 or (max_turn is not None and not max_turn > 0):
+            raise ValueError(f"dt must be > 0, escape_steps >= 0 and max_turn > 0 or None, got {dt}, {escape_steps} "
+                             f"and {max_turn}")
+        self.rule, self.escape_steps, self.max_turn = rule, escape_steps, max_turn
         self.dt_ns = round(dt * NS_PER_S)
         # What the last escape_steps steps need, and the command in force before them.
         self._memory_ns = (escape_steps + 2) * self.dt_ns + round(rule.command_timeout_s * NS_PER_S)
         self._commands: deque[tuple[int, float]] = deque()
-        self._odometry: deque[tuple[int, float, float]] = deque()
+        self._odometry: deque[tuple[int, float, float, float]] = deque()  # stamp, x, y, yaw (NaN: unknown)
+        self.contacts: deque[Contact] = deque(maxlen=MAX_CONTACTS)
 
     def command(self, stamp_ns: int, linear_x: float) -> None:
         """A linear.x command (m/s, negative in reverse) sent at stamp_ns (see `_append` for stamps
         that go back)."""
         self._append(self._commands, (int(stamp_ns), float(linear_x)))
 
-    def odometry(self, stamp_ns: int, x: float, y: float) -> bool:
-        """The robot's position (m, any fixed frame) at stamp_ns. Returns False, keeping nothing, for
-        a position that is not finite (no step is judged from it)."""
+    def odometry(self, stamp_ns: int, x: float, y: float, yaw: float = math.nan) -> bool:
+        """The robot's position (m, any fixed frame) and heading (rad, NaN: unknown, then no contact
+        spot is kept) at stamp_ns. Returns False, keeping nothing, for a position that is not finite
+        (no step is judged from it)."""
         if not (np.isfinite(x) and np.isfinite(y)):
             return False
-        self._append(self._odometry, (int(stamp_ns), float(x), float(y)))
+        self._append(self._odometry, (int(stamp_ns), float(x), float(y), float(yaw)))
         return True
 
     def reset(self) -> None:
         """Forget everything (a jump in time, a restarted robot)."""
         self._commands.clear()
         self._odometry.clear()
+        self.contacts.clear()
 
     def _append(self, queue: deque, item: tuple) -> None:
         # Callers stamp with one clock as things happen; a stamp before the newest one means that
@@ -125,7 +167,10 @@ class ContactMonitor:
         """How many leading steps of a plan starting at now_ns may not command forward, and how many
         not in reverse: escape_steps minus the steps since the newest step blocked in that direction
         among the last escape_steps, else 0 (also without odometry, whose steps are unknown, never
-        guessed blocked)."""
+        guessed blocked); and escape_steps while the robot's newest pose faces a spot where it was
+        blocked that way (`Contact`: a spot is found here, by a call within escape_steps steps of its
+        blocked step, so call this every step or so; the filter then lets the robot go once it has
+        turned away)."""
         if not self.escape_steps or not self._odometry:
             return Forbidden()
         ago = np.arange(1, self.escape_steps + 1, dtype=np.int64)  # step j ended (j - 1) steps before now
@@ -133,11 +178,42 @@ class ContactMonitor:
         command_ns = np.array([c[0] for c in self._commands], np.int64)
         command_v = np.array([c[1] for c in self._commands], np.float32)
         odom_ns = np.array([o[0] for o in self._odometry], np.int64)
-        odom_xy = np.array([o[1:] for o in self._odometry], np.float64).reshape(-1, 2)
+        odom_xy = np.array([o[1:3] for o in self._odometry], np.float64).reshape(-1, 2)
+        odom_yaw = np.array([o[3] for o in self._odometry], np.float64)
 
         def left(sign: float) -> int:  # the rule judges forward commands: reverse ones are judged mirrored
             log = MotionLog(command_ns, sign * command_v, odom_ns, odom_xy)
             blocked = blocked_steps(self.rule, starts, self.dt_ns, log) == 1  # (escape_steps,)
+            # A reversal passes through rest: a step that began driving the other way shows no progress.
+            blocked &= commanded(self.rule, log, starts - self.dt_ns // 2) > -self.rule.min_command
+            for start in starts[blocked]:
+                self._remember(start, sign, odom_ns, odom_xy, odom_yaw)
             return int(self.escape_steps - ago[blocked][0] + 1) if blocked.any() else 0
 
-        return Forbidden(left(1.0), left(-1.0))
+        x, y, yaw = (float(v) for v in (*odom_xy[-1], odom_yaw[-1]))  # the newest pose
+        steps = left(1.0), left(-1.0)
+        near = [c for c in self.contacts if math.hypot(c.x - x, c.y - y) < CLEAR_DISTANCE_M]
+        self.contacts = deque(near, maxlen=MAX_CONTACTS)  # the robot got away from the others
+        return Forbidden(*(max(n, self._steps_to_turn(_turn_left(near, yaw + turn)))
+                           for n, turn in zip(steps, (0.0, math.pi))))
+
+    def _steps_to_turn(self, angle: float) -> int:
+        """Plan steps a turn of `angle` rad takes at max_turn (escape_steps without one), at most escape_steps."""
+        if angle <= 0:
+            return 0
+        if self.max_turn is None:
+            return self.escape_steps
+        return min(self.escape_steps, math.ceil(angle / (self.max_turn * self.dt_ns / NS_PER_S)))
+
+    def _remember(self, start_ns: int, sign: float, odom_ns: np.ndarray, odom_xy: np.ndarray,
+                  odom_yaw: np.ndarray) -> None:
+        """Keep the spot of a step blocked at start_ns (sign 1 forward, -1 reverse): the position
+        interpolated there, the heading of the newest pose at or before it (not interpolated: it wraps)."""
+        newest = max(int(np.searchsorted(odom_ns, start_ns, side="right")) - 1, 0)
+        if not np.isfinite(odom_yaw[newest]):
+            return
+        x, y = (float(np.interp(start_ns, odom_ns, odom_xy[:, i])) for i in range(2))
+        heading = float(odom_yaw[newest]) + (0.0 if sign > 0 else math.pi)
+        if not any(math.hypot(c.x - x, c.y - y) < SAME_SPOT_M
+                   and abs(math.remainder(heading - c.heading, math.tau)) < SAME_HEADING_RAD for c in self.contacts):
+            self.contacts.append(Contact(x, y, heading))

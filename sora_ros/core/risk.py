@@ -95,7 +95,7 @@ class MotionLog:
     odom_xy: np.ndarray
 
 
-def _commanded(rule: BlockedRule, log: MotionLog, at_ns: np.ndarray) -> np.ndarray:
+def commanded(rule: BlockedRule, log: MotionLog, at_ns: np.ndarray) -> np.ndarray:
     """float (T,) forward command in force at each time (zero before the first and after a timeout)."""
     if len(log.command_ns) == 0:
         return np.zeros(np.shape(at_ns))
@@ -143,7 +143,7 @@ def blocked_steps(rule: BlockedRule, start_ns: np.ndarray, dt_ns: int, log: Moti
     x0, y0 = (np.interp(start, times, log.odom_xy[:, i]) for i in range(2))
     x1, y1 = (np.interp(end, times, log.odom_xy[:, i]) for i in range(2))
     moved = np.hypot(x1 - x0, y1 - y0)  # (T,) m, whichever way
-    command = _commanded(rule, log, start)  # (T,) m/s
+    command = commanded(rule, log, start)  # (T,) m/s
     blocked = (command > rule.min_command) & (moved < rule.progress_fraction * command * dt_ns / NS_PER_S)
     known = _odom_known(rule, log, start) & _odom_known(rule, log, end)
     return np.where(known, blocked.astype(np.float32), np.nan).astype(np.float32)

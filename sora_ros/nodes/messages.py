@@ -122,6 +122,15 @@ def odometry(x: float, y: float, yaw: float, v: float, w: float, stamp_ns: int, 
     return msg
 
 
+def yaw(orientation) -> float:
+    """The heading about z (rad, in [-pi, pi]) of a geometry_msgs/Quaternion, for a robot on the floor;
+    NaN for a quaternion that is not finite or all zero (no orientation given)."""
+    x, y, z, w = orientation.x, orientation.y, orientation.z, orientation.w
+    if not all(map(math.isfinite, (x, y, z, w))) or x == y == z == w == 0:
+        return math.nan
+    return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+
+
 def path(poses: np.ndarray, start_ns: int, dt: float, frame_id: str) -> Path:
     """A nav_msgs/Path of planar poses float (T, 3) (x m, y m, yaw rad), pose k stamped start + k * dt s."""
     msg = Path(header=header(start_ns, frame_id))

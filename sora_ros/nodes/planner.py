@@ -103,7 +103,7 @@ class PlannerNode(IntegersForDoubles, Node):
         self._plan: np.ndarray | None = None  # (H, A) being followed
         self._dt = 0.1  # s per plan step; each response's FutureFrames.dt replaces it
         # Stamped with this node's clock when sent and received: one clock, whatever the robot's stamps say.
-        self._contact = ContactMonitor(BlockedRule(), self._dt, escape_steps)
+        self._contact = ContactMonitor(BlockedRule(), self._dt, escape_steps, max_turn)
         self._plan_start = 0.0  # time.monotonic() of the request the plan answered (its step 0)
         self._shifted = 0  # steps of the plan the warm start has been shifted past
         self._proposal: np.ndarray | None = None  # (N, H, A) in flight
@@ -136,7 +136,7 @@ class PlannerNode(IntegersForDoubles, Node):
 
     def _on_odometry(self, msg: Odometry) -> None:
         position = msg.pose.pose.position
-        if not self._contact.odometry(self._now_ns(), position.x, position.y):
+        if not self._contact.odometry(self._now_ns(), position.x, position.y, lm.yaw(msg.pose.pose.orientation)):
             self.get_logger().warning("ignoring odometry with a position that is not finite",
                                       throttle_duration_sec=LOG_THROTTLE_S)
 
@@ -208,7 +208,7 @@ class PlannerNode(IntegersForDoubles, Node):
         chosen = decision.forecast
         self._dt = chosen.dt if chosen.dt > 0 else self._dt
         if round(self._dt * NS_PER_S) != self._contact.dt_ns:  # the model's step, known from its first answer
-            self._contact = ContactMonitor(BlockedRule(), self._dt, self._contact.escape_steps)
+            self._contact = ContactMonitor(BlockedRule(), self._dt, self._contact.escape_steps, self._contact.max_turn)
         self._plan, self._plan_start, self._shifted = decision.plan, self._pending_since, 0
         self.decisions += 1
         self._plan_pub.publish(chosen)
