@@ -167,10 +167,11 @@ class ContactMonitor:
         """How many leading steps of a plan starting at now_ns may not command forward, and how many
         not in reverse: escape_steps minus the steps since the newest step blocked in that direction
         among the last escape_steps, else 0 (also without odometry, whose steps are unknown, never
-        guessed blocked); and escape_steps while the robot's newest pose faces a spot where it was
-        blocked that way (`Contact`: a spot is found here, by a call within escape_steps steps of its
-        blocked step, so call this every step or so; the filter then lets the robot go once it has
-        turned away)."""
+        guessed blocked); and, while the robot's newest pose faces a spot where it was blocked that
+        way (`Contact`), the steps a turn out of that spot's cone takes at max_turn (escape_steps
+        without it, at most escape_steps). A spot is found here, by a call within escape_steps steps
+        of its blocked step, so call this every step or so; the filter then lets the robot go once it
+        has turned away."""
         if not self.escape_steps or not self._odometry:
             return Forbidden()
         ago = np.arange(1, self.escape_steps + 1, dtype=np.int64)  # step j ended (j - 1) steps before now
