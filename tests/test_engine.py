@@ -465,7 +465,7 @@ def test_bench_model_refuses_a_checkpoint_of_other_networks(tmp_path, capsys):
     export_tiny(tmp_path / "window")  # a model directory exported from window attention
     args = argparse.Namespace(model=str(tmp_path / "window"), checkpoint=str(tmp_path / "checkpoint.pt"),
                               preset=None, repeats=1)
-    assert bench_model.run(args) == 1
+    assert bench_model.run(args) == bench_model.BAD_INPUT  # a usage error, as bench closed-loop
     error = capsys.readouterr().err
     assert "is not the checkpoint" in error
     assert "dit.context_attention: checkpoint 'frame', model.json 'window'" in error
