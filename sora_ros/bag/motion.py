@@ -68,6 +68,28 @@ def read_motion(bag: Path | str, odom_topic: str, cmd_topic: str, report: ClipRe
     return MotionLog(command_ns, command[:, 0], stamps, np.array(poses, np.float64).reshape(-1, 2)[first])
 
 
+def motion_bags(paths: list[str | Path], action_topic: str, odom_topic: str, notes: list[str]) -> list[Path]:
+    """The bags of `paths` (folders expanded) that have both odometry and commands, in order; a note
+    for each one skipped.
+
+    Raises:
+        ValueError: no bag has both topics (naming them, and what each bag lacks).
+        FileNotFoundError, BagError: unreadable bags.
+    """
+    usable = []
+    for bag in find_bags(paths):
+        missing = [topic for topic in (odom_topic, action_topic) if topic not in BagReader(bag).topics]
+        if missing:
+            notes.append(f"{bag}: no {' or '.join(missing)}: skipped (the risk labels need odometry and commands)")
+        else:
+            usable.append(bag)
+    if not usable:
+        raise ValueError(f"no bag has both {odom_topic} (nav_msgs/Odometry) and {action_topic} (Twist): the risk "
+                         f"labels come from odometry and commands; name other topics with --odom-topic / "
+                         f"--action-topic\n  " + "\n  ".join(notes))
+    return usable
+
+
 def labelled_clips(paths: list[str | Path], image_topic: str, action_topic: str, odom_topic: str, rule: BlockedRule,
                    *, dt: float, length: int, stride: int, size: tuple[int, int] | None,
                    action_names: tuple[str, ...], notes: list[str]) -> Iterator[tuple[Clip, np.ndarray]]:
@@ -90,17 +112,7 @@ def labelled_clips(paths: list[str | Path], image_topic: str, action_topic: str,
         FileNotFoundError, BagError: unreadable bags.
     """
     dt_ns = round(dt * NS_PER_S)
-    usable = []
-    for bag in find_bags(paths):
-        missing = [topic for topic in (odom_topic, action_topic) if topic not in BagReader(bag).topics]
-        if missing:
-            notes.append(f"{bag}: no {' or '.join(missing)}: skipped (the risk labels need odometry and commands)")
-        else:
-            usable.append(bag)
-    if not usable:
-        raise ValueError(f"no bag has both {odom_topic} (nav_msgs/Odometry) and {action_topic} (Twist): the risk "
-                         f"labels come from odometry and commands; name other topics with --odom-topic / "
-                         f"--action-topic\n  " + "\n  ".join(notes))
+    usable = motion_bags(paths, action_topic, odom_topic, notes)
 
     def clips() -> Iterator[tuple[Clip, np.ndarray]]:
         for bag in tqdm(usable, desc="risk data", unit="bag", dynamic_ncols=True, disable=None):

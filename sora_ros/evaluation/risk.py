@@ -12,8 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from sora_ros.bag.motion import labelled_clips
-from sora_ros.bag.reading import BagReader, find_bags
+from sora_ros.bag.motion import labelled_clips, motion_bags
 from sora_ros.core.risk import BlockedRule
 from sora_ros.evaluation.spread import SpreadClips, cap_note
 from sora_ros.runtime.risk import collect_risk_data, risk_metrics
@@ -59,13 +58,11 @@ def evaluate_risk(engine, paths: list[str | Path], image_topic: str, action_topi
                               length=info.context_frames + horizon, stride=horizon, size=info.image_size,
                               action_names=info.action_names, notes=notes)
 
-    clips = clips_of(paths)  # checks the bags' topics now (raises when none has both), notes the bags skipped
-    spread = None
-    if max_clips is not None:  # in turn from every usable bag, as `eval --max-clips` takes the predictions' clips
-        usable = [bag for bag in find_bags(paths) if {odom_topic, action_topic} <= set(BagReader(bag).topics)]
-        spread = SpreadClips(usable, lambda bag: clips_of([bag]))
+    usable = motion_bags(paths, action_topic, odom_topic, notes)  # raises when none has both topics
+    # With a cap, in turn from every bag, as `eval --max-clips` takes the predictions' clips.
+    spread = None if max_clips is None else SpreadClips(usable, lambda bag: clips_of([bag]))
     try:
-        data = collect_risk_data(engine, islice(clips if spread is None else spread, max_clips), horizon,
+        data = collect_risk_data(engine, islice(clips_of(usable) if spread is None else spread, max_clips), horizon,
                                  progress=partial(tqdm, desc="risk rollouts", dynamic_ncols=True, disable=None),
                                  notes=notes)  # fmt: skip
     finally:
