@@ -60,7 +60,7 @@ def test_copy_last_predicts_the_last_latent_and_the_report_is_written(engine, tm
     args = argparse.Namespace(policies="model,copy_last,shuffled,wander", candidates=4, horizon=2, iterations=1, episodes=2,
                               seconds=0.6, first_seed=closed_loop.FIRST_SEED, decision_every=2, escape_steps=8,
                               risk_weight=6.0, model=str(engine.info.path), out=str(tmp_path / "out"),
-                              dynamics_precision="float32", thread_pool="per-session")
+                              dynamics_precision="float32", thread_pool="per-session", goals=True)
     assert closed_loop.run(args, CONFIG) == 0
     metrics = __import__("json").loads((tmp_path / "out" / "metrics.json").read_text())
     assert set(metrics["policies"]) == set(closed_loop.POLICIES)
@@ -68,6 +68,8 @@ def test_copy_last_predicts_the_last_latent_and_the_report_is_written(engine, tm
     assert rate["n"] == 2 and rate["low"] <= rate["mean"] <= rate["high"]
     assert len(metrics["target"]) == 3 and metrics["machine"]
     assert set(metrics["paired"]) == {"copy_last", "shuffled", "wander"}
+    assert metrics["policies"]["model"]["goals_per_min"]["n"] == 2, "the MPC policies had goals"
+    assert metrics["policies"]["wander"]["goals_per_min"]["mean"] is None, "wander has none: NaN, written null"
     assert metrics["paired"]["copy_last"]["difference"]["n"] == 2
     assert metrics["config"]["mpc"]["risk_weight"] == 6.0, "--risk-weight reaches the MPC and its record"
     assert metrics["thread_pool"] == "per-session"
@@ -80,7 +82,7 @@ def test_copy_last_predicts_the_last_latent_and_the_report_is_written(engine, tm
 def test_an_episode_too_short_for_a_decision_is_reported_not_a_crash(engine, tmp_path, capsys):
     args = argparse.Namespace(policies="copy_last", candidates=4, horizon=2, iterations=1, episodes=1, seconds=0.1,
                               first_seed=closed_loop.FIRST_SEED, decision_every=2, escape_steps=8, risk_weight=4.0,
-                              model=str(engine.info.path), out=str(tmp_path / "out"), dynamics_precision="float32",
+                              goals=False, model=str(engine.info.path), out=str(tmp_path / "out"), dynamics_precision="float32",
                               thread_pool="per-session")
     assert closed_loop.run(args, CONFIG) == 0  # 1 frame, fewer than the context: no decision, no latency
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("copy_last"))
@@ -182,3 +184,36 @@ def test_refused_moves_are_counted_under_the_direction_driven():
         world.pose = dataclasses.replace(world.pose, v=world.config.limits.max_forward)  # still rolling on
         closed_loop._step(world, refused, -0.2, 0.0)  # braking: one step cannot turn the speed round
     assert refused == {"forward": 2, "reverse": 0, "turning": 0}
+
+
+def test_goals_lie_on_free_floor_apart_and_are_the_same_for_every_policy():
+    from sora_ros.sim.geometry import clearance
+    from sora_ros.sim.world import ROBOT_RADIUS, SimWorld, WorldConfig
+
+    config = WorldConfig(width=8, height=8)
+    with SimWorld(config, closed_loop.FIRST_SEED + 3) as world:
+        goals = closed_loop.goal_sequence(world, closed_loop.FIRST_SEED + 3, 12)
+        again = closed_loop.goal_sequence(world, closed_loop.FIRST_SEED + 3, 12)
+        start = (world.pose.x, world.pose.y)
+        footprints = world.obstacles(moving=False)
+    np.testing.assert_array_equal(goals, again)
+    hops = np.linalg.norm(np.diff(np.vstack([start, goals]), axis=0), axis=1)  # (12,)
+    assert hops.min() >= closed_loop.MIN_GOAL_SPACING_M
+    half = config.world_size / 2
+    assert all(clearance(x, y, ROBOT_RADIUS + closed_loop.GOAL_MARGIN_M, half, footprints) > 0 for x, y in goals)
+
+
+def test_an_episode_with_goals_counts_the_goals_reached(engine, monkeypatch):
+    """A goal placed where the robot stands is reached at the first step; the next one 2 m on is
+    not within 1.2 s."""
+    def at_the_start(world, seed, count):
+        first = (world.pose.x, world.pose.y)
+        return np.array([first, (first[0] + 2.0, first[1])] + [(first[0], first[1] + 2.0)] * (count - 2))
+
+    monkeypatch.setattr(closed_loop, "goal_sequence", at_the_start)
+
+    episode = closed_loop.run_episode(WorldModelPipeline(engine), "model", closed_loop.FIRST_SEED,
+                                      dataclasses.replace(CONFIG, goals=True))
+    assert episode.reached == 1 and episode.metrics()["goals_per_min"] == pytest.approx(60.0 / CONFIG.seconds)
+    assert np.isnan(closed_loop.run_episode(WorldModelPipeline(engine), "model", closed_loop.FIRST_SEED,
+                                            CONFIG).metrics()["goals_per_min"]), "no goals: not measured"

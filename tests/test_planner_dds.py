@@ -133,3 +133,62 @@ def test_the_planner_reads_the_heading_of_odometry(heading):
         == pytest.approx(heading)
     assert math.isnan(yaw(Quaternion(x=0.0, y=0.0, z=0.0, w=0.0)))  # no orientation given
     assert math.isnan(yaw(Quaternion(x=0.0, y=0.0, z=math.nan, w=1.0)))
+
+
+def test_the_planner_goes_for_a_goal_pose_stops_there_and_refuses_other_frames(tmp_path):
+    """A goal in a frame the node cannot relate to its odometry is refused with a warning; a goal
+    where the robot stands is reached at once: the robot stops and the planner holds."""
+    from geometry_msgs.msg import PoseStamped
+    from nav_msgs.msg import Odometry
+
+    model = export_tiny_with_risk(tmp_path / "model")
+    sim = start_node("sora_ros.nodes.sim", "-r", "__ns:=/pg", "-p", "rate:=10.0")
+    world_model = start_node("sora_ros.nodes.world_model", "-r", "__ns:=/pg", "-r", "image:=/pg/camera/image_raw",
+                             "-p", f"model_path:={model}")
+    planner = start_node("sora_ros.nodes.planner", "-r", "__ns:=/pg", "-r", "rollout:=/pg/world_model/rollout",
+                         "-r", "image:=/pg/camera/image_raw", "-p", f"plan_rate:={PLAN_RATE_HZ}")  # fmt: skip
+    rclpy.init()
+    node = rclpy.create_node("goal_probe")
+    goals = node.create_publisher(PoseStamped, "/pg/goal_pose", 10)
+    odometry: list[Odometry] = []
+    node.create_subscription(Odometry, "/pg/odom", odometry.append, 10)
+    commands: list[tuple[float, float, float]] = []  # (monotonic time, linear.x, angular.z)
+    node.create_subscription(Twist, "/pg/cmd_vel",
+                             lambda m: commands.append((time.monotonic(), m.linear.x, m.angular.z)), 10)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+
+    def goal(frame: str) -> PoseStamped:
+        message = PoseStamped()
+        message.header.frame_id = frame
+        message.pose.position = odometry[-1].pose.pose.position  # where the robot is
+        return message
+
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while not (odometry and any(linear != 0 or turn != 0 for _, linear, turn in commands)):
+            assert time.monotonic() < deadline, "the planner never drove"
+            time.sleep(0.1)
+        goals.publish(goal("map"))
+        time.sleep(1.0)
+        assert any(linear != 0 or turn != 0 for t, linear, turn in commands[-5:]), "a refused goal changes nothing"
+        goals.publish(goal(odometry[-1].header.frame_id))
+        time.sleep(1.5)  # the next decisions see the goal reached; the stop and any command already in flight
+        stopped_at = time.monotonic()
+        time.sleep(1.5)
+        after = [(linear, turn) for t, linear, turn in commands if t > stopped_at]
+        last = commands[-1][1:]
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+        log = stop(planner) if planner.poll() is None else f"exited {planner.returncode}: {planner.stdout.read()}"
+        for process in (world_model, sim):
+            if process.poll() is None:
+                stop(process)
+    assert "ignoring a goal in frame 'map'" in log and "send goals in the odometry's frame 'odom'" in log, log[-3000:]
+    assert "reached: stopping" in log, log[-3000:]
+    assert last == (0.0, 0.0) and all(command == (0.0, 0.0) for command in after), \
+        f"the robot kept moving at the goal: {last}, {after}"

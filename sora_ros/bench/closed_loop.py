@@ -15,6 +15,12 @@ candidates and filters each command sent. Simulated time waits
 for the planner, so the outcome does not depend on the machine's load; the planner's wall time
 is measured and reported beside it.
 
+With `goals` (`--goals`) each episode also hands the MPC policies a sequence of goals on free
+floor (the same for every policy on a seed: `goal_sequence`), scored as the planner node scores a
+goal_pose (sora_ros/core/goal.py); the next follows as soon as one is reached, and goals reached
+per minute is a metric. Without goals the MPC explores (progress is forward speed), and distance
+counts the circles it drives in open floor.
+
 Hazard per predicted step: the model directory's risk head (`Forecast.risk`); a model without
 one falls back, as the planner node does, to the image-space obstacle share of
 sora_ros/core/planner.py on the decoded predicted frames of at most MAX_IMAGE_CANDIDATES
@@ -48,6 +54,7 @@ import numpy as np
 from sora_ros.core import planner as image_cost
 from sora_ros.core.action_shuffle import ActionShuffler
 from sora_ros.core.contact import ContactMonitor
+from sora_ros.core.goal import GOAL_TOLERANCE_M, Goal
 from sora_ros.core.machine import machine_description
 from sora_ros.core.mpc import CemPlanner, MpcConfig, PlannerInputError, VelocityLimits
 from sora_ros.core.requests import MAX_IMAGE_CANDIDATES, RolloutRequest
@@ -74,6 +81,13 @@ DIRECTIONS = ("forward", "reverse", "turning")
 MIN_COMMAND = BlockedRule().min_command
 METRICS = (("collisions_per_min", "collisions (refused moves) / min"), ("distance_m", "distance travelled, m"),
            ("stuck_s", "time stuck, s"), ("planner_ms", "planner latency p50, ms / decision"))
+# Goals (--goals): drawn from their own random stream, each this far from the one before (the
+# first from the start), on floor with this much room around the robot.
+GOAL_SEED_OFFSET = 7_919
+MIN_GOAL_SPACING_M = 2.0
+GOAL_MARGIN_M = 0.1
+GOAL_DRAWS = 10_000
+GOALS_METRIC = ("goals_per_min", "goals reached / min")
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,7 @@ class ClosedLoopConfig:
         mpc: the planner's settings (its horizon is the rollout horizon).
         samples: rollout samples per candidate.
         width, height: camera pixels.
+        goals: give the MPC policies goals (module docstring); without, they explore.
     """
 
     episodes: int = 20
@@ -97,12 +112,14 @@ class ClosedLoopConfig:
     samples: int = 1
     width: int = 128
     height: int = 128
+    goals: bool = False
 
 
 @dataclass
 class Episode:
     """What one policy did on one seed. poses: (T + 1, 3) x, y, yaw; planner_ms: one per decision;
-    refused: the collisions by the direction driven (DIRECTIONS)."""
+    refused: the collisions by the direction driven (DIRECTIONS); goals: (G, 2) the goals given, m,
+    of which the first `reached` were reached (None: no goals)."""
 
     seed: int
     policy: str
@@ -112,6 +129,8 @@ class Episode:
     planner_ms: list[float]
     decisions: int
     refused: dict[str, int]
+    goals: np.ndarray | None = None
+    reached: int = 0
 
     def metrics(self) -> dict[str, float]:
         steps = np.linalg.norm(np.diff(self.poses[:, :2], axis=0), axis=1)  # (T,)
@@ -122,6 +141,7 @@ class Episode:
                 "stuck_s": float(np.count_nonzero(net < STUCK_DISTANCE_M) * dt),
                 "planner_ms": float(np.median(self.planner_ms)) if self.planner_ms else float("nan"),
                 "decisions_per_s": self.decisions / self.seconds,
+                "goals_per_min": float("nan") if self.goals is None else 60.0 * self.reached / self.seconds,
                 **{f"{d}_collisions_per_min": 60.0 * self.refused[d] / self.seconds for d in DIRECTIONS}}
 
 
@@ -192,6 +212,33 @@ def planner_config(mpc: MpcConfig, images: bool) -> MpcConfig:
     return replace(mpc, candidates=min(mpc.candidates, MAX_IMAGE_CANDIDATES)) if images else mpc
 
 
+def goal_sequence(world, seed: int, count: int) -> np.ndarray:
+    """float64 (count, 2): goals on the static floor plan of `world`, m, each MIN_GOAL_SPACING_M or
+    more from the one before (the first from the robot's start), with GOAL_MARGIN_M of room around
+    the robot; from their own random stream, so every policy on a seed gets the same ones.
+
+    Raises:
+        ValueError: no free spot that far in GOAL_DRAWS draws (a room too small or too full).
+    """
+    from sora_ros.sim.geometry import clearance
+    from sora_ros.sim.world import ROBOT_RADIUS
+
+    rng = np.random.default_rng(seed + GOAL_SEED_OFFSET)
+    half, footprints = world.config.world_size / 2, world.obstacles(moving=False)
+    goals, last = [], (world.pose.x, world.pose.y)
+    for _ in range(count):
+        for _ in range(GOAL_DRAWS):
+            x, y = rng.uniform(-half, half, 2)
+            if math.hypot(x - last[0], y - last[1]) >= MIN_GOAL_SPACING_M and \
+                    clearance(x, y, ROBOT_RADIUS + GOAL_MARGIN_M, half, footprints) > 0:
+                break
+        else:
+            raise ValueError(f"no free goal {MIN_GOAL_SPACING_M:g} m from ({last[0]:.2f}, {last[1]:.2f}) in the room "
+                             f"of seed {seed}")
+        goals.append(last := (x, y))
+    return np.array(goals, np.float64)
+
+
 def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, config: ClosedLoopConfig) -> Episode:
     """One episode of `policy` on the world of `seed` (pipeline None only for "wander")."""
     from sora_ros.sim.recorder import POLICY_SEED_OFFSET
@@ -224,8 +271,11 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
         # Odometry is the sim's true pose (heading included), as the sim node publishes it on /odom.
         contact = ContactMonitor(BlockedRule(), pipeline.info.dt, config.mpc.escape_steps, planner.limits.max_turn)
         contact.odometry(world.stamp_ns, world.pose.x, world.pose.y, world.pose.yaw)
+        # More goals than the robot can reach at full speed: each lies >= the spacing less two tolerances on.
+        goals = goal_sequence(world, seed, math.ceil(config.seconds * planner.limits.max_forward / (
+            MIN_GOAL_SPACING_M - 2 * GOAL_TOLERANCE_M)) + 1) if config.goals else None
         pipeline.reset()
-        floor, plan, plan_age, decisions = None, None, 0, 0
+        floor, plan, plan_age, decisions, reached = None, None, 0, 0, 0
         for index in range(steps):
             rgb = world.render()
             floor = image_cost.update_floor(floor, rgb)
@@ -236,9 +286,13 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
             if context is not None and (plan is None or index % config.decision_every == 0):
                 start = time.perf_counter()
                 bounds = forbidden.bounds(planner.limits.low, planner.limits.high, planner.config.horizon)  # (H, A)
+                progress = None if goals is None or reached == len(goals) else Goal(*goals[reached]).progress_from(
+                    world.pose.x, world.pose.y, world.pose.yaw, pipeline.info.dt, planner.limits.max_forward,
+                    planner.limits.max_turn)
                 decision = planner.decide(_forecaster(pipeline, context, floor, config.samples,
                                                       seed * 100_003 + index, images, shuffle),
-                                          elapsed_steps=0 if plan is None else plan_age, bounds=bounds)
+                                          elapsed_steps=0 if plan is None else plan_age, bounds=bounds,
+                                          progress=progress)
                 planner_ms.append(1e3 * (time.perf_counter() - start))
                 plan, plan_age, decisions = decision.plan, 0, decisions + 1
             command = (0.0, 0.0) if plan is None else plan[min(plan_age, len(plan) - 1)]
@@ -248,7 +302,10 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
             contact.odometry(world.stamp_ns, world.pose.x, world.pose.y, world.pose.yaw)
             plan_age += 1
             poses.append((world.pose.x, world.pose.y, world.pose.yaw))
-        return Episode(seed, policy, world.collisions, steps / rate, np.array(poses), planner_ms, decisions, refused)
+            if goals is not None and reached < len(goals) and Goal(*goals[reached]).reached(world.pose.x, world.pose.y):
+                reached += 1  # the next decision heads for the next goal
+        return Episode(seed, policy, world.collisions, steps / rate, np.array(poses), planner_ms, decisions, refused,
+                       goals, reached)
 
 
 def mean_ci95(values: list[float], seed: int = 0) -> dict[str, float]:
@@ -334,16 +391,18 @@ def verdict(summary: dict[str, dict]) -> list[str]:
     return unjudged + [f"{'met' if ok else 'MISSED'}: {text}" for ok, text in checks]
 
 
-def plot(summary: dict[str, dict], path: Path) -> None:
-    """closed_loop.png: one panel per metric, a bar per policy with its 95% interval."""
+def plot(summary: dict[str, dict], path: Path, goals: bool = False) -> None:
+    """closed_loop.png: one panel per metric (goals reached too with `goals`), a bar per policy
+    with its 95% interval."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     policies = list(summary)
-    figure, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.6))
-    for axis, (name, title) in zip(axes, METRICS):
+    panels = METRICS + ((GOALS_METRIC,) if goals else ())
+    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
+    for axis, (name, title) in zip(axes, panels):
         means = np.array([summary[p][name]["mean"] for p in policies])
         lows = np.array([summary[p][name]["low"] for p in policies])
         highs = np.array([summary[p][name]["high"] for p in policies])
@@ -387,9 +446,14 @@ def plot_trajectories(episodes: list[Episode], config: ClosedLoopConfig, path: P
             axis.plot(episode.poses[:, 0], episode.poses[:, 1], color=colours[episode.policy], lw=1.2,
                       label=f"{episode.policy}: {episode.collisions} refused")
             axis.plot(*episode.poses[-1, :2], "x", color=colours[episode.policy])
+        goals = next((e.goals for e in episodes if e.seed == seed and e.goals is not None), None)
+        for number, (x, y) in enumerate([] if goals is None else goals[:max(e.reached for e in episodes) + 1]):
+            axis.plot(x, y, "*", color="gold", mec="k", ms=11)  # the goals some policy reached, and the next
+            axis.annotate(str(number + 1), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
         axis.plot(*episodes[0].poses[0, :2], "ko", ms=5)
         axis.set(xlim=(-half - 0.2, half + 0.2), ylim=(-half - 0.2, half + 0.2), aspect="equal",
-                 title=f"seed {seed}, {config.seconds:g} s (moving balls and robot not drawn)")
+                 title=f"seed {seed}, {config.seconds:g} s (moving balls and robot not drawn)"
+                       + ("\nstars: the goals reached, in order, and the next" if config.goals else ""))
         axis.legend(fontsize=7, loc="upper right")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -420,7 +484,7 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
         print(f"sora-ros bench closed-loop: {error}", file=sys.stderr)
         return 2
     config = replace(base, episodes=args.episodes, seconds=args.seconds, first_seed=args.first_seed,
-                     decision_every=args.decision_every, mpc=mpc)
+                     decision_every=args.decision_every, mpc=mpc, goals=args.goals)
     model_dir = Path(args.model) if args.model else default_model_dir()
     try:
         engine = WorldModelEngine(model_dir, precision=args.dynamics_precision)
@@ -441,7 +505,8 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
     print(f"{config.episodes} episodes x {config.seconds:g} s, seeds {seeds.start}..{seeds.stop - 1}; MPC "
           f"{mpc.candidates} candidates x {mpc.horizon} steps, {mpc.iterations} CEM iteration(s), escape steps "
           f"{mpc.escape_steps}, risk weight {mpc.risk_weight:g}, a decision every "
-          f"{config.decision_every} steps ({engine.info.dt * config.decision_every:g} s simulated)")
+          f"{config.decision_every} steps ({engine.info.dt * config.decision_every:g} s simulated); "
+          + ("goals on free floor, the next once one is reached" if config.goals else "no goals: the MPC explores"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     episodes = []
@@ -463,7 +528,7 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
                "episodes": [{"seed": e.seed, "policy": e.policy, **e.metrics()} for e in episodes],
                "command": " ".join(["sora-ros", *sys.argv[1:]])}
     (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False))  # NaN: null
-    plot(summary, out / "closed_loop.png")
+    plot(summary, out / "closed_loop.png", config.goals)
     plot_trajectories(episodes, config, out / "trajectories.png")
     print(f"{'policy':10s} {'collisions/min':>22s} {'distance m':>20s} {'stuck s':>18s} {'planner ms p50':>15s}")
     for policy, stats in summary.items():
@@ -471,6 +536,10 @@ def run(args: argparse.Namespace, base: ClosedLoopConfig = ClosedLoopConfig()) -
                  for n in ("collisions_per_min", "distance_m", "stuck_s")]
         latency = "-" if stats["planner_ms_all"] is None else f"{stats['planner_ms_all']['p50']:.1f}"  # no decision yet
         print(f"{policy:10s} {cells[0]:>22s} {cells[1]:>20s} {cells[2]:>18s} {latency:>15s}")
+    if config.goals:
+        print("goals reached / min: " + "; ".join(
+            f"{policy} {stats['goals_per_min']['mean']:.2f} [{stats['goals_per_min']['low']:.2f}, "
+            f"{stats['goals_per_min']['high']:.2f}]" for policy, stats in summary.items() if policy != "wander"))
     print("collisions / min by the direction driven: " + "; ".join(
         f"{policy} " + ", ".join(f"{stats[f'{d}_collisions_per_min']['mean']:.1f} {d}" for d in DIRECTIONS)
         for policy, stats in summary.items()))

@@ -32,7 +32,7 @@ READ_BY = {
     "duration": NODES, "camera_rate": NODES, "camera_size": NODES, "output_size": NODES, "param": NODES,
     "episodes": CLOSED_LOOP, "seconds": CLOSED_LOOP, "first_seed": CLOSED_LOOP, "policies": CLOSED_LOOP,
     "candidates": CLOSED_LOOP, "horizon": CLOSED_LOOP, "iterations": CLOSED_LOOP, "decision_every": CLOSED_LOOP,
-    "dynamics_precision": CLOSED_LOOP, "escape_steps": CLOSED_LOOP, "risk_weight": CLOSED_LOOP,
+    "dynamics_precision": CLOSED_LOOP, "escape_steps": CLOSED_LOOP, "risk_weight": CLOSED_LOOP, "goals": CLOSED_LOOP,
     "thread_pool": ("model", "closed-loop"),
 }
 # Values of the options not given (those whose absence the targets do not handle themselves).
@@ -40,7 +40,7 @@ DEFAULTS = {"minutes": FINE_TUNE_MINUTES, "duration": 60.0, "camera_rate": 15.0,
             "first_seed": FIRST_SEED, "policies": ",".join(POLICIES), "candidates": 32, "horizon": 8,
             "iterations": 1, "decision_every": 2, "dynamics_precision": "float32",
             "escape_steps": MpcConfig().escape_steps, "risk_weight": MpcConfig().risk_weight,
-            "thread_pool": THREAD_POOLS[0]}
+            "thread_pool": THREAD_POOLS[0], "goals": False}
 
 
 def unread_option_problem(args: argparse.Namespace) -> str | None:
@@ -168,6 +168,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help=f"closed-loop: the MPC's cost per unit of mean predicted risk, 0 to {MAX_WEIGHT:g}, as the "
                       f"planner node's risk_weight parameter (sora_ros/core/mpc.py; default "
                       f"{DEFAULTS['risk_weight']:g})")
+    loop.add_argument("--goals", action="store_const", const=True,
+                      help="closed-loop: give the MPC policies goals on free floor, the next once one is reached, and "
+                      "report goals reached per minute (default: none, the MPC explores; wander ignores goals)")
     loop.add_argument("--decision-every", type=positive_int,
                       help=f"closed-loop: sim steps (model dt each) between decisions (default {DEFAULTS['decision_every']}: 5 Hz "
                       "at dt 0.1 s)")

@@ -19,7 +19,9 @@ iCEM's coloured noise), so candidates are drivable sequences rather than per-ste
 
 Cost of candidate n (lower is better), every term a mean over its H steps:
     risk_weight * hazard[n, k]
-  - progress_weight * linear_x[n, k] / max_forward            (reward forward speed)
+  - progress_weight * progress[n, k] / max_forward            (reward progress, m/s)
+where progress is the forward speed linear_x, or with a goal the speed at which the candidate
+closes on it (sora_ros/core/goal.py: without a goal the planner explores, with one it goes there).
   + smoothness_weight * |(a[n, k] - a[n, k-1]) / span|^2      (a[n, -1]: the command in force)
 
 Deterministic for a seed. Legend: N candidates, H horizon steps, A = 2 action components.
@@ -146,16 +148,19 @@ class Decision:
 
 # evaluate(actions (N, H, A)) -> (hazard float (N, H) in [0, 1], per-candidate extras or None)
 Forecaster = Callable[[np.ndarray], tuple[np.ndarray, list | None]]
+# progress(actions (N, H, A)) -> float (N, H) m/s per step
+Progress = Callable[[np.ndarray], np.ndarray]
 
 
 def candidate_costs(actions: np.ndarray, hazard: np.ndarray, current: np.ndarray, config: MpcConfig,
-                    limits: VelocityLimits) -> np.ndarray:
+                    limits: VelocityLimits, progress: np.ndarray | None = None) -> np.ndarray:
     """The cost of each candidate (module docstring).
 
     Args:
         actions: float32 (N, H, A), N >= 1.
         hazard: (N, H) in [0, 1] per predicted step.
         current: float32 (A,) the command in force (the smoothness term's start).
+        progress: (N, H) m/s per step (e.g. `goal.goal_progress`); None: the forward speed.
 
     Returns:
         float32 (N,).
@@ -171,11 +176,15 @@ def candidate_costs(actions: np.ndarray, hazard: np.ndarray, current: np.ndarray
                                 f"got {hazard.shape}")
     if not np.isfinite(hazard).all() or not np.isfinite(actions).all():
         raise PlannerInputError("hazard and actions must be finite (a NaN risk means the forecaster failed)")
+    progress = actions[..., 0] if progress is None else np.asarray(progress, np.float32)
+    if progress.shape != hazard.shape or not np.isfinite(progress).all():
+        raise PlannerInputError(f"progress must be finite, one value per candidate and step {hazard.shape}, "
+                                f"got shape {progress.shape}")
     span = limits.high - limits.low  # (A,)
     steps = np.diff(np.concatenate([np.broadcast_to(current, (len(actions), 1, ACTION_DIM)), actions], axis=1),
                     axis=1) / span  # (N, H, A)
     return (config.risk_weight * hazard.mean(axis=1)
-            - config.progress_weight * actions[..., 0].mean(axis=1) / limits.max_forward
+            - config.progress_weight * progress.mean(axis=1) / limits.max_forward
             + config.smoothness_weight * (steps ** 2).sum(axis=-1).mean(axis=1)).astype(np.float32)
 
 
@@ -240,7 +249,8 @@ class CemPlanner:
         low, high = (self.limits.low, self.limits.high) if bounds is None else bounds
         return np.clip(np.concatenate([self._best[None], samples]), low, high)
 
-    def update(self, actions: np.ndarray, hazard: np.ndarray, extras: list | None = None) -> Decision:
+    def update(self, actions: np.ndarray, hazard: np.ndarray, extras: list | None = None,
+               progress: Progress | None = None) -> Decision:
         """Score proposed candidates by their forecast, refit the distribution to the elites and
         follow the best.
 
@@ -248,11 +258,13 @@ class CemPlanner:
             actions: float32 (N, H, A) as `propose` returned them.
             hazard: (N, H) in [0, 1] per candidate and predicted step.
             extras: per candidate, what to hand back in Decision.forecast (or None).
+            progress: actions -> (N, H) m/s, e.g. `goal.goal_progress` towards a goal; None: the forward speed.
 
         Raises:
             PlannerInputError: see candidate_costs; then nothing changes.
         """
-        costs = candidate_costs(actions, hazard, self._current, self.config, self.limits)
+        costs = candidate_costs(actions, hazard, self._current, self.config, self.limits,
+                                None if progress is None else progress(actions))
         order = np.argsort(costs, kind="stable")
         elites = actions[order[: self.config.elites]]  # (E, H, A)
         self._mean = elites.mean(axis=0)
@@ -263,9 +275,9 @@ class CemPlanner:
                         None if extras is None else extras[best])
 
     def decide(self, forecaster: Forecaster, elapsed_steps: int = 0,
-               bounds: tuple[np.ndarray, np.ndarray] | None = None) -> Decision:
+               bounds: tuple[np.ndarray, np.ndarray] | None = None, progress: Progress | None = None) -> Decision:
         """Shift the warm start by `elapsed_steps`, run the CEM iterations with candidates within
-        `bounds` (see `propose`), return the best plan.
+        `bounds` (see `propose`) scored with `progress` (see `update`), return the best plan.
         Candidate 0 of each iteration is the previous iteration's best, so the last iteration's
         best is the best seen.
 
@@ -276,7 +288,7 @@ class CemPlanner:
         self.shift(elapsed_steps)
         for _ in range(self.config.iterations):
             actions = self.propose(bounds)  # (N, H, A)
-            decision = self.update(actions, *forecaster(actions))
+            decision = self.update(actions, *forecaster(actions), progress=progress)
         return decision
 
 

@@ -17,6 +17,12 @@ a bound on the sampled commands, not a cost), so the robot turns or drives away 
 pressed against instead of pushing on.
 Without odometry the planner trusts the predicted risk alone.
 
+Subscribes `goal_pose` (geometry_msgs/PoseStamped, as RViz's "2D Goal Pose" sends it; its position
+in the odometry's frame): until the first goal the planner explores (progress is forward speed);
+with a goal, progress is how fast a candidate brings the robot nearer it (sora_ros/core/goal.py),
+and within `goal_tolerance` m of it the robot stops and waits for the next goal. A goal in another
+frame is refused with a warning (the node looks up no transforms).
+
 Publishes `cmd_vel` (Twist), `~/plan` (the chosen candidate's FutureFrames as the world model
 returned it) and `~/plan/path` (nav_msgs/Path of the poses the plan drives through, in the robot's
 frame at the decision, `base_frame`), for RViz/Foxglove. A plan older than STALE_PLAN_PERIODS
@@ -27,10 +33,11 @@ decision periods (the world model stopped answering) stops the robot.
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
-from geometry_msgs.msg import Twist
+from geometry_msgs.msg import PoseStamped, Twist
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -38,8 +45,10 @@ from sensor_msgs.msg import Image
 
 from sora_ros.core import planner as image_cost
 from sora_ros.core.contact import ContactMonitor, Forbidden
+from sora_ros.core.goal import GOAL_TOLERANCE_M, Goal
 from sora_ros.core.image import ImageConversionError, image_to_numpy, image_to_rgb
-from sora_ros.core.mpc import MAX_WEIGHT, CemPlanner, MpcConfig, PlannerInputError, VelocityLimits, command_at
+from sora_ros.core.mpc import MAX_WEIGHT, CemPlanner, MpcConfig, PlannerInputError, Progress, VelocityLimits, \
+    command_at
 from sora_ros.core.requests import MAX_CANDIDATES, MAX_HORIZON, MAX_IMAGE_CANDIDATES, MAX_SAMPLER_STEPS, MAX_SAMPLES
 from sora_ros.core.risk import BlockedRule
 from sora_ros.core.units import NS_PER_S
@@ -89,6 +98,8 @@ class PlannerNode(IntegersForDoubles, Node):
             "direction (forward or reverse; 0: the predicted risk alone)", 0, 100, True)).value
         seed = p("seed", 0, lm.int_descriptor("sampling seed: same seed, same candidates", 0, 2**31 - 1, True)).value
         self._base_frame = p("base_frame", "base_link", lm.plain_descriptor("frame of ~/plan/path")).value
+        self._goal_tolerance = p("goal_tolerance", GOAL_TOLERANCE_M, lm.float_descriptor(
+            "distance from a goal_pose at which it counts as reached, m", 0.01, 100.0, True)).value
         config = MpcConfig(candidates=candidates, horizon=horizon, elites=min(elites, candidates),
                            escape_steps=escape_steps, **weights)
         self._mpc = CemPlanner(config, VelocityLimits(max_forward, max_reverse, max_turn), seed=seed)
@@ -108,6 +119,11 @@ class PlannerNode(IntegersForDoubles, Node):
         self._shifted = 0  # steps of the plan the warm start has been shifted past
         self._proposal: np.ndarray | None = None  # (N, H, A) in flight
         self._forbidden = Forbidden()  # what observed contact forbade the proposal in flight
+        self._progress = None  # how the proposal in flight is scored for progress (None: forward speed)
+        self._pose: tuple[float, float, float] | None = None  # newest odometry x, y (m), yaw (rad, NaN: unknown)
+        self._odom_frame = ""
+        self._goal: Goal | None = None
+        self._holding = False  # a goal was reached: stand still until the next one
         self._pending = None
         self._pending_since = 0.0
         self._seed = 0
@@ -118,6 +134,7 @@ class PlannerNode(IntegersForDoubles, Node):
         self._path_pub = self.create_publisher(Path, "~/plan/path", 5)
         self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
         self.create_subscription(Odometry, "odom", self._on_odometry, qos_profile_sensor_data)
+        self.create_subscription(PoseStamped, "goal_pose", self._on_goal, 10)
         self.create_timer(1.0 / plan_rate, self._plan_step)
         self.create_timer(1.0 / command_rate, self._publish_command)
         self.get_logger().info(f"planner: CEM MPC, {candidates} candidates x {horizon} steps at {plan_rate:g} Hz, "
@@ -135,10 +152,50 @@ class PlannerNode(IntegersForDoubles, Node):
         return self.get_clock().now().nanoseconds
 
     def _on_odometry(self, msg: Odometry) -> None:
-        position = msg.pose.pose.position
-        if not self._contact.odometry(self._now_ns(), position.x, position.y, lm.yaw(msg.pose.pose.orientation)):
+        position, yaw = msg.pose.pose.position, lm.yaw(msg.pose.pose.orientation)
+        if not self._contact.odometry(self._now_ns(), position.x, position.y, yaw):
             self.get_logger().warning("ignoring odometry with a position that is not finite",
                                       throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        self._pose, self._odom_frame = (position.x, position.y, yaw), msg.header.frame_id
+
+    def _on_goal(self, msg: PoseStamped) -> None:
+        frame = msg.header.frame_id
+        if frame and self._odom_frame and frame != self._odom_frame:
+            self.get_logger().warning(f"ignoring a goal in frame {frame!r}: this node looks up no transforms; send "
+                                      f"goals in the odometry's frame {self._odom_frame!r}")
+            return
+        try:
+            self._goal = Goal(msg.pose.position.x, msg.pose.position.y, self._goal_tolerance)
+        except ValueError as error:
+            self.get_logger().warning(f"ignoring a goal: {error}")
+            return
+        self._holding = False
+        self.get_logger().info(f"goal ({self._goal.x:.2f}, {self._goal.y:.2f}) m in {frame or self._odom_frame!r}")
+
+    def _may_plan_for_goal(self) -> bool:
+        """False when a goal forbids planning now: no odometry heading to aim with yet, or the goal
+        was just reached (the robot stops and holds until the next goal)."""
+        if self._goal is None:
+            return not self._holding
+        if self._pose is None or not math.isfinite(self._pose[2]):
+            self.get_logger().warning("a goal but no odometry with a heading yet: not planning",
+                                      throttle_duration_sec=LOG_THROTTLE_S)
+            return False
+        if self._goal.reached(*self._pose[:2]):
+            self.get_logger().info(f"goal ({self._goal.x:.2f}, {self._goal.y:.2f}) reached: stopping")
+            self._goal, self._holding, self._plan = None, True, None
+            self._cmd_pub.publish(lm.twist(0.0, 0.0))
+            return False
+        return True
+
+    def _progress_scoring(self) -> Progress | None:
+        """How the next proposal is scored for progress: forward speed (None) without a goal, else
+        progress towards it from the newest odometry pose."""
+        if self._goal is None:
+            return None
+        limits = self._mpc.limits
+        return self._goal.progress_from(*self._pose, self._dt, limits.max_forward, limits.max_turn)
 
     def _plan_step(self) -> None:
         now = time.monotonic()
@@ -151,6 +208,8 @@ class PlannerNode(IntegersForDoubles, Node):
             return
         if self._images and self._floor is None:
             return  # the image-space cost needs the floor colour from a camera frame
+        if not self._may_plan_for_goal():
+            return
         if self._plan is None or now - self._plan_start > self._stale_s:
             self._mpc.reset()  # the robot stopped: the old plan is no warm start
         else:  # the steps the robot executed since the last shift (a refused call shifted some already)
@@ -167,7 +226,7 @@ class PlannerNode(IntegersForDoubles, Node):
         request = Rollout.Request(actions=actions.reshape(-1).tolist(), candidates=actions.shape[0],
                                   horizon=actions.shape[1], action_dim=actions.shape[2], samples=self._samples,
                                   return_images=self._images, seed=self._seed, sampler_steps=self._sampler_steps)
-        self._proposal = actions
+        self._proposal, self._progress = actions, self._progress_scoring()
         self._pending = self._client.call_async(request)
         self._pending_since = now
         self._pending.add_done_callback(self._on_response)
@@ -192,6 +251,8 @@ class PlannerNode(IntegersForDoubles, Node):
         if future is not self._pending:
             return  # a request given up on by _plan_step
         self._pending = None
+        if self._holding:
+            return  # asked before the goal was reached
         response = future.result()
         if response is None or not response.success:
             why = "no response" if response is None else response.message
@@ -201,7 +262,7 @@ class PlannerNode(IntegersForDoubles, Node):
         if hazard is None:
             return
         try:
-            decision = self._mpc.update(self._proposal, hazard, list(response.futures))
+            decision = self._mpc.update(self._proposal, hazard, list(response.futures), self._progress)
         except PlannerInputError as error:  # e.g. NaN risk: keep the plan in force (it goes stale)
             self.get_logger().warning(f"cannot score the rollout: {error}", throttle_duration_sec=LOG_THROTTLE_S)
             return

@@ -1,0 +1,99 @@
+"""A goal for the MPC: where the robot should go, and how fast each candidate closes on it.
+
+Without a goal the planner rewards forward speed (it explores; in open floor it drives circles).
+With one, the progress term is how fast the candidate's commanded unicycle motion brings the robot
+nearer the goal (`goal_progress`). Both are m/s, so `progress_weight` and `max_forward` scale them
+alike (sora_ros/core/mpc.py).
+
+    goal = Goal(2.0, 1.0)                                         # in the odometry frame, m
+    ahead = goal.in_robot_frame(x, y, yaw)                        # (2,) m, the robot's frame now
+    progress = goal_progress(actions, ahead, dt, 0.6, 1.5)        # (N, H) m/s
+    scoring = goal.progress_from(x, y, yaw, dt, 0.6, 1.5)         # the same as a function of actions, for CemPlanner
+    goal.reached(x, y)
+
+The commands are integrated as given (no acceleration limit), with the midpoint heading of
+sora_ros/sim/drive.integrate: a cost, not a prediction of where the robot will be.
+Legend: N candidates, H steps, A = 2 (linear_x m/s, angular_z rad/s).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+# Within this distance a goal counts as reached (m): about a robot radius (the sim robot's is 0.22 m).
+GOAL_TOLERANCE_M = 0.3
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A position to reach, in the odometry frame.
+
+    Attributes:
+        x, y: m, finite.
+        tolerance: m, > 0: reached within this distance.
+
+    Raises:
+        ValueError: a value that is not finite, or tolerance <= 0.
+    """
+
+    x: float
+    y: float
+    tolerance: float = GOAL_TOLERANCE_M
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.x) and math.isfinite(self.y) and math.isfinite(self.tolerance)
+                and self.tolerance > 0):
+            raise ValueError(f"a goal needs a finite position and a tolerance > 0, got {self}")
+
+    def distance(self, x: float, y: float) -> float:
+        """m from (x, y) in the odometry frame."""
+        return math.hypot(self.x - x, self.y - y)
+
+    def reached(self, x: float, y: float) -> bool:
+        return self.distance(x, y) <= self.tolerance
+
+    def in_robot_frame(self, x: float, y: float, yaw: float) -> np.ndarray:
+        """float64 (2,): the goal as seen from a robot at (x, y) heading `yaw` (rad): +x ahead, +y left."""
+        dx, dy = self.x - x, self.y - y
+        cos, sin = math.cos(yaw), math.sin(yaw)
+        return np.array([cos * dx + sin * dy, -sin * dx + cos * dy])
+
+    def progress_from(self, x: float, y: float, yaw: float, dt: float, max_forward: float,
+                      max_turn: float) -> Callable[[np.ndarray], np.ndarray]:
+        """actions (N, H, A) -> `goal_progress` (N, H) m/s of candidates starting at (x, y, yaw)."""
+        return partial(goal_progress, goal=self.in_robot_frame(x, y, yaw), dt=dt, max_forward=max_forward,
+                       max_turn=max_turn)
+
+
+def goal_progress(actions: np.ndarray, goal: np.ndarray, dt: float, max_forward: float, max_turn: float) -> np.ndarray:
+    """How fast each step of each candidate brings the robot nearer `goal`, in m/s.
+
+    Nearness is the time a robot would need to turn on the spot towards the goal at `max_turn`,
+    then drive straight to it at `max_forward`: distance / max_forward + |bearing| / max_turn. A
+    step's progress is the time it saves, x max_forward / dt: the closing speed while facing the
+    goal, and max_forward while turning towards it at max_turn. Distance alone would make a goal
+    behind the robot a reason to back up, blind (the camera looks ahead), rather than turn.
+
+    Args:
+        actions: (N, H, A) commands, step k applied from k * dt, starting at the origin heading +x.
+        goal: (2,) m in that frame (`Goal.in_robot_frame`).
+        dt: s per step, > 0. max_forward: m/s, > 0. max_turn: rad/s, > 0.
+
+    Returns:
+        float32 (N, H) m/s.
+    """
+    actions = np.asarray(actions, np.float64)
+    v, w = actions[..., 0], actions[..., 1]  # (N, H)
+    heading = np.concatenate([np.zeros((len(actions), 1)), np.cumsum(w * dt, axis=1)], axis=1)  # (N, H + 1)
+    mid = heading[:, 1:] - 0.5 * w * dt
+    moves = np.stack([v * np.cos(mid), v * np.sin(mid)], axis=-1) * dt  # (N, H, 2)
+    position = np.concatenate([np.zeros((len(actions), 1, 2)), np.cumsum(moves, axis=1)], axis=1)  # (N, H + 1, 2)
+    to_goal = np.asarray(goal, np.float64) - position
+    bearing = np.angle(np.exp(1j * (np.arctan2(to_goal[..., 1], to_goal[..., 0]) - heading)))  # (N, H + 1), wrapped
+    time_to_go = np.linalg.norm(to_goal, axis=-1) / max_forward + np.abs(bearing) / max_turn  # (N, H + 1) s
+    return (-np.diff(time_to_go, axis=1) * max_forward / dt).astype(np.float32)
