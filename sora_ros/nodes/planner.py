@@ -63,6 +63,8 @@ LOG_THROTTLE_S = 5.0
 # A decision older than this many plan periods is stale: the robot stops rather than keep
 # driving on it (the world model stopped answering).
 STALE_PLAN_PERIODS = 4
+# Odometry older than this (s, on this node's clock) cannot aim at a goal: the robot may have moved.
+STALE_ODOMETRY_S = 1.0
 
 
 class PlannerNode(IntegersForDoubles, Node):
@@ -121,6 +123,7 @@ class PlannerNode(IntegersForDoubles, Node):
         self._forbidden = Forbidden()  # what observed contact forbade the proposal in flight
         self._progress = None  # how the proposal in flight is scored for progress (None: forward speed)
         self._pose: tuple[float, float, float] | None = None  # newest odometry x, y (m), yaw (rad, NaN: unknown)
+        self._pose_ns = 0  # when it arrived, this node's clock
         self._odom_frame = ""
         self._goal: Goal | None = None
         self._holding = False  # a goal was reached: stand still until the next one
@@ -157,7 +160,7 @@ class PlannerNode(IntegersForDoubles, Node):
             self.get_logger().warning("ignoring odometry with a position that is not finite",
                                       throttle_duration_sec=LOG_THROTTLE_S)
             return
-        self._pose, self._odom_frame = (position.x, position.y, yaw), msg.header.frame_id
+        self._pose, self._pose_ns, self._odom_frame = (position.x, position.y, yaw), self._now_ns(), msg.header.frame_id
 
     def _on_goal(self, msg: PoseStamped) -> None:
         frame = msg.header.frame_id
@@ -174,13 +177,15 @@ class PlannerNode(IntegersForDoubles, Node):
         self.get_logger().info(f"goal ({self._goal.x:.2f}, {self._goal.y:.2f}) m in {frame or self._odom_frame!r}")
 
     def _may_plan_for_goal(self) -> bool:
-        """False when a goal forbids planning now: no odometry heading to aim with yet, or the goal
-        was just reached (the robot stops and holds until the next goal)."""
+        """False when a goal forbids planning now: no fresh odometry heading to aim with (the plan
+        goes stale and the robot stops), or the goal was just reached (the robot stops and holds
+        until the next goal)."""
         if self._goal is None:
             return not self._holding
-        if self._pose is None or not math.isfinite(self._pose[2]):
-            self.get_logger().warning("a goal but no odometry with a heading yet: not planning",
-                                      throttle_duration_sec=LOG_THROTTLE_S)
+        if self._pose is None or not math.isfinite(self._pose[2]) \
+                or self._now_ns() - self._pose_ns > STALE_ODOMETRY_S * NS_PER_S:
+            self.get_logger().warning(f"a goal but no odometry with a heading in the last {STALE_ODOMETRY_S:g} s: "
+                                      "not planning", throttle_duration_sec=LOG_THROTTLE_S)
             return False
         if self._goal.reached(*self._pose[:2]):
             self.get_logger().info(f"goal ({self._goal.x:.2f}, {self._goal.y:.2f}) reached: stopping")
