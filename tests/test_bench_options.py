@@ -65,6 +65,7 @@ UNREAD = {
     "--dynamics-precision at its default": (["nodes", "--dynamics-precision", "float32"],
                                             "--dynamics-precision is read by bench closed-loop, not by bench nodes"),
     "--out for model": (["model", "--out", "somewhere"], "--out is read by bench closed-loop and fine-tune, not by bench model"),
+    "--force for fine-tune": (["fine-tune", "--force"], "--force is read by bench closed-loop, not by bench fine-tune"),
     "--checkpoint without --model": (["model", "--checkpoint", "c.pt"],
                                      "--checkpoint is read with --model, the directory exported from it"),
     "--preset with --model": (["model", "--model", "m", "--preset", "tiny"],
@@ -110,3 +111,19 @@ def test_mean_age_of_the_newest_futures_counts_latency_and_gaps() -> None:
     assert mean_age_ms(np.array([50, 150, 450]) * ms, np.array([0, 100, 400]) * ms) == pytest.approx(
         (100 * 100 + 300 * 200) / 400)
     assert np.isnan(mean_age_ms(received[:1], received[:1]))
+
+
+def test_closed_loop_refuses_an_out_that_holds_files_before_any_episode(tmp_path, capsys) -> None:
+    """As eval and export: another run's (or anyone's) files are not overwritten without --force."""
+    from sora_ros.cli import main
+
+    (tmp_path / "metrics.json").write_text("an earlier run's")
+    assert main(["bench", "closed-loop", "--out", str(tmp_path), "--model", str(tmp_path / "no_model")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"sora-ros bench closed-loop: --out {tmp_path} is not empty (metrics.json); add --force to "
+                            "replace the files of the same names there, or choose another --out\n")
+    assert captured.out == "" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+    # With --force the run goes on, to the model it cannot load (exit 2 as well, naming it).
+    assert main(["bench", "closed-loop", "--out", str(tmp_path), "--model", str(tmp_path / "no_model"), "--force"]) == 2
+    assert "no_model" in capsys.readouterr().err
+    assert (tmp_path / "metrics.json").read_text() == "an earlier run's"

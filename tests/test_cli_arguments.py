@@ -55,3 +55,21 @@ def test_refused_prints_one_line_naming_the_command_and_the_option(capsys) -> No
     assert not refused("train", "--out", None) and capsys.readouterr().err == ""
     assert refused("bag record", "OUT", "runs/x exists; choose another path")
     assert capsys.readouterr().err == "sora-ros bag record: OUT runs/x exists; choose another path\n"
+
+
+def test_a_folder_no_file_can_be_written_in_is_refused_and_nothing_is_left_behind(tmp_path, monkeypatch) -> None:
+    """A read-only mount, simulated: creating any file in it fails, for root too, whatever os.access says."""
+    import os
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    (tmp_path / "old").mkdir()
+    assert out_dir_problem(tmp_path / "old") == (f"{tmp_path / 'old'}: cannot write files there: Read-only file "
+                                                 "system; choose another output path")  # fmt: skip
+    new = tmp_path / "new" / "run"
+    assert out_dir_problem(new) == (f"{new}: cannot write files there: Read-only file system; choose another "
+                                    "output path")  # fmt: skip
+    assert [p.name for p in tmp_path.iterdir()] == ["old"] and list((tmp_path / "old").iterdir()) == []

@@ -136,3 +136,15 @@ def test_out_that_the_file_system_refuses_is_one_line_before_the_work(words, und
     assert err.startswith(f"{_prefix(words)}: --out {out}") and "\n" not in err, err
     assert ("broken symbolic link" if under == "a dangling link" else "too long") in err
     assert [p.name for p in tmp_path.iterdir()] == (["link"] if under == "a dangling link" else [])
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, which refuses new entries")
+@pytest.mark.parametrize("out", ["/proc/sora_ros_out", "/proc/self/sora_ros_out/run"])
+@pytest.mark.parametrize("words", OUT_COMMANDS.values(), ids=OUT_COMMANDS.keys())
+def test_out_the_file_system_will_not_write_is_refused_before_the_work(words, out, tmp_path, capsys):
+    """os.access says yes to root for /proc; only making the folder and a file in it shows it cannot be."""
+    from sora_ros import cli
+
+    assert cli.main([word.format(tmp=tmp_path, out=out) for word in words]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{_prefix(words)}: --out {out}: cannot write files there: ") and "\n" not in err, err

@@ -32,6 +32,8 @@ def test_demo_runs_the_graph_and_writes_its_report(tmp_path) -> None:
     assert summary["launch_args"] == {"planner_candidates": "12"}
     assert summary["futures_received"] > 0 and summary["camera_frames_received"] > 0
     assert summary["planner"]["decisions"] > 0 and "planner: " in result.stdout, "no ~/plan arrived"
+    assert summary["planner"]["settings"]["candidates"] == 12, "what the planner ran with, --launch-arg included"
+    assert "planner: 12 candidates x 8 steps at 1 Hz, risk weight " in result.stdout
     assert summary["node_counts"]["published/futures"] > 0
     assert summary["latency_ms"]["camera_to_futures_dds"]["n"] == summary["futures_received"]
     assert "h1" in summary["psnr_per_horizon"]
@@ -87,3 +89,47 @@ def test_demo_refuses_a_launch_argument_given_twice(tmp_path) -> None:
                              "--launch-arg", "planner_candidates:=4", "--launch-arg", "planner_candidates:=8"],
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 2 and "planner_candidates given more than once" in result.stderr, result.stderr[-2000:]
+
+
+def test_the_summary_names_the_settings_the_running_planner_has() -> None:
+    """Asked of the node at its first decision (launch file values, its defaults for the rest), not
+    assumed; one line with them."""
+    import threading
+    import time
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from sora_ros.cli.demo import _plan_meter, _planner_line
+    from sora_ros.core.mpc import MpcConfig
+    from sora_ros.msg import FutureFrames
+    from sora_ros.nodes.planner import PlannerNode
+
+    rclpy.init(args=["--ros-args", "-p", "candidates:=12", "-p", "plan_rate:=2.5"])
+    planner, probe = PlannerNode(), rclpy.create_node("demo_probe")
+    executor = SingleThreadedExecutor()
+    executor.add_node(planner)
+    executor.add_node(probe)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    try:
+        plans, settings = _plan_meter(probe)
+        deadline = time.monotonic() + 60
+        while not settings:
+            assert time.monotonic() < deadline, "the planner's settings never came"
+            if not plans:
+                planner._plan_pub.publish(FutureFrames())  # a decision, as the planner publishes it
+            time.sleep(0.1)
+    finally:
+        executor.shutdown()
+        planner.destroy_node()
+        probe.destroy_node()
+        rclpy.try_shutdown()
+    defaults = MpcConfig()
+    assert settings == {"candidates": 12, "horizon": defaults.horizon, "plan_rate": 2.5,
+                        "risk_weight": defaults.risk_weight}
+    ran = {"settings": settings, "decisions": 3, "decisions_per_s": 2.4, "rollout_ms_p50": 80.5}
+    assert _planner_line(ran) == (f"  planner: 12 candidates x {defaults.horizon} steps at 2.5 Hz, risk weight "
+                                  f"{defaults.risk_weight:g}; 3 decisions (2.4 per s while deciding), its ~/rollout "
+                                  "calls p50 80.5 ms")  # fmt: skip
+    idle = {"settings": None, "decisions": 0, "decisions_per_s": 0.0, "rollout_ms_p50": None}
+    assert _planner_line(idle) == "  planner: settings not read; no decision"

@@ -119,7 +119,7 @@ def test_an_out_the_file_system_refuses_is_refused_before_any_scoring(model, thr
     out = Path("/proc") / "sora_ros_eval_out"
     assert cli(["eval", str(three_bags), "--model", str(model), "--horizons", "1", "--out", str(out)]) == 2
     captured = capsys.readouterr()
-    assert captured.err.startswith(f"sora-ros eval: --out {out}: cannot create it: ") and captured.err.count("\n") == 1
+    assert captured.err.startswith(f"sora-ros eval: --out {out}: cannot write files there: ") and captured.err.count("\n") == 1
     assert "PSNR" not in captured.out, "no scoring before the refusal"
 
 
@@ -136,7 +136,7 @@ def test_a_folder_no_file_can_be_written_in_is_refused_and_nothing_is_left_behin
     out = tmp_path / "new" / "eval"
     assert cli(["eval", str(three_bags), "--model", str(model), "--horizons", "1", "--out", str(out)]) == 2
     captured = capsys.readouterr()
-    assert captured.err == (f"sora-ros eval: --out {out}: cannot create a file in it: Read-only file system; "
+    assert captured.err == (f"sora-ros eval: --out {out}: cannot write files there: Read-only file system; "
                             "choose another output path\n")
     assert "PSNR" not in captured.out and list(tmp_path.iterdir()) == []
 
@@ -148,4 +148,4 @@ def test_the_write_check_leaves_an_existing_out_as_it_was(model, three_bags, tmp
     assert cli(["eval", str(three_bags), "--model", str(model), "--horizons", "1", "--max-clips", "1",
                 "--out", str(out)]) == 0  # fmt: skip
     assert set(os.listdir(tmp_path)) == before
-    assert not [name for name in os.listdir(out) if name.startswith(".sora_ros_eval_write_check_")]
+    assert not [name for name in os.listdir(out) if name.startswith(".sora_ros_write_check_")]

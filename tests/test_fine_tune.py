@@ -354,3 +354,17 @@ def test_a_conversion_to_per_frame_context_validates_the_parent_as_it_was(parent
 def test_a_conversion_with_the_dit_frozen_is_refused(parent, bags, tmp_path, capsys):
     assert _fine_tune(parent, bags, tmp_path, "--context-attention", "frame", "--train-parts", "vae") == 1
     assert "add dit to --train-parts" in capsys.readouterr().err
+
+
+def test_an_export_from_onnx_keeps_the_sampler_the_model_runs_with(tmp_path, capsys):
+    """models/default's config says 4 sampler steps, its sampler 2: re-exported, it still runs 2."""
+    export_tiny(tmp_path / "old")
+    path = tmp_path / "old" / MODEL_JSON
+    meta = json.loads(path.read_text())
+    assert meta["config"]["sampler_steps"] == 2
+    meta["sampler"]["steps"], meta["sampler"]["context_noise"] = 3, 0.1  # model.json's, not the training config's
+    path.write_text(json.dumps(meta))
+    assert cli(["export", "--from-onnx", str(tmp_path / "old"), "--out", str(tmp_path / "new")]) == 0
+    info = read_model_info(tmp_path / "new")
+    assert (info.sampler_steps, info.context_noise) == (3, 0.1)
+    assert load_weights(tmp_path / "new").config.sampler_steps == 3, "config, weights and sampler agree"

@@ -6,10 +6,12 @@ work that fills it. Not a subcommand itself."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -208,19 +210,23 @@ def out_dir(text: str) -> Path:
     return Path(text)
 
 
+# Name prefix of the folder and file `_write_problem` writes and removes.
+WRITE_PROBE = ".sora_ros_write_check_"
+
+
 def out_dir_problem(path: Path | str) -> str | None:
-    """Why `path` cannot become an output directory, or None when it can; creates nothing.
+    """Why `path` cannot become an output directory, or None when it can; leaves nothing behind.
 
     Checked before a command's work, so that a long run does not fail at its last step: `path`
-    must be a directory or not exist, and its nearest existing ancestor must be a directory this
-    process may create entries in. An empty string, a dangling symbolic link, a name longer than the
-    file system allows and any other OSError met while looking are reasons too, never raised.
+    must be a directory or not exist, and a file must be creatable in it (`_write_problem`). An
+    empty string, a dangling symbolic link, a name longer than the file system allows and any other
+    OSError met while looking are reasons too, never raised.
     """
     if not str(path):
         return "an empty path; name a directory"
     path = Path(path)
     try:
-        return _out_dir_problem(path)
+        return _out_dir_problem(path) or _write_problem(path)
     except OSError as error:  # e.g. ENAMETOOLONG, EACCES on a parent: stat() raises what exists() cannot hide
         return f"{path}: {error.strerror or error}; choose another output path"
 
@@ -270,15 +276,11 @@ def _out_dir_problem(path: Path) -> str | None:
     if path.exists():
         if not path.is_dir():
             return f"{path} exists and is not a directory; name a directory, or a path that does not exist yet"
-        if not os.access(path, os.W_OK | os.X_OK):
-            return f"{path} is not writable; name a directory you may write in"
         return None
     for ancestor in path.absolute().parents:
         if ancestor.exists():
             if not ancestor.is_dir():
                 return f"{path}: {ancestor} is a file, not a directory; choose another output path"
-            if not os.access(ancestor, os.W_OK | os.X_OK):
-                return f"{path}: cannot create it in {ancestor} (not writable); choose another output path"
             return _name_length_problem(path, ancestor)
         if ancestor.is_symlink():  # a dangling link: mkdir would fail on it
             return f"{path}: {ancestor} is a broken symbolic link; choose another output path"
@@ -293,3 +295,36 @@ def _name_length_problem(path: Path, existing: Path) -> str | None:
             return (f"{path}: the name {name[:16]}... is longer than the file system allows ({limit} bytes); "
                     "choose a shorter one")
     return None
+
+
+def _write_problem(out: Path) -> str | None:
+    """Why no file can be written into the output folder `out`, or None: proved, not guessed, by
+    writing a file of a unique name where the command will write (in `out`, or, while `out` does not
+    exist, in a new folder of a unique name beside its outermost missing part), then removing what
+    this made. Not judged by os.access, which answers yes for root and on file systems that refuse
+    writes anyway (/proc, a read-only mount). Unique names: ranks of one torchrun job probe at once."""
+    missing, folder = first_missing(out), None
+    try:
+        if missing is not None:
+            folder = Path(tempfile.mkdtemp(prefix=WRITE_PROBE, dir=missing.parent))
+        handle, probe = tempfile.mkstemp(prefix=WRITE_PROBE, dir=folder or out)
+        os.close(handle)
+        os.remove(probe)
+    except OSError as error:
+        return f"{out}: cannot write files there: {error.strerror or error}; choose another output path"
+    finally:
+        if folder is not None:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    return None
+
+
+def first_missing(path: Path | str) -> Path | None:
+    """The outermost of `path` and its parents that does not exist (what creating `path` creates), or None."""
+    path = Path(path).absolute()
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return missing
+        missing = candidate
+    return missing

@@ -8,8 +8,8 @@ import importlib
 
 from sora_ros.bench.closed_loop import FIRST_SEED, POLICIES
 from sora_ros.bag.video import MAX_FPS, MIN_FPS
-from sora_ros.cli.arguments import float_between, non_negative_int, out_dir, out_dir_problem, positive_float, \
-    positive_int, random_seed, refused, usage_check
+from sora_ros.cli.arguments import float_between, non_negative_int, occupied_dir_problem, out_dir, out_dir_problem, \
+    positive_float, positive_int, random_seed, refused, usage_check
 from sora_ros.core.mpc import MAX_WEIGHT, MpcConfig
 from sora_ros.runtime.model_dir import PRECISIONS, THREAD_POOLS
 
@@ -33,14 +33,14 @@ READ_BY = {
     "episodes": CLOSED_LOOP, "seconds": CLOSED_LOOP, "first_seed": CLOSED_LOOP, "policies": CLOSED_LOOP,
     "candidates": CLOSED_LOOP, "horizon": CLOSED_LOOP, "iterations": CLOSED_LOOP, "decision_every": CLOSED_LOOP,
     "dynamics_precision": CLOSED_LOOP, "escape_steps": CLOSED_LOOP, "risk_weight": CLOSED_LOOP, "goals": CLOSED_LOOP,
-    "thread_pool": ("model", "closed-loop"),
+    "thread_pool": ("model", "closed-loop"), "force": CLOSED_LOOP,
 }
 # Values of the options not given (those whose absence the targets do not handle themselves).
 DEFAULTS = {"minutes": FINE_TUNE_MINUTES, "duration": 60.0, "camera_rate": 15.0, "episodes": 20, "seconds": 60.0,
             "first_seed": FIRST_SEED, "policies": ",".join(POLICIES), "candidates": 32, "horizon": 8,
             "iterations": 1, "decision_every": 2, "dynamics_precision": "float32",
             "escape_steps": MpcConfig().escape_steps, "risk_weight": MpcConfig().risk_weight,
-            "thread_pool": THREAD_POOLS[0], "goals": False}
+            "thread_pool": THREAD_POOLS[0], "goals": False, "force": False}
 
 
 def unread_option_problem(args: argparse.Namespace) -> str | None:
@@ -73,6 +73,8 @@ def apply_defaults(args: argparse.Namespace) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     apply_defaults(args)
     problem = out_dir_problem(args.out) if args.target in DEFAULT_OUT else None
+    if args.target in CLOSED_LOOP:  # fine-tune's --out is its own earlier run's, which a rerun resumes
+        problem = problem or occupied_dir_problem(args.out, args.force, "replace the files of the same names there")
     if refused(f"bench {args.target}", "--out", problem):  # before the benchmark runs, not when it writes its results
         return 2
     if args.thread_pool == "shared":  # before any session: the pool is process-wide
@@ -127,6 +129,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=out_dir, help=f"fine-tune: data, runs, models, evaluations, RESULTS.md, results.json, "
                         "fine_tune.png; a rerun skips what is there; closed-loop: metrics.json, plots, episodes.jsonl "
                         f"(default {', '.join(f'{target} {path}' for target, path in DEFAULT_OUT.items())})")
+    parser.add_argument("--force", action="store_true", default=None,
+                        help="closed-loop: write into an --out that holds files (those of the same names are "
+                        "replaced; refused before any episode without it)")
     parser.add_argument("--checkpoint", help="model: the checkpoint --model was exported from (torch-eager column)")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="model: export random weights of this size preset "
                         "to a temporary directory and time both (default cpu64 when --model is not given)")

@@ -29,7 +29,11 @@ CAMERA_RATE_HZ = 15.0
 CAMERA_TOPIC = "/camera/image_raw"
 WORLD_MODEL = "/world_model"
 FUTURES_TOPIC = f"{WORLD_MODEL}/futures"
-PLANNER_PLAN_TOPIC = "/planner/plan"  # the MPC's chosen future, one per decision
+PLANNER_NODE = "/planner"
+PLANNER_PLAN_TOPIC = f"{PLANNER_NODE}/plan"  # the MPC's chosen future, one per decision
+# The planner's parameters the summary reports, as the running node has them (set by the launch file
+# or its defaults).
+PLANNER_SETTINGS = ("candidates", "horizon", "plan_rate", "risk_weight")
 OUTPUTS_BAG = "outputs"
 
 
@@ -106,7 +110,7 @@ def main(args: argparse.Namespace) -> int:
 
     recorder = FutureRecorder(partial(as_predicted, info, aspect_policy=args.aspect_policy), info.dt, CAMERA_TOPIC,
                               FUTURES_TOPIC, node_name="demo_recorder")
-    plans = _plan_meter(recorder.node) if not args.video else None
+    plans, settings = _plan_meter(recorder.node) if not args.video else (None, None)
     outputs_bag = Path(args.out) / OUTPUTS_BAG
     shutil.rmtree(outputs_bag, ignore_errors=True)  # the previous run's
     outputs_bag.parent.mkdir(parents=True, exist_ok=True)
@@ -128,13 +132,11 @@ def main(args: argparse.Namespace) -> int:
              "camera_timing": camera_timing, "launch_args": dict(args.launch_arg),
              "machine": machine_description()}
     if plans is not None:
-        facts["planner"] = _plan_summary(plans)
+        facts["planner"] = {"settings": settings or None, **_plan_summary(plans)}
     summary = live_report.write(Path(args.out), recorder.recording, facts)
     print(live_report.text_summary(summary, Path(args.out)))
     if plans is not None:
-        planner = facts["planner"]
-        print(f"  planner: {planner['decisions']} decisions ({planner['decisions_per_s']} per s while deciding), "
-              f"its ~/rollout calls p50 {planner['rollout_ms_p50']} ms")
+        print(_planner_line(facts["planner"]))
     print(f"the world model's outputs, for Foxglove: {outputs_bag} ("
           + ", ".join(f"{name} {outputs.counts[f'{WORLD_MODEL}/{name}']}" for name in WORLD_MODEL_OUTPUTS) + ")")
     if outcome.exit_code:
@@ -145,16 +147,32 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan_meter(node) -> list[tuple[float, float]]:
-    """Subscribe `node` to the planner's chosen futures; the list fills with (monotonic s of
-    arrival, the ~/rollout call's latency ms) per decision."""
+def _plan_meter(node) -> tuple[list[tuple[float, float]], dict]:
+    """Subscribe `node` (spun elsewhere) to the planner's chosen futures. The list fills with
+    (monotonic s of arrival, the ~/rollout call's latency ms) per decision; the dict with
+    PLANNER_SETTINGS as the running planner has them, asked of its parameter services at its first
+    decision (it is up then; the demo stops it before the summary), empty until it answers."""
+    from rclpy.parameter import parameter_value_to_python
+    from rclpy.parameter_client import AsyncParameterClient
+
     from sora_ros.core.units import NS_PER_MS, ros_time_ns
     from sora_ros.msg import FutureFrames
 
     plans: list[tuple[float, float]] = []
-    node.create_subscription(FutureFrames, PLANNER_PLAN_TOPIC,
-                             lambda msg: plans.append((time.monotonic(), ros_time_ns(msg.latency) / NS_PER_MS)), 10)
-    return plans
+    settings: dict = {}
+    client = AsyncParameterClient(node, PLANNER_NODE)
+
+    def answered(future) -> None:
+        if future.result() is not None:
+            settings.update(zip(PLANNER_SETTINGS, map(parameter_value_to_python, future.result().values)))
+
+    def on_plan(msg: FutureFrames) -> None:
+        if not plans:
+            client.get_parameters(list(PLANNER_SETTINGS), answered)
+        plans.append((time.monotonic(), ros_time_ns(msg.latency) / NS_PER_MS))
+
+    node.create_subscription(FutureFrames, PLANNER_PLAN_TOPIC, on_plan, 10)
+    return plans, settings
 
 
 def _plan_summary(plans: list[tuple[float, float]]) -> dict:
@@ -165,6 +183,18 @@ def _plan_summary(plans: list[tuple[float, float]]) -> dict:
     rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
     return {"decisions": len(plans), "decisions_per_s": round(rate, 2),
             "rollout_ms_p50": round(float(np.median([ms for _, ms in plans])), 1) if plans else None}
+
+
+def _planner_line(planner: dict) -> str:
+    """The summary's planner line: the settings it ran with (`_plan_meter`'s), then what it did."""
+    settings = planner["settings"]
+    ran = "settings not read" if settings is None else (
+        f"{settings['candidates']} candidates x {settings['horizon']} steps at {settings['plan_rate']:g} Hz, "
+        f"risk weight {settings['risk_weight']:g}")
+    did = "no decision" if not planner["decisions"] else (
+        f"{planner['decisions']} decisions ({planner['decisions_per_s']} per s while deciding), its ~/rollout "
+        f"calls p50 {planner['rollout_ms_p50']} ms")  # no decision: no latency either
+    return f"  planner: {ran}; {did}"
 
 
 def _launch_argument(text: str) -> tuple[str, str]:

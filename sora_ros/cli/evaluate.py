@@ -25,12 +25,11 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from sora_ros.cli.arguments import occupied_dir_problem, out_dir, out_dir_problem, positive_int, random_seed, \
-    record_key, refused, usage_check
+from sora_ros.cli.arguments import first_missing, occupied_dir_problem, out_dir, out_dir_problem, positive_int, \
+    random_seed, record_key, refused, usage_check
 from sora_ros.core.patch_grid import ASPECT_POLICIES
 from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES
 from sora_ros.runtime.model_dir import PRECISIONS
@@ -121,40 +120,6 @@ def _report_problem(out: Path, write_bag: bool) -> str | None:
         return (f"{out / PREDICTIONS_BAG} exists (an earlier run's bag?); --write-bag writes a new one: remove it or "
                 "choose another --out")  # fmt: skip
     return None
-
-
-def _write_problem(out: Path) -> str | None:
-    """Why no file can be written into the output folder `out`, or None: proved, not guessed, by
-    making `out` (as the report will) and a file in it, then removing all that this made. Run after
-    `out_dir_problem`, whose os.access answers yes for root and on file systems that refuse writes
-    anyway (/proc, a read-only mount)."""
-    given, out = out, out.absolute()
-    created = _first_missing(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        handle, probe = tempfile.mkstemp(prefix=".sora_ros_eval_write_check_", dir=out)
-        os.close(handle)
-        os.remove(probe)
-    except OSError as error:
-        doing = "create a file in it" if out.is_dir() else "create it"
-        return f"{given}: cannot {doing}: {error.strerror or error}; choose another output path"
-    finally:
-        for folder in (out, *out.parents) if created is not None else ():  # what mkdir made, innermost first
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-            if folder == created:
-                break
-    return None
-
-
-def _first_missing(path: Path) -> Path | None:
-    """The outermost of `path` and its parents that does not exist (what creating `path` creates), or None."""
-    missing = None
-    for candidate in (path.absolute(), *path.absolute().parents):
-        if candidate.exists():
-            return missing
-        missing = candidate
-    return missing
 
 
 def headline(summary: dict, result, info: dict) -> dict:
@@ -291,7 +256,7 @@ def main(args: argparse.Namespace) -> int:
         print("sora-ros eval: --sim-time applies to --realtime only", file=sys.stderr)
         return 2
     if args.out:  # before the work, not after it
-        problem = out_dir_problem(args.out) or _write_problem(Path(args.out)) or occupied_dir_problem(
+        problem = out_dir_problem(args.out) or occupied_dir_problem(
             args.out, args.force, "write this report there (files of the same names are replaced)")
         if refused("eval", "--out", problem):
             return 2
@@ -312,7 +277,7 @@ def main(args: argparse.Namespace) -> int:
     if problem:
         print(f"sora-ros eval: {problem}", file=sys.stderr)
         return 2
-    created = _first_missing(args.out) if args.out else None
+    created = first_missing(args.out) if args.out else None
     status = 1
     try:
         status = _offline(args)

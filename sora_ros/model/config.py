@@ -144,7 +144,8 @@ class ModelConfig:
         name: model name (written to model.json).
         dt: seconds between consecutive frames, observed and predicted.
         horizon: default number of predicted frames.
-        sampler_steps: Euler steps per predicted frame.
+        sampler_steps: Euler steps per predicted frame; export writes it to model.json's sampler.steps,
+            which the runtime reads (4 here for the GPU presets; cpu64 and the tiny ones set 2).
         context_noise: context noise level the runtime uses by default (in [0, max_context_noise]).
         aspect_range: (lowest, highest) camera width / height the model serves; training sets it
             to the range of its data's cameras (sora_ros.core.patch_grid).

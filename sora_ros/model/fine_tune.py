@@ -109,16 +109,14 @@ def start_from(model_dir, name: str, action_change: tuple | None, expect: ModelC
         WeightsError, ModelDirError: as `weights.load_weights`.
     """
     from sora_ros.model.dit import DiT
-    from sora_ros.model.weights import load_weights, parent_record
+    from sora_ros.model.weights import load_weights, parent_record, with_run_sampler
 
     weights = load_weights(model_dir, expect=expect)
     parent_config = weights.config
     actions = parent_config.actions if action_change is None else choose_actions(parent_config.actions, *action_change)
     attention = context_attention or parent_config.dit.context_attention
-    # The sampler the parent runs with is model.json's (which may differ from its training config's).
-    config = parent_config.replace(name=name, actions=actions, dit=dataclasses.replace(
-        parent_config.dit, action_dim=actions.dim, context_attention=attention),
-        sampler_steps=weights.info.sampler_steps, context_noise=weights.info.context_noise)
+    config = with_run_sampler(parent_config, weights.info).replace(name=name, actions=actions, dit=dataclasses.replace(
+        parent_config.dit, action_dim=actions.dim, context_attention=attention))
     dit, notes, unconverted = weights.dit, [], None
     if actions.names != parent_config.actions.names:
         parent_attention = dataclasses.replace(config.dit, context_attention=parent_config.dit.context_attention)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sora_ros.model.weights import WeightsError
+from sora_ros.model.weights import WeightsError, with_run_sampler
 from sora_ros.runtime.model_dir import GRAPH_FILES, read_model_info
 
 # Spread of the random values written into every tensor of the probe export (distinct values,
@@ -70,7 +70,7 @@ def recover_modules(model_dir: str | Path, seed: int = 0):
         seed: seed of the probe's random values.
 
     Returns:
-        (config, vae, dit, anchor or None), eval mode, on the CPU.
+        (config, vae, dit, anchor or None), eval mode, on the CPU; config with the sampler model.json runs.
 
     Raises:
         WeightsError: model.json has no config, the graphs name their initializers otherwise than
@@ -89,7 +89,7 @@ def recover_modules(model_dir: str | Path, seed: int = 0):
     info = read_model_info(model_dir)
     if "config" not in info.raw:
         raise WeightsError(f"{info.path}: model.json has no 'config' section to rebuild the modules from")
-    config = ModelConfig.from_dict(info.raw["config"])
+    config = with_run_sampler(ModelConfig.from_dict(info.raw["config"]), info)  # re-exported, it runs as before
     generator = torch.Generator().manual_seed(seed)
     vae, dit = VAE(config.vae).eval(), DiT(config).eval()
     anchor = None

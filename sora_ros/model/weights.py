@@ -223,6 +223,13 @@ def architecture_differences(parent: ModelConfig, wanted: ModelConfig) -> str:
     return config_differences(parent.replace(dit=same_settings, actions=wanted.actions, name=wanted.name), wanted, ("model", "asked"), parts=("vae", "dit"))
 
 
+def with_run_sampler(config: ModelConfig, info: ModelInfo) -> ModelConfig:
+    """`config` (model.json's "config": what the model was trained and exported with) with the sampler
+    the model runs with (model.json's "sampler": steps, context_noise), which may have been changed
+    since: models/default's config says 4 steps, its sampler 2 (since 0.4.2)."""
+    return config.replace(sampler_steps=info.sampler_steps, context_noise=info.context_noise)
+
+
 def parent_record(weights: ModelWeights) -> dict:
     """model.json's "parent" section of a model fine-tuned from `weights`: its name, version, id
     (runtime/latents.py `model_id`), the SHA-256 of the weights it started from and its path then."""

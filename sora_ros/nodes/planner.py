@@ -28,13 +28,16 @@ returned it) and `~/plan/path` (nav_msgs/Path of the poses the plan drives throu
 frame at the decision, `base_frame`), for RViz/Foxglove. A plan older than STALE_PLAN_PERIODS
 decision periods (the world model stopped answering) stops the robot.
 
+Every time here is the node's clock, as its timers' (sim time under use_sim_time): plan ages, the
+request timeout and the contact monitor's stamps, so that a plan's steps last the model's dt of the
+robot's time when a simulation runs slower than the wall clock or pauses.
+
     python -m sora_ros.nodes.planner --ros-args -r rollout:=/world_model/rollout -r image:=/camera/image_raw
 """
 
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, Twist
@@ -117,7 +120,7 @@ class PlannerNode(IntegersForDoubles, Node):
         self._dt = 0.1  # s per plan step; each response's FutureFrames.dt replaces it
         # Stamped with this node's clock when sent and received: one clock, whatever the robot's stamps say.
         self._contact = ContactMonitor(BlockedRule(), self._dt, escape_steps, max_turn)
-        self._plan_start = 0.0  # time.monotonic() of the request the plan answered (its step 0)
+        self._plan_start_ns = 0  # _now_ns() of the request the plan answered (its step 0)
         self._shifted = 0  # steps of the plan the warm start has been shifted past
         self._proposal: np.ndarray | None = None  # (N, H, A) in flight
         self._forbidden = Forbidden()  # what observed contact forbade the proposal in flight
@@ -128,7 +131,7 @@ class PlannerNode(IntegersForDoubles, Node):
         self._goal: Goal | None = None
         self._holding = False  # a goal was reached: stand still until the next one
         self._pending = None
-        self._pending_since = 0.0
+        self._pending_since_ns = 0
         self._seed = 0
         self.decisions = 0
         self._client = self.create_client(Rollout, "rollout")
@@ -183,7 +186,7 @@ class PlannerNode(IntegersForDoubles, Node):
         if self._goal is None:
             return not self._holding
         if self._pose is None or not math.isfinite(self._pose[2]) \
-                or self._now_ns() - self._pose_ns > STALE_ODOMETRY_S * NS_PER_S:
+                or not 0 <= (self._now_ns() - self._pose_ns) / NS_PER_S <= STALE_ODOMETRY_S:
             self.get_logger().warning(f"a goal but no odometry with a heading in the last {STALE_ODOMETRY_S:g} s: "
                                       "not planning", throttle_duration_sec=LOG_THROTTLE_S)
             return False
@@ -203,9 +206,10 @@ class PlannerNode(IntegersForDoubles, Node):
         return self._goal.progress_from(*self._pose, self._dt, limits.max_forward, limits.max_turn)
 
     def _plan_step(self) -> None:
-        now = time.monotonic()
-        if self._pending is not None and now - self._pending_since > self._timeout_s:
-            # The server died or hung mid-call: give up on this request and ask again.
+        now_ns = self._now_ns()
+        waited_s = (now_ns - self._pending_since_ns) / NS_PER_S
+        if self._pending is not None and not 0 <= waited_s <= self._timeout_s:
+            # The server died or hung mid-call (or the clock jumped back): give up on this request and ask again.
             self._client.remove_pending_request(self._pending)
             self._pending = None
             self.get_logger().warning("rollout request timed out", throttle_duration_sec=LOG_THROTTLE_S)
@@ -215,14 +219,15 @@ class PlannerNode(IntegersForDoubles, Node):
             return  # the image-space cost needs the floor colour from a camera frame
         if not self._may_plan_for_goal():
             return
-        if self._plan is None or now - self._plan_start > self._stale_s:
+        age_s = (now_ns - self._plan_start_ns) / NS_PER_S
+        if self._plan is None or not 0 <= age_s <= self._stale_s:  # negative: the clock jumped back
             self._mpc.reset()  # the robot stopped: the old plan is no warm start
         else:  # the steps the robot executed since the last shift (a refused call shifted some already)
-            executed = int((now - self._plan_start) / self._dt)
+            executed = int(age_s / self._dt)
             self._mpc.shift(executed - self._shifted)
             self._shifted = executed
         limits = self._mpc.limits  # observed contact narrows them (sora_ros/core/contact.py)
-        self._forbidden = self._contact.forbidden_steps(self._now_ns())
+        self._forbidden = self._contact.forbidden_steps(now_ns)
         bounds = self._forbidden.bounds(limits.low, limits.high, self._mpc.config.horizon)  # (H, A) each
         actions = self._mpc.propose(bounds)  # (N, H, A)
         if self._images:
@@ -233,7 +238,7 @@ class PlannerNode(IntegersForDoubles, Node):
                                   return_images=self._images, seed=self._seed, sampler_steps=self._sampler_steps)
         self._proposal, self._progress = actions, self._progress_scoring()
         self._pending = self._client.call_async(request)
-        self._pending_since = now
+        self._pending_since_ns = now_ns
         self._pending.add_done_callback(self._on_response)
 
     def _hazard(self, futures: list) -> np.ndarray | None:
@@ -275,7 +280,7 @@ class PlannerNode(IntegersForDoubles, Node):
         self._dt = chosen.dt if chosen.dt > 0 else self._dt
         if round(self._dt * NS_PER_S) != self._contact.dt_ns:  # the model's step, known from its first answer
             self._contact = ContactMonitor(BlockedRule(), self._dt, self._contact.escape_steps, self._contact.max_turn)
-        self._plan, self._plan_start, self._shifted = decision.plan, self._pending_since, 0
+        self._plan, self._plan_start_ns, self._shifted = decision.plan, self._pending_since_ns, 0
         self.decisions += 1
         self._plan_pub.publish(chosen)
         poses = [Pose2D()]
@@ -294,13 +299,14 @@ class PlannerNode(IntegersForDoubles, Node):
     def _publish_command(self) -> None:
         if self._plan is None:
             return  # nothing decided yet: leave the robot to itself
-        age_s = time.monotonic() - self._plan_start
-        if age_s > self._stale_s:  # command_at stops the robot; the next decision plans afresh
+        now_ns = self._now_ns()
+        age_s = (now_ns - self._plan_start_ns) / NS_PER_S
+        if not 0 <= age_s <= self._stale_s:  # command_at stops the robot; the next decision plans afresh
             self.get_logger().warning("no fresh decision: stopping", throttle_duration_sec=LOG_THROTTLE_S)
         command = command_at(self._plan, age_s, self._dt, self._stale_s)
-        command = self._contact.forbidden_steps(self._now_ns()).filter(command)  # a block since the plan was made
+        command = self._contact.forbidden_steps(now_ns).filter(command)  # a block since the plan was made
         self._cmd_pub.publish(lm.twist(*command))
-        self._contact.command(self._now_ns(), float(command[0]))
+        self._contact.command(now_ns, float(command[0]))
 
 
 def main(args: list[str] | None = None) -> int:
