@@ -213,3 +213,61 @@ def test_facing_a_spot_forbids_forward_for_the_steps_a_turn_away_takes():
     assert monitor.forbidden_steps(10 * DT_NS) == (4, 0)
     with pytest.raises(ValueError, match="max_turn"):
         ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8, max_turn=0.0)
+
+
+def test_a_pose_without_heading_beside_a_spot_is_judged_by_the_timed_ban_and_keeps_the_spot():
+    """An odometry message with no orientation (a zero quaternion: yaw NaN) right where the robot
+    was blocked: no crash, the timed ban alone, and the spot still forbids once a heading returns."""
+    monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=4, max_turn=1.5)
+    monitor.odometry(0, 0.0, 0.0, 0.0)
+    monitor.command(0, 0.5)
+    monitor.odometry(DT_NS, 0.0, 0.0, 0.0)  # refused: a spot at (0, 0), pushed along 0 rad
+    assert monitor.forbidden_steps(DT_NS) == (4, 0) and len(monitor.contacts) == 1
+    for step in range(1, 7):  # standing still, heading unknown: the ban wears off
+        monitor.command(step * DT_NS, 0.0)
+        monitor.odometry((step + 1) * DT_NS, 0.0, 0.0, float("nan"))
+    assert monitor.forbidden_steps(7 * DT_NS) == (0, 0) and len(monitor.contacts) == 1
+    monitor.odometry(8 * DT_NS, 0.0, 0.0, 0.1)  # a heading again, still facing the spot
+    assert monitor.forbidden_steps(8 * DT_NS)[0] > 0
+
+
+def ramp(accel: float, steps: int, command: float = 0.6) -> list[float]:
+    """m covered in each step by a base starting from rest that accelerates at `accel` to `command`."""
+    speeds = np.minimum(command, accel * 0.1 * np.arange(steps + 1))
+    return list((speeds[:-1] + speeds[1:]) / 2 * 0.1)
+
+
+@pytest.mark.parametrize("accel", [0.3, 0.5])
+def test_a_base_that_accelerates_slowly_is_not_blocked_when_the_rule_knows_its_limit(accel):
+    """From rest at 0.3 m/s^2 the first step covers 0.15 cm of the 6 cm commanded, under the rule's
+    10%: without max_accel that is a block (a ban and a spot at the start in open floor)."""
+    progress = ramp(accel, 12)
+    naive = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8)
+    now, _ = drive(naive, [0.6] * 2, progress[:2])
+    assert naive.forbidden_steps(now * DT_NS)[0] > 0, "without the limit the start reads as contact"
+    knowing = ContactMonitor(BlockedRule(max_accel=accel), dt=0.1, escape_steps=8)
+    now, x = drive(knowing, [0.6] * 2, progress[:2])
+    assert knowing.forbidden_steps(now * DT_NS) == (0, 0)
+    now, x = drive(knowing, [0.6] * 10, progress[2:], now, x)
+    assert knowing.forbidden_steps(now * DT_NS) == (0, 0)
+    now, _ = drive(knowing, [0.6], [0.0], now, x)  # then it hits something
+    assert knowing.forbidden_steps(now * DT_NS) == (8, 0)
+    pinned = ContactMonitor(BlockedRule(max_accel=accel), dt=0.1, escape_steps=8)  # pressed against it from rest
+    now, _ = drive(pinned, [0.6] * 2, [0.0] * 2)
+    assert pinned.forbidden_steps(now * DT_NS) == (8, 0)
+
+
+def test_odometry_stamped_when_measured_may_lag_the_commands():
+    """Odometry 150 ms late, stamped with the time it was measured: its stamps fall behind the
+    commands sent since, which is no clock jump; a moving robot is not blocked, a refused move is."""
+    monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=4)
+    lag, x = 150_000_000, 0.0
+    for step in range(12):
+        monitor.command(step * DT_NS, 0.5)
+        if step >= 2:  # the odometry of 2 steps ago arrives now
+            x += 0.05 if step < 10 else 0.0  # refused from step 8 on (measured at step - 2)
+            monitor.odometry(step * DT_NS - lag, x, 0.0)
+        if step == 9:
+            assert monitor.forbidden_steps(step * DT_NS - lag) == (0, 0), "moving as commanded"
+    assert monitor.forbidden_steps(11 * DT_NS - lag)[0] > 0
+    assert len(monitor._commands) == 12, "nothing was reset"

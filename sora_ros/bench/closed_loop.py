@@ -269,7 +269,8 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
         planner = CemPlanner(planner_config(config.mpc, images), robot.within(*pipeline.info.action_range), seed=seed)
         shuffle = ActionShuffler(seed) if policy == "shuffled" else None
         # Odometry is the sim's true pose (heading included), as the sim node publishes it on /odom.
-        contact = ContactMonitor(BlockedRule(), pipeline.info.dt, config.mpc.escape_steps, planner.limits.max_turn)
+        contact = ContactMonitor(BlockedRule(max_accel=limits.max_linear_accel), pipeline.info.dt,
+                                 config.mpc.escape_steps, planner.limits.max_turn)
         contact.odometry(world.stamp_ns, world.pose.x, world.pose.y, world.pose.yaw)
         # More goals than the robot can reach at full speed: each lies >= the spacing less two tolerances on.
         goals = goal_sequence(world, seed, math.ceil(config.seconds * planner.limits.max_forward / (

@@ -24,7 +24,8 @@ risk near 0). So while the robot is within CLEAR_DISTANCE_M of a spot where it w
 heading within CONE_RAD of the way it pushed there, driving that way is forbidden for the steps a
 turn out of that cone takes at max_turn (reverse the same, mirrored): it must back off or turn
 away first, as a robot that remembers its bumper hits in a local costmap does (Nav2's obstacle
-layer marks them). Odometry without a heading keeps no spots. A step that begins a reversal (the
+layer marks them). Odometry without a heading keeps no spots, and a pose without one is judged by
+the timed ban alone (the spots stay for the next pose with one). A step that begins a reversal (the
 command before it drove the other way) is not judged: the robot passes through rest in it, which
 is no contact (a trace found a spot made so forbid a free direction for 40 s).
 
@@ -34,7 +35,7 @@ runs with and without the monitor).
 
     monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8, max_turn=1.5)
     monitor.command(now_ns, linear_x)          # every command sent
-    monitor.odometry(now_ns, x, y, yaw)        # every odometry pose, on the same clock
+    monitor.odometry(stamp_ns, x, y, yaw)      # every odometry pose, stamped when measured, same clock
     bounds = monitor.forbidden_steps(now_ns).bounds(limits.low, limits.high, horizon)  # (H, A) low, high
     actions = planner.propose(bounds)          # (N, H, A) within them
     command = monitor.forbidden_steps(now_ns).filter(plan[k])   # (A,) each command sent
@@ -60,6 +61,8 @@ CLEAR_DISTANCE_M = 0.15
 CONE_RAD = math.pi / 3
 MAX_CONTACTS = 32
 SAME_SPOT_M, SAME_HEADING_RAD = 0.02, 0.1  # a step judged blocked again is not a new spot
+# A stamp this far (ns) behind its stream's newest is a clock that jumped back, not a late message.
+JUMP_BACK_NS = NS_PER_S
 
 
 class Forbidden(NamedTuple):
@@ -154,10 +157,13 @@ class ContactMonitor:
         self.contacts.clear()
 
     def _append(self, queue: deque, item: tuple) -> None:
-        # Callers stamp with one clock as things happen; a stamp before the newest one means that
-        # clock jumped back (a restarted simulation or bag): what came before no longer compares.
-        newest = max((q[-1][0] for q in (self._commands, self._odometry) if q), default=item[0])
-        if item[0] < newest:
+        # Each stream comes in order of its stamps (odometry may be stamped when it was measured,
+        # before the commands sent since). One older than its stream's newest by more than
+        # JUMP_BACK_NS means the clock jumped back (a restarted simulation or bag): what came
+        # before no longer compares. A little older: delivered out of order, and dropped.
+        if queue and item[0] < queue[-1][0]:
+            if queue[-1][0] - item[0] <= JUMP_BACK_NS:
+                return
             self.reset()
         queue.append(item)
         while queue[0][0] < item[0] - self._memory_ns:
@@ -195,7 +201,8 @@ class ContactMonitor:
         steps = left(1.0), left(-1.0)
         near = [c for c in self.contacts if math.hypot(c.x - x, c.y - y) < CLEAR_DISTANCE_M]
         self.contacts = deque(near, maxlen=MAX_CONTACTS)  # the robot got away from the others
-        return Forbidden(*(max(n, self._steps_to_turn(_turn_left(near, yaw + turn)))
+        facing = near if math.isfinite(yaw) else []  # no heading: which spot it faces is unknown (kept)
+        return Forbidden(*(max(n, self._steps_to_turn(_turn_left(facing, yaw + turn)))
                            for n, turn in zip(steps, (0.0, math.pi))))
 
     def _steps_to_turn(self, angle: float) -> int:

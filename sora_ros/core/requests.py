@@ -61,7 +61,7 @@ class RolloutRequest:
         as_integers(self, ("candidates", "horizon", "samples", "seed", "sampler_steps"), RequestError)
         if self.seed < 0 or not isinstance(self.return_images, (bool, np.bool_)):
             raise RequestError(f"seed must be >= 0 and return_images a bool, got {self.seed} and {self.return_images!r}")
-        _check_caps(self.candidates, self.horizon, self.samples, self.sampler_steps, self.return_images)
+        check_caps(self.candidates, self.horizon, self.samples, self.sampler_steps, self.return_images)
         if self.actions is None:
             return
         object.__setattr__(self, "actions", unmasked(self.actions, "actions", RequestError))
@@ -117,7 +117,7 @@ def as_integers(fields: object, names: tuple[str, ...], error: type[ValueError])
             raise error(f"{name} must be an integer, got {value!r}") from None
 
 
-def _check_caps(candidates: int, horizon: int, samples: int, sampler_steps: int, return_images: bool) -> None:
+def check_caps(candidates: int, horizon: int, samples: int, sampler_steps: int, return_images: bool) -> None:
     """Raises RequestError for a field outside its cap."""
     if not 1 <= candidates <= MAX_CANDIDATES:
         raise RequestError(f"candidates must be 1..{MAX_CANDIDATES}, got {candidates}")
@@ -151,7 +151,7 @@ def check_request(actions: np.ndarray, candidates: int, horizon: int, action_dim
         RequestError: wrong action shape or size, values that are not finite (NaN rows excepted:
             they mean "unknown" to the model), masked values, or a request above a cap.
     """
-    _check_caps(candidates, horizon, samples, sampler_steps, return_images)  # before the size arithmetic
+    check_caps(candidates, horizon, samples, sampler_steps, return_images)  # before the size arithmetic
     if action_dim != model_action_dim:
         raise RequestError(f"action_dim is {action_dim} but the model takes {model_action_dim} values per step")
     flat = np.asarray(unmasked(actions, "actions"), np.float32).reshape(-1)

@@ -18,6 +18,10 @@ Progress is measured from the odometry pose, not from its twist, so it works for
 source (wheel, visual, lidar). A robot that accelerates from rest moves less than commanded in its
 first step; `progress_fraction` (default 0.1) sits below that: in the simulator a start from rest
 at the highest command (0.6 m/s, 1 m/s^2) covers 1 cm of the 6 cm commanded, a refused move 0.
+A base that accelerates more slowly covers less than that fraction in its first steps from rest
+(0.15 cm at 0.3 m/s^2): with `max_accel` set, "commanded distance" is the distance the base can
+cover in the step from the speed odometry showed over the step before, ramping at max_accel to the
+command (the planner's contact monitor sets it to the robot's limit; the training labels do not).
 tests/test_risk.py checks the labels against the simulator's own refused moves, step by step.
 
     steps = blocked_steps(rule, grid_ns, dt_ns, motion)    # (T,) 1, 0 or NaN per step at grid_ns
@@ -27,6 +31,7 @@ tests/test_risk.py checks the labels against the simulator's own refused moves, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +59,7 @@ class BlockedRule:
         progress_fraction: share of the commanded distance below which a step made no progress, in (0, 1).
         command_timeout_s: a cmd_vel older than this counts as a stop, > 0.
         max_odom_gap_s: a step end farther than this from every odometry message is unknown, > 0.
+        max_accel: m/s^2 the base accelerates at, > 0, or None: it reaches any command within a step.
 
     Raises:
         ValueError: a value outside its range.
@@ -64,12 +70,15 @@ class BlockedRule:
     progress_fraction: float = 0.1
     command_timeout_s: float = 0.5
     max_odom_gap_s: float = 0.25
+    max_accel: float | None = None
 
     def __post_init__(self) -> None:
         if not (self.horizon_steps >= 1 and self.min_command >= 0 and 0 < self.progress_fraction < 1
-                and self.command_timeout_s > 0 and self.max_odom_gap_s > 0):
+                and self.command_timeout_s > 0 and self.max_odom_gap_s > 0
+                and (self.max_accel is None or 0 < self.max_accel < math.inf)):
             raise ValueError(f"risk label rule out of range: {self} (horizon_steps >= 1, min_command >= 0, "
-                             f"progress_fraction in (0, 1), command_timeout_s > 0, max_odom_gap_s > 0)")
+                             f"progress_fraction in (0, 1), command_timeout_s > 0, max_odom_gap_s > 0, "
+                             f"max_accel > 0 and finite or None)")
 
     def describe(self, dt: float, cmd_topic: str, odom_topic: str) -> str:
         """The rule in one line, for model.json and reports."""
@@ -139,14 +148,25 @@ def blocked_steps(rule: BlockedRule, start_ns: np.ndarray, dt_ns: int, log: Moti
     end = start + dt_ns
     if len(log.odom_ns) == 0:
         return np.full(start.shape, np.nan, np.float32)
-    times = log.odom_ns.astype(np.float64)
+    times, dt = log.odom_ns.astype(np.float64), dt_ns / NS_PER_S
     x0, y0 = (np.interp(start, times, log.odom_xy[:, i]) for i in range(2))
     x1, y1 = (np.interp(end, times, log.odom_xy[:, i]) for i in range(2))
     moved = np.hypot(x1 - x0, y1 - y0)  # (T,) m, whichever way
     command = commanded(rule, log, start)  # (T,) m/s
-    blocked = (command > rule.min_command) & (moved < rule.progress_fraction * command * dt_ns / NS_PER_S)
+    reach = command * dt  # (T,) m
+    if rule.max_accel is not None:  # from the speed over the step before (0 before the first odometry)
+        xp, yp = (np.interp(start - dt_ns, times, log.odom_xy[:, i]) for i in range(2))
+        reach = np.minimum(reach, reachable(np.hypot(x0 - xp, y0 - yp) / dt, command, rule.max_accel, dt))
+    blocked = (command > rule.min_command) & (moved < rule.progress_fraction * reach)
     known = _odom_known(rule, log, start) & _odom_known(rule, log, end)
     return np.where(known, blocked.astype(np.float32), np.nan).astype(np.float32)
+
+
+def reachable(speed: np.ndarray, command: np.ndarray, accel: float, dt: float) -> np.ndarray:
+    """m a base covers in dt s starting at `speed` (m/s, >= 0) while it accelerates at `accel`
+    (m/s^2) towards `command` (m/s), then holds it; at least speed x dt (it may be braking)."""
+    ramp = np.clip((command - speed) / accel, 0.0, dt)  # s spent accelerating
+    return speed * dt + accel * ramp * (dt - ramp / 2)
 
 
 def blocked_within(rule: BlockedRule, frame_ns: np.ndarray, dt_ns: int, log: MotionLog) -> np.ndarray:

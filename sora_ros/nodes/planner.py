@@ -9,12 +9,13 @@ A model without a risk head answers with an empty `risk`: the node then asks for
 (slower, and ~/rollout decodes at most MAX_IMAGE_CANDIDATES candidates a call) and scores the obstacle share ahead of the
 robot in them (sora_ros/core/planner.py), and says so once.
 
-Subscribes `odom` (nav_msgs/Odometry, any QoS): after a step commanded forward in which the
-odometry position made no progress (the risk head's own label rule, sora_ros/core/risk.py), no
-candidate drives forward for the next `escape_steps` steps, and none in reverse after a step
-commanded in reverse without progress (sora_ros/core/contact.py: the camera does not see behind;
-a bound on the sampled commands, not a cost), so the robot turns or drives away from what it is
-pressed against instead of pushing on.
+Subscribes `odom` (nav_msgs/Odometry, any QoS; stamped when measured, by its header, unless that is
+over a second from this node's clock): after a step commanded forward in which the odometry
+position made almost no progress, against what the base could cover accelerating at `max_accel` (the
+risk head's label rule, sora_ros/core/risk.py), no candidate drives forward for the next
+`escape_steps` steps, and none in reverse after a step commanded in reverse without progress
+(sora_ros/core/contact.py: the camera does not see behind; a bound on the sampled commands, not a
+cost), so the robot turns or drives away from what it is pressed against instead of pushing on.
 Without odometry the planner trusts the predicted risk alone.
 
 Subscribes `goal_pose` (geometry_msgs/PoseStamped, as RViz's "2D Goal Pose" sends it; its position
@@ -26,7 +27,9 @@ frame is refused with a warning (the node looks up no transforms).
 Publishes `cmd_vel` (Twist), `~/plan` (the chosen candidate's FutureFrames as the world model
 returned it) and `~/plan/path` (nav_msgs/Path of the poses the plan drives through, in the robot's
 frame at the decision, `base_frame`), for RViz/Foxglove. A plan older than STALE_PLAN_PERIODS
-decision periods (the world model stopped answering) stops the robot.
+decision periods (the world model stopped answering) stops the robot; an answer that comes later
+than that is logged with what to lower. Settings ~/rollout would refuse (candidates x samples over
+its cap) and an empty `base_frame` end the node at start with one line.
 
 Every time here is the node's clock, as its timers' (sim time under use_sim_time): plan ages, the
 request timeout and the contact monitor's stamps, so that a plan's steps last the model's dt of the
@@ -52,8 +55,10 @@ from sora_ros.core.goal import GOAL_TOLERANCE_M, Goal
 from sora_ros.core.image import ImageConversionError, image_to_numpy, image_to_rgb
 from sora_ros.core.mpc import MAX_WEIGHT, CemPlanner, MpcConfig, PlannerInputError, Progress, VelocityLimits, \
     command_at
-from sora_ros.core.requests import MAX_CANDIDATES, MAX_HORIZON, MAX_IMAGE_CANDIDATES, MAX_SAMPLER_STEPS, MAX_SAMPLES
+from sora_ros.core.requests import MAX_CANDIDATES, MAX_HORIZON, MAX_IMAGE_CANDIDATES, MAX_SAMPLER_STEPS, MAX_SAMPLES, \
+    RequestError, check_caps
 from sora_ros.core.risk import BlockedRule
+from sora_ros.core.stamps import RECEIVE_TOLERANCE_NS
 from sora_ros.core.units import NS_PER_S
 from sora_ros.msg import FutureFrames
 from sora_ros.nodes import messages as lm
@@ -94,6 +99,8 @@ class PlannerNode(IntegersForDoubles, Node):
             "fastest reverse command, m/s (positive; 0: never back up)", 0.0, 10.0, True)).value
         max_turn = p("max_turn", limits.max_turn, lm.float_descriptor("fastest turn either way, rad/s", 0.01, 10.0,
                                                                       True)).value
+        max_accel = p("max_accel", limits.max_linear_accel, lm.float_descriptor(
+            "the base's linear acceleration, m/s^2: a start from rest is no contact", 0.01, 100.0, True)).value
         weights = {name: p(name, getattr(defaults, name), lm.float_descriptor(description, 0.0, MAX_WEIGHT, True)).value
                    for name, description in (("risk_weight", "cost per unit of mean predicted risk"),
                                              ("progress_weight", "reward per unit of mean forward speed / max_forward"),
@@ -103,10 +110,15 @@ class PlannerNode(IntegersForDoubles, Node):
             "direction (forward or reverse; 0: the predicted risk alone)", 0, 100, True)).value
         seed = p("seed", 0, lm.int_descriptor("sampling seed: same seed, same candidates", 0, 2**31 - 1, True)).value
         self._base_frame = p("base_frame", "base_link", lm.plain_descriptor("frame of ~/plan/path")).value
+        if not self._base_frame:
+            raise PlannerInputError("base_frame must name a frame (~/plan/path is published in it)")
+        try:  # now, not in every ~/rollout answer
+            check_caps(candidates, horizon, self._samples, self._sampler_steps, return_images=False)
+        except RequestError as error:
+            raise PlannerInputError(f"~/rollout would refuse every request: {error}; lower candidates or samples")
         self._goal_tolerance = p("goal_tolerance", GOAL_TOLERANCE_M, lm.float_descriptor(
             "distance from a goal_pose at which it counts as reached, m", 0.01, 100.0, True)).value
-        config = MpcConfig(candidates=candidates, horizon=horizon, elites=min(elites, candidates),
-                           escape_steps=escape_steps, **weights)
+        config = MpcConfig(candidates=candidates, horizon=horizon, elites=elites, escape_steps=escape_steps, **weights)
         self._mpc = CemPlanner(config, VelocityLimits(max_forward, max_reverse, max_turn), seed=seed)
         self._stale_s = STALE_PLAN_PERIODS / plan_rate
         # One call in flight at a time: a call given up on still runs in the world model and
@@ -118,15 +130,17 @@ class PlannerNode(IntegersForDoubles, Node):
         self._floor: np.ndarray | None = None
         self._plan: np.ndarray | None = None  # (H, A) being followed
         self._dt = 0.1  # s per plan step; each response's FutureFrames.dt replaces it
-        # Stamped with this node's clock when sent and received: one clock, whatever the robot's stamps say.
-        self._contact = ContactMonitor(BlockedRule(), self._dt, escape_steps, max_turn)
+        # Commands stamped with this node's clock when sent, odometry when measured (`_odometry_ns`).
+        self._rule = BlockedRule(max_accel=max_accel)
+        self._contact = ContactMonitor(self._rule, self._dt, escape_steps, max_turn)
+        self._odom_arrival_ns = None  # when the newest odometry arrived, this node's clock
         self._plan_start_ns = 0  # _now_ns() of the request the plan answered (its step 0)
         self._shifted = 0  # steps of the plan the warm start has been shifted past
         self._proposal: np.ndarray | None = None  # (N, H, A) in flight
         self._forbidden = Forbidden()  # what observed contact forbade the proposal in flight
         self._progress = None  # how the proposal in flight is scored for progress (None: forward speed)
         self._pose: tuple[float, float, float] | None = None  # newest odometry x, y (m), yaw (rad, NaN: unknown)
-        self._pose_ns = 0  # when it arrived, this node's clock
+        self._pose_ns = 0  # when it was measured, this node's clock
         self._odom_frame = ""
         self._goal: Goal | None = None
         self._holding = False  # a goal was reached: stand still until the next one
@@ -158,12 +172,31 @@ class PlannerNode(IntegersForDoubles, Node):
         return self.get_clock().now().nanoseconds
 
     def _on_odometry(self, msg: Odometry) -> None:
+        now_ns = self._now_ns()
+        if self._odom_arrival_ns is not None and now_ns - self._odom_arrival_ns > self._rule.max_odom_gap_s * NS_PER_S:
+            self.get_logger().warning(
+                f"odometry came {(now_ns - self._odom_arrival_ns) / NS_PER_S:.2f} s after the one before: the contact "
+                f"monitor judges a step only with odometry at most {self._rule.max_odom_gap_s:g} s apart (publish "
+                "odom at 10 Hz or more)", throttle_duration_sec=LOG_THROTTLE_S)
+        self._odom_arrival_ns = now_ns
+        measured_ns = self._measured_ns(msg.header, now_ns)
         position, yaw = msg.pose.pose.position, lm.yaw(msg.pose.pose.orientation)
-        if not self._contact.odometry(self._now_ns(), position.x, position.y, yaw):
+        if not self._contact.odometry(measured_ns, position.x, position.y, yaw):
             self.get_logger().warning("ignoring odometry with a position that is not finite",
                                       throttle_duration_sec=LOG_THROTTLE_S)
             return
-        self._pose, self._pose_ns, self._odom_frame = (position.x, position.y, yaw), self._now_ns(), msg.header.frame_id
+        self._pose, self._pose_ns, self._odom_frame = (position.x, position.y, yaw), measured_ns, msg.header.frame_id
+
+    def _measured_ns(self, header, now_ns: int) -> int:
+        """When odometry was measured, on this node's clock: its header stamp (at most now), so that
+        its latency is not read as a robot that did not move; its arrival time when the stamp is
+        further than RECEIVE_TOLERANCE_NS from it (unset, or another clock), with a warning."""
+        stamp_ns = lm.stamp_ns(header)
+        if abs(now_ns - stamp_ns) <= RECEIVE_TOLERANCE_NS:
+            return min(stamp_ns, now_ns)
+        self.get_logger().warning(f"odometry stamped {(stamp_ns - now_ns) / NS_PER_S:+.1f} s from this node's clock "
+                                  "(unset, or another clock): using arrival times", throttle_duration_sec=60.0)
+        return now_ns
 
     def _on_goal(self, msg: PoseStamped) -> None:
         frame = msg.header.frame_id
@@ -268,6 +301,16 @@ class PlannerNode(IntegersForDoubles, Node):
             why = "no response" if response is None else response.message
             self.get_logger().warning(f"rollout refused: {why}", throttle_duration_sec=LOG_THROTTLE_S)
             return
+        if len(response.futures) != len(self._proposal):
+            self.get_logger().warning(f"rollout answered {len(response.futures)} futures for {len(self._proposal)} "
+                                      "candidates: ignored", throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        waited_s = (self._now_ns() - self._pending_since_ns) / NS_PER_S
+        if waited_s > self._stale_s:
+            self.get_logger().warning(
+                f"~/rollout answered in {waited_s * 1e3:.0f} ms, later than a plan stays fresh ({STALE_PLAN_PERIODS} "
+                f"/ plan_rate = {self._stale_s * 1e3:.0f} ms): the robot stops between decisions; lower candidates "
+                "or plan_rate", throttle_duration_sec=LOG_THROTTLE_S)
         hazard = self._hazard(list(response.futures))
         if hazard is None:
             return
@@ -279,7 +322,7 @@ class PlannerNode(IntegersForDoubles, Node):
         chosen = decision.forecast
         self._dt = chosen.dt if chosen.dt > 0 else self._dt
         if round(self._dt * NS_PER_S) != self._contact.dt_ns:  # the model's step, known from its first answer
-            self._contact = ContactMonitor(BlockedRule(), self._dt, self._contact.escape_steps, self._contact.max_turn)
+            self._contact = ContactMonitor(self._rule, self._dt, self._contact.escape_steps, self._contact.max_turn)
         self._plan, self._plan_start_ns, self._shifted = decision.plan, self._pending_since_ns, 0
         self.decisions += 1
         self._plan_pub.publish(chosen)
@@ -311,7 +354,7 @@ class PlannerNode(IntegersForDoubles, Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C or shutdown."""
-    return spin(PlannerNode, args)
+    return spin(PlannerNode, args, fatal=(PlannerInputError,))
 
 
 if __name__ == "__main__":
