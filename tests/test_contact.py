@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sora_ros.core.contact import CONE_RAD, ContactMonitor, Forbidden
+from sora_ros.core.contact import CONE_RAD, MAX_HISTORY, ContactMonitor, Forbidden
 from sora_ros.core.mpc import CemPlanner, MpcConfig, VelocityLimits
 from sora_ros.core.risk import BlockedRule
 
@@ -108,6 +108,10 @@ def test_a_clock_jump_back_or_a_bad_position_forgets_or_drops_and_memory_stays_b
     assert monitor.forbidden_steps(later * DT_NS) == (4, 0)
     monitor.reset()
     assert monitor.forbidden_steps(later * DT_NS) == (0, 0)
+    for _ in range(3000):  # a clock that stands still (sim time before the first /clock): all at 0
+        monitor.command(0, 0.5)
+        monitor.odometry(0, 0.0, 0.0)
+    assert len(monitor._odometry) <= MAX_HISTORY and len(monitor._commands) <= MAX_HISTORY
 
 
 def test_the_mpc_does_not_push_on_whatever_the_predicted_risk():

@@ -63,6 +63,9 @@ MAX_CONTACTS = 32
 SAME_SPOT_M, SAME_HEADING_RAD = 0.02, 0.1  # a step judged blocked again is not a new spot
 # A stamp this far (ns) behind its stream's newest is a clock that jumped back, not a late message.
 JUMP_BACK_NS = NS_PER_S
+# Messages kept per stream at most, whatever the stamps: a clock that stands still (sim time before
+# the first /clock) would keep every one; its window holds ~1.5 s, 1,000 messages at 670 Hz.
+MAX_HISTORY = 1000
 
 
 class Forbidden(NamedTuple):
@@ -132,8 +135,9 @@ class ContactMonitor:
         self.dt_ns = round(dt * NS_PER_S)
         # What the last escape_steps steps need, and the command in force before them.
         self._memory_ns = (escape_steps + 2) * self.dt_ns + round(rule.command_timeout_s * NS_PER_S)
-        self._commands: deque[tuple[int, float]] = deque()
-        self._odometry: deque[tuple[int, float, float, float]] = deque()  # stamp, x, y, yaw (NaN: unknown)
+        self._commands: deque[tuple[int, float]] = deque(maxlen=MAX_HISTORY)
+        # stamp, x, y, yaw (NaN: unknown)
+        self._odometry: deque[tuple[int, float, float, float]] = deque(maxlen=MAX_HISTORY)
         self.contacts: deque[Contact] = deque(maxlen=MAX_CONTACTS)
 
     def command(self, stamp_ns: int, linear_x: float) -> None:
