@@ -103,7 +103,8 @@ class PlannerNode(IntegersForDoubles, Node):
             "the base's linear acceleration, m/s^2: a start from rest is no contact", 0.01, 100.0, True)).value
         weights = {name: p(name, getattr(defaults, name), lm.float_descriptor(description, 0.0, MAX_WEIGHT, True)).value
                    for name, description in (("risk_weight", "cost per unit of mean predicted risk"),
-                                             ("progress_weight", "reward per unit of mean forward speed / max_forward"),
+                                             ("progress_weight", "reward per unit of mean progress (forward "
+                                                                 "speed, or towards a goal) / max_forward"),
                                              ("smoothness_weight", "cost per unit of squared command change"))}
         escape_steps = p("escape_steps", defaults.escape_steps, lm.int_descriptor(
             "after a step in which odom showed the robot blocked, steps in which no command drives in that "
@@ -130,7 +131,7 @@ class PlannerNode(IntegersForDoubles, Node):
         self._floor: np.ndarray | None = None
         self._plan: np.ndarray | None = None  # (H, A) being followed
         self._dt = 0.1  # s per plan step; each response's FutureFrames.dt replaces it
-        # Commands stamped with this node's clock when sent, odometry when measured (`_odometry_ns`).
+        # Commands stamped with this node's clock when sent, odometry when measured (`_measured_ns`).
         self._rule = BlockedRule(max_accel=max_accel)
         self._contact = ContactMonitor(self._rule, self._dt, escape_steps, max_turn)
         self._odom_arrival_ns = None  # when the newest odometry arrived, this node's clock
