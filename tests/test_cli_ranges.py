@@ -34,9 +34,17 @@ REFUSED = {
     "bench nodes --camera-rate 0": (["bench", "nodes", "--camera-rate", "0"], "must be from 0.001 to 1000, got 0"),
     "bench nodes --camera-rate -15": (["bench", "nodes", "--camera-rate", "-15"], "must be from 0.001 to 1000, got -15"),
     "bench closed-loop --seconds NaN": (["bench", "closed-loop", "--seconds", "nan"], "must be a finite number above 0"),
-    "bench closed-loop --seconds 0": (["bench", "closed-loop", "--seconds", "0"], "must be above 0, got 0"),
+    "bench closed-loop --seconds 0": (["bench", "closed-loop", "--seconds", "0"],
+                                     "must be above 0 and 86400 or less, got 0"),
     "bench closed-loop --seconds -inf": (["bench", "closed-loop", "--seconds=-inf"], "must be a finite number above 0"),
     "bench closed-loop --first-seed -1": (["bench", "closed-loop", "--first-seed", "-1"], "must be 0 or more, got -1"),
+    "bench closed-loop --seconds 1e308": (["bench", "closed-loop", "--seconds", "1e308"],
+                                          "must be above 0 and 86400 or less, got 1e+308"),
+    "bench closed-loop --candidates 1": (["bench", "closed-loop", "--candidates", "1"], "must be from 2 to 64, got 1"),
+    "bench closed-loop --candidates 65": (["bench", "closed-loop", "--candidates", "65"],
+                                          "must be from 2 to 64, got 65"),
+    "bench closed-loop --horizon 0": (["bench", "closed-loop", "--horizon", "0"], "must be from 1 to 32, got 0"),
+    "bench closed-loop --horizon 33": (["bench", "closed-loop", "--horizon", "33"], "must be from 1 to 32, got 33"),
     "bench fine-tune --minutes NaN": (["bench", "fine-tune", "--minutes", "2", "nan"], "must be a finite number above 0"),
     "bench fine-tune --minutes 0": (["bench", "fine-tune", "--minutes", "0"], "must be above 0, got 0"),
     "bench fine-tune --minutes -2": (["bench", "fine-tune", "--minutes", "-2"], "must be above 0, got -2"),
@@ -96,9 +104,11 @@ REFUSED = {
     "sim record --episodes 0": (["sim", "record", "--seconds", "1", "--out", "o", "--episodes", "0"],
                                 "must be at least 1, got 0"),
     "sim record --seconds NaN": (["sim", "record", "--episodes", "1", "--out", "o", "--seconds", "nan"],
-                                 "must be a finite number above 0, got 'nan'"),
+                                 "must be a finite number above 0 and 86400 or less, got 'nan'"),
     "sim record --seconds 0": (["sim", "record", "--episodes", "1", "--out", "o", "--seconds", "0"],
-                               "must be above 0, got 0"),
+                               "must be above 0 and 86400 or less, got 0"),
+    "sim record --seconds 1e308": (["sim", "record", "--episodes", "1", "--out", "o", "--seconds", "1e308"],
+                                   "must be above 0 and 86400 or less, got 1e+308"),
     "sim record --seed -1": ([*RECORD, "--seed", "-1"], "must be from 0 to 2147483647, got -1"),
     "sim record --rate 0": ([*RECORD, "--rate", "0"], "must be from 0.5 to 60, got 0"),
     "sim record --rate NaN": ([*RECORD, "--rate", "nan"], "must be a finite number from 0.5 to 60, got 'nan'"),
@@ -154,6 +164,35 @@ def test_the_values_at_the_edges_of_the_ranges_are_taken() -> None:
     assert parser.parse_args(["video-camera", "v.mp4", "--rate", "0"]).rate == 0.0
     args = parser.parse_args([*RECORD, "--blind-share", "1", "--objects", "0", "--camera-pitch", "-90"])
     assert (args.blind_share, args.objects, args.camera_pitch, args.rate, args.width) == (1.0, 0, -90.0, 10.0, 128)
+
+
+# The last seed of a run, first + episodes - 1, needs both options: checked after parsing, before any work.
+SEED_SPANS = {
+    "sim record": ([*RECORD[:3], "2", *RECORD[4:], "--seed", "2147483647"],
+                   "--seed 2147483647 with --episodes 2 runs seeds up to 2147483648; --seed + --episodes - 1 must be "
+                   "at most 2147483647, the largest seed"),
+    "bench closed-loop": (["bench", "closed-loop", "--first-seed", str(2**32 - 3), "--episodes", "4"],
+                          "--first-seed 4294967293 with --episodes 4 runs seeds up to 4294967296; --first-seed + "
+                          "--episodes - 1 must be at most 4294967295, the largest seed"),
+    "bench closed-loop, default --episodes": (["bench", "closed-loop", "--first-seed", str(2**32 - 1)],
+                                              "--first-seed 4294967295 with --episodes 20 runs seeds up to"),
+}
+
+
+@pytest.mark.parametrize("words, message", SEED_SPANS.values(), ids=SEED_SPANS.keys())
+def test_seeds_past_the_largest_are_a_usage_error_naming_both_options(words, message, capsys) -> None:
+    args = build_parser().parse_args(words)
+    with pytest.raises(SystemExit) as stop:
+        args.check_usage(args)  # as sora_ros.cli.main does right after parsing, before the command's work
+    assert stop.value.code == 2
+    assert f"error: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("words", [[*RECORD[:3], "2", *RECORD[4:], "--seed", "2147483646"],
+                                   ["bench", "closed-loop", "--first-seed", str(2**32 - 4), "--episodes", "4"]])
+def test_seeds_up_to_the_largest_are_taken(words) -> None:
+    args = build_parser().parse_args(words)
+    args.check_usage(args)  # no SystemExit
 
 
 # demo --camera-rate sets the sim's `rate` (0.5 to 60), or with --video the video camera's (0 to 240,

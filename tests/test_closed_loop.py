@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import shutil
 
 import numpy as np
 import pytest
@@ -62,7 +64,7 @@ def test_copy_last_predicts_the_last_latent_and_the_report_is_written(engine, tm
                               risk_weight=6.0, model=str(engine.info.path), out=str(tmp_path / "out"),
                               dynamics_precision="float32", thread_pool="per-session", goals=True)
     assert closed_loop.run(args, CONFIG) == 0
-    metrics = __import__("json").loads((tmp_path / "out" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert set(metrics["policies"]) == set(closed_loop.POLICIES)
     rate = metrics["policies"]["model"]["collisions_per_min"]
     assert rate["n"] == 2 and rate["low"] <= rate["mean"] <= rate["high"]
@@ -87,7 +89,7 @@ def test_an_episode_too_short_for_a_decision_is_reported_not_a_crash(engine, tmp
     assert closed_loop.run(args, CONFIG) == 0  # 1 frame, fewer than the context: no decision, no latency
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("copy_last"))
     assert row.split()[-1] == "-"
-    strict = __import__("json").loads((tmp_path / "out" / "metrics.json").read_text(),
+    strict = json.loads((tmp_path / "out" / "metrics.json").read_text(),
                                       parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
     assert strict["policies"]["copy_last"]["collisions_per_min"]["low"] is None, "one episode: no interval"
 
@@ -136,14 +138,51 @@ def test_the_target_is_judged_against_the_baselines_that_ran():
 
     two = closed_loop.verdict({"model": stats(3.0, 10.0), "copy_last": stats(12.0, 9.0)})
     assert two == ["met: collisions/min model 3.00 <= 4.00 (1/3 of copy_last's 12.00)",
-                   "met: distance model 10.0 m >= copy_last 9.0 m"]
+                   "met: distance model 10.00 m >= copy_last 9.00 m"]
     three = closed_loop.verdict({"model": stats(5.0, 10.0), "copy_last": stats(12.0, 9.0),
                                  "shuffled": stats(4.0, 11.0)})
     assert [line.split(":")[0] for line in three] == ["MISSED", "MISSED", "MISSED"]
     assert closed_loop.verdict({"model": stats(1.0, 1.0), "wander": stats(2.0, 2.0)})[0].startswith("target not judged")
     none = closed_loop.verdict({"model": stats(0.0, 10.0), "copy_last": stats(0.0, 9.0)})
     assert none == ["not judged: collisions/min against copy_last, which had none (run longer or more episodes)",
-                    "met: distance model 10.0 m >= copy_last 9.0 m"]
+                    "met: distance model 10.00 m >= copy_last 9.00 m"]
+
+
+def test_a_shuffled_baseline_without_collisions_is_not_judged_and_a_short_miss_shows():
+    def stats(rate: float, distance: float) -> dict:
+        return {"collisions_per_min": {"mean": rate}, "distance_m": {"mean": distance}}
+
+    lines = closed_loop.verdict({"model": stats(0.0, 0.22), "copy_last": stats(3.0, 0.24), "shuffled": stats(0.0, 0.2)})
+    assert lines == ["not judged: collisions/min against shuffled, which had none (run longer or more episodes)",
+                     "met: collisions/min model 0.00 <= 1.00 (1/3 of copy_last's 3.00)",
+                     "MISSED: distance model 0.22 m >= copy_last 0.24 m and shuffled 0.20 m"], "not 0.2 m >= 0.2 m"
+
+
+def _closed_loop_args(model, out, **options) -> argparse.Namespace:
+    """bench closed-loop's parsed arguments: one short copy_last episode unless `options` say otherwise."""
+    return argparse.Namespace(**{"policies": "copy_last", "candidates": 4, "horizon": 2, "iterations": 1, "episodes": 1,
+                                 "seconds": 0.1, "first_seed": closed_loop.FIRST_SEED, "decision_every": 2,
+                                 "escape_steps": 8, "risk_weight": 4.0, "goals": False, "model": str(model),
+                                 "out": str(out), "dynamics_precision": "float32", "thread_pool": "per-session",
+                                 **options})
+
+
+def test_a_model_whose_dt_is_not_the_frame_period_is_refused_before_any_episode(engine, tmp_path, capsys):
+    model = shutil.copytree(engine.info.path, tmp_path / "model_dt02")
+    meta = json.loads((model / "model.json").read_text())
+    meta["dt"] = meta["config"]["dt"] = 0.2  # both places, as the model loader checks
+    (model / "model.json").write_text(json.dumps(meta))
+    assert closed_loop.run(_closed_loop_args(model, tmp_path / "out"), CONFIG) == 2
+    out, err = capsys.readouterr()
+    assert err == (f"sora-ros bench closed-loop: --model {model}: the model's dt (0.2 s) must equal the sim's frame "
+                   "period (0.1 s)\n")
+    assert out == "" and not (tmp_path / "out").exists(), "refused before the header and the output folder"
+
+
+def test_two_candidates_plan_with_elites_cut_to_them(engine, tmp_path):
+    assert closed_loop.run(_closed_loop_args(engine.info.path, tmp_path / "out", candidates=2), CONFIG) == 0
+    mpc = json.loads((tmp_path / "out" / "metrics.json").read_text())["config"]["mpc"]
+    assert (mpc["candidates"], mpc["elites"]) == (2, 2), "as the planner node clamps elites to candidates"
 
 
 def test_command_line_options():

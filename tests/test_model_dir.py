@@ -96,3 +96,10 @@ def test_a_model_json_without_a_config_is_not_cross_checked(model):
     _edit(model, config=None, input__aspect_range=[1.0, 1.0], dt=0.2)
     info = read_model_info(model)
     assert info.dt == 0.2 and info.patch_grid.aspect_range == (1.0, 1.0)
+
+
+def test_a_file_in_place_of_the_model_directory_is_called_a_file(model):
+    with pytest.raises(ModelDirError, match=r"model\.json: a file, not a model directory \(the folder that holds"):
+        read_model_info(model / MODEL_JSON)
+    with pytest.raises(ModelDirError, match="nowhere: model directory does not exist"):
+        read_model_info(model / "nowhere")

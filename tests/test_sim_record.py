@@ -14,6 +14,7 @@ from sora_ros.bag.info import summarize
 from sora_ros.bag.reading import BagReader
 from sora_ros.sim import recorder
 from sora_ros.core.units import NS_PER_S, ros_time_ns
+from sora_ros.sim.drive import Pose2D
 from sora_ros.sim.wander import WanderConfig
 from sora_ros.sim.world import SimWorld, WorldConfig, _c_stdout_discarded
 
@@ -84,6 +85,16 @@ def test_walls_stop_the_robot_and_turns_follow_the_sign() -> None:
         half = world.config.world_size / 2
         assert max(abs(world.pose.x), abs(world.pose.y)) < half
         assert world.collisions > 0 and world.pose.v == 0.0
+
+
+@pytest.mark.parametrize("pitch", [90.0, -90.0])
+def test_a_camera_pitched_straight_up_or_down_sees_the_room(pitch: float) -> None:
+    # Beside a wall, facing it: straight up the wall's top edge shows, straight down the floor and the wall's foot.
+    config = WorldConfig(width=32, height=24, num_objects=0, num_balls=0, other_robot=False, camera_pitch_deg=pitch)
+    with SimWorld(config, seed=3) as world:
+        world.pose = Pose2D(config.world_size / 2 - 0.3, 0.0, 0.0)
+        frame = world.render()
+    assert len(np.unique(frame.reshape(-1, 3), axis=0)) > 1, "a single colour: the view matrix is degenerate"
 
 
 def test_blind_goals_drive_into_things(tmp_path: Path) -> None:

@@ -72,6 +72,17 @@ def random_seed(text: str) -> int:
     return value
 
 
+def seed_span_problem(first: int, count: int, high: int, first_option: str, count_option: str) -> str | None:
+    """Why the seeds `first` .. `first + count - 1` (one per episode) do not all lie at or below `high`,
+    the largest seed, as a usage error naming both options; or None. The first seed alone is checked at
+    parsing, the last needs both options."""
+    last = first + count - 1
+    if last <= high:
+        return None
+    return (f"{first_option} {first} with {count_option} {count} runs seeds up to {last}; {first_option} + "
+            f"{count_option} - 1 must be at most {high}, the largest seed")
+
+
 def int_between(low: int, high: int) -> Callable[[str], int]:
     """A converter for an integer in [low, high], both included (e.g. a ROS parameter's range)."""
 
@@ -132,6 +143,10 @@ positive_float = float_between(0.0, above=True)
 non_negative_float = float_between(0.0)
 # A share, from 0 to 1.
 fraction = float_between(0.0, 1.0)
+# Longest simulated episode a command runs (sim record, bench closed-loop): a day. Without a bound a
+# typo such as 1e308 seconds overflows the frame count once the work has begun.
+MAX_EPISODE_S = 86_400.0
+episode_seconds = float_between(0.0, MAX_EPISODE_S, above=True)
 
 
 def _number(text: str, kind: type, what: str):

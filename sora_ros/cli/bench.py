@@ -8,9 +8,11 @@ import importlib
 
 from sora_ros.bench.closed_loop import FIRST_SEED, POLICIES
 from sora_ros.bag.video import MAX_FPS, MIN_FPS
-from sora_ros.cli.arguments import float_between, non_negative_int, occupied_dir_problem, out_dir, out_dir_problem, \
-    positive_float, positive_int, random_seed, refused, usage_check
+from sora_ros.cli.arguments import MAX_EPISODE_S, MAX_SEED, episode_seconds, float_between, int_between, \
+    non_negative_int, occupied_dir_problem, out_dir, out_dir_problem, positive_float, positive_int, random_seed, \
+    refused, seed_span_problem, usage_check
 from sora_ros.core.mpc import MAX_WEIGHT, MpcConfig
+from sora_ros.core.requests import MAX_CANDIDATES, MAX_HORIZON
 from sora_ros.runtime.model_dir import PRECISIONS, THREAD_POOLS
 
 # Each target is a module with run(args) -> int, imported only when chosen.
@@ -41,6 +43,16 @@ DEFAULTS = {"minutes": FINE_TUNE_MINUTES, "duration": 60.0, "camera_rate": 15.0,
             "iterations": 1, "decision_every": 2, "dynamics_precision": "float32",
             "escape_steps": MpcConfig().escape_steps, "risk_weight": MpcConfig().risk_weight,
             "thread_pool": THREAD_POOLS[0], "goals": False, "force": False}
+
+
+def usage_problem(args: argparse.Namespace) -> str | None:
+    """An option the target does not read (`unread_option_problem`), or closed-loop seeds past MAX_SEED; or None."""
+    problem = unread_option_problem(args)
+    if problem or args.target not in CLOSED_LOOP:
+        return problem
+    first, count = (DEFAULTS[dest] if getattr(args, dest) is None else getattr(args, dest)
+                    for dest in ("first_seed", "episodes"))
+    return seed_span_problem(first, count, MAX_SEED, "--first-seed", "--episodes")
 
 
 def unread_option_problem(args: argparse.Namespace) -> str | None:
@@ -153,16 +165,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "it; repeatable, e.g. --param sampler_steps:=2 --param horizon:=4")
     loop = parser.add_argument_group("closed-loop", "sim episodes in one process, the same seeds for every policy")
     loop.add_argument("--episodes", type=positive_int, help=f"closed-loop: seeded episodes (default {DEFAULTS['episodes']})")
-    loop.add_argument("--seconds", type=positive_float, help=f"closed-loop: simulated seconds each (default {DEFAULTS['seconds']:g})")
+    loop.add_argument("--seconds", type=episode_seconds, help=f"closed-loop: simulated seconds each, above 0 and "
+                      f"{MAX_EPISODE_S:g} or less (a day; default {DEFAULTS['seconds']:g})")
     loop.add_argument("--first-seed", type=random_seed,
-                      help=f"closed-loop: first world seed (default {FIRST_SEED:,}: far from the seeds training "
-                      "recorded, 0..99 in scripts/train_default.sh)")
+                      help=f"closed-loop: first world seed; the episodes take consecutive seeds, all 0 to {MAX_SEED} "
+                      f"(default {FIRST_SEED:,}: far from the seeds training recorded, 0..99 in "
+                      "scripts/train_default.sh)")
     loop.add_argument("--policies",
                       help=f"closed-loop: comma-separated subset of {','.join(POLICIES)} (default all)")
-    loop.add_argument("--candidates", type=positive_int,
-                      help=f"closed-loop: MPC candidates per decision (default {DEFAULTS['candidates']})")
-    loop.add_argument("--horizon", type=positive_int,
-                      help=f"closed-loop: MPC steps each candidate looks ahead (default {DEFAULTS['horizon']})")
+    # The MPC's own ranges (sora_ros/core/mpc.py MpcConfig), refused at parsing with the option named.
+    loop.add_argument("--candidates", type=int_between(2, MAX_CANDIDATES),
+                      help=f"closed-loop: MPC candidates per decision, 2 (the warm start and one sample) to "
+                      f"{MAX_CANDIDATES} (default {DEFAULTS['candidates']})")
+    loop.add_argument("--horizon", type=int_between(1, MAX_HORIZON),
+                      help=f"closed-loop: MPC steps each candidate looks ahead, 1 to {MAX_HORIZON} (default "
+                      f"{DEFAULTS['horizon']})")
     loop.add_argument("--iterations", type=positive_int,
                       help=f"closed-loop: CEM iterations per decision (default {DEFAULTS['iterations']})")
     loop.add_argument("--escape-steps", type=non_negative_int,
@@ -182,4 +199,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     loop.add_argument("--dynamics-precision", choices=PRECISIONS,
                       help=f"closed-loop: the model's dynamics graphs, float32 or int8 (`sora-ros quantize`; default "
                       f"{DEFAULTS['dynamics_precision']})")
-    parser.set_defaults(func=main, check_usage=usage_check(parser, unread_option_problem))
+    parser.set_defaults(func=main, check_usage=usage_check(parser, usage_problem))

@@ -13,8 +13,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from sora_ros.cli.arguments import float_between, fraction, out_dir, out_dir_problem, parameter_value, positive_float, \
-    positive_int, refused
+from sora_ros.cli.arguments import MAX_EPISODE_S, episode_seconds, float_between, fraction, out_dir, out_dir_problem, \
+    parameter_value, positive_float, positive_int, refused, seed_span_problem, usage_check
 
 
 def run_node(args: argparse.Namespace) -> int:
@@ -93,6 +93,13 @@ def record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seeds_problem(args: argparse.Namespace) -> str | None:
+    """Seeds past the sim's largest (sora_ros.cli.arguments.usage_check): --seed is the first of --episodes."""
+    from sora_ros.sim.parameters import SIM_SPECS
+
+    return seed_span_problem(args.seed, args.episodes, SIM_SPECS["seed"].high, "--seed", "--episodes")
+
+
 NODE_HELP = """Without a subcommand, run the sim node; 'sim record' writes episodes to rosbag2 MCAP
 files without DDS.
 
@@ -122,11 +129,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
     rec = actions.add_parser("record", help="record episodes to rosbag2 MCAP bags, one per seed")
     rec.add_argument("--episodes", type=positive_int, required=True, help="number of episodes (consecutive seeds)")
-    rec.add_argument("--seconds", type=positive_float, required=True, help="simulated seconds per episode, above 0")
+    rec.add_argument("--seconds", type=episode_seconds, required=True,
+                     help=f"simulated seconds per episode, above 0 and {MAX_EPISODE_S:g} or less (a day)")
     rec.add_argument("--out", type=out_dir, required=True, help="output folder (OUT/SPLIT/seed_NNNNNN/)")
     rec.add_argument("--split", help="train:val:test weights, e.g. 8:1:1; a seed's split depends on the seed alone")
     # The sim node's parameters, with their ranges: a recorded episode is one the node could run.
-    for flag, name, what in (("--seed", "seed", "first seed"), ("--rate", "rate", "frames per simulated second"),
+    for flag, name, what in (("--seed", "seed", "first seed (the episodes take consecutive seeds, all in the range)"),
+                             ("--rate", "rate", "frames per simulated second"),
                              ("--width", "width", "image width in pixels"), ("--height", "height", "image height in pixels"),
                              ("--world-size", "world_size", "side of the square room in metres"),
                              ("--objects", "num_objects", "static objects in the room")):
@@ -145,4 +154,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                           "collisions for `train-risk` to learn 'blocked' from (default 0: steer clear)")
     rec.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="episodes recorded in parallel")
     rec.add_argument("--quiet", action="store_true", help="no progress bar")
-    rec.set_defaults(func=record)
+    rec.set_defaults(func=record, check_usage=usage_check(rec, _seeds_problem))

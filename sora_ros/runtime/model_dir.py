@@ -378,14 +378,15 @@ def read_model_info(directory: str | Path) -> ModelInfo:
         The parsed, consistent ModelInfo.
 
     Raises:
-        ModelDirError: naming the file and the problem (missing, unreadable or larger than
-            MAX_MODEL_JSON_BYTES, wrong hash, a listed file that resolves outside the directory,
-            symlinks included, a missing field or one outside its FIELD_RANGES range).
+        ModelDirError: naming the file and the problem (a directory that is missing or a file; model.json
+            missing, unreadable or larger than MAX_MODEL_JSON_BYTES, wrong hash, a listed file that resolves
+            outside the directory, symlinks included, a missing field or one outside its FIELD_RANGES range).
     """
     path = Path(directory)
     json_path = path / MODEL_JSON
-    if not path.is_dir():
-        raise ModelDirError(f"{path}: model directory does not exist")
+    if not path.is_dir():  # "does not exist" would send one looking for a path that is there
+        raise ModelDirError(f"{path}: a file, not a model directory (the folder that holds {MODEL_JSON})"
+                            if path.exists() else f"{path}: model directory does not exist")
     try:
         _inside(path, MODEL_JSON)
         if json_path.exists() and not json_path.is_file():

@@ -336,7 +336,11 @@ class SimWorld:
         eye = [pose.x + forward * math.cos(pose.yaw), pose.y + forward * math.sin(pose.yaw), cfg.camera_height]
         pitch = math.radians(cfg.camera_pitch_deg)
         look = [math.cos(pitch) * math.cos(pose.yaw), math.cos(pitch) * math.sin(pose.yaw), math.sin(pitch)]
-        view = c.computeViewMatrix(eye, [e + d for e, d in zip(eye, look)], [0, 0, 1])
+        # The image's up is the robot's vertical pitched with the camera, never parallel to `look` (a
+        # fixed +z is, at +-90 degrees, and pybullet then renders nothing): looking down, the top of
+        # the image is the robot's front; at any other pitch the image is the one +z gave.
+        up = [-math.sin(pitch) * math.cos(pose.yaw), -math.sin(pitch) * math.sin(pose.yaw), math.cos(pitch)]
+        view = c.computeViewMatrix(eye, [e + d for e, d in zip(eye, look)], up)
         light = self.lighting
         _, _, rgba, _, _ = c.getCameraImage(
             cfg.width,
