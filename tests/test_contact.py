@@ -275,3 +275,26 @@ def test_odometry_stamped_when_measured_may_lag_the_commands():
             assert monitor.forbidden_steps(step * DT_NS - lag) == (0, 0), "moving as commanded"
     assert monitor.forbidden_steps(11 * DT_NS - lag)[0] > 0
     assert len(monitor._commands) == 12, "nothing was reset"
+
+
+def test_a_reversal_over_two_steps_is_no_contact_but_a_push_after_it_is():
+    """Backing at 0.2 m/s, then forward: at 1 m/s^2 the robot takes two steps to pass through rest
+    (the sim moves 0 in the second), with a small command between (a trace of a goal run: a spot
+    kept there forbade the way to the goal for the rest of the episode)."""
+    monitor = ContactMonitor(BlockedRule(max_accel=1.0), dt=0.1, escape_steps=8, max_turn=1.5)
+    step, x = 0, 0.0
+
+    def send(command: float, moved: float) -> Forbidden:
+        nonlocal step, x
+        monitor.command(step * DT_NS, command)
+        step, x = step + 1, x + moved
+        monitor.odometry(step * DT_NS, x, 0.0, 0.0)
+        return monitor.forbidden_steps(step * DT_NS)
+
+    monitor.odometry(0, 0.0, 0.0, 0.0)
+    for _ in range(4):
+        assert send(-0.2, -0.02) == (0, 0)
+    assert send(0.044, -0.01) == (0, 0)  # braking: -0.2 -> -0.1 m/s
+    assert send(0.444, 0.0) == (0, 0) and not monitor.contacts  # -0.1 -> 0 m/s: still moving back at its start
+    assert send(0.444, 0.01) == (0, 0)
+    assert send(0.444, 0.0) == (8, 0) and len(monitor.contacts) == 1  # moving ahead, then stopped: a push

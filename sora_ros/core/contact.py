@@ -192,11 +192,15 @@ class ContactMonitor:
         odom_xy = np.array([o[1:3] for o in self._odometry], np.float64).reshape(-1, 2)
         odom_yaw = np.array([o[3] for o in self._odometry], np.float64)
 
+        motion = self._motion_before(starts, odom_ns, odom_xy, odom_yaw)  # (escape_steps,)
+
         def left(sign: float) -> int:  # the rule judges forward commands: reverse ones are judged mirrored
             log = MotionLog(command_ns, sign * command_v, odom_ns, odom_xy)
             blocked = blocked_steps(self.rule, starts, self.dt_ns, log) == 1  # (escape_steps,)
-            # A reversal passes through rest: a step that began driving the other way shows no progress.
+            # A reversal passes through rest, which shows no progress: a step that began driving the
+            # other way, or with the robot still moving the other way, is not judged.
             blocked &= commanded(self.rule, log, starts - self.dt_ns // 2) > -self.rule.min_command
+            blocked &= sign * motion >= 0
             for start in starts[blocked]:
                 self._remember(start, sign, odom_ns, odom_xy, odom_yaw)
             return int(self.escape_steps - ago[blocked][0] + 1) if blocked.any() else 0
@@ -208,6 +212,19 @@ class ContactMonitor:
         facing = near if math.isfinite(yaw) else []  # no heading: which spot it faces is unknown (kept)
         return Forbidden(*(max(n, self._steps_to_turn(_turn_left(facing, yaw + turn)))
                            for n, turn in zip(steps, (0.0, math.pi))))
+
+    def _motion_before(self, starts: np.ndarray, odom_ns: np.ndarray, odom_xy: np.ndarray,
+                       odom_yaw: np.ndarray) -> np.ndarray:
+        """float (T,) the way the robot moved over the step before each of `starts` (int64 (T,) ns):
+        1 forward, -1 backward, along the heading of the newest pose at or before it, 0 for less
+        than the rule counts as progress at min_command, or a heading unknown."""
+        newest = np.maximum(np.searchsorted(odom_ns, starts, side="right") - 1, 0)
+        heading = odom_yaw[newest]  # (T,) NaN: unknown
+        times = odom_ns.astype(np.float64)
+        before, at = ([np.interp(t, times, odom_xy[:, i]) for i in range(2)] for t in (starts - self.dt_ns, starts))
+        along = (at[0] - before[0]) * np.cos(heading) + (at[1] - before[1]) * np.sin(heading)  # (T,) m, NaN: unknown
+        least = self.rule.progress_fraction * self.rule.min_command * self.dt_ns / NS_PER_S
+        return np.where(np.abs(np.nan_to_num(along)) > least, np.sign(np.nan_to_num(along)), 0.0)
 
     def _steps_to_turn(self, angle: float) -> int:
         """Plan steps a turn of `angle` rad takes at max_turn (escape_steps without one), at most escape_steps."""
