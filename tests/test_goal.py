@@ -68,3 +68,23 @@ def test_progress_of_the_wrong_shape_or_nan_is_refused():
     for bad in (np.zeros((2, 7)), np.full((2, 8), np.nan)):
         with pytest.raises(PlannerInputError, match="progress must be finite"):
             candidate_costs(actions, hazard, np.zeros(2, np.float32), MpcConfig(), LIMITS, bad)
+
+
+def test_a_robot_that_stops_getting_nearer_explores_a_while_then_heads_for_the_goal_again():
+    """Nav2's progress checker in small: 5 s without coming 0.2 m nearer, then 3 s of exploring."""
+    from sora_ros.core.goal import GoalPursuit
+
+    pursuit = GoalPursuit(Goal(5.0, 0.0))
+
+    def scoring(t_s: float, x: float):
+        return pursuit.scoring(round(t_s * 1e9), x, 0.0, 0.0, DT, LIMITS.max_forward, LIMITS.max_turn)
+
+    for t in np.arange(0.0, 5.0, 0.5):  # nearing 0.3 m a second: always heading for it
+        assert scoring(t, 0.3 * t) is not None
+    # Then held in front of something at 1.35 m: it last came 0.2 m nearer at 4 s.
+    assert all(scoring(t, 1.35) is not None for t in (5.0, 6.0, 9.0))  # not yet 5 s: still trying
+    assert scoring(9.6, 1.35) is None and pursuit.exploring_until_ns == round(12.6e9)  # 5.6 s: explore for 3 s
+    assert scoring(12.0, 1.0) is None  # exploring, whatever the distance
+    heading = scoring(12.6, 1.0)
+    assert heading is not None and heading(np.stack([steady(0.6, 0.0)])).mean() > 0.5  # the goal again
+    assert scoring(17.0, 1.0) is not None and scoring(17.7, 1.0) is None  # a fresh window from the end of exploring

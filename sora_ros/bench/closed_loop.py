@@ -17,7 +17,8 @@ is measured and reported beside it.
 
 With `goals` (`--goals`) each episode also hands the MPC policies a sequence of goals on free
 floor (the same for every policy on a seed: `goal_sequence`), scored as the planner node scores a
-goal_pose (sora_ros/core/goal.py); the next follows as soon as one is reached, and goals reached
+goal_pose (sora_ros/core/goal.py: `GoalPursuit`, exploring a while when it stops getting nearer);
+the next follows as soon as one is reached, and goals reached
 per minute is a metric. Without goals the MPC explores (progress is forward speed), and distance
 counts the circles it drives in open floor.
 
@@ -54,7 +55,7 @@ import numpy as np
 from sora_ros.core import planner as image_cost
 from sora_ros.core.action_shuffle import ActionShuffler
 from sora_ros.core.contact import ContactMonitor
-from sora_ros.core.goal import GOAL_TOLERANCE_M, Goal
+from sora_ros.core.goal import GOAL_TOLERANCE_M, Goal, GoalPursuit
 from sora_ros.core.machine import machine_description
 from sora_ros.core.mpc import CemPlanner, MpcConfig, PlannerInputError, VelocityLimits
 from sora_ros.core.requests import MAX_IMAGE_CANDIDATES, RolloutRequest
@@ -291,6 +292,7 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
             MIN_GOAL_SPACING_M - 2 * GOAL_TOLERANCE_M)) + 1) if config.goals else None
         pipeline.reset()
         floor, plan, plan_age, decisions, reached = None, None, 0, 0, 0
+        pursuit = None if goals is None else GoalPursuit(Goal(*goals[0]))
         for index in range(steps):
             rgb = world.render()
             floor = image_cost.update_floor(floor, rgb)
@@ -301,9 +303,9 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
             if context is not None and (plan is None or index % config.decision_every == 0):
                 start = time.perf_counter()
                 bounds = forbidden.bounds(planner.limits.low, planner.limits.high, planner.config.horizon)  # (H, A)
-                progress = None if goals is None or reached == len(goals) else Goal(*goals[reached]).progress_from(
-                    world.pose.x, world.pose.y, world.pose.yaw, pipeline.info.dt, planner.limits.max_forward,
-                    planner.limits.max_turn)
+                progress = None if pursuit is None else pursuit.scoring(
+                    world.stamp_ns, world.pose.x, world.pose.y, world.pose.yaw, pipeline.info.dt,
+                    planner.limits.max_forward, planner.limits.max_turn)
                 decision = planner.decide(_forecaster(pipeline, context, floor, config.samples,
                                                       seed * 100_003 + index, images, shuffle),
                                           elapsed_steps=0 if plan is None else plan_age, bounds=bounds,
@@ -317,8 +319,9 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
             contact.odometry(world.stamp_ns, world.pose.x, world.pose.y, world.pose.yaw)
             plan_age += 1
             poses.append((world.pose.x, world.pose.y, world.pose.yaw))
-            if goals is not None and reached < len(goals) and Goal(*goals[reached]).reached(world.pose.x, world.pose.y):
-                reached += 1  # the next decision heads for the next goal
+            if pursuit is not None and pursuit.goal.reached(world.pose.x, world.pose.y):
+                reached += 1  # the next decision heads for the next goal (after the last: explore)
+                pursuit = GoalPursuit(Goal(*goals[reached])) if reached < len(goals) else None
         return Episode(seed, policy, world.collisions, steps / rate, np.array(poses), planner_ms, decisions, refused,
                        goals, reached)
 

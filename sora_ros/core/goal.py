@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
+
+from sora_ros.core.units import NS_PER_S
 
 # Within this distance a goal counts as reached (m): about a robot radius (the sim robot's is 0.22 m).
 GOAL_TOLERANCE_M = 0.3
@@ -97,3 +99,49 @@ def goal_progress(actions: np.ndarray, goal: np.ndarray, dt: float, max_forward:
     bearing = np.angle(np.exp(1j * (np.arctan2(to_goal[..., 1], to_goal[..., 0]) - heading)))  # (N, H + 1), wrapped
     time_to_go = np.linalg.norm(to_goal, axis=-1) / max_forward + np.abs(bearing) / max_turn  # (N, H + 1) s
     return (-np.diff(time_to_go, axis=1) * max_forward / dt).astype(np.float32)
+
+
+@dataclass
+class GoalPursuit:
+    """Heads for `goal`, and explores for a while when it stops getting nearer.
+
+    A local planner facing an obstacle between the robot and the goal settles in front of it (the
+    risk term pushes away, the progress term pulls back): a local minimum. As Nav2's progress
+    checker hands over to its recovery behaviours, the robot that has not come `progress_m` nearer
+    the goal in `window_s` explores (progress = forward speed, no goal) for `explore_s`, then heads
+    for the goal again from wherever that took it.
+
+        pursuit = GoalPursuit(Goal(2.0, 1.0))
+        progress = pursuit.scoring(stamp_ns, x, y, yaw, dt, max_forward, max_turn)   # None: explore
+
+    Attributes:
+        goal: where to go.
+        window_s, progress_m, explore_s: s, m, s; > 0.
+    """
+
+    goal: Goal
+    window_s: float = 5.0
+    progress_m: float = 0.2
+    explore_s: float = 3.0
+    _nearest: float = field(default=math.inf, init=False)  # m, the nearest the robot came since _since_ns
+    _since_ns: int | None = field(default=None, init=False)
+    _explore_until_ns: int = field(default=0, init=False)
+
+    def scoring(self, stamp_ns: int, x: float, y: float, yaw: float, dt: float, max_forward: float,
+                max_turn: float) -> Callable[[np.ndarray], np.ndarray] | None:
+        """How to score candidates starting at (x, y, yaw) at stamp_ns (ns, increasing): progress
+        towards the goal (`Goal.progress_from`), or None while exploring (forward speed)."""
+        distance = self.goal.distance(x, y)
+        if self._since_ns is None or distance < self._nearest - self.progress_m:
+            self._nearest, self._since_ns = distance, stamp_ns  # getting nearer: the window starts again
+        elif stamp_ns - self._since_ns > self.window_s * NS_PER_S:  # stuck: explore, then a fresh window
+            self._explore_until_ns = stamp_ns + round(self.explore_s * NS_PER_S)
+            self._nearest, self._since_ns = distance, self._explore_until_ns
+        if stamp_ns < self._explore_until_ns:
+            return None
+        return self.goal.progress_from(x, y, yaw, dt, max_forward, max_turn)
+
+    @property
+    def exploring_until_ns(self) -> int:
+        """When the current spell of exploring ends (ns; in the past: heading for the goal)."""
+        return self._explore_until_ns

@@ -20,8 +20,9 @@ Without odometry the planner trusts the predicted risk alone.
 
 Subscribes `goal_pose` (geometry_msgs/PoseStamped, as RViz's "2D Goal Pose" sends it; its position
 in the odometry's frame): until the first goal the planner explores (progress is forward speed);
-with a goal, progress is how fast a candidate brings the robot nearer it (sora_ros/core/goal.py),
-and within `goal_tolerance` m of it the robot stops and waits for the next goal. A goal in another
+with a goal, progress is how fast a candidate brings the robot nearer it (sora_ros/core/goal.py;
+5 s without coming 0.2 m nearer, it explores for 3 s, out of a local minimum), and within
+`goal_tolerance` m of it the robot stops and waits for the next goal. A goal in another
 frame is refused with a warning (the node looks up no transforms).
 
 Publishes `cmd_vel` (Twist), `~/plan` (the chosen candidate's FutureFrames as the world model
@@ -51,7 +52,7 @@ from sensor_msgs.msg import Image
 
 from sora_ros.core import planner as image_cost
 from sora_ros.core.contact import ContactMonitor, Forbidden
-from sora_ros.core.goal import GOAL_TOLERANCE_M, Goal
+from sora_ros.core.goal import GOAL_TOLERANCE_M, Goal, GoalPursuit
 from sora_ros.core.image import ImageConversionError, image_to_numpy, image_to_rgb
 from sora_ros.core.mpc import MAX_WEIGHT, CemPlanner, MpcConfig, PlannerInputError, Progress, VelocityLimits, \
     command_at
@@ -143,7 +144,7 @@ class PlannerNode(IntegersForDoubles, Node):
         self._pose: tuple[float, float, float] | None = None  # newest odometry x, y (m), yaw (rad, NaN: unknown)
         self._pose_ns = 0  # when it was measured, this node's clock
         self._odom_frame = ""
-        self._goal: Goal | None = None
+        self._pursuit: GoalPursuit | None = None  # the goal being headed for
         self._holding = False  # a goal was reached: stand still until the next one
         self._pending = None
         self._pending_since_ns = 0
@@ -206,38 +207,45 @@ class PlannerNode(IntegersForDoubles, Node):
                                       f"goals in the odometry's frame {self._odom_frame!r}")
             return
         try:
-            self._goal = Goal(msg.pose.position.x, msg.pose.position.y, self._goal_tolerance)
+            goal = Goal(msg.pose.position.x, msg.pose.position.y, self._goal_tolerance)
         except ValueError as error:
             self.get_logger().warning(f"ignoring a goal: {error}")
             return
-        self._holding = False
-        self.get_logger().info(f"goal ({self._goal.x:.2f}, {self._goal.y:.2f}) m in {frame or self._odom_frame!r}")
+        self._pursuit, self._holding = GoalPursuit(goal), False
+        self.get_logger().info(f"goal ({goal.x:.2f}, {goal.y:.2f}) m in {frame or self._odom_frame!r}")
 
     def _may_plan_for_goal(self) -> bool:
         """False when a goal forbids planning now: no fresh odometry heading to aim with (the plan
         goes stale and the robot stops), or the goal was just reached (the robot stops and holds
         until the next goal)."""
-        if self._goal is None:
+        if self._pursuit is None:
             return not self._holding
         if self._pose is None or not math.isfinite(self._pose[2]) \
                 or not 0 <= (self._now_ns() - self._pose_ns) / NS_PER_S <= STALE_ODOMETRY_S:
             self.get_logger().warning(f"a goal but no odometry with a heading in the last {STALE_ODOMETRY_S:g} s: "
                                       "not planning", throttle_duration_sec=LOG_THROTTLE_S)
             return False
-        if self._goal.reached(*self._pose[:2]):
-            self.get_logger().info(f"goal ({self._goal.x:.2f}, {self._goal.y:.2f}) reached: stopping")
-            self._goal, self._holding, self._plan = None, True, None
+        goal = self._pursuit.goal
+        if goal.reached(*self._pose[:2]):
+            self.get_logger().info(f"goal ({goal.x:.2f}, {goal.y:.2f}) reached: stopping")
+            self._pursuit, self._holding, self._plan = None, True, None
             self._cmd_pub.publish(lm.twist(0.0, 0.0))
             return False
         return True
 
     def _progress_scoring(self) -> Progress | None:
-        """How the next proposal is scored for progress: forward speed (None) without a goal, else
-        progress towards it from the newest odometry pose."""
-        if self._goal is None:
+        """How the next proposal is scored for progress: forward speed (None) without a goal or while
+        exploring out of a local minimum (`GoalPursuit`), else progress towards it from the newest
+        odometry pose."""
+        if self._pursuit is None:
             return None
-        limits = self._mpc.limits
-        return self._goal.progress_from(*self._pose, self._dt, limits.max_forward, limits.max_turn)
+        limits, exploring_until_ns = self._mpc.limits, self._pursuit.exploring_until_ns
+        progress = self._pursuit.scoring(self._now_ns(), *self._pose, self._dt, limits.max_forward, limits.max_turn)
+        if self._pursuit.exploring_until_ns != exploring_until_ns:
+            pursuit = self._pursuit
+            self.get_logger().info(f"no {pursuit.progress_m:g} m nearer the goal in {pursuit.window_s:g} s: exploring "
+                                   f"for {pursuit.explore_s:g} s, then heading for it again")
+        return progress
 
     def _plan_step(self) -> None:
         now_ns = self._now_ns()
