@@ -30,11 +30,11 @@ def test_driving_at_a_goal_ahead_closes_on_it_at_the_commanded_speed():
 
 
 def test_a_goal_behind_is_reached_by_turning_not_by_backing_up_blind():
-    turn_left, turn_right, back_up, forward = progress((-2.0, 0.0), steady(0.0, 1.5), steady(0.0, -1.5),
-                                                      steady(-0.2, 0.0), steady(0.6, 0.0))
-    # Turning at max_turn saves as much time as driving at max_forward would.
+    turn_left, turn_right, back_up, turn_backing, forward = progress(
+        (-2.0, 0.0), steady(0.0, 1.5), steady(0.0, -1.5), steady(-0.2, 0.0), steady(-0.2, 1.5), steady(0.6, 0.0))
+    # Turning at max_turn saves as much time as driving at max_forward would; backing up earns nothing.
     assert turn_left == pytest.approx(0.6, abs=1e-3) and turn_right == pytest.approx(0.6, abs=1e-3)
-    assert turn_left > back_up > 0 > forward
+    assert turn_left > turn_backing and 0 > back_up > forward
 
 
 def test_the_goal_in_the_robots_frame_and_its_tolerance():
@@ -42,8 +42,8 @@ def test_the_goal_in_the_robots_frame_and_its_tolerance():
     np.testing.assert_allclose(goal.in_robot_frame(1.0, 0.0, math.pi / 2), [2.0, 0.0], atol=1e-9)  # straight ahead
     np.testing.assert_allclose(goal.in_robot_frame(0.0, 2.0, math.pi), [-1.0, 0.0], atol=1e-9)  # behind
     assert goal.reached(1.3, 2.3) and not goal.reached(1.4, 2.4)
-    for bad in ((math.nan, 0.0, 0.3), (0.0, math.inf, 0.3), (0.0, 0.0, 0.0)):
-        with pytest.raises(ValueError, match="finite position and a tolerance"):
+    for bad in ((math.nan, 0.0, 0.3), (0.0, math.inf, 0.3), (1e308, 1e308, 0.3), (0.0, 0.0, 0.0)):
+        with pytest.raises(ValueError, match="m of the odometry origin and a tolerance > 0"):
             Goal(*bad)
 
 
@@ -88,3 +88,9 @@ def test_a_robot_that_stops_getting_nearer_explores_a_while_then_heads_for_the_g
     heading = scoring(12.6, 1.0)
     assert heading is not None and heading(np.stack([steady(0.6, 0.0)])).mean() > 0.5  # the goal again
     assert scoring(17.0, 1.0) is not None and scoring(17.7, 1.0) is None  # a fresh window from the end of exploring
+
+
+def test_the_approach_speed_stops_the_base_within_the_distance_left():
+    from sora_ros.core.goal import approach_speed
+
+    assert approach_speed(0.15, 0.3) == pytest.approx(0.3) and approach_speed(-0.1, 1.0) == 0.0

@@ -41,12 +41,12 @@ def _no_futures(request: Rollout.Request, response: Rollout.Response) -> Rollout
 
 
 @contextlib.contextmanager
-def _planner_and(answer):
+def _planner_and(answer, *parameters: str):
     """A PlannerNode on sim time at START_S beside a stand-in ~/rollout that answers with `answer`,
     and the executor spinning them; cmd_vel goes to `node.sent`, warnings to `node.warnings`."""
     from sora_ros.nodes.planner import PlannerNode
 
-    rclpy.init(args=["--ros-args", "-p", "use_sim_time:=true", "-p", f"plan_rate:={PLAN_RATE_HZ}"])
+    rclpy.init(args=["--ros-args", "-p", "use_sim_time:=true", "-p", f"plan_rate:={PLAN_RATE_HZ}", *parameters])
     node, server = PlannerNode(), rclpy.create_node("rollout_stand_in")
     server.create_service(Rollout, "rollout", answer)
     node.get_clock().set_ros_time_override(Time(nanoseconds=int(START_S * 1e9)))
@@ -135,3 +135,43 @@ def test_settings_the_planner_cannot_work_with_end_it_at_start_with_one_line(set
     process = start_node("sora_ros.nodes.planner", *settings)
     output, _ = process.communicate(timeout=TIMEOUT_S)
     assert process.returncode == 1 and problem in output and "Traceback" not in output, output
+
+
+def _odometry(x: float, stamp_s: float, frame: str = "odom"):
+    from sora_ros.nodes.messages import odometry
+
+    return odometry(x, 0.0, 0.0, 0.0, 0.0, round(stamp_s * 1e9), frame, "base_link")
+
+
+def _goal(x: float, frame: str):
+    from geometry_msgs.msg import PoseStamped
+
+    message = PoseStamped()
+    message.header.frame_id = frame
+    message.pose.position.x = x
+    return message
+
+
+def test_a_goal_is_approached_slowly_enough_to_stop_at_it_and_dropped_if_odometry_is_in_another_frame() -> None:
+    """A base braking at 0.1 m/s^2 0.35 m from its goal may not drive faster than sqrt(2 x 0.1 x 0.35)
+    m/s; a goal in 'map' that came before any odometry is dropped once odometry says 'odom'."""
+    with _planner_and(_answer, "-p", "max_accel:=0.1") as (node, executor):
+        node._on_odometry(_odometry(0.0, START_S))
+        node._on_goal(_goal(0.35, "odom"))
+        _decide(node, executor)
+        assert node._proposal[:, :, 0].max() <= (2 * 0.1 * 0.35) ** 0.5 + 1e-6 < 0.6
+    with _planner_and(_answer) as (node, executor):
+        node._on_goal(_goal(2.0, "map"))  # no odometry yet: its frame is not known
+        node._on_odometry(_odometry(0.0, START_S))
+        _decide(node, executor)
+        assert node._pursuit is None and node.decisions == 1, "dropped; exploring as before"
+        assert any("ignoring a goal in frame 'map'" in text for text in node.warnings)
+
+
+def test_a_goal_without_fresh_odometry_stops_the_robot_at_once(planner) -> None:
+    planner._on_odometry(_odometry(0.0, START_S))
+    planner._on_goal(_goal(2.0, "odom"))
+    assert planner._may_plan_for_goal()
+    planner.get_clock().set_ros_time_override(Time(nanoseconds=int((START_S + 1.2) * 1e9)))  # odometry 1.2 s old
+    assert not planner._may_plan_for_goal() and planner._plan is None
+    assert (planner.sent[-1].linear.x, planner.sent[-1].angular.z) == (0.0, 0.0)

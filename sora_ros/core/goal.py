@@ -29,6 +29,9 @@ from sora_ros.core.units import NS_PER_S
 
 # Within this distance a goal counts as reached (m): about a robot radius (the sim robot's is 0.22 m).
 GOAL_TOLERANCE_M = 0.3
+# A goal further than this from the odometry origin (m) is refused: no robot's odometry frame spans
+# more, and squared distances of 1e308 overflow.
+MAX_GOAL_M = 1e5
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,8 @@ class Goal:
         tolerance: m, > 0: reached within this distance.
 
     Raises:
-        ValueError: a value that is not finite, or tolerance <= 0.
+        ValueError: a position not within MAX_GOAL_M of the origin on both axes, or tolerance not
+            finite and > 0.
     """
 
     x: float
@@ -48,9 +52,10 @@ class Goal:
     tolerance: float = GOAL_TOLERANCE_M
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.x) and math.isfinite(self.y) and math.isfinite(self.tolerance)
+        if not (abs(self.x) <= MAX_GOAL_M and abs(self.y) <= MAX_GOAL_M and math.isfinite(self.tolerance)
                 and self.tolerance > 0):
-            raise ValueError(f"a goal needs a finite position and a tolerance > 0, got {self}")
+            raise ValueError(f"a goal needs a position within {MAX_GOAL_M:g} m of the odometry origin and a "
+                             f"tolerance > 0, got {self}")
 
     def distance(self, x: float, y: float) -> float:
         """m from (x, y) in the odometry frame."""
@@ -79,7 +84,8 @@ def goal_progress(actions: np.ndarray, goal: np.ndarray, dt: float, max_forward:
     then drive straight to it at `max_forward`: distance / max_forward + |bearing| / max_turn. A
     step's progress is the time it saves, x max_forward / dt: the closing speed while facing the
     goal, and max_forward while turning towards it at max_turn. Distance alone would make a goal
-    behind the robot a reason to back up, blind (the camera looks ahead), rather than turn.
+    behind the robot a reason to back up, blind (the camera looks ahead), rather than turn; so a
+    step driven in reverse earns no distance: what it closes counts as lost.
 
     Args:
         actions: (N, H, A) commands, step k applied from k * dt, starting at the origin heading +x.
@@ -97,8 +103,15 @@ def goal_progress(actions: np.ndarray, goal: np.ndarray, dt: float, max_forward:
     position = np.concatenate([np.zeros((len(actions), 1, 2)), np.cumsum(moves, axis=1)], axis=1)  # (N, H + 1, 2)
     to_goal = np.asarray(goal, np.float64) - position
     bearing = np.angle(np.exp(1j * (np.arctan2(to_goal[..., 1], to_goal[..., 0]) - heading)))  # (N, H + 1), wrapped
-    time_to_go = np.linalg.norm(to_goal, axis=-1) / max_forward + np.abs(bearing) / max_turn  # (N, H + 1) s
-    return (-np.diff(time_to_go, axis=1) * max_forward / dt).astype(np.float32)
+    closed = -np.diff(np.linalg.norm(to_goal, axis=-1), axis=1)  # (N, H) m nearer
+    closed = np.where(v < 0, -np.abs(closed), closed)
+    turned = -np.diff(np.abs(bearing), axis=1)  # (N, H) rad nearer facing it
+    return ((closed / max_forward + turned / max_turn) * max_forward / dt).astype(np.float32)
+
+
+def approach_speed(distance: float, max_accel: float) -> float:
+    """m/s from which a base braking at `max_accel` (m/s^2) stops within `distance` m: sqrt(2 a d)."""
+    return math.sqrt(2.0 * max_accel * max(distance, 0.0))
 
 
 @dataclass

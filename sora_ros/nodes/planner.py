@@ -52,7 +52,7 @@ from sensor_msgs.msg import Image
 
 from sora_ros.core import planner as image_cost
 from sora_ros.core.contact import ContactMonitor, Forbidden
-from sora_ros.core.goal import GOAL_TOLERANCE_M, Goal, GoalPursuit
+from sora_ros.core.goal import GOAL_TOLERANCE_M, Goal, GoalPursuit, approach_speed
 from sora_ros.core.image import ImageConversionError, image_to_numpy, image_to_rgb
 from sora_ros.core.mpc import MAX_WEIGHT, CemPlanner, MpcConfig, PlannerInputError, Progress, VelocityLimits, \
     command_at
@@ -145,6 +145,7 @@ class PlannerNode(IntegersForDoubles, Node):
         self._pose_ns = 0  # when it was measured, this node's clock
         self._odom_frame = ""
         self._pursuit: GoalPursuit | None = None  # the goal being headed for
+        self._goal_frame = ""  # its frame ('': the odometry's)
         self._holding = False  # a goal was reached: stand still until the next one
         self._pending = None
         self._pending_since_ns = 0
@@ -179,7 +180,7 @@ class PlannerNode(IntegersForDoubles, Node):
             self.get_logger().warning(
                 f"odometry came {(now_ns - self._odom_arrival_ns) / NS_PER_S:.2f} s after the one before: the contact "
                 f"monitor judges a step only with odometry at most {self._rule.max_odom_gap_s:g} s apart (publish "
-                "odom at 10 Hz or more)", throttle_duration_sec=LOG_THROTTLE_S)
+                "odom at 10 Hz or more, for room)", throttle_duration_sec=LOG_THROTTLE_S)
         self._odom_arrival_ns = now_ns
         measured_ns = self._measured_ns(msg.header, now_ns)
         position, yaw = msg.pose.pose.position, lm.yaw(msg.pose.pose.orientation)
@@ -195,35 +196,52 @@ class PlannerNode(IntegersForDoubles, Node):
         further than RECEIVE_TOLERANCE_NS from it (unset, or another clock), with a warning."""
         stamp_ns = lm.stamp_ns(header)
         if abs(now_ns - stamp_ns) <= RECEIVE_TOLERANCE_NS:
+            late_s = (now_ns - stamp_ns) / NS_PER_S
+            if late_s > self._contact.escape_steps * self._dt / 2:  # the steps it judges lie mostly before it
+                self.get_logger().warning(f"odometry arrives {late_s:.2f} s after it was measured: contact is noticed "
+                                          "that late, or not at all", throttle_duration_sec=LOG_THROTTLE_S)
             return min(stamp_ns, now_ns)
         self.get_logger().warning(f"odometry stamped {(stamp_ns - now_ns) / NS_PER_S:+.1f} s from this node's clock "
                                   "(unset, or another clock): using arrival times", throttle_duration_sec=60.0)
         return now_ns
 
-    def _on_goal(self, msg: PoseStamped) -> None:
-        frame = msg.header.frame_id
+    def _other_frame(self, frame: str) -> bool:
+        """Whether a goal in `frame` ('' for the odometry's) cannot be used: odometry came in another
+        frame (warned)."""
         if frame and self._odom_frame and frame != self._odom_frame:
             self.get_logger().warning(f"ignoring a goal in frame {frame!r}: this node looks up no transforms; send "
                                       f"goals in the odometry's frame {self._odom_frame!r}")
+            return True
+        return False
+
+    def _on_goal(self, msg: PoseStamped) -> None:
+        frame = msg.header.frame_id
+        if self._other_frame(frame):
             return
         try:
             goal = Goal(msg.pose.position.x, msg.pose.position.y, self._goal_tolerance)
         except ValueError as error:
             self.get_logger().warning(f"ignoring a goal: {error}")
             return
-        self._pursuit, self._holding = GoalPursuit(goal), False
+        self._pursuit, self._goal_frame, self._holding = GoalPursuit(goal), frame, False
         self.get_logger().info(f"goal ({goal.x:.2f}, {goal.y:.2f}) m in {frame or self._odom_frame!r}")
 
     def _may_plan_for_goal(self) -> bool:
-        """False when a goal forbids planning now: no fresh odometry heading to aim with (the plan
-        goes stale and the robot stops), or the goal was just reached (the robot stops and holds
-        until the next goal)."""
+        """False when a goal forbids planning now: no fresh odometry heading to aim with (the robot
+        stops), the goal came in another frame than odometry since did (dropped), or the goal was just
+        reached (the robot stops and holds until the next goal)."""
         if self._pursuit is None:
             return not self._holding
+        if self._other_frame(self._goal_frame):  # sent before the first odometry said its frame
+            self._pursuit = None
+            return True
         if self._pose is None or not math.isfinite(self._pose[2]) \
                 or not 0 <= (self._now_ns() - self._pose_ns) / NS_PER_S <= STALE_ODOMETRY_S:
             self.get_logger().warning(f"a goal but no odometry with a heading in the last {STALE_ODOMETRY_S:g} s: "
-                                      "not planning", throttle_duration_sec=LOG_THROTTLE_S)
+                                      "stopping", throttle_duration_sec=LOG_THROTTLE_S)
+            if self._plan is not None:  # not driving on blind until the plan goes stale
+                self._plan = None
+                self._cmd_pub.publish(lm.twist(0.0, 0.0))
             return False
         goal = self._pursuit.goal
         if goal.reached(*self._pose[:2]):
@@ -271,6 +289,9 @@ class PlannerNode(IntegersForDoubles, Node):
         limits = self._mpc.limits  # observed contact narrows them (sora_ros/core/contact.py)
         self._forbidden = self._contact.forbidden_steps(now_ns)
         bounds = self._forbidden.bounds(limits.low, limits.high, self._mpc.config.horizon)  # (H, A) each
+        if self._pursuit is not None:  # slow enough to stop at the goal, not coast past it
+            speed = approach_speed(self._pursuit.goal.distance(*self._pose[:2]), self._rule.max_accel)
+            bounds[1][:, 0] = np.minimum(bounds[1][:, 0], speed)
         actions = self._mpc.propose(bounds)  # (N, H, A)
         if self._images:
             actions = actions[:MAX_IMAGE_CANDIDATES]  # the warm start and the first samples: the image cap
