@@ -15,12 +15,12 @@ candidates and filters each command sent. Simulated time waits
 for the planner, so the outcome does not depend on the machine's load; the planner's wall time
 is measured and reported beside it.
 
-With `goals` (`--goals`) each episode also hands the MPC policies a sequence of goals on free
-floor (the same for every policy on a seed: `goal_sequence`), scored as the planner node scores a
+With `goals` (`--goals`) each episode also hands the MPC policies a sequence of goals on free floor
+(the same for every policy on a seed: `goal_sequence`), scored as the planner node scores a
 goal_pose (sora_ros/core/goal.py: `GoalPursuit`, exploring a while when it stops getting nearer);
-the next follows as soon as one is reached, and goals reached
-per minute is a metric. Without goals the MPC explores (progress is forward speed), and distance
-counts the circles it drives in open floor.
+the next follows as soon as one is reached, and goals reached per minute is a metric. Without goals
+the MPC explores (progress is forward speed), and distance counts the circles it drives in open
+floor.
 
 Hazard per predicted step: the model directory's risk head (`Forecast.risk`); a model without
 one falls back, as the planner node does, to the image-space obstacle share of

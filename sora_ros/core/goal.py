@@ -10,6 +10,9 @@ alike (sora_ros/core/mpc.py).
     progress = goal_progress(actions, ahead, dt, 0.6, 1.5)        # (N, H) m/s
     scoring = goal.progress_from(x, y, yaw, dt, 0.6, 1.5)         # the same as a function of actions, for CemPlanner
     goal.reached(x, y)
+    pursuit = GoalPursuit(goal)                                   # out of local minima: explores a while when stuck
+    scoring = pursuit.scoring(stamp_ns, x, y, yaw, dt, 0.6, 1.5)  # None while exploring (forward speed)
+    cap = approach_speed(goal.distance(x, y), max_accel)          # m/s from which the base stops at the goal
 
 The commands are integrated as given (no acceleration limit), with the midpoint heading of
 sora_ros/sim/drive.integrate: a cost, not a prediction of where the robot will be.
