@@ -168,10 +168,19 @@ def test_a_goal_is_approached_slowly_enough_to_stop_at_it_and_dropped_if_odometr
         assert any("ignoring a goal in frame 'map'" in text for text in node.warnings)
 
 
-def test_a_goal_without_fresh_odometry_stops_the_robot_at_once(planner) -> None:
-    planner._on_odometry(_odometry(0.0, START_S))
-    planner._on_goal(_goal(2.0, "odom"))
-    assert planner._may_plan_for_goal()
-    planner.get_clock().set_ros_time_override(Time(nanoseconds=int((START_S + 1.2) * 1e9)))  # odometry 1.2 s old
-    assert not planner._may_plan_for_goal() and planner._plan is None
-    assert (planner.sent[-1].linear.x, planner.sent[-1].angular.z) == (0.0, 0.0)
+def test_a_goal_without_fresh_odometry_stops_the_robot_at_once() -> None:
+    """Odometry 1.2 s old: the answer to a request made before is not followed, and the robot stops."""
+    with _planner_and(_answer) as (node, executor):
+        node._on_odometry(_odometry(0.0, START_S))
+        node._on_goal(_goal(2.0, "odom"))
+        _decide(node, executor)
+        assert node.decisions == 1
+        node._plan_step()  # asked while odometry is fresh...
+        node.get_clock().set_ros_time_override(Time(nanoseconds=int((START_S + 1.2) * 1e9)))
+        deadline = time.monotonic() + TIMEOUT_S
+        while node._pending is not None:  # ...answered once it is 1.2 s old
+            assert time.monotonic() < deadline, "no answer"
+            executor.spin_once(timeout_sec=0.05)
+        assert node.decisions == 1, "the answer was not followed"
+        assert not node._may_plan_for_goal() and node._plan is None
+        assert (node.sent[-1].linear.x, node.sent[-1].angular.z) == (0.0, 0.0)

@@ -235,8 +235,7 @@ class PlannerNode(IntegersForDoubles, Node):
         if self._other_frame(self._goal_frame):  # sent before the first odometry said its frame
             self._pursuit = None
             return True
-        if self._pose is None or not math.isfinite(self._pose[2]) \
-                or not 0 <= (self._now_ns() - self._pose_ns) / NS_PER_S <= STALE_ODOMETRY_S:
+        if self._no_fresh_heading():
             self.get_logger().warning(f"a goal but no odometry with a heading in the last {STALE_ODOMETRY_S:g} s: "
                                       "stopping", throttle_duration_sec=LOG_THROTTLE_S)
             if self._plan is not None:  # not driving on blind until the plan goes stale
@@ -250,6 +249,11 @@ class PlannerNode(IntegersForDoubles, Node):
             self._cmd_pub.publish(lm.twist(0.0, 0.0))
             return False
         return True
+
+    def _no_fresh_heading(self) -> bool:
+        """Whether the newest odometry is missing, without a heading, or older than STALE_ODOMETRY_S."""
+        return self._pose is None or not math.isfinite(self._pose[2]) \
+            or not 0 <= (self._now_ns() - self._pose_ns) / NS_PER_S <= STALE_ODOMETRY_S
 
     def _progress_scoring(self) -> Progress | None:
         """How the next proposal is scored for progress: forward speed (None) without a goal or while
@@ -324,8 +328,8 @@ class PlannerNode(IntegersForDoubles, Node):
         if future is not self._pending:
             return  # a request given up on by _plan_step
         self._pending = None
-        if self._holding:
-            return  # asked before the goal was reached
+        if self._holding or (self._pursuit is not None and self._no_fresh_heading()):
+            return  # asked before the goal was reached, or before odometry went stale: the robot stays stopped
         response = future.result()
         if response is None or not response.success:
             why = "no response" if response is None else response.message
