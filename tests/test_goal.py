@@ -94,3 +94,18 @@ def test_the_approach_speed_stops_the_base_within_the_distance_left():
     from sora_ros.core.goal import approach_speed
 
     assert approach_speed(0.15, 0.3) == pytest.approx(0.3) and approach_speed(-0.1, 1.0) == 0.0
+
+
+def test_the_poses_a_plan_drives_through_are_the_sims_own_integration():
+    """~/plan/path and the goal term integrate commands as the sim drives them (sim/drive.integrate)."""
+    from sora_ros.core.goal import unicycle_poses
+    from sora_ros.sim.drive import Pose2D, integrate
+
+    plan = np.random.default_rng(0).uniform(-1.0, 1.0, (8, 2))
+    poses = [Pose2D()]
+    for v, w in plan:
+        poses.append(integrate(poses[-1], float(v), float(w), DT))
+    expected = np.array([(p.x, p.y, p.yaw) for p in poses])
+    got = unicycle_poses(plan[None], DT)[0]
+    np.testing.assert_allclose(got[:, :2], expected[:, :2], atol=1e-12)
+    np.testing.assert_allclose(np.cos(got[:, 2] - expected[:, 2]), 1.0, atol=1e-12)  # the same heading, mod 2 pi

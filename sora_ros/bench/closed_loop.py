@@ -55,7 +55,7 @@ import numpy as np
 from sora_ros.core import planner as image_cost
 from sora_ros.core.action_shuffle import ActionShuffler
 from sora_ros.core.contact import ContactMonitor
-from sora_ros.core.goal import GOAL_TOLERANCE_M, Goal, GoalPursuit, approach_speed
+from sora_ros.core.goal import GOAL_TOLERANCE_M, Goal, GoalPursuit, approach_bounds
 from sora_ros.core.machine import machine_description
 from sora_ros.core.mpc import CemPlanner, MpcConfig, PlannerInputError, VelocityLimits
 from sora_ros.core.requests import MAX_IMAGE_CANDIDATES, RolloutRequest
@@ -303,9 +303,9 @@ def run_episode(pipeline: WorldModelPipeline | None, policy: str, seed: int, con
             if context is not None and (plan is None or index % config.decision_every == 0):
                 start = time.perf_counter()
                 bounds = forbidden.bounds(planner.limits.low, planner.limits.high, planner.config.horizon)  # (H, A)
-                if pursuit is not None:  # as the planner node: slow enough to stop at the goal
-                    bounds[1][:, 0] = np.minimum(bounds[1][:, 0], approach_speed(
-                        pursuit.goal.distance(world.pose.x, world.pose.y), limits.max_linear_accel))
+                if pursuit is not None:  # as the planner node
+                    bounds = approach_bounds(bounds, pursuit.goal.distance(world.pose.x, world.pose.y),
+                                             limits.max_linear_accel)
                 progress = None if pursuit is None else pursuit.scoring(
                     world.stamp_ns, world.pose.x, world.pose.y, world.pose.yaw, pipeline.info.dt,
                     planner.limits.max_forward, planner.limits.max_turn)

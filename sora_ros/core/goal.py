@@ -12,7 +12,7 @@ alike (sora_ros/core/mpc.py).
     goal.reached(x, y)
     pursuit = GoalPursuit(goal)                                   # out of local minima: explores a while when stuck
     scoring = pursuit.scoring(stamp_ns, x, y, yaw, dt, 0.6, 1.5)  # None while exploring (forward speed)
-    cap = approach_speed(goal.distance(x, y), max_accel)          # m/s from which the base stops at the goal
+    bounds = approach_bounds(bounds, goal.distance(x, y), max_accel)  # forward no faster than it can stop
 
 The commands are integrated as given (no acceleration limit), with the midpoint heading of
 sora_ros/sim/drive.integrate: a cost, not a prediction of where the robot will be.
@@ -98,13 +98,9 @@ def goal_progress(actions: np.ndarray, goal: np.ndarray, dt: float, max_forward:
     Returns:
         float32 (N, H) m/s.
     """
-    actions = np.asarray(actions, np.float64)
-    v, w = actions[..., 0], actions[..., 1]  # (N, H)
-    heading = np.concatenate([np.zeros((len(actions), 1)), np.cumsum(w * dt, axis=1)], axis=1)  # (N, H + 1)
-    mid = heading[:, 1:] - 0.5 * w * dt
-    moves = np.stack([v * np.cos(mid), v * np.sin(mid)], axis=-1) * dt  # (N, H, 2)
-    position = np.concatenate([np.zeros((len(actions), 1, 2)), np.cumsum(moves, axis=1)], axis=1)  # (N, H + 1, 2)
-    to_goal = np.asarray(goal, np.float64) - position
+    poses = unicycle_poses(actions, dt)  # (N, H + 1, 3)
+    heading, v = poses[..., 2], np.asarray(actions)[..., 0]
+    to_goal = np.asarray(goal, np.float64) - poses[..., :2]
     bearing = np.angle(np.exp(1j * (np.arctan2(to_goal[..., 1], to_goal[..., 0]) - heading)))  # (N, H + 1), wrapped
     closed = -np.diff(np.linalg.norm(to_goal, axis=-1), axis=1)  # (N, H) m nearer
     closed = np.where(v < 0, -np.abs(closed), closed)
@@ -112,9 +108,32 @@ def goal_progress(actions: np.ndarray, goal: np.ndarray, dt: float, max_forward:
     return ((closed / max_forward + turned / max_turn) * max_forward / dt).astype(np.float32)
 
 
+def unicycle_poses(actions: np.ndarray, dt: float) -> np.ndarray:
+    """float64 (N, H + 1, 3): x, y (m), yaw (rad, not wrapped) of a base starting at the origin heading +x
+    and driven by each candidate's (N, H, A) commands for dt s each, with the midpoint heading of
+    sora_ros/sim/drive.integrate; the start first."""
+    actions = np.asarray(actions, np.float64)
+    v, w = actions[..., 0], actions[..., 1]  # (N, H)
+    heading = np.concatenate([np.zeros((len(actions), 1)), np.cumsum(w * dt, axis=1)], axis=1)  # (N, H + 1)
+    mid = heading[:, 1:] - 0.5 * w * dt
+    moves = np.stack([v * np.cos(mid), v * np.sin(mid)], axis=-1) * dt  # (N, H, 2)
+    position = np.concatenate([np.zeros((len(actions), 1, 2)), np.cumsum(moves, axis=1)], axis=1)  # (N, H + 1, 2)
+    return np.concatenate([position, heading[..., None]], axis=-1)
+
+
 def approach_speed(distance: float, max_accel: float) -> float:
     """m/s from which a base braking at `max_accel` (m/s^2) stops within `distance` m: sqrt(2 a d)."""
     return math.sqrt(2.0 * max_accel * max(distance, 0.0))
+
+
+def approach_bounds(bounds: tuple[np.ndarray, np.ndarray], distance: float,
+                    max_accel: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step command bounds (low, high), each (H, A), with forward speed at most
+    `approach_speed`: slow enough to stop at a goal `distance` m away rather than coast past it."""
+    low, high = bounds
+    high = high.copy()
+    high[:, 0] = np.minimum(high[:, 0], approach_speed(distance, max_accel))
+    return low, high
 
 
 @dataclass

@@ -52,7 +52,7 @@ from sensor_msgs.msg import Image
 
 from sora_ros.core import planner as image_cost
 from sora_ros.core.contact import ContactMonitor, Forbidden
-from sora_ros.core.goal import GOAL_TOLERANCE_M, Goal, GoalPursuit, approach_speed
+from sora_ros.core.goal import GOAL_TOLERANCE_M, Goal, GoalPursuit, approach_bounds, unicycle_poses
 from sora_ros.core.image import ImageConversionError, image_to_numpy, image_to_rgb
 from sora_ros.core.mpc import MAX_WEIGHT, CemPlanner, MpcConfig, PlannerInputError, Progress, VelocityLimits, \
     command_at
@@ -65,7 +65,7 @@ from sora_ros.msg import FutureFrames
 from sora_ros.nodes import messages as lm
 from sora_ros.nodes import spin
 from sora_ros.nodes.parameters import IntegersForDoubles
-from sora_ros.sim.drive import DriveLimits, Pose2D, integrate
+from sora_ros.sim.drive import DriveLimits
 from sora_ros.srv import Rollout
 
 LOG_THROTTLE_S = 5.0
@@ -293,9 +293,8 @@ class PlannerNode(IntegersForDoubles, Node):
         limits = self._mpc.limits  # observed contact narrows them (sora_ros/core/contact.py)
         self._forbidden = self._contact.forbidden_steps(now_ns)
         bounds = self._forbidden.bounds(limits.low, limits.high, self._mpc.config.horizon)  # (H, A) each
-        if self._pursuit is not None:  # slow enough to stop at the goal, not coast past it
-            speed = approach_speed(self._pursuit.goal.distance(*self._pose[:2]), self._rule.max_accel)
-            bounds[1][:, 0] = np.minimum(bounds[1][:, 0], speed)
+        if self._pursuit is not None:
+            bounds = approach_bounds(bounds, self._pursuit.goal.distance(*self._pose[:2]), self._rule.max_accel)
         actions = self._mpc.propose(bounds)  # (N, H, A)
         if self._images:
             actions = actions[:MAX_IMAGE_CANDIDATES]  # the warm start and the first samples: the image cap
@@ -360,11 +359,8 @@ class PlannerNode(IntegersForDoubles, Node):
         self._plan, self._plan_start_ns, self._shifted = decision.plan, self._pending_since_ns, 0
         self.decisions += 1
         self._plan_pub.publish(chosen)
-        poses = [Pose2D()]
-        for v, w in decision.plan:
-            poses.append(integrate(poses[-1], float(v), float(w), self._dt))
-        self._path_pub.publish(lm.path(np.array([(q.x, q.y, q.yaw) for q in poses]),
-                                       lm.stamp_ns(chosen.header), self._dt, self._base_frame))
+        self._path_pub.publish(lm.path(unicycle_poses(decision.plan[None], self._dt)[0], lm.stamp_ns(chosen.header),
+                                       self._dt, self._base_frame))
         v, w = decision.plan[0]
         self.get_logger().info(
             f"plan {v:+.2f} m/s {w:+.2f} rad/s (cost {decision.costs[decision.index]:.3f}, best of "
