@@ -50,7 +50,7 @@ def rehash(model_dir: Path, file_name: str) -> None:
 def export_tiny_with_risk(directory: Path, horizon_steps: int = 3, seed: int = 0) -> Path:
     """A tiny model with a random tiny risk head (model.json "risk"): FutureFrames.risk is filled."""
     from sora_ros.model.export import export_risk
-    from sora_ros.model.risk import RiskConfig, RiskNet
+    from sora_ros.model.risk import RiskConfig, RiskGraph, RiskNet
     from sora_ros.runtime.model_dir import read_model_info
 
     export_tiny(directory, seed=seed)
@@ -59,5 +59,5 @@ def export_tiny_with_risk(directory: Path, horizon_steps: int = 3, seed: int = 0
     net = randomise(RiskNet(RiskConfig(width=4, hidden=8, frames=info.context_frames), info.latent_shape,
                             info.action_offset, info.action_scale),
                     seed + 5).eval()
-    export_risk(net, directory, horizon_steps=horizon_steps, label="random (tests)", rule={}, metrics={})
+    export_risk(RiskGraph(net), directory, horizon_steps=horizon_steps, label="random (tests)", rule={}, metrics={})
     return directory

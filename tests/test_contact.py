@@ -50,11 +50,13 @@ def test_backing_into_something_forbids_reverse_commands_not_forward_ones():
     low, high = monitor.forbidden_steps(now * DT_NS).bounds(LIMITS.low, LIMITS.high, 8)
     assert np.allclose(low[:, 0], [0] * 5 + [-0.2] * 3) and np.allclose(high[:, 0], 0.6)
     # Then forward: the reversal's step shows no progress (the robot passes through rest), which is no
-    # contact; the step after it, refused too, is: both banned.
+    # contact; the steps after it, refused too, start from rest: two in a row are, both banned.
     now, x = drive(monitor, [0.5], [0.0], now, x)
     assert monitor.forbidden_steps(now * DT_NS) == (0, 4)
     now, x = drive(monitor, [0.5], [0.0], now, x)
-    assert monitor.forbidden_steps(now * DT_NS) == (5, 3)
+    assert monitor.forbidden_steps(now * DT_NS) == (0, 3)
+    now, x = drive(monitor, [0.5], [0.0], now, x)
+    assert monitor.forbidden_steps(now * DT_NS) == (5, 2)
 
 
 def test_the_ban_wears_off_step_by_step_and_a_moving_robot_is_never_blocked():
@@ -73,6 +75,30 @@ def test_a_start_from_rest_is_not_contact():
     monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8)
     now, _ = drive(monitor, [0.6], [0.01])
     assert monitor.forbidden_steps(now * DT_NS) == (0, 0)
+
+
+@pytest.mark.parametrize("lag_ms", [0, 100, 150])
+def test_odometry_stamped_when_published_does_not_trap_a_robot_at_its_start(lag_ms):
+    """A base that stamps odometry when it publishes it, `lag_ms` after measuring (common with
+    serial drivers: a trial trapped the robot at its start at 150 ms, every start from rest read as
+    contact); a robot pressed against something from rest is still caught, one step later."""
+    for accel, pinned in ((1.0, False), (0.3, False), (1.0, True)):
+        monitor = ContactMonitor(BlockedRule(max_accel=accel), dt=0.1, escape_steps=8, max_turn=1.5)
+        reached = np.concatenate([[0.0], np.cumsum([0.0] * 6 if pinned else ramp(accel, 6))])  # m at each step
+
+        def position(t_ns: int) -> float:  # where the robot was at t_ns (0.6 m/s commanded from t = 0)
+            return float(np.interp(t_ns / DT_NS, np.arange(len(reached)), reached, left=0.0))
+
+        judged = []
+        for tick in range(61):  # odometry at 100 Hz, stamped lag_ms after it was measured
+            now_ns = tick * 10_000_000
+            monitor.odometry(now_ns, position(now_ns - lag_ms * 1_000_000), 0.0, 0.0)
+            if tick % 10 == 0:  # a step: judge, then command on
+                judged.append(monitor.forbidden_steps(now_ns).forward > 0)
+                monitor.command(now_ns, 0.6)
+        assert any(judged) == pinned, (accel, pinned, judged)
+        if pinned:
+            assert judged.index(True) <= 3, "pressed against something from rest: caught after its second step"
 
 
 def test_without_odometry_or_with_escape_steps_0_nothing_is_forbidden():
@@ -167,6 +193,7 @@ def test_commands_sent_between_decisions_hold_the_ban_too():
 
 def test_a_spot_where_the_robot_was_blocked_stays_forbidden_while_it_faces_it():
     monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=4)
+    monitor.odometry(-DT_NS, -0.05, 0.0, 0.0)  # driving at 0.5 m/s
     monitor.odometry(0, 0.0, 0.0, 0.0)
     monitor.command(0, 0.5)
     monitor.odometry(DT_NS, 0.0, 0.0, 0.0)  # refused: a spot at (0, 0), pushed along 0 rad
@@ -187,12 +214,13 @@ def test_a_spot_where_the_robot_was_blocked_stays_forbidden_while_it_faces_it():
     assert hold(-0.1, 0.0, command=-0.2) == (4, 0)  # backed off 10 cm: still near it
     assert hold(-0.2, 0.0, command=-0.2) == (0, 0) and not monitor.contacts  # away: forgotten
     blind = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=4)  # odometry without a heading keeps no spot
-    drive(blind, [0.5], [0.0])
-    assert blind.forbidden_steps(DT_NS) == (4, 0) and not blind.contacts
+    drive(blind, [0.5] * 2, [0.0] * 2)
+    assert blind.forbidden_steps(2 * DT_NS) == (4, 0) and not blind.contacts
 
 
 def test_a_spot_blocked_in_reverse_forbids_backing_that_way():
     monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=2)
+    monitor.odometry(-DT_NS, 1.0 + 0.02 * np.cos(1.0), 1.0 + 0.02 * np.sin(1.0), 1.0)  # backing at 0.2 m/s
     monitor.odometry(0, 1.0, 1.0, 1.0)
     monitor.command(0, -0.2)
     monitor.odometry(DT_NS, 1.0, 1.0, 1.0)  # backing along 1 + pi rad: refused
@@ -206,6 +234,7 @@ def test_a_spot_blocked_in_reverse_forbids_backing_that_way():
 
 def test_facing_a_spot_forbids_forward_for_the_steps_a_turn_away_takes():
     monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8, max_turn=1.5)
+    monitor.odometry(-DT_NS, -0.05, 0.0, 0.0)  # driving at 0.5 m/s
     monitor.odometry(0, 0.0, 0.0, 0.0)
     monitor.command(0, 0.5)
     monitor.odometry(DT_NS, 0.0, 0.0, 0.0)  # refused, pushing along 0 rad
@@ -223,6 +252,7 @@ def test_a_pose_without_heading_beside_a_spot_is_judged_by_the_timed_ban_and_kee
     """An odometry message with no orientation (a zero quaternion: yaw NaN) right where the robot
     was blocked: no crash, the timed ban alone, and the spot still forbids once a heading returns."""
     monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=4, max_turn=1.5)
+    monitor.odometry(-DT_NS, -0.05, 0.0, 0.0)  # driving at 0.5 m/s
     monitor.odometry(0, 0.0, 0.0, 0.0)
     monitor.command(0, 0.5)
     monitor.odometry(DT_NS, 0.0, 0.0, 0.0)  # refused: a spot at (0, 0), pushed along 0 rad
@@ -247,7 +277,7 @@ def test_a_base_that_accelerates_slowly_is_not_blocked_when_the_rule_knows_its_l
     10%: without max_accel that is a block (a ban and a spot at the start in open floor)."""
     progress = ramp(accel, 12)
     naive = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8)
-    now, _ = drive(naive, [0.6] * 2, progress[:2])
+    now, _ = drive(naive, [0.6] * 2, ramp(0.3, 2))
     assert naive.forbidden_steps(now * DT_NS)[0] > 0, "without the limit the start reads as contact"
     knowing = ContactMonitor(BlockedRule(max_accel=accel), dt=0.1, escape_steps=8)
     now, x = drive(knowing, [0.6] * 2, progress[:2])

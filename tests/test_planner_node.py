@@ -128,13 +128,15 @@ def test_odometry_counts_from_when_it_was_measured_unless_its_stamp_cannot_be_tr
     (["-p", "samples:=3"], "candidates x samples = 96 exceeds the cap of 64"),
     (["-p", "elites:=40"], "elites must be 1..candidates (32)"),
     (["-p", "base_frame:=''"], "base_frame must name a frame"),
+    (["-p", "max_accel:=0.0"], "max_accel"),
 ])
 def test_settings_the_planner_cannot_work_with_end_it_at_start_with_one_line(settings, problem) -> None:
     from live_helpers import start_node
 
-    process = start_node("sora_ros.nodes.planner", *settings)
+    process = start_node("sora_ros.nodes.planner", *settings, "-r", "__node:=base_planner")
     output, _ = process.communicate(timeout=TIMEOUT_S)
     assert process.returncode == 1 and problem in output and "Traceback" not in output, output
+    assert "[base_planner]" in output, f"logged under the node's own (remapped) name: {output}"
 
 
 def _odometry(x: float, stamp_s: float, frame: str = "odom"):

@@ -195,7 +195,7 @@ def with_head(tmp_path_factory) -> Path:
     directory = export_tiny(tmp_path_factory.mktemp("risk"))
     info = read_model_info(directory)
     rule = BlockedRule(horizon_steps=HORIZON)
-    export_risk(_risk_net(info), directory, horizon_steps=HORIZON, label=rule.describe(0.1, "/cmd_vel", "/odom"),
+    export_risk(RiskGraph(_risk_net(info)), directory, horizon_steps=HORIZON, label=rule.describe(0.1, "/cmd_vel", "/odom"),
                 rule={"progress_fraction": 0.1}, metrics={"auc": 0.5})
     return directory
 
@@ -234,7 +234,7 @@ def test_a_model_that_has_a_head_keeps_it_unless_force_says_to_replace_it(with_h
 def test_an_unconditioned_model_gets_a_head_on_latents_alone(tmp_path: Path) -> None:
     directory = export_tiny(tmp_path / "unconditioned", name="tiny-unconditioned")
     info = read_model_info(directory)
-    export_risk(_risk_net(info), directory, horizon_steps=HORIZON, label="test", rule={}, metrics={})
+    export_risk(RiskGraph(_risk_net(info)), directory, horizon_steps=HORIZON, label="test", rule={}, metrics={})
     engine = WorldModelEngine(directory)
     latents = np.random.default_rng(0).standard_normal((4, info.context_frames, *info.latent_shape), dtype=np.float32)
     risk = engine.risk.probabilities(latents, None)
@@ -340,6 +340,39 @@ def test_future_frames_carry_the_risk(with_head: Path) -> None:
     assert len(msg.risk) == HORIZON
 
 
+def test_the_prior_correction_turns_a_class_weighted_fit_into_probabilities() -> None:
+    """A logistic fit with positives weighted by negatives / positives (as the stage trains) reads
+    the odds that much too high; prior_log_odds on its logit gives back the true probability."""
+    from sora_ros.model.risk import prior_log_odds
+
+    torch.manual_seed(0)
+    x = torch.randn(20_000, 1)
+    truth = torch.sigmoid(2 * x - 3)[:, 0]  # ~10% positive, rare in most of the range
+    labels = torch.bernoulli(truth)
+    positives = int(labels.sum())
+    negatives = len(labels) - positives
+    fit = torch.nn.Linear(1, 1)
+    loss = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(negatives / positives))
+    optimizer = torch.optim.LBFGS(fit.parameters(), max_iter=200)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        value = loss(fit(x)[:, 0], labels)
+        value.backward()
+        return value
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        logit = fit(x)[:, 0]
+        balanced, corrected = torch.sigmoid(logit), torch.sigmoid(logit + prior_log_odds(positives, negatives))
+    share = positives / len(labels)
+    assert balanced.mean() > 2 * share, "the weighted fit alone is far above the share of positives"
+    assert abs(corrected.mean().item() - share) < 0.01
+    assert (corrected - truth).abs().max() < 0.03, "calibrated everywhere, not only on average"
+    with pytest.raises(ValueError, match="both classes"):
+        prior_log_odds(0, 10)
+
+
 def test_the_stage_learns_a_separable_label_and_exports_a_head_the_runtime_loads(tmp_path: Path) -> None:
     """End to end on a crafted bag: frames are bright exactly while the robot is blocked, so a
     working stage must reach a high validation AUC and add a loadable risk.onnx."""
@@ -383,6 +416,10 @@ def test_the_stage_learns_a_separable_label_and_exports_a_head_the_runtime_loads
     report = (tmp_path / "eval" / "report.md").read_text()
     assert f"### Risk head: blocked within the next {HORIZON} steps" in report
     assert f"| {risk['auc_encoded']:.3f} | {risk['auc_predicted']:.3f} |" in report, report
+    assert f"| encoded latents | {risk['mean_encoded']:.4f} | {risk['positive_share']:.4f} |" in report, report
+    shift = info.risk["calibration"]["log_odds_shift"]
+    share = summary["data"]["positive_share"]
+    assert shift == pytest.approx(math.log(share / (1 - share)), abs=0.1), "log(positives / negatives) of training"
     assert sora_ros(["eval", *map(str, bags), "--action-topic", "/cmd_vel", "--model", str(directory), "--horizons", "1",
                      "--max-clips", "1", "--out", str(tmp_path / "eval1")]) == 0
     assert json.loads((tmp_path / "eval1" / "metrics.json").read_text())["risk"]["clips"] == 1, "--max-clips holds"

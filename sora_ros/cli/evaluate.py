@@ -36,6 +36,9 @@ from sora_ros.runtime.model_dir import PRECISIONS
 
 MODEL_NAME = "model"
 PREDICTIONS_BAG = "predictions"  # --write-bag's bag in --out
+# The risk head's calibration figures (sora_ros.runtime.risk.risk_metrics) model.json's evaluation records.
+RISK_CALIBRATION_KEYS = ("mean_encoded", "positive_share", "brier_encoded", "mean_forecast", "positive_share_predicted",
+                         "brier_forecast")
 
 
 def _parse_horizons(text: str) -> list[int]:
@@ -148,6 +151,8 @@ def headline(summary: dict, result, info: dict) -> dict:
         "action_sensitivity_db": summary["action_sensitivity"].get(MODEL_NAME),
         "risk_auc": {key: summary["risk"][key] for key in ("auc_encoded", "auc_predicted", "auc_forecast", "samples",
                                                            "positive_share")} if summary.get("risk") else None,
+        "risk_calibration": {key: summary["risk"].get(key) for key in RISK_CALIBRATION_KEYS}
+        if summary.get("risk") else None,
     }
 
 
@@ -188,6 +193,10 @@ def _risk(engine, args) -> tuple[dict | None, str | None]:
           f"encoded latents, {metrics['auc_predicted']:.3f} on predicted ones, {metrics['auc_forecast']:.3f} as "
           f"forecast (predicted or held window, the larger) ({metrics['samples']} frames, "
           f"{metrics['positive_share']:.1%} positive)")
+    print(f"risk head calibration: mean probability {metrics['mean_encoded']:.4f} on encoded latents against "
+          f"{metrics['positive_share']:.4f} blocked, Brier score {metrics['brier_encoded']:.4f}; forecast "
+          f"{metrics['mean_forecast']:.4f} against {metrics['positive_share_predicted']:.4f}, Brier "
+          f"{metrics['brier_forecast']:.4f}")
     return metrics, None
 
 

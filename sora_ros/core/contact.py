@@ -27,7 +27,11 @@ away first, as a robot that remembers its bumper hits in a local costmap does (N
 layer marks them). Odometry without a heading keeps no spots, and a pose without one is judged by
 the timed ban alone (the spots stay for the next pose with one). A step that begins a reversal (the
 command before it drove the other way) is not judged: the robot passes through rest in it, which
-is no contact (a trace found a spot made so forbid a free direction for 40 s).
+is no contact (a trace found a spot made so forbid a free direction for 40 s). A step that starts
+from rest counts only when the step after it is blocked too: a base that stamps odometry when it
+publishes it, up to about 1.5 steps after measuring, shows a robot that has just set off as still
+standing (a trial with 150 ms trapped the robot at its start); a robot pressed against something
+from rest is caught one step later.
 
 Why both: a head trained on few blocked frames can read a low risk while the robot keeps pushing
 (`sora-ros bench closed-loop` reports the seconds stuck per episode; README, "The planner", gives
@@ -192,18 +196,24 @@ class ContactMonitor:
         odom_xy = np.array([o[1:3] for o in self._odometry], np.float64).reshape(-1, 2)
         odom_yaw = np.array([o[3] for o in self._odometry], np.float64)
 
-        motion = self._motion_before(starts, odom_ns, odom_xy, odom_yaw)  # (escape_steps,)
+        motion, still = self._motion_before(starts, odom_ns, odom_xy, odom_yaw)  # (escape_steps,) each
 
         def left(sign: float) -> int:  # the rule judges forward commands: reverse ones are judged mirrored
             log = MotionLog(command_ns, sign * command_v, odom_ns, odom_xy)
-            blocked = blocked_steps(self.rule, starts, self.dt_ns, log) == 1  # (escape_steps,)
+            blocked = blocked_steps(self.rule, starts, self.dt_ns, log) == 1  # (escape_steps,), newest first
             # A reversal passes through rest, which shows no progress: a step that began driving the
             # other way, or with the robot still moving the other way, is not judged.
             blocked &= commanded(self.rule, log, starts - self.dt_ns // 2) > -self.rule.min_command
             blocked &= sign * motion >= 0
-            for start in starts[blocked]:
+            # A start from rest counts only with the step after it blocked too: odometry stamped when
+            # published, up to ~1.5 steps late, shows a robot that just set off as not moving yet.
+            twice = blocked[1:] & blocked[:-1]  # (escape_steps - 1,) step and the one after it
+            counted = blocked & ~still
+            counted[1:] |= twice
+            counted[:-1] |= twice
+            for start in starts[counted]:
                 self._remember(start, sign, odom_ns, odom_xy, odom_yaw)
-            return int(self.escape_steps - ago[blocked][0] + 1) if blocked.any() else 0
+            return int(self.escape_steps - ago[counted][0] + 1) if counted.any() else 0
 
         x, y, yaw = (float(v) for v in (*odom_xy[-1], odom_yaw[-1]))  # the newest pose
         steps = left(1.0), left(-1.0)
@@ -214,17 +224,19 @@ class ContactMonitor:
                            for n, turn in zip(steps, (0.0, math.pi))))
 
     def _motion_before(self, starts: np.ndarray, odom_ns: np.ndarray, odom_xy: np.ndarray,
-                       odom_yaw: np.ndarray) -> np.ndarray:
-        """float (T,) the way the robot moved over the step before each of `starts` (int64 (T,) ns):
-        1 forward, -1 backward, along the heading of the newest pose at or before it, 0 for less
-        than the rule counts as progress at min_command, or a heading unknown."""
+                       odom_yaw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """How the robot moved over the step before each of `starts` (int64 (T,) ns): float (T,) the
+        way, 1 forward, -1 backward, along the heading of the newest pose at or before it, 0 for less
+        than the rule counts as progress at min_command, or a heading unknown; and bool (T,) whether
+        it moved less than that in any direction (at rest)."""
         newest = np.maximum(np.searchsorted(odom_ns, starts, side="right") - 1, 0)
         heading = odom_yaw[newest]  # (T,) NaN: unknown
         times = odom_ns.astype(np.float64)
         before, at = ([np.interp(t, times, odom_xy[:, i]) for i in range(2)] for t in (starts - self.dt_ns, starts))
         along = (at[0] - before[0]) * np.cos(heading) + (at[1] - before[1]) * np.sin(heading)  # (T,) m, NaN: unknown
         least = self.rule.progress_fraction * self.rule.min_command * self.dt_ns / NS_PER_S
-        return np.where(np.abs(np.nan_to_num(along)) > least, np.sign(np.nan_to_num(along)), 0.0)
+        way = np.where(np.abs(np.nan_to_num(along)) > least, np.sign(np.nan_to_num(along)), 0.0)
+        return way, np.hypot(at[0] - before[0], at[1] - before[1]) <= least
 
     def _steps_to_turn(self, angle: float) -> int:
         """Plan steps a turn of `angle` rad takes at max_turn (escape_steps without one), at most escape_steps."""

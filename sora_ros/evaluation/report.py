@@ -116,7 +116,19 @@ def _risk_lines(risk: dict | None, not_scored: str | None = None) -> list[str]:
                     "| encoded latents | predicted latents | forecast |", "|---|---|---|",
                     f"| {auc(risk['auc_encoded'])} | {auc(risk['auc_predicted'])} | {auc(risk['auc_forecast'])} |",
                     ""] + ([f"Predicted latents per step k = 1..{len(per_step)}: "
-                            + ", ".join(map(auc, per_step)) + ".", ""] if per_step else [])
+                            + ", ".join(map(auc, per_step)) + ".", ""] if per_step else []) + _calibration_lines(risk)
+
+
+def _calibration_lines(risk: dict) -> list[str]:
+    """Mean probability against the share blocked, and the Brier score (report.md); none for metrics
+    from before calibration was measured."""
+    if risk.get("mean_encoded") is None:
+        return []
+    return ["| calibration | mean probability | share blocked | Brier score |", "|---|---|---|---|",
+            f"| encoded latents | {risk['mean_encoded']:.4f} | {risk['positive_share']:.4f} | "
+            f"{risk['brier_encoded']:.4f} |",
+            f"| forecast | {risk['mean_forecast']:.4f} | {risk['positive_share_predicted']:.4f} | "
+            f"{risk['brier_forecast']:.4f} |", ""]
 
 
 def plot_quality(path: Path, summary: dict, horizons: list[int]) -> None:

@@ -385,14 +385,19 @@ RISK_CONTRACT = (
 )
 
 
-def export_risk(net, model_dir: str | Path, *, horizon_steps: int, label: str, rule: dict, metrics: dict,
+# How risk.onnx's logit was made a probability (sora_ros.model.risk.prior_log_odds), written to model.json.
+RISK_CALIBRATION = ("trained with positives weighted by negatives / positives; log(positives / negatives) of the "
+                    "training frames added to the logit (prior correction, Elkan 2001), so risk is a probability")
+
+
+def export_risk(graph, model_dir: str | Path, *, horizon_steps: int, label: str, rule: dict, metrics: dict,
                 training: dict | None = None, seed: int = 0) -> float:
     """Add a risk head to an exported model directory: risk.onnx (opset 17, dynamic batch), its
     SHA-256 under "files" and a "risk" section in model.json ("graph", "sha256", "horizon_steps",
-    "frames", "label", "rule", "metrics" and how it was made); the other graphs are untouched.
+    "frames", "label", "rule", "metrics", "calibration" and how it was made); the other graphs are untouched.
 
     Args:
-        net: a trained sora_ros.model.risk.RiskNet for this model's latents and actions.
+        graph: a sora_ros.model.risk.RiskGraph of a trained head for this model's latents and actions.
         model_dir: an exported model directory (read_model_info must accept it).
         horizon_steps: k of the label "blocked within the next k steps".
         label: the label rule in words (sora_ros.core.risk.BlockedRule.describe).
@@ -409,17 +414,17 @@ def export_risk(net, model_dir: str | Path, *, horizon_steps: int, label: str, r
     """
     import onnx
 
-    from sora_ros.model.risk import RiskGraph
     from sora_ros.runtime.risk import RISK_FILE, risk_signature
 
     out = Path(model_dir)
     info = read_model_info(out)
+    net = graph.net
     signature = risk_signature(info.latent_shape, info.action_dim, net.frames)
     rng = np.random.default_rng(seed)
     example = {name: rng.standard_normal(concrete_shape(spec, PARITY_BATCH, {}), dtype=np.float32)
                for name, spec in signature["inputs"].items()}
     path = out / RISK_FILE
-    parity = _export_checked(RiskGraph(net.eval()).eval(), [example], signature, path)
+    parity = _export_checked(graph.eval(), [example], signature, path)
     model = json.loads((out / MODEL_JSON).read_text())
     digest = sha256_file(path)
     model["files"][RISK_FILE] = digest
@@ -431,6 +436,7 @@ def export_risk(net, model_dir: str | Path, *, horizon_steps: int, label: str, r
         "label": label,
         "rule": rule,
         "metrics": metrics,
+        "calibration": {"log_odds_shift": round(graph.log_odds_shift, 6), "method": RISK_CALIBRATION},
         "signature": {**signature, "onnx_ops": sorted({n.op_type for n in onnx.load(str(path)).graph.node})},
         "config": net.config.to_dict(),
         "contract": RISK_CONTRACT,

@@ -19,6 +19,7 @@ Legend: B batch, W window, C/h/w latent grid, A action dim.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -90,12 +91,36 @@ class RiskNet(nn.Module):
         return self.head(x)[:, 0]  # (B,)
 
 
-class RiskGraph(nn.Module):
-    """What risk.onnx computes: the probability, sigmoid(logit), float32 (B,) in [0, 1]."""
+def prior_log_odds(positives: int, negatives: int) -> float:
+    """The logit shift that turns a head trained with positives weighted by negatives / positives
+    back into a probability: log(positives / negatives).
 
-    def __init__(self, net: RiskNet) -> None:
+    Weighting the positives by w = negatives / positives multiplies the odds the loss is minimised
+    at by w (Elkan 2001, "The foundations of cost-sensitive learning", Theorem 1; the prior
+    correction of King and Zeng 2001): with 8% of the training frames positive, sigmoid(logit) of
+    such a head reads 0.15 where the probability is 0.016. Adding log(1 / w) to the logit gives
+    P(label | window, action) under the training data's label frequency.
+
+    Raises:
+        ValueError: a class without samples (no shift is defined).
+    """
+    if positives <= 0 or negatives <= 0:
+        raise ValueError(f"the prior correction needs both classes, got {positives} positives and "
+                         f"{negatives} negatives")
+    return math.log(positives / negatives)
+
+
+class RiskGraph(nn.Module):
+    """What risk.onnx computes: the probability, sigmoid(logit + log_odds_shift), float32 (B,) in [0, 1].
+
+    Args:
+        net: the trained head.
+        log_odds_shift: `prior_log_odds` of its class-weighted training (0: the logit is already calibrated).
+    """
+
+    def __init__(self, net: RiskNet, log_odds_shift: float = 0.0) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.log_odds_shift = net, float(log_odds_shift)
 
     def forward(self, latents: torch.Tensor, action: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.sigmoid(self.net(latents, action))
+        return torch.sigmoid(self.net(latents, action) + self.log_odds_shift)

@@ -13,7 +13,9 @@ of W frames up to frame t (`--frames`, default K) and the action in force from f
 both labelled by the real frame's label. With `--mirror` every training clip is used a second time
 mirrored left-right (image flipped, turn commands negated), which doubles the data of a robot
 symmetric about its forward axis with its camera on it (measured: README, "The risk head"). The loss is binary cross-entropy with the positives
-weighted by negatives / positives of the training samples (class balance). Validation reports the
+weighted by negatives / positives of the training samples (class balance); the exported graph adds
+log(positives / negatives) to the logit (`prior_log_odds`), so it gives probabilities, not
+class-balanced scores. Validation reports the
 ROC AUC on encoded and on predicted latents (and per predicted step); the state with the best
 predicted-latent AUC is exported (the last state without --val-data). Single process, resumable
 from OUT/risk.pt.
@@ -135,7 +137,7 @@ def train_risk(args) -> dict:
     from sora_ros.core.machine import machine_description
     from sora_ros.core.risk import BlockedRule
     from sora_ros.model.export import export_risk
-    from sora_ros.model.risk import RiskConfig, RiskNet
+    from sora_ros.model.risk import RiskConfig, RiskGraph, RiskNet, prior_log_odds
     from sora_ros.model.trainer import learning_rate
     from sora_ros.runtime.engine import WorldModelEngine
     from sora_ros.runtime.model_dir import DYNAMICS_WEIGHTS, GRAPH_FILES
@@ -187,6 +189,7 @@ def train_risk(args) -> dict:
         rng.bit_generator.state = json.loads(payload["rng"])
         print(f"resuming {checkpoint_path} at step {state['step']}")
     pos_weight = torch.tensor((len(enc_labels) - positives) / positives)
+    log_odds_shift = prior_log_odds(int(positives), len(enc_labels) - int(positives))
 
     def save() -> None:
         payload = {"format": RISK_CHECKPOINT_FORMAT, "config": net.config.to_dict(), "net": net.state_dict(),
@@ -209,10 +212,11 @@ def train_risk(args) -> dict:
     def validate() -> dict:
         net.eval()
         with torch.no_grad():
-            metrics = risk_metrics(lambda z, a: net(torch.from_numpy(z), torch.from_numpy(a)).numpy(), val, frames)
+            metrics = risk_metrics(lambda z, a: graph(torch.from_numpy(z), torch.from_numpy(a)).numpy(), val, frames)
         net.train()
         return metrics
 
+    graph = RiskGraph(net, log_odds_shift)  # what risk.onnx will compute: calibrated probabilities
     teacher_steps = round(args.teacher_fraction * args.steps)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     bar = tqdm(range(state["step"], args.steps), initial=state["step"], total=args.steps, desc="risk",
@@ -250,7 +254,7 @@ def train_risk(args) -> dict:
     (out / "risk_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if not args.no_export:
         metrics = {"validation": state["best"] or {}, "validation_data": [str(p) for p in args.val_data or []]}
-        summary["parity"] = export_risk(net, args.model, horizon_steps=rule.horizon_steps,
+        summary["parity"] = export_risk(graph, args.model, horizon_steps=rule.horizon_steps,
                                         label=rule.describe(info.dt, args.action_topic, args.odom_topic),
                                         rule=asdict(rule), metrics=metrics, training=summary, seed=args.seed)
         print(f"added risk.onnx to {args.model} (parity {summary['parity']:.2e})")

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -57,12 +58,21 @@ def _ignore_interrupts() -> None:
 PARAMETER_HINT = " (README, \"Nodes and the demo\", lists each node's parameters)"
 
 
-def _log_refusal(make_node: Callable[[], Any], message: str) -> None:
+def _log_refusal(make_node: Callable[[], Any], message: str, error: BaseException | None = None) -> None:
     """One error line for what ends a node before it runs (a bad parameter, an unreadable input),
-    rather than a traceback."""
+    rather than a traceback: under the node's own logger (its name as remapped, e.g. `[planner]`)
+    when `error` was raised inside a node's constructor after rclpy made the node, else under
+    `make_node`'s name."""
     import rclpy
+    from rclpy.node import Node
 
-    rclpy.logging.get_logger(getattr(make_node, "__name__", "node")).error(message)
+    made = [frame.f_locals.get("self") for frame, _ in traceback.walk_tb(error.__traceback__)] if error else []
+    node = next((candidate for candidate in made if isinstance(candidate, Node)), None)
+    try:
+        logger = node.get_logger() if node is not None else None
+    except Exception:  # the error came from rclpy's own Node.__init__: no handle yet
+        logger = None
+    (logger or rclpy.logging.get_logger(getattr(make_node, "__name__", "node"))).error(message)
 
 
 def _init(make_node: Callable[[], Any], args: list[str] | None, **options) -> bool:
@@ -111,10 +121,10 @@ def spin(make_node: Callable[[], Any], args: list[str] | None = None,
         while executor.context.ok():
             executor.spin_once(timeout_sec=SIGNAL_POLL_S)
     except ParameterException as error:
-        _log_refusal(make_node, f"{error}{PARAMETER_HINT}")
+        _log_refusal(make_node, f"{error}{PARAMETER_HINT}", error)
         return 1
     except fatal as error:
-        _log_refusal(make_node, str(error))
+        _log_refusal(make_node, str(error), error)
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -187,7 +197,7 @@ def spin_lifecycle(make_node: Callable[[], Any], args: list[str] | None = None, 
         while executor.context.ok() and not stopping.is_set():
             executor.spin_once(timeout_sec=SIGNAL_POLL_S)
     except ParameterException as error:
-        _log_refusal(make_node, f"{error}{PARAMETER_HINT}")
+        _log_refusal(make_node, f"{error}{PARAMETER_HINT}", error)
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

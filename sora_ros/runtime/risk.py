@@ -301,18 +301,23 @@ def collect_risk_data(engine, labelled: Iterable[tuple[object, np.ndarray]], hor
 
 
 def risk_metrics(score: Callable[[np.ndarray, np.ndarray], np.ndarray], data: RiskData, frames: int) -> dict:
-    """ROC AUC of a head on encoded and on predicted latents, and per predicted step.
+    """ROC AUC of a head on encoded and on predicted latents, and per predicted step; and how well
+    its probabilities match the labels' frequency (calibration).
 
     Args:
-        score: (windows (M, W, C, h, w), actions (M, A)) -> (M,) scores (probabilities or logits).
+        score: (windows (M, W, C, h, w), actions (M, A)) -> (M,) probabilities in [0, 1].
         data: held-out samples.
         frames: W of the head.
 
     Returns:
         {"auc_encoded", "auc_predicted", "auc_predicted_per_step": [H], "auc_forecast" (the predicted
         frames scored as `RiskHead.forecast` publishes them: the larger of the score on the predicted
-        and on the held window under the same action), "samples", "positive_share"}; an AUC is NaN
-        when a class is absent.
+        and on the held window under the same action), "samples", "positive_share", "mean_encoded"
+        (the mean probability on encoded windows: equal to positive_share when calibrated in the large),
+        "brier_encoded" (mean squared error of those probabilities against the 0/1 labels; a constant
+        positive_share scores positive_share * (1 - positive_share)), and the same for the forecast on
+        the predicted frames, "positive_share_predicted", "mean_forecast", "brier_forecast"}; an AUC is
+        NaN when a class is absent.
     """
     results = {}
     for predicted in (False, True):
@@ -328,8 +333,17 @@ def risk_metrics(score: Callable[[np.ndarray, np.ndarray], np.ndarray], data: Ri
                               at - data.context_frames + 1)
     scores, _, labels, _ = results[False]
     p_scores, h_scores, p_labels, steps = results[True]
-    return {"auc_encoded": round(roc_auc(labels, scores), 4), "auc_predicted": round(roc_auc(p_labels, p_scores), 4),
-            "auc_predicted_per_step": [round(roc_auc(p_labels[steps == j], p_scores[steps == j]), 4)
-                                       for j in range(1, data.predicted.shape[1] + 1)],
-            "auc_forecast": round(roc_auc(p_labels, np.maximum(p_scores, h_scores)), 4),
-            "samples": int(len(labels)), "positive_share": round(float(labels.mean()), 4) if len(labels) else None}
+    forecast = np.maximum(p_scores, h_scores)
+
+    def rounded(value: np.floating) -> float | None:
+        return round(float(value), 4) if np.isfinite(value) else None
+
+    with np.errstate(invalid="ignore"):  # no samples: None, not a warning
+        return {"auc_encoded": round(roc_auc(labels, scores), 4), "auc_predicted": round(roc_auc(p_labels, p_scores), 4),
+                "auc_predicted_per_step": [round(roc_auc(p_labels[steps == j], p_scores[steps == j]), 4)
+                                           for j in range(1, data.predicted.shape[1] + 1)],
+                "auc_forecast": round(roc_auc(p_labels, forecast), 4),
+                "samples": int(len(labels)), "positive_share": rounded(np.mean(labels)),
+                "mean_encoded": rounded(np.mean(scores)), "brier_encoded": rounded(np.mean((scores - labels) ** 2)),
+                "positive_share_predicted": rounded(np.mean(p_labels)), "mean_forecast": rounded(np.mean(forecast)),
+                "brier_forecast": rounded(np.mean((forecast - p_labels) ** 2))}
