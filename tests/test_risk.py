@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from argparse import Namespace
 from pathlib import Path
 
@@ -328,6 +329,22 @@ def test_a_model_without_a_risk_head_answers_without_risk_and_says_so(tmp_path: 
     assert served.forecasts[0].risk is None and NO_RISK_HEAD in served.notes
     live = pipeline.predict(pipeline.latest_context(), actions[0, 0], seed=0, decode_all=False)
     assert live.forecasts[0].risk is None and NO_RISK_HEAD not in live.notes  # not logged every live rollout
+
+
+def test_a_head_exported_before_calibration_loads_with_a_warning_saying_how_to_mend_it(with_head: Path,
+                                                                                      tmp_path: Path, caplog) -> None:
+    assert read_model_info(with_head).risk["calibration"]["log_odds_shift"] == 0.0  # exported as RiskGraph(net)
+    with caplog.at_level("WARNING"):
+        WorldModelEngine(with_head)
+    assert "predates calibrated heads" not in caplog.text
+    old = tmp_path / "old"
+    shutil.copytree(with_head, old)
+    meta = json.loads((old / MODEL_JSON).read_text())
+    del meta["risk"]["calibration"]
+    (old / MODEL_JSON).write_text(json.dumps(meta))
+    with caplog.at_level("WARNING"):
+        engine = WorldModelEngine(old)
+    assert engine.risk is not None and "predates calibrated heads" in caplog.text and "--resume" in caplog.text
 
 
 def test_future_frames_carry_the_risk(with_head: Path) -> None:
