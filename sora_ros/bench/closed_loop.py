@@ -475,10 +475,10 @@ def plot_trajectories(episodes: list[Episode], config: ClosedLoopConfig, path: P
             axis.annotate(str(number + 1), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
         axis.plot(*episodes[0].poses[0, :2], "ko", ms=5)
         axis.set(xlim=(-half - 0.2, half + 0.2), ylim=(-half - 0.2, half + 0.2), aspect="equal",
-                 title=f"seed {seed}, {config.seconds:g} s" + ("; stars: goals reached, in order, and the next"
-                                                                 if config.goals else "")
-                       + "\n(the moving balls and robot are not drawn)")
+                 title=f"seed {seed}, {config.seconds:g} s")
         axis.legend(fontsize=7, loc="upper right")
+    figure.suptitle(("stars: the goals reached, in order, and the next; " if config.goals else "")
+                    + "the moving balls and the robot are not drawn", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
