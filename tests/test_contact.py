@@ -101,6 +101,27 @@ def test_odometry_stamped_when_published_does_not_trap_a_robot_at_its_start(lag_
             assert judged.index(True) <= 3, "pressed against something from rest: caught after its second step"
 
 
+@pytest.mark.parametrize("lag_ms", [100, 150])
+def test_noisy_odometry_stamped_when_published_does_not_trap_a_robot_at_its_start(lag_ms):
+    """Odometry with a millimetre or two of jitter never reads as "at rest" (the robot seems to move
+    more than min_command's 10% of a step): a start from rest is known from the commands too, so the
+    lagging odometry of a robot that set off is no contact; pinned from rest, it still is."""
+    for pinned in (False, True):
+        monitor = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8, max_turn=1.5)
+        jitter = np.random.default_rng(0).normal(0.0, 0.002 if not pinned else 0.001, (2, 101))  # m
+        judged = []
+        for tick in range(101):  # odometry at 100 Hz, stamped lag_ms after it was measured
+            now_ns = tick * 10_000_000
+            moving_s = max(0.0, (now_ns - lag_ms * 1_000_000) / 1e9 - 0.5)  # 0.5 m/s commanded from 0.5 s
+            monitor.odometry(now_ns, (0.0 if pinned else 0.5 * moving_s) + jitter[0, tick], jitter[1, tick], 0.0)
+            if tick % 10 == 0:  # a step: judge, then command
+                judged.append(monitor.forbidden_steps(now_ns).forward > 0)
+                monitor.command(now_ns, 0.5 if tick >= 50 else 0.0)
+        assert any(judged) == pinned, (pinned, judged)
+        if pinned:
+            assert judged.index(True) <= 8, "pressed against something from rest: caught after its second step"
+
+
 def test_without_odometry_or_with_escape_steps_0_nothing_is_forbidden():
     silent = ContactMonitor(BlockedRule(), dt=0.1, escape_steps=8)
     for step in range(5):

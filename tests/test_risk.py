@@ -344,7 +344,8 @@ def test_a_head_exported_before_calibration_loads_with_a_warning_saying_how_to_m
     (old / MODEL_JSON).write_text(json.dumps(meta))
     with caplog.at_level("WARNING"):
         engine = WorldModelEngine(old)
-    assert engine.risk is not None and "predates calibrated heads" in caplog.text and "--resume" in caplog.text
+    assert engine.risk is not None and "predates calibrated heads" in caplog.text
+    assert "--resume --force" in caplog.text, "the command train-risk takes on a model that has risk.onnx"
 
 
 def test_future_frames_carry_the_risk(with_head: Path) -> None:
@@ -447,6 +448,24 @@ def test_the_stage_learns_a_separable_label_and_exports_a_head_the_runtime_loads
     # Resumable: more steps continue from risk.pt; a checkpoint of another model's latents is refused.
     args.steps, args.resume, args.no_export = 90, True, True
     assert train_risk(args)["steps"] == 90
+    # The run keeps its label rule and class balance: a resume under another rule is refused, and one on
+    # data with another share blocked (here fewer) re-exports the run's calibration, not theirs.
+    args.horizon_steps = HORIZON + 1
+    with pytest.raises(ValueError, match="labels of another rule"):
+        train_risk(args)
+    fewer = tmp_path / "fewer"
+    with BagWriter(fewer) as bag:
+        x, fewer_steps = 0.0, ([(0.5, 0.5)] * 17 + [(0.5, 0.0)] * 3) * 3
+        for k in range(len(fewer_steps) + 1):
+            stamp = T0_NS + k * DT_NS
+            bag.write("/odom", m.ODOMETRY, stamp, m.odometry(x, 0.0, 0.0, 0.0, 0.0, stamp, "odom", "base_link"))
+            bag.write("/camera/image_raw", m.IMAGE, stamp, m.image(np.full((32, 32, 3), 30, np.uint8), stamp, "camera"))
+            if k < len(fewer_steps):
+                bag.write("/cmd_vel", m.TWIST, stamp, m.twist(fewer_steps[k][0], 0.0))
+                x += fewer_steps[k][1] * DT_NS / NS_PER_S
+    args.horizon_steps, args.data, args.no_export = HORIZON, [fewer], False
+    train_risk(args)
+    assert read_model_info(directory).risk["calibration"]["log_odds_shift"] == shift
     args.model = export_tiny(tmp_path / "other", seed=1)
     with pytest.raises(ValueError, match="latents of another model"):
         train_risk(args)
@@ -476,3 +495,4 @@ def test_labels_match_the_simulators_refused_moves_step_by_step(tmp_path: Path) 
     labels = blocked_steps(BlockedRule(), period * np.arange(299, dtype=np.int64), period, log)
     assert 5 <= sum(refused) < len(refused), "the drive should run into things, not only (else it proves nothing)"
     np.testing.assert_array_equal(labels == 1, refused)
+

@@ -31,7 +31,8 @@ is no contact (a trace found a spot made so forbid a free direction for 40 s). A
 from rest counts only when the step after it is blocked too: a base that stamps odometry when it
 publishes it, up to about 1.5 steps after measuring, shows a robot that has just set off as still
 standing (a trial with 150 ms trapped the robot at its start); a robot pressed against something
-from rest is caught one step later.
+from rest is caught one step later. At rest: no motion over the step before in the odometry, or no
+drive commanded in it (odometry jitter of a millimetre or two reads as motion).
 
 Why both: a head trained on few blocked frames can read a low risk while the robot keeps pushing
 (`sora-ros bench closed-loop` reports the seconds stuck per episode; README, "The planner", gives
@@ -203,12 +204,17 @@ class ContactMonitor:
             blocked = blocked_steps(self.rule, starts, self.dt_ns, log) == 1  # (escape_steps,), newest first
             # A reversal passes through rest, which shows no progress: a step that began driving the
             # other way, or with the robot still moving the other way, is not judged.
-            blocked &= commanded(self.rule, log, starts - self.dt_ns // 2) > -self.rule.min_command
+            before = starts - self.dt_ns // 2  # (escape_steps,) within the step before each
+            blocked &= commanded(self.rule, log, before) > -self.rule.min_command
             blocked &= sign * motion >= 0
             # A start from rest counts only with the step after it blocked too: odometry stamped when
-            # published, up to ~1.5 steps late, shows a robot that just set off as not moving yet.
+            # published, up to ~1.5 steps late, shows a robot that just set off as not moving yet. At
+            # rest: odometry over the step before shows no motion, or the commands on record stood
+            # still over it (odometry noise of a millimetre or two reads as motion).
+            rest = still | ((np.searchsorted(command_ns, before, side="right") > 0)
+                            & (commanded(self.rule, log, before) <= self.rule.min_command))
             twice = blocked[1:] & blocked[:-1]  # (escape_steps - 1,) step and the one after it
-            counted = blocked & ~still
+            counted = blocked & ~rest
             counted[1:] |= twice
             counted[:-1] |= twice
             for start in starts[counted]:

@@ -160,6 +160,10 @@ def train_risk(args) -> dict:
         if payload.get("latent_graphs") != latent_graphs:
             raise ValueError(f"{checkpoint_path} was trained on the latents of another model (its encoder or dynamics "
                              f"graphs differ from {args.model}'s): delete it or choose another --out")
+        if payload.get("rule", asdict(rule)) != asdict(rule):  # checkpoints before the rule was kept: not checked
+            raise ValueError(f"{checkpoint_path} was trained on labels of another rule ({payload['rule']}, not "
+                             f"{asdict(rule)}): give its --horizon-steps, --min-command, --progress-fraction and "
+                             f"--command-timeout, or choose another --out")
     frames = window_frames(args.frames, args.model, info.context_frames)
     train, train_summary = prepare(engine, args.data, args, rule, mirror=args.mirror)
     val, val_summary = prepare(engine, args.val_data, args, rule) if args.val_data else (None, None)
@@ -188,13 +192,22 @@ def train_risk(args) -> dict:
         state, best_weights = payload["state"], payload.get("best_net")
         rng.bit_generator.state = json.loads(payload["rng"])
         print(f"resuming {checkpoint_path} at step {state['step']}")
-    pos_weight = torch.tensor((len(enc_labels) - positives) / positives)
-    log_odds_shift = prior_log_odds(int(positives), len(enc_labels) - int(positives))
+    classes = [int(positives), len(enc_labels) - int(positives)]  # the loss's class balance, kept by the run
+    if payload is not None and payload.get("classes", classes) != classes:
+        print(f"note: {checkpoint_path} was trained with {payload['classes'][0]} blocked and {payload['classes'][1]} "
+              f"free frames, these data have {classes[0]} and {classes[1]}: its class balance is kept, in the loss "
+              f"and in the exported probabilities")
+        classes = payload["classes"]
+    elif payload is not None and "classes" not in payload:
+        print(f"note: {checkpoint_path} does not record its class balance: the exported probabilities take these "
+              f"data's, right only if they are the run's --data")
+    pos_weight = torch.tensor(classes[1] / classes[0])
+    log_odds_shift = prior_log_odds(*classes)
 
     def save() -> None:
         payload = {"format": RISK_CHECKPOINT_FORMAT, "config": net.config.to_dict(), "net": net.state_dict(),
                    "optimizer": optimizer.state_dict(), "state": state, "rng": json.dumps(rng.bit_generator.state),
-                   "best_net": best_weights, "latent_graphs": latent_graphs}
+                   "best_net": best_weights, "latent_graphs": latent_graphs, "rule": asdict(rule), "classes": classes}
         torch.save(payload, f"{checkpoint_path}.tmp")
         Path(f"{checkpoint_path}.tmp").replace(checkpoint_path)
 

@@ -288,8 +288,8 @@ class WorldModelEngine:
             if "calibration" not in risk:
                 log.warning("%s's risk head predates calibrated heads: its risk is a class-balanced score, far above "
                             "the probability of being blocked where blocks are rare (about 10x with 8%% of the "
-                            "training frames blocked); `sora-ros train-risk --resume` on its run re-exports it "
-                            "calibrated", self.info.path)
+                            "training frames blocked); `sora-ros train-risk --resume --force` with its run's --out "
+                            "and --data re-exports it calibrated without training", self.info.path)
         self._bound: dict[tuple[int, int, int, bool], tuple[_BoundGraph, ...]] = {}
         # The dynamics' bound buffers serve one rollout at a time: a live one holds the turn for its
         # whole rollout, a what-if (`yields`) one frame at a time, and what-ifs exclude each other.
