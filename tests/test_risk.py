@@ -496,3 +496,15 @@ def test_labels_match_the_simulators_refused_moves_step_by_step(tmp_path: Path) 
     assert 5 <= sum(refused) < len(refused), "the drive should run into things, not only (else it proves nothing)"
     np.testing.assert_array_equal(labels == 1, refused)
 
+
+
+def test_the_report_shows_calibration_and_says_n_a_where_a_subset_had_no_sample() -> None:
+    from sora_ros.evaluation.report import _risk_lines
+
+    risk = {"horizon_steps": 1, "samples": 10, "positive_share": 0.1, "auc_encoded": 0.8, "auc_predicted": float("nan"),
+            "auc_forecast": float("nan"), "mean_encoded": 0.12, "brier_encoded": 0.08, "mean_forecast": None,
+            "positive_share_predicted": None, "brier_forecast": None}
+    lines = _risk_lines(risk)
+    assert "| encoded latents | 0.1200 | 0.1000 | 0.0800 |" in lines
+    assert "| forecast | n/a | n/a | n/a |" in lines
+    assert not any("calibration" in line for line in _risk_lines({**risk, "mean_encoded": None})), "older metrics"

@@ -193,10 +193,10 @@ def _risk(engine, args) -> tuple[dict | None, str | None]:
           f"encoded latents, {metrics['auc_predicted']:.3f} on predicted ones, {metrics['auc_forecast']:.3f} as "
           f"forecast (predicted or held window, the larger) ({metrics['samples']} frames, "
           f"{metrics['positive_share']:.1%} positive)")
-    print(f"risk head calibration: mean probability {metrics['mean_encoded']:.4f} on encoded latents against "
-          f"{metrics['positive_share']:.4f} blocked, Brier score {metrics['brier_encoded']:.4f}; forecast "
-          f"{metrics['mean_forecast']:.4f} against {metrics['positive_share_predicted']:.4f}, Brier "
-          f"{metrics['brier_forecast']:.4f}")
+    figure = {key: "n/a" if metrics[key] is None else f"{metrics[key]:.4f}" for key in RISK_CALIBRATION_KEYS}
+    print(f"risk head calibration: mean probability {figure['mean_encoded']} on encoded latents against "
+          f"{figure['positive_share']} blocked, Brier score {figure['brier_encoded']}; forecast "
+          f"{figure['mean_forecast']} against {figure['positive_share_predicted']}, Brier {figure['brier_forecast']}")
     return metrics, None
 
 

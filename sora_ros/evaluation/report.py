@@ -124,11 +124,13 @@ def _calibration_lines(risk: dict) -> list[str]:
     from before calibration was measured."""
     if risk.get("mean_encoded") is None:
         return []
+
+    def row(name: str, *keys: str) -> str:  # None where a subset had no sample
+        return f"| {name} | " + " | ".join("n/a" if risk[key] is None else f"{risk[key]:.4f}" for key in keys) + " |"
+
     return ["| calibration | mean probability | share blocked | Brier score |", "|---|---|---|---|",
-            f"| encoded latents | {risk['mean_encoded']:.4f} | {risk['positive_share']:.4f} | "
-            f"{risk['brier_encoded']:.4f} |",
-            f"| forecast | {risk['mean_forecast']:.4f} | {risk['positive_share_predicted']:.4f} | "
-            f"{risk['brier_forecast']:.4f} |", ""]
+            row("encoded latents", "mean_encoded", "positive_share", "brier_encoded"),
+            row("forecast", "mean_forecast", "positive_share_predicted", "brier_forecast"), ""]
 
 
 def plot_quality(path: Path, summary: dict, horizons: list[int]) -> None:
