@@ -103,7 +103,8 @@ class PlannerNode(IntegersForDoubles, Node):
         max_accel = p("max_accel", limits.max_linear_accel, lm.float_descriptor(
             "the base's linear acceleration, m/s^2: a start from rest is no contact", 0.01, 100.0, True)).value
         weights = {name: p(name, getattr(defaults, name), lm.float_descriptor(description, 0.0, MAX_WEIGHT, True)).value
-                   for name, description in (("risk_weight", "cost per unit of mean predicted risk"),
+                   for name, description in (("risk_weight", "cost per unit of mean predicted risk (a blocked "
+                                                            "step's price in steps of full-speed progress)"),
                                              ("progress_weight", "reward per unit of mean progress (forward "
                                                                  "speed, or towards a goal) / max_forward"),
                                              ("smoothness_weight", "cost per unit of squared command change"))}
