@@ -325,14 +325,20 @@ def test_bench_report_keeps_each_resolution_with_its_own_baselines(tmp_path):
     assert Path(plot_results(report, tmp_path / "plot.png")).stat().st_size > 0
 
 
-def test_a_fine_tune_keeps_the_sampler_its_parent_runs_with(tmp_path):
-    export_tiny(tmp_path / "parent")
-    path = tmp_path / "parent" / MODEL_JSON
+def _runs_another_sampler(directory: Path, steps: int) -> Path:
+    """A tiny model whose model.json sampler (`steps`, context noise 0.1) differs from its training
+    config's (2 steps, no noise), as models/default's does (config 4 steps, sampler 2)."""
+    export_tiny(directory)
+    path = directory / MODEL_JSON
     meta = json.loads(path.read_text())
     assert meta["config"]["sampler_steps"] == 2
-    meta["sampler"]["steps"], meta["sampler"]["context_noise"] = 1, 0.1  # model.json's, not the training config's
+    meta["sampler"]["steps"], meta["sampler"]["context_noise"] = steps, 0.1
     path.write_text(json.dumps(meta))
-    start = start_from(tmp_path / "parent", "child", None)
+    return directory
+
+
+def test_a_fine_tune_keeps_the_sampler_its_parent_runs_with(tmp_path):
+    start = start_from(_runs_another_sampler(tmp_path / "parent", 1), "child", None)
     assert (start.config.sampler_steps, start.config.context_noise) == (1, 0.1)
 
 
@@ -358,13 +364,8 @@ def test_a_conversion_with_the_dit_frozen_is_refused(parent, bags, tmp_path, cap
 
 def test_an_export_from_onnx_keeps_the_sampler_the_model_runs_with(tmp_path, capsys):
     """models/default's config says 4 sampler steps, its sampler 2: re-exported, it still runs 2."""
-    export_tiny(tmp_path / "old")
-    path = tmp_path / "old" / MODEL_JSON
-    meta = json.loads(path.read_text())
-    assert meta["config"]["sampler_steps"] == 2
-    meta["sampler"]["steps"], meta["sampler"]["context_noise"] = 3, 0.1  # model.json's, not the training config's
-    path.write_text(json.dumps(meta))
-    assert cli(["export", "--from-onnx", str(tmp_path / "old"), "--out", str(tmp_path / "new")]) == 0
+    old = _runs_another_sampler(tmp_path / "old", 3)
+    assert cli(["export", "--from-onnx", str(old), "--out", str(tmp_path / "new")]) == 0
     info = read_model_info(tmp_path / "new")
     assert (info.sampler_steps, info.context_noise) == (3, 0.1)
     assert load_weights(tmp_path / "new").config.sampler_steps == 3, "config, weights and sampler agree"
