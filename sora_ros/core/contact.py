@@ -205,14 +205,15 @@ class ContactMonitor:
             # A reversal passes through rest, which shows no progress: a step that began driving the
             # other way, or with the robot still moving the other way, is not judged.
             before = starts - self.dt_ns // 2  # (escape_steps,) within the step before each
-            blocked &= commanded(self.rule, log, before) > -self.rule.min_command
+            command_before = commanded(self.rule, log, before)  # (escape_steps,) m/s
+            blocked &= command_before > -self.rule.min_command
             blocked &= sign * motion >= 0
             # A start from rest counts only with the step after it blocked too: odometry stamped when
             # published, up to ~1.5 steps late, shows a robot that just set off as not moving yet. At
             # rest: odometry over the step before shows no motion, or the commands on record stood
             # still over it (odometry noise of a millimetre or two reads as motion).
             rest = still | ((np.searchsorted(command_ns, before, side="right") > 0)
-                            & (commanded(self.rule, log, before) <= self.rule.min_command))
+                            & (command_before <= self.rule.min_command))
             twice = blocked[1:] & blocked[:-1]  # (escape_steps - 1,) step and the one after it
             counted = blocked & ~rest
             counted[1:] |= twice
