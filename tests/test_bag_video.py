@@ -200,6 +200,31 @@ def test_info_on_a_truncated_bag_reports_where_it_stopped(tmp_path: Path, capsys
     assert 0 < count < 200
 
 
+@pytest.mark.parametrize("data, why", [(b"", "CompressedImage.data is empty"),
+                                       (b"\xff\xd8garbage" * 10, "the data is not jpeg")], ids=["empty", "garbage"])
+def test_info_on_an_undecodable_compressed_image_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          data: bytes, why: str) -> None:
+    """An empty or damaged first CompressedImage is described, not a crash (OpenCV asserted on empty data)."""
+    path = tmp_path / "bad"
+    with BagWriter(path) as bag:
+        for k in range(3):
+            msg = m.compressed_image(np.zeros((*SIZE, 3), np.uint8), k * 100_000_000, "cam")
+            msg.data = np.frombuffer(data, np.uint8)
+            bag.write("/camera/image_raw/compressed", m.COMPRESSED_IMAGE, k * 100_000_000, msg)
+    assert cli.main(["bag", "info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "sensor_msgs/msg/CompressedImage  jpeg (first message not decodable: " in out and why in out
+
+
+def test_info_prints_epoch_stamps_to_the_nanosecond(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Seconds as the integer nanoseconds say, not as a float rounds them (20.700000048 s)."""
+    stamp = 1_700_000_020_700_000_000
+    with BagWriter(tmp_path / "b") as bag:
+        bag.write("/camera/image_raw", m.IMAGE, stamp, m.image(np.zeros((*SIZE, 3), np.uint8), stamp, "cam"))
+    assert cli.main(["bag", "info", str(tmp_path / "b")]) == 0
+    assert f"end:      1700000020.700000000 s ({stamp} ns)" in capsys.readouterr().out
+
+
 def test_video_camera_node_loops_with_stamps_that_never_go_back(video: Path) -> None:
     rclpy = pytest.importorskip("rclpy")
     from rclpy.qos import qos_profile_sensor_data

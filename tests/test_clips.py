@@ -181,3 +181,27 @@ def test_reads_sqlite3_bags_and_folders_of_bags(tmp_path: Path) -> None:
     clips = list(ClipReader(tmp_path / "runs", IMAGE, dt_ns=100 * MS, clip_length=3, size=(8, 12)))
     assert sorted(Path(c.source).name for c in clips) == ["mcap", "sqlite"]
     assert all(index_of(c.frames) == [0, 1, 2] for c in clips)
+
+
+def test_a_bag_cut_short_before_its_first_image_is_a_counted_drop_among_good_ones(tmp_path: Path) -> None:
+    """A recording cut short within its first chunk holds no readable message: in a folder of good
+    bags it is noted where it stopped, as later damage is, instead of failing the whole read."""
+    write_bag(tmp_path / "runs" / "good", [100 * k for k in range(6)])
+    cut = tmp_path / "runs" / "cut"
+    write_bag(cut, [100 * k for k in range(6)])
+    mcap = cut / "cut.mcap"
+    mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])
+    reader = ClipReader(tmp_path / "runs", IMAGE, dt_ns=100 * MS, clip_length=3, size=(8, 12))
+    clips = list(reader)
+    assert [Path(c.source).name for c in clips] == ["good", "good"]
+    assert reader.report.sources == 2 and len(reader.report.stopped) == 1
+    assert reader.report.stopped[0].startswith(f"{cut}: cut.mcap: byte ")
+    assert reader.report.stopped[0].endswith(f"before any message on {IMAGE}")
+    with pytest.raises(ClipError, match="not one image was readable in 1 source.*cut.mcap: byte "):
+        list(ClipReader(cut, IMAGE, dt_ns=100 * MS, clip_length=3, size=(8, 12)))
+
+
+def test_a_bag_that_lacks_the_topic_undamaged_is_still_an_error(tmp_path: Path) -> None:
+    bag = write_bag(tmp_path / "b", [100 * k for k in range(6)])
+    with pytest.raises(TopicNotFoundError, match="no topic '/front/image'"):
+        list(ClipReader(bag, "/front/image", dt_ns=100 * MS, clip_length=3, size=(8, 12)))

@@ -34,10 +34,10 @@ HORIZON = 3
 
 
 def motion_bag(path: Path, steps: list[tuple[float | None, float]], *, odom: bool = True, images: bool = False,
-               odom_nan: bool = False) -> Path:
+               odom_nan: bool = False, broken_frame: int | None = None) -> Path:
     """A 10 Hz bag: at step k a cmd_vel of steps[k][0] m/s (None: no message), and odometry that
     advances steps[k][1] m/s along x over the step (NaN with `odom_nan`); one more odometry message
-    (and frame) ends it."""
+    (and frame) ends it. Frame `broken_frame` has its pixel data cut short (undecodable)."""
     x = 0.0
     with BagWriter(path) as bag:
         for k in range(len(steps) + 1):
@@ -48,7 +48,10 @@ def motion_bag(path: Path, steps: list[tuple[float | None, float]], *, odom: boo
             if images:
                 frame = np.full((32, 32, 3), 40 * (k % 6), np.uint8)
                 frame[:, :8] = 255  # a bright left edge: the frame is not left-right symmetric
-                bag.write("/camera/image_raw", m.IMAGE, stamp, m.image(frame, stamp, "camera"))
+                image = m.image(frame, stamp, "camera")
+                if k == broken_frame:
+                    image.data = image.data[:-1]
+                bag.write("/camera/image_raw", m.IMAGE, stamp, image)
             if k < len(steps):
                 command, speed = steps[k]
                 if command is not None:
@@ -174,6 +177,17 @@ def test_odometry_that_is_all_nan_is_counted_and_leaves_no_labelled_clip(tmp_pat
         prepare(engine, [bag], args, BlockedRule(horizon_steps=HORIZON), log=logged.append)
     assert "21 x odometry position with NaN or Inf dropped" in str(error.value)
     assert any("odometry position with NaN" in line for line in logged)  # said on the terminal too
+
+
+def test_frames_the_risk_clips_lose_are_noted(tmp_path: Path) -> None:
+    """An undecodable frame breaks a clip of train-risk's data: counted in the notes, not lost silently."""
+    bag = motion_bag(tmp_path / "bag", [(0.5, 0.5)] * 20, images=True, broken_frame=9)
+    notes: list[str] = []
+    clips = list(labelled_clips([bag], "/camera/image_raw", "/cmd_vel", "/odom", BlockedRule(), dt=0.1, length=6,
+                                stride=2, size=(32, 32), action_names=("linear_x", "angular_z"), notes=notes))
+    assert clips and all(9 not in np.round((c.stamps_ns - T0_NS) / DT_NS) for c, _ in clips)
+    broken = f"{bag}: skipped 1: image not decodable (first: Image.data holds "
+    assert any(note.startswith(broken) for note in notes), notes
 
 
 def test_a_bag_without_odometry_is_a_clear_error_naming_the_topic(tmp_path: Path) -> None:

@@ -337,3 +337,31 @@ def test_the_log_writes_non_finite_numbers_as_null():
     entry = {"grad_norm": float("inf"), "val": {"loss": float("nan"), "h1_psnr": 20.5}, "steps": [1.0, -np.inf], "s": "x"}
     assert json.dumps(finite_or_none(entry), allow_nan=False) == \
         '{"grad_norm": null, "val": {"loss": null, "h1_psnr": 20.5}, "steps": [1.0, null], "s": "x"}'  # fmt: skip
+
+
+def test_an_action_topic_no_training_bag_has_is_refused_before_any_work(tmp_path, capsys):
+    """A typo in --action-topic trained an action-conditioned model on no action at all (one note among
+    the data lines); as in eval, it is refused, naming the topics the bags have."""
+    bag = camera_run(tmp_path / "bag", 32, 32, seconds=2)
+    out = tmp_path / "run"
+    assert cli(["train", "--data", str(bag), "--image-topic", "/camera/image_raw", "--action-topic", "/cmd_vell",
+                "--out", str(out), *TINY]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.startswith("sora-ros train: --data: --action-topic /cmd_vell is in none of the bags; they have: "
+                          "/camera/image_raw (sensor_msgs/msg/Image), /cmd_vel (geometry_msgs/msg/Twist); ")
+    assert not out.exists()
+
+
+def test_what_the_validation_bags_drop_is_reported(tmp_path, capsys):
+    """Drops in --val-data (here NaN commands) are counted in the log as the training data's are, not silently."""
+    train = camera_run(tmp_path / "train", 32, 32, seconds=2)
+    val = tmp_path / "val"
+    with BagWriter(val) as bag:
+        for k in range(20):
+            stamp = k * 100_000_000
+            bag.write("/camera/image_raw", m.IMAGE, stamp, m.image(np.full((32, 32, 3), 5 * k, np.uint8), stamp, "c"))
+            bag.write("/cmd_vel", m.TWIST, stamp, m.twist(float("nan") if k == 3 else 0.2, 0.0))
+    assert cli(["train", "--data", str(train), "--val-data", str(val), "--image-topic", "/camera/image_raw",
+                "--action-topic", "/cmd_vel", "--out", str(tmp_path / "run"), *TINY, "--vae-steps", "0",
+                "--dit-steps", "1"]) == 0  # fmt: skip
+    assert f"  validation: {val}: skipped 1: action with NaN or Inf (first: " in capsys.readouterr().out

@@ -63,6 +63,28 @@ def _video_clips(path: Path, dt_ns: int, length: int, stride: int, size: tuple[i
                      + (f" ({reader.fps:g} fps on average)" if reader.fps else ""))
 
 
+def action_topic_problem(paths: list[str | Path], action_topic: str) -> str | None:
+    """Why `action_topic` gives no action at all in `paths` (a typo, or video files only), or None
+    when some bag has it: bags and videos without it count as without commands, with a note.
+
+    Raises:
+        FileNotFoundError, BagError: a source that does not exist or cannot be read.
+    """
+    bags = [path for path in paths if Path(path).suffix.lower() not in VIDEO_SUFFIXES]
+    if not bags:
+        return (f"--action-topic {action_topic}: video files carry no actions; leave the option out, or give bags "
+                "that recorded the topic")  # fmt: skip
+    have: dict[str, str] = {}
+    for bag in find_bags(bags):
+        topics = BagReader(bag).topics
+        if action_topic in topics:
+            return None
+        have.update((name, info.msgtype) for name, info in topics.items())
+    listing = (", ".join(f"{name} ({msgtype})" for name, msgtype in sorted(have.items()))
+               or "no topics (empty, or damaged: `sora-ros bag info BAG` checks them)")
+    return f"--action-topic {action_topic} is in none of the bags; they have: {listing}"
+
+
 def model_clips(
     paths: list[str | Path],
     image_topic: str | None,

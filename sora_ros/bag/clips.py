@@ -249,6 +249,11 @@ class ClipReader:
     def _bag_clips(self, bag: Path) -> Iterator[Clip]:
         reader = BagReader(bag)
         topics = [self.image_topic] + ([self.action_topic] if self.action_topic else [])
+        missing = [topic for topic in topics if topic not in reader.topics]
+        if missing and reader.damage:  # damaged before their first message: a counted drop, as later damage is
+            self.report.sources += 1
+            self.report.stopped.append(f"{bag}: {reader.damage}, before any message on {', '.join(missing)}")
+            return
         reader.require(topics)
         check_topic_type(reader, self.image_topic, IMAGE_TYPES)
         self.report.sources += 1

@@ -8,10 +8,10 @@ from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from sora_ros.bag.reading import BagReader
+from sora_ros.core.image import ImageConversionError, compressed_to_rgb
 from sora_ros.core.stamps import stamp_order_problem, stamp_problem
 from sora_ros.core.units import NS_PER_S, ros_time_ns
 
@@ -84,7 +84,11 @@ class BagSummary:
 
 
 def _stamp(ns: int | None) -> str:
-    return "-" if ns is None else f"{ns / NS_PER_S:.9f} s ({ns} ns)"
+    """"SECONDS.NANOSECONDS s (NS ns)", the seconds exact: a float of an epoch stamp in ns is not."""
+    if ns is None:
+        return "-"
+    seconds, nanoseconds = divmod(abs(ns), NS_PER_S)
+    return f"{'-' if ns < 0 else ''}{seconds}.{nanoseconds:09d} s ({ns} ns)"
 
 
 def summarize(bag: Path | str) -> BagSummary:
@@ -138,8 +142,9 @@ def _image_description(msg, seen: dict[str, None] | None) -> str | None:
             return description
         return description if len(seen) < _MAX_IMAGE_DESCRIPTIONS else "..."
     if hasattr(msg, "format") and hasattr(msg, "data") and seen is None:
-        decoded = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
-        if decoded is None:
-            return f"{msg.format} (first message not decodable)"
+        try:  # as training and eval decode it: empty, damaged, over the pixel budget or not what `format` says
+            decoded = compressed_to_rgb(msg)
+        except ImageConversionError as error:
+            return f"{msg.format} (first message not decodable: {error})"
         return f"{decoded.shape[1]}x{decoded.shape[0]} {msg.format} (first message)"
     return None

@@ -121,6 +121,8 @@ def labelled_clips(paths: list[str | Path], image_topic: str, action_topic: str,
             for reason, count in report.skipped.most_common():
                 first = f" (first {report.first_error[reason]})" if reason in report.first_error else ""
                 notes.append(f"{bag}: {count} x {reason} dropped{first}")
+            motion_notes = [f"{bag}: stopped early: {note}" for note in report.stopped]
+            motion_notes += [f"{bag}: aligned by receive time: {note}" for note in report.receive_time]
             reader = ClipReader(bag, image_topic, action_topic, dt_ns=dt_ns, clip_length=length, size=size,
                                 stride=stride, action_names=action_names)
             try:
@@ -128,5 +130,8 @@ def labelled_clips(paths: list[str | Path], image_topic: str, action_topic: str,
                     yield clip, blocked_within(rule, clip.stamps_ns, dt_ns, motion)
             except ClipError as error:
                 notes.append(f"{bag}: no clip: {str(error).splitlines()[0]}")
+            else:  # what the clips lost (undecodable images, bad stamps, gaps), as model_clips notes it
+                motion_notes += [f"{bag}: {line.strip()}" for line in reader.report.summary().splitlines()[1:]]
+            notes.extend(note for note in dict.fromkeys(motion_notes) if note not in notes)  # the cmd_vel ones once
 
     return clips()

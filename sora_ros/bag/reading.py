@@ -193,6 +193,9 @@ class BagReader:
         if self.compression is None and any(f.name.endswith(ZSTD_SUFFIX) for f in self.files):
             self.compression = f"{SUPPORTED_COMPRESSION} per file"
         self.stop_reason: str | None = None
+        # Set by `topics`: where damage stopped the scan of a storage file without an index, so that
+        # topics recorded after it are missing from `topics` (e.g. a recording cut short at its start).
+        self.damage: str | None = None
         self._topics: dict[str, TopicInfo] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None  # decompressed copies of .zstd files
         self._plain: dict[Path, tuple[Path, str | None]] = {}
@@ -228,9 +231,13 @@ class BagReader:
         if self._topics is None:
             counts: dict[str, TopicInfo] = {}
             for file in self.files:
-                for topic, info in _file_topics(self._readable(file)[0]).items():
+                plain, problem = self._readable(file)
+                topics, stopped = _file_topics(plain)
+                for topic, info in topics.items():
                     old = counts.get(topic, TopicInfo(info.msgtype, 0))
                     counts[topic] = TopicInfo(old.msgtype, old.count + info.count, old.qos or info.qos)
+                if (problem or stopped) and self.damage is None:
+                    self.damage = f"{file.name}: {'; '.join(filter(None, (problem, stopped)))}"
             self._topics = dict(sorted(counts.items()))
         return self._topics
 
@@ -264,7 +271,9 @@ class BagReader:
                 return
 
 
-def _file_topics(file: Path) -> dict[str, TopicInfo]:
+def _file_topics(file: Path) -> tuple[dict[str, TopicInfo], str | None]:
+    """The topics of one storage file, from its index or, without one, a scan of its messages; and
+    where damage stopped that scan (None: read to its end)."""
     indexed = _open_indexed(file)
     if indexed is not None:
         try:
@@ -273,7 +282,7 @@ def _file_topics(file: Path) -> dict[str, TopicInfo]:
                 old = topics.get(conn.topic, TopicInfo(conn.msgtype, 0))
                 qos = tuple(getattr(conn.ext, "offered_qos_profiles", ()))
                 topics[conn.topic] = TopicInfo(conn.msgtype, old.count + conn.msgcount, old.qos + qos)
-            return topics
+            return topics, None
         finally:
             indexed.close()
     scanner = McapScanner(file)
@@ -285,7 +294,7 @@ def _file_topics(file: Path) -> dict[str, TopicInfo]:
         msgtype = channel.schema.name if channel.schema else "unknown"
         old = topics.get(channel.topic, TopicInfo(msgtype, 0))
         topics[channel.topic] = TopicInfo(msgtype, old.count + counts.get(channel_id, 0))
-    return topics
+    return topics, scanner.stop_reason
 
 
 def _open_indexed(file: Path) -> McapReader | Sqlite3Reader | None:

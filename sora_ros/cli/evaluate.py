@@ -226,31 +226,6 @@ def _as_predicted(clip, pipeline, notes: list[str]):
     return dataclasses.replace(clip, frames=frames)
 
 
-def _action_topic_problem(paths: list[str], action_topic: str) -> str | None:
-    """Why `action_topic` cannot be scored, or None when some bag has it (bags and videos without it
-    are scored with the actions unknown, noted, and left out of the action gap).
-
-    Raises:
-        FileNotFoundError, BagError: a source that does not exist or cannot be read.
-    """
-    from sora_ros.bag.clip_sources import VIDEO_SUFFIXES
-    from sora_ros.bag.reading import BagReader, find_bags
-
-    bags = [path for path in paths if Path(path).suffix.lower() not in VIDEO_SUFFIXES]
-    if not bags:
-        return (f"--action-topic {action_topic}: video files carry no actions; leave the option out, or give bags "
-                "that recorded the topic")  # fmt: skip
-    have: dict[str, str] = {}
-    for bag in find_bags(bags):
-        topics = BagReader(bag).topics
-        if action_topic in topics:
-            return None
-        have.update((name, info.msgtype) for name, info in topics.items())
-    listing = (", ".join(f"{name} ({msgtype})" for name, msgtype in sorted(have.items()))
-               or "no topics (empty, or damaged: `sora-ros bag info BAG` checks them)")
-    return f"--action-topic {action_topic} is in none of the bags; they have: {listing}"
-
-
 def _usage_problem(args: argparse.Namespace) -> str | None:
     """Options that need another one (sora_ros.cli.arguments.usage_check)."""
     if args.write_bag and not args.out and not args.realtime:  # with --realtime, main says it is offline-only
@@ -301,10 +276,11 @@ def _offline(args: argparse.Namespace) -> int:
     import numpy as np
     from rosbags.rosbag2 import WriterError
 
+    from sora_ros.bag.clip_sources import action_topic_problem
     from sora_ros.bag.reading import BagError
 
     try:
-        problem = _action_topic_problem(args.bags, args.action_topic) if args.action_topic else None
+        problem = action_topic_problem(args.bags, args.action_topic) if args.action_topic else None
     except (FileNotFoundError, BagError) as error:
         print(f"sora-ros eval: {error}", file=sys.stderr)
         return 1

@@ -269,6 +269,9 @@ class Trainer:
             self.log(f"  {size_name(size)}: {counts[0]} training sequences, {counts[1]} validation")
         for note in self.train_data.notes:
             self.log(f"  {note}")
+        if args.val_data:  # without it, the validation is held out of --data and shares its notes (above)
+            for note in self.val_data.notes:
+                self.log(f"  validation: {note}")
         self._clamp_actions()
         if self.dist.is_main and self.parent is None and (args.vae_steps < SHORT_VAE_STEPS or args.dit_steps < SHORT_DIT_STEPS):
             self.log(f"warning: {args.vae_steps} VAE + {args.dit_steps} DiT steps is far below the "
