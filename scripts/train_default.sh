@@ -54,7 +54,7 @@ $SORA train-anchor --model models/default --plan --data data/sim/train data/sim4
   --steps 800 --batch 32 --lr 1e-3 --teacher-fraction 0.1 --val-every 200 --checkpoint-every 200
 # The risk head (P(blocked at the next step) per predicted frame, for planners): labels from the
 # episodes' /odom and /cmd_vel, latents from the exported encoder and DiT; adds risk.onnx. It takes
-# the reference 8x8 grid (other cameras' latents are resampled to it), so the square runs train it. The
+# the reference 8x8 grid (other cameras' latents are resampled to it, in training as at run time). The
 # held-out AUC lands in model.json twice: validation (val) here, test in the eval below. One step, not
 # 8: the MPC then sums each candidate's own per-step risks, and on validation seeds of `bench
 # closed-loop` it collided 4x less than with an 8-step head (README, "The planner").

@@ -34,10 +34,11 @@ HORIZON = 3
 
 
 def motion_bag(path: Path, steps: list[tuple[float | None, float]], *, odom: bool = True, images: bool = False,
-               odom_nan: bool = False, broken_frame: int | None = None) -> Path:
+               odom_nan: bool = False, broken_frame: int | None = None, frame_size: tuple[int, int] = (32, 32)) -> Path:
     """A 10 Hz bag: at step k a cmd_vel of steps[k][0] m/s (None: no message), and odometry that
     advances steps[k][1] m/s along x over the step (NaN with `odom_nan`); one more odometry message
-    (and frame) ends it. Frame `broken_frame` has its pixel data cut short (undecodable)."""
+    (and frame of `frame_size`, height x width) ends it. Frame `broken_frame` has its pixel data cut
+    short (undecodable)."""
     x = 0.0
     with BagWriter(path) as bag:
         for k in range(len(steps) + 1):
@@ -46,7 +47,7 @@ def motion_bag(path: Path, steps: list[tuple[float | None, float]], *, odom: boo
                 bag.write("/odom", m.ODOMETRY, stamp, m.odometry(math.nan if odom_nan else x, 0.0, 0.0, 0.0, 0.0, stamp,
                                                                  "odom", "base_link"))
             if images:
-                frame = np.full((32, 32, 3), 40 * (k % 6), np.uint8)
+                frame = np.full((*frame_size, 3), 40 * (k % 6), np.uint8)
                 frame[:, :8] = 255  # a bright left edge: the frame is not left-right symmetric
                 image = m.image(frame, stamp, "camera")
                 if k == broken_frame:
@@ -152,6 +153,32 @@ def test_mirrored_training_clips_are_the_flipped_frames_under_the_mirrored_turn(
     np.testing.assert_allclose(mirrored[0], engine.encode(np.ascontiguousarray(clip.frames[:, :, ::-1])), atol=1e-5)
     np.testing.assert_array_equal(both.actions[1::2], plain.actions * [1.0, -1.0])  # turning left becomes right
     np.testing.assert_array_equal(both.labels[1::2], plain.labels)
+
+
+def test_a_camera_of_another_aspect_ratio_trains_at_its_own_grid_resampled_to_the_heads(tmp_path: Path) -> None:
+    """A 4:3 robot camera's clips are encoded at its own token grid and resampled to the head's, as
+    RiskHead resamples them at run time (not skipped); a camera the model does not serve is noted."""
+    from sora_ros.bag.clip_sources import fit_frames
+    from sora_ros.model.risk_trainer import prepare
+    from sora_ros.runtime.risk import resample_grid
+
+    engine = WorldModelEngine(export_tiny(tmp_path / "model"))
+    info = engine.info
+    steps = [(0.5, 0.5)] * 10 + [(0.5, 0.0)] * 10
+    wide = motion_bag(tmp_path / "wide", steps, images=True, frame_size=(48, 64))
+    narrow = motion_bag(tmp_path / "narrow", steps, images=True, frame_size=(8, 64))  # 8:1, beyond the model's 3:1
+    args = Namespace(image_topic="/camera/image_raw", action_topic="/cmd_vel", odom_topic="/odom")
+    rule = BlockedRule(horizon_steps=HORIZON)
+    data, summary = prepare(engine, [wide, narrow], args, rule, log=lambda _: None)
+    assert data.latents.shape[2:] == info.latent_shape and data.predicted.shape[2:] == info.latent_shape
+    clip, _ = next(labelled_clips([wide], "/camera/image_raw", "/cmd_vel", "/odom", rule, dt=info.dt,
+                                  length=info.context_frames + info.default_horizon, stride=info.default_horizon,
+                                  size=None, action_names=info.action_names, notes=[]))
+    own = engine.encode(fit_frames(clip.frames, info.input_size(clip.frames.shape[1:3])))  # (L, C, h, w)
+    assert own.shape[-2:] != info.latent_shape[1:]  # the camera's own grid is not the head's
+    np.testing.assert_allclose(data.latents[0], resample_grid(own, info.latent_shape[1:]), atol=1e-5)
+    assert len(data.latents) == len(prepare(engine, [wide], args, rule, log=lambda _: None)[0].latents)
+    assert any(note.startswith(f"{narrow}") and "clips skipped" in note for note in summary["notes"]), summary["notes"]
 
 
 def test_risk_data_clamps_commands_outside_the_models_range_and_says_so(tmp_path: Path) -> None:

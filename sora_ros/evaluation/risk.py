@@ -32,7 +32,8 @@ def model_rule(risk: dict) -> BlockedRule:
 
 def evaluate_risk(engine, paths: list[str | Path], image_topic: str, action_topic: str, odom_topic: str,
                   notes: list[str], max_clips: int | None = None) -> dict | None:
-    """Score `engine.risk` on held-out bags (clips of K + H frames, one every H frames).
+    """Score `engine.risk` on held-out bags (clips of K + H frames, one every H frames), each camera
+    encoded and rolled out at its own grid as the live node does (`collect_risk_data`).
 
     Args:
         engine: a WorldModelEngine with a risk head.
@@ -55,7 +56,7 @@ def evaluate_risk(engine, paths: list[str | Path], image_topic: str, action_topi
 
     def clips_of(bags: list) -> Iterator:
         return labelled_clips(bags, image_topic, action_topic, odom_topic, rule, dt=info.dt,
-                              length=info.context_frames + horizon, stride=horizon, size=info.image_size,
+                              length=info.context_frames + horizon, stride=horizon, size=None,
                               action_names=info.action_names, notes=notes)
 
     usable = motion_bags(paths, action_topic, odom_topic, notes)  # raises when none has both topics

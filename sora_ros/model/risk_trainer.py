@@ -20,10 +20,9 @@ ROC AUC on encoded and on predicted latents (and per predicted step); the state 
 predicted-latent AUC is exported (the last state without --val-data). Single process, resumable
 from OUT/risk.pt.
 
-One grid only: the head flattens its convolution features into a Linear, so it takes the latent
-grid of the model's reference input size alone. Of the cameras of any aspect ratio that the world
-model serves, it trains on those whose input size (the model's patch grid) is the reference size;
-clips of other cameras are skipped, and the log says so.
+Any camera the world model serves: each clip is encoded and rolled out at its camera's own token
+grid, and its latents are resampled to the reference grid the head takes (it ends in a Linear over
+its features), as `RiskHead` resamples them at run time (sora_ros.runtime.risk.collect_risk_data).
 """
 
 from __future__ import annotations
@@ -60,10 +59,9 @@ def window_frames(frames: int, model_dir: str | Path, context_frames: int) -> in
 
 def prepare(engine, paths, args, rule, mirror: bool = False, log=print) -> tuple:
     """(RiskData, summary) of bags: clips of K + H frames, one every H, labelled from odometry and
-    commands, encoded and rolled out with the engine (sora_ros.runtime.risk.collect_risk_data); only
-    the cameras whose input size is the model's reference size (see the module docstring). With
-    `mirror`, each clip also left-right mirrored (frames flipped, turn commands negated:
-    sora_ros.core.twist.mirror_signs), labelled as the clip.
+    commands, encoded and rolled out with the engine at each camera's own grid
+    (sora_ros.runtime.risk.collect_risk_data). With `mirror`, each clip also left-right mirrored
+    (frames flipped, turn commands negated: sora_ros.core.twist.mirror_signs), labelled as the clip.
 
     Raises:
         ValueError: no bag has the odometry and command topics (naming them), or none gives a clip
@@ -74,42 +72,30 @@ def prepare(engine, paths, args, rule, mirror: bool = False, log=print) -> tuple
 
     from tqdm import tqdm
 
-    from sora_ros.bag.clip_sources import fit_frames
     from sora_ros.bag.motion import labelled_clips
     from sora_ros.core.twist import mirror_signs
     from sora_ros.runtime.risk import collect_risk_data
 
     info = engine.info
     horizon, notes = info.default_horizon, []
-    skipped: dict[str, int] = {}
     clips = labelled_clips(paths, args.image_topic, args.action_topic, args.odom_topic, rule, dt=info.dt,
                            length=info.context_frames + horizon, stride=horizon, size=None,
                            action_names=info.action_names, notes=notes)
 
     signs = mirror_signs(info.action_names) if mirror else None  # (A,)
 
-    def reference_clips():
+    def with_mirrored():
         for clip, labels in clips:
-            camera = clip.frames.shape[1:3]
-            if info.patch_grid.admits(*camera) and info.input_size(camera) == info.image_size:
-                clip = replace(clip, frames=fit_frames(clip.frames, info.image_size))
-                yield clip, labels
-                if mirror:  # the same labels: being blocked does not depend on the side
-                    yield replace(clip, frames=np.ascontiguousarray(clip.frames[:, :, ::-1]),
-                                  actions=clip.actions * signs), labels
-            else:
-                skipped[clip.source] = skipped.get(clip.source, 0) + 1
+            yield clip, labels
+            if mirror:  # the same labels: being blocked does not depend on the side
+                yield replace(clip, frames=np.ascontiguousarray(clip.frames[:, :, ::-1]),
+                              actions=clip.actions * signs), labels
 
-    data = collect_risk_data(engine, reference_clips(), horizon,
+    data = collect_risk_data(engine, with_mirrored() if mirror else clips, horizon,
                              progress=partial(tqdm, desc="risk rollouts", dynamic_ncols=True, disable=None),
                              notes=notes)
-    for note in notes:  # bags skipped, messages dropped, actions clamped (also in risk_summary.json)
+    for note in notes:  # bags skipped, messages dropped, actions clamped, cameras not served (also in risk_summary.json)
         log(f"note: risk data: {note}")
-    if skipped:
-        notes += [f"{source}: {count} clips skipped: its camera's input size is not the risk head's "
-                  f"{info.image_size[0]}x{info.image_size[1]}" for source, count in skipped.items()]
-        log(f"risk data: the risk head takes one grid, {info.image_size[0]}x{info.image_size[1]} pixels: "
-            f"{sum(skipped.values())} clips of {len(skipped)} sources whose cameras get another size were skipped")
     if data is None:
         raise ValueError(f"no clip of {info.context_frames + horizon} frames at dt {info.dt:g} s with a known label "
                          f"in the bags with odometry:\n  " + "\n  ".join(notes))

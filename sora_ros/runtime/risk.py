@@ -34,11 +34,13 @@ C/h/w latent grid, B batch, L clip length.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from sora_ros.core.actions import clamp_to_range
+from sora_ros.core.patch_grid import AspectError
+from sora_ros.core.preprocess import fit_frame
 from sora_ros.core.risk import roc_auc
 from sora_ros.runtime.model_dir import BATCH
 
@@ -249,55 +251,85 @@ class RiskData:
 
 def collect_risk_data(engine, labelled: Iterable[tuple[object, np.ndarray]], horizon: int, *,
                       progress: Callable[[Iterable], Iterable] = iter, notes: list[str] | None = None) -> RiskData | None:
-    """Encode labelled clips and roll the dynamics out over their last `horizon` frames. Actions
-    outside the model's range (model.json "action" "range") are clamped to it, as the live node
-    clamps a command, and counted in `notes`.
+    """Encode labelled clips and roll the dynamics out over their last `horizon` frames, as the live
+    node does: each clip's frames fitted to the model input size of its camera (the token grid
+    nearest its aspect ratio, `fit_frame`), encoded and rolled out at that grid; then the latents of
+    every grid resampled to the reference grid the head takes (`resample_grid`, as `RiskHead` does
+    at run time). Actions outside the model's range (model.json "action" "range") are clamped to
+    it, as the live node clamps a command, and counted in `notes`.
 
     Args:
         engine: the WorldModelEngine whose latents the head sees.
-        labelled: (clip with frames uint8 (L, H, W, 3) at the model's size and actions (L, A), labels (L,))
+        labelled: (clip with frames uint8 (L, H0, W0, 3) at any camera size and actions (L, A), labels (L,))
             pairs, L = K + horizon (sora_ros.bag.motion.labelled_clips).
         horizon: H.
         progress: wraps the rollout batches (a progress bar), e.g. tqdm.
-        notes: receives a line when actions were clamped.
+        notes: receives a line when actions were clamped, and per source whose camera's aspect ratio
+            the model does not serve (its clips skipped).
 
     Returns:
-        The data, or None when `labelled` holds no clip or no frame with a known label.
+        The data (latents on the reference grid, model.json latent_shape), or None when `labelled`
+        holds no clip of a served camera or no frame with a known label.
     """
-    latents, actions, labels, pending = [], [], [], []
+    info = engine.info
+    grid = tuple(info.latent_shape[1:])
+    # Per model input size: encoder latents (P, L, C, h, w) at its own grid, actions, labels; clips pending.
+    groups: dict[tuple[int, int], dict[str, list]] = {}
+    refused: dict[str, tuple[int, str]] = {}
 
-    def encode_pending() -> None:
-        frames = np.concatenate([clip.frames for clip, _ in pending])  # (P * L, H, W, 3)
+    def encode_pending(group: dict) -> None:
+        frames = np.concatenate([clip.frames for clip, _ in group["pending"]])  # (P * L, H, W, 3)
         encoded = np.concatenate([engine.encode(frames[i:i + ENGINE_BATCH]) for i in range(0, len(frames), ENGINE_BATCH)])
-        latents.append(encoded.reshape(len(pending), -1, *encoded.shape[1:]))  # (P, L, C, h, w)
-        actions.extend(clip.actions for clip, _ in pending)
-        labels.extend(clip_labels for _, clip_labels in pending)
-        pending.clear()
+        group["latents"].append(encoded.reshape(len(group["pending"]), -1, *encoded.shape[1:]))  # (P, L, C, h, w)
+        group["actions"].extend(clip.actions for clip, _ in group["pending"])
+        group["labels"].extend(clip_labels for _, clip_labels in group["pending"])
+        group["pending"].clear()
 
     for clip, clip_labels in labelled:
-        pending.append((clip, clip_labels))
+        try:
+            size = info.input_size(clip.frames.shape[1:3])
+        except AspectError as error:
+            count, _ = refused.get(clip.source, (0, ""))
+            refused[clip.source] = (count + 1, str(error).splitlines()[0])
+            continue
+        group = groups.setdefault(size, {"latents": [], "actions": [], "labels": [], "pending": []})
+        group["pending"].append((replace(clip, frames=np.stack([fit_frame(frame, size) for frame in clip.frames])),
+                                 clip_labels))
         # Encoded in large batches, not clip by clip: the encoder's buffers, freed between calls
         # while small arrays stay alive, fragment the heap (RSS grew 13 MB per 12-frame clip).
-        if len(pending) * len(clip.frames) >= ENCODE_FRAMES:
-            encode_pending()
-    if pending:
-        encode_pending()
-    if not latents:
-        return None
-    latents, actions, labels = np.concatenate(latents), np.stack(actions), np.stack(labels)
-    if np.isnan(labels).all():  # e.g. odometry that is all NaN: nothing to train or score on
-        return None
-    if engine.info.action_dim:
-        actions, outside = clamp_to_range(actions, *(np.asarray(bound, np.float32) for bound in engine.info.action_range))
+        if len(group["pending"]) * len(clip.frames) >= ENCODE_FRAMES:
+            encode_pending(group)
+    if notes is not None:
+        notes += [f"{source}: {count} clips skipped: {reason}" for source, (count, reason) in refused.items()]
+    for group in groups.values():
+        if group["pending"]:
+            encode_pending(group)
+        group["latents"] = np.concatenate(group["latents"])
+        group["actions"], group["labels"] = np.stack(group["actions"]), np.stack(group["labels"])
+    if not groups or all(np.isnan(group["labels"]).all() for group in groups.values()):
+        return None  # e.g. odometry that is all NaN: nothing to train or score on
+    outside = 0
+    if info.action_dim:
+        low, high = (np.asarray(bound, np.float32) for bound in info.action_range)
+        for group in groups.values():
+            group["actions"], clamped = clamp_to_range(group["actions"], low, high)
+            outside += clamped
         if outside and notes is not None:
             notes.append(f"{outside} action value(s) outside the model's range clamped to it")
-    k = latents.shape[1] - horizon
-    predicted = np.zeros((len(latents), horizon, *latents.shape[2:]), np.float32)
-    for i in progress(range(0, len(latents), ENGINE_BATCH)):
+    k = next(iter(groups.values()))["latents"].shape[1] - horizon
+    batches = [(group, i) for group in groups.values() for i in range(0, len(group["latents"]), ENGINE_BATCH)]
+    for group in groups.values():
+        group["predicted"] = np.zeros((len(group["latents"]), horizon, *group["latents"].shape[2:]), np.float32)
+    for group, i in progress(batches):
         chunk = slice(i, i + ENGINE_BATCH)
-        planned = actions[chunk, k - 1:k - 1 + horizon] if engine.info.action_dim else None  # (B, H, A)
-        predicted[chunk] = engine.rollout(latents[chunk, :k], planned, horizon=horizon, seed=i).latents[:, 0]
-    return RiskData(latents, actions, labels, predicted)
+        planned = group["actions"][chunk, k - 1:k - 1 + horizon] if info.action_dim else None  # (B, H, A)
+        group["predicted"][chunk] = engine.rollout(group["latents"][chunk, :k], planned, horizon=horizon,
+                                                   seed=i).latents[:, 0]
+
+    def joined(key: str) -> np.ndarray:  # the groups' arrays, latents on the head's grid
+        return np.concatenate([resample_grid(group[key], grid) if key in ("latents", "predicted") else group[key]
+                               for group in groups.values()])
+    return RiskData(joined("latents"), joined("actions"), joined("labels"), joined("predicted"))
 
 
 def risk_metrics(score: Callable[[np.ndarray, np.ndarray], np.ndarray], data: RiskData, frames: int) -> dict:
