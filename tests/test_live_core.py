@@ -86,6 +86,30 @@ def test_a_camera_slower_than_the_grid_is_told_apart_from_one_that_has_not_run_l
     assert (buffer.latest() is None) is off_grid
 
 
+@pytest.mark.parametrize("rate_hz", [10.0, 15.0, 30.0])
+def test_a_camera_that_pauses_is_not_off_the_grid_while_it_starts_again(rate_hz):
+    """After a 2 s pause the first frames make no context yet, as at start: not counted as off the grid
+    (before, every pause warned "a camera slower than 1/dt, or irregular stamps")."""
+    buffer = ContextBuffer(context_frames=4, dt_s=0.1, jump_back_s=5.0)
+    stamps_ms = [round(i * 1000 / rate_hz) for i in range(round(2 * rate_hz))]
+    stamps_ms += [4000 + stamp for stamp in stamps_ms]  # the same again after a 2 s pause
+    for stamp in stamps_ms:
+        buffer.add(stamp * MS, latent(stamp))
+        assert not buffer.off_grid(), f"{stamp} ms"
+    assert buffer.latest() is not None
+
+
+@pytest.mark.parametrize("rate_hz", [2.0, 2.5])
+def test_a_camera_slower_than_the_context_span_is_off_the_grid(rate_hz):
+    """Every frame comes after a gap no grid time bridges: not a pause, a camera off the grid."""
+    buffer = ContextBuffer(context_frames=4, dt_s=0.1, jump_back_s=5.0)
+    flags = []
+    for i in range(6):
+        buffer.add(round(i * 1000 / rate_hz) * MS, latent(i))
+        flags.append(buffer.off_grid())
+    assert flags[2:] == [True] * 4 and buffer.latest() is None
+
+
 def test_context_drops_late_frames_and_resets_on_a_jump_back():
     buffer = ContextBuffer(context_frames=2, dt_s=0.1, jump_back_s=1.0)
     buffer.add(5000 * MS, latent(0))

@@ -23,7 +23,7 @@ from sora_ros.nodes.predictor import SERVICE_QOS  # noqa: E402
 from sora_ros.srv import Rollout  # noqa: E402
 from sora_ros.core.requests import MAX_CANDIDATES, MAX_SAMPLER_STEPS  # noqa: E402
 from sora_ros.nodes.messages import stamp_ns  # noqa: E402
-from sora_ros.nodes.messages import header  # noqa: E402
+from sora_ros.nodes.messages import header, numpy_to_image  # noqa: E402
 from sora_ros.core.units import NS_PER_S  # noqa: E402
 from sora_ros.runtime.engine import WorldModelEngine  # noqa: E402
 from sora_ros.runtime.risk import NO_RISK_HEAD  # noqa: E402
@@ -346,6 +346,35 @@ def test_a_wide_camera_gets_its_own_grid_and_one_outside_the_range_is_dropped(wo
     world_model.send_bad(too_wide, "drop/aspect_ratio", INPUT)
 
 
+def test_a_stamp_whose_nanosec_is_not_below_a_second_is_dropped(world_model: Probe) -> None:
+    """sec + 1.5e9 ns is no time: before, it was encoded and the outputs carried the normalised stamp
+    (sec + 1, 5e8 ns), not the input's."""
+    msg = image_msg("rgb8", 32, 32, world_model.frame().tobytes(), T0_S + 750.0)
+    msg.header.stamp.nanosec = 1_500_000_000
+    with world_model.lock:
+        seen = len(world_model.latents)
+    world_model.send_bad(msg, "drop/stamp_out_of_range", INPUT)
+    with world_model.lock:
+        assert len(world_model.latents) == seen, "a frame with a malformed stamp was encoded and published"
+
+
+def test_a_frame_id_change_restarts_the_context(world_model: Probe) -> None:
+    """Frames of another camera (frame_id) on the topic never share a context with the first one's:
+    before, a rollout mixed them without a word."""
+    for k in range(4):
+        world_model.send(T0_S + 800.0 + k * DT_S)  # frame_id "camera": a complete context
+    assert world_model.call(rollout_request(np.zeros((1, 2, 2), np.float32), images=False)).success
+    before = world_model.counter(INPUT, "reset/frame_id")
+    with world_model.lock:
+        seen = len(world_model.latents)
+    other = numpy_to_image(world_model.frame(), "rgb8", header(round((T0_S + 800.4) * NS_PER_S), "other_camera"))
+    world_model._publish_until(other, lambda: len(world_model.latents) > seen, "the other camera's latents")
+    world_model.wait_for(lambda: world_model._counter_unlocked(INPUT, "reset/frame_id") > before,
+                         "reset/frame_id in /diagnostics")
+    answer = world_model.call(rollout_request(np.zeros((1, 2, 2), np.float32), images=False))
+    assert not answer.success and answer.message.startswith("no context yet"), answer.message
+
+
 @pytest.mark.own_process
 def test_bad_compressed_images_are_counted_drops(ros, tiny_model: str) -> None:
     from test_image_conversion import corrupted_jpeg, other_codec, png_bomb
@@ -373,6 +402,40 @@ def test_bad_compressed_images_are_counted_drops(ros, tiny_model: str) -> None:
         output = stop(process)
     assert failure is None, f"{failure}; the node said:\n{output}"
     assert "Traceback" not in output and "Corrupt JPEG" not in output, output
+
+
+def test_compressed_follows_the_remapped_image_topic_as_image_transport_does(ros, tiny_model: str) -> None:
+    """`-r image:=/cmp_test/image -p compressed:=true` subscribes /cmp_test/image/compressed (before: the
+    unremapped /image/compressed, and the node heard nothing)."""
+    import cv2
+
+    process = start_node("sora_ros.nodes.encoder", "-p", f"model_path:={tiny_model}", "-p", "compressed:=true",
+                         "-r", "image:=/cmp_test/image", "-r", "__node:=cmp_test_encoder")
+    probe = Probe("cmp_test_encoder", "/cmp_test/image", SIZE)
+    try:
+        ok, jpeg = cv2.imencode(".jpg", probe.frame())
+        msg = CompressedImage(header=header(round(T0_S * NS_PER_S), "camera"), format="jpeg")
+        msg.data = array.array("B", jpeg.tobytes())
+        probe._publish_until(msg, lambda: len(probe.latents) > 0, "latents of a JPEG on /cmp_test/image/compressed")
+    finally:
+        probe.close()
+        output = stop(process)
+    assert "Traceback" not in output, output
+
+
+def test_diagnostics_under_use_sim_time_without_a_clock(ros, tiny_model: str) -> None:
+    """use_sim_time with no /clock (not yet, or a bag that ended): /diagnostics still come, and say the
+    camera is silent (before, the diagnostics timer ran on the stopped sim clock: nothing came)."""
+    process = start_node("sora_ros.nodes.world_model", "-p", f"model_path:={tiny_model}", "-p", "use_sim_time:=true",
+                         "-r", "image:=/simtime_test/image", "-r", "__node:=simtime_test", *FAST_DIAGNOSTICS)
+    probe = Probe("simtime_test", "/simtime_test/image", SIZE)
+    try:
+        probe.wait_for(lambda: (s := probe._status_unlocked("simtime_test: input")) is not None
+                       and s.message == "no camera frame received yet", "/diagnostics of the node")
+    finally:
+        probe.close()
+        output = stop(process)
+    assert "Traceback" not in output, output
 
 
 def test_encoder_and_predictor_as_two_nodes(ros, tiny_model: str) -> None:

@@ -116,6 +116,7 @@ class ContextBuffer:
         self._span_ns = (context_frames - 1) * self.dt_ns + max_offset_ns(self.dt_ns)
         self._fallback_lag_ns = self._span_ns + self.dt_ns  # how far behind `newest_complete` may end
         self._run_start_ns = 0
+        self._after_gap = False  # the newest frame came more than the context's span after the one before
         self._frames: deque[_Frame] = deque(maxlen=context_frames + HISTORY_SLACK_FRAMES)
         self.version = 0
         self.resets = 0
@@ -130,6 +131,10 @@ class ContextBuffer:
     def newest_stamp_ns(self) -> int | None:
         """The newest frame's stamp, or None when empty."""
         return self._frames[-1].stamp_ns if self._frames else None
+
+    def newest_frame_id(self) -> str | None:
+        """The newest frame's frame_id, or None when empty."""
+        return self._frames[-1].frame_id if self._frames else None
 
     def newest_latent(self) -> np.ndarray | None:
         """The newest frame's latent (C, h, w), or None when empty."""
@@ -160,7 +165,14 @@ class ContextBuffer:
             elif stamp_ns < newest:
                 return Verdict.OUT_OF_ORDER_STAMP
         if not self._frames:
-            self._run_start_ns = stamp_ns  # the first frame since start or the last reset
+            self._run_start_ns, self._after_gap = stamp_ns, False  # the first frame since start or the last reset
+        else:
+            # A gap no grid time can bridge, after frames closer together: the camera paused and a new run
+            # starts (a camera slower than that has such a gap before every frame: it is off the grid).
+            gap = stamp_ns - self._frames[-1].stamp_ns > self._span_ns
+            if gap and not self._after_gap:
+                self._run_start_ns = stamp_ns
+            self._after_gap = gap
         self._frames.append(_Frame(stamp_ns, latent, frame_id, receipt_s))
         while self._frames[0].stamp_ns < stamp_ns - self._span_ns:
             self._frames.popleft()  # older than any grid time can use
@@ -169,9 +181,10 @@ class ContextBuffer:
         return verdict
 
     def off_grid(self) -> bool:
-        """Whether the stream has run (K - 1) dt since start or the last reset and still makes no
-        context: some grid time has no frame within dt/2 (a camera slower than 1/dt, or irregular
-        stamps). False while the stream has simply not run that long yet."""
+        """Whether the stream has run (K - 1) dt since start, the last reset or the end of a pause (a
+        gap longer than the context's span after frames closer together) and still makes no context:
+        some grid time has no frame within dt/2 (a camera slower than 1/dt, or irregular stamps). False
+        while the stream has simply not run that long yet."""
         if not self._frames:
             return False
         spans = self._frames[-1].stamp_ns - self._run_start_ns >= (self.context_frames - 1) * self.dt_ns

@@ -1,6 +1,8 @@
 """Hand-offs between the executor and the inference threads, bounded by construction.
 
 `Workers` runs a node's inference loops on their own threads until stopped.
+`InFlight` counts service calls in progress, so a lifecycle cleanup answers them before it
+unloads the model and destroys their service.
 `Turns` lets one user at a time run the dynamics, an urgent one (a live rollout) before
 the others waiting (what-ifs, which take their turn frame by frame).
 `LatestSlot` holds the newest camera frame for the encoder thread: a frame that
@@ -46,6 +48,30 @@ class Workers:
         for thread in self._threads:
             thread.join()
         self._threads.clear()
+
+
+class InFlight:
+    """Calls in progress (a service callback runs inside `call()`); `wait_idle` blocks until none is."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._count = 0
+
+    @contextmanager
+    def call(self) -> Iterator[None]:
+        with self._condition:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._count -= 1
+                self._condition.notify_all()
+
+    def wait_idle(self) -> None:
+        """Until no call is in progress (each one is bounded: the request caps bound its work)."""
+        with self._condition:
+            self._condition.wait_for(lambda: self._count == 0)
 
 
 class LatestSlot(Generic[Item]):

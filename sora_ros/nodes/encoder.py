@@ -43,7 +43,7 @@ class EncoderNode(ModelNode):
     def _declare_role_parameters(self) -> None:
         super()._declare_role_parameters()
         self.declare_parameter("compressed", False, m.plain_descriptor(
-            "subscribe image/compressed (JPEG/PNG) instead of image"))
+            "subscribe <image>/compressed (JPEG/PNG, image_transport's topic) instead of image"))
         self.declare_parameter("max_image_pixels", DEFAULT_MAX_PIXELS, m.int_descriptor(
             "pixel budget (width x height) of a camera image, checked on its header before decoding; over it: "
             "drop/image_too_large", 1, MAX_IMAGE_PIXELS_LIMIT))
@@ -54,9 +54,17 @@ class EncoderNode(ModelNode):
 
     def _create_inputs(self, sensor: QoSProfile) -> None:
         super()._create_inputs(sensor)
-        kind, topic = (CompressedImage, "image/compressed") if self.get_parameter("compressed").value \
+        kind, topic = (CompressedImage, self._compressed_topic()) if self.get_parameter("compressed").value \
             else (Image, "image")
         self._inputs.append(self.create_subscription(kind, topic, self._on_image, sensor))
+
+    def _compressed_topic(self) -> str:
+        """image_transport's rule: `<image as remapped>/compressed` (`-r image:=/camera/image_raw` ->
+        /camera/image_raw/compressed), unless `image/compressed` is remapped itself."""
+        own = self.resolve_topic_name("image/compressed")
+        if own != self.resolve_topic_name("image/compressed", only_expand=True):
+            return own
+        return f"{self.resolve_topic_name('image').rstrip('/')}/compressed"
 
     def _loops(self) -> list[Callable[[], None]]:
         return [*super()._loops(), self._encode_loop]
@@ -82,6 +90,8 @@ class EncoderNode(ModelNode):
                 self._guarded("encode", self._encode, *item)
 
     def _encode(self, msg: Image | CompressedImage, receipt_s: float) -> None:
+        if self._malformed_stamp(msg.header):
+            return
         start = time.perf_counter()
         budget = self.get_parameter("max_image_pixels").value
         try:

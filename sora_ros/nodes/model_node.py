@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.clock import JumpThreshold
+from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -72,7 +72,12 @@ class ModelNode(IntegersForDoubles, LifecycleNode):
         self._inputs, self._outputs, self._servers = [], {}, []
         self._model_info = None  # a plain publisher: latched at configure, readable while inactive
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(self.get_parameter("diagnostics_period_s").value, self._publish_diagnostics)
+        # Housekeeping runs on the steady clock, as the watchdog measures silence: under use_sim_time a
+        # node clock without /clock (none yet, or a bag that ended) would stop the timer, and with it
+        # every /diagnostics message, the "no camera frame" ERROR included.
+        self.steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(self.get_parameter("diagnostics_period_s").value, self._publish_diagnostics,
+                          clock=self.steady_clock)
         # A clock that jumps back (a bag replayed in a loop under use_sim_time) starts a new context;
         # switching to sim time is not a jump (the stamps check handles it).
         self._jump_handler = self.get_clock().create_jump_callback(
@@ -275,6 +280,16 @@ class ModelNode(IntegersForDoubles, LifecycleNode):
         except Exception as error:  # a bug or a surprise must not stop the node's inference
             self.counters.add(f"error/{stage}")
             self.get_logger().error(f"{stage} failed: {type(error).__name__}: {error}")
+
+    def _malformed_stamp(self, msg_header) -> bool:
+        """Whether a header's stamp is no time (nanosec not below 10^9): dropped as stamp_out_of_range,
+        since the outputs' stamps, normalised, would not equal it."""
+        stamp = msg_header.stamp
+        if stamp.nanosec < NS_PER_S:
+            return False
+        self._drop("stamp_out_of_range", f"frame stamped {stamp.sec} s + {stamp.nanosec} ns: nanosec must be "
+                                         f"below {NS_PER_S}")
+        return True
 
     def _drop(self, reason: str, detail: str) -> None:
         self.counters.add(f"drop/{reason}")

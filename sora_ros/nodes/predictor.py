@@ -28,7 +28,7 @@ from sensor_msgs.msg import Image
 
 from sora_ros.core.context import Context, StampRangeError, Verdict
 from sora_ros.core.requests import MAX_PENDING_CALLS, RequestError, check_request
-from sora_ros.core.scheduling import RolloutGate
+from sora_ros.core.scheduling import InFlight, RolloutGate
 from sora_ros.core.stats import LatencyWindow
 from sora_ros.core.twist import TWIST_STAMPED, cmd_vel_type, twist_indices, twist_vector
 from sora_ros.core.units import MAX_STAMP_NS
@@ -38,7 +38,8 @@ from sora_ros.nodes import spin_lifecycle
 from sora_ros.nodes.model_node import RELIABLE_DEPTH, WORKER_POLL_S, ModelNode
 from sora_ros.runtime.engine import NonFiniteOutputError
 from sora_ros.runtime.latents import LatentsError, latent_from_bytes
-from sora_ros.runtime.pipeline import BusyError, NoContextError, RolloutOutcome, RolloutSettings, StaleContextError
+from sora_ros.runtime.pipeline import BusyError, NoContextError, RolloutOutcome, RolloutSettings, StaleContextError, \
+    WorldModelPipeline
 from sora_ros.srv import Rollout
 
 # Executor threads: two for subscriptions, timers and lifecycle, plus one per ~/rollout call that may
@@ -47,8 +48,15 @@ EXECUTOR_THREADS = 2 + MAX_PENDING_CALLS
 # ~/rollout's requests are kept until taken (keep-all): with keep-last 10, the default, a burst of
 # 20 calls lost 9-10 of them without an answer.
 SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class NotConfiguredError(RuntimeError):
+    """A ~/rollout call taken after a lifecycle cleanup unloaded the model (before its service went)."""
+
+
 REFUSALS = {RequestError: "bad_request", NoContextError: "no_context", StaleContextError: "stale_context",
-            BusyError: "busy", NonFiniteOutputError: "nonfinite_output", StampRangeError: "future_stamp_out_of_range"}
+            BusyError: "busy", NonFiniteOutputError: "nonfinite_output", StampRangeError: "future_stamp_out_of_range",
+            NotConfiguredError: "not_configured"}
 
 CMD_VEL_DISCOVERY_S = 1.0  # seconds between looks at the types of cmd_vel's publishers
 
@@ -68,6 +76,8 @@ class PredictorNode(ModelNode):
         self._cmd_vel_warning: str | None = None  # the last one logged, so a lasting one is logged once
         self._cmd_vel_timer = None
         self._rollouts = 0
+        self._frame_id: str | None = None  # of the last frame observed, to log a change
+        self._calls = InFlight()  # ~/rollout calls in progress: cleanup answers them before unloading the model
         self.latency["camera_to_futures"] = LatencyWindow()
 
     def _apply(self, settings: RolloutSettings) -> None:
@@ -98,7 +108,8 @@ class PredictorNode(ModelNode):
                                                          QoSProfile(depth=RELIABLE_DEPTH)))
         self._cmd_vel_type, self._cmd_vel_warning = None, None
         self._follow_cmd_vel_type()
-        self._cmd_vel_timer = self.create_timer(CMD_VEL_DISCOVERY_S, self._follow_cmd_vel_type)
+        self._cmd_vel_timer = self.create_timer(CMD_VEL_DISCOVERY_S, self._follow_cmd_vel_type,
+                                                clock=self.steady_clock)  # also while sim time stands still
         self._gate = self._new_gate()
 
     def on_deactivate(self, state):
@@ -107,6 +118,12 @@ class PredictorNode(ModelNode):
             self._cmd_vel_timer = None
         self._cmd_vel_sub = None  # destroyed with the other inputs
         return super().on_deactivate(state)
+
+    def on_cleanup(self, state):
+        """Wait for the ~/rollout calls in progress (the executor runs them beside this transition),
+        so each is answered before the service that sends the answer is destroyed."""
+        self._calls.wait_idle()
+        return super().on_cleanup(state)
 
     def _follow_cmd_vel_type(self) -> None:
         """Subscribe cmd_vel with the type its publishers use (or the fixed cmd_vel_type); warn once per problem."""
@@ -147,6 +164,8 @@ class PredictorNode(ModelNode):
 
     def _on_latents_msg(self, msg: PatchLatents) -> None:
         self.frames_in.tick(value=self._stamp_age_s(m.stamp_ns(msg.header)))
+        if self._malformed_stamp(msg.header):
+            return
         try:
             latent = latent_from_bytes(bytes(msg.data), msg.dtype, (msg.channels, msg.height, msg.width),
                                        msg.model_id, self.pipeline.info, self.model)
@@ -157,6 +176,10 @@ class PredictorNode(ModelNode):
     def _encoded(self, stamp: int, frame_id: str, latent: np.ndarray, receipt_s: float,
                  real: np.ndarray | None, fitted: np.ndarray | None = None) -> None:
         """Add a frame to the context; publish what an earlier rollout predicted for it."""
+        previous_frame_id, self._frame_id = self._frame_id, frame_id
+        if previous_frame_id not in (None, frame_id) and self._throttle.ready("frame_id"):
+            self.get_logger().warning(f"frame_id changed from {previous_frame_id!r} to {frame_id!r}: context "
+                                      "restarted (reset/frame_id; two cameras on one topic?)")
         verdict = self.pipeline.observe(stamp, frame_id, latent, receipt_s, image=real, fitted=fitted)
         if verdict is Verdict.STAMP_OUT_OF_RANGE:
             return self._drop(verdict.value, f"frame stamped {stamp} ns: a stamp must lie from 0 to {MAX_STAMP_NS} ns")
@@ -213,14 +236,23 @@ class PredictorNode(ModelNode):
 
     def _serve_rollout(self, request: Rollout.Request, response: Rollout.Response) -> Rollout.Response:
         """~/rollout: one FutureFrames per candidate, or success=False and the reason."""
+        with self._calls.call():
+            return self._answer_rollout(request, response, self.pipeline)
+
+    def _answer_rollout(self, request: Rollout.Request, response: Rollout.Response,
+                        pipeline: WorldModelPipeline | None) -> Rollout.Response:
+        """`_serve_rollout` with the pipeline the call started with (None: the node is unconfigured)."""
         start = time.perf_counter()
         self.counters.add("service/calls")
         try:
+            if pipeline is None:
+                raise NotConfiguredError("the node is unconfigured (lifecycle cleanup): no model is loaded; "
+                                         "configure and activate it")
             checked = check_request(np.asarray(request.actions, np.float32), request.candidates, request.horizon,
                                     request.action_dim, request.samples, request.seed, request.return_images,
-                                    self.pipeline.info.action_dim, request.sampler_steps)
+                                    pipeline.info.action_dim, request.sampler_steps)
             max_age_s = self.get_parameter("max_context_age_s").value or self.get_parameter("watchdog_timeout_s").value
-            outcome = self.pipeline.what_if(checked, max_age_s=max_age_s)
+            outcome = pipeline.what_if(checked, max_age_s=max_age_s)
         except tuple(REFUSALS) as error:
             reason = REFUSALS[type(error)]
             self.counters.add(f"service/refused/{reason}")
@@ -228,7 +260,7 @@ class PredictorNode(ModelNode):
             response.success, response.message = False, str(error)
             return response
         total_s = time.perf_counter() - start
-        response.futures = [m.future_frames(outcome, n, self.model, self.pipeline.info, total_s)
+        response.futures = [m.future_frames(outcome, n, self.model, pipeline.info, total_s)
                             for n in range(checked.candidates)]
         response.success, response.message = True, "; ".join(outcome.notes)
         response.rollout_ms, response.decode_ms, response.total_ms = outcome.rollout_ms, outcome.decode_ms, 1e3 * total_s

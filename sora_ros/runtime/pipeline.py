@@ -19,7 +19,8 @@ source) at the camera's resolution, or `settings.output_size`; otherwise the VAE
 at the model's resolution. The model's input follows the camera's aspect ratio
 (sora_ros.core.patch_grid); a camera outside the model's aspect range is refused
 ("aspect_ratio"), or with aspect_policy "crop" centre-cropped into it. A camera whose resolution
-changes, or latents on another grid, restart the context ("reset/resolution").
+changes, or latents on another grid, restart the context ("reset/resolution"); so does a frame whose
+frame_id is not the previous frame's ("reset/frame_id": two cameras on one topic must not share a context).
 
 Thread-safe: frames are observed from one thread while rollouts run on others (the engine
 serialises rollouts; with `what_if_yields` a live rollout may run between a what-if's frames);
@@ -311,6 +312,8 @@ class WorldModelPipeline:
                 can be anchored on it at its resolution (None: latents only, e.g. from another node).
                 A size other than the previous frame's restarts the context (counted as
                 "reset/resolution") rather than warping one camera's frame with another's motion.
+            frame_id: the frame's header frame_id; one other than the previous frame's (another
+                camera on the topic) restarts the context, counted as "reset/frame_id".
             fitted: `image` as `encode` fitted it, uint8 (H, W, 3), if at hand (else fitted here).
 
         Returns:
@@ -353,12 +356,17 @@ class WorldModelPipeline:
             elif not isinstance(fitted, np.ndarray) or fitted.dtype != np.uint8 or fitted.shape != (*size, 3):
                 raise ValueError(f"fitted must be the image as encode fits it, uint8 {(*size, 3)}, got "
                                  f"{getattr(fitted, 'dtype', type(fitted).__name__)} {getattr(fitted, 'shape', '')}")
+        other_camera = False
         with self._lock:
             newest = self._buffer.newest_latent()
             if ((image is not None and self._anchor.camera_shape() not in (None, image.shape))
                     or (newest is not None and newest.shape != latent.shape)):
                 self._forget()
                 self.counters.add("reset/resolution")
+            elif self._buffer.newest_frame_id() not in (None, frame_id):  # another camera: never mix their frames
+                self._forget()
+                self.counters.add("reset/frame_id")
+                other_camera = True
             verdict = self._buffer.add(stamp_ns, latent, frame_id, receipt_s)
             if verdict in (Verdict.ACCEPTED, Verdict.RESET) and self._buffer.off_grid():
                 self.counters.add("context/off_grid")  # kept, but no context: diagnostics say why
@@ -367,7 +375,7 @@ class WorldModelPipeline:
             if verdict in (Verdict.ACCEPTED, Verdict.RESET) and image is not None:
                 complete = self._buffer.newest_complete()
                 self._anchor.keep(stamp_ns, image, fitted, () if complete is None else complete.stamps_ns[-2:])
-        if verdict is Verdict.RESET:
+        if verdict is Verdict.RESET or other_camera:
             self.memory.clear()
         return verdict
 
