@@ -347,7 +347,7 @@ def test_an_action_topic_no_training_bag_has_is_refused_before_any_work(tmp_path
     assert cli(["train", "--data", str(bag), "--image-topic", "/camera/image_raw", "--action-topic", "/cmd_vell",
                 "--out", str(out), *TINY]) == 2  # fmt: skip
     err = capsys.readouterr().err
-    assert err.startswith("sora-ros train: --data: --action-topic /cmd_vell is in none of the bags; they have: "
+    assert err.startswith("sora-ros train: --action-topic /cmd_vell is in none of the bags; they have: "
                           "/camera/image_raw (sensor_msgs/msg/Image), /cmd_vel (geometry_msgs/msg/Twist); ")
     assert not out.exists()
 

@@ -285,6 +285,24 @@ def refused(command: str, option: str, problem: str | None) -> bool:
     return bool(problem)
 
 
+def action_topic_status(command: str, paths: list[str], action_topic: str | None, advice: str = "") -> int | None:
+    """The exit status to stop with when `action_topic` is in none of the bags of `paths` (2, a typo
+    or video files only: sora_ros.bag.clip_sources.action_topic_problem, then `advice`) or they
+    cannot be read (1), said on stderr; None when some bag has it or no topic is given."""
+    from sora_ros.bag.clip_sources import action_topic_problem
+    from sora_ros.bag.reading import BagError
+
+    try:
+        problem = action_topic_problem(paths, action_topic) if action_topic else None
+    except (FileNotFoundError, BagError) as error:
+        print(f"sora-ros {command}: {error}", file=sys.stderr)
+        return 1
+    if problem:
+        print(f"sora-ros {command}: {problem}{advice}", file=sys.stderr)
+        return 2
+    return None
+
+
 def _out_dir_problem(path: Path) -> str | None:
     if path.is_symlink() and not path.exists():  # mkdir would fail on it; writing would follow it
         return f"{path} is a broken symbolic link; remove it or choose another output path"

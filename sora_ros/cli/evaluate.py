@@ -28,7 +28,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from sora_ros.cli.arguments import first_missing, occupied_dir_problem, out_dir, out_dir_problem, positive_int, \
+from sora_ros.cli.arguments import action_topic_status, \
+    first_missing, occupied_dir_problem, out_dir, out_dir_problem, positive_int, \
     random_seed, record_key, refused, usage_check
 from sora_ros.core.patch_grid import ASPECT_POLICIES
 from sora_ros.core.requests import MAX_HORIZON, MAX_SAMPLER_STEPS, MAX_SAMPLES
@@ -276,17 +277,11 @@ def _offline(args: argparse.Namespace) -> int:
     import numpy as np
     from rosbags.rosbag2 import WriterError
 
-    from sora_ros.bag.clip_sources import action_topic_problem
     from sora_ros.bag.reading import BagError
 
-    try:
-        problem = action_topic_problem(args.bags, args.action_topic) if args.action_topic else None
-    except (FileNotFoundError, BagError) as error:
-        print(f"sora-ros eval: {error}", file=sys.stderr)
-        return 1
-    if problem:
-        print(f"sora-ros eval: {problem}", file=sys.stderr)
-        return 2
+    status = action_topic_status("eval", args.bags, args.action_topic)
+    if status is not None:
+        return status
     from sora_ros.bag.video import VideoError
     from sora_ros.bag.clip_sources import model_clips
     from sora_ros.bag.clips import ClipReport

@@ -30,7 +30,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sora_ros.cli.arguments import finite_float, non_negative_int, out_dir, out_dir_problem, positive_float, \
+from sora_ros.cli.arguments import action_topic_status, \
+    finite_float, non_negative_int, out_dir, out_dir_problem, positive_float, \
     positive_int, positive_int_up_to, random_seed, refused
 
 # Batch caps per process: the largest that the default cpu64 preset trains in under 20 GB (measured
@@ -48,21 +49,16 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if not hasattr(args, "command"):  # recorded in the checkpoint and model.json
         args.command = " ".join(["sora-ros train", *sys.argv[2:]])
-    from sora_ros.bag.clip_sources import action_topic_problem
     from sora_ros.bag.reading import BagError
     from sora_ros.model.trainer import CHECKPOINT_NAME, LOG_NAME, Trainer, init_distributed, verdict
     from sora_ros.runtime.model_dir import ModelDirError
 
     # A topic no training bag has (a typo) would train an action-conditioned model on no action.
-    try:
-        problem = action_topic_problem(args.data, args.action_topic) if args.action_topic else None
-    except (FileNotFoundError, BagError) as error:
-        print(f"sora-ros train: {error}", file=sys.stderr)
-        return 1
-    if problem:
-        print(f"sora-ros train: --data: {problem}; name the topic your bags recorded, or leave --action-topic out "
-              "(a model without actions; with --init, the parent's actions kept)", file=sys.stderr)
-        return 2
+    status = action_topic_status("train", args.data, args.action_topic,
+                                 "; name the topic your bags recorded, or leave --action-topic out (a model without "
+                                 "actions; with --init, the parent's actions kept)")
+    if status is not None:
+        return status
 
     dist_info = init_distributed()
     try:

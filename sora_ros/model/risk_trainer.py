@@ -94,7 +94,7 @@ def prepare(engine, paths, args, rule, mirror: bool = False, log=print) -> tuple
     data = collect_risk_data(engine, with_mirrored() if mirror else clips, horizon,
                              progress=partial(tqdm, desc="risk rollouts", dynamic_ncols=True, disable=None),
                              notes=notes)
-    for note in notes:  # bags skipped, messages dropped, actions clamped, cameras not served (also in risk_summary.json)
+    for note in notes:  # bags skipped, drops, actions clamped, cameras not served (also in risk_summary.json)
         log(f"note: risk data: {note}")
     if data is None:
         raise ValueError(f"no clip of {info.context_frames + horizon} frames at dt {info.dt:g} s with a known label "

@@ -279,7 +279,8 @@ def collect_risk_data(engine, labelled: Iterable[tuple[object, np.ndarray]], hor
 
     def encode_pending(group: dict) -> None:
         frames = np.concatenate([clip.frames for clip, _ in group["pending"]])  # (P * L, H, W, 3)
-        encoded = np.concatenate([engine.encode(frames[i:i + ENGINE_BATCH]) for i in range(0, len(frames), ENGINE_BATCH)])
+        encoded = np.concatenate([engine.encode(frames[i:i + ENGINE_BATCH])
+                                  for i in range(0, len(frames), ENGINE_BATCH)])  # (P * L, C, h, w)
         group["latents"].append(encoded.reshape(len(group["pending"]), -1, *encoded.shape[1:]))  # (P, L, C, h, w)
         group["actions"].extend(clip.actions for clip, _ in group["pending"])
         group["labels"].extend(clip_labels for _, clip_labels in group["pending"])
