@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from model_helpers import export_tiny, randomise
+from model_helpers import export_tiny, export_tiny_with_risk, randomise
 from sora_ros.bag import messages as m
 from sora_ros.bag.motion import labelled_clips, read_motion
 from sora_ros.bag.writing import BagWriter
@@ -179,6 +179,77 @@ def test_a_camera_of_another_aspect_ratio_trains_at_its_own_grid_resampled_to_th
     np.testing.assert_allclose(data.latents[0], resample_grid(own, info.latent_shape[1:]), atol=1e-5)
     assert len(data.latents) == len(prepare(engine, [wide], args, rule, log=lambda _: None)[0].latents)
     assert any(note.startswith(f"{narrow}") and "clips skipped" in note for note in summary["notes"]), summary["notes"]
+
+
+def test_mirrored_clips_of_a_camera_of_another_aspect_ratio_and_the_skipped_ones_counted_once(tmp_path: Path) -> None:
+    """--mirror on a 4:3 camera mirrors its clips at its own grid; a camera the model does not serve
+    is skipped once per clip recorded, not once more for a mirror that was never to be used."""
+    from sora_ros.bag.clip_sources import fit_frames
+    from sora_ros.model.risk_trainer import prepare
+    from sora_ros.runtime.risk import resample_grid
+
+    engine = WorldModelEngine(export_tiny(tmp_path / "model"))
+    info = engine.info
+    steps = [(0.5, 0.5)] * 10 + [(0.5, 0.0)] * 10
+    wide = motion_bag(tmp_path / "wide", steps, images=True, frame_size=(48, 64))
+    narrow = motion_bag(tmp_path / "narrow", steps, images=True, frame_size=(8, 64))  # 8:1, beyond the model's 3:1
+    args = Namespace(image_topic="/camera/image_raw", action_topic="/cmd_vel", odom_topic="/odom")
+    rule = BlockedRule(horizon_steps=HORIZON)
+    data, summary = prepare(engine, [narrow, wide], args, rule, mirror=True, log=lambda _: None)
+    recorded = [clip for clip, _ in labelled_clips([wide, narrow], "/camera/image_raw", "/cmd_vel", "/odom", rule,
+                                                   dt=info.dt, length=info.context_frames + info.default_horizon,
+                                                   stride=info.default_horizon, size=None,
+                                                   action_names=info.action_names, notes=[])]
+    served = [clip for clip in recorded if clip.source == str(wide)]
+    assert len(data.latents) == 2 * len(served)
+    flipped = np.ascontiguousarray(served[0].frames[:, :, ::-1])
+    own = engine.encode(fit_frames(flipped, info.input_size(flipped.shape[1:3])))
+    np.testing.assert_allclose(data.latents[1], resample_grid(own, info.latent_shape[1:]), atol=1e-5)
+    skipped = len(recorded) - len(served)
+    assert [note for note in summary["notes"] if "clips skipped" in note] == [
+        note for note in summary["notes"] if note.startswith(f"{narrow}: {skipped} clips skipped: a 64x8 camera")]
+
+
+def test_a_bag_whose_camera_changes_between_shapes_the_model_does_not_serve_notes_each_with_its_count(
+        tmp_path: Path) -> None:
+    from sora_ros.bag.clips import Clip
+    from sora_ros.runtime.risk import collect_risk_data
+
+    engine = WorldModelEngine(export_tiny(tmp_path / "model"))
+    info = engine.info
+    length = info.context_frames + info.default_horizon
+    rng = np.random.default_rng(0)
+
+    def clip(height: int, width: int) -> tuple[Clip, np.ndarray]:
+        frames = rng.integers(0, 256, (length, height, width, 3), dtype=np.uint8)
+        return (Clip(frames, np.zeros((length, info.action_dim), np.float32), _stamps(length), "bag"),
+                np.zeros(length, np.float32))
+
+    notes: list[str] = []
+    data = collect_risk_data(engine, [clip(32, 32), clip(8, 64), clip(8, 64), clip(4, 64)], info.default_horizon,
+                             notes=notes)
+    assert len(data.latents) == 1
+    assert [note.split(" has aspect")[0] for note in notes] == ["bag: 2 clips skipped: a 64x8 camera",
+                                                                 "bag: 1 clips skipped: a 64x4 camera"], notes
+
+
+def test_eval_aspect_policy_crop_scores_the_risk_head_on_the_cropped_camera_too(tmp_path: Path, capsys) -> None:
+    """`eval --aspect-policy crop` crops a camera outside the model's range for the risk head as it
+    does for the predictions (and as the node's aspect_policy:=crop does), rather than skip its clips."""
+    from sora_ros.cli import main as sora_ros
+
+    directory = export_tiny_with_risk(tmp_path / "model")
+    info = read_model_info(directory)
+    steps = [(0.5, 0.5)] * 10 + [(0.5, 0.0)] * 10
+    bags = [motion_bag(tmp_path / "narrow", steps, images=True, frame_size=(8, 64)),  # 8:1, beyond the model's 3:1
+            motion_bag(tmp_path / "square", steps, images=True)]
+    clips = list(labelled_clips(bags, "/camera/image_raw", "/cmd_vel", "/odom", BlockedRule(horizon_steps=HORIZON),
+                                dt=info.dt, length=info.context_frames + info.default_horizon,
+                                stride=info.default_horizon, size=None, action_names=info.action_names, notes=[]))
+    assert sora_ros(["eval", *map(str, bags), "--action-topic", "/cmd_vel", "--model", str(directory), "--horizons", "1",
+                     "--aspect-policy", "crop", "--out", str(tmp_path / "eval")]) == 0
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["risk"]["clips"] == len(clips)
+    assert "clips skipped" not in capsys.readouterr().out
 
 
 def test_risk_data_clamps_commands_outside_the_models_range_and_says_so(tmp_path: Path) -> None:

@@ -180,7 +180,7 @@ def _risk(engine, args) -> tuple[dict | None, str | None]:
     notes: list[str] = []
     try:
         metrics = evaluate_risk(engine, bags, args.image_topic, args.action_topic, args.odom_topic, notes,
-                                args.max_clips)
+                                args.max_clips, args.aspect_policy)
     except (ValueError, FileNotFoundError, BagError) as error:
         return not_scored(str(error).splitlines()[0])
     for note in notes:

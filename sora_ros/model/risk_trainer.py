@@ -73,6 +73,7 @@ def prepare(engine, paths, args, rule, mirror: bool = False, log=print) -> tuple
     from tqdm import tqdm
 
     from sora_ros.bag.motion import labelled_clips
+    from sora_ros.core.patch_grid import AspectError
     from sora_ros.core.twist import mirror_signs
     from sora_ros.runtime.risk import collect_risk_data
 
@@ -87,9 +88,13 @@ def prepare(engine, paths, args, rule, mirror: bool = False, log=print) -> tuple
     def with_mirrored():
         for clip, labels in clips:
             yield clip, labels
-            if mirror:  # the same labels: being blocked does not depend on the side
-                yield replace(clip, frames=np.ascontiguousarray(clip.frames[:, :, ::-1]),
-                              actions=clip.actions * signs), labels
+            try:
+                info.input_size(clip.frames.shape[1:3])
+            except AspectError:
+                continue  # a camera the model does not serve: skipped, and counted once, by collect_risk_data
+            # The same labels: being blocked does not depend on the side.
+            yield replace(clip, frames=np.ascontiguousarray(clip.frames[:, :, ::-1]),
+                          actions=clip.actions * signs), labels
 
     data = collect_risk_data(engine, with_mirrored() if mirror else clips, horizon,
                              progress=partial(tqdm, desc="risk rollouts", dynamic_ncols=True, disable=None),

@@ -264,8 +264,8 @@ def collect_risk_data(engine, labelled: Iterable[tuple[object, np.ndarray]], hor
             pairs, L = K + horizon (sora_ros.bag.motion.labelled_clips).
         horizon: H.
         progress: wraps the rollout batches (a progress bar), e.g. tqdm.
-        notes: receives a line when actions were clamped, and per source whose camera's aspect ratio
-            the model does not serve (its clips skipped).
+        notes: receives a line when actions were clamped, and per source and camera whose aspect
+            ratio the model does not serve (its clips skipped).
 
     Returns:
         The data (latents on the reference grid, model.json latent_shape), or None when `labelled`
@@ -275,7 +275,7 @@ def collect_risk_data(engine, labelled: Iterable[tuple[object, np.ndarray]], hor
     grid = tuple(info.latent_shape[1:])
     # Per model input size: encoder latents (P, L, C, h, w) at its own grid, actions, labels; clips pending.
     groups: dict[tuple[int, int], dict[str, list]] = {}
-    refused: dict[str, tuple[int, str]] = {}
+    refused: dict[tuple[str, str], int] = {}  # (source, why its camera is not served) -> clips skipped
 
     def encode_pending(group: dict) -> None:
         frames = np.concatenate([clip.frames for clip, _ in group["pending"]])  # (P * L, H, W, 3)
@@ -289,9 +289,9 @@ def collect_risk_data(engine, labelled: Iterable[tuple[object, np.ndarray]], hor
     for clip, clip_labels in labelled:
         try:
             size = info.input_size(clip.frames.shape[1:3])
-        except AspectError as error:
-            count, _ = refused.get(clip.source, (0, ""))
-            refused[clip.source] = (count + 1, str(error).splitlines()[0])
+        except AspectError as error:  # one count per camera: a bag's camera may change shape
+            key = (clip.source, str(error).splitlines()[0])
+            refused[key] = refused.get(key, 0) + 1
             continue
         group = groups.setdefault(size, {"latents": [], "actions": [], "labels": [], "pending": []})
         group["pending"].append((replace(clip, frames=np.stack([fit_frame(frame, size) for frame in clip.frames])),
@@ -301,7 +301,7 @@ def collect_risk_data(engine, labelled: Iterable[tuple[object, np.ndarray]], hor
         if len(group["pending"]) * len(clip.frames) >= ENCODE_FRAMES:
             encode_pending(group)
     if notes is not None:
-        notes += [f"{source}: {count} clips skipped: {reason}" for source, (count, reason) in refused.items()]
+        notes += [f"{source}: {count} clips skipped: {reason}" for (source, reason), count in refused.items()]
     for group in groups.values():
         if group["pending"]:
             encode_pending(group)
