@@ -380,6 +380,8 @@ def test_export_parity_and_the_runtime_head_match_torch(with_head: Path) -> None
     (lambda meta: meta["risk"].update(frames=meta["context_frames"] + 1), "exceeds context_frames"),
     (lambda meta: meta["risk"].update(sha256="0" * 64), "risk.sha256 differs"),
     (lambda meta: meta["risk"].update(graph="../risk.onnx"), "is not a file that 'files' lists"),
+    (lambda meta: meta["risk"].update(grids=[[6, 0]]), "risk.grids must be a list"),
+    (lambda meta: meta["risk"].update(grids=[8, 8]), "risk.grids must be a list"),
 ])
 def test_model_json_risk_section_is_checked(with_head: Path, tmp_path: Path, change, message) -> None:
     import shutil
@@ -460,6 +462,33 @@ def test_a_head_exported_before_calibration_loads_with_a_warning_saying_how_to_m
     assert "--resume --force" in caplog.text, "the command train-risk takes on a model that has risk.onnx"
 
 
+def test_a_camera_grid_the_head_never_trained_on_is_scored_with_one_warning(with_head: Path, tmp_path: Path,
+                                                                            caplog) -> None:
+    """A head trained on the reference grid alone (model.json without risk.grids, as every head before
+    other cameras could train one) warns once per other grid it is asked to score; a head whose
+    risk.grids lists that grid does not."""
+    engine = WorldModelEngine(with_head)
+    c, h, w = engine.info.latent_shape
+    action = np.zeros((2, engine.info.action_dim), np.float32)
+    other = np.zeros((2, engine.risk.frames, c, h - 2, w), np.float32)  # a wider camera's grid
+    with caplog.at_level("WARNING", logger="sora_ros.runtime.risk"):
+        engine.risk.probabilities(np.zeros((2, engine.risk.frames, c, h, w), np.float32), action)
+        assert not caplog.records  # its own grid
+        engine.risk.probabilities(other, action)
+        engine.risk.probabilities(other, action)
+    warnings = [r for r in caplog.records if "never saw such views" in r.getMessage()]
+    assert len(warnings) == 1 and f"{h - 2}x{w}" in warnings[0].getMessage()
+    mixed = tmp_path / "mixed"
+    shutil.copytree(with_head, mixed)
+    meta = json.loads((mixed / MODEL_JSON).read_text())
+    meta["risk"]["grids"] = [[h, w], [h - 2, w]]
+    (mixed / MODEL_JSON).write_text(json.dumps(meta))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="sora_ros.runtime.risk"):
+        WorldModelEngine(mixed).risk.probabilities(other, action)
+    assert not caplog.records
+
+
 def test_future_frames_carry_the_risk(with_head: Path) -> None:
     from sora_ros.nodes.messages import future_frames
 
@@ -535,6 +564,7 @@ def test_the_stage_learns_a_separable_label_and_exports_a_head_the_runtime_loads
     assert summary["validation"]["auc_encoded"] >= 0.9, summary["validation"]
     info = read_model_info(directory)
     assert info.risk["metrics"]["validation"]["auc_encoded"] == summary["validation"]["auc_encoded"]
+    assert info.risk["grids"] == [list(info.latent_shape[1:])]  # the cameras' grids it trained on
     assert WorldModelEngine(directory).risk is not None
     # `sora-ros eval` scores the exported head on held-out bags with odometry, by the same rule.
     from sora_ros.cli import main as sora_ros

@@ -391,7 +391,7 @@ RISK_CALIBRATION = ("trained with positives weighted by negatives / positives; l
 
 
 def export_risk(graph, model_dir: str | Path, *, horizon_steps: int, label: str, rule: dict, metrics: dict,
-                training: dict | None = None, seed: int = 0) -> float:
+                training: dict | None = None, seed: int = 0, grids: list | None = None) -> float:
     """Add a risk head to an exported model directory: risk.onnx (opset 17, dynamic batch), its
     SHA-256 under "files" and a "risk" section in model.json ("graph", "sha256", "horizon_steps",
     "frames", "label", "rule", "metrics", "calibration" and how it was made); the other graphs are untouched.
@@ -405,6 +405,8 @@ def export_risk(graph, model_dir: str | Path, *, horizon_steps: int, label: str,
         metrics: held-out numbers (AUC ...), written as they are.
         training: the risk stage's summary for model.json.
         seed: seed of the random parity inputs.
+        grids: the cameras' latent grids (h, w) it was trained on ("grids"; the runtime warns for
+            others); None: the reference grid alone.
 
     Returns:
         The parity error, max abs difference ONNX Runtime vs torch of the probabilities.
@@ -436,6 +438,7 @@ def export_risk(graph, model_dir: str | Path, *, horizon_steps: int, label: str,
         "label": label,
         "rule": rule,
         "metrics": metrics,
+        "grids": [list(grid) for grid in grids] if grids else [list(info.latent_shape[1:])],
         "calibration": {"log_odds_shift": round(graph.log_odds_shift, 6), "method": RISK_CALIBRATION},
         "signature": {**signature, "onnx_ops": sorted({n.op_type for n in onnx.load(str(path)).graph.node})},
         "config": net.config.to_dict(),

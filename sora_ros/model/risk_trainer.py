@@ -260,6 +260,7 @@ def train_risk(args) -> dict:
         metrics = {"validation": state["best"] or {}, "validation_data": [str(p) for p in args.val_data or []]}
         summary["parity"] = export_risk(graph, args.model, horizon_steps=rule.horizon_steps,
                                         label=rule.describe(info.dt, args.action_topic, args.odom_topic),
-                                        rule=asdict(rule), metrics=metrics, training=summary, seed=args.seed)
+                                        rule=asdict(rule), metrics=metrics, training=summary, seed=args.seed,
+                                        grids=train.grids)
         print(f"added risk.onnx to {args.model} (parity {summary['parity']:.2e})")
     return summary

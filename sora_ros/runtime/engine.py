@@ -284,7 +284,7 @@ class WorldModelEngine:
             check_session(path, session, risk_signature(self.info.latent_shape, self.info.action_dim, risk["frames"]))
             self.sessions[RISK_GRAPH] = session
             self.risk = RiskHead(session, self.info.action_dim, risk["horizon_steps"], risk["frames"],
-                                 self.info.latent_shape[1:])
+                                 self.info.latent_shape[1:], risk.get("grids"))
             if "calibration" not in risk:
                 log.warning("%s's risk head predates calibrated heads: its risk is a class-balanced score, far above "
                             "the probability of being blocked where blocks are rare (about 10x with 8%% of the "

@@ -613,7 +613,8 @@ def _risk_section(raw: dict, files: dict, context_frames: int) -> dict | None:
     """model.json's optional "risk" section, checked: "graph" names a file of the directory that
     'files' lists with the same SHA-256 as the section's "sha256", "horizon_steps" and "frames"
     lie in their FIELD_RANGES ranges (and frames at most context_frames: the first predicted
-    frame's window reaches back into the context only), "label" is text and "metrics" an object."""
+    frame's window reaches back into the context only), "label" is text, "metrics" an object and
+    "grids" (optional: the cameras' latent grids it trained on) a list of [h, w]."""
     if "risk" not in raw:
         return None
     risk = _get(raw, "risk", dict)
@@ -625,6 +626,10 @@ def _risk_section(raw: dict, files: dict, context_frames: int) -> dict | None:
         raise ModelDirError(f"risk.frames = {risk['frames']} exceeds context_frames = {context_frames}")
     _get(raw, "risk.label", str)
     _get(raw, "risk.metrics", dict)
+    grids = risk.get("grids", [])
+    if not (isinstance(grids, list) and all(isinstance(grid, list) and len(grid) == 2 and all(
+            isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in grid) for grid in grids)):
+        raise ModelDirError(f"risk.grids must be a list of [h, w] latent grids (positive integers), got {grids!r}")
     return risk
 
 

@@ -33,6 +33,7 @@ C/h/w latent grid, B batch, L clip length.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
@@ -43,6 +44,8 @@ from sora_ros.core.patch_grid import AspectError
 from sora_ros.core.preprocess import fit_frame
 from sora_ros.core.risk import roc_auc
 from sora_ros.runtime.model_dir import BATCH
+
+log = logging.getLogger(__name__)
 
 RISK_GRAPH = "risk"
 RISK_FILE = "risk.onnx"
@@ -121,11 +124,17 @@ class RiskHead:
         frames: W, latents per window (model.json risk.frames).
         grid: (h, w) the head takes, the model's reference latent grid: the head ends in a Linear
             over its features, so latents of another camera's grid are resampled to it (bilinear).
+        trained_grids: the cameras' grids it was trained on (model.json risk.grids); None: `grid`
+            alone (heads trained before other cameras could train them). Latents of another grid
+            are scored all the same, with a warning once per grid: the head never saw such views.
     """
 
-    def __init__(self, session, action_dim: int, horizon_steps: int, frames: int, grid: tuple[int, int]) -> None:
+    def __init__(self, session, action_dim: int, horizon_steps: int, frames: int, grid: tuple[int, int],
+                 trained_grids: list | None = None) -> None:
         self.session, self.action_dim = session, action_dim
         self.horizon_steps, self.frames, self.grid = horizon_steps, frames, tuple(grid)
+        self.trained_grids = {tuple(g) for g in trained_grids} if trained_grids else {self.grid}
+        self._warned: set[tuple[int, int]] = set()
 
     def probabilities(self, windows: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
         """One probability per window, in one batched call.
@@ -142,6 +151,14 @@ class RiskHead:
             ValueError: actions given to a head without action input, or missing for one with it,
                 or a batch size that differs from the windows'.
         """
+        own = tuple(windows.shape[-2:])
+        if own not in self.trained_grids and own not in self._warned:
+            self._warned.add(own)
+            log.warning("the risk head was trained on latent grids %s only; this camera's %dx%d latents are "
+                        "resampled to %dx%d and scored by a head that never saw such views (on the 4:3 sim "
+                        "camera an untrained grid ranked at chance): `sora-ros eval BAGS --action-topic ...` "
+                        "scores it on your camera, `sora-ros train-risk` trains it on it",
+                        sorted(self.trained_grids), *own, *self.grid)
         feeds = {"latents": np.ascontiguousarray(resample_grid(windows, self.grid), np.float32)}
         unknown = np.zeros(len(windows), bool)
         if self.action_dim:
@@ -201,12 +218,15 @@ class RiskData:
         labels: float32 (N, L) 1 / 0 / NaN (unknown) per frame.
         predicted: float32 (N, H, C, h, w) the dynamics' latents of frames K .. L - 1 rolled out from
             frames 0 .. K - 1 under the recorded actions (one sample).
+        grids: the cameras' own latent grids (h, w) the clips were encoded at, before the latents
+            were resampled to the head's.
     """
 
     latents: np.ndarray
     actions: np.ndarray
     labels: np.ndarray
     predicted: np.ndarray
+    grids: tuple[tuple[int, int], ...] = ()
 
     @property
     def context_frames(self) -> int:
@@ -246,7 +266,8 @@ class RiskData:
         """Counts for logs and model.json."""
         known = self.labels[~np.isnan(self.labels)]
         return {"clips": len(self.latents), "frames_labelled": int(known.size),
-                "positive_share": round(float(known.mean()), 4) if known.size else None}
+                "positive_share": round(float(known.mean()), 4) if known.size else None,
+                "grids": [list(grid) for grid in self.grids]}
 
 
 def collect_risk_data(engine, labelled: Iterable[tuple[object, np.ndarray]], horizon: int, *,
@@ -330,7 +351,8 @@ def collect_risk_data(engine, labelled: Iterable[tuple[object, np.ndarray]], hor
     def joined(key: str) -> np.ndarray:  # the groups' arrays, latents on the head's grid
         return np.concatenate([resample_grid(group[key], grid) if key in ("latents", "predicted") else group[key]
                                for group in groups.values()])
-    return RiskData(joined("latents"), joined("actions"), joined("labels"), joined("predicted"))
+    return RiskData(joined("latents"), joined("actions"), joined("labels"), joined("predicted"),
+                    tuple(sorted({group["latents"].shape[-2:] for group in groups.values()})))
 
 
 def risk_metrics(score: Callable[[np.ndarray, np.ndarray], np.ndarray], data: RiskData, frames: int) -> dict:
