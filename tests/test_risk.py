@@ -179,6 +179,9 @@ def test_a_camera_of_another_aspect_ratio_trains_at_its_own_grid_resampled_to_th
     np.testing.assert_allclose(data.latents[0], resample_grid(own, info.latent_shape[1:]), atol=1e-5)
     assert len(data.latents) == len(prepare(engine, [wide], args, rule, log=lambda _: None)[0].latents)
     assert any(note.startswith(f"{narrow}") and "clips skipped" in note for note in summary["notes"]), summary["notes"]
+    # With aspect_policy crop, as the node's parameter, the narrow camera trains on its centred window in the range.
+    cropped, summary = prepare(engine, [narrow], args, rule, log=lambda _: None, aspect_policy="crop")
+    assert len(cropped.latents) == len(data.latents) and not any("skipped" in note for note in summary["notes"])
 
 
 def test_mirrored_clips_of_a_camera_of_another_aspect_ratio_and_the_skipped_ones_counted_once(tmp_path: Path) -> None:
@@ -555,6 +558,7 @@ def test_the_stage_learns_a_separable_label_and_exports_a_head_the_runtime_loads
                     x += steps[k][1] * DT_NS / NS_PER_S
         bags.append(path)
     args = Namespace(model=directory, data=[bags[0]], val_data=[bags[1]], image_topic="/camera/image_raw",
+                     aspect_policy="refuse",
                      action_topic="/cmd_vel", odom_topic="/odom", horizon_steps=HORIZON, min_command=0.05,
                      progress_fraction=0.1, command_timeout=0.5, frames=0, width=4, hidden=16, dropout=0.2, mirror=False,
                      steps=60, batch=32, lr=3e-3,

@@ -21,6 +21,7 @@ from pathlib import Path
 from sora_ros.cli.arguments import float_between, fraction, non_negative_float, non_negative_int, out_dir, positive_float, \
     positive_int, random_seed, usage_check
 from sora_ros.cli.stage import run_stage
+from sora_ros.core.patch_grid import ASPECT_POLICIES
 
 # The label's default horizon: blocked at the next step. The MPC averages the head's per-step
 # readings over a candidate's own commands; an 8-step head read the recording's commands after each
@@ -90,6 +91,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mirror", action="store_true",
                         help="also train on every clip mirrored left-right (image flipped, turn commands negated): "
                              "for a robot symmetric about its forward axis with the camera on it")
+    parser.add_argument("--aspect-policy", choices=ASPECT_POLICIES, default="refuse",
+                        help="a camera whose aspect ratio lies outside the model's range: skip its clips (default), "
+                             "or crop: train on its centred window in the range, as the node's aspect_policy:=crop")
     parser.add_argument("--steps", type=positive_int, default=3000, help="optimiser steps (default %(default)s)")
     parser.add_argument("--batch", type=positive_int, default=128, help="samples per step (default %(default)s)")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (default %(default)s)")

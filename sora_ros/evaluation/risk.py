@@ -5,19 +5,17 @@ odometry and commands by the rule the head was trained with (model.json "risk.ru
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import fields, replace
+from dataclasses import fields
 from functools import partial
 from itertools import islice
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from sora_ros.bag.motion import labelled_clips, motion_bags
 from sora_ros.core.risk import BlockedRule
 from sora_ros.evaluation.spread import SpreadClips, cap_note
-from sora_ros.runtime.pipeline import camera_view
-from sora_ros.runtime.risk import collect_risk_data, risk_metrics
+from sora_ros.runtime.risk import camera_views, collect_risk_data, risk_metrics
 
 
 def model_rule(risk: dict) -> BlockedRule:
@@ -46,8 +44,8 @@ def evaluate_risk(engine, paths: list[str | Path], image_topic: str, action_topi
             `eval --max-clips` takes the predictions' clips (sora_ros.evaluation.spread); a note says what the
             cap left out.
         aspect_policy: a camera outside the model's aspect range: "refuse" skips its clips, "crop" scores
-            its centred window in the range (sora_ros.runtime.pipeline.camera_view), as the node's
-            parameter of that name and `eval --aspect-policy` do.
+            its centred window in the range (`camera_views`), as the node's parameter of that name and
+            `eval --aspect-policy` do.
 
     Returns:
         risk_metrics (auc_encoded, auc_predicted, per step, auc_forecast, samples, positive_share) plus the rule
@@ -64,10 +62,7 @@ def evaluate_risk(engine, paths: list[str | Path], image_topic: str, action_topi
         clips = labelled_clips(bags, image_topic, action_topic, odom_topic, rule, dt=info.dt,
                                length=info.context_frames + horizon, stride=horizon, size=None,
                                action_names=info.action_names, notes=notes)
-        if aspect_policy != "crop":
-            return clips  # a camera outside the range: skipped, and noted, by collect_risk_data
-        return ((replace(clip, frames=np.stack([camera_view(info, frame, aspect_policy) for frame in clip.frames])),
-                 labels) for clip, labels in clips)
+        return camera_views(info, clips, aspect_policy)
 
     usable = motion_bags(paths, action_topic, odom_topic, notes)  # raises when none has both topics
     # With a cap, in turn from every bag, as `eval --max-clips` takes the predictions' clips.

@@ -57,11 +57,13 @@ def window_frames(frames: int, model_dir: str | Path, context_frames: int) -> in
     return frames or context_frames
 
 
-def prepare(engine, paths, args, rule, mirror: bool = False, log=print) -> tuple:
+def prepare(engine, paths, args, rule, mirror: bool = False, log=print, aspect_policy: str = "refuse") -> tuple:
     """(RiskData, summary) of bags: clips of K + H frames, one every H, labelled from odometry and
     commands, encoded and rolled out with the engine at each camera's own grid
     (sora_ros.runtime.risk.collect_risk_data). With `mirror`, each clip also left-right mirrored
     (frames flipped, turn commands negated: sora_ros.core.twist.mirror_signs), labelled as the clip.
+    A camera outside the model's aspect range is skipped (noted), or under `aspect_policy` "crop"
+    trains on its centred window in the range, as the node's parameter of that name feeds it.
 
     Raises:
         ValueError: no bag has the odometry and command topics (naming them), or none gives a clip
@@ -75,13 +77,14 @@ def prepare(engine, paths, args, rule, mirror: bool = False, log=print) -> tuple
     from sora_ros.bag.motion import labelled_clips
     from sora_ros.core.patch_grid import AspectError
     from sora_ros.core.twist import mirror_signs
-    from sora_ros.runtime.risk import collect_risk_data
+    from sora_ros.runtime.risk import camera_views, collect_risk_data
 
     info = engine.info
     horizon, notes = info.default_horizon, []
-    clips = labelled_clips(paths, args.image_topic, args.action_topic, args.odom_topic, rule, dt=info.dt,
-                           length=info.context_frames + horizon, stride=horizon, size=None,
-                           action_names=info.action_names, notes=notes)
+    clips = camera_views(info, labelled_clips(paths, args.image_topic, args.action_topic, args.odom_topic, rule,
+                                              dt=info.dt, length=info.context_frames + horizon, stride=horizon,
+                                              size=None, action_names=info.action_names, notes=notes),
+                         aspect_policy)
 
     signs = mirror_signs(info.action_names) if mirror else None  # (A,)
 
@@ -156,8 +159,10 @@ def train_risk(args) -> dict:
                              f"{asdict(rule)}): give its --horizon-steps, --min-command, --progress-fraction and "
                              f"--command-timeout, or choose another --out")
     frames = window_frames(args.frames, args.model, info.context_frames)
-    train, train_summary = prepare(engine, args.data, args, rule, mirror=args.mirror)
-    val, val_summary = prepare(engine, args.val_data, args, rule) if args.val_data else (None, None)
+    train, train_summary = prepare(engine, args.data, args, rule, mirror=args.mirror,
+                                   aspect_policy=args.aspect_policy)
+    val, val_summary = (prepare(engine, args.val_data, args, rule, aspect_policy=args.aspect_policy) if args.val_data
+                        else (None, None))
     enc, pred = train.samples(False, frames), train.samples(True, frames)  # (clip, frame) indices
     enc_labels = train.labels[enc]
     positives = float(enc_labels.sum())

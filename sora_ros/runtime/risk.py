@@ -270,6 +270,20 @@ class RiskData:
                 "grids": [list(grid) for grid in self.grids]}
 
 
+def camera_views(info, labelled: Iterable[tuple[object, np.ndarray]],
+                 aspect_policy: str) -> Iterable[tuple[object, np.ndarray]]:
+    """(clip, labels) pairs as the node sees their cameras: under aspect_policy "crop" a camera outside
+    the model's aspect range gives its centred window in the range (sora_ros.runtime.pipeline.camera_view,
+    as the node's parameter of that name); under "refuse" the clips as they are (`collect_risk_data`
+    then skips such a camera's, noted)."""
+    if aspect_policy != "crop":
+        return labelled
+    from sora_ros.runtime.pipeline import camera_view  # the pipeline imports this module
+
+    return ((replace(clip, frames=np.stack([camera_view(info, frame, aspect_policy) for frame in clip.frames])),
+             labels) for clip, labels in labelled)
+
+
 def collect_risk_data(engine, labelled: Iterable[tuple[object, np.ndarray]], horizon: int, *,
                       progress: Callable[[Iterable], Iterable] = iter, notes: list[str] | None = None) -> RiskData | None:
     """Encode labelled clips and roll the dynamics out over their last `horizon` frames, as the live
