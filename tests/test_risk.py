@@ -184,6 +184,30 @@ def test_a_camera_of_another_aspect_ratio_trains_at_its_own_grid_resampled_to_th
     assert len(cropped.latents) == len(data.latents) and not any("skipped" in note for note in summary["notes"])
 
 
+def test_a_resumed_run_records_the_grids_of_its_checkpoint_and_of_its_own_data(tmp_path: Path) -> None:
+    """model.json risk.grids lists every camera grid the head trained on: a run resumed on the square
+    camera alone keeps the 4:3 camera its checkpoint trained on, and the cropped one's (the cameras' own
+    grids, not the head's)."""
+    from sora_ros.model.risk_trainer import train_risk
+
+    directory = export_tiny(tmp_path / "model")
+    info = read_model_info(directory)
+    steps = [(0.5, 0.5)] * 10 + [(0.5, 0.0)] * 10
+    square = motion_bag(tmp_path / "square", steps, images=True)
+    wide = motion_bag(tmp_path / "wide", steps, images=True, frame_size=(48, 64))
+    narrow = motion_bag(tmp_path / "narrow", steps, images=True, frame_size=(8, 64))  # 8:1, cropped to 3:1
+    args = Namespace(model=directory, data=[square, wide, narrow], val_data=None, image_topic="/camera/image_raw",
+                     aspect_policy="crop", action_topic="/cmd_vel", odom_topic="/odom", horizon_steps=HORIZON,
+                     min_command=0.05, progress_fraction=0.1, command_timeout=0.5, frames=0, width=4, hidden=8,
+                     dropout=0.2, mirror=False, steps=4, batch=8, lr=1e-3, weight_decay=0.0, teacher_fraction=0.5,
+                     seed=0, out=str(tmp_path / "run"), resume=False, val_every=4, checkpoint_every=4, no_export=True,
+                     command="test")
+    assert train_risk(args)["data"]["grids"] == [[4, 12], [6, 8], list(info.latent_shape[1:])]
+    args.data, args.aspect_policy, args.steps, args.resume, args.no_export = [square], "refuse", 8, True, False
+    train_risk(args)
+    assert read_model_info(directory).risk["grids"] == [[4, 12], [6, 8], list(info.latent_shape[1:])]
+
+
 def test_mirrored_clips_of_a_camera_of_another_aspect_ratio_and_the_skipped_ones_counted_once(tmp_path: Path) -> None:
     """--mirror on a 4:3 camera mirrors its clips at its own grid; a camera the model does not serve
     is skipped once per clip recorded, not once more for a mirror that was never to be used."""
@@ -385,6 +409,12 @@ def test_export_parity_and_the_runtime_head_match_torch(with_head: Path) -> None
     (lambda meta: meta["risk"].update(graph="../risk.onnx"), "is not a file that 'files' lists"),
     (lambda meta: meta["risk"].update(grids=[[6, 0]]), "risk.grids must be a list"),
     (lambda meta: meta["risk"].update(grids=[8, 8]), "risk.grids must be a list"),
+    (lambda meta: meta["risk"].update(grids=None), "'risk.grids' has the wrong type"),
+    (lambda meta: meta["risk"].update(grids=[]), "risk.grids lists no grid"),
+    (lambda meta: meta["risk"].update(grids=[[8, 8], [10 ** 9, 8]]),
+     r"risk.grids\[1\]: a 1000000000x8 latent grid is not"),  # no camera encodes to it
+    # One bad entry of many is named, not the whole list (a message of any length).
+    (lambda meta: meta["risk"].update(grids=[[8, 8]] * 5000 + [[8.0, 8]]), r"risk.grids\[5000\] is \[8.0, 8\]$"),
 ])
 def test_model_json_risk_section_is_checked(with_head: Path, tmp_path: Path, change, message) -> None:
     import shutil
@@ -490,6 +520,60 @@ def test_a_camera_grid_the_head_never_trained_on_is_scored_with_one_warning(with
     with caplog.at_level("WARNING", logger="sora_ros.runtime.risk"):
         WorldModelEngine(mixed).risk.probabilities(other, action)
     assert not caplog.records
+
+
+def test_a_grid_scored_from_many_threads_at_once_warns_once(with_head: Path, caplog) -> None:
+    """Live rollouts and ~/rollout calls score on several executor threads: the first of them to
+    score an untrained grid warns, the others do not (a check and a note apart let several through)."""
+    import threading
+    import time
+
+    engine = WorldModelEngine(with_head)
+    c, h, w = engine.info.latent_shape
+    head = engine.risk
+
+    class Slow(set):  # widens the gap between asking whether a grid was warned of and noting it
+        def __contains__(self, item) -> bool:
+            found = super().__contains__(item)
+            time.sleep(0.05)
+            return found
+
+    head._warned = Slow()
+    other = np.zeros((1, head.frames, c, h - 2, w), np.float32)
+    action = np.zeros((1, engine.info.action_dim), np.float32)
+    with caplog.at_level("WARNING", logger="sora_ros.runtime.risk"):
+        threads = [threading.Thread(target=head.probabilities, args=(other, action)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len([r for r in caplog.records if "never saw such views" in r.getMessage()]) == 1
+
+
+def test_the_node_says_a_grid_its_head_never_trained_on_in_its_ros_log(with_head: Path, capfd) -> None:
+    """The world_model node's warning goes through its ROS logger (its log file and /rosout, `[WARN]
+    [world_model]` on the terminal), once, not to Python logging that no handler reads in a node."""
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from sora_ros.nodes.world_model import WorldModelNode
+
+    rclpy.init(args=["--ros-args", "-r", "__ns:=/risk_grid_test", "-p", f"model_path:={with_head}",
+                     "-p", "autostart:=false"])
+    node = WorldModelNode()
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        engine = node.pipeline.engine
+        c, h, w = engine.info.latent_shape
+        other = np.zeros((1, engine.risk.frames, c, h - 2, w), np.float32)
+        capfd.readouterr()
+        for _ in range(2):
+            engine.risk.probabilities(other, np.zeros((1, engine.info.action_dim), np.float32))
+        err = capfd.readouterr().err
+        assert err.count("never saw such views") == 1 and "[WARN]" in err and "world_model]" in err, err
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
 
 
 def test_future_frames_carry_the_risk(with_head: Path) -> None:

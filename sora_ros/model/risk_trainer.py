@@ -18,7 +18,8 @@ log(positives / negatives) to the logit (`prior_log_odds`), so it gives probabil
 class-balanced scores. Validation reports the
 ROC AUC on encoded and on predicted latents (and per predicted step); the state with the best
 predicted-latent AUC is exported (the last state without --val-data). Single process, resumable
-from OUT/risk.pt.
+from OUT/risk.pt (which keeps the cameras' grids the run trained on: model.json risk.grids lists those of
+every part of the run).
 
 Any camera the world model serves: each clip is encoded and rolled out at its camera's own token
 grid, and its latents are resampled to the reference grid the head takes (it ends in a Linear over
@@ -197,13 +198,19 @@ def train_risk(args) -> dict:
     elif payload is not None and "classes" not in payload:
         print(f"note: {checkpoint_path} does not record its class balance: the exported probabilities take these "
               f"data's, right only if they are the run's --data")
+    # The cameras' grids the head trains on: a resumed run's data may lack some its checkpoint trained on.
+    grids = sorted({tuple(grid) for grid in (payload or {}).get("grids", [])} | set(train.grids))
+    if payload is not None and "grids" not in payload:
+        print(f"note: {checkpoint_path} does not record the cameras' latent grids it trained on: model.json "
+              f"risk.grids lists these data's, {[list(grid) for grid in train.grids]}")
     pos_weight = torch.tensor(classes[1] / classes[0])
     log_odds_shift = prior_log_odds(*classes)
 
     def save() -> None:
         payload = {"format": RISK_CHECKPOINT_FORMAT, "config": net.config.to_dict(), "net": net.state_dict(),
                    "optimizer": optimizer.state_dict(), "state": state, "rng": json.dumps(rng.bit_generator.state),
-                   "best_net": best_weights, "latent_graphs": latent_graphs, "rule": asdict(rule), "classes": classes}
+                   "best_net": best_weights, "latent_graphs": latent_graphs, "rule": asdict(rule), "classes": classes,
+                   "grids": [list(grid) for grid in grids]}
         torch.save(payload, f"{checkpoint_path}.tmp")
         Path(f"{checkpoint_path}.tmp").replace(checkpoint_path)
 
@@ -266,6 +273,6 @@ def train_risk(args) -> dict:
         summary["parity"] = export_risk(graph, args.model, horizon_steps=rule.horizon_steps,
                                         label=rule.describe(info.dt, args.action_topic, args.odom_topic),
                                         rule=asdict(rule), metrics=metrics, training=summary, seed=args.seed,
-                                        grids=train.grids)
+                                        grids=grids)
         print(f"added risk.onnx to {args.model} (parity {summary['parity']:.2e})")
     return summary

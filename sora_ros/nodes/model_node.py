@@ -180,6 +180,8 @@ class ModelNode(IntegersForDoubles, LifecycleNode):
             settings = self._read_settings()  # from a params file: rclpy's ranges cannot check every rule
             engine = WorldModelEngine(path, self.get_parameter("providers").value,
                                       self.get_parameter("dynamics_precision").value)
+            if engine.risk is not None:  # a camera grid the head never trained on: said in this node's log
+                engine.risk.warn = self.get_logger().warning
             self.pipeline = WorldModelPipeline(engine, self.get_parameter("jump_back_s").value,
                                                self.get_parameter("aspect_policy").value)
             self._create_outputs(QoSProfile(depth=RELIABLE_DEPTH))

@@ -499,6 +499,7 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
         _check_config(raw, latent_shape)
     if info.risk is not None:
         _check_risk_grid(info.risk, latent_shape, action_dim)
+        _check_risk_grids(info)
     return info
 
 
@@ -583,6 +584,21 @@ def _check_risk_grid(risk: dict, latent_shape: tuple, action_dim: int) -> None:
                             "reference latent grid; retrain it for this model (sora-ros train-risk)")
 
 
+def _check_risk_grids(info: ModelInfo) -> None:
+    """Every grid risk.grids lists (the cameras' grids the head trained on) is one the model encodes a
+    camera to (`ModelInfo.check_latent_grid`): a hand edit of another grid would hide nothing but a typo.
+
+    Raises:
+        ModelDirError: naming the entry.
+    """
+    for i, grid in enumerate(info.risk.get("grids", [])):
+        try:
+            info.check_latent_grid(tuple(grid))
+        except ValueError as error:
+            raise ModelDirError(f"risk.grids[{i}]: {error}; it lists the cameras' grids the head trained on "
+                                f"(`sora-ros train-risk` writes them)") from None
+
+
 def _listed_file(raw: dict, dotted: str, files: dict) -> str:
     """The file name at `dotted`, which must be a plain name (no folder) that 'files' lists and hashes."""
     name = _get(raw, dotted, str)
@@ -614,7 +630,8 @@ def _risk_section(raw: dict, files: dict, context_frames: int) -> dict | None:
     'files' lists with the same SHA-256 as the section's "sha256", "horizon_steps" and "frames"
     lie in their FIELD_RANGES ranges (and frames at most context_frames: the first predicted
     frame's window reaches back into the context only), "label" is text, "metrics" an object and
-    "grids" (optional: the cameras' latent grids it trained on) a list of [h, w]."""
+    "grids" (optional: the cameras' latent grids it trained on) a non-empty list of [h, w], each a grid
+    the model encodes to (`_check_risk_grids`)."""
     if "risk" not in raw:
         return None
     risk = _get(raw, "risk", dict)
@@ -626,10 +643,16 @@ def _risk_section(raw: dict, files: dict, context_frames: int) -> dict | None:
         raise ModelDirError(f"risk.frames = {risk['frames']} exceeds context_frames = {context_frames}")
     _get(raw, "risk.label", str)
     _get(raw, "risk.metrics", dict)
-    grids = risk.get("grids", [])
-    if not (isinstance(grids, list) and all(isinstance(grid, list) and len(grid) == 2 and all(
-            isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in grid) for grid in grids)):
-        raise ModelDirError(f"risk.grids must be a list of [h, w] latent grids (positive integers), got {grids!r}")
+    if "grids" in risk:
+        grids = _get(raw, "risk.grids", list)
+        if not grids:  # export writes the reference grid for a head that trained on it alone
+            raise ModelDirError("risk.grids lists no grid: a head trained on at least one camera's; leave the "
+                                "field out for a head trained on the reference grid alone")
+        for i, grid in enumerate(grids):
+            if not (isinstance(grid, list) and len(grid) == 2 and all(
+                    isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in grid)):
+                raise ModelDirError(f"risk.grids must be a list of [h, w] latent grids (positive integers): "
+                                    f"risk.grids[{i}] is {json.dumps(grid):.40}")
     return risk
 
 

@@ -34,6 +34,7 @@ C/h/w latent grid, B batch, L clip length.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
@@ -126,7 +127,12 @@ class RiskHead:
             over its features, so latents of another camera's grid are resampled to it (bilinear).
         trained_grids: the cameras' grids it was trained on (model.json risk.grids); None: `grid`
             alone (heads trained before other cameras could train them). Latents of another grid
-            are scored all the same, with a warning once per grid: the head never saw such views.
+            are scored all the same, with a warning once per grid (whichever thread scores it
+            first): the head never saw such views.
+
+    Attributes:
+        warn: where that warning goes, a callable taking the message (default: this module's
+            Python logger; a node gives its ROS logger, so the warning reaches its log and /rosout).
     """
 
     def __init__(self, session, action_dim: int, horizon_steps: int, frames: int, grid: tuple[int, int],
@@ -134,7 +140,9 @@ class RiskHead:
         self.session, self.action_dim = session, action_dim
         self.horizon_steps, self.frames, self.grid = horizon_steps, frames, tuple(grid)
         self.trained_grids = {tuple(g) for g in trained_grids} if trained_grids else {self.grid}
+        self.warn: Callable[[str], None] = log.warning
         self._warned: set[tuple[int, int]] = set()
+        self._warned_lock = threading.Lock()  # live rollouts and ~/rollout calls score from several threads
 
     def probabilities(self, windows: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
         """One probability per window, in one batched call.
@@ -152,13 +160,13 @@ class RiskHead:
                 or a batch size that differs from the windows'.
         """
         own = tuple(windows.shape[-2:])
-        if own not in self.trained_grids and own not in self._warned:
-            self._warned.add(own)
-            log.warning("the risk head was trained on latent grids %s only; this camera's %dx%d latents are "
-                        "resampled to %dx%d and scored by a head that never saw such views (on the 4:3 sim "
-                        "camera an untrained grid ranked at chance): `sora-ros eval BAGS --action-topic ...` "
-                        "scores it on your camera, `sora-ros train-risk` trains it on it",
-                        sorted(self.trained_grids), *own, *self.grid)
+        if own not in self.trained_grids and self._first_time(own):
+            trained = ", ".join(f"{h}x{w}" for h, w in sorted(self.trained_grids))
+            self.warn(f"the risk head was trained on latent grids {trained} only; this camera's "
+                      f"{own[0]}x{own[1]} latents are resampled to {self.grid[0]}x{self.grid[1]} and scored by a "
+                      f"head that never saw such views (on the 4:3 sim camera an untrained grid ranked at chance): "
+                      f"`sora-ros eval BAGS --action-topic ...` scores it on your camera, `sora-ros train-risk` "
+                      f"trains it on it")
         feeds = {"latents": np.ascontiguousarray(resample_grid(windows, self.grid), np.float32)}
         unknown = np.zeros(len(windows), bool)
         if self.action_dim:
@@ -171,6 +179,13 @@ class RiskHead:
             raise ValueError("this risk head takes no actions (the model is unconditioned)")
         (risk,) = self.session.run(None, feeds)
         return np.where(unknown, np.nan, risk).astype(np.float32)
+
+    def _first_time(self, grid: tuple[int, int]) -> bool:
+        """Whether no call before this one asked about `grid` (then noted: one warning per grid)."""
+        with self._warned_lock:
+            first = grid not in self._warned
+            self._warned.add(grid)
+        return first
 
     def forecast(self, context: np.ndarray, latents: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
         """Per candidate and predicted frame, the mean over samples of the probability.
