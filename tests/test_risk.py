@@ -276,7 +276,11 @@ def test_eval_aspect_policy_crop_scores_the_risk_head_on_the_cropped_camera_too(
     assert sora_ros(["eval", *map(str, bags), "--action-topic", "/cmd_vel", "--model", str(directory), "--horizons", "1",
                      "--aspect-policy", "crop", "--out", str(tmp_path / "eval")]) == 0
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["risk"]["clips"] == len(clips)
-    assert "clips skipped" not in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "clips skipped" not in said.out
+    # The cropped camera's grid is not the one the head trained on (the reference grid): eval says so.
+    untrained = [line for line in (said.out + said.err).splitlines() if "never trained on the latent grid" in line]
+    assert len(untrained) == 1 and "it trained on 8x8" in untrained[0], said
 
 
 def test_risk_data_clamps_commands_outside_the_models_range_and_says_so(tmp_path: Path) -> None:

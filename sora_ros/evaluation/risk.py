@@ -38,8 +38,9 @@ def evaluate_risk(engine, paths: list[str | Path], image_topic: str, action_topi
     Args:
         engine: a WorldModelEngine with a risk head.
         paths: bags or folders of them; those without `odom_topic` or `action_topic` are skipped (noted).
-        notes: receives one line per bag skipped, per kind of message dropped, for actions clamped, and
-            per bag whose camera's aspect ratio the model does not serve (its clips skipped).
+        notes: receives one line per bag skipped, per kind of message dropped, for actions clamped,
+            per bag whose camera's aspect ratio the model does not serve (its clips skipped), and when
+            some camera's latent grid is not one the head trained on (model.json risk.grids).
         max_clips: stop after this many clips (None: all), taken in turn from every bag with both topics as
             `eval --max-clips` takes the predictions' clips (sora_ros.evaluation.spread); a note says what the
             cap left out.
@@ -80,5 +81,11 @@ def evaluate_risk(engine, paths: list[str | Path], image_topic: str, action_topi
         notes.append(capped)
     if data is None:
         return None
+    untrained = set(data.grids) - engine.risk.trained_grids
+    if untrained:  # collect_risk_data resampled them, so the head's own warning never sees them
+        def named(grids) -> str:
+            return ", ".join(f"{h}x{w}" for h, w in sorted(grids))
+        notes.append(f"the head never trained on the latent grid(s) {named(untrained)} of these cameras (it trained "
+                     f"on {named(engine.risk.trained_grids)}): the scores tell how it does on views it never saw")
     return {**risk_metrics(engine.risk.probabilities, data, engine.risk.frames), "horizon_steps": rule.horizon_steps,
             "label": info.risk["label"], "clips": data.summary()["clips"]}
