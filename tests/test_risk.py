@@ -155,6 +155,17 @@ def test_mirrored_training_clips_are_the_flipped_frames_under_the_mirrored_turn(
     np.testing.assert_array_equal(both.labels[1::2], plain.labels)
 
 
+def _wide_and_narrow(tmp_path: Path) -> tuple:
+    """A tiny model's engine, a 4:3 camera's bag and an 8:1 one's (beyond the model's 3:1), the
+    stage's topic arguments and the label rule."""
+    steps = [(0.5, 0.5)] * 10 + [(0.5, 0.0)] * 10
+    return (WorldModelEngine(export_tiny(tmp_path / "model")),
+            motion_bag(tmp_path / "wide", steps, images=True, frame_size=(48, 64)),
+            motion_bag(tmp_path / "narrow", steps, images=True, frame_size=(8, 64)),
+            Namespace(image_topic="/camera/image_raw", action_topic="/cmd_vel", odom_topic="/odom"),
+            BlockedRule(horizon_steps=HORIZON))
+
+
 def test_a_camera_of_another_aspect_ratio_trains_at_its_own_grid_resampled_to_the_heads(tmp_path: Path) -> None:
     """A 4:3 robot camera's clips are encoded at its own token grid and resampled to the head's, as
     RiskHead resamples them at run time (not skipped); a camera the model does not serve is noted."""
@@ -162,13 +173,8 @@ def test_a_camera_of_another_aspect_ratio_trains_at_its_own_grid_resampled_to_th
     from sora_ros.model.risk_trainer import prepare
     from sora_ros.runtime.risk import resample_grid
 
-    engine = WorldModelEngine(export_tiny(tmp_path / "model"))
+    engine, wide, narrow, args, rule = _wide_and_narrow(tmp_path)
     info = engine.info
-    steps = [(0.5, 0.5)] * 10 + [(0.5, 0.0)] * 10
-    wide = motion_bag(tmp_path / "wide", steps, images=True, frame_size=(48, 64))
-    narrow = motion_bag(tmp_path / "narrow", steps, images=True, frame_size=(8, 64))  # 8:1, beyond the model's 3:1
-    args = Namespace(image_topic="/camera/image_raw", action_topic="/cmd_vel", odom_topic="/odom")
-    rule = BlockedRule(horizon_steps=HORIZON)
     data, summary = prepare(engine, [wide, narrow], args, rule, log=lambda _: None)
     assert data.latents.shape[2:] == info.latent_shape and data.predicted.shape[2:] == info.latent_shape
     clip, _ = next(labelled_clips([wide], "/camera/image_raw", "/cmd_vel", "/odom", rule, dt=info.dt,
@@ -215,13 +221,8 @@ def test_mirrored_clips_of_a_camera_of_another_aspect_ratio_and_the_skipped_ones
     from sora_ros.model.risk_trainer import prepare
     from sora_ros.runtime.risk import resample_grid
 
-    engine = WorldModelEngine(export_tiny(tmp_path / "model"))
+    engine, wide, narrow, args, rule = _wide_and_narrow(tmp_path)
     info = engine.info
-    steps = [(0.5, 0.5)] * 10 + [(0.5, 0.0)] * 10
-    wide = motion_bag(tmp_path / "wide", steps, images=True, frame_size=(48, 64))
-    narrow = motion_bag(tmp_path / "narrow", steps, images=True, frame_size=(8, 64))  # 8:1, beyond the model's 3:1
-    args = Namespace(image_topic="/camera/image_raw", action_topic="/cmd_vel", odom_topic="/odom")
-    rule = BlockedRule(horizon_steps=HORIZON)
     data, summary = prepare(engine, [narrow, wide], args, rule, mirror=True, log=lambda _: None)
     recorded = [clip for clip, _ in labelled_clips([wide, narrow], "/camera/image_raw", "/cmd_vel", "/odom", rule,
                                                    dt=info.dt, length=info.context_frames + info.default_horizon,
