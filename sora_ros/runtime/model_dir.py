@@ -499,7 +499,7 @@ def _parse(path: Path, raw: dict) -> ModelInfo:
         _check_config(raw, latent_shape)
     if info.risk is not None:
         _check_risk_grid(info.risk, latent_shape, action_dim)
-        _check_risk_grids(info)
+        _check_risk_trained_grids(info)
     return info
 
 
@@ -584,7 +584,7 @@ def _check_risk_grid(risk: dict, latent_shape: tuple, action_dim: int) -> None:
                             "reference latent grid; retrain it for this model (sora-ros train-risk)")
 
 
-def _check_risk_grids(info: ModelInfo) -> None:
+def _check_risk_trained_grids(info: ModelInfo) -> None:
     """Every grid risk.grids lists (the cameras' grids the head trained on) is one the model encodes a
     camera to (`ModelInfo.check_latent_grid`): a hand edit of another grid would hide nothing but a typo.
 
@@ -631,7 +631,7 @@ def _risk_section(raw: dict, files: dict, context_frames: int) -> dict | None:
     lie in their FIELD_RANGES ranges (and frames at most context_frames: the first predicted
     frame's window reaches back into the context only), "label" is text, "metrics" an object and
     "grids" (optional: the cameras' latent grids it trained on) a non-empty list of [h, w], each a grid
-    the model encodes to (`_check_risk_grids`)."""
+    the model encodes to (`_check_risk_trained_grids`)."""
     if "risk" not in raw:
         return None
     risk = _get(raw, "risk", dict)

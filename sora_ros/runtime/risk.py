@@ -160,7 +160,7 @@ class RiskHead:
                 or a batch size that differs from the windows'.
         """
         own = tuple(windows.shape[-2:])
-        if own not in self.trained_grids and self._first_time(own):
+        if own not in self.trained_grids and own not in self._warned and self._first_time(own):  # lock once per grid
             trained = ", ".join(f"{h}x{w}" for h, w in sorted(self.trained_grids))
             self.warn(f"the risk head was trained on latent grids {trained} only; this camera's "
                       f"{own[0]}x{own[1]} latents are resampled to {self.grid[0]}x{self.grid[1]} and scored by a "
